@@ -1,0 +1,18 @@
+// Placeholder until the aws-sm adapter lands: profiles using aws-sm: fail with a clear error.
+import type { Adapter, AdapterInit } from '../../src/adapter.js';
+import { BrokerError } from '../../src/errors.js';
+
+export function createAdapter(_init: AdapterInit): Adapter<string> {
+  const missing = (): BrokerError => new BrokerError('CONFIG_INVALID', 'the aws-sm: source is not available in this build of keybroker yet');
+  return {
+    kind: 'aws-sm',
+    parse() {
+      throw missing();
+    },
+    describe: (ref) => ref,
+    async fetch() {
+      throw missing();
+    },
+    async close() {},
+  };
+}

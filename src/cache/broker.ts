@@ -1,0 +1,152 @@
+// The broker: every profile's cache, built from a loaded config and rebuilt on reload.
+// A reload keeps the cache of each profile whose settings did not change.
+import NodeCache from 'node-cache';
+import type { Logger } from '../adapter.js';
+import type { LoadedConfig, ResolvedProfile } from '../config/load.js';
+import { BrokerError } from '../errors.js';
+import type { ProfileStatus, SourceStatus, WireError } from '../protocol/messages.js';
+import { AdapterPool } from './adapter-pool.js';
+import { ProfileCache, type GetOptions, type Served } from './profile-cache.js';
+
+export interface BrokerOptions {
+  log: Logger;
+  env?: NodeJS.ProcessEnv;
+  now?: () => number;
+  random?: () => number;
+  rejectionRefetchIntervalMs?: number;
+  rejectionWindowMs?: number;
+}
+
+export interface ReloadSummary {
+  added: string[];
+  changed: string[];
+  removed: string[];
+  kept: string[];
+}
+
+export class Broker {
+  readonly pool: AdapterPool;
+  readonly #options: BrokerOptions;
+  readonly #log: Logger;
+  // Entries expire at staleUntil, after which a value is gone from memory. No clones: a
+  // SecretValue must not be copied around.
+  readonly #store = new NodeCache({ useClones: false, stdTTL: 0, checkperiod: 60, deleteOnExpire: true });
+  #profiles = new Map<string, ProfileCache>();
+  #config: LoadedConfig | undefined;
+
+  constructor(options: BrokerOptions) {
+    this.#options = options;
+    this.#log = options.log;
+    this.pool = new AdapterPool({ env: options.env ?? process.env, log: options.log });
+  }
+
+  get config(): LoadedConfig | undefined {
+    return this.#config;
+  }
+
+  profileNames(): string[] {
+    return [...this.#profiles.keys()];
+  }
+
+  /** Install a loaded config. Profiles with an unchanged fingerprint keep their cache. */
+  async apply(config: LoadedConfig): Promise<ReloadSummary> {
+    const summary: ReloadSummary = { added: [], changed: [], removed: [], kept: [] };
+    const next = new Map<string, ProfileCache>();
+    const keepAdapters = new Set<string>();
+    const created: ProfileCache[] = [];
+    try {
+      for (const [name, profile] of config.profiles) {
+        keepAdapters.add(AdapterPool.keyOf(profile.scheme, profile.settings));
+        const current = this.#profiles.get(name);
+        if (current && current.profile.fingerprint === profile.fingerprint) {
+          next.set(name, current);
+          summary.kept.push(name);
+          continue;
+        }
+        const cache = await this.#createCache(profile);
+        created.push(cache);
+        next.set(name, cache);
+        (current ? summary.changed : summary.added).push(name);
+      }
+    } catch (err) {
+      for (const c of created) c.dispose();
+      throw err;
+    }
+    for (const [name, cache] of this.#profiles) {
+      if (next.get(name) !== cache) {
+        cache.dispose();
+        if (!config.profiles.has(name)) summary.removed.push(name);
+      }
+    }
+    this.#profiles = next;
+    this.#config = config;
+    await this.pool.retain(keepAdapters);
+    return summary;
+  }
+
+  async #createCache(profile: ResolvedProfile): Promise<ProfileCache> {
+    const adapter = await this.pool.acquire(profile.scheme, profile.settings);
+    const ref = await adapter.parse(profile.source, { overrides: profile.overrides, profile: profile.name });
+    return new ProfileCache({
+      profile,
+      adapter,
+      ref,
+      store: this.#store,
+      log: this.#log,
+      ...(this.#options.now && { now: this.#options.now }),
+      ...(this.#options.random && { random: this.#options.random }),
+      ...(this.#options.rejectionRefetchIntervalMs !== undefined && { rejectionRefetchIntervalMs: this.#options.rejectionRefetchIntervalMs }),
+      ...(this.#options.rejectionWindowMs !== undefined && { rejectionWindowMs: this.#options.rejectionWindowMs }),
+    });
+  }
+
+  profile(name: string): ProfileCache {
+    const cache = this.#profiles.get(name);
+    if (!cache) {
+      const known = this.profileNames();
+      const where = this.#config ? ` in ${this.#config.file}` : '';
+      throw new BrokerError(
+        'UNKNOWN_PROFILE',
+        `no profile "${name}"${where}${known.length ? ` (profiles: ${known.join(', ')})` : ' (it has no profiles)'}`,
+      );
+    }
+    return cache;
+  }
+
+  get(name: string, options: GetOptions = {}): Promise<Served> {
+    return this.profile(name).get(options);
+  }
+
+  /** Refetch one profile, or all of them; failures are reported per profile. */
+  async refresh(names: string[]): Promise<{ refreshed: string[]; failed: Array<{ profile: string; error: WireError }> }> {
+    const caches = names.map((n) => this.profile(n));
+    const results = await Promise.allSettled(caches.map((c) => c.refresh('explicit')));
+    const refreshed: string[] = [];
+    const failed: Array<{ profile: string; error: WireError }> = [];
+    results.forEach((r, i) => {
+      const name = caches[i]!.name;
+      if (r.status === 'fulfilled') refreshed.push(name);
+      else failed.push({ profile: name, error: r.reason instanceof BrokerError ? r.reason.toWire() : { code: 'INTERNAL', message: 'refresh failed' } });
+    });
+    return { refreshed, failed };
+  }
+
+  status(): ProfileStatus[] {
+    return [...this.#profiles.values()].map((c) => c.status());
+  }
+
+  sourceStatuses(): Promise<SourceStatus[]> {
+    return this.pool.statuses();
+  }
+
+  /** Wait for running fetches, drop every value, close every adapter. */
+  async close(): Promise<void> {
+    const caches = [...this.#profiles.values()];
+    for (const c of caches) c.dispose();
+    await Promise.all(caches.map((c) => c.settle()));
+    this.#profiles.clear();
+    this.#store.flushAll();
+    this.#store.close();
+    await this.pool.closeAll();
+  }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// keybroker: the daemon and the CLI to run, inspect and refresh it.
+import { Command, CommanderError } from 'commander';
+import { BrokerError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { registerConfig } from './config-command.js';
+import { registerDaemon } from './daemon-command.js';
+import { registerGet } from './get-command.js';
+import { CliExit } from './output.js';
+import { registerRefresh } from './refresh-command.js';
+import { registerStatus } from './status-command.js';
+
+export function buildProgram(): Command {
+  const program = new Command('keybroker')
+    .version(VERSION)
+    .description('Fetch API keys once, cache them in a daemon, and hand them to apiKeyHelper in milliseconds.')
+    .option('--socket <path>', "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)")
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerDaemon(program);
+  registerGet(program);
+  registerRefresh(program);
+  registerStatus(program);
+  registerConfig(program);
+  program.addHelpText(
+    'after',
+    `
+Quick start:
+  keybroker daemon                 run the daemon (writes a starter config on first run)
+  keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
+  keybroker status                 what is cached, how fresh, what failed
+
+Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
+  );
+  return program;
+}
+
+async function main(): Promise<number> {
+  try {
+    await buildProgram().parseAsync(process.argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CliExit) return err.exitCode;
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof BrokerError) {
+      process.stderr.write(`keybroker: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write('keybroker: internal error (run with KEYBROKER_LOG_LEVEL=debug for details)\n');
+    return 1;
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,173 @@
+// The daemon's life: load config (writing a starter one on first run), listen, serve, reload on
+// SIGHUP, stop cleanly on SIGTERM/SIGINT.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Broker } from '../cache/broker.js';
+import { ConfigError, loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
+import { writeStarterConfig } from '../config/starter.js';
+import { BrokerError, describeUnknownError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import type { ResolvedSocketPath } from '../protocol/socket-path.js';
+import { VERSION } from '../version.js';
+import { handleRequest } from './handler.js';
+import { BrokerServer } from './server.js';
+import { checkSocketPathLength, ensurePrivateDir } from './socket-dir.js';
+
+export interface DaemonOptions {
+  config: ResolvedConfigPath;
+  socket: ResolvedSocketPath;
+  logLevel?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** A listening socket inherited from systemd (LISTEN_FDS), used instead of binding. */
+  listenFd?: number | undefined;
+  log?: Logger;
+}
+
+export interface RunningDaemon {
+  /** Resolves with the exit status once the daemon has stopped. */
+  done: Promise<number>;
+  stop(exitCode?: number): Promise<void>;
+  reload(): Promise<boolean>;
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const log = options.log ?? createLogger({ level: options.logLevel });
+  const env = options.env ?? process.env;
+  const startedAt = Date.now();
+  const broker = new Broker({ log, env });
+  const configFile = options.config.path;
+  let configLoadedAt = 0;
+  let lastReloadError: string | null = null;
+  let startupConfigError: BrokerError | undefined;
+
+  if (options.config.from === 'default' && (await writeStarterConfig(configFile))) {
+    log.info({ config: configFile }, `no config found: wrote a starter config to ${configFile} — edit it, then reload with: kill -HUP ${process.pid}`);
+  }
+
+  const load = async (): Promise<LoadedConfig> => loadConfig(configFile, broker.pool.acquire);
+  try {
+    const config = await load();
+    await broker.apply(config);
+    configLoadedAt = Date.now();
+  } catch (err) {
+    // Start anyway: requests get this error (a clear message beats a shim timing out on a
+    // daemon that never started), and a SIGHUP after the fix loads the config.
+    startupConfigError = err instanceof BrokerError ? err : new BrokerError('CONFIG_INVALID', `cannot load ${configFile}`);
+    lastReloadError = startupConfigError.message;
+    log.error({ config: configFile, err: startupConfigError }, 'config invalid: serving errors until it is fixed and reloaded (SIGHUP)');
+    await broker.pool.retain(new Set());
+  }
+
+  const server = new BrokerServer({
+    log,
+    handle: (request) =>
+      handleRequest(request, {
+        broker,
+        version: VERSION,
+        now: Date.now,
+        configError: () => startupConfigError,
+        info: () => ({
+          pid: process.pid,
+          version: VERSION,
+          uptimeMs: Date.now() - startedAt,
+          socket: options.socket.path,
+          config: configFile,
+          configLoadedAtMs: configLoadedAt,
+          lastReloadError,
+        }),
+      }),
+  });
+
+  if (options.listenFd !== undefined) {
+    await server.listenFd(options.listenFd);
+  } else {
+    checkSocketPathLength(options.socket.path);
+    await ensurePrivateDir(path.dirname(options.socket.path));
+    await server.listen(options.socket.path);
+  }
+  log.info(
+    { socket: options.socket.path, config: configFile, profiles: broker.profileNames(), version: VERSION, inheritedFd: options.listenFd !== undefined },
+    'listening',
+  );
+
+  let reloading: Promise<boolean> | undefined;
+  const reload = (): Promise<boolean> => {
+    // SIGHUPs that arrive during a reload are folded into it.
+    reloading ??= (async () => {
+      try {
+        const config = await load();
+        const summary = await broker.apply(config);
+        configLoadedAt = Date.now();
+        lastReloadError = null;
+        startupConfigError = undefined;
+        log.info({ config: configFile, ...summary }, 'config reloaded');
+        return true;
+      } catch (err) {
+        lastReloadError = err instanceof ConfigError || err instanceof BrokerError ? err.message : 'reload failed';
+        log.error({ config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) }, 'config reload failed: still serving the previous config');
+        const keep = broker.config ? new Set([...broker.config.profiles.values()].map((p) => `${p.scheme}\0${JSON.stringify(p.settings ?? null)}`)) : new Set<string>();
+        await broker.pool.retain(keep);
+        return false;
+      } finally {
+        reloading = undefined;
+      }
+    })();
+    return reloading;
+  };
+
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  let stopping: Promise<void> | undefined;
+  const stop = (exitCode = 0): Promise<void> => {
+    stopping ??= (async () => {
+      log.info({ exitCode }, 'stopping');
+      await server.close();
+      await broker.close();
+      process.off('SIGHUP', onHup);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onTerm);
+      log.info('stopped');
+      resolveDone(exitCode);
+    })();
+    return stopping;
+  };
+
+  const onHup = (): void => void reload();
+  const onTerm = (): void => void stop(0);
+  process.on('SIGHUP', onHup);
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onTerm);
+
+  return { done, stop, reload };
+}
+
+/** Run the daemon as the process's main job; resolves with the exit status. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const log = options.log ?? createLogger({ level: options.logLevel });
+  process.on('unhandledRejection', (reason) => {
+    log.error(describeUnknownError(reason), 'unhandled promise rejection (bug): carrying on');
+  });
+  let daemon: RunningDaemon | undefined;
+  process.on('uncaughtException', (err) => {
+    // State may be inconsistent: stop cleanly (socket removed) and let the service manager restart.
+    log.fatal(describeUnknownError(err), 'uncaught exception (bug): stopping');
+    if (daemon) void daemon.stop(70);
+    else process.exit(70);
+  });
+  try {
+    daemon = await startDaemon({ ...options, log });
+  } catch (err) {
+    if (err instanceof BrokerError) {
+      log.fatal({ err }, 'could not start');
+      process.stderr.write(`keybroker: ${err.message}\n`);
+      return err.exitCode;
+    }
+    log.fatal(describeUnknownError(err), 'could not start');
+    return 70;
+  }
+  return daemon.done;
+}
+
+export async function fileExists(p: string): Promise<boolean> {
+  return fs.access(p).then(() => true, () => false);
+}

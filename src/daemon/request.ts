@@ -1,0 +1,58 @@
+// Decoding and validating one request line. Everything a client can send is checked here, so the
+// rest of the daemon sees only well-formed requests.
+import { z } from 'zod';
+import { BrokerError } from '../errors.js';
+import { OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
+
+const profileName = z.string().min(1).max(64);
+
+const consumer = z.strictObject({
+  pid: z.number().int().positive(),
+  start: z.string().max(64).optional(),
+  name: z.string().max(256).optional(),
+  claudeCode: z.boolean(),
+  helperTtlMs: z.number().int().min(0).max(2_147_483_647).optional(),
+});
+
+const requestSchema = z.discriminatedUnion('op', [
+  z.strictObject({ v: z.literal(1), op: z.literal('get'), profile: profileName, refresh: z.boolean().optional(), consumer: consumer.optional() }),
+  z.strictObject({ v: z.literal(1), op: z.literal('refresh'), profile: profileName.optional(), all: z.boolean().optional() }),
+  z.strictObject({ v: z.literal(1), op: z.literal('status') }),
+  z.strictObject({ v: z.literal(1), op: z.literal('ping') }),
+]);
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Decode a request line (without its newline). Throws BrokerError('BAD_REQUEST'). */
+export function decodeRequest(line: Uint8Array): Request {
+  let text: string;
+  try {
+    text = decoder.decode(line);
+  } catch {
+    throw new BrokerError('BAD_REQUEST', 'request is not valid UTF-8');
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new BrokerError('BAD_REQUEST', 'request is not valid JSON (send one JSON object per line)');
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new BrokerError('BAD_REQUEST', 'request must be a JSON object');
+  }
+  const obj = data as Record<string, unknown>;
+  if (obj.v !== PROTOCOL_VERSION) {
+    throw new BrokerError('BAD_REQUEST', `unsupported protocol version ${JSON.stringify(obj.v ?? null)}: this daemon speaks v${PROTOCOL_VERSION} (restart it after upgrading keybroker)`);
+  }
+  if (typeof obj.op !== 'string' || !(OPS as readonly string[]).includes(obj.op)) {
+    throw new BrokerError('BAD_REQUEST', `unknown op ${JSON.stringify(typeof obj.op === 'string' ? obj.op.slice(0, 32) : obj.op ?? null)}: use one of ${OPS.join(', ')}`);
+  }
+  const result = requestSchema.safeParse(obj);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+    const what = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')}` : issue.message;
+    throw new BrokerError('BAD_REQUEST', `bad ${obj.op} request: ${where}${what}`);
+  }
+  return result.data as Request;
+}

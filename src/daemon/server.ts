@@ -1,0 +1,193 @@
+// The socket server: one request per connection, one JSON line each way. A client can send
+// anything; the daemon answers with an error or closes the connection, and keeps serving others.
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import type { Logger } from '../adapter.js';
+import { BrokerError, describeUnknownError } from '../errors.js';
+import { MAX_REQUEST_BYTES, type Request } from '../protocol/messages.js';
+import { encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
+import { decodeRequest } from './request.js';
+import { listenExclusive } from './socket-dir.js';
+
+export interface ServerOptions {
+  log: Logger;
+  handle(request: Request): Promise<DaemonReply>;
+  maxRequestBytes?: number;
+  /** A connection must deliver its request line within this long. */
+  idleTimeoutMs?: number;
+  /**
+   * Connections still waiting for their request line are capped; past the cap the oldest is
+   * dropped, so idle connections can never starve a client with a real request.
+   */
+  maxPendingConnections?: number;
+}
+
+export class BrokerServer {
+  readonly #server: net.Server;
+  readonly #log: Logger;
+  readonly #handle: ServerOptions['handle'];
+  readonly #maxRequestBytes: number;
+  readonly #idleTimeoutMs: number;
+  readonly #maxPending: number;
+  /** Connections that have not yet sent a full request, oldest first. */
+  readonly #pending = new Set<net.Socket>();
+  readonly #inflight = new Set<Promise<void>>();
+  #socketPath: string | undefined;
+  #socketIno: number | undefined;
+  #closing = false;
+
+  constructor(options: ServerOptions) {
+    this.#log = options.log;
+    this.#handle = options.handle;
+    this.#maxRequestBytes = options.maxRequestBytes ?? MAX_REQUEST_BYTES;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 5_000;
+    this.#maxPending = options.maxPendingConnections ?? 256;
+    this.#server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
+    // Accept errors (EMFILE under a connection flood) must not take the daemon down.
+    this.#server.on('error', (err) => this.#log.error({ err }, 'socket server error'));
+  }
+
+  /** Listen on a path: private, 0600, never stealing a live daemon's socket. */
+  async listen(socketPath: string): Promise<void> {
+    await listenExclusive(this.#server, socketPath);
+    await fs.chmod(socketPath, 0o600);
+    this.#socketPath = socketPath;
+    this.#socketIno = (await fs.stat(socketPath)).ino;
+  }
+
+  /** Serve a listening socket inherited from a service manager (systemd socket activation). */
+  listenFd(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ fd }, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  get connections(): number {
+    return this.#pending.size;
+  }
+
+  /** Stop accepting, let in-flight replies finish (up to graceMs), remove our socket file. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const socket of this.#pending) socket.destroy();
+    this.#pending.clear();
+    const inflight = Promise.allSettled([...this.#inflight]);
+    await Promise.race([inflight, sleep(graceMs)]);
+    await Promise.race([closed, sleep(100)]);
+    await this.#removeSocketFile();
+  }
+
+  async #removeSocketFile(): Promise<void> {
+    if (!this.#socketPath) return;
+    // Only remove the file if it is still ours: a newer daemon may have replaced it.
+    const st = await fs.stat(this.#socketPath).catch(() => undefined);
+    if (st && st.ino === this.#socketIno) await fs.rm(this.#socketPath, { force: true });
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closing) {
+      this.#reply(socket, errorReplyFor(new BrokerError('SHUTTING_DOWN', 'the keybroker daemon is stopping'), undefined));
+      return;
+    }
+    if (this.#pending.size >= this.#maxPending) {
+      const oldest = this.#pending.values().next().value;
+      if (oldest) {
+        this.#pending.delete(oldest);
+        oldest.destroy();
+        this.#log.warn({ pending: this.#pending.size }, 'too many connections waiting for a request: dropped the oldest');
+      }
+    }
+    this.#pending.add(socket);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+
+    const finish = (): void => {
+      done = true;
+      this.#pending.delete(socket);
+      socket.setTimeout(0);
+      socket.removeListener('data', onData);
+      socket.removeListener('end', onEnd);
+      socket.pause();
+    };
+    const fail = (code: 'BAD_REQUEST', message: string): void => {
+      finish();
+      this.#log.debug({ code, message }, 'bad request');
+      this.#reply(socket, errorReplyFor(new BrokerError(code, message), undefined));
+    };
+    const onData = (chunk: Buffer): void => {
+      if (done) return;
+      const newline = chunk.indexOf(0x0a);
+      const part = newline === -1 ? chunk : chunk.subarray(0, newline);
+      size += part.length;
+      if (size > this.#maxRequestBytes) {
+        fail('BAD_REQUEST', `request exceeds ${this.#maxRequestBytes} bytes`);
+        return;
+      }
+      chunks.push(part);
+      if (newline !== -1) {
+        finish();
+        this.#serve(socket, Buffer.concat(chunks, size));
+      }
+    };
+    const onEnd = (): void => {
+      if (done) return;
+      if (size === 0) {
+        finish();
+        socket.end();
+        return;
+      }
+      // A request closed by half-close without a newline is still a request.
+      finish();
+      this.#serve(socket, Buffer.concat(chunks, size));
+    };
+
+    socket.setTimeout(this.#idleTimeoutMs, () => {
+      if (!done) fail('BAD_REQUEST', `no complete request line within ${this.#idleTimeoutMs} ms`);
+    });
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', (err) => {
+      this.#pending.delete(socket);
+      this.#log.debug({ err }, 'client connection error');
+    });
+  }
+
+  #serve(socket: net.Socket, line: Buffer): void {
+    const work = (async () => {
+      let request: Request | undefined;
+      let reply: DaemonReply;
+      try {
+        request = decodeRequest(line);
+        reply = await this.#handle(request);
+      } catch (err) {
+        const profile = request && 'profile' in request ? request.profile : undefined;
+        if (err instanceof BrokerError) {
+          reply = errorReplyFor(err, profile);
+        } else {
+          this.#log.error(describeUnknownError(err), 'request handler failed');
+          reply = errorReplyFor(new BrokerError('INTERNAL', 'internal error (see the daemon log)'), profile);
+        }
+      }
+      this.#log.debug({ op: request?.op, profile: request && 'profile' in request ? request.profile : undefined, ok: reply.ok }, 'request');
+      this.#reply(socket, reply);
+    })();
+    this.#inflight.add(work);
+    void work.finally(() => this.#inflight.delete(work));
+  }
+
+  #reply(socket: net.Socket, reply: DaemonReply): void {
+    if (socket.destroyed) return;
+    socket.end(encodeReply(reply));
+    // A client that never reads its reply must not hold the socket forever.
+    socket.setTimeout(this.#idleTimeoutMs, () => socket.destroy());
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());

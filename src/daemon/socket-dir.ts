@@ -1,0 +1,118 @@
+// The socket's private directory and the rules for taking the socket path (after git's
+// credential-cache daemon): the directory is created 0700 before binding and refused when others
+// can reach it; a stale socket left by a crash is replaced; a live daemon's socket never is.
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { BrokerError } from '../errors.js';
+import { MAX_SOCKET_PATH_BYTES } from '../protocol/socket-path.js';
+
+/** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
+export async function ensurePrivateDir(dir: string): Promise<void> {
+  await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
+  try {
+    await fs.mkdir(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new BrokerError('UNSAFE_PATH', `cannot create socket directory ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  await checkPrivateDir(dir);
+}
+
+export async function checkPrivateDir(dir: string): Promise<void> {
+  const st = await fs.lstat(dir);
+  if (st.isSymbolicLink()) throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is a symbolic link; use a real directory (mode 0700)`);
+  if (!st.isDirectory()) throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is not a directory`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is owned by uid ${st.uid}, not by you (uid ${uid}); use --socket with a path in a directory of your own`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+    throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is accessible by group or others (mode ${mode}); run: chmod 700 ${dir}`);
+  }
+}
+
+export function checkSocketPathLength(socketPath: string): void {
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
+    throw new BrokerError('UNSAFE_PATH', `socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit for Unix sockets; choose a shorter --socket`);
+  }
+}
+
+/** Is a daemon answering on this socket? */
+export function probeLive(socketPath: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ path: socketPath });
+    const done = (live: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(live);
+    };
+    // A listener that accepts but hangs is still a live daemon: never steal its socket.
+    const timer = setTimeout(() => done(true), timeoutMs);
+    socket.on('connect', () => done(true));
+    socket.on('error', () => done(false));
+  });
+}
+
+/**
+ * Listen on socketPath, replacing a stale socket but never a live one. The decision to unlink is
+ * taken under a lock (an exclusive mkdir) held until we listen, so two daemons starting together
+ * cannot both unlink and bind.
+ */
+export async function listenExclusive(server: net.Server, socketPath: string): Promise<void> {
+  const lock = `${socketPath}.lock`;
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    if (await acquireLock(lock)) break;
+    if (Date.now() > deadline) throw new BrokerError('ALREADY_RUNNING', `another keybroker is starting on ${socketPath} (lock ${lock}); if none is, remove the lock`);
+    await sleep(25);
+  }
+  try {
+    if (await probeLive(socketPath)) {
+      throw new BrokerError('ALREADY_RUNNING', `a keybroker daemon is already listening on ${socketPath}`);
+    }
+    await fs.rm(socketPath, { force: true });
+    await listenOn(server, socketPath);
+  } finally {
+    await fs.rm(lock, { recursive: true, force: true });
+  }
+}
+
+async function acquireLock(lock: string): Promise<boolean> {
+  try {
+    await fs.mkdir(lock, { mode: 0o700 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // A lock left by a daemon that died while starting.
+    const st = await fs.stat(lock).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > 10_000) await fs.rm(lock, { recursive: true, force: true });
+    return false;
+  }
+}
+
+function listenOn(server: net.Server, socketPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      server.off('listening', onListening);
+      reject(new BrokerError('UNSAFE_PATH', `cannot listen on ${socketPath} (${err.code ?? err.message})`));
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    // Created 0600 from the start; the chmod after is for platforms that ignore umask on bind.
+    const previous = process.umask(0o177);
+    try {
+      server.listen(socketPath);
+    } finally {
+      process.umask(previous);
+    }
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,171 @@
+// env:, file: and exec: against the real environment, files and commands.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createAdapter as createEnv } from '../../adapters/env/env-adapter.js';
+import { createAdapter as createExec, labelFor } from '../../adapters/exec/exec-adapter.js';
+import { createAdapter as createFile } from '../../adapters/file/file-adapter.js';
+import { BrokerError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
+import { privateTempDir } from '../helpers/daemon.js';
+
+const log = createLogger({ level: 'silent' });
+
+describeAdapterContract('env', async () => {
+  const env: NodeJS.ProcessEnv = {};
+  return {
+    adapter: createEnv({ settings: undefined, env, log }),
+    uriFor: (name) => `env:KB_TEST_${name.toUpperCase()}`,
+    put: async (name, value) => {
+      env[`KB_TEST_${name.toUpperCase()}`] = value;
+    },
+    missingUri: 'env:KB_TEST_MISSING',
+    invalidUris: ['env:', 'env:1ABC', 'env:A-B', 'env:A B'],
+  };
+});
+
+describeAdapterContract('file', async () => {
+  const dir = privateTempDir('kb-file-');
+  return {
+    adapter: createFile({ settings: undefined, env: { HOME: dir }, log }),
+    uriFor: (name) => `file:~/${name}.key`,
+    put: async (name, value) => {
+      fs.writeFileSync(path.join(dir, `${name}.key`), `${value}\n`, { mode: 0o600 });
+    },
+    missingUri: 'file:~/missing.key',
+    invalidUris: ['file:relative/key', 'file:'],
+    cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+});
+
+describeAdapterContract('exec', async () => {
+  const dir = privateTempDir('kb-exec-');
+  return {
+    adapter: createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log }),
+    // A command that prints the file, so rotation at the "backend" is a file write.
+    uriFor: (name) => `exec:cat ${path.join(dir, name)}`,
+    put: async (name, value) => fs.writeFileSync(path.join(dir, name), `  ${value}\n\n`),
+    // exec's "not found" is the shell's exit 127: the command does not exist.
+    missingUri: `exec:${path.join(dir, 'no-such-command')}`,
+    invalidUris: ['exec:', 'exec:   '],
+    cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+});
+
+/** Running, not merely a zombie (a container's pid 1 may never reap orphans). */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('exec source', () => {
+  const dir = privateTempDir('kb-exec2-');
+  const adapter = createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const fetchErr = async (command: string, signal?: AbortSignal): Promise<BrokerError> => {
+    const ref = await adapter.parse(`exec:${command}`, { overrides: undefined, profile: 't' });
+    const err = await adapter.fetch(ref, fetchContext(signal ? { signal } : {})).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BrokerError);
+    return err as BrokerError;
+  };
+
+  it('trims stdout', async () => {
+    const ref = await adapter.parse('exec:printf "\\n  sk-trim \\n\\n"', { overrides: undefined, profile: 't' });
+    expect((await adapter.fetch(ref, fetchContext())).value.reveal()).toBe('sk-trim');
+  });
+
+  it('turns a non-zero exit into SOURCE_ERROR carrying the first stderr line', async () => {
+    const err = await fetchErr('echo; echo "[ERROR] item not found" >&2; echo second >&2; exit 3');
+    expect(err.code).toBe('SOURCE_ERROR');
+    expect(err.message).toBe('exec:echo … exited 3: [ERROR] item not found');
+    expect(err.status).toBe(3);
+  });
+
+  it('runs with stdin closed, so a command that reads stdin sees EOF instead of hanging', async () => {
+    const ref = await adapter.parse('exec:read line || echo got-eof', { overrides: undefined, profile: 't' });
+    expect((await adapter.fetch(ref, fetchContext())).value.reveal()).toBe('got-eof');
+  });
+
+  it('runs without a controlling terminal, so nothing can prompt on /dev/tty', async () => {
+    const err = await fetchErr('(exec 3</dev/tty) 2>/dev/null || exit 9');
+    expect(err.status).toBe(9);
+  });
+
+  it('kills the whole process group when the signal aborts', async () => {
+    const pidFile = path.join(dir, 'grandchild.pid');
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new BrokerError('TIMEOUT', 'test timeout')), 200);
+    const started = Date.now();
+    const err = await fetchErr(`sleep 30 & echo $! > ${pidFile}; wait`, controller.signal);
+    expect(err.code).toBe('TIMEOUT');
+    expect(Date.now() - started).toBeLessThan(2000);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(isAlive(pid)).toBe(false);
+  });
+
+  it('refuses output larger than a key can be', async () => {
+    const err = await fetchErr('head -c 200000 /dev/zero | tr "\\0" a');
+    expect(err.code).toBe('INVALID_VALUE');
+  });
+
+  it('reports a command that is not executable as PERMISSION_DENIED', async () => {
+    const script = path.join(dir, 'not-exec.sh');
+    fs.writeFileSync(script, '#!/bin/sh\necho x\n', { mode: 0o600 });
+    expect((await fetchErr(script)).code).toBe('PERMISSION_DENIED');
+  });
+
+  it('labels commands by program only: arguments and VAR= prefixes may be secrets', () => {
+    expect(labelFor('op read op://Work/Anthropic/credential')).toBe('exec:op …');
+    expect(labelFor('/usr/local/bin/op')).toBe('exec:op');
+    expect(labelFor('TOKEN=sk-secret vault read x')).toBe('exec:(command)');
+    expect(labelFor('"quoted" x')).toBe('exec:(command)');
+  });
+});
+
+describe('file source', () => {
+  const dir = privateTempDir('kb-file2-');
+  const adapter = createFile({ settings: undefined, env: { HOME: dir }, log });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const attempt = async (name: string) => {
+    const ref = await adapter.parse(`file:~/${name}`, { overrides: undefined, profile: 't' });
+    return adapter.fetch(ref, fetchContext()).then(
+      (r) => ({ value: r.value.reveal(), err: undefined }),
+      (e: unknown) => ({ value: undefined, err: e as BrokerError }),
+    );
+  };
+
+  it('refuses a group- or world-readable file and says how to fix it', async () => {
+    fs.writeFileSync(path.join(dir, 'open.key'), 'sk-open\n');
+    fs.chmodSync(path.join(dir, 'open.key'), 0o644);
+    const { err } = await attempt('open.key');
+    expect(err?.code).toBe('PERMISSION_DENIED');
+    expect(err?.message).toContain('chmod 600');
+    expect(err?.message).not.toContain('sk-open');
+  });
+
+  it('trims exactly one trailing newline (LF or CRLF)', async () => {
+    fs.writeFileSync(path.join(dir, 'two.key'), 'sk-two\n\n', { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, 'crlf.key'), 'sk-crlf\r\n', { mode: 0o600 });
+    expect((await attempt('two.key')).value).toBe('sk-two\n');
+    expect((await attempt('crlf.key')).value).toBe('sk-crlf');
+  });
+
+  it('refuses a directory and says what to create for a missing file', async () => {
+    fs.mkdirSync(path.join(dir, 'adir'), { mode: 0o700 });
+    expect((await attempt('adir')).err?.code).toBe('INVALID_VALUE');
+    const missing = await attempt('nope.key');
+    expect(missing.err?.code).toBe('NOT_FOUND');
+    expect(missing.err?.message).toContain('umask 077');
+  });
+});

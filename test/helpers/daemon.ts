@@ -1,0 +1,155 @@
+// Real daemons and shims for process tests: the built CLI and shim from dist/, a private temp
+// directory per daemon, and the shim run through `sh -c` the way Claude Code runs apiKeyHelper.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sendRequest } from '../../src/protocol/client.js';
+import type { Reply, Request } from '../../src/protocol/messages.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+export const SHIM = path.join(ROOT, 'dist', 'src', 'shim', 'keybroker-shim.js');
+
+if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
+  throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
+}
+
+/** A private (0700) temporary directory, removed by the returned cleanup. */
+export function privateTempDir(prefix = 'kb-'): string {
+  // Short base path: Unix socket paths are limited to ~104 bytes.
+  const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
+  const dir = fs.mkdtempSync(path.join(base, prefix));
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Run a command to completion, collecting output. */
+export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: performance.now() - started });
+    });
+    if (options.input !== undefined) child.stdin.end(options.input);
+    else child.stdin.end();
+  });
+}
+
+export interface DaemonHandle {
+  dir: string;
+  socket: string;
+  configPath: string;
+  proc: ChildProcess;
+  env: NodeJS.ProcessEnv;
+  /** Everything the daemon wrote to stderr so far (its JSON log). */
+  log(): string;
+  request(req: Request, timeoutMs?: number): Promise<Reply>;
+  /** Run the shim the way Claude Code does: `sh -c "<shim> <args>"`. */
+  shim(args?: string, env?: NodeJS.ProcessEnv): Promise<RunResult>;
+  cli(args: string[], env?: NodeJS.ProcessEnv): Promise<RunResult>;
+  writeConfig(yaml: string): void;
+  signal(sig: NodeJS.Signals): void;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface StartOptions {
+  config: string;
+  logLevel?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Use this directory instead of a fresh one. */
+  dir?: string;
+  /** Wait for the socket to answer (default true). */
+  wait?: boolean;
+}
+
+export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  // Nothing from the developer's own session may leak into a test daemon or shim.
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('CLAUDE_CODE_') || key === 'AI_AGENT' || key.startsWith('KEYBROKER_')) {
+      if (!(key in extra)) delete env[key];
+    }
+  }
+  env.HOME = extra.HOME ?? dir;
+  env.XDG_RUNTIME_DIR = extra.XDG_RUNTIME_DIR ?? path.join(dir, 'run');
+  env.XDG_CONFIG_HOME = extra.XDG_CONFIG_HOME ?? path.join(dir, 'config');
+  env.XDG_STATE_HOME = extra.XDG_STATE_HOME ?? path.join(dir, 'state');
+  env.KEYBROKER_SOCKET = extra.KEYBROKER_SOCKET ?? path.join(dir, 'sock', 'kb.sock');
+  env.KEYBROKER_CONFIG = extra.KEYBROKER_CONFIG ?? path.join(dir, 'config.yaml');
+  env.KEYBROKER_NO_AUTOSTART = extra.KEYBROKER_NO_AUTOSTART ?? '1';
+  return env;
+}
+
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export async function startDaemon(options: StartOptions): Promise<DaemonHandle> {
+  const dir = options.dir ?? privateTempDir();
+  const env = baseEnv(dir, options.env);
+  const socket = env.KEYBROKER_SOCKET!;
+  const configPath = env.KEYBROKER_CONFIG!;
+  const writeConfig = (yaml: string): void => {
+    fs.writeFileSync(configPath, yaml, { mode: 0o600 });
+    fs.chmodSync(configPath, 0o600);
+  };
+  writeConfig(options.config);
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--log-level', options.logLevel ?? 'debug'], {
+    env,
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  proc.stdout!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const handle: DaemonHandle = {
+    dir,
+    socket,
+    configPath,
+    proc,
+    env,
+    log: () => stderr,
+    request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
+    shim: (args = '', extraEnv = {}) => run('/bin/sh', ['-c', `${SHIM} ${args}`], { env: { ...env, ...extraEnv } }),
+    cli: (args, extraEnv = {}) => run(process.execPath, [CLI, ...args], { env: { ...env, ...extraEnv } }),
+    writeConfig,
+    signal: (sig) => proc.kill(sig),
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+  if (options.wait !== false) {
+    let exitCode: number | null | undefined;
+    void exited.then((c) => (exitCode = c));
+    await waitFor(async () => {
+      if (exitCode !== undefined) throw new Error(`daemon exited with ${exitCode}:\n${stderr}`);
+      return (await handle.request({ v: 1, op: 'ping' }, 500)).ok;
+    }, 10_000, 'daemon to answer');
+  }
+  return handle;
+}
