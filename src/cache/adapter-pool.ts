@@ -1,6 +1,6 @@
 // One adapter instance per source kind and settings block, created on first use and shared by
 // every profile that uses it; adapters no config uses any more are closed after a reload.
-import type { Adapter, Logger } from '../adapter.js';
+import type { Adapter, AdapterModule, Logger } from '../adapter.js';
 import { adapterFor } from '../../adapters/registry.js';
 import { BrokerError, describeUnknownError } from '../errors.js';
 import type { SourceStatus } from '../protocol/messages.js';
@@ -9,10 +9,16 @@ export class AdapterPool {
   readonly #adapters = new Map<string, Promise<Adapter>>();
   readonly #env: NodeJS.ProcessEnv;
   readonly #log: Logger;
+  readonly #modules: Partial<Record<string, AdapterModule>>;
 
-  constructor(options: { env: NodeJS.ProcessEnv; log: Logger }) {
+  /**
+   * `modules` replaces the module loaded for a scheme: how tests hand an adapter a fake client
+   * for a backend that cannot run here (1Password), while the daemon, socket and shim stay real.
+   */
+  constructor(options: { env: NodeJS.ProcessEnv; log: Logger; modules?: Partial<Record<string, AdapterModule>> }) {
     this.#env = options.env;
     this.#log = options.log;
+    this.#modules = options.modules ?? {};
   }
 
   static keyOf(scheme: string, settings: Record<string, unknown> | undefined): string {
@@ -34,9 +40,9 @@ export class AdapterPool {
   async #create(scheme: string, settings: Record<string, unknown> | undefined): Promise<Adapter> {
     const entry = adapterFor(scheme);
     if (!entry) throw new BrokerError('CONFIG_INVALID', `unknown source kind "${scheme}:"`);
-    let mod;
+    let mod = this.#modules[scheme];
     try {
-      mod = await entry.load();
+      mod ??= await entry.load();
     } catch (err) {
       this.#log.error({ scheme, ...describeUnknownError(err) }, 'could not load adapter module');
       throw new BrokerError('CONFIG_INVALID', `the ${scheme}: adapter could not be loaded (is the install complete? try: npm ci)`);

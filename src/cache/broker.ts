@@ -1,7 +1,7 @@
 // The broker: every profile's cache, built from a loaded config and rebuilt on reload.
 // A reload keeps the cache of each profile whose settings did not change.
 import NodeCache from 'node-cache';
-import type { Logger } from '../adapter.js';
+import type { AdapterModule, Logger } from '../adapter.js';
 import type { LoadedConfig, ResolvedProfile } from '../config/load.js';
 import { BrokerError } from '../errors.js';
 import type { ProfileStatus, SourceStatus, WireError } from '../protocol/messages.js';
@@ -15,6 +15,8 @@ export interface BrokerOptions {
   random?: () => number;
   rejectionRefetchIntervalMs?: number;
   rejectionWindowMs?: number;
+  /** Adapter modules to use instead of the registry's (tests). */
+  adapterModules?: Partial<Record<string, AdapterModule>>;
 }
 
 export interface ReloadSummary {
@@ -37,7 +39,7 @@ export class Broker {
   constructor(options: BrokerOptions) {
     this.#options = options;
     this.#log = options.log;
-    this.pool = new AdapterPool({ env: options.env ?? process.env, log: options.log });
+    this.pool = new AdapterPool({ env: options.env ?? process.env, log: options.log, ...(options.adapterModules && { modules: options.adapterModules }) });
   }
 
   get config(): LoadedConfig | undefined {

@@ -1,7 +1,7 @@
 // The daemon's life: load config (writing a starter one on first run), listen, serve, reload on
 // SIGHUP, stop cleanly on SIGTERM/SIGINT.
-import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { AdapterModule } from '../adapter.js';
 import { Broker } from '../cache/broker.js';
 import { ConfigError, loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
 import { writeStarterConfig } from '../config/starter.js';
@@ -21,6 +21,8 @@ export interface DaemonOptions {
   /** A listening socket inherited from systemd (LISTEN_FDS), used instead of binding. */
   listenFd?: number | undefined;
   log?: Logger;
+  /** Adapter modules to use instead of the registry's (tests with fake backend clients). */
+  adapterModules?: Partial<Record<string, AdapterModule>>;
 }
 
 export interface RunningDaemon {
@@ -34,7 +36,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const log = options.log ?? createLogger({ level: options.logLevel });
   const env = options.env ?? process.env;
   const startedAt = Date.now();
-  const broker = new Broker({ log, env });
+  const broker = new Broker({ log, env, ...(options.adapterModules && { adapterModules: options.adapterModules }) });
   const configFile = options.config.path;
   let configLoadedAt = 0;
   let lastReloadError: string | null = null;
@@ -166,8 +168,4 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     return 70;
   }
   return daemon.done;
-}
-
-export async function fileExists(p: string): Promise<boolean> {
-  return fs.access(p).then(() => true, () => false);
 }

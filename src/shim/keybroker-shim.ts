@@ -15,13 +15,17 @@ import { sendRequest } from '../protocol/client.js';
 import { exitCodeFor, ERROR_CODES, type ConsumerInfo, type GetRequest, type Reply } from '../protocol/messages.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 
-const USAGE = `usage: keybroker-shim [--refresh] [--socket PATH] [PROFILE]
+const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--socket PATH] [PROFILE]
 
 Prints the key of PROFILE (default: "default") from the keybroker daemon, starting the
 daemon if none is running (unless KEYBROKER_NO_AUTOSTART=1). For Claude Code:
   "apiKeyHelper": "${'/path/to/keybroker-shim'} work"   (or run: keybroker setup claude)
 
   --refresh      fetch from the source now instead of the cache
+  --format F     raw (default): the value itself
+                 aws-credentials: awsCredentialExport's JSON, for an aws-credentials:// profile
+                 headers: otelHeadersHelper's JSON object (the value as a Bearer token, or a
+                 JSON object value passed through)
   --socket PATH  the daemon's socket (default: $KEYBROKER_SOCKET, then
                  $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/)
 
@@ -34,14 +38,18 @@ const AUTOSTART_DEADLINE_MS = 8_000;
 const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'fish', 'ksh', 'mksh', 'pdksh', 'ash', 'busybox', 'tcsh', 'csh', 'nu', 'xonsh']);
 const DEFAULT_HELPER_TTL_MS = 300_000;
 
+const FORMATS = ['raw', 'aws-credentials', 'headers'] as const;
+type Format = (typeof FORMATS)[number];
+
 interface Args {
   profile: string;
   refresh: boolean;
   socket: string | undefined;
+  format: Format;
 }
 
 function parseArgs(argv: string[]): Args | { help: true } | { error: string } {
-  const args: Args = { profile: 'default', refresh: false, socket: undefined };
+  const args: Args = { profile: 'default', refresh: false, socket: undefined, format: 'raw' };
   let sawProfile = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -52,6 +60,11 @@ function parseArgs(argv: string[]): Args | { help: true } | { error: string } {
       if (!v) return { error: '--socket needs a path' };
       args.socket = v;
     } else if (a.startsWith('--socket=')) args.socket = a.slice('--socket='.length);
+    else if (a === '--format' || a.startsWith('--format=')) {
+      const v = a === '--format' ? argv[++i] : a.slice('--format='.length);
+      if (!v || !(FORMATS as readonly string[]).includes(v)) return { error: `--format takes one of: ${FORMATS.join(', ')}` };
+      args.format = v as Format;
+    }
     else if (a.startsWith('-')) return { error: `unknown option ${a}` };
     else if (sawProfile) return { error: `one profile only (got "${args.profile}" and "${a}")` };
     else {
@@ -259,8 +272,36 @@ async function main(): Promise<void> {
   if (reply.stale && reply.warning) {
     fs.writeSync(2, `keybroker: warning: serving a cached value past its TTL: ${reply.warning.message.replace(/\s*\n\s*/g, '; ')}\n`);
   }
-  fs.writeSync(1, `${reply.value}\n`);
+  fs.writeSync(1, `${formatValue(reply.value, parsed.format, parsed.profile)}\n`);
   process.exit(0);
+}
+
+// ---- output formats for Claude Code's sibling helpers ----
+
+function formatValue(value: string, format: Format, profile: string): string {
+  if (format === 'raw') return value;
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch {
+    json = undefined;
+  }
+  const isObject = typeof json === 'object' && json !== null && !Array.isArray(json);
+  if (format === 'aws-credentials') {
+    // awsCredentialExport wants {"Credentials":{AccessKeyId,SecretAccessKey,SessionToken,Expiration}}.
+    const creds = isObject ? ((json as { Credentials?: unknown }).Credentials ?? json) : undefined;
+    const c = creds as Record<string, unknown> | undefined;
+    if (!c || typeof c.AccessKeyId !== 'string' || typeof c.SecretAccessKey !== 'string') {
+      fail('INVALID_VALUE', `profile "${profile}" does not hold AWS credentials; give it a source such as aws-credentials://default`);
+    }
+    const out: Record<string, string> = { AccessKeyId: c.AccessKeyId, SecretAccessKey: c.SecretAccessKey };
+    if (typeof c.SessionToken === 'string') out.SessionToken = c.SessionToken;
+    if (typeof c.Expiration === 'string') out.Expiration = c.Expiration;
+    return JSON.stringify({ Credentials: out });
+  }
+  // headers: otelHeadersHelper wants a flat object of header name to string.
+  if (isObject && Object.values(json as object).every((v) => typeof v === 'string')) return JSON.stringify(json);
+  return JSON.stringify({ Authorization: `Bearer ${value}` });
 }
 
 main().catch(() => {
