@@ -3,7 +3,8 @@
 // Agent's LeaseCache wraps its proxier.
 //
 // Timeline of a value fetched at t with TTL T and maxStale S:
-//   [t, t+T)        fresh: served from memory; refreshed in the background at ~0.75T if it was read
+//   [t, t+T)        fresh: served from memory; refreshed in the background at ~0.75T while it
+//                   has been read within the last T (so a profile in use never makes a reader wait)
 //   [t+T, t+T+S)    stale: served only while the source is failing (with a warning), else refetched
 //   t+T+S           dropped from memory (node-cache expiry)
 import type NodeCache from 'node-cache';
@@ -192,7 +193,8 @@ export class ProfileCache {
       if (this.#lastError && this.#lastError.at >= entry.fetchedAt) return 'stale';
       return 'expired';
     }
-    return this.#lastError ? 'error' : 'cold';
+    if (this.#lastError) return 'error';
+    return this.#lastFetch ? 'expired' : 'cold';
   }
 
   #serve(entry: CacheEntry, consumer: ConsumerInfo | undefined, warning?: BrokerError): Served {
@@ -211,7 +213,7 @@ export class ProfileCache {
     let fetchError: BrokerError | undefined;
     let entry: CacheEntry | undefined;
     try {
-      entry = await this.#refetchForRejection();
+      entry = await this.#refetchForRejection(record.servedAt);
     } catch (err) {
       fetchError = err instanceof BrokerError ? err : new BrokerError('SOURCE_ERROR', 'the source failed');
       entry = this.#entry();
@@ -235,10 +237,19 @@ export class ProfileCache {
     return this.#serve(entry, consumer, fetchError);
   }
 
-  /** A fetch for a suspected rejection; rate-limited so a storm of 401s causes one fetch. */
-  #refetchForRejection(): Promise<CacheEntry> {
+  /**
+   * A fetch for a suspected rejection of a value served at `servedAt`. A fetch that started after
+   * that (and recently) already tells what the source holds now, so a storm of 401s from many
+   * sessions that all held the old value costs one fetch; a fetch in flight is joined.
+   */
+  #refetchForRejection(servedAt: number): Promise<CacheEntry> {
     const last = this.#lastFetch;
-    if (!this.#flight.inflight(this.#key) && last && this.#now() - last.startedAt < this.#rejectionRefetchIntervalMs) {
+    if (
+      !this.#flight.inflight(this.#key) &&
+      last &&
+      last.startedAt > servedAt &&
+      this.#now() - last.startedAt < this.#rejectionRefetchIntervalMs
+    ) {
       if (last.entry) return Promise.resolve(this.#entry() ?? last.entry);
       if (last.error) return Promise.reject(last.error);
     }
@@ -312,10 +323,10 @@ export class ProfileCache {
     const ttl = entry.freshUntil - entry.fetchedAt;
     const fraction = REFRESH_AT + (this.#random() * 2 - 1) * REFRESH_JITTER;
     this.#setTimer(ttl * fraction, () => {
-      if (this.#lastReadAt < entry.fetchedAt) {
-        // Nobody asked since the last fetch: let it expire rather than poll a rate-limited
+      if (this.#now() - this.#lastReadAt >= ttl) {
+        // Nobody asked within a whole TTL: let it expire rather than poll a rate-limited
         // backend for a profile no one uses. The next read fetches it again.
-        this.#log.debug('not read since last fetch: letting it expire');
+        this.#log.debug('not read within its TTL: letting it expire');
         return;
       }
       this.#fetch('refresh-ahead').catch(() => {});
@@ -326,7 +337,7 @@ export class ProfileCache {
     const entry = this.#entry();
     if (!entry || this.#disposed) return;
     if (this.#now() + delay >= entry.staleUntil) return;
-    if (this.#lastReadAt < entry.fetchedAt) return;
+    if (this.#now() - this.#lastReadAt >= entry.freshUntil - entry.fetchedAt) return;
     this.#setTimer(delay, () => {
       this.#fetch('retry').catch(() => {});
     });
