@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { z } from 'zod';
 import type { Adapter } from '../adapter.js';
 import { adapterConfigKeys, adapterFor } from '../../adapters/registry.js';
@@ -115,11 +115,11 @@ export async function readConfigFile(file: string): Promise<string> {
 /** Parse and validate the text of a config file (offline, synchronous: no adapter is loaded). */
 export function parseConfigText(text: string, file: string): RawConfig {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]}` })),
+      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}` })),
     );
   }
   const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
@@ -204,12 +204,18 @@ export async function loadConfig(
   return resolveProfiles(raw, file, getAdapter, (p) => lineOfPath(doc, lineCounter, p));
 }
 
+/** The line of the deepest key on `yamlPath` that exists in the document (keys, not values). */
 function lineOfPath(doc: Document, lineCounter: LineCounter, yamlPath: ReadonlyArray<PropertyKey>): number | undefined {
-  for (let n = yamlPath.length; n >= 0; n--) {
-    const node: unknown = n === 0 ? doc.contents : doc.getIn(yamlPath.slice(0, n) as unknown[], true);
-    if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
+  let node: unknown = doc.contents;
+  let line: number | undefined = isNode(node) && node.range ? lineCounter.linePos(node.range[0]).line : undefined;
+  for (const segment of yamlPath) {
+    if (!isMap(node)) break;
+    const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(segment));
+    if (!pair) break;
+    if (isNode(pair.key) && pair.key.range) line = lineCounter.linePos(pair.key.range[0]).line;
+    node = pair.value;
   }
-  return undefined;
+  return line;
 }
 
 function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCounter, data: object): ConfigProblem {

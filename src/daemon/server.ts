@@ -184,9 +184,10 @@ export class BrokerServer {
 
   #reply(socket: net.Socket, reply: DaemonReply): void {
     if (socket.destroyed) return;
-    socket.end(encodeReply(reply));
-    // A client that never reads its reply must not hold the socket forever.
+    // One reply per connection: once it is handed to the kernel, the connection is done (the
+    // peer still reads what was written). A client that never reads it is dropped on a timer.
     socket.setTimeout(this.#idleTimeoutMs, () => socket.destroy());
+    socket.end(encodeReply(reply), () => socket.destroy());
   }
 }
 

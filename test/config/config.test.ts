@@ -1,0 +1,174 @@
+// Config parsing and validation: every problem with its YAML path and line, defaults, the
+// ownership and permission rules, and no secret echoed back.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AdapterPool } from '../../src/cache/adapter-pool.js';
+import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { ConfigError, loadConfig, parseConfigText, readConfigFile, resolveConfigPath } from '../../src/config/load.js';
+import { STARTER_CONFIG, writeStarterConfig } from '../../src/config/starter.js';
+import { createLogger } from '../../src/log.js';
+import { privateTempDir } from '../helpers/daemon.js';
+
+const dir = privateTempDir('kb-config-');
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const pool = new AdapterPool({ env: { HOME: dir }, log: createLogger({ level: 'silent' }) });
+afterAll(() => pool.closeAll());
+
+function write(name: string, text: string, mode = 0o600): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text, { mode });
+  fs.chmodSync(file, mode);
+  return file;
+}
+
+async function problems(text: string): Promise<string[]> {
+  const file = write('c.yaml', text);
+  try {
+    await loadConfig(file, pool.acquire);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => `${p.line ?? '-'}: ${p.path}: ${p.message}`);
+    throw err;
+  }
+  return [];
+}
+
+describe('durations', () => {
+  it.each([
+    [30, 30_000],
+    ['30', 30_000],
+    ['30s', 30_000],
+    ['500ms', 500],
+    ['5m', 300_000],
+    ['1.5h', 5_400_000],
+    ['1d', 86_400_000],
+  ])('parses %j', (input, ms) => {
+    expect(parseDuration(input)).toEqual({ ok: true, ms });
+  });
+
+  it.each(['5x', '-1s', 'soon', '', '1h30m'])('refuses %j with a reason', (input) => {
+    const r = parseDuration(input);
+    expect(r.ok).toBe(false);
+  });
+
+  it('refuses durations longer than a timer can wait', () => {
+    expect(parseDuration('30d').ok).toBe(false);
+  });
+
+  it('formats durations for people', () => {
+    expect([999, 45_000, 330_000, 3_600_000, 90_000_000].map(formatDuration)).toEqual(['999ms', '45s', '5m30s', '1h', '1d1h']);
+  });
+});
+
+describe('config validation', () => {
+  it('applies defaults, then the defaults block, then the profile', async () => {
+    const file = write(
+      'ok.yaml',
+      `defaults:\n  ttl: 1h\n  timeout: 2s\nprofiles:\n  a:\n    source: env:A\n  b:\n    source: env:B\n    ttl: 30s\n    maxStale: 0\n    repeatDetection: always\n`,
+    );
+    const config = await loadConfig(file, pool.acquire);
+    expect(config.profiles.get('a')).toMatchObject({ ttlMs: 3_600_000, timeoutMs: 2_000, maxStaleMs: 3_600_000, repeatDetection: 'claude-code' });
+    expect(config.profiles.get('b')).toMatchObject({ ttlMs: 30_000, timeoutMs: 2_000, maxStaleMs: 0, repeatDetection: 'always' });
+  });
+
+  it('reports every problem with its YAML path and line', async () => {
+    const found = await problems(
+      [
+        'profiles:', //                      1
+        '  work:', //                        2
+        '    source: exec:op read x', //     3
+        '    ttl: 5x', //                    4
+        '    tll: 5m', //                    5
+        '  home:', //                        6
+        '    ttl: 1h', //                    7
+        'defaultz:', //                      8
+        '  ttl: 1m', //                      9
+      ].join('\n'),
+    );
+    expect(found).toEqual(
+      expect.arrayContaining([
+        '4: profiles.work.ttl: "5x" is not a duration: use a number of seconds, or 30s, 5m, 1h, 1d',
+        expect.stringMatching(/^5: profiles\.work\.tll: unknown key "tll" \(did you mean "ttl"\?\) — known keys: source, ttl, /),
+        expect.stringMatching(/^6: profiles\.home\.source: is required/),
+        expect.stringMatching(/^8: defaultz: unknown key "defaultz" \(did you mean "defaults"\?\)/),
+      ]),
+    );
+    expect(found).toHaveLength(4);
+  });
+
+  it('reports YAML syntax errors with their line', async () => {
+    const found = await problems('profiles:\n  a:\n    source: env:A\n   bad indent: [\n');
+    expect(found[0]).toMatch(/^4: : YAML: /);
+  });
+
+  it('checks each source with its adapter, offline', async () => {
+    const found = await problems('profiles:\n  a:\n    source: env:1BAD\n  b:\n    source: nope:x\n  c:\n    source: file:relative\n');
+    expect(found).toEqual([
+      expect.stringMatching(/^3: profiles\.a\.source: not a valid env source/),
+      expect.stringMatching(/^5: profiles\.b\.source: unknown source kind "nope:"/),
+      expect.stringMatching(/^7: profiles\.c\.source: .*absolute path/),
+    ]);
+  });
+
+  it('never echoes a key pasted where a source URI belongs', async () => {
+    const found = await problems('profiles:\n  a:\n    source: sk-ant-api03-PASTEDKEY\n');
+    expect(found).toHaveLength(1);
+    expect(found[0]).not.toContain('PASTEDKEY');
+  });
+
+  it('refuses a settings block that does not belong to the source kind', async () => {
+    const found = await problems('profiles:\n  a:\n    source: env:A\n    vault: {addr: "http://x"}\n');
+    expect(found).toEqual(['4: profiles.a.vault: a vault: block does not apply to a env: source']);
+  });
+
+  it('refuses profile names a shell or the protocol would trip on', async () => {
+    const found = await problems('profiles:\n  "bad name":\n    source: env:A\n');
+    expect(found).toEqual([expect.stringMatching(/^2: profiles\.bad name: "bad name" is not a valid profile name/)]);
+  });
+
+  it('requires a mapping with profiles', async () => {
+    expect(await problems('- a\n- b\n')).toEqual([expect.stringContaining('must be a YAML mapping')]);
+    expect(await problems('defaults: {}\n')).toEqual([expect.stringMatching(/profiles: is required/)]);
+  });
+});
+
+describe('config file rules', () => {
+  it('refuses a config writable by group or others: it can run commands', async () => {
+    const file = write('open.yaml', 'profiles: {}\n', 0o664);
+    const err = await readConfigFile(file).catch((e: unknown) => e as ConfigError);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toContain(`chmod 600 ${file}`);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('refuses a config owned by someone else (needs root to set up)', async () => {
+    const file = write('theirs.yaml', 'profiles: {}\n');
+    fs.chownSync(file, 4242, 4242);
+    const err = await readConfigFile(file).catch((e: unknown) => e as ConfigError);
+    expect((err as ConfigError).message).toContain('owned by uid 4242');
+  });
+
+  it('says what to do when the file is missing', async () => {
+    const err = await readConfigFile(path.join(dir, 'missing.yaml')).catch((e: unknown) => e as ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+    expect((err as ConfigError).message).toContain('--config');
+  });
+
+  it('finds the config by flag, then KEYBROKER_CONFIG, then XDG_CONFIG_HOME, then ~/.config', () => {
+    expect(resolveConfigPath({ flag: '/a.yaml', env: { KEYBROKER_CONFIG: '/b.yaml' } })).toEqual({ path: '/a.yaml', from: '--config' });
+    expect(resolveConfigPath({ env: { KEYBROKER_CONFIG: '/b.yaml' } })).toEqual({ path: '/b.yaml', from: 'KEYBROKER_CONFIG' });
+    expect(resolveConfigPath({ env: { XDG_CONFIG_HOME: '/x' }, home: '/h' }).path).toBe('/x/keybroker/config.yaml');
+    expect(resolveConfigPath({ env: {}, home: '/h' }).path).toBe('/h/.config/keybroker/config.yaml');
+  });
+
+  it('writes a starter config that is valid, private, and never overwrites', async () => {
+    const file = path.join(dir, 'starter', 'keybroker', 'config.yaml');
+    expect(await writeStarterConfig(file)).toBe(true);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.readFileSync(file, 'utf8')).toBe(STARTER_CONFIG);
+    const parsed = parseConfigText(STARTER_CONFIG, file);
+    expect(Object.keys(parsed.profiles)).toEqual(['default']);
+    fs.writeFileSync(file, 'profiles: {}\n');
+    expect(await writeStarterConfig(file)).toBe(false);
+    expect(fs.readFileSync(file, 'utf8')).toBe('profiles: {}\n');
+  });
+});

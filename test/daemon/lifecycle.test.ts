@@ -1,0 +1,187 @@
+// The daemon as a process: its private socket, stale and live sockets, signals, reloads.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { baseEnv, CLI, privateTempDir, run, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+
+const cleanups: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function track(d: DaemonHandle): DaemonHandle {
+  cleanups.push(async () => {
+    await d.stop();
+    fs.rmSync(d.dir, { recursive: true, force: true });
+  });
+  return d;
+}
+
+function tempDir(): string {
+  const dir = privateTempDir();
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Run `keybroker daemon` expecting it to exit; returns its status and stderr. */
+function daemonExits(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  return run(process.execPath, [CLI, 'daemon', ...args], { env, timeoutMs: 10_000 }).then((r) => ({ code: r.code, stderr: r.stderr }));
+}
+
+const mode = (p: string): number => fs.statSync(p).mode & 0o777;
+
+describe('socket and directory', () => {
+  it('creates the socket directory 0700 and the socket 0600', async () => {
+    const d = track(await startDaemon({ config: 'profiles: {}\n' }));
+    expect(mode(path.dirname(d.socket))).toBe(0o700);
+    expect(mode(d.socket)).toBe(0o600);
+    expect(fs.statSync(d.socket).isSocket()).toBe(true);
+  });
+
+  it('refuses a socket directory that group or others can enter, and says how to fix it', async () => {
+    const dir = tempDir();
+    const env = baseEnv(dir);
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+    fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o755 });
+    fs.chmodSync(path.dirname(env.KEYBROKER_SOCKET!), 0o755);
+    const { code, stderr } = await daemonExits(env);
+    expect(code).toBe(18);
+    expect(stderr).toContain(`keybroker: socket directory ${path.dirname(env.KEYBROKER_SOCKET!)} is accessible by group or others (mode 0755); run: chmod 700`);
+    expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(false);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('refuses a socket directory owned by another user (needs root to set up)', async () => {
+    const dir = tempDir();
+    const env = baseEnv(dir);
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+    fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
+    fs.chownSync(path.dirname(env.KEYBROKER_SOCKET!), 4242, 4242);
+    const { code, stderr } = await daemonExits(env);
+    expect(code).toBe(18);
+    expect(stderr).toContain('is owned by uid 4242');
+  });
+
+  it('replaces a stale socket left by a crashed daemon', async () => {
+    const dir = tempDir();
+    const env = baseEnv(dir);
+    fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
+    // A listener killed with SIGKILL leaves its socket file behind.
+    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(env.KEYBROKER_SOCKET)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => child.stdout!.once('data', r));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(true);
+    const d = track(await startDaemon({ config: 'profiles: {}\n', dir }));
+    expect((await d.request({ v: 1, op: 'ping' })).ok).toBe(true);
+  });
+
+  it("never steals a live daemon's socket: a second daemon exits with a clear message", async () => {
+    const d = track(await startDaemon({ config: 'profiles: {}\n' }));
+    const { code, stderr } = await daemonExits(d.env);
+    expect(code).toBe(17);
+    expect(stderr).toContain(`keybroker: a keybroker daemon is already listening on ${d.socket}`);
+    expect(await d.request({ v: 1, op: 'ping' })).toMatchObject({ ok: true, pid: d.proc.pid });
+  });
+
+  it('lets exactly one of several daemons started together keep the socket', async () => {
+    const dir = tempDir();
+    const env = baseEnv(dir);
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+    const procs = Array.from({ length: 4 }, () => spawn(process.execPath, [CLI, 'daemon'], { env, stdio: 'ignore' }));
+    cleanups.push(() => procs.forEach((p) => p.kill('SIGTERM')));
+    await waitFor(() => procs.filter((p) => p.exitCode !== null).length === 3, 15_000, 'three daemons to give up');
+    expect(procs.filter((p) => p.exitCode === 17)).toHaveLength(3);
+    const survivor = procs.find((p) => p.exitCode === null)!;
+    const ping = await run(process.execPath, [CLI, 'status', '--json'], { env });
+    expect(JSON.parse(ping.stdout).daemon.pid).toBe(survivor.pid);
+  });
+});
+
+describe('signals', () => {
+  it('on SIGTERM finishes replies in flight, removes its socket and exits 0', async () => {
+    const d = track(await startDaemon({ config: "profiles:\n  slow:\n    source: exec:sleep 1; echo sk-slow\n" }));
+    const pending = d.request({ v: 1, op: 'get', profile: 'slow' }, 5_000);
+    await new Promise((r) => setTimeout(r, 300));
+    d.signal('SIGTERM');
+    expect(await pending).toMatchObject({ ok: true, value: 'sk-slow' });
+    expect(await d.stop()).toBe(0);
+    expect(fs.existsSync(d.socket)).toBe(false);
+  });
+
+  it('on SIGINT stops the same way', async () => {
+    const d = track(await startDaemon({ config: 'profiles: {}\n' }));
+    d.signal('SIGINT');
+    expect(await d.stop()).toBe(0);
+    expect(fs.existsSync(d.socket)).toBe(false);
+  });
+});
+
+describe('reload on SIGHUP', () => {
+  it('keeps the cache of unchanged profiles, rebuilds changed ones, drops removed ones, adds new ones', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'key'), 'sk-one');
+    const counting = (name: string) => `exec:echo x >> ${dir}/${name}.count; cat ${dir}/key`;
+    const fetches = (name: string) => (fs.existsSync(path.join(dir, `${name}.count`)) ? fs.readFileSync(path.join(dir, `${name}.count`), 'utf8').split('\n').length - 1 : 0);
+    const d = track(await startDaemon({
+      config: `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
+    }));
+    for (const p of ['keep', 'change', 'drop']) expect(await d.request({ v: 1, op: 'get', profile: p })).toMatchObject({ ok: true, value: 'sk-one' });
+    fs.writeFileSync(path.join(dir, 'key'), 'sk-two');
+    d.writeConfig(`profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n    ttl: 1h\n  add:\n    source: ${counting('add')}\n`);
+    d.signal('SIGHUP');
+    await waitFor(() => d.log().includes('"msg":"config reloaded"'), 5_000, 'reload');
+    expect(await d.request({ v: 1, op: 'get', profile: 'keep' })).toMatchObject({ ok: true, value: 'sk-one' });
+    expect(await d.request({ v: 1, op: 'get', profile: 'change' })).toMatchObject({ ok: true, value: 'sk-two' });
+    expect(await d.request({ v: 1, op: 'get', profile: 'add' })).toMatchObject({ ok: true, value: 'sk-two' });
+    expect(await d.request({ v: 1, op: 'get', profile: 'drop' })).toMatchObject({ ok: false, error: { code: 'UNKNOWN_PROFILE' } });
+    expect([fetches('keep'), fetches('change'), fetches('add')]).toEqual([1, 2, 1]);
+    expect(d.log()).toMatch(/"added":\["add"\],"changed":\["change"\],"removed":\["drop"\],"kept":\["keep"\]/);
+  });
+
+  it('keeps the old config running when the new one is bad, and says so in status', async () => {
+    const d = track(await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' }));
+    d.writeConfig('profiles:\n  a:\n    source: env:HOME\n    ttl: forever\n');
+    d.signal('SIGHUP');
+    await waitFor(() => d.log().includes('config reload failed'), 5_000, 'failed reload');
+    expect(await d.request({ v: 1, op: 'get', profile: 'a' })).toMatchObject({ ok: true, value: d.dir });
+    const status = await d.cli(['status']);
+    expect(status.stdout).toContain('config not loaded:');
+    expect(status.stdout).toContain('profiles.a.ttl: "forever" is not a duration');
+    expect(d.proc.exitCode).toBeNull();
+  });
+
+  it('starts with a broken config, answers with the config error, and recovers on SIGHUP', async () => {
+    const d = track(await startDaemon({ config: 'profiles:\n  a:\n    sauce: env:HOME\n' }));
+    const shim = await d.shim('a');
+    expect(shim.code).toBe(8);
+    expect(shim.stdout).toBe('');
+    expect(shim.stderr).toMatch(/^keybroker: .*profiles\.a\.sauce: unknown key "sauce" \(did you mean "source"\?\)/);
+    expect(shim.stderr.trim().split('\n')).toHaveLength(1);
+    d.writeConfig('profiles:\n  a:\n    source: env:HOME\n');
+    d.signal('SIGHUP');
+    await waitFor(() => d.log().includes('"msg":"config reloaded"'), 5_000, 'reload');
+    expect(await d.shim('a')).toMatchObject({ code: 0, stdout: `${d.dir}\n` });
+  });
+});
+
+describe('first run', () => {
+  it('writes a commented starter config at the default path and says where', async () => {
+    const dir = tempDir();
+    const env = baseEnv(dir);
+    delete env.KEYBROKER_CONFIG;
+    const proc = spawn(process.execPath, [CLI, 'daemon'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+    cleanups.push(() => void proc.kill('SIGTERM'));
+    const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
+    await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
+    expect(log).toContain(`wrote a starter config to ${expected}`);
+    expect(fs.readFileSync(expected, 'utf8')).toMatch(/^# keybroker configuration/);
+    expect(mode(expected)).toBe(0o600);
+    // Its default profile points at a key file that does not exist yet: the error says what to do.
+    const shim = await run('/bin/sh', ['-c', `${path.join(path.dirname(CLI), '..', 'shim', 'keybroker-shim.js')}`], { env });
+    expect(shim.code).toBe(10);
+    expect(shim.stderr).toContain("does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' >");
+  });
+});
