@@ -102,11 +102,11 @@ function procInfoLinux(pid: number): ProcInfo | undefined {
   }
 }
 
-function cmdlineLinux(pid: number): string {
+function argvLinux(pid: number): string[] {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').slice(0, 4096).split('\0').slice(0, 3).join(' ');
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').slice(0, 4096).split('\0').slice(0, 2);
   } catch {
-    return '';
+    return [];
   }
 }
 
@@ -131,7 +131,7 @@ async function findConsumer(): Promise<ConsumerInfo | undefined> {
     if (!info) return undefined;
     const name = info.comm.replace(/^-/, '');
     if (!SHELLS.has(name)) {
-      const consumer: ConsumerInfo = { pid, name, claudeCode: isClaudeCode(name, linux ? cmdlineLinux(pid) : name) };
+      const consumer: ConsumerInfo = { pid, name, claudeCode: isClaudeCode(name, linux ? argvLinux(pid) : []) };
       if (info.start) consumer.start = info.start;
       const ttl = Number(process.env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS);
       consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : DEFAULT_HELPER_TTL_MS;
@@ -142,11 +142,17 @@ async function findConsumer(): Promise<ConsumerInfo | undefined> {
   return undefined;
 }
 
-/** Claude Code's environment reached us through the shell, and the consumer process is claude. */
-function isClaudeCode(name: string, cmdline: string): boolean {
+/**
+ * Claude Code's environment reached us through the shell, and the consumer process is claude:
+ * the native binary, or node running the npm package. A tool Claude Code runs inherits the same
+ * environment but is another process.
+ */
+function isClaudeCode(name: string, argv: string[]): boolean {
   const env = process.env;
   const envSaysClaude = Boolean(env.CLAUDE_CODE_ENTRYPOINT) || (env.AI_AGENT ?? '').startsWith('claude-code');
-  return envSaysClaude && (/claude/i.test(name) || /claude/i.test(cmdline));
+  if (!envSaysClaude) return false;
+  if (/^claude\b/i.test(name)) return true;
+  return argv.some((arg) => /(^|\/)claude$/.test(arg) || arg.includes('@anthropic-ai/claude-code/'));
 }
 
 // ---- autostart ----
