@@ -2,6 +2,7 @@
 // sees a consumer named claude), it runs apiKeyHelper commands the way Claude Code does — through
 // `sh -c`, stdin not a terminal — one per line of JSON on its stdin, answering each on stdout.
 import { spawn } from 'node:child_process';
+import process from 'node:process';
 import readline from 'node:readline';
 
 const lines = readline.createInterface({ input: process.stdin });
