@@ -125,6 +125,7 @@ export class ProfileCache {
     const entry = this.#entry();
     if (entry && t < entry.freshUntil) {
       this.stats.hits++;
+      this.#log.trace({ expiresInMs: entry.freshUntil - t, value: entry.value }, 'cache hit');
       return this.#serve(entry, consumer);
     }
     if (entry && t < entry.staleUntil && this.#lastError && this.#lastError.at >= entry.fetchedAt) {

@@ -119,7 +119,7 @@ export function parseConfigText(text: string, file: string): RawConfig {
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}` })),
+      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML: ${yamlMessage(e.message)}` })),
     );
   }
   const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
@@ -202,6 +202,12 @@ export async function loadConfig(
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter });
   return resolveProfiles(raw, file, getAdapter, (p) => lineOfPath(doc, lineCounter, p));
+}
+
+function yamlMessage(message: string): string {
+  const first = message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  // The usual cause: an unquoted value containing ": ", such as a command with a message in it.
+  return first.includes('Nested mappings are not allowed in compact mappings') ? `${first} (quote a value that contains ": ")` : first;
 }
 
 /** The line of the deepest key on `yamlPath` that exists in the document (keys, not values). */

@@ -104,6 +104,7 @@ export class BrokerServer {
       }
     }
     this.#pending.add(socket);
+    this.#log.trace({ pending: this.#pending.size }, 'connection');
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
@@ -176,6 +177,8 @@ export class BrokerServer {
         }
       }
       this.#log.debug({ op: request?.op, profile: request && 'profile' in request ? request.profile : undefined, ok: reply.ok }, 'request');
+      // At trace level the whole reply is logged; its value is a SecretValue and prints redacted.
+      this.#log.trace({ reply }, 'reply');
       this.#reply(socket, reply);
     })();
     this.#inflight.add(work);

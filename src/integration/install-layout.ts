@@ -1,0 +1,46 @@
+// Where this installation of keybroker lives: the package root (found by walking up to its
+// package.json, so it works from dist/ and from the TypeScript sources under test), the built CLI
+// and shim, and the unit templates shipped beside them ("files" in package.json).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BrokerError } from '../errors.js';
+
+export interface InstallLayout {
+  root: string;
+  /** dist/src/cli/main.js: what the service runs with `daemon`. */
+  entry: string;
+  /** dist/src/shim/keybroker-shim.js: what apiKeyHelper runs. */
+  shim: string;
+  systemdDir: string;
+  launchdDir: string;
+}
+
+export function findInstallLayout(from: string = path.dirname(fileURLToPath(import.meta.url))): InstallLayout {
+  let dir = from;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest) && isKeybrokerManifest(manifest)) return layoutAt(dir);
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new BrokerError('INTERNAL', `cannot find keybroker's package.json above ${from}; is the install complete?`);
+    dir = parent;
+  }
+}
+
+export function layoutAt(root: string): InstallLayout {
+  return {
+    root,
+    entry: path.join(root, 'dist', 'src', 'cli', 'main.js'),
+    shim: path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.js'),
+    systemdDir: path.join(root, 'systemd'),
+    launchdDir: path.join(root, 'launchd'),
+  };
+}
+
+function isKeybrokerManifest(file: string): boolean {
+  try {
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown }).name === 'keybroker';
+  } catch {
+    return false;
+  }
+}
