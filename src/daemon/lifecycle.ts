@@ -80,18 +80,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       }),
   });
 
-  if (options.listenFd !== undefined) {
-    await server.listenFd(options.listenFd);
-  } else {
-    checkSocketPathLength(options.socket.path);
-    await ensurePrivateDir(path.dirname(options.socket.path));
-    await server.listen(options.socket.path);
-  }
-  log.info(
-    { socket: options.socket.path, config: configFile, profiles: broker.profileNames(), version: VERSION, inheritedFd: options.listenFd !== undefined },
-    'listening',
-  );
-
   let reloading: Promise<boolean> | undefined;
   const reload = (): Promise<boolean> => {
     // SIGHUPs that arrive during a reload are folded into it.
@@ -136,9 +124,31 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const onHup = (): void => void reload();
   const onTerm = (): void => void stop(0);
+  // Installed before the socket answers: a signal that arrives as soon as a client could see
+  // the daemon must get the graceful path, not the default action.
   process.on('SIGHUP', onHup);
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onTerm);
+
+  try {
+    if (options.listenFd !== undefined) {
+      await server.listenFd(options.listenFd);
+    } else {
+      checkSocketPathLength(options.socket.path);
+      await ensurePrivateDir(path.dirname(options.socket.path));
+      await server.listen(options.socket.path);
+    }
+    log.info(
+      { socket: options.socket.path, config: configFile, profiles: broker.profileNames(), version: VERSION, inheritedFd: options.listenFd !== undefined },
+      'listening',
+    );
+  } catch (err) {
+    process.off('SIGHUP', onHup);
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onTerm);
+    await broker.close();
+    throw err;
+  }
 
   return { done, stop, reload };
 }

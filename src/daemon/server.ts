@@ -50,9 +50,15 @@ export class BrokerServer {
   /** Listen on a path: private, 0600, never stealing a live daemon's socket. */
   async listen(socketPath: string): Promise<void> {
     await listenExclusive(this.#server, socketPath);
-    await fs.chmod(socketPath, 0o600);
-    this.#socketPath = socketPath;
-    this.#socketIno = (await fs.stat(socketPath)).ino;
+    try {
+      await fs.chmod(socketPath, 0o600);
+      this.#socketIno = (await fs.stat(socketPath)).ino;
+      this.#socketPath = socketPath;
+    } catch (err) {
+      // A client may connect, and a signal stop us, between bind and here; closing the server
+      // unlinks the socket, so there is nothing left to fix up.
+      if (!this.#closing) throw err;
+    }
   }
 
   /** Serve a listening socket inherited from a service manager (systemd socket activation). */
