@@ -62,3 +62,26 @@ export interface Adapter<Ref = unknown> {
 export interface AdapterModule {
   createAdapter(init: AdapterInit): Adapter;
 }
+
+/**
+ * Settle with `pending` or with the signal's abort reason, whichever comes first — for SDK calls
+ * that ignore an AbortSignal. A late rejection of `pending` is swallowed.
+ */
+export function abortable<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
+  pending.catch(() => {});
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    pending.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -8,7 +8,7 @@
 //   [t+T, t+T+S)    stale: served only while the source is failing (with a warning), else refetched
 //   t+T+S           dropped from memory (node-cache expiry)
 import type NodeCache from 'node-cache';
-import type { Adapter, FetchReason, Logger } from '../adapter.js';
+import { abortable, type Adapter, type FetchReason, type Logger } from '../adapter.js';
 import type { ResolvedProfile } from '../config/load.js';
 import { formatDuration, MAX_DURATION_MS } from '../config/duration.js';
 import { BrokerError, describeUnknownError } from '../errors.js';
@@ -272,7 +272,7 @@ export class ProfileCache {
     const signal = AbortSignal.any([timeout.signal, this.#abort.signal]);
     try {
       const pending = this.#adapter.fetch(this.#ref, { signal, profile: this.name, reason, log: this.#log });
-      const result = await raceAbort(pending, signal);
+      const result = await abortable(pending, signal);
       if (result.value.byteLength === 0) throw new BrokerError('INVALID_VALUE', `${this.#description} returned an empty value`);
       if (!result.value.isText()) throw new BrokerError('INVALID_VALUE', `${this.#description} returned bytes that are not UTF-8 text`);
       const t = this.#now();
@@ -351,24 +351,3 @@ export class ProfileCache {
     this.#timer.unref();
   }
 }
-
-/** Settle with the fetch or the abort, whichever comes first (adapters may ignore the signal). */
-function raceAbort<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
-  pending.catch(() => {});
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    pending.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
