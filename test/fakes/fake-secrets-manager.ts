@@ -260,9 +260,7 @@ export class FakeSecretsManager {
     if (this.#holdMs > 0) await new Promise((r) => setTimeout(r, this.#holdMs));
     try {
       if (body === undefined) throw new AwsError('SerializationException', 'request body too large');
-      const auth = await this.#authenticate(req, body);
-      record.region = auth.region;
-      record.accessKeyId = auth.accessKeyId;
+      const auth = await this.#authenticate(req, body, record);
       if (req.method !== 'POST' || (req.url ?? '/') !== '/') throw new AwsError('UnknownOperationException', 'Unknown operation', 404);
       if (header(req, 'content-type') !== 'application/x-amz-json-1.1') {
         throw new AwsError('SerializationException', 'Content-Type must be application/x-amz-json-1.1');
@@ -334,7 +332,7 @@ export class FakeSecretsManager {
     return out;
   }
 
-  async #authenticate(req: http.IncomingMessage, body: Buffer): Promise<ParsedAuthorization> {
+  async #authenticate(req: http.IncomingMessage, body: Buffer, record: RecordedRequest): Promise<ParsedAuthorization> {
     const authorization = header(req, 'authorization');
     if (!authorization) throw new AwsError('MissingAuthenticationTokenException', 'Missing Authentication Token');
     const m = AUTHORIZATION.exec(authorization);
@@ -347,6 +345,8 @@ export class FakeSecretsManager {
       signedHeaders: m[5]!.split(';'),
       signature: m[6]!,
     };
+    record.region = auth.region;
+    record.accessKeyId = auth.accessKeyId;
     if (auth.service !== 'secretsmanager') throw new AwsError('InvalidSignatureException', `Credential should be scoped to correct service: 'secretsmanager'.`);
     if (!this.regions.includes(auth.region)) throw new AwsError('InvalidSignatureException', `Credential should be scoped to a valid region.`);
     const amzDate = header(req, 'x-amz-date');
@@ -389,6 +389,29 @@ export class FakeSecretsManager {
     }
     return auth;
   }
+}
+
+/**
+ * Headers for a hand-made request signed the way the SDK signs one, so tests can check what
+ * the fake refuses (a body changed after signing, a wrong region) without the SDK in the way.
+ */
+export async function signedHeaders(options: { url: string; body: string; credentials: FakeCredentials; region: string; service?: string; target?: string }): Promise<Record<string, string>> {
+  const url = new URL(options.url);
+  const signer = new SignatureV4({ credentials: options.credentials, region: options.region, service: options.service ?? 'secretsmanager', sha256: NodeSha256, applyChecksum: false });
+  const signed = await signer.sign({
+    method: 'POST',
+    protocol: url.protocol,
+    hostname: url.hostname,
+    path: '/',
+    query: {},
+    headers: {
+      host: url.host,
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': options.target ?? 'secretsmanager.GetSecretValue',
+    },
+    body: options.body,
+  });
+  return signed.headers as Record<string, string>;
 }
 
 function defaultMessage(type: string): string {

@@ -1,0 +1,94 @@
+// The `aws:` settings block, shared by the aws-sm: and aws-credentials: sources:
+//
+//   aws:                          # top level: applies to every AWS profile
+//     region: eu-west-1
+//     profile: work               # a profile in ~/.aws/config (what AWS_PROFILE would name)
+//     endpoint: http://127.0.0.1:4566
+//   profiles:
+//     claude:
+//       source: aws-sm://prod/anthropic#api_key
+//       aws: { region: us-east-1 } # per profile: overrides the top-level block key by key
+//
+// Every key is optional: what is missing comes from the AWS SDK's own resolution (AWS_REGION,
+// AWS_PROFILE, ~/.aws/config, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL). Unknown keys are
+// refused, so a typo cannot silently fall back to the SDK's defaults.
+import { z } from 'zod';
+import { BrokerError } from '../../src/errors.js';
+
+/** us-east-1, eu-central-2, us-gov-west-1, cn-north-1, us-isob-east-1 … */
+export const AWS_REGION_PATTERN = /^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$/;
+/** Names usable on a command line as they are (they appear in "run: aws sso login --profile X"). */
+const PROFILE_PATTERN = /^[A-Za-z0-9_.@+=:,/-]{1,128}$/;
+
+export const AWS_SETTINGS_KEYS = ['region', 'profile', 'endpoint'] as const;
+
+export const awsSettingsSchema = z.strictObject({
+  region: z
+    .string({ error: () => 'region must be a string, e.g. us-east-1' })
+    .regex(AWS_REGION_PATTERN, 'region must be an AWS region name such as us-east-1 or eu-west-2'),
+  profile: z
+    .string({ error: () => 'profile must be a string naming a profile in ~/.aws/config' })
+    .regex(PROFILE_PATTERN, 'profile must be a profile name from ~/.aws/config (letters, digits and _ . @ + = : , / -; no spaces)'),
+  endpoint: z
+    .string({ error: () => 'endpoint must be a URL string, e.g. https://secretsmanager.eu-west-1.amazonaws.com' })
+    .superRefine((value, ctx) => {
+      const problem = endpointProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+}).partial();
+
+export type AwsSettings = z.output<typeof awsSettingsSchema>;
+
+/**
+ * Validate one `aws:` block (top level or a profile's). `where` names it in the message,
+ * e.g. "the top-level aws: block". Throws CONFIG_INVALID listing every problem.
+ */
+export function parseAwsSettings(raw: unknown, where: string): AwsSettings {
+  if (raw === undefined || raw === null) return {};
+  const result = awsSettingsSchema.safeParse(raw);
+  if (result.success) return withoutUndefined(result.data);
+  const problems = result.error.issues.map((issue) => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((k) => `unknown key "${k}"${guessKey(k)} — known keys: ${AWS_SETTINGS_KEYS.join(', ')}`).join('; ');
+    }
+    if (issue.path.length === 0) return 'must be a mapping with region, profile and/or endpoint';
+    return issue.message;
+  });
+  throw new BrokerError('CONFIG_INVALID', `${where}: ${problems.join('; ')}`);
+}
+
+/** The settings a profile runs with: its own aws: block over the top-level one, key by key. */
+export function resolveAwsSettings(settings: unknown, overrides: unknown): AwsSettings {
+  return {
+    ...parseAwsSettings(settings, 'the top-level aws: block'),
+    ...parseAwsSettings(overrides, "this profile's aws: block"),
+  };
+}
+
+function endpointProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'endpoint must be an absolute http:// or https:// URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'endpoint must be an http:// or https:// URL';
+  // Credentials in the URL would end up in logs and status lines; AWS never takes them there.
+  if (url.username || url.password) return 'endpoint must not contain a user name or password';
+  if (url.search || url.hash) return 'endpoint must not have a query (?…) or fragment (#…)';
+  return undefined;
+}
+
+function guessKey(key: string): string {
+  const lower = key.toLowerCase();
+  const guess = AWS_SETTINGS_KEYS.find((k) => k === lower || (lower.length > 3 && (k.startsWith(lower.slice(0, 3)) || lower.startsWith(k.slice(0, 3)))));
+  return guess && guess !== key ? ` (did you mean "${guess}"?)` : '';
+}
+
+function withoutUndefined(settings: AwsSettings): AwsSettings {
+  const out: AwsSettings = {};
+  if (settings.region !== undefined) out.region = settings.region;
+  if (settings.profile !== undefined) out.profile = settings.profile;
+  if (settings.endpoint !== undefined) out.endpoint = settings.endpoint;
+  return out;
+}

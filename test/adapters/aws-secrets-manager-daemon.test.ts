@@ -1,0 +1,202 @@
+// aws-sm: end to end: the built daemon (its own process, its own AWS SDK and credential chain)
+// serves aws-sm:// profiles from the local Secrets Manager endpoint to the shim, run through
+// `sh -c` the way Claude Code runs apiKeyHelper. Needs `npm run build`.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusReply } from '../../src/protocol/messages.js';
+import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
+import { privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+
+const CONFIG = `
+aws:
+  region: us-east-1
+profiles:
+  claude:
+    source: aws-sm://prod/anthropic#api_key
+    ttl: 1h
+  whole:
+    source: aws-sm://prod/whole-key
+  eu:
+    source: aws-sm://prod/eu-key
+    aws:
+      region: eu-west-1
+  previous:
+    source: aws-sm://prod/anthropic?versionStage=AWSPREVIOUS#api_key
+  missing:
+    source: aws-sm://prod/does-not-exist
+  sso:
+    source: aws-sm://prod/anthropic#api_key
+    aws:
+      profile: sso-user
+  flaky:
+    source: aws-sm://prod/flaky
+    ttl: 1s
+    maxStale: 1h
+`;
+
+const SECRETS = ['sk-ant-e2e-one-1f2e', 'sk-ant-e2e-two-7c3d', 'sk-ant-e2e-whole-9a8b', 'sk-ant-e2e-eu-4d5e', 'sk-ant-e2e-flaky-0b1c'];
+
+describe('daemon serving aws-sm:// profiles through the shim', () => {
+  let fake: FakeSecretsManager;
+  let handle: DaemonHandle;
+  let dir: string;
+
+  beforeAll(async () => {
+    fake = await FakeSecretsManager.start({ regions: ['us-east-1', 'eu-west-1'] });
+    fake.put('prod/anthropic', JSON.stringify({ api_key: SECRETS[0], note: 'first' }));
+    fake.put('prod/whole-key', SECRETS[2]!);
+    fake.put('prod/eu-key', SECRETS[3]!, { region: 'eu-west-1' });
+    fake.put('prod/flaky', SECRETS[4]!);
+    dir = privateTempDir('kb-awsd-');
+    const awsConfig = path.join(dir, 'aws-config');
+    fs.writeFileSync(
+      awsConfig,
+      ['[profile sso-user]', 'sso_session = corp', 'sso_account_id = 111122223333', 'sso_role_name = Reader', '[sso-session corp]', 'sso_start_url = https://corp.awsapps.example/start', 'sso_region = us-east-1', ''].join('\n'),
+      { mode: 0o600 },
+    );
+    // Nothing from the developer's own AWS setup may reach the daemon.
+    const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('AWS_')).map((k) => [k, undefined]));
+    handle = await startDaemon({
+      config: CONFIG,
+      dir,
+      env: {
+        ...clean,
+        HOME: dir,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: fake.url,
+        AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+        AWS_REGION: 'us-east-1',
+        AWS_CONFIG_FILE: awsConfig,
+        AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'aws-credentials-none'),
+        AWS_EC2_METADATA_DISABLED: 'true',
+      },
+    });
+  });
+
+  afterAll(async () => {
+    await handle?.stop();
+    await fake?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('prints the JSON key of the secret, and answers the next call from the cache', async () => {
+    const first = await handle.shim('claude');
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe(`${SECRETS[0]}\n`);
+    const second = await handle.shim('claude');
+    expect(second.stdout).toBe(`${SECRETS[0]}\n`);
+    expect(fake.calls('prod/anthropic')).toHaveLength(1);
+    expect(fake.calls('prod/anthropic')[0]).toMatchObject({ region: 'us-east-1', accessKeyId: TEST_CREDENTIALS.accessKeyId, status: 200 });
+  });
+
+  it('serves a whole SecretString and a profile whose aws: block picks another region', async () => {
+    expect((await handle.shim('whole')).stdout).toBe(`${SECRETS[2]}\n`);
+    expect((await handle.shim('eu')).stdout).toBe(`${SECRETS[3]}\n`);
+    expect(fake.calls('prod/eu-key')[0]?.region).toBe('eu-west-1');
+  });
+
+  it('serves the rotated value after keybroker refresh, and the old one by versionStage=AWSPREVIOUS', async () => {
+    fake.put('prod/anthropic', JSON.stringify({ api_key: SECRETS[1], note: 'second' }));
+    // Cached: the rotation is not visible until a refresh.
+    expect((await handle.shim('claude')).stdout).toBe(`${SECRETS[0]}\n`);
+    const refreshed = await handle.cli(['refresh', 'claude']);
+    expect(refreshed.code).toBe(0);
+    expect((await handle.shim('claude')).stdout).toBe(`${SECRETS[1]}\n`);
+    expect((await handle.shim('previous')).stdout).toBe(`${SECRETS[0]}\n`);
+  });
+
+  it('fails a missing secret with exit 10 and one line naming the secret and region', async () => {
+    const result = await handle.shim('missing');
+    expect(result.code).toBe(10);
+    expect(result.stdout).toBe('');
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toContain('"prod/does-not-exist"');
+    expect(result.stderr).toContain('us-east-1');
+  });
+
+  it('tells the user to run aws sso login for an SSO profile without a login (exit 12)', async () => {
+    const result = await handle.shim('sso');
+    expect(result.code).toBe(12);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('run: aws sso login --profile sso-user');
+  });
+
+  it('keeps serving the cached value while Secrets Manager fails (stale-if-error)', async () => {
+    expect((await handle.shim('flaky')).stdout).toBe(`${SECRETS[4]}\n`);
+    fake.fail({ type: 'InternalServiceError', times: Infinity, secretId: 'prod/flaky' });
+    try {
+      await new Promise((r) => setTimeout(r, 1_300));
+      const stale = await handle.shim('flaky');
+      expect(stale.code).toBe(0);
+      expect(stale.stdout).toBe(`${SECRETS[4]}\n`);
+      // The daemon did go back to the source (refresh-ahead or this read), the SDK retried the
+      // 500s a bounded number of times, and the value was served stale rather than failing.
+      const failed = fake.calls('prod/flaky').filter((c) => c.status === 500);
+      expect(failed.length).toBeGreaterThanOrEqual(3);
+      const status = (await handle.request({ v: 1, op: 'status' })) as StatusReply;
+      expect(status.profiles.find((p) => p.name === 'flaky')).toMatchObject({ state: 'stale', lastError: { code: 'UNAVAILABLE', transient: true } });
+    } finally {
+      fake.reset();
+    }
+  });
+
+  it('shows aws-sm sources in status and keeps every secret and credential out of status and the log', async () => {
+    const status = (await handle.request({ v: 1, op: 'status' })) as StatusReply;
+    expect(status.ok).toBe(true);
+    const claude = status.profiles.find((p) => p.name === 'claude');
+    expect(claude).toMatchObject({ kind: 'aws-sm', source: 'aws-sm://prod/anthropic#api_key (us-east-1)', state: 'fresh' });
+    const notes = status.sources.find((s) => s.kind === 'aws-sm')?.notes ?? [];
+    expect(notes.some((n) => /^GetSecretValue calls: \d+/.test(n))).toBe(true);
+    const text = JSON.stringify(status) + handle.log();
+    expect(handle.log()).toContain('fetched');
+    for (const secret of SECRETS) expect(text).not.toContain(secret);
+    expect(text).not.toContain(TEST_CREDENTIALS.secretAccessKey);
+  });
+});
+
+describe('aws-sm loading', () => {
+  it('loads the AWS SDK on the first fetch, not when the adapter is created or parses', async () => {
+    const fake = await FakeSecretsManager.start();
+    fake.put('lazy/key', 'sk-ant-lazy');
+    const adapterUrl = new URL(`file://${path.join(ROOT, 'dist', 'adapters', 'aws-secrets-manager', 'aws-secrets-manager-adapter.js')}`).href;
+    const logUrl = new URL(`file://${path.join(ROOT, 'dist', 'src', 'log.js')}`).href;
+    const script = `
+      import { createRequire } from 'node:module';
+      const require = createRequire(import.meta.url);
+      const sdkLoaded = () => Object.keys(require.cache).some((k) => k.includes('client-secrets-manager'));
+      const { createAdapter } = await import(${JSON.stringify(adapterUrl)});
+      const { createLogger } = await import(${JSON.stringify(logUrl)});
+      const log = createLogger({ level: 'silent' });
+      const adapter = createAdapter({ settings: { region: 'us-east-1', endpoint: ${JSON.stringify(fake.url)} }, env: process.env, log });
+      const ref = await adapter.parse('aws-sm://lazy/key', { overrides: undefined, profile: 'p' });
+      const afterParse = sdkLoaded();
+      const result = await adapter.fetch(ref, { signal: new AbortController().signal, profile: 'p', reason: 'miss', log });
+      const afterFetch = sdkLoaded();
+      await adapter.close();
+      process.stdout.write(JSON.stringify({ afterParse, afterFetch, bytes: result.value.byteLength }));
+    `;
+    const dir = privateTempDir('kb-awsl-');
+    try {
+      const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('AWS_')).map((k) => [k, undefined]));
+      const result = await run(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
+        env: {
+          ...process.env,
+          ...clean,
+          HOME: dir,
+          AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+          AWS_EC2_METADATA_DISABLED: 'true',
+          AWS_CONFIG_FILE: path.join(dir, 'none'),
+          AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'),
+        },
+      });
+      expect(result.stderr).toBe('');
+      expect(JSON.parse(result.stdout)).toEqual({ afterParse: false, afterFetch: true, bytes: 'sk-ant-lazy'.length });
+    } finally {
+      await fake.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
