@@ -5,9 +5,12 @@ import { BrokerError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
+import { registerDoctor } from './doctor-command.js';
 import { registerGet } from './get-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
+import { registerService } from './service-command.js';
+import { registerSetup } from './setup-command.js';
 import { registerStatus } from './status-command.js';
 
 export function buildProgram(): Command {
@@ -22,6 +25,9 @@ export function buildProgram(): Command {
   registerRefresh(program);
   registerStatus(program);
   registerConfig(program);
+  registerService(program);
+  registerSetup(program);
+  registerDoctor(program);
   program.addHelpText(
     'after',
     `

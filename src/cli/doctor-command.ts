@@ -1,0 +1,40 @@
+import os from 'node:os';
+import type { Command } from 'commander';
+import { renderDoctor, runDoctor } from '../integration/doctor.js';
+import { VERSION } from '../version.js';
+import { CliExit } from './output.js';
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('which credential Claude Code will use, and what stands between it and keybroker (never prints a value)')
+    .option('--config <file>', 'config file (default: $KEYBROKER_CONFIG, then ~/.config/keybroker/config.yaml)')
+    .option('--no-fetch', 'do not ask the daemon for each profile (no backend reads, no 1Password prompts)')
+    .option('--json', 'print the checks as JSON')
+    .addHelpText(
+      'after',
+      `
+One line per check: ok, warn or fail, and the fix. Exits 1 when any check fails.
+Checks: the credential Claude Code will use (cloud provider flags > ANTHROPIC_AUTH_TOKEN >
+ANTHROPIC_API_KEY > apiKeyHelper > CLAUDE_CODE_OAUTH_TOKEN > subscription login), variables that
+shadow the helper (with the shell startup line that sets them), cloud provider flags without
+credentials, a helper only in project settings, the shim path, the helper TTL, the config, the
+socket's permissions, the daemon, each profile (timed), and the 1Password read budget.`,
+    )
+    .action(async (opts: { config?: string; fetch: boolean; json?: boolean }, cmd: Command) => {
+      const globals = cmd.optsWithGlobals<{ socket?: string }>();
+      const checks = await runDoctor({
+        env: process.env,
+        home: os.homedir(),
+        cwd: process.cwd(),
+        platform: process.platform,
+        uid: process.getuid?.(),
+        version: VERSION,
+        configFlag: opts.config,
+        socketFlag: globals.socket,
+        fetchProfiles: opts.fetch,
+      });
+      process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderDoctor(checks));
+      if (checks.some((c) => c.status === 'fail')) throw new CliExit(1);
+    });
+}

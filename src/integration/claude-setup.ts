@@ -1,0 +1,140 @@
+// `keybroker setup claude`: point Claude Code's apiKeyHelper (or awsCredentialExport /
+// otelHeadersHelper) at keybroker-shim in a settings file, keeping everything else in it, and set
+// CLAUDE_CODE_API_KEY_HELPER_TTL_MS to fit the profile's TTL. Idempotent: a second run with the
+// same answer changes nothing and writes no backup.
+import fs from 'node:fs/promises';
+import { DEFAULTS } from '../config/schema.js';
+import { BrokerError } from '../errors.js';
+import { parseSettingsText, settingsPath, writeSettingsFile, type ClaudeContext, type SettingsScope } from './claude-settings.js';
+import { describeHelper, helperCommand, HELPER_SETTING, shellQuote, type HelperKind } from './helper-command.js';
+
+export const HELPER_TTL_ENV = 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS';
+/** Claude Code's own default helper TTL. */
+export const CLAUDE_DEFAULT_HELPER_TTL_MS = 300_000;
+const MIN_HELPER_TTL_MS = 10_000;
+
+/**
+ * How often Claude Code should re-run the helper for a profile with this TTL: half of it, so a
+ * session reads the cache well before the daemon's refresh-ahead point (a read is what keeps a
+ * profile warm) and picks up a rotated key within half a TTL; at most Claude Code's default (the
+ * shim answers from memory, so more often costs nothing), and at least 10 s.
+ */
+export function helperTtlFor(profileTtlMs: number): number {
+  return Math.max(MIN_HELPER_TTL_MS, Math.min(CLAUDE_DEFAULT_HELPER_TTL_MS, Math.round(profileTtlMs / 2)));
+}
+
+export interface SetupClaudeOptions extends ClaudeContext {
+  /** Absolute path of keybroker-shim. */
+  shim: string;
+  profile: string;
+  helper: HelperKind;
+  /** Write the project's .claude/settings.json instead of the user's. */
+  project: boolean;
+  /** Replace a different helper that is already set. */
+  force: boolean;
+  dryRun: boolean;
+  now: Date;
+  /** The profile's TTL from the keybroker config (undefined: no config yet, use the default). */
+  profileTtlMs: number | undefined;
+}
+
+export interface SetupChange {
+  key: string;
+  /** Printable: a foreign helper is shown by its program name only. */
+  before: string | undefined;
+  after: string;
+}
+
+export interface SetupClaudeResult {
+  scope: Exclude<SettingsScope, 'managed'>;
+  file: string;
+  changes: SetupChange[];
+  written: boolean;
+  created: boolean;
+  backup: string | undefined;
+  mode: number | undefined;
+  warnings: string[];
+  /** Shell commands that put things back as they were. */
+  undo: string[];
+}
+
+export async function setupClaude(options: SetupClaudeOptions): Promise<SetupClaudeResult> {
+  const scope = options.project ? 'project' : 'user';
+  const file = settingsPath(options, scope);
+  let original: string | undefined;
+  try {
+    original = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new BrokerError('CONFIG_INVALID', `cannot read ${file} (${code ?? 'error'})`);
+  }
+  const parsed = parseSettingsText(original ?? '');
+  if ('error' in parsed) {
+    throw new BrokerError('CONFIG_INVALID', `${file} ${parsed.error}; fix it by hand first (keybroker does not rewrite a file it cannot parse)`);
+  }
+  const data = parsed.data;
+  const key = HELPER_SETTING[options.helper];
+  const command = helperCommand(options.shim, options.helper, options.profile);
+  const changes: SetupChange[] = [];
+
+  const existing = data[key];
+  if (existing !== command) {
+    if (existing !== undefined && !options.force) {
+      const shown = typeof existing === 'string' ? describeHelper(existing) : `a ${typeof existing}`;
+      throw new BrokerError('USAGE', `${file} already sets ${key} to another helper (${shown}); rerun with --force to replace it (a backup is written first)`);
+    }
+    changes.push({ key, before: typeof existing === 'string' ? describeHelper(existing) : existing === undefined ? undefined : `(a ${typeof existing})`, after: command });
+  }
+
+  let env = data.env;
+  if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env))) {
+    throw new BrokerError('CONFIG_INVALID', `${file}: "env" is not an object; fix it by hand first`);
+  }
+  if (options.helper === 'api-key') {
+    const ttl = String(helperTtlFor(options.profileTtlMs ?? DEFAULTS.ttlMs));
+    const current = (env as Record<string, unknown> | undefined)?.[HELPER_TTL_ENV];
+    if (current !== ttl) {
+      changes.push({ key: `env.${HELPER_TTL_ENV}`, before: current === undefined ? undefined : String(current), after: ttl });
+      env = { ...(env as Record<string, unknown> | undefined), [HELPER_TTL_ENV]: ttl };
+    }
+  }
+
+  const warnings = collectWarnings(options, data);
+  const result: SetupClaudeResult = { scope, file, changes, written: false, created: original === undefined, backup: undefined, mode: undefined, warnings, undo: [] };
+  if (changes.length === 0 || options.dryRun) return result;
+
+  // Spreading keeps every key where it was; new keys go at the end.
+  const next: Record<string, unknown> = { ...data, [key]: command };
+  if (env !== undefined) next.env = env;
+  const written = await writeSettingsFile(file, next, original, { now: options.now });
+  result.written = true;
+  result.created = written.created;
+  result.backup = written.backup;
+  result.mode = written.mode;
+  result.undo = written.backup ? [`cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`] : [`rm ${shellQuote(written.file)}`];
+  return result;
+}
+
+function collectWarnings(options: SetupClaudeOptions, data: Record<string, unknown>): string[] {
+  const warnings: string[] = [];
+  if (options.project) {
+    warnings.push(
+      'project settings: in interactive sessions Claude Code runs a helper from .claude/settings.json only after you accept the workspace trust dialog; ' +
+        'this file is usually committed, and the shim path in it is specific to this machine',
+    );
+  }
+  const env = (typeof data.env === 'object' && data.env !== null ? data.env : {}) as Record<string, unknown>;
+  if (options.helper === 'api-key') {
+    for (const name of ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY']) {
+      if (typeof env[name] === 'string' && env[name] !== '') warnings.push(`this file's env block sets ${name}, which Claude Code uses before apiKeyHelper: remove it`);
+      if (options.env[name]) warnings.push(`${name} is set in this shell and Claude Code uses it before apiKeyHelper: unset it (keybroker doctor shows where it is set)`);
+    }
+    for (const flag of ['CLAUDE_CODE_USE_BEDROCK', 'CLAUDE_CODE_USE_VERTEX', 'CLAUDE_CODE_USE_FOUNDRY']) {
+      if (options.env[flag] || env[flag]) warnings.push(`${flag} is set: Claude Code then uses that cloud provider and ignores apiKeyHelper`);
+    }
+  }
+  if (options.helper === 'aws-credentials' && !options.env.CLAUDE_CODE_USE_BEDROCK && !env.CLAUDE_CODE_USE_BEDROCK) {
+    warnings.push('awsCredentialExport is used only with Bedrock: set CLAUDE_CODE_USE_BEDROCK=1 and AWS_REGION (in the env block or your shell)');
+  }
+  return warnings;
+}

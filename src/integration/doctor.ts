@@ -1,0 +1,461 @@
+// `keybroker doctor`: which credential Claude Code will really use, and every way the keybroker
+// wiring can be quietly broken. One line per check (ok / warn / fail, with the fix). Everything it
+// reads about the machine comes in through DoctorOptions (environment, home, project directory,
+// platform, managed-settings directory), so tests run it over synthetic environments and files.
+//
+// It never prints a value: environment variables and settings are named, not shown; a foreign
+// helper command is shown by its program name; fetched keys are only measured and dropped.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { AdapterPool } from '../cache/adapter-pool.js';
+import { REFRESH_AT } from '../cache/profile-cache.js';
+import { formatDuration } from '../config/duration.js';
+import { ConfigError, loadConfig, resolveConfigPath } from '../config/load.js';
+import { BrokerError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { sendRequest } from '../protocol/client.js';
+import type { ProfileStatus, StatusReply } from '../protocol/messages.js';
+import { resolveSocketPath } from '../protocol/socket-path.js';
+import { chooseCredential, claudeView, CLOUD_FLAGS, isEnvTruthy, type ClaudeView, type CredentialChoice } from './claude-credentials.js';
+import { readAllSettings, type ClaudeContext } from './claude-settings.js';
+import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
+import { summarizeConfig, type ProfileSummary } from './config-summary.js';
+import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
+import { findOnPath } from './service-manager.js';
+import { findSettingLines } from './shell-profiles.js';
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface DoctorCheck {
+  id: string;
+  status: CheckStatus;
+  message: string;
+  fix?: string;
+}
+
+export interface DoctorOptions extends ClaudeContext {
+  uid: number | undefined;
+  /** This CLI's version, to spot a daemon left running from an older install. */
+  version: string;
+  /** --config / --socket given to doctor itself. */
+  configFlag?: string | undefined;
+  socketFlag?: string | undefined;
+  /** Ask the daemon for each profile (may reach the backends, and 1Password may prompt). */
+  fetchProfiles: boolean;
+  requestTimeoutMs?: number;
+}
+
+/** 1Password service accounts: reads per hour per token (Teams/Families; Business has 10,000). */
+export const OP_SMALLEST_HOURLY_BUDGET = 1_000;
+
+export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  const files = await readAllSettings(options);
+  const view = claudeView(files, options.env);
+  // The shim runs in Claude Code's environment: the shell's plus the settings' env blocks.
+  const claudeEnv = Object.fromEntries([...view.env].map(([k, e]) => [k, e.value]));
+
+  for (const f of files) {
+    if (f.error) checks.push({ id: 'settings', status: 'fail', message: `${tilde(f.path, options.home)} ${f.error}; Claude Code cannot use it`, fix: 'correct the file by hand' });
+  }
+  const choice = chooseCredential(view);
+  checks.push(credentialCheck(choice, view, options.home));
+  const shadow = await shadowingCheck(view, options);
+  if (shadow) checks.push(shadow);
+  checks.push(...cloudProviderChecks(view, options, await cloudCredentialFiles(options, view)));
+  const scope = helperScopeCheck(view, options.home);
+  if (scope) checks.push(scope);
+  checks.push(...(await shimChecks(view, claudeEnv, options.home)));
+
+  const configPath = resolveConfigPath({ flag: options.configFlag, env: options.env, home: options.home });
+  const summary = await summarizeConfig(configPath.path);
+  checks.push(await configCheck(configPath.path, view, options));
+  const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined);
+  if (helperTtl) checks.push(helperTtl);
+
+  const socket = resolveSocketPath({ flag: options.socketFlag, env: claudeEnv, platform: options.platform, home: options.home });
+  checks.push(await socketCheck(socket.path, socket.from, options));
+  const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
+  checks.push(...daemon.checks);
+  const budget = onePasswordCheck(summary.ok ? summary.profiles : [], daemon.status);
+  if (budget) checks.push(budget);
+  return checks;
+}
+
+// ---- which credential, and what shadows the helper ----
+
+function credentialCheck(choice: CredentialChoice, view: ClaudeView, home: string): DoctorCheck {
+  const where = choice.from === undefined ? '' : ` (${choice.from === 'environment' ? 'from the environment' : `from ${tilde(choice.from, home)}`})`;
+  const message = `Claude Code will use ${choice.label}${where}`;
+  const helper = view.settings.get('apiKeyHelper');
+  if (choice.kind === 'api-key-helper') {
+    const ours = parseKeybrokerHelper(String(helper!.value));
+    return ours
+      ? { id: 'credential', status: 'ok', message: `${message}: keybroker profile "${ours.profile}"` }
+      : { id: 'credential', status: 'warn', message: `${message}, which runs ${describeHelper(String(helper!.value))}, not keybroker-shim`, fix: 'keybroker setup claude --force' };
+  }
+  if (choice.kind === 'bedrock' || choice.kind === 'vertex' || choice.kind === 'foundry') return { id: 'credential', status: 'ok', message };
+  if (!helper) return { id: 'credential', status: 'warn', message: `${message}; no apiKeyHelper is set`, fix: 'keybroker setup claude' };
+  // A helper is set but something above it wins: the shadowing check says what and where.
+  return { id: 'credential', status: 'fail', message: `${message}, not apiKeyHelper` };
+}
+
+async function shadowingCheck(view: ClaudeView, options: DoctorOptions): Promise<DoctorCheck | undefined> {
+  if (!view.settings.get('apiKeyHelper')) return undefined;
+  const names = ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY'].filter((n) => (view.env.get(n)?.value ?? '') !== '');
+  if (names.length === 0) return { id: 'shadowing', status: 'ok', message: 'neither ANTHROPIC_AUTH_TOKEN nor ANTHROPIC_API_KEY is set, so nothing takes precedence over apiKeyHelper' };
+  const lines = await findSettingLines(names, options.home, options.env);
+  const parts: string[] = [];
+  const fixes: string[] = [];
+  for (const name of names) {
+    const entry = view.env.get(name)!;
+    if (entry.scope !== 'environment') {
+      parts.push(`${name} is set in the env block of ${tilde(entry.from, options.home)}`);
+      fixes.push(`remove ${name} from the env block of ${tilde(entry.from, options.home)}`);
+      continue;
+    }
+    const found = lines.get(name) ?? [];
+    if (found.length > 0) {
+      const at = found.map((l) => `${tilde(l.file, options.home)}:${l.line}`).join(', ');
+      parts.push(`${name} is exported (${at})`);
+      fixes.push(`delete ${name} at ${at}, open a new shell (or run: unset ${name})`);
+    } else {
+      parts.push(`${name} is set in the environment (not by a shell startup file: check your terminal, IDE or ~/.config/environment.d)`);
+      fixes.push(`unset ${name} where it is set`);
+    }
+  }
+  return { id: 'shadowing', status: 'fail', message: `${parts.join('; ')}: Claude Code uses it before apiKeyHelper`, fix: fixes.join('; ') };
+}
+
+// ---- cloud providers ----
+
+interface CloudFiles {
+  awsFiles: boolean;
+  gcloudAdc: boolean;
+  googleCredentialsFile: boolean;
+  azureLogin: boolean;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(() => true, () => false);
+}
+
+async function cloudCredentialFiles(options: DoctorOptions, view: ClaudeView): Promise<CloudFiles> {
+  const env = (name: string): string | undefined => view.env.get(name)?.value || undefined;
+  const h = options.home;
+  const gcloud = env('CLOUDSDK_CONFIG') ?? path.join(h, '.config', 'gcloud');
+  return {
+    awsFiles: (await exists(env('AWS_SHARED_CREDENTIALS_FILE') ?? path.join(h, '.aws', 'credentials'))) || (await exists(env('AWS_CONFIG_FILE') ?? path.join(h, '.aws', 'config'))),
+    gcloudAdc: await exists(path.join(gcloud, 'application_default_credentials.json')),
+    googleCredentialsFile: env('GOOGLE_APPLICATION_CREDENTIALS') !== undefined && (await exists(env('GOOGLE_APPLICATION_CREDENTIALS')!)),
+    azureLogin: await exists(path.join(env('AZURE_CONFIG_DIR') ?? path.join(h, '.azure'), 'azureProfile.json')),
+  };
+}
+
+function cloudProviderChecks(view: ClaudeView, options: DoctorOptions, files: CloudFiles): DoctorCheck[] {
+  const set = (name: string): boolean => (view.env.get(name)?.value ?? '') !== '';
+  const active = CLOUD_FLAGS.filter((c) => isEnvTruthy(view.env.get(c.flag)?.value));
+  const checks: DoctorCheck[] = [];
+  const hasHelper = view.settings.get('apiKeyHelper') !== undefined;
+  for (const [i, c] of active.entries()) {
+    const from = view.env.get(c.flag)!.from;
+    const origin = from === 'environment' ? 'in the environment' : `in ${tilde(from, options.home)}`;
+    if (i > 0) {
+      checks.push({ id: 'cloud-provider', status: 'warn', message: `${c.flag} is also set (${origin}) but ${active[0]!.flag} wins`, fix: `unset ${c.flag}` });
+      continue;
+    }
+    const missing: string[] = [];
+    let credentials: string | undefined;
+    if (c.kind === 'bedrock') {
+      if (!set('AWS_REGION')) missing.push('AWS_REGION (required: Claude Code does not read the region from ~/.aws/config)');
+      const exportHelper = view.settings.get('awsCredentialExport');
+      credentials =
+        isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_BEDROCK_AUTH')?.value) ? 'none needed (CLAUDE_CODE_SKIP_BEDROCK_AUTH)' :
+        set('AWS_BEARER_TOKEN_BEDROCK') ? 'a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)' :
+        exportHelper && typeof exportHelper.value === 'string' ? `awsCredentialExport (${parseKeybrokerHelper(exportHelper.value) ? 'keybroker' : describeHelper(exportHelper.value)})` :
+        set('AWS_ACCESS_KEY_ID') && set('AWS_SECRET_ACCESS_KEY') ? 'AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY' :
+        set('AWS_PROFILE') ? 'AWS_PROFILE' :
+        view.settings.get('awsAuthRefresh') ? 'awsAuthRefresh' :
+        set('AWS_WEB_IDENTITY_TOKEN_FILE') || set('AWS_CONTAINER_CREDENTIALS_FULL_URI') || set('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI') ? 'web identity or container credentials' :
+        files.awsFiles ? '~/.aws/config or ~/.aws/credentials (the SDK chain)' : undefined;
+      if (!credentials) missing.push('AWS credentials (none in the environment, ~/.aws, awsCredentialExport or awsAuthRefresh)');
+    } else if (c.kind === 'vertex') {
+      if (!set('ANTHROPIC_VERTEX_PROJECT_ID')) missing.push('ANTHROPIC_VERTEX_PROJECT_ID');
+      credentials =
+        isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_VERTEX_AUTH')?.value) ? 'none needed (CLAUDE_CODE_SKIP_VERTEX_AUTH)' :
+        files.googleCredentialsFile ? 'GOOGLE_APPLICATION_CREDENTIALS' :
+        files.gcloudAdc ? 'gcloud application-default credentials' : undefined;
+      if (!credentials) missing.push('Google credentials (run: gcloud auth application-default login, or set GOOGLE_APPLICATION_CREDENTIALS to a key file)');
+    } else {
+      if (!set('ANTHROPIC_FOUNDRY_RESOURCE') && !set('ANTHROPIC_FOUNDRY_BASE_URL')) missing.push('ANTHROPIC_FOUNDRY_RESOURCE or ANTHROPIC_FOUNDRY_BASE_URL');
+      credentials =
+        isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_FOUNDRY_AUTH')?.value) ? 'none needed (CLAUDE_CODE_SKIP_FOUNDRY_AUTH)' :
+        set('ANTHROPIC_FOUNDRY_API_KEY') ? 'ANTHROPIC_FOUNDRY_API_KEY' :
+        set('AZURE_CLIENT_ID') && (set('AZURE_CLIENT_SECRET') || set('AZURE_CLIENT_CERTIFICATE_PATH') || set('AZURE_FEDERATED_TOKEN_FILE')) ? 'an Azure service principal (AZURE_CLIENT_ID …)' :
+        files.azureLogin ? 'your Azure CLI login' : undefined;
+      if (!credentials) missing.push('Azure credentials (ANTHROPIC_FOUNDRY_API_KEY, or run: az login)');
+    }
+    if (missing.length > 0) {
+      checks.push({ id: 'cloud-provider', status: 'fail', message: `${c.flag} is set (${origin}) but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`, fix: `set ${missing.map((m) => m.split(' ')[0]).join(', ')} — or unset ${c.flag} to use apiKeyHelper` });
+    } else if (hasHelper) {
+      checks.push({ id: 'cloud-provider', status: 'warn', message: `${c.flag} is set (${origin}): Claude Code uses ${c.name} with ${credentials} and ignores apiKeyHelper`, fix: `unset ${c.flag} to use keybroker's API key` });
+    } else {
+      checks.push({ id: 'cloud-provider', status: 'ok', message: `${c.name} with ${credentials}` });
+    }
+  }
+  return checks;
+}
+
+// ---- the helper's scope, path and TTL ----
+
+function helperScopeCheck(view: ClaudeView, home: string): DoctorCheck | undefined {
+  if (view.helperFiles.length === 0) return undefined;
+  const where = view.helperFiles.map((f) => tilde(f.path, home)).join(', ');
+  if (view.helperFiles.some((f) => f.scope === 'user' || f.scope === 'managed')) {
+    return { id: 'helper-scope', status: 'ok', message: `apiKeyHelper is set in ${where}` };
+  }
+  return {
+    id: 'helper-scope',
+    status: 'warn',
+    message: `apiKeyHelper is set only in project settings (${where}): interactive sessions run it only after the workspace trust dialog, other directories do not see it, and claude --bare ignores it`,
+    fix: 'keybroker setup claude (writes it to your user settings)',
+  };
+}
+
+async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: string): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  for (const key of Object.values(HELPER_SETTING)) {
+    const entry = view.settings.get(key);
+    if (!entry || typeof entry.value !== 'string') continue;
+    const ours = parseKeybrokerHelper(entry.value);
+    if (!ours) continue;
+    const id = `shim:${key}`;
+    const shim = path.isAbsolute(ours.shim) ? ours.shim : ours.shim.includes('/') ? undefined : await findOnPath(ours.shim, claudeEnv.PATH);
+    if (shim === undefined) {
+      checks.push({ id, status: 'fail', message: `${key} runs ${ours.shim}, which is ${ours.shim.includes('/') ? 'a relative path (the helper runs from an unknown directory)' : 'not on PATH'}`, fix: 'keybroker setup claude --force (writes the absolute path)' });
+      continue;
+    }
+    let st;
+    try {
+      st = await fs.stat(shim);
+    } catch {
+      checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`, fix: 'keybroker setup claude --force' });
+      continue;
+    }
+    if (!st.isFile()) {
+      checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)}, which is not a file`, fix: 'keybroker setup claude --force' });
+      continue;
+    }
+    if (ours.interpreter === undefined) {
+      const executable = await fs.access(shim, fs.constants.X_OK).then(() => true, () => false);
+      if (!executable) {
+        checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)}, which is not executable`, fix: `chmod +x ${shim}` });
+        continue;
+      }
+      const head = await readHead(shim);
+      if (/^#!\s*\/usr\/bin\/env\s+node\b/.test(head) && !(await findOnPath('node', claudeEnv.PATH))) {
+        checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`, fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"' });
+        continue;
+      }
+    }
+    checks.push({ id, status: 'ok', message: `${key} runs keybroker-shim (${tilde(shim, home)}) for profile "${ours.profile}"${ours.format !== 'raw' ? ` as ${ours.format}` : ''}` });
+  }
+  return checks;
+}
+
+async function readHead(file: string): Promise<string> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const buf = Buffer.alloc(128);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined): DoctorCheck | undefined {
+  const helper = view.settings.get('apiKeyHelper');
+  const ours = helper && typeof helper.value === 'string' ? parseKeybrokerHelper(helper.value) : undefined;
+  if (!ours) return undefined;
+  const raw = view.env.get(HELPER_TTL_ENV)?.value;
+  const ttl = raw === undefined ? CLAUDE_DEFAULT_HELPER_TTL_MS : Number(raw);
+  if (!Number.isInteger(ttl) || ttl <= 0) {
+    return { id: 'helper-ttl', status: 'warn', message: `${HELPER_TTL_ENV} is not a positive number of milliseconds, so Claude Code ignores it`, fix: 'keybroker setup claude' };
+  }
+  const profile = profiles?.find((p) => p.name === ours.profile);
+  const shown = `${formatDuration(ttl)}${raw === undefined ? ' (the default)' : ''}`;
+  if (profile && ttl > profile.ttlMs) {
+    return { id: 'helper-ttl', status: 'warn', message: `Claude Code re-runs the helper every ${shown}, longer than profile "${profile.name}"'s TTL of ${formatDuration(profile.ttlMs)}: a rotated key reaches it late`, fix: 'keybroker setup claude (sets CLAUDE_CODE_API_KEY_HELPER_TTL_MS to fit)' };
+  }
+  return { id: 'helper-ttl', status: 'ok', message: `Claude Code re-runs the helper every ${shown}${profile ? ` (profile TTL ${formatDuration(profile.ttlMs)})` : ''}` };
+}
+
+// ---- keybroker's own config, socket and daemon ----
+
+async function configCheck(file: string, view: ClaudeView, options: DoctorOptions): Promise<DoctorCheck> {
+  const pool = new AdapterPool({ env: options.env, log: createLogger({ level: 'silent' }) });
+  try {
+    const loaded = await loadConfig(file, pool.acquire);
+    const names = [...loaded.profiles.keys()];
+    const wanted = Object.values(HELPER_SETTING)
+      .map((key) => view.settings.get(key))
+      .map((e) => (e && typeof e.value === 'string' ? parseKeybrokerHelper(e.value)?.profile : undefined))
+      .filter((p): p is string => p !== undefined);
+    const unknown = [...new Set(wanted.filter((p) => !loaded.profiles.has(p)))];
+    if (unknown.length > 0) {
+      return { id: 'config', status: 'fail', message: `${tilde(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`, fix: 'add the profile, or: keybroker setup claude --force --profile NAME' };
+    }
+    return { id: 'config', status: 'ok', message: `${tilde(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})` };
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      const first = err.problems[0];
+      const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
+      const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
+      return { id: 'config', status: 'fail', message: `${tilde(file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`, fix: 'keybroker config check' };
+    }
+    return { id: 'config', status: 'fail', message: `${tilde(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`, fix: 'keybroker config check' };
+  } finally {
+    await pool.closeAll();
+  }
+}
+
+async function socketCheck(socket: string, from: string, options: DoctorOptions): Promise<DoctorCheck> {
+  const dir = path.dirname(socket);
+  const chosen = from === 'default' ? '' : ` (chosen by ${from})`;
+  let st;
+  try {
+    st = await fs.lstat(dir);
+  } catch {
+    return { id: 'socket', status: 'ok', message: `${tilde(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)` };
+  }
+  if (st.isSymbolicLink()) return { id: 'socket', status: 'fail', message: `${tilde(dir, options.home)} is a symbolic link; the daemon refuses it`, fix: `remove it and let the daemon create a real directory (mode 0700)` };
+  if (options.uid !== undefined && st.uid !== options.uid) return { id: 'socket', status: 'fail', message: `${tilde(dir, options.home)} belongs to uid ${st.uid}, not you (uid ${options.uid})`, fix: 'use a directory of your own (KEYBROKER_SOCKET)' };
+  if ((st.mode & 0o077) !== 0) return { id: 'socket', status: 'fail', message: `${tilde(dir, options.home)} has mode ${modeOf(st.mode)}: others can reach the socket, and the daemon refuses to start`, fix: `chmod 700 ${dir}` };
+  let sock;
+  try {
+    sock = await fs.lstat(socket);
+  } catch {
+    return { id: 'socket', status: 'ok', message: `${tilde(socket, options.home)}${chosen}: directory private (0700); no socket yet` };
+  }
+  if (!sock.isSocket()) return { id: 'socket', status: 'fail', message: `${tilde(socket, options.home)} exists but is not a socket`, fix: `remove ${socket}` };
+  if ((sock.mode & 0o077) !== 0) return { id: 'socket', status: 'warn', message: `${tilde(socket, options.home)} has mode ${modeOf(sock.mode)} (its directory is private, so only you can reach it)`, fix: `chmod 600 ${socket}` };
+  return { id: 'socket', status: 'ok', message: `${tilde(socket, options.home)}${chosen}: directory 0700, socket ${modeOf(sock.mode)}` };
+}
+
+interface DaemonResult {
+  checks: DoctorCheck[];
+  status: StatusReply | undefined;
+}
+
+async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, configFile: string, options: DoctorOptions): Promise<DaemonResult> {
+  const timeoutMs = options.requestTimeoutMs ?? 5_000;
+  const reply = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs });
+  if (!reply.ok) {
+    const autostart = claudeEnv.KEYBROKER_NO_AUTOSTART !== '1';
+    return {
+      status: undefined,
+      checks: [
+        autostart
+          ? { id: 'daemon', status: 'warn', message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`, fix: 'keybroker service install (or run: keybroker daemon)' }
+          : { id: 'daemon', status: 'fail', message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`, fix: 'keybroker service install (or run: keybroker daemon)' },
+      ],
+    };
+  }
+  const status = reply as StatusReply;
+  const d = status.daemon;
+  const checks: DoctorCheck[] = [];
+  if (d.lastReloadError) {
+    checks.push({ id: 'daemon', status: 'fail', message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`, fix: `fix ${d.config}, then: kill -HUP ${d.pid}` });
+  } else if (d.version !== options.version) {
+    checks.push({ id: 'daemon', status: 'warn', message: `pid ${d.pid} runs keybroker ${d.version}, this is ${options.version}`, fix: `restart it (keybroker service install, or kill ${d.pid})` });
+  } else {
+    checks.push({ id: 'daemon', status: 'ok', message: `pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}` });
+  }
+  if (path.resolve(d.config) !== path.resolve(configFile)) {
+    checks.push({ id: 'daemon-config', status: 'warn', message: `the daemon reads ${tilde(d.config, options.home)}, this shell's config is ${tilde(configFile, options.home)}`, fix: 'point both at the same file (KEYBROKER_CONFIG), or reinstall the service from this shell' });
+  }
+  if (options.fetchProfiles) {
+    for (const p of status.profiles) checks.push(await profileCheck(socket, p, timeoutMs + 10_000));
+  }
+  return { checks, status };
+}
+
+async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number): Promise<DoctorCheck> {
+  const id = `profile:${p.name}`;
+  const cached = p.state === 'fresh';
+  const started = performance.now();
+  const reply = await sendRequest(socket, { v: 1, op: 'get', profile: p.name }, { timeoutMs });
+  const ms = Math.round(performance.now() - started);
+  if (!reply.ok) return { id, status: 'fail', message: `${p.source}: ${reply.error.code}: ${reply.error.message}`, fix: `keybroker status; then keybroker refresh ${p.name}` };
+  if (!('value' in reply)) return { id, status: 'fail', message: `${p.source}: the daemon answered without a value` };
+  // The value itself is only inspected for shape, never kept or printed.
+  let shape = '';
+  if (p.kind === 'aws-credentials') {
+    let good: boolean;
+    try {
+      const v = JSON.parse(reply.value) as Record<string, unknown>;
+      good = typeof v.AccessKeyId === 'string' && typeof v.SecretAccessKey === 'string';
+    } catch {
+      good = false;
+    }
+    if (!good) return { id, status: 'fail', message: `${p.source}: the value is not AWS credentials JSON` };
+    shape = ', AWS credentials';
+  }
+  const how = cached ? `served from cache in ${ms} ms` : `fetched in ${ms} ms`;
+  if (reply.stale) return { id, status: 'warn', message: `${p.source}: ${how}, but stale: ${reply.warning?.message ?? 'the source is failing'}`, fix: `keybroker refresh ${p.name}` };
+  return { id, status: 'ok', message: `${p.source}: ${how}${shape}, fresh for ${formatDuration(reply.expiresInMs)}` };
+}
+
+// ---- 1Password ----
+
+function isOnePassword(p: ProfileSummary): 'sdk' | 'cli' | undefined {
+  if (p.scheme === 'op') return 'sdk';
+  if (p.scheme === 'exec') {
+    const { program } = programWord(splitCommand(p.source.slice('exec:'.length)));
+    if (program !== undefined && path.basename(program) === 'op') return 'cli';
+  }
+  return undefined;
+}
+
+/**
+ * Worst case: a profile in constant use is refetched at REFRESH_AT of its TTL. Service accounts have
+ * an hourly read budget; `exec:op` starts a new op process per fetch (a new approval prompt each
+ * time with the desktop app).
+ */
+function onePasswordCheck(profiles: ProfileSummary[], status: StatusReply | undefined): DoctorCheck | undefined {
+  const sdk = profiles.filter((p) => isOnePassword(p) === 'sdk');
+  const cli = profiles.filter((p) => isOnePassword(p) === 'cli');
+  if (sdk.length === 0 && cli.length === 0) return undefined;
+  const perHour = (ps: ProfileSummary[]): number => Math.ceil(ps.reduce((n, p) => n + 3_600_000 / (REFRESH_AT * p.ttlMs), 0));
+  const notes = (status?.sources ?? []).filter((s) => s.kind === 'op').flatMap((s) => s.notes);
+  const parts: string[] = [];
+  if (sdk.length > 0) parts.push(`op:// profiles read at most ~${perHour(sdk)}/hour`);
+  if (cli.length > 0) parts.push(`exec:op profiles start op at most ~${perHour(cli)} times/hour (each may ask you to approve)`);
+  if (notes.length > 0) parts.push(`daemon: ${notes.join('; ')}`);
+  const total = perHour(sdk) + perHour(cli);
+  if (total > OP_SMALLEST_HOURLY_BUDGET) {
+    return { id: '1password', status: 'warn', message: `${parts.join('; ')}: more than a Teams/Families service account's ${OP_SMALLEST_HOURLY_BUDGET} reads/hour`, fix: 'raise those profiles\' ttl' };
+  }
+  return { id: '1password', status: 'ok', message: `${parts.join('; ')} (budget: ${OP_SMALLEST_HOURLY_BUDGET}/hour on Teams/Families, 10,000 on Business)` };
+}
+
+// ---- output ----
+
+function modeOf(mode: number): string {
+  return (mode & 0o777).toString(8).padStart(4, '0');
+}
+
+export function tilde(p: string, home: string): string {
+  return home && (p === home || p.startsWith(`${home}/`)) ? `~${p.slice(home.length)}` : p;
+}
+
+export function renderDoctor(checks: readonly DoctorCheck[]): string {
+  const width = Math.max(...checks.map((c) => c.id.length));
+  const lines = checks.map((c) => `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.message}${c.fix ? ` — fix: ${c.fix}` : ''}`);
+  const fails = checks.filter((c) => c.status === 'fail').length;
+  const warns = checks.filter((c) => c.status === 'warn').length;
+  lines.push('', fails > 0 ? `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}` : warns > 0 ? `no failures, ${warns} warning${warns === 1 ? '' : 's'}` : 'all good');
+  return `${lines.join('\n')}\n`;
+}

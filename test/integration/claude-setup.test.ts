@@ -1,0 +1,229 @@
+// `keybroker setup claude` on a temporary HOME: the library call for each rule, and the built CLI
+// end to end (output, exit codes), down to Claude Code's way of running the helper it wrote.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BrokerError } from '../../src/errors.js';
+import { helperTtlFor, setupClaude, type SetupClaudeOptions } from '../../src/integration/claude-setup.js';
+import { CLI, privateTempDir, run, SHIM, startDaemon } from '../helpers/daemon.js';
+
+let home: string;
+let project: string;
+const NOW = new Date('2026-03-04T05:06:07.890Z');
+
+beforeEach(() => {
+  home = privateTempDir('kb-setup-');
+  project = path.join(home, 'work', 'repo');
+  fs.mkdirSync(project, { recursive: true });
+});
+afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
+
+const userSettings = (): string => path.join(home, '.claude', 'settings.json');
+const readJson = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+const backups = (file: string): string[] => fs.readdirSync(path.dirname(file)).filter((f) => f.startsWith(`${path.basename(file)}.keybroker-backup-`));
+
+function options(overrides: Partial<SetupClaudeOptions> = {}): SetupClaudeOptions {
+  return {
+    env: { HOME: home },
+    home,
+    cwd: project,
+    platform: 'linux',
+    shim: '/opt/keybroker/dist/src/shim/keybroker-shim.js',
+    profile: 'work',
+    helper: 'api-key',
+    project: false,
+    force: false,
+    dryRun: false,
+    now: NOW,
+    profileTtlMs: 15 * 60_000,
+    ...overrides,
+  };
+}
+
+function writeSettings(file: string, text: string, mode = 0o640): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, text, { mode });
+  fs.chmodSync(file, mode);
+}
+
+const existing = `{
+    "model": "opus",
+    "permissions": { "allow": ["Bash(npm test)"], "deny": ["Read(./.env)"] },
+    "env": { "DISABLE_TELEMETRY": "1" },
+    "hooks": {}
+}
+`;
+
+describe('setup claude', () => {
+  it('adds the helper and the TTL, keeps every other key, backs up first and keeps the mode', async () => {
+    writeSettings(userSettings(), existing, 0o640);
+    const result = await setupClaude(options());
+    const data = readJson(userSettings());
+    expect(data).toEqual({
+      model: 'opus',
+      permissions: { allow: ['Bash(npm test)'], deny: ['Read(./.env)'] },
+      env: { DISABLE_TELEMETRY: '1', CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' },
+      hooks: {},
+      apiKeyHelper: '/opt/keybroker/dist/src/shim/keybroker-shim.js work',
+    });
+    expect(Object.keys(data)).toEqual(['model', 'permissions', 'env', 'hooks', 'apiKeyHelper']);
+    // The file keeps its own indentation.
+    expect(fs.readFileSync(userSettings(), 'utf8')).toMatch(/^\{\n {4}"model"/);
+    expect(fs.statSync(userSettings()).mode & 0o777).toBe(0o640);
+    expect(result.backup).toBe(`${userSettings()}.keybroker-backup-20260304T050607Z`);
+    expect(fs.readFileSync(result.backup!, 'utf8')).toBe(existing);
+    expect(fs.statSync(result.backup!).mode & 0o777).toBe(0o640);
+    expect(result.changes.map((c) => c.key)).toEqual(['apiKeyHelper', 'env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS']);
+    expect(result.undo).toEqual([`cp ${result.backup} ${userSettings()}`]);
+    expect(fs.readdirSync(path.dirname(userSettings())).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('changes nothing and writes no backup on a second run', async () => {
+    writeSettings(userSettings(), existing);
+    await setupClaude(options());
+    const after = fs.readFileSync(userSettings(), 'utf8');
+    const again = await setupClaude(options({ now: new Date(NOW.getTime() + 60_000) }));
+    expect(again).toMatchObject({ changes: [], written: false, backup: undefined });
+    expect(fs.readFileSync(userSettings(), 'utf8')).toBe(after);
+    expect(backups(userSettings())).toHaveLength(1);
+  });
+
+  it('refuses to replace a different helper without --force, and never prints its arguments', async () => {
+    const foreign = JSON.stringify({ apiKeyHelper: 'echo sk-ant-foreign-secret-31', model: 'sonnet' }, null, 2);
+    writeSettings(userSettings(), foreign);
+    const err = await setupClaude(options()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BrokerError);
+    expect((err as BrokerError).code).toBe('USAGE');
+    expect((err as BrokerError).message).toContain('already sets apiKeyHelper to another helper (echo …)');
+    expect((err as BrokerError).message).toContain('--force');
+    expect((err as BrokerError).message).not.toContain('sk-ant-foreign-secret-31');
+    expect(fs.readFileSync(userSettings(), 'utf8')).toBe(foreign);
+    expect(backups(userSettings())).toEqual([]);
+
+    const forced = await setupClaude(options({ force: true }));
+    expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js work');
+    expect(forced.changes[0]).toEqual({ key: 'apiKeyHelper', before: 'echo …', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work' });
+    expect(fs.readFileSync(forced.backup!, 'utf8')).toBe(foreign);
+  });
+
+  it('creates a missing settings file (mode 0600) and says the undo is to remove it', async () => {
+    const result = await setupClaude(options({ profileTtlMs: 2 * 60_000 }));
+    expect(result.created).toBe(true);
+    expect(readJson(userSettings())).toEqual({ apiKeyHelper: '/opt/keybroker/dist/src/shim/keybroker-shim.js work', env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '60000' } });
+    expect(fs.statSync(userSettings()).mode & 0o777).toBe(0o600);
+    expect(result.undo).toEqual([`rm ${userSettings()}`]);
+  });
+
+  it('refuses a file it cannot parse, without quoting it', async () => {
+    writeSettings(userSettings(), '{ "env": { "ANTHROPIC_API_KEY": "sk-ant-in-broken-json" }, }');
+    const err = (await setupClaude(options()).catch((e: unknown) => e)) as BrokerError;
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.message).toContain('is not valid JSON');
+    expect(err.message).not.toContain('sk-ant-in-broken-json');
+  });
+
+  it('writes the project settings with --project, and warns about workspace trust', async () => {
+    const result = await setupClaude(options({ project: true }));
+    expect(result.file).toBe(path.join(project, '.claude', 'settings.json'));
+    expect(readJson(result.file).apiKeyHelper).toContain('keybroker-shim.js work');
+    expect(fs.existsSync(userSettings())).toBe(false);
+    expect(result.warnings.join('\n')).toContain('workspace trust dialog');
+  });
+
+  it('follows CLAUDE_CONFIG_DIR, and a symlinked settings file stays a symlink', async () => {
+    const dotfiles = path.join(home, 'dotfiles');
+    const configDir = path.join(home, 'claude-config');
+    writeSettings(path.join(dotfiles, 'claude.json'), '{"model":"opus"}\n', 0o644);
+    fs.mkdirSync(configDir);
+    fs.symlinkSync(path.join(dotfiles, 'claude.json'), path.join(configDir, 'settings.json'));
+    const result = await setupClaude(options({ env: { HOME: home, CLAUDE_CONFIG_DIR: configDir } }));
+    expect(fs.lstatSync(path.join(configDir, 'settings.json')).isSymbolicLink()).toBe(true);
+    expect(readJson(path.join(dotfiles, 'claude.json'))).toMatchObject({ model: 'opus', apiKeyHelper: expect.stringContaining('keybroker-shim.js work') });
+    expect(fs.statSync(path.join(dotfiles, 'claude.json')).mode & 0o777).toBe(0o644);
+    expect(result.backup).toContain(path.join(dotfiles, 'claude.json.keybroker-backup-'));
+  });
+
+  it('sets awsCredentialExport and otelHeadersHelper with the shim\'s formats, without touching the TTL', async () => {
+    await setupClaude(options({ helper: 'aws-credentials', profile: 'bedrock' }));
+    await setupClaude(options({ helper: 'otel-headers', profile: 'otel' }));
+    expect(readJson(userSettings())).toEqual({
+      awsCredentialExport: '/opt/keybroker/dist/src/shim/keybroker-shim.js --format aws-credentials bedrock',
+      otelHeadersHelper: '/opt/keybroker/dist/src/shim/keybroker-shim.js --format headers otel',
+    });
+  });
+
+  it('quotes a shim path with spaces for the shell Claude Code runs it in', async () => {
+    await setupClaude(options({ shim: "/Users/ada/My Tools/ada's keybroker/keybroker-shim.js" }));
+    expect(readJson(userSettings()).apiKeyHelper).toBe(`'/Users/ada/My Tools/ada'\\''s keybroker/keybroker-shim.js' work`);
+  });
+
+  it('warns about what would shadow the helper, and changes nothing on a dry run', async () => {
+    writeSettings(userSettings(), JSON.stringify({ env: { ANTHROPIC_API_KEY: 'sk-ant-in-env-block' } }));
+    const result = await setupClaude(options({ dryRun: true, env: { HOME: home, CLAUDE_CODE_USE_BEDROCK: '1' } }));
+    expect(result.written).toBe(false);
+    expect(result.changes).toHaveLength(2);
+    expect(readJson(userSettings())).toEqual({ env: { ANTHROPIC_API_KEY: 'sk-ant-in-env-block' } });
+    const warnings = result.warnings.join('\n');
+    expect(warnings).toContain("this file's env block sets ANTHROPIC_API_KEY");
+    expect(warnings).toContain('CLAUDE_CODE_USE_BEDROCK is set');
+    expect(warnings).not.toContain('sk-ant-in-env-block');
+  });
+
+  it.each([
+    [15 * 60_000, 300_000],
+    [8 * 60_000, 240_000],
+    [60_000, 30_000],
+    [5_000, 10_000],
+    [24 * 60 * 60_000, 300_000],
+  ])('fits the helper TTL to a profile TTL of %i ms: %i ms', (ttl, expected) => {
+    expect(helperTtlFor(ttl)).toBe(expected);
+  });
+});
+
+describe('setup claude through the CLI', () => {
+  it('wires Claude Code to a running daemon: the helper it writes prints the key', async () => {
+    const daemon = await startDaemon({ config: 'profiles:\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n', env: { KB_SETUP_KEY: 'sk-setup-e2e-5d2' } });
+    try {
+      const env = { ...daemon.env, HOME: home };
+      const first = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(0);
+      expect(first.stdout).toContain(`apiKeyHelper: (unset) -> ${SHIM} work`);
+      expect(first.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
+      expect(first.stdout).toContain('undo: rm ');
+      const settings = readJson(userSettings());
+      // Claude Code runs the helper through sh -c and uses its trimmed stdout.
+      const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
+      expect(helper.stdout.trim()).toBe('sk-setup-e2e-5d2');
+
+      const second = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
+      expect(second.code).toBe(0);
+      expect(second.stdout).toContain('nothing to change');
+
+      const other = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'nope'], { env, cwd: project });
+      expect(other.code).toBe(2);
+      expect(other.stderr).toContain('no profile "nope"');
+      expect(other.stderr).toContain('(profiles: work)');
+    } finally {
+      await daemon.stop();
+      fs.rmSync(daemon.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits 2 and leaves the file alone when another helper is set', async () => {
+    writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: 'op read op://Private/Anthropic/credential' }));
+    const dir = privateTempDir('kb-setup-cfg-');
+    try {
+      const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env: { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') }, cwd: project });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('already sets apiKeyHelper to another helper (op …); rerun with --force');
+      expect(result.stderr).not.toContain('op://Private');
+      expect(readJson(userSettings())).toEqual({ apiKeyHelper: 'op read op://Private/Anthropic/credential' });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
