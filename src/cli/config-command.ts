@@ -1,8 +1,5 @@
 import type { Command } from 'commander';
-import { AdapterPool } from '../cache/adapter-pool.js';
-import { ConfigError, loadConfig, resolveConfigPath } from '../config/load.js';
 import { formatDuration } from '../config/duration.js';
-import { createLogger } from '../log.js';
 import { die } from './output.js';
 
 export function registerConfig(program: Command): void {
@@ -13,6 +10,11 @@ export function registerConfig(program: Command): void {
     .option('--config <file>', 'config file (default: $KEYBROKER_CONFIG, then $XDG_CONFIG_HOME/keybroker/config.yaml)')
     .addHelpText('after', '\nPrints each problem as FILE:LINE: PATH: what is wrong, and exits 8 if there is any.')
     .action(async (opts: { config?: string }) => {
+      const [{ AdapterPool }, { ConfigError, loadConfig, resolveConfigPath }, { createLogger }] = await Promise.all([
+        import('../cache/adapter-pool.js'),
+        import('../config/load.js'),
+        import('../log.js'),
+      ]);
       const where = resolveConfigPath({ flag: opts.config });
       const pool = new AdapterPool({ env: process.env, log: createLogger({ level: 'silent' }) });
       try {

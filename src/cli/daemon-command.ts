@@ -1,6 +1,5 @@
+import v8 from 'node:v8';
 import type { Command } from 'commander';
-import { resolveConfigPath } from '../config/load.js';
-import { runDaemon } from '../daemon/lifecycle.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 
 /** systemd socket activation: the listening socket is fd 3 when LISTEN_PID is us. */
@@ -35,6 +34,11 @@ Examples:
       delete process.env.LISTEN_PID;
       delete process.env.LISTEN_FDS;
       delete process.env.LISTEN_FDNAMES;
+      // A long-lived daemon with a tiny live set: keep V8's young generation at its initial size
+      // instead of letting it grow to tens of MiB during start-up. Costs a few more (cheap)
+      // scavenges; saves ~5 MiB of resident memory for as long as the daemon runs.
+      v8.setFlagsFromString('--semi-space-growth-factor=1');
+      const [{ runDaemon }, { resolveConfigPath }] = await Promise.all([import('../daemon/lifecycle.js'), import('../config/load.js')]);
       const code = await runDaemon({
         config: resolveConfigPath({ flag: opts.config }),
         socket: resolveSocketPath({ flag: globals.socket }),

@@ -1,6 +1,5 @@
 import os from 'node:os';
 import type { Command } from 'commander';
-import { renderDoctor, runDoctor } from '../integration/doctor.js';
 import { VERSION } from '../version.js';
 import { CliExit } from './output.js';
 
@@ -23,6 +22,7 @@ socket's permissions, the daemon, each profile (timed), and the 1Password read b
     )
     .action(async (opts: { config?: string; fetch: boolean; json?: boolean }, cmd: Command) => {
       const globals = cmd.optsWithGlobals<{ socket?: string }>();
+      const { renderDoctor, runDoctor } = await import('../integration/doctor.js');
       const checks = await runDoctor({
         env: process.env,
         home: os.homedir(),

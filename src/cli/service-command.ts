@@ -1,11 +1,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
-import { findInstallLayout } from '../integration/install-layout.js';
-import { installService, realServiceHost, serviceStatus, uninstallService, type ServiceHost } from '../integration/service-manager.js';
+import type { ServiceHost } from '../integration/service-manager.js';
 import { CliExit, die } from './output.js';
 
-function hostFromProcess(dryRun: boolean): ServiceHost {
+// The service code loads only when a service command runs (the daemon never needs it).
+const serviceManager = () => import('../integration/service-manager.js');
+
+async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
+  const [{ findInstallLayout }, { realServiceHost }] = await Promise.all([import('../integration/install-layout.js'), serviceManager()]);
   const layout = findInstallLayout();
   if (!dryRun && !fs.existsSync(layout.entry)) die('USAGE', `${layout.entry} is missing: build keybroker first (npm run build)`);
   return realServiceHost({
@@ -39,20 +42,23 @@ macOS: ~/Library/LaunchAgents/dev.keybroker.agent.plist, loaded with launchctl b
 logs in ~/Library/Logs/keybroker/. Run it again after moving node or keybroker.`,
     )
     .action(async (opts: { dryRun?: boolean }) => {
-      await installService(hostFromProcess(Boolean(opts.dryRun)), { dryRun: Boolean(opts.dryRun), out });
+      const { installService } = await serviceManager();
+      await installService(await hostFromProcess(Boolean(opts.dryRun)), { dryRun: Boolean(opts.dryRun), out });
     });
   service
     .command('uninstall')
     .description('stop the service and remove its files (your config stays)')
     .option('--dry-run', 'print what would be removed and run, and change nothing')
     .action(async (opts: { dryRun?: boolean }) => {
-      await uninstallService(hostFromProcess(true), { dryRun: Boolean(opts.dryRun), out });
+      const { uninstallService } = await serviceManager();
+      await uninstallService(await hostFromProcess(true), { dryRun: Boolean(opts.dryRun), out });
     });
   service
     .command('status')
     .description('is the service installed and running, and does the daemon answer (exit 1 if not installed or not active)')
     .action(async () => {
-      const status = await serviceStatus(hostFromProcess(true));
+      const { serviceStatus } = await serviceManager();
+      const status = await serviceStatus(await hostFromProcess(true));
       for (const line of status.lines) out.line(line);
       if (!status.installed || !status.active) throw new CliExit(1);
     });

@@ -1,13 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Option, type Command } from 'commander';
-import { resolveConfigPath } from '../config/load.js';
 import { formatDuration } from '../config/duration.js';
-import { setupClaude } from '../integration/claude-setup.js';
-import { summarizeConfig } from '../integration/config-summary.js';
 import { HELPER_KINDS, HELPER_SETTING, type HelperKind } from '../integration/helper-command.js';
-import { findInstallLayout } from '../integration/install-layout.js';
-import { tilde } from '../integration/doctor.js';
 import { die } from './output.js';
 
 interface SetupOptions {
@@ -42,6 +37,13 @@ Examples:
   keybroker setup claude --helper aws-credentials --profile bedrock`,
     )
     .action(async (opts: SetupOptions) => {
+      const [{ resolveConfigPath }, { setupClaude }, { summarizeConfig }, { findInstallLayout }, { tilde }] = await Promise.all([
+        import('../config/load.js'),
+        import('../integration/claude-setup.js'),
+        import('../integration/config-summary.js'),
+        import('../integration/install-layout.js'),
+        import('../integration/doctor.js'),
+      ]);
       const layout = findInstallLayout();
       if (!fs.existsSync(layout.shim)) die('USAGE', `${layout.shim} is missing: build keybroker first (npm run build)`);
       const home = os.homedir();

@@ -89,7 +89,7 @@ export function programWord(parsed: ParsedCommand): { program: string | undefine
 }
 
 export function isKeybrokerShim(program: string | undefined): boolean {
-  return program !== undefined && /^keybroker-shim(\.js)?$/.test(path.basename(program));
+  return program !== undefined && /^keybroker-shim(\.c?js)?$/.test(path.basename(program));
 }
 
 export interface KeybrokerHelper {

@@ -10,7 +10,7 @@ export interface InstallLayout {
   root: string;
   /** dist/src/cli/main.js: what the service runs with `daemon`. */
   entry: string;
-  /** dist/src/shim/keybroker-shim.js: what apiKeyHelper runs. */
+  /** dist/src/shim/keybroker-shim.cjs: what apiKeyHelper runs. */
   shim: string;
   systemdDir: string;
   launchdDir: string;
@@ -31,7 +31,7 @@ export function layoutAt(root: string): InstallLayout {
   return {
     root,
     entry: path.join(root, 'dist', 'src', 'cli', 'main.js'),
-    shim: path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.js'),
+    shim: path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.cjs'),
     systemdDir: path.join(root, 'systemd'),
     launchdDir: path.join(root, 'launchd'),
   };

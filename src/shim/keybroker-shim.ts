@@ -6,11 +6,12 @@
 //
 // Start-up time is the product here, so this file imports only Node built-ins and the protocol
 // module (no commander, pino, yaml or zod), and writes with fs.writeSync rather than
-// process.stdout (which would load the stream machinery).
+// process.stdout (which would load the stream machinery). The build bundles it with the protocol
+// module into one CommonJS file (dist/src/shim/keybroker-shim.cjs): Node 20 sets up its ES-module
+// loader only for an ES-module entry point, which costs more than everything else the shim does.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../protocol/client.js';
 import { exitCodeFor, ERROR_CODES, type ConsumerInfo, type GetRequest, type Reply } from '../protocol/messages.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
@@ -131,7 +132,7 @@ async function findConsumer(): Promise<ConsumerInfo | undefined> {
     if (!info) return undefined;
     const name = info.comm.replace(/^-/, '');
     if (!SHELLS.has(name)) {
-      const consumer: ConsumerInfo = { pid, name, claudeCode: isClaudeCode(name, linux ? argvLinux(pid) : []) };
+      const consumer: ConsumerInfo = { pid, name, claudeCode: isClaudeCode(name, () => (linux ? argvLinux(pid) : [])) };
       if (info.start) consumer.start = info.start;
       const ttl = Number(process.env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS);
       consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : DEFAULT_HELPER_TTL_MS;
@@ -147,12 +148,12 @@ async function findConsumer(): Promise<ConsumerInfo | undefined> {
  * the native binary, or node running the npm package. A tool Claude Code runs inherits the same
  * environment but is another process.
  */
-function isClaudeCode(name: string, argv: string[]): boolean {
+function isClaudeCode(name: string, argv: () => string[]): boolean {
   const env = process.env;
   const envSaysClaude = Boolean(env.CLAUDE_CODE_ENTRYPOINT) || (env.AI_AGENT ?? '').startsWith('claude-code');
   if (!envSaysClaude) return false;
   if (/^claude\b/i.test(name)) return true;
-  return argv.some((arg) => /(^|\/)claude$/.test(arg) || arg.includes('@anthropic-ai/claude-code/'));
+  return argv().some((arg) => /(^|\/)claude$/.test(arg) || arg.includes('@anthropic-ai/claude-code/'));
 }
 
 // ---- autostart ----
@@ -215,7 +216,9 @@ interface ChildState {
 
 async function spawnDaemon(socketPath: string, logFile: string): Promise<ChildState> {
   const { spawn } = await import('node:child_process');
-  const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
+  // argv[1], resolved through npm's bin symlink: the built shim is a CommonJS bundle, where
+  // import.meta does not exist.
+  const cli = path.join(path.dirname(fs.realpathSync(process.argv[1]!)), '..', 'cli', 'main.js');
   try {
     // Keep one previous log; a daemon's log should not grow without bound across restarts.
     if (fs.statSync(logFile).size > 1024 * 1024) fs.renameSync(logFile, `${logFile}.1`);

@@ -10,7 +10,7 @@ import type { Reply, Request } from '../../src/protocol/messages.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
-export const SHIM = path.join(ROOT, 'dist', 'src', 'shim', 'keybroker-shim.js');
+export const SHIM = path.join(ROOT, 'dist', 'src', 'shim', 'keybroker-shim.cjs');
 
 if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
