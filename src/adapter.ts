@@ -64,14 +64,15 @@ export interface AdapterModule {
 }
 
 /**
- * Settle with `pending` or with the signal's abort reason, whichever comes first — for SDK calls
- * that ignore an AbortSignal. A late rejection of `pending` is swallowed.
+ * Settle with `pending` or, as soon as the signal aborts, reject with `reasonFor(signal)` (the
+ * abort reason by default) — for SDK calls that ignore an AbortSignal. A late rejection of
+ * `pending` is swallowed.
  */
-export function abortable<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
+export function abortable<T>(pending: Promise<T>, signal: AbortSignal, reasonFor: (signal: AbortSignal) => unknown = (s) => s.reason): Promise<T> {
   pending.catch(() => {});
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) return Promise.reject(reasonFor(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
+    const onAbort = (): void => reject(reasonFor(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     pending.then(
       (value) => {

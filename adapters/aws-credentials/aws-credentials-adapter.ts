@@ -260,11 +260,6 @@ function abortError(signal: AbortSignal, ref: AwsCredentialsRef): BrokerError {
  * Settle with `pending` or the abort, whichever is first. The SDK takes no AbortSignal, so a slow
  * STS/SSO call or credential_process finishes on its own (its client timeouts bound it) after we leave.
  */
-async function raceAbort<T>(pending: Promise<T>, signal: AbortSignal, ref: AwsCredentialsRef): Promise<T> {
-  try {
-    return await abortable(pending, signal);
-  } catch (err) {
-    if (signal.aborted && err === signal.reason) throw abortError(signal, ref);
-    throw err;
-  }
+function raceAbort<T>(pending: Promise<T>, signal: AbortSignal, ref: AwsCredentialsRef): Promise<T> {
+  return abortable(pending, signal, () => abortError(signal, ref));
 }

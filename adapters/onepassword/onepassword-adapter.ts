@@ -114,7 +114,7 @@ class OnePasswordAdapter implements Adapter<OpRef> {
 
   async parse(uri: string, options: { overrides: Record<string, unknown> | undefined; profile: string }): Promise<OpRef> {
     const sdk = await loadSdk();
-    const parts = validateReference(sdk, uri, options.profile);
+    const parts = validateReference(sdk, uri);
     const credentials = credentialsForProfile(this.#settings.credentials, options.overrides, this.#env, options.profile);
     const credential = resolveCredential(credentials, this.#env);
     const ref: OpRef = { reference: uri, parts, credential };

@@ -5,6 +5,7 @@
 //
 // Each caller waits under its own AbortSignal: a caller that gives up is released at once, and a
 // reference nobody waits for any more is dropped from the batch before it is sent.
+import { abortable } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 
 export interface ResolveBatcherOptions<T> {
@@ -145,22 +146,9 @@ function deferred<T>(): Pending<T> {
 
 /** Settle with `promise`, or reject as soon as `signal` aborts (after calling onAbort). */
 function waitUnder<T>(promise: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const abort = (): void => {
-      onAbort();
-      reject(abortError(signal));
-    };
-    signal.addEventListener('abort', abort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', abort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', abort);
-        reject(e);
-      },
-    );
+  return abortable(promise, signal, (s) => {
+    onAbort();
+    return abortError(s);
   });
 }
 

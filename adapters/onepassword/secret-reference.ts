@@ -20,9 +20,10 @@ export const REFERENCE_FORM = 'op://<vault>/<item>[/<section>]/<field>[?attribut
  * Validate with the SDK and split. Messages never quote the reference: a key pasted where the
  * field name belongs is still a key.
  */
-export function validateReference(sdk: Sdk, reference: string, profile: string): ReferenceParts {
+export function validateReference(sdk: Sdk, reference: string): ReferenceParts {
   const invalid = (reason: string): BrokerError =>
-    new BrokerError('CONFIG_INVALID', `profile "${profile}": not a valid 1Password secret reference: ${reason}; write it as ${REFERENCE_FORM}`);
+    // The config error names the profile and its line; the message says what is wrong.
+    new BrokerError('CONFIG_INVALID', `not a valid 1Password secret reference: ${reason}; write it as ${REFERENCE_FORM}`);
   if (reference.length > MAX_REFERENCE_LENGTH) throw invalid(`longer than ${MAX_REFERENCE_LENGTH} characters`);
   try {
     sdk.Secrets.validateSecretReference(reference);

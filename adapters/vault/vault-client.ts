@@ -22,7 +22,7 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../../src/adapter.js';
+import { abortable, type Logger } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import type { SecretValue } from '../../src/secret.js';
 import { translateVaultError, type VaultErrorContext } from './vault-errors.js';
@@ -271,22 +271,7 @@ function throwIfAborted(signal: AbortSignal, ctx: VaultErrorContext): void {
   if (signal.aborted) throw abortError(signal, ctx);
 }
 
-/** Settle with the promise or the abort, whichever comes first. */
+/** Settle with the promise or the abort, whichever comes first, mapping the abort for Vault. */
 export function raceAbort<T>(pending: Promise<T>, signal: AbortSignal, ctx: VaultErrorContext): Promise<T> {
-  pending.catch(() => {});
-  if (signal.aborted) return Promise.reject(abortError(signal, ctx));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal, ctx));
-    signal.addEventListener('abort', onAbort, { once: true });
-    pending.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
+  return abortable(pending, signal, () => abortError(signal, ctx));
 }

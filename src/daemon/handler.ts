@@ -1,7 +1,7 @@
 // What the daemon does with each well-formed request.
 import type { Broker } from '../cache/broker.js';
 import { BrokerError } from '../errors.js';
-import { type Request, type ProfileStatus, type SourceStatus, type WireError } from '../protocol/messages.js';
+import type { ProfileStatus, Request, SourceStatus, StatusReply, WireError } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
 
 /** A get reply still holding the secret; the writer reveals it, nothing else does. */
@@ -23,15 +23,7 @@ export type DaemonReply =
   | { v: 1; ok: true; refreshed: string[]; failed: Array<{ profile: string; error: WireError }> }
   | { v: 1; ok: true; daemon: DaemonInfo; profiles: ProfileStatus[]; sources: SourceStatus[] };
 
-export interface DaemonInfo {
-  pid: number;
-  version: string;
-  uptimeMs: number;
-  socket: string;
-  config: string;
-  configLoadedAtMs: number;
-  lastReloadError: string | null;
-}
+export type DaemonInfo = StatusReply['daemon'];
 
 export interface HandlerContext {
   broker: Broker;

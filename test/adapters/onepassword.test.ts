@@ -6,6 +6,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { Adapter, FetchReason } from '../../src/adapter.js';
+import { AdapterPool } from '../../src/cache/adapter-pool.js';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { SecretValue } from '../../src/secret.js';
@@ -23,6 +25,7 @@ import {
 import { ReadBudget, RATE_LIMIT_PAUSE } from '../../adapters/onepassword/read-budget.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
 import { FakeOnePasswordClient, type FakeFailure } from '../fakes/fake-onepassword-client.js';
+import { privateTempDir } from '../helpers/daemon.js';
 
 // Distinctive, so a leak anywhere is easy to find.
 const TOKEN = 'ops_eyJzaWduSW5BZGRyZXNzIjoi-FAKE-TOKEN-4b7d21';
@@ -134,12 +137,28 @@ describe('op: references', () => {
     expect(ref.parts).toEqual({ vault: 'Work', item: 'Anthropic', section: 'API', field: 'credential' });
   });
 
-  it('refuses a malformed reference naming the profile, without quoting it', async () => {
+  it('refuses a malformed reference as a config error naming the profile, without quoting it', async () => {
     const h = harness();
     const err = await expectConfigInvalid(() => h.ref(`op://Work/Anthropic/${VALUE}?x=1`, 'work'));
-    expect(err.message).toContain('profile "work"');
     expect(err.message).toContain('unknown query parameter');
     expect(err.message).not.toContain(VALUE);
+    const dir = privateTempDir('kb-op-config-');
+    try {
+      const file = path.join(dir, 'config.yaml');
+      fs.writeFileSync(file, `profiles:\n  work:\n    source: op://Work/Anthropic/${VALUE}?x=1\n`, { mode: 0o600 });
+      const pool = new AdapterPool({
+        env: { OP_SERVICE_ACCOUNT_TOKEN: TOKEN },
+        log: silent,
+        modules: { op: { createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => new FakeOnePasswordClient() }) } },
+      });
+      const configErr = await loadConfig(file, pool.acquire).then(() => undefined, (e: unknown) => e as ConfigError);
+      expect(configErr).toBeInstanceOf(ConfigError);
+      expect(configErr!.message).toContain(`${file}:3: profiles.work.source: not a valid 1Password secret reference: `);
+      expect(configErr!.message).not.toContain(VALUE);
+      await pool.closeAll();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
     expect((await expectConfigInvalid(() => h.ref('op://Work/Anthropic', 'w2'))).message).toContain('needs a vault, an item');
     expect((await expectConfigInvalid(() => h.ref('op:Work/Anthropic/credential'))).message).toContain('must start with op://');
     // The SDK accepts an empty segment; it can never name a field.
