@@ -124,7 +124,7 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
           const firstLine = firstStderrLine(Buffer.concat(err));
           reject(
             code === 127
-              ? new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127) — is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?${firstLine ? ` ${firstLine}` : ''}`, { status: code })
+              ? new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127) — is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`, { status: code })
               : new BrokerError('PERMISSION_DENIED', `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`, { status: code }),
           );
         } else if (code !== 0) {

@@ -34,6 +34,8 @@ export function buildProgram(): Command {
 Quick start:
   keybroker daemon                 run the daemon (writes a starter config on first run)
   keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
+  keybroker doctor                 which credential Claude Code will use, and what to fix
+  keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed
 
 Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
