@@ -159,6 +159,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   process.on('unhandledRejection', (reason) => {
     log.error(describeUnknownError(reason), 'unhandled promise rejection (bug): carrying on');
   });
+  keepStderrJson(log);
   let daemon: RunningDaemon | undefined;
   process.on('uncaughtException', (err) => {
     // State may be inconsistent: stop cleanly (socket removed) and let the service manager restart.
@@ -178,4 +179,24 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     return 70;
   }
   return daemon.done;
+}
+
+/**
+ * The daemon's stderr is its JSON log. Node's process warnings (the AWS SDK announces its Node
+ * support policy this way) become log lines; libraries that write to the console (the 1Password
+ * SDK prints a stack when the desktop app is missing) are logged at debug level only, first line,
+ * truncated: their text is not ours to vouch for, so it stays out of the default log.
+ */
+function keepStderrJson(log: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    log.warn({ warning: warning.name, code: (warning as NodeJS.ErrnoException).code }, warning.message.split('\n')[0]!.slice(0, 200));
+  });
+  for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const) {
+    // eslint-disable-next-line no-console -- replacing the console is the point
+    console[method] = (...args: unknown[]) => {
+      const first = args.length > 0 && typeof args[0] === 'string' ? args[0].split('\n')[0]!.slice(0, 200) : '(non-text output)';
+      log.debug({ via: `console.${method}` }, first);
+    };
+  }
 }

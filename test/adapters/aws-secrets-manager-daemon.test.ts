@@ -154,6 +154,13 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
     for (const secret of SECRETS) expect(text).not.toContain(secret);
     expect(text).not.toContain(TEST_CREDENTIALS.secretAccessKey);
   });
+
+  it("keeps the daemon's stderr pure JSON lines, the SDK's own warnings included", () => {
+    const lines = handle.log().trim().split('\n');
+    for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
+    // On Node 20 the AWS SDK announces its Node support policy with process.emitWarning.
+    if (Number(process.versions.node.split('.')[0]) < 22) expect(handle.log()).toMatch(/"warning":"Warning","msg":"NodeVersionSupportWarning: The AWS SDK/);
+  });
 });
 
 describe('aws-sm loading', () => {
