@@ -9,6 +9,7 @@ import { registerDoctor } from './doctor-command.js';
 import { registerGet } from './get-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
+import { registerReload } from './reload-command.js';
 import { registerService } from './service-command.js';
 import { registerSetup } from './setup-command.js';
 import { registerStatus } from './status-command.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerDaemon(program);
   registerGet(program);
   registerRefresh(program);
+  registerReload(program);
   registerStatus(program);
   registerConfig(program);
   registerService(program);
@@ -37,6 +39,7 @@ Quick start:
   keybroker doctor                 which credential Claude Code will use, and what to fix
   keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed
+  keybroker reload                 re-read the config in the running daemon
 
 Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
   );

@@ -2,9 +2,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-export const STARTER_CONFIG = `# keybroker configuration — https://github.com/keybroker/keybroker#configuration
-# Edit this file, then reload a running daemon with: kill -HUP $(pgrep -f 'keybroker daemon')
-# or restart it. Check it with: keybroker config check
+export const STARTER_CONFIG = `# keybroker configuration (reference: the Configuration section of keybroker's README)
+# Edit this file, then check it with: keybroker config check
+# and load it into the running daemon with: keybroker reload
 #
 # Durations: a number of seconds, or 30s, 5m, 1h, 1d.
 

@@ -40,10 +40,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const configFile = options.config.path;
   let configLoadedAt = 0;
   let lastReloadError: string | null = null;
+  let reloads = 0;
   let startupConfigError: BrokerError | undefined;
 
   if (options.config.from === 'default' && (await writeStarterConfig(configFile))) {
-    log.info({ config: configFile }, `no config found: wrote a starter config to ${configFile} — edit it, then reload with: kill -HUP ${process.pid}`);
+    log.info({ config: configFile }, `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload`);
   }
 
   const load = async (): Promise<LoadedConfig> => loadConfig(configFile, broker.pool.acquire);
@@ -75,6 +76,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           socket: options.socket.path,
           config: configFile,
           configLoadedAtMs: configLoadedAt,
+          reloads,
           lastReloadError,
         }),
       }),
@@ -99,6 +101,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         await broker.pool.retain(keep);
         return false;
       } finally {
+        reloads++;
         reloading = undefined;
       }
     })();

@@ -154,6 +154,8 @@ export interface StatusReply {
     socket: string;
     config: string;
     configLoadedAtMs: number;
+    /** Reload attempts so far (SIGHUP); tells a client its reload has been handled. */
+    reloads: number;
     lastReloadError: string | null;
   };
   profiles: ProfileStatus[];

@@ -165,6 +165,20 @@ describe('reload on SIGHUP', () => {
   });
 });
 
+describe('keybroker reload', () => {
+  it('reloads the running daemon and says what it loaded, or why not (exit 8, old config kept)', async () => {
+    const d = track(await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' }));
+    d.writeConfig('profiles:\n  a:\n    source: env:HOME\n  b:\n    source: env:HOME\n');
+    expect(await d.cli(['reload'])).toMatchObject({ code: 0, stdout: `reloaded ${d.configPath}: 2 profiles (a, b)\n` });
+    d.writeConfig('profiles:\n  a:\n    source: env:HOME\n    ttl: 5x\n');
+    const bad = await d.cli(['reload']);
+    expect(bad.code).toBe(8);
+    expect(bad.stderr).toContain(`${d.configPath}:4: profiles.a.ttl: "5x" is not a duration`);
+    expect(bad.stderr).toContain('keybroker: config not reloaded: the daemon keeps running the previous one');
+    expect(await d.request({ v: 1, op: 'get', profile: 'b' })).toMatchObject({ ok: true });
+  });
+});
+
 describe('first run', () => {
   it('writes a commented starter config at the default path and says where', async () => {
     const dir = tempDir();
@@ -176,7 +190,7 @@ describe('first run', () => {
     cleanups.push(() => void proc.kill('SIGTERM'));
     const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
     await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
-    expect(log).toContain(`wrote a starter config to ${expected}`);
+    expect(log).toContain(`wrote a starter config to ${expected} — edit it, then run: keybroker reload`);
     expect(fs.readFileSync(expected, 'utf8')).toMatch(/^# keybroker configuration/);
     expect(mode(expected)).toBe(0o600);
     // Its default profile points at a key file that does not exist yet: the error says what to do.
