@@ -44,7 +44,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let startupConfigError: BrokerError | undefined;
 
   if (options.config.from === 'default' && (await writeStarterConfig(configFile))) {
-    log.info({ config: configFile }, `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload`);
+    log.info({ config: configFile }, `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`);
   }
 
   const load = async (): Promise<LoadedConfig> => loadConfig(configFile, broker.pool.acquire);

@@ -190,7 +190,7 @@ describe('first run', () => {
     cleanups.push(() => void proc.kill('SIGTERM'));
     const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
     await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
-    expect(log).toContain(`wrote a starter config to ${expected} — edit it, then run: keybroker reload`);
+    expect(log).toContain(`wrote a starter config to ${expected} — edit it, then run: keybroker reload (or kill -HUP ${proc.pid})`);
     expect(fs.readFileSync(expected, 'utf8')).toMatch(/^# keybroker configuration/);
     expect(mode(expected)).toBe(0o600);
     // Its default profile points at a key file that does not exist yet: the error says what to do.
