@@ -54,11 +54,9 @@ export class Broker {
   async apply(config: LoadedConfig): Promise<ReloadSummary> {
     const summary: ReloadSummary = { added: [], changed: [], removed: [], kept: [] };
     const next = new Map<string, ProfileCache>();
-    const keepAdapters = new Set<string>();
     const created: ProfileCache[] = [];
     try {
       for (const [name, profile] of config.profiles) {
-        keepAdapters.add(AdapterPool.keyOf(profile.scheme, profile.settings));
         const current = this.#profiles.get(name);
         if (current && current.profile.fingerprint === profile.fingerprint) {
           next.set(name, current);
@@ -82,8 +80,17 @@ export class Broker {
     }
     this.#profiles = next;
     this.#config = config;
-    await this.pool.retain(keepAdapters);
+    await this.releaseUnusedAdapters();
     return summary;
+  }
+
+  /**
+   * Close the adapters the installed config does not use: those of a replaced config, and those a
+   * config that failed to load created while it was being checked.
+   */
+  async releaseUnusedAdapters(): Promise<void> {
+    const used = [...(this.#config?.profiles.values() ?? [])].map((p) => AdapterPool.keyOf(p.scheme, p.settings));
+    await this.pool.retain(new Set(used));
   }
 
   async #createCache(profile: ResolvedProfile): Promise<ProfileCache> {

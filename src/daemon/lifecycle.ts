@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { AdapterModule } from '../adapter.js';
 import { Broker } from '../cache/broker.js';
-import { ConfigError, loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
+import { loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
 import { writeStarterConfig } from '../config/starter.js';
 import { BrokerError, describeUnknownError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -58,7 +58,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     startupConfigError = err instanceof BrokerError ? err : new BrokerError('CONFIG_INVALID', `cannot load ${configFile}`);
     lastReloadError = startupConfigError.message;
     log.error({ config: configFile, err: startupConfigError }, 'config invalid: serving errors until it is fixed and reloaded (SIGHUP)');
-    await broker.pool.retain(new Set());
+    await broker.releaseUnusedAdapters();
   }
 
   const server = new BrokerServer({
@@ -95,10 +95,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         log.info({ config: configFile, ...summary }, 'config reloaded');
         return true;
       } catch (err) {
-        lastReloadError = err instanceof ConfigError || err instanceof BrokerError ? err.message : 'reload failed';
+        lastReloadError = err instanceof BrokerError ? err.message : 'reload failed';
         log.error({ config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) }, 'config reload failed: still serving the previous config');
-        const keep = broker.config ? new Set([...broker.config.profiles.values()].map((p) => `${p.scheme}\0${JSON.stringify(p.settings ?? null)}`)) : new Set<string>();
-        await broker.pool.retain(keep);
+        await broker.releaseUnusedAdapters();
         return false;
       } finally {
         reloads++;
