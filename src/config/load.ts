@@ -23,11 +23,14 @@ export interface ConfigProblem {
 export class ConfigError extends BrokerError {
   readonly problems: ConfigProblem[];
   readonly file: string;
+  /** There is no file at all (a first run), as opposed to one that is wrong. */
+  readonly missing: boolean;
 
-  constructor(file: string, problems: ConfigProblem[]) {
+  constructor(file: string, problems: ConfigProblem[], options: { missing?: boolean } = {}) {
     super('CONFIG_INVALID', formatProblems(file, problems));
     this.file = file;
     this.problems = problems;
+    this.missing = options.missing ?? false;
   }
 }
 
@@ -92,7 +95,7 @@ export async function readConfigFile(file: string): Promise<string> {
       code === 'ENOENT' ? `no config file here — create one (keybroker daemon writes a starter at the default path) or pass --config FILE` :
       code === 'EACCES' ? 'cannot read the config file: permission denied' :
       `cannot read the config file (${code ?? 'error'})`;
-    throw new ConfigError(file, [{ path: '', message }]);
+    throw new ConfigError(file, [{ path: '', message }], { missing: code === 'ENOENT' });
   }
   try {
     const st = await handle.stat();

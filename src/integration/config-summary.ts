@@ -23,7 +23,7 @@ export async function summarizeConfig(file: string): Promise<ConfigSummary> {
   try {
     text = await readConfigFile(file);
   } catch (err) {
-    const missing = err instanceof ConfigError && /no config file here/.test(err.message);
+    const missing = err instanceof ConfigError && err.missing;
     return { ok: false, file, missing, error: err instanceof BrokerError ? err.message : 'cannot read the config file' };
   }
   try {

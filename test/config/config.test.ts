@@ -137,6 +137,7 @@ describe('config file rules', () => {
     const file = write('open.yaml', 'profiles: {}\n', 0o664);
     const err = await readConfigFile(file).catch((e: unknown) => e as ConfigError);
     expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).missing).toBe(false);
     expect((err as ConfigError).message).toContain(`chmod 600 ${file}`);
   });
 
@@ -150,6 +151,7 @@ describe('config file rules', () => {
   it('says what to do when the file is missing', async () => {
     const err = await readConfigFile(path.join(dir, 'missing.yaml')).catch((e: unknown) => e as ConfigError);
     expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+    expect((err as ConfigError).missing).toBe(true);
     expect((err as ConfigError).message).toContain('--config');
   });
 
