@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { Option, type Command } from 'commander';
 import { formatDuration } from '../config/duration.js';
+import { collapseHome } from '../protocol/socket-path.js';
 import { HELPER_KINDS, HELPER_SETTING, type HelperKind } from '../integration/helper-command.js';
 import { die } from './output.js';
 
@@ -37,12 +38,11 @@ Examples:
   keybroker setup claude --helper aws-credentials --profile bedrock`,
     )
     .action(async (opts: SetupOptions) => {
-      const [{ resolveConfigPath }, { setupClaude }, { summarizeConfig }, { findInstallLayout }, { tilde }] = await Promise.all([
+      const [{ resolveConfigPath }, { setupClaude }, { summarizeConfig }, { findInstallLayout }] = await Promise.all([
         import('../config/load.js'),
         import('../integration/claude-setup.js'),
         import('../integration/config-summary.js'),
         import('../integration/install-layout.js'),
-        import('../integration/doctor.js'),
       ]);
       const layout = findInstallLayout();
       if (!fs.existsSync(layout.shim)) die('USAGE', `${layout.shim} is missing: build keybroker first (npm run build)`);
@@ -78,7 +78,7 @@ Examples:
         now: new Date(),
         profileTtlMs,
       });
-      const file = tilde(result.file, home);
+      const file = collapseHome(result.file, home);
       const lines: string[] = [];
       if (result.changes.length === 0) {
         lines.push(`${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for profile "${opts.profile}": nothing to change`);
@@ -86,7 +86,7 @@ Examples:
         lines.push(`${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`);
         for (const c of result.changes) lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
         if (profileTtlMs !== undefined && opts.helper === 'api-key') lines.push(`  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`);
-        if (result.backup) lines.push(`backup: ${tilde(result.backup, home)}`);
+        if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
         if (result.mode !== undefined) lines.push(`mode: ${result.mode.toString(8).padStart(4, '0')}`);
         if (result.undo.length > 0) lines.push(`undo: ${result.undo.join(' && ')}`);
         if (!opts.dryRun) lines.push('Claude Code picks this up on its next start; check everything with: keybroker doctor');

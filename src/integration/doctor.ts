@@ -16,7 +16,7 @@ import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { sendRequest } from '../protocol/client.js';
 import type { ProfileStatus, StatusReply } from '../protocol/messages.js';
-import { resolveSocketPath } from '../protocol/socket-path.js';
+import { collapseHome, resolveSocketPath } from '../protocol/socket-path.js';
 import { chooseCredential, claudeView, CLOUD_FLAGS, isEnvTruthy, type ClaudeView, type CredentialChoice } from './claude-credentials.js';
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
@@ -57,7 +57,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const claudeEnv = Object.fromEntries([...view.env].map(([k, e]) => [k, e.value]));
 
   for (const f of files) {
-    if (f.error) checks.push({ id: 'settings', status: 'fail', message: `${tilde(f.path, options.home)} ${f.error}; Claude Code cannot use it`, fix: 'correct the file by hand' });
+    if (f.error) checks.push({ id: 'settings', status: 'fail', message: `${collapseHome(f.path, options.home)} ${f.error}; Claude Code cannot use it`, fix: 'correct the file by hand' });
   }
   const choice = chooseCredential(view);
   checks.push(credentialCheck(choice, view, options.home));
@@ -86,7 +86,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
 // ---- which credential, and what shadows the helper ----
 
 function credentialCheck(choice: CredentialChoice, view: ClaudeView, home: string): DoctorCheck {
-  const where = choice.from === undefined ? '' : ` (${choice.from === 'environment' ? 'from the environment' : `from ${tilde(choice.from, home)}`})`;
+  const where = choice.from === undefined ? '' : ` (${choice.from === 'environment' ? 'from the environment' : `from ${collapseHome(choice.from, home)}`})`;
   const message = `Claude Code will use ${choice.label}${where}`;
   const helper = view.settings.get('apiKeyHelper');
   if (choice.kind === 'api-key-helper') {
@@ -111,13 +111,13 @@ async function shadowingCheck(view: ClaudeView, options: DoctorOptions): Promise
   for (const name of names) {
     const entry = view.env.get(name)!;
     if (entry.scope !== 'environment') {
-      parts.push(`${name} is set in the env block of ${tilde(entry.from, options.home)}`);
-      fixes.push(`remove ${name} from the env block of ${tilde(entry.from, options.home)}`);
+      parts.push(`${name} is set in the env block of ${collapseHome(entry.from, options.home)}`);
+      fixes.push(`remove ${name} from the env block of ${collapseHome(entry.from, options.home)}`);
       continue;
     }
     const found = lines.get(name) ?? [];
     if (found.length > 0) {
-      const at = found.map((l) => `${tilde(l.file, options.home)}:${l.line}`).join(', ');
+      const at = found.map((l) => `${collapseHome(l.file, options.home)}:${l.line}`).join(', ');
       parts.push(`${name} is exported (${at})`);
       fixes.push(`delete ${name} at ${at}, open a new shell (or run: unset ${name})`);
     } else {
@@ -160,7 +160,7 @@ function cloudProviderChecks(view: ClaudeView, options: DoctorOptions, files: Cl
   const hasHelper = view.settings.get('apiKeyHelper') !== undefined;
   for (const [i, c] of active.entries()) {
     const from = view.env.get(c.flag)!.from;
-    const origin = from === 'environment' ? 'in the environment' : `in ${tilde(from, options.home)}`;
+    const origin = from === 'environment' ? 'in the environment' : `in ${collapseHome(from, options.home)}`;
     if (i > 0) {
       checks.push({ id: 'cloud-provider', status: 'warn', message: `${c.flag} is also set (${origin}) but ${active[0]!.flag} wins`, fix: `unset ${c.flag}` });
       continue;
@@ -211,7 +211,7 @@ function cloudProviderChecks(view: ClaudeView, options: DoctorOptions, files: Cl
 
 function helperScopeCheck(view: ClaudeView, home: string): DoctorCheck | undefined {
   if (view.helperFiles.length === 0) return undefined;
-  const where = view.helperFiles.map((f) => tilde(f.path, home)).join(', ');
+  const where = view.helperFiles.map((f) => collapseHome(f.path, home)).join(', ');
   if (view.helperFiles.some((f) => f.scope === 'user' || f.scope === 'managed')) {
     return { id: 'helper-scope', status: 'ok', message: `apiKeyHelper is set in ${where}` };
   }
@@ -240,26 +240,26 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
     try {
       st = await fs.stat(shim);
     } catch {
-      checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`, fix: 'keybroker setup claude --force' });
+      checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`, fix: 'keybroker setup claude --force' });
       continue;
     }
     if (!st.isFile()) {
-      checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)}, which is not a file`, fix: 'keybroker setup claude --force' });
+      checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which is not a file`, fix: 'keybroker setup claude --force' });
       continue;
     }
     if (ours.interpreter === undefined) {
       const executable = await fs.access(shim, fs.constants.X_OK).then(() => true, () => false);
       if (!executable) {
-        checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)}, which is not executable`, fix: `chmod +x ${shim}` });
+        checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which is not executable`, fix: `chmod +x ${shim}` });
         continue;
       }
       const head = await readHead(shim);
       if (/^#!\s*\/usr\/bin\/env\s+node\b/.test(head) && !(await findOnPath('node', claudeEnv.PATH))) {
-        checks.push({ id, status: 'fail', message: `${key} runs ${tilde(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`, fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"' });
+        checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`, fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"' });
         continue;
       }
     }
-    checks.push({ id, status: 'ok', message: `${key} runs keybroker-shim (${tilde(shim, home)}) for profile "${ours.profile}"${ours.format !== 'raw' ? ` as ${ours.format}` : ''}` });
+    checks.push({ id, status: 'ok', message: `${key} runs keybroker-shim (${collapseHome(shim, home)}) for profile "${ours.profile}"${ours.format !== 'raw' ? ` as ${ours.format}` : ''}` });
   }
   return checks;
 }
@@ -305,17 +305,17 @@ async function configCheck(file: string, view: ClaudeView, options: DoctorOption
       .filter((p): p is string => p !== undefined);
     const unknown = [...new Set(wanted.filter((p) => !loaded.profiles.has(p)))];
     if (unknown.length > 0) {
-      return { id: 'config', status: 'fail', message: `${tilde(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`, fix: 'add the profile, or: keybroker setup claude --force --profile NAME' };
+      return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`, fix: 'add the profile, or: keybroker setup claude --force --profile NAME' };
     }
-    return { id: 'config', status: 'ok', message: `${tilde(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})` };
+    return { id: 'config', status: 'ok', message: `${collapseHome(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})` };
   } catch (err) {
     if (err instanceof ConfigError) {
       const first = err.problems[0];
       const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
       const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
-      return { id: 'config', status: 'fail', message: `${tilde(file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`, fix: 'keybroker config check' };
+      return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`, fix: 'keybroker config check' };
     }
-    return { id: 'config', status: 'fail', message: `${tilde(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`, fix: 'keybroker config check' };
+    return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`, fix: 'keybroker config check' };
   } finally {
     await pool.closeAll();
   }
@@ -328,20 +328,20 @@ async function socketCheck(socket: string, from: string, options: DoctorOptions)
   try {
     st = await fs.lstat(dir);
   } catch {
-    return { id: 'socket', status: 'ok', message: `${tilde(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)` };
+    return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)` };
   }
-  if (st.isSymbolicLink()) return { id: 'socket', status: 'fail', message: `${tilde(dir, options.home)} is a symbolic link; the daemon refuses it`, fix: `remove it and let the daemon create a real directory (mode 0700)` };
-  if (options.uid !== undefined && st.uid !== options.uid) return { id: 'socket', status: 'fail', message: `${tilde(dir, options.home)} belongs to uid ${st.uid}, not you (uid ${options.uid})`, fix: 'use a directory of your own (KEYBROKER_SOCKET)' };
-  if ((st.mode & 0o077) !== 0) return { id: 'socket', status: 'fail', message: `${tilde(dir, options.home)} has mode ${modeOf(st.mode)}: others can reach the socket, and the daemon refuses to start`, fix: `chmod 700 ${dir}` };
+  if (st.isSymbolicLink()) return { id: 'socket', status: 'fail', message: `${collapseHome(dir, options.home)} is a symbolic link; the daemon refuses it`, fix: `remove it and let the daemon create a real directory (mode 0700)` };
+  if (options.uid !== undefined && st.uid !== options.uid) return { id: 'socket', status: 'fail', message: `${collapseHome(dir, options.home)} belongs to uid ${st.uid}, not you (uid ${options.uid})`, fix: 'use a directory of your own (KEYBROKER_SOCKET)' };
+  if ((st.mode & 0o077) !== 0) return { id: 'socket', status: 'fail', message: `${collapseHome(dir, options.home)} has mode ${modeOf(st.mode)}: others can reach the socket, and the daemon refuses to start`, fix: `chmod 700 ${dir}` };
   let sock;
   try {
     sock = await fs.lstat(socket);
   } catch {
-    return { id: 'socket', status: 'ok', message: `${tilde(socket, options.home)}${chosen}: directory private (0700); no socket yet` };
+    return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory private (0700); no socket yet` };
   }
-  if (!sock.isSocket()) return { id: 'socket', status: 'fail', message: `${tilde(socket, options.home)} exists but is not a socket`, fix: `remove ${socket}` };
-  if ((sock.mode & 0o077) !== 0) return { id: 'socket', status: 'warn', message: `${tilde(socket, options.home)} has mode ${modeOf(sock.mode)} (its directory is private, so only you can reach it)`, fix: `chmod 600 ${socket}` };
-  return { id: 'socket', status: 'ok', message: `${tilde(socket, options.home)}${chosen}: directory 0700, socket ${modeOf(sock.mode)}` };
+  if (!sock.isSocket()) return { id: 'socket', status: 'fail', message: `${collapseHome(socket, options.home)} exists but is not a socket`, fix: `remove ${socket}` };
+  if ((sock.mode & 0o077) !== 0) return { id: 'socket', status: 'warn', message: `${collapseHome(socket, options.home)} has mode ${modeOf(sock.mode)} (its directory is private, so only you can reach it)`, fix: `chmod 600 ${socket}` };
+  return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory 0700, socket ${modeOf(sock.mode)}` };
 }
 
 interface DaemonResult {
@@ -374,7 +374,7 @@ async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, config
     checks.push({ id: 'daemon', status: 'ok', message: `pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}` });
   }
   if (path.resolve(d.config) !== path.resolve(configFile)) {
-    checks.push({ id: 'daemon-config', status: 'warn', message: `the daemon reads ${tilde(d.config, options.home)}, this shell's config is ${tilde(configFile, options.home)}`, fix: 'point both at the same file (KEYBROKER_CONFIG), or reinstall the service from this shell' });
+    checks.push({ id: 'daemon-config', status: 'warn', message: `the daemon reads ${collapseHome(d.config, options.home)}, this shell's config is ${collapseHome(configFile, options.home)}`, fix: 'point both at the same file (KEYBROKER_CONFIG), or reinstall the service from this shell' });
   }
   if (options.fetchProfiles) {
     for (const p of status.profiles) checks.push(await profileCheck(socket, p, timeoutMs + 10_000));
@@ -445,10 +445,6 @@ function onePasswordCheck(profiles: ProfileSummary[], status: StatusReply | unde
 
 function modeOf(mode: number): string {
   return (mode & 0o777).toString(8).padStart(4, '0');
-}
-
-export function tilde(p: string, home: string): string {
-  return home && (p === home || p.startsWith(`${home}/`)) ? `~${p.slice(home.length)}` : p;
 }
 
 export function renderDoctor(checks: readonly DoctorCheck[]): string {

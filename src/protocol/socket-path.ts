@@ -46,3 +46,8 @@ export function expandHome(p: string, home: string = os.homedir()): string {
   if (p.startsWith('~/')) return path.join(home, p.slice(2));
   return p;
 }
+
+/** The inverse, for showing paths: /home/ada/x → ~/x. */
+export function collapseHome(p: string, home: string): string {
+  return home && (p === home || p.startsWith(`${home}/`)) ? `~${p.slice(home.length)}` : p;
+}
