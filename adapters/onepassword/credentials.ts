@@ -1,7 +1,6 @@
 // Which 1Password credential a profile uses, decided offline when the config loads, and the
 // service account token read (from the environment or a private file) only when a fetch needs it.
-import fs from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { readPrivateFile } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import type { CredentialSettings } from './settings.js';
@@ -72,25 +71,9 @@ export async function readServiceAccountToken(spec: Extract<CredentialSpec, { ki
     checkTokenShape(Buffer.from(token.slice(0, 4)), spec.label);
     return SecretValue.fromString(token);
   }
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(spec.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    throw tokenFileError(err, spec.written);
-  }
   let bytes: Buffer | undefined;
   try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new BrokerError('AUTH_REQUIRED', `token file ${spec.written} is not a regular file: put the service account token in a file of its own`);
-    if ((st.mode & 0o077) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new BrokerError('PERMISSION_DENIED', `token file ${spec.written} is readable by others (mode ${mode}); refusing to use it — run: chmod 600 ${spec.written}`);
-    }
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-      throw new BrokerError('PERMISSION_DENIED', `token file ${spec.written} is owned by uid ${st.uid}, not by you; refusing to use it`);
-    }
-    if (st.size > MAX_TOKEN_BYTES) throw new BrokerError('AUTH_REQUIRED', `token file ${spec.written} is ${st.size} bytes: it should hold only the service account token`);
-    bytes = await handle.readFile();
+    bytes = await readPrivateFile(spec.path, { label: `token file ${spec.written}`, maxBytes: MAX_TOKEN_BYTES, invalid: 'AUTH_REQUIRED' });
     let start = 0;
     let end = bytes.length;
     while (start < end && isSpace(bytes[start]!)) start++;
@@ -104,7 +87,6 @@ export async function readServiceAccountToken(spec: Extract<CredentialSpec, { ki
     throw tokenFileError(err, spec.written);
   } finally {
     bytes?.fill(0);
-    await handle.close();
   }
 }
 

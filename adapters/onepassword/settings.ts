@@ -2,8 +2,8 @@
 // Credential keys (account, tokenFile, auth) may be set per profile; the read budget and batching
 // keys apply to a whole token, so they live only in the top-level block.
 import os from 'node:os';
-import path from 'node:path';
 import { z } from 'zod';
+import { parseDuration, resolveUserPath } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 
 export const AUTH_MODES = ['auto', 'desktop', 'service-account'] as const;
@@ -108,7 +108,7 @@ function credentialsFrom(s: { account?: string | undefined; tokenFile?: string |
   const out: CredentialSettings = { auth: s.auth ?? 'auto' };
   if (s.account !== undefined) out.account = s.account;
   if (s.tokenFile !== undefined) {
-    out.tokenFile = expandHome(s.tokenFile, env, `${where}.tokenFile`);
+    out.tokenFile = resolveUserPath(s.tokenFile, env.HOME || os.homedir(), `${where}.tokenFile`);
     out.tokenFileWritten = s.tokenFile;
   }
   if (out.auth === 'desktop' && out.tokenFile !== undefined) {
@@ -120,25 +120,11 @@ function credentialsFrom(s: { account?: string | undefined; tokenFile?: string |
   return out;
 }
 
-function expandHome(p: string, env: NodeJS.ProcessEnv, where: string): string {
-  const home = env.HOME || os.homedir();
-  const expanded = p === '~' || p.startsWith('~/') ? path.join(home, p.slice(1)) : p;
-  if (!path.isAbsolute(expanded)) {
-    throw new BrokerError('CONFIG_INVALID', `${where}: needs an absolute path or one starting with ~/ (the daemon's working directory is not yours)`);
-  }
-  return path.normalize(expanded);
-}
-
 /** `10ms`, `0.2s`, or a number of seconds (as every duration in the config); at most 1s. */
 export function parseBatchWindow(value: unknown): number {
-  let ms: number | undefined;
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) ms = value * 1000;
-  else if (typeof value === 'string') {
-    const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/.exec(value.trim());
-    if (m) ms = Number(m[1]) * (m[2] === 'ms' ? 1 : 1000);
-  }
-  if (ms === undefined) throw new BrokerError('CONFIG_INVALID', 'onepassword.batchWindow: expected a duration such as 10ms or 0.1s');
-  ms = Math.round(ms);
+  const parsed = parseDuration(value);
+  if (!parsed.ok) throw new BrokerError('CONFIG_INVALID', 'onepassword.batchWindow: expected a duration such as 10ms or 0.1s');
+  const ms = parsed.ms;
   if (ms > MAX_BATCH_WINDOW_MS) throw new BrokerError('CONFIG_INVALID', `onepassword.batchWindow: at most ${MAX_BATCH_WINDOW_MS}ms (it delays the first fetch of each batch)`);
   return ms;
 }

@@ -7,6 +7,7 @@
 // fingerprint and print.
 import path from 'node:path';
 import { z } from 'zod';
+import { resolveUserPath } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 
 /** Vault's own default (the CLI's, too) when VAULT_ADDR is unset. */
@@ -138,7 +139,7 @@ export function resolveSettings(block: VaultSettingsBlock, env: NodeJS.ProcessEn
   };
   const filePath = (key: keyof VaultSettingsBlock, envName: string): string | undefined => {
     const p = pick(key, envName);
-    return p ? absolutePath(p.value, p.from, home) : undefined;
+    return p ? resolveUserPath(p.value, home, p.from) : undefined;
   };
 
   const addr = pick('address', 'VAULT_ADDR');
@@ -176,7 +177,7 @@ function resolveAuth(block: VaultSettingsBlock, env: NodeJS.ProcessEnv, home: st
   const auth = block.auth ?? { method: 'token' as const };
   if (auth.method === 'token') {
     if (block.tokenFile) {
-      const p = absolutePath(block.tokenFile, 'vault.tokenFile', home);
+      const p = resolveUserPath(block.tokenFile, home, 'vault.tokenFile');
       return { method: 'token', source: { kind: 'file', path: p, label: displayPath(p, home) } };
     }
     // Vault's CLI order: VAULT_TOKEN wins over the token helper's file.
@@ -194,7 +195,7 @@ function resolveAuth(block: VaultSettingsBlock, env: NodeJS.ProcessEnv, home: st
     }
     if (literal !== undefined) return { kind: 'literal', value: literal };
     if (file !== undefined) {
-      const p = absolutePath(file, `vault.auth.${key}File`, home);
+      const p = resolveUserPath(file, home, `vault.auth.${key}File`);
       return { kind: 'file', path: p, label: displayPath(p, home) };
     }
     return { kind: 'env', name: envVar ?? fallbackEnv };
@@ -228,17 +229,6 @@ function parseGoBool(raw: string, name: string): boolean {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(raw)) return false;
   throw new BrokerError('CONFIG_INVALID', `${name} must be true or false (as Vault reads it: 1, t, true, 0, f, false)`);
-}
-
-function absolutePath(raw: string, from: string, home: string | undefined): string {
-  let p = raw;
-  if (p === '~' || p.startsWith('~/')) {
-    if (!home) throw new BrokerError('CONFIG_INVALID', `${from}: cannot expand ~ because HOME is unset`);
-    p = path.join(home, p.slice(1));
-  }
-  // The daemon's working directory is not the user's shell's: a relative path would surprise.
-  if (!path.isAbsolute(p)) throw new BrokerError('CONFIG_INVALID', `${from} must be an absolute path or start with ~/`);
-  return path.normalize(p);
 }
 
 export function displayPath(p: string, home: string | undefined): string {
