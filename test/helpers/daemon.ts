@@ -52,19 +52,45 @@ export function run(command: string, args: string[], options: { env?: NodeJS.Pro
   });
 }
 
-export interface DaemonHandle {
+/** A daemon's private directory, environment and config, and the clients that talk to it. */
+export interface DaemonWorkspace {
   dir: string;
   socket: string;
   configPath: string;
-  proc: ChildProcess;
   env: NodeJS.ProcessEnv;
-  /** Everything the daemon wrote to stderr so far (its JSON log). */
-  log(): string;
   request(req: Request, timeoutMs?: number): Promise<Reply>;
   /** Run the shim the way Claude Code does: `sh -c "<shim> <args>"`. */
   shim(args?: string, env?: NodeJS.ProcessEnv): Promise<RunResult>;
   cli(args: string[], env?: NodeJS.ProcessEnv): Promise<RunResult>;
+  /** Write the config, private (0600) as the daemon requires. */
   writeConfig(yaml: string): void;
+}
+
+export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.ProcessEnv): DaemonWorkspace {
+  const env = baseEnv(dir, extraEnv);
+  const socket = env.KEYBROKER_SOCKET!;
+  const configPath = env.KEYBROKER_CONFIG!;
+  const writeConfig = (yaml: string): void => {
+    fs.writeFileSync(configPath, yaml, { mode: 0o600 });
+    fs.chmodSync(configPath, 0o600);
+  };
+  writeConfig(config);
+  return {
+    dir,
+    socket,
+    configPath,
+    env,
+    request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
+    shim: (args = '', extra = {}) => run('/bin/sh', ['-c', `${SHIM} ${args}`], { env: { ...env, ...extra } }),
+    cli: (args, extra = {}) => run(process.execPath, [CLI, ...args], { env: { ...env, ...extra } }),
+    writeConfig,
+  };
+}
+
+export interface DaemonHandle extends DaemonWorkspace {
+  proc: ChildProcess;
+  /** Everything the daemon wrote to stderr so far (its JSON log). */
+  log(): string;
   signal(sig: NodeJS.Signals): void;
   /** SIGTERM and wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -109,14 +135,8 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
 
 export async function startDaemon(options: StartOptions): Promise<DaemonHandle> {
   const dir = options.dir ?? privateTempDir();
-  const env = baseEnv(dir, options.env);
-  const socket = env.KEYBROKER_SOCKET!;
-  const configPath = env.KEYBROKER_CONFIG!;
-  const writeConfig = (yaml: string): void => {
-    fs.writeFileSync(configPath, yaml, { mode: 0o600 });
-    fs.chmodSync(configPath, 0o600);
-  };
-  writeConfig(options.config);
+  const workspace = daemonWorkspace(dir, options.config, options.env);
+  const { env } = workspace;
   const proc = spawn(process.execPath, [CLI, 'daemon', '--log-level', options.logLevel ?? 'debug'], {
     env,
     cwd: dir,
@@ -127,16 +147,9 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   proc.stdout!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const handle: DaemonHandle = {
-    dir,
-    socket,
-    configPath,
+    ...workspace,
     proc,
-    env,
     log: () => stderr,
-    request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
-    shim: (args = '', extraEnv = {}) => run('/bin/sh', ['-c', `${SHIM} ${args}`], { env: { ...env, ...extraEnv } }),
-    cli: (args, extraEnv = {}) => run(process.execPath, [CLI, ...args], { env: { ...env, ...extraEnv } }),
-    writeConfig,
     signal: (sig) => proc.kill(sig),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
