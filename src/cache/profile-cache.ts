@@ -79,8 +79,11 @@ export class ProfileCache {
 
   #timer: NodeJS.Timeout | undefined;
   #lastReadAt = -Infinity;
-  #lastError: { error: BrokerError; at: number } | undefined;
-  #lastFetch: { startedAt: number; entry?: CacheEntry; error?: BrokerError } | undefined;
+  /**
+   * The outcome of the latest fetch. An error here means the source has been failing since the
+   * cached value was fetched (a success replaces it).
+   */
+  #lastFetch: { startedAt: number; endedAt: number; entry?: CacheEntry; error?: BrokerError } | undefined;
   #failures = 0;
   #retryAfter = -Infinity;
   #disposed = false;
@@ -128,11 +131,12 @@ export class ProfileCache {
       this.#log.trace({ expiresInMs: entry.freshUntil - t, value: entry.value }, 'cache hit');
       return this.#serve(entry, consumer);
     }
-    if (entry && t < entry.staleUntil && this.#lastError && this.#lastError.at >= entry.fetchedAt) {
+    const failure = this.#lastFetch?.error;
+    if (entry && t < entry.staleUntil && failure) {
       // The source has been failing since this value was fetched: answer now, retry behind.
       this.stats.hits++;
       if (t >= this.#retryAfter) this.#fetch('retry').catch(() => {});
-      return this.#serve(entry, consumer, this.#lastError.error);
+      return this.#serve(entry, consumer, failure);
     }
     this.stats.misses++;
     try {
@@ -154,7 +158,8 @@ export class ProfileCache {
   status(): ProfileStatus {
     const t = this.#now();
     const entry = this.#entry();
-    const lastError = this.#lastError ? { ...this.#lastError.error.toWire(), atMs: this.#lastError.at } : null;
+    const last = this.#lastFetch;
+    const lastError = last?.error ? { ...last.error.toWire(), atMs: last.endedAt } : null;
     return {
       name: this.name,
       kind: this.#adapter.kind,
@@ -191,10 +196,10 @@ export class ProfileCache {
   #state(entry: CacheEntry | undefined, t: number): ProfileStatus['state'] {
     if (entry) {
       if (t < entry.freshUntil) return 'fresh';
-      if (this.#lastError && this.#lastError.at >= entry.fetchedAt) return 'stale';
+      if (this.#lastFetch?.error) return 'stale';
       return 'expired';
     }
-    if (this.#lastError) return 'error';
+    if (this.#lastFetch?.error) return 'error';
     return this.#lastFetch ? 'expired' : 'cold';
   }
 
@@ -287,10 +292,9 @@ export class ProfileCache {
         version: result.version,
       };
       this.#store.set(this.#key, entry, (ttl + this.profile.maxStaleMs) / 1000);
-      this.#lastError = undefined;
       this.#failures = 0;
       this.#retryAfter = -Infinity;
-      this.#lastFetch = { startedAt, entry };
+      this.#lastFetch = { startedAt, endedAt: t, entry };
       this.#log.info(
         { reason, ms: t - startedAt, ttlMs: ttl, changed: previous ? !previous.value.equals(result.value) : null, version: result.version },
         'fetched',
@@ -300,8 +304,7 @@ export class ProfileCache {
     } catch (err) {
       const error = this.#toBrokerError(err);
       const t = this.#now();
-      this.#lastError = { error, at: t };
-      this.#lastFetch = { startedAt, error };
+      this.#lastFetch = { startedAt, endedAt: t, error };
       this.#failures++;
       const delay = backoffDelay(this.#failures, REFRESH_BACKOFF, this.#random);
       this.#retryAfter = t + delay;
