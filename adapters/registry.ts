@@ -7,6 +7,8 @@ export interface AdapterEntry {
   /** The config block (top level and per profile) holding this adapter's settings. */
   configKey?: string;
   summary: string;
+  /** Honours a profile's `output: json` (the source prints {"value", "expiresAt"}). */
+  jsonOutput?: boolean;
   load(): Promise<AdapterModule>;
 }
 
@@ -24,6 +26,7 @@ export const ADAPTERS: Readonly<Record<string, AdapterEntry>> = {
   exec: {
     scheme: 'exec',
     summary: 'exec:COMMAND — any command that prints the key (op read, aws, vault, pass, …)',
+    jsonOutput: true,
     load: () => import('./exec/exec-adapter.js'),
   },
   vault: {

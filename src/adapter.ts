@@ -4,16 +4,20 @@
 // Life of an adapter: the daemon creates one per source kind and settings block (construction is
 // cheap and offline: no network, no SDK loading), parses every profile's source URI with it when
 // the config loads (offline validation), then calls fetch() whenever the cache needs a value.
-import fs from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { BrokerError, type ErrorCode } from './errors.js';
+import { BrokerError } from './errors.js';
 import type { SecretValue } from './secret.js';
 
 export type { Logger } from 'pino';
 // Durations in adapter settings read and print like every other duration in the config.
 export { formatDuration, parseDuration } from './config/duration.js';
+// One capped, jittered backoff for every retry loop (the cache's, an adapter's login).
+export { backoffDelay, type BackoffOptions } from './protocol/backoff.js';
+// The `aws:` block's schema, shared by the aws-sm: and aws-credentials: sources.
+export { AWS_REGION_PATTERN, AWS_SETTINGS_KEYS, awsSettingsSchema, type AwsSettings } from './aws-settings.js';
+// One clock for everything that schedules, so tests drive time by hand.
+export { deadline, systemClock, type Clock, type ClockTimer, type Deadline } from './clock.js';
 
 /** Why the cache is asking. Adapters with a read budget may refuse background fetches. */
 export type FetchReason = 'miss' | 'refresh-ahead' | 'retry' | 'rejected' | 'explicit' | 'check';
@@ -28,8 +32,20 @@ export interface FetchContext {
 
 export interface FetchResult {
   value: SecretValue;
-  /** The backend says the value is good for this long (a lease, an expiry); caps the profile TTL. */
+  /**
+   * The backend suggests refetching after this long (a KV lease, an advisory TTL); caps the profile
+   * TTL. The value may still work afterwards, so stale-if-error still applies: for a value that
+   * stops working, set expiresAt.
+   */
   ttlMs?: number;
+  /**
+   * The instant (epoch ms) the value itself stops working: a credential's Expiration, an exec
+   * JSON `expiresAt`. A hard cap: the cache refreshes ahead of it and never serves the value at
+   * or after it, stale or not. (A JWT value's `exp` is read by the cache itself.)
+   */
+  expiresAt?: number;
+  /** When the value's validity began (epoch ms), to size the refresh margin; default: fetch time. */
+  issuedAt?: number;
   /** A non-secret version label (KV version, version id), for logs and status. */
   version?: string;
 }
@@ -41,10 +57,15 @@ export interface AdapterInit {
   log: Logger;
 }
 
+/** How a source prints its value: the value alone, or JSON {"value", "expiresAt"} (exec only). */
+export type OutputFormat = 'text' | 'json';
+
 export interface ParseOptions {
   /** The profile's own block under the adapter's configKey, overriding `settings`, unvalidated. */
   overrides: Record<string, unknown> | undefined;
   profile: string;
+  /** The profile's `output:`; only adapters whose registry entry has jsonOutput get 'json'. */
+  output?: OutputFormat;
 }
 
 export interface Adapter<Ref = unknown> {
@@ -68,6 +89,12 @@ export interface Adapter<Ref = unknown> {
 export interface AdapterModule {
   createAdapter(init: AdapterInit): Adapter;
 }
+
+/**
+ * Where a source kind's module comes from: adapters/registry.ts's adapterFor, handed in by whoever
+ * builds an AdapterPool (the daemon, `config check`, `doctor`), so the cache never imports adapters.
+ */
+export type FindAdapter = (scheme: string) => { load(): Promise<AdapterModule> } | undefined;
 
 /**
  * Settle with `pending` or, as soon as the signal aborts, reject with `reasonFor(signal)` (the
@@ -109,40 +136,23 @@ export function resolveUserPath(written: string, home: string | undefined, where
   return path.normalize(p);
 }
 
-export interface PrivateFileOptions {
-  /** How messages name the file, e.g. "token file ~/op-token". */
-  label: string;
-  maxBytes: number;
-  /** The code for a file that is not a regular file, or is too large to be what it should hold. */
-  invalid: ErrorCode;
-}
+// Key and token files are read through the one checked-file reader (see src/checked-file.ts).
+export { readCheckedFile, readPrivateFile, type CheckedFileOptions } from './checked-file.js';
+
+/** Retry-After values past this are capped: a backend's typo must not park a profile for a year. */
+export const MAX_RETRY_AFTER_MS = 60 * 60_000;
 
 /**
- * Read a file that holds a secret (a key, a token), refusing one that is not a regular file, that
- * group or others can read, that belongs to someone else, or that is larger than `maxBytes`.
- * Errors from opening or reading it are thrown as they are, for the adapter's own translator.
- * The caller wipes the returned buffer once it has taken the secret out.
+ * An HTTP Retry-After header (RFC 9110: delay-seconds or an HTTP-date) as milliseconds from `now`,
+ * capped at MAX_RETRY_AFTER_MS; undefined when absent, unparsable or already past.
  */
-export async function readPrivateFile(file: string, options: PrivateFileOptions): Promise<Buffer> {
-  // O_NONBLOCK: a FIFO opens at once and is refused below instead of hanging the fetch.
-  // O_NOFOLLOW is not used: a symlink into a private directory is a common, fine setup; the
-  // checks apply to the file actually opened.
-  const handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new BrokerError(options.invalid, `${options.label} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new BrokerError('PERMISSION_DENIED', `${options.label} is readable by others (mode ${mode}); refusing to use it — run: chmod 600 ${file}`);
-    }
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-      throw new BrokerError('PERMISSION_DENIED', `${options.label} is owned by uid ${st.uid}, not by you; refusing to use it`);
-    }
-    if (st.size > options.maxBytes) {
-      throw new BrokerError(options.invalid, `${options.label} is ${st.size} bytes; it may hold at most ${options.maxBytes}`);
-    }
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
+export function parseRetryAfter(header: string | readonly string[] | undefined, now: number): number | undefined {
+  const text = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!text) return undefined;
+  let ms: number;
+  if (/^\d{1,10}$/.test(text)) ms = Number(text) * 1000;
+  else if (/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) ms = Date.parse(text) - now;
+  else return undefined;
+  if (!Number.isFinite(ms) || ms <= 0) return undefined;
+  return Math.min(ms, MAX_RETRY_AFTER_MS);
 }

@@ -1,5 +1,6 @@
 // One error type for the whole broker. Messages are written for the person who will read them
 // (often through Claude Code's "apiKeyHelper failed" line) and never carry a secret value or token.
+import fs from 'node:fs';
 import { exitCodeFor, type ErrorCode, type WireError } from './protocol/messages.js';
 
 export type { ErrorCode } from './protocol/messages.js';
@@ -9,6 +10,11 @@ export interface BrokerErrorOptions {
   transient?: boolean;
   /** The backend's own status (HTTP status, SDK error name): safe, useful in status output. */
   status?: string | number;
+  /**
+   * The backend asked not to be called again for this long (HTTP 429 Retry-After, a rate limit
+   * pause): the cache retries no earlier. Milliseconds from when the error was made.
+   */
+  retryAfterMs?: number;
 }
 
 const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['TIMEOUT', 'UNAVAILABLE', 'RATE_LIMITED', 'DAEMON_UNREACHABLE']);
@@ -17,6 +23,7 @@ export class BrokerError extends Error {
   readonly code: ErrorCode;
   readonly transient: boolean;
   readonly status: string | number | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: BrokerErrorOptions = {}) {
     super(message);
@@ -24,6 +31,7 @@ export class BrokerError extends Error {
     this.code = code;
     this.transient = options.transient ?? TRANSIENT_BY_DEFAULT.has(code);
     this.status = options.status;
+    this.retryAfterMs = options.retryAfterMs !== undefined && Number.isFinite(options.retryAfterMs) && options.retryAfterMs > 0 ? options.retryAfterMs : undefined;
   }
 
   get exitCode(): number {
@@ -35,18 +43,43 @@ export class BrokerError extends Error {
   }
 }
 
-export function isBrokerError(err: unknown): err is BrokerError {
-  return err instanceof BrokerError;
+/**
+ * `err` itself when it is a BrokerError (an adapter's mapped error, a timeout's or shutdown's abort
+ * reason); anything else becomes a new BrokerError with `code` and `message`. The unknown error's own
+ * text is never copied: it may quote the data it choked on (JSON.parse does), and that may be a secret.
+ */
+export function asBrokerError(err: unknown, code: ErrorCode, message: string): BrokerError {
+  return err instanceof BrokerError ? err : new BrokerError(code, message);
 }
 
 /**
- * Turn anything thrown into a BrokerError without copying its message: an unknown error's text
- * may quote the data that caused it (JSON.parse does), and that data may be a secret.
+ * Running out of file descriptors is the user's limit, not a bug: say which limit and how to raise
+ * it. EMFILE is this process's limit (ulimit -n); ENFILE is the whole system's.
  */
-export function toBrokerError(err: unknown, context: string): BrokerError {
-  if (err instanceof BrokerError) return err;
-  const name = err instanceof Error ? err.name : typeof err;
-  return new BrokerError('INTERNAL', `${context}: unexpected ${name} (details withheld; run with --log-level debug)`);
+export function resourceError(err: unknown): BrokerError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EMFILE') {
+    const limit = OPEN_FILE_LIMIT;
+    return new BrokerError('RESOURCE_EXHAUSTED', `too many open files (limit ${limit ?? 'unknown'}); raise it with: ulimit -n ${Math.max(1024, (limit ?? 0) * 4)}`, { status: code });
+  }
+  if (code === 'ENFILE') return new BrokerError('RESOURCE_EXHAUSTED', 'the system has too many open files (ENFILE); close some programs, or raise fs.file-max', { status: code });
+  return undefined;
+}
+
+/**
+ * Read when this module loads: once the limit is reached, /proc/self/limits cannot be opened to
+ * say what it is. One small read, Linux only.
+ */
+const OPEN_FILE_LIMIT = process.platform === 'linux' ? openFileLimit() : undefined;
+
+function openFileLimit(): number | undefined {
+  try {
+    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const soft = Number(line?.split(/\s{2,}/)[1]);
+    return Number.isInteger(soft) ? soft : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Names the kind of an unknown error for logs, without its message. */

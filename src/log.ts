@@ -1,6 +1,8 @@
-// The one logger factory. JSON lines on stderr (stdout belongs to replies and CLI output).
+// The one logger factory. JSON lines on stderr (stdout belongs to replies and CLI output); on a
+// terminal, readable lines instead (the same records, formatted by formatLogLine).
 // Secret values are SecretValue objects, which serialise as "[redacted]"; the redact list below
 // is the second line of defence for plain strings under names that usually hold secrets.
+import fs from 'node:fs';
 import pino, { type Logger as PinoLogger, type LevelWithSilent } from 'pino';
 
 export type Logger = PinoLogger;
@@ -22,6 +24,18 @@ export interface LoggerOptions {
   level?: string | undefined;
   /** Defaults to stderr (fd 2). Tests pass a stream to capture lines. */
   destination?: pino.DestinationStream;
+  /** Readable lines instead of JSON (for a person at a terminal). */
+  pretty?: boolean;
+}
+
+/**
+ * Readable lines when stderr is a terminal, JSON otherwise (a service manager, a log file, a
+ * pipe). KEYBROKER_LOG_FORMAT=json or pretty overrides the guess.
+ */
+export function wantsPrettyLog(env: NodeJS.ProcessEnv, stderrIsTty: boolean = process.stderr.isTTY === true): boolean {
+  if (env.KEYBROKER_LOG_FORMAT === 'json') return false;
+  if (env.KEYBROKER_LOG_FORMAT === 'pretty') return true;
+  return stderrIsTty;
 }
 
 export function isLogLevel(level: string): level is LevelWithSilent {
@@ -31,7 +45,9 @@ export function isLogLevel(level: string): level is LevelWithSilent {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? 'info';
   // Synchronous writes: a crash must not lose the lines that explain it.
-  const destination = options.destination ?? pino.destination({ dest: 2, sync: true });
+  const destination =
+    options.destination ??
+    (options.pretty ? { write: (line: string) => void fs.writeSync(2, formatLogLine(line)) } : pino.destination({ dest: 2, sync: true }));
   return pino(
     {
       name: 'keybroker',
@@ -39,8 +55,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
-      // Errors are logged by code and name only: see toBrokerError for why messages of unknown
-      // errors are withheld.
+      // Errors are logged by code and name only: an unknown error's message may quote the data it
+      // choked on, which may be a secret (see describeUnknownError).
       serializers: { err: serializeError },
     },
     destination,
@@ -57,4 +73,42 @@ function serializeError(err: unknown): Record<string, unknown> {
     return code === undefined ? { type: err.name } : { type: err.name, code };
   }
   return { type: typeof err };
+}
+
+const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+/** Shown by the line's layout (time, level, message) or the same on every line (name, pid). */
+const LAYOUT_KEYS = new Set(['level', 'time', 'msg', 'name', 'pid', 'hostname']);
+
+/**
+ * One JSON log record as a line for a person: `12:04:31 WARN  fetch failed: … profile=work
+ * err=UNAVAILABLE: …`. It formats the record pino already serialised and redacted, so it can
+ * show nothing the JSON line would not.
+ */
+export function formatLogLine(json: string): string {
+  let record: Record<string, unknown>;
+  try {
+    record = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json.endsWith('\n') ? json : `${json}\n`;
+  }
+  const time = typeof record.time === 'string' ? new Date(record.time) : new Date();
+  const clock = Number.isNaN(time.getTime()) ? '--:--:--' : time.toTimeString().slice(0, 8);
+  const level = (LEVEL_NAMES[Number(record.level)] ?? String(record.level)).padEnd(5);
+  const fields: string[] = [];
+  for (const [key, value] of Object.entries(record)) {
+    if (LAYOUT_KEYS.has(key) || value === undefined) continue;
+    fields.push(`${key}=${formatField(key, value)}`);
+  }
+  return `${clock} ${level} ${String(record.msg ?? '')}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}\n`;
+}
+
+function formatField(key: string, value: unknown): string {
+  if (key === 'err' && value && typeof value === 'object') {
+    const e = value as { code?: unknown; message?: unknown; type?: unknown };
+    if (typeof e.message === 'string') return JSON.stringify(`${typeof e.code === 'string' ? `${e.code}: ` : ''}${e.message}`);
+    return String(e.code ?? e.type ?? 'error');
+  }
+  if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
+  return JSON.stringify(value);
 }

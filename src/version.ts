@@ -1,2 +1,2 @@
-// Kept equal to package.json's version (a test checks it); read without touching the disk.
-export const VERSION = '0.1.0';
+// The version lives with the build id in the protocol module, which the shim may import.
+export { BUILD_ID, VERSION } from './protocol/build-info.js';

@@ -27,7 +27,7 @@
 // expired SSO session asks for `aws sso login`.
 import type * as CredentialProviders from '@aws-sdk/credential-providers';
 import { abortable, type Adapter, type AdapterInit, type FetchResult, type Logger } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { parseAwsSettings } from './aws-settings.js';
 
@@ -81,7 +81,9 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
     describe: (ref) => ref.label,
     async fetch(ref, ctx): Promise<FetchResult> {
       if (ctx.signal.aborted) throw abortError(ctx.signal, ref);
-      const providers = await raceAbort(loadSdk(), ctx.signal, ref);
+      // The SDK takes no AbortSignal: a slow STS/SSO call or credential_process finishes on its own
+      // (its client timeouts bound it) after we leave.
+      const providers = await abortable(loadSdk(), ctx.signal, (s) => abortError(s, ref));
       const common = {
         // The SDK caches file reads for the life of the process; a rotated key must be seen.
         ignoreCache: true,
@@ -101,7 +103,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
           : providers.fromNodeProviderChain({ ...common, profile: env.AWS_PROFILE || undefined });
       let credentials: AwsCredentials;
       try {
-        credentials = await raceAbort(provider(), ctx.signal, ref);
+        credentials = await abortable(provider(), ctx.signal, (s) => abortError(s, ref));
       } catch (err) {
         const mapped = translateAwsCredentialsError(err, ref, env);
         if (!(err instanceof BrokerError)) ctx.log.debug({ errName: errorName(err), code: mapped.code, status: mapped.status }, 'AWS credential resolution failed');
@@ -149,7 +151,10 @@ function toFetchResult(credentials: AwsCredentials, ref: AwsCredentialsRef, now:
   if (expiration) body.Expiration = expiration.toISOString();
   const result: FetchResult = { value: SecretValue.fromString(JSON.stringify(body)) };
   if (expiration) {
+    // ttlMs refreshes them well ahead (Claude Code holds on to what it gets); expiresAt is the
+    // hard stop: never served at or after it, stale or not.
     result.ttlMs = ttlBeforeExpiry(expiration.getTime() - now);
+    result.expiresAt = expiration.getTime();
     result.version = `expires ${expiration.toISOString()}`;
   }
   log.debug({ temporary: body.SessionToken !== undefined, expiresAt: body.Expiration ?? null }, 'AWS credentials resolved');
@@ -253,13 +258,5 @@ function quietSdkLogger(log: Logger) {
 }
 
 function abortError(signal: AbortSignal, ref: AwsCredentialsRef): BrokerError {
-  return signal.reason instanceof BrokerError ? signal.reason : new BrokerError('TIMEOUT', `${ref.label}: stopped before the AWS SDK answered`);
-}
-
-/**
- * Settle with `pending` or the abort, whichever is first. The SDK takes no AbortSignal, so a slow
- * STS/SSO call or credential_process finishes on its own (its client timeouts bound it) after we leave.
- */
-function raceAbort<T>(pending: Promise<T>, signal: AbortSignal, ref: AwsCredentialsRef): Promise<T> {
-  return abortable(pending, signal, () => abortError(signal, ref));
+  return asBrokerError(signal.reason, 'TIMEOUT', `${ref.label}: stopped before the AWS SDK answered`);
 }

@@ -1,9 +1,9 @@
 // The `aws:` settings block, shared by aws-sm: and aws-credentials: (registry configKey "aws"), at the
 // top level and inside a profile: { region?, profile?, endpoint? }, nothing else. The schema is the
-// aws-sm adapter's, so the two sources can never disagree on what the block may hold; this file
-// only turns its issues into one CONFIG_INVALID message for this source.
+// shared one in src/aws-settings.ts (through src/adapter.ts), so the two sources can never disagree
+// on what the block may hold; this file only turns its issues into one CONFIG_INVALID message.
+import { awsSettingsSchema } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
-import { awsSettingsSchema } from '../aws-secrets-manager/aws-settings.js';
 
 export { awsSettingsSchema };
 export type AwsSettings = { region?: string | undefined; profile?: string | undefined; endpoint?: string | undefined };

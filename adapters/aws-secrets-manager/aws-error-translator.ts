@@ -8,7 +8,8 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { BrokerError } from '../../src/errors.js';
+import { formatDuration, parseRetryAfter } from '../../src/adapter.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 
 export interface AwsErrorContext {
   /** The source as status shows it, e.g. aws-sm://prod/anthropic#api_key. */
@@ -61,8 +62,7 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
   if (err instanceof BrokerError) return { error: err, kind: 'other' };
   const where = whereText(ctx);
   if (ctx.signal?.aborted) {
-    const reason: unknown = ctx.signal.reason;
-    return { error: reason instanceof BrokerError ? reason : new BrokerError('TIMEOUT', `${ctx.label}: stopped before Secrets Manager answered`), kind: 'aborted' };
+    return { error: asBrokerError(ctx.signal.reason, 'TIMEOUT', `${ctx.label}: stopped before Secrets Manager answered`), kind: 'aborted' };
   }
   const name = errorName(err);
   const status = httpStatus(err);
@@ -100,8 +100,19 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
       return service('SOURCE_ERROR', `${ctx.label}: Secrets Manager refused to read secret "${ctx.secretId}" ${where} (InvalidRequestException) — it is probably scheduled for deletion (restore it with: aws secretsmanager restore-secret --secret-id ${ctx.secretId})`);
     case name === 'InvalidParameterException':
       return service('CONFIG_INVALID', `${ctx.label}: Secrets Manager says a parameter is invalid (InvalidParameterException) — check the secret id, versionStage and versionId`);
-    case THROTTLING.has(name) || status === 429:
-      return service('RATE_LIMITED', `${ctx.label}: Secrets Manager is throttling requests ${where} (${name}) — it was retried; keybroker serves the cached value meanwhile`);
+    case THROTTLING.has(name) || status === 429: {
+      // The SDK has already retried (within the profile timeout); what the last answer asked for
+      // is what keybroker's own retry waits for.
+      const retryAfterMs = parseRetryAfter(responseHeader(err, 'retry-after'), Date.now());
+      const wait = retryAfterMs !== undefined ? `; retrying in ${formatDuration(retryAfterMs)} as it asks` : '';
+      return {
+        error: new BrokerError('RATE_LIMITED', `${ctx.label}: Secrets Manager is throttling requests ${where} (${name}) — it was retried; keybroker serves the cached value meanwhile${wait}`, {
+          status: name,
+          ...(retryAfterMs !== undefined && { retryAfterMs }),
+        }),
+        kind: 'service',
+      };
+    }
     case SERVER.has(name) || (status !== undefined && status >= 500):
       return service('UNAVAILABLE', `${ctx.label}: Secrets Manager had a server error ${where} (${name}${status ? `, HTTP ${status}` : ''}) — it was retried; try again later`);
     case UNKNOWN_KEY.has(name):
@@ -284,6 +295,14 @@ function errorName(err: unknown): string {
 function httpStatus(err: unknown): number | undefined {
   const status = (err as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata?.httpStatusCode;
   return typeof status === 'number' ? status : undefined;
+}
+
+/** A header of the HTTP response an SDK error came from (smithy's $response), if there was one. */
+function responseHeader(err: unknown, name: string): string | undefined {
+  const headers = (err as { $response?: { headers?: unknown } } | null)?.$response?.headers;
+  if (typeof headers !== 'object' || headers === null) return undefined;
+  for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name && typeof value === 'string') return value;
+  return undefined;
 }
 
 function errnoCode(err: unknown): string | undefined {

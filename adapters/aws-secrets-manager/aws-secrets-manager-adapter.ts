@@ -23,9 +23,11 @@
 // credentials and connections are too. Each GetSecretValue is billed by AWS: the cache above
 // makes N Claude Code sessions one read per TTL.
 import { isUtf8 } from 'node:buffer';
-import type { GetSecretValueCommandOutput, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Readable, Transform } from 'node:stream';
+import type { GetSecretValueCommandOutput, SecretsManagerClient, ServiceInputTypes, ServiceOutputTypes } from '@aws-sdk/client-secrets-manager';
+import type { DeserializeMiddleware } from '@smithy/types';
 import { abortable, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { credentialChainError, describeAwsError, translateSecretsManagerError } from './aws-error-translator.js';
 import { parseAwsSettings, type AwsSettings } from './aws-settings.js';
@@ -41,6 +43,10 @@ export interface AwsSmRef extends SecretRef {
 const MAX_SECRET_BYTES = 64 * 1024;
 // Up to three attempts with the SDK's jittered backoff, all inside the profile timeout (ctx.signal).
 const MAX_ATTEMPTS = 3;
+/** A credentials rejection is retried once with freshly resolved credentials. */
+const CREDENTIAL_ATTEMPTS = 2;
+// A GetSecretValue answer holds one secret (escaped, or base64 for SecretBinary) and a few fields.
+const MAX_RESPONSE_BYTES = 1024 * 1024;
 const CONNECTION_TIMEOUT_MS = 3_000;
 const REQUEST_TIMEOUT_MS = 5_000;
 
@@ -93,6 +99,15 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
         maxAttempts: MAX_ATTEMPTS,
         requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
       });
+      // Innermost, next to the HTTP handler: the deserializer would otherwise collect the whole
+      // body, however long, before parsing it.
+      const limitResponse: DeserializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
+        const result = await next(args);
+        const response = result.response as { body?: unknown };
+        if (response.body instanceof Readable) response.body = boundedBody(response.body, MAX_RESPONSE_BYTES, settings.endpoint);
+        return result;
+      };
+      client.middlewareStack.addRelativeTo(limitResponse, { relation: 'after', toMiddleware: 'deserializerMiddleware', name: 'keybrokerResponseLimit' });
       entry = { client, region, profile: settings.profile, endpoint: settings.endpoint };
       clients.set(key, entry);
       init.log.debug({ region: region ?? '(sdk default)', profile: settings.profile ?? '(sdk default)', endpoint: settings.endpoint ? hostOf(settings.endpoint) : undefined }, 'created Secrets Manager client');
@@ -146,39 +161,42 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
         env: init.env,
         signal: ctx.signal,
       };
-      const { key, entry, sm } = await clientFor(region, ref.settings);
       const started = Date.now();
-      try {
-        // The client's own memoised provider, bound to its config exactly as send() uses it:
-        // resolving it first tells a credential failure (whatever the SDK throws) from an AWS one.
-        await abortable(entry.client.config.credentials(), ctx.signal);
-      } catch (err) {
-        stats.credentialFailures++;
-        const error = ctx.signal.aborted
-          ? abortReason(ctx.signal, ref)
-          : await credentialChainError(err, { label: ref.label, profile: ref.settings.profile, env: init.env });
-        ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, code: error.code, ...describeAwsError(err) }, 'AWS credentials failed');
-        throw error;
-      }
-      stats.calls++;
-      let output: GetSecretValueCommandOutput;
-      try {
-        const command = new sm.GetSecretValueCommand({
-          SecretId: ref.secretId,
-          ...(ref.versionId !== undefined && { VersionId: ref.versionId }),
-          ...(ref.versionStage !== undefined && { VersionStage: ref.versionStage }),
-        });
-        // The SDK honours abortSignal on the socket, but not in every wait (retry backoff).
-        output = await abortable(entry.client.send(command, { abortSignal: ctx.signal }), ctx.signal);
-      } catch (err) {
-        stats.failed++;
-        if (errorContext.region === undefined) errorContext.region = await resolvedRegion(entry.client);
-        const { error, kind } = await translateSecretsManagerError(err, errorContext);
-        ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, code: error.code, ...describeAwsError(err) }, 'GetSecretValue failed');
-        // Credentials the service refused are memoised by the client; a new client resolves
-        // them again (after `aws sso login`, a rotated access key, an edited profile).
-        if (kind === 'credentials') dropClient(key);
-        throw error;
+      let output: GetSecretValueCommandOutput | undefined;
+      // A credentials rejection (UnrecognizedClientException, InvalidSignatureException,
+      // ExpiredTokenException…) usually means the keys were rotated under the running daemon: the
+      // client memoised the old ones. Resolve them again with a fresh client and retry once, in
+      // this same fetch, so the first refresh after a rotation already works.
+      for (let attempt = 1; output === undefined; attempt++) {
+        const { key, entry, sm } = await clientFor(region, ref.settings);
+        try {
+          await abortable(entry.client.config.credentials(), ctx.signal);
+        } catch (err) {
+          stats.credentialFailures++;
+          const error = ctx.signal.aborted
+            ? abortReason(ctx.signal, ref)
+            : await credentialChainError(err, { label: ref.label, profile: ref.settings.profile, env: init.env });
+          ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, code: error.code, ...describeAwsError(err) }, 'AWS credentials failed');
+          throw error;
+        }
+        stats.calls++;
+        try {
+          const command = new sm.GetSecretValueCommand({
+            SecretId: ref.secretId,
+            ...(ref.versionId !== undefined && { VersionId: ref.versionId }),
+            ...(ref.versionStage !== undefined && { VersionStage: ref.versionStage }),
+          });
+          output = await abortable(entry.client.send(command, { abortSignal: ctx.signal }), ctx.signal);
+        } catch (err) {
+          stats.failed++;
+          if (errorContext.region === undefined) errorContext.region = await resolvedRegion(entry.client);
+          const { error, kind } = await translateSecretsManagerError(err, errorContext);
+          ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, code: error.code, attempt, ...describeAwsError(err) }, 'GetSecretValue failed');
+          if (kind !== 'credentials') throw error;
+          dropClient(key);
+          if (attempt >= CREDENTIAL_ATTEMPTS || ctx.signal.aborted) throw error;
+          ctx.log.info({ secretId: ref.secretId, status: error.status }, 'AWS rejected the credentials: resolving them again and retrying once');
+        }
       }
       ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, versionId: output.VersionId }, 'GetSecretValue');
       const value = valueOf(output, ref);
@@ -285,6 +303,30 @@ async function resolvedRegion(client: SecretsManagerClient): Promise<string | un
 }
 
 function abortReason(signal: AbortSignal, ref: AwsSmRef): BrokerError {
-  const reason: unknown = signal.reason;
-  return reason instanceof BrokerError ? reason : new BrokerError('TIMEOUT', `${ref.label}: stopped before Secrets Manager answered`);
+  return asBrokerError(signal.reason, 'TIMEOUT', `${ref.label}: stopped before Secrets Manager answered`);
+}
+
+/**
+ * The response body, cut off past `max` bytes: the stream fails with SOURCE_ERROR and the
+ * connection is destroyed, so an endpoint that never stops sending costs a megabyte, not memory
+ * until the profile timeout.
+ */
+function boundedBody(body: Readable, max: number, endpoint: string | undefined): Readable {
+  let seen = 0;
+  const limited = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen <= max) {
+        callback(null, chunk);
+        return;
+      }
+      body.destroy();
+      const error = new BrokerError('SOURCE_ERROR', `Secrets Manager${endpoint ? ` at ${hostOf(endpoint)}` : ''} sent more than ${max} bytes for one secret: that is not a GetSecretValue answer`);
+      // The SDK's deserializer appends a multi-line hint to any error without $metadata.
+      Object.defineProperty(error, '$metadata', { value: {}, enumerable: false });
+      callback(error);
+    },
+  });
+  body.on('error', (err) => limited.destroy(err));
+  return body.pipe(limited);
 }

@@ -12,32 +12,11 @@
 // Every key is optional: what is missing comes from the AWS SDK's own resolution (AWS_REGION,
 // AWS_PROFILE, ~/.aws/config, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL). Unknown keys are
 // refused, so a typo cannot silently fall back to the SDK's defaults.
-import { z } from 'zod';
+import { AWS_REGION_PATTERN, AWS_SETTINGS_KEYS, awsSettingsSchema, type AwsSettings } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 
-/** us-east-1, eu-central-2, us-gov-west-1, cn-north-1, us-isob-east-1 … */
-export const AWS_REGION_PATTERN = /^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$/;
-/** Names usable on a command line as they are (they appear in "run: aws sso login --profile X"). */
-const PROFILE_PATTERN = /^[A-Za-z0-9_.@+=:,/-]{1,128}$/;
-
-export const AWS_SETTINGS_KEYS = ['region', 'profile', 'endpoint'] as const;
-
-export const awsSettingsSchema = z.strictObject({
-  region: z
-    .string({ error: () => 'region must be a string, e.g. us-east-1' })
-    .regex(AWS_REGION_PATTERN, 'region must be an AWS region name such as us-east-1 or eu-west-2'),
-  profile: z
-    .string({ error: () => 'profile must be a string naming a profile in ~/.aws/config' })
-    .regex(PROFILE_PATTERN, 'profile must be a profile name from ~/.aws/config (letters, digits and _ . @ + = : , / -; no spaces)'),
-  endpoint: z
-    .string({ error: () => 'endpoint must be a URL string, e.g. https://secretsmanager.eu-west-1.amazonaws.com' })
-    .superRefine((value, ctx) => {
-      const problem = endpointProblem(value);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    }),
-}).partial();
-
-export type AwsSettings = z.output<typeof awsSettingsSchema>;
+// The block's schema is shared with aws-credentials:, so it lives behind src/adapter.ts.
+export { AWS_REGION_PATTERN, AWS_SETTINGS_KEYS, awsSettingsSchema, type AwsSettings };
 
 /**
  * Validate one `aws:` block (top level or a profile's). `where` names it in the message,
@@ -63,20 +42,6 @@ export function resolveAwsSettings(settings: unknown, overrides: unknown): AwsSe
     ...parseAwsSettings(settings, 'the top-level aws: block'),
     ...parseAwsSettings(overrides, "this profile's aws: block"),
   };
-}
-
-function endpointProblem(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return 'endpoint must be an absolute http:// or https:// URL';
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'endpoint must be an http:// or https:// URL';
-  // Credentials in the URL would end up in logs and status lines; AWS never takes them there.
-  if (url.username || url.password) return 'endpoint must not contain a user name or password';
-  if (url.search || url.hash) return 'endpoint must not have a query (?…) or fragment (#…)';
-  return undefined;
 }
 
 function guessKey(key: string): string {

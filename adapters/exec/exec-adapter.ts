@@ -9,15 +9,28 @@
 // prompt), with stdin closed, the daemon's environment, and your home directory as working
 // directory. It is killed (whole process group) when the profile's timeout elapses.
 // stdout is trimmed and used whole; a non-zero exit fails with the first line of stderr.
+//
+// With `output: json` in the profile the command prints one JSON object instead, for a value that
+// expires (like git's credential protocol's password_expiry_utc):
+//
+//     work:
+//       source: exec:mint-gateway-token --audience llm
+//       output: json        # prints {"value": "eyJ…", "expiresAt": "2026-11-26T15:04:05Z"}
+//
+// `value` (a non-empty string) is required; `expiresAt` (RFC 3339 with a time zone) is optional
+// and caps how long the cache keeps and serves the value. Anything else is refused, and no
+// message ever quotes the output (it holds the secret).
+import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import type { Adapter, AdapterInit, FetchContext, FetchResult } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
-import { SecretValue } from '../../src/secret.js';
+import type { Adapter, AdapterInit, FetchContext, FetchResult, OutputFormat } from '../../src/adapter.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
+import { redactText, SecretValue } from '../../src/secret.js';
 
 interface ExecRef {
   command: string;
   label: string;
+  output: OutputFormat;
 }
 
 const MAX_STDOUT_BYTES = 64 * 1024;
@@ -28,12 +41,12 @@ export function createAdapter(init: AdapterInit): Adapter<ExecRef> {
   const cwd = init.env.HOME || os.homedir();
   return {
     kind: 'exec',
-    parse(uri) {
+    parse(uri, options) {
       const command = uri.slice('exec:'.length).trim();
       if (command.length === 0) {
         throw new BrokerError('CONFIG_INVALID', `"exec:" needs a command, e.g. exec:op read op://Private/Anthropic/credential`);
       }
-      return { command, label: labelFor(command) };
+      return { command, label: labelFor(command), output: options.output ?? 'text' };
     },
     describe: (ref) => ref.label,
     fetch: (ref, ctx) => runCommand(ref, ctx, init.env, cwd),
@@ -131,8 +144,17 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
           const firstLine = firstStderrLine(Buffer.concat(err));
           const how = signal ? `was killed by ${signal}` : `exited ${code}`;
           reject(new BrokerError('SOURCE_ERROR', `${ref.label} ${how}${firstLine ? `: ${firstLine}` : ' (no stderr)'}`, { status: code ?? signal ?? undefined }));
+        } else if (ref.output === 'json') {
+          try {
+            if (!isUtf8(stdout)) throw new BrokerError('INVALID_VALUE', `${ref.label} (output: json) printed bytes that are not UTF-8 text`);
+            resolve(parseJsonOutput(stdout.toString('utf8'), ref.label));
+          } catch (e) {
+            reject(e);
+          }
         } else {
-          resolve({ value: SecretValue.fromString(stdout.toString('utf8').trim()) });
+          // Decoding bytes that are not UTF-8 would replace them (U+FFFD) and make a wrong key look
+          // like text: hand those over as they are, for the cache's one "not text" refusal.
+          resolve({ value: isUtf8(stdout) ? SecretValue.fromString(stdout.toString('utf8').trim()) : SecretValue.fromBytes(stdout) });
         }
         stdout.fill(0);
       });
@@ -140,14 +162,63 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
   });
 }
 
+const JSON_KEYS = new Set(['value', 'expiresAt']);
+/** RFC 3339 date-time: a full date, a time, and a zone (Z or ±hh:mm); no local times. */
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
+ * What a command prints under `output: json`: {"value": "…", "expiresAt": "RFC 3339"}. Errors say
+ * what is wrong with the shape, never what was printed.
+ */
+export function parseJsonOutput(text: string, label: string): FetchResult {
+  const wrong = (what: string): BrokerError =>
+    new BrokerError('INVALID_VALUE', `${label} (output: json) ${what} — it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // JSON.parse's message quotes the text around the error: that may be the secret.
+    throw wrong('did not print valid JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw wrong('printed JSON that is not an object');
+  const record = parsed as Record<string, unknown>;
+  const unknown = Object.keys(record).filter((k) => !JSON_KEYS.has(k));
+  // The keys are not named: a command that printed the secret as a key would see it quoted.
+  if (unknown.length > 0) throw wrong(`printed ${unknown.length} key${unknown.length === 1 ? '' : 's'} other than "value" and "expiresAt"`);
+  if (typeof record.value !== 'string') throw wrong(record.value === undefined ? 'printed no "value"' : 'printed a "value" that is not a string');
+  if (record.value.trim() === '') throw wrong('printed an empty "value"');
+  const result: FetchResult = { value: SecretValue.fromString(record.value) };
+  if (record.expiresAt !== undefined && record.expiresAt !== null) {
+    const at = typeof record.expiresAt === 'string' ? parseRfc3339(record.expiresAt) : undefined;
+    if (at === undefined) throw wrong('printed an "expiresAt" that is not an RFC 3339 date-time with a time zone');
+    result.expiresAt = at;
+  }
+  return result;
+}
+
+function parseRfc3339(text: string): number | undefined {
+  const m = RFC3339.exec(text);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  // Date.parse accepts 2026-02-30 and rolls it over to March; RFC 3339 does not.
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 60) return undefined;
+  // A leap second (:60) is read as :59; Date.parse wants an upper-case T and Z.
+  const ms = Date.parse(text.toUpperCase().replace(' ', 'T').replace(/:60(?=[.Z+-])/, ':59'));
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 function firstStderrLine(stderr: Buffer): string {
   const text = stderr.toString('utf8');
   const line = text.split(/\r?\n/).find((l) => l.trim().length > 0) ?? '';
   // eslint-disable-next-line no-control-regex -- stripping control characters is the point
-  const clean = line.replace(/[\u0000-\u001f\u007f]/g, ' ').trim();
+  const oneLine = line.replace(/[\u0000-\u001f\u007f]/g, ' ').trim();
+  // Masked before it is cut short: a key cut in half no longer looks like one. (The cache also
+  // redacts every value the daemon has served from the whole error.)
+  const clean = redactText(oneLine);
   return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean;
 }
 
 function abortError(signal: AbortSignal, ref: ExecRef): BrokerError {
-  return signal.reason instanceof BrokerError ? signal.reason : new BrokerError('TIMEOUT', `${ref.label} was stopped before it finished`);
+  return asBrokerError(signal.reason, 'TIMEOUT', `${ref.label} was stopped before it finished`);
 }

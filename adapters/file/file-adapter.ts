@@ -4,8 +4,9 @@
 //     default:
 //       source: file:~/.config/keybroker/anthropic-key
 //
-// The path is absolute or starts with ~/. The file must be a regular file that only its owner can
-// read (mode 0600 or 0400): a group- or world-readable key file is refused, not served.
+// The path is absolute or starts with ~/. The file must be a regular file that you own and only you
+// can read (mode 0600 or 0400), or one root owns and nobody else can write (a Kubernetes secret
+// mount, a file an admin provisioned); anything else is refused, not served.
 // One trailing newline is trimmed, so `echo KEY > file` works.
 import os from 'node:os';
 import { readPrivateFile, resolveUserPath, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';

@@ -20,7 +20,7 @@
 // account). In `auth: auto` a configured tokenFile wins, then account, then the token variable,
 // then OP_ACCOUNT. References are validated offline with the SDK's validateSecretReference when
 // the config loads; the SDK (its WASM core) is imported then, never at construction.
-import type { Adapter, AdapterInit, FetchContext, FetchResult, Logger } from '../../src/adapter.js';
+import { abortable, deadline, formatDuration, systemClock, type Adapter, type Clock, type AdapterInit, type FetchContext, type FetchResult, type Logger } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { loadSdk, sdkClientFactory, type ClientFactory, type OnePasswordAuth, type OnePasswordClient, type Sdk } from './client-factory.js';
@@ -43,7 +43,8 @@ export interface OpRef {
 export interface OnePasswordAdapterOptions {
   /** How clients are made; the default creates real SDK clients. Tests pass a fake client. */
   clientFactory?: ClientFactory;
-  now?: () => number;
+  /** Times the batch window, the read budget's hour and the client/request deadlines. */
+  clock?: Clock;
   random?: () => number;
   /** Client creation, a desktop-app approval prompt included, fails after this long. */
   clientTimeoutMs?: number;
@@ -86,6 +87,7 @@ class OnePasswordAdapter implements Adapter<OpRef> {
   readonly #env: NodeJS.ProcessEnv;
   readonly #log: Logger;
   readonly #factory: ClientFactory;
+  readonly #clock: Clock;
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #clientTimeoutMs: number;
@@ -106,7 +108,8 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     this.#env = init.env;
     this.#log = init.log;
     this.#factory = options.clientFactory ?? sdkClientFactory;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
+    this.#now = () => this.#clock.now();
     this.#random = options.random ?? Math.random;
     this.#clientTimeoutMs = options.clientTimeoutMs ?? CLIENT_TIMEOUT_MS;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
@@ -145,8 +148,8 @@ class OnePasswordAdapter implements Adapter<OpRef> {
             'RATE_LIMITED',
             refusal.why === 'budget'
               ? `background refresh held back: the ${slot.cred.label} made ${refusal.reads} reads in the last hour and background refreshes stop at ${refusal.limit} (onepassword.backgroundReadsPerHour); the next read someone waits for still goes out`
-              : `background refresh held back for ${formatMs(refusal.retryInMs)}: 1Password rate-limited the ${slot.cred.label}; the next read someone waits for still goes out`,
-            { transient: true, status: refusal.why },
+              : `background refresh held back for ${formatDuration(refusal.retryInMs)}: 1Password rate-limited the ${slot.cred.label}; the next read someone waits for still goes out`,
+            { transient: true, status: refusal.why, ...(refusal.why === 'rate-limited' && { retryAfterMs: refusal.retryInMs }) },
           );
         }
       }
@@ -178,7 +181,7 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       const refused = b.refusedLastHour();
       if (refused > 0) note += `; ${refused} background refresh${refused === 1 ? '' : 'es'} held back`;
       const paused = b.pausedForMs();
-      if (paused > 0) note += `; rate-limited by 1Password, background refreshes resume in ${formatMs(paused)}`;
+      if (paused > 0) note += `; rate-limited by 1Password, background refreshes resume in ${formatDuration(paused)}`;
       if (slot.needsSignIn) note += '; needs sign-in';
       notes.push(note);
     }
@@ -238,6 +241,7 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     slot.batcher = new ResolveBatcher<Outcome>({
       windowMs: this.#settings.batchWindowMs,
       maxBatch: this.#settings.maxBatch,
+      clock: this.#clock,
       send: (references) => this.#send(slot, references, sdk),
     });
     this.#slots.set(key, slot);
@@ -250,9 +254,10 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     const started = this.#now();
     let response: unknown;
     try {
-      response = await withDeadline(client.secrets.resolveAll(references), this.#requestTimeoutMs, () =>
-        new BrokerError('UNAVAILABLE', `1Password did not answer within ${formatMs(this.#requestTimeoutMs)}`, { status: 'timeout' }),
+      const due = deadline(this.#clock, this.#requestTimeoutMs, () =>
+        new BrokerError('UNAVAILABLE', `1Password did not answer within ${formatDuration(this.#requestTimeoutMs)}`, { status: 'timeout' }),
       );
+      response = await abortable(client.secrets.resolveAll(references), due.signal).finally(due.cancel);
     } catch (err) {
       throw this.#failed(slot, err, sdk, 'resolveAll');
     }
@@ -266,11 +271,12 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     if (!slot.client) {
       const creating = (async () => {
         try {
-          return await withDeadline(Promise.resolve().then(() => this.#factory(slot.auth)), this.#clientTimeoutMs, () =>
+          const due = deadline(this.#clock, this.#clientTimeoutMs, () =>
             slot.cred.kind === 'desktop'
-              ? new BrokerError('AUTH_REQUIRED', `the 1Password app did not authorise keybroker for ${slot.cred.label} within ${formatMs(this.#clientTimeoutMs)}: unlock 1Password and approve the request, then run: keybroker refresh --all`, { status: 'timeout' })
-              : new BrokerError('UNAVAILABLE', `signing in to 1Password with the ${slot.cred.label} took longer than ${formatMs(this.#clientTimeoutMs)}`, { status: 'timeout' }),
+              ? new BrokerError('AUTH_REQUIRED', `the 1Password app did not authorise keybroker for ${slot.cred.label} within ${formatDuration(this.#clientTimeoutMs)}: unlock 1Password and approve the request, then run: keybroker refresh --all`, { status: 'timeout' })
+              : new BrokerError('UNAVAILABLE', `signing in to 1Password with the ${slot.cred.label} took longer than ${formatDuration(this.#clientTimeoutMs)}`, { status: 'timeout' }),
           );
+          return await abortable(Promise.resolve().then(() => this.#factory(slot.auth)), due.signal).finally(due.cancel);
         } catch (err) {
           throw this.#failed(slot, err, sdk, 'createClient');
         }
@@ -286,7 +292,7 @@ class OnePasswordAdapter implements Adapter<OpRef> {
 
   /** Translate, log by kind only, and remember what status and the next fetch need to know. */
   #failed(slot: ClientSlot, err: unknown, sdk: Sdk, during: string): BrokerError {
-    const error = translateSdkError(err, sdk, slot.cred);
+    let error = translateSdkError(err, sdk, slot.cred);
     const fields: Record<string, unknown> = { credential: slot.cred.label, during, code: error.code, errName: errorName(err) };
     if (error.code === 'AUTH_REQUIRED') {
       // The client's authorisation is gone: the next fetch makes a new one (a fresh desktop
@@ -294,7 +300,12 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       slot.client = undefined;
       slot.needsSignIn = true;
     } else if (error.code === 'RATE_LIMITED') {
-      fields.pauseMs = slot.budget.noteRateLimited();
+      // The SDK's RateLimitExceeded carries no Retry-After (its message is only "rate limit
+      // exceeded"), so the pause this adapter chose stands in for it: the cache's own retry of
+      // the profile waits at least that long too.
+      const pauseMs = slot.budget.noteRateLimited();
+      fields.pauseMs = pauseMs;
+      error = new BrokerError(error.code, error.message, { status: error.status, transient: error.transient, retryAfterMs: pauseMs });
     }
     this.#log.warn(fields, '1Password call failed');
     return error;
@@ -329,32 +340,8 @@ function outcomesOf(response: unknown, references: string[]): Map<string, Outcom
 function named(ref: OpRef, err: unknown): BrokerError {
   if (!(err instanceof BrokerError)) return new BrokerError('SOURCE_ERROR', `${ref.reference}: 1Password failed unexpectedly (${errorName(err)})`);
   if (err.code === 'SHUTTING_DOWN' || err.message.startsWith(ref.reference)) return err;
-  const options: { transient: boolean; status?: string | number } = { transient: err.transient };
+  const options: { transient: boolean; status?: string | number; retryAfterMs?: number } = { transient: err.transient };
   if (err.status !== undefined) options.status = err.status;
+  if (err.retryAfterMs !== undefined) options.retryAfterMs = err.retryAfterMs;
   return new BrokerError(err.code, `${ref.reference}: ${err.message}`, options);
-}
-
-function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => BrokerError): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    timer.unref();
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
-
-function formatMs(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
 }

@@ -5,12 +5,14 @@
 //
 // Each caller waits under its own AbortSignal: a caller that gives up is released at once, and a
 // reference nobody waits for any more is dropped from the batch before it is sent.
-import { abortable } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
+import { abortable, type Clock, type ClockTimer } from '../../src/adapter.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 
 export interface ResolveBatcherOptions<T> {
   windowMs: number;
   maxBatch: number;
+  /** Times the window; tests pass a manual clock. */
+  clock: Clock;
   /** Resolve these references (unique, at most maxBatch); one entry per reference. */
   send(references: string[]): Promise<Map<string, T>>;
 }
@@ -26,7 +28,7 @@ export class ResolveBatcher<T> {
   readonly #options: ResolveBatcherOptions<T>;
   readonly #queue = new Map<string, Pending<T>>();
   readonly #inflight = new Map<string, Promise<T>>();
-  #timer: NodeJS.Timeout | undefined;
+  #timer: ClockTimer | undefined;
   #closed: BrokerError | undefined;
   readonly stats = { calls: 0, references: 0 };
 
@@ -80,12 +82,11 @@ export class ResolveBatcher<T> {
       return;
     }
     if (this.#timer) return;
-    this.#timer = setTimeout(() => this.#flush(), this.#options.windowMs);
-    this.#timer.unref();
+    this.#timer = this.#options.clock.setTimeout(() => this.#flush(), this.#options.windowMs);
   }
 
   #clearTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
   }
 
@@ -153,5 +154,5 @@ function waitUnder<T>(promise: Promise<T>, signal: AbortSignal, onAbort: () => v
 }
 
 export function abortError(signal: AbortSignal): BrokerError {
-  return signal.reason instanceof BrokerError ? signal.reason : new BrokerError('TIMEOUT', 'stopped waiting for 1Password before it answered');
+  return asBrokerError(signal.reason, 'TIMEOUT', 'stopped waiting for 1Password before it answered');
 }

@@ -23,10 +23,10 @@
 // Client library: node-vault over axios (see vault-client.ts for what it does and what is added).
 // The KV engine version is detected the way `vault kv get` does it (vault-kv.ts); a secret's
 // lease_duration caps the profile's TTL.
-import type { Adapter, AdapterInit, FetchContext, FetchResult, Logger } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
+import { systemClock, type Adapter, type AdapterInit, type Clock, type FetchContext, type FetchResult, type Logger } from '../../src/adapter.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 import type { SecretValue } from '../../src/secret.js';
-import { createTokenProvider, systemClock, type Clock, type TokenProvider } from './vault-auth.js';
+import { createTokenProvider, type TokenProvider } from './vault-auth.js';
 import { VaultClient } from './vault-client.js';
 import type { VaultErrorContext, VaultOperation } from './vault-errors.js';
 import {
@@ -130,9 +130,7 @@ class VaultConnection {
       if (operation === 'read' && ref.version !== undefined) c.version = ref.version;
       return c;
     };
-    if (ctx.signal.aborted) {
-      throw ctx.signal.reason instanceof BrokerError ? ctx.signal.reason : new BrokerError('TIMEOUT', `${ref.label} was stopped before it started`);
-    }
+    if (ctx.signal.aborted) throw asBrokerError(ctx.signal.reason, 'TIMEOUT', `${ref.label} was stopped before it started`);
 
     let loc = ref.kv !== undefined ? locateByOverride(ref.segments, ref.kv) : this.#locations.get(fullPath);
     if (!loc) {
@@ -159,6 +157,9 @@ class VaultConnection {
       const secret = extractSecret(body, loc, label);
       const value = selectField(secret, ref.field, loc, label);
       const result: FetchResult = { value };
+      // A KV lease is advisory (the mount's default TTL or the secret's `ttl` key): the value keeps
+      // working after it, so it is a refresh hint (ttlMs), not an expiry, and stale-if-error
+      // still applies. A secret engine with real leases would set expiresAt.
       if (secret.leaseSeconds > 0) result.ttlMs = secret.leaseSeconds * 1000;
       if (secret.version !== undefined) result.version = String(secret.version);
       return result;

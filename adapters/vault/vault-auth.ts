@@ -12,48 +12,14 @@
 //
 // Time comes from an injected Clock so renewal and re-login can be driven by a test.
 import fs from 'node:fs/promises';
-import type { Logger } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
+import { abortable, backoffDelay, formatDuration, readCheckedFile, readPrivateFile, type BackoffOptions, type Clock, type ClockTimer, type Logger } from '../../src/adapter.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
-import { raceAbort, type VaultClient } from './vault-client.js';
+import { abortError, type VaultClient } from './vault-client.js';
 import type { VaultErrorContext } from './vault-errors.js';
 import type { CredentialSource, ResolvedAuth, TokenSource } from './vault-settings.js';
 
-export interface ClockTimer {
-  cancel(): void;
-}
-
-export interface Clock {
-  now(): number;
-  /** Run fn after ms; the timer must not keep the process alive. */
-  setTimeout(fn: () => void, ms: number): ClockTimer;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return { cancel: () => clearTimeout(t) };
-  },
-};
-
-export interface BackoffOptions {
-  baseMs: number;
-  capMs: number;
-  /** Fraction of the delay to randomise, 0..1. */
-  jitter: number;
-}
-
 export const LOGIN_BACKOFF: BackoffOptions = { baseMs: 1_000, capMs: 2 * 60_000, jitter: 0.2 };
-
-/** Delay before retry number `attempt` (1 = first retry). `random` returns [0, 1). */
-export function backoffDelay(attempt: number, options: BackoffOptions, random: () => number): number {
-  const exp = options.baseMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30);
-  const capped = Math.min(exp, options.capMs);
-  const spread = capped * options.jitter;
-  return Math.max(0, Math.round(capped - spread + random() * 2 * spread));
-}
 
 /** Renew at this fraction of the token's TTL, ± RENEW_JITTER, so many daemons do not renew in step. */
 export const RENEW_AT = 2 / 3;
@@ -136,14 +102,15 @@ export class StaticTokenAuth implements TokenProvider {
     try {
       const st = await fs.stat(source.path);
       if (!st.isFile()) throw new BrokerError('AUTH_REQUIRED', `${source.label} is not a file`);
-      stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      // ctime too: a chmod or chown changes nothing else, and must be checked again.
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
       if (!force && this.#cached?.stamp === stamp) return this.#cached.token;
       if (st.size > MAX_CREDENTIAL_BYTES) throw new BrokerError('AUTH_REQUIRED', `${source.label} is larger than a Vault token can be`);
     } catch (err) {
       if (err instanceof BrokerError) throw err;
       throw fileError(err, source.label, 'no Vault token: run vault login (it writes ~/.vault-token), or set VAULT_TOKEN in the daemon\'s environment');
     }
-    const token = await readCredentialFile(source.path, source.label, 'Vault token');
+    const token = await readCredentialFile(source.path, source.label, 'Vault token', true);
     this.#cached = { token, stamp };
     return token;
   }
@@ -192,7 +159,7 @@ export class AppRoleAuth implements TokenProvider {
       if (now < this.#nextLoginAt && this.#lastError) throw this.#lastError;
       this.#startLogin();
     }
-    const held = await raceAbort(this.#login!, signal, ctx);
+    const held = await abortable(this.#login!, signal, (s) => abortError(s, ctx));
     // Marked after the login, so the token this fetch got counts as used.
     this.#usedAt = this.#deps.clock.now();
     return held.value;
@@ -212,11 +179,11 @@ export class AppRoleAuth implements TokenProvider {
   status(): string {
     const now = this.#deps.clock.now();
     if (this.#held) {
-      const left = this.#held.usableUntil === Infinity ? 'no expiry' : `valid ${formatMs(this.#held.usableUntil - now)}`;
+      const left = this.#held.usableUntil === Infinity ? 'no expiry' : `valid ${formatDuration(Math.max(0, this.#held.usableUntil - now))}`;
       return `AppRole (auth/${this.#auth.mount}): logged in, token ${left}${this.#held.renewable ? ', renewable' : ''}, renewed ${this.#renewals}×`;
     }
     if (this.#lastError) {
-      const retry = this.#nextLoginAt > now ? `, next try in ${formatMs(this.#nextLoginAt - now)}` : '';
+      const retry = this.#nextLoginAt > now ? `, next try in ${formatDuration(this.#nextLoginAt - now)}` : '';
       return `AppRole (auth/${this.#auth.mount}): login failing (${this.#lastError.code})${retry}`;
     }
     return `AppRole (auth/${this.#auth.mount}): not logged in yet`;
@@ -258,7 +225,7 @@ export class AppRoleAuth implements TokenProvider {
       log.info({ authMount: this.#auth.mount, leaseS: leaseSeconds(body), renewable: held.renewable }, 'vault: logged in with AppRole');
       return held;
     } catch (err) {
-      const error = err instanceof BrokerError ? err : new BrokerError('SOURCE_ERROR', `AppRole login at auth/${this.#auth.mount} failed unexpectedly`);
+      const error = asBrokerError(err, 'SOURCE_ERROR', `AppRole login at auth/${this.#auth.mount} failed unexpectedly`);
       this.#failures++;
       const delay = backoffDelay(this.#failures, LOGIN_BACKOFF, random);
       this.#nextLoginAt = clock.now() + delay;
@@ -322,7 +289,7 @@ export class AppRoleAuth implements TokenProvider {
       }
     } catch (err) {
       if (this.#held !== held || this.#closed) return;
-      const error = err instanceof BrokerError ? err : new BrokerError('SOURCE_ERROR', 'token renewal failed unexpectedly');
+      const error = asBrokerError(err, 'SOURCE_ERROR', 'token renewal failed unexpectedly');
       if (error.transient) {
         // Vault is briefly away: the token is still good, so try renewing again before it runs out.
         const delay = backoffDelay(++this.#failures, LOGIN_BACKOFF, random);
@@ -393,27 +360,26 @@ async function readCredential(source: CredentialSource, env: NodeJS.ProcessEnv, 
     if (!value) throw new BrokerError('AUTH_REQUIRED', `${what}: ${source.name} is not set in the daemon's environment (or set vault.auth to read it from a file)`);
     return SecretValue.fromString(value);
   }
-  try {
-    const st = await fs.stat(source.path);
-    if (!st.isFile()) throw new BrokerError('AUTH_REQUIRED', `${what}: ${source.label} is not a file`);
-    if (st.size > MAX_CREDENTIAL_BYTES) throw new BrokerError('AUTH_REQUIRED', `${what}: ${source.label} is too large`);
-  } catch (err) {
-    if (err instanceof BrokerError) throw err;
-    throw fileError(err, source.label, `${what}: ${source.label} does not exist`);
-  }
-  return readCredentialFile(source.path, source.label, what);
+  // The role_id names a role and is not secret; the secret_id is, and gets the private-file check.
+  return readCredentialFile(source.path, `${what}: ${source.label}`, what, what.includes('secret_id'));
 }
 
-async function readCredentialFile(file: string, label: string, what: string): Promise<SecretValue> {
+/**
+ * A token or secret_id file is read like a file: key: owned by you and readable by nobody else, or
+ * owned by root and writable by nobody else (a Kubernetes secret mount, a Vault Agent sink).
+ */
+async function readCredentialFile(file: string, label: string, what: string, secret: boolean): Promise<SecretValue> {
   let bytes: Buffer;
   try {
-    bytes = await fs.readFile(file);
+    const options = { label, maxBytes: MAX_CREDENTIAL_BYTES, invalid: 'AUTH_REQUIRED' as const };
+    bytes = secret ? await readPrivateFile(file, options) : await readCheckedFile(file, { ...options, trust: 'any' });
   } catch (err) {
-    throw fileError(err, label, `${what}: ${label} does not exist`);
+    if (err instanceof BrokerError) throw err;
+    throw fileError(err, label, `${label} does not exist`);
   }
   try {
     const trimmed = bytes.toString('utf8').trim();
-    if (trimmed.length === 0) throw new BrokerError('AUTH_REQUIRED', `${what}: ${label} is empty`);
+    if (trimmed.length === 0) throw new BrokerError('AUTH_REQUIRED', `${label} is empty`);
     return SecretValue.fromString(trimmed);
   } finally {
     bytes.fill(0);
@@ -425,11 +391,4 @@ function fileError(err: unknown, label: string, missing: string): BrokerError {
   if (code === 'ENOENT') return new BrokerError('AUTH_REQUIRED', missing);
   if (code === 'EACCES') return new BrokerError('PERMISSION_DENIED', `cannot read ${label}: permission denied`);
   return new BrokerError('AUTH_REQUIRED', `cannot read ${label} (${code ?? 'error'})`);
-}
-
-function formatMs(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s}s`;
-  const m = Math.round(s / 60);
-  return m < 120 ? `${m}m` : `${Math.round(m / 60)}h`;
 }

@@ -8,6 +8,8 @@
 // - cancellation: it forwards no AbortSignal to axios, so each call gets its own http(s) agent,
 //   destroyed when the signal aborts (the socket closes at once) or the call ends;
 // - a response size cap: the same agents count the bytes each socket receives;
+// - Retry-After: node-vault keeps only a response's status and body, so the same agents note the
+//   Retry-After header of each response (a rate limit quota's 429 sends one);
 // - the daemon's environment, not process.env: node-vault falls back to process.env for
 //   VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_PREFIX and VAULT_SKIP_VERIFY; every one of
 //   those is set explicitly here;
@@ -22,8 +24,8 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { abortable, type Logger } from '../../src/adapter.js';
-import { BrokerError } from '../../src/errors.js';
+import { abortable, parseRetryAfter, type Logger } from '../../src/adapter.js';
+import { asBrokerError, BrokerError } from '../../src/errors.js';
 import type { SecretValue } from '../../src/secret.js';
 import { translateVaultError, type VaultErrorContext } from './vault-errors.js';
 import type { ResolvedTls, ResolvedVaultSettings } from './vault-settings.js';
@@ -100,7 +102,7 @@ export class VaultClient {
   ): Promise<T> {
     const signal = AbortSignal.any([outer, this.#closing.signal]);
     throwIfAborted(signal, ctx);
-    const [client, tls] = await raceAbort(Promise.all([this.#nodeVault(), this.#tlsMaterial()]), signal, ctx);
+    const [client, tls] = await abortable(Promise.all([this.#nodeVault(), this.#tlsMaterial()]), signal, (s) => abortError(s, ctx));
     const session = new RequestSession(tls, MAX_RESPONSE_BYTES);
     const onAbort = (): void => session.close();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -110,13 +112,14 @@ export class VaultClient {
       const headers: Record<string, string> = { 'X-Vault-Request': 'true' };
       if (token) headers['X-Vault-Token'] = token.reveal();
       const options = { headers, httpAgent: session.httpAgent, httpsAgent: session.httpsAgent, timeout: REQUEST_TIMEOUT_MS };
-      return await raceAbort(run(client, options), signal, ctx);
+      return await abortable(run(client, options), signal, (s) => abortError(s, ctx));
     } catch (err) {
       if (signal.aborted) throw abortError(signal, ctx);
       if (session.overflowed) {
         throw new BrokerError('SOURCE_ERROR', `Vault at ${this.settings.address} sent more than ${MAX_RESPONSE_BYTES} bytes for ${ctx.target}: that is not a KV secret`);
       }
-      throw translateVaultError(err, ctx);
+      const retryAfterMs = parseRetryAfter(session.retryAfter, Date.now());
+      throw translateVaultError(err, retryAfterMs === undefined ? ctx : { ...ctx, retryAfterMs });
     } finally {
       signal.removeEventListener('abort', onAbort);
       session.close();
@@ -167,6 +170,8 @@ class RequestSession {
   readonly httpAgent: http.Agent;
   readonly httpsAgent: https.Agent;
   overflowed = false;
+  /** The Retry-After header of the latest response, if it had one. */
+  retryAfter: string | undefined;
   #bytes = 0;
 
   constructor(tls: TlsMaterial, maxBytes: number) {
@@ -179,7 +184,16 @@ class RequestSession {
         }
       });
     };
+    const noteResponse = (req: http.ClientRequest): void => {
+      req.once('response', (res: http.IncomingMessage) => {
+        this.retryAfter = res.headers['retry-after'];
+      });
+    };
     class CountingHttpAgent extends http.Agent {
+      addRequest(req: http.ClientRequest, options: unknown): void {
+        noteResponse(req);
+        addRequestOf(http.Agent).call(this, req, options);
+      }
       override createConnection(...args: Parameters<http.Agent['createConnection']>): ReturnType<http.Agent['createConnection']> {
         const socket = super.createConnection(...args);
         watch(socket);
@@ -187,6 +201,10 @@ class RequestSession {
       }
     }
     class CountingHttpsAgent extends https.Agent {
+      addRequest(req: http.ClientRequest, options: unknown): void {
+        noteResponse(req);
+        addRequestOf(https.Agent).call(this, req, options);
+      }
       override createConnection(...args: Parameters<https.Agent['createConnection']>): ReturnType<https.Agent['createConnection']> {
         const socket = super.createConnection(...args);
         watch(socket);
@@ -201,6 +219,15 @@ class RequestSession {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
   }
+}
+
+type AddRequest = (this: http.Agent, req: http.ClientRequest, options: unknown) => void;
+/**
+ * http.Agent's addRequest: every request an agent serves passes through it. Node has had it since
+ * 0.x and agent libraries (agent-base) override it, but @types/node does not declare it.
+ */
+function addRequestOf(agent: typeof http.Agent | typeof https.Agent): AddRequest {
+  return (agent.prototype as unknown as { addRequest: AddRequest }).addRequest;
 }
 
 /**
@@ -263,15 +290,11 @@ async function readCaDirectory(dir: string): Promise<string[]> {
   return pems;
 }
 
-function abortError(signal: AbortSignal, ctx: VaultErrorContext): BrokerError {
-  return signal.reason instanceof BrokerError ? signal.reason : new BrokerError('TIMEOUT', `Vault request for ${ctx.target} was stopped before it finished`);
+/** The abort's own reason (a profile timeout, a shutdown), or a TIMEOUT naming the request. */
+export function abortError(signal: AbortSignal, ctx: VaultErrorContext): BrokerError {
+  return asBrokerError(signal.reason, 'TIMEOUT', `Vault request for ${ctx.target} was stopped before it finished`);
 }
 
 function throwIfAborted(signal: AbortSignal, ctx: VaultErrorContext): void {
   if (signal.aborted) throw abortError(signal, ctx);
-}
-
-/** Settle with the promise or the abort, whichever comes first, mapping the abort for Vault. */
-export function raceAbort<T>(pending: Promise<T>, signal: AbortSignal, ctx: VaultErrorContext): Promise<T> {
-  return abortable(pending, signal, () => abortError(signal, ctx));
 }

@@ -2,7 +2,9 @@
 // axios error carries the request config, whose headers hold X-Vault-Token, and node-vault's
 // ApiResponseError carries the response body. Only the HTTP status, the network error code and a
 // scrubbed first line of Vault's own `errors` array make it into a message.
+import { formatDuration } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
+import { redactText } from '../../src/secret.js';
 
 export type VaultOperation = 'read' | 'preflight' | 'login' | 'renew' | 'lookup';
 
@@ -15,6 +17,8 @@ export interface VaultErrorContext {
   version?: number;
   /** How the token was supplied ("VAULT_TOKEN", "~/.vault-token"), for auth advice. */
   tokenSource?: string;
+  /** The response's Retry-After, parsed (a rate limit quota's 429 sends one). */
+  retryAfterMs?: number;
 }
 
 /** Node and OpenSSL codes for a certificate the client would not trust. */
@@ -82,8 +86,13 @@ function fromStatus({ statusCode: status, body }: ResponseShape, ctx: VaultError
       return new BrokerError('NOT_FOUND', notFoundMessage(body, ctx), opts());
     case 412:
       return new BrokerError('UNAVAILABLE', `${at} could not serve ${what} yet (412, eventual consistency): retrying`, opts(true));
-    case 429:
-      return new BrokerError('RATE_LIMITED', `${at} is rate limiting requests (429) ${what}: retrying with backoff`, opts(true));
+    case 429: {
+      const wait = ctx.retryAfterMs !== undefined ? `retrying in ${formatDuration(ctx.retryAfterMs)} as it asks` : 'retrying with backoff';
+      return new BrokerError('RATE_LIMITED', `${at} is rate limiting requests (429) ${what}: ${wait}`, {
+        ...opts(true),
+        ...(ctx.retryAfterMs !== undefined && { retryAfterMs: ctx.retryAfterMs }),
+      });
+    }
     case 503:
       return new BrokerError('UNAVAILABLE', `${at} is sealed or unavailable (503${quoted}): serving the cached value if there is one; retrying`, opts(true));
     default:
@@ -178,8 +187,6 @@ function errorCode(err: unknown): string | undefined {
 
 // eslint-disable-next-line no-control-regex -- stripping control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]+/g;
-/** Vault service/batch/recovery tokens (hvs., hvb., hvr., and the pre-1.10 s./b./r. forms) and UUIDs. */
-const TOKEN_LIKE = /\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{20,}|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi;
 
 /**
  * The first entry of Vault's `errors` array, fit for one line: Vault's multierror wrapper
@@ -199,6 +206,6 @@ export function vaultMessage(body: unknown): string {
     .map((s) => s.trim())
     .filter(Boolean)
     .join('; ');
-  const clean = unwrapped.replace(CONTROL, ' ').replace(TOKEN_LIKE, '[redacted]').trim();
+  const clean = redactText(unwrapped.replace(CONTROL, ' ')).trim();
   return clean.length > 160 ? `${clean.slice(0, 160)}…` : clean;
 }

@@ -1,17 +1,22 @@
 // The broker: every profile's cache, built from a loaded config and rebuilt on reload.
 // A reload keeps the cache of each profile whose settings did not change.
 import NodeCache from 'node-cache';
-import type { AdapterModule, Logger } from '../adapter.js';
+import type { AdapterModule, FindAdapter, Logger } from '../adapter.js';
+import { AdapterPool } from '../adapter-pool.js';
+import type { Clock } from '../clock.js';
 import type { LoadedConfig, ResolvedProfile } from '../config/load.js';
 import { BrokerError } from '../errors.js';
+import { ServedValues } from '../secret.js';
 import type { ProfileStatus, SourceStatus, WireError } from '../protocol/messages.js';
-import { AdapterPool } from './adapter-pool.js';
+import type { SecretValue } from '../secret.js';
 import { ProfileCache, type GetOptions, type Served } from './profile-cache.js';
 
 export interface BrokerOptions {
   log: Logger;
+  /** Loads a source kind's adapter module: the daemon passes adapters/registry.ts's adapterFor. */
+  findAdapter: FindAdapter;
   env?: NodeJS.ProcessEnv;
-  now?: () => number;
+  clock?: Clock;
   random?: () => number;
   rejectionRefetchIntervalMs?: number;
   rejectionWindowMs?: number;
@@ -34,12 +39,14 @@ export class Broker {
   // SecretValue must not be copied around.
   readonly #store = new NodeCache({ useClones: false, stdTTL: 0, checkperiod: 60, deleteOnExpire: true });
   #profiles = new Map<string, ProfileCache>();
+  /** Shared by every profile: a child's error output is searched for any profile's values. */
+  readonly #served = new ServedValues();
   #config: LoadedConfig | undefined;
 
   constructor(options: BrokerOptions) {
     this.#options = options;
     this.#log = options.log;
-    this.pool = new AdapterPool({ env: options.env ?? process.env, log: options.log, ...(options.adapterModules && { modules: options.adapterModules }) });
+    this.pool = new AdapterPool({ find: options.findAdapter, env: options.env ?? process.env, log: options.log, ...(options.adapterModules && { modules: options.adapterModules }) });
   }
 
   get config(): LoadedConfig | undefined {
@@ -95,14 +102,15 @@ export class Broker {
 
   async #createCache(profile: ResolvedProfile): Promise<ProfileCache> {
     const adapter = await this.pool.acquire(profile.scheme, profile.settings);
-    const ref = await adapter.parse(profile.source, { overrides: profile.overrides, profile: profile.name });
+    const ref = await adapter.parse(profile.source, { overrides: profile.overrides, profile: profile.name, output: profile.output });
     return new ProfileCache({
       profile,
       adapter,
       ref,
       store: this.#store,
       log: this.#log,
-      ...(this.#options.now && { now: this.#options.now }),
+      served: this.#served,
+      ...(this.#options.clock && { clock: this.#options.clock }),
       ...(this.#options.random && { random: this.#options.random }),
       ...(this.#options.rejectionRefetchIntervalMs !== undefined && { rejectionRefetchIntervalMs: this.#options.rejectionRefetchIntervalMs }),
       ...(this.#options.rejectionWindowMs !== undefined && { rejectionWindowMs: this.#options.rejectionWindowMs }),
@@ -126,18 +134,37 @@ export class Broker {
     return this.profile(name).get(options);
   }
 
-  /** Refetch one profile, or all of them; failures are reported per profile. */
-  async refresh(names: string[]): Promise<{ refreshed: string[]; failed: Array<{ profile: string; error: WireError }> }> {
+  /**
+   * Refetch one profile, or all of them; failures are reported per profile. `onResult` sees each
+   * profile's outcome (the audit trail records it).
+   */
+  async refresh(
+    names: string[],
+    onResult?: (profile: string, result: { value: SecretValue; version: string | undefined } | { error: WireError }) => void,
+  ): Promise<{ refreshed: string[]; failed: Array<{ profile: string; error: WireError }> }> {
     const caches = names.map((n) => this.profile(n));
-    const results = await Promise.allSettled(caches.map((c) => c.refresh('explicit')));
+    const results = await Promise.allSettled(caches.map((c) => c.refresh()));
     const refreshed: string[] = [];
     const failed: Array<{ profile: string; error: WireError }> = [];
     results.forEach((r, i) => {
       const name = caches[i]!.name;
-      if (r.status === 'fulfilled') refreshed.push(name);
-      else failed.push({ profile: name, error: r.reason instanceof BrokerError ? r.reason.toWire() : { code: 'INTERNAL', message: 'refresh failed' } });
+      if (r.status === 'fulfilled') {
+        refreshed.push(name);
+        onResult?.(name, r.value);
+      } else {
+        const error = r.reason instanceof BrokerError ? r.reason.toWire() : { code: 'INTERNAL', message: 'refresh failed' };
+        failed.push({ profile: name, error });
+        onResult?.(name, { error });
+      }
     });
     return { refreshed, failed };
+  }
+
+  /** Drop the cached values of these profiles from memory now; the next read fetches again. */
+  forget(names: string[]): string[] {
+    const caches = names.map((n) => this.profile(n));
+    for (const c of caches) c.forget();
+    return caches.map((c) => c.name);
   }
 
   status(): ProfileStatus[] {

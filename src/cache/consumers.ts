@@ -14,23 +14,41 @@ export const EARLY_FRACTION = 0.8;
 /** Records idle longer than this are forgotten. */
 const MAX_IDLE_MS = 2 * 60 * 60_000;
 
+/** What the repeat rule remembers about one consumer: the value it was last handed, and when. */
 export interface ConsumerRecord {
   key: string;
   name: string | undefined;
   servedAt: number;
-  /** The value last handed to this consumer. */
+  /** The value last handed to this consumer, and its source version label. */
   value: SecretValue;
+  version: string | undefined;
   /** When a suspected rejection of `value` was answered by serving it once more. */
   strikeAt: number | undefined;
+}
+
+interface Seen {
+  name: string | undefined;
+  seenAt: number;
+  /** The last time this consumer was a Claude Code process left out of repeat detection for lack of a marker. */
+  unmarkedAt: number;
+  /** Only from requests the repeat rule applies to; other reads must not look like a first call. */
+  repeat: ConsumerRecord | undefined;
 }
 
 export function consumerKey(consumer: ConsumerInfo): string {
   return `${consumer.pid}:${consumer.start ?? ''}`;
 }
 
-/** Does this profile apply the repeat rule to this consumer? */
+/**
+ * Does this profile apply the repeat rule to this request? Under `claude-code`, only to Claude
+ * Code's apiKeyHelper invocation. Under `always`, to every caller except the two that are known
+ * not to be reporting a 401: the agent's Bash tool and sibling helpers (`--format`), which Claude
+ * Code runs on their own schedules. An unmarked Claude Code consumer counts under `always` only.
+ */
 export function detectsRepeats(detection: RepeatDetection, consumer: ConsumerInfo): boolean {
-  return detection === 'always' || (detection === 'claude-code' && consumer.claudeCode);
+  if (detection === 'off') return false;
+  if (detection === 'claude-code') return consumer.claudeCode && consumer.invocation === 'api-key-helper';
+  return consumer.invocation !== 'agent-tool' && consumer.invocation !== 'sibling-helper';
 }
 
 /** Is this request a repeat that suggests the value last served was rejected? */
@@ -45,44 +63,83 @@ export function isSuspectedRejection(
   return now - record.servedAt < helperTtl * EARLY_FRACTION;
 }
 
-/** Bounded LRU of consumer records for one profile. */
+/** Bounded LRU of consumers for one profile. */
 export class ConsumerTracker {
-  readonly #records = new Map<string, ConsumerRecord>();
+  readonly #records = new Map<string, Seen>();
   readonly #max: number;
 
   constructor(maxRecords = 1024) {
     this.#max = maxRecords;
   }
 
+  /** The repeat rule's record for this consumer, if a request it applies to was served. */
   lookup(consumer: ConsumerInfo): ConsumerRecord | undefined {
-    return this.#records.get(consumerKey(consumer));
+    return this.#records.get(consumerKey(consumer))?.repeat;
   }
 
-  /** Record that `value` was handed to `consumer`. A new value clears an earlier strike. */
-  served(consumer: ConsumerInfo, value: SecretValue, now: number): void {
+  /**
+   * Record that `value` (source version label `version`) was handed to `consumer`. `repeats`: the
+   * repeat rule applies to this request, so it becomes the one a next call is compared with;
+   * `unmarked`: it would have, had the consumer shown its invocation marker. A new value clears an
+   * earlier strike.
+   */
+  served(
+    consumer: ConsumerInfo,
+    value: SecretValue,
+    version: string | undefined,
+    now: number,
+    how: { repeats: boolean; unmarked: boolean },
+  ): void {
+    const { repeats } = how;
     const key = consumerKey(consumer);
     const prev = this.#records.get(key);
-    const strikeAt = prev && prev.value.equals(value) ? prev.strikeAt : undefined;
+    let repeat = prev?.repeat;
+    if (repeats) {
+      const strikeAt = repeat && repeat.value.equals(value) ? repeat.strikeAt : undefined;
+      repeat = { key, name: consumer.name, servedAt: now, value, version, strikeAt };
+    }
+    const unmarkedAt = how.unmarked ? now : (prev?.unmarkedAt ?? -Infinity);
     this.#records.delete(key);
-    this.#records.set(key, { key, name: consumer.name, servedAt: now, value, strikeAt });
+    this.#records.set(key, { name: consumer.name, seenAt: now, unmarkedAt, repeat });
     this.#prune(now);
   }
 
+  /** Record that `consumer` asked for this profile, whether or not it gets a value (status counts it). */
+  asked(consumer: ConsumerInfo, now: number): void {
+    const key = consumerKey(consumer);
+    const prev = this.#records.get(key);
+    this.#records.delete(key);
+    this.#records.set(key, { name: consumer.name, seenAt: now, unmarkedAt: prev?.unmarkedAt ?? -Infinity, repeat: prev?.repeat });
+    this.#prune(now);
+  }
+
+  /** Forget every record (and so every value handed out): `keybroker forget`. */
+  clear(): void {
+    this.#records.clear();
+  }
+
   strike(consumer: ConsumerInfo, now: number): void {
-    const record = this.#records.get(consumerKey(consumer));
+    const record = this.#records.get(consumerKey(consumer))?.repeat;
     if (record) record.strikeAt = now;
   }
 
-  /** Consumers that read this profile within the last `withinMs`. */
+  /** Consumers that asked for this profile within the last `withinMs`, served or not. */
   count(now: number, withinMs = 60 * 60_000): number {
     let n = 0;
-    for (const r of this.#records.values()) if (now - r.servedAt <= withinMs) n++;
+    for (const r of this.#records.values()) if (now - r.seenAt <= withinMs) n++;
+    return n;
+  }
+
+  /** Claude Code consumers seen without a known invocation marker within the last `withinMs`. */
+  countUnmarked(now: number, withinMs = 60 * 60_000): number {
+    let n = 0;
+    for (const r of this.#records.values()) if (now - r.unmarkedAt <= withinMs) n++;
     return n;
   }
 
   #prune(now: number): void {
     for (const [key, r] of this.#records) {
-      if (this.#records.size <= this.#max && now - r.servedAt <= MAX_IDLE_MS) break;
+      if (this.#records.size <= this.#max && now - r.seenAt <= MAX_IDLE_MS) break;
       this.#records.delete(key);
     }
   }

@@ -7,15 +7,21 @@
 //                   has been read within the last T (so a profile in use never makes a reader wait)
 //   [t+T, t+T+S)    stale: served only while the source is failing (with a warning), else refetched
 //   t+T+S           dropped from memory (node-cache expiry)
+// A value that carries its own expiry (a JWT's exp, FetchResult.expiresAt) shortens all of these
+// so that it is never served at or after that expiry (see expiry.ts).
 import type NodeCache from 'node-cache';
 import { abortable, type Adapter, type FetchReason, type Logger } from '../adapter.js';
+import { deadline, systemClock, type Clock, type ClockTimer } from '../clock.js';
 import type { ResolvedProfile } from '../config/load.js';
-import { formatDuration, MAX_DURATION_MS } from '../config/duration.js';
-import { BrokerError, describeUnknownError } from '../errors.js';
-import type { ConsumerInfo, ProfileStatus } from '../protocol/messages.js';
-import type { SecretValue } from '../secret.js';
-import { backoffDelay, REFRESH_BACKOFF } from './backoff.js';
-import { ConsumerTracker, isSuspectedRejection, type ConsumerRecord } from './consumers.js';
+import { REFRESH_AT } from '../config/schema.js';
+import { formatDuration } from '../config/duration.js';
+import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
+import { MAX_PROFILE_TIMEOUT_MS, type ConsumerInfo, type ProfileStatus } from '../protocol/messages.js';
+import { redactText, type SecretValue, type ServedValues } from '../secret.js';
+import { backoffDelay, REFRESH_BACKOFF } from '../protocol/backoff.js';
+import { ConsumerTracker, detectsRepeats, isSuspectedRejection, type ConsumerRecord } from './consumers.js';
+import { alreadyExpiredError, entryTimes, expiredAndRefreshFailedError, expiryOf, type ValueExpiry } from './expiry.js';
+import { FORCED_FETCH_BURST, FORCED_FETCH_INTERVAL_MS, ForcedFetchLimit } from './forced-fetch-limit.js';
 import { SingleFlight } from './single-flight.js';
 
 export interface CacheEntry {
@@ -24,20 +30,38 @@ export interface CacheEntry {
   freshUntil: number;
   staleUntil: number;
   version: string | undefined;
+  /** When the value itself stops working, if it says (never served at or after it). */
+  expiry: ValueExpiry | undefined;
 }
+
+/**
+ * How a get was answered, for the audit trail: from memory, fetched for it, refetched because the
+ * consumer's repeat suggests its key was rejected, or a stale value served while the source fails.
+ */
+export type ServeOutcome = 'hit' | 'fetched' | 'refetched' | 'stale';
 
 export interface Served {
   value: SecretValue;
   stale: boolean;
   freshUntil: number;
+  outcome: ServeOutcome;
+  /** The source's version label of this value, when it has one. */
+  version: string | undefined;
   /** Why a stale value is being served. */
   warning?: BrokerError;
+}
+
+/** What a get learned about the value a consumer held before, filled in even when the get throws. */
+export interface GetNote {
+  /** The request looked like a rejection of this value (a repeat from the same consumer). */
+  rejected?: { value: SecretValue; version: string | undefined };
 }
 
 export interface GetOptions {
   consumer?: ConsumerInfo | undefined;
   /** Skip the cache: fetch from the source now. */
   refresh?: boolean | undefined;
+  note?: GetNote | undefined;
 }
 
 export interface ProfileCacheOptions {
@@ -46,16 +70,22 @@ export interface ProfileCacheOptions {
   ref: unknown;
   store: NodeCache;
   log: Logger;
-  now?: () => number;
+  /** Drives TTLs, refresh-ahead, retries and the fetch timeout; tests pass a manual clock. */
+  clock?: Clock;
   random?: () => number;
   /** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
   rejectionRefetchIntervalMs?: number;
   /** A second suspected rejection of the same value within this window fails the request. */
   rejectionWindowMs?: number;
+  /** Every value the daemon has served (all profiles), redacted from errors adapters report. */
+  served?: ServedValues;
+  /** Forced fetches (refreshes, suspected rejections) allowed back to back… */
+  forcedFetchBurst?: number;
+  /** …and then one per this interval. */
+  forcedFetchIntervalMs?: number;
 }
 
-/** Refresh-ahead fires at this fraction of the TTL, ± REFRESH_JITTER. */
-export const REFRESH_AT = 0.75;
+/** Refresh-ahead fires at REFRESH_AT of the TTL (config/schema.ts), ± this. */
 export const REFRESH_JITTER = 0.05;
 const MIN_TTL_MS = 1000;
 
@@ -68,6 +98,7 @@ export class ProfileCache {
   readonly #ref: unknown;
   readonly #store: NodeCache;
   readonly #log: Logger;
+  readonly #clock: Clock;
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #rejectionRefetchIntervalMs: number;
@@ -75,9 +106,11 @@ export class ProfileCache {
   readonly #key: string;
   readonly #flight = new SingleFlight<CacheEntry>();
   readonly #consumers = new ConsumerTracker();
+  readonly #forcedFetches: ForcedFetchLimit;
+  readonly #served: ServedValues | undefined;
   readonly #description: string;
 
-  #timer: NodeJS.Timeout | undefined;
+  #timer: ClockTimer | undefined;
   #lastReadAt = -Infinity;
   /**
    * The outcome of the latest fetch. An error here means the source has been failing since the
@@ -86,9 +119,15 @@ export class ProfileCache {
   #lastFetch: { startedAt: number; endedAt: number; entry?: CacheEntry; error?: BrokerError } | undefined;
   #failures = 0;
   #retryAfter = -Infinity;
+  /** The backend asked (429 Retry-After) not to be called before this; for status. */
+  #rateLimitedUntil = -Infinity;
+  /** The expiry of the last value fetched, kept after the value is dropped (status, EXPIRED). */
+  #valueExpiry: ValueExpiry | undefined;
   #disposed = false;
+  /** Bumped by forget(): a fetch started before it is neither stored nor joined by later reads. */
+  #generation = 0;
   #abort = new AbortController();
-  readonly stats = { hits: 0, misses: 0, fetches: 0, staleServed: 0, suspectedRejections: 0, rejected: 0 };
+  readonly stats = { hits: 0, misses: 0, fetches: 0, staleServed: 0, suspectedRejections: 0, rejected: 0, forcedFetchesLimited: 0 };
 
   constructor(options: ProfileCacheOptions) {
     this.profile = options.profile;
@@ -97,12 +136,19 @@ export class ProfileCache {
     this.#ref = options.ref;
     this.#store = options.store;
     this.#log = options.log.child({ profile: this.name, source: options.adapter.kind });
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
+    this.#now = () => this.#clock.now();
     this.#random = options.random ?? Math.random;
     this.#rejectionRefetchIntervalMs = options.rejectionRefetchIntervalMs ?? 5_000;
     this.#rejectionWindowMs = options.rejectionWindowMs ?? 60_000;
     this.#key = `${this.name}#${++nextId}`;
     this.#description = options.adapter.describe(options.ref);
+    this.#served = options.served;
+    this.#forcedFetches = new ForcedFetchLimit({
+      burst: options.forcedFetchBurst ?? FORCED_FETCH_BURST,
+      intervalMs: options.forcedFetchIntervalMs ?? FORCED_FETCH_INTERVAL_MS,
+      now: this.#now,
+    });
   }
 
   /** The source, described without secrets: "exec:op …", "vault:secret/anthropic#api_key". */
@@ -114,14 +160,17 @@ export class ProfileCache {
     const t = this.#now();
     this.#lastReadAt = t;
     const { consumer } = options;
+    // Counted whether or not it gets a value: `status` should show who is waiting on a failing profile.
+    if (consumer) this.#consumers.asked(consumer, t);
     if (options.refresh) {
       this.stats.misses++;
-      const entry = await this.#fetch('explicit');
-      return this.#serve(entry, consumer);
+      const entry = await this.#refreshFetch();
+      return this.#serve(entry, consumer, 'fetched');
     }
     if (consumer) {
       const record = this.#consumers.lookup(consumer);
       if (isSuspectedRejection(record, consumer, this.profile.repeatDetection, t)) {
+        if (options.note) options.note.rejected = { value: record.value, version: record.version };
         return this.#onSuspectedRejection(consumer, record, t);
       }
     }
@@ -129,30 +178,32 @@ export class ProfileCache {
     if (entry && t < entry.freshUntil) {
       this.stats.hits++;
       this.#log.trace({ expiresInMs: entry.freshUntil - t, value: entry.value }, 'cache hit');
-      return this.#serve(entry, consumer);
+      return this.#serve(entry, consumer, 'hit');
     }
     const failure = this.#lastFetch?.error;
     if (entry && t < entry.staleUntil && failure) {
       // The source has been failing since this value was fetched: answer now, retry behind.
       this.stats.hits++;
       if (t >= this.#retryAfter) this.#fetch('retry').catch(() => {});
-      return this.#serve(entry, consumer, failure);
+      return this.#serve(entry, consumer, 'hit', failure);
     }
     this.stats.misses++;
     try {
-      return this.#serve(await this.#fetch('miss'), consumer);
+      return this.#serve(await this.#fetch('miss'), consumer, 'fetched');
     } catch (err) {
       const fallback = this.#entry();
-      if (fallback && this.#now() < fallback.staleUntil && err instanceof BrokerError) {
-        return this.#serve(fallback, consumer, err);
-      }
-      throw err;
+      if (fallback && err instanceof BrokerError) return this.#serve(fallback, consumer, 'hit', err);
+      throw this.#explainExpired(err);
     }
   }
 
-  /** Fetch from the source now (joining a fetch already running). */
-  async refresh(reason: FetchReason = 'explicit'): Promise<void> {
-    await this.#fetch(reason);
+  /**
+   * Fetch from the source now (joining a fetch already running), within the forced-fetch limit;
+   * resolves with what it got.
+   */
+  async refresh(): Promise<{ value: SecretValue; version: string | undefined }> {
+    const entry = await this.#refreshFetch();
+    return { value: entry.value, version: entry.version };
   }
 
   status(): ProfileStatus {
@@ -168,18 +219,40 @@ export class ProfileCache {
       ttlMs: this.profile.ttlMs,
       ageMs: entry ? t - entry.fetchedAt : null,
       expiresInMs: entry ? entry.freshUntil - t : null,
+      valueExpiresInMs: this.#valueExpiry ? this.#valueExpiry.at - t : null,
+      rateLimitedForMs: this.#rateLimitedUntil > t ? this.#rateLimitedUntil - t : null,
       hits: this.stats.hits,
       misses: this.stats.misses,
       fetches: this.stats.fetches,
       consumers: this.#consumers.count(t),
+      unmarkedClaudeConsumers: this.#consumers.countUnmarked(t),
+      forcedFetchesLimited: this.stats.forcedFetchesLimited,
       lastError,
+      ...(this.profile.managedBy !== undefined && { managed: true }),
     };
+  }
+
+  /**
+   * Drop the value from memory now, as ssh-agent -D does: the cache entry, the copy kept with the
+   * last fetch's outcome and the consumers' records of what they were served. The next read
+   * fetches again; a fetch already running still answers its waiters but is not kept.
+   */
+  forget(): void {
+    this.#generation++;
+    this.#timer?.cancel();
+    this.#store.del(this.#key);
+    this.#consumers.clear();
+    this.#lastFetch = undefined;
+    this.#valueExpiry = undefined;
+    this.#failures = 0;
+    this.#retryAfter = -Infinity;
+    this.#log.info('forgotten: value dropped from memory');
   }
 
   /** Stop timers and abort a running fetch; the value is dropped from memory. */
   dispose(): void {
     this.#disposed = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#abort.abort(new BrokerError('SHUTTING_DOWN', `profile "${this.name}" was removed or the daemon is stopping`));
     this.#store.del(this.#key);
   }
@@ -190,7 +263,18 @@ export class ProfileCache {
   }
 
   #entry(): CacheEntry | undefined {
-    return this.#store.get<CacheEntry>(this.#key);
+    const entry = this.#store.get<CacheEntry>(this.#key);
+    // node-cache drops entries by its own clock, to the second; past its stale limit (which a
+    // value's own expiry caps) an entry is gone by ours.
+    return entry && this.#now() < entry.staleUntil ? entry : undefined;
+  }
+
+  /** A failure once the last value has expired says so: the value is gone, not merely stale. */
+  #explainExpired(err: unknown): unknown {
+    const expiry = this.#valueExpiry;
+    const t = this.#now();
+    if (!(err instanceof BrokerError) || err.code === 'EXPIRED' || !expiry || t < expiry.at) return err;
+    return expiredAndRefreshFailedError(this.name, this.#description, expiry, t, err);
   }
 
   #state(entry: CacheEntry | undefined, t: number): ProfileStatus['state'] {
@@ -203,12 +287,21 @@ export class ProfileCache {
     return this.#lastFetch ? 'expired' : 'cold';
   }
 
-  #serve(entry: CacheEntry, consumer: ConsumerInfo | undefined, warning?: BrokerError): Served {
+  #serve(entry: CacheEntry, consumer: ConsumerInfo | undefined, outcome: ServeOutcome, warning?: BrokerError): Served {
     const t = this.#now();
-    if (consumer) this.#consumers.served(consumer, entry.value, t);
+    if (entry.expiry && t >= entry.expiry.at) {
+      // Every path keeps to staleUntil ≤ expiry; this is the one place that makes it a promise.
+      const cause = warning ?? this.#lastFetch?.error ?? new BrokerError('SOURCE_ERROR', 'no newer value has been fetched');
+      throw expiredAndRefreshFailedError(this.name, this.#description, entry.expiry, t, cause);
+    }
+    if (consumer) {
+      const detection = this.profile.repeatDetection;
+      const unmarked = detection === 'claude-code' && consumer.claudeCode && consumer.invocation === 'unmarked';
+      this.#consumers.served(consumer, entry.value, entry.version, t, { repeats: detectsRepeats(detection, consumer), unmarked });
+    }
     const stale = t >= entry.freshUntil;
     if (stale) this.stats.staleServed++;
-    const served: Served = { value: entry.value, stale, freshUntil: entry.freshUntil };
+    const served: Served = { value: entry.value, stale, freshUntil: entry.freshUntil, outcome: stale && outcome === 'hit' ? 'stale' : outcome, version: entry.version };
     if (stale && warning) served.warning = warning;
     return served;
   }
@@ -219,14 +312,14 @@ export class ProfileCache {
     let fetchError: BrokerError | undefined;
     let entry: CacheEntry | undefined;
     try {
-      entry = await this.#refetchForRejection(record.servedAt);
+      entry = await this.#refetchForRejection(record);
     } catch (err) {
-      fetchError = err instanceof BrokerError ? err : new BrokerError('SOURCE_ERROR', 'the source failed');
+      fetchError = asBrokerError(err, 'SOURCE_ERROR', 'the source failed');
       entry = this.#entry();
     }
     if (entry && !entry.value.equals(record.value)) {
       this.#log.info({ consumer: { pid: consumer.pid } }, 'the source has a new value: serving it');
-      return this.#serve(entry, consumer);
+      return this.#serve(entry, consumer, 'refetched');
     }
     if (record.strikeAt !== undefined && t - record.strikeAt < this.#rejectionWindowMs) {
       this.stats.rejected++;
@@ -239,19 +332,22 @@ export class ProfileCache {
     // Unchanged: serve it once more. Claude Code also re-calls the helper when its settings
     // change, so one repeat is not proof of a 401.
     this.#consumers.strike(consumer, t);
-    if (!entry) throw fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing');
-    return this.#serve(entry, consumer, fetchError);
+    if (!entry) throw this.#explainExpired(fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing'));
+    return this.#serve(entry, consumer, 'refetched', fetchError);
   }
 
   /**
    * A fetch for a suspected rejection of a value served at `servedAt`. A fetch that started after
    * that (and recently) already tells what the source holds now, so a storm of 401s from many
-   * sessions that all held the old value costs one fetch; a fetch in flight is joined.
+   * sessions that all held the old value costs one fetch; a fetch in flight is joined. Beyond
+   * that the forced-fetch limit applies: when it is spent, the answer is what the source would most
+   * likely have said, the value already held.
    */
-  #refetchForRejection(servedAt: number): Promise<CacheEntry> {
+  #refetchForRejection(record: ConsumerRecord): Promise<CacheEntry> {
+    const servedAt = record.servedAt;
     const last = this.#lastFetch;
     if (
-      !this.#flight.inflight(this.#key) &&
+      !this.#flight.inflight(this.#flightKey()) &&
       last &&
       last.startedAt > servedAt &&
       this.#now() - last.startedAt < this.#rejectionRefetchIntervalMs
@@ -259,65 +355,143 @@ export class ProfileCache {
       if (last.entry) return Promise.resolve(this.#entry() ?? last.entry);
       if (last.error) return Promise.reject(last.error);
     }
+    const held = this.#entry();
+    // Nothing held: this is a plain miss, not an extra read.
+    if (!held || this.#flight.inflight(this.#flightKey())) return this.#fetch('rejected');
+    if (this.#forcedFetchWait() !== undefined) {
+      this.#log.info('forced-fetch limit reached: answering the suspected rejection as if the source returned the same value');
+      return Promise.resolve(held);
+    }
     return this.#fetch('rejected');
   }
 
+  /**
+   * An explicit refresh. It joins a fetch in flight (whatever started it, that tells what the
+   * source holds now); otherwise it draws on the forced-fetch limit.
+   */
+  #refreshFetch(): Promise<CacheEntry> {
+    if (!this.#flight.inflight(this.#flightKey())) {
+      const waitMs = this.#forcedFetchWait();
+      if (waitMs !== undefined) {
+        const limit = `at most ${this.#forcedFetches.burst} back to back, then one every ${formatDuration(this.#forcedFetches.intervalMs)}`;
+        return Promise.reject(
+          new BrokerError(
+            'RATE_LIMITED',
+            `profile "${this.name}": refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)} — reads without --refresh still get the cached value`,
+          ),
+        );
+      }
+    }
+    return this.#fetch('explicit');
+  }
+
+  /** Take one forced fetch from the limit: undefined when allowed, else how long until one is. */
+  #forcedFetchWait(): number | undefined {
+    const grant = this.#forcedFetches.take();
+    if (grant.ok) return undefined;
+    this.stats.forcedFetchesLimited++;
+    return grant.retryInMs;
+  }
+
   #fetch(reason: FetchReason): Promise<CacheEntry> {
-    return this.#flight.run(this.#key, () => this.#fetchOnce(reason), this.#now());
+    return this.#flight.run(this.#flightKey(), () => this.#fetchOnce(reason));
+  }
+
+  #flightKey(): string {
+    return `${this.#key}@${this.#generation}`;
   }
 
   async #fetchOnce(reason: FetchReason): Promise<CacheEntry> {
     if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', `profile "${this.name}" is no longer served`);
     this.stats.fetches++;
+    const generation = this.#generation;
     const startedAt = this.#now();
-    const timeout = new AbortController();
-    const timer = setTimeout(() => {
-      timeout.abort(new BrokerError('TIMEOUT', `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (profile timeout)`));
-    }, this.profile.timeoutMs);
+    // The source was slow, not the daemon: say so, and what to change.
+    const timeout = deadline(this.#clock, this.profile.timeoutMs, () =>
+      new BrokerError(
+        'TIMEOUT',
+        `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck — check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})`,
+      ),
+    );
     const signal = AbortSignal.any([timeout.signal, this.#abort.signal]);
     try {
       const pending = this.#adapter.fetch(this.#ref, { signal, profile: this.name, reason, log: this.#log });
       const result = await abortable(pending, signal);
       if (result.value.byteLength === 0) throw new BrokerError('INVALID_VALUE', `${this.#description} returned an empty value`);
       if (!result.value.isText()) throw new BrokerError('INVALID_VALUE', `${this.#description} returned bytes that are not UTF-8 text`);
+      const lines = result.value.lineCount();
+      if (lines > 1 && !this.profile.multiline) {
+        // Claude Code would send every line as the key; a second line is almost always a command
+        // that also printed a notice or a prompt on stdout.
+        throw new BrokerError(
+          'INVALID_VALUE',
+          `${this.#description} returned ${lines} lines, and a key is one line — make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)`,
+        );
+      }
       const t = this.#now();
+      const expiry = expiryOf(result.value, result);
+      if (expiry && expiry.at <= t) throw alreadyExpiredError(this.name, this.#description, expiry, t);
       let ttl = this.profile.ttlMs;
       if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs)) ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
+      this.#served?.add(result.value);
+      const { freshUntil, staleUntil } = entryTimes(t, ttl, this.profile.maxStaleMs, expiry);
       const previous = this.#entry();
-      const entry: CacheEntry = {
-        value: result.value,
-        fetchedAt: t,
-        freshUntil: t + ttl,
-        staleUntil: t + ttl + this.profile.maxStaleMs,
-        version: result.version,
-      };
-      this.#store.set(this.#key, entry, (ttl + this.profile.maxStaleMs) / 1000);
+      const entry: CacheEntry = { value: result.value, fetchedAt: t, freshUntil, staleUntil, version: result.version, expiry };
+      if (generation !== this.#generation) {
+        this.#log.info({ reason, ms: t - startedAt }, 'fetched after a forget: answering its waiters, not keeping it');
+        return entry;
+      }
+      this.#store.set(this.#key, entry, (staleUntil - t) / 1000);
       this.#failures = 0;
       this.#retryAfter = -Infinity;
+      this.#rateLimitedUntil = -Infinity;
+      this.#valueExpiry = expiry;
       this.#lastFetch = { startedAt, endedAt: t, entry };
       this.#log.info(
-        { reason, ms: t - startedAt, ttlMs: ttl, changed: previous ? !previous.value.equals(result.value) : null, version: result.version },
+        {
+          reason,
+          ms: t - startedAt,
+          ttlMs: freshUntil - t,
+          changed: previous ? !previous.value.equals(result.value) : null,
+          version: result.version,
+          ...(expiry && { expiresInMs: expiry.at - t, expiryFrom: expiry.from }),
+        },
         'fetched',
       );
       this.#scheduleRefreshAhead(entry);
       return entry;
     } catch (err) {
       const error = this.#toBrokerError(err);
+      if (generation !== this.#generation) throw error;
       const t = this.#now();
       this.#lastFetch = { startedAt, endedAt: t, error };
       this.#failures++;
-      const delay = backoffDelay(this.#failures, REFRESH_BACKOFF, this.#random);
+      // The backend's own Retry-After is a floor under our backoff, never a ceiling.
+      const delay = Math.max(backoffDelay(this.#failures, REFRESH_BACKOFF, this.#random), error.retryAfterMs ?? 0);
       this.#retryAfter = t + delay;
-      this.#log.warn({ reason, ms: t - startedAt, err: error, retryInMs: delay }, 'fetch failed');
-      this.#scheduleRetry(delay);
+      if (error.retryAfterMs !== undefined) this.#rateLimitedUntil = t + error.retryAfterMs;
+      // Say what will happen next: a retry is scheduled only while a cached value is in use.
+      if (this.#scheduleRetry(delay)) {
+        this.#log.warn({ reason, ms: t - startedAt, err: error, retry: 'scheduled', retryInMs: delay }, `fetch failed: retrying in ${formatDuration(delay)}`);
+      } else {
+        this.#log.warn({ reason, ms: t - startedAt, err: error, retry: 'next-read' }, 'fetch failed: the next read fetches again');
+      }
       throw error;
     } finally {
-      clearTimeout(timer);
+      timeout.cancel();
     }
   }
 
+  /**
+   * What an adapter threw, fit for a reply, status and the log. Its message may quote a child's
+   * stderr or a backend's text, which may hold a value this daemon serves (any profile) or
+   * something key-shaped: both are redacted here, the one place every fetch error passes.
+   */
   #toBrokerError(err: unknown): BrokerError {
-    if (err instanceof BrokerError) return err;
+    if (err instanceof BrokerError) {
+      const message = redactText(err.message, this.#served);
+      return message === err.message ? err : new BrokerError(err.code, message, { transient: err.transient, status: err.status });
+    }
     // An adapter bug: its message may quote the data it choked on, which may be the secret.
     this.#log.error(describeUnknownError(err), 'adapter threw an unexpected error');
     return new BrokerError('SOURCE_ERROR', `${this.#description} failed unexpectedly (see the daemon log)`);
@@ -337,20 +511,21 @@ export class ProfileCache {
     });
   }
 
-  #scheduleRetry(delay: number): void {
+  /** Retry in the background while a cached value is being served; true when one is scheduled. */
+  #scheduleRetry(delay: number): boolean {
     const entry = this.#entry();
-    if (!entry || this.#disposed) return;
-    if (this.#now() + delay >= entry.staleUntil) return;
-    if (this.#now() - this.#lastReadAt >= entry.freshUntil - entry.fetchedAt) return;
+    if (!entry || this.#disposed) return false;
+    if (this.#now() + delay >= entry.staleUntil) return false;
+    if (this.#now() - this.#lastReadAt >= entry.freshUntil - entry.fetchedAt) return false;
     this.#setTimer(delay, () => {
       this.#fetch('retry').catch(() => {});
     });
+    return true;
   }
 
   #setTimer(delayMs: number, fn: () => void): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.cancel();
     if (this.#disposed) return;
-    this.#timer = setTimeout(fn, Math.min(Math.max(0, delayMs), MAX_DURATION_MS));
-    this.#timer.unref();
+    this.#timer = this.#clock.setTimeout(fn, delayMs);
   }
 }

@@ -1,6 +1,7 @@
 // The CLI's way to the daemon: same protocol client as the shim, with messages that say what to do.
 import { sendRequest } from '../protocol/client.js';
-import type { Reply, Request } from '../protocol/messages.js';
+import { BUILD_ID, isOtherBuild, otherBuildMessage, VERSION } from '../protocol/build-info.js';
+import { CLIENT_REPLY_TIMEOUT_MS, type DaemonIdentity, type Reply, type Request } from '../protocol/messages.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 import { die } from './output.js';
 
@@ -8,7 +9,23 @@ export interface ClientOptions {
   socket?: string | undefined;
 }
 
-export async function callDaemon<T extends Reply>(options: ClientOptions, request: Request, timeoutMs = 15_000): Promise<Exclude<T, { ok: false }>> {
+let warnedOtherBuild = false;
+
+/**
+ * After an upgrade the daemon still running is the old build: say so once per command, with the
+ * command that restarts it. Every successful reply says which daemon answered.
+ */
+function noticeOtherBuild(reply: Reply): void {
+  if (warnedOtherBuild || !reply.ok) return;
+  const daemon: DaemonIdentity | undefined = 'pong' in reply ? reply : 'daemon' in reply ? reply.daemon : undefined;
+  if (!daemon || typeof daemon.version !== 'string') return;
+  const client = { version: VERSION, build: BUILD_ID };
+  if (!isOtherBuild(client, daemon)) return;
+  warnedOtherBuild = true;
+  process.stderr.write(`keybroker: warning: ${otherBuildMessage(client, daemon, process.getuid?.())}\n`);
+}
+
+export async function callDaemon<T extends Reply>(options: ClientOptions, request: Request, timeoutMs = CLIENT_REPLY_TIMEOUT_MS): Promise<Exclude<T, { ok: false }>> {
   const socket = resolveSocketPath({ flag: options.socket });
   const reply = await sendRequest(socket.path, request, { timeoutMs });
   if (!reply.ok) {
@@ -21,5 +38,6 @@ export async function callDaemon<T extends Reply>(options: ClientOptions, reques
     }
     die(reply.error.code, reply.error.message);
   }
+  noticeOtherBuild(reply);
   return reply as Exclude<T, { ok: false }>;
 }

@@ -1,13 +1,15 @@
 import os from 'node:os';
 import type { Command } from 'commander';
-import { VERSION } from '../version.js';
+import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
+import { BUILD_ID, VERSION } from '../version.js';
 import { CliExit } from './output.js';
+import { configOptionHelp } from './help-text.js';
 
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
     .description('which credential Claude Code will use, and what stands between it and keybroker (never prints a value)')
-    .option('--config <file>', 'config file (default: $KEYBROKER_CONFIG, then ~/.config/keybroker/config.yaml)')
+    .option('--config <file>', configOptionHelp())
     .option('--no-fetch', 'do not ask the daemon for each profile (no backend reads, no 1Password prompts)')
     .option('--json', 'print the checks as JSON')
     .addHelpText(
@@ -17,8 +19,14 @@ One line per check: ok, warn or fail, and the fix. Exits 1 when any check fails.
 Checks: the credential Claude Code will use (cloud provider flags > ANTHROPIC_AUTH_TOKEN >
 ANTHROPIC_API_KEY > apiKeyHelper > CLAUDE_CODE_OAUTH_TOKEN > subscription login), variables that
 shadow the helper (with the shell startup line that sets them), cloud provider flags without
-credentials, a helper only in project settings, the shim path, the helper TTL, the config, the
-socket's permissions, the daemon, each profile (timed), and the 1Password read budget.`,
+credentials, a helper only in project settings, the shim path, the helper TTL, the config, which
+profile a session started in this directory gets and why (profile-here: "~/code/acme → work
+(directories: ~/code/acme)"), the socket's permissions, the daemon, each profile (timed), and the
+1Password read budget.
+
+Examples:
+  keybroker doctor
+  cd ~/code/acme && keybroker doctor --no-fetch`,
     )
     .action(async (opts: { config?: string; fetch: boolean; json?: boolean }, cmd: Command) => {
       const globals = cmd.optsWithGlobals<{ socket?: string }>();
@@ -28,8 +36,10 @@ socket's permissions, the daemon, each profile (timed), and the 1Password read b
         home: os.homedir(),
         cwd: process.cwd(),
         platform: process.platform,
+        managedDir: process.env[CLAUDE_MANAGED_DIR_ENV] || undefined,
         uid: process.getuid?.(),
         version: VERSION,
+        build: BUILD_ID,
         configFlag: opts.config,
         socketFlag: globals.socket,
         fetchProfiles: opts.fetch,

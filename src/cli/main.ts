@@ -1,35 +1,43 @@
 #!/usr/bin/env node
 // keybroker: the daemon and the CLI to run, inspect and refresh it.
 import { Command, CommanderError } from 'commander';
-import { BrokerError } from '../errors.js';
+import { BrokerError, resourceError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { registerAudit } from './audit-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
+import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
+import { registerRestart } from './restart-command.js';
+import { registerRun } from './run-command.js';
 import { registerService } from './service-command.js';
 import { registerSetup } from './setup-command.js';
 import { registerStatus } from './status-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('keybroker')
-    .version(VERSION)
+    .version(VERSION, '-v, --version', 'print the version')
     .description('Fetch API keys once, cache them in a daemon, and hand them to apiKeyHelper in milliseconds.')
     .option('--socket <path>', "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)")
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerDaemon(program);
   registerGet(program);
+  registerRun(program);
   registerRefresh(program);
+  registerForget(program);
   registerReload(program);
+  registerRestart(program);
   registerStatus(program);
   registerConfig(program);
   registerService(program);
   registerSetup(program);
   registerDoctor(program);
+  registerAudit(program);
   program.addHelpText(
     'after',
     `
@@ -40,6 +48,10 @@ Quick start:
   keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed
   keybroker reload                 re-read the config in the running daemon
+  keybroker run -e VAR=PROFILE -- COMMAND   run any program with a key in its environment
+  keybroker forget --all           drop every cached key from the daemon's memory now
+  keybroker restart                replace the running daemon with this build (after an upgrade)
+  keybroker audit --since 1h       which process got which key, from where
 
 Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
   );
@@ -47,15 +59,22 @@ Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim
 }
 
 async function main(): Promise<number> {
+  // `keybroker audit --json | head` closes the pipe early: that is the reader being done, not an
+  // error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   try {
     await buildProgram().parseAsync(process.argv);
     return 0;
   } catch (err) {
     if (err instanceof CliExit) return err.exitCode;
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof BrokerError) {
-      process.stderr.write(`keybroker: ${err.message}\n`);
-      return err.exitCode;
+    const known = err instanceof BrokerError ? err : resourceError(err);
+    if (known) {
+      process.stderr.write(`keybroker: ${known.message}\n`);
+      return known.exitCode;
     }
     process.stderr.write('keybroker: internal error (run with KEYBROKER_LOG_LEVEL=debug for details)\n');
     return 1;

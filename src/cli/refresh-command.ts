@@ -15,7 +15,7 @@ export function registerRefresh(program: Command): void {
       if (!profile && !opts.all) die('USAGE', 'name a profile or pass --all (see keybroker refresh --help)');
       if (profile && opts.all) die('USAGE', 'name a profile or pass --all, not both');
       const request = opts.all ? { v: 1 as const, op: 'refresh' as const, all: true } : { v: 1 as const, op: 'refresh' as const, profile: profile! };
-      const reply = await callDaemon<RefreshReply>(cmd.optsWithGlobals(), request, 60_000);
+      const reply = await callDaemon<RefreshReply>(cmd.optsWithGlobals(), request);
       for (const name of reply.refreshed) process.stdout.write(`refreshed ${name}\n`);
       for (const f of reply.failed) process.stderr.write(`keybroker: ${f.profile}: ${f.error.message}\n`);
       if (reply.failed.length > 0) throw new CliExit(exitCodeFor(reply.failed[0]!.error.code));

@@ -1,8 +1,12 @@
+import os from 'node:os';
 import type { Command } from 'commander';
+import { chooseProfile, describeChoice, realDirectory } from '../config/directories.js';
 import { formatDuration } from '../config/duration.js';
 import type { ProfileStatus, StatusReply } from '../protocol/messages.js';
+import { collapseHome } from '../protocol/socket-path.js';
 import { callDaemon } from './client.js';
 import { table } from './output.js';
+import { unmarkedNote } from '../integration/unmarked-consumers.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -12,9 +16,22 @@ export function registerStatus(program: Command): void {
     .addHelpText(
       'after',
       `
+A profile marked (managed) comes from the organisation's managed config
+(/etc/keybroker/managed.yaml); a profile of that name in your config is ignored.
 States: cold (not fetched yet), fresh, stale (past its TTL, served because the source is
 failing), expired (past its TTL, fetched again on the next read), error (no value to serve),
-needs sign-in (the source wants you to authenticate).`,
+needs sign-in (the source wants you to authenticate).
+
+"here" names the profile a helper without a profile argument gets in this directory, and why;
+"audit" shows the audit trail's file, records written and dropped (see: keybroker audit --help).
+
+FRESH FOR is the time left before the cached value is refetched; EXPIRES IN is the time left
+before the value itself stops working, for values that say (a JWT's exp, an exec source's
+expiresAt with output: json, AWS credentials' Expiration): it is never served past that.
+"rate limited, retry in …" means the backend asked (HTTP 429 Retry-After) to be left alone
+that long. Examples:
+  keybroker status
+  keybroker status --json | jq '.profiles[] | {name, valueExpiresInMs, rateLimitedForMs}'`,
     )
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const reply = await callDaemon<StatusReply>(cmd.optsWithGlobals(), { v: 1, op: 'status' }, 5_000);
@@ -22,8 +39,18 @@ needs sign-in (the source wants you to authenticate).`,
         process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
         return;
       }
-      process.stdout.write(renderStatus(reply));
+      process.stdout.write(renderStatus(reply, await directoryLine(reply, process.cwd(), os.homedir())));
     });
+}
+
+/**
+ * Which profile a helper without a profile argument gets here, and why — the daemon's own rule
+ * over its own directories: list, with this directory resolved the way the daemon resolves the
+ * shim's.
+ */
+export async function directoryLine(reply: StatusReply, cwd: string, home: string): Promise<string> {
+  const choice = chooseProfile(reply.directories ?? [], undefined, await realDirectory(cwd));
+  return `${collapseHome(cwd, home)} → ${describeChoice(choice)}`;
 }
 
 export function stateLabel(p: ProfileStatus): string {
@@ -31,34 +58,63 @@ export function stateLabel(p: ProfileStatus): string {
   return p.state;
 }
 
-export function renderStatus(reply: StatusReply): string {
+/** "expires in": the value's own expiry (a JWT's exp, a credential's Expiration), when it has one. */
+function valueExpiryLabel(p: ProfileStatus): string {
+  const ms = p.valueExpiresInMs ?? null;
+  if (ms === null) return '-';
+  return ms <= 0 ? `expired ${formatDuration(-ms)} ago` : formatDuration(ms);
+}
+
+function lastErrorLabel(p: ProfileStatus): string {
+  const limited = p.rateLimitedForMs ? `rate limited, retry in ${formatDuration(p.rateLimitedForMs)}` : '';
+  if (!p.lastError) return limited || '-';
+  const error = `${p.lastError.code}: ${p.lastError.message}`;
+  return limited ? `${limited} — ${error}` : error;
+}
+
+export function renderStatus(reply: StatusReply, here?: string): string {
   const d = reply.daemon;
   const lines = [
     `daemon   pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}`,
     `socket   ${d.socket}`,
     `config   ${d.config}`,
   ];
+  if (d.managedConfig) lines.push(`managed  ${d.managedConfig}${d.managedConfigError ? ' (ignored)' : ''}`);
+  if (d.managedConfigError) lines.push(`error    ${d.managedConfigError}`);
   if (d.lastReloadError) lines.push(`warning  config not loaded: ${d.lastReloadError.split('\n').join('; ')}`);
+  if (here !== undefined) lines.push(`here     ${here} (for a helper without a profile argument)`);
+  const a = reply.audit;
+  if (a) {
+    lines.push(a.enabled ? `audit    ${a.file}: ${a.written} written, ${a.dropped} dropped` : 'audit    off (audit: false in the config)');
+    if (a.lastError) lines.push(`warning  audit trail: ${a.lastError.message} (records are being dropped)`);
+    else if (a.enabled && a.dropped > 0) lines.push(`warning  audit trail: ${a.dropped} record${a.dropped === 1 ? '' : 's'} dropped (buffer full or a write failed)`);
+  }
   lines.push('');
   if (reply.profiles.length === 0) {
     lines.push('no profiles');
   } else {
     lines.push(
       table(
-        ['PROFILE', 'SOURCE', 'STATE', 'AGE', 'EXPIRES IN', 'HITS/MISSES', 'CONSUMERS', 'LAST ERROR'],
+        ['PROFILE', 'SOURCE', 'STATE', 'AGE', 'FRESH FOR', 'EXPIRES IN', 'HITS/MISSES', 'CONSUMERS', 'LAST ERROR'],
         reply.profiles.map((p) => [
-          p.name,
+          p.managed ? `${p.name} (managed)` : p.name,
           p.source,
           stateLabel(p),
           p.ageMs === null ? '-' : formatDuration(p.ageMs),
-          p.expiresInMs === null ? '-' : p.expiresInMs < 0 ? `expired ${formatDuration(-p.expiresInMs)} ago` : formatDuration(p.expiresInMs),
+          p.expiresInMs === null ? '-' : p.expiresInMs < 0 ? `TTL ended ${formatDuration(-p.expiresInMs)} ago` : formatDuration(p.expiresInMs),
+          valueExpiryLabel(p),
           `${p.hits}/${p.misses}`,
           String(p.consumers),
-          p.lastError ? `${p.lastError.code}: ${p.lastError.message}` : '-',
+          lastErrorLabel(p),
         ]),
       ),
     );
   }
+  for (const p of reply.profiles) {
+    const note = unmarkedNote(p);
+    if (note) lines.push(`note     profile "${p.name}": ${note}`);
+  }
   for (const s of reply.sources) for (const note of s.notes) lines.push(`${s.kind}: ${note}`);
   return `${lines.join('\n')}\n`;
 }
+

@@ -1,14 +1,19 @@
 // Finding, reading and validating the config file. Every problem is reported at once, each with
 // its YAML path (and line), so one `keybroker config check` shows everything to fix.
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { z } from 'zod';
-import type { Adapter } from '../adapter.js';
-import { adapterConfigKeys, adapterFor } from '../../adapters/registry.js';
+import type { Adapter, OutputFormat } from '../adapter.js';
+import { ADAPTERS, adapterConfigKeys, adapterFor } from '../../adapters/registry.js';
+import { FileCheckError, readCheckedFile } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
-import { buildConfigSchema, DEFAULTS, PROFILE_KEYS, type RawConfig, type RepeatDetection } from './schema.js';
+import { redactText } from '../secret.js';
+import { resolveDirectoryRules, type DirectoryRule } from './directories.js';
+import { checkLockedKeys, mergeManagedConfig, readManagedConfigFile, type ConfigWarning, type ManagedLocation } from './managed.js';
+import { buildConfigSchema, buildManagedConfigSchema, DEFAULT_KEYS, DEFAULTS, PROFILE_KEYS, type RawConfig, type RawManagedConfig, type RepeatDetection } from './schema.js';
+import { closest } from './did-you-mean.js';
+import { formatDuration } from './duration.js';
 import { parseSourceUri } from './source-uri.js';
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -18,6 +23,9 @@ export interface ConfigProblem {
   path: string;
   line?: number;
   message: string;
+  kind?: ConfigProblemKind;
+  /** For a near miss: what it most likely should say (a key, a source kind). */
+  suggestion?: string;
 }
 
 export class ConfigError extends BrokerError {
@@ -27,9 +35,12 @@ export class ConfigError extends BrokerError {
   readonly missing: boolean;
 
   constructor(file: string, problems: ConfigProblem[], options: { missing?: boolean } = {}) {
-    super('CONFIG_INVALID', formatProblems(file, problems));
+    // A problem may quote what was written (a path, a duration, a profile name): where a key was
+    // pasted by mistake, that is the key, and this message goes to the daemon log and status.
+    const redacted = problems.map((p) => ({ ...p, path: redactText(p.path), message: redactText(p.message) }));
+    super('CONFIG_INVALID', formatProblems(file, redacted));
     this.file = file;
-    this.problems = problems;
+    this.problems = redacted;
     this.missing = options.missing ?? false;
   }
 }
@@ -48,17 +59,43 @@ export interface ResolvedProfile {
   maxStaleMs: number;
   timeoutMs: number;
   repeatDetection: RepeatDetection;
+  /** The value may span lines (a PEM key, a JSON document); otherwise a multi-line value is refused. */
+  multiline?: boolean;
+  /** How the source prints its value (`output:`); 'json' only for sources that support it. */
+  output: OutputFormat;
   /** The top-level settings block of this profile's adapter (`vault:` …). */
   settings: Record<string, unknown> | undefined;
   /** The profile's own adapter block, overriding settings. */
   overrides: Record<string, unknown> | undefined;
+  /** The managed config file that defines this profile (users' definitions are ignored). */
+  managedBy?: string;
   /** Equal fingerprints mean a reload leaves the profile (and its cache) alone. */
   fingerprint: string;
+}
+
+export interface ManagedState {
+  file: string;
+  /** Why the file is not in use (untrusted, unreadable): it was ignored. */
+  error?: string;
+  profiles: string[];
+  locked: string[];
 }
 
 export interface LoadedConfig {
   file: string;
   profiles: Map<string, ResolvedProfile>;
+  /**
+   * Valid but worth knowing (`config check` prints them; the daemon logs them): a slow timeout
+   * (kind 'slow-timeout'), and parts of the user's config that do not apply (managed profiles,
+   * locked keys; no kind).
+   */
+  warnings: ConfigWarning[];
+  /** The `directories:` map, resolved (absolute, symlinks followed). */
+  directories: DirectoryRule[];
+  /** Keep the audit trail (`audit: false` turns it off). */
+  audit: boolean;
+  /** The managed config, when there is one (in use, or ignored with an error). */
+  managed?: ManagedState;
 }
 
 export interface ConfigPathInput {
@@ -86,131 +123,386 @@ export function resolveConfigPath(input: ConfigPathInput = {}): ResolvedConfigPa
  * writable by nobody else.
  */
 export async function readConfigFile(file: string): Promise<string> {
-  let handle: fs.FileHandle;
+  let bytes: Buffer;
   try {
-    handle = await fs.open(file, 'r');
+    bytes = await readCheckedFile(file, { label: 'the config file', maxBytes: MAX_CONFIG_BYTES, invalid: 'CONFIG_INVALID', trust: 'config' });
   } catch (err) {
+    if (err instanceof FileCheckError) throw new ConfigError(file, [{ path: '', message: err.problem, kind: 'file' }]);
     const code = (err as NodeJS.ErrnoException).code;
     const message =
       code === 'ENOENT' ? `no config file here — create one (keybroker daemon writes a starter at the default path) or pass --config FILE` :
       code === 'EACCES' ? 'cannot read the config file: permission denied' :
       `cannot read the config file (${code ?? 'error'})`;
-    throw new ConfigError(file, [{ path: '', message }], { missing: code === 'ENOENT' });
+    throw new ConfigError(file, [{ path: '', message, kind: 'file' }], { missing: code === 'ENOENT' });
   }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) throw new ConfigError(file, [{ path: '', message: 'not a regular file' }]);
-    const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-    if (uid !== undefined && st.uid !== uid) {
-      throw new ConfigError(file, [{ path: '', message: `owned by uid ${st.uid}, not by you (uid ${uid}); the config can run commands, so keybroker reads only your own — copy it and chown it` }]);
-    }
-    if ((st.mode & 0o022) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new ConfigError(file, [{ path: '', message: `writable by group or others (mode ${mode}); the config can run commands — run: chmod 600 ${file}` }]);
-    }
-    if (st.size > MAX_CONFIG_BYTES) throw new ConfigError(file, [{ path: '', message: `${st.size} bytes is too large for a config file (at most ${MAX_CONFIG_BYTES})` }]);
-    return await handle.readFile('utf8');
-  } finally {
-    await handle.close();
+  return bytes.toString('utf8');
+}
+
+/** The kinds of problem a config can have, for tools and tests (messages are for people). */
+export type ConfigProblemKind = 'file' | 'yaml' | 'indentation' | 'unknown-key' | 'value' | 'source' | 'slow-timeout';
+
+interface ParsedText {
+  doc: Document;
+  lineCounter: LineCounter;
+  data: Record<string, unknown>;
+}
+
+function parseYaml(text: string, file: string): ParsedText {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    // One mis-indented line makes the parser report every line after it too (ten errors for one
+    // mistake, joined into one long line by Claude Code): the first error is the one to fix.
+    const first = doc.errors[0]!;
+    const line = first.linePos?.[0]?.line;
+    throw new ConfigError(file, [{ path: '', line, message: `YAML: ${yamlMessage(first.message, line)}`, kind: 'yaml' }]);
   }
+  const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  if (!isPlainObject(data)) {
+    throw new ConfigError(file, [{ path: '', message: 'the config must be a YAML mapping with a profiles: key', kind: 'value' }]);
+  }
+  return { doc, lineCounter, data };
+}
+
+function checkSchema(parsed: ParsedText): { raw: RawConfig | undefined; problems: ConfigProblem[] } {
+  const result = buildConfigSchema().safeParse(parsed.data);
+  if (result.success) return { raw: result.data, problems: [] };
+  return { raw: undefined, problems: schemaProblems(parsed, result.error.issues, false) };
+}
+
+/** The managed config's schema: its profiles are optional and it may have `locked:`. */
+function checkManagedSchema(parsed: ParsedText): { raw: RawManagedConfig | undefined; problems: ConfigProblem[] } {
+  const result = buildManagedConfigSchema().safeParse(parsed.data);
+  if (!result.success) return { raw: undefined, problems: schemaProblems(parsed, result.error.issues, true) };
+  const lineOf = (p: string[]): number | undefined => lineOfPath(parsed.doc, parsed.lineCounter, p);
+  const problems = checkLockedKeys(result.data.locked ?? []).map((p) => ({ ...p, line: lineOf(p.path.split('.')), kind: 'value' as const }));
+  return problems.length > 0 ? { raw: undefined, problems } : { raw: result.data, problems: [] };
+}
+
+function schemaProblems(parsed: ParsedText, issues: z.core.$ZodIssue[], managed: boolean): ConfigProblem[] {
+  const misplaced = misplacedProfileKeys(parsed.data);
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
+    const at = issue.path.map((k) => (typeof k === 'symbol' ? String(k) : k));
+    if (at.length === 2 && at[0] === 'profiles') {
+      const key = String(at[1]);
+      if (misplaced.emptied.has(key)) continue; // said once, by the key that should be under it
+      const indentation = misplaced.keys.get(key);
+      if (indentation !== undefined) {
+        if (indentation !== null) problems.push({ path: `profiles.${key}`, line: lineOfPath(parsed.doc, parsed.lineCounter, at), message: indentation, kind: 'indentation' });
+        continue;
+      }
+    }
+    problems.push(toProblem(issue, parsed.doc, parsed.lineCounter, parsed.data, managed));
+  }
+  return problems;
+}
+
+/**
+ * `source:` (or `ttl:` …) written at the level of the profile names, under a profile left empty:
+ * YAML reads that as a profile named "source" and an empty profile, and zod would report both
+ * as type errors. Say the likely indentation once instead. Returns the misplaced keys with their
+ * message (null: covered by an earlier key's message) and the emptied profiles.
+ */
+function misplacedProfileKeys(data: Record<string, unknown>): { keys: Map<string, string | null>; emptied: Set<string> } {
+  const keys = new Map<string, string | null>();
+  const emptied = new Set<string>();
+  const profiles = data.profiles;
+  if (!isPlainObject(profiles)) return { keys, emptied };
+  let owner: string | undefined;
+  let said = false;
+  for (const [key, value] of Object.entries(profiles)) {
+    const isSetting = (PROFILE_KEYS as readonly string[]).includes(key) && !isPlainObject(value);
+    if (!isSetting) {
+      owner = value === null || value === undefined ? key : undefined;
+      said = false;
+      continue;
+    }
+    if (said) {
+      keys.set(key, null);
+      continue;
+    }
+    said = true;
+    if (owner !== undefined) {
+      emptied.add(owner);
+      keys.set(key, `"${key}:" is at the level of the profile names, so profile "${owner}" above it is empty — indent "${key}:" and the lines after it that belong to "${owner}" two spaces further than "${owner}:"`);
+    } else {
+      keys.set(key, `"${key}:" is at the level of the profile names — indent it two spaces further, under the name of the profile it belongs to`);
+    }
+  }
+  return { keys, emptied };
 }
 
 /** Parse and validate the text of a config file (offline, synchronous: no adapter is loaded). */
 export function parseConfigText(text: string, file: string): RawConfig {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => ({ path: '', line: e.linePos?.[0]?.line, message: `YAML: ${yamlMessage(e.message)}` })),
-    );
-  }
-  const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new ConfigError(file, [{ path: '', message: 'the config must be a YAML mapping with a profiles: key' }]);
-  }
-  const result = buildConfigSchema().safeParse(data);
-  if (!result.success) {
-    throw new ConfigError(file, result.error.issues.map((issue) => toProblem(issue, doc, lineCounter, data)));
-  }
-  return result.data;
+  const { raw, problems } = checkSchema(parseYaml(text, file));
+  if (!raw) throw new ConfigError(file, problems);
+  return raw;
+}
+
+/** The same for the managed config. */
+export function parseManagedConfigText(text: string, file: string): RawManagedConfig {
+  const { raw, problems } = checkManagedSchema(parseYaml(text, file));
+  if (!raw) throw new ConfigError(file, problems);
+  return raw;
+}
+
+type LineOf = (yamlPath: string[]) => number | undefined;
+
+interface CheckedSource {
+  scheme: string;
+  output: OutputFormat;
+  settings: Record<string, unknown> | undefined;
+  overrides: Record<string, unknown> | undefined;
 }
 
 /**
- * Apply defaults and validate every source URI with its adapter (offline). `adapterFor` hands out
- * adapter instances; the daemon passes its pool, `config check` a throwaway one.
+ * Check every profile's source URI with its adapter (offline), on the data as written: a profile
+ * whose ttl is wrong still gets its source checked, so one run reports every problem.
  */
-export async function resolveProfiles(
-  raw: RawConfig,
-  file: string,
+async function checkSources(
+  data: Record<string, unknown>,
   getAdapter: (scheme: string, settings: Record<string, unknown> | undefined) => Promise<Adapter>,
-  lineOf?: (yamlPath: string[]) => number | undefined,
-): Promise<LoadedConfig> {
+  lineOf: LineOf,
+): Promise<{ sources: Map<string, CheckedSource>; problems: ConfigProblem[] }> {
   const problems: ConfigProblem[] = [];
-  const profiles = new Map<string, ResolvedProfile>();
-  const d = raw.defaults ?? {};
-  for (const [name, p] of Object.entries(raw.profiles)) {
-    const problemAt = (key: string, message: string): void => {
+  const sources = new Map<string, CheckedSource>();
+  const profiles = isPlainObject(data.profiles) ? data.profiles : {};
+  for (const [name, p] of Object.entries(profiles)) {
+    if (!isPlainObject(p) || typeof p.source !== 'string' || p.source === '') continue; // the schema says why
+    const source = p.source;
+    const problemAt = (key: string, message: string, extra: Partial<ConfigProblem> = {}): void => {
       const yamlPath = ['profiles', name, key];
-      problems.push({ path: yamlPath.join('.'), line: lineOf?.(yamlPath), message });
+      problems.push({ path: yamlPath.join('.'), line: lineOf(yamlPath), message, kind: 'source', ...extra });
     };
-    const parsed = parseSourceUri(p.source);
+    const parsed = parseSourceUri(source);
     if (!parsed.ok) {
-      problemAt('source', parsed.reason);
+      problemAt('source', parsed.reason, parsed.suggestion ? { suggestion: parsed.suggestion } : {});
       continue;
     }
     const entry = adapterFor(parsed.scheme)!;
-    const rawRecord = raw as Record<string, unknown>;
-    const profileRecord = p as Record<string, unknown>;
-    const settings = entry.configKey ? (rawRecord[entry.configKey] as Record<string, unknown> | undefined) : undefined;
-    const overrides = entry.configKey ? (profileRecord[entry.configKey] as Record<string, unknown> | undefined) : undefined;
-    for (const key of Object.keys(profileRecord)) {
-      if (!(PROFILE_KEYS as readonly string[]).includes(key) && key !== entry.configKey) {
+    const block = (holder: Record<string, unknown>): Record<string, unknown> | undefined => {
+      const value = entry.configKey ? holder[entry.configKey] : undefined;
+      return isPlainObject(value) ? value : undefined;
+    };
+    const settings = block(data);
+    const overrides = block(p);
+    let fits = true;
+    for (const key of Object.keys(p)) {
+      if (adapterConfigKeys().includes(key) && key !== entry.configKey) {
         problemAt(key, `a ${key}: block does not apply to a ${parsed.scheme}: source`);
+        fits = false;
       }
+    }
+    // An output: that is not text or json is the schema's to report.
+    const output: OutputFormat = p.output === 'json' ? 'json' : 'text';
+    if (output === 'json' && !entry.jsonOutput) {
+      const kinds = Object.values(ADAPTERS).filter((a) => a.jsonOutput).map((a) => `${a.scheme}:`).join(', ');
+      problemAt('output', `output: json applies only to ${kinds} sources (this one is ${parsed.scheme}:); remove it`);
+      continue;
     }
     try {
       const adapter = await getAdapter(parsed.scheme, settings);
-      await adapter.parse(p.source, { overrides, profile: name });
+      await adapter.parse(source, { overrides, profile: name, output });
     } catch (err) {
       problemAt('source', err instanceof BrokerError ? err.message : `the ${parsed.scheme} adapter could not check this source`);
       continue;
     }
-    const ttlMs = p.ttl ?? d.ttl ?? DEFAULTS.ttlMs;
-    const timeoutMs = p.timeout ?? d.timeout ?? DEFAULTS.timeoutMs;
+    if (fits) sources.set(name, { scheme: parsed.scheme, settings, overrides, output });
+  }
+  return { sources, problems };
+}
+
+/** Claude Code shows "apiKeyHelper is taking a while" once a helper has run this long. */
+export const CLAUDE_SLOW_HELPER_NOTICE_MS = 10_000;
+
+function resolveProfiles(raw: RawConfig, sources: Map<string, CheckedSource>): Map<string, ResolvedProfile> {
+  const profiles = new Map<string, ResolvedProfile>();
+  const d = raw.defaults ?? {};
+  for (const [name, p] of Object.entries(raw.profiles)) {
+    const checked = sources.get(name)!;
     const resolved = {
       name,
       source: p.source,
-      scheme: parsed.scheme,
-      ttlMs,
+      scheme: checked.scheme,
+      ttlMs: p.ttl ?? d.ttl ?? DEFAULTS.ttlMs,
       maxStaleMs: p.maxStale ?? d.maxStale ?? DEFAULTS.maxStaleMs,
-      timeoutMs,
+      timeoutMs: p.timeout ?? d.timeout ?? DEFAULTS.timeoutMs,
       repeatDetection: p.repeatDetection ?? d.repeatDetection ?? DEFAULTS.repeatDetection,
-      settings,
-      overrides,
+      multiline: p.multiline ?? false,
+      output: checked.output,
+      settings: checked.settings,
+      overrides: checked.overrides,
     };
     profiles.set(name, { ...resolved, fingerprint: JSON.stringify(resolved) });
   }
-  if (problems.length > 0) throw new ConfigError(file, problems);
-  return { file, profiles };
+  return profiles;
 }
 
-/** Read, parse and resolve a config file in one go. */
+/** Things that work but will surprise: a timeout long enough for Claude Code's slow-helper notice. */
+function configWarnings(raw: RawConfig, file: string, profiles: Map<string, ResolvedProfile>, lineOf: LineOf): ConfigWarning[] {
+  const warnings: ConfigWarning[] = [];
+  const notice = `Claude Code shows "apiKeyHelper is taking a while" after ${formatDuration(CLAUDE_SLOW_HELPER_NOTICE_MS)}, so a first fetch that takes this long shows it (fine for a 1Password approval; otherwise lower it)`;
+  const inherited: string[] = [];
+  for (const p of profiles.values()) {
+    if (p.timeoutMs < CLAUDE_SLOW_HELPER_NOTICE_MS) continue;
+    if (raw.profiles[p.name]?.timeout !== undefined) {
+      const at = ['profiles', p.name, 'timeout'];
+      warnings.push({ file, path: at.join('.'), line: lineOf(at), message: `${formatDuration(p.timeoutMs)}: ${notice}`, kind: 'slow-timeout' });
+    } else {
+      inherited.push(p.name);
+    }
+  }
+  if (inherited.length > 0) {
+    const at = ['defaults', 'timeout'];
+    warnings.push({ file, path: at.join('.'), line: lineOf(at), message: `${formatDuration(raw.defaults!.timeout!)} (profiles ${inherited.join(', ')}): ${notice}`, kind: 'slow-timeout' });
+  }
+  return warnings;
+}
+
+interface CheckedConfig {
+  profiles: Map<string, ResolvedProfile>;
+  directories: DirectoryRule[];
+  audit: boolean;
+  warnings: ConfigWarning[];
+}
+
+/**
+ * Check one file's sources and directories on its data (as written, or as merged with the managed
+ * config), add them to the schema's problems and throw them all at once in file order; else
+ * resolve its profiles. `otherProfiles`: profiles defined elsewhere (the managed config's) that
+ * `directories:` may name too.
+ */
+async function checkConfig(
+  file: string,
+  data: Record<string, unknown>,
+  schema: { raw: RawConfig | undefined; problems: ConfigProblem[] },
+  getAdapter: (scheme: string, settings: Record<string, unknown> | undefined) => Promise<Adapter>,
+  lineOf: LineOf,
+  home: string,
+  otherProfiles: Iterable<string> = [],
+): Promise<CheckedConfig> {
+  const checked = await checkSources(data, getAdapter, lineOf);
+  const problems = [...schema.problems, ...checked.problems];
+  // Checked against every profile written, valid or not: a profile with a broken source is
+  // reported above, and should not also make its directories look wrong. A directories: block
+  // of the wrong shape is the schema's to report.
+  const written = new Set([...(isPlainObject(data.profiles) ? Object.keys(data.profiles) : []), ...otherProfiles]);
+  const directories = isStringRecord(data.directories) ? await resolveDirectoryRules(data.directories, home, written) : { rules: [], problems: [] };
+  for (const d of directories.problems) {
+    const yamlPath = ['directories', d.dir];
+    problems.push({ path: yamlPath.join('.'), line: lineOf(yamlPath), message: d.message, kind: 'value' });
+  }
+  if (problems.length > 0 || !schema.raw) {
+    throw new ConfigError(file, problems.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity)));
+  }
+  const profiles = resolveProfiles(schema.raw, checked.sources);
+  return { profiles, directories: directories.rules, audit: schema.raw.audit ?? true, warnings: configWarnings(schema.raw, file, profiles, lineOf) };
+}
+
+export interface LoadOptions {
+  /** The managed config's location (resolveManagedConfigPath), read before the user's. */
+  managed?: ManagedLocation | undefined;
+}
+
+interface ParsedFile {
+  parsed: ParsedText;
+  lineOf: LineOf;
+}
+
+function parseFile(text: string, file: string): ParsedFile {
+  const parsed = parseYaml(text, file);
+  return { parsed, lineOf: (p) => lineOfPath(parsed.doc, parsed.lineCounter, p) };
+}
+
+/**
+ * Read, parse and validate a config file in one go, with the managed config when there is one,
+ * and check every source URI with its adapter (offline). `getAdapter` hands out adapter
+ * instances; the daemon passes its pool, `config check` a throwaway one. Every problem of a file
+ * is reported at once, in file order.
+ */
 export async function loadConfig(
   file: string,
   getAdapter: (scheme: string, settings: Record<string, unknown> | undefined) => Promise<Adapter>,
+  home: string = os.homedir(),
+  options: LoadOptions = {},
 ): Promise<LoadedConfig> {
-  const text = await readConfigFile(file);
-  const raw = parseConfigText(text, file);
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter });
-  return resolveProfiles(raw, file, getAdapter, (p) => lineOfPath(doc, lineCounter, p));
+  const managed = options.managed ? await readManaged(options.managed.path) : undefined;
+  let text: string | undefined;
+  try {
+    text = await readConfigFile(file);
+  } catch (err) {
+    // With an organisation's profiles in place, a user needs no config of their own.
+    if (!(managed?.raw && err instanceof ConfigError && err.missing)) throw err;
+  }
+  const user = text === undefined ? undefined : parseFile(text, file);
+  const userSchema = user ? checkSchema(user.parsed) : undefined;
+  if (!managed?.raw) {
+    if (!user || !userSchema) throw new ConfigError(file, [{ path: '', message: 'no config file here', kind: 'file' }], { missing: true });
+    const loaded = await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home);
+    return { file, ...loaded, ...(managed ? { managed: managed.state } : {}) };
+  }
+  const managedProfiles = Object.keys(managed.raw.profiles);
+  if (user && userSchema && !userSchema.raw) {
+    // Not merged: the user's config as written, so one run still reports every problem in it.
+    await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home, managedProfiles);
+  }
+  const merged = mergeManagedConfig({ managed: managed.raw, managedFile: managed.state.file, user: userSchema?.raw, userFile: file, userLineOf: user?.lineOf });
+  // The directory map is merged into the user's part (managed entries as its base), where it may
+  // name managed profiles as well as the user's own; the managed part resolves profiles only.
+  const managedPart: RawConfig = { ...merged.managed, directories: undefined };
+  const fromManaged = await checkConfig(managed.state.file, managedPart as Record<string, unknown>, { raw: managedPart, problems: [] }, getAdapter, managed.lineOf ?? (() => undefined), home);
+  const fromUser = await checkConfig(file, merged.user as Record<string, unknown>, { raw: merged.user, problems: [] }, getAdapter, user?.lineOf ?? (() => undefined), home, fromManaged.profiles.keys());
+  const profiles = new Map<string, ResolvedProfile>();
+  for (const p of fromManaged.profiles.values()) {
+    profiles.set(p.name, { ...p, managedBy: managed.state.file, fingerprint: `${p.fingerprint}|managed:${managed.state.file}` });
+  }
+  for (const p of fromUser.profiles.values()) profiles.set(p.name, p);
+  return {
+    file,
+    profiles,
+    directories: fromUser.directories,
+    audit: fromUser.audit,
+    managed: managed.state,
+    warnings: [...fromManaged.warnings, ...merged.warnings, ...fromUser.warnings],
+  };
 }
 
-function yamlMessage(message: string): string {
+/**
+ * The managed layer: untrusted or unreadable means ignored, with the reason kept for status and
+ * doctor; a trusted file with mistakes in it fails the load like the user's own config would (a
+ * reload keeps the previous config), rather than silently dropping the organisation's policy.
+ */
+async function readManaged(file: string): Promise<{ raw?: RawManagedConfig; lineOf?: LineOf; state: ManagedState } | undefined> {
+  let text: string | undefined;
+  try {
+    text = await readManagedConfigFile(file);
+  } catch (err) {
+    return { state: { file, error: err instanceof BrokerError ? err.message : `managed config ${file} cannot be read, so it is ignored`, profiles: [], locked: [] } };
+  }
+  if (text === undefined) return undefined;
+  const { parsed, lineOf } = parseFile(text, file);
+  const { raw, problems } = checkManagedSchema(parsed);
+  if (!raw) throw new ConfigError(file, problems);
+  return { raw, lineOf, state: { file, profiles: Object.keys(raw.profiles), locked: raw.locked ?? [] } };
+}
+
+function isStringRecord(value: unknown): value is Record<string, string> {
+  return isPlainObject(value) && Object.values(value).every((v) => typeof v === 'string');
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function yamlMessage(message: string, line: number | undefined): string {
   const first = message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
   // The usual cause: an unquoted value containing ": ", such as a command with a message in it.
-  return first.includes('Nested mappings are not allowed in compact mappings') ? `${first} (quote a value that contains ": ")` : first;
+  if (first.includes('Nested mappings are not allowed in compact mappings')) return `${first} (quote a value that contains ": ")`;
+  if (first.includes('must start at the same column') || first.includes('Bad indentation')) {
+    return `${first}: ${line ? `line ${line}` : 'a line'} is indented differently from the keys beside it — indent each key like the others at its level (spaces, not tabs)`;
+  }
+  return first;
 }
 
 /** The line of the deepest key on `yamlPath` that exists in the document (keys, not values). */
@@ -227,12 +519,13 @@ function lineOfPath(doc: Document, lineCounter: LineCounter, yamlPath: ReadonlyA
   return line;
 }
 
-function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCounter, data: object): ConfigProblem {
+function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCounter, data: object, managed = false): ConfigProblem {
   const issuePath = issue.path.map((k) => (typeof k === 'symbol' ? String(k) : k));
   let message = issue.message;
   let at = issuePath;
+  let suggestion: string | undefined;
   if (issue.code === 'unrecognized_keys') {
-    const known = knownKeysAt(issuePath);
+    const known = knownKeysAt(issuePath, managed);
     message = issue.keys
       .map((k) => {
         const guess = closest(k, known);
@@ -240,7 +533,13 @@ function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCoun
       })
       .join('; ');
     if (known.length > 0) message += ` — known keys: ${known.join(', ')}`;
-    if (issue.keys.length === 1) at = [...issuePath, issue.keys[0]!];
+    if (issue.keys.length === 1) {
+      at = [...issuePath, issue.keys[0]!];
+      suggestion = closest(issue.keys[0]!, known);
+    }
+    const problem: ConfigProblem = { path: at.join('.'), line: lineOfPath(doc, lineCounter, at), message, kind: 'unknown-key' };
+    if (suggestion) problem.suggestion = suggestion;
+    return problem;
   } else if (issue.code === 'invalid_key') {
     message = `"${String(issuePath.at(-1))}" is not a valid profile name: use letters, digits, ".", "_" and "-"`;
   } else if (issue.code === 'invalid_type' && valueAt(data, issuePath) === undefined) {
@@ -248,7 +547,7 @@ function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCoun
   } else {
     message = message.replace(/^Invalid input: /, '');
   }
-  return { path: at.join('.'), line: lineOfPath(doc, lineCounter, at), message };
+  return { path: at.join('.'), line: lineOfPath(doc, lineCounter, at), message, kind: 'value' };
 }
 
 function valueAt(data: object, p: ReadonlyArray<PropertyKey>): unknown {
@@ -260,38 +559,10 @@ function valueAt(data: object, p: ReadonlyArray<PropertyKey>): unknown {
   return cur;
 }
 
-function knownKeysAt(p: ReadonlyArray<PropertyKey>): string[] {
+function knownKeysAt(p: ReadonlyArray<PropertyKey>, managed: boolean): string[] {
   const blocks = adapterConfigKeys();
-  if (p.length === 0) return ['defaults', 'profiles', ...blocks];
-  if (p.length === 1 && p[0] === 'defaults') return ['ttl', 'maxStale', 'timeout', 'repeatDetection'];
+  if (p.length === 0) return ['defaults', 'profiles', 'directories', 'audit', ...(managed ? ['locked'] : []), ...blocks];
+  if (p.length === 1 && p[0] === 'defaults') return [...DEFAULT_KEYS];
   if (p.length === 2 && p[0] === 'profiles') return [...PROFILE_KEYS, ...blocks];
   return [];
-}
-
-/** The known key a typo most likely meant (edit distance ≤ 2, ignoring case). */
-export function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }

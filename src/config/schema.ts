@@ -1,7 +1,8 @@
 // The config file's shape, validated with zod. Problems are reported with their YAML path.
 import { z } from 'zod';
 import { adapterConfigKeys } from '../../adapters/registry.js';
-import { parseDuration } from './duration.js';
+import { MAX_PROFILE_TIMEOUT_MS } from '../protocol/messages.js';
+import { formatDuration, parseDuration } from './duration.js';
 
 export const REPEAT_DETECTION = ['claude-code', 'always', 'off'] as const;
 export type RepeatDetection = (typeof REPEAT_DETECTION)[number];
@@ -13,9 +14,17 @@ export const DEFAULTS = {
   repeatDetection: 'claude-code' as RepeatDetection,
 };
 
+/**
+ * Refresh-ahead fires at this fraction of a profile's TTL (± the cache's jitter). Here, with the
+ * defaults, because doctor sizes read budgets with it and may not reach into the cache.
+ */
+export const REFRESH_AT = 0.75;
+
+export const OUTPUT_FORMATS = ['text', 'json'] as const;
+
 export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-function duration(min: number, minText: string) {
+function duration(min: number, minText: string, max?: number) {
   return z.unknown().transform((value, ctx) => {
     const parsed = parseDuration(value);
     if (!parsed.ok) {
@@ -26,15 +35,20 @@ function duration(min: number, minText: string) {
       ctx.addIssue({ code: 'custom', message: `must be at least ${minText}` });
       return z.NEVER;
     }
+    if (max !== undefined && parsed.ms > max) {
+      ctx.addIssue({ code: 'custom', message: `must be at most ${formatDuration(max)} (clients wait that long for the daemon's answer)` });
+      return z.NEVER;
+    }
     return parsed.ms;
   });
 }
 
 const ttl = () => duration(1000, '1s');
 const maxStale = () => duration(0, '0s');
-const timeout = () => duration(100, '100ms');
+const timeout = () => duration(100, '100ms', MAX_PROFILE_TIMEOUT_MS);
 const repeatDetection = () =>
   z.enum(REPEAT_DETECTION, { error: () => `must be one of: ${REPEAT_DETECTION.join(', ')}` });
+const output = () => z.enum(OUTPUT_FORMATS, { error: () => `must be one of: ${OUTPUT_FORMATS.join(', ')}` });
 const settingsBlock = () =>
   z.record(z.string(), z.unknown(), { error: () => 'must be a mapping of settings' });
 
@@ -42,7 +56,7 @@ function adapterBlocks() {
   return Object.fromEntries(adapterConfigKeys().map((key) => [key, settingsBlock().optional()]));
 }
 
-export const PROFILE_KEYS = ['source', 'ttl', 'maxStale', 'timeout', 'repeatDetection'] as const;
+export const PROFILE_KEYS = ['source', 'ttl', 'maxStale', 'timeout', 'repeatDetection', 'output', 'multiline'] as const;
 
 export function buildConfigSchema() {
   const profile = z.strictObject({
@@ -51,6 +65,8 @@ export function buildConfigSchema() {
     maxStale: maxStale().optional(),
     timeout: timeout().optional(),
     repeatDetection: repeatDetection().optional(),
+    output: output().optional(),
+    multiline: z.boolean({ error: () => 'must be true or false' }).optional(),
     ...adapterBlocks(),
   });
   const defaults = z.strictObject({
@@ -61,6 +77,12 @@ export function buildConfigSchema() {
   });
   return z.strictObject({
     defaults: defaults.optional(),
+    directories: z
+      .record(z.string().min(1, 'a directory must not be empty'), z.string({ error: () => 'must be a profile name' }), {
+        error: () => 'must be a mapping of directories to profile names, e.g. ~/code/acme: work',
+      })
+      .optional(),
+    audit: z.boolean({ error: () => 'must be true or false' }).optional(),
     profiles: z.record(
       z.string().regex(PROFILE_NAME, 'profile names use letters, digits, ".", "_" and "-" (at most 64)'),
       profile,
@@ -70,5 +92,19 @@ export function buildConfigSchema() {
   });
 }
 
+/**
+ * The managed (organisation) config: the user config's keys, profiles optional, plus `locked:`,
+ * the keys users may not change (checked against the known keys when the config is merged).
+ */
+export function buildManagedConfigSchema() {
+  const base = buildConfigSchema();
+  return base.extend({
+    profiles: base.shape.profiles.default({}),
+    locked: z.array(z.string({ error: () => 'each entry is a key such as defaults.maxStale' }), { error: () => 'must be a list of keys, e.g. [defaults.maxStale]' }).optional(),
+  });
+}
+
 export type RawConfig = z.output<ReturnType<typeof buildConfigSchema>>;
-export type RawProfile = RawConfig['profiles'][string];
+export type RawManagedConfig = z.output<ReturnType<typeof buildManagedConfigSchema>>;
+/** Keys of `defaults:`, each lockable as defaults.<key>. */
+export const DEFAULT_KEYS = ['ttl', 'maxStale', 'timeout', 'repeatDetection'] as const;

@@ -2,7 +2,7 @@
 // rest of the daemon sees only well-formed requests.
 import { z } from 'zod';
 import { BrokerError } from '../errors.js';
-import { OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
+import { INVOCATIONS, MAX_CWD_BYTES, OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
 
 const profileName = z.string().min(1).max(64);
 
@@ -11,12 +11,20 @@ const consumer = z.strictObject({
   start: z.string().max(64).optional(),
   name: z.string().max(256).optional(),
   claudeCode: z.boolean(),
+  invocation: z.enum(INVOCATIONS).optional(),
   helperTtlMs: z.number().int().min(0).max(2_147_483_647).optional(),
 });
 
+// Absolute and bounded: it is matched against the directories: map and written to the audit trail.
+const cwd = z
+  .string()
+  .max(MAX_CWD_BYTES)
+  .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute path');
+
 const requestSchema = z.discriminatedUnion('op', [
-  z.strictObject({ v: z.literal(1), op: z.literal('get'), profile: profileName, refresh: z.boolean().optional(), consumer: consumer.optional() }),
+  z.strictObject({ v: z.literal(1), op: z.literal('get'), profile: profileName.optional(), cwd: cwd.optional(), refresh: z.boolean().optional(), consumer: consumer.optional() }),
   z.strictObject({ v: z.literal(1), op: z.literal('refresh'), profile: profileName.optional(), all: z.boolean().optional() }),
+  z.strictObject({ v: z.literal(1), op: z.literal('forget'), profile: profileName.optional(), all: z.boolean().optional() }),
   z.strictObject({ v: z.literal(1), op: z.literal('status') }),
   z.strictObject({ v: z.literal(1), op: z.literal('ping') }),
 ]);

@@ -1,9 +1,10 @@
 // The socket server: one request per connection, one JSON line each way. A client can send
 // anything; the daemon answers with an error or closes the connection, and keeps serving others.
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from '../adapter.js';
-import { BrokerError, describeUnknownError } from '../errors.js';
+import { BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { MAX_REQUEST_BYTES, type Request } from '../protocol/messages.js';
 import { encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
 import { decodeRequest } from './request.js';
@@ -20,6 +21,48 @@ export interface ServerOptions {
    * dropped, so idle connections can never starve a client with a real request.
    */
   maxPendingConnections?: number;
+  /** Repeated warnings (connections dropped, accept failures) are logged at most once per this long. */
+  warnEveryMs?: number;
+}
+
+/**
+ * A warning that may fire thousands of times a second under a connection flood: the first is
+ * logged at once, the rest are counted and logged as one line per interval, so a flood costs a
+ * few log lines rather than megabytes.
+ */
+class RateLimitedWarning {
+  #count = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly message: string,
+    private readonly everyMs: number,
+  ) {}
+
+  hit(fields: Record<string, unknown> = {}): void {
+    if (this.#timer) {
+      this.#count++;
+      return;
+    }
+    this.log.warn({ ...fields, count: 1 }, this.message);
+    this.#timer = setTimeout(() => this.#flush(fields), this.everyMs);
+    this.#timer.unref();
+  }
+
+  #flush(fields: Record<string, unknown>): void {
+    this.#timer = undefined;
+    if (this.#count === 0) return;
+    const count = this.#count;
+    this.#count = 0;
+    this.log.warn({ ...fields, count, perMs: this.everyMs }, this.message);
+    this.#timer = setTimeout(() => this.#flush(fields), this.everyMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
 }
 
 export class BrokerServer {
@@ -35,6 +78,8 @@ export class BrokerServer {
   #socketPath: string | undefined;
   #socketIno: number | undefined;
   #closing = false;
+  readonly #dropWarning: RateLimitedWarning;
+  readonly #acceptWarning: RateLimitedWarning;
 
   constructor(options: ServerOptions) {
     this.#log = options.log;
@@ -42,34 +87,51 @@ export class BrokerServer {
     this.#maxRequestBytes = options.maxRequestBytes ?? MAX_REQUEST_BYTES;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5_000;
     this.#maxPending = options.maxPendingConnections ?? 256;
+    const warnEveryMs = options.warnEveryMs ?? 10_000;
+    this.#dropWarning = new RateLimitedWarning(this.#log, 'too many connections waiting for a request: dropped the oldest', warnEveryMs);
+    this.#acceptWarning = new RateLimitedWarning(this.#log, 'socket server error', warnEveryMs);
     this.#server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
     // Accept errors (EMFILE under a connection flood) must not take the daemon down.
-    this.#server.on('error', (err) => this.#log.error({ err }, 'socket server error'));
+    this.#server.on('error', (err) => {
+      const known = resourceError(err);
+      this.#acceptWarning.hit(known ? { code: known.code, reason: known.message } : { err: describeUnknownError(err) });
+    });
   }
 
-  /** Listen on a path: private, 0600, never stealing a live daemon's socket. */
-  async listen(socketPath: string): Promise<void> {
-    await listenExclusive(this.#server, socketPath);
-    try {
-      await fs.chmod(socketPath, 0o600);
-      this.#socketIno = (await fs.stat(socketPath)).ino;
+  /**
+   * Listen on a path: private, 0600, never stealing a live daemon's socket. `announce` runs as
+   * soon as the socket listens, before any connection can be served (same tick, synchronously):
+   * whoever sees the daemon answer can already read its "listening" log line, and the socket
+   * cannot be removed between bind and our record of it.
+   */
+  async listen(socketPath: string, announce: () => void = () => {}): Promise<void> {
+    await listenExclusive(this.#server, socketPath, () => {
+      fsSync.chmodSync(socketPath, 0o600);
+      this.#socketIno = fsSync.statSync(socketPath).ino;
       this.#socketPath = socketPath;
-    } catch (err) {
-      // A client may connect, and a signal stop us, between bind and here; closing the server
-      // unlinks the socket, so there is nothing left to fix up.
-      if (!this.#closing) throw err;
-    }
+      announce();
+    });
   }
 
   /** Serve a listening socket inherited from a service manager (systemd socket activation). */
-  listenFd(fd: number): Promise<void> {
+  listenFd(fd: number, announce: () => void = () => {}): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen({ fd }, () => {
         this.#server.off('error', reject);
+        announce();
         resolve();
       });
     });
+  }
+
+  /** Whether the socket file we bound is still there and still ours, as a message when it is not. */
+  async socketFileProblem(): Promise<string | undefined> {
+    if (!this.#socketPath || this.#closing) return undefined;
+    const st = await fs.lstat(this.#socketPath).catch(() => undefined);
+    if (!st) return `socket ${this.#socketPath} was removed`;
+    if (!st.isSocket() || st.ino !== this.#socketIno) return `socket ${this.#socketPath} was replaced`;
+    return undefined;
   }
 
   get connections(): number {
@@ -80,6 +142,8 @@ export class BrokerServer {
   async close(graceMs = 5_000): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
+    this.#dropWarning.stop();
+    this.#acceptWarning.stop();
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const socket of this.#pending) socket.destroy();
     this.#pending.clear();
@@ -106,7 +170,7 @@ export class BrokerServer {
       if (oldest) {
         this.#pending.delete(oldest);
         oldest.destroy();
-        this.#log.warn({ pending: this.#pending.size }, 'too many connections waiting for a request: dropped the oldest');
+        this.#dropWarning.hit({ maxPending: this.#maxPending });
       }
     }
     this.#pending.add(socket);

@@ -5,33 +5,27 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { BrokerError } from '../errors.js';
+import { describeProblem, privateDirProblem } from '../protocol/socket-check.js';
 import { MAX_SOCKET_PATH_BYTES } from '../protocol/socket-path.js';
 
 /** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
-export async function ensurePrivateDir(dir: string): Promise<void> {
+/** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
+export async function ensurePrivateDir(dir: string, label = 'socket directory'): Promise<void> {
   await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
   try {
     await fs.mkdir(dir, { mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new BrokerError('UNSAFE_PATH', `cannot create socket directory ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new BrokerError('UNSAFE_PATH', `cannot create ${label} ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
-  await checkPrivateDir(dir);
+  await checkPrivateDir(dir, label);
 }
 
-export async function checkPrivateDir(dir: string): Promise<void> {
-  const st = await fs.lstat(dir);
-  if (st.isSymbolicLink()) throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is a symbolic link; use a real directory (mode 0700)`);
-  if (!st.isDirectory()) throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is not a directory`);
-  const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) {
-    throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is owned by uid ${st.uid}, not by you (uid ${uid}); use --socket with a path in a directory of your own`);
-  }
-  if ((st.mode & 0o077) !== 0) {
-    const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-    throw new BrokerError('UNSAFE_PATH', `socket directory ${dir} is accessible by group or others (mode ${mode}); run: chmod 700 ${dir}`);
-  }
+/** lstat, not stat: a symbolic link is refused rather than followed (the O_NOFOLLOW of directories). */
+export async function checkPrivateDir(dir: string, label = 'socket directory'): Promise<void> {
+  const problem = privateDirProblem(dir, await fs.lstat(dir), undefined, label);
+  if (problem) throw new BrokerError('UNSAFE_PATH', describeProblem(problem));
 }
 
 export function checkSocketPathLength(socketPath: string): void {
@@ -52,7 +46,9 @@ export function probeLive(socketPath: string, timeoutMs = 1000): Promise<boolean
     // A listener that accepts but hangs is still a live daemon: never steal its socket.
     const timer = setTimeout(() => done(true), timeoutMs);
     socket.on('connect', () => done(true));
-    socket.on('error', () => done(false));
+    // Only "nobody listens" (ECONNREFUSED) and "nothing there" (ENOENT) mean stale. A full backlog
+    // (EAGAIN) is a busy live daemon, and anything else we cannot judge: leave the socket alone.
+    socket.on('error', (err: NodeJS.ErrnoException) => done(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'));
   });
 }
 
@@ -61,7 +57,7 @@ export function probeLive(socketPath: string, timeoutMs = 1000): Promise<boolean
  * taken under a lock (an exclusive mkdir) held until we listen, so two daemons starting together
  * cannot both unlink and bind.
  */
-export async function listenExclusive(server: net.Server, socketPath: string): Promise<void> {
+export async function listenExclusive(server: net.Server, socketPath: string, onListening: () => void = () => {}): Promise<void> {
   const lock = `${socketPath}.lock`;
   const deadline = Date.now() + 5000;
   for (;;) {
@@ -74,7 +70,7 @@ export async function listenExclusive(server: net.Server, socketPath: string): P
       throw new BrokerError('ALREADY_RUNNING', `a keybroker daemon is already listening on ${socketPath}`);
     }
     await fs.rm(socketPath, { force: true });
-    await listenOn(server, socketPath);
+    await listenOn(server, socketPath, onListening);
   } finally {
     await fs.rm(lock, { recursive: true, force: true });
   }
@@ -93,7 +89,7 @@ async function acquireLock(lock: string): Promise<boolean> {
   }
 }
 
-function listenOn(server: net.Server, socketPath: string): Promise<void> {
+function listenOn(server: net.Server, socketPath: string, hook: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       server.off('listening', onListening);
@@ -101,6 +97,13 @@ function listenOn(server: net.Server, socketPath: string): Promise<void> {
     };
     const onListening = (): void => {
       server.off('error', onError);
+      try {
+        hook();
+      } catch (err) {
+        server.close();
+        reject(new BrokerError('UNSAFE_PATH', `cannot set up ${socketPath} after binding it (${(err as NodeJS.ErrnoException).code ?? 'error'})`));
+        return;
+      }
       resolve();
     };
     server.once('error', onError);

@@ -6,11 +6,17 @@
 //   user     ~/.claude/settings.json ($CLAUDE_CONFIG_DIR/settings.json when that is set)
 //   project  <project>/.claude/settings.json        (shared, usually committed)
 //   local    <project>/.claude/settings.local.json  (yours, git-ignored)
-//   managed  /etc/claude-code/managed-settings.json on Linux,
-//            /Library/Application Support/ClaudeCode/managed-settings.json on macOS,
-//            plus managed-settings.d/*.json beside it, merged in name order
+//   managed  the first of these that exists (Claude Code does not merge them):
+//            1. server-managed settings, cached in ~/.claude/remote-managed-settings.json
+//            2. on macOS, MDM preferences: /Library/Managed Preferences/<user>/com.anthropic.claudecode.plist,
+//               then /Library/Managed Preferences/com.anthropic.claudecode.plist
+//            3. /etc/claude-code/managed-settings.json on Linux,
+//               /Library/Application Support/ClaudeCode/managed-settings.json on macOS,
+//               plus managed-settings.d/*.json beside it, merged in name order
 import fs from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
+import { FileCheckError, readCheckedFile } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
 
 export type SettingsScope = 'user' | 'project' | 'local' | 'managed';
@@ -23,12 +29,17 @@ export interface ClaudeContext {
   platform: NodeJS.Platform;
   /** Where managed settings live; defaults by platform (tests point it elsewhere). */
   managedDir?: string | undefined;
+  /** macOS MDM preferences directory (tests); default /Library/Managed Preferences. Not used elsewhere. */
+  managedPreferencesDir?: string | undefined;
 }
 
 export function claudeConfigDir(ctx: Pick<ClaudeContext, 'env' | 'home'>): string {
   const dir = ctx.env.CLAUDE_CONFIG_DIR;
   return dir && path.isAbsolute(dir) ? dir : path.join(ctx.home, '.claude');
 }
+
+/** Names another managed-settings directory, for tests and unusual layouts (setup claude --managed, doctor). */
+export const CLAUDE_MANAGED_DIR_ENV = 'KEYBROKER_CLAUDE_MANAGED_DIR';
 
 export function managedSettingsDir(ctx: Pick<ClaudeContext, 'platform' | 'managedDir'>): string | undefined {
   if (ctx.managedDir !== undefined) return ctx.managedDir;
@@ -50,6 +61,8 @@ export interface SettingsFile {
   data?: Record<string, unknown>;
   /** Why it could not be read or parsed: never quotes its contents. */
   error?: string;
+  /** A higher managed source Claude Code uses instead of this file (which it then ignores). */
+  shadowedBy?: string;
 }
 
 export const MAX_SETTINGS_BYTES = 4 * 1024 * 1024;
@@ -57,17 +70,23 @@ export const MAX_SETTINGS_BYTES = 4 * 1024 * 1024;
 export async function readSettingsFile(scope: SettingsScope, file: string): Promise<SettingsFile> {
   let text: string;
   try {
-    const st = await fs.stat(file);
-    if (!st.isFile()) return { scope, path: file, exists: true, error: 'not a regular file' };
-    if (st.size > MAX_SETTINGS_BYTES) return { scope, path: file, exists: true, error: `${st.size} bytes is too large for a settings file` };
-    text = await fs.readFile(file, 'utf8');
+    text = await readSettingsText(file);
   } catch (err) {
+    if (err instanceof FileCheckError) return { scope, path: file, exists: true, error: err.problem };
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return { scope, path: file, exists: false };
     return { scope, path: file, exists: true, error: `cannot read it (${code ?? 'error'})` };
   }
   const parsed = parseSettingsText(text);
   return 'error' in parsed ? { scope, path: file, exists: true, error: parsed.error } : { scope, path: file, exists: true, data: parsed.data };
+}
+
+/**
+ * A settings file's text. Claude Code reads these as they are, so no ownership rule; but a FIFO in
+ * its place must not hang doctor or setup. Throws FileCheckError, or the open error as it is.
+ */
+export async function readSettingsText(file: string): Promise<string> {
+  return (await readCheckedFile(file, { label: file, maxBytes: MAX_SETTINGS_BYTES, invalid: 'CONFIG_INVALID', trust: 'any' })).toString('utf8');
 }
 
 /** Parse settings JSON; an error says where, never what (the text may hold a key). */
@@ -96,13 +115,32 @@ export async function readAllSettings(ctx: ClaudeContext): Promise<SettingsFile[
   }
   const managed = managedSettingsDir(ctx);
   if (managed !== undefined) {
-    files.push(await readSettingsFile('managed', path.join(managed, 'managed-settings.json')));
+    const fileBased = [await readSettingsFile('managed', path.join(managed, 'managed-settings.json'))];
     const dropIns = await fs.readdir(path.join(managed, 'managed-settings.d')).catch(() => [] as string[]);
     for (const name of dropIns.filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort()) {
-      files.push(await readSettingsFile('managed', path.join(managed, 'managed-settings.d', name)));
+      fileBased.push(await readSettingsFile('managed', path.join(managed, 'managed-settings.d', name)));
     }
+    // Claude Code takes the first managed source present and ignores the rest; doctor cannot read
+    // the server's settings or an MDM plist, so it reports the file-based ones as shadowed.
+    const higher = await higherManagedSource(ctx);
+    files.push(...fileBased.map((f) => (higher && f.exists ? { scope: f.scope, path: f.path, exists: true, shadowedBy: higher } : f)));
   }
   return files;
+}
+
+/** A managed source Claude Code prefers to managed-settings.json, if one is present. */
+export async function higherManagedSource(ctx: ClaudeContext): Promise<string | undefined> {
+  const candidates = [path.join(claudeConfigDir(ctx), 'remote-managed-settings.json')];
+  const prefs = ctx.platform === 'darwin' ? (ctx.managedPreferencesDir ?? '/Library/Managed Preferences') : undefined;
+  if (prefs !== undefined) {
+    const user = ctx.env.USER ?? ctx.env.LOGNAME;
+    if (user) candidates.push(path.join(prefs, user, 'com.anthropic.claudecode.plist'));
+    candidates.push(path.join(prefs, 'com.anthropic.claudecode.plist'));
+  }
+  for (const c of candidates) {
+    if (await fs.access(c).then(() => true, () => false)) return c;
+  }
+  return undefined;
 }
 
 export interface WriteSettingsOptions {
@@ -110,6 +148,8 @@ export interface WriteSettingsOptions {
   now: Date;
   /** Mode for a file that does not exist yet. */
   newFileMode?: number;
+  /** Mode for directories created for it. */
+  newDirMode?: number;
 }
 
 export interface WriteSettingsResult {
@@ -140,9 +180,9 @@ export async function writeSettingsFile(file: string, data: Record<string, unkno
     const st = await fs.stat(target);
     mode = st.mode & 0o7777;
     created = false;
-    backup = await backupFile(target, mode, options.now);
+    backup = await backupFile(target, options.now);
   } else {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(dir, { recursive: true, mode: options.newDirMode ?? 0o700 });
   }
   const text = `${JSON.stringify(data, null, indentOf(original))}\n`;
   const tmp = path.join(dir, `.${path.basename(target)}.keybroker-${process.pid}-${Date.now()}.tmp`);
@@ -164,18 +204,36 @@ export async function writeSettingsFile(file: string, data: Record<string, unkno
   return { file: target, backup, created, mode };
 }
 
-/** `settings.json.keybroker-backup-20250101T120000Z`, never overwriting an earlier backup. */
-async function backupFile(file: string, mode: number, now: Date): Promise<string> {
+/**
+ * `settings.json.keybroker-backup-20250101T120000Z`, never overwriting an earlier backup. Always
+ * 0600, whatever the original's mode: the helper it replaces may have held a literal key (`echo
+ * sk-…`), and a backup is exactly where nobody looks before sharing a machine. Created 0600 before
+ * a byte is written, so there is no moment when it is readable by others.
+ */
+async function backupFile(file: string, now: Date): Promise<string> {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  for (let n = 0; n < 100; n++) {
-    const candidate = `${file}.keybroker-backup-${stamp}${n === 0 ? '' : `-${n}`}`;
-    try {
-      await fs.copyFile(file, candidate, fs.constants.COPYFILE_EXCL);
-      await fs.chmod(candidate, mode);
+  const bytes = await readCheckedFile(file, { label: file, maxBytes: MAX_SETTINGS_BYTES, invalid: 'CONFIG_INVALID', trust: 'any' });
+  try {
+    for (let n = 0; n < 100; n++) {
+      const candidate = `${file}.keybroker-backup-${stamp}${n === 0 ? '' : `-${n}`}`;
+      let handle: fs.FileHandle;
+      try {
+        handle = await fs.open(candidate, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw err;
+      }
+      try {
+        await handle.chmod(0o600);
+        await handle.writeFile(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       return candidate;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
+  } finally {
+    bytes.fill(0);
   }
   throw new BrokerError('INTERNAL', `too many backups of ${file} in one second`);
 }

@@ -2,11 +2,14 @@
 // otelHeadersHelper) at keybroker-shim in a settings file, keeping everything else in it, and set
 // CLAUDE_CODE_API_KEY_HELPER_TTL_MS to fit the profile's TTL. Idempotent: a second run with the
 // same answer changes nothing and writes no backup.
-import fs from 'node:fs/promises';
+import fsSync from 'node:fs';
 import { DEFAULTS } from '../config/schema.js';
+import { FileCheckError } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
-import { parseSettingsText, settingsPath, writeSettingsFile, type ClaudeContext, type SettingsScope } from './claude-settings.js';
-import { describeHelper, helperCommand, HELPER_SETTING, shellQuote, type HelperKind } from './helper-command.js';
+import { formatMode } from '../protocol/file-mode.js';
+import path from 'node:path';
+import { managedSettingsDir, parseSettingsText, readSettingsText, settingsPath, writeSettingsFile, type ClaudeContext, type SettingsScope } from './claude-settings.js';
+import { describeHelper, helperCommand, HELPER_FORMAT, HELPER_SETTING, parseKeybrokerHelper, shellQuote, type HelperKind } from './helper-command.js';
 
 export const HELPER_TTL_ENV = 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS';
 /** Claude Code's own default helper TTL. */
@@ -26,10 +29,13 @@ export function helperTtlFor(profileTtlMs: number): number {
 export interface SetupClaudeOptions extends ClaudeContext {
   /** Absolute path of keybroker-shim. */
   shim: string;
-  profile: string;
+  /** Undefined: no profile argument, the daemon picks one by Claude Code's working directory. */
+  profile: string | undefined;
   helper: HelperKind;
   /** Write the project's .claude/settings.json instead of the user's. */
   project: boolean;
+  /** Write Claude Code's managed settings (every user of the machine) instead of the user's. */
+  managed?: boolean;
   /** Replace a different helper that is already set. */
   force: boolean;
   dryRun: boolean;
@@ -46,7 +52,7 @@ export interface SetupChange {
 }
 
 export interface SetupClaudeResult {
-  scope: Exclude<SettingsScope, 'managed'>;
+  scope: SettingsScope;
   file: string;
   changes: SetupChange[];
   written: boolean;
@@ -59,12 +65,16 @@ export interface SetupClaudeResult {
 }
 
 export async function setupClaude(options: SetupClaudeOptions): Promise<SetupClaudeResult> {
-  const scope = options.project ? 'project' : 'user';
-  const file = settingsPath(options, scope);
+  if (options.managed && options.project) throw new BrokerError('USAGE', '--managed and --project name different files: pick one');
+  const scope: SettingsScope = options.managed ? 'managed' : options.project ? 'project' : 'user';
+  const managedDir = managedSettingsDir(options);
+  if (scope === 'managed' && managedDir === undefined) throw new BrokerError('USAGE', `Claude Code has no managed settings file on ${options.platform}`);
+  const file = scope === 'managed' ? path.join(managedDir!, 'managed-settings.json') : settingsPath(options, scope);
   let original: string | undefined;
   try {
-    original = await fs.readFile(file, 'utf8');
+    original = await readSettingsText(file);
   } catch (err) {
+    if (err instanceof FileCheckError) throw new BrokerError('CONFIG_INVALID', `${err.message}; fix it by hand first (keybroker writes only a regular settings file)`);
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT') throw new BrokerError('CONFIG_INVALID', `cannot read ${file} (${code ?? 'error'})`);
   }
@@ -79,7 +89,16 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
 
   const existing = data[key];
   if (existing !== command) {
-    if (existing !== undefined && !options.force) {
+    // keybroker's own shim is an update, not a conflict, when the user names the profile
+    // (--profile work after setup claude): the change line shows before and after. Without
+    // --profile, a helper that names one is kept unless forced: dropping it would silently hand
+    // the choice to directories:.
+    const ours = typeof existing === 'string' ? parseKeybrokerHelper(existing) : undefined;
+    const update = isSameKeybrokerHelper(existing, options) || (ours !== undefined && options.profile !== undefined);
+    if (existing !== undefined && !options.force && !update) {
+      if (ours) {
+        throw new BrokerError('USAGE', `${file} already runs keybroker-shim for profile "${ours.profile}" in ${key}; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`);
+      }
       const shown = typeof existing === 'string' ? describeHelper(existing) : `a ${typeof existing}`;
       throw new BrokerError('USAGE', `${file} already sets ${key} to another helper (${shown}); rerun with --force to replace it (a backup is written first)`);
     }
@@ -106,7 +125,19 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   // Spreading keeps every key where it was; new keys go at the end.
   const next: Record<string, unknown> = { ...data, [key]: command };
   if (env !== undefined) next.env = env;
-  const written = await writeSettingsFile(file, next, original, { now: options.now });
+  // Managed settings are read by every user's Claude Code: readable by all, in a directory
+  // anyone can enter, written by root.
+  const modes = scope === 'managed' ? { newFileMode: 0o644, newDirMode: 0o755 } : {};
+  let written;
+  try {
+    written = await writeSettingsFile(file, next, original, { now: options.now, ...modes });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new BrokerError('PERMISSION_DENIED', `cannot write ${file} (${code})${scope === 'managed' ? '; managed settings belong to root — run it with sudo' : ''}`);
+    }
+    throw err;
+  }
   result.written = true;
   result.created = written.created;
   result.backup = written.backup;
@@ -115,8 +146,24 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   return result;
 }
 
+/**
+ * An earlier keybroker helper that asks for the same thing is ours to rewrite without --force: the
+ * same profile (the shim moved), or `default` by name where the new one names none — what
+ * `setup claude` wrote before per-directory profiles, which would otherwise pin every project to
+ * `default`.
+ */
+function isSameKeybrokerHelper(existing: unknown, options: SetupClaudeOptions): boolean {
+  if (typeof existing !== 'string') return false;
+  const ours = parseKeybrokerHelper(existing);
+  if (!ours || ours.format !== HELPER_FORMAT[options.helper]) return false;
+  return ours.profile === options.profile || (options.profile === undefined && ours.profile === 'default');
+}
+
 function collectWarnings(options: SetupClaudeOptions, data: Record<string, unknown>): string[] {
   const warnings: string[] = [];
+  if (options.managed) {
+    warnings.push(...shimReachableByAll(options.shim));
+  }
   if (options.project) {
     warnings.push(
       'project settings: in interactive sessions Claude Code runs a helper from .claude/settings.json only after you accept the workspace trust dialog; ' +
@@ -137,4 +184,24 @@ function collectWarnings(options: SetupClaudeOptions, data: Record<string, unkno
     warnings.push('awsCredentialExport is used only with Bedrock: set CLAUDE_CODE_USE_BEDROCK=1 and AWS_REGION (in the env block or your shell)');
   }
   return warnings;
+}
+
+/**
+ * Managed settings run the helper as every user: the shim and node must be readable and
+ * reachable by others (not under a home directory with mode 0700, say).
+ */
+function shimReachableByAll(shim: string): string[] {
+  for (let p = shim; ; p = path.dirname(p)) {
+    let mode: number;
+    try {
+      mode = fsSync.statSync(p).mode;
+    } catch {
+      return [`${shim} does not exist: install keybroker where every user can run it (e.g. npm install -g as root)`];
+    }
+    const needed = p === shim ? 0o004 : 0o001;
+    if ((mode & needed) === 0) {
+      return [`other users cannot ${p === shim ? 'read' : 'enter'} ${p} (mode ${formatMode(mode)}), so the helper fails for them: install keybroker system-wide (e.g. npm install -g as root)`];
+    }
+    if (path.dirname(p) === p) return [];
+  }
 }

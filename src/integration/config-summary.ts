@@ -1,8 +1,9 @@
 // What `setup claude` and `doctor` need from the keybroker config: each profile's source kind and
 // TTL. Read offline from the YAML alone (no adapter is loaded), so a source kind that is broken or
 // mid-upgrade does not stop `setup claude` from reading the TTL of the profile it is wiring up.
-import { ConfigError, parseConfigText, readConfigFile } from '../config/load.js';
-import { DEFAULTS } from '../config/schema.js';
+import { ConfigError, parseConfigText, parseManagedConfigText, readConfigFile, type LoadedConfig } from '../config/load.js';
+import { readManagedConfigFile, type ManagedLocation } from '../config/managed.js';
+import { DEFAULTS, type RawConfig } from '../config/schema.js';
 import { parseSourceUri } from '../config/source-uri.js';
 import { BrokerError } from '../errors.js';
 
@@ -15,8 +16,14 @@ export interface ProfileSummary {
 }
 
 export type ConfigSummary =
-  | { ok: true; file: string; profiles: ProfileSummary[] }
+  | { ok: true; file: string; profiles: ProfileSummary[]; directories: Record<string, string> }
   | { ok: false; file: string; missing: boolean; error: string };
+
+/** The summary of a config already loaded in full: nothing read or parsed again. */
+export function summaryOf(loaded: LoadedConfig): ConfigSummary {
+  const profiles = [...loaded.profiles.values()].map((p): ProfileSummary => ({ name: p.name, source: p.source, scheme: p.scheme, ttlMs: p.ttlMs }));
+  return { ok: true, file: loaded.file, profiles, directories: Object.fromEntries(loaded.directories.map((r) => [r.dir, r.profile])) };
+}
 
 export async function summarizeConfig(file: string): Promise<ConfigSummary> {
   let text: string;
@@ -28,13 +35,30 @@ export async function summarizeConfig(file: string): Promise<ConfigSummary> {
   }
   try {
     const raw = parseConfigText(text, file);
-    const defaultTtl = raw.defaults?.ttl ?? DEFAULTS.ttlMs;
-    const profiles = Object.entries(raw.profiles).map(([name, p]): ProfileSummary => {
-      const parsed = parseSourceUri(p.source);
-      return { name, source: p.source, scheme: parsed.ok ? parsed.scheme : undefined, ttlMs: p.ttl ?? defaultTtl };
-    });
-    return { ok: true, file, profiles };
+    return { ok: true, file, profiles: summarizeProfiles(raw), directories: raw.directories ?? {} };
   } catch (err) {
     return { ok: false, file, missing: false, error: err instanceof BrokerError ? err.message : 'cannot parse the config file' };
   }
+}
+
+/** The same for the managed config (trusted only as the daemon trusts it); undefined: there is none. */
+export async function summarizeManagedConfig(location: ManagedLocation | undefined): Promise<ConfigSummary | undefined> {
+  if (!location) return undefined;
+  const file = location.path;
+  try {
+    const text = await readManagedConfigFile(file);
+    if (text === undefined) return undefined;
+    const raw = parseManagedConfigText(text, file);
+    return { ok: true, file, profiles: summarizeProfiles(raw), directories: raw.directories ?? {} };
+  } catch (err) {
+    return { ok: false, file, missing: false, error: err instanceof BrokerError ? err.message : 'cannot read the managed config' };
+  }
+}
+
+function summarizeProfiles(raw: RawConfig): ProfileSummary[] {
+  const defaultTtl = raw.defaults?.ttl ?? DEFAULTS.ttlMs;
+  return Object.entries(raw.profiles).map(([name, p]): ProfileSummary => {
+    const parsed = parseSourceUri(p.source);
+    return { name, source: p.source, scheme: parsed.ok ? parsed.scheme : undefined, ttlMs: p.ttl ?? defaultTtl };
+  });
 }

@@ -5,22 +5,30 @@
 //
 // It never prints a value: environment variables and settings are named, not shown; a foreign
 // helper command is shown by its program name; fetched keys are only measured and dropped.
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { AdapterPool } from '../cache/adapter-pool.js';
-import { REFRESH_AT } from '../cache/profile-cache.js';
+import { adapterFor } from '../../adapters/registry.js';
+import { AdapterPool } from '../adapter-pool.js';
 import { formatDuration } from '../config/duration.js';
-import { ConfigError, loadConfig, resolveConfigPath } from '../config/load.js';
+import { REFRESH_AT } from '../config/schema.js';
+import { chooseProfile, describeChoice, realDirectory, type ChosenProfile } from '../config/directories.js';
+import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
+import { resolveManagedConfigPath } from '../config/managed.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { sendRequest } from '../protocol/client.js';
-import type { ProfileStatus, StatusReply } from '../protocol/messages.js';
+import { describeBuild, isOtherBuild, restartCommand } from '../protocol/build-info.js';
+import { formatMode } from '../protocol/file-mode.js';
+import { CLIENT_REPLY_TIMEOUT_MS, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
+import { checkSocketPath } from '../protocol/socket-check.js';
 import { collapseHome, resolveSocketPath } from '../protocol/socket-path.js';
 import { chooseCredential, claudeView, CLOUD_FLAGS, isEnvTruthy, type ClaudeView, type CredentialChoice } from './claude-credentials.js';
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
+import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
-import { summarizeConfig, type ProfileSummary } from './config-summary.js';
+import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
@@ -36,8 +44,9 @@ export interface DoctorCheck {
 
 export interface DoctorOptions extends ClaudeContext {
   uid: number | undefined;
-  /** This CLI's version, to spot a daemon left running from an older install. */
+  /** This CLI's version and build id, to spot a daemon left running from an older install. */
   version: string;
+  build?: string | undefined;
   /** --config / --socket given to doctor itself. */
   configFlag?: string | undefined;
   socketFlag?: string | undefined;
@@ -57,7 +66,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const claudeEnv = Object.fromEntries([...view.env].map(([k, e]) => [k, e.value]));
 
   for (const f of files) {
-    if (f.error) checks.push({ id: 'settings', status: 'fail', message: `${collapseHome(f.path, options.home)} ${f.error}; Claude Code cannot use it`, fix: 'correct the file by hand' });
+    if (f.shadowedBy) {
+      checks.push({ id: 'settings', status: 'warn', message: `${collapseHome(f.path, options.home)} is not used: Claude Code takes its managed settings from ${collapseHome(f.shadowedBy, options.home)} first, which doctor cannot read, so what it says about managed settings may be incomplete`, fix: `check apiKeyHelper and env in ${f.shadowedBy}` });
+    } else if (f.error) checks.push({ id: 'settings', status: 'fail', message: `${collapseHome(f.path, options.home)} ${f.error}; Claude Code cannot use it`, fix: 'correct the file by hand' });
   }
   const choice = chooseCredential(view);
   checks.push(credentialCheck(choice, view, options.home));
@@ -69,9 +80,14 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   checks.push(...(await shimChecks(view, claudeEnv, options.home)));
 
   const configPath = resolveConfigPath({ flag: options.configFlag, env: options.env, home: options.home });
-  const summary = await summarizeConfig(configPath.path);
-  checks.push(await configCheck(configPath.path, view, options));
-  const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined);
+  const config = await configChecks(configPath.path, view, options);
+  // The config is read and parsed once; only one that fails to load in full is read again, offline,
+  // for the TTLs and source kinds the later checks still need.
+  const summary = config.loaded ? summaryOf(config.loaded) : await summarizeConfig(configPath.path);
+  checks.push(...config.checks);
+  const here = await directoryCheck(view, config.loaded, options);
+  if (here) checks.push(here.check);
+  const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined, here?.choice.profile);
   if (helperTtl) checks.push(helperTtl);
 
   const socket = resolveSocketPath({ flag: options.socketFlag, env: claudeEnv, platform: options.platform, home: options.home });
@@ -92,7 +108,7 @@ function credentialCheck(choice: CredentialChoice, view: ClaudeView, home: strin
   if (choice.kind === 'api-key-helper') {
     const ours = parseKeybrokerHelper(String(helper!.value));
     return ours
-      ? { id: 'credential', status: 'ok', message: `${message}: keybroker profile "${ours.profile}"` }
+      ? { id: 'credential', status: 'ok', message: `${message}: keybroker ${ours.profile === undefined ? 'with the profile of the project directory' : `profile "${ours.profile}"`}` }
       : { id: 'credential', status: 'warn', message: `${message}, which runs ${describeHelper(String(helper!.value))}, not keybroker-shim`, fix: 'keybroker setup claude --force' };
   }
   if (choice.kind === 'bedrock' || choice.kind === 'vertex' || choice.kind === 'foundry') return { id: 'credential', status: 'ok', message };
@@ -247,9 +263,9 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
       checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which is not a file`, fix: 'keybroker setup claude --force' });
       continue;
     }
+    let native = false;
     if (ours.interpreter === undefined) {
-      const executable = await fs.access(shim, fs.constants.X_OK).then(() => true, () => false);
-      if (!executable) {
+      if (!(await isExecutable(shim))) {
         checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which is not executable`, fix: `chmod +x ${shim}` });
         continue;
       }
@@ -258,10 +274,27 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
         checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`, fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"' });
         continue;
       }
+      // The Node shim is a script; the native one (dist/native/keybroker-shim) a compiled binary.
+      native = !head.startsWith('#!');
+      const nodeShim = path.join(path.dirname(shim), '..', 'src', 'shim', 'keybroker-shim.cjs');
+      if (native && !(await isExecutable(nodeShim))) {
+        checks.push({ id, status: 'fail', message: `${key} runs the native keybroker-shim (${collapseHome(shim, home)}), which hands autostart and every option but --socket to ${collapseHome(nodeShim, home)}, which is missing`, fix: 'reinstall keybroker, then: keybroker setup claude --force' });
+        continue;
+      }
     }
-    checks.push({ id, status: 'ok', message: `${key} runs keybroker-shim (${collapseHome(shim, home)}) for profile "${ours.profile}"${ours.format !== 'raw' ? ` as ${ours.format}` : ''}` });
+    const which = native ? 'the native keybroker-shim' : 'the Node keybroker-shim';
+    const nativeBeside = path.join(path.dirname(shim), '..', '..', 'native', 'keybroker-shim');
+    const hint = !native && key === HELPER_SETTING['api-key'] && (await isExecutable(nativeBeside))
+      ? `; the native shim beside it answers in about a millisecond instead of Node's start-up: keybroker setup claude --force writes it`
+      : '';
+    const serving = ours.profile === undefined ? 'the profile of its working directory' : `profile "${ours.profile}"`;
+    checks.push({ id, status: 'ok', message: `${key} runs ${which} (${collapseHome(shim, home)}) for ${serving}${ours.format !== 'raw' ? ` as ${ours.format}` : ''}${hint}` });
   }
   return checks;
+}
+
+async function isExecutable(file: string): Promise<boolean> {
+  return fs.access(file, fs.constants.X_OK).then(() => true, () => false);
 }
 
 async function readHead(file: string): Promise<string> {
@@ -275,7 +308,7 @@ async function readHead(file: string): Promise<string> {
   }
 }
 
-function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined): DoctorCheck | undefined {
+function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined, profileHere: string | undefined): DoctorCheck | undefined {
   const helper = view.settings.get('apiKeyHelper');
   const ours = helper && typeof helper.value === 'string' ? parseKeybrokerHelper(helper.value) : undefined;
   if (!ours) return undefined;
@@ -284,7 +317,7 @@ function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined
   if (!Number.isInteger(ttl) || ttl <= 0) {
     return { id: 'helper-ttl', status: 'warn', message: `${HELPER_TTL_ENV} is not a positive number of milliseconds, so Claude Code ignores it`, fix: 'keybroker setup claude' };
   }
-  const profile = profiles?.find((p) => p.name === ours.profile);
+  const profile = profiles?.find((p) => p.name === (ours.profile ?? profileHere));
   const shown = `${formatDuration(ttl)}${raw === undefined ? ' (the default)' : ''}`;
   if (profile && ttl > profile.ttlMs) {
     return { id: 'helper-ttl', status: 'warn', message: `Claude Code re-runs the helper every ${shown}, longer than profile "${profile.name}"'s TTL of ${formatDuration(profile.ttlMs)}: a rotated key reaches it late`, fix: 'keybroker setup claude (sets CLAUDE_CODE_API_KEY_HELPER_TTL_MS to fit)' };
@@ -294,54 +327,97 @@ function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined
 
 // ---- keybroker's own config, socket and daemon ----
 
-async function configCheck(file: string, view: ClaudeView, options: DoctorOptions): Promise<DoctorCheck> {
-  const pool = new AdapterPool({ env: options.env, log: createLogger({ level: 'silent' }) });
+// ---- which profile Claude Code gets here ----
+
+/**
+ * The profile a Claude Code session started in this directory gets, and why, by the daemon's own
+ * rule: "~/code/acme/api → work (directories: ~/code/acme)".
+ */
+async function directoryCheck(view: ClaudeView, loaded: LoadedConfig | undefined, options: DoctorOptions): Promise<{ check: DoctorCheck; choice: ChosenProfile } | undefined> {
+  const helper = view.settings.get('apiKeyHelper');
+  const ours = helper && typeof helper.value === 'string' ? parseKeybrokerHelper(helper.value) : undefined;
+  if (!ours || !loaded) return undefined;
+  const choice = chooseProfile(loaded.directories, ours.profile, await realDirectory(options.cwd));
+  const message = `${collapseHome(options.cwd, options.home)} → ${describeChoice(choice)}`;
+  if (!loaded.profiles.has(choice.profile)) {
+    // A named profile that is missing is the config check's failure already.
+    if (choice.chosenBy === 'argument') return undefined;
+    return { choice, check: { id: 'profile-here', status: 'fail', message: `${message}, which is not in ${collapseHome(loaded.file, options.home)}`, fix: `add a "default" profile, or a directories: entry for ${collapseHome(options.cwd, options.home)}` } };
+  }
+  if (choice.chosenBy === 'argument' && loaded.directories.length > 0) {
+    return {
+      choice,
+      check: { id: 'profile-here', status: 'warn', message: `${message}: the helper names a profile, so the directories: map is not used`, fix: 'keybroker setup claude --force (writes the helper without a profile argument)' },
+    };
+  }
+  return { choice, check: { id: 'profile-here', status: 'ok', message } };
+}
+
+async function configChecks(file: string, view: ClaudeView, options: DoctorOptions): Promise<{ checks: DoctorCheck[]; loaded?: LoadedConfig }> {
+  const managed = resolveManagedConfigPath({ env: options.env, platform: options.platform });
+  const pool = new AdapterPool({ find: adapterFor, env: options.env, log: createLogger({ level: 'silent' }) });
   try {
-    const loaded = await loadConfig(file, pool.acquire);
-    const names = [...loaded.profiles.keys()];
-    const wanted = Object.values(HELPER_SETTING)
-      .map((key) => view.settings.get(key))
-      .map((e) => (e && typeof e.value === 'string' ? parseKeybrokerHelper(e.value)?.profile : undefined))
-      .filter((p): p is string => p !== undefined);
-    const unknown = [...new Set(wanted.filter((p) => !loaded.profiles.has(p)))];
-    if (unknown.length > 0) {
-      return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`, fix: 'add the profile, or: keybroker setup claude --force --profile NAME' };
+    const loaded = await loadConfig(file, pool.acquire, options.home, { managed });
+    const checks: DoctorCheck[] = [];
+    const m = loaded.managed;
+    if (m?.error) {
+      checks.push({ id: 'managed-config', status: 'fail', message: m.error });
+    } else if (m) {
+      checks.push({ id: 'managed-config', status: 'ok', message: `${m.file}: ${m.profiles.length} managed profile${m.profiles.length === 1 ? '' : 's'} (${m.profiles.join(', ') || 'none'})${m.locked.length ? `; locked: ${m.locked.join(', ')}` : ''}` });
     }
-    return { id: 'config', status: 'ok', message: `${collapseHome(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})` };
+    for (const w of loaded.warnings) {
+      if (w.kind) continue; // a slow timeout: config check says so; doctor reports what is broken
+      checks.push({ id: 'managed-config', status: 'warn', message: `${collapseHome(w.file, options.home)}${w.line ? `:${w.line}` : ''}: ${w.path}: ${w.message}`, fix: `remove ${w.path} from ${collapseHome(w.file, options.home)}` });
+    }
+    checks.push(configCheck(file, loaded, view, options));
+    return { checks, loaded };
   } catch (err) {
-    if (err instanceof ConfigError) {
-      const first = err.problems[0];
-      const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
-      const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
-      return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`, fix: 'keybroker config check' };
-    }
-    return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`, fix: 'keybroker config check' };
+    return { checks: [configErrorCheck(file, err, options)] };
   } finally {
     await pool.closeAll();
   }
 }
 
+function configCheck(file: string, loaded: LoadedConfig, view: ClaudeView, options: DoctorOptions): DoctorCheck {
+  const names = [...loaded.profiles.values()].map((p) => (p.managedBy ? `${p.name} (managed)` : p.name));
+  const wanted = Object.values(HELPER_SETTING)
+    .map((key) => view.settings.get(key))
+    .map((e) => (e && typeof e.value === 'string' ? parseKeybrokerHelper(e.value)?.profile : undefined))
+    .filter((p): p is string => p !== undefined);
+  const unknown = [...new Set(wanted.filter((p) => !loaded.profiles.has(p)))];
+  if (unknown.length > 0) {
+    return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`, fix: 'add the profile, or: keybroker setup claude --force --profile NAME' };
+  }
+  const dirs = loaded.directories.length > 0 ? `, ${loaded.directories.length} director${loaded.directories.length === 1 ? 'y' : 'ies'} mapped` : '';
+  return { id: 'config', status: 'ok', message: `${collapseHome(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})${dirs}` };
+}
+
+/** The config (the user's, or the managed one: the error names its file) did not load. */
+function configErrorCheck(file: string, err: unknown, options: DoctorOptions): DoctorCheck {
+  if (err instanceof ConfigError) {
+    const first = err.problems[0];
+    const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
+    const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
+    return { id: 'config', status: 'fail', message: `${collapseHome(err.file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`, fix: 'keybroker config check' };
+  }
+  return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`, fix: 'keybroker config check' };
+}
+
 async function socketCheck(socket: string, from: string, options: DoctorOptions): Promise<DoctorCheck> {
-  const dir = path.dirname(socket);
   const chosen = from === 'default' ? '' : ` (chosen by ${from})`;
-  let st;
-  try {
-    st = await fs.lstat(dir);
-  } catch {
-    return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)` };
+  // The same check every client makes before connecting.
+  const problem = checkSocketPath(socket, options.uid);
+  if (problem?.kind === 'UNSAFE_PATH') {
+    return { id: 'socket', status: 'fail', message: `${problem.what}: the shim and CLI refuse it, and the daemon will not start there`, fix: problem.fix.replace(/^run: /, '') };
   }
-  if (st.isSymbolicLink()) return { id: 'socket', status: 'fail', message: `${collapseHome(dir, options.home)} is a symbolic link; the daemon refuses it`, fix: `remove it and let the daemon create a real directory (mode 0700)` };
-  if (options.uid !== undefined && st.uid !== options.uid) return { id: 'socket', status: 'fail', message: `${collapseHome(dir, options.home)} belongs to uid ${st.uid}, not you (uid ${options.uid})`, fix: 'use a directory of your own (KEYBROKER_SOCKET)' };
-  if ((st.mode & 0o077) !== 0) return { id: 'socket', status: 'fail', message: `${collapseHome(dir, options.home)} has mode ${modeOf(st.mode)}: others can reach the socket, and the daemon refuses to start`, fix: `chmod 700 ${dir}` };
-  let sock;
-  try {
-    sock = await fs.lstat(socket);
-  } catch {
-    return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory private (0700); no socket yet` };
+  if (problem) {
+    return fsSync.existsSync(path.dirname(socket))
+      ? { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory private (0700); no socket yet` }
+      : { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)` };
   }
-  if (!sock.isSocket()) return { id: 'socket', status: 'fail', message: `${collapseHome(socket, options.home)} exists but is not a socket`, fix: `remove ${socket}` };
-  if ((sock.mode & 0o077) !== 0) return { id: 'socket', status: 'warn', message: `${collapseHome(socket, options.home)} has mode ${modeOf(sock.mode)} (its directory is private, so only you can reach it)`, fix: `chmod 600 ${socket}` };
-  return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory 0700, socket ${modeOf(sock.mode)}` };
+  const sock = await fs.lstat(socket);
+  if ((sock.mode & 0o077) !== 0) return { id: 'socket', status: 'warn', message: `${collapseHome(socket, options.home)} has mode ${formatMode(sock.mode)} (its directory is private, so only you can reach it)`, fix: `chmod 600 ${socket}` };
+  return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory 0700, socket ${formatMode(sock.mode)}` };
 }
 
 interface DaemonResult {
@@ -368,28 +444,94 @@ async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, config
   const checks: DoctorCheck[] = [];
   if (d.lastReloadError) {
     checks.push({ id: 'daemon', status: 'fail', message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`, fix: `fix ${d.config}, then: kill -HUP ${d.pid}` });
-  } else if (d.version !== options.version) {
-    checks.push({ id: 'daemon', status: 'warn', message: `pid ${d.pid} runs keybroker ${d.version}, this is ${options.version}`, fix: `restart it (keybroker service install, or kill ${d.pid})` });
+  } else if (isOtherBuild({ version: options.version, build: options.build }, d)) {
+    const mine = { version: options.version, build: options.build };
+    checks.push({ id: 'daemon', status: 'warn', message: `pid ${d.pid} runs keybroker ${describeBuild(d)}, this is ${describeBuild(mine)}`, fix: restartCommand(d.startedBy, options.uid) });
   } else {
     checks.push({ id: 'daemon', status: 'ok', message: `pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}` });
   }
+  if (d.envNames) checks.push(daemonEnvCheck(d.pid, d.envNames));
   if (path.resolve(d.config) !== path.resolve(configFile)) {
     checks.push({ id: 'daemon-config', status: 'warn', message: `the daemon reads ${collapseHome(d.config, options.home)}, this shell's config is ${collapseHome(configFile, options.home)}`, fix: 'point both at the same file (KEYBROKER_CONFIG), or reinstall the service from this shell' });
   }
+  for (const p of status.profiles) {
+    const note = unmarkedNote(p);
+    if (note) checks.push({ id: `consumers:${p.name}`, status: 'warn', message: `profile "${p.name}": ${note}`, fix: 'upgrade keybroker (a newer release may know this Claude Code\'s markers), or set repeatDetection: always on the profile' });
+  }
+  const now = Date.now();
   if (options.fetchProfiles) {
-    for (const p of status.profiles) checks.push(await profileCheck(socket, p, timeoutMs + 10_000));
+    for (const p of status.profiles) checks.push(await profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now));
+  } else {
+    // No fetch now, but a fetch that already failed is worth saying (with its fix).
+    for (const p of status.profiles) {
+      const last = lastErrorCheck(p, now);
+      if (last) checks.push(last);
+    }
   }
   return { checks, status };
 }
 
-async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number): Promise<DoctorCheck> {
+/**
+ * A daemon keeps the environment of whoever started it, and its exec: sources inherit it. Names
+ * only: values may be secrets.
+ */
+function daemonEnvCheck(pid: number, names: string[]): DoctorCheck {
+  const session = names.filter((n) => n === 'NODE_OPTIONS' || n === 'CLAUDECODE' || n === 'AI_AGENT' || n === 'CLAUDE_PID' || n.startsWith('CLAUDE_CODE_'));
+  const all = `its sources see ${names.length} environment variable${names.length === 1 ? '' : 's'}: ${names.join(', ')}`;
+  if (session.length > 0) {
+    return {
+      id: 'daemon-env',
+      status: 'warn',
+      message: `pid ${pid} was started with ${session.join(', ')} (from a Claude Code session or NODE_OPTIONS) and keeps them; ${all}`,
+      fix: `restart it from a plain shell, or let keybroker-shim start a clean one: kill ${pid}`,
+    };
+  }
+  return { id: 'daemon-env', status: 'ok', message: all };
+}
+
+/**
+ * An error message may end with its own fix ("… — run: chmod 600 FILE"); doctor shows that as
+ * the check's fix, so a line never carries two.
+ */
+export function splitRunHint(message: string): { message: string; run: string | undefined } {
+  const m = /^(.*?)\s+[—-]+\s+run:\s+(.+)$/.exec(message);
+  return m ? { message: m[1]!, run: m[2]! } : { message, run: undefined };
+}
+
+function refreshFix(name: string, run: string | undefined): string {
+  return run ? `${run}, then: keybroker refresh ${name}` : `fix the source, then: keybroker refresh ${name}`;
+}
+
+/** A profile's last fetch failed, from the daemon's status (no fetch now). */
+function lastErrorCheck(p: ProfileStatus, now: number): DoctorCheck | undefined {
+  if (!p.lastError) return undefined;
+  const { message, run } = splitRunHint(p.lastError.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''));
+  const ago = formatDuration(Math.max(0, now - p.lastError.atMs));
+  const source = sourceLabel(p);
+  const serving = p.state === 'fresh' || p.state === 'stale' ? `still serving the value fetched ${p.ageMs === null ? 'earlier' : `${formatDuration(p.ageMs)} ago`}` : 'no value to serve';
+  return { id: `profile:${p.name}`, status: 'warn', message: `${source}: the last fetch failed ${ago} ago (${serving}): ${p.lastError.code}: ${message}`, fix: refreshFix(p.name, run) };
+}
+
+function sourceLabel(p: ProfileStatus): string {
+  return p.managed ? `${p.source} (managed)` : p.source;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number, now: number): Promise<DoctorCheck> {
   const id = `profile:${p.name}`;
+  const source = sourceLabel(p);
   const cached = p.state === 'fresh';
   const started = performance.now();
   const reply = await sendRequest(socket, { v: 1, op: 'get', profile: p.name }, { timeoutMs });
   const ms = Math.round(performance.now() - started);
-  if (!reply.ok) return { id, status: 'fail', message: `${p.source}: ${reply.error.code}: ${reply.error.message}`, fix: `keybroker status; then keybroker refresh ${p.name}` };
-  if (!('value' in reply)) return { id, status: 'fail', message: `${p.source}: the daemon answered without a value` };
+  if (!reply.ok) {
+    const { message, run } = splitRunHint(reply.error.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''));
+    return { id, status: 'fail', message: `${source}: ${reply.error.code}: ${message}`, fix: refreshFix(p.name, run) };
+  }
+  if (!('value' in reply)) return { id, status: 'fail', message: `${source}: the daemon answered without a value` };
   // The value itself is only inspected for shape, never kept or printed.
   let shape = '';
   if (p.kind === 'aws-credentials') {
@@ -400,12 +542,21 @@ async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number)
     } catch {
       good = false;
     }
-    if (!good) return { id, status: 'fail', message: `${p.source}: the value is not AWS credentials JSON` };
+    if (!good) return { id, status: 'fail', message: `${source}: the value is not AWS credentials JSON` };
     shape = ', AWS credentials';
   }
   const how = cached ? `served from cache in ${ms} ms` : `fetched in ${ms} ms`;
-  if (reply.stale) return { id, status: 'warn', message: `${p.source}: ${how}, but stale: ${reply.warning?.message ?? 'the source is failing'}`, fix: `keybroker refresh ${p.name}` };
-  return { id, status: 'ok', message: `${p.source}: ${how}${shape}, fresh for ${formatDuration(reply.expiresInMs)}` };
+  if (reply.stale) {
+    const { message, run } = splitRunHint(reply.warning?.message ?? 'the source is failing');
+    return { id, status: 'warn', message: `${source}: ${how}, but stale: ${message}`, fix: refreshFix(p.name, run) };
+  }
+  // Served from cache while the last fetch (a refresh, a refresh-ahead) failed: the value works
+  // now, and stops working when it expires unless the source is fixed.
+  if (cached && p.lastError) {
+    const last = lastErrorCheck(p, now)!;
+    return { ...last, message: `${source}: ${how}, but ${last.message.slice(source.length + 2)}` };
+  }
+  return { id, status: 'ok', message: `${source}: ${how}${shape}, fresh for ${formatDuration(reply.expiresInMs)}` };
 }
 
 // ---- 1Password ----
@@ -443,13 +594,14 @@ function onePasswordCheck(profiles: ProfileSummary[], status: StatusReply | unde
 
 // ---- output ----
 
-function modeOf(mode: number): string {
-  return (mode & 0o777).toString(8).padStart(4, '0');
-}
 
 export function renderDoctor(checks: readonly DoctorCheck[]): string {
   const width = Math.max(...checks.map((c) => c.id.length));
-  const lines = checks.map((c) => `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.message}${c.fix ? ` — fix: ${c.fix}` : ''}`);
+  // The fix goes on its own line under the message: one fix per line, easy to copy.
+  const lines = checks.flatMap((c) => {
+    const line = `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.message}`;
+    return c.fix ? [line, `${' '.repeat(4 + 2 + width + 2)}fix: ${c.fix}`] : [line];
+  });
   const fails = checks.filter((c) => c.status === 'fail').length;
   const warns = checks.filter((c) => c.status === 'warn').length;
   lines.push('', fails > 0 ? `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}` : warns > 0 ? `no failures, ${warns} warning${warns === 1 ? '' : 's'}` : 'all good');

@@ -21,14 +21,22 @@ const FORMAT_FLAG: Readonly<Record<HelperKind, string[]>> = {
   'otel-headers': ['--format', 'headers'],
 };
 
+/** The shim's --format for each kind (what parseKeybrokerHelper reports back). */
+export const HELPER_FORMAT: Readonly<Record<HelperKind, string>> = {
+  'api-key': 'raw',
+  'aws-credentials': 'aws-credentials',
+  'otel-headers': 'headers',
+};
+
 /** Quote one word for a POSIX shell, only when it needs it. */
 export function shellQuote(word: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-export function helperCommand(shim: string, kind: HelperKind, profile: string): string {
-  return [shim, ...FORMAT_FLAG[kind], profile].map(shellQuote).join(' ');
+/** Without a profile the shim sends its working directory and the daemon picks the profile. */
+export function helperCommand(shim: string, kind: HelperKind, profile: string | undefined): string {
+  return [shim, ...FORMAT_FLAG[kind], ...(profile === undefined ? [] : [profile])].map(shellQuote).join(' ');
 }
 
 export interface ParsedCommand {
@@ -97,7 +105,8 @@ export interface KeybrokerHelper {
   shim: string;
   /** `node /path/keybroker-shim.js …` runs node first. */
   interpreter: string | undefined;
-  profile: string;
+  /** The profile argument; undefined when there is none (the daemon chooses by directory). */
+  profile: string | undefined;
   format: string;
 }
 
@@ -115,7 +124,7 @@ export function parseKeybrokerHelper(command: string): KeybrokerHelper | undefin
     rest = args.slice(1);
   }
   if (!isKeybrokerShim(shim)) return undefined;
-  let profile = 'default';
+  let profile: string | undefined;
   let format = 'raw';
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
@@ -135,7 +144,7 @@ export function describeHelper(command: string): string {
   const parsed = splitCommand(command);
   const ours = parseKeybrokerHelper(command);
   // A leading VAR=value word could carry anything; show ours in full only without one.
-  if (ours) return /^[A-Za-z_][A-Za-z0-9_]*=/.test(parsed.words[0] ?? '') ? `keybroker-shim … ${ours.profile}` : command;
+  if (ours) return /^[A-Za-z_][A-Za-z0-9_]*=/.test(parsed.words[0] ?? '') ? `keybroker-shim …${ours.profile === undefined ? '' : ` ${ours.profile}`}` : command;
   const { program } = programWord(parsed);
   if (program === undefined || /['"$`\\=]/.test(program)) return '(a command)';
   return `${path.basename(program)} …`;

@@ -5,13 +5,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BrokerError } from '../errors.js';
+import type { HelperKind } from './helper-command.js';
 
 export interface InstallLayout {
   root: string;
   /** dist/src/cli/main.js: what the service runs with `daemon`. */
   entry: string;
-  /** dist/src/shim/keybroker-shim.cjs: what apiKeyHelper runs. */
+  /** dist/src/shim/keybroker-shim.cjs: the Node shim, which does everything. */
   shim: string;
+  /** dist/native/keybroker-shim: the C fast path, present where a C compiler built it. */
+  nativeShim: string;
   systemdDir: string;
   launchdDir: string;
 }
@@ -32,6 +35,7 @@ export function layoutAt(root: string): InstallLayout {
     root,
     entry: path.join(root, 'dist', 'src', 'cli', 'main.js'),
     shim: path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.cjs'),
+    nativeShim: path.join(root, 'dist', 'native', 'keybroker-shim'),
     systemdDir: path.join(root, 'systemd'),
     launchdDir: path.join(root, 'launchd'),
   };
@@ -42,5 +46,20 @@ function isKeybrokerManifest(file: string): boolean {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown }).name === 'keybroker';
   } catch {
     return false;
+  }
+}
+
+/**
+ * The shim a helper of this kind should run: for apiKeyHelper the native shim when it was built
+ * here (about a millisecond a call, against Node's own 50-100 ms start-up); otherwise, and for the
+ * --format helpers, which the native shim would only hand over to it, the Node shim.
+ */
+export function helperShim(layout: InstallLayout, kind: HelperKind): string {
+  if (kind !== 'api-key') return layout.shim;
+  try {
+    fs.accessSync(layout.nativeShim, fs.constants.X_OK);
+    return layout.nativeShim;
+  } catch {
+    return layout.shim;
   }
 }

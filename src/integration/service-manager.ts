@@ -9,6 +9,7 @@ import { resolveConfigPath } from '../config/load.js';
 import { writeStarterConfig } from '../config/starter.js';
 import { BrokerError } from '../errors.js';
 import { sendRequest } from '../protocol/client.js';
+import { formatMode } from '../protocol/file-mode.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 import {
   LAUNCHD_LABEL,
@@ -65,6 +66,9 @@ export interface ServicePlan {
 export interface Output {
   line(text: string): void;
 }
+
+/** A read-only question the systemd user manager answers only when there is one. */
+const SYSTEMD_PROBE: readonly string[] = ['systemctl', '--user', 'show', '--property', 'Version'];
 
 /** The systemd user manager or launchd, by platform; anything else has neither. */
 export function managerFor(platform: NodeJS.Platform): 'systemd' | 'launchd' {
@@ -138,7 +142,7 @@ export function planInstall(host: ServiceHost): ServicePlan {
     );
     return {
       manager,
-      preflight: ['systemctl', '--user', 'show', '--property', 'Version'],
+      preflight: [...SYSTEMD_PROBE],
       steps,
       after: [
         `the daemon starts on the first request to ${paths.socket}`,
@@ -201,9 +205,9 @@ function absentError(manager: 'systemd' | 'launchd'): BrokerError {
 function describeStep(step: ServiceStep): string {
   switch (step.kind) {
     case 'mkdir':
-      return `create directory ${step.path} (mode ${step.mode.toString(8).padStart(4, '0')}) if missing`;
+      return `create directory ${step.path} (mode ${formatMode(step.mode)}) if missing`;
     case 'write':
-      return `write ${step.path} (mode ${step.mode.toString(8).padStart(4, '0')})`;
+      return `write ${step.path} (mode ${formatMode(step.mode)})`;
     case 'starter-config':
       return `write a starter config to ${step.path} if there is none`;
     case 'remove':
@@ -220,6 +224,11 @@ export async function applyPlan(plan: ServicePlan, host: ServiceHost, options: {
   const found = await host.findCommand(command);
   if (options.dryRun) {
     out.line(`dry run: nothing is written or run (service manager: ${plan.manager}${found ? '' : `; note: ${command} is not on PATH, so a real run would fail`})`);
+    // The preflight only reads, so a dry run can say now what would stop the real install.
+    if (found && plan.preflight) {
+      const result = await host.run(plan.preflight);
+      if (result.code !== 0) out.line(`warning: the real install would fail: ${preflightFailure(plan.manager, plan.preflight, result).message}`);
+    }
     for (const step of plan.steps) {
       out.line(`would ${describeStep(step)}`);
       if (step.kind === 'write') out.line(indent(step.content));
@@ -365,8 +374,13 @@ export async function serviceStatus(host: ServiceHost): Promise<ServiceStatus> {
   lines.push(`files     ${paths.files.map((f, i) => `${f}${present[i] ? '' : ' (missing)'}`).join(', ')}`);
   let active = false;
   const command = managerCommand(manager);
-  if (!(await host.findCommand(command))) {
+  const found = await host.findCommand(command);
+  // Without a user manager every query fails the same way ("Failed to connect to bus"): ask once.
+  const probe = found && manager === 'systemd' ? await host.run(SYSTEMD_PROBE) : undefined;
+  if (!found) {
     lines.push(`${manager === 'systemd' ? 'units' : 'agent'}     unknown: ${command} is not on PATH`);
+  } else if (probe && probe.code !== 0) {
+    lines.push(`units     unknown: ${runFailure(manager, SYSTEMD_PROBE, probe).message}`);
   } else if (manager === 'systemd') {
     const enabled = await host.run(['systemctl', '--user', 'is-enabled', SYSTEMD_SOCKET]);
     const socketState = await host.run(['systemctl', '--user', 'is-active', SYSTEMD_SOCKET]);

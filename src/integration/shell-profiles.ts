@@ -3,6 +3,7 @@
 // and line number are reported: the line itself usually holds the key.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { readCheckedFile } from '../checked-file.js';
 
 export interface SettingLine {
   file: string;
@@ -44,9 +45,7 @@ export async function findSettingLines(names: readonly string[], home: string, e
   for (const file of await startupFiles(home, env)) {
     let text: string;
     try {
-      const st = await fs.stat(file);
-      if (!st.isFile() || st.size > MAX_FILE_BYTES) continue;
-      text = await fs.readFile(file, 'utf8');
+      text = (await readCheckedFile(file, { label: file, maxBytes: MAX_FILE_BYTES, invalid: 'INVALID_VALUE', trust: 'any' })).toString('utf8');
     } catch {
       continue;
     }

@@ -2,6 +2,8 @@
 // half-close, read one reply line, done. Built-ins only: the shim's start-up time depends on it.
 import net from 'node:net';
 import { MAX_REPLY_BYTES, encodeLine, errorReply, type Reply, type Request } from './messages.js';
+import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
+import { checkSocketPath, describeProblem } from './socket-check.js';
 
 export interface SendOptions {
   /** Give up after this long, whole exchange included. */
@@ -9,15 +11,31 @@ export interface SendOptions {
 }
 
 /**
- * Send one request and resolve with the daemon's reply. Local failures (no daemon, timeout,
- * garbled reply) resolve as error replies too, so callers handle one shape.
+ * Send one request and resolve with the daemon's reply. Local failures (no daemon, unsafe socket,
+ * timeout, garbled reply) resolve as error replies too, so callers handle one shape.
  */
-export function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
+export async function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
+  const problem = checkSocketPath(socketPath);
+  if (problem?.kind === 'UNSAFE_PATH') return errorReply('UNSAFE_PATH', `refusing to connect: ${describeProblem(problem)}`);
+  const deadline = Date.now() + options.timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await exchange(socketPath, request, options.timeoutMs, deadline);
+    if (outcome !== 'EAGAIN') return outcome;
+    // A full listen backlog shows as EAGAIN on a Unix socket (Linux does not queue the connect).
+    // Retry briefly within the deadline: a burst of connections must not fail a good client.
+    const delay = backoffDelay(attempt, CONNECT_BACKOFF);
+    if (deadline - Date.now() <= delay) return unreachable(socketPath, 'EAGAIN');
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+function exchange(socketPath: string, request: Request, timeoutMs: number, deadline: number): Promise<Reply | 'EAGAIN'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
-    const finish = (reply: Reply): void => {
+    let connected = false;
+    const finish = (reply: Reply | 'EAGAIN'): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -26,10 +44,11 @@ export function sendRequest(socketPath: string, request: Request, options: SendO
     };
     const socket = net.createConnection({ path: socketPath, allowHalfOpen: true });
     const timer = setTimeout(() => {
-      finish(errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${options.timeoutMs} ms`, true));
-    }, options.timeoutMs);
+      finish(errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${timeoutMs} ms`, true));
+    }, Math.max(0, deadline - Date.now()));
 
     socket.on('connect', () => {
+      connected = true;
       socket.end(encodeLine(request));
     });
     socket.on('data', (chunk: Buffer) => {
@@ -43,7 +62,9 @@ export function sendRequest(socketPath: string, request: Request, options: SendO
     });
     socket.on('end', () => finish(parseReply(Buffer.concat(chunks))));
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      finish(unreachable(socketPath, err.code));
+      // Only a refused connect is safe to repeat: once connected, the request may have been served.
+      if (!connected && err.code === 'EAGAIN') finish('EAGAIN');
+      else finish(unreachable(socketPath, err.code));
     });
   });
 }
@@ -53,6 +74,7 @@ function unreachable(socketPath: string, errno: string | undefined): Reply {
     errno === 'ENOENT' ? 'no socket there' :
     errno === 'ECONNREFUSED' ? 'socket present but nothing is listening' :
     errno === 'EACCES' ? 'permission denied' :
+    errno === 'EAGAIN' ? 'its connection queue stayed full' :
     errno === 'ECONNRESET' || errno === 'EPIPE' ? 'the daemon closed the connection' :
     errno ?? 'connection failed';
   return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, true);

@@ -6,6 +6,23 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 64 * 1024;
 /** Clients refuse replies longer than this (a status reply for many profiles fits easily). */
 export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
+/**
+ * The longest `timeout:` a profile may have. The daemon enforces each profile's timeout; clients
+ * wait this long plus a margin, so the daemon's own TIMEOUT reply (which names the slow source)
+ * always arrives before a client gives up on the daemon.
+ */
+export const MAX_PROFILE_TIMEOUT_MS = 120_000;
+/** How long a client waits for a reply that may involve a fetch: the longest timeout, plus a margin. */
+export const CLIENT_REPLY_TIMEOUT_MS = MAX_PROFILE_TIMEOUT_MS + 5_000;
+
+/**
+ * What the shim says when no reply came within CLIENT_REPLY_TIMEOUT_MS, which is longer than any
+ * profile's timeout: the source is slower than the daemon allows and the daemon did not say so,
+ * or the daemon is stuck. (The native shim's copy is generated from this by scripts/build-native.mjs.)
+ */
+export function noAnswerMessage(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): string {
+  return `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck — run: keybroker status (then keybroker restart if it does not answer)`;
+}
 
 /**
  * Stable error codes. Tests and scripts match on these, never on messages.
@@ -30,6 +47,10 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: 16,
   ALREADY_RUNNING: 17,
   UNSAFE_PATH: 18,
+  /** The value carried its own expiry (a JWT's exp, a lease), that has passed, and refreshing it failed. */
+  EXPIRED: 19,
+  /** The process ran out of something the OS limits: open files (EMFILE/ENFILE). */
+  RESOURCE_EXHAUSTED: 20,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -49,24 +70,70 @@ export interface ConsumerInfo {
   start?: string;
   /** Executable name, for status output. */
   name?: string;
-  /** The helper's environment says it was started by Claude Code. */
+  /** The consumer process is Claude Code and the shim's environment says so. */
   claudeCode: boolean;
+  /**
+   * How Claude Code ran the shim, from its environment and arguments; set only when `claudeCode`.
+   * Only `api-key-helper` may count as a 401 repeat (see INVOCATIONS).
+   */
+  invocation?: Invocation;
   /** CLAUDE_CODE_API_KEY_HELPER_TTL_MS as the consumer has it (default 5 minutes). */
   helperTtlMs?: number;
 }
 
+/**
+ * How a Claude Code process ran the shim (measured on Claude Code 2.1.330; these are Claude Code's
+ * signals, not a documented contract):
+ * - agent-tool: the agent's Bash tool (CLAUDECODE=1, AI_AGENT=…_agent, CLAUDE_CODE_CHILD_SESSION
+ *   or CLAUDE_PID set) — an ordinary read, whatever its timing;
+ * - api-key-helper: apiKeyHelper (AI_AGENT=…_harness, no agent marker, raw output);
+ * - sibling-helper: the harness running the shim with --format (otelHeadersHelper, MCP
+ *   headersHelper, awsCredentialExport), each on its own schedule;
+ * - unmarked: the consumer is claude but neither marker is present (a release we have not seen).
+ */
+export const INVOCATIONS = ['api-key-helper', 'sibling-helper', 'agent-tool', 'unmarked'] as const;
+export type Invocation = (typeof INVOCATIONS)[number];
+
+/** The longest accepted `cwd` (PATH_MAX on Linux). */
+export const MAX_CWD_BYTES = 4096;
+
 export interface GetRequest {
   v: 1;
   op: 'get';
-  profile: string;
+  /** Sent only when the caller named a profile; without it the daemon picks one by `cwd`. */
+  profile?: string;
+  /** The caller's working directory (absolute): the daemon's `directories:` map picks the profile. */
+  cwd?: string;
   /** Bypass the cache and fetch from the source now. */
   refresh?: boolean;
   consumer?: ConsumerInfo;
 }
 
+/**
+ * A get request with its keys in the contract's order (v, op, profile, cwd, refresh, consumer), so
+ * every client — shim, `keybroker get`, `keybroker run` — sends the same line. `profile` only when
+ * the caller named one: then it wins over any directory.
+ */
+export function buildGetRequest(fields: { profile?: string | undefined; cwd?: string | undefined; refresh?: boolean | undefined; consumer?: ConsumerInfo | undefined }): GetRequest {
+  const request: GetRequest = { v: 1, op: 'get' };
+  if (fields.profile !== undefined) request.profile = fields.profile;
+  if (fields.cwd !== undefined) request.cwd = fields.cwd;
+  if (fields.refresh) request.refresh = true;
+  if (fields.consumer !== undefined) request.consumer = fields.consumer;
+  return request;
+}
+
 export interface RefreshRequest {
   v: 1;
   op: 'refresh';
+  profile?: string;
+  all?: boolean;
+}
+
+/** Drop cached values from memory now (ssh-agent -D); the next read fetches again. */
+export interface ForgetRequest {
+  v: 1;
+  op: 'forget';
   profile?: string;
   all?: boolean;
 }
@@ -81,9 +148,9 @@ export interface PingRequest {
   op: 'ping';
 }
 
-export type Request = GetRequest | RefreshRequest | StatusRequest | PingRequest;
+export type Request = GetRequest | RefreshRequest | ForgetRequest | StatusRequest | PingRequest;
 export type Op = Request['op'];
-export const OPS: readonly Op[] = ['get', 'refresh', 'status', 'ping'];
+export const OPS: readonly Op[] = ['get', 'refresh', 'forget', 'status', 'ping'];
 
 export interface WireError {
   code: string;
@@ -98,10 +165,33 @@ export interface ErrorReply {
   error: WireError;
 }
 
+/**
+ * How the daemon was started, which says how to restart it: through the service manager, or
+ * (autostart) by asking it to exit so the next shim starts the new build.
+ */
+export type StartedBy = 'autostart' | 'systemd' | 'launchd' | 'foreground';
+export const STARTED_BY: readonly StartedBy[] = ['autostart', 'systemd', 'launchd', 'foreground'];
+
+/** Which daemon answered, on every successful reply, so a client notices an older one after an upgrade. */
+export interface DaemonIdentity {
+  pid: number;
+  version: string;
+  /** The build id (a hash of the built files); absent for a daemon run from unbuilt sources. */
+  build?: string;
+  startedBy?: StartedBy;
+}
+
+/** How the daemon picked the profile of a get: named by the caller, by `directories:`, or `default`. */
+export type ProfileChoice = 'argument' | 'directory' | 'default';
+
 export interface GetReply {
   v: 1;
   ok: true;
+  /** The profile served (the one named, or the one the working directory maps to). */
   profile: string;
+  chosenBy: ProfileChoice;
+  /** The `directories:` entry that chose it, as written (chosenBy "directory"). */
+  directory?: string;
   value: string;
   /** Served from cache past its TTL because the source is failing. */
   stale: boolean;
@@ -111,6 +201,7 @@ export interface GetReply {
   expiresInMs: number;
   /** Why the value is stale, when it is. */
   warning?: WireError;
+  daemon?: DaemonIdentity;
 }
 
 export interface RefreshReply {
@@ -118,6 +209,14 @@ export interface RefreshReply {
   ok: true;
   refreshed: string[];
   failed: Array<{ profile: string; error: WireError }>;
+  daemon?: DaemonIdentity;
+}
+
+export interface ForgetReply {
+  v: 1;
+  ok: true;
+  /** The profiles whose values were dropped. */
+  forgotten: string[];
 }
 
 export type ProfileState = 'cold' | 'fresh' | 'stale' | 'expired' | 'error';
@@ -130,12 +229,33 @@ export interface ProfileStatus {
   state: ProfileState;
   ttlMs: number;
   ageMs: number | null;
+  /** Milliseconds the cached value stays fresh (negative once past its TTL): "fresh for". */
   expiresInMs: number | null;
+  /**
+   * Milliseconds until the value itself stops working (a JWT's exp, exec JSON expiresAt, AWS
+   * credentials' Expiration), negative once it has; null when the value carries no expiry.
+   * Absent from a daemon older than the field.
+   */
+  valueExpiresInMs?: number | null;
+  /**
+   * Milliseconds until the backend allows the next try after a rate limit (429 Retry-After);
+   * null when not rate limited. Absent from a daemon older than the field.
+   */
+  rateLimitedForMs?: number | null;
   hits: number;
   misses: number;
   fetches: number;
   consumers: number;
+  /**
+   * Of `consumers`, Claude Code processes whose shim showed neither the apiKeyHelper nor the
+   * Bash-tool marker: repeat detection does not apply to them under `repeatDetection: claude-code`.
+   */
+  unmarkedClaudeConsumers?: number;
+  /** Forced fetches (refreshes, suspected rejections) refused by the profile's rate limit. */
+  forcedFetchesLimited?: number;
   lastError: (WireError & { atMs: number }) | null;
+  /** Defined by the managed (organisation) config; a user's profile of that name is ignored. */
+  managed?: boolean;
 }
 
 export interface SourceStatus {
@@ -144,12 +264,37 @@ export interface SourceStatus {
   notes: string[];
 }
 
+/** The audit trail's health, for `keybroker status` (never a record's content). */
+export interface AuditStatus {
+  enabled: boolean;
+  file: string;
+  /** Records appended since the daemon started. */
+  written: number;
+  /** Appends (write calls) those took: records go out in batches. */
+  writes: number;
+  /** Records lost: buffer full, or a write that failed. */
+  dropped: number;
+  /** The last write problem (disk full, unsafe directory), until a write succeeds again. */
+  lastError: { code: string; message: string; atMs: number } | null;
+}
+
+/** One `directories:` entry, as status and doctor show it. */
+export interface DirectoryStatus {
+  /** As written in the config (`~/code/acme`). */
+  dir: string;
+  /** Resolved: absolute, symlinks followed. */
+  path: string;
+  profile: string;
+}
+
 export interface StatusReply {
   v: 1;
   ok: true;
   daemon: {
     pid: number;
     version: string;
+    build?: string;
+    startedBy?: StartedBy;
     uptimeMs: number;
     socket: string;
     config: string;
@@ -157,9 +302,22 @@ export interface StatusReply {
     /** Reload attempts so far (SIGHUP); tells a client its reload has been handled. */
     reloads: number;
     lastReloadError: string | null;
+    /** The managed config file in use or ignored (null: none). */
+    managedConfig?: string | null;
+    /** Why the managed config is ignored (not owned by root, writable by others …). */
+    managedConfigError?: string | null;
+    /**
+     * Names (never values) of the environment variables the daemon and its sources see: a daemon
+     * keeps the environment of whoever started it.
+     */
+    envNames?: string[];
   };
   profiles: ProfileStatus[];
   sources: SourceStatus[];
+  /** The `directories:` map as the daemon resolved it. Absent from a daemon older than the field. */
+  directories?: DirectoryStatus[];
+  /** The audit trail's health. Absent from a daemon older than the field. */
+  audit?: AuditStatus;
 }
 
 export interface PingReply {
@@ -168,9 +326,11 @@ export interface PingReply {
   pong: true;
   pid: number;
   version: string;
+  build?: string;
+  startedBy?: StartedBy;
 }
 
-export type Reply = ErrorReply | GetReply | RefreshReply | StatusReply | PingReply;
+export type Reply = ErrorReply | GetReply | RefreshReply | ForgetReply | StatusReply | PingReply;
 
 export function errorReply(code: string, message: string, transient?: boolean): ErrorReply {
   const error: WireError = { code, message };

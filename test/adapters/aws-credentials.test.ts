@@ -346,10 +346,11 @@ describe('aws-credentials source', () => {
       expect((e as BrokerError).message).toContain('"regoin"');
       expect((e as BrokerError).message).not.toContain('secret-looking-value');
     }
-    expect(() => createAdapter({ settings: { profile: 42 }, env: {}, log })).toThrow(/^aws: profile must be a string/);
+    expect(() => createAdapter({ settings: { profile: 42 }, env: {}, log })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^aws: profile/) }));
     const ok = createAdapter({ settings: { region: 'us-east-1', profile: 'p', endpoint: 'http://localhost:4566' }, env: {}, log });
-    expect(() => parse(ok, 'aws-credentials://x', { token: 'y' })).toThrow(/profiles\.t\.aws: unknown key "token"/);
-    expect(() => parse(ok, 'aws-credentials://one', { profile: 'two' })).toThrow(/names two AWS profiles/);
+    // Names where the problem is (the profile's aws: block) and the key, never the value.
+    expect(() => parse(ok, 'aws-credentials://x', { token: 'y' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^profiles\.t\.aws: .*"token"/) }));
+    expect(() => parse(ok, 'aws-credentials://one', { profile: 'two' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
     expect(parse(ok, 'aws-credentials://same', { profile: 'same' }).profile).toBe('same');
   });
 

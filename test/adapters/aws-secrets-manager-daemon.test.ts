@@ -207,3 +207,55 @@ describe('aws-sm loading', () => {
     }
   });
 });
+
+describe('aws-sm when the static keys in ~/.aws/credentials are rotated under the running daemon', () => {
+  it('the first refresh after the rotation works: a credentials rejection resolves them again and retries once', async () => {
+    const OLD = TEST_CREDENTIALS;
+    const NEW = { accessKeyId: 'AKIAROTATED0000NEW01', secretAccessKey: 'rotated/secret/access/key/for/the/test/0001' };
+    const fake = await FakeSecretsManager.start({ credentials: [OLD] });
+    fake.put('prod/rotating', 'sk-ant-before-rotation-1a');
+    const dir = privateTempDir('kb-awsr-');
+    const credentialsFile = path.join(dir, 'aws-credentials');
+    const writeCredentials = (c: { accessKeyId: string; secretAccessKey: string }): void =>
+      fs.writeFileSync(credentialsFile, `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\n`, { mode: 0o600 });
+    writeCredentials(OLD);
+    const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('AWS_')).map((k) => [k, undefined]));
+    const daemon = await startDaemon({
+      config: 'aws:\n  region: us-east-1\nprofiles:\n  rotating:\n    source: aws-sm://prod/rotating\n    ttl: 1h\n',
+      dir,
+      env: {
+        ...clean,
+        HOME: dir,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: fake.url,
+        AWS_REGION: 'us-east-1',
+        AWS_CONFIG_FILE: path.join(dir, 'aws-config-none'),
+        AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
+        AWS_EC2_METADATA_DISABLED: 'true',
+      },
+    });
+    try {
+      expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-before-rotation-1a\n' });
+      // The admin creates a new key, writes it to ~/.aws/credentials, deletes the old one, and
+      // rotates the secret.
+      fake.addCredentials(NEW);
+      writeCredentials(NEW);
+      fake.revokeCredentials(OLD.accessKeyId);
+      fake.put('prod/rotating', 'sk-ant-after-rotation-2b');
+      const before = fake.calls().length;
+      const refresh = await daemon.cli(['refresh', 'rotating']);
+      expect(refresh).toMatchObject({ code: 0, stderr: '' });
+      expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-after-rotation-2b\n' });
+      // One rejected attempt with the old key, one good one with the new: within the same fetch.
+      expect(fake.calls().slice(before).map((c) => [c.accessKeyId, c.error ?? 'ok'])).toEqual([
+        [OLD.accessKeyId, 'UnrecognizedClientException'],
+        [NEW.accessKeyId, 'ok'],
+      ]);
+      expect(daemon.log()).toContain('AWS rejected the credentials: resolving them again and retrying once');
+      expect(daemon.log()).not.toContain(NEW.secretAccessKey);
+    } finally {
+      await daemon.stop();
+      await fake.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

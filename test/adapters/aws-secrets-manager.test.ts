@@ -375,6 +375,18 @@ describe('aws-sm errors', () => {
     expect(fake.calls('kb/throttled')).toHaveLength(3);
   });
 
+  it("keeps the Retry-After of the last throttled answer (429), so keybroker's own retry waits for it", async () => {
+    fake.put('kb/throttled-429', 'sk-ant-throttled');
+    // The SDK's own retries get 429s without a hint (so they do not wait long); the last one asks for 90 s.
+    fake.fail({ type: 'ThrottlingException', status: 429, times: 2, secretId: 'kb/throttled-429' });
+    fake.fail({ type: 'ThrottlingException', status: 429, times: 1, secretId: 'kb/throttled-429', retryAfter: '90' });
+    const err = await fetchError(newAdapter(), 'aws-sm://kb/throttled-429');
+    expect(err.code).toBe('RATE_LIMITED');
+    expect(fake.calls('kb/throttled-429').map((c) => c.status)).toEqual([429, 429, 429]);
+    expect(err.retryAfterMs).toBeGreaterThan(88_000);
+    expect(err.retryAfterMs).toBeLessThanOrEqual(90_000);
+  });
+
   it('maps InternalServiceError (HTTP 500) to transient UNAVAILABLE after the SDK retries', async () => {
     fake.put('kb/down', 'sk-ant-down');
     fake.fail({ type: 'InternalServiceError', times: Infinity, secretId: 'kb/down' });
@@ -428,10 +440,11 @@ describe('aws-sm errors', () => {
     expect(await fetchValue(adapter, 'aws-sm://kb/later')).toBe('sk-ant-later');
   });
 
-  it('maps ExpiredTokenException to AUTH_REQUIRED', async () => {
+  it('maps ExpiredTokenException to AUTH_REQUIRED (after resolving the credentials again once)', async () => {
     fake.put('kb/expired', 'sk-ant-expired');
-    fake.fail({ type: 'ExpiredTokenException', message: 'The security token included in the request is expired' });
+    fake.fail({ type: 'ExpiredTokenException', message: 'The security token included in the request is expired', times: 2 });
     const err = await fetchError(newAdapter({ profile: 'files' }), 'aws-sm://kb/expired?region=us-east-1');
+    expect(fake.calls('kb/expired').map((c) => c.error)).toEqual(['ExpiredTokenException', 'ExpiredTokenException']);
     expect(err.code).toBe('AUTH_REQUIRED');
     expect(err.message).toContain('expired');
     expect(err.message).toContain('--profile files');

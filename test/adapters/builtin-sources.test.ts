@@ -132,6 +132,66 @@ describe('exec source', () => {
   });
 });
 
+describe('exec source with output: json', () => {
+  const dir = privateTempDir('kb-exec3-');
+  const adapter = createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const SECRET = 'sk-ant-json-SECRET-4b3c2d1e';
+
+  /** Run a command that prints `printed` (written to a file, so no shell quoting gets in the way). */
+  const fetchPrinted = async (printed: string, output: 'json' | 'text' = 'json') => {
+    const file = path.join(dir, `out-${Math.random().toString(36).slice(2)}`);
+    fs.writeFileSync(file, printed);
+    const ref = await adapter.parse(`exec:cat ${file}`, { overrides: undefined, profile: 't', output });
+    return adapter.fetch(ref, fetchContext());
+  };
+  const failure = async (printed: string): Promise<BrokerError> => {
+    const err = await fetchPrinted(printed).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BrokerError);
+    return err as BrokerError;
+  };
+
+  it('takes value and expiresAt (RFC 3339, any zone) from the object the command prints', async () => {
+    const r = await fetchPrinted(`  {"value": "${SECRET}", "expiresAt": "2030-01-02T03:04:05+01:00"}\n`);
+    expect(r.value.reveal()).toBe(SECRET);
+    expect(r.expiresAt).toBe(Date.parse('2030-01-02T02:04:05Z'));
+    const frac = await fetchPrinted(`{"value": "${SECRET}", "expiresAt": "2030-01-02T03:04:05.250Z"}`);
+    expect(frac.expiresAt).toBe(Date.parse('2030-01-02T03:04:05.250Z'));
+  });
+
+  it('accepts a value without an expiry (expiresAt absent or null)', async () => {
+    expect((await fetchPrinted(`{"value": "${SECRET}"}`)).expiresAt).toBeUndefined();
+    expect((await fetchPrinted(`{"value": "${SECRET}", "expiresAt": null}`)).expiresAt).toBeUndefined();
+  });
+
+  it('serves the printed text whole without output: json, JSON or not', async () => {
+    const printed = `{"value": "${SECRET}"}`;
+    expect((await fetchPrinted(printed, 'text')).value.reveal()).toBe(printed);
+  });
+
+  it.each([
+    ['not JSON', `${SECRET}`],
+    ['truncated JSON', `{"value": "${SECRET}"`],
+    ['an array', `["${SECRET}"]`],
+    ['a string', `"${SECRET}"`],
+    ['no value', `{"expiresAt": "2030-01-01T00:00:00Z"}`],
+    ['a value that is not a string', `{"value": 12345}`],
+    ['an empty value', `{"value": "  "}`],
+    ['an unknown key', `{"value": "x", "${SECRET}": 1}`],
+    ['a misspelt expiresAt', `{"value": "${SECRET}", "expires_at": "2030-01-01T00:00:00Z"}`],
+    ['an expiresAt without a zone', `{"value": "${SECRET}", "expiresAt": "2030-01-01T00:00:00"}`],
+    ['an expiresAt that is a number', `{"value": "${SECRET}", "expiresAt": 1893456000}`],
+    ['an expiresAt that is only a date', `{"value": "${SECRET}", "expiresAt": "2030-01-01"}`],
+    ['an impossible date', `{"value": "${SECRET}", "expiresAt": "2030-02-30T00:00:00Z"}`],
+    ['an impossible time', `{"value": "${SECRET}", "expiresAt": "2030-01-01T24:00:00Z"}`],
+  ])('refuses %s with INVALID_VALUE, quoting nothing it printed', async (_what, printed) => {
+    const err = await failure(printed);
+    expect(err.code).toBe('INVALID_VALUE');
+    expect(err.message).not.toContain(SECRET);
+    expect(err.message).not.toContain('4b3c2d1e');
+  });
+});
+
 describe('file source', () => {
   const dir = privateTempDir('kb-file2-');
   const adapter = createFile({ settings: undefined, env: { HOME: dir }, log });

@@ -5,8 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import type { Adapter, FetchReason } from '../../src/adapter.js';
-import { AdapterPool } from '../../src/cache/adapter-pool.js';
+import { systemClock, type Adapter, type FetchReason } from '../../src/adapter.js';
+import { adapterFor } from '../../adapters/registry.js';
+import { AdapterPool } from '../../src/adapter-pool.js';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
@@ -23,9 +24,11 @@ import {
   type OpRef,
 } from '../../adapters/onepassword/onepassword-adapter.js';
 import { ReadBudget, RATE_LIMIT_PAUSE } from '../../adapters/onepassword/read-budget.js';
+import { ResolveBatcher } from '../../adapters/onepassword/resolve-batcher.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
 import { FakeOnePasswordClient, type FakeFailure } from '../fakes/fake-onepassword-client.js';
 import { privateTempDir } from '../helpers/daemon.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 // Distinctive, so a leak anywhere is easy to find.
 const TOKEN = 'ops_eyJzaWduSW5BZGRyZXNzIjoi-FAKE-TOKEN-4b7d21';
@@ -147,6 +150,7 @@ describe('op: references', () => {
       const file = path.join(dir, 'config.yaml');
       fs.writeFileSync(file, `profiles:\n  work:\n    source: op://Work/Anthropic/${VALUE}?x=1\n`, { mode: 0o600 });
       const pool = new AdapterPool({
+        find: adapterFor,
         env: { OP_SERVICE_ACCOUNT_TOKEN: TOKEN },
         log: silent,
         modules: { op: { createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => new FakeOnePasswordClient() }) } },
@@ -300,7 +304,9 @@ describe('op: credentials', () => {
     expect(err.message).toContain('"ops_"');
     expect(err.message).not.toContain(VALUE);
     fs.writeFileSync(tokenFile, '\n');
-    expect((await h.fetchErr(uri)).message).toContain('empty');
+    err = await h.fetchErr(uri);
+    expect(err.code).toBe('AUTH_REQUIRED');
+    expect(err.message).toContain('empty');
     expect(h.auths).toHaveLength(0);
   });
 });
@@ -328,8 +334,8 @@ describe('op: batching', () => {
     const ref = await h.ref(uriOf(0));
     const release = h.fake.hold();
     const first = [h.adapter.fetch(ref, fetchContext()), h.adapter.fetch(ref, fetchContext())];
-    await new Promise((r) => setTimeout(r, 30));
-    expect(h.fake.calls.resolveAll).toBe(1);
+    // The first call is on its way (held by the fake), carrying both callers.
+    await until(() => h.fake.calls.resolveAll === 1);
     const late = h.adapter.fetch(ref, fetchContext());
     release();
     const all = await Promise.all([...first, late]);
@@ -337,11 +343,49 @@ describe('op: batching', () => {
     expect(h.fake.batches).toEqual([[uriOf(0)]]);
   });
 
+  it('holds a batch open for exactly the window, on the injected clock', async () => {
+    const clock = new ManualClock(0);
+    const sent: string[][] = [];
+    const batcher = new ResolveBatcher<string>({
+      windowMs: 10,
+      maxBatch: 50,
+      clock,
+      send: async (references) => {
+        sent.push(references);
+        return new Map(references.map((r) => [r, `value of ${r}`]));
+      },
+    });
+    const signal = new AbortController().signal;
+    const first = [batcher.resolve('a', signal), batcher.resolve('b', signal)];
+    expect(clock.pending()).toEqual([10]);
+    clock.advance(5);
+    first.push(batcher.resolve('c', signal));
+    clock.advance(4);
+    expect(sent).toEqual([]);
+    clock.advance(1);
+    expect(sent).toEqual([['a', 'b', 'c']]);
+    expect(await Promise.all(first)).toEqual(['value of a', 'value of b', 'value of c']);
+    // The next reference opens a window of its own.
+    const late = batcher.resolve('d', signal);
+    expect(clock.pending()).toEqual([20]);
+    clock.advance(9);
+    expect(sent).toHaveLength(1);
+    clock.advance(1);
+    expect(sent).toEqual([['a', 'b', 'c'], ['d']]);
+    expect(await late).toBe('value of d');
+  });
+
   it('sends fetches further apart than the window separately', async () => {
-    const h = harness({ fake: seeded(2) });
-    await h.fetch(uriOf(0));
-    await new Promise((r) => setTimeout(r, 20));
-    await h.fetch(uriOf(1));
+    const clock = new ManualClock(0);
+    const h = harness({ settings: { batchWindow: '10ms' }, fake: seeded(2), clock });
+    for (const i of [0, 1]) {
+      const fetched = h.fetch(uriOf(i));
+      // The reference is queued once the window's timer is set; the window closes only when the clock says so.
+      await until(() => clock.pending().length > 0);
+      expect(h.fake.calls.resolveAll).toBe(i);
+      clock.advance(10);
+      expect(await fetched).toBe(`${VALUE}-${i}`);
+    }
     expect(h.fake.batches).toEqual([[uriOf(0)], [uriOf(1)]]);
   });
 
@@ -353,7 +397,8 @@ describe('op: batching', () => {
   });
 
   it('drops a reference whose caller gave up before the batch went out', async () => {
-    const h = harness({ settings: { batchWindow: '300ms' }, fake: seeded(2) });
+    const clock = new ManualClock(0);
+    const h = harness({ settings: { batchWindow: '300ms' }, fake: seeded(2), clock });
     const [a, b] = await Promise.all([h.ref(uriOf(0)), h.ref(uriOf(1))]);
     const controller = new AbortController();
     const gaveUp = h.adapter.fetch(a, fetchContext({ signal: controller.signal })).then(
@@ -361,11 +406,16 @@ describe('op: batching', () => {
       (e: unknown) => e,
     );
     const kept = h.adapter.fetch(b, fetchContext());
-    // Both are queued now; the window is still open.
-    await new Promise((r) => setTimeout(r, 10));
+    // The window is open, and stays open until the clock moves: nothing has gone out.
+    await until(() => clock.pending().length > 0);
     expect(h.fake.calls.resolveAll).toBe(0);
-    controller.abort(new BrokerError('TIMEOUT', 'test: gave up'));
-    expect(((await gaveUp) as BrokerError).message).toBe('test: gave up');
+    const reason = new BrokerError('TIMEOUT', 'test: gave up');
+    controller.abort(reason);
+    // The caller's own reason (its profile timeout), not a new error.
+    expect(await gaveUp).toBe(reason);
+    // Close the window (b's, whether or not it was queued before a left).
+    await until(() => clock.pending().length > 0);
+    clock.advance(300);
     expect((await kept).value.reveal()).toBe(`${VALUE}-1`);
     expect(h.fake.batches).toEqual([[uriOf(1)]]);
   });
@@ -375,14 +425,15 @@ describe('op: batching', () => {
     const ref = await h.ref(uriOf(0));
     const release = h.fake.hold();
     const controller = new AbortController();
-    setTimeout(() => controller.abort(new BrokerError('TIMEOUT', 'test: profile timeout')), 50);
-    const started = Date.now();
-    const err = await h.adapter.fetch(ref, fetchContext({ signal: controller.signal })).then(
+    const pending = h.adapter.fetch(ref, fetchContext({ signal: controller.signal })).then(
       () => undefined,
       (e: unknown) => e as BrokerError,
     );
-    expect(Date.now() - started).toBeLessThan(1000);
-    expect(err?.code).toBe('TIMEOUT');
+    // 1Password has the call and holds it; the caller's profile timeout fires meanwhile.
+    await until(() => h.fake.calls.resolveAll === 1);
+    const reason = new BrokerError('TIMEOUT', 'test: profile timeout');
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
     release();
     // The call that was on its way still completes and serves the next caller.
     expect(await h.fetch(uriOf(0))).toBe(`${VALUE}-0`);
@@ -399,7 +450,7 @@ describe('op: read budget', () => {
 
   it('refuses background refreshes over budget (transient RATE_LIMITED) while waited-for reads go out', async () => {
     let now = 1_000_000_000_000;
-    const h = harness({ settings: { readsPerHour: 10, backgroundReadsPerHour: 3 }, fake: seeded(), now: () => now });
+    const h = harness({ settings: { readsPerHour: 10, backgroundReadsPerHour: 3 }, fake: seeded(), clock: { now: () => now, setTimeout: systemClock.setTimeout } });
     for (const i of [0, 1]) await h.fetch(uriOf(i), 'miss');
     await h.fetch(uriOf(2), 'refresh-ahead');
     expect(h.fake.calls.references).toBe(3);
@@ -430,17 +481,20 @@ describe('op: read budget', () => {
 
   it('pauses background refreshes after 1Password rate-limits the token', async () => {
     let now = 2_000_000_000_000;
-    const h = harness({ fake: seeded(), now: () => now, random: () => 0.5 });
+    const h = harness({ fake: seeded(), clock: { now: () => now, setTimeout: systemClock.setTimeout }, random: () => 0.5 });
     h.fake.failNext('rate-limit');
     const err = await h.fetchErr(uriOf(0));
     expect(err.code).toBe('RATE_LIMITED');
     expect(err.transient).toBe(true);
     expect(err.status).toBe('RateLimitExceeded');
+    // No Retry-After from the SDK: the adapter's own pause is what the cache's retry waits for.
+    expect(err.retryAfterMs).toBe(RATE_LIMIT_PAUSE.baseMs);
     expect(err.message).toContain(uriOf(0));
     expect(h.adapter.status!()[0]).toContain('rate-limited by 1Password, background refreshes resume in 1m');
     const held = await h.fetchErr(uriOf(1), 'refresh-ahead');
     expect(held.code).toBe('RATE_LIMITED');
     expect(held.message).toContain('rate-limited');
+    expect(held.retryAfterMs).toBe(RATE_LIMIT_PAUSE.baseMs);
     expect(await h.fetch(uriOf(1), 'miss')).toBe(`${VALUE}-1`);
     now += RATE_LIMIT_PAUSE.baseMs + 1;
     expect(await h.fetch(uriOf(2), 'refresh-ahead')).toBe(`${VALUE}-2`);
@@ -627,16 +681,19 @@ describe('op: errors', () => {
   });
 
   it('gives up at once on an aborted signal, and after close refuses with SHUTTING_DOWN', async () => {
-    const h = harness({ settings: { batchWindow: '200ms' }, fake: seeded() });
+    const clock = new ManualClock(0);
+    const h = harness({ settings: { batchWindow: '200ms' }, fake: seeded(), clock });
     const controller = new AbortController();
-    controller.abort(new BrokerError('TIMEOUT', 'test: already aborted'));
-    expect((await h.fetchErr(uri, 'miss', controller.signal)).message).toBe('test: already aborted');
+    const reason = new BrokerError('TIMEOUT', 'test: already aborted');
+    controller.abort(reason);
+    expect(await h.fetchErr(uri, 'miss', controller.signal)).toBe(reason);
     const ref = await h.ref(uri);
     const queued = h.adapter.fetch(ref, fetchContext()).then(
       () => undefined,
       (e: unknown) => e as BrokerError,
     );
-    await new Promise((r) => setTimeout(r, 10));
+    // Queued: its window is open, and stays open until the clock moves.
+    await until(() => clock.pending().length > 0);
     await h.adapter.close();
     expect((await queued)?.code).toBe('SHUTTING_DOWN');
     expect((await h.fetchErr(uri)).code).toBe('SHUTTING_DOWN');
@@ -708,3 +765,12 @@ describe('op: the real SDK client factory, offline', () => {
     expect(INTEGRATION_VERSION).toBe(pkg.version);
   });
 });
+
+/** Wait for asynchronous work (the adapter's own awaits) to reach a state; fails after 5 s. */
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
+    await new Promise((r) => setImmediate(r));
+  }
+}

@@ -13,7 +13,8 @@ import type { Adapter, AdapterInit } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
-import { FakeVault, KV1_DEFAULT_LEASE_SEC, makeTestCertificate, ManualClock } from '../fakes/fake-vault.js';
+import { FakeVault, KV1_DEFAULT_LEASE_SEC, makeTestCertificate } from '../fakes/fake-vault.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 const silent = createLogger({ level: 'silent' });
 
@@ -444,6 +445,14 @@ describe('vault source: error mapping', () => {
     expect(err.code).toBe('RATE_LIMITED');
     expect(err.transient).toBe(true);
     expect(err.status).toBe(429);
+    expect(err.retryAfterMs).toBeUndefined();
+  });
+
+  it('429 with Retry-After → RATE_LIMITED carrying how long Vault asked to wait', async () => {
+    fake.rateLimit(1, '120');
+    const err = await failure(adapter, 'vault://secret/app?kv=2#api_key');
+    expect(err.code).toBe('RATE_LIMITED');
+    expect(err.retryAfterMs).toBe(120_000);
   });
 
   it('5xx → UNAVAILABLE, transient, with Vault’s own message scrubbed of anything token-shaped', async () => {
@@ -451,7 +460,7 @@ describe('vault source: error mapping', () => {
     const err = await failure(adapter, 'vault://secret/app?kv=2#api_key');
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.transient).toBe(true);
-    expect(err.message).toContain('internal error with [redacted]');
+    expect(err.message).toContain('internal error with [masked]');
     expectNoToken(err);
   });
 
@@ -807,6 +816,4 @@ async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> 
     if (Date.now() > deadline) throw new Error('timed out waiting for the condition');
     await new Promise((r) => setTimeout(r, 10));
   }
-  // Let the answer that satisfied the check be processed.
-  await new Promise((r) => setTimeout(r, 20));
 }

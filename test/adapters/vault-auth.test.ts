@@ -5,13 +5,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backoffDelay, LOGIN_BACKOFF } from '../../adapters/vault/vault-auth.js';
+import { LOGIN_BACKOFF } from '../../adapters/vault/vault-auth.js';
+import { backoffDelay } from '../../src/adapter.js';
 import { createVaultAdapter, type VaultRef } from '../../adapters/vault/vault-adapter.js';
 import type { Adapter } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { fetchContext } from '../contract/adapter-contract.js';
-import { FakeVault, ManualClock, type AppRoleOptions } from '../fakes/fake-vault.js';
+import { FakeVault, type AppRoleOptions } from '../fakes/fake-vault.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 const log = createLogger({ level: 'silent' });
 const ROLE = 'role-auth-test';
@@ -78,14 +80,16 @@ async function rig(
   return r;
 }
 
-/** Wait (in real time) for background requests the clock set off to finish. */
-async function settle(check: () => boolean = () => true, timeoutMs = 5000): Promise<void> {
+/**
+ * Wait for background work the clock set off (real HTTP to the fake Vault) to reach a state. Only
+ * for what must happen: that something does NOT happen is shown with the clock (no timer pending).
+ */
+async function settle(check: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('timed out waiting for the background work');
     await new Promise((r) => setTimeout(r, 5));
   }
-  await new Promise((r) => setTimeout(r, 25));
 }
 
 describe('vault AppRole auth', () => {
@@ -113,11 +117,12 @@ describe('vault AppRole auth', () => {
     const loginAt = r.clock.now();
     expect(r.clock.pending()).toEqual([loginAt + 40_000]);
     r.clock.advance(39_999);
-    await settle();
+    // Renewal starts only from its timer, which is still pending: nothing has been sent.
+    expect(r.clock.pending()).toEqual([loginAt + 40_000]);
     expect(r.renewals()).toBe(0);
     r.clock.advance(1);
-    await settle(() => r.renewals() === 1);
     // Renewed to a full TTL from now, so the next renewal is 2/3 of it later.
+    await settle(() => r.renewals() === 1 && r.clock.pending().length === 1);
     expect(r.clock.pending()).toEqual([loginAt + 40_000 + 40_000]);
     r.clock.advance(30_000); // 70 s: past the first lease, within the renewed one
     expect(await r.fetch()).toBe('sk-approle');
@@ -189,15 +194,16 @@ describe('vault AppRole auth', () => {
     await r.fetch();
     // One renewal after the last use, as the cache refreshes an unread profile once more...
     r.clock.advance(40_000);
-    await settle(() => r.renewals() === 1);
-    // ...and none after that.
+    await settle(() => r.renewals() === 1 && r.clock.pending().length === 1);
+    // ...and none after that: the next renewal's timer fires, finds the token unused since the
+    // last renewal, and neither sends anything nor schedules another timer.
     r.clock.advance(40_000);
-    await settle();
-    expect(r.renewals()).toBe(1);
     expect(r.clock.pending()).toEqual([]);
     r.clock.advance(60_000);
     expect(await r.fetch()).toBe('sk-approle');
     expect(r.logins()).toBe(2);
+    // A renewal sent at the 80 s timer would have reached the fake before this fetch's login.
+    expect(r.renewals()).toBe(1);
   });
 
   it('logs in again after the token has expired (the daemon slept through the renewal)', async () => {
@@ -239,7 +245,7 @@ describe('vault AppRole auth', () => {
     await r.fetch();
     r.fake.failNext(1, 503, ['Vault is sealed'], 'auth/token/renew-self');
     r.clock.advance(40_000);
-    await settle(() => r.renewals() === 1);
+    await settle(() => r.renewals() === 1 && r.clock.pending().length === 1);
     expect(r.clock.pending()).toEqual([r.clock.now() + LOGIN_BACKOFF.baseMs]);
     r.clock.advance(LOGIN_BACKOFF.baseMs);
     await settle(() => r.renewals() === 2);
@@ -253,7 +259,8 @@ describe('vault AppRole auth', () => {
     expect(first.code).toBe('AUTH_REQUIRED');
     expect(first.message).toContain('AppRole login at auth/approle was refused (400: invalid role or secret ID)');
     expect(first.message).not.toContain('sid-wrong');
-    expect((await r.fetchError()).message).toBe(first.message);
+    // The same error, answered at once: no new login attempt while backing off.
+    expect(await r.fetchError()).toBe(first);
     expect(r.logins()).toBe(1);
     r.clock.advance(LOGIN_BACKOFF.baseMs);
     await r.fetchError();
@@ -296,7 +303,7 @@ describe('vault AppRole auth', () => {
     const r = await rig({ tokenTtlSec: 3600 });
     await r.fetch();
     const [note] = r.adapter.status!();
-    expect(note).toBe(`${r.fake.url}: AppRole (auth/approle): logged in, token valid 60m, renewable, renewed 0×`);
+    expect(note).toBe(`${r.fake.url}: AppRole (auth/approle): logged in, token valid 59m50s, renewable, renewed 0×`);
     for (const t of r.fake.issuedTokens()) expect(note).not.toContain(t);
   });
 

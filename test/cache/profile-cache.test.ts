@@ -7,6 +7,7 @@ import type { ResolvedProfile } from '../../src/config/load.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { ConsumerInfo } from '../../src/protocol/messages.js';
+import { makeJwt } from '../helpers/jwt.js';
 import { ScriptedSource } from '../helpers/scripted-adapter.js';
 
 const log = createLogger({ level: 'silent' });
@@ -20,6 +21,7 @@ function profile(overrides: Partial<ResolvedProfile> = {}): ResolvedProfile {
     maxStaleMs: 120_000,
     timeoutMs: 8_000,
     repeatDetection: 'claude-code' as const,
+    output: 'text' as const,
     settings: undefined,
     overrides: undefined,
     ...overrides,
@@ -30,8 +32,8 @@ function profile(overrides: Partial<ResolvedProfile> = {}): ResolvedProfile {
 let store: NodeCache;
 let source: ScriptedSource;
 
-function cacheFor(overrides: Partial<ResolvedProfile> = {}, random = () => 0.5): ProfileCache {
-  return new ProfileCache({ profile: profile(overrides), adapter: source.adapter(), ref: 'scripted:test', store, log, random });
+function cacheFor(overrides: Partial<ResolvedProfile> = {}, random = () => 0.5, limit: { forcedFetchBurst?: number; forcedFetchIntervalMs?: number } = {}): ProfileCache {
+  return new ProfileCache({ profile: profile(overrides), adapter: source.adapter(), ref: 'scripted:test', store, log, random, ...limit });
 }
 
 /** Settle a promise under fake timers, advancing time until it does. */
@@ -43,7 +45,8 @@ async function settle<T>(promise: Promise<T>, stepMs = 100, maxMs = 60_000): Pro
   return tracked;
 }
 
-const claude = (pid: number, helperTtlMs = 300_000): ConsumerInfo => ({ pid, start: '1', name: 'claude', claudeCode: true, helperTtlMs });
+const claude = (pid: number, helperTtlMs = 300_000): ConsumerInfo => ({ pid, start: '1', name: 'claude', claudeCode: true, invocation: 'api-key-helper', helperTtlMs });
+const claudeAs = (pid: number, invocation: NonNullable<ConsumerInfo['invocation']>): ConsumerInfo => ({ ...claude(pid), invocation });
 const script = (pid: number): ConsumerInfo => ({ pid, start: '1', name: 'python3', claudeCode: false });
 
 beforeEach(() => {
@@ -258,9 +261,8 @@ describe('repeat requests from Claude Code (401 inference)', () => {
     const err = await cache.get({ consumer: claude(100) }).catch((e: unknown) => e as BrokerError);
     expect(err).toBeInstanceOf(BrokerError);
     expect((err as BrokerError).code).toBe('KEY_REJECTED');
-    expect((err as BrokerError).message).toBe(
-      'profile "work": the key was rejected and scripted:test still returns the same value — rotate it at the source, then run: keybroker refresh work',
-    );
+    // One line that names the profile and ends with the command that fixes it.
+    expect((err as BrokerError).message).toMatch(/^profile "work": [^\n]* then run: keybroker refresh work$/);
     expect((err as BrokerError).message).not.toContain('sk-initial');
   });
 
@@ -363,5 +365,313 @@ describe('repeat requests from Claude Code (401 inference)', () => {
     await cache.get({ consumer: script(2) });
     await cache.get();
     expect(cache.status().consumers).toBe(2);
+  });
+});
+
+describe('values that span lines', () => {
+  it('refuses a multi-line value: a key is one line', async () => {
+    source.value = 'sk-one\nsk-two';
+    const err = await cacheFor().get().catch((e: unknown) => e as BrokerError);
+    expect(err).toBeInstanceOf(BrokerError);
+    expect((err as BrokerError).code).toBe('INVALID_VALUE');
+    expect((err as BrokerError).message).not.toContain('sk-');
+  });
+
+  it.each(['a\r\nb', 'a\rb'])('counts %j as two lines', async (value) => {
+    source.value = value;
+    expect(await cacheFor().get().catch((e: unknown) => (e as BrokerError).code)).toBe('INVALID_VALUE');
+  });
+
+  it('serves a multi-line value when the profile says multiline: true', async () => {
+    source.value = '-----BEGIN KEY-----\nabc\n-----END KEY-----';
+    expect((await cacheFor({ multiline: true }).get()).value.lineCount()).toBe(3);
+  });
+});
+
+describe('what a failed fetch says will happen', () => {
+  function loggedCache(): { cache: ProfileCache; lines: Array<Record<string, unknown>> } {
+    const lines: Array<Record<string, unknown>> = [];
+    const captured = createLogger({ level: 'warn', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+    const cache = new ProfileCache({ profile: profile(), adapter: source.adapter(), ref: 'scripted:test', store, log: captured, random: () => 0.5 });
+    return { cache, lines };
+  }
+
+  it('a cold profile: nothing is scheduled, the next read fetches again', async () => {
+    const { cache, lines } = loggedCache();
+    source.value = new BrokerError('UNAVAILABLE', 'down');
+    await cache.get().catch(() => {});
+    expect(lines.at(-1)).toMatchObject({ retry: 'next-read' });
+    expect(lines.at(-1)).not.toHaveProperty('retryInMs');
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(source.fetches).toBe(1);
+  });
+
+  it('a profile in use with a cached value: a retry is scheduled, and it happens', async () => {
+    const { cache, lines } = loggedCache();
+    await cache.get();
+    source.value = new BrokerError('UNAVAILABLE', 'down');
+    await vi.advanceTimersByTimeAsync(45_000); // refresh-ahead fails
+    const failed = lines.filter((l) => l.retry !== undefined);
+    expect(failed).toEqual([expect.objectContaining({ retry: 'scheduled', retryInMs: expect.any(Number) as number })]);
+    await vi.advanceTimersByTimeAsync(failed[0]!.retryInMs as number);
+    expect(source.reasons).toEqual(['miss', 'refresh-ahead', 'retry']);
+  });
+});
+
+describe('consumers of a failing profile', () => {
+  it('counts a consumer whose read failed', async () => {
+    source.value = new BrokerError('PERMISSION_DENIED', 'denied');
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(1) }).catch(() => {});
+    await cache.get({ consumer: script(2) }).catch(() => {});
+    expect(cache.status()).toMatchObject({ state: 'error', consumers: 2 });
+  });
+});
+
+describe('which Claude Code invocations count as a repeat', () => {
+  it('never counts the agent’s Bash tool, sibling helpers or an unmarked Claude Code under claude-code', async () => {
+    for (const invocation of ['agent-tool', 'sibling-helper', 'unmarked'] as const) {
+      source = new ScriptedSource();
+      const cache = cacheFor();
+      for (let i = 0; i < 4; i++) {
+        expect((await cache.get({ consumer: claudeAs(100, invocation) })).value.reveal()).toBe('sk-initial');
+        await vi.advanceTimersByTimeAsync(500);
+      }
+      expect(source.reasons).toEqual(['miss']);
+    }
+  });
+
+  it('leaves the helper’s own record alone when the agent reads in between', async () => {
+    const cache = cacheFor({ ttlMs: 3_600_000 });
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(200_000);
+    // The agent checks the key twice, late in the helper's TTL…
+    await cache.get({ consumer: claudeAs(100, 'agent-tool') });
+    await cache.get({ consumer: claudeAs(100, 'agent-tool') });
+    await vi.advanceTimersByTimeAsync(50_000);
+    // …and the helper's next call, past 80% of its TTL since its own last call, is an ordinary read.
+    await cache.get({ consumer: claude(100) });
+    expect(source.reasons).toEqual(['miss']);
+    expect(cache.stats.suspectedRejections).toBe(0);
+  });
+
+  it('under repeatDetection: always, counts an unmarked Claude Code and scripts, never the Bash tool or sibling helpers', async () => {
+    const counted: string[] = [];
+    for (const invocation of ['api-key-helper', 'unmarked', 'agent-tool', 'sibling-helper'] as const) {
+      source = new ScriptedSource();
+      const cache = cacheFor({ repeatDetection: 'always' });
+      await cache.get({ consumer: claudeAs(100, invocation) });
+      await cache.get({ consumer: claudeAs(100, invocation) });
+      if (source.reasons.includes('rejected')) counted.push(invocation);
+    }
+    expect(counted).toEqual(['api-key-helper', 'unmarked']);
+  });
+
+  it('counts unmarked Claude Code consumers for status, only where detection is left off for them', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claudeAs(1, 'unmarked') });
+    await cache.get({ consumer: claude(2) });
+    expect(cache.status()).toMatchObject({ consumers: 2, unmarkedClaudeConsumers: 1 });
+    const always = cacheFor({ repeatDetection: 'always' });
+    await always.get({ consumer: claudeAs(1, 'unmarked') });
+    expect(always.status().unmarkedClaudeConsumers).toBe(0);
+  });
+});
+
+describe('forced fetches are rate-limited per profile', () => {
+  it('lets a burst of refreshes through, then answers RATE_LIMITED with when to retry', async () => {
+    const cache = cacheFor();
+    await cache.get();
+    const outcomes: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      outcomes.push(await cache.get({ refresh: true }).then(() => 'ok', (e: unknown) => (e as BrokerError).code));
+    }
+    expect(outcomes.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
+    expect(new Set(outcomes.slice(3))).toEqual(new Set(['RATE_LIMITED']));
+    expect(source.reasons).toEqual(['miss', 'explicit', 'explicit', 'explicit']);
+    expect(cache.status().forcedFetchesLimited).toBe(97);
+    const err = await cache.refresh().catch((e: unknown) => e as BrokerError);
+    expect(err).toMatchObject({ code: 'RATE_LIMITED', transient: true });
+    // One more is allowed per interval (10 s), measured on the injected clock.
+    await vi.advanceTimersByTimeAsync(9_000);
+    await expect(cache.refresh()).rejects.toMatchObject({ code: 'RATE_LIMITED' });
+    await vi.advanceTimersByTimeAsync(1_000);
+    await cache.refresh();
+    await expect(cache.refresh()).rejects.toMatchObject({ code: 'RATE_LIMITED' });
+    expect(source.fetches).toBe(5);
+  });
+
+  it('still fetches on a deliberate refresh right after a fetch (a key rotated and refreshed at once)', async () => {
+    const cache = cacheFor();
+    await cache.get();
+    source.value = 'sk-rotated';
+    expect((await cache.get({ refresh: true })).value.reveal()).toBe('sk-rotated');
+  });
+
+  it('joins a fetch in flight without spending the burst', async () => {
+    const cache = cacheFor();
+    source.delayMs = 1_000;
+    const all = Promise.all([cache.get(), ...Array.from({ length: 10 }, () => cache.get({ refresh: true })), cache.refresh()]);
+    await settle(all);
+    expect(source.fetches).toBe(1);
+    source.delayMs = 0;
+    for (let i = 0; i < 3; i++) await cache.refresh();
+    expect(source.fetches).toBe(4);
+  });
+
+  it('answers a suspected rejection as if the source returned the same value once the burst is spent', async () => {
+    const cache = cacheFor({}, () => 0.5, { forcedFetchIntervalMs: 60_000 });
+    await cache.get({ consumer: claude(100) });
+    for (let i = 0; i < 3; i++) await cache.refresh();
+    expect(source.fetches).toBe(4);
+    source.value = 'sk-rotated';
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect((await cache.get({ consumer: claude(100) })).value.reveal()).toBe('sk-initial');
+    await vi.advanceTimersByTimeAsync(1_000);
+    await expect(cache.get({ consumer: claude(100) })).rejects.toMatchObject({ code: 'KEY_REJECTED' });
+    expect(source.fetches).toBe(4);
+  });
+
+  it('keeps the rule that a rejection is answered by a fetch newer than the rejected value', async () => {
+    const cache = cacheFor();
+    const sessions = Array.from({ length: 10 }, (_, i) => claude(3000 + i));
+    for (const s of sessions) await cache.get({ consumer: s });
+    source.value = 'sk-rotated';
+    await vi.advanceTimersByTimeAsync(1_000);
+    for (const s of sessions) expect((await cache.get({ consumer: s })).value.reveal()).toBe('sk-rotated');
+    expect(source.reasons).toEqual(['miss', 'rejected']);
+    expect(cache.status().forcedFetchesLimited).toBe(0);
+  });
+});
+
+describe('values that carry their own expiry', () => {
+  const HOUR = 3_600_000;
+  /** A JWT whose exp is `lifetimeMs` from now (iat now), as a source would mint it. */
+  const jwtFor = (lifetimeMs: number, extra: Record<string, unknown> = {}): string =>
+    makeJwt({ iat: Date.now() / 1000, exp: (Date.now() + lifetimeMs) / 1000, ...extra });
+  const expOf = (token: string): number => (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
+
+  it('caps a 1 h TTL at a JWT’s exp, less a margin of 10% of its life, and refreshes ahead of it', async () => {
+    source.value = jwtFor(8_000);
+    const cache = cacheFor({ ttlMs: HOUR, maxStaleMs: HOUR }, () => 0.5);
+    const first = await cache.get();
+    expect(first.freshUntil - Date.now()).toBe(7_200);
+    expect(cache.status()).toMatchObject({ expiresInMs: 7_200, valueExpiresInMs: 8_000 });
+    source.value = jwtFor(8_000);
+    await vi.advanceTimersByTimeAsync(5_000);
+    await cache.get(); // in use
+    await vi.advanceTimersByTimeAsync(500); // 75% of 7.2 s = 5.4 s
+    expect(source.reasons).toEqual(['miss', 'refresh-ahead']);
+    const next = await cache.get();
+    expect(next.value.equals(first.value)).toBe(false);
+    expect(expOf(next.value.reveal())).toBeGreaterThan(Date.now());
+  });
+
+  it('sizes the margin from iat when the token has one, not from the fetch', async () => {
+    // iat 50 s ago, exp in 50 s: a 100 s life, a 10 s margin (from the fetch it would be 5 s).
+    source.value = makeJwt({ iat: (Date.now() - 50_000) / 1000, exp: (Date.now() + 50_000) / 1000 });
+    const served = await cacheFor({ ttlMs: HOUR }).get();
+    expect(served.freshUntil - Date.now()).toBe(40_000);
+  });
+
+  it('never serves a JWT at or after its exp, however long maxStale is, and then says EXPIRED', async () => {
+    source.value = jwtFor(60_000);
+    const cache = cacheFor({ ttlMs: HOUR, maxStaleMs: HOUR });
+    const token = (await cache.get()).value.reveal();
+    source.value = new BrokerError('UNAVAILABLE', 'gateway down');
+    await vi.advanceTimersByTimeAsync(59_000); // past fresh (54 s), before exp (60 s): stale is fine
+    const stale = await cache.get();
+    expect(stale.stale).toBe(true);
+    expect(stale.value.reveal()).toBe(token);
+    expect(stale.warning?.code).toBe('UNAVAILABLE');
+    await vi.advanceTimersByTimeAsync(1_000); // exactly exp
+    const err = (await cache.get().then(() => undefined, (e: unknown) => e)) as BrokerError;
+    expect(err).toBeInstanceOf(BrokerError);
+    expect(err.code).toBe('EXPIRED');
+    expect(err.exitCode).toBe(19);
+    expect(err.transient).toBe(true);
+    expect(err.message).not.toContain(token);
+    expect(cache.status()).toMatchObject({ state: 'error', valueExpiresInMs: 0 });
+    // A consumer's repeat request (suspected rejection) cannot get it either.
+    await expect(cache.get({ consumer: claude(7) })).rejects.toMatchObject({ code: 'EXPIRED' });
+    // The source recovers: a fresh token is served again.
+    source.value = jwtFor(60_000);
+    await expect(cache.get()).resolves.toMatchObject({ stale: false });
+    expect(cache.status().valueExpiresInMs).toBe(60_000);
+  });
+
+  it('refuses a token that is already expired when fetched (EXPIRED), keeping a still-valid one', async () => {
+    source.value = makeJwt({ exp: (Date.now() - 1_000) / 1000 });
+    await expect(cacheFor().get()).rejects.toMatchObject({ code: 'EXPIRED' });
+
+    source = new ScriptedSource();
+    source.value = jwtFor(120_000);
+    const cache = cacheFor({ ttlMs: 30_000 });
+    const good = (await cache.get()).value.reveal();
+    source.value = makeJwt({ exp: (Date.now() - 1_000) / 1000 });
+    await vi.advanceTimersByTimeAsync(31_000);
+    const served = await cache.get();
+    expect(served.value.reveal()).toBe(good);
+    expect(served.warning?.code).toBe('EXPIRED');
+  });
+
+  it('honours an adapter’s expiresAt the same way, and the earlier of it and a JWT’s exp', async () => {
+    source.value = { value: 'sk-temporary', expiresAt: Date.now() + 10_000 };
+    const cache = cacheFor({ ttlMs: HOUR, maxStaleMs: HOUR });
+    expect((await cache.get()).freshUntil - Date.now()).toBe(9_000);
+    source.value = new BrokerError('UNAVAILABLE', 'down');
+    await vi.advanceTimersByTimeAsync(10_000);
+    await expect(cache.get()).rejects.toMatchObject({ code: 'EXPIRED' });
+
+    source = new ScriptedSource();
+    source.value = { value: jwtFor(600_000), expiresAt: Date.now() + HOUR };
+    expect(cacheFor({ ttlMs: HOUR }).status().valueExpiresInMs).toBeNull();
+    const c2 = cacheFor({ ttlMs: HOUR });
+    await c2.get();
+    expect(c2.status().valueExpiresInMs).toBe(600_000);
+  });
+
+  it('leaves a plain value to its TTL and maxStale (no expiry in status)', async () => {
+    const cache = cacheFor();
+    await cache.get();
+    expect(cache.status()).toMatchObject({ expiresInMs: 60_000, valueExpiresInMs: null, rateLimitedForMs: null });
+  });
+});
+
+describe('a backend that asks to wait (429 Retry-After)', () => {
+  it('retries no earlier than it said, serves the stale value meanwhile, and shows it in status', async () => {
+    const cache = cacheFor({}, () => 0.5);
+    await cache.get();
+    await vi.advanceTimersByTimeAsync(40_000);
+    await cache.get(); // in use
+    source.value = new BrokerError('RATE_LIMITED', 'slow down', { retryAfterMs: 120_000 });
+    await vi.advanceTimersByTimeAsync(5_001); // refresh-ahead at 45 s fails
+    expect(source.fetches).toBe(2);
+    expect(cache.status().rateLimitedForMs).toBe(120_000 - 1);
+    source.value = 'sk-after-limit';
+    // Our own backoff would retry after 5 s; the backend said 120 s.
+    await vi.advanceTimersByTimeAsync(60_000);
+    const stale = await cache.get();
+    expect(stale.value.reveal()).toBe('sk-initial');
+    expect(stale.warning?.code).toBe('RATE_LIMITED');
+    expect(source.fetches).toBe(2);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(source.fetches).toBe(3);
+    expect(source.reasons.at(-1)).toBe('retry');
+    expect((await cache.get()).value.reveal()).toBe('sk-after-limit');
+    expect(cache.status().rateLimitedForMs).toBeNull();
+  });
+
+  it('keeps its own backoff when that is longer than what the backend asked', async () => {
+    const cache = cacheFor({}, () => 0.5);
+    await cache.get();
+    await cache.get();
+    source.value = new BrokerError('RATE_LIMITED', 'slow down', { retryAfterMs: 1_000 });
+    await vi.advanceTimersByTimeAsync(45_001);
+    expect(source.fetches).toBe(2);
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(source.fetches).toBe(2);
+    await vi.advanceTimersByTimeAsync(1_100);
+    expect(source.fetches).toBe(3);
   });
 });

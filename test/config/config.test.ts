@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AdapterPool } from '../../src/cache/adapter-pool.js';
+import { adapterFor } from '../../adapters/registry.js';
+import { AdapterPool } from '../../src/adapter-pool.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { ConfigError, loadConfig, parseConfigText, readConfigFile, resolveConfigPath } from '../../src/config/load.js';
 import { STARTER_CONFIG, writeStarterConfig } from '../../src/config/starter.js';
@@ -12,7 +13,7 @@ import { privateTempDir } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-config-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const pool = new AdapterPool({ env: { HOME: dir }, log: createLogger({ level: 'silent' }) });
+const pool = new AdapterPool({ find: adapterFor, env: { HOME: dir }, log: createLogger({ level: 'silent' }) });
 afterAll(() => pool.closeAll());
 
 function write(name: string, text: string, mode = 0o600): string {
@@ -69,6 +70,22 @@ describe('config validation', () => {
     const config = await loadConfig(file, pool.acquire);
     expect(config.profiles.get('a')).toMatchObject({ ttlMs: 3_600_000, timeoutMs: 2_000, maxStaleMs: 3_600_000, repeatDetection: 'claude-code' });
     expect(config.profiles.get('b')).toMatchObject({ ttlMs: 30_000, timeoutMs: 2_000, maxStaleMs: 0, repeatDetection: 'always' });
+  });
+
+  it('takes output: json for an exec: source, and refuses it (or an unknown format) elsewhere', async () => {
+    const file = write('out.yaml', 'profiles:\n  gw:\n    source: exec:mint-token\n    output: json\n  plain:\n    source: exec:cat key\n');
+    const config = await loadConfig(file, pool.acquire);
+    expect(config.profiles.get('gw')).toMatchObject({ output: 'json' });
+    expect(config.profiles.get('plain')).toMatchObject({ output: 'text' });
+    const found = await problems('profiles:\n  a:\n    source: env:A\n    output: json\n  b:\n    source: exec:x\n    output: xml\n');
+    // One pass: the schema problem and the source-kind problem together.
+    expect(found).toEqual([
+      expect.stringMatching(/^4: profiles\.a\.output: output: json applies only to exec: sources/),
+      expect.stringMatching(/^7: profiles\.b\.output: must be one of: text, json$/),
+    ]);
+    expect(await problems('profiles:\n  a:\n    source: env:A\n    output: json\n')).toEqual([
+      '4: profiles.a.output: output: json applies only to exec: sources (this one is env:); remove it',
+    ]);
   });
 
   it('reports every problem with its YAML path and line', async () => {
@@ -137,7 +154,9 @@ describe('config file rules', () => {
     const file = write('open.yaml', 'profiles: {}\n', 0o664);
     const err = await readConfigFile(file).catch((e: unknown) => e as ConfigError);
     expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
     expect((err as ConfigError).missing).toBe(false);
+    // The fix, with the path.
     expect((err as ConfigError).message).toContain(`chmod 600 ${file}`);
   });
 
@@ -145,6 +164,7 @@ describe('config file rules', () => {
     const file = write('theirs.yaml', 'profiles: {}\n');
     fs.chownSync(file, 4242, 4242);
     const err = await readConfigFile(file).catch((e: unknown) => e as ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
     expect((err as ConfigError).message).toContain('owned by uid 4242');
   });
 
@@ -172,5 +192,105 @@ describe('config file rules', () => {
     fs.writeFileSync(file, 'profiles: {}\n');
     expect(await writeStarterConfig(file)).toBe(false);
     expect(fs.readFileSync(file, 'utf8')).toBe('profiles: {}\n');
+  });
+});
+
+describe('config messages that lead to the fix', () => {
+  async function configError(text: string): Promise<ConfigError> {
+    const file = write('m.yaml', text);
+    const err = await loadConfig(file, pool.acquire).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+
+  it('reports one mis-indented line once: the first YAML error, with its line', async () => {
+    const err = await configError(
+      [
+        'profiles:', //              1
+        '  default:', //             2
+        '    source: env:A', //      3
+        ' work:', //                 4
+        '    source: env:B', //      5
+        '  other:', //               6
+        '    source: env:C', //      7
+        '    ttl: 5m', //            8
+        '  more:', //                9
+        '    source: env:D', //      10
+      ].join('\n'),
+    );
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatchObject({ kind: 'yaml', line: 4 });
+    expect(err.message.split('\n')).toHaveLength(1);
+  });
+
+  it('says the likely indentation when source: sits at the level of the profile names', async () => {
+    const err = await configError('profiles:\n  work:\n  source: exec:op read op://Work/Anthropic/credential\n  ttl: 1h\n');
+    expect(err.problems).toEqual([expect.objectContaining({ kind: 'indentation', path: 'profiles.source', line: 3 })]);
+    expect(err.problems[0]!.message).toContain('"work"');
+  });
+
+  it('reports schema and source problems in one pass', async () => {
+    const err = await configError(
+      [
+        'profiles:', //                                       1
+        '  work:', //                                         2
+        '    source: 1password://Work/Anthropic/credential', // 3
+        '    ttl: 5x', //                                     4
+        '  bad:', //                                          5
+        '    source: vault:/secret/x', //                     6
+        '  "bad name":', //                                   7
+        '    source: env:A', //                               8
+      ].join('\n'),
+    );
+    expect(err.problems.map((p) => [p.line, p.path, p.kind])).toEqual([
+      [3, 'profiles.work.source', 'source'],
+      [4, 'profiles.work.ttl', 'value'],
+      [6, 'profiles.bad.source', 'source'],
+      [7, 'profiles.bad name', 'value'],
+    ]);
+  });
+
+  it.each([
+    ['1password://Work/Anthropic/credential', 'op'],
+    ['onepassword://Work/Anthropic/credential', 'op'],
+    ['OP://Work/Anthropic/credential', 'op'],
+    ['hashicorp://secret/anthropic#api_key', 'vault'],
+    ['vualt://secret/anthropic#api_key', 'vault'],
+    ['secretsmanager://anthropic#api_key', 'aws-sm'],
+    ['aws://anthropic#api_key', 'aws-sm'],
+    ['aws-creds://default', 'aws-credentials'],
+    ['environment:ANTHROPIC_API_KEY', 'env'],
+    ['cmd:op read x', 'exec'],
+    ['fiel:~/key', 'file'],
+  ])('suggests the source kind %s most likely meant', async (source, suggestion) => {
+    const err = await configError(`profiles:\n  a:\n    source: ${JSON.stringify(source)}\n`);
+    expect(err.problems).toEqual([expect.objectContaining({ kind: 'source', path: 'profiles.a.source', line: 3, suggestion })]);
+  });
+
+  it('suggests nothing for a kind that resembles none', async () => {
+    const err = await configError('profiles:\n  a:\n    source: "ab:x"\n');
+    expect(err.problems[0]!.suggestion).toBeUndefined();
+  });
+
+  it('warns (without failing) that a timeout of 10 s or more shows Claude Code\'s slow-helper notice', async () => {
+    const file = write('slow.yaml', 'defaults:\n  timeout: 12s\nprofiles:\n  a:\n    source: env:A\n    timeout: 15s\n  b:\n    source: env:B\n  c:\n    source: env:C\n    timeout: 9s\n');
+    const config = await loadConfig(file, pool.acquire);
+    expect(config.warnings.map((w) => [w.kind, w.path, w.line])).toEqual([
+      ['slow-timeout', 'profiles.a.timeout', 6],
+      ['slow-timeout', 'defaults.timeout', 2],
+    ]);
+  });
+
+  it('caps a profile timeout, so clients can wait for the daemon to enforce it', async () => {
+    const err = await configError('profiles:\n  a:\n    source: env:A\n    timeout: 10m\n');
+    expect(err.problems).toEqual([expect.objectContaining({ path: 'profiles.a.timeout', line: 4, kind: 'value' })]);
+  });
+
+  it('takes multiline: true or false only', async () => {
+    const file = write('ml.yaml', 'profiles:\n  pem:\n    source: file:/k.pem\n    multiline: true\n');
+    expect((await loadConfig(file, pool.acquire)).profiles.get('pem')?.multiline).toBe(true);
+    const err = await configError('profiles:\n  pem:\n    source: file:/k.pem\n    multiline: yes please\n');
+    expect(err.problems).toEqual([expect.objectContaining({ path: 'profiles.pem.multiline', line: 4 })]);
   });
 });

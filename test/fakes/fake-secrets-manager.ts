@@ -40,6 +40,8 @@ export interface InjectedError {
   times?: number;
   /** Only requests for this SecretId (name or ARN) fail. */
   secretId?: string;
+  /** A Retry-After header sent with the error (delay-seconds or an HTTP-date). */
+  retryAfter?: string;
 }
 
 export interface RecordedRequest {
@@ -81,6 +83,7 @@ interface ParsedAuthorization {
 }
 
 class AwsError extends Error {
+  retryAfter: string | undefined;
   constructor(readonly type: string, message: string, readonly status = 400, readonly messageKey: 'message' | 'Message' = 'message') {
     super(message);
   }
@@ -158,6 +161,16 @@ export class FakeSecretsManager {
     const { port } = fake.#server.address() as AddressInfo;
     fake.#url = `http://127.0.0.1:${port}`;
     return fake;
+  }
+
+  /** Accept another access key (a key created in IAM). */
+  addCredentials(credentials: FakeCredentials): void {
+    this.#credentials.set(credentials.accessKeyId, credentials);
+  }
+
+  /** Stop accepting an access key (deleted in IAM): requests signed with it get UnrecognizedClientException. */
+  revokeCredentials(accessKeyId: string): void {
+    this.#credentials.delete(accessKeyId);
   }
 
   /** The endpoint URL to hand the SDK (AWS_ENDPOINT_URL_SECRETS_MANAGER or aws.endpoint). */
@@ -282,7 +295,7 @@ export class FakeSecretsManager {
       const e = err instanceof AwsError ? err : new AwsError('InternalFailure', 'internal error in the fake', 500);
       record.status = e.status;
       record.error = e.type;
-      send(res, e.status, { __type: e.type, [e.messageKey]: e.message });
+      send(res, e.status, { __type: e.type, [e.messageKey]: e.message }, e.retryAfter === undefined ? {} : { 'Retry-After': e.retryAfter });
     }
   }
 
@@ -293,7 +306,9 @@ export class FakeSecretsManager {
     failure.left--;
     if (failure.left <= 0) this.#failures.splice(i, 1);
     const status = failure.status ?? (SERVER_FAULTS.has(failure.type) ? 500 : 400);
-    throw new AwsError(failure.type, failure.message ?? defaultMessage(failure.type), status, SERVER_FAULTS.has(failure.type) || failure.type === 'DecryptionFailure' ? 'Message' : 'message');
+    const error = new AwsError(failure.type, failure.message ?? defaultMessage(failure.type), status, SERVER_FAULTS.has(failure.type) || failure.type === 'DecryptionFailure' ? 'Message' : 'message');
+    error.retryAfter = failure.retryAfter;
+    throw error;
   }
 
   #getSecretValue(region: string, record: RecordedRequest): Record<string, unknown> {
@@ -451,9 +466,10 @@ function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
   });
 }
 
-function send(res: http.ServerResponse, status: number, body: object): void {
+function send(res: http.ServerResponse, status: number, body: object, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    ...extra,
     'Content-Type': 'application/x-amz-json-1.1',
     'Content-Length': Buffer.byteLength(text),
     'x-amzn-RequestId': randomUUID(),

@@ -122,6 +122,7 @@ export class FakeVault {
   readonly #roles: Array<Required<Omit<AppRoleOptions, 'tokenMaxTtlSec'>> & { tokenMaxTtlSec: number }> = [];
   #sealed = false;
   #rateLimited = 0;
+  #retryAfter: string | undefined;
   #scripted: Scripted[] = [];
   #stalled: string[] = [];
   #preflight: 'on' | 'missing' = 'on';
@@ -227,9 +228,13 @@ export class FakeVault {
     this.#sealed = false;
   }
 
-  /** The next `count` requests get 429, as a rate limit quota answers. */
-  rateLimit(count: number): void {
+  /**
+   * The next `count` requests get 429, as a rate limit quota answers, with a Retry-After header
+   * (seconds, as Vault sends it) when `retryAfter` is given.
+   */
+  rateLimit(count: number, retryAfter?: string): void {
     this.#rateLimited = count;
+    this.#retryAfter = retryAfter;
   }
 
   /** The next `count` requests whose path starts with `pathPrefix` get this status and errors. */
@@ -284,13 +289,13 @@ export class FakeVault {
       at: this.#now(),
     };
     this.requests.push(record);
-    const send = (status: number, body?: unknown): void => {
+    const send = (status: number, body?: unknown, extra: Record<string, string> = {}): void => {
       record.status = status;
       const text = body === undefined ? '' : JSON.stringify(body);
-      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...extra });
       res.end(text);
     };
-    const errors = (status: number, list: string[]): void => send(status, { errors: list });
+    const errors = (status: number, list: string[], extra?: Record<string, string>): void => send(status, { errors: list }, extra);
 
     if (!url.pathname.startsWith('/v1/')) return errors(404, []);
     let p: string;
@@ -311,7 +316,7 @@ export class FakeVault {
     }
     if (this.#rateLimited > 0) {
       this.#rateLimited--;
-      return errors(429, [`request path "${p}": rate limit quota exceeded`]);
+      return errors(429, [`request path "${p}": rate limit quota exceeded`], this.#retryAfter === undefined ? {} : { 'Retry-After': this.#retryAfter });
     }
 
     const login = /^auth\/(.+)\/login$/.exec(p);
@@ -558,50 +563,8 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
 
 // ---- test utilities that go with the fake ---------------------------------------------------------
 
-/** A clock a test moves by hand; implements the adapter's Clock and drives the fake's expiry. */
-export class ManualClock {
-  #now: number;
-  readonly #tick: number;
-  #timers: Array<{ at: number; fn: () => void; seq: number; cancelled: boolean }> = [];
-  #seq = 0;
-
-  /** `tick`: every reading of the clock moves it this many ms on, as time passes during real work. */
-  constructor(start = Date.parse('2030-01-01T00:00:00Z'), tick = 0) {
-    this.#now = start;
-    this.#tick = tick;
-  }
-
-  now = (): number => {
-    const t = this.#now;
-    this.#now += this.#tick;
-    return t;
-  };
-
-  setTimeout = (fn: () => void, ms: number): { cancel(): void } => {
-    const timer = { at: this.#now + Math.max(0, ms), fn, seq: this.#seq++, cancelled: false };
-    this.#timers.push(timer);
-    return { cancel: () => (timer.cancelled = true) };
-  };
-
-  /** Timers not yet fired or cancelled, earliest first (their due times). */
-  pending(): number[] {
-    return this.#timers.filter((t) => !t.cancelled).map((t) => t.at).sort((a, b) => a - b);
-  }
-
-  /** Move time forward, firing every timer that falls due, in order. */
-  advance(ms: number): void {
-    const target = this.#now + ms;
-    for (;;) {
-      const due = this.#timers.filter((t) => !t.cancelled && t.at <= target).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-      if (!due) break;
-      due.cancelled = true;
-      this.#now = Math.max(this.#now, due.at);
-      due.fn();
-    }
-    this.#now = target;
-    this.#timers = this.#timers.filter((t) => !t.cancelled);
-  }
-}
+/** Kept here too for tests written before the clock moved to test/helpers/. */
+export { ManualClock } from '../helpers/manual-clock.js';
 
 export interface TestCertificate {
   dir: string;

@@ -11,6 +11,29 @@ import type { Reply, Request } from '../../src/protocol/messages.js';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 export const SHIM = path.join(ROOT, 'dist', 'src', 'shim', 'keybroker-shim.cjs');
+/** The C fast path, built by `npm run build` only where a C compiler exists. */
+export const NATIVE_SHIM = path.join(ROOT, 'dist', 'native', 'keybroker-shim');
+
+export interface ShimUnderTest {
+  name: 'node' | 'native';
+  path: string;
+  /** Why this shim's tests are skipped here, if they are. */
+  skip: string | undefined;
+}
+
+/**
+ * Both shims, for `describe.each(SHIMS)`: every shim test runs against each, since the native
+ * shim must behave as the Node shim byte for byte.
+ */
+export const SHIMS: readonly ShimUnderTest[] = [
+  { name: 'node', path: SHIM, skip: undefined },
+  {
+    name: 'native',
+    path: NATIVE_SHIM,
+    skip: fs.existsSync(NATIVE_SHIM) ? undefined : `${NATIVE_SHIM} was not built (no C compiler when npm run build ran)`,
+  },
+];
+for (const s of SHIMS) if (s.skip) console.log(`skipping the ${s.name} shim's tests: ${s.skip}`);
 
 if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
@@ -59,8 +82,8 @@ export interface DaemonWorkspace {
   configPath: string;
   env: NodeJS.ProcessEnv;
   request(req: Request, timeoutMs?: number): Promise<Reply>;
-  /** Run the shim the way Claude Code does: `sh -c "<shim> <args>"`. */
-  shim(args?: string, env?: NodeJS.ProcessEnv): Promise<RunResult>;
+  /** Run the shim the way Claude Code does: `sh -c "<shim> <args>"` (the Node shim unless given). */
+  shim(args?: string, env?: NodeJS.ProcessEnv, shimPath?: string): Promise<RunResult>;
   cli(args: string[], env?: NodeJS.ProcessEnv): Promise<RunResult>;
   /** Write the config, private (0600) as the daemon requires. */
   writeConfig(yaml: string): void;
@@ -81,7 +104,7 @@ export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.P
     configPath,
     env,
     request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
-    shim: (args = '', extra = {}) => run('/bin/sh', ['-c', `${SHIM} ${args}`], { env: { ...env, ...extra } }),
+    shim: (args = '', extra = {}, shimPath = SHIM) => run('/bin/sh', ['-c', `${shimPath} ${args}`], { env: { ...env, ...extra } }),
     cli: (args, extra = {}) => run(process.execPath, [CLI, ...args], { env: { ...env, ...extra } }),
     writeConfig,
   };
@@ -104,6 +127,8 @@ export interface StartOptions {
   dir?: string;
   /** Wait for the socket to answer (default true). */
   wait?: boolean;
+  /** Run this keybroker CLI instead of the checkout's (another build, for upgrade tests). */
+  cli?: string;
 }
 
 export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -124,6 +149,20 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
   return env;
 }
 
+/** The pid of the daemon answering in this environment (one a shim autostarted), if any. */
+export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefined> {
+  const status = await run(process.execPath, [CLI, 'status', '--json'], { env });
+  return status.code === 0 ? (JSON.parse(status.stdout) as { daemon: { pid: number } }).daemon.pid : undefined;
+}
+
+/** Stop the daemon a shim autostarted in this environment, if one runs, and wait for its socket to go. */
+export async function stopAutostarted(env: NodeJS.ProcessEnv): Promise<void> {
+  const pid = await daemonPid(env);
+  if (pid === undefined) return;
+  process.kill(pid, 'SIGTERM');
+  await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
+}
+
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -137,7 +176,7 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   const dir = options.dir ?? privateTempDir();
   const workspace = daemonWorkspace(dir, options.config, options.env);
   const { env } = workspace;
-  const proc = spawn(process.execPath, [CLI, 'daemon', '--log-level', options.logLevel ?? 'debug'], {
+  const proc = spawn(process.execPath, [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug'], {
     env,
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -146,13 +185,20 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   proc.stdout!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  let terminating = false;
   const handle: DaemonHandle = {
     ...workspace,
     proc,
     log: () => stderr,
-    signal: (sig) => proc.kill(sig),
+    signal: (sig) => {
+      if (sig === 'SIGTERM' || sig === 'SIGINT') terminating = true;
+      proc.kill(sig);
+    },
     stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      // A daemon already told to stop is left to finish: a second SIGTERM in the moment between
+      // its removing its handlers and exiting would kill it with the default action (exit null).
+      if (!terminating && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      terminating = true;
       return exited;
     },
   };

@@ -4,7 +4,7 @@ import type { Adapter, FetchContext, FetchResult } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 
-export type Answer = string | BrokerError | Error | { value: string; ttlMs?: number };
+export type Answer = string | BrokerError | Error | { value: string; ttlMs?: number; expiresAt?: number; issuedAt?: number };
 
 export class ScriptedSource {
   value: Answer = 'sk-initial';
@@ -46,6 +46,8 @@ export class ScriptedSource {
     if (typeof answer === 'string') return { value: SecretValue.fromString(answer) };
     const result: FetchResult = { value: SecretValue.fromString(answer.value) };
     if (answer.ttlMs !== undefined) result.ttlMs = answer.ttlMs;
+    if (answer.expiresAt !== undefined) result.expiresAt = answer.expiresAt;
+    if (answer.issuedAt !== undefined) result.issuedAt = answer.issuedAt;
     return result;
   }
 }

@@ -1,11 +1,16 @@
 // `keybroker setup claude` on a temporary HOME: the library call for each rule, and the built CLI
 // end to end (output, exit codes), down to Claude Code's way of running the helper it wrote.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { helperTtlFor, setupClaude, type SetupClaudeOptions } from '../../src/integration/claude-setup.js';
-import { CLI, privateTempDir, run, SHIM, startDaemon } from '../helpers/daemon.js';
+import { helperShim, layoutAt } from '../../src/integration/install-layout.js';
+import { CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon } from '../helpers/daemon.js';
+
+/** What setup writes for apiKeyHelper: the native fast path where this machine built one, else the Node shim. */
+const SETUP_SHIM = SHIMS.find((s) => s.name === 'native')!.skip === undefined ? NATIVE_SHIM : SHIM;
 
 let home: string;
 let project: string;
@@ -55,7 +60,7 @@ const existing = `{
 `;
 
 describe('setup claude', () => {
-  it('adds the helper and the TTL, keeps every other key, backs up first and keeps the mode', async () => {
+  it('adds the helper and the TTL, keeps every other key, backs up first (0600) and keeps the mode', async () => {
     writeSettings(userSettings(), existing, 0o640);
     const result = await setupClaude(options());
     const data = readJson(userSettings());
@@ -72,10 +77,37 @@ describe('setup claude', () => {
     expect(fs.statSync(userSettings()).mode & 0o777).toBe(0o640);
     expect(result.backup).toBe(`${userSettings()}.keybroker-backup-20260304T050607Z`);
     expect(fs.readFileSync(result.backup!, 'utf8')).toBe(existing);
-    expect(fs.statSync(result.backup!).mode & 0o777).toBe(0o640);
+    expect(fs.statSync(result.backup!).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(userSettings()).mode & 0o777).toBe(0o640);
     expect(result.changes.map((c) => c.key)).toEqual(['apiKeyHelper', 'env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS']);
     expect(result.undo).toEqual([`cp ${result.backup} ${userSettings()}`]);
     expect(fs.readdirSync(path.dirname(userSettings())).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('without a profile writes the shim alone: the daemon picks the profile by the project directory', async () => {
+    const result = await setupClaude(options({ profile: undefined }));
+    expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js');
+    expect(result.changes[0]).toMatchObject({ key: 'apiKeyHelper', before: undefined, after: '/opt/keybroker/dist/src/shim/keybroker-shim.js' });
+  });
+
+  it('rewrites an earlier keybroker helper that named "default", without --force and with a backup', async () => {
+    const before = JSON.stringify({ apiKeyHelper: '/old/place/keybroker-shim default', env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } });
+    writeSettings(userSettings(), before);
+    const result = await setupClaude(options({ profile: undefined }));
+    expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js');
+    expect(result.changes).toEqual([{ key: 'apiKeyHelper', before: '/old/place/keybroker-shim default', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js' }]);
+    expect(fs.readFileSync(result.backup!, 'utf8')).toBe(before);
+  });
+
+  it('leaves a keybroker helper that names another profile unless forced', async () => {
+    writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: '/old/place/keybroker-shim work' }));
+    const err = await setupClaude(options({ profile: undefined })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BrokerError);
+    expect((err as BrokerError).code).toBe('USAGE');
+    expect(readJson(userSettings()).apiKeyHelper).toBe('/old/place/keybroker-shim work');
+    // The same profile from a shim that moved is ours to update.
+    await setupClaude(options({ profile: 'work' }));
+    expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js work');
   });
 
   it('changes nothing and writes no backup on a second run', async () => {
@@ -107,6 +139,19 @@ describe('setup claude', () => {
     expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js work');
     expect(forced.changes[0]).toEqual({ key: 'apiKeyHelper', before: 'echo …', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work' });
     expect(fs.readFileSync(forced.backup!, 'utf8')).toBe(foreign);
+  });
+
+  it("treats keybroker's own shim with another profile as an update, not another helper", async () => {
+    await setupClaude(options({ profile: 'default' }));
+    const before = fs.readFileSync(userSettings(), 'utf8');
+    const result = await setupClaude(options({ profile: 'work' }));
+    expect(result.written).toBe(true);
+    expect(result.changes[0]).toEqual({ key: 'apiKeyHelper', before: '/opt/keybroker/dist/src/shim/keybroker-shim.js default', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work' });
+    expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js work');
+    expect(fs.readFileSync(result.backup!, 'utf8')).toBe(before);
+    // Also from another install of keybroker (a moved checkout).
+    writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: 'node /old/place/keybroker-shim.cjs work' }));
+    expect((await setupClaude(options())).written).toBe(true);
   });
 
   it('creates a missing settings file (mode 0600) and says the undo is to remove it', async () => {
@@ -183,6 +228,26 @@ describe('setup claude', () => {
   });
 });
 
+describe('which shim setup writes', () => {
+  it('the native shim for apiKeyHelper when it is built and executable, else the Node shim', () => {
+    const layout = layoutAt(home);
+    expect(helperShim(layout, 'api-key')).toBe(layout.shim);
+    fs.mkdirSync(path.dirname(layout.nativeShim), { recursive: true });
+    fs.writeFileSync(layout.nativeShim, '', { mode: 0o644 });
+    expect(helperShim(layout, 'api-key')).toBe(layout.shim);
+    fs.chmodSync(layout.nativeShim, 0o755);
+    expect(helperShim(layout, 'api-key')).toBe(layout.nativeShim);
+  });
+
+  it('the Node shim for the --format helpers, which the native shim would only hand over to it', () => {
+    const layout = layoutAt(home);
+    fs.mkdirSync(path.dirname(layout.nativeShim), { recursive: true });
+    fs.writeFileSync(layout.nativeShim, '', { mode: 0o755 });
+    expect(helperShim(layout, 'aws-credentials')).toBe(layout.shim);
+    expect(helperShim(layout, 'otel-headers')).toBe(layout.shim);
+  });
+});
+
 describe('setup claude through the CLI', () => {
   it('wires Claude Code to a running daemon: the helper it writes prints the key', async () => {
     const daemon = await startDaemon({ config: 'profiles:\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n', env: { KB_SETUP_KEY: 'sk-setup-e2e-5d2' } });
@@ -191,7 +256,7 @@ describe('setup claude through the CLI', () => {
       const first = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
       expect(first.stderr).toBe('');
       expect(first.code).toBe(0);
-      expect(first.stdout).toContain(`apiKeyHelper: (unset) -> ${SHIM} work`);
+      expect(first.stdout).toContain(`apiKeyHelper: (unset) -> ${SETUP_SHIM} work`);
       expect(first.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
       expect(first.stdout).toContain('undo: rm ');
       const settings = readJson(userSettings());
@@ -213,6 +278,32 @@ describe('setup claude through the CLI', () => {
     }
   });
 
+  it('without --profile, a helper that named "default" becomes one that follows the directory, and it serves the mapped profile', async () => {
+    const daemon = await startDaemon({
+      config: 'directories:\n  ~/work: work\nprofiles:\n  default:\n    source: env:KB_SETUP_DEFAULT\n    ttl: 10m\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
+      env: { KB_SETUP_KEY: 'sk-setup-work-5d2', KB_SETUP_DEFAULT: 'sk-setup-default-5d2' },
+    });
+    try {
+      const env = { ...daemon.env, HOME: home };
+      writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: `${SHIM} default` }));
+      const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project });
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(`apiKeyHelper: ${SHIM} default -> ${SETUP_SHIM}\n`);
+      // The shortest TTL of default (10m) and work (4m), halved.
+      expect(result.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
+      expect(result.stdout).toMatch(/^backup: /m);
+      const helper = readJson(userSettings()).apiKeyHelper as string;
+      expect(helper).toBe(SETUP_SHIM);
+      // The daemon resolved ~/work against its own HOME: run the helper from the project there.
+      fs.mkdirSync(path.join(daemon.dir, 'work', 'repo'), { recursive: true });
+      expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: path.join(daemon.dir, 'work', 'repo') })).stdout).toBe('sk-setup-work-5d2\n');
+      expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: daemon.dir })).stdout).toBe('sk-setup-default-5d2\n');
+    } finally {
+      await daemon.stop();
+      fs.rmSync(daemon.dir, { recursive: true, force: true });
+    }
+  });
+
   it('exits 2 and leaves the file alone when another helper is set', async () => {
     writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: 'op read op://Private/Anthropic/credential' }));
     const dir = privateTempDir('kb-setup-cfg-');
@@ -222,6 +313,44 @@ describe('setup claude through the CLI', () => {
       expect(result.stderr).toContain('already sets apiKeyHelper to another helper (op …); rerun with --force');
       expect(result.stderr).not.toContain('op://Private');
       expect(readJson(userSettings())).toEqual({ apiKeyHelper: 'op read op://Private/Anthropic/credential' });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--force over a helper that held a literal key leaves a 0600 backup, even from a 0644 file', async () => {
+    const foreign = JSON.stringify({ apiKeyHelper: 'echo sk-ant-literal-key-0644' });
+    writeSettings(userSettings(), foreign, 0o644);
+    const dir = privateTempDir('kb-setup-cfg-');
+    try {
+      const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') };
+      const result = await run(process.execPath, [CLI, 'setup', 'claude', '--force'], { env, cwd: project });
+      expect(result.code).toBe(0);
+      const [backup] = backups(userSettings());
+      const file = path.join(path.dirname(userSettings()), backup!);
+      expect(fs.readFileSync(file, 'utf8')).toBe(foreign);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(result.stdout + result.stderr).not.toContain('sk-ant-literal-key-0644');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a settings.json that is a FIFO at once, with CONFIG_INVALID (exit 8), instead of hanging', async () => {
+    fs.mkdirSync(path.dirname(userSettings()), { recursive: true });
+    execFileSync('mkfifo', [userSettings()]);
+    const dir = privateTempDir('kb-setup-cfg-');
+    try {
+      const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') };
+      const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project, timeoutMs: 10_000 });
+      expect(result.code).toBe(8);
+      expect(result.ms).toBeLessThan(9_000);
+      expect(fs.statSync(userSettings()).isFIFO()).toBe(true);
+      expect(backups(userSettings())).toEqual([]);
+      // doctor reads the same file: it reports it and finishes.
+      const doctor = await run(process.execPath, [CLI, 'doctor'], { env: { ...env, KEYBROKER_NO_AUTOSTART: '1', KEYBROKER_SOCKET: path.join(dir, 'no.sock') }, cwd: project, timeoutMs: 10_000 });
+      expect(doctor.code).not.toBeNull();
+      expect(doctor.stdout).toContain('is not a regular file');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

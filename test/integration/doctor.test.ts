@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderDoctor, runDoctor, type CheckStatus, type DoctorCheck, type DoctorOptions } from '../../src/integration/doctor.js';
 import { VERSION } from '../../src/version.js';
-import { CLI, privateTempDir, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 const SECRET = 'doctor-secret';
 const HELPER = `${SHIM} work`;
@@ -31,8 +31,35 @@ interface Case {
 }
 
 const userHelper = { '~/.claude/settings.json': { apiKeyHelper: HELPER } };
+const nativeBuilt = SHIMS.find((s) => s.name === 'native')!.skip === undefined;
 
 const cases: Case[] = [
+  {
+    name: 'a helper without a profile, started in a mapped project: the profile of that directory',
+    files: { '~/.claude/settings.json': { apiKeyHelper: SHIM } },
+    config: 'directories:\n  ~/project: work\nprofiles:\n  work:\n    source: env:KB_DOCTOR_WORK\n    ttl: 2m\n',
+    expect: { credential: 'ok', 'profile-here': 'ok', config: 'ok', 'helper-ttl': 'warn' },
+    says: { credential: ['the profile of the project directory'], 'profile-here': ['~/project → work (directories: ~/project)'], 'helper-ttl': ['profile "work"'] },
+  },
+  {
+    name: 'a helper without a profile, outside every mapped directory, and no default profile',
+    files: { '~/.claude/settings.json': { apiKeyHelper: SHIM } },
+    config: 'directories:\n  ~/elsewhere: work\nprofiles:\n  work:\n    source: env:KB_DOCTOR_WORK\n',
+    expect: { 'profile-here': 'fail', config: 'ok' },
+    says: { 'profile-here': ['~/project → default', 'add a "default" profile'] },
+  },
+  {
+    name: 'a helper that names a profile, with a directories: map it then ignores',
+    files: userHelper,
+    config: 'directories:\n  ~/project: other\nprofiles:\n  work:\n    source: env:KB_DOCTOR_WORK\n  other:\n    source: env:KB_DOCTOR_WORK\n',
+    expect: { 'profile-here': 'warn' },
+    says: { 'profile-here': ['~/project → work (named by the helper'] },
+  },
+  {
+    name: 'a helper that names a profile and no directories: map: nothing to say about directories',
+    files: userHelper,
+    expect: { 'profile-here': 'ok' },
+  },
   {
     name: 'apiKeyHelper in user settings: keybroker serves Claude Code',
     files: userHelper,
@@ -158,6 +185,32 @@ const cases: Case[] = [
     expect: { credential: 'warn', 'shim:apiKeyHelper': 'absent' },
     says: { credential: ['managed-settings.d/50-keys.json', 'runs op …, not keybroker-shim'] },
   },
+  {
+    name: 'apiKeyHelper runs the Node shim: doctor says which, and that the native one is built beside it',
+    files: userHelper,
+    expect: { 'shim:apiKeyHelper': 'ok' },
+    says: { 'shim:apiKeyHelper': ['runs the Node keybroker-shim', ...(nativeBuilt ? ['keybroker setup claude --force writes it'] : [])] },
+  },
+  ...(nativeBuilt
+    ? [
+        {
+          name: 'apiKeyHelper runs the native shim',
+          files: { '~/.claude/settings.json': { apiKeyHelper: `${NATIVE_SHIM} work` } },
+          expect: { 'shim:apiKeyHelper': 'ok' },
+          says: { 'shim:apiKeyHelper': ['runs the native keybroker-shim', 'for profile "work"'] },
+        } satisfies Case,
+        {
+          name: 'the native shim without the Node shim it hands over to',
+          setup: (home: string) => {
+            fs.mkdirSync(path.join(home, 'kb', 'native'), { recursive: true });
+            fs.copyFileSync(NATIVE_SHIM, path.join(home, 'kb', 'native', 'keybroker-shim'));
+          },
+          files: { '~/.claude/settings.json': { apiKeyHelper: '~HOME~/kb/native/keybroker-shim work' } },
+          expect: { 'shim:apiKeyHelper': 'fail' },
+          says: { 'shim:apiKeyHelper': ['which is missing', 'reinstall keybroker'] },
+        } satisfies Case,
+      ]
+    : []),
   {
     name: 'the shim path no longer exists',
     files: { '~/.claude/settings.json': { apiKeyHelper: '/opt/gone/keybroker-shim.js work' } },
@@ -344,7 +397,11 @@ describe('doctor over synthetic environments', () => {
       for (const needle of needles) expect(said, `${id}\n${text}`).toContain(needle);
     }
     expect(text).not.toContain(SECRET);
-    expect(text.split('\n').filter((l) => l !== '').length).toBe(checks.length + 1);
+    // One line per check, plus one per fix (each fix on its own line), plus the summary.
+    const lines = text.split('\n').filter((l) => l !== '');
+    expect(lines.filter((l) => /^\s+fix: /.test(l))).toHaveLength(checks.filter((c) => c.fix).length);
+    expect(lines.filter((l) => !/^\s/.test(l))).toHaveLength(checks.length + 1);
+    for (const l of lines) expect(l.match(/fix: /g)?.length ?? 0).toBeLessThanOrEqual(1);
   });
 });
 
@@ -359,7 +416,7 @@ describe('doctor with a running daemon', () => {
     fs.writeFileSync(path.join(home, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: HELPER, env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } }));
     fs.writeFileSync(path.join(home, 'credentials'), `[static]\naws_access_key_id = AKIADOCTOR\naws_secret_access_key = ${secrets.aws}\n`, { mode: 0o600 });
     daemon = await startDaemon({
-      config: ['profiles:', '  work:', '    source: env:KB_DOCTOR_WORK', '  aws:', '    source: aws-credentials://static', '  broken:', '    source: env:KB_DOCTOR_UNSET', ''].join('\n'),
+      config: ['profiles:', '  work:', '    source: env:KB_DOCTOR_WORK', '  aws:', '    source: aws-credentials://static', '  broken:', '    source: env:KB_DOCTOR_UNSET', '  filed:', '    source: file:~/refresh.key', ''].join('\n'),
       env: { KB_DOCTOR_WORK: secrets.work, AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'credentials'), AWS_CONFIG_FILE: path.join(home, 'no-config') },
     });
   });
@@ -400,7 +457,29 @@ describe('doctor with a running daemon', () => {
     const checks = await runDoctor(options({ version: '9.9.9', configFlag: path.join(home, 'other.yaml'), fetchProfiles: false }));
     expect(checks.find((c) => c.id === 'daemon')).toMatchObject({ status: 'warn', message: expect.stringContaining('this is 9.9.9') });
     expect(checks.find((c) => c.id === 'daemon-config')).toMatchObject({ status: 'warn' });
-    expect(checks.some((c) => c.id.startsWith('profile:'))).toBe(false);
+    // Without fetching, only profiles whose last fetch already failed appear (as warnings with a fix).
+    for (const c of checks.filter((k) => k.id.startsWith('profile:'))) expect(c).toMatchObject({ status: 'warn', fix: expect.any(String) as string });
+  });
+
+  it('reports a failed refresh behind a fresh cached value, with the fix on its own line', async () => {
+    const keyFile = path.join(daemon.dir, 'refresh.key');
+    fs.writeFileSync(keyFile, 'sk-ant-doctor-refresh-43\n', { mode: 0o600 });
+    expect((await daemon.request({ v: 1, op: 'get', profile: 'filed' })).ok).toBe(true);
+    fs.chmodSync(keyFile, 0o644);
+    const refreshed = await daemon.request({ v: 1, op: 'refresh', profile: 'filed' });
+    expect(refreshed).toMatchObject({ ok: true, failed: [{ profile: 'filed', error: { code: 'PERMISSION_DENIED' } }] });
+    for (const fetchProfiles of [true, false]) {
+      const checks = await runDoctor(options({ fetchProfiles }));
+      const filed = checks.find((c) => c.id === 'profile:filed')!;
+      expect(filed.status).toBe('warn');
+      expect(filed.message).toContain('PERMISSION_DENIED');
+      expect(filed.message).not.toMatch(/run: /);
+      expect(filed.fix).toMatch(/^chmod 600 .*refresh\.key, then: keybroker refresh filed$/);
+      const lines = renderDoctor(checks).split('\n');
+      expect(lines.filter((l) => l.includes('profile:filed'))).toHaveLength(1);
+      expect(lines[lines.findIndex((l) => l.includes('profile:filed')) + 1]).toMatch(/^\s+fix: chmod 600 /);
+    }
+    fs.chmodSync(keyFile, 0o600);
   });
 
   it('the CLI exits 1 when a check fails and 0 when none does', async () => {

@@ -96,7 +96,8 @@ describe('service install on Linux (systemd user units)', () => {
     const out = capture();
     await installService(host('linux'), { dryRun: true, out });
     expect(fs.existsSync(path.join(home, '.config'))).toBe(false);
-    expect(fakes.calls()).toEqual([]);
+    // Only the read-only preflight runs, so the dry run can warn about what would fail.
+    expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
     const text = out.text();
     expect(text).toContain(`would write ${path.join(home, '.config', 'systemd', 'user', 'keybroker.service')} (mode 0644)`);
     expect(text).toContain(`ExecStart=${process.execPath} ${layout.entry} daemon`);
@@ -130,6 +131,30 @@ describe('service install on Linux (systemd user units)', () => {
     expect((err as BrokerError).message).toContain('systemctl --user cannot reach your user manager (Failed to connect to bus: No medium found)');
     expect((err as BrokerError).message).toContain('loginctl enable-linger');
     expect(fs.existsSync(path.join(home, '.config', 'systemd'))).toBe(false);
+  });
+
+  it('service status without a user manager says so once, instead of a systemctl error per line', async () => {
+    const status = await serviceStatus(host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' }));
+    expect(status.active).toBe(false);
+    const units = status.lines.filter((l) => l.startsWith('units '));
+    expect(units).toHaveLength(1);
+    expect(units[0]).toContain('loginctl enable-linger');
+    expect(status.lines.filter((l) => l.includes('Failed to connect to bus'))).toEqual(units);
+    expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
+  });
+
+  it('a dry run warns when the real install cannot work (no user manager), and runs nothing that changes state', async () => {
+    const out = capture();
+    await installService(host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' }), { dryRun: true, out });
+    const warnings = out.text().split('\n').filter((l) => l.startsWith('warning: '));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('loginctl enable-linger');
+    expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
+    expect(fs.existsSync(path.join(home, '.config', 'systemd'))).toBe(false);
+    // With a user manager, no warning.
+    const fine = capture();
+    await installService(host('linux'), { dryRun: true, out: fine });
+    expect(fine.text().split('\n').filter((l) => l.startsWith('warning: '))).toEqual([]);
   });
 
   it('names a daemon started outside the service that was answering on the socket', async () => {
@@ -206,12 +231,12 @@ describe('service install on macOS (LaunchAgent)', () => {
   it('says clearly when launchctl is missing', async () => {
     const empty = path.join(home, 'empty-bin');
     fs.mkdirSync(empty);
-    await expect(installService(host('darwin', { PATH: empty }), { dryRun: false, out: capture() })).rejects.toThrow(/^launchctl is not on PATH/);
+    await expect(installService(host('darwin', { PATH: empty }), { dryRun: false, out: capture() })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('launchctl') });
   });
 });
 
 it('refuses platforms with neither systemd nor launchd', async () => {
-  await expect(installService(host('win32'), { dryRun: true, out: capture() })).rejects.toThrow(/supports systemd \(Linux\) and launchd \(macOS\), not win32/);
+  await expect(installService(host('win32'), { dryRun: true, out: capture() })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('win32') });
 });
 
 it('the CLI prints the dry run and exits 0', async () => {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendRequest } from '../../src/protocol/client.js';
 import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
-import { baseEnv, CLI, privateTempDir, run, SHIM, waitFor } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, run, SHIMS, waitFor } from '../helpers/daemon.js';
 
 interface Activated {
   dir: string;
@@ -77,6 +77,7 @@ describe('socket activation', () => {
     const a = await activate('$$');
     await waitFor(() => answers(a.socket), 10_000, 'the activated daemon to answer');
     expect(fs.existsSync(a.ownSocket)).toBe(false);
+    await waitFor(() => a.log().includes('"msg":"listening"'), 5_000, 'the listening log line');
     expect(a.log()).toContain('"inheritedFd":true');
 
     const reply = (await sendRequest(a.socket, { v: 1, op: 'get', profile: 'key' }, { timeoutMs: 5_000 })) as GetReply;
@@ -84,10 +85,12 @@ describe('socket activation', () => {
     const status = (await sendRequest(a.socket, { v: 1, op: 'status' }, { timeoutMs: 5_000 })) as StatusReply;
     expect(status.daemon.pid).toBe(a.child.pid);
 
-    // The shim, run the way Claude Code runs apiKeyHelper, reaches it on the activated socket.
-    const shim = await run('/bin/sh', ['-c', `${SHIM} key`], { env: { ...a.env, KEYBROKER_SOCKET: a.socket } });
-    expect(shim.stdout).toBe('sk-activated-7e1\n');
-    expect(shim.code).toBe(0);
+    // Each shim, run the way Claude Code runs apiKeyHelper, reaches it on the activated socket.
+    for (const { path: shimPath } of SHIMS.filter((s) => s.skip === undefined)) {
+      const shim = await run('/bin/sh', ['-c', `${shimPath} key`], { env: { ...a.env, KEYBROKER_SOCKET: a.socket } });
+      expect(shim.stdout).toBe('sk-activated-7e1\n');
+      expect(shim.code).toBe(0);
+    }
   });
 
   it('keeps LISTEN_FDS and LISTEN_PID from the commands its exec: sources run', async () => {
@@ -108,6 +111,8 @@ describe('socket activation', () => {
   it('ignores fd 3 when LISTEN_PID names another process, and binds its own socket', async () => {
     const a = await activate('1');
     await waitFor(() => answers(a.ownSocket), 10_000, 'the daemon to answer on its own socket');
+    // The socket answers from bind on; the "listening" line follows its chmod and stat.
+    await waitFor(() => a.log().includes('"msg":"listening"'), 5_000, 'the listening log line');
     expect(a.log()).toContain('"inheritedFd":false');
     const reply = (await sendRequest(a.ownSocket, { v: 1, op: 'get', profile: 'key' }, { timeoutMs: 5_000 })) as GetReply;
     expect(reply.value).toBe('sk-activated-7e1');

@@ -1,80 +1,136 @@
 // The 401 path end to end: a stand-in Claude Code process calls the real shim through `sh -c`;
-// a repeat call from it soon after the last means the key it holds was rejected.
+// a repeat apiKeyHelper call from it soon after the last means the key it holds was rejected.
+// The same process's agent running the shim through its Bash tool, or a sibling helper
+// (--format), never does. Environments as measured on Claude Code 2.1.330 (fake-claude.mjs).
+// Run against both shims: the native fast path must leave the 401 path exactly as it is.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
-import { CLAUDE_ENV, startFakeClaude, type FakeClaude } from '../helpers/fake-claude.js';
+import { SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV, type FakeClaude } from '../helpers/fake-claude.js';
+import type { StatusReply } from '../../src/protocol/messages.js';
 
-let d: DaemonHandle;
-let claude: FakeClaude | undefined;
-const fetchCount = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
-const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
+describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
+  describe.skipIf(skip !== undefined)(skip ?? 'with a real daemon', () => {
+    let d: DaemonHandle;
+    let claude: FakeClaude | undefined;
+    const fetchCount = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
+    const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
 
-beforeEach(async () => {
-  d = await startDaemon({ config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n' });
-  rotate('sk-old');
-});
-afterEach(async () => {
-  claude?.close();
-  claude = undefined;
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
+    beforeEach(async () => {
+      d = await startDaemon({ config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n' });
+      rotate('sk-old');
+    });
+    afterEach(async () => {
+      claude?.close();
+      claude = undefined;
+      await d.stop();
+      fs.rmSync(d.dir, { recursive: true, force: true });
+    });
 
-// The exec source runs in the daemon's HOME, which the helper sets to the test directory.
-describe('a Claude Code session whose key was rejected', () => {
-  it('gets the rotated key at once when it calls again', async () => {
-    claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-    expect(await claude.callHelper(`${SHIM} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
-    rotate('sk-new');
-    // Claude Code got a 401 for sk-old and calls the helper again at once.
-    expect(await claude.callHelper(`${SHIM} work`)).toEqual({ code: 0, stdout: 'sk-new\n', stderr: '' });
-    expect(fetchCount()).toBe(2);
-    expect(d.log()).toContain('its key was probably rejected');
-  });
+    // The exec source runs in the daemon's HOME, which the helper sets to the test directory.
+    describe('a Claude Code session whose key was rejected', () => {
+      it('gets the rotated key at once when it calls again', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        rotate('sk-new');
+        // Claude Code got a 401 for sk-old and calls the helper again at once.
+        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-new\n', stderr: '' });
+        expect(fetchCount()).toBe(2);
+        expect(d.log()).toContain('its key was probably rejected');
+      });
 
-  it('gets the unchanged key once more, then one clear error instead of a silent retry loop', async () => {
-    claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe('sk-old\n');
-    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe('sk-old\n');
-    const third = await claude.callHelper(`${SHIM} work`);
-    expect(third.code).toBe(7);
-    expect(third.stdout).toBe('');
-    expect(third.stderr).toBe(
-      'keybroker: profile "work": the key was rejected and exec:echo … still returns the same value — rotate it at the source, then run: keybroker refresh work\n',
-    );
-    // After rotating and refreshing, the session recovers.
-    rotate('sk-fixed');
-    expect(await d.cli(['refresh', 'work'])).toMatchObject({ code: 0, stdout: 'refreshed work\n' });
-    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe('sk-fixed\n');
-  });
+      it('gets the unchanged key once more, then one clear error instead of a silent retry loop', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        const third = await claude.callHelper(`${shim} work`);
+        expect(third.code).toBe(7);
+        expect(third.stdout).toBe('');
+        expect(third.stderr).toBe(
+          'keybroker: profile "work": the key was rejected and exec:echo … still returns the same value — rotate it at the source, then run: keybroker refresh work\n',
+        );
+        // After rotating and refreshing, the session recovers.
+        rotate('sk-fixed');
+        expect(await d.cli(['refresh', 'work'])).toMatchObject({ code: 0, stdout: 'refreshed work\n' });
+        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-fixed\n');
+      });
 
-  it('is seen as one consumer, named claude, in status', async () => {
-    claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-    await claude.callHelper(`${SHIM} work`);
-    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ consumers: number }> };
-    expect(status.profiles[0]!.consumers).toBe(1);
-  });
-});
+      it('is seen as one consumer, named claude, in status', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        await claude.callHelper(`${shim} work`);
+        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ consumers: number }> };
+        expect(status.profiles[0]!.consumers).toBe(1);
+      });
+    });
 
-describe('callers that are not Claude Code', () => {
-  it('a script calling the shim in a loop gets ordinary cached reads', async () => {
-    const script = startFakeClaude(d.dir, d.env, 'python3');
-    claude = script;
-    for (let i = 0; i < 5; i++) expect((await script.callHelper(`${SHIM} work`)).stdout).toBe('sk-old\n');
-    expect(fetchCount()).toBe(1);
-  });
+    describe('callers that are not Claude Code', () => {
+      it('a script calling the shim in a loop gets ordinary cached reads', async () => {
+        const script = startFakeClaude(d.dir, d.env, 'python3');
+        claude = script;
+        for (let i = 0; i < 5; i++) expect((await script.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        expect(fetchCount()).toBe(1);
+      });
 
-  it('a process named claude without Claude Code’s environment gets ordinary reads', async () => {
-    claude = startFakeClaude(d.dir, d.env);
-    for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe('sk-old\n');
-    expect(fetchCount()).toBe(1);
-  });
+      it('a process named claude without Claude Code’s environment gets ordinary reads', async () => {
+        claude = startFakeClaude(d.dir, d.env);
+        for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        expect(fetchCount()).toBe(1);
+      });
 
-  it('Claude Code’s environment without a claude process (e.g. a tool) gets ordinary reads', async () => {
-    claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'node-tool');
-    for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe('sk-old\n');
-    expect(fetchCount()).toBe(1);
+      it('Claude Code’s environment without a claude process (e.g. a tool) gets ordinary reads', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'node-tool');
+        for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        expect(fetchCount()).toBe(1);
+      });
+    });
+
+    describe('the agent running the shim through its Bash tool', () => {
+      it('gets ordinary reads however often, and the session’s helper calls are unaffected', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        // A user asks "is my key set up?" and the agent runs the shim, twice.
+        expect(await claude.bashTool(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(fetchCount()).toBe(1);
+        // The next helper call (here soon after the first, as after a 401) still gets a key.
+        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(d.log()).toContain('its key was probably rejected');
+      });
+
+      it('does not make the session’s first helper call look like a repeat', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        for (let i = 0; i < 3; i++) expect((await claude.bashTool(`${shim} work`)).code).toBe(0);
+        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        expect(fetchCount()).toBe(1);
+        expect(d.log()).not.toContain('its key was probably rejected');
+      });
+    });
+
+    describe('sibling helpers (--format) run by the Claude Code process', () => {
+      it('never count as repeats', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        for (let i = 0; i < 3; i++) {
+          expect(await claude.callHelper(`${shim} --format headers work`)).toEqual({ code: 0, stdout: '{"Authorization":"Bearer sk-old"}\n', stderr: '' });
+        }
+        expect(fetchCount()).toBe(1);
+      });
+    });
+
+    describe('a Claude Code process that shows neither marker (an unknown release)', () => {
+      it('gets ordinary reads, and status says repeat detection is off for it', async () => {
+        claude = startFakeClaude(d.dir, { ...d.env, ...UNMARKED_CLAUDE_ENV });
+        for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        expect(fetchCount()).toBe(1);
+        const json = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
+        expect(json.profiles[0]).toMatchObject({ consumers: 1, unmarkedClaudeConsumers: 1 });
+        const text = await d.cli(['status']);
+        expect(text.code).toBe(0);
+        expect(text.stdout).toMatch(/^note +profile "work": 1 Claude Code consumer without a known helper marker/m);
+        const doctor = JSON.parse((await d.cli(['doctor', '--no-fetch', '--json'])).stdout) as { checks?: Array<{ id: string; status: string }> } | Array<{ id: string; status: string }>;
+        const checks = Array.isArray(doctor) ? doctor : (doctor.checks ?? []);
+        expect(checks.find((c) => c.id === 'consumers:work')).toMatchObject({ status: 'warn' });
+      });
+    });
   });
 });

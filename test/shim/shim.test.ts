@@ -1,201 +1,217 @@
 // keybroker-shim as Claude Code runs it: `sh -c "<shim> PROFILE"`, stdout taken whole as the key.
+// Every case runs against both shims, the Node one and the native fast path, each with its own daemon.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEnv, privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, run, SHIMS, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
 
-let d: DaemonHandle;
-const KEY = 'sk-shim-8c1d77';
+describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
+  describe.skipIf(skip !== undefined)(skip ?? 'against a real daemon', () => {
+    let d: DaemonHandle;
+    const shimRun = (args = '', env: NodeJS.ProcessEnv = {}): Promise<RunResult> => d.shim(args, env, shim);
+    const KEY = 'sk-shim-8c1d77';
 
-beforeAll(async () => {
-  d = await startDaemon({
-    config: [
-      'profiles:',
-      '  default:',
-      '    source: env:KB_SHIM_KEY',
-      '  work:',
-      '    source: exec:cat ./work.key',
-      '    ttl: 1s',
-      '  failing:',
-      `    source: 'exec:echo "[ERROR] 2026/11/22 op: not signed in" >&2; exit 1'`,
-      '  slow:',
-      '    source: exec:sleep 5; echo late',
-      '    timeout: 300ms',
-      '  missing:',
-      '    source: file:~/no-such.key',
-      '  counted:',
-      '    source: exec:echo x >> ./counted; sleep 0.3; echo sk-counted',
-      '  headers-json:',
-      '    source: env:KB_SHIM_HEADERS',
-      '  aws-json:',
-      '    source: env:KB_SHIM_AWS',
-      '  flaky:',
-      '    source: exec:cat ./flaky.key',
-      '    ttl: 1s',
-      '    maxStale: 1h',
-    ].join('\n'),
-    env: {
-      KB_SHIM_KEY: KEY,
-      KB_SHIM_HEADERS: '{"x-honeycomb-team":"hc-123","Authorization":"Bearer otel"}',
-      KB_SHIM_AWS: '{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"secret","SessionToken":"tok","Expiration":"2026-11-22T12:00:00Z"}',
-    },
-  });
-  fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-1');
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
-
-describe('output', () => {
-  it('prints exactly the value and a newline, and nothing on stderr', async () => {
-    expect(await d.shim()).toMatchObject({ code: 0, stdout: `${KEY}\n`, stderr: '' });
-    expect(await d.shim('default')).toMatchObject({ code: 0, stdout: `${KEY}\n`, stderr: '' });
-  });
-
-  it('never reads stdin: it exits even when stdin stays open', async () => {
-    const child = spawn('/bin/sh', ['-c', SHIM], { env: d.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const code = await new Promise<number | null>((r) => child.on('close', r));
-    expect(code).toBe(0);
-    expect(out).toBe(`${KEY}\n`);
-    child.stdin.destroy();
-  });
-
-  it('picks up a value rotated at the source once its TTL has run out', async () => {
-    expect((await d.shim('work')).stdout).toBe('sk-work-1\n');
-    fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-2');
-    expect((await d.shim('work')).stdout).toBe('sk-work-1\n');
-    await new Promise((r) => setTimeout(r, 1_200));
-    expect((await d.shim('work')).stdout).toBe('sk-work-2\n');
-  });
-
-  it('--refresh fetches from the source at once', async () => {
-    fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-3');
-    expect((await d.shim('--refresh work')).stdout).toBe('sk-work-3\n');
-  });
-
-  it('serves the last good value with a warning while the source fails, within maxStale', async () => {
-    fs.writeFileSync(path.join(d.dir, 'flaky.key'), 'sk-flaky');
-    expect((await d.shim('flaky')).stdout).toBe('sk-flaky\n');
-    fs.rmSync(path.join(d.dir, 'flaky.key'));
-    await new Promise((r) => setTimeout(r, 1_200));
-    const stale = await d.shim('flaky');
-    expect(stale.code).toBe(0);
-    expect(stale.stdout).toBe('sk-flaky\n');
-    expect(stale.stderr).toMatch(/^keybroker: warning: serving a cached value past its TTL: exec:cat … exited 1: cat: .*No such file/);
-    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
-    expect(status.profiles.find((p) => p.name === 'flaky')!.state).toBe('stale');
-  });
-
-  it('makes one backend fetch for many concurrent cold requests', async () => {
-    const results = await Promise.all(Array.from({ length: 12 }, () => d.shim('counted')));
-    expect(results.every((r) => r.code === 0 && r.stdout === 'sk-counted\n')).toBe(true);
-    expect(fs.readFileSync(path.join(d.dir, 'counted'), 'utf8')).toBe('x\n');
-  });
-});
-
-describe('failures: nothing on stdout, one line on stderr, an exit status per cause', () => {
-  const cases: Array<[string, string, number, RegExp]> = [
-    ['an unknown profile', 'nope', 4, /^keybroker: no profile "nope" in .*\(profiles: default, work, /],
-    ['a source error', 'failing', 5, /^keybroker: profile "failing": exec:echo … exited 1: \[ERROR\] 2026\/11\/22 op: not signed in\n$/],
-    ['a source timeout', 'slow', 6, /^keybroker: profile "slow": exec:sleep … did not answer within 300ms \(profile timeout\)\n$/],
-    ['a missing key file', 'missing', 10, /^keybroker: profile "missing": .*no-such\.key does not exist — create it with/],
-    ['a bad option', '--frobnicate', 2, /^keybroker: unknown option --frobnicate \(see keybroker-shim --help\)\n$/],
-  ];
-  it.each(cases)('%s', async (_what, args, code, stderr) => {
-    const r = await d.shim(args);
-    expect(r.code).toBe(code);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(stderr);
-    expect(r.stderr.endsWith('\n')).toBe(true);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-  });
-
-  it('no daemon and autostart off: exit 3 with what to do', async () => {
-    const r = await d.shim('', { KEYBROKER_SOCKET: path.join(d.dir, 'nowhere', 'kb.sock') });
-    expect(r.code).toBe(3);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toBe(
-      `keybroker: keybroker daemon not reachable on ${path.join(d.dir, 'nowhere', 'kb.sock')} (no socket there); autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon\n`,
-    );
-  });
-
-  it('--help explains itself and exits 0', async () => {
-    const r = await d.shim('--help');
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('usage: keybroker-shim');
-    expect(r.stdout).toContain('apiKeyHelper');
-  });
-});
-
-describe('--format for Claude Code’s sibling helpers', () => {
-  it('headers: a plain value becomes a Bearer Authorization header', async () => {
-    const r = await d.shim('--format headers default');
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ Authorization: `Bearer ${KEY}` });
-  });
-
-  it('headers: a JSON object of strings passes through', async () => {
-    expect(JSON.parse((await d.shim('--format=headers headers-json')).stdout)).toEqual({ 'x-honeycomb-team': 'hc-123', Authorization: 'Bearer otel' });
-  });
-
-  it('aws-credentials: wraps credentials the way awsCredentialExport expects', async () => {
-    const r = await d.shim('--format aws-credentials aws-json');
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({
-      Credentials: { AccessKeyId: 'AKIAEXAMPLE', SecretAccessKey: 'secret', SessionToken: 'tok', Expiration: '2026-11-22T12:00:00Z' },
+    beforeAll(async () => {
+      d = await startDaemon({
+        config: [
+          'profiles:',
+          '  default:',
+          '    source: env:KB_SHIM_KEY',
+          '  work:',
+          '    source: exec:cat ./work.key',
+          '    ttl: 1s',
+          '  failing:',
+          `    source: 'exec:echo "[ERROR] 2026/11/22 op: not signed in" >&2; exit 1'`,
+          '  slow:',
+          '    source: exec:sleep 5; echo late',
+          '    timeout: 300ms',
+          '  missing:',
+          '    source: file:~/no-such.key',
+          '  counted:',
+          '    source: exec:echo x >> ./counted; sleep 0.3; echo sk-counted',
+          '  headers-json:',
+          '    source: env:KB_SHIM_HEADERS',
+          '  aws-json:',
+          '    source: env:KB_SHIM_AWS',
+          '  flaky:',
+          '    source: exec:cat ./flaky.key',
+          '    ttl: 1s',
+          '    maxStale: 1h',
+          '  refreshed:',
+          '    source: exec:cat ./refreshed.key',
+          '    ttl: 1h',
+        ].join('\n'),
+        env: {
+          KB_SHIM_KEY: KEY,
+          KB_SHIM_HEADERS: '{"x-honeycomb-team":"hc-123","Authorization":"Bearer otel"}',
+          KB_SHIM_AWS: '{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"secret","SessionToken":"tok","Expiration":"2026-11-22T12:00:00Z"}',
+        },
+      });
     });
-  });
+    afterAll(async () => {
+      await d.stop();
+      fs.rmSync(d.dir, { recursive: true, force: true });
+    });
 
-  it('aws-credentials: refuses a profile that holds no credentials, without printing it', async () => {
-    const r = await d.shim('--format aws-credentials default');
-    expect(r.code).toBe(15);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).not.toContain(KEY);
-  });
-});
+    describe('output', () => {
+      it('prints exactly the value and a newline, and nothing on stderr', async () => {
+        expect(await shimRun()).toMatchObject({ code: 0, stdout: `${KEY}\n`, stderr: '' });
+        expect(await shimRun('default')).toMatchObject({ code: 0, stdout: `${KEY}\n`, stderr: '' });
+      });
 
-describe('autostart', () => {
-  it('starts one daemon for many shims arriving together, then answers them all', async () => {
-    const dir = privateTempDir('kb-auto-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_AUTO_KEY: 'sk-auto' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_AUTO_KEY\n', { mode: 0o600 });
-    let daemonPid: number | undefined;
-    try {
-      const results = await Promise.all(Array.from({ length: 6 }, () => run('/bin/sh', ['-c', SHIM], { env })));
-      for (const r of results) expect(r).toMatchObject({ code: 0, stdout: 'sk-auto\n' });
-      expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(8_000);
-      const status = JSON.parse((await run(process.execPath, [path.join(path.dirname(SHIM), '..', 'cli', 'main.js'), 'status', '--json'], { env })).stdout) as { daemon: { pid: number } };
-      daemonPid = status.daemon.pid;
-      const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
-      expect(log.match(/"msg":"listening"/g)).toHaveLength(1);
-      expect(fs.existsSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'autostart.lock'))).toBe(false);
-    } finally {
-      if (daemonPid) process.kill(daemonPid, 'SIGTERM');
-      await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      it('never reads stdin: it exits even when stdin stays open', async () => {
+        const child = spawn('/bin/sh', ['-c', shim], { env: d.env, stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        const code = await new Promise<number | null>((r) => child.on('close', r));
+        expect(code).toBe(0);
+        expect(out).toBe(`${KEY}\n`);
+        child.stdin.destroy();
+      });
 
-  it('says why when the daemon it starts cannot run, well within the deadline', async () => {
-    const dir = privateTempDir('kb-auto-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
-    const sockDir = path.dirname(env.KEYBROKER_SOCKET!);
-    fs.mkdirSync(sockDir, { mode: 0o700 });
-    fs.chmodSync(sockDir, 0o755); // the daemon refuses this directory
-    try {
-      const r = await run('/bin/sh', ['-c', SHIM], { env });
-      expect(r.code).toBe(3);
-      expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/starting one failed: the daemon it started exited \(status 18\); see .*daemon\.log\n$/);
-      expect(r.ms).toBeLessThan(8_000);
-      expect(fs.readFileSync(path.join(sockDir, 'daemon.log'), 'utf8')).toContain('chmod 700');
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+      it('picks up a value rotated at the source once its TTL has run out', async () => {
+        fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-1');
+        expect((await shimRun('work')).stdout).toBe('sk-work-1\n');
+        fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-2');
+        expect((await shimRun('work')).stdout).toBe('sk-work-1\n');
+        await new Promise((r) => setTimeout(r, 1_200));
+        expect((await shimRun('work')).stdout).toBe('sk-work-2\n');
+      });
+
+      it('--refresh fetches from the source at once', async () => {
+        // Its own profile and key file (TTL 1h): cached first, then rotated, so only --refresh sees it.
+        fs.writeFileSync(path.join(d.dir, 'refreshed.key'), 'sk-refresh-1');
+        expect((await shimRun('refreshed')).stdout).toBe('sk-refresh-1\n');
+        fs.writeFileSync(path.join(d.dir, 'refreshed.key'), 'sk-refresh-2');
+        expect((await shimRun('refreshed')).stdout).toBe('sk-refresh-1\n');
+        expect((await shimRun('--refresh refreshed')).stdout).toBe('sk-refresh-2\n');
+      });
+
+      it('serves the last good value with a warning while the source fails, within maxStale', async () => {
+        fs.writeFileSync(path.join(d.dir, 'flaky.key'), 'sk-flaky');
+        expect((await shimRun('flaky')).stdout).toBe('sk-flaky\n');
+        fs.rmSync(path.join(d.dir, 'flaky.key'));
+        await new Promise((r) => setTimeout(r, 1_200));
+        const stale = await shimRun('flaky');
+        expect(stale.code).toBe(0);
+        expect(stale.stdout).toBe('sk-flaky\n');
+        expect(stale.stderr).toMatch(/^keybroker: warning: serving a cached value past its TTL: exec:cat … exited 1: cat: .*No such file/);
+        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
+        expect(status.profiles.find((p) => p.name === 'flaky')!.state).toBe('stale');
+      });
+
+      it('makes one backend fetch for many concurrent cold requests', async () => {
+        const results = await Promise.all(Array.from({ length: 12 }, () => shimRun('counted')));
+        expect(results.every((r) => r.code === 0 && r.stdout === 'sk-counted\n')).toBe(true);
+        expect(fs.readFileSync(path.join(d.dir, 'counted'), 'utf8')).toBe('x\n');
+      });
+    });
+
+    describe('failures: nothing on stdout, one line on stderr, an exit status per cause', () => {
+      const cases: Array<[string, string, number, RegExp]> = [
+        ['an unknown profile', 'nope', 4, /^keybroker: no profile "nope" in .*\(profiles: default, work, /],
+        ['a source error', 'failing', 5, /^keybroker: profile "failing": exec:echo … exited 1: \[ERROR\] 2026\/11\/22 op: not signed in\n$/],
+        ['a source timeout', 'slow', 6, /^keybroker: profile "slow": exec:sleep … did not answer within 300ms /],
+        ['a missing key file', 'missing', 10, /^keybroker: profile "missing": .*no-such\.key does not exist — create it with/],
+        ['a bad option', '--frobnicate', 2, /^keybroker: unknown option --frobnicate \(see keybroker-shim --help\)\n$/],
+      ];
+      it.each(cases)('%s', async (_what, args, code, stderr) => {
+        const r = await shimRun(args);
+        expect(r.code).toBe(code);
+        expect(r.stdout).toBe('');
+        expect(r.stderr).toMatch(stderr);
+        expect(r.stderr.endsWith('\n')).toBe(true);
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      });
+
+      it('no daemon and autostart off: exit 3 with what to do', async () => {
+        const r = await shimRun('', { KEYBROKER_SOCKET: path.join(d.dir, 'nowhere', 'kb.sock') });
+        expect(r.code).toBe(3);
+        expect(r.stdout).toBe('');
+        expect(r.stderr).toBe(
+          `keybroker: keybroker daemon not reachable on ${path.join(d.dir, 'nowhere', 'kb.sock')} (no socket there); autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon\n`,
+        );
+      });
+
+      it('--help explains itself and exits 0', async () => {
+        const r = await shimRun('--help');
+        expect(r.code).toBe(0);
+        expect(r.stdout).toContain('usage: keybroker-shim');
+        expect(r.stdout).toContain('apiKeyHelper');
+      });
+    });
+
+    describe('--format for Claude Code’s sibling helpers', () => {
+      it('headers: a plain value becomes a Bearer Authorization header', async () => {
+        const r = await shimRun('--format headers default');
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toEqual({ Authorization: `Bearer ${KEY}` });
+      });
+
+      it('headers: a JSON object of strings passes through', async () => {
+        expect(JSON.parse((await shimRun('--format=headers headers-json')).stdout)).toEqual({ 'x-honeycomb-team': 'hc-123', Authorization: 'Bearer otel' });
+      });
+
+      it('aws-credentials: wraps credentials the way awsCredentialExport expects', async () => {
+        const r = await shimRun('--format aws-credentials aws-json');
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toEqual({
+          Credentials: { AccessKeyId: 'AKIAEXAMPLE', SecretAccessKey: 'secret', SessionToken: 'tok', Expiration: '2026-11-22T12:00:00Z' },
+        });
+      });
+
+      it('aws-credentials: refuses a profile that holds no credentials, without printing it', async () => {
+        const r = await shimRun('--format aws-credentials default');
+        expect(r.code).toBe(15);
+        expect(r.stdout).toBe('');
+        expect(r.stderr).not.toContain(KEY);
+      });
+    });
+
+    describe('autostart', () => {
+      it('starts one daemon for many shims arriving together, then answers them all', async () => {
+        const dir = privateTempDir('kb-auto-');
+        const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_AUTO_KEY: 'sk-auto' });
+        fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_AUTO_KEY\n', { mode: 0o600 });
+        let daemonPid: number | undefined;
+        try {
+          const results = await Promise.all(Array.from({ length: 6 }, () => run('/bin/sh', ['-c', shim], { env })));
+          for (const r of results) expect(r).toMatchObject({ code: 0, stdout: 'sk-auto\n' });
+          expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(8_000);
+          const status = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env })).stdout) as { daemon: { pid: number } };
+          daemonPid = status.daemon.pid;
+          const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
+          expect(log.match(/"msg":"listening"/g)).toHaveLength(1);
+          expect(fs.existsSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'autostart.lock'))).toBe(false);
+        } finally {
+          if (daemonPid) process.kill(daemonPid, 'SIGTERM');
+          await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      });
+
+      it('says why when the daemon it starts cannot run, well within the deadline', async () => {
+        const dir = privateTempDir('kb-auto-');
+        // A socket path longer than sun_path allows: the shim can create the directory, the daemon
+        // refuses to bind.
+        const sockDir = path.join(dir, 'x'.repeat(100));
+        const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KEYBROKER_SOCKET: path.join(sockDir, 'kb.sock') });
+        fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+        try {
+          const r = await run('/bin/sh', ['-c', shim], { env });
+          expect(r.code).toBe(3);
+          expect(r.stdout).toBe('');
+          // The daemon's own one-line reason and fix, not "see daemon.log".
+          expect(r.stderr.trim().split('\n')).toHaveLength(1);
+          expect(r.stderr).toContain('longer than 103 bytes'); // the daemon's reason, read from its log
+          expect(r.stderr).not.toContain('daemon.log');
+          expect(r.ms).toBeLessThan(8_000);
+          expect(fs.readFileSync(path.join(sockDir, 'daemon.log'), 'utf8')).toContain('longer than 103 bytes');
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      });
+    });
   });
 });

@@ -1,4 +1,5 @@
-// Capped exponential backoff with jitter, for retrying a failing source in the background.
+// Capped exponential backoff with jitter: for retrying a failing source in the background, and for
+// a client retrying a full listen backlog. In protocol/ because the shim may import nothing else.
 export interface BackoffOptions {
   baseMs: number;
   capMs: number;
@@ -7,6 +8,8 @@ export interface BackoffOptions {
 }
 
 export const REFRESH_BACKOFF: BackoffOptions = { baseMs: 5_000, capMs: 5 * 60_000, jitter: 0.2 };
+/** A full listen backlog clears in milliseconds once the daemon accepts again. */
+export const CONNECT_BACKOFF: BackoffOptions = { baseMs: 5, capMs: 100, jitter: 0.5 };
 
 /** Delay before retry number `attempt` (1 = first retry). `random` returns [0, 1). */
 export function backoffDelay(attempt: number, options: BackoffOptions, random: () => number = Math.random): number {

@@ -1,21 +1,24 @@
 // One adapter instance per source kind and settings block, created on first use and shared by
 // every profile that uses it; adapters no config uses any more are closed after a reload.
-import type { Adapter, AdapterModule, Logger } from '../adapter.js';
-import { adapterFor } from '../../adapters/registry.js';
-import { BrokerError, describeUnknownError } from '../errors.js';
-import type { SourceStatus } from '../protocol/messages.js';
+// Beside the adapter interface, not in the cache: the daemon's cache, `config check` and `doctor`
+// all hand it the registry (adapters/registry.ts), so none of them depends on another's internals.
+import type { Adapter, AdapterModule, FindAdapter, Logger } from './adapter.js';
+import { BrokerError, describeUnknownError } from './errors.js';
+import type { SourceStatus } from './protocol/messages.js';
 
 export class AdapterPool {
   readonly #adapters = new Map<string, Promise<Adapter>>();
   readonly #env: NodeJS.ProcessEnv;
   readonly #log: Logger;
   readonly #modules: Partial<Record<string, AdapterModule>>;
+  readonly #find: FindAdapter;
 
   /**
    * `modules` replaces the module loaded for a scheme: how tests hand an adapter a fake client
    * for a backend that cannot run here (1Password), while the daemon, socket and shim stay real.
    */
-  constructor(options: { env: NodeJS.ProcessEnv; log: Logger; modules?: Partial<Record<string, AdapterModule>> }) {
+  constructor(options: { find: FindAdapter; env: NodeJS.ProcessEnv; log: Logger; modules?: Partial<Record<string, AdapterModule>> }) {
+    this.#find = options.find;
     this.#env = options.env;
     this.#log = options.log;
     this.#modules = options.modules ?? {};
@@ -38,7 +41,7 @@ export class AdapterPool {
   };
 
   async #create(scheme: string, settings: Record<string, unknown> | undefined): Promise<Adapter> {
-    const entry = adapterFor(scheme);
+    const entry = this.#find(scheme);
     if (!entry) throw new BrokerError('CONFIG_INVALID', `unknown source kind "${scheme}:"`);
     let mod = this.#modules[scheme];
     try {

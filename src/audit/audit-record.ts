@@ -1,0 +1,58 @@
+// The audit trail's record: one JSON line per get, refresh and rejection — who asked, from where,
+// which profile (and why that one), what happened, and which version of the key went out. Never a
+// value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
+import path from 'node:path';
+import type { Invocation, ProfileChoice } from '../protocol/messages.js';
+import { defaultStateDir } from '../protocol/socket-path.js';
+
+export const AUDIT_FILE = 'audit.jsonl';
+/** The one previous file kept by rotation. */
+export const AUDIT_PREVIOUS_FILE = `${AUDIT_FILE}.1`;
+export const AUDIT_SALT_FILE = 'audit.salt';
+
+/** How a request ended: served from memory, fetched, refetched after a suspected rejection, stale, or an error. */
+export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'error';
+
+/** Which version of a key: the source's own label where it has one, else a salted fingerprint. */
+export interface KeyVersion {
+  version?: string;
+  fingerprint?: string;
+}
+
+export interface AuditRecord extends KeyVersion {
+  /** RFC 3339, UTC, milliseconds. */
+  time: string;
+  op: 'get' | 'refresh';
+  profile: string;
+  chosenBy: ProfileChoice;
+  /** The `directories:` entry that chose the profile, as written. */
+  directory?: string;
+  /** The working directory the client sent. */
+  cwd?: string;
+  consumer?: {
+    pid: number;
+    name?: string;
+    claudeCode: boolean;
+    invocation?: Invocation;
+  };
+  outcome: AuditOutcome;
+  /** The error code, when outcome is error. */
+  error?: string;
+  /** The source kind (exec, vault, aws-sm …). */
+  source?: string;
+  /** The version the consumer held when its repeat request suggested a rejection. */
+  rejected?: KeyVersion;
+}
+
+/**
+ * Where the trail lives: the per-user state directory ($XDG_STATE_HOME/keybroker, else
+ * ~/.local/state/keybroker; on macOS ~/Library/Application Support/keybroker) — the same place
+ * as the fallback socket, so one private directory holds keybroker's state.
+ */
+export function auditDir(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, home?: string): string {
+  return defaultStateDir(platform, home ?? env.HOME ?? undefined, env);
+}
+
+export function auditFile(dir: string): string {
+  return path.join(dir, AUDIT_FILE);
+}

@@ -1,0 +1,77 @@
+// Whether a socket path is safe to trust, checked by whoever connects (the shim, every CLI command,
+// doctor) and by the daemon for its own directory: git credential-cache's "permissions on your
+// socket directory are too loose". A socket in a directory someone else controls may be a fake
+// daemon handing out its own "key" and reading the consumer info we send it.
+// Built-ins only: the shim imports this.
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatMode } from './file-mode.js';
+
+export interface PathProblem {
+  /** UNSAFE_PATH: refuse. MISSING: nothing there yet (a daemon, or autostart, may create it). */
+  kind: 'UNSAFE_PATH' | 'MISSING';
+  /** What is wrong, naming the path and what was found. */
+  what: string;
+  /** What to do about it. */
+  fix: string;
+}
+
+/** One line: what is wrong; what to do. */
+export const describeProblem = (p: Pick<PathProblem, 'what' | 'fix'>): string => `${p.what}; ${p.fix}`;
+
+function ownUid(): number | undefined {
+  return typeof process.geteuid === 'function' ? process.geteuid() : undefined;
+}
+
+/**
+ * What is wrong with `dir` as a private directory (the socket's, by default), if anything: it must
+ * be a real directory (lstat: no symlink followed) owned by the effective uid, with no group or
+ * other bits.
+ */
+export function privateDirProblem(dir: string, st: fs.Stats, uid: number | undefined = ownUid(), label = 'socket directory'): Pick<PathProblem, 'what' | 'fix'> | undefined {
+  if (st.isSymbolicLink()) return { what: `${label} ${dir} is a symbolic link`, fix: `use a real directory (mode 0700): run: rm ${dir}` };
+  if (!st.isDirectory()) return { what: `${label} ${dir} is not a directory`, fix: `run: rm ${dir}` };
+  if (uid !== undefined && st.uid !== uid) {
+    const fix = label === 'socket directory' ? 'use --socket with a path in a directory of your own' : 'use a directory of your own (XDG_STATE_HOME)';
+    return { what: `${label} ${dir} is owned by uid ${st.uid}, not by you (uid ${uid})`, fix };
+  }
+  if ((st.mode & 0o077) !== 0) {
+    return { what: `${label} ${dir} is accessible by group or others (mode ${formatMode(st.mode)})`, fix: `run: chmod 700 ${dir}` };
+  }
+  return undefined;
+}
+
+/**
+ * Check a socket before connecting to it. Synchronous: two lstat calls, cheap next to a connect,
+ * and the shim has nothing else to do meanwhile.
+ */
+export function checkSocketPath(socketPath: string, uid: number | undefined = ownUid()): PathProblem | undefined {
+  // No uid on this platform (Windows): there is no Unix ownership to check.
+  if (uid === undefined) return undefined;
+  const dir = path.dirname(socketPath);
+  let dirStat: fs.Stats;
+  try {
+    dirStat = fs.lstatSync(dir);
+  } catch {
+    return { kind: 'MISSING', what: `no socket directory ${dir}`, fix: 'start the daemon: keybroker daemon' };
+  }
+  const dirProblem = privateDirProblem(dir, dirStat, uid);
+  if (dirProblem) return { kind: 'UNSAFE_PATH', ...dirProblem };
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch {
+    return { kind: 'MISSING', what: `no socket at ${socketPath}`, fix: 'start the daemon: keybroker daemon' };
+  }
+  if (!st.isSocket()) {
+    return { kind: 'UNSAFE_PATH', what: `${socketPath} is not a socket (mode ${(st.mode >>> 0).toString(8)})`, fix: `run: rm ${socketPath}` };
+  }
+  if (st.uid !== uid) {
+    return {
+      kind: 'UNSAFE_PATH',
+      what: `socket ${socketPath} is owned by uid ${st.uid}, not by you (uid ${uid}), so it is not your daemon`,
+      fix: `remove it (rm ${socketPath}) and start yours: keybroker daemon`,
+    };
+  }
+  return undefined;
+}

@@ -1,0 +1,106 @@
+// Who is asking: the shim's consumer is the nearest ancestor that is not a shell (Claude Code runs
+// helpers through `sh -c`), and how Claude Code ran us (apiKeyHelper, a sibling helper, the
+// agent's Bash tool). Built-ins only: part of the shim's start-up path.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ConsumerInfo, Invocation } from '../protocol/messages.js';
+import type { Format } from './output-format.js';
+
+const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'fish', 'ksh', 'mksh', 'pdksh', 'ash', 'busybox', 'tcsh', 'csh', 'nu', 'xonsh']);
+const DEFAULT_HELPER_TTL_MS = 300_000;
+
+interface ProcInfo {
+  ppid: number;
+  comm: string;
+  start: string | undefined;
+}
+
+function procInfoLinux(pid: number): ProcInfo | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ')'.
+    const open = stat.indexOf('(');
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    return { comm: stat.slice(open + 1, close), ppid: Number(fields[1]), start: fields[19] };
+  } catch {
+    return undefined;
+  }
+}
+
+function argvLinux(pid: number): string[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').slice(0, 4096).split('\0').slice(0, 2);
+  } catch {
+    return [];
+  }
+}
+
+async function procTableDarwin(): Promise<Map<number, ProcInfo>> {
+  const { spawnSync } = await import('node:child_process');
+  const out = spawnSync('/bin/ps', ['-A', '-o', 'pid=,ppid=,comm='], { encoding: 'utf8', timeout: 2000 });
+  const table = new Map<number, ProcInfo>();
+  for (const line of (out.stdout ?? '').split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(line);
+    if (m) table.set(Number(m[1]), { ppid: Number(m[2]), comm: path.basename(m[3]!.trim()), start: undefined });
+  }
+  return table;
+}
+
+export async function findConsumer(format: Format): Promise<ConsumerInfo | undefined> {
+  const linux = process.platform === 'linux';
+  const table = linux ? undefined : process.platform === 'darwin' ? await procTableDarwin() : undefined;
+  if (!linux && !table) return undefined;
+  let pid = process.ppid;
+  for (let depth = 0; depth < 8 && pid > 1; depth++) {
+    const info = linux ? procInfoLinux(pid) : table!.get(pid);
+    if (!info) return undefined;
+    let name = info.comm.replace(/^-/, '');
+    // Node 24 names its main thread "MainThread", which on Linux is the process's comm: a Node
+    // consumer that does not set process.title (claude run by node through a symlink) shows as
+    // MainThread there, and as its own name on Node 20. Its argv[0] still says who it is.
+    if (linux && name === 'MainThread') name = path.basename(argvLinux(pid)[0] ?? '') || name;
+    if (!SHELLS.has(name)) {
+      const claudeCode = isClaudeCode(name, () => (linux ? argvLinux(pid) : []));
+      // Key order as the protocol documents it: pid, start, name, claudeCode, invocation, helperTtlMs.
+      const consumer: ConsumerInfo = {
+        pid,
+        ...(info.start && { start: info.start }),
+        name,
+        claudeCode,
+        ...(claudeCode && { invocation: invocationOf(process.env, format) }),
+      };
+      const ttl = Number(process.env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS);
+      consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : DEFAULT_HELPER_TTL_MS;
+      return consumer;
+    }
+    pid = info.ppid;
+  }
+  return undefined;
+}
+
+/**
+ * Claude Code's environment reached us through the shell, and the consumer process is claude:
+ * the native binary, or node running the npm package. A tool Claude Code runs inherits the same
+ * environment but is another process.
+ */
+function isClaudeCode(name: string, argv: () => string[]): boolean {
+  const env = process.env;
+  const envSaysClaude = Boolean(env.CLAUDE_CODE_ENTRYPOINT) || (env.AI_AGENT ?? '').startsWith('claude-code');
+  if (!envSaysClaude) return false;
+  if (/^claude\b/i.test(name)) return true;
+  return argv().some((arg) => /(^|\/)claude$/.test(arg) || arg.includes('@anthropic-ai/claude-code/'));
+}
+
+/**
+ * How Claude Code ran us. The agent's Bash tool and apiKeyHelper both run under the claude
+ * process, so the consumer alone cannot tell a 401 repeat from the agent checking its key twice;
+ * the environment can (see ../../../shared/claude-code.md, "apiKeyHelper or the agent's Bash
+ * tool?"). An agent marker wins over the harness marker: a Bash-tool command inherits both.
+ */
+function invocationOf(env: NodeJS.ProcessEnv, format: Format): Invocation {
+  const agent = env.AI_AGENT ?? '';
+  if (env.CLAUDECODE === '1' || agent.endsWith('_agent') || env.CLAUDE_CODE_CHILD_SESSION || env.CLAUDE_PID) return 'agent-tool';
+  if (agent.endsWith('_harness')) return format === 'raw' ? 'api-key-helper' : 'sibling-helper';
+  return 'unmarked';
+}

@@ -1,0 +1,344 @@
+// `keybroker run` as a real process: the built CLI against a real daemon, with real children,
+// signals, a pseudo-terminal (util-linux `script`) and the process table.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestWithAutostart } from '../../src/protocol/autostart.js';
+import { baseEnv, CLI, privateTempDir, ROOT, run, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+
+const KEY = 'sk-run-7c41d09e5b';
+const OTHER = 'sk-run-other-22aa';
+let d: DaemonHandle;
+/** process.execve (Node 22.15+, 24): keybroker becomes the command instead of waiting for it. */
+const EXECS = typeof (process as { execve?: unknown }).execve === 'function';
+const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
+
+beforeAll(async () => {
+  d = await startDaemon({
+    config: `profiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n`,
+    env: { KB_RUN_KEY: KEY, KB_RUN_OTHER: OTHER },
+  });
+});
+afterAll(async () => {
+  await d.stop();
+  fs.rmSync(d.dir, { recursive: true, force: true });
+});
+
+/** The variables the daemon's environment holds must not leak into keybroker run's own. */
+function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...d.env, ...extra };
+  delete env.KB_RUN_KEY;
+  delete env.KB_RUN_OTHER;
+  return env;
+}
+
+interface Started {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start `keybroker run … -- sh -c SCRIPT` and wait until the script prints "ready". */
+async function startRun(specs: string[], script: string): Promise<Started> {
+  const proc = spawn(process.execPath, [CLI, 'run', ...specs.flatMap((s) => ['-e', s]), '--', 'sh', '-c', script], {
+    env: cliEnv(),
+    cwd: d.dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  await waitFor(() => stdout.includes('ready') || proc.exitCode !== null, 10_000, 'the command to start');
+  return { proc, stdout: () => stdout, stderr: () => stderr, exit };
+}
+
+/** A shell loop that answers a signal with an exit status, polling so the trap runs promptly. */
+const trapping = (sig: string, status: number): string => `trap 'exit ${status}' ${sig}; echo ready; while :; do sleep 0.05; done`;
+
+describe('keybroker run: environment, exit status, terminal', () => {
+  it('adds each profile\'s key to the command\'s environment and exits with its status', async () => {
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'FIRST=work', '--env', 'SECOND=other', '--', 'sh', '-c', 'printf "%s %s\\n" "$FIRST" "$SECOND"; exit 3'], { env: cliEnv() });
+    expect(r).toMatchObject({ code: 3, stdout: `${KEY} ${OTHER}\n`, stderr: '' });
+  });
+
+  it('passes the command\'s own options through after --', async () => {
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$0 $1 $K"', 'x', '-e'], { env: cliEnv() });
+    expect(r).toMatchObject({ code: 0, stdout: `x -e ${KEY}\n` });
+  });
+
+  // Where keybroker execs the command, the command's own death by a signal is what the caller
+  // sees (its shell then reports 128+N itself); where it waits for a child, keybroker exits 128+N.
+  it('a command killed by signal N gives 128+N (or, where keybroker execs it, that signal)', async () => {
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      const r = spawnSync(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', `kill -${signal.slice(3)} $$`], { env: cliEnv(), timeout: 20_000 });
+      if (EXECS) expect({ status: r.status, signal: r.signal }).toEqual({ status: null, signal });
+      else expect({ status: r.status, signal: r.signal }).toEqual({ status: 128 + os.constants.signals[signal], signal: null });
+    }
+  });
+
+  it('a command that is not there: 127, like a shell', async () => {
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'kb-no-such-command-x'], { env: cliEnv() });
+    expect(r.code).toBe(127);
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+
+  it.skipIf(!SCRIPT)('keeps the terminal: the command sees a tty on stdin, stdout and stderr; ^C reaches it once and keybroker stays', async () => {
+    const stop = path.join(d.dir, 'stop-tty');
+    const inner = `test -t 0 && test -t 1 && test -t 2 && echo "tty-ok $K"; n=0; trap 'n=$((n+1)); echo "int $n"' INT; echo ready; while [ ! -e ${stop} ]; do sleep 0.05; done; exit $n`;
+    // `exec`: script starts the command with `$SHELL -c`, and a shell left waiting in the foreground
+    // group would get the ^C too (dash dies of it, so script would report 130 whatever keybroker did).
+    const command = `exec ${process.execPath} ${CLI} run -e K=work -- sh -c ${shQuote(inner)}`;
+    // script runs the command on a new pseudo-terminal and feeds it our stdin: a ^C byte there
+    // makes the terminal send SIGINT to the whole foreground group (keybroker and its child).
+    const proc = spawn(SCRIPT!, ['-qec', command, '/dev/null'], { env: cliEnv({ SHELL: '/bin/sh' }), stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    await waitFor(() => out.includes('ready'), 10_000, 'the command on the terminal');
+    proc.stdin.write('\x03');
+    await waitFor(() => out.includes('int 1'), 5_000, 'the command to see ^C');
+    await new Promise((r) => setTimeout(r, 300));
+    fs.writeFileSync(stop, '');
+    // Exactly one SIGINT reached the command, and keybroker was still there to pass on its status
+    // (a keybroker killed by ^C would end with 130).
+    expect(await exit).toBe(1);
+    expect(out).toContain(`tty-ok ${KEY}`);
+  });
+});
+
+describe('keybroker run: signals', () => {
+  it('SIGTERM sent to keybroker reaches the command', async () => {
+    const r = await startRun(['K=work'], trapping('TERM', 42));
+    r.proc.kill('SIGTERM');
+    expect(await r.exit).toEqual({ code: 42, signal: null });
+  });
+
+  it('SIGHUP sent to keybroker reaches the command', async () => {
+    const r = await startRun(['K=work'], trapping('HUP', 43));
+    r.proc.kill('SIGHUP');
+    expect(await r.exit).toEqual({ code: 43, signal: null });
+  });
+
+  it.skipIf(EXECS)('SIGINT, SIGQUIT and SIGWINCH sent to keybroker alone are ignored, not passed on (the terminal sends them to the command itself)', async () => {
+    const marks = path.join(d.dir, 'marks');
+    const r = await startRun(['K=work'], `for s in INT QUIT WINCH; do trap "echo $s >> ${marks}" $s; done; trap 'exit 44' TERM; echo ready; while :; do sleep 0.05; done`);
+    for (const sig of ['SIGINT', 'SIGQUIT', 'SIGWINCH'] as const) r.proc.kill(sig);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(r.proc.exitCode).toBeNull();
+    expect(fs.existsSync(marks)).toBe(false);
+    r.proc.kill('SIGTERM');
+    expect(await r.exit).toEqual({ code: 44, signal: null });
+  });
+
+  it.skipIf(EXECS)('the exec branch (driven here through a stand-in process.execve): resolved path, argv[0], the keys, SIGPIPE restored', async () => {
+    const record = path.join(d.dir, 'execve.json');
+    const preload = path.join(ROOT, 'test', 'helpers', 'fake-execve.mjs');
+    const env = cliEnv({ NODE_OPTIONS: `--import=${preload}`, KB_FAKE_EXECVE_RECORD: record });
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$K"; exit 4'], { env });
+    expect(r).toMatchObject({ code: 4, stdout: `${KEY}\n` });
+    const call = JSON.parse(fs.readFileSync(record, 'utf8')) as { file: string; args: string[]; envNames: string[]; sigpipeHandlers: number };
+    // execve(2) does not search PATH: keybroker must have.
+    expect(path.isAbsolute(call.file)).toBe(true);
+    expect(path.basename(call.file)).toBe('sh');
+    expect(call.args).toEqual(['sh', '-c', 'echo "$K"; exit 4']);
+    expect(call.envNames).toContain('K');
+    // A handler (reset to the default by exec) replaces Node's SIG_IGN, which exec would keep.
+    expect(call.sigpipeHandlers).toBeGreaterThan(0);
+  });
+
+  it.runIf(EXECS)('with process.execve keybroker becomes the command: its pid runs sh, not node', async () => {
+    const r = await startRun(['K=work'], trapping('TERM', 45));
+    expect(fs.readFileSync(`/proc/${r.proc.pid}/comm`, 'utf8').trim()).toBe('sh');
+    r.proc.kill('SIGTERM');
+    expect(await r.exit).toEqual({ code: 45, signal: null });
+  });
+
+  it('exits as soon as the command does, even when a background job still holds its stdout', async () => {
+    const pidFile = path.join(d.dir, 'bg.pid');
+    const r = await startRun(['K=work'], `sleep 30 & echo $! > ${pidFile}; echo ready; exit 5`);
+    const started = Date.now();
+    expect(await r.exit).toEqual({ code: 5, signal: null });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 'SIGTERM');
+  });
+});
+
+describe('keybroker run: the key stays out of argv', () => {
+  it('no process\'s command line holds the key while the command runs (ps and /proc/*/cmdline)', async () => {
+    const r = await startRun(['K=work', 'O=other'], trapping('TERM', 0));
+    const cmdlines = fs
+      .readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map((pid) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+        } catch {
+          return '';
+        }
+      });
+    // keybroker's own argv names the variables (where it execs the command, it is gone).
+    if (!EXECS) expect(cmdlines.some((c) => c.includes('K=work'))).toBe(true);
+    for (const key of [KEY, OTHER]) expect(cmdlines.filter((c) => c.includes(key))).toEqual([]);
+    const ps = spawnSync('ps', ['-eww', '-o', 'pid=,args='], { encoding: 'utf8' });
+    expect(ps.status).toBe(0);
+    if (!EXECS) expect(ps.stdout).toContain('K=work');
+    expect(ps.stdout).not.toContain(KEY);
+    expect(ps.stdout).not.toContain(OTHER);
+    // The command's own environment has it: that is the point.
+    const child = spawnSync('pgrep', ['-P', String(r.proc.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+    const holder = EXECS ? r.proc.pid! : Number(child);
+    expect(fs.readFileSync(`/proc/${holder}/environ`, 'latin1').split('\0')).toContain(`K=${KEY}`);
+    r.proc.kill('SIGTERM');
+    await r.exit;
+  });
+});
+
+describe('keybroker run: a failing profile', () => {
+  it('stops before the command runs, with the shim\'s message and exit status', async () => {
+    for (const profile of ['nope', 'broken']) {
+      const marker = path.join(d.dir, `ran-${profile}`);
+      const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', `B=${profile}`, '--', 'touch', marker], { env: cliEnv() });
+      const shim = await d.shim(profile);
+      expect(shim.code).not.toBe(0);
+      expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({ code: shim.code, stderr: shim.stderr, stdout: '' });
+      expect(fs.existsSync(marker)).toBe(false);
+    }
+  });
+
+  it('no daemon and autostart off: the shim\'s DAEMON_UNREACHABLE, command not run', async () => {
+    const marker = path.join(d.dir, 'ran-unreachable');
+    const env = cliEnv({ KEYBROKER_SOCKET: path.join(d.dir, 'nowhere', 'kb.sock') });
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'touch', marker], { env });
+    const shim = await d.shim('work', { KEYBROKER_SOCKET: env.KEYBROKER_SOCKET });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(shim.stderr);
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  it('bad -e arguments are usage errors (exit 2), and the command does not run', async () => {
+    for (const spec of ['1X=work', 'K=', 'K-Y=work']) {
+      const r = await run(process.execPath, [CLI, 'run', '-e', spec, '--', 'true'], { env: cliEnv() });
+      expect(r.code).toBe(2);
+    }
+    expect((await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', 'K=other', '--', 'true'], { env: cliEnv() })).code).toBe(2);
+    expect((await run(process.execPath, [CLI, 'run', '--', 'true'], { env: cliEnv() })).code).toBe(2);
+  });
+});
+
+describe('keybroker run: autostart and the request it sends', () => {
+  it('starts a daemon when none answers, as the shim does', async () => {
+    const dir = privateTempDir('kb-run-auto-');
+    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_AUTO_RUN: 'sk-auto-run-1' });
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  auto:\n    source: env:KB_AUTO_RUN\n', { mode: 0o600 });
+    try {
+      const r = await run(process.execPath, [CLI, 'run', '-e', 'K=auto', '--', 'sh', '-c', 'echo "$K"'], { env });
+      expect(r).toMatchObject({ code: 0, stdout: 'sk-auto-run-1\n' });
+    } finally {
+      const status = await run(process.execPath, [CLI, 'status', '--json'], { env });
+      const pid = (JSON.parse(status.stdout) as { daemon: { pid: number } }).daemon.pid;
+      process.kill(pid, 'SIGTERM');
+      await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'the autostarted daemon to stop');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('for a caller about to exec (orphan), the daemon it starts is not its child', async () => {
+    const dir = privateTempDir('kb-run-orphan-');
+    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '' });
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  auto:\n    source: env:HOME\n', { mode: 0o600 });
+    let pid: number | undefined;
+    try {
+      const reply = await requestWithAutostart(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { cli: CLI, timeoutMs: 5_000, startedAt: Date.now(), env, orphan: true });
+      expect(reply.ok).toBe(true);
+      pid = (reply as { pid: number }).pid;
+      const ppid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+      expect(ppid).not.toBe(process.pid);
+    } finally {
+      if (pid) process.kill(pid, 'SIGTERM');
+      await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'the autostarted daemon to stop');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('-e VAR without a profile gets the working directory\'s profile from the daemon\'s directories: map, else default', async () => {
+    const dir = privateTempDir('kb-run-dirs-');
+    const project = path.join(dir, 'code', 'acme', 'api');
+    fs.mkdirSync(project, { recursive: true });
+    const h = await startDaemon({
+      dir,
+      config: `directories:\n  ${path.join(dir, 'code', 'acme')}: acme\nprofiles:\n  default:\n    source: env:KB_RUN_DEF\n  acme:\n    source: env:KB_RUN_ACME\n`,
+      env: { KB_RUN_DEF: 'sk-run-default-1', KB_RUN_ACME: 'sk-run-acme-2' },
+    });
+    try {
+      const env = { ...h.env };
+      delete env.KB_RUN_DEF;
+      delete env.KB_RUN_ACME;
+      const inProject = await run(process.execPath, [CLI, 'run', '-e', 'K', '-e', 'D=default', '--', 'sh', '-c', 'echo "$K $D"'], { env, cwd: project });
+      expect(inProject).toMatchObject({ code: 0, stdout: 'sk-run-acme-2 sk-run-default-1\n' });
+      const elsewhere = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], { env, cwd: dir });
+      expect(elsewhere).toMatchObject({ code: 0, stdout: 'sk-run-default-1\n' });
+    } finally {
+      await h.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('-e VAR without a profile asks for the working directory\'s profile: cwd and no profile in the request', async () => {
+    const dir = privateTempDir('kb-run-cwd-');
+    const sockDir = path.join(dir, 'sock');
+    fs.mkdirSync(sockDir, { mode: 0o700 });
+    const socket = path.join(sockDir, 'kb.sock');
+    const lines: string[] = [];
+    const server = net.createServer((c) => {
+      let buf = '';
+      c.on('data', (chunk: Buffer) => {
+        buf += chunk.toString();
+        if (!buf.includes('\n')) return;
+        lines.push(buf.split('\n')[0]!);
+        c.end(`${JSON.stringify({ v: 1, ok: true, profile: 'dir', value: 'sk-from-dir', stale: false, source: 'env', expiresInMs: 1000 })}\n`);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    const project = path.join(dir, 'project');
+    fs.mkdirSync(project);
+    try {
+      const r = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], { env: cliEnv({ KEYBROKER_SOCKET: socket }), cwd: project });
+      expect(r).toMatchObject({ code: 0, stdout: 'sk-from-dir\n' });
+      const request = JSON.parse(lines[0]!) as Record<string, unknown>;
+      expect(Object.keys(request)).toEqual(['v', 'op', 'cwd', 'consumer']);
+      expect(request).toMatchObject({ v: 1, op: 'get', cwd: project });
+    } finally {
+      server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('keybroker run: Claude Code', () => {
+  it('warns (one line) when ANTHROPIC_API_KEY is set for claude, and still runs it', async () => {
+    const bin = path.join(d.dir, 'bin');
+    fs.mkdirSync(bin, { recursive: true });
+    fs.writeFileSync(path.join(bin, 'claude'), '#!/bin/sh\necho "claude ran"\n', { mode: 0o755 });
+    const env = cliEnv({ PATH: `${bin}:${process.env.PATH}` });
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'OTHER=other', '-e', 'ANTHROPIC_API_KEY=work', '--', 'claude'], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('claude ran\n');
+    const lines = r.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    // The fix names the profile that was about to shadow the helper.
+    expect(lines[0]).toMatch(/^keybroker: warning: .*keybroker setup claude --profile work\b/);
+    expect(r.stderr).not.toContain(KEY);
+    const quiet = await run(process.execPath, [CLI, 'run', '-e', 'OTHER_KEY=work', '--', 'claude'], { env });
+    expect(quiet).toMatchObject({ code: 0, stderr: '' });
+  });
+});
+
+function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,75 @@
+// keybroker forget: drop cached values from the daemon's memory now (ssh-agent -D); the next read
+// fetches from the source again.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+
+let d: DaemonHandle;
+const fetches = (name: string): number => {
+  const file = path.join(d.dir, `${name}.count`);
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').length - 1 : 0;
+};
+
+beforeAll(async () => {
+  const counting = (name: string) => `exec:echo x >> ./${name}.count; echo sk-${name}`;
+  d = await startDaemon({
+    config: `profiles:\n  work:\n    source: ${counting('work')}\n    ttl: 1h\n  home:\n    source: ${counting('home')}\n    ttl: 1h\n` +
+      `  slow:\n    source: exec:echo x >> ./slow.count; sleep 0.5; echo sk-slow\n    ttl: 1h\n`,
+  });
+});
+afterAll(async () => {
+  await d.stop();
+  fs.rmSync(d.dir, { recursive: true, force: true });
+});
+
+describe('keybroker forget', () => {
+  it('drops one profile at once: the next read fetches again, other profiles stay cached', async () => {
+    for (const p of ['work', 'home']) expect(await d.shim(p)).toMatchObject({ code: 0, stdout: `sk-${p}\n` });
+    expect(await d.shim('work')).toMatchObject({ code: 0 });
+    const before = { work: fetches('work'), home: fetches('home') };
+    expect(before).toEqual({ work: 1, home: 1 });
+
+    expect(await d.cli(['forget', 'work'])).toMatchObject({ code: 0, stdout: 'forgot work\n' });
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
+    expect(status.profiles.find((p) => p.name === 'work')!.state).toBe('cold');
+    expect(status.profiles.find((p) => p.name === 'home')!.state).toBe('fresh');
+    expect(fetches('work')).toBe(1); // forgetting fetches nothing
+
+    expect(await d.shim('work')).toMatchObject({ code: 0, stdout: 'sk-work\n' });
+    expect(await d.shim('home')).toMatchObject({ code: 0 });
+    expect({ work: fetches('work'), home: fetches('home') }).toEqual({ work: 2, home: 1 });
+  });
+
+  it('--all drops every profile', async () => {
+    for (const p of ['work', 'home']) await d.shim(p);
+    const before = { work: fetches('work'), home: fetches('home') };
+    expect(await d.cli(['forget', '--all'])).toMatchObject({ code: 0, stdout: 'forgot work\nforgot home\nforgot slow\n' });
+    for (const p of ['work', 'home']) await d.shim(p);
+    expect({ work: fetches('work'), home: fetches('home') }).toEqual({ work: before.work + 1, home: before.home + 1 });
+  });
+
+  it('does not keep a value whose fetch was running when it was forgotten', async () => {
+    const pending = d.request({ v: 1, op: 'get', profile: 'slow' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await d.request({ v: 1, op: 'forget', profile: 'slow' })).toMatchObject({ ok: true, forgotten: ['slow'] });
+    expect(await pending).toMatchObject({ ok: true, value: 'sk-slow' }); // its waiter still gets it
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
+    expect(status.profiles.find((p) => p.name === 'slow')!.state).toBe('cold');
+    expect(await d.request({ v: 1, op: 'get', profile: 'slow' })).toMatchObject({ ok: true, value: 'sk-slow' });
+    expect(fetches('slow')).toBe(2);
+  });
+
+  it('says what is wrong with its arguments (exit 2) and names an unknown profile (exit 4)', async () => {
+    expect(await d.cli(['forget'])).toMatchObject({ code: 2, stdout: '' });
+    expect(await d.cli(['forget', 'work', '--all'])).toMatchObject({ code: 2, stdout: '' });
+    expect(await d.cli(['forget', 'nope'])).toMatchObject({ code: 4, stdout: '' });
+    expect(await d.request({ v: 1, op: 'forget' })).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+  });
+
+  it('--help teaches with examples', async () => {
+    const help = await d.cli(['forget', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('keybroker forget --all');
+  });
+});

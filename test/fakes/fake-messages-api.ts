@@ -1,0 +1,158 @@
+// A fake Anthropic Messages API, enough of it for the real Claude Code CLI (`claude -p`) to run a
+// session against it through ANTHROPIC_BASE_URL, written from the API's documentation:
+//
+//   POST /v1/messages[?beta=true]   the key arrives as `x-api-key` (Claude Code also sends it as
+//                                   `Authorization: Bearer`). A rejected key gets 401
+//                                   {"type":"error","error":{"type":"authentication_error",…}}.
+//                                   Otherwise the test's `answer` picks the assistant's content
+//                                   blocks (text and tool_use), sent as a JSON message, or as
+//                                   server-sent events (message_start, content_block_start/delta/
+//                                   stop, message_delta, message_stop) when the request has
+//                                   "stream": true, as the CLI asks.
+//   anything else                   404 not_found_error
+//
+// Every request is recorded with its key and, when the last user turn carries tool results, their
+// text, so a test can see what a Bash-tool command printed.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type ContentBlock = { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+
+export interface MessagesRequest {
+  key: string | undefined;
+  bearer: string | undefined;
+  stream: boolean;
+  model: string | undefined;
+  /** The text of the tool_result blocks in the last user turn (empty when there are none). */
+  toolResults: string[];
+  status: number;
+}
+
+export interface FakeMessagesApiOptions {
+  /** Decide the assistant's reply to an accepted request. Default: one text block. */
+  answer?: (request: MessagesRequest, index: number) => ContentBlock[];
+}
+
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+export class FakeMessagesApi {
+  readonly requests: MessagesRequest[] = [];
+  /** Keys answered with 401. */
+  readonly rejectedKeys = new Set<string>();
+  /** Also answer 401 when this says so (e.g. once, to make Claude Code call its helper again). */
+  rejectIf: (request: MessagesRequest, index: number) => boolean = () => false;
+  answer: (request: MessagesRequest, index: number) => ContentBlock[];
+  readonly #server: http.Server;
+  #url = '';
+  #nextId = 0;
+
+  private constructor(options: FakeMessagesApiOptions) {
+    this.answer = options.answer ?? (() => [{ type: 'text', text: 'hello from the fake Messages API' }]);
+    this.#server = http.createServer((req, res) => {
+      this.#handle(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
+  }
+
+  static async start(options: FakeMessagesApiOptions = {}): Promise<FakeMessagesApi> {
+    const fake = new FakeMessagesApi(options);
+    await new Promise<void>((resolve) => fake.#server.listen(0, '127.0.0.1', resolve));
+    fake.#url = `http://127.0.0.1:${(fake.#server.address() as AddressInfo).port}`;
+    return fake;
+  }
+
+  /** For ANTHROPIC_BASE_URL. */
+  get url(): string {
+    return this.#url;
+  }
+
+  /** The keys of the Messages requests, in order. */
+  keys(): Array<string | undefined> {
+    return this.requests.map((r) => r.key);
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) return sendError(res, 413, 'request_too_large', 'request too large');
+      chunks.push(chunk);
+    }
+    const url = new URL(req.url ?? '/', 'http://fake');
+    if (req.method !== 'POST' || url.pathname !== '/v1/messages') return sendError(res, 404, 'not_found_error', `no route ${req.method} ${url.pathname}`);
+    let body: { stream?: unknown; model?: unknown; messages?: unknown };
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+    } catch {
+      return sendError(res, 400, 'invalid_request_error', 'body is not JSON');
+    }
+    const bearer = /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''))?.[1];
+    const request: MessagesRequest = {
+      key: typeof req.headers['x-api-key'] === 'string' ? req.headers['x-api-key'] : undefined,
+      bearer,
+      stream: body.stream === true,
+      model: typeof body.model === 'string' ? body.model : undefined,
+      toolResults: toolResultsOf(body.messages),
+      status: 200,
+    };
+    const index = this.requests.push(request) - 1;
+    if (request.key === undefined || this.rejectedKeys.has(request.key) || this.rejectIf(request, index)) {
+      request.status = 401;
+      return sendError(res, 401, 'authentication_error', 'invalid x-api-key');
+    }
+    const content = this.answer(request, index);
+    const stopReason = content.some((b) => b.type === 'tool_use') ? 'tool_use' : 'end_turn';
+    const message = { id: `msg_fake_${++this.#nextId}`, type: 'message', role: 'assistant', model: request.model ?? 'fake', stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } };
+    if (!request.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ...message, content, stop_reason: stopReason }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const event = (type: string, data: object): void => {
+      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+    };
+    event('message_start', { message: { ...message, content: [], stop_reason: null } });
+    content.forEach((block, i) => {
+      if (block.type === 'text') {
+        event('content_block_start', { index: i, content_block: { type: 'text', text: '' } });
+        event('content_block_delta', { index: i, delta: { type: 'text_delta', text: block.text } });
+      } else {
+        event('content_block_start', { index: i, content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} } });
+        event('content_block_delta', { index: i, delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input) } });
+      }
+      event('content_block_stop', { index: i });
+    });
+    event('message_delta', { delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: 1 } });
+    event('message_stop', {});
+    res.end();
+  }
+}
+
+function sendError(res: http.ServerResponse, status: number, type: string, message: string): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ type: 'error', error: { type, message } }));
+}
+
+function toolResultsOf(messages: unknown): string[] {
+  if (!Array.isArray(messages)) return [];
+  const last = messages.at(-1) as { role?: unknown; content?: unknown } | undefined;
+  if (last?.role !== 'user' || !Array.isArray(last.content)) return [];
+  const out: string[] = [];
+  for (const block of last.content as Array<{ type?: unknown; content?: unknown }>) {
+    if (block.type !== 'tool_result') continue;
+    if (typeof block.content === 'string') out.push(block.content);
+    else if (Array.isArray(block.content)) {
+      out.push((block.content as Array<{ type?: unknown; text?: unknown }>).filter((c) => c.type === 'text').map((c) => String(c.text)).join(''));
+    }
+  }
+  return out;
+}

@@ -1,0 +1,93 @@
+// The real Claude Code CLI (npm @anthropic-ai/claude-code, a devDependency) against the fake
+// Messages API, with its apiKeyHelper pointing at the built shim and a real daemon: the 401 path
+// and the agent's Bash tool running the shim, in Claude Code's own process tree and environment.
+// `claude -p` with HOME in a temporary directory; every run is bounded in time.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
+import { ROOT, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+
+const CLAUDE = path.join(ROOT, 'node_modules', '.bin', 'claude');
+const present = fs.existsSync(CLAUDE);
+if (!present) console.log(`real Claude Code tests skipped: ${CLAUDE} is missing (npm ci installs @anthropic-ai/claude-code)`);
+
+const RUN_TIMEOUT_MS = 60_000;
+
+let d: DaemonHandle;
+let api: FakeMessagesApi;
+let project: string;
+const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
+const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
+
+beforeEach(async () => {
+  if (!present) return;
+  api = await FakeMessagesApi.start();
+  d = await startDaemon({ config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n', logLevel: 'info' });
+  project = path.join(d.dir, 'project');
+  fs.mkdirSync(project);
+  fs.mkdirSync(path.join(d.dir, 'tmp'));
+  fs.mkdirSync(path.join(d.dir, '.claude'));
+  fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} work` }));
+});
+afterEach(async () => {
+  if (!present) return;
+  await d.stop();
+  await api.close();
+  fs.rmSync(d.dir, { recursive: true, force: true });
+});
+
+/** `claude -p PROMPT` in the project, HOME the test directory, talking only to the fake API. */
+function claude(prompt: string, args: string[] = []): ReturnType<typeof run> {
+  const env: NodeJS.ProcessEnv = {
+    ...d.env,
+    ANTHROPIC_BASE_URL: api.url,
+    TMPDIR: path.join(d.dir, 'tmp'),
+    DISABLE_TELEMETRY: '1',
+    DISABLE_ERROR_REPORTING: '1',
+    DISABLE_AUTOUPDATER: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+  };
+  // Anything that would win over apiKeyHelper, or say we already run inside Claude Code.
+  for (const name of ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'CLAUDECODE', 'CLAUDE_PID', 'CLAUDE_CODE_USE_BEDROCK', 'CLAUDE_CODE_USE_VERTEX', 'CLAUDE_CODE_USE_FOUNDRY', 'CLAUDE_CONFIG_DIR']) delete env[name];
+  return run(CLAUDE, ['-p', prompt, ...args], { env, cwd: project, timeoutMs: RUN_TIMEOUT_MS });
+}
+
+describe.skipIf(!present)('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
+  it('gets the rotated key at once after a 401, through the helper', async () => {
+    setKey('sk-old-rotated-away');
+    expect((await d.shim('work')).stdout).toBe('sk-old-rotated-away\n');
+    setKey('sk-new-after-rotation');
+    api.rejectedKeys.add('sk-old-rotated-away');
+    const r = await claude('say hi');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('hello from the fake Messages API');
+    // Claude Code sent the cached key, got a 401, called the helper again, and retried.
+    expect(api.keys()).toEqual(['sk-old-rotated-away', 'sk-new-after-rotation']);
+    expect(api.requests.map((q) => q.bearer)).toEqual(api.keys());
+    expect(fetches()).toBe(2);
+    expect(d.log()).toContain('its key was probably rejected');
+  }, RUN_TIMEOUT_MS + 10_000);
+
+  it('lets the agent run the shim twice through its Bash tool, and the next helper call still works', async () => {
+    setKey('sk-agent-session-key');
+    const command = `${SHIM} work; echo "exit=$?"; ${SHIM} work; echo "exit=$?"`;
+    api.answer = (req) =>
+      req.toolResults.length === 0
+        ? [{ type: 'tool_use', id: 'toolu_check_key', name: 'Bash', input: { command, description: 'Check the key is set up' } }]
+        : [{ type: 'text', text: 'your key works' }];
+    // The request carrying the tool's output gets one 401, so Claude Code calls its helper again.
+    let rejected = false;
+    api.rejectIf = (req) => req.toolResults.length > 0 && !rejected && (rejected = true);
+    const r = await claude('is my key set up?', ['--allowedTools', 'Bash']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('your key works');
+    const results = api.requests.flatMap((q) => q.toolResults);
+    expect(results[0]).toBe('sk-agent-session-key\nexit=0\nsk-agent-session-key\nexit=0');
+    expect(api.requests.map((q) => q.status)).toEqual([200, 401, 200]);
+    expect(new Set(api.keys())).toEqual(new Set(['sk-agent-session-key']));
+    // The helper's call after the 401 was the one repeat: a refetch, then the same key once more.
+    expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
+    expect(fetches()).toBe(2);
+  }, RUN_TIMEOUT_MS + 10_000);
+});

@@ -1,0 +1,52 @@
+// A daemon started by hand or by autostart from a shell with `ulimit -c unlimited` still cannot
+// leave a core dump holding its keys: it sets its own core-file limit to 0 and clears its dump filter.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { baseEnv, CLI, daemonPid, daemonWorkspace, privateTempDir, run, SHIM, stopAutostarted, waitFor } from '../helpers/daemon.js';
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const config = 'profiles:\n  default:\n    source: env:HOME\n';
+
+function coreLimit(pid: number): string {
+  const line = fs.readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max core file size'))!;
+  return line.replace(/^Max core file size\s+/, '').split(/\s+/).slice(0, 2).join(' ');
+}
+
+const coredumpFilter = (pid: number): number => parseInt(fs.readFileSync(`/proc/${pid}/coredump_filter`, 'utf8').trim(), 16);
+
+describe.skipIf(process.platform !== 'linux')('core dumps', () => {
+  it('a daemon started by hand under ulimit -c unlimited runs with core limit 0 and coredump_filter 0', async () => {
+    const dir = privateTempDir('kb-core-');
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const ws = daemonWorkspace(dir, config);
+    // exec: the shell becomes the daemon, as a user's `keybroker daemon` would be.
+    const proc = spawn('/bin/sh', ['-c', `ulimit -c unlimited && exec "${process.execPath}" "${CLI}" daemon`], { env: ws.env, stdio: 'ignore' });
+    const exited = new Promise((r) => proc.once('exit', r));
+    cleanups.push(async () => {
+      proc.kill('SIGTERM');
+      await exited;
+    });
+    await waitFor(async () => (await ws.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
+    expect(coreLimit(proc.pid!)).toBe('0 0');
+    expect(coredumpFilter(proc.pid!)).toBe(0);
+  });
+
+  it('so does a daemon the shim autostarts from such a shell', async () => {
+    const dir = privateTempDir('kb-core-');
+    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '' });
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, config, { mode: 0o600 });
+    cleanups.push(async () => {
+      await stopAutostarted(env);
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    expect(await run('/bin/sh', ['-c', `ulimit -c unlimited && ${SHIM}`], { env })).toMatchObject({ code: 0 });
+    const pid = (await daemonPid(env))!;
+    expect(coreLimit(pid)).toBe('0 0');
+    expect(coredumpFilter(pid)).toBe(0);
+  });
+});

@@ -1,0 +1,182 @@
+// Whose key and token files keybroker trusts: a file: key, a Vault tokenFile and an AppRole
+// secret-ID file are used only when owned by the daemon's user and readable by nobody else, or
+// owned by root and writable by nobody else (a Kubernetes secret mount, a Vault Agent sink). About
+// other users, so tested with other users: files chowned to nobody (65534), and a daemon run as a
+// second user reading root's files. Needs root (CI runs as root); skipped with a reason otherwise.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { baseEnv, CLI, privateTempDir, SHIM, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
+import { FakeVault } from '../fakes/fake-vault.js';
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log('file-trust tests skipped: they need root to chown files to other users and to run a daemon as a second user');
+
+const NOBODY = 65534;
+const KEY = 'sk-ant-api03-file-trust-7f3a';
+const VAULT_KEY = 'sk-ant-api03-file-trust-vault-2c9e';
+const SECRET_ID = 'sid-file-trust-5d81';
+
+const VAULT_ENV = {
+  VAULT_NAMESPACE: '', VAULT_CACERT: '', VAULT_CAPATH: '', VAULT_SKIP_VERIFY: '', VAULT_CLIENT_CERT: '', VAULT_CLIENT_KEY: '', VAULT_TLS_SERVER_NAME: '', VAULT_TOKEN: '',
+};
+
+function writeOwned(file: string, text: string, mode: number, uid: number, gid = uid): void {
+  fs.writeFileSync(file, text);
+  fs.chownSync(file, uid, gid);
+  fs.chmodSync(file, mode);
+}
+
+describe.skipIf(!isRoot)('key and token files owned by someone else or readable by others', () => {
+  let fake: FakeVault;
+  let d: DaemonHandle;
+  let token: string;
+
+  beforeAll(async () => {
+    fake = await FakeVault.start();
+    fake.enableKv('secret', 2);
+    fake.put('secret/anthropic', { api_key: VAULT_KEY });
+    token = fake.createToken({ read: ['secret/data/*'] });
+    fake.createAppRole({ roleId: 'role-trust', secretId: SECRET_ID, read: ['secret/data/*'], tokenTtlSec: 3600 });
+    const vault = (extra: string): string => `    source: vault://secret/anthropic#api_key\n    vault: { ${extra} }\n`;
+    d = await startDaemon({
+      config: [
+        'profiles:',
+        '  theirs:\n    source: file:~/theirs.key',
+        `  vault-theirs:\n${vault('tokenFile: ~/theirs.token')}`,
+        `  vault-open:\n${vault('tokenFile: ~/open.token')}`,
+        `  vault-mine:\n${vault('tokenFile: ~/mine.token')}`,
+        `  robot-open:\n${vault('auth: { method: approle, roleId: role-trust, secretIdFile: ~/open.secret-id }')}`,
+        `  robot-mine:\n${vault('auth: { method: approle, roleId: role-trust, secretIdFile: ~/mine.secret-id }')}`,
+        '',
+      ].join('\n'),
+      env: { VAULT_ADDR: fake.url, ...VAULT_ENV },
+    });
+    writeOwned(path.join(d.dir, 'theirs.key'), KEY, 0o600, NOBODY);
+    writeOwned(path.join(d.dir, 'theirs.token'), token, 0o600, NOBODY);
+    writeOwned(path.join(d.dir, 'open.token'), token, 0o644, 0);
+    writeOwned(path.join(d.dir, 'mine.token'), token, 0o600, 0);
+    writeOwned(path.join(d.dir, 'open.secret-id'), SECRET_ID, 0o644, 0);
+    writeOwned(path.join(d.dir, 'mine.secret-id'), SECRET_ID, 0o600, 0);
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await fake?.close();
+    if (d) fs.rmSync(d.dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['theirs', 'a file: key owned by uid 65534'],
+    ['vault-theirs', 'a Vault tokenFile owned by uid 65534'],
+    ['vault-open', 'a Vault tokenFile readable by others (0644)'],
+    ['robot-open', 'an AppRole secret-ID file readable by others (0644)'],
+  ])('refuses %s: %s, with PERMISSION_DENIED (exit 11) and no secret in the error', async (profile) => {
+    const r = await d.shim(profile);
+    expect(r.code).toBe(11);
+    expect(r.stdout).toBe('');
+    for (const secret of [KEY, token, SECRET_ID, VAULT_KEY]) expect(r.stderr).not.toContain(secret);
+  });
+
+  it.each(['vault-mine', 'robot-mine'])('uses %s: private files of its own', async (profile) => {
+    expect(await d.shim(profile)).toMatchObject({ code: 0, stdout: `${VAULT_KEY}\n` });
+  });
+
+  it('picks up a token file rewritten by `vault login` on the first try', async () => {
+    const fresh = fake.createToken({ read: ['secret/data/*'] });
+    expect((await d.shim('vault-mine')).code).toBe(0);
+    fake.revokeToken(token);
+    // vault login writes the new token to a temp file and renames it over the old one (mode 0600).
+    const file = path.join(d.dir, 'mine.token');
+    writeOwned(`${file}.tmp`, fresh, 0o600, 0);
+    fs.renameSync(`${file}.tmp`, file);
+    expect(await d.shim('vault-mine --refresh')).toMatchObject({ code: 0, stdout: `${VAULT_KEY}\n` });
+  });
+});
+
+// ---- a daemon run as a second user, reading files root provisioned ----
+
+const USER = 'kb-filetrust';
+
+function ensureUser(): { uid: number; gid: number } {
+  try {
+    execFileSync('id', ['-u', USER], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { stdio: 'ignore' });
+  }
+  return { uid: Number(execFileSync('id', ['-u', USER]).toString().trim()), gid: Number(execFileSync('id', ['-g', USER]).toString().trim()) };
+}
+
+function runAs(user: { uid: number; gid: number }, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Omit<RunResult, 'ms'>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe.skipIf(!isRoot)('a daemon run by another user, reading files owned by root', () => {
+  let user: { uid: number; gid: number };
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  let daemon: ReturnType<typeof spawn> | undefined;
+  let fake: FakeVault;
+  let token: string;
+
+  beforeAll(async () => {
+    user = ensureUser();
+    fake = await FakeVault.start();
+    fake.enableKv('secret', 2);
+    fake.put('secret/anthropic', { api_key: VAULT_KEY });
+    token = fake.createToken({ read: ['secret/data/*'] });
+    dir = privateTempDir('kb-trust-');
+    env = { ...baseEnv(dir), VAULT_ADDR: fake.url, ...VAULT_ENV };
+    const config = [
+      'profiles:',
+      '  mounted:\n    source: file:~/root-0644.key',
+      '  open:\n    source: file:~/root-0666.key',
+      '  theirs:\n    source: file:~/nobody.key',
+      '  agent-sink:\n    source: vault://secret/anthropic#api_key\n    vault: { tokenFile: ~/root-0644.token }',
+      '  open-sink:\n    source: vault://secret/anthropic#api_key\n    vault: { tokenFile: ~/root-0666.token }',
+      '',
+    ].join('\n');
+    writeOwned(env.KEYBROKER_CONFIG!, config, 0o600, user.uid, user.gid);
+    writeOwned(path.join(dir, 'root-0644.key'), KEY, 0o644, 0);
+    writeOwned(path.join(dir, 'root-0666.key'), KEY, 0o666, 0);
+    writeOwned(path.join(dir, 'nobody.key'), KEY, 0o600, NOBODY);
+    writeOwned(path.join(dir, 'root-0644.token'), token, 0o644, 0);
+    writeOwned(path.join(dir, 'root-0666.token'), token, 0o666, 0);
+    fs.chownSync(dir, user.uid, user.gid);
+    daemon = spawn(process.execPath, [CLI, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
+    await waitFor(async () => (await runAs(user, SHIM, ['--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!), 10_000, 'the daemon to listen');
+  });
+  afterAll(async () => {
+    daemon?.kill('SIGTERM');
+    await fake?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const shim = (profile: string): Promise<Omit<RunResult, 'ms'>> => runAs(user, SHIM, [profile], env);
+
+  it('uses a root-owned 0644 key file (a secret mount) and a root-owned 0644 Vault token (an agent sink)', async () => {
+    expect(await shim('mounted')).toMatchObject({ code: 0, stdout: `${KEY}\n` });
+    expect(await shim('agent-sink')).toMatchObject({ code: 0, stdout: `${VAULT_KEY}\n` });
+  });
+
+  it('refuses root-owned files anyone can write (0666), and files of a third user', async () => {
+    for (const profile of ['open', 'open-sink', 'theirs']) {
+      const r = await shim(profile);
+      expect({ profile, code: r.code }).toEqual({ profile, code: 11 });
+      expect(r.stderr).not.toContain(KEY);
+      expect(r.stderr).not.toContain(token);
+    }
+  });
+});

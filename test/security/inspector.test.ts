@@ -1,0 +1,123 @@
+// The daemon never keeps a debugger port open (SIGUSR1, --inspect, NODE_OPTIONS), and a daemon the
+// shim autostarts gets a defined environment, whose variable names status and doctor show.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { baseEnv, CLI, daemonPid, daemonWorkspace, privateTempDir, run, SHIM, startDaemon, stopAutostarted, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function track(d: DaemonHandle): DaemonHandle {
+  cleanups.push(async () => {
+    await d.stop();
+    fs.rmSync(d.dir, { recursive: true, force: true });
+  });
+  return d;
+}
+
+/** TCP sockets in LISTEN state that process `pid` holds (any port, IPv4 or IPv6). */
+function listeningTcpSockets(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const found: string[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!fs.existsSync(table)) continue;
+    for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address st … inode: state 0A is LISTEN.
+      if (f[3] === '0A' && inodes.has(f[9]!)) found.push(f[1]!);
+    }
+  }
+  return found;
+}
+
+const config = 'profiles:\n  default:\n    source: env:HOME\n';
+
+describe('the inspector', () => {
+  it('is not opened by SIGUSR1: nothing listens, no inspector url, and the daemon keeps serving', async () => {
+    const d = track(await startDaemon({ config }));
+    expect(listeningTcpSockets(d.proc.pid!)).toEqual([]);
+    d.signal('SIGUSR1');
+    await waitFor(() => d.log().includes('SIGUSR1') || d.log().includes('Debugger listening'), 5_000, 'the daemon to handle SIGUSR1');
+    expect(d.log()).not.toContain('Debugger listening');
+    expect(listeningTcpSockets(d.proc.pid!)).toEqual([]);
+    expect(await d.shim()).toMatchObject({ code: 0, stdout: `${d.dir}\n` });
+  });
+
+  it.each([
+    ['NODE_OPTIONS=--inspect', { env: { NODE_OPTIONS: '--inspect=127.0.0.1:0' }, execArgv: [] as string[] }],
+    ['--inspect on the command line', { env: {}, execArgv: ['--inspect=127.0.0.1:0'] }],
+  ])('opened by %s is closed at start, with a warning in the log', async (_how, { env: extra, execArgv }) => {
+    const dir = privateTempDir('kb-insp-');
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const ws = daemonWorkspace(dir, config, extra);
+    const proc = spawn(process.execPath, [...execArgv, CLI, 'daemon'], { env: ws.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+    const exited = new Promise((r) => proc.once('exit', r));
+    cleanups.push(async () => {
+      proc.kill('SIGTERM');
+      await exited;
+    });
+    await waitFor(async () => (await ws.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
+    expect(log).toContain('Debugger listening'); // Node opened it before any of our code ran…
+    expect(listeningTcpSockets(proc.pid!)).toEqual([]); // …and it is closed now
+    expect(log).toMatch(/"level":40,.*closed the inspector/);
+    expect((await ws.request({ v: 1, op: 'get', profile: 'default' })).ok).toBe(true);
+  });
+});
+
+describe('autostart', () => {
+  it("gives the daemon a defined environment: no NODE_OPTIONS, none of Claude Code's per-session variables", async () => {
+    const dir = privateTempDir('kb-env-');
+    const session = {
+      NODE_OPTIONS: '--max-old-space-size=512',
+      CLAUDECODE: '1',
+      CLAUDE_CODE_ENTRYPOINT: 'cli',
+      CLAUDE_CODE_CHILD_SESSION: '1',
+      CLAUDE_CODE_SSE_PORT: '41234',
+      AI_AGENT: 'claude-code_2.1.330_agent',
+      CLAUDE_PID: '4242',
+    };
+    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_KEEP_ME: 'yes', ...session });
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, config, { mode: 0o600 });
+    cleanups.push(async () => {
+      await stopAutostarted(env);
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    expect(await run('/bin/sh', ['-c', SHIM], { env })).toMatchObject({ code: 0, stdout: `${dir}\n` });
+    const pid = (await daemonPid(env))!;
+    const names = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((kv) => kv.split('=')[0]);
+    expect(names).toContain('KB_KEEP_ME');
+    expect(names).toContain('KEYBROKER_CONFIG');
+    for (const name of Object.keys(session)) expect(names, name).not.toContain(name);
+  });
+});
+
+describe('the environment the daemon keeps', () => {
+  it('is shown by name (never by value) in status --json and doctor', async () => {
+    const d = track(await startDaemon({ config, env: { KB_SECRETISH: 'sk-value-never-shown', CLAUDECODE: '1' } }));
+    const status = await d.cli(['status', '--json']);
+    const envNames = JSON.parse(status.stdout).daemon.envNames as string[];
+    expect(envNames).toContain('KB_SECRETISH');
+    expect(envNames).toContain('CLAUDECODE');
+    expect(status.stdout).not.toContain('sk-value-never-shown');
+    const doctor = await d.cli(['doctor', '--json', '--no-fetch']);
+    const checks = JSON.parse(doctor.stdout) as Array<{ id: string; status: string; message: string }>;
+    const check = checks.find((c) => c.id === 'daemon-env');
+    expect(check).toMatchObject({ status: 'warn' });
+    expect(check!.message).toContain('KB_SECRETISH');
+    expect(check!.message).toContain('CLAUDECODE');
+    expect(doctor.stdout).not.toContain('sk-value-never-shown');
+  });
+});
