@@ -89,6 +89,11 @@ await build({
 // any of our code runs: with a tight `ulimit -n` that is where descriptors run out, and it would
 // end in a stack trace. Loaded from here, it ends in the same one line (exit 20) as running out
 // anywhere else; the failed reads have closed their descriptors, so errors.js can load then.
+// What main.js says about running out of descriptors when not even errors.js can be loaded.
+const FALLBACK = {
+  EMFILE: { message: 'too many open files; raise the limit with: ulimit -n 1024', exitCode: 20 },
+  ENFILE: { message: 'the system has too many open files (ENFILE); close some programs, or raise fs.file-max', exitCode: 20 },
+};
 fs.writeFileSync(
   path.join(CLI_OUT, 'main.js'),
   `#!/usr/bin/env node
@@ -98,15 +103,15 @@ try {
 } catch (err) {
   // The other reads of that moment may still hold descriptors: a few tries, 10 ms apart.
   let errors;
-  for (let attempt = 0; !errors; attempt++) {
+  for (let attempt = 0; errors === undefined; attempt++) {
     // Node remembers a failed load of a URL: each try asks for another one.
-    errors = await import(\`./errors.js?try=\${attempt}\`).catch(() => {
-      if (attempt >= 20) throw err;
-      return new Promise((resolve) => setTimeout(resolve, 10));
-    });
+    errors = await import(\`./errors.js?try=\${attempt}\`).catch(() =>
+      attempt >= 20 ? null : new Promise((resolve) => setTimeout(resolve, 10)),
+    );
   }
-  const { resourceError } = errors;
-  const known = resourceError(err);
+  // Where even errors.js cannot be read, the same line without the limit's value (which is read
+  // from a file) and the same exit status (RESOURCE_EXHAUSTED, 20).
+  const known = errors ? errors.resourceError(err) : ${JSON.stringify(FALLBACK)}[err?.code];
   if (!known) throw err;
   process.stderr.write(\`keybroker: \${known.message}\\n\`);
   process.exitCode = known.exitCode;
