@@ -428,7 +428,7 @@ async function main(): Promise<number> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 
   const started = performance.now();
-  const daemon = await startServer('the daemon', [CLI, 'daemon', '--log-level', 'warn'], work.socket, work);
+  const daemon = await startServer('the daemon', [...(process.env.KBF ? process.env.KBF.split(' ') : []), CLI, 'daemon', '--log-level', 'warn'], work.socket, work);
   const warm = await sendRequest(work.socket, { v: 1, op: 'get', profile: PROFILE }, { timeoutMs: 10_000 });
   if (!warm.ok) throw new BenchError(`the warm-up get failed: ${warm.error.code}: ${warm.error.message}`);
   if (!('value' in warm) || warm.value !== work.key) throw new BenchError('the warm-up get did not return the key from the file source');

@@ -1,6 +1,7 @@
 import v8 from 'node:v8';
 import { Option, type Command } from 'commander';
 import type { StartedBy } from '../protocol/messages.js';
+import { reexecWithDaemonNodeFlags } from '../protocol/daemon-node-flags.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 import { configOptionHelp } from './help-text.js';
 
@@ -53,8 +54,10 @@ Examples:
       // First thing: until a SIGUSR1 listener exists, that signal opens Node's inspector on
       // 127.0.0.1:9229 for anyone to run code in the daemon. runDaemon logs any that arrive later.
       process.on('SIGUSR1', () => {});
-      const globals = cmd.optsWithGlobals<{ socket?: string }>();
       const listenFd = inheritedListenFd(process.env);
+      // Started by hand without the daemon's Node options: become a daemon started with them.
+      reexecWithDaemonNodeFlags(listenFd !== undefined);
+      const globals = cmd.optsWithGlobals<{ socket?: string }>();
       const startedBy = detectStartedBy(process.env, Boolean(opts.autostarted));
       // Children (exec: sources) get the user's environment, not npm's (see user-env.ts).
       const { userEnvironment } = await import('../daemon/user-env.js');
@@ -73,7 +76,9 @@ Examples:
       // bench's 50 clients, the daemon's idle/peak RSS is 61/64 MiB with it and 65/73 without
       // on Node 20, and 71/86 with it and 75/154 without on Node 24. Tiering flags (--max-opt,
       // --jitless) would save more on 24 but do nothing when set here — V8 reads them once, when
-      // the isolate starts — and --jitless turns off WebAssembly, which the 1Password SDK needs.
+      // the isolate starts (the options it does get from its start are in daemon-node-flags.ts)
+      // — and --jitless turns off WebAssembly, which the 1Password SDK needs; --max-opt costs
+      // three quarters of the throughput.
       v8.setFlagsFromString('--semi-space-growth-factor=1');
       const [{ runDaemon }, { resolveConfigPath }] = await Promise.all([import('../daemon/lifecycle.js'), import('../config/load.js')]);
       const code = await runDaemon({

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BrokerError } from '../errors.js';
+import { DAEMON_NODE_FLAGS } from '../protocol/daemon-node-flags.js';
 
 export const SYSTEMD_SERVICE = 'keybroker.service';
 export const SYSTEMD_SOCKET = 'keybroker.socket';
@@ -88,7 +89,7 @@ export function renderSystemdUnits(inputs: UnitInputs, templatesDir: string): Sy
   const service = renderTemplate(
     readTemplate(templatesDir, SYSTEMD_SERVICE),
     {
-      EXEC_START: [node, entry, 'daemon'].map(systemdWord).join(' '),
+      EXEC_START: [node, ...DAEMON_NODE_FLAGS, entry, 'daemon'].map(systemdWord).join(' '),
       PATH_ENVIRONMENT: systemdEnvironment('PATH', pathValue),
       CONFIG_ENVIRONMENT: inputs.config === undefined ? undefined : systemdEnvironment('KEYBROKER_CONFIG', checkPath(inputs.config, 'the config file')),
       CONFIG_DIR: systemdWord(configDir),

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessage, VERSION } from './build-info.js';
 import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
+import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
 import { errorReply, type Reply, type Request } from './messages.js';
 import { describeProblem, privateDirProblem } from './socket-check.js';
 
@@ -177,7 +178,7 @@ async function spawnDaemon(socketPath: string, logFile: string, options: Autosta
   const out = openLog(logFile);
   const state: ChildState = { exited: false, code: null, logOffset: fs.fstatSync(out).size };
   // --autostarted: a client of a newer build may replace this daemon (see requestWithAutostart).
-  const daemonArgv = [process.execPath, options.cli, 'daemon', '--autostarted', '--socket', socketPath];
+  const daemonArgv = [process.execPath, ...DAEMON_NODE_FLAGS, options.cli, 'daemon', '--autostarted', '--socket', socketPath];
   // `sh -c '"$@" &'` forks the daemon and exits at once, so the daemon is re-parented to init.
   const [file, ...args] = options.orphan ? ['/bin/sh', '-c', '"$@" &', 'sh', ...daemonArgv] : daemonArgv;
   const child = spawn(file!, args, {

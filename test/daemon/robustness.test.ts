@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-node-flags.js';
 import { CLI, daemonWorkspace, privateTempDir, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -91,7 +92,9 @@ describe('out of file descriptors', () => {
     const ws = daemonWorkspace(dir, config);
     const outcomes: Array<{ taken: number; code: number | null; stderr: string }> = [];
     for (let taken = 56; taken >= 8; taken--) {
-      const script = `ulimit -n 64 && for i in $(seq ${taken}); do exec {fd}</dev/null; done; exec "${process.execPath}" "${CLI}" daemon`;
+      // Started with the daemon's Node options, as autostart and the units start it: a daemon
+      // started without them execs itself with them, and Node's exec closes the taken descriptors.
+      const script = `ulimit -n 64 && for i in $(seq ${taken}); do exec {fd}</dev/null; done; exec "${process.execPath}" ${DAEMON_NODE_FLAGS.join(' ')} "${CLI}" daemon`;
       const r = await run('/bin/bash', ['-c', script], { env: ws.env, timeoutMs: 3_000 });
       outcomes.push({ taken, code: r.code, stderr: r.stderr });
       fs.rmSync(ws.socket, { force: true });

@@ -17,6 +17,7 @@ import {
 import { renderSystemdUnits, servicePath } from '../../src/integration/service-units.js';
 import { installFakeServiceManagers, type FakeServiceManagers } from '../fakes/fake-service-managers.js';
 import { CLI, privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
 const UID = 501;
@@ -100,7 +101,7 @@ describe('service install on Linux (systemd user units)', () => {
     expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
     const text = out.text();
     expect(text).toContain(`would write ${path.join(home, '.config', 'systemd', 'user', 'keybroker.service')} (mode 0644)`);
-    expect(text).toContain(`ExecStart=${process.execPath} ${layout.entry} daemon`);
+    expect(text).toContain(`ExecStart=${[process.execPath, ...DAEMON_NODE_FLAGS, layout.entry, 'daemon'].join(' ')}`);
     expect(text).toContain('ListenStream=%t/keybroker/keybroker.sock');
     expect(text).toContain('would run: systemctl --user enable --now keybroker.socket');
   });
@@ -205,7 +206,7 @@ describe('service install on macOS (LaunchAgent)', () => {
   it('writes the agent, creates its log directory, and bootstraps it into gui/<uid>', async () => {
     await installService(host('darwin'), { dryRun: false, out: capture() });
     const plist = parsePlist(fs.readFileSync(plistPath(), 'utf8')) as Record<string, unknown>;
-    expect(plist.ProgramArguments).toEqual([process.execPath, layout.entry, 'daemon']);
+    expect(plist.ProgramArguments).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, layout.entry, 'daemon']);
     expect(plist.StandardErrorPath).toBe(path.join(home, 'Library', 'Logs', 'keybroker', 'daemon.log'));
     expect(modeOf(path.join(home, 'Library', 'Logs', 'keybroker'))).toBe(0o700);
     expect(fakes.calls()).toEqual([

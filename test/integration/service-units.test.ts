@@ -18,6 +18,7 @@ import {
 } from '../../src/integration/service-units.js';
 import { resolveSocketPath } from '../../src/protocol/socket-path.js';
 import { privateTempDir, ROOT } from '../helpers/daemon.js';
+import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
 const tmp = privateTempDir('kb-units-');
@@ -53,7 +54,7 @@ describe('systemd units', () => {
   it('run the daemon with the absolute node and entry file, and socket activation on the shim\'s default path', () => {
     const { service, socket } = renderSystemdUnits(plainInputs, layout.systemdDir);
     expect(service).not.toContain('{{');
-    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([process.execPath, plainInputs.entry, 'daemon']);
+    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, plainInputs.entry, 'daemon']);
     expect(settingOf(socket, 'ListenStream')).toEqual(['%t/keybroker/keybroker.sock']);
     // %t is the user manager's XDG_RUNTIME_DIR: the same path the shim resolves by default.
     expect(settingOf(socket, 'ListenStream')[0]!.replace('%t', '/run/user/1000')).toBe(
@@ -87,7 +88,7 @@ describe('systemd units', () => {
   it('escape paths with spaces, %, $ and quotes, and bake in a non-default config path', () => {
     const odd: UnitInputs = { ...plainInputs, entry: '/opt/key broker/100%/$HOME/"q"/main.js', config: '/home/ada/my keys/%h.yaml', configDir: '/home/ada/my keys' };
     const { service } = renderSystemdUnits(odd, layout.systemdDir);
-    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([process.execPath, odd.entry, 'daemon']);
+    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, odd.entry, 'daemon']);
     expect(settingOf(service, 'Environment')).toContain('"KEYBROKER_CONFIG=/home/ada/my keys/%%h.yaml"');
     expect(systemdCommandWords(settingOf(service, 'ReadWritePaths')[0]!)[0]).toBe('/home/ada/my keys');
     expect(systemdWord('/plain/path')).toBe('/plain/path');
@@ -150,7 +151,7 @@ describe('launchd plist', () => {
     expect(LAUNCHD_PLIST).toBe(`${LAUNCHD_LABEL}.plist`);
     const plist = parsePlist(xml) as Record<string, unknown>;
     expect(plist.Label).toBe(LAUNCHD_LABEL);
-    expect(plist.ProgramArguments).toEqual([macInputs.node, macInputs.entry, 'daemon']);
+    expect(plist.ProgramArguments).toEqual([macInputs.node, ...DAEMON_NODE_FLAGS, macInputs.entry, 'daemon']);
     expect(plist.RunAtLoad).toBe(true);
     expect(plist.KeepAlive).toEqual({ SuccessfulExit: false });
     expect(plist.Umask).toBe(0o077);
