@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { BrokerError } from '../errors.js';
-import { describeProblem, privateDirProblem } from '../protocol/socket-check.js';
+import { ancestorsProblem, describeProblem, privateDirProblem } from '../protocol/socket-check.js';
 import { MAX_SOCKET_PATH_BYTES } from '../protocol/socket-path.js';
 
 /** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
@@ -24,7 +24,7 @@ export async function ensurePrivateDir(dir: string, label = 'socket directory'):
 
 /** lstat, not stat: a symbolic link is refused rather than followed (the O_NOFOLLOW of directories). */
 export async function checkPrivateDir(dir: string, label = 'socket directory'): Promise<void> {
-  const problem = privateDirProblem(dir, await fs.lstat(dir), undefined, label);
+  const problem = privateDirProblem(dir, await fs.lstat(dir), undefined, label) ?? (label === 'socket directory' ? ancestorsProblem(dir) : undefined);
   if (problem) throw new BrokerError('UNSAFE_PATH', describeProblem(problem));
 }
 

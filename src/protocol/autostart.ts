@@ -9,7 +9,7 @@ import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
 import { errorReply, type Reply, type Request } from './messages.js';
-import { describeProblem, privateDirProblem } from './socket-check.js';
+import { ancestorsProblem, describeProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
 /** How long a daemon asked to stop (SIGTERM) gets to finish replies in flight and go. */
@@ -145,7 +145,7 @@ export async function autostart(socketPath: string, deadline: number, options: A
   }
   // Verified after creating it (it may have existed, or been swapped in between): everything below
   // creates files in it.
-  const problem = privateDirProblem(dir, fs.lstatSync(dir));
+  const problem = privateDirProblem(dir, fs.lstatSync(dir)) ?? ancestorsProblem(dir);
   if (problem) throw new UnsafeAutostart(`not starting a daemon: ${describeProblem(problem)}`);
   const lock = path.join(dir, 'autostart.lock');
   const logFile = path.join(dir, 'daemon.log');

@@ -42,8 +42,48 @@ export function privateDirProblem(dir: string, st: fs.Stats, uid: number | undef
 }
 
 /**
- * Check a socket before connecting to it. Synchronous: two lstat calls, cheap next to a connect,
- * and the shim has nothing else to do meanwhile.
+ * What is wrong with the directories above `dir` (the socket's directory), if anything: each must
+ * be owned by the effective uid or root, and nobody else may write to it unless it has the sticky
+ * bit (as /tmp does: then others cannot rename what is ours). Otherwise another user could rename
+ * the socket directory away and put one of theirs in its place, between a client's check and its
+ * connect. OpenSSH checks the directories above authorized_keys the same way. They are looked at
+ * along the real path (symbolic links above, such as macOS's /tmp, resolved first).
+ */
+export function ancestorsProblem(dir: string, uid: number | undefined = ownUid()): Pick<PathProblem, 'what' | 'fix'> | undefined {
+  if (uid === undefined) return undefined;
+  let current: string;
+  try {
+    current = fs.realpathSync(path.dirname(dir));
+  } catch {
+    return undefined; // gone: whoever checks the socket directory itself says so
+  }
+  for (;;) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(current);
+    } catch {
+      return undefined;
+    }
+    const where = `directory ${current} above the socket`;
+    if (st.uid !== uid && st.uid !== 0) {
+      return { what: `${where} is owned by uid ${st.uid}, not by you (uid ${uid}) or root, so they could swap the socket directory`, fix: 'use --socket with a path in a directory of your own' };
+    }
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+      return {
+        what: `${where} is writable by group or others without the sticky bit (mode ${formatMode(st.mode)}), so they could swap the socket directory`,
+        fix: `run: chmod go-w ${current}, or use --socket with a path in a directory of your own`,
+      };
+    }
+    const parent = path.dirname(current);
+    if (parent === current) return undefined;
+    current = parent;
+  }
+}
+
+/**
+ * Check a socket before connecting to it: its directory, the directories above that, the socket.
+ * Synchronous: a realpath and a few lstat calls, cheap next to a connect, and the shim has
+ * nothing else to do meanwhile.
  */
 export function checkSocketPath(socketPath: string, uid: number | undefined = ownUid()): PathProblem | undefined {
   // No uid on this platform (Windows): there is no Unix ownership to check.
@@ -55,7 +95,7 @@ export function checkSocketPath(socketPath: string, uid: number | undefined = ow
   } catch {
     return { kind: 'MISSING', what: `no socket directory ${dir}`, fix: 'start the daemon: keybroker daemon' };
   }
-  const dirProblem = privateDirProblem(dir, dirStat, uid);
+  const dirProblem = privateDirProblem(dir, dirStat, uid) ?? ancestorsProblem(dir, uid);
   if (dirProblem) return { kind: 'UNSAFE_PATH', ...dirProblem };
   let st: fs.Stats;
   try {

@@ -461,6 +461,49 @@ static int socket_path(const struct args *a, char *out, size_t size) {
  * the socket a socket owned by us: otherwise another user could stand in for the daemon and
  * collect or hand out keys. Missing ones are not unsafe: the Node shim's autostart creates them. */
 
+/* The directories above the socket's directory, along its real path: each owned by us or root,
+ * and writable by nobody else unless it has the sticky bit (as /tmp does). Otherwise another user
+ * could rename the socket directory away and put one of theirs in its place between this check
+ * and the connect. ancestorsProblem in src/protocol/socket-check.ts; the same messages. */
+#ifndef S_ISVTX
+#define S_ISVTX 01000 /* an XSI name, hidden by _POSIX_C_SOURCE; the value is the same everywhere */
+#endif
+
+static void check_ancestors(const char *dir, uid_t uid) {
+  char parent[PATH_MAX], real[PATH_MAX], msg[3 * PATH_MAX];
+  struct stat st;
+  const char *slash = strrchr(dir, '/');
+  if (slash == NULL) {
+    strcpy(parent, ".");
+  } else {
+    size_t plen = slash == dir ? 1 : (size_t)(slash - dir);
+    memcpy(parent, dir, plen);
+    parent[plen] = '\0';
+  }
+  if (realpath(parent, real) == NULL) return; /* gone: the socket checks below say so */
+  for (;;) {
+    if (lstat(real, &st) != 0) return;
+    if (st.st_uid != uid && st.st_uid != 0) {
+      snprintf(msg, sizeof msg,
+               "refusing to connect: directory %s above the socket is owned by uid %lu, not by you (uid %lu) or root, so they could swap the socket "
+               "directory; use --socket with a path in a directory of your own",
+               real, (unsigned long)st.st_uid, (unsigned long)uid);
+      fail("UNSAFE_PATH", msg);
+    }
+    if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
+      snprintf(msg, sizeof msg,
+               "refusing to connect: directory %s above the socket is writable by group or others without the sticky bit (mode %04o), so they could "
+               "swap the socket directory; run: chmod go-w %s, or use --socket with a path in a directory of your own",
+               real, (unsigned)(st.st_mode & 0777), real);
+      fail("UNSAFE_PATH", msg);
+    }
+    if (strcmp(real, "/") == 0) return;
+    char *last = strrchr(real, '/');
+    if (last == real) real[1] = '\0';
+    else *last = '\0';
+  }
+}
+
 static void check_socket(const char *sock) {
   char dir[PATH_MAX];
   struct stat st;
@@ -495,6 +538,7 @@ static void check_socket(const char *sock) {
              (unsigned)(st.st_mode & 0777), dir);
     fail("UNSAFE_PATH", msg);
   }
+  check_ancestors(dir, uid);
   if (lstat(sock, &st) != 0) handover(); /* gone meanwhile */
   if (!S_ISSOCK(st.st_mode)) {
     snprintf(msg, sizeof msg, "refusing to connect: %s is not a socket (mode %lo); run: rm %s", sock, (unsigned long)st.st_mode, sock);

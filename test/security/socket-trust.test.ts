@@ -134,6 +134,68 @@ describe('the socket directory', () => {
   });
 });
 
+describe('the directories above the socket directory', () => {
+  // Whoever can write to one of them can rename the socket directory away and put their own in its
+  // place between a client's check and its connect: refused unless the sticky bit stops that.
+  const config = 'profiles:\n  default:\n    source: env:KB_ABOVE_KEY\n';
+  /** A workspace whose socket is in <dir>/open/sock/, with open/ given `mode`. */
+  function openParent(mode: number): { dir: string; env: NodeJS.ProcessEnv; open: string } {
+    const dir = tempDir();
+    const open = path.join(dir, 'open');
+    fs.mkdirSync(open);
+    fs.chmodSync(open, mode);
+    const env = baseEnv(dir, { KEYBROKER_SOCKET: path.join(open, 'sock', 'kb.sock'), KB_ABOVE_KEY: 'sk-above-1' });
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, config, { mode: 0o600 });
+    return { dir, env, open };
+  }
+
+  it('a daemon will not listen below a directory others can write without the sticky bit (exit 18)', async () => {
+    const { env, open } = openParent(0o777);
+    const r = await run(process.execPath, [CLI, 'daemon'], { env, timeoutMs: 10_000 });
+    expect(r.code).toBe(18);
+    expect(r.stderr).toContain(`directory ${open} above the socket`);
+    expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(false);
+  });
+
+  it('clients refuse a daemon that already listens there, once the directory above is opened', async () => {
+    const { dir, env, open } = openParent(0o755);
+    const d = track(await startDaemon({ config, dir, env }));
+    fs.chmodSync(open, 0o777);
+    const shim = await d.shim();
+    const cli = await d.cli(['status']);
+    fs.chmodSync(open, 0o755);
+    expect(shim.code).toBe(18);
+    expect(shim.stdout).toBe('');
+    expect(shim.stderr).toContain(`chmod go-w ${open}`);
+    expect(cli.code).toBe(18);
+  });
+
+  it('autostart will not start a daemon there either', async () => {
+    const { env } = openParent(0o777);
+    const shim = await run('/bin/sh', ['-c', SHIM], { env: { ...env, KEYBROKER_NO_AUTOSTART: '' } });
+    expect(shim.code).toBe(18);
+    expect(fs.existsSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'))).toBe(false);
+  });
+
+  it('a directory others can write with the sticky bit (like /tmp) is fine', async () => {
+    const { dir, env } = openParent(0o1777);
+    const d = track(await startDaemon({ config, dir, env }));
+    expect(await d.shim()).toMatchObject({ code: 0, stdout: 'sk-above-1\n' });
+  });
+
+  it('a directory above owned by another user is refused, even if only they can write it', async (ctx) => {
+    const user = otherUser();
+    if (user.skip !== undefined) return ctx.skip(user.skip);
+    const { dir, env, open } = openParent(0o755);
+    const d = track(await startDaemon({ config, dir, env }));
+    fs.chownSync(open, user.uid, user.gid);
+    const shim = await d.shim();
+    fs.chownSync(open, process.getuid!(), process.getgid!());
+    expect(shim.code).toBe(18);
+    expect(shim.stderr).toContain(`owned by uid ${user.uid}`);
+  });
+});
+
 describe('autostart', () => {
   it('does not follow a symbolic link planted as daemon.log (the target is not appended to)', async () => {
     const dir = tempDir();

@@ -331,7 +331,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
   });
 
   describe('socket checks: refused the same way, before anything is sent', () => {
-    const refusals: Array<[string, (dir: string, socketPath: string) => void, boolean]> = [
+    const refusals: Array<[string, (dir: string, socketPath: string) => string | void, boolean]> = [
       ['a socket directory others can enter', (dir) => fs.chmodSync(path.join(dir, 's'), 0o755), false],
       ['a socket directory that is a symbolic link', (dir) => {
         fs.renameSync(path.join(dir, 's'), path.join(dir, 'real'));
@@ -343,6 +343,18 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       }, false],
       ['a socket another user owns', (_dir, socketPath) => fs.lchownSync(socketPath, 65534, 65534), true],
       ['a socket directory another user owns', (dir) => fs.chownSync(path.join(dir, 's'), 65534, 65534), true],
+      // The directory above the socket's: whoever can write there can swap the socket directory.
+      ['a directory above it that others can write, without the sticky bit', (dir) => fs.chmodSync(dir, 0o777), false],
+      ['a directory above it that its group can write', (dir) => fs.chmodSync(dir, 0o770), false],
+      ['a directory above it that another user owns', (dir) => fs.chownSync(dir, 65534, 65534), true],
+      ['a directory above it, reached through a symbolic link, that others can write', (dir) => {
+        // The socket path goes through a link; the directory it resolves to is what counts.
+        fs.mkdirSync(path.join(dir, 'open'), { mode: 0o777 });
+        fs.chmodSync(path.join(dir, 'open'), 0o777);
+        fs.renameSync(path.join(dir, 's'), path.join(dir, 'open', 's'));
+        fs.symlinkSync(path.join(dir, 'open'), path.join(dir, 'via'));
+        return path.join(dir, 'via', 's', 'kb.sock');
+      }, false],
     ];
     it.for(refusals)('%s', async ([, prepare, needsRoot], ctx) => {
       if (needsRoot && process.getuid?.() !== 0) ctx.skip('needs root to give it to another user');
@@ -354,8 +366,8 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
         const socketPath = path.join(dir, 's', 'kb.sock');
         const server = await recordingServer(socketPath, Buffer.from(OK_REPLY));
         try {
-          prepare(dir, socketPath);
-          const r = await run('/bin/sh', ['-c', `${shim} --socket ${socketPath} work`], { env });
+          const connectTo = prepare(dir, socketPath) ?? socketPath;
+          const r = await run('/bin/sh', ['-c', `${shim} --socket ${connectTo} work`], { env });
           expect(r.code).toBe(ERROR_CODES.UNSAFE_PATH);
           expect(r.stdout).toBe('');
           expect(server.requests).toEqual([]);
