@@ -68,7 +68,7 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
         ...(info.start && { start: info.start }),
         name,
         claudeCode,
-        ...(claudeCode && { invocation: invocationOf(process.env, format) }),
+        ...(claudeCode && { invocation: invocationOf(process.env, format, pid) }),
       };
       const ttl = Number(process.env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS);
       consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : DEFAULT_HELPER_TTL_MS;
@@ -96,11 +96,16 @@ function isClaudeCode(name: string, argv: () => string[]): boolean {
  * How Claude Code ran us. The agent's Bash tool and apiKeyHelper both run under the claude
  * process, so the consumer alone cannot tell a 401 repeat from the agent checking its key twice;
  * the environment can (see ../../../shared/claude-code.md, "apiKeyHelper or the agent's Bash
- * tool?"). An agent marker wins over the harness marker: a Bash-tool command inherits both.
+ * tool?"). A Claude Code started from another one's Bash tool (nested) inherits that one's agent
+ * markers — CLAUDECODE, CLAUDE_CODE_CHILD_SESSION, and CLAUDE_PID, the other's pid — and marks its
+ * own helper AI_AGENT=…_harness (measured on 2.1.332): the harness marker with a CLAUDE_PID that is
+ * not the consumer's is our claude's helper. Otherwise an agent marker wins over the harness marker.
  */
-function invocationOf(env: NodeJS.ProcessEnv, format: Format): Invocation {
+function invocationOf(env: NodeJS.ProcessEnv, format: Format, consumerPid: number): Invocation {
   const agent = env.AI_AGENT ?? '';
+  const helper = format === 'raw' ? 'api-key-helper' : 'sibling-helper';
+  if (agent.endsWith('_harness') && env.CLAUDE_PID && env.CLAUDE_PID !== String(consumerPid)) return helper;
   if (env.CLAUDECODE === '1' || agent.endsWith('_agent') || env.CLAUDE_CODE_CHILD_SESSION || env.CLAUDE_PID) return 'agent-tool';
-  if (agent.endsWith('_harness')) return format === 'raw' ? 'api-key-helper' : 'sibling-helper';
+  if (agent.endsWith('_harness')) return helper;
   return 'unmarked';
 }

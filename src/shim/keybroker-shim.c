@@ -755,13 +755,20 @@ static int env_set(const char *name) {
   return v && *v;
 }
 
-/* invocationOf(): how Claude Code ran us (TEAM contract; docs/protocol.md). An agent marker wins
- * over the harness marker: a Bash-tool command inherits both. The native shim only ever runs raw
- * (--format goes to the Node shim), so the harness means apiKeyHelper. */
-static const char *invocation(void) {
+/* invocationOf(): how Claude Code ran us (docs/protocol.md). A Claude Code started from another
+ * one's Bash tool inherits that one's agent markers, CLAUDE_PID (the other's pid) included, and
+ * marks its own helper AI_AGENT=…_harness: the harness marker with a CLAUDE_PID that is not the
+ * consumer's is our claude's helper. Otherwise an agent marker wins over the harness marker. The
+ * native shim only ever runs raw (--format goes to the Node shim), so the harness means
+ * apiKeyHelper. */
+static const char *invocation(long consumer_pid) {
   const char *agent = getenv("AI_AGENT");
   const char *cc = getenv("CLAUDECODE");
+  const char *claude_pid = getenv("CLAUDE_PID");
+  char own[32];
+  snprintf(own, sizeof own, "%ld", consumer_pid);
   if (!agent) agent = "";
+  if (ends_with(agent, "_harness") && claude_pid && *claude_pid && strcmp(claude_pid, own) != 0) return "api-key-helper";
   if ((cc && strcmp(cc, "1") == 0) || ends_with(agent, "_agent") || env_set("CLAUDE_CODE_CHILD_SESSION") || env_set("CLAUDE_PID")) return "agent-tool";
   if (ends_with(agent, "_harness")) return "api-key-helper";
   return "unmarked";
@@ -833,7 +840,7 @@ static void add_consumer(struct buf *req) {
       buf_str(req, claude ? ",\"claudeCode\":true" : ",\"claudeCode\":false");
       if (claude) {
         buf_str(req, ",\"invocation\":\"");
-        buf_str(req, invocation());
+        buf_str(req, invocation(pid));
         buf_str(req, "\"");
       }
       snprintf(num, sizeof num, "%lld", helper_ttl_ms());

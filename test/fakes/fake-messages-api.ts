@@ -25,6 +25,8 @@ export interface MessagesRequest {
   model: string | undefined;
   /** The text of the tool_result blocks in the last user turn (empty when there are none). */
   toolResults: string[];
+  /** The text of the first user turn: tells apart the sessions of two Claude Codes. */
+  prompt: string;
   status: number;
 }
 
@@ -101,6 +103,7 @@ export class FakeMessagesApi {
       stream: body.stream === true,
       model: typeof body.model === 'string' ? body.model : undefined,
       toolResults: toolResultsOf(body.messages),
+      prompt: promptOf(body.messages),
       status: 200,
     };
     const index = this.requests.push(request) - 1;
@@ -140,6 +143,15 @@ export class FakeMessagesApi {
 function sendError(res: http.ServerResponse, status: number, type: string, message: string): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ type: 'error', error: { type, message } }));
+}
+
+function promptOf(messages: unknown): string {
+  if (!Array.isArray(messages)) return '';
+  const first = messages[0] as { role?: unknown; content?: unknown } | undefined;
+  if (first?.role !== 'user') return '';
+  if (typeof first.content === 'string') return first.content;
+  if (!Array.isArray(first.content)) return '';
+  return (first.content as Array<{ type?: unknown; text?: unknown }>).filter((c) => c.type === 'text').map((c) => String(c.text)).join('\n');
 }
 
 function toolResultsOf(messages: unknown): string[] {

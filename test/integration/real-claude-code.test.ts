@@ -90,4 +90,37 @@ describe.skipIf(!present)('the real Claude Code CLI with keybroker as its apiKey
     expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
     expect(fetches()).toBe(2);
   }, RUN_TIMEOUT_MS + 10_000);
+
+  // A Claude Code started from another one's Bash tool inherits that one's agent markers
+  // (CLAUDECODE=1, CLAUDE_PID=<the outer pid>, …) and marks its own helper AI_AGENT=…_harness.
+  // Its helper's repeat after a 401 must count as one, or it would be served the rejected key.
+  it('a Claude Code run from another one\'s Bash tool gets the rotated key after a 401, through its own helper', async () => {
+    setKey('sk-nested-before');
+    expect((await d.shim('work')).stdout).toBe('sk-nested-before\n');
+    const inner = (req: { prompt: string }): boolean => req.prompt.includes('the inner session');
+    api.answer = (req) =>
+      inner(req)
+        ? [{ type: 'text', text: 'inner session answered' }]
+        : req.toolResults.length === 0
+          ? [{ type: 'tool_use', id: 'toolu_nested', name: 'Bash', input: { command: `${CLAUDE} -p "the inner session"; echo "inner-exit=$?"`, description: 'Run Claude Code' } }]
+          : [{ type: 'text', text: 'outer session done' }];
+    // The key is rotated the moment the inner session first asks: its cached key gets a 401.
+    api.rejectIf = (req) => {
+      if (!inner(req) || api.rejectedKeys.has('sk-nested-before')) return false;
+      setKey('sk-nested-after');
+      api.rejectedKeys.add('sk-nested-before');
+      return true;
+    };
+    const r = await claude('run claude', ['--allowedTools', 'Bash']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('outer session done');
+    const results = api.requests.flatMap((q) => q.toolResults);
+    expect(results[0]).toContain('inner session answered');
+    expect(results[0]).toContain('inner-exit=0');
+    const innerRequests = api.requests.filter(inner);
+    expect(innerRequests.map((q) => [q.status, q.key])).toEqual([
+      [401, 'sk-nested-before'],
+      [200, 'sk-nested-after'],
+    ]);
+  }, RUN_TIMEOUT_MS + 10_000);
 });

@@ -156,11 +156,16 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       expect(r.node.code).toBe(0);
     });
 
+    // What a command run by another Claude Code's Bash tool inherits (measured on 2.1.332).
+    const OUTER_AGENT_MARKERS = { CLAUDECODE: '1', CLAUDE_CODE_CHILD_SESSION: '1', CLAUDE_PID: '42', AI_AGENT: 'claude-code_2.1.332_agent' };
     // The stand-in Claude Code adds the markers of each kind of call (test/helpers/fake-claude.mjs).
     const markers: Array<[string, NodeJS.ProcessEnv, 'helper' | 'bash-tool', string]> = [
       ['apiKeyHelper', CLAUDE_ENV, 'helper', 'api-key-helper'],
       ['the agent’s Bash tool', CLAUDE_ENV, 'bash-tool', 'agent-tool'],
-      ['a helper with an agent marker too (CLAUDE_PID)', { ...CLAUDE_ENV, CLAUDE_PID: '42' }, 'helper', 'agent-tool'],
+      // A Claude Code started from another one's Bash tool inherits its markers, CLAUDE_PID (the
+      // other's pid) included; its own helper still gets AI_AGENT=…_harness, its Bash tool its own pid.
+      ['a nested Claude Code: its helper, with the outer one’s markers inherited', { ...CLAUDE_ENV, ...OUTER_AGENT_MARKERS }, 'helper', 'api-key-helper'],
+      ['a nested Claude Code: its own Bash tool', { ...CLAUDE_ENV, ...OUTER_AGENT_MARKERS }, 'bash-tool', 'agent-tool'],
       ['a helper with an agent marker too (CLAUDECODE=1)', { ...CLAUDE_ENV, CLAUDECODE: '1' }, 'helper', 'agent-tool'],
       ['a release with neither marker', UNMARKED_CLAUDE_ENV, 'helper', 'unmarked'],
     ];
