@@ -19,9 +19,9 @@ import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessag
 import { buildGetRequest, CLIENT_REPLY_TIMEOUT_MS, exitCodeFor, ERROR_CODES, noAnswerMessage, type Reply } from '../protocol/messages.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 import { findConsumer } from './consumer.js';
-import { FORMATS, formatValue, type Format } from './output-format.js';
+import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
 
-const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--socket PATH] [PROFILE]
+const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--header NAME] [--socket PATH] [PROFILE]
 
 Prints the key of PROFILE from the keybroker daemon, starting the daemon if none is
 running (unless KEYBROKER_NO_AUTOSTART=1). Without PROFILE the daemon picks the profile
@@ -31,8 +31,10 @@ of the working directory (the config's directories: map), else "default". For Cl
   --refresh      fetch from the source now instead of the cache
   --format F     raw (default): the value itself
                  aws-credentials: awsCredentialExport's JSON, for an aws-credentials:// profile
-                 headers: otelHeadersHelper's JSON object (the value as a Bearer token, or a
-                 JSON object value passed through)
+                 headers: otelHeadersHelper's and MCP headersHelper's JSON object (the
+                 value as a Bearer token, or a JSON object value passed through)
+  --header NAME  with --format headers (which it implies): put a plain value in header
+                 NAME as it is, e.g. --header X-API-Key, instead of Authorization: Bearer
   --socket PATH  the daemon's socket (default: $KEYBROKER_SOCKET, then
                  $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/)
   -v, --version  print this shim's version and build
@@ -53,10 +55,13 @@ interface Args {
   refresh: boolean;
   socket: string | undefined;
   format: Format;
+  /** --header: the header a plain value goes in (--format headers). */
+  header: string | undefined;
 }
 
 function parseArgs(argv: string[]): Args | { help: true } | { version: true } | { error: string } {
-  const args: Args = { profile: undefined, refresh: false, socket: undefined, format: 'raw' };
+  const args: Args = { profile: undefined, refresh: false, socket: undefined, format: 'raw', header: undefined };
+  let formatGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') return { help: true };
@@ -71,10 +76,19 @@ function parseArgs(argv: string[]): Args | { help: true } | { version: true } | 
       const v = a === '--format' ? argv[++i] : a.slice('--format='.length);
       if (!v || !(FORMATS as readonly string[]).includes(v)) return { error: `--format takes one of: ${FORMATS.join(', ')}` };
       args.format = v as Format;
+      formatGiven = true;
+    } else if (a === '--header' || a.startsWith('--header=')) {
+      const v = a === '--header' ? argv[++i] : a.slice('--header='.length);
+      if (!v || !HEADER_NAME.test(v)) return { error: '--header takes an HTTP header name, such as X-API-Key' };
+      args.header = v;
     }
     else if (a.startsWith('-')) return { error: `unknown option ${a}` };
     else if (args.profile !== undefined) return { error: `one profile only (got "${args.profile}" and "${a}")` };
     else args.profile = a;
+  }
+  if (args.header !== undefined) {
+    if (formatGiven && args.format !== 'headers') return { error: `--header goes with --format headers, not --format ${args.format}` };
+    args.format = 'headers';
   }
   return args;
 }
@@ -117,7 +131,7 @@ async function main(): Promise<void> {
   if (reply.stale && reply.warning) {
     fs.writeSync(2, `keybroker: warning: serving a cached value past its TTL: ${reply.warning.message.replace(/\s*\n\s*/g, '; ')}\n`);
   }
-  const out = formatValue(reply.value, parsed.format);
+  const out = formatValue(reply.value, parsed.format, parsed.header);
   if (out === undefined) {
     const profile = typeof reply.profile === 'string' ? reply.profile : parsed.profile ?? 'default';
     fail('INVALID_VALUE', `profile "${profile}" does not hold AWS credentials; give it a source such as aws-credentials://default`);

@@ -1,11 +1,19 @@
 // Output formats for Claude Code's sibling helpers: the raw value for apiKeyHelper, the AWS
-// credentials JSON for awsCredentialExport, a headers object for otelHeadersHelper.
+// credentials JSON for awsCredentialExport, a headers object for otelHeadersHelper and MCP servers'
+// headersHelper.
 
 export const FORMATS = ['raw', 'aws-credentials', 'headers'] as const;
 export type Format = (typeof FORMATS)[number];
 
-/** The value as `format` prints it; undefined when it is not AWS credentials and the format needs them. */
-export function formatValue(value: string, format: Format): string | undefined {
+/** An HTTP header name (RFC 9110's token): what `--header` accepts. */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/;
+
+/**
+ * The value as `format` prints it; undefined when it is not AWS credentials and the format needs
+ * them. `header`: for `headers`, the header a plain value goes in, as it is (default:
+ * `Authorization: Bearer <value>`).
+ */
+export function formatValue(value: string, format: Format, header?: string): string | undefined {
   if (format === 'raw') return value;
   let json: unknown;
   try {
@@ -28,5 +36,5 @@ export function formatValue(value: string, format: Format): string | undefined {
   }
   // headers: otelHeadersHelper wants a flat object of header name to string.
   if (isObject && Object.values(json as object).every((v) => typeof v === 'string')) return JSON.stringify(json);
-  return JSON.stringify({ Authorization: `Bearer ${value}` });
+  return JSON.stringify(header === undefined ? { Authorization: `Bearer ${value}` } : { [header]: value });
 }

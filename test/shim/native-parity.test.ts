@@ -199,6 +199,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['--help', { args: ['--help'], handover: true }],
       ['--refresh', { args: ['--refresh', 'work'], handover: true }],
       ['--format', { args: ['--format', 'headers', 'work'], handover: true }],
+      ['--header', { args: ['--header', 'X-API-Key', 'work'], handover: true }],
       ['--format=', { args: ['--format=aws-credentials', 'work'], handover: true }],
       ['an unknown option', { args: ['-x'], handover: true }],
       ['two profiles', { args: ['a', 'b'], handover: true }],

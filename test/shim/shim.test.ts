@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { baseEnv, CLI, privateTempDir, run, SHIMS, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
 
 describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
@@ -147,6 +148,25 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         const r = await shimRun('--format headers default');
         expect(r.code).toBe(0);
         expect(JSON.parse(r.stdout)).toEqual({ Authorization: `Bearer ${KEY}` });
+      });
+
+      it('headers: --header NAME puts a plain value in that header as it is (MCP servers that want X-API-Key)', async () => {
+        for (const args of ['--format headers --header X-API-Key default', '--header=X-API-Key default']) {
+          const r = await shimRun(args);
+          expect(r.code).toBe(0);
+          expect(JSON.parse(r.stdout)).toEqual({ 'X-API-Key': KEY });
+        }
+      });
+
+      it.each([
+        ['a name that is not an HTTP token', '--header "X Key" default'],
+        ['no name', 'default --header'],
+        ['another format', '--format aws-credentials --header X-API-Key default'],
+      ])('--header with %s is a usage error, and nothing is asked', async (_what, args) => {
+        const r = await shimRun(args);
+        expect(r.code).toBe(ERROR_CODES.USAGE);
+        expect(r.stdout).toBe('');
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
       });
 
       it('headers: a JSON object of strings passes through', async () => {
