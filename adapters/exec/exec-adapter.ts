@@ -7,7 +7,8 @@
 //
 // The command runs under /bin/sh -c in its own session (no controlling terminal, so it cannot
 // prompt), with stdin closed, the daemon's environment, and your home directory as working
-// directory. It is killed (whole process group) when the profile's timeout elapses.
+// directory. It is killed when the profile's timeout elapses: its whole process group, and on
+// Linux every process below it, even one that left the group with setsid.
 // stdout is trimmed and used whole; a non-zero exit fails with the first line of stderr.
 //
 // With `output: json` in the profile the command prints one JSON object instead, for a value that
@@ -22,6 +23,7 @@
 // message ever quotes the output (it holds the secret).
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import type { Adapter, AdapterInit, FetchContext, FetchResult, OutputFormat } from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
@@ -65,6 +67,63 @@ export function labelFor(command: string): string {
   return command.trim() === first ? `exec:${program}` : `exec:${program} …`;
 }
 
+interface Proc {
+  pid: number;
+  /** Its start time (/proc/<pid>/stat field 22): a pid reused meanwhile is not signalled. */
+  start: string;
+}
+
+/** pid, parent pid and start time of a process, from /proc (Linux). */
+function procStat(pid: string): (Proc & { ppid: number }) | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { pid: Number(pid), ppid: Number(fields[1]), start: fields[19] ?? '' };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every process below `pid` on Linux: a command that left its process group (setsid) is still
+ * its parent's child, which the group kill would miss. Elsewhere none — the group is what there is.
+ */
+function descendants(pid: number): Proc[] {
+  if (process.platform !== 'linux') return [];
+  let names: string[];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const children = new Map<number, Proc[]>();
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const p = procStat(name);
+    if (p) children.set(p.ppid, [...(children.get(p.ppid) ?? []), { pid: p.pid, start: p.start }]);
+  }
+  const found: Proc[] = [];
+  for (let queue = [pid]; queue.length > 0; ) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      found.push(c);
+      queue.push(c.pid);
+    }
+  }
+  return found;
+}
+
+function signalProcs(procs: readonly Proc[], signal: NodeJS.Signals): void {
+  for (const p of procs) {
+    if (procStat(String(p.pid))?.start !== p.start) continue; // gone, or its pid reused
+    try {
+      process.kill(p.pid, signal);
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
 function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd: string): Promise<FetchResult> {
   return new Promise((resolve, reject) => {
     if (ctx.signal.aborted) {
@@ -85,13 +144,14 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
     let settled = false;
     let killTimer: NodeJS.Timeout | undefined;
 
-    const killGroup = (signal: NodeJS.Signals): void => {
+    const killGroup = (signal: NodeJS.Signals, tree: readonly Proc[] = []): void => {
       if (child.pid === undefined) return;
       try {
         process.kill(-child.pid, signal);
       } catch {
         // already gone
       }
+      signalProcs(tree, signal);
     };
     const settle = (fn: () => void): void => {
       if (settled) return;
@@ -100,8 +160,17 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
       fn();
     };
     const onAbort = (): void => {
-      killGroup('SIGTERM');
-      killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
+      // Found before the group is signalled: once the shell is gone, what it started is
+      // re-parented and no longer found below it.
+      const tree = child.pid === undefined ? [] : descendants(child.pid);
+      killGroup('SIGTERM', tree);
+      killTimer = setTimeout(() => {
+        killGroup('SIGKILL', tree);
+        // Something that escaped anyway (a daemon that double-forked) may hold our pipes open:
+        // let go of them, so a stuck command costs no descriptors.
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, KILL_GRACE_MS);
       killTimer.unref();
       settle(() => reject(abortError(ctx.signal, ref)));
     };
@@ -112,7 +181,7 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
       if (outBytes > MAX_STDOUT_BYTES) {
         if (!overflow) {
           overflow = true;
-          killGroup('SIGKILL');
+          killGroup('SIGKILL', child.pid === undefined ? [] : descendants(child.pid));
         }
         return;
       }

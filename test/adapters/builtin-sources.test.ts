@@ -8,7 +8,7 @@ import { createAdapter as createFile } from '../../adapters/file/file-adapter.js
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
-import { privateTempDir } from '../helpers/daemon.js';
+import { privateTempDir, waitFor } from '../helpers/daemon.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -111,6 +111,20 @@ describe('exec source', () => {
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     await new Promise((r) => setTimeout(r, 300));
     expect(isAlive(pid)).toBe(false);
+  });
+
+  it.skipIf(process.platform !== 'linux' || !fs.existsSync('/usr/bin/setsid'))('also kills what left the process group with setsid, when the signal aborts', async () => {
+    const pidFile = path.join(dir, 'escaped.pid');
+    const controller = new AbortController();
+    // setsid (not a group leader here, so it does not fork) gives the command a session of its own.
+    const command = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' & while [ ! -s ${pidFile} ]; do sleep 0.01; done; wait`;
+    setTimeout(() => controller.abort(new BrokerError('TIMEOUT', 'test timeout')), 300);
+    const err = await fetchErr(command, controller.signal);
+    expect(err.code).toBe('TIMEOUT');
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    expect(pid).toBeGreaterThan(1);
+    // Not in the shell's process group: the group kill alone would leave it running.
+    await waitFor(() => !isAlive(pid), 3_000, 'the escaped process to be killed');
   });
 
   it('refuses output larger than a key can be', async () => {
