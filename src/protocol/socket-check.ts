@@ -53,7 +53,9 @@ export function ancestorsProblem(dir: string, uid: number | undefined = ownUid()
   if (uid === undefined) return undefined;
   let current: string;
   try {
-    current = fs.realpathSync(path.dirname(dir));
+    // .native: one realpath(3), where the JavaScript version lstats each component (the shim's
+    // start-up pays for every call).
+    current = fs.realpathSync.native(path.dirname(dir));
   } catch {
     return undefined; // gone: whoever checks the socket directory itself says so
   }
