@@ -52,7 +52,10 @@ interface ConnectionEvents {
   error(code: string | undefined, connected: boolean): void;
 }
 
-/** Connect to `socketPath`, send `line`, half-close, report what comes back; returns close(). */
+/**
+ * Connect to `socketPath`, send `line`, half-close, report what comes back; returns close(). It
+ * never calls `events` before it has returned (exchange() needs close() in hand by then).
+ */
 type Open = (socketPath: string, line: string, events: ConnectionEvents) => () => void;
 
 function exchange(open: Open, socketPath: string, request: Request, timeoutMs: number, deadline: number): Promise<Reply | 'EAGAIN'> {
