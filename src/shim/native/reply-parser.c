@@ -277,16 +277,38 @@ static int read_key(struct parser *p, const char *const *names, size_t count, in
   return 1;
 }
 
-/* At a '{': read an object, keeping the string members named in names (the last one wins, as
- * in JSON.parse); has[k] ends 1 when the last member names[k] held a string. */
-static int read_object(struct parser *p, const char *const *names, size_t count, struct kb_text *texts, int *has) {
+/* At a '{': step in. 0 when the object is empty (and so already read), 1 when a member follows. */
+static int open_object(struct parser *p) {
   p->i++;
   skip_ws(p);
   if (peek(p) == '}') {
     p->i++;
+    return 0;
+  }
+  return 1;
+}
+
+/* After a member's value: 1 at ',' (another member follows), 0 at '}' (the object is read), -1 at
+ * anything else. */
+static int next_member(struct parser *p) {
+  skip_ws(p);
+  if (peek(p) == ',') {
+    p->i++;
+    skip_ws(p);
     return 1;
   }
-  for (;;) {
+  if (peek(p) == '}') {
+    p->i++;
+    return 0;
+  }
+  return -1;
+}
+
+/* At a '{': read an object, keeping the string members named in names (the last one wins, as
+ * in JSON.parse); has[k] ends 1 when the last member names[k] held a string. */
+static int read_object(struct parser *p, const char *const *names, size_t count, struct kb_text *texts, int *has) {
+  int more = open_object(p);
+  while (more == 1) {
     int which;
     if (!read_key(p, names, count, &which)) return 0;
     if (which >= 0 && peek(p) == '"') {
@@ -296,18 +318,9 @@ static int read_object(struct parser *p, const char *const *names, size_t count,
       if (which >= 0) has[which] = 0;
       if (!skip_value(p, NULL)) return 0;
     }
-    skip_ws(p);
-    if (peek(p) == ',') {
-      p->i++;
-      skip_ws(p);
-      continue;
-    }
-    if (peek(p) == '}') {
-      p->i++;
-      return 1;
-    }
-    return 0;
+    more = next_member(p);
   }
+  return more == 0;
 }
 
 /* ---- daemon identity: the members of an object, or of the reply itself, by kind (the last
@@ -353,28 +366,14 @@ static int read_field(struct parser *p, struct identity_fields *f, int k) {
 
 /* At a '{': read an object's identity members, walking past the others. */
 static int read_identity_object(struct parser *p, struct identity_fields *f) {
-  p->i++;
-  skip_ws(p);
-  if (peek(p) == '}') {
-    p->i++;
-    return 1;
-  }
-  for (;;) {
+  int more = open_object(p);
+  while (more == 1) {
     int which;
     if (!read_key(p, IDENTITY_NAMES, I_COUNT, &which)) return 0;
     if (which >= 0 ? !read_field(p, f, which) : !skip_value(p, NULL)) return 0;
-    skip_ws(p);
-    if (peek(p) == ',') {
-      p->i++;
-      skip_ws(p);
-      continue;
-    }
-    if (peek(p) == '}') {
-      p->i++;
-      return 1;
-    }
-    return 0;
+    more = next_member(p);
   }
+  return more == 0;
 }
 
 /* /^[\w.+-]{1,64}$/ */
@@ -425,74 +424,60 @@ static int read_reply(struct parser *p, struct kb_reply *r, int *is_object) {
     if (!skip_value(p, NULL)) return 0;
   } else {
     *is_object = 1;
-    p->i++;
-    skip_ws(p);
-    if (peek(p) == '}') {
-      p->i++;
-    } else {
-      for (;;) {
-        int which, truthy;
-        if (!read_key(p, TOP_NAMES, K_COUNT, &which)) return 0;
-        switch (which) {
-          case K_OK:
-            if (read_literal(p, "true", 4)) ok = OK_TRUE;
-            else if (read_literal(p, "false", 5)) ok = OK_FALSE;
-            else if (skip_value(p, NULL)) ok = OK_OTHER;
-            else return 0;
-            break;
-          case K_VALUE:
-            r->has_value = peek(p) == '"';
-            if (r->has_value ? !read_string(p, 1, &r->value) : !skip_value(p, NULL)) return 0;
-            break;
-          case K_STALE:
-            if (!skip_value(p, &truthy)) return 0;
-            r->stale = truthy;
-            break;
-          case K_WARNING:
-            r->has_warning_message = 0;
-            if (peek(p) == '{') {
-              r->warning = 1;
-              if (!read_object(p, WARNING_NAMES, 1, &r->warning_message, &r->has_warning_message)) return 0;
-            } else {
-              if (!skip_value(p, &truthy)) return 0;
-              r->warning = truthy;
-            }
-            break;
-          case K_ERROR:
-            error_has[0] = error_has[1] = 0;
-            error_object = peek(p) == '{';
-            if (error_object ? !read_object(p, ERROR_NAMES, 2, error_texts, error_has) : !skip_value(p, NULL)) return 0;
-            break;
-          case K_DAEMON:
-            memset(&daemon, 0, sizeof daemon);
-            if (peek(p) == '{' ? !read_identity_object(p, &daemon) : !skip_value(p, NULL)) return 0;
-            break;
-          case K_PONG:
-            r->pong = 1;
-            if (!skip_value(p, NULL)) return 0;
-            break;
-          case K_VERSION:
-          case K_BUILD:
-          case K_PID:
-          case K_STARTED_BY:
-            if (!read_field(p, &self, which - K_VERSION)) return 0;
-            break;
-          default:
-            if (!skip_value(p, NULL)) return 0;
-        }
-        skip_ws(p);
-        if (peek(p) == ',') {
-          p->i++;
-          skip_ws(p);
-          continue;
-        }
-        if (peek(p) == '}') {
-          p->i++;
+    int more = open_object(p);
+    while (more == 1) {
+      int which, truthy;
+      if (!read_key(p, TOP_NAMES, K_COUNT, &which)) return 0;
+      switch (which) {
+        case K_OK:
+          if (read_literal(p, "true", 4)) ok = OK_TRUE;
+          else if (read_literal(p, "false", 5)) ok = OK_FALSE;
+          else if (skip_value(p, NULL)) ok = OK_OTHER;
+          else return 0;
           break;
-        }
-        return 0;
+        case K_VALUE:
+          r->has_value = peek(p) == '"';
+          if (r->has_value ? !read_string(p, 1, &r->value) : !skip_value(p, NULL)) return 0;
+          break;
+        case K_STALE:
+          if (!skip_value(p, &truthy)) return 0;
+          r->stale = truthy;
+          break;
+        case K_WARNING:
+          r->has_warning_message = 0;
+          if (peek(p) == '{') {
+            r->warning = 1;
+            if (!read_object(p, WARNING_NAMES, 1, &r->warning_message, &r->has_warning_message)) return 0;
+          } else {
+            if (!skip_value(p, &truthy)) return 0;
+            r->warning = truthy;
+          }
+          break;
+        case K_ERROR:
+          error_has[0] = error_has[1] = 0;
+          error_object = peek(p) == '{';
+          if (error_object ? !read_object(p, ERROR_NAMES, 2, error_texts, error_has) : !skip_value(p, NULL)) return 0;
+          break;
+        case K_DAEMON:
+          memset(&daemon, 0, sizeof daemon);
+          if (peek(p) == '{' ? !read_identity_object(p, &daemon) : !skip_value(p, NULL)) return 0;
+          break;
+        case K_PONG:
+          r->pong = 1;
+          if (!skip_value(p, NULL)) return 0;
+          break;
+        case K_VERSION:
+        case K_BUILD:
+        case K_PID:
+        case K_STARTED_BY:
+          if (!read_field(p, &self, which - K_VERSION)) return 0;
+          break;
+        default:
+          if (!skip_value(p, NULL)) return 0;
       }
+      more = next_member(p);
     }
+    if (more < 0) return 0;
   }
   skip_ws(p);
   if (p->i != p->n) return 0;
