@@ -113,6 +113,22 @@ static int read_string(struct parser *p, int keep, struct kb_text *out) {
   return 1;
 }
 
+/* The JSON number just read (from start to here) as a double, rounded as V8 does (strtod on a
+ * copy: the input is not NUL-terminated). 0 only when out of memory. */
+static int number_value(struct parser *p, size_t start, double *out) {
+  size_t len = p->i - start;
+  char *copy = malloc(len + 1);
+  if (!copy) {
+    p->nomem = 1;
+    return 0;
+  }
+  memcpy(copy, p->s + start, len);
+  copy[len] = '\0';
+  *out = strtod(copy, NULL);
+  free(copy);
+  return 1;
+}
+
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? ; *zero says whether its value is 0 in a double
  * (1e-400 is, as in JavaScript). */
 static int read_number(struct parser *p, int *zero) {
@@ -145,16 +161,9 @@ static int read_number(struct parser *p, int *zero) {
     *zero = !nonzero_digit;
     if (nonzero_digit) {
       /* Only an underflow can make a number with a non-zero digit 0; strtod rounds as V8 does. */
-      size_t len = p->i - start;
-      char *copy = malloc(len + 1);
-      if (!copy) {
-        p->nomem = 1;
-        return 0;
-      }
-      memcpy(copy, p->s + start, len);
-      copy[len] = '\0';
-      *zero = strtod(copy, NULL) == 0.0;
-      free(copy);
+      double value;
+      if (!number_value(p, start, &value)) return 0;
+      *zero = value == 0.0;
     }
   }
   return 1;
@@ -346,17 +355,7 @@ static int read_field(struct parser *p, struct identity_fields *f, int k) {
   }
   if (c == '-' || (c >= '0' && c <= '9')) {
     size_t start = p->i;
-    if (!read_number(p, NULL)) return 0;
-    size_t len = p->i - start;
-    char *copy = malloc(len + 1);
-    if (!copy) {
-      p->nomem = 1;
-      return 0;
-    }
-    memcpy(copy, p->s + start, len);
-    copy[len] = '\0';
-    f->number = strtod(copy, NULL);
-    free(copy);
+    if (!read_number(p, NULL) || !number_value(p, start, &f->number)) return 0;
     f->kind[k] = F_NUMBER;
     return 1;
   }
