@@ -187,7 +187,13 @@ describe('first run', () => {
     const proc = spawn(process.execPath, [CLI, 'daemon'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    cleanups.push(() => void proc.kill('SIGTERM'));
+    // Wait for it to exit: a daemon that is stopping still flushes its audit trail into the
+    // directory the next cleanup removes (removing it meanwhile fails with ENOTEMPTY).
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    cleanups.push(() => {
+      proc.kill('SIGTERM');
+      return exited;
+    });
     const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
     await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
     expect(log).toContain(`wrote a starter config to ${expected} — edit it, then run: keybroker reload (or kill -HUP ${proc.pid})`);
