@@ -16,17 +16,46 @@ const ROOT = path.dirname(fileURLToPath(import.meta.url));
 //
 // Each zone lists what it may import besides its own folder (paths from the repo root; a folder
 // ends with "/"). `nodeOnly`: no npm packages either (the shim's bundle, and protocol/ inside it).
-const TOP_LEVEL = ['src/adapter.ts', 'src/adapter-pool.ts', 'src/aws-settings.ts', 'src/checked-file.ts', 'src/clock.ts', 'src/errors.ts', 'src/log.ts', 'src/secret.ts', 'src/version.ts'];
+const TOP_LEVEL = [
+  'src/adapter.ts',
+  'src/adapter-pool.ts',
+  'src/aws-settings.ts',
+  'src/checked-file.ts',
+  'src/clock.ts',
+  'src/errors.ts',
+  'src/log.ts',
+  'src/secret.ts',
+  'src/version.ts',
+];
 const CORE = ['src/adapter.ts', 'src/errors.ts', 'src/secret.ts'];
 /** @type {Record<string, { allow: string[]; nodeOnly?: boolean; why: string }>} */
 const ZONES = {
-  'src/shim/': { allow: ['src/protocol/'], nodeOnly: true, why: 'the shim imports only node: built-ins and src/protocol/ (start-up time is the product)' },
-  'src/protocol/': { allow: [], nodeOnly: true, why: 'src/protocol/ imports nothing of ours outside itself (the shim bundles it)' },
+  'src/shim/': {
+    allow: ['src/protocol/'],
+    nodeOnly: true,
+    why: 'the shim imports only node: built-ins and src/protocol/ (start-up time is the product)',
+  },
+  'src/protocol/': {
+    allow: [],
+    nodeOnly: true,
+    why: 'src/protocol/ imports nothing of ours outside itself (the shim bundles it)',
+  },
   'src/cache/': {
-    allow: [...CORE, 'src/adapter-pool.ts', 'src/checked-file.ts', 'src/clock.ts', 'src/log.ts', 'src/protocol/', 'src/config/'],
+    allow: [
+      ...CORE,
+      'src/adapter-pool.ts',
+      'src/checked-file.ts',
+      'src/clock.ts',
+      'src/log.ts',
+      'src/protocol/',
+      'src/config/',
+    ],
     why: 'the cache gets adapters through the interface (src/adapter.ts, src/adapter-pool.ts), never adapters/ or the daemon, CLI or integration',
   },
-  'src/config/': { allow: [...CORE, 'src/checked-file.ts', 'src/protocol/', 'adapters/registry.ts'], why: 'config reads and validates the file; it knows adapters only through the registry' },
+  'src/config/': {
+    allow: [...CORE, 'src/checked-file.ts', 'src/protocol/', 'adapters/registry.ts'],
+    why: 'config reads and validates the file; it knows adapters only through the registry',
+  },
   'src/audit/': {
     // The trail keeps its directory private with the daemon's own check.
     allow: [...CORE, 'src/checked-file.ts', 'src/log.ts', 'src/protocol/', 'src/config/', 'src/daemon/socket-dir.ts'],
@@ -37,19 +66,45 @@ const ZONES = {
     why: 'the daemon uses the cache, config and protocol; never the CLI, integration, shim or an adapter directly (the registry loads them)',
   },
   'src/integration/': {
-    allow: ['src/adapter-pool.ts', 'src/checked-file.ts', 'src/errors.ts', 'src/log.ts', 'src/secret.ts', 'src/version.ts', 'src/protocol/', 'src/config/', 'src/audit/', 'adapters/registry.ts'],
+    allow: [
+      'src/adapter-pool.ts',
+      'src/checked-file.ts',
+      'src/errors.ts',
+      'src/log.ts',
+      'src/secret.ts',
+      'src/version.ts',
+      'src/protocol/',
+      'src/config/',
+      'src/audit/',
+      'adapters/registry.ts',
+    ],
     why: 'integration/ may use the protocol client and config, not the cache or daemon internals',
   },
   'src/cli/': {
-    allow: [...TOP_LEVEL, 'src/protocol/', 'src/config/', 'src/cache/', 'src/daemon/', 'src/audit/', 'src/integration/', 'adapters/registry.ts'],
+    allow: [
+      ...TOP_LEVEL,
+      'src/protocol/',
+      'src/config/',
+      'src/cache/',
+      'src/daemon/',
+      'src/audit/',
+      'src/integration/',
+      'adapters/registry.ts',
+    ],
     why: 'the CLI sits on top; it never imports the shim or an adapter directly',
   },
   'src/': {
     allow: [...TOP_LEVEL, 'src/protocol/', 'src/config/duration.ts'],
     why: 'the adapter interface and core helpers (src/*.ts) sit below the cache: they import only each other, src/protocol/ and the duration syntax',
   },
-  'adapters/': { allow: ['src/adapter.ts'], why: 'the registry knows only the adapter interface and the adapter folders it loads' },
-  'adapters/*/': { allow: CORE, why: 'an adapter imports only src/adapter.ts, src/errors.ts and src/secret.ts (and its own folder), never another adapter' },
+  'adapters/': {
+    allow: ['src/adapter.ts'],
+    why: 'the registry knows only the adapter interface and the adapter folders it loads',
+  },
+  'adapters/*/': {
+    allow: CORE,
+    why: 'an adapter imports only src/adapter.ts, src/errors.ts and src/secret.ts (and its own folder), never another adapter',
+  },
 };
 
 /** The zone a directory (repo-relative, posix) belongs to, and that zone's own folder. */
@@ -103,7 +158,10 @@ const boundaryConfigs = [...directories('src'), ...directories('adapters')].map(
   if (nodeOnly) patterns.push({ regex: '^(?!node:)[^./]', message: `no npm packages here: ${why}` });
   // import() is not checked by no-restricted-imports; the same rule for it (esquery's regex
   // syntax has no "/", so it is written \x2F).
-  const dynamic = patterns.map((p) => ({ selector: `ImportExpression[source.value=/${p.regex.replaceAll('/', '\\x2F')}/]`, message: p.message }));
+  const dynamic = patterns.map((p) => ({
+    selector: `ImportExpression[source.value=/${p.regex.replaceAll('/', '\\x2F')}/]`,
+    message: p.message,
+  }));
   return {
     files: [`${dir}/*.{ts,mts,cts,js,mjs,cjs}`],
     rules: {

@@ -36,7 +36,9 @@ const FLOOR_SERVER = path.join(HERE, 'floor-server.js');
 
 function binPath(name: string, fallback: string): string {
   try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      bin?: Record<string, string>;
+    };
     const bin = pkg.bin?.[name];
     if (typeof bin === 'string' && bin.length > 0) return path.resolve(ROOT, bin);
   } catch {
@@ -48,7 +50,14 @@ function binPath(name: string, fallback: string): string {
 // Node 22 and later start in about half Node 20's time (~23 ms against ~51 ms on a 2-CPU VM), so
 // the shim's own few milliseconds weigh twice as much in the ratio: 1.15x on 20, 1.2x from 22.
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
-const GOALS = { shimRatio: NODE_MAJOR >= 22 ? 1.2 : 1.15, nativeRatio: 0.2, nativeMedianMs: 5, throughputRatio: 0.6, idleRssMiB: 64, peakRssMiB: 128 } as const;
+const GOALS = {
+  shimRatio: NODE_MAJOR >= 22 ? 1.2 : 1.15,
+  nativeRatio: 0.2,
+  nativeMedianMs: 5,
+  throughputRatio: 0.6,
+  idleRssMiB: 64,
+  peakRssMiB: 128,
+} as const;
 const PROFILE = 'bench';
 /** Runs of every command before the timed ones: page cache, the daemon's code paths, CPU clocks. */
 const WARMUP_ROUNDS = 3;
@@ -101,9 +110,12 @@ function parseOptions(argv: string[]): Options {
   const runs = values.runs === undefined ? DEFAULTS.runs : Number(values.runs);
   const durationS = values.duration === undefined ? DEFAULTS.durationS : Number(values.duration);
   const clients = values.clients === undefined ? DEFAULTS.clients : Number(values.clients);
-  if (!Number.isInteger(runs) || runs < 1) throw new BenchError(`--runs takes a whole number >= 1 (got ${values.runs})`);
-  if (!Number.isFinite(durationS) || durationS <= 0) throw new BenchError(`--duration takes a number of seconds > 0 (got ${values.duration})`);
-  if (!Number.isInteger(clients) || clients < 1) throw new BenchError(`--clients takes a whole number >= 1 (got ${values.clients})`);
+  if (!Number.isInteger(runs) || runs < 1)
+    throw new BenchError(`--runs takes a whole number >= 1 (got ${values.runs})`);
+  if (!Number.isFinite(durationS) || durationS <= 0)
+    throw new BenchError(`--duration takes a number of seconds > 0 (got ${values.duration})`);
+  if (!Number.isInteger(clients) || clients < 1)
+    throw new BenchError(`--clients takes a whole number >= 1 (got ${values.clients})`);
   return { runs, durationS, clients, audit: !values['no-audit'] };
 }
 
@@ -128,7 +140,11 @@ function createWorkspace(audit: boolean): Workspace {
   const keyFile = path.join(dir, 'key');
   fs.writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
   const config = path.join(dir, 'config.yaml');
-  fs.writeFileSync(config, `${audit ? '' : 'audit: false\n'}profiles:\n  ${PROFILE}:\n    source: ${JSON.stringify(`file:${keyFile}`)}\n`, { mode: 0o600 });
+  fs.writeFileSync(
+    config,
+    `${audit ? '' : 'audit: false\n'}profiles:\n  ${PROFILE}:\n    source: ${JSON.stringify(`file:${keyFile}`)}\n`,
+    { mode: 0o600 },
+  );
   const emptyEsm = path.join(dir, 'empty.mjs');
   fs.writeFileSync(emptyEsm, '');
   const socket = path.join(dir, 'kb.sock');
@@ -187,7 +203,8 @@ async function startServer(name: string, args: string[], socket: string, work: W
     const reply = await sendRequest(socket, { v: 1, op: 'ping' }, { timeoutMs: 1000 });
     if (reply.ok) break;
     if (gone) throw new BenchError(`${name} exited (${gone.code ?? gone.signal}) before answering:\n${stderr.trim()}`);
-    if (Date.now() > deadline) throw new BenchError(`${name} did not answer on ${socket} within 10 s:\n${stderr.trim()}`);
+    if (Date.now() > deadline)
+      throw new BenchError(`${name} did not answer on ${socket} within 10 s:\n${stderr.trim()}`);
     await sleep(25);
   }
   if (proc.pid === undefined) throw new BenchError(`${name} has no pid`);
@@ -221,10 +238,22 @@ function startupVariants(work: Workspace): Variant[] {
   const quoted = `'${SHIM.replace(/'/g, `'\\''`)}'`;
   // Each shim next to its floor, so in most rounds the two run back to back.
   return [
-    { id: 'shim', label: `node keybroker-shim ${PROFILE}`, command: process.execPath, args: [SHIM, PROFILE], printsKey: true },
+    {
+      id: 'shim',
+      label: `node keybroker-shim ${PROFILE}`,
+      command: process.execPath,
+      args: [SHIM, PROFILE],
+      printsKey: true,
+    },
     { id: 'node', label: 'node -e 0', command: process.execPath, args: ['-e', '0'], printsKey: false },
     // What Claude Code runs: a shell, then the shim through its #!/usr/bin/env node line.
-    { id: 'shimSh', label: `sh -c 'keybroker-shim ${PROFILE}'`, command: '/bin/sh', args: ['-c', `${quoted} ${PROFILE}`], printsKey: true },
+    {
+      id: 'shimSh',
+      label: `sh -c 'keybroker-shim ${PROFILE}'`,
+      command: '/bin/sh',
+      args: ['-c', `${quoted} ${PROFILE}`],
+      printsKey: true,
+    },
     { id: 'nodeSh', label: `sh -c 'node -e 0'`, command: '/bin/sh', args: ['-c', 'node -e 0'], printsKey: false },
     // Not a goal: shows how much of the shim's margin an ES module entry point alone costs.
     { id: 'emptyEsm', label: 'node empty.mjs', command: process.execPath, args: [work.emptyEsm], printsKey: false },
@@ -232,7 +261,13 @@ function startupVariants(work: Workspace): Variant[] {
     // of exec'ing any C program at all.
     ...(nativeBuilt()
       ? [
-          { id: 'native' as const, label: `native keybroker-shim ${PROFILE}`, command: NATIVE_SHIM, args: [PROFILE], printsKey: true },
+          {
+            id: 'native' as const,
+            label: `native keybroker-shim ${PROFILE}`,
+            command: NATIVE_SHIM,
+            args: [PROFILE],
+            printsKey: true,
+          },
           { id: 'true' as const, label: TRUE, command: TRUE, args: [], printsKey: false },
         ]
       : []),
@@ -302,9 +337,16 @@ async function measureLoad(daemon: Server, floor: Server, options: Options, key:
     if (!reply.ok) return `${reply.error.code}: ${reply.error.message}`;
     return 'value' in reply && reply.value === key ? undefined : 'the reply did not carry the key';
   };
-  const checkFloor = (reply: Reply): string | undefined => (reply.ok ? undefined : `${reply.error.code}: ${reply.error.message}`);
+  const checkFloor = (reply: Reply): string | undefined =>
+    reply.ok ? undefined : `${reply.error.code}: ${reply.error.message}`;
   const load = (server: Server, durationMs: number): Promise<LoadResult> =>
-    runLoad({ socketPath: server.socket, clients: options.clients, durationMs, request, check: server === daemon ? checkDaemon : checkFloor });
+    runLoad({
+      socketPath: server.socket,
+      clients: options.clients,
+      durationMs,
+      request,
+      check: server === daemon ? checkDaemon : checkFloor,
+    });
 
   const peakReset = resetPeak(daemon.pid) && resetPeak(floor.pid);
   const sampler = samplePeaks([daemon.pid, floor.pid]);
@@ -320,7 +362,10 @@ async function measureLoad(daemon: Server, floor: Server, options: Options, key:
     const before = readCpuMs(server.pid);
     slices[which].push(await load(server, durationMs / LOAD_SLICES));
     const after = readCpuMs(server.pid);
-    cpu[which] = before === undefined || after === undefined || cpu[which] === undefined ? undefined : cpu[which] + (after - before);
+    cpu[which] =
+      before === undefined || after === undefined || cpu[which] === undefined
+        ? undefined
+        : cpu[which] + (after - before);
   };
   // Alternating slices, ABBA ABBA: a neighbour's burst of work that lands in one slice weighs on
   // both servers alike, and a slow drift in the machine's load cancels out.
@@ -330,7 +375,8 @@ async function measureLoad(daemon: Server, floor: Server, options: Options, key:
   }
   const sampled = sampler.stop();
 
-  const peakOf = (server: Server): number => Math.max(readMemory(server.pid)?.hwmKiB ?? 0, sampled.get(server.pid) ?? 0);
+  const peakOf = (server: Server): number =>
+    Math.max(readMemory(server.pid)?.hwmKiB ?? 0, sampled.get(server.pid) ?? 0);
   return {
     daemon: mergeLoads(slices.daemon),
     floor: mergeLoads(slices.floor),
@@ -365,13 +411,33 @@ const x = (v: number): string => `${v.toFixed(2)}x`;
 const passMiss = (ok: boolean): string => (ok ? 'pass' : 'miss');
 
 function printTable(rows: Row[]): void {
-  const header: Row = { figure: 'figure', measured: 'measured', floor: 'floor', ratio: 'ratio', goal: 'goal', result: 'result' };
+  const header: Row = {
+    figure: 'figure',
+    measured: 'measured',
+    floor: 'floor',
+    ratio: 'ratio',
+    goal: 'goal',
+    result: 'result',
+  };
   const all = [header, ...rows];
   const width = (k: keyof Row): number => Math.max(...all.map((r) => r[k].length));
-  const w = { figure: width('figure'), measured: width('measured'), floor: width('floor'), ratio: width('ratio'), goal: width('goal') };
+  const w = {
+    figure: width('figure'),
+    measured: width('measured'),
+    floor: width('floor'),
+    ratio: width('ratio'),
+    goal: width('goal'),
+  };
   for (const r of all) {
     console.log(
-      [r.figure.padEnd(w.figure), r.measured.padStart(w.measured), r.floor.padStart(w.floor), r.ratio.padStart(w.ratio), r.goal.padEnd(w.goal), r.result]
+      [
+        r.figure.padEnd(w.figure),
+        r.measured.padStart(w.measured),
+        r.floor.padStart(w.floor),
+        r.ratio.padStart(w.ratio),
+        r.goal.padEnd(w.goal),
+        r.result,
+      ]
         .join('  ')
         .trimEnd(),
     );
@@ -404,8 +470,16 @@ function loadFigures(r: LoadResult, cpuMs: number | undefined): LoadFigures {
   };
 }
 
-const roundSummary = (s: Summary): Summary => ({ n: s.n, median: round(s.median), p25: round(s.p25), p75: round(s.p75), min: round(s.min), max: round(s.max) });
-const roundAll = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v, 3) : v])) as T;
+const roundSummary = (s: Summary): Summary => ({
+  n: s.n,
+  median: round(s.median),
+  p25: round(s.p25),
+  p75: round(s.p75),
+  min: round(s.min),
+  max: round(s.max),
+});
+const roundAll = <T extends object>(o: T): T =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v, 3) : v])) as T;
 
 // ---- main ----
 
@@ -416,7 +490,8 @@ function sleep(msec: number): Promise<void> {
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   for (const file of [CLI, SHIM, FLOOR_SERVER]) {
-    if (!fs.existsSync(file)) throw new BenchError(`${file} is missing: run \`npm run build\` (npm run bench does it for you)`);
+    if (!fs.existsSync(file))
+      throw new BenchError(`${file} is missing: run \`npm run build\` (npm run bench does it for you)`);
   }
   const loadAtStart = os.loadavg();
   const work = createWorkspace(options.audit);
@@ -428,16 +503,27 @@ async function main(): Promise<number> {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 
   const started = performance.now();
-  const daemon = await startServer('the daemon', [...(process.env.KBF ? process.env.KBF.split(' ') : []), CLI, 'daemon', '--log-level', 'warn'], work.socket, work);
+  const daemon = await startServer(
+    'the daemon',
+    [...(process.env.KBF ? process.env.KBF.split(' ') : []), CLI, 'daemon', '--log-level', 'warn'],
+    work.socket,
+    work,
+  );
   const warm = await sendRequest(work.socket, { v: 1, op: 'get', profile: PROFILE }, { timeoutMs: 10_000 });
   if (!warm.ok) throw new BenchError(`the warm-up get failed: ${warm.error.code}: ${warm.error.message}`);
-  if (!('value' in warm) || warm.value !== work.key) throw new BenchError('the warm-up get did not return the key from the file source');
+  if (!('value' in warm) || warm.value !== work.key)
+    throw new BenchError('the warm-up get did not return the key from the file source');
   const ping = await sendRequest(work.socket, { v: 1, op: 'ping' }, { timeoutMs: 5_000 });
   const daemonVersion = ping.ok && 'version' in ping ? ping.version : 'unknown';
 
   // Same shape and length as the daemon's reply, with a placeholder where the key goes.
   const floorReply = JSON.stringify({ ...warm, value: 'x'.repeat(warm.value.length) });
-  const floor = await startServer('the floor server', [FLOOR_SERVER, work.floorSocket, floorReply], work.floorSocket, work);
+  const floor = await startServer(
+    'the floor server',
+    [FLOOR_SERVER, work.floorSocket, floorReply],
+    work.floorSocket,
+    work,
+  );
 
   // Idle, twice, both judged: just after the warm-up get (start-up's garbage is still there: an
   // idle daemon allocates too little to trigger a GC), and after the start-up runs (the way a
@@ -447,10 +533,14 @@ async function main(): Promise<number> {
   const variants = startupVariants(work);
   const times = measureStartup(variants, options.runs, work);
   const idleAfterStartup = readIdle(daemon, floor);
-  const startup = Object.fromEntries([...times].map(([id, t]) => [id, summarize(t)])) as Record<Exclude<VariantId, 'native' | 'true'>, Summary> &
+  const startup = Object.fromEntries([...times].map(([id, t]) => [id, summarize(t)])) as Record<
+    Exclude<VariantId, 'native' | 'true'>,
+    Summary
+  > &
     Partial<Record<'native' | 'true', Summary>>;
   // Per-round ratios as a cross-check: drift in the machine's load cancels within a round.
-  const pairedRatio = (a: VariantId, b: VariantId): number => summarize(times.get(a)!.map((t, i) => t / times.get(b)![i]!)).median;
+  const pairedRatio = (a: VariantId, b: VariantId): number =>
+    summarize(times.get(a)!.map((t, i) => t / times.get(b)![i]!)).median;
 
   const loadPhase = await measureLoad(daemon, floor, options, work.key);
   const after = { daemon: readMemory(daemon.pid), floor: readMemory(floor.pid) };
@@ -505,29 +595,138 @@ async function main(): Promise<number> {
   );
   console.log('');
   const auditRow = audit?.enabled
-    ? { figure: 'audit trail: records / appends', measured: `${audit.written + audit.dropped} records`, floor: `${audit.writes} appends`, ratio: '-', goal: '-', result: audit.dropped > 0 ? `info (${audit.dropped} dropped)` : 'info' }
+    ? {
+        figure: 'audit trail: records / appends',
+        measured: `${audit.written + audit.dropped} records`,
+        floor: `${audit.writes} appends`,
+        ratio: '-',
+        goal: '-',
+        result: audit.dropped > 0 ? `info (${audit.dropped} dropped)` : 'info',
+      }
     : { figure: 'audit trail', measured: 'off', floor: '-', ratio: '-', goal: '-', result: 'info' };
   printTable([
-    { figure: `warm shim vs node -e 0 (median, direct spawn)`, measured: ms(startup.shim.median), floor: ms(startup.node.median), ratio: x(shimRatio), goal: `<= ${x(GOALS.shimRatio)}`, result: `${passMiss(pass.shim)}${options.runs < MIN_RUNS ? ' (few runs)' : ''}` },
-    { figure: `warm shim vs node -e 0, both via sh -c`, measured: ms(startup.shimSh.median), floor: ms(startup.nodeSh.median), ratio: x(shRatio), goal: '-', result: 'info' },
+    {
+      figure: `warm shim vs node -e 0 (median, direct spawn)`,
+      measured: ms(startup.shim.median),
+      floor: ms(startup.node.median),
+      ratio: x(shimRatio),
+      goal: `<= ${x(GOALS.shimRatio)}`,
+      result: `${passMiss(pass.shim)}${options.runs < MIN_RUNS ? ' (few runs)' : ''}`,
+    },
+    {
+      figure: `warm shim vs node -e 0, both via sh -c`,
+      measured: ms(startup.shimSh.median),
+      floor: ms(startup.nodeSh.median),
+      ratio: x(shRatio),
+      goal: '-',
+      result: 'info',
+    },
     ...(native && nativeStartup
       ? [
-          { figure: `warm native shim vs node -e 0 (median)`, measured: ms(native.medianMs), floor: ms(startup.node.median), ratio: x(native.ratio), goal: `<= ${x(GOALS.nativeRatio)}, <= ${GOALS.nativeMedianMs} ms`, result: `${passMiss(pass.native)}${options.runs < MIN_RUNS ? ' (few runs)' : ''}` },
-          { figure: `  native shim vs the Node shim`, measured: ms(native.medianMs), floor: ms(startup.shim.median), ratio: x(native.vsNodeShim), goal: '-', result: 'info' },
-          { figure: `  native shim vs ${TRUE} (exec floor)`, measured: ms(native.medianMs), floor: ms(nativeStartup.exec.median), ratio: x(native.vsExec), goal: '-', result: 'info' },
+          {
+            figure: `warm native shim vs node -e 0 (median)`,
+            measured: ms(native.medianMs),
+            floor: ms(startup.node.median),
+            ratio: x(native.ratio),
+            goal: `<= ${x(GOALS.nativeRatio)}, <= ${GOALS.nativeMedianMs} ms`,
+            result: `${passMiss(pass.native)}${options.runs < MIN_RUNS ? ' (few runs)' : ''}`,
+          },
+          {
+            figure: `  native shim vs the Node shim`,
+            measured: ms(native.medianMs),
+            floor: ms(startup.shim.median),
+            ratio: x(native.vsNodeShim),
+            goal: '-',
+            result: 'info',
+          },
+          {
+            figure: `  native shim vs ${TRUE} (exec floor)`,
+            measured: ms(native.medianMs),
+            floor: ms(nativeStartup.exec.median),
+            ratio: x(native.vsExec),
+            goal: '-',
+            result: 'info',
+          },
         ]
-      : [{ figure: 'warm native shim vs node -e 0', measured: 'not built', floor: ms(startup.node.median), ratio: '-', goal: `<= ${x(GOALS.nativeRatio)}`, result: 'n/a' }]),
-    { figure: `empty .mjs file vs node -e 0`, measured: ms(startup.emptyEsm.median), floor: ms(startup.node.median), ratio: x(esmRatio), goal: '-', result: 'info' },
-    { figure: `daemon gets/s vs trivial server, ${options.clients} clients`, measured: `${Math.round(d.getsPerS)}/s`, floor: `${Math.round(f.getsPerS)}/s`, ratio: x(throughputRatio), goal: `>= ${x(GOALS.throughputRatio)}`, result: passMiss(pass.throughput) },
-    { figure: `  p50 latency`, measured: ms(d.p50Ms), floor: ms(f.p50Ms), ratio: x(d.p50Ms / f.p50Ms), goal: '-', result: '' },
-    { figure: `  p99 latency`, measured: ms(d.p99Ms), floor: ms(f.p99Ms), ratio: x(d.p99Ms / f.p99Ms), goal: '-', result: '' },
+      : [
+          {
+            figure: 'warm native shim vs node -e 0',
+            measured: 'not built',
+            floor: ms(startup.node.median),
+            ratio: '-',
+            goal: `<= ${x(GOALS.nativeRatio)}`,
+            result: 'n/a',
+          },
+        ]),
+    {
+      figure: `empty .mjs file vs node -e 0`,
+      measured: ms(startup.emptyEsm.median),
+      floor: ms(startup.node.median),
+      ratio: x(esmRatio),
+      goal: '-',
+      result: 'info',
+    },
+    {
+      figure: `daemon gets/s vs trivial server, ${options.clients} clients`,
+      measured: `${Math.round(d.getsPerS)}/s`,
+      floor: `${Math.round(f.getsPerS)}/s`,
+      ratio: x(throughputRatio),
+      goal: `>= ${x(GOALS.throughputRatio)}`,
+      result: passMiss(pass.throughput),
+    },
+    {
+      figure: `  p50 latency`,
+      measured: ms(d.p50Ms),
+      floor: ms(f.p50Ms),
+      ratio: x(d.p50Ms / f.p50Ms),
+      goal: '-',
+      result: '',
+    },
+    {
+      figure: `  p99 latency`,
+      measured: ms(d.p99Ms),
+      floor: ms(f.p99Ms),
+      ratio: x(d.p99Ms / f.p99Ms),
+      goal: '-',
+      result: '',
+    },
     ...(d.cpuUsPerRequest !== null && f.cpuUsPerRequest !== null
-      ? [{ figure: `  server CPU time per request`, measured: us(d.cpuUsPerRequest), floor: us(f.cpuUsPerRequest), ratio: x(d.cpuUsPerRequest / f.cpuUsPerRequest), goal: '-', result: '' }]
+      ? [
+          {
+            figure: `  server CPU time per request`,
+            measured: us(d.cpuUsPerRequest),
+            floor: us(f.cpuUsPerRequest),
+            ratio: x(d.cpuUsPerRequest / f.cpuUsPerRequest),
+            goal: '-',
+            result: '',
+          },
+        ]
       : []),
     auditRow,
-    { figure: `daemon RSS idle, just started, vs trivial server`, measured: mib(rss.idleKiB), floor: mib(rss.floorIdleKiB), ratio: x(rss.idleKiB / rss.floorIdleKiB), goal: `<= ${GOALS.idleRssMiB} MiB`, result: passMiss(rss.idleKiB / 1024 <= GOALS.idleRssMiB) },
-    { figure: `daemon RSS idle, after the start-up runs`, measured: mib(rss.idleAfterRunsKiB), floor: mib(rss.floorIdleAfterRunsKiB), ratio: x(rss.idleAfterRunsKiB / rss.floorIdleAfterRunsKiB), goal: `<= ${GOALS.idleRssMiB} MiB`, result: passMiss(rss.idleAfterRunsKiB / 1024 <= GOALS.idleRssMiB) },
-    { figure: `daemon RSS peak under load vs trivial server`, measured: mib(rss.peakKiB), floor: mib(rss.floorPeakKiB), ratio: x(rss.peakKiB / rss.floorPeakKiB), goal: `<= ${GOALS.peakRssMiB} MiB`, result: passMiss(pass.peakRss) },
+    {
+      figure: `daemon RSS idle, just started, vs trivial server`,
+      measured: mib(rss.idleKiB),
+      floor: mib(rss.floorIdleKiB),
+      ratio: x(rss.idleKiB / rss.floorIdleKiB),
+      goal: `<= ${GOALS.idleRssMiB} MiB`,
+      result: passMiss(rss.idleKiB / 1024 <= GOALS.idleRssMiB),
+    },
+    {
+      figure: `daemon RSS idle, after the start-up runs`,
+      measured: mib(rss.idleAfterRunsKiB),
+      floor: mib(rss.floorIdleAfterRunsKiB),
+      ratio: x(rss.idleAfterRunsKiB / rss.floorIdleAfterRunsKiB),
+      goal: `<= ${GOALS.idleRssMiB} MiB`,
+      result: passMiss(rss.idleAfterRunsKiB / 1024 <= GOALS.idleRssMiB),
+    },
+    {
+      figure: `daemon RSS peak under load vs trivial server`,
+      measured: mib(rss.peakKiB),
+      floor: mib(rss.floorPeakKiB),
+      ratio: x(rss.peakKiB / rss.floorPeakKiB),
+      goal: `<= ${GOALS.peakRssMiB} MiB`,
+      result: passMiss(pass.peakRss),
+    },
   ]);
   console.log('');
   const notes: string[] = [];
@@ -536,9 +735,15 @@ async function main(): Promise<number> {
       `node -e 0 ${ms(startup.node.p25)}-${ms(startup.node.p75)}; cross-checks: median of per-round ratios ${x(pairedRatio('shim', 'node'))}, ` +
       `ratio of fastest runs ${x(startup.shim.min / startup.node.min)}`,
   );
-  const busy = d.cpuBusy !== null && f.cpuBusy !== null ? `; busy ${Math.round(d.cpuBusy * 100)}% and ${Math.round(f.cpuBusy * 100)}% of a core (near 100%: the server was the limit, lower: the client or the machine was)` : '';
+  const busy =
+    d.cpuBusy !== null && f.cpuBusy !== null
+      ? `; busy ${Math.round(d.cpuBusy * 100)}% and ${Math.round(f.cpuBusy * 100)}% of a core (near 100%: the server was the limit, lower: the client or the machine was)`
+      : '';
   notes.push(`load: ${d.requests} daemon and ${f.requests} trivial-server requests${busy}`);
-  const privateIdle = rss.idleAnonKiB !== null && rss.floorIdleAnonKiB !== null ? `; private (RssAnon) just started: daemon ${mib(rss.idleAnonKiB)}, trivial server ${mib(rss.floorIdleAnonKiB)}` : '';
+  const privateIdle =
+    rss.idleAnonKiB !== null && rss.floorIdleAnonKiB !== null
+      ? `; private (RssAnon) just started: daemon ${mib(rss.idleAnonKiB)}, trivial server ${mib(rss.floorIdleAnonKiB)}`
+      : '';
   notes.push(
     `memory: ${hasProcStatus ? 'VmRSS, and VmHWM for the peak, from /proc/<pid>/status' : 'ps -o rss=, sampled during the load'}` +
       `${hasProcStatus && !loadPhase.peakReset ? ' (peak not reset before the load: it includes start-up)' : ''}${privateIdle}`,
@@ -550,8 +755,10 @@ async function main(): Promise<number> {
     );
   } else notes.push(`native shim: ${path.relative(ROOT, NATIVE_SHIM)} not built (no C compiler at build time)`);
   if (options.runs < MIN_RUNS) notes.push(`only ${options.runs} runs: the start-up goal is judged on >= ${MIN_RUNS}`);
-  if (d.errors > 0) notes.push(`daemon: ${d.errors} of ${d.requests} requests failed, first: ${loadPhase.daemon.firstError ?? ''}`);
-  if (f.errors > 0) notes.push(`floor: ${f.errors} of ${f.requests} requests failed, first: ${loadPhase.floor.firstError ?? ''}`);
+  if (d.errors > 0)
+    notes.push(`daemon: ${d.errors} of ${d.requests} requests failed, first: ${loadPhase.daemon.firstError ?? ''}`);
+  if (f.errors > 0)
+    notes.push(`floor: ${f.errors} of ${f.requests} requests failed, first: ${loadPhase.floor.firstError ?? ''}`);
   if (stopped.code !== 0) notes.push(`the daemon exited with ${stopped.code ?? stopped.signal} on SIGTERM`);
   if (socketLeft) notes.push('the daemon left its socket file behind after SIGTERM');
   for (const n of notes) console.log(`note: ${n}`);
@@ -572,9 +779,26 @@ async function main(): Promise<number> {
       shimFile: path.relative(ROOT, SHIM),
       startupMs: Object.fromEntries(Object.entries(startup).map(([k, s]) => [k, roundSummary(s)])),
       nativeShim: native
-        ? { medianMs: round(native.medianMs, 3), ratio: round(native.ratio, 3), vsNodeShim: round(native.vsNodeShim, 3), vsExec: round(native.vsExec, 3), pairedRatio: round(native.pairedRatio, 3), goalRatio: GOALS.nativeRatio, goalMedianMs: GOALS.nativeMedianMs, pass: pass.native }
+        ? {
+            medianMs: round(native.medianMs, 3),
+            ratio: round(native.ratio, 3),
+            vsNodeShim: round(native.vsNodeShim, 3),
+            vsExec: round(native.vsExec, 3),
+            pairedRatio: round(native.pairedRatio, 3),
+            goalRatio: GOALS.nativeRatio,
+            goalMedianMs: GOALS.nativeMedianMs,
+            pass: pass.native,
+          }
         : null,
-      shim: { ratio: round(shimRatio, 3), shRatio: round(shRatio, 3), esmRatio: round(esmRatio, 3), pairedRatio: round(pairedRatio('shim', 'node'), 3), minRatio: round(startup.shim.min / startup.node.min, 3), goal: GOALS.shimRatio, pass: pass.shim },
+      shim: {
+        ratio: round(shimRatio, 3),
+        shRatio: round(shRatio, 3),
+        esmRatio: round(esmRatio, 3),
+        pairedRatio: round(pairedRatio('shim', 'node'), 3),
+        minRatio: round(startup.shim.min / startup.node.min, 3),
+        goal: GOALS.shimRatio,
+        pass: pass.shim,
+      },
       load: {
         daemon: roundAll(d),
         floor: roundAll(f),
@@ -582,8 +806,22 @@ async function main(): Promise<number> {
         goal: GOALS.throughputRatio,
         pass: pass.throughput,
       },
-      audit: audit ? { enabled: audit.enabled, records: audit.written + audit.dropped, appends: audit.writes, dropped: audit.dropped } : null,
-      rssKiB: { ...rss, peakReset: loadPhase.peakReset, goalIdleMiB: GOALS.idleRssMiB, goalPeakMiB: GOALS.peakRssMiB, passIdle: pass.idleRss, passPeak: pass.peakRss },
+      audit: audit
+        ? {
+            enabled: audit.enabled,
+            records: audit.written + audit.dropped,
+            appends: audit.writes,
+            dropped: audit.dropped,
+          }
+        : null,
+      rssKiB: {
+        ...rss,
+        peakReset: loadPhase.peakReset,
+        goalIdleMiB: GOALS.idleRssMiB,
+        goalPeakMiB: GOALS.peakRssMiB,
+        passIdle: pass.idleRss,
+        passPeak: pass.peakRss,
+      },
       daemonStop: { code: stopped.code, signal: stopped.signal, ms: round(stopped.ms, 1), socketRemoved: !socketLeft },
       pass: Object.values(pass).every(Boolean),
       totalS: round(totalS, 1),
@@ -596,7 +834,9 @@ main().then(
   (code) => process.exit(code),
   (err: unknown) => {
     // BenchErrors are ours and name paths and codes only; anything else is a bug, shown as such.
-    console.error(`bench: ${err instanceof BenchError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    console.error(
+      `bench: ${err instanceof BenchError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+    );
     process.exit(1);
   },
 );

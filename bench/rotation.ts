@@ -22,7 +22,9 @@ import type { ConsumerInfo, GetRequest, Reply } from '../src/protocol/messages.j
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(HERE, '..', 'src', 'cli', 'main.js');
 
-const { values } = parseArgs({ options: { ttl: { type: 'string', default: '20s' }, rounds: { type: 'string', default: '4' } } });
+const { values } = parseArgs({
+  options: { ttl: { type: 'string', default: '20s' }, rounds: { type: 'string', default: '4' } },
+});
 const ttl = parseDuration(values.ttl);
 if (!ttl.ok) throw new Error(`--ttl: ${ttl.reason}`);
 const TTL_MS = ttl.ms;
@@ -65,10 +67,22 @@ async function get(socket: string, consumer?: ConsumerInfo): Promise<string | un
 async function startLaptop(name: string): Promise<Laptop> {
   const home = path.join(dir, name);
   fs.mkdirSync(home, { mode: 0o700 });
-  fs.writeFileSync(path.join(home, 'config.yaml'), isRoot ? 'profiles: {}\n' : `profiles:\n${profile}`, { mode: 0o600 });
+  fs.writeFileSync(path.join(home, 'config.yaml'), isRoot ? 'profiles: {}\n' : `profiles:\n${profile}`, {
+    mode: 0o600,
+  });
   const socket = path.join(home, 'sock', 'kb.sock');
-  const env = { ...process.env, HOME: home, KEYBROKER_CONFIG: path.join(home, 'config.yaml'), KEYBROKER_SOCKET: socket, KEYBROKER_MANAGED_CONFIG: managedFile, XDG_RUNTIME_DIR: path.join(home, 'run') };
-  const proc = spawn(process.execPath, [CLI, 'daemon', '--log-level', 'warn'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const env = {
+    ...process.env,
+    HOME: home,
+    KEYBROKER_CONFIG: path.join(home, 'config.yaml'),
+    KEYBROKER_SOCKET: socket,
+    KEYBROKER_MANAGED_CONFIG: managedFile,
+    XDG_RUNTIME_DIR: path.join(home, 'run'),
+  };
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--log-level', 'warn'], {
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   for (let i = 0; i < 200; i++) {
     if ((await sendRequest(socket, { v: 1, op: 'ping' }, { timeoutMs: 500 })).ok) {
       started.push({ name, socket, proc });
@@ -81,7 +95,14 @@ async function startLaptop(name: string): Promise<Laptop> {
 
 /** A Claude Code session: asks every helper TTL, from a random phase; records when it first saw each key. */
 function session(laptop: Laptop, seen: Map<string, number>, stop: { stopped: boolean }): Promise<void> {
-  const consumer: ConsumerInfo = { pid: process.pid, start: `session-${laptop.name}`, name: 'claude', claudeCode: true, invocation: 'api-key-helper', helperTtlMs: HELPER_TTL_MS };
+  const consumer: ConsumerInfo = {
+    pid: process.pid,
+    start: `session-${laptop.name}`,
+    name: 'claude',
+    claudeCode: true,
+    invocation: 'api-key-helper',
+    helperTtlMs: HELPER_TTL_MS,
+  };
   return (async () => {
     await sleep(Math.random() * HELPER_TTL_MS);
     while (!stop.stopped) {
@@ -101,7 +122,9 @@ async function main(): Promise<void> {
   const stop = { stopped: false };
   const sessions = laptops.map((l, i) => session(l, sessionsSeen[i]!, stop));
   for (const l of laptops) await get(l.socket);
-  console.log(`TTL ${fmt(TTL_MS)}, helper TTL ${fmt(HELPER_TTL_MS)} (CLAUDE_CODE_API_KEY_HELPER_TTL_MS), refresh-ahead at 75% ±5% of the TTL, ${isRoot ? 'profile from the managed config' : 'NOT root: profile in each laptop config (managed config untrusted)'}`);
+  console.log(
+    `TTL ${fmt(TTL_MS)}, helper TTL ${fmt(HELPER_TTL_MS)} (CLAUDE_CODE_API_KEY_HELPER_TTL_MS), refresh-ahead at 75% ±5% of the TTL, ${isRoot ? 'profile from the managed config' : 'NOT root: profile in each laptop config (managed config untrusted)'}`,
+  );
   console.log('round  daemon A  daemon B  session A  session B');
   const rows: number[][] = [];
   for (let round = 1; round <= ROUNDS; round++) {
@@ -110,13 +133,19 @@ async function main(): Promise<void> {
     const t0 = rotate(round);
     const daemonMs = laptops.map(() => NaN);
     while (daemonMs.some(Number.isNaN) || sessionsSeen.some((s) => !s.has(key))) {
-      for (const [i, l] of laptops.entries()) if (Number.isNaN(daemonMs[i]) && (await get(l.socket)) === key) daemonMs[i] = performance.now() - t0;
+      for (const [i, l] of laptops.entries())
+        if (Number.isNaN(daemonMs[i]) && (await get(l.socket)) === key) daemonMs[i] = performance.now() - t0;
       if (performance.now() - t0 > 3 * TTL_MS) throw new Error(`round ${round}: not picked up within 3 TTLs`);
       await sleep(50);
     }
     const sessionMs = sessionsSeen.map((s) => s.get(key)! - t0);
     rows.push([...daemonMs, ...sessionMs]);
-    console.log(`${String(round).padEnd(5)}  ${rows.at(-1)!.map((ms) => fmt(ms).padStart(8)).join('  ')}`);
+    console.log(
+      `${String(round).padEnd(5)}  ${rows
+        .at(-1)!
+        .map((ms) => fmt(ms).padStart(8))
+        .join('  ')}`,
+    );
   }
   stop.stopped = true;
   await Promise.all(sessions);
@@ -125,25 +154,49 @@ async function main(): Promise<void> {
   // 401); the daemon refetches from the source instead of serving its cache.
   const rejected: number[] = [];
   for (const [i, l] of laptops.entries()) {
-    const consumer: ConsumerInfo = { pid: process.pid, start: `rejected-${l.name}`, name: 'claude', claudeCode: true, invocation: 'api-key-helper', helperTtlMs: HELPER_TTL_MS };
+    const consumer: ConsumerInfo = {
+      pid: process.pid,
+      start: `rejected-${l.name}`,
+      name: 'claude',
+      claudeCode: true,
+      invocation: 'api-key-helper',
+      helperTtlMs: HELPER_TTL_MS,
+    };
     const before = await get(l.socket, consumer);
     const key = keyOf(ROUNDS + 1 + i);
     const t0 = rotate(ROUNDS + 1 + i);
     const after = await get(l.socket, consumer);
     rejected.push(performance.now() - t0);
-    if (after !== key || before === key) throw new Error(`laptop ${l.name}: the repeat after a rejection did not get the new key`);
+    if (after !== key || before === key)
+      throw new Error(`laptop ${l.name}: the repeat after a rejection did not get the new key`);
   }
   const daemonMax = Math.max(...rows.flatMap((r) => r.slice(0, 2)));
   const sessionMax = Math.max(...rows.flatMap((r) => r.slice(2)));
-  console.log(`slowest: daemon ${fmt(daemonMax)} (bound: 80% of the TTL = ${fmt(0.8 * TTL_MS)}), session ${fmt(sessionMax)} (bound: that + the helper TTL = ${fmt(0.8 * TTL_MS + HELPER_TTL_MS)})`);
-  console.log(`after a 401: new key served in ${rejected.map((ms) => `${Math.round(ms)} ms`).join(' and ')} (laptops A and B)`);
-  console.log(JSON.stringify({ ttlMs: TTL_MS, helperTtlMs: HELPER_TTL_MS, managed: isRoot, rounds: rows.map((r) => r.map(Math.round)), daemonMaxMs: Math.round(daemonMax), sessionMaxMs: Math.round(sessionMax), rejectedMs: rejected.map(Math.round) }));
+  console.log(
+    `slowest: daemon ${fmt(daemonMax)} (bound: 80% of the TTL = ${fmt(0.8 * TTL_MS)}), session ${fmt(sessionMax)} (bound: that + the helper TTL = ${fmt(0.8 * TTL_MS + HELPER_TTL_MS)})`,
+  );
+  console.log(
+    `after a 401: new key served in ${rejected.map((ms) => `${Math.round(ms)} ms`).join(' and ')} (laptops A and B)`,
+  );
+  console.log(
+    JSON.stringify({
+      ttlMs: TTL_MS,
+      helperTtlMs: HELPER_TTL_MS,
+      managed: isRoot,
+      rounds: rows.map((r) => r.map(Math.round)),
+      daemonMaxMs: Math.round(daemonMax),
+      sessionMaxMs: Math.round(sessionMax),
+      rejectedMs: rejected.map(Math.round),
+    }),
+  );
 }
 
 try {
   await main();
 } finally {
   for (const l of started) l.proc.kill('SIGTERM');
-  await Promise.all(started.map((l) => new Promise((r) => (l.proc.exitCode !== null ? r(undefined) : l.proc.on('exit', r)))));
+  await Promise.all(
+    started.map((l) => new Promise((r) => (l.proc.exitCode !== null ? r(undefined) : l.proc.on('exit', r)))),
+  );
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -24,7 +24,9 @@ const OUT = path.join(ROOT, 'dist', 'native', 'keybroker-shim');
 const MESSAGES = path.join(ROOT, 'dist', 'src', 'protocol', 'messages.js');
 // Stamped by scripts/stamp-build-id.mjs before this runs: the native shim is the same build.
 const BUILD_INFO = path.join(ROOT, 'dist', 'src', 'protocol', 'build-info.js');
-const SOURCES = ['src/shim/keybroker-shim.c', 'src/shim/native/reply-parser.c', 'src/shim/native/utf8.c'].map((f) => path.join(ROOT, f));
+const SOURCES = ['src/shim/keybroker-shim.c', 'src/shim/native/reply-parser.c', 'src/shim/native/utf8.c'].map((f) =>
+  path.join(ROOT, f),
+);
 const BASE_FLAGS = ['-std=c99', '-Wall', '-Wextra', '-O2'];
 // Where the compiler supports them; some distributions predefine _FORTIFY_SOURCE, hence -U first.
 const HARDENING_FLAGS = ['-U_FORTIFY_SOURCE', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong'];
@@ -50,11 +52,24 @@ if (probe.error) {
   process.exit(0);
 }
 
-const { CLIENT_REPLY_TIMEOUT_MS, ERROR_CODES, MAX_REPLY_BYTES, noAnswerMessage } = await import(pathToFileURL(MESSAGES).href);
+const { CLIENT_REPLY_TIMEOUT_MS, ERROR_CODES, MAX_REPLY_BYTES, noAnswerMessage } = await import(
+  pathToFileURL(MESSAGES).href
+);
 const { BUILD_ID, VERSION } = await import(pathToFileURL(BUILD_INFO).href);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-native-'));
 try {
-  fs.writeFileSync(path.join(tmp, 'keybroker-shim-build.h'), header({ codes: ERROR_CODES, maxReplyBytes: MAX_REPLY_BYTES, node: process.execPath, replyTimeoutMs: CLIENT_REPLY_TIMEOUT_MS, noAnswer: noAnswerMessage(CLIENT_REPLY_TIMEOUT_MS), version: VERSION, build: BUILD_ID }));
+  fs.writeFileSync(
+    path.join(tmp, 'keybroker-shim-build.h'),
+    header({
+      codes: ERROR_CODES,
+      maxReplyBytes: MAX_REPLY_BYTES,
+      node: process.execPath,
+      replyTimeoutMs: CLIENT_REPLY_TIMEOUT_MS,
+      noAnswer: noAnswerMessage(CLIENT_REPLY_TIMEOUT_MS),
+      version: VERSION,
+      build: BUILD_ID,
+    }),
+  );
   fs.mkdirSync(path.dirname(OUT), { recursive: true });
   const partial = `${OUT}.${process.pid}.tmp`;
   let flags = [...BASE_FLAGS, ...HARDENING_FLAGS];
@@ -74,7 +89,9 @@ try {
   if (!install && result.stderr.length > 0) process.stderr.write(result.stderr);
   fs.chmodSync(partial, 0o755);
   fs.renameSync(partial, OUT);
-  say(`native shim: built ${path.relative(ROOT, OUT)} with ${cc}${flags === BASE_FLAGS ? ' (without hardening flags: unsupported)' : ''}`);
+  say(
+    `native shim: built ${path.relative(ROOT, OUT)} with ${cc}${flags === BASE_FLAGS ? ' (without hardening flags: unsupported)' : ''}`,
+  );
 } finally {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
@@ -115,7 +132,10 @@ function cString(s) {
   let out = '"';
   for (const byte of Buffer.from(s, 'utf8')) {
     const c = String.fromCharCode(byte);
-    out += byte >= 0x20 && byte < 0x7f && c !== '"' && c !== '\\' && c !== '?' ? c : `\\${byte.toString(8).padStart(3, '0')}`;
+    out +=
+      byte >= 0x20 && byte < 0x7f && c !== '"' && c !== '\\' && c !== '?'
+        ? c
+        : `\\${byte.toString(8).padStart(3, '0')}`;
   }
   return `${out}"`;
 }

@@ -27,7 +27,11 @@ const CLI_OUT = path.join(ROOT, 'dist', 'src', 'cli');
 /** Packages the CLI and the daemon load at start; their own dependencies come with them. */
 const BUNDLED = new Set(['commander', 'node-cache', 'pino', 'yaml', 'zod']);
 
-const packageName = (spec) => spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+const packageName = (spec) =>
+  spec
+    .split('/')
+    .slice(0, spec.startsWith('@') ? 2 : 1)
+    .join('/');
 
 // Old chunks have other hashes; they would pile up.
 fs.rmSync(path.join(CLI_OUT, 'chunks'), { recursive: true, force: true });
@@ -45,7 +49,9 @@ await build({
   target: 'node20',
   logLevel: 'warning',
   // Bundled CommonJS packages (commander, node-cache, pino) call require() for Node built-ins.
-  banner: { js: 'import { createRequire as __kbCreateRequire } from "node:module"; const require = __kbCreateRequire(import.meta.url);' },
+  banner: {
+    js: 'import { createRequire as __kbCreateRequire } from "node:module"; const require = __kbCreateRequire(import.meta.url);',
+  },
   plugins: [
     {
       name: 'bundle-only-listed-packages',
@@ -92,7 +98,10 @@ await build({
 // What main.js says about running out of descriptors when not even errors.js can be loaded.
 const FALLBACK = {
   EMFILE: { message: 'too many open files; raise the limit with: ulimit -n 1024', exitCode: 20 },
-  ENFILE: { message: 'the system has too many open files (ENFILE); close some programs, or raise fs.file-max', exitCode: 20 },
+  ENFILE: {
+    message: 'the system has too many open files (ENFILE); close some programs, or raise fs.file-max',
+    exitCode: 20,
+  },
 };
 fs.writeFileSync(
   path.join(CLI_OUT, 'main.js'),
@@ -154,7 +163,10 @@ function builtinsWithoutInterop() {
           (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default' && 'value' in Object.getOwnPropertyDescriptor(mod, k),
         );
         const exports = names.map((k) => `export const ${k} = /* @__PURE__ */ (() => m.${k})();`).join('\n');
-        return { contents: `const m = require(${JSON.stringify(args.path)});\nexport default m;\n${exports}\n`, loader: 'js' };
+        return {
+          contents: `const m = require(${JSON.stringify(args.path)});\nexport default m;\n${exports}\n`,
+          loader: 'js',
+        };
       });
     },
   };

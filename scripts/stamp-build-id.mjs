@@ -33,12 +33,20 @@ for (const file of files) {
 for (const rel of ['src/shim/keybroker-shim.c', 'src/shim/native']) {
   const abs = path.join(root, rel);
   if (!fs.existsSync(abs)) continue;
-  const files = fs.statSync(abs).isDirectory() ? fs.readdirSync(abs).sort().map((f) => path.join(abs, f)) : [abs];
+  const files = fs.statSync(abs).isDirectory()
+    ? fs
+        .readdirSync(abs)
+        .sort()
+        .map((f) => path.join(abs, f))
+    : [abs];
   for (const f of files) hash.update(path.relative(root, f)).update('\0').update(fs.readFileSync(f)).update('\0');
 }
 const id = hash.digest('hex').slice(0, 12);
-if (holders.length === 0) throw new Error('stamp-build-id: no build id placeholder in dist/ (was src/protocol/build-info.ts built?)');
+if (holders.length === 0)
+  throw new Error('stamp-build-id: no build id placeholder in dist/ (was src/protocol/build-info.ts built?)');
 for (const [file, text] of holders) {
-  const stamped = text.replaceAll(`'${PLACEHOLDER}'`, `'${id}' /* build-id */`).replaceAll(`"${PLACEHOLDER}"`, `"${id}" /* build-id */`);
+  const stamped = text
+    .replaceAll(`'${PLACEHOLDER}'`, `'${id}' /* build-id */`)
+    .replaceAll(`"${PLACEHOLDER}"`, `"${id}" /* build-id */`);
   fs.writeFileSync(file, stamped);
 }

@@ -17,7 +17,12 @@ export class AdapterPool {
    * `modules` replaces the module loaded for a scheme: how tests hand an adapter a fake client
    * for a backend that cannot run here (1Password), while the daemon, socket and shim stay real.
    */
-  constructor(options: { find: FindAdapter; env: NodeJS.ProcessEnv; log: Logger; modules?: Partial<Record<string, AdapterModule>> }) {
+  constructor(options: {
+    find: FindAdapter;
+    env: NodeJS.ProcessEnv;
+    log: Logger;
+    modules?: Partial<Record<string, AdapterModule>>;
+  }) {
     this.#find = options.find;
     this.#env = options.env;
     this.#log = options.log;
@@ -48,7 +53,10 @@ export class AdapterPool {
       mod ??= await entry.load();
     } catch (err) {
       this.#log.error({ scheme, ...describeUnknownError(err) }, 'could not load adapter module');
-      throw new BrokerError('CONFIG_INVALID', `the ${scheme}: adapter could not be loaded (is the install complete? try: npm ci)`);
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `the ${scheme}: adapter could not be loaded (is the install complete? try: npm ci)`,
+      );
     }
     const adapter = mod.createAdapter({ settings, env: this.#env, log: this.#log.child({ adapter: scheme }) });
     this.#log.debug({ scheme }, 'adapter created');

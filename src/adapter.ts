@@ -101,7 +101,11 @@ export type FindAdapter = (scheme: string) => { load(): Promise<AdapterModule> }
  * abort reason by default) — for SDK calls that ignore an AbortSignal. A late rejection of
  * `pending` is swallowed.
  */
-export function abortable<T>(pending: Promise<T>, signal: AbortSignal, reasonFor: (signal: AbortSignal) => unknown = (s) => s.reason): Promise<T> {
+export function abortable<T>(
+  pending: Promise<T>,
+  signal: AbortSignal,
+  reasonFor: (signal: AbortSignal) => unknown = (s) => s.reason,
+): Promise<T> {
   pending.catch(() => {});
   if (signal.aborted) return Promise.reject(reasonFor(signal));
   return new Promise<T>((resolve, reject) => {
@@ -131,7 +135,10 @@ export function resolveUserPath(written: string, home: string | undefined, where
     p = path.join(home, p.slice(1));
   }
   if (!path.isAbsolute(p)) {
-    throw new BrokerError('CONFIG_INVALID', `${where} must be an absolute path or start with ~/ (the daemon's working directory is not yours)`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${where} must be an absolute path or start with ~/ (the daemon's working directory is not yours)`,
+    );
   }
   return path.normalize(p);
 }

@@ -11,20 +11,25 @@ const PROFILE_PATTERN = /^[A-Za-z0-9_.@+=:,/-]{1,128}$/;
 
 export const AWS_SETTINGS_KEYS = ['region', 'profile', 'endpoint'] as const;
 
-export const awsSettingsSchema = z.strictObject({
-  region: z
-    .string({ error: () => 'region must be a string, e.g. us-east-1' })
-    .regex(AWS_REGION_PATTERN, 'region must be an AWS region name such as us-east-1 or eu-west-2'),
-  profile: z
-    .string({ error: () => 'profile must be a string naming a profile in ~/.aws/config' })
-    .regex(PROFILE_PATTERN, 'profile must be a profile name from ~/.aws/config (letters, digits and _ . @ + = : , / -; no spaces)'),
-  endpoint: z
-    .string({ error: () => 'endpoint must be a URL string, e.g. https://secretsmanager.eu-west-1.amazonaws.com' })
-    .superRefine((value, ctx) => {
-      const problem = endpointProblem(value);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    }),
-}).partial();
+export const awsSettingsSchema = z
+  .strictObject({
+    region: z
+      .string({ error: () => 'region must be a string, e.g. us-east-1' })
+      .regex(AWS_REGION_PATTERN, 'region must be an AWS region name such as us-east-1 or eu-west-2'),
+    profile: z
+      .string({ error: () => 'profile must be a string naming a profile in ~/.aws/config' })
+      .regex(
+        PROFILE_PATTERN,
+        'profile must be a profile name from ~/.aws/config (letters, digits and _ . @ + = : , / -; no spaces)',
+      ),
+    endpoint: z
+      .string({ error: () => 'endpoint must be a URL string, e.g. https://secretsmanager.eu-west-1.amazonaws.com' })
+      .superRefine((value, ctx) => {
+        const problem = endpointProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+  })
+  .partial();
 
 export type AwsSettings = z.output<typeof awsSettingsSchema>;
 

@@ -51,9 +51,15 @@ export async function readCheckedFile(file: string, options: CheckedFileOptions)
   const handle = await fs.open(file, flags);
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new FileCheckError(options.invalid, options.label, `is not a regular file (it is ${fileType(st)})`);
+    if (!st.isFile())
+      throw new FileCheckError(options.invalid, options.label, `is not a regular file (it is ${fileType(st)})`);
     checkTrust(st, file, options);
-    if (st.size > options.maxBytes) throw new FileCheckError(options.invalid, options.label, `is ${st.size} bytes; it may hold at most ${options.maxBytes}`);
+    if (st.size > options.maxBytes)
+      throw new FileCheckError(
+        options.invalid,
+        options.label,
+        `is ${st.size} bytes; it may hold at most ${options.maxBytes}`,
+      );
     // Bounded even if the file grows after the fstat.
     const buffer = Buffer.alloc(options.maxBytes + 1);
     let length = 0;
@@ -86,26 +92,46 @@ function checkTrust(st: Stats, file: string, options: CheckedFileOptions): void 
   const mode = formatMode(st.mode);
   if (options.trust === 'config') {
     if (st.uid !== me) {
-      throw new FileCheckError('CONFIG_INVALID', options.label, `is owned by uid ${st.uid}, not by you (uid ${me}); the config can run commands, so keybroker reads only your own — copy it and chown it`);
+      throw new FileCheckError(
+        'CONFIG_INVALID',
+        options.label,
+        `is owned by uid ${st.uid}, not by you (uid ${me}); the config can run commands, so keybroker reads only your own — copy it and chown it`,
+      );
     }
     if ((st.mode & 0o022) !== 0) {
-      throw new FileCheckError('CONFIG_INVALID', options.label, `is writable by group or others (mode ${mode}); the config can run commands — run: chmod 600 ${file}`);
+      throw new FileCheckError(
+        'CONFIG_INVALID',
+        options.label,
+        `is writable by group or others (mode ${mode}); the config can run commands — run: chmod 600 ${file}`,
+      );
     }
     return;
   }
   if (st.uid === me) {
     if ((st.mode & 0o077) !== 0) {
-      throw new FileCheckError('PERMISSION_DENIED', options.label, `is readable by others (mode ${mode}); refusing to use it — run: chmod 600 ${file}`);
+      throw new FileCheckError(
+        'PERMISSION_DENIED',
+        options.label,
+        `is readable by others (mode ${mode}); refusing to use it — run: chmod 600 ${file}`,
+      );
     }
     return;
   }
   if (st.uid === 0) {
     if ((st.mode & 0o022) !== 0) {
-      throw new FileCheckError('PERMISSION_DENIED', options.label, `is owned by root but writable by group or others (mode ${mode}); refusing to use it — ask its owner to run: chmod go-w ${file}`);
+      throw new FileCheckError(
+        'PERMISSION_DENIED',
+        options.label,
+        `is owned by root but writable by group or others (mode ${mode}); refusing to use it — ask its owner to run: chmod go-w ${file}`,
+      );
     }
     return;
   }
-  throw new FileCheckError('PERMISSION_DENIED', options.label, `is owned by uid ${st.uid}, not by you (uid ${me}) or root; refusing to use it — copy it to a file of your own with mode 0600`);
+  throw new FileCheckError(
+    'PERMISSION_DENIED',
+    options.label,
+    `is owned by uid ${st.uid}, not by you (uid ${me}) or root; refusing to use it — copy it to a file of your own with mode 0600`,
+  );
 }
 
 function fileType(st: Stats): string {

@@ -17,7 +17,12 @@ export interface BrokerErrorOptions {
   retryAfterMs?: number;
 }
 
-const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['TIMEOUT', 'UNAVAILABLE', 'RATE_LIMITED', 'DAEMON_UNREACHABLE']);
+const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set([
+  'TIMEOUT',
+  'UNAVAILABLE',
+  'RATE_LIMITED',
+  'DAEMON_UNREACHABLE',
+]);
 
 export class BrokerError extends Error {
   readonly code: ErrorCode;
@@ -31,7 +36,10 @@ export class BrokerError extends Error {
     this.code = code;
     this.transient = options.transient ?? TRANSIENT_BY_DEFAULT.has(code);
     this.status = options.status;
-    this.retryAfterMs = options.retryAfterMs !== undefined && Number.isFinite(options.retryAfterMs) && options.retryAfterMs > 0 ? options.retryAfterMs : undefined;
+    this.retryAfterMs =
+      options.retryAfterMs !== undefined && Number.isFinite(options.retryAfterMs) && options.retryAfterMs > 0
+        ? options.retryAfterMs
+        : undefined;
   }
 
   get exitCode(): number {
@@ -60,9 +68,18 @@ export function resourceError(err: unknown): BrokerError | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'EMFILE') {
     const limit = OPEN_FILE_LIMIT;
-    return new BrokerError('RESOURCE_EXHAUSTED', `too many open files (limit ${limit ?? 'unknown'}); raise it with: ulimit -n ${Math.max(1024, (limit ?? 0) * 4)}`, { status: code });
+    return new BrokerError(
+      'RESOURCE_EXHAUSTED',
+      `too many open files (limit ${limit ?? 'unknown'}); raise it with: ulimit -n ${Math.max(1024, (limit ?? 0) * 4)}`,
+      { status: code },
+    );
   }
-  if (code === 'ENFILE') return new BrokerError('RESOURCE_EXHAUSTED', 'the system has too many open files (ENFILE); close some programs, or raise fs.file-max', { status: code });
+  if (code === 'ENFILE')
+    return new BrokerError(
+      'RESOURCE_EXHAUSTED',
+      'the system has too many open files (ENFILE); close some programs, or raise fs.file-max',
+      { status: code },
+    );
   return undefined;
 }
 
@@ -74,7 +91,10 @@ const OPEN_FILE_LIMIT = process.platform === 'linux' ? openFileLimit() : undefin
 
 function openFileLimit(): number | undefined {
   try {
-    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const line = fs
+      .readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
     const soft = Number(line?.split(/\s{2,}/)[1]);
     return Number.isInteger(soft) ? soft : undefined;
   } catch {

@@ -10,14 +10,24 @@ export type Logger = PinoLogger;
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 const REDACT_PATHS = [
-  'value', '*.value',
-  'token', '*.token',
-  'secret', '*.secret',
-  'password', '*.password',
-  'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization',
-  'secret_id', '*.secret_id',
-  'client_token', '*.client_token',
-  'SecretString', '*.SecretString',
+  'value',
+  '*.value',
+  'token',
+  '*.token',
+  'secret',
+  '*.secret',
+  'password',
+  '*.password',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'secret_id',
+  '*.secret_id',
+  'client_token',
+  '*.client_token',
+  'SecretString',
+  '*.SecretString',
 ];
 
 export interface LoggerOptions {
@@ -47,7 +57,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   // Synchronous writes: a crash must not lose the lines that explain it.
   const destination =
     options.destination ??
-    (options.pretty ? { write: (line: string) => void fs.writeSync(2, formatLogLine(line)) } : pino.destination({ dest: 2, sync: true }));
+    (options.pretty
+      ? { write: (line: string) => void fs.writeSync(2, formatLogLine(line)) }
+      : pino.destination({ dest: 2, sync: true }));
   return pino(
     {
       name: 'keybroker',
@@ -75,7 +87,14 @@ function serializeError(err: unknown): Record<string, unknown> {
   return { type: typeof err };
 }
 
-const LEVEL_NAMES: Readonly<Record<number, string>> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+const LEVEL_NAMES: Readonly<Record<number, string>> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
 /** Shown by the line's layout (time, level, message) or the same on every line (name, pid). */
 const LAYOUT_KEYS = new Set(['level', 'time', 'msg', 'name', 'pid', 'hostname']);
 
@@ -105,7 +124,8 @@ export function formatLogLine(json: string): string {
 function formatField(key: string, value: unknown): string {
   if (key === 'err' && value && typeof value === 'object') {
     const e = value as { code?: unknown; message?: unknown; type?: unknown };
-    if (typeof e.message === 'string') return JSON.stringify(`${typeof e.code === 'string' ? `${e.code}: ` : ''}${e.message}`);
+    if (typeof e.message === 'string')
+      return JSON.stringify(`${typeof e.code === 'string' ? `${e.code}: ` : ''}${e.message}`);
     return String(e.code ?? e.type ?? 'error');
   }
   if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);

@@ -150,7 +150,10 @@ export class ServedValues {
   /** Byte ranges of `text` equal to a served value. */
   find(text: Buffer): Array<[number, number]> {
     const ranges: Array<[number, number]> = [];
-    const lengths = [...this.#byLength.entries()].filter(([, set]) => set.size > 0).map(([length]) => length).sort((a, b) => b - a);
+    const lengths = [...this.#byLength.entries()]
+      .filter(([, set]) => set.size > 0)
+      .map(([length]) => length)
+      .sort((a, b) => b - a);
     for (const length of lengths) {
       const set = this.#byLength.get(length)!;
       for (let i = 0; i + length <= text.length; i++) {

@@ -56,8 +56,14 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
   const loadSdk = (): Promise<Sdk> => {
     sdk ??= import('@aws-sdk/credential-providers').catch((err: unknown) => {
       sdk = undefined;
-      init.log.error({ errName: err instanceof Error ? err.name : typeof err }, 'could not load @aws-sdk/credential-providers');
-      throw new BrokerError('SOURCE_ERROR', 'the AWS SDK (@aws-sdk/credential-providers) could not be loaded — is the install complete? (npm ci)');
+      init.log.error(
+        { errName: err instanceof Error ? err.name : typeof err },
+        'could not load @aws-sdk/credential-providers',
+      );
+      throw new BrokerError(
+        'SOURCE_ERROR',
+        'the AWS SDK (@aws-sdk/credential-providers) could not be loaded — is the install complete? (npm ci)',
+      );
     });
     return sdk;
   };
@@ -69,7 +75,10 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
       const overrides = parseAwsSettings(options.overrides, `profiles.${options.profile}.aws:`);
       const named = parseProfileName(uri);
       if (named !== undefined && overrides.profile !== undefined && overrides.profile !== named) {
-        throw new BrokerError('CONFIG_INVALID', `names two AWS profiles: "${named}" in the source and "${overrides.profile}" in its aws: block — keep one`);
+        throw new BrokerError(
+          'CONFIG_INVALID',
+          `names two AWS profiles: "${named}" in the source and "${overrides.profile}" in its aws: block — keep one`,
+        );
       }
       const profile = named ?? overrides.profile ?? settings.profile;
       return {
@@ -106,7 +115,11 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
         credentials = await abortable(provider(), ctx.signal, (s) => abortError(s, ref));
       } catch (err) {
         const mapped = translateAwsCredentialsError(err, ref, env);
-        if (!(err instanceof BrokerError)) ctx.log.debug({ errName: errorName(err), code: mapped.code, status: mapped.status }, 'AWS credential resolution failed');
+        if (!(err instanceof BrokerError))
+          ctx.log.debug(
+            { errName: errorName(err), code: mapped.code, status: mapped.status },
+            'AWS credential resolution failed',
+          );
         throw mapped;
       }
       return toFetchResult(credentials, ref, Date.now(), ctx.log);
@@ -120,7 +133,10 @@ function parseProfileName(uri: string): string | undefined {
   const rest = uri.slice(SCHEME.length);
   if (rest === '' || rest === '//') return undefined;
   if (!rest.startsWith('//')) {
-    throw new BrokerError('CONFIG_INVALID', 'write aws-credentials://PROFILE (an AWS profile name) or aws-credentials:// for the SDK default chain');
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      'write aws-credentials://PROFILE (an AWS profile name) or aws-credentials:// for the SDK default chain',
+    );
   }
   const name = rest.slice(2);
   if (!PROFILE_NAME.test(name)) {
@@ -139,12 +155,26 @@ export function ttlBeforeExpiry(remainingMs: number): number {
 
 function toFetchResult(credentials: AwsCredentials, ref: AwsCredentialsRef, now: number, log: Logger): FetchResult {
   const { accessKeyId, secretAccessKey, sessionToken } = credentials;
-  if (typeof accessKeyId !== 'string' || accessKeyId === '' || typeof secretAccessKey !== 'string' || secretAccessKey === '') {
-    throw new BrokerError('INVALID_VALUE', `${ref.label}: the AWS SDK returned credentials without an access key id or secret key`);
+  if (
+    typeof accessKeyId !== 'string' ||
+    accessKeyId === '' ||
+    typeof secretAccessKey !== 'string' ||
+    secretAccessKey === ''
+  ) {
+    throw new BrokerError(
+      'INVALID_VALUE',
+      `${ref.label}: the AWS SDK returned credentials without an access key id or secret key`,
+    );
   }
-  const expiration = credentials.expiration instanceof Date && Number.isFinite(credentials.expiration.getTime()) ? credentials.expiration : undefined;
+  const expiration =
+    credentials.expiration instanceof Date && Number.isFinite(credentials.expiration.getTime())
+      ? credentials.expiration
+      : undefined;
   if (expiration && expiration.getTime() <= now) {
-    throw new BrokerError('AUTH_REQUIRED', `${ref.label}: the credentials expired at ${expiration.toISOString()} — ${refreshHint(ref)}`);
+    throw new BrokerError(
+      'AUTH_REQUIRED',
+      `${ref.label}: the credentials expired at ${expiration.toISOString()} — ${refreshHint(ref)}`,
+    );
   }
   const body: Record<string, string> = { AccessKeyId: accessKeyId, SecretAccessKey: secretAccessKey };
   if (typeof sessionToken === 'string' && sessionToken !== '') body.SessionToken = sessionToken;
@@ -157,25 +187,54 @@ function toFetchResult(credentials: AwsCredentials, ref: AwsCredentialsRef, now:
     result.expiresAt = expiration.getTime();
     result.version = `expires ${expiration.toISOString()}`;
   }
-  log.debug({ temporary: body.SessionToken !== undefined, expiresAt: body.Expiration ?? null }, 'AWS credentials resolved');
+  log.debug(
+    { temporary: body.SessionToken !== undefined, expiresAt: body.Expiration ?? null },
+    'AWS credentials resolved',
+  );
   return result;
 }
 
 function refreshHint(ref: AwsCredentialsRef): string {
-  return ref.profile !== undefined ? `refresh them (for SSO: aws sso login --profile ${ref.profile})` : 'refresh them (for SSO: aws sso login)';
+  return ref.profile !== undefined
+    ? `refresh them (for SSO: aws sso login --profile ${ref.profile})`
+    : 'refresh them (for SSO: aws sso login)';
 }
 
 function filesHint(env: NodeJS.ProcessEnv): string {
   return `${env.AWS_CONFIG_FILE || '~/.aws/config'} and ${env.AWS_SHARED_CREDENTIALS_FILE || '~/.aws/credentials'}`;
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ECONNABORTED',
+]);
 const AUTH_REJECTED = new Set([
-  'ExpiredToken', 'ExpiredTokenException', 'InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch',
-  'IncompleteSignature', 'InvalidIdentityToken', 'IDPRejectedClaim', 'UnauthorizedException', 'InvalidGrantException',
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'SignatureDoesNotMatch',
+  'IncompleteSignature',
+  'InvalidIdentityToken',
+  'IDPRejectedClaim',
+  'UnauthorizedException',
+  'InvalidGrantException',
 ]);
 const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'ForbiddenException', 'RegionDisabledException']);
-const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'SlowDown']);
+const THROTTLED = new Set([
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'SlowDown',
+]);
 const KNOWN_SERVICE_ERRORS = new Set([...AUTH_REJECTED, ...DENIED, ...THROTTLED]);
 
 /**
@@ -183,7 +242,11 @@ const KNOWN_SERVICE_ERRORS = new Set([...AUTH_REJECTED, ...DENIED, ...THROTTLED]
  * metadata, a credential_process's output or a service message, so none of its text is copied —
  * it is only matched against the SDK's known messages to pick a code and write our own words.
  */
-export function translateAwsCredentialsError(err: unknown, ref: AwsCredentialsRef, env: NodeJS.ProcessEnv = {}): BrokerError {
+export function translateAwsCredentialsError(
+  err: unknown,
+  ref: AwsCredentialsRef,
+  env: NodeJS.ProcessEnv = {},
+): BrokerError {
   if (err instanceof BrokerError) return err;
   const who = ref.profile !== undefined ? `AWS profile "${ref.profile}"` : 'the AWS SDK default chain';
   const name = errorName(err);
@@ -193,55 +256,123 @@ export function translateAwsCredentialsError(err: unknown, ref: AwsCredentialsRe
   const httpStatus = typeof status === 'number' ? status : undefined;
   // The SSO provider re-throws service errors as CredentialsProviderError("<Name>: …"): recover the name.
   const named = /^([A-Z][A-Za-z]+): /.exec(message)?.[1];
-  const serviceName = httpStatus !== undefined ? name : named !== undefined && (KNOWN_SERVICE_ERRORS.has(named) || named.endsWith('Exception')) ? named : undefined;
+  const serviceName =
+    httpStatus !== undefined
+      ? name
+      : named !== undefined && (KNOWN_SERVICE_ERRORS.has(named) || named.endsWith('Exception'))
+        ? named
+        : undefined;
 
-  if ((typeof errno === 'string' && NETWORK_CODES.has(errno)) || name === 'TimeoutError' || name === 'RequestTimeout' || /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT)\b/.test(message)) {
+  if (
+    (typeof errno === 'string' && NETWORK_CODES.has(errno)) ||
+    name === 'TimeoutError' ||
+    name === 'RequestTimeout' ||
+    /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT)\b/.test(message)
+  ) {
     const code = typeof errno === 'string' ? errno : (/\b(E[A-Z_]+)\b/.exec(message)?.[1] ?? name);
-    return new BrokerError('UNAVAILABLE', `${ref.label}: could not reach AWS (STS/SSO) to resolve ${who} (${code})`, { status: code });
+    return new BrokerError('UNAVAILABLE', `${ref.label}: could not reach AWS (STS/SSO) to resolve ${who} (${code})`, {
+      status: code,
+    });
   }
   if (serviceName !== undefined) {
     const s = httpStatus ?? serviceName;
     if (AUTH_REJECTED.has(serviceName) || httpStatus === 401) {
-      return new BrokerError('AUTH_REQUIRED', `${ref.label}: AWS rejected the credentials behind ${who} (${serviceName}) — ${refreshHint(ref)}`, { status: s });
+      return new BrokerError(
+        'AUTH_REQUIRED',
+        `${ref.label}: AWS rejected the credentials behind ${who} (${serviceName}) — ${refreshHint(ref)}`,
+        { status: s },
+      );
     }
     if (DENIED.has(serviceName) || httpStatus === 403) {
-      return new BrokerError('PERMISSION_DENIED', `${ref.label}: AWS denied ${who} (${serviceName}) — check the role's trust policy and your permissions to assume it`, { status: s });
+      return new BrokerError(
+        'PERMISSION_DENIED',
+        `${ref.label}: AWS denied ${who} (${serviceName}) — check the role's trust policy and your permissions to assume it`,
+        { status: s },
+      );
     }
     if (THROTTLED.has(serviceName) || httpStatus === 429) {
-      return new BrokerError('RATE_LIMITED', `${ref.label}: AWS throttled the request for ${who} (${serviceName}); retrying later`, { status: s });
+      return new BrokerError(
+        'RATE_LIMITED',
+        `${ref.label}: AWS throttled the request for ${who} (${serviceName}); retrying later`,
+        { status: s },
+      );
     }
     if (serviceName === 'ResourceNotFoundException' || httpStatus === 404) {
-      return new BrokerError('NOT_FOUND', `${ref.label}: AWS found no such account or role for ${who} (${serviceName})`, { status: s });
+      return new BrokerError(
+        'NOT_FOUND',
+        `${ref.label}: AWS found no such account or role for ${who} (${serviceName})`,
+        { status: s },
+      );
     }
     if (httpStatus !== undefined && httpStatus >= 500) {
-      return new BrokerError('UNAVAILABLE', `${ref.label}: AWS answered ${httpStatus} (${serviceName}) for ${who}; retrying later`, { status: s });
+      return new BrokerError(
+        'UNAVAILABLE',
+        `${ref.label}: AWS answered ${httpStatus} (${serviceName}) for ${who}; retrying later`,
+        { status: s },
+      );
     }
     if (httpStatus !== undefined) {
-      return new BrokerError('SOURCE_ERROR', `${ref.label}: AWS refused the request for ${who} (${serviceName}, HTTP ${httpStatus})`, { status: s });
+      return new BrokerError(
+        'SOURCE_ERROR',
+        `${ref.label}: AWS refused the request for ${who} (${serviceName}, HTTP ${httpStatus})`,
+        { status: s },
+      );
     }
   }
-  if (/Could not resolve credentials using profile|could not be found in shared credentials file|Profile \S+ was not found/.test(message)) {
-    return new BrokerError('NOT_FOUND', `${ref.label}: ${who} is not in ${filesHint(env)}, or has no credentials there — check the name (aws configure list-profiles)`);
+  if (
+    /Could not resolve credentials using profile|could not be found in shared credentials file|Profile \S+ was not found/.test(
+      message,
+    )
+  ) {
+    return new BrokerError(
+      'NOT_FOUND',
+      `${ref.label}: ${who} is not in ${filesHint(env)}, or has no credentials there — check the name (aws configure list-profiles)`,
+    );
   }
   if (/SSO session|SSO Token|sso login|Token is expired|SSO session token/i.test(message)) {
-    return new BrokerError('AUTH_REQUIRED', `${ref.label}: the SSO session of ${who} has expired or is missing — run: aws sso login${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''}`);
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ref.label}: the SSO session of ${who} has expired or is missing — run: aws sso login${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''}`,
+    );
   }
   if (/multi-factor authentication/.test(message)) {
-    return new BrokerError('AUTH_REQUIRED', `${ref.label}: ${who} needs an MFA code and the daemon cannot prompt — use an SSO profile, or a credential_process that caches its session`);
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ref.label}: ${who} needs an MFA code and the daemon cannot prompt — use an SSO profile, or a credential_process that caches its session`,
+    );
   }
   if (/credential_process returned expired credentials/.test(message)) {
-    return new BrokerError('AUTH_REQUIRED', `${ref.label}: the credential_process of ${who} returned expired credentials — ${refreshHint(ref)}`);
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ref.label}: the credential_process of ${who} returned expired credentials — ${refreshHint(ref)}`,
+    );
   }
   if (/credential_process|Command failed/.test(message)) {
-    return new BrokerError('SOURCE_ERROR', `${ref.label}: the credential_process of ${who} failed or printed no valid credentials — run it by hand to see why`);
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `${ref.label}: the credential_process of ${who} failed or printed no valid credentials — run it by hand to see why`,
+    );
   }
   if (/Could not load credentials from any providers|EC2 Instance Metadata Service access disabled/.test(message)) {
-    return new BrokerError('AUTH_REQUIRED', `${ref.label}: the AWS SDK found no credentials (environment, SSO, ${filesHint(env)}, credential_process, web identity, instance metadata) — run aws configure or aws sso login, or name a profile: aws-credentials://PROFILE`);
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ref.label}: the AWS SDK found no credentials (environment, SSO, ${filesHint(env)}, credential_process, web identity, instance metadata) — run aws configure or aws sso login, or name a profile: aws-credentials://PROFILE`,
+    );
   }
-  if (/Detected a cycle|Unsupported credential source|Incomplete configuration|Conflicting SSO|invalid SSO credentials|missing required property|is not configured with SSO/.test(message)) {
-    return new BrokerError('SOURCE_ERROR', `${ref.label}: ${who} is misconfigured in ${filesHint(env)} (check it with: aws configure list${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''})`);
+  if (
+    /Detected a cycle|Unsupported credential source|Incomplete configuration|Conflicting SSO|invalid SSO credentials|missing required property|is not configured with SSO/.test(
+      message,
+    )
+  ) {
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `${ref.label}: ${who} is misconfigured in ${filesHint(env)} (check it with: aws configure list${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''})`,
+    );
   }
-  return new BrokerError('SOURCE_ERROR', `${ref.label}: could not resolve ${who} (${name}; details withheld, run the daemon with --log-level debug)`);
+  return new BrokerError(
+    'SOURCE_ERROR',
+    `${ref.label}: could not resolve ${who} (${name}; details withheld, run the daemon with --log-level debug)`,
+  );
 }
 
 function errorName(err: unknown): string {
@@ -251,7 +382,15 @@ function errorName(err: unknown): string {
 /** The SDK's logger: its debug chatter is dropped; warnings are kept, cut short. */
 function quietSdkLogger(log: Logger) {
   const warn = (...args: unknown[]): void => {
-    log.warn({ sdkWarning: args.filter((a) => typeof a === 'string').join(' ').slice(0, 300) }, 'AWS SDK warning');
+    log.warn(
+      {
+        sdkWarning: args
+          .filter((a) => typeof a === 'string')
+          .join(' ')
+          .slice(0, 300),
+      },
+      'AWS SDK warning',
+    );
   };
   const drop = (): void => {};
   return { debug: drop, info: drop, trace: drop, warn, error: warn };

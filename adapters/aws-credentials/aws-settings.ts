@@ -19,7 +19,8 @@ export function parseAwsSettings(raw: unknown, where: string): AwsSettings {
   const result = awsSettingsSchema.safeParse(raw);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
-    if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known keys: ${KNOWN_KEYS})`;
+    if (issue.code === 'unrecognized_keys')
+      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (known keys: ${KNOWN_KEYS})`;
     if (issue.path.length === 0) return `must be a mapping of ${KNOWN_KEYS}`;
     return issue.message.replace(/^Invalid input: /, '');
   });

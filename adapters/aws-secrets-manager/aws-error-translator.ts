@@ -36,22 +36,68 @@ export interface TranslatedError {
 }
 
 // AWS error codes by meaning (AWS common errors + the Secrets Manager API reference).
-const THROTTLING = new Set(['ThrottlingException', 'Throttling', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled', 'RequestThrottledException', 'SlowDown', 'LimitExceededException']);
-const SERVER = new Set(['InternalServiceError', 'InternalFailure', 'InternalServerError', 'ServiceUnavailable', 'ServiceUnavailableException']);
-const UNKNOWN_KEY = new Set(['UnrecognizedClientException', 'InvalidClientTokenId', 'InvalidAccessKeyId', 'MissingAuthenticationTokenException', 'MissingAuthenticationToken']);
-const BAD_SIGNATURE = new Set(['InvalidSignatureException', 'SignatureDoesNotMatch', 'IncompleteSignatureException', 'IncompleteSignature']);
+const THROTTLING = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'SlowDown',
+  'LimitExceededException',
+]);
+const SERVER = new Set([
+  'InternalServiceError',
+  'InternalFailure',
+  'InternalServerError',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+]);
+const UNKNOWN_KEY = new Set([
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+  'InvalidAccessKeyId',
+  'MissingAuthenticationTokenException',
+  'MissingAuthenticationToken',
+]);
+const BAD_SIGNATURE = new Set([
+  'InvalidSignatureException',
+  'SignatureDoesNotMatch',
+  'IncompleteSignatureException',
+  'IncompleteSignature',
+]);
 const EXPIRED = new Set(['ExpiredTokenException', 'ExpiredToken', 'RequestExpired']);
-const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'EPROTO', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+const NETWORK = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'EPROTO',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 const NO_CREDENTIALS = 'Could not load credentials from any providers';
 
 /** The parts of an SDK error that are safe to log: names and numbers, never its message. */
 export function describeAwsError(err: unknown): Record<string, string | number> {
   const out: Record<string, string | number> = { errName: errorName(err) };
-  const e = err as { $metadata?: { httpStatusCode?: number; requestId?: string; attempts?: number }; code?: unknown } | null;
+  const e = err as {
+    $metadata?: { httpStatusCode?: number; requestId?: string; attempts?: number };
+    code?: unknown;
+  } | null;
   if (e && typeof e === 'object') {
     if (typeof e.$metadata?.httpStatusCode === 'number') out.httpStatus = e.$metadata.httpStatusCode;
-    if (typeof e.$metadata?.requestId === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(e.$metadata.requestId)) out.requestId = e.$metadata.requestId;
+    if (typeof e.$metadata?.requestId === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(e.$metadata.requestId))
+      out.requestId = e.$metadata.requestId;
     if (typeof e.$metadata?.attempts === 'number') out.attempts = e.$metadata.attempts;
     if (typeof e.code === 'string' && /^[A-Z0-9_]{1,40}$/.test(e.code)) out.errCode = e.code;
   }
@@ -62,16 +108,25 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
   if (err instanceof BrokerError) return { error: err, kind: 'other' };
   const where = whereText(ctx);
   if (ctx.signal?.aborted) {
-    return { error: asBrokerError(ctx.signal.reason, 'TIMEOUT', `${ctx.label}: stopped before Secrets Manager answered`), kind: 'aborted' };
+    return {
+      error: asBrokerError(ctx.signal.reason, 'TIMEOUT', `${ctx.label}: stopped before Secrets Manager answered`),
+      kind: 'aborted',
+    };
   }
   const name = errorName(err);
   const status = httpStatus(err);
 
   if (name === 'CredentialsProviderError' || name === 'TokenProviderError') {
-    return { error: await credentialChainError(err, { label: ctx.label, profile: ctx.profile, env: ctx.env }), kind: 'credentials' };
+    return {
+      error: await credentialChainError(err, { label: ctx.label, profile: ctx.profile, env: ctx.env }),
+      kind: 'credentials',
+    };
   }
   if (name === 'AbortError') {
-    return { error: new BrokerError('TIMEOUT', `${ctx.label}: stopped before Secrets Manager answered`), kind: 'aborted' };
+    return {
+      error: new BrokerError('TIMEOUT', `${ctx.label}: stopped before Secrets Manager answered`),
+      kind: 'aborted',
+    };
   }
   if (isRegionMissing(err)) {
     return {
@@ -83,47 +138,93 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     };
   }
 
-  const service = (code: ConstructorParameters<typeof BrokerError>[0], message: string, transient?: boolean): TranslatedError => ({
+  const service = (
+    code: ConstructorParameters<typeof BrokerError>[0],
+    message: string,
+    transient?: boolean,
+  ): TranslatedError => ({
     error: new BrokerError(code, message, { status: name, ...(transient !== undefined && { transient }) }),
     kind: 'service',
   });
   switch (true) {
     case name === 'ResourceNotFoundException': {
-      const version = ctx.versionStage !== undefined ? ` has no version labelled ${ctx.versionStage}, or` : ctx.versionId !== undefined ? ` has no version ${ctx.versionId}, or` : '';
-      return service('NOT_FOUND', `${ctx.label}: secret "${ctx.secretId}"${version} does not exist ${where} — check the name, the region and the account the credentials belong to`);
+      const version =
+        ctx.versionStage !== undefined
+          ? ` has no version labelled ${ctx.versionStage}, or`
+          : ctx.versionId !== undefined
+            ? ` has no version ${ctx.versionId}, or`
+            : '';
+      return service(
+        'NOT_FOUND',
+        `${ctx.label}: secret "${ctx.secretId}"${version} does not exist ${where} — check the name, the region and the account the credentials belong to`,
+      );
     }
     case name === 'AccessDeniedException':
-      return service('PERMISSION_DENIED', `${ctx.label}: access denied reading secret "${ctx.secretId}" ${where} — the caller needs secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key if that is a customer managed key)`);
+      return service(
+        'PERMISSION_DENIED',
+        `${ctx.label}: access denied reading secret "${ctx.secretId}" ${where} — the caller needs secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key if that is a customer managed key)`,
+      );
     case name === 'DecryptionFailure':
-      return service('PERMISSION_DENIED', `${ctx.label}: Secrets Manager could not decrypt secret "${ctx.secretId}" ${where} — the caller needs kms:Decrypt on the secret's KMS key, and the key must be enabled`);
+      return service(
+        'PERMISSION_DENIED',
+        `${ctx.label}: Secrets Manager could not decrypt secret "${ctx.secretId}" ${where} — the caller needs kms:Decrypt on the secret's KMS key, and the key must be enabled`,
+      );
     case name === 'InvalidRequestException':
-      return service('SOURCE_ERROR', `${ctx.label}: Secrets Manager refused to read secret "${ctx.secretId}" ${where} (InvalidRequestException) — it is probably scheduled for deletion (restore it with: aws secretsmanager restore-secret --secret-id ${ctx.secretId})`);
+      return service(
+        'SOURCE_ERROR',
+        `${ctx.label}: Secrets Manager refused to read secret "${ctx.secretId}" ${where} (InvalidRequestException) — it is probably scheduled for deletion (restore it with: aws secretsmanager restore-secret --secret-id ${ctx.secretId})`,
+      );
     case name === 'InvalidParameterException':
-      return service('CONFIG_INVALID', `${ctx.label}: Secrets Manager says a parameter is invalid (InvalidParameterException) — check the secret id, versionStage and versionId`);
+      return service(
+        'CONFIG_INVALID',
+        `${ctx.label}: Secrets Manager says a parameter is invalid (InvalidParameterException) — check the secret id, versionStage and versionId`,
+      );
     case THROTTLING.has(name) || status === 429: {
       // The SDK has already retried (within the profile timeout); what the last answer asked for
       // is what keybroker's own retry waits for.
       const retryAfterMs = parseRetryAfter(responseHeader(err, 'retry-after'), Date.now());
       const wait = retryAfterMs !== undefined ? `; retrying in ${formatDuration(retryAfterMs)} as it asks` : '';
       return {
-        error: new BrokerError('RATE_LIMITED', `${ctx.label}: Secrets Manager is throttling requests ${where} (${name}) — it was retried; keybroker serves the cached value meanwhile${wait}`, {
-          status: name,
-          ...(retryAfterMs !== undefined && { retryAfterMs }),
-        }),
+        error: new BrokerError(
+          'RATE_LIMITED',
+          `${ctx.label}: Secrets Manager is throttling requests ${where} (${name}) — it was retried; keybroker serves the cached value meanwhile${wait}`,
+          {
+            status: name,
+            ...(retryAfterMs !== undefined && { retryAfterMs }),
+          },
+        ),
         kind: 'service',
       };
     }
     case SERVER.has(name) || (status !== undefined && status >= 500):
-      return service('UNAVAILABLE', `${ctx.label}: Secrets Manager had a server error ${where} (${name}${status ? `, HTTP ${status}` : ''}) — it was retried; try again later`);
+      return service(
+        'UNAVAILABLE',
+        `${ctx.label}: Secrets Manager had a server error ${where} (${name}${status ? `, HTTP ${status}` : ''}) — it was retried; try again later`,
+      );
     case UNKNOWN_KEY.has(name):
-      return { ...service('AUTH_REQUIRED', `${ctx.label}: AWS does not recognise the access key ${credentialSourceText(ctx)} (${name}) — the credentials are wrong, deleted or for another partition; check them with: aws sts get-caller-identity${profileFlag(ctx)}`), kind: 'credentials' };
+      return {
+        ...service(
+          'AUTH_REQUIRED',
+          `${ctx.label}: AWS does not recognise the access key ${credentialSourceText(ctx)} (${name}) — the credentials are wrong, deleted or for another partition; check them with: aws sts get-caller-identity${profileFlag(ctx)}`,
+        ),
+        kind: 'credentials',
+      };
     case BAD_SIGNATURE.has(name):
-      return { ...service('AUTH_REQUIRED', `${ctx.label}: AWS rejected the request signature ${credentialSourceText(ctx)} (${name}) — the secret access key does not match the access key id; fix the credentials`), kind: 'credentials' };
+      return {
+        ...service(
+          'AUTH_REQUIRED',
+          `${ctx.label}: AWS rejected the request signature ${credentialSourceText(ctx)} (${name}) — the secret access key does not match the access key id; fix the credentials`,
+        ),
+        kind: 'credentials',
+      };
     case EXPIRED.has(name):
       return {
-        ...service('AUTH_REQUIRED', name === 'RequestExpired'
-          ? `${ctx.label}: AWS says the request expired (RequestExpired) — check this machine's clock`
-          : `${ctx.label}: the AWS session credentials ${credentialSourceText(ctx)} have expired (${name}) — refresh them (for an SSO profile run: aws sso login${profileFlag(ctx)})`),
+        ...service(
+          'AUTH_REQUIRED',
+          name === 'RequestExpired'
+            ? `${ctx.label}: AWS says the request expired (RequestExpired) — check this machine's clock`
+            : `${ctx.label}: the AWS session credentials ${credentialSourceText(ctx)} have expired (${name}) — refresh them (for an SSO profile run: aws sso login${profileFlag(ctx)})`,
+        ),
         kind: 'credentials',
       };
     case status === 403:
@@ -133,21 +234,38 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
   const errno = errnoCode(err);
   if (name === 'TimeoutError' || (errno !== undefined && NETWORK.has(errno))) {
     return {
-      error: new BrokerError('UNAVAILABLE', `${ctx.label}: could not reach Secrets Manager ${endpointText(ctx)} (${errno ?? name}) — check the network${ctx.endpoint ? ' and the endpoint setting' : ''}`, { status: errno ?? name }),
+      error: new BrokerError(
+        'UNAVAILABLE',
+        `${ctx.label}: could not reach Secrets Manager ${endpointText(ctx)} (${errno ?? name}) — check the network${ctx.endpoint ? ' and the endpoint setting' : ''}`,
+        { status: errno ?? name },
+      ),
       kind: 'network',
     };
   }
   if (status !== undefined) {
-    return service('SOURCE_ERROR', `${ctx.label}: Secrets Manager answered ${name} (HTTP ${status}) for secret "${ctx.secretId}" ${where}`);
+    return service(
+      'SOURCE_ERROR',
+      `${ctx.label}: Secrets Manager answered ${name} (HTTP ${status}) for secret "${ctx.secretId}" ${where}`,
+    );
   }
-  return { error: new BrokerError('SOURCE_ERROR', `${ctx.label}: unexpected ${name} from the AWS SDK (details withheld; run the daemon with --log-level debug)`, { status: name }), kind: 'other' };
+  return {
+    error: new BrokerError(
+      'SOURCE_ERROR',
+      `${ctx.label}: unexpected ${name} from the AWS SDK (details withheld; run the daemon with --log-level debug)`,
+      { status: name },
+    ),
+    kind: 'other',
+  };
 }
 
 /**
  * A failure of the SDK's credential chain, as one actionable line: an SSO profile without a
  * valid login says which command to run; an empty chain says which sources were tried.
  */
-export async function credentialChainError(err: unknown, ctx: { label: string; profile: string | undefined; env: NodeJS.ProcessEnv }): Promise<BrokerError> {
+export async function credentialChainError(
+  err: unknown,
+  ctx: { label: string; profile: string | undefined; env: NodeJS.ProcessEnv },
+): Promise<BrokerError> {
   const profile = ctx.profile ?? nonEmpty(ctx.env.AWS_PROFILE) ?? 'default';
   const named = ctx.profile !== undefined || nonEmpty(ctx.env.AWS_PROFILE) !== undefined;
   const message = err instanceof Error ? err.message : '';
@@ -159,30 +277,55 @@ export async function credentialChainError(err: unknown, ctx: { label: string; p
   // Anything but a provider error (the SDK throws a TypeError for an sso_session it cannot
   // find) means the settings could not be used at all: logging in again would not help.
   const providerError = status === 'CredentialsProviderError' || status === 'TokenProviderError';
-  const ssoConfigProblem = !providerError || /configured with invalid SSO|could not be found in shared credentials|missing required property|Conflicting SSO/i.test(message);
+  const ssoConfigProblem =
+    !providerError ||
+    /configured with invalid SSO|could not be found in shared credentials|missing required property|Conflicting SSO/i.test(
+      message,
+    );
   const ssoLoginHint = /sso login|SSO session|SSO Token|Token is expired|UnauthorizedException/i.test(message);
   if ((info.sso || ssoLoginHint) && !ssoConfigProblem && message !== NO_CREDENTIALS) {
-    return new BrokerError('AUTH_REQUIRED', `${ctx.label}: AWS profile "${profile}" signs in with IAM Identity Center (SSO) and has no valid login — run: aws sso login --profile ${profile}`, { status });
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ctx.label}: AWS profile "${profile}" signs in with IAM Identity Center (SSO) and has no valid login — run: aws sso login --profile ${profile}`,
+      { status },
+    );
   }
   if (info.sso && ssoConfigProblem) {
-    return new BrokerError('AUTH_REQUIRED', `${ctx.label}: the SSO settings of AWS profile "${profile}" in ${info.configFile} are incomplete — it needs sso_session (or sso_start_url and sso_region), sso_account_id and sso_role_name; run: aws configure sso --profile ${profile}`, { status });
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ctx.label}: the SSO settings of AWS profile "${profile}" in ${info.configFile} are incomplete — it needs sso_session (or sso_start_url and sso_region), sso_account_id and sso_role_name; run: aws configure sso --profile ${profile}`,
+      { status },
+    );
   }
   if (message === NO_CREDENTIALS || (named && !info.inConfig && !info.inCredentials)) {
     const tried: string[] = [];
     if (named) tried.push(`environment keys (skipped: a profile is named)`);
-    else tried.push(`environment keys (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY ${ctx.env.AWS_ACCESS_KEY_ID ? 'incomplete' : 'not set'})`);
+    else
+      tried.push(
+        `environment keys (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY ${ctx.env.AWS_ACCESS_KEY_ID ? 'incomplete' : 'not set'})`,
+      );
     tried.push(
       info.inConfig || info.inCredentials
         ? `profile "${profile}" (found, but it has no usable credentials)`
         : `profile "${profile}" in ${info.configFile} and ${info.credentialsFile} (not found)`,
     );
     tried.push(`web identity (AWS_WEB_IDENTITY_TOKEN_FILE ${ctx.env.AWS_WEB_IDENTITY_TOKEN_FILE ? 'set' : 'not set'})`);
-    if (ctx.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || ctx.env.AWS_CONTAINER_CREDENTIALS_FULL_URI) tried.push('the container credentials endpoint (no answer)');
-    else if (ctx.env.AWS_EC2_METADATA_DISABLED && ctx.env.AWS_EC2_METADATA_DISABLED !== 'false') tried.push('EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)');
+    if (ctx.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || ctx.env.AWS_CONTAINER_CREDENTIALS_FULL_URI)
+      tried.push('the container credentials endpoint (no answer)');
+    else if (ctx.env.AWS_EC2_METADATA_DISABLED && ctx.env.AWS_EC2_METADATA_DISABLED !== 'false')
+      tried.push('EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)');
     else tried.push('EC2 instance metadata (no answer)');
-    return new BrokerError('AUTH_REQUIRED', `${ctx.label}: no AWS credentials found — tried ${tried.join('; ')}. Run aws configure or aws sso login, or name a profile in the aws: block`, { status });
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ctx.label}: no AWS credentials found — tried ${tried.join('; ')}. Run aws configure or aws sso login, or name a profile in the aws: block`,
+      { status },
+    );
   }
-  return new BrokerError('AUTH_REQUIRED', `${ctx.label}: could not get AWS credentials for profile "${profile}" (${status}) — check them with: aws sts get-caller-identity --profile ${profile}`, { status });
+  return new BrokerError(
+    'AUTH_REQUIRED',
+    `${ctx.label}: could not get AWS credentials for profile "${profile}" (${status}) — check them with: aws sts get-caller-identity --profile ${profile}`,
+    { status },
+  );
 }
 
 interface ProfileInfo {
@@ -301,7 +444,8 @@ function httpStatus(err: unknown): number | undefined {
 function responseHeader(err: unknown, name: string): string | undefined {
   const headers = (err as { $response?: { headers?: unknown } } | null)?.$response?.headers;
   if (typeof headers !== 'object' || headers === null) return undefined;
-  for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name && typeof value === 'string') return value;
+  for (const [key, value] of Object.entries(headers))
+    if (key.toLowerCase() === name && typeof value === 'string') return value;
   return undefined;
 }
 

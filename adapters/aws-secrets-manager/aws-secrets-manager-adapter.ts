@@ -24,7 +24,12 @@
 // makes N Claude Code sessions one read per TTL.
 import { isUtf8 } from 'node:buffer';
 import { Readable, Transform } from 'node:stream';
-import type { GetSecretValueCommandOutput, SecretsManagerClient, ServiceInputTypes, ServiceOutputTypes } from '@aws-sdk/client-secrets-manager';
+import type {
+  GetSecretValueCommandOutput,
+  SecretsManagerClient,
+  ServiceInputTypes,
+  ServiceOutputTypes,
+} from '@aws-sdk/client-secrets-manager';
 import type { DeserializeMiddleware } from '@smithy/types';
 import { abortable, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
@@ -74,13 +79,19 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
       (err: unknown) => {
         sdk = undefined;
         init.log.error(describeAwsError(err), 'could not load the AWS SDK');
-        throw new BrokerError('CONFIG_INVALID', 'aws-sm: the AWS SDK (@aws-sdk/client-secrets-manager) could not be loaded — is the install complete? try: npm ci');
+        throw new BrokerError(
+          'CONFIG_INVALID',
+          'aws-sm: the AWS SDK (@aws-sdk/client-secrets-manager) could not be loaded — is the install complete? try: npm ci',
+        );
       },
     );
     return sdk;
   };
 
-  const clientFor = async (region: string | undefined, settings: AwsSettings): Promise<{ key: string; entry: ClientEntry; sm: SdkModule }> => {
+  const clientFor = async (
+    region: string | undefined,
+    settings: AwsSettings,
+  ): Promise<{ key: string; entry: ClientEntry; sm: SdkModule }> => {
     const { sm, creds } = await loadSdk();
     const key = JSON.stringify([region ?? null, settings.profile ?? null, settings.endpoint ?? null]);
     let entry = clients.get(key);
@@ -104,13 +115,25 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
       const limitResponse: DeserializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
         const result = await next(args);
         const response = result.response as { body?: unknown };
-        if (response.body instanceof Readable) response.body = boundedBody(response.body, MAX_RESPONSE_BYTES, settings.endpoint);
+        if (response.body instanceof Readable)
+          response.body = boundedBody(response.body, MAX_RESPONSE_BYTES, settings.endpoint);
         return result;
       };
-      client.middlewareStack.addRelativeTo(limitResponse, { relation: 'after', toMiddleware: 'deserializerMiddleware', name: 'keybrokerResponseLimit' });
+      client.middlewareStack.addRelativeTo(limitResponse, {
+        relation: 'after',
+        toMiddleware: 'deserializerMiddleware',
+        name: 'keybrokerResponseLimit',
+      });
       entry = { client, region, profile: settings.profile, endpoint: settings.endpoint };
       clients.set(key, entry);
-      init.log.debug({ region: region ?? '(sdk default)', profile: settings.profile ?? '(sdk default)', endpoint: settings.endpoint ? hostOf(settings.endpoint) : undefined }, 'created Secrets Manager client');
+      init.log.debug(
+        {
+          region: region ?? '(sdk default)',
+          profile: settings.profile ?? '(sdk default)',
+          endpoint: settings.endpoint ? hostOf(settings.endpoint) : undefined,
+        },
+        'created Secrets Manager client',
+      );
     }
     return { key, entry, sm };
   };
@@ -122,7 +145,11 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
     info: (): void => {},
     error: (): void => {},
     warn: (...content: unknown[]): void => {
-      const text = content.filter((c) => typeof c === 'string').join(' ').replace(/\s+/g, ' ').trim();
+      const text = content
+        .filter((c) => typeof c === 'string')
+        .join(' ')
+        .replace(/\s+/g, ' ')
+        .trim();
       init.log.warn({ sdkWarning: text.slice(0, 300) }, 'the AWS SDK warned');
     },
   };
@@ -176,7 +203,10 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
           const error = ctx.signal.aborted
             ? abortReason(ctx.signal, ref)
             : await credentialChainError(err, { label: ref.label, profile: ref.settings.profile, env: init.env });
-          ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, code: error.code, ...describeAwsError(err) }, 'AWS credentials failed');
+          ctx.log.debug(
+            { secretId: ref.secretId, ms: Date.now() - started, code: error.code, ...describeAwsError(err) },
+            'AWS credentials failed',
+          );
           throw error;
         }
         stats.calls++;
@@ -191,14 +221,23 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
           stats.failed++;
           if (errorContext.region === undefined) errorContext.region = await resolvedRegion(entry.client);
           const { error, kind } = await translateSecretsManagerError(err, errorContext);
-          ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, code: error.code, attempt, ...describeAwsError(err) }, 'GetSecretValue failed');
+          ctx.log.debug(
+            { secretId: ref.secretId, ms: Date.now() - started, code: error.code, attempt, ...describeAwsError(err) },
+            'GetSecretValue failed',
+          );
           if (kind !== 'credentials') throw error;
           dropClient(key);
           if (attempt >= CREDENTIAL_ATTEMPTS || ctx.signal.aborted) throw error;
-          ctx.log.info({ secretId: ref.secretId, status: error.status }, 'AWS rejected the credentials: resolving them again and retrying once');
+          ctx.log.info(
+            { secretId: ref.secretId, status: error.status },
+            'AWS rejected the credentials: resolving them again and retrying once',
+          );
         }
       }
-      ctx.log.debug({ secretId: ref.secretId, ms: Date.now() - started, versionId: output.VersionId }, 'GetSecretValue');
+      ctx.log.debug(
+        { secretId: ref.secretId, ms: Date.now() - started, versionId: output.VersionId },
+        'GetSecretValue',
+      );
       const value = valueOf(output, ref);
       const result: FetchResult = { value };
       if (typeof output.VersionId === 'string') result.version = output.VersionId;
@@ -209,7 +248,10 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
       const notes = [`GetSecretValue calls: ${stats.calls}${stats.failed > 0 ? ` (${stats.failed} failed)` : ''}`];
       if (stats.credentialFailures > 0) notes.push(`credential lookups failed: ${stats.credentialFailures}`);
       for (const entry of clients.values()) {
-        const parts = [`region ${entry.region ?? 'from the SDK default'}`, entry.profile ? `profile ${entry.profile}` : 'default credential chain'];
+        const parts = [
+          `region ${entry.region ?? 'from the SDK default'}`,
+          entry.profile ? `profile ${entry.profile}` : 'default credential chain',
+        ];
         if (entry.endpoint) parts.push(`endpoint ${hostOf(entry.endpoint)}`);
         notes.push(`client: ${parts.join(', ')}`);
       }
@@ -236,12 +278,18 @@ function valueOf(output: GetSecretValueCommandOutput, ref: AwsSmRef): SecretValu
       if (binary.byteLength > MAX_SECRET_BYTES) throw tooLarge(ref);
       const bytes = Buffer.from(binary.buffer, binary.byteOffset, binary.byteLength);
       if (!isUtf8(bytes)) {
-        throw new BrokerError('INVALID_VALUE', `${ref.label}: the secret holds binary data that is not UTF-8 text, so it cannot be a key`);
+        throw new BrokerError(
+          'INVALID_VALUE',
+          `${ref.label}: the secret holds binary data that is not UTF-8 text, so it cannot be a key`,
+        );
       }
       if (ref.jsonKey === undefined) return SecretValue.fromBytes(bytes);
       text = bytes.toString('utf8');
     } else {
-      throw new BrokerError('INVALID_VALUE', `${ref.label}: the secret version has neither a SecretString nor a SecretBinary`);
+      throw new BrokerError(
+        'INVALID_VALUE',
+        `${ref.label}: the secret version has neither a SecretString nor a SecretBinary`,
+      );
     }
     return SecretValue.fromString(jsonField(text, ref.jsonKey, ref));
   } finally {
@@ -256,25 +304,44 @@ function jsonField(text: string, key: string, ref: AwsSmRef): string {
     data = JSON.parse(text);
   } catch {
     // JSON.parse's message quotes the text around the fault: the secret. Say only what to do.
-    throw new BrokerError('INVALID_VALUE', `${ref.label}: the secret is not JSON, so key "${key}" cannot be read from it — drop "#${key}" to use the whole secret`);
+    throw new BrokerError(
+      'INVALID_VALUE',
+      `${ref.label}: the secret is not JSON, so key "${key}" cannot be read from it — drop "#${key}" to use the whole secret`,
+    );
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new BrokerError('INVALID_VALUE', `${ref.label}: the secret is JSON but not an object, so key "${key}" cannot be read from it — drop "#${key}" to use the whole secret`);
+    throw new BrokerError(
+      'INVALID_VALUE',
+      `${ref.label}: the secret is JSON but not an object, so key "${key}" cannot be read from it — drop "#${key}" to use the whole secret`,
+    );
   }
   if (!Object.prototype.hasOwnProperty.call(data, key)) {
     // The other keys are not listed: key names are part of the secret's content.
-    throw new BrokerError('NOT_FOUND', `${ref.label}: the secret's JSON has no key "${key}" (keys are case-sensitive) — see its keys with: aws secretsmanager get-secret-value --secret-id ${ref.secretId} --query SecretString`);
+    throw new BrokerError(
+      'NOT_FOUND',
+      `${ref.label}: the secret's JSON has no key "${key}" (keys are case-sensitive) — see its keys with: aws secretsmanager get-secret-value --secret-id ${ref.secretId} --query SecretString`,
+    );
   }
   const field = (data as Record<string, unknown>)[key];
   if (typeof field !== 'string') {
-    const kind = field === null ? 'null' : Array.isArray(field) ? 'an array' : typeof field === 'object' ? 'an object' : `a ${typeof field}`;
+    const kind =
+      field === null
+        ? 'null'
+        : Array.isArray(field)
+          ? 'an array'
+          : typeof field === 'object'
+            ? 'an object'
+            : `a ${typeof field}`;
     throw new BrokerError('INVALID_VALUE', `${ref.label}: key "${key}" of the secret's JSON is ${kind}, not a string`);
   }
   return field;
 }
 
 function tooLarge(ref: AwsSmRef): BrokerError {
-  return new BrokerError('INVALID_VALUE', `${ref.label}: the secret is larger than ${MAX_SECRET_BYTES} bytes; a key is expected`);
+  return new BrokerError(
+    'INVALID_VALUE',
+    `${ref.label}: the secret is larger than ${MAX_SECRET_BYTES} bytes; a key is expected`,
+  );
 }
 
 function labelFor(ref: SecretRef, settings: AwsSettings): string {
@@ -321,7 +388,10 @@ function boundedBody(body: Readable, max: number, endpoint: string | undefined):
         return;
       }
       body.destroy();
-      const error = new BrokerError('SOURCE_ERROR', `Secrets Manager${endpoint ? ` at ${hostOf(endpoint)}` : ''} sent more than ${max} bytes for one secret: that is not a GetSecretValue answer`);
+      const error = new BrokerError(
+        'SOURCE_ERROR',
+        `Secrets Manager${endpoint ? ` at ${hostOf(endpoint)}` : ''} sent more than ${max} bytes for one secret: that is not a GetSecretValue answer`,
+      );
       // The SDK's deserializer appends a multi-line hint to any error without $metadata.
       Object.defineProperty(error, '$metadata', { value: {}, enumerable: false });
       callback(error);

@@ -28,7 +28,9 @@ export function parseAwsSettings(raw: unknown, where: string): AwsSettings {
   if (result.success) return withoutUndefined(result.data);
   const problems = result.error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((k) => `unknown key "${k}"${guessKey(k)} — known keys: ${AWS_SETTINGS_KEYS.join(', ')}`).join('; ');
+      return issue.keys
+        .map((k) => `unknown key "${k}"${guessKey(k)} — known keys: ${AWS_SETTINGS_KEYS.join(', ')}`)
+        .join('; ');
     }
     if (issue.path.length === 0) return 'must be a mapping with region, profile and/or endpoint';
     return issue.message;
@@ -46,7 +48,9 @@ export function resolveAwsSettings(settings: unknown, overrides: unknown): AwsSe
 
 function guessKey(key: string): string {
   const lower = key.toLowerCase();
-  const guess = AWS_SETTINGS_KEYS.find((k) => k === lower || (lower.length > 3 && (k.startsWith(lower.slice(0, 3)) || lower.startsWith(k.slice(0, 3)))));
+  const guess = AWS_SETTINGS_KEYS.find(
+    (k) => k === lower || (lower.length > 3 && (k.startsWith(lower.slice(0, 3)) || lower.startsWith(k.slice(0, 3)))),
+  );
   return guess && guess !== key ? ` (did you mean "${guess}"?)` : '';
 }
 

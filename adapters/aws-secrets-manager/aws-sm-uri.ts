@@ -56,16 +56,22 @@ export function parseSecretUri(uri: string): SecretRef {
   if (secretId.length === 0) throw invalid(`needs a secret name or ARN after "aws-sm://", ${EXAMPLE}`);
   if (secretId.length > MAX_SECRET_ID) throw invalid(`the secret id is longer than ${MAX_SECRET_ID} characters`);
   if (!SECRET_ID.test(secretId)) {
-    throw invalid('the secret id may use only letters, digits and / _ + = . @ - (or be a full arn:…:secretsmanager:… ARN); percent-encoding is not used');
+    throw invalid(
+      'the secret id may use only letters, digits and / _ + = . @ - (or be a full arn:…:secretsmanager:… ARN); percent-encoding is not used',
+    );
   }
   const ref: SecretRef = { secretId };
 
   let arnRegion: string | undefined;
   if (secretId.startsWith('arn:')) {
     const m = ARN.exec(secretId);
-    if (!m) throw invalid('that ARN is not a Secrets Manager secret ARN (arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME)');
+    if (!m)
+      throw invalid(
+        'that ARN is not a Secrets Manager secret ARN (arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME)',
+      );
     arnRegion = m[2]!;
-    if (!AWS_REGION_PATTERN.test(arnRegion)) throw invalid('the region in that ARN is not an AWS region name such as us-east-1');
+    if (!AWS_REGION_PATTERN.test(arnRegion))
+      throw invalid('the region in that ARN is not an AWS region name such as us-east-1');
   }
 
   const params = parseQuery(query);
@@ -82,17 +88,20 @@ export function parseSecretUri(uri: string): SecretRef {
     throw invalid('give versionStage or versionId, not both');
   }
   if (params.versionStage !== undefined) {
-    if (!VERSION_STAGE.test(params.versionStage)) throw invalid('versionStage must be 1–256 printable characters without spaces, e.g. AWSPREVIOUS');
+    if (!VERSION_STAGE.test(params.versionStage))
+      throw invalid('versionStage must be 1–256 printable characters without spaces, e.g. AWSPREVIOUS');
     ref.versionStage = params.versionStage;
   }
   if (params.versionId !== undefined) {
-    if (!VERSION_ID.test(params.versionId)) throw invalid('versionId must be a version UUID (32–64 letters, digits and hyphens)');
+    if (!VERSION_ID.test(params.versionId))
+      throw invalid('versionId must be a version UUID (32–64 letters, digits and hyphens)');
     ref.versionId = params.versionId;
   }
 
   if (fragment !== undefined) {
     const key = decode(fragment, 'the JSON key after "#"');
-    if (key.length === 0) throw invalid('nothing after "#": name a JSON key, e.g. #api_key, or drop the "#" to use the whole secret');
+    if (key.length === 0)
+      throw invalid('nothing after "#": name a JSON key, e.g. #api_key, or drop the "#" to use the whole secret');
     if (key.length > MAX_JSON_KEY) throw invalid(`the JSON key after "#" is longer than ${MAX_JSON_KEY} characters`);
     ref.jsonKey = key;
   }
@@ -103,7 +112,8 @@ export function parseSecretUri(uri: string): SecretRef {
 export function formatSecretUri(ref: SecretRef, options: { withRegion?: boolean } = {}): string {
   const params: string[] = [];
   // A region taken from the ARN is already in the id.
-  if (ref.region !== undefined && options.withRegion !== false && !ref.secretId.startsWith('arn:')) params.push(`region=${ref.region}`);
+  if (ref.region !== undefined && options.withRegion !== false && !ref.secretId.startsWith('arn:'))
+    params.push(`region=${ref.region}`);
   if (ref.versionStage !== undefined) params.push(`versionStage=${encodeURIComponent(ref.versionStage)}`);
   if (ref.versionId !== undefined) params.push(`versionId=${ref.versionId}`);
   const query = params.length > 0 ? `?${params.join('&')}` : '';

@@ -22,7 +22,10 @@ export function createAdapter(init: AdapterInit): Adapter<EnvRef> {
     parse(uri) {
       const name = uri.slice('env:'.length);
       if (!NAME.test(name)) {
-        throw new BrokerError('CONFIG_INVALID', 'not a valid env source: write env:NAME, where NAME is a variable name such as ANTHROPIC_API_KEY');
+        throw new BrokerError(
+          'CONFIG_INVALID',
+          'not a valid env source: write env:NAME, where NAME is a variable name such as ANTHROPIC_API_KEY',
+        );
       }
       return { name };
     },
@@ -30,7 +33,10 @@ export function createAdapter(init: AdapterInit): Adapter<EnvRef> {
     async fetch(ref): Promise<FetchResult> {
       const value = init.env[ref.name];
       if (value === undefined || value === '') {
-        throw new BrokerError('NOT_FOUND', `environment variable ${ref.name} is not set in the daemon's environment (a service sees only the variables its unit sets)`);
+        throw new BrokerError(
+          'NOT_FOUND',
+          `environment variable ${ref.name} is not set in the daemon's environment (a service sees only the variables its unit sets)`,
+        );
       }
       return { value: SecretValue.fromString(value) };
     },

@@ -46,7 +46,10 @@ export function createAdapter(init: AdapterInit): Adapter<ExecRef> {
     parse(uri, options) {
       const command = uri.slice('exec:'.length).trim();
       if (command.length === 0) {
-        throw new BrokerError('CONFIG_INVALID', `"exec:" needs a command, e.g. exec:op read op://Private/Anthropic/credential`);
+        throw new BrokerError(
+          'CONFIG_INVALID',
+          `"exec:" needs a command, e.g. exec:op read op://Private/Anthropic/credential`,
+        );
       }
       return { command, label: labelFor(command), output: options.output ?? 'text' };
     },
@@ -104,7 +107,7 @@ function descendants(pid: number): Proc[] {
     if (p) children.set(p.ppid, [...(children.get(p.ppid) ?? []), { pid: p.pid, start: p.start }]);
   }
   const found: Proc[] = [];
-  for (let queue = [pid]; queue.length > 0; ) {
+  for (let queue = [pid]; queue.length > 0;) {
     for (const c of children.get(queue.shift()!) ?? []) {
       found.push(c);
       queue.push(c.pid);
@@ -192,30 +195,53 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
       errBytes += chunk.length;
     });
     child.on('error', (e: NodeJS.ErrnoException) => {
-      settle(() => reject(new BrokerError('SOURCE_ERROR', `${ref.label}: could not start /bin/sh (${e.code ?? e.name})`)));
+      settle(() =>
+        reject(new BrokerError('SOURCE_ERROR', `${ref.label}: could not start /bin/sh (${e.code ?? e.name})`)),
+      );
     });
     child.on('close', (code, signal) => {
       if (killTimer) clearTimeout(killTimer);
       const stdout = Buffer.concat(out);
       settle(() => {
         if (overflow) {
-          reject(new BrokerError('INVALID_VALUE', `${ref.label} printed more than ${MAX_STDOUT_BYTES} bytes; a key is expected`));
+          reject(
+            new BrokerError(
+              'INVALID_VALUE',
+              `${ref.label} printed more than ${MAX_STDOUT_BYTES} bytes; a key is expected`,
+            ),
+          );
         } else if (code === 127 || code === 126) {
           // The shell's own statuses: the program is missing or not executable. Under a service
           // manager this is usually PATH (launchd's default PATH lacks /opt/homebrew/bin).
           const firstLine = firstStderrLine(Buffer.concat(err));
           reject(
             code === 127
-              ? new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127) — is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`, { status: code })
-              : new BrokerError('PERMISSION_DENIED', `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`, { status: code }),
+              ? new BrokerError(
+                  'NOT_FOUND',
+                  `${ref.label}: command not found (exit 127) — is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
+                  { status: code },
+                )
+              : new BrokerError(
+                  'PERMISSION_DENIED',
+                  `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`,
+                  { status: code },
+                ),
           );
         } else if (code !== 0) {
           const firstLine = firstStderrLine(Buffer.concat(err));
           const how = signal ? `was killed by ${signal}` : `exited ${code}`;
-          reject(new BrokerError('SOURCE_ERROR', `${ref.label} ${how}${firstLine ? `: ${firstLine}` : ' (no stderr)'}`, { status: code ?? signal ?? undefined }));
+          reject(
+            new BrokerError('SOURCE_ERROR', `${ref.label} ${how}${firstLine ? `: ${firstLine}` : ' (no stderr)'}`, {
+              status: code ?? signal ?? undefined,
+            }),
+          );
         } else if (ref.output === 'json') {
           try {
-            if (!isUtf8(stdout)) throw new BrokerError('INVALID_VALUE', `${ref.label} (output: json) printed bytes that are not UTF-8 text`);
+            if (!isUtf8(stdout))
+              throw new BrokerError(
+                'INVALID_VALUE',
+                `${ref.label} (output: json) printed bytes that are not UTF-8 text`,
+              );
             resolve(parseJsonOutput(stdout.toString('utf8'), ref.label));
           } catch (e) {
             reject(e);
@@ -223,7 +249,11 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
         } else {
           // Decoding bytes that are not UTF-8 would replace them (U+FFFD) and make a wrong key look
           // like text: hand those over as they are, for the cache's one "not text" refusal.
-          resolve({ value: isUtf8(stdout) ? SecretValue.fromString(stdout.toString('utf8').trim()) : SecretValue.fromBytes(stdout) });
+          resolve({
+            value: isUtf8(stdout)
+              ? SecretValue.fromString(stdout.toString('utf8').trim())
+              : SecretValue.fromBytes(stdout),
+          });
         }
         stdout.fill(0);
       });
@@ -241,7 +271,10 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})
  */
 export function parseJsonOutput(text: string, label: string): FetchResult {
   const wrong = (what: string): BrokerError =>
-    new BrokerError('INVALID_VALUE', `${label} (output: json) ${what} — it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}`);
+    new BrokerError(
+      'INVALID_VALUE',
+      `${label} (output: json) ${what} — it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}`,
+    );
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -249,12 +282,15 @@ export function parseJsonOutput(text: string, label: string): FetchResult {
     // JSON.parse's message quotes the text around the error: that may be the secret.
     throw wrong('did not print valid JSON');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw wrong('printed JSON that is not an object');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw wrong('printed JSON that is not an object');
   const record = parsed as Record<string, unknown>;
   const unknown = Object.keys(record).filter((k) => !JSON_KEYS.has(k));
   // The keys are not named: a command that printed the secret as a key would see it quoted.
-  if (unknown.length > 0) throw wrong(`printed ${unknown.length} key${unknown.length === 1 ? '' : 's'} other than "value" and "expiresAt"`);
-  if (typeof record.value !== 'string') throw wrong(record.value === undefined ? 'printed no "value"' : 'printed a "value" that is not a string');
+  if (unknown.length > 0)
+    throw wrong(`printed ${unknown.length} key${unknown.length === 1 ? '' : 's'} other than "value" and "expiresAt"`);
+  if (typeof record.value !== 'string')
+    throw wrong(record.value === undefined ? 'printed no "value"' : 'printed a "value" that is not a string');
   if (record.value.trim() === '') throw wrong('printed an empty "value"');
   const result: FetchResult = { value: SecretValue.fromString(record.value) };
   if (record.expiresAt !== undefined && record.expiresAt !== null) {
@@ -268,12 +304,25 @@ export function parseJsonOutput(text: string, label: string): FetchResult {
 function parseRfc3339(text: string): number | undefined {
   const m = RFC3339.exec(text);
   if (!m) return undefined;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   // Date.parse accepts 2026-02-30 and rolls it over to March; RFC 3339 does not.
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 60) return undefined;
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 60)
+    return undefined;
   // A leap second (:60) is read as :59; Date.parse wants an upper-case T and Z.
-  const ms = Date.parse(text.toUpperCase().replace(' ', 'T').replace(/:60(?=[.Z+-])/, ':59'));
+  const ms = Date.parse(
+    text
+      .toUpperCase()
+      .replace(' ', 'T')
+      .replace(/:60(?=[.Z+-])/, ':59'),
+  );
   return Number.isFinite(ms) ? ms : undefined;
 }
 

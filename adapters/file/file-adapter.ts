@@ -9,7 +9,13 @@
 // mount, a file an admin provisioned); anything else is refused, not served.
 // One trailing newline is trimmed, so `echo KEY > file` works.
 import os from 'node:os';
-import { readPrivateFile, resolveUserPath, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
+import {
+  readPrivateFile,
+  resolveUserPath,
+  type Adapter,
+  type AdapterInit,
+  type FetchResult,
+} from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 
@@ -32,7 +38,11 @@ export function createAdapter(init: AdapterInit): Adapter<FileRef> {
     async fetch(ref): Promise<FetchResult> {
       let bytes: Buffer;
       try {
-        bytes = await readPrivateFile(ref.path, { label: ref.path, maxBytes: MAX_FILE_BYTES, invalid: 'INVALID_VALUE' });
+        bytes = await readPrivateFile(ref.path, {
+          label: ref.path,
+          maxBytes: MAX_FILE_BYTES,
+          invalid: 'INVALID_VALUE',
+        });
       } catch (err) {
         if (err instanceof BrokerError) throw err;
         throw translateFileError(err, ref.path);
@@ -53,7 +63,10 @@ export function translateFileError(err: unknown, filePath: string): BrokerError 
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return new BrokerError('NOT_FOUND', `${filePath} does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' > ${filePath})`);
+      return new BrokerError(
+        'NOT_FOUND',
+        `${filePath} does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' > ${filePath})`,
+      );
     case 'EACCES':
     case 'EPERM':
       return new BrokerError('PERMISSION_DENIED', `cannot read ${filePath}: permission denied`);

@@ -20,8 +20,7 @@ export interface OnePasswordClient {
 }
 
 export type OnePasswordAuth =
-  | { kind: 'service-account'; token: SecretValue; label: string }
-  | { kind: 'desktop'; account: string; label: string };
+  { kind: 'service-account'; token: SecretValue; label: string } | { kind: 'desktop'; account: string; label: string };
 
 export type ClientFactory = (auth: OnePasswordAuth) => OnePasswordClient | Promise<OnePasswordClient>;
 
@@ -35,7 +34,10 @@ export function loadSdk(): Promise<Sdk> {
   sdk ??= import('@1password/sdk').catch((err: unknown) => {
     sdk = undefined;
     const name = err instanceof Error ? err.name : typeof err;
-    throw new BrokerError('CONFIG_INVALID', `the 1Password SDK (@1password/sdk) could not be loaded (${name}): is the install complete? try: npm ci`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `the 1Password SDK (@1password/sdk) could not be loaded (${name}): is the install complete? try: npm ci`,
+    );
   });
   return sdk;
 }

@@ -27,8 +27,16 @@ export function resolveCredential(settings: CredentialSettings, env: NodeJS.Proc
     written: settings.tokenFileWritten ?? settings.tokenFile!,
     label: `service account (token file ${settings.tokenFileWritten ?? settings.tokenFile})`,
   });
-  const fromEnv = (): CredentialSpec => ({ kind: 'service-account', from: 'env', label: `service account (${TOKEN_ENV})` });
-  const desktop = (account: string): CredentialSpec => ({ kind: 'desktop', account, label: `desktop app account "${account}"` });
+  const fromEnv = (): CredentialSpec => ({
+    kind: 'service-account',
+    from: 'env',
+    label: `service account (${TOKEN_ENV})`,
+  });
+  const desktop = (account: string): CredentialSpec => ({
+    kind: 'desktop',
+    account,
+    label: `desktop app account "${account}"`,
+  });
   switch (settings.auth) {
     case 'service-account':
       if (settings.tokenFile) return fromFile();
@@ -51,7 +59,8 @@ export function resolveCredential(settings: CredentialSettings, env: NodeJS.Proc
 export function noCredentialMessage(spec: Extract<CredentialSpec, { kind: 'none' }>): string {
   const serviceAccount = `set ${TOKEN_ENV} in the daemon's environment (or tokenFile: in the onepassword: block) to a service account token`;
   const desktop = `set ${ACCOUNT_ENV} (or account: in the onepassword: block) to your account name as the 1Password app shows it, and turn on Settings > Developer > "Integrate with other apps" in the app`;
-  const tail = ' — a daemon started by systemd or launchd sees only the variables its unit sets; restart it after changing them';
+  const tail =
+    ' — a daemon started by systemd or launchd sees only the variables its unit sets; restart it after changing them';
   switch (spec.wanted) {
     case 'service-account':
       return `no 1Password service account token (auth: service-account): ${serviceAccount}${tail}`;
@@ -63,22 +72,37 @@ export function noCredentialMessage(spec: Extract<CredentialSpec, { kind: 'none'
 }
 
 /** The token, wrapped at once. Errors name where it came from, never what it holds. */
-export async function readServiceAccountToken(spec: Extract<CredentialSpec, { kind: 'service-account' }>, env: NodeJS.ProcessEnv): Promise<SecretValue> {
+export async function readServiceAccountToken(
+  spec: Extract<CredentialSpec, { kind: 'service-account' }>,
+  env: NodeJS.ProcessEnv,
+): Promise<SecretValue> {
   if (spec.from === 'env') {
     const raw = env[TOKEN_ENV] ?? '';
     const token = raw.trim();
-    if (token === '') throw new BrokerError('AUTH_REQUIRED', `${TOKEN_ENV} is empty: set it to a service account token and restart the daemon`);
+    if (token === '')
+      throw new BrokerError(
+        'AUTH_REQUIRED',
+        `${TOKEN_ENV} is empty: set it to a service account token and restart the daemon`,
+      );
     checkTokenShape(Buffer.from(token.slice(0, 4)), spec.label);
     return SecretValue.fromString(token);
   }
   let bytes: Buffer | undefined;
   try {
-    bytes = await readPrivateFile(spec.path, { label: `token file ${spec.written}`, maxBytes: MAX_TOKEN_BYTES, invalid: 'AUTH_REQUIRED' });
+    bytes = await readPrivateFile(spec.path, {
+      label: `token file ${spec.written}`,
+      maxBytes: MAX_TOKEN_BYTES,
+      invalid: 'AUTH_REQUIRED',
+    });
     let start = 0;
     let end = bytes.length;
     while (start < end && isSpace(bytes[start]!)) start++;
     while (end > start && isSpace(bytes[end - 1]!)) end--;
-    if (end === start) throw new BrokerError('AUTH_REQUIRED', `token file ${spec.written} is empty: write the service account token into it`);
+    if (end === start)
+      throw new BrokerError(
+        'AUTH_REQUIRED',
+        `token file ${spec.written} is empty: write the service account token into it`,
+      );
     const token = bytes.subarray(start, end);
     checkTokenShape(token.subarray(0, 4), spec.label);
     return SecretValue.fromBytes(token);
@@ -93,7 +117,10 @@ export async function readServiceAccountToken(spec: Extract<CredentialSpec, { ki
 /** Only the prefix is looked at: enough to tell a pasted password or a path from a token. */
 function checkTokenShape(prefix: Buffer, label: string): void {
   if (prefix.toString('latin1') !== 'ops_') {
-    throw new BrokerError('AUTH_REQUIRED', `the ${label} does not hold a service account token (those start with "ops_"): copy the token again from 1Password`);
+    throw new BrokerError(
+      'AUTH_REQUIRED',
+      `the ${label} does not hold a service account token (those start with "ops_"): copy the token again from 1Password`,
+    );
   }
 }
 
@@ -105,12 +132,18 @@ function tokenFileError(err: unknown, written: string): BrokerError {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return new BrokerError('AUTH_REQUIRED', `token file ${written} does not exist — write your service account token there: (umask 077; printf '%s\\n' 'ops_…' > ${written})`);
+      return new BrokerError(
+        'AUTH_REQUIRED',
+        `token file ${written} does not exist — write your service account token there: (umask 077; printf '%s\\n' 'ops_…' > ${written})`,
+      );
     case 'EACCES':
     case 'EPERM':
       return new BrokerError('PERMISSION_DENIED', `cannot read token file ${written}: permission denied`);
     case 'EISDIR':
-      return new BrokerError('AUTH_REQUIRED', `token file ${written} is a directory: put the service account token in a file`);
+      return new BrokerError(
+        'AUTH_REQUIRED',
+        `token file ${written} is a directory: put the service account token in a file`,
+      );
     default:
       return new BrokerError('SOURCE_ERROR', `cannot read token file ${written}${code ? ` (${code})` : ''}`);
   }

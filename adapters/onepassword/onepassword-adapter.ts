@@ -20,10 +20,28 @@
 // account). In `auth: auto` a configured tokenFile wins, then account, then the token variable,
 // then OP_ACCOUNT. References are validated offline with the SDK's validateSecretReference when
 // the config loads; the SDK (its WASM core) is imported then, never at construction.
-import { abortable, deadline, formatDuration, systemClock, type Adapter, type Clock, type AdapterInit, type FetchContext, type FetchResult, type Logger } from '../../src/adapter.js';
+import {
+  abortable,
+  deadline,
+  formatDuration,
+  systemClock,
+  type Adapter,
+  type Clock,
+  type AdapterInit,
+  type FetchContext,
+  type FetchResult,
+  type Logger,
+} from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
-import { loadSdk, sdkClientFactory, type ClientFactory, type OnePasswordAuth, type OnePasswordClient, type Sdk } from './client-factory.js';
+import {
+  loadSdk,
+  sdkClientFactory,
+  type ClientFactory,
+  type OnePasswordAuth,
+  type OnePasswordClient,
+  type Sdk,
+} from './client-factory.js';
 import { noCredentialMessage, readServiceAccountToken, resolveCredential, type CredentialSpec } from './credentials.js';
 import { errorName, translateReferenceError, translateSdkError, type CredentialContext } from './error-translator.js';
 import { ReadBudget } from './read-budget.js';
@@ -31,7 +49,13 @@ import { abortError, ResolveBatcher } from './resolve-batcher.js';
 import { validateReference, type ReferenceParts } from './secret-reference.js';
 import { credentialsForProfile, parseSettings, type OnePasswordSettings } from './settings.js';
 
-export { INTEGRATION_NAME, INTEGRATION_VERSION, type ClientFactory, type OnePasswordAuth, type OnePasswordClient } from './client-factory.js';
+export {
+  INTEGRATION_NAME,
+  INTEGRATION_VERSION,
+  type ClientFactory,
+  type OnePasswordAuth,
+  type OnePasswordClient,
+} from './client-factory.js';
 
 export interface OpRef {
   /** The op:// reference, exactly as sent to 1Password. */
@@ -115,10 +139,18 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   }
 
-  async parse(uri: string, options: { overrides: Record<string, unknown> | undefined; profile: string }): Promise<OpRef> {
+  async parse(
+    uri: string,
+    options: { overrides: Record<string, unknown> | undefined; profile: string },
+  ): Promise<OpRef> {
     const sdk = await loadSdk();
     const parts = validateReference(sdk, uri);
-    const credentials = credentialsForProfile(this.#settings.credentials, options.overrides, this.#env, options.profile);
+    const credentials = credentialsForProfile(
+      this.#settings.credentials,
+      options.overrides,
+      this.#env,
+      options.profile,
+    );
     const credential = resolveCredential(credentials, this.#env);
     const ref: OpRef = { reference: uri, parts, credential };
     if (credential.kind === 'none') this.#withoutCredentials.set(options.profile, new WeakRef(ref));
@@ -143,13 +175,20 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       if (BACKGROUND.has(ctx.reason) && !slot.batcher.has(ref.reference)) {
         const refusal = slot.budget.refuseBackground(slot.batcher.queued);
         if (refusal) {
-          ctx.log.info({ reason: ctx.reason, credential: slot.cred.label, why: refusal.why }, '1Password background read held back');
+          ctx.log.info(
+            { reason: ctx.reason, credential: slot.cred.label, why: refusal.why },
+            '1Password background read held back',
+          );
           throw new BrokerError(
             'RATE_LIMITED',
             refusal.why === 'budget'
               ? `background refresh held back: the ${slot.cred.label} made ${refusal.reads} reads in the last hour and background refreshes stop at ${refusal.limit} (onepassword.backgroundReadsPerHour); the next read someone waits for still goes out`
               : `background refresh held back for ${formatDuration(refusal.retryInMs)}: 1Password rate-limited the ${slot.cred.label}; the next read someone waits for still goes out`,
-            { transient: true, status: refusal.why, ...(refusal.why === 'rate-limited' && { retryAfterMs: refusal.retryInMs }) },
+            {
+              transient: true,
+              status: refusal.why,
+              ...(refusal.why === 'rate-limited' && { retryAfterMs: refusal.retryInMs }),
+            },
           );
         }
       }
@@ -165,7 +204,10 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       case 'value':
         return { value: outcome.value };
       case 'too-large':
-        throw new BrokerError('INVALID_VALUE', `${ref.reference} holds ${outcome.bytes} bytes; a key is expected (at most ${MAX_SECRET_BYTES})`);
+        throw new BrokerError(
+          'INVALID_VALUE',
+          `${ref.reference} holds ${outcome.bytes} bytes; a key is expected (at most ${MAX_SECRET_BYTES})`,
+        );
       case 'missing':
         throw new BrokerError('SOURCE_ERROR', `${ref.reference}: 1Password's answer did not include this reference`);
       default:
@@ -185,15 +227,23 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       if (slot.needsSignIn) note += '; needs sign-in';
       notes.push(note);
     }
-    const names = [...this.#withoutCredentials].filter(([, ref]) => ref.deref() !== undefined).map(([name]) => name).sort();
+    const names = [...this.#withoutCredentials]
+      .filter(([, ref]) => ref.deref() !== undefined)
+      .map(([name]) => name)
+      .sort();
     if (names.length > 0) {
-      notes.push(`no credentials for ${names.length === 1 ? 'profile' : 'profiles'} ${names.join(', ')}: set OP_SERVICE_ACCOUNT_TOKEN, or OP_ACCOUNT with the desktop app's SDK integration on`);
+      notes.push(
+        `no credentials for ${names.length === 1 ? 'profile' : 'profiles'} ${names.join(', ')}: set OP_SERVICE_ACCOUNT_TOKEN, or OP_ACCOUNT with the desktop app's SDK integration on`,
+      );
     }
     return notes;
   }
 
   async close(): Promise<void> {
-    this.#closed = new BrokerError('SHUTTING_DOWN', 'the 1Password source was closed (config reload or daemon stopping)');
+    this.#closed = new BrokerError(
+      'SHUTTING_DOWN',
+      'the 1Password source was closed (config reload or daemon stopping)',
+    );
     for (const slot of this.#slots.values()) {
       slot.batcher.close(this.#closed);
       // The SDK frees a client's core memory when the client object is garbage-collected.
@@ -206,7 +256,15 @@ class OnePasswordAdapter implements Adapter<OpRef> {
   async #slotFor(spec: Exclude<CredentialSpec, { kind: 'none' }>, sdk: Sdk): Promise<ClientSlot> {
     if (spec.kind === 'desktop') {
       const key = `desktop:${spec.account}`;
-      return this.#slots.get(key) ?? this.#newSlot(key, { kind: 'desktop', account: spec.account, label: spec.label }, { kind: 'desktop', label: spec.label, account: spec.account }, sdk);
+      return (
+        this.#slots.get(key) ??
+        this.#newSlot(
+          key,
+          { kind: 'desktop', account: spec.account, label: spec.label },
+          { kind: 'desktop', label: spec.label, account: spec.account },
+          sdk,
+        )
+      );
     }
     // Read on every fetch (a small private file): a rotated token file takes effect at once.
     const token = await readServiceAccountToken(spec, this.#env);
@@ -219,7 +277,15 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       this.#slots.delete(previous);
     }
     const where = spec.from === 'file' ? `token file ${spec.written}` : 'OP_SERVICE_ACCOUNT_TOKEN';
-    return this.#slots.get(key) ?? this.#newSlot(key, { kind: 'service-account', token, label: spec.label }, { kind: 'service-account', label: spec.label, where }, sdk);
+    return (
+      this.#slots.get(key) ??
+      this.#newSlot(
+        key,
+        { kind: 'service-account', token, label: spec.label },
+        { kind: 'service-account', label: spec.label, where },
+        sdk,
+      )
+    );
   }
 
   #newSlot(key: string, auth: OnePasswordAuth, cred: CredentialContext, sdk: Sdk): ClientSlot {
@@ -254,8 +320,13 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     const started = this.#now();
     let response: unknown;
     try {
-      const due = deadline(this.#clock, this.#requestTimeoutMs, () =>
-        new BrokerError('UNAVAILABLE', `1Password did not answer within ${formatDuration(this.#requestTimeoutMs)}`, { status: 'timeout' }),
+      const due = deadline(
+        this.#clock,
+        this.#requestTimeoutMs,
+        () =>
+          new BrokerError('UNAVAILABLE', `1Password did not answer within ${formatDuration(this.#requestTimeoutMs)}`, {
+            status: 'timeout',
+          }),
       );
       response = await abortable(client.secrets.resolveAll(references), due.signal).finally(due.cancel);
     } catch (err) {
@@ -263,7 +334,10 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     }
     slot.budget.noteSuccess();
     slot.needsSignIn = false;
-    this.#log.debug({ credential: slot.cred.label, references: references.length, ms: this.#now() - started }, '1Password resolveAll');
+    this.#log.debug(
+      { credential: slot.cred.label, references: references.length, ms: this.#now() - started },
+      '1Password resolveAll',
+    );
     return outcomesOf(response, references);
   }
 
@@ -273,10 +347,21 @@ class OnePasswordAdapter implements Adapter<OpRef> {
         try {
           const due = deadline(this.#clock, this.#clientTimeoutMs, () =>
             slot.cred.kind === 'desktop'
-              ? new BrokerError('AUTH_REQUIRED', `the 1Password app did not authorise keybroker for ${slot.cred.label} within ${formatDuration(this.#clientTimeoutMs)}: unlock 1Password and approve the request, then run: keybroker refresh --all`, { status: 'timeout' })
-              : new BrokerError('UNAVAILABLE', `signing in to 1Password with the ${slot.cred.label} took longer than ${formatDuration(this.#clientTimeoutMs)}`, { status: 'timeout' }),
+              ? new BrokerError(
+                  'AUTH_REQUIRED',
+                  `the 1Password app did not authorise keybroker for ${slot.cred.label} within ${formatDuration(this.#clientTimeoutMs)}: unlock 1Password and approve the request, then run: keybroker refresh --all`,
+                  { status: 'timeout' },
+                )
+              : new BrokerError(
+                  'UNAVAILABLE',
+                  `signing in to 1Password with the ${slot.cred.label} took longer than ${formatDuration(this.#clientTimeoutMs)}`,
+                  { status: 'timeout' },
+                ),
           );
-          return await abortable(Promise.resolve().then(() => this.#factory(slot.auth)), due.signal).finally(due.cancel);
+          return await abortable(
+            Promise.resolve().then(() => this.#factory(slot.auth)),
+            due.signal,
+          ).finally(due.cancel);
         } catch (err) {
           throw this.#failed(slot, err, sdk, 'createClient');
         }
@@ -293,7 +378,12 @@ class OnePasswordAdapter implements Adapter<OpRef> {
   /** Translate, log by kind only, and remember what status and the next fetch need to know. */
   #failed(slot: ClientSlot, err: unknown, sdk: Sdk, during: string): BrokerError {
     let error = translateSdkError(err, sdk, slot.cred);
-    const fields: Record<string, unknown> = { credential: slot.cred.label, during, code: error.code, errName: errorName(err) };
+    const fields: Record<string, unknown> = {
+      credential: slot.cred.label,
+      during,
+      code: error.code,
+      errName: errorName(err),
+    };
     if (error.code === 'AUTH_REQUIRED') {
       // The client's authorisation is gone: the next fetch makes a new one (a fresh desktop
       // approval, or the token re-read from its file).
@@ -305,7 +395,11 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       // the profile waits at least that long too.
       const pauseMs = slot.budget.noteRateLimited();
       fields.pauseMs = pauseMs;
-      error = new BrokerError(error.code, error.message, { status: error.status, transient: error.transient, retryAfterMs: pauseMs });
+      error = new BrokerError(error.code, error.message, {
+        status: error.status,
+        transient: error.transient,
+        retryAfterMs: pauseMs,
+      });
     }
     this.#log.warn(fields, '1Password call failed');
     return error;
@@ -316,7 +410,11 @@ class OnePasswordAdapter implements Adapter<OpRef> {
 function outcomesOf(response: unknown, references: string[]): Map<string, Outcome> {
   const out = new Map<string, Outcome>();
   const individual =
-    response && typeof response === 'object' && 'individualResponses' in response && typeof response.individualResponses === 'object' && response.individualResponses
+    response &&
+    typeof response === 'object' &&
+    'individualResponses' in response &&
+    typeof response.individualResponses === 'object' &&
+    response.individualResponses
       ? (response.individualResponses as Record<string, unknown>)
       : {};
   for (const reference of references) {
@@ -326,7 +424,12 @@ function outcomesOf(response: unknown, references: string[]): Map<string, Outcom
     const secret = content && typeof content === 'object' ? (content as { secret?: unknown }).secret : undefined;
     if (typeof secret === 'string') {
       const bytes = Buffer.byteLength(secret, 'utf8');
-      out.set(reference, bytes > MAX_SECRET_BYTES ? { kind: 'too-large', bytes } : { kind: 'value', value: SecretValue.fromString(secret) });
+      out.set(
+        reference,
+        bytes > MAX_SECRET_BYTES
+          ? { kind: 'too-large', bytes }
+          : { kind: 'value', value: SecretValue.fromString(secret) },
+      );
     } else if (error && typeof error === 'object' && typeof (error as { type?: unknown }).type === 'string') {
       out.set(reference, { kind: 'error', error: { type: (error as { type: string }).type } });
     } else {
@@ -338,7 +441,8 @@ function outcomesOf(response: unknown, references: string[]): Map<string, Outcom
 
 /** Errors shared by a whole batch name the credential; each caller's copy also names its reference. */
 function named(ref: OpRef, err: unknown): BrokerError {
-  if (!(err instanceof BrokerError)) return new BrokerError('SOURCE_ERROR', `${ref.reference}: 1Password failed unexpectedly (${errorName(err)})`);
+  if (!(err instanceof BrokerError))
+    return new BrokerError('SOURCE_ERROR', `${ref.reference}: 1Password failed unexpectedly (${errorName(err)})`);
   if (err.code === 'SHUTTING_DOWN' || err.message.startsWith(ref.reference)) return err;
   const options: { transient: boolean; status?: string | number; retryAfterMs?: number } = { transient: err.transient };
   if (err.status !== undefined) options.status = err.status;

@@ -14,7 +14,8 @@ export interface ReadBudgetOptions {
   random: () => number;
 }
 
-export type BackgroundRefusal = { why: 'budget'; reads: number; limit: number } | { why: 'rate-limited'; retryInMs: number };
+export type BackgroundRefusal =
+  { why: 'budget'; reads: number; limit: number } | { why: 'rate-limited'; retryInMs: number };
 
 const MINUTE_MS = 60_000;
 const WINDOW_MINUTES = 60;
@@ -66,7 +67,8 @@ export class ReadBudget {
     if (t < this.#pausedUntil) refusal = { why: 'rate-limited', retryInMs: this.#pausedUntil - t };
     else {
       const reads = this.readsLastHour();
-      if (reads + queued >= this.backgroundReadsPerHour) refusal = { why: 'budget', reads, limit: this.backgroundReadsPerHour };
+      if (reads + queued >= this.backgroundReadsPerHour)
+        refusal = { why: 'budget', reads, limit: this.backgroundReadsPerHour };
     }
     if (refusal) this.#bucket().refused++;
     return refusal;

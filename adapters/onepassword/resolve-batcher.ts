@@ -109,7 +109,8 @@ export class ResolveBatcher<T> {
     this.stats.calls++;
     this.stats.references += references.length;
     const done = (): void => {
-      for (const [reference, pending] of batch) if (this.#inflight.get(reference) === pending.promise) this.#inflight.delete(reference);
+      for (const [reference, pending] of batch)
+        if (this.#inflight.get(reference) === pending.promise) this.#inflight.delete(reference);
     };
     let sent: Promise<Map<string, T>>;
     try {

@@ -23,7 +23,10 @@ export const REFERENCE_FORM = 'op://<vault>/<item>[/<section>]/<field>[?attribut
 export function validateReference(sdk: Sdk, reference: string): ReferenceParts {
   const invalid = (reason: string): BrokerError =>
     // The config error names the profile and its line; the message says what is wrong.
-    new BrokerError('CONFIG_INVALID', `not a valid 1Password secret reference: ${reason}; write it as ${REFERENCE_FORM}`);
+    new BrokerError(
+      'CONFIG_INVALID',
+      `not a valid 1Password secret reference: ${reason}; write it as ${REFERENCE_FORM}`,
+    );
   if (reference.length > MAX_REFERENCE_LENGTH) throw invalid(`longer than ${MAX_REFERENCE_LENGTH} characters`);
   try {
     sdk.Secrets.validateSecretReference(reference);
@@ -45,7 +48,8 @@ export function splitReference(reference: string): ReferenceParts | undefined {
   if (segments.some((s) => s.length === 0)) return undefined;
   let parts: ReferenceParts;
   if (segments.length === 3) parts = { vault: segments[0]!, item: segments[1]!, field: segments[2]! };
-  else if (segments.length === 4) parts = { vault: segments[0]!, item: segments[1]!, section: segments[2]!, field: segments[3]! };
+  else if (segments.length === 4)
+    parts = { vault: segments[0]!, item: segments[1]!, section: segments[2]!, field: segments[3]! };
   else return undefined;
   if (q !== -1) parts.query = rest.slice(q + 1);
   return parts;
@@ -60,14 +64,19 @@ function validationReason(err: unknown): string {
   const text = typeof err === 'string' ? err : err instanceof Error ? err.message : '';
   try {
     const parsed: unknown = JSON.parse(text);
-    if (parsed && typeof parsed === 'object' && typeof (parsed as { message?: unknown }).message === 'string') message = (parsed as { message: string }).message;
+    if (parsed && typeof parsed === 'object' && typeof (parsed as { message?: unknown }).message === 'string')
+      message = (parsed as { message: string }).message;
   } catch {
     message = text;
   }
   if (/not prefixed with/.test(message)) return 'it must start with op://';
-  if (/invalid format/.test(message)) return 'it needs a vault, an item, an optional section and a field, separated by /';
-  if (/invalid character/.test(message)) return 'it contains a character references cannot hold (use letters, digits, spaces, _, . and -, or the vault/item/field ID instead of its name)';
-  if (/query parameter key/.test(message)) return 'unknown query parameter (the SDK supports ?attribute=otp and ?ssh-format=openssh)';
-  if (/query parameter value/.test(message)) return 'unsupported query parameter value (the SDK supports ?attribute=otp, ?attribute=totp and ?ssh-format=openssh)';
+  if (/invalid format/.test(message))
+    return 'it needs a vault, an item, an optional section and a field, separated by /';
+  if (/invalid character/.test(message))
+    return 'it contains a character references cannot hold (use letters, digits, spaces, _, . and -, or the vault/item/field ID instead of its name)';
+  if (/query parameter key/.test(message))
+    return 'unknown query parameter (the SDK supports ?attribute=otp and ?ssh-format=openssh)';
+  if (/query parameter value/.test(message))
+    return 'unsupported query parameter value (the SDK supports ?attribute=otp, ?attribute=totp and ?ssh-format=openssh)';
   return 'the 1Password SDK rejected it';
 }

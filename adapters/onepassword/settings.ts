@@ -36,7 +36,11 @@ export interface OnePasswordSettings {
 }
 
 const wholeNumber = (min: number, max: number, what: string) =>
-  z.number({ error: () => `must be a whole number (${what})` }).int(`must be a whole number (${what})`).min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+  z
+    .number({ error: () => `must be a whole number (${what})` })
+    .int(`must be a whole number (${what})`)
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`);
 
 const credentialShape = {
   account: z
@@ -55,7 +59,11 @@ const credentialShape = {
 
 const topLevelSchema = z.strictObject({
   ...credentialShape,
-  readsPerHour: wholeNumber(1, 1_000_000, "your service account's hourly read limit: 1000 on Teams/Families, 10000 on Business").optional(),
+  readsPerHour: wholeNumber(
+    1,
+    1_000_000,
+    "your service account's hourly read limit: 1000 on Teams/Families, 10000 on Business",
+  ).optional(),
   backgroundReadsPerHour: wholeNumber(0, 1_000_000, 'reads an hour background refreshes may use').optional(),
   batchWindow: z.unknown().optional(),
   maxBatch: wholeNumber(1, 1000, 'references per resolveAll call').optional(),
@@ -72,7 +80,10 @@ export function parseSettings(raw: unknown, env: NodeJS.ProcessEnv): OnePassword
   // Half the token's limit by default: background refreshes never starve reads someone waits for.
   const backgroundReadsPerHour = s.backgroundReadsPerHour ?? Math.floor(readsPerHour / 2);
   if (backgroundReadsPerHour > readsPerHour) {
-    throw new BrokerError('CONFIG_INVALID', `onepassword.backgroundReadsPerHour (${backgroundReadsPerHour}) must not exceed onepassword.readsPerHour (${readsPerHour})`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `onepassword.backgroundReadsPerHour (${backgroundReadsPerHour}) must not exceed onepassword.readsPerHour (${readsPerHour})`,
+    );
   }
   const batchWindowMs = s.batchWindow === undefined ? DEFAULT_BATCH_WINDOW_MS : parseBatchWindow(s.batchWindow);
   return {
@@ -89,13 +100,21 @@ export function parseSettings(raw: unknown, env: NodeJS.ProcessEnv): OnePassword
  * top-level credentials as a whole: `account: personal` in a profile must not be overruled by a
  * top-level tokenFile.
  */
-export function credentialsForProfile(top: CredentialSettings, raw: unknown, env: NodeJS.ProcessEnv, profile: string): CredentialSettings {
+export function credentialsForProfile(
+  top: CredentialSettings,
+  raw: unknown,
+  env: NodeJS.ProcessEnv,
+  profile: string,
+): CredentialSettings {
   if (raw === undefined || raw === null) return top;
   const where = `profiles.${profile}.onepassword`;
   if (typeof raw === 'object' && !Array.isArray(raw)) {
     const tokenWide = Object.keys(raw).filter((k) => (TOKEN_WIDE_KEYS as readonly string[]).includes(k));
     if (tokenWide.length > 0) {
-      throw new BrokerError('CONFIG_INVALID', `${where}: ${tokenWide.join(', ')} applies to a whole token — set it in the top-level onepassword: block`);
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `${where}: ${tokenWide.join(', ')} applies to a whole token — set it in the top-level onepassword: block`,
+      );
     }
   }
   const result = profileSchema.safeParse(raw);
@@ -104,7 +123,11 @@ export function credentialsForProfile(top: CredentialSettings, raw: unknown, env
   return credentialsFrom(result.data, env, where);
 }
 
-function credentialsFrom(s: { account?: string | undefined; tokenFile?: string | undefined; auth?: AuthMode | undefined }, env: NodeJS.ProcessEnv, where: string): CredentialSettings {
+function credentialsFrom(
+  s: { account?: string | undefined; tokenFile?: string | undefined; auth?: AuthMode | undefined },
+  env: NodeJS.ProcessEnv,
+  where: string,
+): CredentialSettings {
   const out: CredentialSettings = { auth: s.auth ?? 'auto' };
   if (s.account !== undefined) out.account = s.account;
   if (s.tokenFile !== undefined) {
@@ -112,10 +135,16 @@ function credentialsFrom(s: { account?: string | undefined; tokenFile?: string |
     out.tokenFileWritten = s.tokenFile;
   }
   if (out.auth === 'desktop' && out.tokenFile !== undefined) {
-    throw new BrokerError('CONFIG_INVALID', `${where}: auth: desktop uses the desktop app, so tokenFile does nothing — remove one of them`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${where}: auth: desktop uses the desktop app, so tokenFile does nothing — remove one of them`,
+    );
   }
   if (out.auth === 'service-account' && out.account !== undefined) {
-    throw new BrokerError('CONFIG_INVALID', `${where}: auth: service-account uses a token, so account does nothing — remove one of them`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${where}: auth: service-account uses a token, so account does nothing — remove one of them`,
+    );
   }
   return out;
 }
@@ -123,9 +152,14 @@ function credentialsFrom(s: { account?: string | undefined; tokenFile?: string |
 /** `10ms`, `0.2s`, or a number of seconds (as every duration in the config); at most 1s. */
 export function parseBatchWindow(value: unknown): number {
   const parsed = parseDuration(value);
-  if (!parsed.ok) throw new BrokerError('CONFIG_INVALID', 'onepassword.batchWindow: expected a duration such as 10ms or 0.1s');
+  if (!parsed.ok)
+    throw new BrokerError('CONFIG_INVALID', 'onepassword.batchWindow: expected a duration such as 10ms or 0.1s');
   const ms = parsed.ms;
-  if (ms > MAX_BATCH_WINDOW_MS) throw new BrokerError('CONFIG_INVALID', `onepassword.batchWindow: at most ${MAX_BATCH_WINDOW_MS}ms (it delays the first fetch of each batch)`);
+  if (ms > MAX_BATCH_WINDOW_MS)
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `onepassword.batchWindow: at most ${MAX_BATCH_WINDOW_MS}ms (it delays the first fetch of each batch)`,
+    );
   return ms;
 }
 

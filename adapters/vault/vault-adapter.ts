@@ -23,7 +23,15 @@
 // Client library: node-vault over axios (see vault-client.ts for what it does and what is added).
 // The KV engine version is detected the way `vault kv get` does it (vault-kv.ts); a secret's
 // lease_duration caps the profile's TTL.
-import { systemClock, type Adapter, type AdapterInit, type Clock, type FetchContext, type FetchResult, type Logger } from '../../src/adapter.js';
+import {
+  systemClock,
+  type Adapter,
+  type AdapterInit,
+  type Clock,
+  type FetchContext,
+  type FetchResult,
+  type Logger,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import type { SecretValue } from '../../src/secret.js';
 import { createTokenProvider, type TokenProvider } from './vault-auth.js';
@@ -117,28 +125,46 @@ class VaultConnection {
   constructor(settings: ResolvedVaultSettings, deps: ConnectionDeps) {
     this.#settings = settings;
     this.#client = new VaultClient(settings, deps.log);
-    this.#auth = createTokenProvider(settings.auth, { client: this.#client, env: deps.env, log: deps.log, clock: deps.clock, random: deps.random });
+    this.#auth = createTokenProvider(settings.auth, {
+      client: this.#client,
+      env: deps.env,
+      log: deps.log,
+      clock: deps.clock,
+      random: deps.random,
+    });
     if (settings.address.startsWith('http://') && !isLoopback(settings.address)) {
-      deps.log.warn({ address: settings.address }, 'vault: VAULT_ADDR is plain http:// to another host: the token crosses the network unencrypted');
+      deps.log.warn(
+        { address: settings.address },
+        'vault: VAULT_ADDR is plain http:// to another host: the token crosses the network unencrypted',
+      );
     }
   }
 
   async fetchSecret(ref: VaultRef, ctx: FetchContext): Promise<FetchResult> {
     const fullPath = ref.segments.join('/');
     const errCtx = (operation: VaultOperation, target: string): VaultErrorContext => {
-      const c: VaultErrorContext = { operation, target, address: this.#settings.address, tokenSource: this.#auth.sourceLabel };
+      const c: VaultErrorContext = {
+        operation,
+        target,
+        address: this.#settings.address,
+        tokenSource: this.#auth.sourceLabel,
+      };
       if (operation === 'read' && ref.version !== undefined) c.version = ref.version;
       return c;
     };
-    if (ctx.signal.aborted) throw asBrokerError(ctx.signal.reason, 'TIMEOUT', `${ref.label} was stopped before it started`);
+    if (ctx.signal.aborted)
+      throw asBrokerError(ctx.signal.reason, 'TIMEOUT', `${ref.label} was stopped before it started`);
 
     let loc = ref.kv !== undefined ? locateByOverride(ref.segments, ref.kv) : this.#locations.get(fullPath);
     if (!loc) {
-      loc = await this.#withToken(ctx, errCtx('preflight', fullPath), (token, c) => this.#client.read(preflightPath(ref.segments), token, ctx.signal, c)).then(
+      loc = await this.#withToken(ctx, errCtx('preflight', fullPath), (token, c) =>
+        this.#client.read(preflightPath(ref.segments), token, ctx.signal, c),
+      ).then(
         (body) => locateFromPreflight(body, ref.segments),
         (err: unknown) => {
           // As the CLI: a Vault too old to have the preflight endpoint has only KV v1.
-          if (err instanceof BrokerError && err.code === 'NOT_FOUND' && err.status === 404) return locateByOverride(ref.segments, 1);
+          if (err instanceof BrokerError && err.code === 'NOT_FOUND' && err.status === 404)
+            return locateByOverride(ref.segments, 1);
           throw err;
         },
       );
@@ -147,13 +173,21 @@ class VaultConnection {
     }
     const label = kvLabel(loc);
     if (loc.rest.length === 0) {
-      throw new BrokerError('CONFIG_INVALID', `${ref.label} names the mount ${loc.mount.join('/')} itself: add the secret's path after it`);
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `${ref.label} names the mount ${loc.mount.join('/')} itself: add the secret's path after it`,
+      );
     }
     if (loc.version === 1 && ref.version !== undefined) {
-      throw new BrokerError('CONFIG_INVALID', `${ref.label}: ?version= needs KV v2, but ${loc.mount.join('/')} is a KV v1 engine (which keeps no versions)`);
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `${ref.label}: ?version= needs KV v2, but ${loc.mount.join('/')} is a KV v1 engine (which keeps no versions)`,
+      );
     }
     try {
-      const body = await this.#withToken(ctx, errCtx('read', label), (token, c) => this.#client.read(kvReadPath(loc, ref.version), token, ctx.signal, c));
+      const body = await this.#withToken(ctx, errCtx('read', label), (token, c) =>
+        this.#client.read(kvReadPath(loc, ref.version), token, ctx.signal, c),
+      );
       const secret = extractSecret(body, loc, label);
       const value = selectField(secret, ref.field, loc, label);
       const result: FetchResult = { value };
@@ -187,7 +221,11 @@ class VaultConnection {
    * replaced when it can be (the token file changed; AppRole logs in again) and the call is
    * retried once, or else reported as invalid or expired (AUTH_REQUIRED).
    */
-  async #withToken<T>(ctx: FetchContext, errCtx: VaultErrorContext, call: (token: SecretValue, c: VaultErrorContext) => Promise<T>): Promise<T> {
+  async #withToken<T>(
+    ctx: FetchContext,
+    errCtx: VaultErrorContext,
+    call: (token: SecretValue, c: VaultErrorContext) => Promise<T>,
+  ): Promise<T> {
     const token = await this.#auth.token(ctx.signal);
     try {
       return await call(token, errCtx);
@@ -195,15 +233,29 @@ class VaultConnection {
       if (!isForbidden(err) || (await this.#tokenAccepted(token, ctx))) throw err;
       if (await this.#auth.rejected(token, ctx.signal)) return call(await this.#auth.token(ctx.signal), errCtx);
       const source = this.#auth.sourceLabel;
-      const fix = source === 'VAULT_TOKEN' ? 'set a valid VAULT_TOKEN for the daemon' : source.startsWith('AppRole') ? 'check the AppRole' : 'run vault login';
-      throw new BrokerError('AUTH_REQUIRED', `the Vault token from ${source} is invalid or expired (Vault at ${this.#settings.address} refused it): ${fix}`, { status: 403 });
+      const fix =
+        source === 'VAULT_TOKEN'
+          ? 'set a valid VAULT_TOKEN for the daemon'
+          : source.startsWith('AppRole')
+            ? 'check the AppRole'
+            : 'run vault login';
+      throw new BrokerError(
+        'AUTH_REQUIRED',
+        `the Vault token from ${source} is invalid or expired (Vault at ${this.#settings.address} refused it): ${fix}`,
+        { status: 403 },
+      );
     }
   }
 
   /** False only when Vault says the token itself is no good; any other answer leaves the 403 as it was. */
   async #tokenAccepted(token: SecretValue, ctx: FetchContext): Promise<boolean> {
     try {
-      await this.#client.lookupSelf(token, ctx.signal, { operation: 'lookup', target: 'auth/token/lookup-self', address: this.#settings.address, tokenSource: this.#auth.sourceLabel });
+      await this.#client.lookupSelf(token, ctx.signal, {
+        operation: 'lookup',
+        target: 'auth/token/lookup-self',
+        address: this.#settings.address,
+        tokenSource: this.#auth.sourceLabel,
+      });
       return true;
     } catch (err) {
       return !(err instanceof BrokerError && err.code === 'AUTH_REQUIRED');

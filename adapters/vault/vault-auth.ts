@@ -12,7 +12,17 @@
 //
 // Time comes from an injected Clock so renewal and re-login can be driven by a test.
 import fs from 'node:fs/promises';
-import { abortable, backoffDelay, formatDuration, readCheckedFile, readPrivateFile, type BackoffOptions, type Clock, type ClockTimer, type Logger } from '../../src/adapter.js';
+import {
+  abortable,
+  backoffDelay,
+  formatDuration,
+  readCheckedFile,
+  readPrivateFile,
+  type BackoffOptions,
+  type Clock,
+  type ClockTimer,
+  type Logger,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { abortError, type VaultClient } from './vault-client.js';
@@ -73,7 +83,11 @@ export class StaticTokenAuth implements TokenProvider {
   async token(): Promise<SecretValue> {
     if (this.#source.kind === 'env') {
       const value = this.#env[this.#source.name]?.trim();
-      if (!value) throw new BrokerError('AUTH_REQUIRED', `${this.#source.name} is empty in the daemon's environment: set it, or run vault login (which writes ~/.vault-token)`);
+      if (!value)
+        throw new BrokerError(
+          'AUTH_REQUIRED',
+          `${this.#source.name} is empty in the daemon's environment: set it, or run vault login (which writes ~/.vault-token)`,
+        );
       return SecretValue.fromString(value);
     }
     return this.#readFile(false);
@@ -105,10 +119,15 @@ export class StaticTokenAuth implements TokenProvider {
       // ctime too: a chmod or chown changes nothing else, and must be checked again.
       stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
       if (!force && this.#cached?.stamp === stamp) return this.#cached.token;
-      if (st.size > MAX_CREDENTIAL_BYTES) throw new BrokerError('AUTH_REQUIRED', `${source.label} is larger than a Vault token can be`);
+      if (st.size > MAX_CREDENTIAL_BYTES)
+        throw new BrokerError('AUTH_REQUIRED', `${source.label} is larger than a Vault token can be`);
     } catch (err) {
       if (err instanceof BrokerError) throw err;
-      throw fileError(err, source.label, 'no Vault token: run vault login (it writes ~/.vault-token), or set VAULT_TOKEN in the daemon\'s environment');
+      throw fileError(
+        err,
+        source.label,
+        "no Vault token: run vault login (it writes ~/.vault-token), or set VAULT_TOKEN in the daemon's environment",
+      );
     }
     const token = await readCredentialFile(source.path, source.label, 'Vault token', true);
     this.#cached = { token, stamp };
@@ -179,7 +198,10 @@ export class AppRoleAuth implements TokenProvider {
   status(): string {
     const now = this.#deps.clock.now();
     if (this.#held) {
-      const left = this.#held.usableUntil === Infinity ? 'no expiry' : `valid ${formatDuration(Math.max(0, this.#held.usableUntil - now))}`;
+      const left =
+        this.#held.usableUntil === Infinity
+          ? 'no expiry'
+          : `valid ${formatDuration(Math.max(0, this.#held.usableUntil - now))}`;
       return `AppRole (auth/${this.#auth.mount}): logged in, token ${left}${this.#held.renewable ? ', renewable' : ''}, renewed ${this.#renewals}×`;
     }
     if (this.#lastError) {
@@ -222,7 +244,10 @@ export class AppRoleAuth implements TokenProvider {
       this.#lastError = undefined;
       this.#nextLoginAt = -Infinity;
       this.#renewals = 0;
-      log.info({ authMount: this.#auth.mount, leaseS: leaseSeconds(body), renewable: held.renewable }, 'vault: logged in with AppRole');
+      log.info(
+        { authMount: this.#auth.mount, leaseS: leaseSeconds(body), renewable: held.renewable },
+        'vault: logged in with AppRole',
+      );
       return held;
     } catch (err) {
       const error = asBrokerError(err, 'SOURCE_ERROR', `AppRole login at auth/${this.#auth.mount} failed unexpectedly`);
@@ -237,10 +262,15 @@ export class AppRoleAuth implements TokenProvider {
 
   /** Take the token from a login or renewal answer and schedule its renewal. */
   #hold(body: unknown, from: 'login' | 'renew'): HeldToken {
-    const auth = (body as { auth?: { client_token?: unknown; lease_duration?: unknown; renewable?: unknown } } | undefined)?.auth;
+    const auth = (
+      body as { auth?: { client_token?: unknown; lease_duration?: unknown; renewable?: unknown } } | undefined
+    )?.auth;
     const clientToken = auth?.client_token;
     if (from === 'login' && (typeof clientToken !== 'string' || clientToken.length === 0)) {
-      throw new BrokerError('SOURCE_ERROR', `AppRole login at auth/${this.#auth.mount} answered without a client token`);
+      throw new BrokerError(
+        'SOURCE_ERROR',
+        `AppRole login at auth/${this.#auth.mount} answered without a client token`,
+      );
     }
     const value = from === 'login' ? SecretValue.fromString(clientToken as string) : this.#held?.value;
     if (!value) throw new BrokerError('SOURCE_ERROR', 'the token was dropped while it was being renewed');
@@ -279,13 +309,19 @@ export class AppRoleAuth implements TokenProvider {
       const renewed = this.#hold(body, 'renew');
       this.#renewals++;
       this.#failures = 0;
-      log.debug({ authMount: this.#auth.mount, leaseS: leaseSeconds(body), renewable: renewed.renewable }, 'vault: token renewed');
+      log.debug(
+        { authMount: this.#auth.mount, leaseS: leaseSeconds(body), renewable: renewed.renewable },
+        'vault: token renewed',
+      );
       // Vault caps renewals at the token's max TTL: once a renewal no longer moves the expiry,
       // the next step is a new login, not another renewal.
       if (renewed.usableUntil <= before) {
         // #hold scheduled another renewal; replace it (the await above hides that from narrowing).
         (this.#timer as ClockTimer | undefined)?.cancel();
-        this.#timer = clock.setTimeout(() => this.#backgroundLogin(renewed), Math.max(0, (renewed.usableUntil - clock.now()) * RENEW_AT));
+        this.#timer = clock.setTimeout(
+          () => this.#backgroundLogin(renewed),
+          Math.max(0, (renewed.usableUntil - clock.now()) * RENEW_AT),
+        );
       }
     } catch (err) {
       if (this.#held !== held || this.#closed) return;
@@ -294,7 +330,10 @@ export class AppRoleAuth implements TokenProvider {
         // Vault is briefly away: the token is still good, so try renewing again before it runs out.
         const delay = backoffDelay(++this.#failures, LOGIN_BACKOFF, random);
         if (clock.now() + delay < held.usableUntil) {
-          log.warn({ authMount: this.#auth.mount, err: error, retryInMs: delay }, 'vault: token renewal failed; retrying');
+          log.warn(
+            { authMount: this.#auth.mount, err: error, retryInMs: delay },
+            'vault: token renewal failed; retrying',
+          );
           this.#timer = clock.setTimeout(() => void this.#renew(held), delay);
           return;
         }
@@ -329,7 +368,10 @@ export class AppRoleAuth implements TokenProvider {
    */
   #idle(held: HeldToken): boolean {
     if (this.#usedAt >= held.since) return false;
-    this.#deps.log.debug({ authMount: this.#auth.mount }, 'vault: token unused since its last renewal; letting it expire');
+    this.#deps.log.debug(
+      { authMount: this.#auth.mount },
+      'vault: token unused since its last renewal; letting it expire',
+    );
     return true;
   }
 
@@ -344,7 +386,12 @@ export class AppRoleAuth implements TokenProvider {
   }
 
   #ctx(operation: 'login' | 'renew'): VaultErrorContext {
-    return { operation, target: `auth/${this.#auth.mount}`, address: this.#deps.client.settings.address, tokenSource: this.sourceLabel };
+    return {
+      operation,
+      target: `auth/${this.#auth.mount}`,
+      address: this.#deps.client.settings.address,
+      tokenSource: this.sourceLabel,
+    };
   }
 }
 
@@ -357,7 +404,11 @@ async function readCredential(source: CredentialSource, env: NodeJS.ProcessEnv, 
   if (source.kind === 'literal') return SecretValue.fromString(source.value);
   if (source.kind === 'env') {
     const value = env[source.name]?.trim();
-    if (!value) throw new BrokerError('AUTH_REQUIRED', `${what}: ${source.name} is not set in the daemon's environment (or set vault.auth to read it from a file)`);
+    if (!value)
+      throw new BrokerError(
+        'AUTH_REQUIRED',
+        `${what}: ${source.name} is not set in the daemon's environment (or set vault.auth to read it from a file)`,
+      );
     return SecretValue.fromString(value);
   }
   // The role_id names a role and is not secret; the secret_id is, and gets the private-file check.

@@ -75,9 +75,20 @@ export class VaultClient {
     return this.#call(signal, ctx, token, (client, options) => client.read(apiPath, options));
   }
 
-  login(mount: string, roleId: string, secretId: SecretValue, signal: AbortSignal, ctx: VaultErrorContext): Promise<unknown> {
+  login(
+    mount: string,
+    roleId: string,
+    secretId: SecretValue,
+    signal: AbortSignal,
+    ctx: VaultErrorContext,
+  ): Promise<unknown> {
     return this.#call(signal, ctx, undefined, (client, options) =>
-      client.approleLogin({ mount_point: mount, role_id: roleId, secret_id: secretId.reveal(), requestOptions: options }),
+      client.approleLogin({
+        mount_point: mount,
+        role_id: roleId,
+        secret_id: secretId.reveal(),
+        requestOptions: options,
+      }),
     );
   }
 
@@ -102,7 +113,9 @@ export class VaultClient {
   ): Promise<T> {
     const signal = AbortSignal.any([outer, this.#closing.signal]);
     throwIfAborted(signal, ctx);
-    const [client, tls] = await abortable(Promise.all([this.#nodeVault(), this.#tlsMaterial()]), signal, (s) => abortError(s, ctx));
+    const [client, tls] = await abortable(Promise.all([this.#nodeVault(), this.#tlsMaterial()]), signal, (s) =>
+      abortError(s, ctx),
+    );
     const session = new RequestSession(tls, MAX_RESPONSE_BYTES);
     const onAbort = (): void => session.close();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -111,12 +124,20 @@ export class VaultClient {
       // refuses requests without it.
       const headers: Record<string, string> = { 'X-Vault-Request': 'true' };
       if (token) headers['X-Vault-Token'] = token.reveal();
-      const options = { headers, httpAgent: session.httpAgent, httpsAgent: session.httpsAgent, timeout: REQUEST_TIMEOUT_MS };
+      const options = {
+        headers,
+        httpAgent: session.httpAgent,
+        httpsAgent: session.httpsAgent,
+        timeout: REQUEST_TIMEOUT_MS,
+      };
       return await abortable(run(client, options), signal, (s) => abortError(s, ctx));
     } catch (err) {
       if (signal.aborted) throw abortError(signal, ctx);
       if (session.overflowed) {
-        throw new BrokerError('SOURCE_ERROR', `Vault at ${this.settings.address} sent more than ${MAX_RESPONSE_BYTES} bytes for ${ctx.target}: that is not a KV secret`);
+        throw new BrokerError(
+          'SOURCE_ERROR',
+          `Vault at ${this.settings.address} sent more than ${MAX_RESPONSE_BYTES} bytes for ${ctx.target}: that is not a KV secret`,
+        );
       }
       const retryAfterMs = parseRetryAfter(session.retryAfter, Date.now());
       throw translateVaultError(err, retryAfterMs === undefined ? ctx : { ...ctx, retryAfterMs });
@@ -135,7 +156,10 @@ export class VaultClient {
       } catch (err) {
         nodeVaultModule = undefined;
         this.#log.error({ errName: err instanceof Error ? err.name : typeof err }, 'vault: could not load node-vault');
-        throw new BrokerError('CONFIG_INVALID', 'the vault: source could not load its client library (node-vault): is the install complete? try: npm ci');
+        throw new BrokerError(
+          'CONFIG_INVALID',
+          'the vault: source could not load its client library (node-vault): is the install complete? try: npm ci',
+        );
       }
       const client = factory({
         endpoint: this.settings.address,
@@ -194,7 +218,9 @@ class RequestSession {
         noteResponse(req);
         addRequestOf(http.Agent).call(this, req, options);
       }
-      override createConnection(...args: Parameters<http.Agent['createConnection']>): ReturnType<http.Agent['createConnection']> {
+      override createConnection(
+        ...args: Parameters<http.Agent['createConnection']>
+      ): ReturnType<http.Agent['createConnection']> {
         const socket = super.createConnection(...args);
         watch(socket);
         return socket;
@@ -205,7 +231,9 @@ class RequestSession {
         noteResponse(req);
         addRequestOf(https.Agent).call(this, req, options);
       }
-      override createConnection(...args: Parameters<https.Agent['createConnection']>): ReturnType<https.Agent['createConnection']> {
+      override createConnection(
+        ...args: Parameters<https.Agent['createConnection']>
+      ): ReturnType<https.Agent['createConnection']> {
         const socket = super.createConnection(...args);
         watch(socket);
         return socket;
@@ -243,7 +271,9 @@ export async function loadTlsMaterial(tls: ResolvedTls): Promise<TlsMaterial> {
     material.ca = await readCaDirectory(tls.caPath);
   }
   if (tls.clientCert && tls.clientKey) {
-    material.cert = Buffer.from(await readPem(tls.clientCert, 'the client certificate (clientCert / VAULT_CLIENT_CERT)'));
+    material.cert = Buffer.from(
+      await readPem(tls.clientCert, 'the client certificate (clientCert / VAULT_CLIENT_CERT)'),
+    );
     material.key = Buffer.from(await readPem(tls.clientKey, 'the client key (clientKey / VAULT_CLIENT_KEY)'));
   }
   return material;
@@ -254,14 +284,16 @@ async function readPem(file: string, what: string): Promise<string> {
   try {
     const st = await fs.stat(file);
     if (!st.isFile()) throw new BrokerError('CONFIG_INVALID', `${what} ${file} is not a file`);
-    if (st.size > MAX_PEM_BYTES) throw new BrokerError('CONFIG_INVALID', `${what} ${file} is larger than ${MAX_PEM_BYTES} bytes: not a PEM file`);
+    if (st.size > MAX_PEM_BYTES)
+      throw new BrokerError('CONFIG_INVALID', `${what} ${file} is larger than ${MAX_PEM_BYTES} bytes: not a PEM file`);
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     if (err instanceof BrokerError) throw err;
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     throw new BrokerError('CONFIG_INVALID', `cannot read ${what} ${file} (${code})`);
   }
-  if (!text.includes('-----BEGIN ')) throw new BrokerError('CONFIG_INVALID', `${what} ${file} is not PEM (no -----BEGIN line)`);
+  if (!text.includes('-----BEGIN '))
+    throw new BrokerError('CONFIG_INVALID', `${what} ${file} is not PEM (no -----BEGIN line)`);
   return text;
 }
 
@@ -270,7 +302,10 @@ async function readCaDirectory(dir: string): Promise<string[]> {
   try {
     names = (await fs.readdir(dir)).sort();
   } catch (err) {
-    throw new BrokerError('CONFIG_INVALID', `cannot read the CA directory (caPath / VAULT_CAPATH) ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `cannot read the CA directory (caPath / VAULT_CAPATH) ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   const pems: string[] = [];
   for (const name of names.slice(0, MAX_CA_FILES)) {
@@ -286,7 +321,11 @@ async function readCaDirectory(dir: string): Promise<string[]> {
       continue;
     }
   }
-  if (pems.length === 0) throw new BrokerError('CONFIG_INVALID', `the CA directory (caPath / VAULT_CAPATH) ${dir} holds no PEM certificates`);
+  if (pems.length === 0)
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `the CA directory (caPath / VAULT_CAPATH) ${dir} holds no PEM certificates`,
+    );
   return pems;
 }
 

@@ -38,7 +38,13 @@ const CERT_CODES = new Set([
 const CERT_TIME_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
 const NAME_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH']);
 const UNREACHABLE_CODES = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL']);
-const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_SOCKET_CONNECTION_TIMEOUT', 'ERR_BAD_RESPONSE', 'ERR_STREAM_PREMATURE_CLOSE']);
+const RESET_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
+  'ERR_BAD_RESPONSE',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
 
 interface ResponseShape {
   statusCode: number;
@@ -61,14 +67,29 @@ function fromStatus({ statusCode: status, body }: ResponseShape, ctx: VaultError
 
   if (ctx.operation === 'login') {
     if (status === 400 || status === 401 || status === 403) {
-      return new BrokerError('AUTH_REQUIRED', `AppRole login at ${ctx.target} was refused (${status}${quoted}): check the role_id and secret_id`, opts());
+      return new BrokerError(
+        'AUTH_REQUIRED',
+        `AppRole login at ${ctx.target} was refused (${status}${quoted}): check the role_id and secret_id`,
+        opts(),
+      );
     }
     if (status === 404) {
-      return new BrokerError('AUTH_REQUIRED', `no AppRole auth method at ${ctx.target} on ${at} (404): check vault.auth.mount and the namespace`, opts());
+      return new BrokerError(
+        'AUTH_REQUIRED',
+        `no AppRole auth method at ${ctx.target} on ${at} (404): check vault.auth.mount and the namespace`,
+        opts(),
+      );
     }
   }
-  if ((ctx.operation === 'renew' || ctx.operation === 'lookup') && (status === 400 || status === 401 || status === 403)) {
-    return new BrokerError('AUTH_REQUIRED', `the Vault token${ctx.tokenSource ? ` from ${ctx.tokenSource}` : ''} is invalid or expired (${status}${quoted})`, opts());
+  if (
+    (ctx.operation === 'renew' || ctx.operation === 'lookup') &&
+    (status === 400 || status === 401 || status === 403)
+  ) {
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `the Vault token${ctx.tokenSource ? ` from ${ctx.tokenSource}` : ''} is invalid or expired (${status}${quoted})`,
+      opts(),
+    );
   }
   switch (status) {
     case 401:
@@ -85,18 +106,30 @@ function fromStatus({ statusCode: status, body }: ResponseShape, ctx: VaultError
     case 404:
       return new BrokerError('NOT_FOUND', notFoundMessage(body, ctx), opts());
     case 412:
-      return new BrokerError('UNAVAILABLE', `${at} could not serve ${what} yet (412, eventual consistency): retrying`, opts(true));
+      return new BrokerError(
+        'UNAVAILABLE',
+        `${at} could not serve ${what} yet (412, eventual consistency): retrying`,
+        opts(true),
+      );
     case 429: {
-      const wait = ctx.retryAfterMs !== undefined ? `retrying in ${formatDuration(ctx.retryAfterMs)} as it asks` : 'retrying with backoff';
+      const wait =
+        ctx.retryAfterMs !== undefined
+          ? `retrying in ${formatDuration(ctx.retryAfterMs)} as it asks`
+          : 'retrying with backoff';
       return new BrokerError('RATE_LIMITED', `${at} is rate limiting requests (429) ${what}: ${wait}`, {
         ...opts(true),
         ...(ctx.retryAfterMs !== undefined && { retryAfterMs: ctx.retryAfterMs }),
       });
     }
     case 503:
-      return new BrokerError('UNAVAILABLE', `${at} is sealed or unavailable (503${quoted}): serving the cached value if there is one; retrying`, opts(true));
+      return new BrokerError(
+        'UNAVAILABLE',
+        `${at} is sealed or unavailable (503${quoted}): serving the cached value if there is one; retrying`,
+        opts(true),
+      );
     default:
-      if (status >= 500) return new BrokerError('UNAVAILABLE', `${at} failed ${what} (${status}${quoted}): retrying`, opts(true));
+      if (status >= 500)
+        return new BrokerError('UNAVAILABLE', `${at} failed ${what} (${status}${quoted}): retrying`, opts(true));
       return new BrokerError('SOURCE_ERROR', `${at} refused ${what} (${status}${quoted})`, opts(false));
   }
 }
@@ -105,10 +138,13 @@ function notFoundMessage(body: unknown, ctx: VaultErrorContext): string {
   if (ctx.operation === 'preflight') return `no Vault mount found for ${ctx.target} at Vault ${ctx.address} (404)`;
   const version = ctx.version !== undefined ? ` version ${ctx.version}` : '';
   // KV v2 answers a deleted or destroyed version with 404 and that version's metadata.
-  const metadata = (body as { data?: { metadata?: { deletion_time?: unknown; destroyed?: unknown; version?: unknown } } } | undefined)?.data?.metadata;
+  const metadata = (
+    body as { data?: { metadata?: { deletion_time?: unknown; destroyed?: unknown; version?: unknown } } } | undefined
+  )?.data?.metadata;
   if (metadata && typeof metadata === 'object') {
     const v = typeof metadata.version === 'number' ? ` version ${metadata.version}` : version;
-    if (metadata.destroyed === true) return `${ctx.target}${v} was destroyed in Vault (404): pin another ?version= or write a new one`;
+    if (metadata.destroyed === true)
+      return `${ctx.target}${v} was destroyed in Vault (404): pin another ?version= or write a new one`;
     if (typeof metadata.deletion_time === 'string' && metadata.deletion_time !== '') {
       return `${ctx.target}${v} was deleted in Vault (404): undelete it (vault kv undelete) or write a new version`;
     }
@@ -121,31 +157,59 @@ function fromNetwork(code: string | undefined, name: string, ctx: VaultErrorCont
   const what = describeTarget(ctx);
   const status = code ?? name;
   if (code === 'ECONNREFUSED') {
-    return new BrokerError('UNAVAILABLE', `cannot connect to Vault at ${at} (connection refused): is Vault running, and is VAULT_ADDR right?`, { status });
+    return new BrokerError(
+      'UNAVAILABLE',
+      `cannot connect to Vault at ${at} (connection refused): is Vault running, and is VAULT_ADDR right?`,
+      { status },
+    );
   }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new BrokerError('UNAVAILABLE', `cannot resolve the host of Vault at ${at} (${code}): check VAULT_ADDR and the network`, { status });
+    return new BrokerError(
+      'UNAVAILABLE',
+      `cannot resolve the host of Vault at ${at} (${code}): check VAULT_ADDR and the network`,
+      { status },
+    );
   }
   if (code === 'ETIMEDOUT' || code === 'ECONNABORTED') {
     return new BrokerError('TIMEOUT', `Vault at ${at} did not answer ${what} in time (${code})`, { status });
   }
   if (code && UNREACHABLE_CODES.has(code)) {
-    return new BrokerError('UNAVAILABLE', `Vault at ${at} is unreachable (${code}): check the network or VPN`, { status });
+    return new BrokerError('UNAVAILABLE', `Vault at ${at} is unreachable (${code}): check the network or VPN`, {
+      status,
+    });
   }
   if (code && RESET_CODES.has(code)) {
-    return new BrokerError('UNAVAILABLE', `the connection to Vault at ${at} broke off ${what} (${code}): retrying`, { status });
+    return new BrokerError('UNAVAILABLE', `the connection to Vault at ${at} broke off ${what} (${code}): retrying`, {
+      status,
+    });
   }
   if (code && CERT_CODES.has(code)) {
-    return new BrokerError('SOURCE_ERROR', `TLS: cannot verify the certificate of Vault at ${at} (${code}): set VAULT_CACERT (or vault.caCert) to the CA that signed it`, { status, transient: false });
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `TLS: cannot verify the certificate of Vault at ${at} (${code}): set VAULT_CACERT (or vault.caCert) to the CA that signed it`,
+      { status, transient: false },
+    );
   }
   if (code && CERT_TIME_CODES.has(code)) {
-    return new BrokerError('SOURCE_ERROR', `TLS: the certificate of Vault at ${at} is not valid now (${code}): check the server's certificate and this machine's clock`, { status, transient: false });
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `TLS: the certificate of Vault at ${at} is not valid now (${code}): check the server's certificate and this machine's clock`,
+      { status, transient: false },
+    );
   }
   if (code && NAME_CODES.has(code)) {
-    return new BrokerError('SOURCE_ERROR', `TLS: the certificate of Vault at ${at} does not name that host (${code}): fix VAULT_ADDR, or set VAULT_TLS_SERVER_NAME to a name the certificate carries`, { status, transient: false });
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `TLS: the certificate of Vault at ${at} does not name that host (${code}): fix VAULT_ADDR, or set VAULT_TLS_SERVER_NAME to a name the certificate carries`,
+      { status, transient: false },
+    );
   }
   if (code === 'EPROTO' || code?.startsWith('ERR_SSL_') || code?.startsWith('ERR_TLS_')) {
-    return new BrokerError('SOURCE_ERROR', `TLS handshake with Vault at ${at} failed (${code}): is it an https:// server? (a plain-HTTP dev server needs http:// in VAULT_ADDR)`, { status, transient: false });
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `TLS handshake with Vault at ${at} failed (${code}): is it an https:// server? (a plain-HTTP dev server needs http:// in VAULT_ADDR)`,
+      { status, transient: false },
+    );
   }
   return new BrokerError('SOURCE_ERROR', `${what} from Vault at ${at} failed (${status})`, { status });
 }

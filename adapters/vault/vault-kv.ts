@@ -80,17 +80,24 @@ export function kvLabel(loc: KvLocation): string {
 /** Take the secret out of a KV read answer; anything else is a wrong address or engine. */
 export function extractSecret(body: unknown, loc: KvLocation, label: string): KvSecret {
   const envelope = body as { data?: unknown; lease_duration?: unknown } | undefined;
-  const lease = typeof envelope?.lease_duration === 'number' && envelope.lease_duration > 0 ? envelope.lease_duration : 0;
+  const lease =
+    typeof envelope?.lease_duration === 'number' && envelope.lease_duration > 0 ? envelope.lease_duration : 0;
   const outer = envelope?.data;
   if (loc.version === 2) {
     const inner = (outer as { data?: unknown; metadata?: { version?: unknown } } | undefined) ?? undefined;
     if (!isRecord(inner) || !isRecord(inner.data)) {
-      throw new BrokerError('SOURCE_ERROR', `${label}: Vault's answer has no data.data — is this a KV v2 engine? (if it is KV v1, add ?kv=1)`);
+      throw new BrokerError(
+        'SOURCE_ERROR',
+        `${label}: Vault's answer has no data.data — is this a KV v2 engine? (if it is KV v1, add ?kv=1)`,
+      );
     }
     const version = typeof inner.metadata?.version === 'number' ? inner.metadata.version : undefined;
-    return version === undefined ? { data: inner.data, leaseSeconds: lease } : { data: inner.data, version, leaseSeconds: lease };
+    return version === undefined
+      ? { data: inner.data, leaseSeconds: lease }
+      : { data: inner.data, version, leaseSeconds: lease };
   }
-  if (!isRecord(outer)) throw new BrokerError('SOURCE_ERROR', `${label}: Vault's answer has no data — is this a KV engine?`);
+  if (!isRecord(outer))
+    throw new BrokerError('SOURCE_ERROR', `${label}: Vault's answer has no data — is this a KV engine?`);
   return { data: outer, leaseSeconds: lease };
 }
 
@@ -105,19 +112,32 @@ export function selectField(secret: KvSecret, field: string | undefined, loc: Kv
     const candidates = loc.version === 1 ? keys.filter((k) => k !== 'ttl') : keys;
     if (candidates.length === 0) throw new BrokerError('NOT_FOUND', `${label} has no fields`);
     if (candidates.length > 1) {
-      throw new BrokerError('CONFIG_INVALID', `${label} has ${candidates.length} fields (${listKeys(candidates)}): name one in the source URI, e.g. vault://${label}#${encodeURIComponent(candidates[0]!)}`);
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `${label} has ${candidates.length} fields (${listKeys(candidates)}): name one in the source URI, e.g. vault://${label}#${encodeURIComponent(candidates[0]!)}`,
+      );
     }
     name = candidates[0]!;
   } else if (!Object.prototype.hasOwnProperty.call(secret.data, name)) {
-    throw new BrokerError('NOT_FOUND', `${label} has no field "${printable(name)}"; its fields: ${keys.length > 0 ? listKeys(keys) : '(none)'}`);
+    throw new BrokerError(
+      'NOT_FOUND',
+      `${label} has no field "${printable(name)}"; its fields: ${keys.length > 0 ? listKeys(keys) : '(none)'}`,
+    );
   }
   const value = secret.data[name];
   let text: string;
   if (typeof value === 'string') text = value;
   else if (typeof value === 'number' || typeof value === 'boolean') text = String(value);
-  else throw new BrokerError('INVALID_VALUE', `field "${printable(name)}" of ${label} holds ${value === null ? 'null' : Array.isArray(value) ? 'a list' : 'an object'}, not text`);
+  else
+    throw new BrokerError(
+      'INVALID_VALUE',
+      `field "${printable(name)}" of ${label} holds ${value === null ? 'null' : Array.isArray(value) ? 'a list' : 'an object'}, not text`,
+    );
   if (Buffer.byteLength(text, 'utf8') > MAX_VALUE_BYTES) {
-    throw new BrokerError('INVALID_VALUE', `field "${printable(name)}" of ${label} is larger than ${MAX_VALUE_BYTES} bytes; a key is expected`);
+    throw new BrokerError(
+      'INVALID_VALUE',
+      `field "${printable(name)}" of ${label} is larger than ${MAX_VALUE_BYTES} bytes; a key is expected`,
+    );
   }
   return SecretValue.fromString(text);
 }
@@ -133,7 +153,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** Field names, never values, bounded for a one-line message. */
 function listKeys(keys: string[]): string {
   const shown = keys.slice(0, MAX_LISTED_KEYS).map(printable);
-  return keys.length > MAX_LISTED_KEYS ? `${shown.join(', ')}, … ${keys.length - MAX_LISTED_KEYS} more` : shown.join(', ');
+  return keys.length > MAX_LISTED_KEYS
+    ? `${shown.join(', ')}, … ${keys.length - MAX_LISTED_KEYS} more`
+    : shown.join(', ');
 }
 
 function printable(name: string): string {

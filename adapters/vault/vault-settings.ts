@@ -20,7 +20,11 @@ export const DEFAULT_SECRET_ID_ENV = 'VAULT_SECRET_ID';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MOUNT_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
-const text = () => z.string({ error: () => 'must be a string' }).trim().min(1, 'must not be empty');
+const text = () =>
+  z
+    .string({ error: () => 'must be a string' })
+    .trim()
+    .min(1, 'must not be empty');
 const envName = () => text().regex(ENV_NAME, 'must be an environment variable name');
 
 const tokenAuthSchema = z.strictObject({
@@ -43,7 +47,10 @@ const authSchema = z.discriminatedUnion('method', [tokenAuthSchema, appRoleSchem
 
 const settingsSchema = z.strictObject({
   address: text().optional(),
-  namespace: z.string({ error: () => 'must be a string' }).trim().optional(),
+  namespace: z
+    .string({ error: () => 'must be a string' })
+    .trim()
+    .optional(),
   tokenFile: text().optional(),
   caCert: text().optional(),
   caPath: text().optional(),
@@ -58,9 +65,7 @@ export type VaultSettingsBlock = z.output<typeof settingsSchema>;
 
 /** Where a credential comes from; the credential itself is read at fetch time. */
 export type CredentialSource =
-  | { kind: 'literal'; value: string }
-  | { kind: 'file'; path: string; label: string }
-  | { kind: 'env'; name: string };
+  { kind: 'literal'; value: string } | { kind: 'file'; path: string; label: string } | { kind: 'env'; name: string };
 
 export type TokenSource = { kind: 'env'; name: 'VAULT_TOKEN' } | { kind: 'file'; path: string; label: string };
 
@@ -96,11 +101,17 @@ export function parseSettingsBlock(raw: unknown, where: string): VaultSettingsBl
   }
   const record = raw as Record<string, unknown>;
   if ('token' in record) {
-    throw new BrokerError('CONFIG_INVALID', `${where}.token: a Vault token does not belong in the config file — use VAULT_TOKEN, ~/.vault-token (vault login) or tokenFile: PATH`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${where}.token: a Vault token does not belong in the config file — use VAULT_TOKEN, ~/.vault-token (vault login) or tokenFile: PATH`,
+    );
   }
   const auth = record.auth;
   if (auth && typeof auth === 'object' && 'secretId' in auth) {
-    throw new BrokerError('CONFIG_INVALID', `${where}.auth.secretId: a secret_id does not belong in the config file — use secretIdFile: PATH or secretIdEnv: NAME`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${where}.auth.secretId: a secret_id does not belong in the config file — use secretIdFile: PATH or secretIdEnv: NAME`,
+    );
   }
   const result = settingsSchema.safeParse(raw);
   if (result.success) return result.data;
@@ -165,7 +176,10 @@ export function resolveSettings(block: VaultSettingsBlock, env: NodeJS.ProcessEn
   if (clientKey) tls.clientKey = clientKey;
   if (serverName) tls.serverName = serverName;
   if ((clientCert === undefined) !== (clientKey === undefined)) {
-    throw new BrokerError('CONFIG_INVALID', 'a Vault client certificate needs both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY (or vault.clientCert and vault.clientKey)');
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      'a Vault client certificate needs both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY (or vault.clientCert and vault.clientKey)',
+    );
   }
 
   const resolved: ResolvedVaultSettings = { address, tls, auth: resolveAuth(block, env, home) };
@@ -183,15 +197,27 @@ function resolveAuth(block: VaultSettingsBlock, env: NodeJS.ProcessEnv, home: st
     // Vault's CLI order: VAULT_TOKEN wins over the token helper's file.
     if (env.VAULT_TOKEN?.trim()) return { method: 'token', source: { kind: 'env', name: 'VAULT_TOKEN' } };
     if (!home) {
-      throw new BrokerError('CONFIG_INVALID', 'no Vault token source: VAULT_TOKEN is unset and HOME is unset (so no ~/.vault-token) — set one, or vault.tokenFile');
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        'no Vault token source: VAULT_TOKEN is unset and HOME is unset (so no ~/.vault-token) — set one, or vault.tokenFile',
+      );
     }
     const p = path.join(home, '.vault-token');
     return { method: 'token', source: { kind: 'file', path: p, label: '~/.vault-token' } };
   }
-  const credential = (literal: string | undefined, file: string | undefined, envVar: string | undefined, fallbackEnv: string, key: string): CredentialSource => {
+  const credential = (
+    literal: string | undefined,
+    file: string | undefined,
+    envVar: string | undefined,
+    fallbackEnv: string,
+    key: string,
+  ): CredentialSource => {
     const given = [literal, file, envVar].filter((v) => v !== undefined).length;
     if (given > 1) {
-      throw new BrokerError('CONFIG_INVALID', `vault.auth: give the AppRole ${key} one way only (${key}, ${key}File or ${key}Env)`);
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `vault.auth: give the AppRole ${key} one way only (${key}, ${key}File or ${key}Env)`,
+      );
     }
     if (literal !== undefined) return { kind: 'literal', value: literal };
     if (file !== undefined) {
@@ -216,10 +242,14 @@ function normaliseAddress(raw: string, from: string): string {
     throw new BrokerError('CONFIG_INVALID', `${from} is not a URL: write it as https://HOST:8200`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new BrokerError('CONFIG_INVALID', `${from} must be an http:// or https:// URL (${url.protocol} addresses are not supported)`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${from} must be an http:// or https:// URL (${url.protocol} addresses are not supported)`,
+    );
   }
   // Credentials in the URL would end up in every log line and error that names the address.
-  if (url.username || url.password) throw new BrokerError('CONFIG_INVALID', `${from} must not carry a user name or password`);
+  if (url.username || url.password)
+    throw new BrokerError('CONFIG_INVALID', `${from} must not carry a user name or password`);
   if (url.search || url.hash) throw new BrokerError('CONFIG_INVALID', `${from} must not have a ?query or #fragment`);
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }
@@ -232,6 +262,7 @@ function parseGoBool(raw: string, name: string): boolean {
 }
 
 export function displayPath(p: string, home: string | undefined): string {
-  if (home && (p === home || p.startsWith(home.endsWith('/') ? home : `${home}/`))) return `~${p.slice(home.replace(/\/+$/, '').length)}`;
+  if (home && (p === home || p.startsWith(home.endsWith('/') ? home : `${home}/`)))
+    return `~${p.slice(home.replace(/\/+$/, '').length)}`;
   return p;
 }

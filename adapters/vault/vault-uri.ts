@@ -30,7 +30,8 @@ export function parseVaultUri(uri: string): VaultUri {
   if (hash >= 0) {
     field = decode(rest.slice(hash + 1), 'the #field');
     rest = rest.slice(0, hash);
-    if (field.length === 0) throw invalid(`the #field after the path is empty: name a key of the secret, e.g. ${EXAMPLE}`);
+    if (field.length === 0)
+      throw invalid(`the #field after the path is empty: name a key of the secret, e.g. ${EXAMPLE}`);
   }
   let query = '';
   const q = rest.indexOf('?');
@@ -59,11 +60,13 @@ function applyQuery(parsed: VaultUri, query: string): void {
   const params = new URLSearchParams(query);
   const seen = new Set<string>();
   for (const [key, value] of params) {
-    if (!QUERY_KEYS.includes(key)) throw invalid(`unknown option "?${key}=" — known options: ?version=N (KV v2) and ?kv=1 or ?kv=2`);
+    if (!QUERY_KEYS.includes(key))
+      throw invalid(`unknown option "?${key}=" — known options: ?version=N (KV v2) and ?kv=1 or ?kv=2`);
     if (seen.has(key)) throw invalid(`?${key}= is given twice`);
     seen.add(key);
     if (key === 'version') {
-      if (!/^[1-9][0-9]{0,9}$/.test(value)) throw invalid('?version= must be a positive whole number (a KV v2 version)');
+      if (!/^[1-9][0-9]{0,9}$/.test(value))
+        throw invalid('?version= must be a positive whole number (a KV v2 version)');
       parsed.version = Number(value);
     } else {
       if (value !== '1' && value !== '2') throw invalid('?kv= must be 1 or 2 (the KV secrets engine version)');
@@ -87,7 +90,9 @@ function decode(part: string, what: string): string {
 }
 
 function labelOf(u: VaultUri): string {
-  const query = [u.version !== undefined ? `version=${u.version}` : '', u.kv !== undefined ? `kv=${u.kv}` : ''].filter(Boolean).join('&');
+  const query = [u.version !== undefined ? `version=${u.version}` : '', u.kv !== undefined ? `kv=${u.kv}` : '']
+    .filter(Boolean)
+    .join('&');
   const field = u.field !== undefined ? `#${encodeURIComponent(u.field)}` : '';
   return `${PREFIX}${u.segments.map(encodeURIComponent).join('/')}${query ? `?${query}` : ''}${field}`;
 }

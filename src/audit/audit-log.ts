@@ -77,7 +77,8 @@ export class AuditLog {
   #fingerprints = new WeakMap<SecretValue, string>();
 
   constructor(options: AuditLogOptions) {
-    if (!path.isAbsolute(options.dir)) throw new BrokerError('INTERNAL', `audit directory must be absolute (got ${options.dir})`);
+    if (!path.isAbsolute(options.dir))
+      throw new BrokerError('INTERNAL', `audit directory must be absolute (got ${options.dir})`);
     this.#dir = options.dir;
     this.file = path.join(options.dir, AUDIT_FILE);
     this.#log = options.log;
@@ -124,14 +125,25 @@ export class AuditLog {
       return;
     }
     const { served, rejected, ...rest } = event;
-    const record: AuditRecord = { time: new Date(this.#now()).toISOString(), ...rest, ...(served && this.#versionOf(served)) };
+    const record: AuditRecord = {
+      time: new Date(this.#now()).toISOString(),
+      ...rest,
+      ...(served && this.#versionOf(served)),
+    };
     if (rejected) record.rejected = this.#versionOf(rejected);
     this.#buffer.push(JSON.stringify(orderKeys(record)));
     this.#schedule();
   }
 
   status(): AuditStatus {
-    return { enabled: this.#enabled, file: this.file, written: this.#written, writes: this.#writes, dropped: this.#dropped, lastError: this.#lastError };
+    return {
+      enabled: this.#enabled,
+      file: this.file,
+      written: this.#written,
+      writes: this.#writes,
+      dropped: this.#dropped,
+      lastError: this.#lastError,
+    };
   }
 
   /** Write everything buffered now (at shutdown, and in tests). */
@@ -161,10 +173,13 @@ export class AuditLog {
     const full = this.#buffer.length >= this.#flushRecords;
     if (this.#timer && !full) return;
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#drain();
-    }, full ? 0 : this.#flushIntervalMs);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        void this.#drain();
+      },
+      full ? 0 : this.#flushIntervalMs,
+    );
     this.#timer.unref();
   }
 
@@ -208,12 +223,18 @@ export class AuditLog {
   async #openFile(): Promise<fs.FileHandle> {
     // O_NONBLOCK: a FIFO in the file's place would otherwise block the open until a reader came,
     // forever — and shutdown, which flushes the trail, with it. Without a reader it fails ENXIO.
-    const flags = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+    const flags =
+      fsConstants.O_WRONLY |
+      fsConstants.O_APPEND |
+      fsConstants.O_CREAT |
+      fsConstants.O_NOFOLLOW |
+      fsConstants.O_NONBLOCK;
     let handle: fs.FileHandle;
     try {
       handle = await fs.open(this.file, flags, 0o600);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw new BrokerError('UNSAFE_PATH', `${this.file} is not a regular file`);
+      if ((err as NodeJS.ErrnoException).code === 'ENXIO')
+        throw new BrokerError('UNSAFE_PATH', `${this.file} is not a regular file`);
       throw err;
     }
     try {
@@ -229,9 +250,16 @@ export class AuditLog {
     const file = path.join(this.#dir, AUDIT_SALT_FILE);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        const salt = await readPrivateFile(file, { label: `audit salt ${file}`, maxBytes: SALT_BYTES, invalid: 'UNSAFE_PATH' });
+        const salt = await readPrivateFile(file, {
+          label: `audit salt ${file}`,
+          maxBytes: SALT_BYTES,
+          invalid: 'UNSAFE_PATH',
+        });
         if (salt.length === SALT_BYTES) return salt;
-        throw new BrokerError('UNSAFE_PATH', `audit salt ${file} is ${salt.length} bytes, not ${SALT_BYTES}; remove it and a new one is made (older fingerprints then no longer compare)`);
+        throw new BrokerError(
+          'UNSAFE_PATH',
+          `audit salt ${file} is ${salt.length} bytes, not ${SALT_BYTES}; remove it and a new one is made (older fingerprints then no longer compare)`,
+        );
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
@@ -259,7 +287,8 @@ export class AuditLog {
     const repeated = this.#lastError?.code === code;
     this.#lastError = { code, message, atMs: this.#now() };
     // One warning per kind of failure, not one per flush while the disk stays full.
-    if (!repeated) this.#log.warn({ file: this.file, code, dropped: this.#dropped }, `${what}: records are being dropped`);
+    if (!repeated)
+      this.#log.warn({ file: this.file, code, dropped: this.#dropped }, `${what}: records are being dropped`);
   }
 }
 
@@ -267,13 +296,31 @@ export class AuditLog {
 export function checkPrivate(st: { uid: number; mode: number; isFile(): boolean }, file: string): void {
   if (!st.isFile()) throw new BrokerError('UNSAFE_PATH', `${file} is not a regular file`);
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw new BrokerError('UNSAFE_PATH', `${file} is owned by uid ${st.uid}, not by you (uid ${uid}); move it away`);
+  if (uid !== undefined && st.uid !== uid)
+    throw new BrokerError('UNSAFE_PATH', `${file} is owned by uid ${st.uid}, not by you (uid ${uid}); move it away`);
   if ((st.mode & 0o077) !== 0) {
-    throw new BrokerError('UNSAFE_PATH', `${file} has mode ${formatMode(st.mode)}: others can read who got which key — run: chmod 600 ${file}`);
+    throw new BrokerError(
+      'UNSAFE_PATH',
+      `${file} has mode ${formatMode(st.mode)}: others can read who got which key — run: chmod 600 ${file}`,
+    );
   }
 }
 
-const KEY_ORDER: ReadonlyArray<keyof AuditRecord> = ['time', 'op', 'profile', 'chosenBy', 'directory', 'cwd', 'consumer', 'outcome', 'error', 'source', 'version', 'fingerprint', 'rejected'];
+const KEY_ORDER: ReadonlyArray<keyof AuditRecord> = [
+  'time',
+  'op',
+  'profile',
+  'chosenBy',
+  'directory',
+  'cwd',
+  'consumer',
+  'outcome',
+  'error',
+  'source',
+  'version',
+  'fingerprint',
+  'rejected',
+];
 
 /** Same key order in every line, so the file reads well with grep and less. */
 function orderKeys(record: AuditRecord): AuditRecord {

@@ -70,7 +70,15 @@ async function readTrusted(file: string): Promise<string | undefined> {
 function parseRecord(line: string): AuditRecord | undefined {
   try {
     const r = JSON.parse(line) as Partial<AuditRecord>;
-    if (typeof r !== 'object' || r === null || typeof r.time !== 'string' || typeof r.op !== 'string' || typeof r.profile !== 'string' || typeof r.outcome !== 'string') return undefined;
+    if (
+      typeof r !== 'object' ||
+      r === null ||
+      typeof r.time !== 'string' ||
+      typeof r.op !== 'string' ||
+      typeof r.profile !== 'string' ||
+      typeof r.outcome !== 'string'
+    )
+      return undefined;
     return r as AuditRecord;
   } catch {
     return undefined;
@@ -87,17 +95,23 @@ function printable(text: string): string {
 }
 
 /** The human table: one row per record, newest last. */
-export function renderAudit(records: readonly AuditRecord[], home: string, table: (header: string[], rows: string[][]) => string): string {
-  const rows = records.map((r) => [
-    r.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-    r.op,
-    r.profile,
-    r.chosenBy === 'directory' ? `dir ${r.directory ?? '?'}` : r.chosenBy,
-    consumerLabel(r),
-    r.cwd ? collapseHome(r.cwd, home) : '-',
-    r.outcome === 'error' ? `error ${r.error ?? ''}`.trim() : r.outcome,
-    versionLabel(r) + (r.rejected ? ` (rejected: ${versionLabel(r.rejected)})` : ''),
-  ].map((cell) => printable(String(cell))));
+export function renderAudit(
+  records: readonly AuditRecord[],
+  home: string,
+  table: (header: string[], rows: string[][]) => string,
+): string {
+  const rows = records.map((r) =>
+    [
+      r.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+      r.op,
+      r.profile,
+      r.chosenBy === 'directory' ? `dir ${r.directory ?? '?'}` : r.chosenBy,
+      consumerLabel(r),
+      r.cwd ? collapseHome(r.cwd, home) : '-',
+      r.outcome === 'error' ? `error ${r.error ?? ''}`.trim() : r.outcome,
+      versionLabel(r) + (r.rejected ? ` (rejected: ${versionLabel(r.rejected)})` : ''),
+    ].map((cell) => printable(String(cell))),
+  );
   return `${table(['TIME (UTC)', 'OP', 'PROFILE', 'CHOSEN BY', 'CONSUMER', 'CWD', 'OUTCOME', 'VERSION'], rows)}\n`;
 }
 

@@ -49,7 +49,11 @@ export interface AuditRecord extends KeyVersion {
  * ~/.local/state/keybroker; on macOS ~/Library/Application Support/keybroker) — the same place
  * as the fallback socket, so one private directory holds keybroker's state.
  */
-export function auditDir(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform, home?: string): string {
+export function auditDir(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+  home?: string,
+): string {
   return defaultStateDir(platform, home ?? env.HOME ?? undefined, env);
 }
 

@@ -46,7 +46,12 @@ export class Broker {
   constructor(options: BrokerOptions) {
     this.#options = options;
     this.#log = options.log;
-    this.pool = new AdapterPool({ find: options.findAdapter, env: options.env ?? process.env, log: options.log, ...(options.adapterModules && { modules: options.adapterModules }) });
+    this.pool = new AdapterPool({
+      find: options.findAdapter,
+      env: options.env ?? process.env,
+      log: options.log,
+      ...(options.adapterModules && { modules: options.adapterModules }),
+    });
   }
 
   get config(): LoadedConfig | undefined {
@@ -102,7 +107,11 @@ export class Broker {
 
   async #createCache(profile: ResolvedProfile): Promise<ProfileCache> {
     const adapter = await this.pool.acquire(profile.scheme, profile.settings);
-    const ref = await adapter.parse(profile.source, { overrides: profile.overrides, profile: profile.name, output: profile.output });
+    const ref = await adapter.parse(profile.source, {
+      overrides: profile.overrides,
+      profile: profile.name,
+      output: profile.output,
+    });
     return new ProfileCache({
       profile,
       adapter,
@@ -112,7 +121,9 @@ export class Broker {
       served: this.#served,
       ...(this.#options.clock && { clock: this.#options.clock }),
       ...(this.#options.random && { random: this.#options.random }),
-      ...(this.#options.rejectionRefetchIntervalMs !== undefined && { rejectionRefetchIntervalMs: this.#options.rejectionRefetchIntervalMs }),
+      ...(this.#options.rejectionRefetchIntervalMs !== undefined && {
+        rejectionRefetchIntervalMs: this.#options.rejectionRefetchIntervalMs,
+      }),
       ...(this.#options.rejectionWindowMs !== undefined && { rejectionWindowMs: this.#options.rejectionWindowMs }),
     });
   }
@@ -140,7 +151,10 @@ export class Broker {
    */
   async refresh(
     names: string[],
-    onResult?: (profile: string, result: { value: SecretValue; version: string | undefined } | { error: WireError }) => void,
+    onResult?: (
+      profile: string,
+      result: { value: SecretValue; version: string | undefined } | { error: WireError },
+    ) => void,
   ): Promise<{ refreshed: string[]; failed: Array<{ profile: string; error: WireError }> }> {
     const caches = names.map((n) => this.profile(n));
     const results = await Promise.allSettled(caches.map((c) => c.refresh()));
@@ -152,7 +166,8 @@ export class Broker {
         refreshed.push(name);
         onResult?.(name, r.value);
       } else {
-        const error = r.reason instanceof BrokerError ? r.reason.toWire() : { code: 'INTERNAL', message: 'refresh failed' };
+        const error =
+          r.reason instanceof BrokerError ? r.reason.toWire() : { code: 'INTERNAL', message: 'refresh failed' };
         failed.push({ profile: name, error });
         onResult?.(name, { error });
       }

@@ -109,7 +109,12 @@ export class ConsumerTracker {
     const key = consumerKey(consumer);
     const prev = this.#records.get(key);
     this.#records.delete(key);
-    this.#records.set(key, { name: consumer.name, seenAt: now, unmarkedAt: prev?.unmarkedAt ?? -Infinity, repeat: prev?.repeat });
+    this.#records.set(key, {
+      name: consumer.name,
+      seenAt: now,
+      unmarkedAt: prev?.unmarkedAt ?? -Infinity,
+      repeat: prev?.repeat,
+    });
     this.#prune(now);
   }
 

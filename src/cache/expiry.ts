@@ -28,7 +28,10 @@ export interface ValueExpiry {
  * The earlier of the expiry the source reported and a JWT value's own `exp`. The value is
  * decoded here, once per fetch, never verified and never logged.
  */
-export function expiryOf(value: SecretValue, reported: { expiresAt?: number | undefined; issuedAt?: number | undefined }): ValueExpiry | undefined {
+export function expiryOf(
+  value: SecretValue,
+  reported: { expiresAt?: number | undefined; issuedAt?: number | undefined },
+): ValueExpiry | undefined {
   let expiry: ValueExpiry | undefined;
   if (reported.expiresAt !== undefined && Number.isFinite(reported.expiresAt)) {
     expiry = { at: reported.expiresAt, from: 'source' };
@@ -67,7 +70,7 @@ export function entryTimes(t: number, ttlMs: number, maxStaleMs: number, expiry:
 }
 
 function what(from: ExpirySource): string {
-  return from === 'jwt' ? "token (its JWT exp)" : 'value (its expiry as the source reported it)';
+  return from === 'jwt' ? 'token (its JWT exp)' : 'value (its expiry as the source reported it)';
 }
 
 /** A fetch returned a value already past its expiry. */
@@ -80,7 +83,13 @@ export function alreadyExpiredError(profile: string, source: string, expiry: Val
 }
 
 /** The cached value has expired and refreshing it failed: say both. */
-export function expiredAndRefreshFailedError(profile: string, source: string, expiry: ValueExpiry, t: number, cause: BrokerError): BrokerError {
+export function expiredAndRefreshFailedError(
+  profile: string,
+  source: string,
+  expiry: ValueExpiry,
+  t: number,
+  cause: BrokerError,
+): BrokerError {
   const options: ConstructorParameters<typeof BrokerError>[2] = { transient: cause.transient };
   if (cause.retryAfterMs !== undefined) options.retryAfterMs = cause.retryAfterMs;
   if (cause.status !== undefined) options.status = cause.status;

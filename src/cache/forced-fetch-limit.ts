@@ -24,7 +24,8 @@ export class ForcedFetchLimit {
   #updatedAt: number;
 
   constructor(options: ForcedFetchLimitOptions) {
-    if (!(options.burst >= 1) || !(options.intervalMs > 0)) throw new RangeError('ForcedFetchLimit needs burst >= 1 and intervalMs > 0');
+    if (!(options.burst >= 1) || !(options.intervalMs > 0))
+      throw new RangeError('ForcedFetchLimit needs burst >= 1 and intervalMs > 0');
     this.burst = options.burst;
     this.intervalMs = options.intervalMs;
     this.#now = options.now;

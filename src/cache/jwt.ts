@@ -43,7 +43,13 @@ export function readJwtTimes(bytes: Uint8Array): JwtTimes | undefined {
 function isBase64Url(bytes: Uint8Array, from: number, to: number, dots: number[]): boolean {
   for (let i = from; i < to; i++) {
     const c = bytes[i]!;
-    const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f || dots.includes(i);
+    const ok =
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x2d ||
+      c === 0x5f ||
+      dots.includes(i);
     if (!ok) return false;
   }
   return true;

@@ -127,7 +127,15 @@ export class ProfileCache {
   /** Bumped by forget(): a fetch started before it is neither stored nor joined by later reads. */
   #generation = 0;
   #abort = new AbortController();
-  readonly stats = { hits: 0, misses: 0, fetches: 0, staleServed: 0, suspectedRejections: 0, rejected: 0, forcedFetchesLimited: 0 };
+  readonly stats = {
+    hits: 0,
+    misses: 0,
+    fetches: 0,
+    staleServed: 0,
+    suspectedRejections: 0,
+    rejected: 0,
+    forcedFetchesLimited: 0,
+  };
 
   constructor(options: ProfileCacheOptions) {
     this.profile = options.profile;
@@ -291,24 +299,37 @@ export class ProfileCache {
     const t = this.#now();
     if (entry.expiry && t >= entry.expiry.at) {
       // Every path keeps to staleUntil ≤ expiry; this is the one place that makes it a promise.
-      const cause = warning ?? this.#lastFetch?.error ?? new BrokerError('SOURCE_ERROR', 'no newer value has been fetched');
+      const cause =
+        warning ?? this.#lastFetch?.error ?? new BrokerError('SOURCE_ERROR', 'no newer value has been fetched');
       throw expiredAndRefreshFailedError(this.name, this.#description, entry.expiry, t, cause);
     }
     if (consumer) {
       const detection = this.profile.repeatDetection;
       const unmarked = detection === 'claude-code' && consumer.claudeCode && consumer.invocation === 'unmarked';
-      this.#consumers.served(consumer, entry.value, entry.version, t, { repeats: detectsRepeats(detection, consumer), unmarked });
+      this.#consumers.served(consumer, entry.value, entry.version, t, {
+        repeats: detectsRepeats(detection, consumer),
+        unmarked,
+      });
     }
     const stale = t >= entry.freshUntil;
     if (stale) this.stats.staleServed++;
-    const served: Served = { value: entry.value, stale, freshUntil: entry.freshUntil, outcome: stale && outcome === 'hit' ? 'stale' : outcome, version: entry.version };
+    const served: Served = {
+      value: entry.value,
+      stale,
+      freshUntil: entry.freshUntil,
+      outcome: stale && outcome === 'hit' ? 'stale' : outcome,
+      version: entry.version,
+    };
     if (stale && warning) served.warning = warning;
     return served;
   }
 
   async #onSuspectedRejection(consumer: ConsumerInfo, record: ConsumerRecord, t: number): Promise<Served> {
     this.stats.suspectedRejections++;
-    this.#log.info({ consumer: { pid: consumer.pid, name: consumer.name }, sinceLastMs: t - record.servedAt }, 'repeat request from the same consumer: its key was probably rejected; checking the source');
+    this.#log.info(
+      { consumer: { pid: consumer.pid, name: consumer.name }, sinceLastMs: t - record.servedAt },
+      'repeat request from the same consumer: its key was probably rejected; checking the source',
+    );
     let fetchError: BrokerError | undefined;
     let entry: CacheEntry | undefined;
     try {
@@ -326,13 +347,20 @@ export class ProfileCache {
       const why = fetchError
         ? `refreshing it from ${this.#description} failed (${fetchError.message}) — fix the source`
         : `${this.#description} still returns the same value — rotate it at the source`;
-      this.#log.warn({ consumer: { pid: consumer.pid, name: consumer.name } }, 'the same value was rejected twice: failing the request');
-      throw new BrokerError('KEY_REJECTED', `profile "${this.name}": the key was rejected and ${why}, then run: keybroker refresh ${this.name}`);
+      this.#log.warn(
+        { consumer: { pid: consumer.pid, name: consumer.name } },
+        'the same value was rejected twice: failing the request',
+      );
+      throw new BrokerError(
+        'KEY_REJECTED',
+        `profile "${this.name}": the key was rejected and ${why}, then run: keybroker refresh ${this.name}`,
+      );
     }
     // Unchanged: serve it once more. Claude Code also re-calls the helper when its settings
     // change, so one repeat is not proof of a 401.
     this.#consumers.strike(consumer, t);
-    if (!entry) throw this.#explainExpired(fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing'));
+    if (!entry)
+      throw this.#explainExpired(fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing'));
     return this.#serve(entry, consumer, 'refetched', fetchError);
   }
 
@@ -359,7 +387,9 @@ export class ProfileCache {
     // Nothing held: this is a plain miss, not an extra read.
     if (!held || this.#flight.inflight(this.#flightKey())) return this.#fetch('rejected');
     if (this.#forcedFetchWait() !== undefined) {
-      this.#log.info('forced-fetch limit reached: answering the suspected rejection as if the source returned the same value');
+      this.#log.info(
+        'forced-fetch limit reached: answering the suspected rejection as if the source returned the same value',
+      );
       return Promise.resolve(held);
     }
     return this.#fetch('rejected');
@@ -407,18 +437,23 @@ export class ProfileCache {
     const generation = this.#generation;
     const startedAt = this.#now();
     // The source was slow, not the daemon: say so, and what to change.
-    const timeout = deadline(this.#clock, this.profile.timeoutMs, () =>
-      new BrokerError(
-        'TIMEOUT',
-        `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck — check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})`,
-      ),
+    const timeout = deadline(
+      this.#clock,
+      this.profile.timeoutMs,
+      () =>
+        new BrokerError(
+          'TIMEOUT',
+          `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck — check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})`,
+        ),
     );
     const signal = AbortSignal.any([timeout.signal, this.#abort.signal]);
     try {
       const pending = this.#adapter.fetch(this.#ref, { signal, profile: this.name, reason, log: this.#log });
       const result = await abortable(pending, signal);
-      if (result.value.byteLength === 0) throw new BrokerError('INVALID_VALUE', `${this.#description} returned an empty value`);
-      if (!result.value.isText()) throw new BrokerError('INVALID_VALUE', `${this.#description} returned bytes that are not UTF-8 text`);
+      if (result.value.byteLength === 0)
+        throw new BrokerError('INVALID_VALUE', `${this.#description} returned an empty value`);
+      if (!result.value.isText())
+        throw new BrokerError('INVALID_VALUE', `${this.#description} returned bytes that are not UTF-8 text`);
       const lines = result.value.lineCount();
       if (lines > 1 && !this.profile.multiline) {
         // Claude Code would send every line as the key; a second line is almost always a command
@@ -432,11 +467,19 @@ export class ProfileCache {
       const expiry = expiryOf(result.value, result);
       if (expiry && expiry.at <= t) throw alreadyExpiredError(this.name, this.#description, expiry, t);
       let ttl = this.profile.ttlMs;
-      if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs)) ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
+      if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs))
+        ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
       this.#served?.add(result.value);
       const { freshUntil, staleUntil } = entryTimes(t, ttl, this.profile.maxStaleMs, expiry);
       const previous = this.#entry();
-      const entry: CacheEntry = { value: result.value, fetchedAt: t, freshUntil, staleUntil, version: result.version, expiry };
+      const entry: CacheEntry = {
+        value: result.value,
+        fetchedAt: t,
+        freshUntil,
+        staleUntil,
+        version: result.version,
+        expiry,
+      };
       if (generation !== this.#generation) {
         this.#log.info({ reason, ms: t - startedAt }, 'fetched after a forget: answering its waiters, not keeping it');
         return entry;
@@ -472,9 +515,15 @@ export class ProfileCache {
       if (error.retryAfterMs !== undefined) this.#rateLimitedUntil = t + error.retryAfterMs;
       // Say what will happen next: a retry is scheduled only while a cached value is in use.
       if (this.#scheduleRetry(delay)) {
-        this.#log.warn({ reason, ms: t - startedAt, err: error, retry: 'scheduled', retryInMs: delay }, `fetch failed: retrying in ${formatDuration(delay)}`);
+        this.#log.warn(
+          { reason, ms: t - startedAt, err: error, retry: 'scheduled', retryInMs: delay },
+          `fetch failed: retrying in ${formatDuration(delay)}`,
+        );
       } else {
-        this.#log.warn({ reason, ms: t - startedAt, err: error, retry: 'next-read' }, 'fetch failed: the next read fetches again');
+        this.#log.warn(
+          { reason, ms: t - startedAt, err: error, retry: 'next-read' },
+          'fetch failed: the next read fetches again',
+        );
       }
       throw error;
     } finally {
@@ -490,7 +539,9 @@ export class ProfileCache {
   #toBrokerError(err: unknown): BrokerError {
     if (err instanceof BrokerError) {
       const message = redactText(err.message, this.#served);
-      return message === err.message ? err : new BrokerError(err.code, message, { transient: err.transient, status: err.status });
+      return message === err.message
+        ? err
+        : new BrokerError(err.code, message, { transient: err.transient, status: err.status });
     }
     // An adapter bug: its message may quote the data it choked on, which may be the secret.
     this.#log.error(describeUnknownError(err), 'adapter threw an unexpected error');

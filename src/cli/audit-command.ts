@@ -32,7 +32,10 @@ Examples:
   keybroker audit --json | jq -r 'select(.consumer.claudeCode) | .cwd' | sort -u`,
     )
     .action(async (opts: AuditOptions) => {
-      const [{ readAudit, renderAudit, summaryLine }, { auditDir }] = await Promise.all([import('../audit/audit-reader.js'), import('../audit/audit-record.js')]);
+      const [{ readAudit, renderAudit, summaryLine }, { auditDir }] = await Promise.all([
+        import('../audit/audit-reader.js'),
+        import('../audit/audit-record.js'),
+      ]);
       let sinceMs: number | undefined;
       const now = Date.now();
       if (opts.since !== undefined) {
@@ -54,11 +57,14 @@ Examples:
         return;
       }
       if (result.files.length === 0) {
-        process.stdout.write(`no audit trail in ${dir} yet (the daemon writes it; "audit: false" in the config turns it off)\n`);
+        process.stdout.write(
+          `no audit trail in ${dir} yet (the daemon writes it; "audit: false" in the config turns it off)\n`,
+        );
         return;
       }
       if (result.records.length > 0) process.stdout.write(renderAudit(result.records, os.homedir(), table));
-      const skipped = result.skipped > 0 ? `; ${result.skipped} unreadable line${result.skipped === 1 ? '' : 's'} skipped` : '';
+      const skipped =
+        result.skipped > 0 ? `; ${result.skipped} unreadable line${result.skipped === 1 ? '' : 's'} skipped` : '';
       process.stdout.write(`${summaryLine(result.records.length, sinceMs, now)}${skipped}\n`);
     });
 }

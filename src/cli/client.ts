@@ -25,7 +25,11 @@ function noticeOtherBuild(reply: Reply): void {
   process.stderr.write(`keybroker: warning: ${otherBuildMessage(client, daemon, process.getuid?.())}\n`);
 }
 
-export async function callDaemon<T extends Reply>(options: ClientOptions, request: Request, timeoutMs = CLIENT_REPLY_TIMEOUT_MS): Promise<Exclude<T, { ok: false }>> {
+export async function callDaemon<T extends Reply>(
+  options: ClientOptions,
+  request: Request,
+  timeoutMs = CLIENT_REPLY_TIMEOUT_MS,
+): Promise<Exclude<T, { ok: false }>> {
   const socket = resolveSocketPath({ flag: options.socket });
   const reply = await sendRequest(socket.path, request, { timeoutMs });
   if (!reply.ok) {

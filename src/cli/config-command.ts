@@ -23,7 +23,13 @@ Examples:
   keybroker config check --config ./keybroker.yaml`,
     )
     .action(async (opts: { config?: string }) => {
-      const [{ AdapterPool }, { adapterFor }, { ConfigError, loadConfig, resolveConfigPath }, { resolveManagedConfigPath }, { createLogger }] = await Promise.all([
+      const [
+        { AdapterPool },
+        { adapterFor },
+        { ConfigError, loadConfig, resolveConfigPath },
+        { resolveManagedConfigPath },
+        { createLogger },
+      ] = await Promise.all([
         import('../adapter-pool.js'),
         import('../../adapters/registry.js'),
         import('../config/load.js'),
@@ -36,11 +42,19 @@ Examples:
         const loaded = await loadConfig(where.path, pool.acquire, undefined, { managed: resolveManagedConfigPath() });
         const m = loaded.managed;
         if (m) {
-          process.stdout.write(m.error ? `${m.error}\n` : `${m.file}: managed config, ok, ${m.profiles.length} profile${m.profiles.length === 1 ? '' : 's'}${m.locked.length ? `, locked: ${m.locked.join(', ')}` : ''}\n`);
+          process.stdout.write(
+            m.error
+              ? `${m.error}\n`
+              : `${m.file}: managed config, ok, ${m.profiles.length} profile${m.profiles.length === 1 ? '' : 's'}${m.locked.length ? `, locked: ${m.locked.join(', ')}` : ''}\n`,
+          );
         }
-        process.stdout.write(`${where.path}: ok, ${loaded.profiles.size} profile${loaded.profiles.size === 1 ? '' : 's'}${m && !m.error ? ` (${m.profiles.length} managed)` : ''}\n`);
+        process.stdout.write(
+          `${where.path}: ok, ${loaded.profiles.size} profile${loaded.profiles.size === 1 ? '' : 's'}${m && !m.error ? ` (${m.profiles.length} managed)` : ''}\n`,
+        );
         for (const p of loaded.profiles.values()) {
-          process.stdout.write(`  ${p.name}${p.managedBy ? ' (managed)' : ''}: ${p.scheme}: source, ttl ${formatDuration(p.ttlMs)}, maxStale ${formatDuration(p.maxStaleMs)}, timeout ${formatDuration(p.timeoutMs)}${p.multiline ? ', multiline' : ''}\n`);
+          process.stdout.write(
+            `  ${p.name}${p.managedBy ? ' (managed)' : ''}: ${p.scheme}: source, ttl ${formatDuration(p.ttlMs)}, maxStale ${formatDuration(p.maxStaleMs)}, timeout ${formatDuration(p.timeoutMs)}${p.multiline ? ', multiline' : ''}\n`,
+          );
         }
         for (const w of loaded.warnings) {
           if (!w.kind) process.stdout.write(`${w.file}${w.line ? `:${w.line}` : ''}: ${w.path}: ${w.message}\n`);
@@ -51,12 +65,16 @@ Examples:
         if (!loaded.audit) process.stdout.write('  audit trail: off (audit: false)\n');
         // Warnings do not fail the check: the config works, it may just surprise.
         for (const w of loaded.warnings) {
-          if (w.kind) process.stderr.write(`${w.file}${w.line ? `:${w.line}` : ''}: warning: ${w.path}: ${w.message}\n`);
+          if (w.kind)
+            process.stderr.write(`${w.file}${w.line ? `:${w.line}` : ''}: warning: ${w.path}: ${w.message}\n`);
         }
       } catch (err) {
         if (err instanceof ConfigError) {
           process.stderr.write(`${err.message}\n`);
-          die('CONFIG_INVALID', `${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${where.path}`);
+          die(
+            'CONFIG_INVALID',
+            `${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} in ${where.path}`,
+          );
         }
         throw err;
       } finally {

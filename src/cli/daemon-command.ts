@@ -27,12 +27,17 @@ export function detectStartedBy(env: NodeJS.ProcessEnv, autostarted: boolean, pi
 export function registerDaemon(program: Command): void {
   program
     .command('daemon')
-    .description('run the broker daemon in the foreground (logs on stderr: readable lines on a terminal, JSON lines otherwise)')
+    .description(
+      'run the broker daemon in the foreground (logs on stderr: readable lines on a terminal, JSON lines otherwise)',
+    )
     .option('--config <file>', configOptionHelp())
     // Set by keybroker-shim when it starts a daemon: such a daemon may be replaced by a shim of a
     // newer build (see docs/commands.md, Upgrades).
     .addOption(new Option('--autostarted', 'started by keybroker-shim').hideHelp())
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default: $KEYBROKER_LOG_LEVEL, then info)')
+    .option(
+      '--log-level <level>',
+      'fatal, error, warn, info, debug, trace or silent (default: $KEYBROKER_LOG_LEVEL, then info)',
+    )
     .addHelpText(
       'after',
       `
@@ -80,7 +85,10 @@ Examples:
       // — and --jitless turns off WebAssembly, which the 1Password SDK needs; --max-opt costs
       // three quarters of the throughput.
       v8.setFlagsFromString('--semi-space-growth-factor=1');
-      const [{ runDaemon }, { resolveConfigPath }] = await Promise.all([import('../daemon/lifecycle.js'), import('../config/load.js')]);
+      const [{ runDaemon }, { resolveConfigPath }] = await Promise.all([
+        import('../daemon/lifecycle.js'),
+        import('../config/load.js'),
+      ]);
       const code = await runDaemon({
         config: resolveConfigPath({ flag: opts.config }),
         socket: resolveSocketPath({ flag: globals.socket }),

@@ -8,7 +8,9 @@ import { configOptionHelp } from './help-text.js';
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('which credential Claude Code will use, and what stands between it and keybroker (never prints a value)')
+    .description(
+      'which credential Claude Code will use, and what stands between it and keybroker (never prints a value)',
+    )
     .option('--config <file>', configOptionHelp())
     .option('--no-fetch', 'do not ask the daemon for each profile (no backend reads, no 1Password prompts)')
     .option('--json', 'print the checks as JSON')

@@ -6,7 +6,7 @@ import { die } from './output.js';
 export function registerForget(program: Command): void {
   program
     .command('forget')
-    .description('drop cached values from the daemon\'s memory now, as ssh-agent -D does (the next read fetches again)')
+    .description("drop cached values from the daemon's memory now, as ssh-agent -D does (the next read fetches again)")
     .argument('[profile]', 'profile name')
     .option('--all', 'forget every profile')
     .addHelpText(
@@ -23,7 +23,9 @@ Examples:
     .action(async (profile: string | undefined, opts: { all?: boolean }, cmd: Command) => {
       if (!profile && !opts.all) die('USAGE', 'name a profile or pass --all (see keybroker forget --help)');
       if (profile && opts.all) die('USAGE', 'name a profile or pass --all, not both');
-      const request = opts.all ? { v: 1 as const, op: 'forget' as const, all: true } : { v: 1 as const, op: 'forget' as const, profile: profile! };
+      const request = opts.all
+        ? { v: 1 as const, op: 'forget' as const, all: true }
+        : { v: 1 as const, op: 'forget' as const, profile: profile! };
       const reply = await callDaemon<ForgetReply>(cmd.optsWithGlobals(), request, 5_000);
       for (const name of reply.forgotten) process.stdout.write(`forgot ${name}\n`);
     });

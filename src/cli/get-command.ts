@@ -21,9 +21,13 @@ Examples:
   curl -H "x-api-key: $(keybroker get work)" …`,
     )
     .action(async (profile: string | undefined, opts: { refresh?: boolean; which?: boolean }, cmd: Command) => {
-      const reply = await callDaemon<GetReply>(cmd.optsWithGlobals(), buildGetRequest({ profile, cwd: process.cwd(), refresh: opts.refresh }));
+      const reply = await callDaemon<GetReply>(
+        cmd.optsWithGlobals(),
+        buildGetRequest({ profile, cwd: process.cwd(), refresh: opts.refresh }),
+      );
       if (opts.which) process.stderr.write(`keybroker: profile ${reply.profile} (${whyChosen(reply)})\n`);
-      if (reply.stale && reply.warning) process.stderr.write(`keybroker: warning: serving a cached value past its TTL: ${reply.warning.message}\n`);
+      if (reply.stale && reply.warning)
+        process.stderr.write(`keybroker: warning: serving a cached value past its TTL: ${reply.warning.message}\n`);
       process.stdout.write(`${reply.value}\n`);
     });
 }

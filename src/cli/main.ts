@@ -22,7 +22,10 @@ export function buildProgram(): Command {
   const program = new Command('keybroker')
     .version(VERSION, '-v, --version', 'print the version')
     .description('Fetch API keys once, cache them in a daemon, and hand them to apiKeyHelper in milliseconds.')
-    .option('--socket <path>', "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)")
+    .option(
+      '--socket <path>',
+      "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)",
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerDaemon(program);

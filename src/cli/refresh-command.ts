@@ -14,7 +14,9 @@ export function registerRefresh(program: Command): void {
     .action(async (profile: string | undefined, opts: { all?: boolean }, cmd: Command) => {
       if (!profile && !opts.all) die('USAGE', 'name a profile or pass --all (see keybroker refresh --help)');
       if (profile && opts.all) die('USAGE', 'name a profile or pass --all, not both');
-      const request = opts.all ? { v: 1 as const, op: 'refresh' as const, all: true } : { v: 1 as const, op: 'refresh' as const, profile: profile! };
+      const request = opts.all
+        ? { v: 1 as const, op: 'refresh' as const, all: true }
+        : { v: 1 as const, op: 'refresh' as const, profile: profile! };
       const reply = await callDaemon<RefreshReply>(cmd.optsWithGlobals(), request);
       for (const name of reply.refreshed) process.stdout.write(`refreshed ${name}\n`);
       for (const f of reply.failed) process.stderr.write(`keybroker: ${f.profile}: ${f.error.message}\n`);

@@ -21,23 +21,36 @@ refused and the running one kept: the errors are printed and the exit status is 
       try {
         process.kill(before.daemon.pid, 'SIGHUP');
       } catch (err) {
-        die('INTERNAL', `cannot signal the daemon (pid ${before.daemon.pid}): ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+        die(
+          'INTERNAL',
+          `cannot signal the daemon (pid ${before.daemon.pid}): ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+        );
       }
       const deadline = Date.now() + RELOAD_WAIT_MS;
       for (;;) {
         await new Promise((r) => setTimeout(r, 50));
         const after = await callDaemon<StatusReply>(globals, { v: 1, op: 'status' }, 5_000);
-        if (after.daemon.pid !== before.daemon.pid) die('DAEMON_UNREACHABLE', 'the daemon was replaced while reloading; run keybroker status');
+        if (after.daemon.pid !== before.daemon.pid)
+          die('DAEMON_UNREACHABLE', 'the daemon was replaced while reloading; run keybroker status');
         if (after.daemon.reloads > before.daemon.reloads) {
           if (after.daemon.lastReloadError) {
             process.stderr.write(`${after.daemon.lastReloadError}\n`);
-            die('CONFIG_INVALID', `config not reloaded: the daemon keeps running the previous one (${after.daemon.config})`);
+            die(
+              'CONFIG_INVALID',
+              `config not reloaded: the daemon keeps running the previous one (${after.daemon.config})`,
+            );
           }
           const names = after.profiles.map((p) => p.name);
-          process.stdout.write(`reloaded ${after.daemon.config}: ${names.length} profile${names.length === 1 ? '' : 's'}${names.length ? ` (${names.join(', ')})` : ''}\n`);
+          process.stdout.write(
+            `reloaded ${after.daemon.config}: ${names.length} profile${names.length === 1 ? '' : 's'}${names.length ? ` (${names.join(', ')})` : ''}\n`,
+          );
           return;
         }
-        if (Date.now() > deadline) die('TIMEOUT', `the daemon (pid ${before.daemon.pid}) did not finish reloading within ${RELOAD_WAIT_MS / 1000} s`);
+        if (Date.now() > deadline)
+          die(
+            'TIMEOUT',
+            `the daemon (pid ${before.daemon.pid}) did not finish reloading within ${RELOAD_WAIT_MS / 1000} s`,
+          );
       }
     });
 }

@@ -24,7 +24,14 @@ Examples:
   keybroker --socket /tmp/kb/kb.sock restart`,
     )
     .action(async (_opts: unknown, cmd: Command) => {
-      const [{ resolveSocketPath }, { sendRequest }, { autostart, stopDaemon, AUTOSTART_DEADLINE_MS, UnsafeAutostart }, { BUILD_ID, describeBuild, isOtherBuild, VERSION }, { findInstallLayout }, { runCommand }] = await Promise.all([
+      const [
+        { resolveSocketPath },
+        { sendRequest },
+        { autostart, stopDaemon, AUTOSTART_DEADLINE_MS, UnsafeAutostart },
+        { BUILD_ID, describeBuild, isOtherBuild, VERSION },
+        { findInstallLayout },
+        { runCommand },
+      ] = await Promise.all([
         import('../protocol/socket-path.js'),
         import('../protocol/client.js'),
         import('../protocol/autostart.js'),
@@ -40,12 +47,21 @@ Examples:
       if (old && manager) {
         const argv = manager(process.getuid?.() ?? 0);
         const r = await runCommand(argv, process.env);
-        if (r.code !== 0) die('UNAVAILABLE', `${argv.join(' ')} failed: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? `exit ${r.code}`}`);
+        if (r.code !== 0)
+          die(
+            'UNAVAILABLE',
+            `${argv.join(' ')} failed: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? `exit ${r.code}`}`,
+          );
       } else {
         if (old && !(await stopDaemon(socket, old.pid))) {
-          die('UNAVAILABLE', `the daemon (pid ${old.pid}) did not stop within 5 s — run: kill ${old.pid}, then keybroker restart`);
+          die(
+            'UNAVAILABLE',
+            `the daemon (pid ${old.pid}) did not stop within 5 s — run: kill ${old.pid}, then keybroker restart`,
+          );
         }
-        const why = await autostart(socket, Date.now() + AUTOSTART_DEADLINE_MS, { cli: findInstallLayout().entry }).catch((err: unknown) => {
+        const why = await autostart(socket, Date.now() + AUTOSTART_DEADLINE_MS, {
+          cli: findInstallLayout().entry,
+        }).catch((err: unknown) => {
           if (err instanceof UnsafeAutostart) die('UNSAFE_PATH', err.message);
           throw err;
         });
@@ -56,12 +72,20 @@ Examples:
       for (;;) {
         const now = await sendRequest(socket, { v: 1, op: 'ping' }, { timeoutMs: 1_000 });
         if (now.ok && 'pong' in now && now.pid !== old?.pid) {
-          const from = old ? `replaced pid ${old.pid} (keybroker ${describeBuild(old)}) with` : 'no daemon was running; started';
-          process.stdout.write(`${from} pid ${now.pid} (keybroker ${describeBuild(now)}${now.startedBy ? `, ${now.startedBy}` : ''})\n`);
-          if (isOtherBuild(me, now)) process.stderr.write(`keybroker: warning: the new daemon is keybroker ${describeBuild(now)}, this CLI is ${describeBuild(me)}: the service runs another install — reinstall it from this one: keybroker service install\n`);
+          const from = old
+            ? `replaced pid ${old.pid} (keybroker ${describeBuild(old)}) with`
+            : 'no daemon was running; started';
+          process.stdout.write(
+            `${from} pid ${now.pid} (keybroker ${describeBuild(now)}${now.startedBy ? `, ${now.startedBy}` : ''})\n`,
+          );
+          if (isOtherBuild(me, now))
+            process.stderr.write(
+              `keybroker: warning: the new daemon is keybroker ${describeBuild(now)}, this CLI is ${describeBuild(me)}: the service runs another install — reinstall it from this one: keybroker service install\n`,
+            );
           return;
         }
-        if (Date.now() > deadline) die('DAEMON_UNREACHABLE', `no new daemon answered on ${socket} within ${AUTOSTART_DEADLINE_MS / 1000} s`);
+        if (Date.now() > deadline)
+          die('DAEMON_UNREACHABLE', `no new daemon answered on ${socket} within ${AUTOSTART_DEADLINE_MS / 1000} s`);
         await new Promise((r) => setTimeout(r, 100));
       }
     });

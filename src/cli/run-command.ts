@@ -11,7 +11,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { requestWithAutostart } from '../protocol/autostart.js';
-import { buildGetRequest, CLIENT_REPLY_TIMEOUT_MS, exitCodeFor, type ConsumerInfo, type Reply } from '../protocol/messages.js';
+import {
+  buildGetRequest,
+  CLIENT_REPLY_TIMEOUT_MS,
+  exitCodeFor,
+  type ConsumerInfo,
+  type Reply,
+} from '../protocol/messages.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 import { CliExit } from './output.js';
 
@@ -35,16 +41,24 @@ export function parseEnvBinding(spec: string): EnvBinding | { error: string } {
   const eq = spec.indexOf('=');
   const name = eq === -1 ? spec : spec.slice(0, eq);
   const profile = eq === -1 ? undefined : spec.slice(eq + 1);
-  if (!ENV_NAME.test(name)) return { error: `-e ${spec}: "${name}" is not a variable name (letters, digits and _, not starting with a digit)` };
-  if (profile === '') return { error: `-e ${spec}: no profile after "="; write -e ${name}=PROFILE, or -e ${name} for this directory's profile` };
+  if (!ENV_NAME.test(name))
+    return { error: `-e ${spec}: "${name}" is not a variable name (letters, digits and _, not starting with a digit)` };
+  if (profile === '')
+    return {
+      error: `-e ${spec}: no profile after "="; write -e ${name}=PROFILE, or -e ${name} for this directory's profile`,
+    };
   return { name, profile };
 }
 
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description("run a command with keys in its environment (never in its arguments), exit with its status")
-    .option('-e, --env <VAR[=PROFILE]>', "set VAR to PROFILE's key (repeatable); -e VAR alone uses this directory's profile", (v: string, acc: string[] | undefined) => [...(acc ?? []), v])
+    .description('run a command with keys in its environment (never in its arguments), exit with its status')
+    .option(
+      '-e, --env <VAR[=PROFILE]>',
+      "set VAR to PROFILE's key (repeatable); -e VAR alone uses this directory's profile",
+      (v: string, acc: string[] | undefined) => [...(acc ?? []), v],
+    )
     .argument('<command>', 'the program to run (after --)')
     .argument('[args...]', 'its arguments')
     .addHelpText(
@@ -97,7 +111,8 @@ async function runWithKeys(input: RunInput): Promise<number> {
   for (const spec of input.specs) {
     const parsed = parseEnvBinding(spec);
     if ('error' in parsed) fail('USAGE', `${parsed.error} (see keybroker run --help)`);
-    if (bindings.some((b) => b.name === parsed.name)) fail('USAGE', `-e ${parsed.name} is given twice (see keybroker run --help)`);
+    if (bindings.some((b) => b.name === parsed.name))
+      fail('USAGE', `-e ${parsed.name} is given twice (see keybroker run --help)`);
     bindings.push(parsed);
   }
   if (bindings.length === 0) fail('USAGE', 'give at least one -e VAR=PROFILE (see keybroker run --help)');
@@ -115,7 +130,12 @@ async function runWithKeys(input: RunInput): Promise<number> {
   const cwd = workingDirectory();
   const replies = await Promise.all(
     bindings.map((b) =>
-      requestWithAutostart(socketPath, buildGetRequest({ profile: b.profile, cwd, consumer }), { cli, timeoutMs: REQUEST_TIMEOUT_MS, startedAt, orphan: willExec }),
+      requestWithAutostart(socketPath, buildGetRequest({ profile: b.profile, cwd, consumer }), {
+        cli,
+        timeoutMs: REQUEST_TIMEOUT_MS,
+        startedAt,
+        orphan: willExec,
+      }),
     ),
   );
   replies.forEach((reply: Reply, i) => {
@@ -129,7 +149,9 @@ async function runWithKeys(input: RunInput): Promise<number> {
     const shadowing = bindings.filter((b) => CLAUDE_SHADOWING.has(b.name));
     if (shadowing.length > 0) {
       const profile = shadowing[0]!.profile;
-      say(`warning: with ${shadowing.map((b) => b.name).join(' and ')} set, Claude Code does not use apiKeyHelper and cannot replace a rejected (401) key mid-session; instead run: keybroker setup claude${profile ? ` --profile ${profile}` : ''}, then start claude on its own`);
+      say(
+        `warning: with ${shadowing.map((b) => b.name).join(' and ')} set, Claude Code does not use apiKeyHelper and cannot replace a rejected (401) key mid-session; instead run: keybroker setup claude${profile ? ` --profile ${profile}` : ''}, then start claude on its own`,
+      );
     }
   }
 

@@ -8,9 +8,13 @@ import { CliExit, die } from './output.js';
 const serviceManager = () => import('../integration/service-manager.js');
 
 async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
-  const [{ findInstallLayout }, { realServiceHost }] = await Promise.all([import('../integration/install-layout.js'), serviceManager()]);
+  const [{ findInstallLayout }, { realServiceHost }] = await Promise.all([
+    import('../integration/install-layout.js'),
+    serviceManager(),
+  ]);
   const layout = findInstallLayout();
-  if (!dryRun && !fs.existsSync(layout.entry)) die('USAGE', `${layout.entry} is missing: build keybroker first (npm run build)`);
+  if (!dryRun && !fs.existsSync(layout.entry))
+    die('USAGE', `${layout.entry} is missing: build keybroker first (npm run build)`);
   return realServiceHost({
     platform: process.platform,
     home: os.homedir(),
@@ -55,7 +59,9 @@ logs in ~/Library/Logs/keybroker/. Run it again after moving node or keybroker.`
     });
   service
     .command('status')
-    .description('is the service installed and running, and does the daemon answer (exit 1 if not installed or not active)')
+    .description(
+      'is the service installed and running, and does the daemon answer (exit 1 if not installed or not active)',
+    )
     .action(async () => {
       const { serviceStatus } = await serviceManager();
       const status = await serviceStatus(await hostFromProcess(true));

@@ -24,12 +24,30 @@ export function registerSetup(program: Command): void {
   setup
     .command('claude')
     .description("point Claude Code's apiKeyHelper at keybroker-shim in ~/.claude/settings.json")
-    .option('--profile <name>', 'always serve this profile (default: none — the daemon picks by the project directory, else "default")')
-    .addOption(new Option('--project', 'write .claude/settings.json in this directory instead (needs workspace trust)').conflicts('managed'))
-    .option('--managed', "write Claude Code's managed settings instead, for every user of this machine (as root; /etc/claude-code/managed-settings.json on Linux)")
+    .option(
+      '--profile <name>',
+      'always serve this profile (default: none — the daemon picks by the project directory, else "default")',
+    )
+    .addOption(
+      new Option(
+        '--project',
+        'write .claude/settings.json in this directory instead (needs workspace trust)',
+      ).conflicts('managed'),
+    )
+    .option(
+      '--managed',
+      "write Claude Code's managed settings instead, for every user of this machine (as root; /etc/claude-code/managed-settings.json on Linux)",
+    )
     .option('--force', 'replace a different helper that is already set')
     .option('--dry-run', 'show what would change, and change nothing')
-    .addOption(new Option('--helper <kind>', 'which helper: api-key (apiKeyHelper), aws-credentials (awsCredentialExport), otel-headers (otelHeadersHelper)').choices([...HELPER_KINDS]).default('api-key'))
+    .addOption(
+      new Option(
+        '--helper <kind>',
+        'which helper: api-key (apiKeyHelper), aws-credentials (awsCredentialExport), otel-headers (otelHeadersHelper)',
+      )
+        .choices([...HELPER_KINDS])
+        .default('api-key'),
+    )
     .option('--config <file>', configOptionHelp('keybroker config to read the profile from'))
     .addHelpText(
       'after',
@@ -53,7 +71,13 @@ Examples:
   sudo keybroker setup claude --managed --profile org`,
     )
     .action(async (opts: SetupOptions) => {
-      const [{ resolveConfigPath }, { resolveManagedConfigPath }, { setupClaude }, { summarizeConfig, summarizeManagedConfig }, { findInstallLayout, helperShim }] = await Promise.all([
+      const [
+        { resolveConfigPath },
+        { resolveManagedConfigPath },
+        { setupClaude },
+        { summarizeConfig, summarizeManagedConfig },
+        { findInstallLayout, helperShim },
+      ] = await Promise.all([
         import('../config/load.js'),
         import('../config/managed.js'),
         import('../integration/claude-setup.js'),
@@ -65,7 +89,10 @@ Examples:
       const home = os.homedir();
       const managedLocation = opts.managed ? resolveManagedConfigPath() : undefined;
       if (opts.managed && !managedLocation && !opts.force) {
-        die('USAGE', `no keybroker managed config (/etc/keybroker/managed.yaml, or $KEYBROKER_MANAGED_CONFIG) defines ${opts.profile === undefined ? 'the profiles' : `profile "${opts.profile}"`} for every user; install one, or pass --force`);
+        die(
+          'USAGE',
+          `no keybroker managed config (/etc/keybroker/managed.yaml, or $KEYBROKER_MANAGED_CONFIG) defines ${opts.profile === undefined ? 'the profiles' : `profile "${opts.profile}"`} for every user; install one, or pass --force`,
+        );
       }
       const configPath = managedLocation ? { path: managedLocation.path } : resolveConfigPath({ flag: opts.config });
       const summary = (await summarizeManagedConfig(managedLocation)) ?? (await summarizeConfig(configPath.path));
@@ -78,24 +105,36 @@ Examples:
         const known = summary.profiles.map((p) => p.name).join(', ') || 'none';
         if (!summary.profiles.some((p) => p.name === 'default')) {
           if (Object.keys(summary.directories).length === 0 && !opts.force) {
-            die('USAGE', `no profile "default" and no directories: map in ${configPath.path} (profiles: ${known}); add one, pick a profile with --profile, or pass --force`);
+            die(
+              'USAGE',
+              `no profile "default" and no directories: map in ${configPath.path} (profiles: ${known}); add one, pick a profile with --profile, or pass --force`,
+            );
           }
-          process.stderr.write(`keybroker: warning: no profile "default" in ${configPath.path}: outside the directories: map the helper fails; add one or pick a profile with --profile\n`);
+          process.stderr.write(
+            `keybroker: warning: no profile "default" in ${configPath.path}: outside the directories: map the helper fails; add one or pick a profile with --profile\n`,
+          );
         }
         profileTtlMs = reachable.length > 0 ? Math.min(...reachable.map((p) => p.ttlMs)) : undefined;
       } else if (summary.ok) {
         const profile = summary.profiles.find((p) => p.name === opts.profile);
         if (!profile && !opts.force) {
-          die('USAGE', `no profile "${opts.profile}" in ${configPath.path} (profiles: ${summary.profiles.map((p) => p.name).join(', ') || 'none'}); add it, pick one with --profile, or pass --force`);
+          die(
+            'USAGE',
+            `no profile "${opts.profile}" in ${configPath.path} (profiles: ${summary.profiles.map((p) => p.name).join(', ') || 'none'}); add it, pick one with --profile, or pass --force`,
+          );
         }
         profileTtlMs = profile?.ttlMs;
         if (profile && opts.helper === 'aws-credentials' && profile.scheme !== 'aws-credentials') {
-          process.stderr.write(`keybroker: warning: profile "${profile.name}" is a ${profile.scheme ?? 'unknown'}: source; awsCredentialExport needs an aws-credentials:// source\n`);
+          process.stderr.write(
+            `keybroker: warning: profile "${profile.name}" is a ${profile.scheme ?? 'unknown'}: source; awsCredentialExport needs an aws-credentials:// source\n`,
+          );
         }
       } else if (opts.managed && !opts.force) {
         die('CONFIG_INVALID', summary.error.split('\n')[0]!);
       } else if (summary.missing) {
-        process.stderr.write(`keybroker: warning: no config at ${configPath.path} yet (keybroker daemon writes a starter one); using the default TTL\n`);
+        process.stderr.write(
+          `keybroker: warning: no config at ${configPath.path} yet (keybroker daemon writes a starter one); using the default TTL\n`,
+        );
       } else {
         process.stderr.write(`keybroker: warning: ${summary.error.split('\n')[0]}; using the default TTL\n`);
       }
@@ -117,19 +156,32 @@ Examples:
       });
       const file = collapseHome(result.file, home);
       const lines: string[] = [];
-      const serving = opts.profile === undefined ? 'the profile of each project directory' : `profile "${opts.profile}"`;
+      const serving =
+        opts.profile === undefined ? 'the profile of each project directory' : `profile "${opts.profile}"`;
       if (result.changes.length === 0) {
-        lines.push(`${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}: nothing to change`);
+        lines.push(
+          `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}: nothing to change`,
+        );
       } else {
-        lines.push(`${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`);
-        for (const c of result.changes) lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
+        lines.push(
+          `${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`,
+        );
+        for (const c of result.changes)
+          lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
         if (profileTtlMs !== undefined && opts.helper === 'api-key') {
-          lines.push(opts.profile === undefined ? `  (the shortest TTL of the profiles it can serve is ${formatDuration(profileTtlMs)})` : `  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`);
+          lines.push(
+            opts.profile === undefined
+              ? `  (the shortest TTL of the profiles it can serve is ${formatDuration(profileTtlMs)})`
+              : `  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`,
+          );
         }
         if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
         if (result.mode !== undefined) lines.push(`mode: ${formatMode(result.mode)}`);
         if (result.undo.length > 0) lines.push(`undo: ${result.undo.join(' && ')}`);
-        if (!opts.dryRun) lines.push(`Claude Code picks this up on its next start; check everything with: keybroker doctor${opts.managed ? ' (as each user)' : ''}`);
+        if (!opts.dryRun)
+          lines.push(
+            `Claude Code picks this up on its next start; check everything with: keybroker doctor${opts.managed ? ' (as each user)' : ''}`,
+          );
       }
       process.stdout.write(`${lines.join('\n')}\n`);
       for (const w of result.warnings) process.stderr.write(`keybroker: warning: ${w}\n`);

@@ -85,9 +85,16 @@ export function renderStatus(reply: StatusReply, here?: string): string {
   if (here !== undefined) lines.push(`here     ${here} (for a helper without a profile argument)`);
   const a = reply.audit;
   if (a) {
-    lines.push(a.enabled ? `audit    ${a.file}: ${a.written} written, ${a.dropped} dropped` : 'audit    off (audit: false in the config)');
+    lines.push(
+      a.enabled
+        ? `audit    ${a.file}: ${a.written} written, ${a.dropped} dropped`
+        : 'audit    off (audit: false in the config)',
+    );
     if (a.lastError) lines.push(`warning  audit trail: ${a.lastError.message} (records are being dropped)`);
-    else if (a.enabled && a.dropped > 0) lines.push(`warning  audit trail: ${a.dropped} record${a.dropped === 1 ? '' : 's'} dropped (buffer full or a write failed)`);
+    else if (a.enabled && a.dropped > 0)
+      lines.push(
+        `warning  audit trail: ${a.dropped} record${a.dropped === 1 ? '' : 's'} dropped (buffer full or a write failed)`,
+      );
   }
   lines.push('');
   if (reply.profiles.length === 0) {
@@ -101,7 +108,11 @@ export function renderStatus(reply: StatusReply, here?: string): string {
           p.source,
           stateLabel(p),
           p.ageMs === null ? '-' : formatDuration(p.ageMs),
-          p.expiresInMs === null ? '-' : p.expiresInMs < 0 ? `TTL ended ${formatDuration(-p.expiresInMs)} ago` : formatDuration(p.expiresInMs),
+          p.expiresInMs === null
+            ? '-'
+            : p.expiresInMs < 0
+              ? `TTL ended ${formatDuration(-p.expiresInMs)} ago`
+              : formatDuration(p.expiresInMs),
           valueExpiryLabel(p),
           `${p.hits}/${p.misses}`,
           String(p.consumers),
@@ -117,4 +128,3 @@ export function renderStatus(reply: StatusReply, here?: string): string {
   for (const s of reply.sources) for (const note of s.notes) lines.push(`${s.kind}: ${note}`);
   return `${lines.join('\n')}\n`;
 }
-

@@ -50,18 +50,27 @@ export async function resolveDirectoryRules(
   for (const [dir, profile] of Object.entries(raw ?? {})) {
     const expanded = expandHome(dir, home);
     if (!path.isAbsolute(expanded)) {
-      problems.push({ dir, message: 'must be an absolute path or start with ~/ (the shim sends absolute working directories)' });
+      problems.push({
+        dir,
+        message: 'must be an absolute path or start with ~/ (the shim sends absolute working directories)',
+      });
       continue;
     }
     if (!profiles.has(profile)) {
       const known = [...profiles];
-      problems.push({ dir, message: `maps to profile "${profile}", which does not exist (profiles: ${known.join(', ') || 'none'}) — add it under profiles: or fix the name` });
+      problems.push({
+        dir,
+        message: `maps to profile "${profile}", which does not exist (profiles: ${known.join(', ') || 'none'}) — add it under profiles: or fix the name`,
+      });
       continue;
     }
     const resolved = await realDirectory(expanded);
     const other = byPath.get(resolved);
     if (other && other.profile !== profile) {
-      problems.push({ dir, message: `is the same directory as ${other.dir} (${resolved}), which maps to "${other.profile}": keep one` });
+      problems.push({
+        dir,
+        message: `is the same directory as ${other.dir} (${resolved}), which maps to "${other.profile}": keep one`,
+      });
       continue;
     }
     const rule = { dir, path: resolved, profile };
@@ -96,7 +105,11 @@ export function matchDirectory(rules: readonly DirectoryRule[], cwd: string): Di
 }
 
 /** The rule itself: an explicit profile, else the longest matching directory, else `default`. */
-export function chooseProfile(rules: readonly DirectoryRule[], explicit: string | undefined, resolvedCwd: string | undefined): ChosenProfile {
+export function chooseProfile(
+  rules: readonly DirectoryRule[],
+  explicit: string | undefined,
+  resolvedCwd: string | undefined,
+): ChosenProfile {
   if (explicit !== undefined) return { profile: explicit, chosenBy: 'argument' };
   const rule = resolvedCwd === undefined ? undefined : matchDirectory(rules, resolvedCwd);
   if (rule) return { profile: rule.profile, chosenBy: 'directory', rule };
@@ -147,7 +160,8 @@ export class DirectoryChooser {
 
   async choose(explicit: string | undefined, cwd: string | undefined): Promise<ChosenProfile> {
     // Without rules (or with a named profile) the directory cannot matter: skip the realpath.
-    if (explicit !== undefined || cwd === undefined || this.#rules.length === 0) return chooseProfile(this.#rules, explicit, undefined);
+    if (explicit !== undefined || cwd === undefined || this.#rules.length === 0)
+      return chooseProfile(this.#rules, explicit, undefined);
     return chooseProfile(this.#rules, undefined, await this.#resolve(cwd));
   }
 

@@ -9,7 +9,8 @@ export const MAX_DURATION_MS = 2_147_483_647;
 export function parseDuration(input: unknown): { ok: true; ms: number } | { ok: false; reason: string } {
   let ms: number;
   if (typeof input === 'number') {
-    if (!Number.isFinite(input) || input < 0) return { ok: false, reason: `${input} is not a duration: use a number of seconds ≥ 0, or 30s, 5m, 1h, 1d` };
+    if (!Number.isFinite(input) || input < 0)
+      return { ok: false, reason: `${input} is not a duration: use a number of seconds ≥ 0, or 30s, 5m, 1h, 1d` };
     ms = input * 1000;
   } else if (typeof input === 'string') {
     const m = DURATION.exec(input.trim());

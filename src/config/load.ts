@@ -10,8 +10,23 @@ import { FileCheckError, readCheckedFile } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
 import { redactText } from '../secret.js';
 import { resolveDirectoryRules, type DirectoryRule } from './directories.js';
-import { checkLockedKeys, mergeManagedConfig, readManagedConfigFile, type ConfigWarning, type ManagedLocation } from './managed.js';
-import { buildConfigSchema, buildManagedConfigSchema, DEFAULT_KEYS, DEFAULTS, PROFILE_KEYS, type RawConfig, type RawManagedConfig, type RepeatDetection } from './schema.js';
+import {
+  checkLockedKeys,
+  mergeManagedConfig,
+  readManagedConfigFile,
+  type ConfigWarning,
+  type ManagedLocation,
+} from './managed.js';
+import {
+  buildConfigSchema,
+  buildManagedConfigSchema,
+  DEFAULT_KEYS,
+  DEFAULTS,
+  PROFILE_KEYS,
+  type RawConfig,
+  type RawManagedConfig,
+  type RepeatDetection,
+} from './schema.js';
 import { closest } from './did-you-mean.js';
 import { formatDuration } from './duration.js';
 import { parseSourceUri } from './source-uri.js';
@@ -114,7 +129,8 @@ export function resolveConfigPath(input: ConfigPathInput = {}): ResolvedConfigPa
   const home = input.home ?? os.homedir();
   if (input.flag) return { path: path.resolve(input.flag), from: '--config' };
   if (env.KEYBROKER_CONFIG) return { path: path.resolve(env.KEYBROKER_CONFIG), from: 'KEYBROKER_CONFIG' };
-  const xdg = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(home, '.config');
+  const xdg =
+    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(home, '.config');
   return { path: path.join(xdg, 'keybroker', 'config.yaml'), from: 'default' };
 }
 
@@ -125,14 +141,21 @@ export function resolveConfigPath(input: ConfigPathInput = {}): ResolvedConfigPa
 export async function readConfigFile(file: string): Promise<string> {
   let bytes: Buffer;
   try {
-    bytes = await readCheckedFile(file, { label: 'the config file', maxBytes: MAX_CONFIG_BYTES, invalid: 'CONFIG_INVALID', trust: 'config' });
+    bytes = await readCheckedFile(file, {
+      label: 'the config file',
+      maxBytes: MAX_CONFIG_BYTES,
+      invalid: 'CONFIG_INVALID',
+      trust: 'config',
+    });
   } catch (err) {
     if (err instanceof FileCheckError) throw new ConfigError(file, [{ path: '', message: err.problem, kind: 'file' }]);
     const code = (err as NodeJS.ErrnoException).code;
     const message =
-      code === 'ENOENT' ? `no config file here — create one (keybroker daemon writes a starter at the default path) or pass --config FILE` :
-      code === 'EACCES' ? 'cannot read the config file: permission denied' :
-      `cannot read the config file (${code ?? 'error'})`;
+      code === 'ENOENT'
+        ? `no config file here — create one (keybroker daemon writes a starter at the default path) or pass --config FILE`
+        : code === 'EACCES'
+          ? 'cannot read the config file: permission denied'
+          : `cannot read the config file (${code ?? 'error'})`;
     throw new ConfigError(file, [{ path: '', message, kind: 'file' }], { missing: code === 'ENOENT' });
   }
   return bytes.toString('utf8');
@@ -155,11 +178,15 @@ function parseYaml(text: string, file: string): ParsedText {
     // mistake, joined into one long line by Claude Code): the first error is the one to fix.
     const first = doc.errors[0]!;
     const line = first.linePos?.[0]?.line;
-    throw new ConfigError(file, [{ path: '', line, message: `YAML: ${yamlMessage(first.message, line)}`, kind: 'yaml' }]);
+    throw new ConfigError(file, [
+      { path: '', line, message: `YAML: ${yamlMessage(first.message, line)}`, kind: 'yaml' },
+    ]);
   }
   const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
   if (!isPlainObject(data)) {
-    throw new ConfigError(file, [{ path: '', message: 'the config must be a YAML mapping with a profiles: key', kind: 'value' }]);
+    throw new ConfigError(file, [
+      { path: '', message: 'the config must be a YAML mapping with a profiles: key', kind: 'value' },
+    ]);
   }
   return { doc, lineCounter, data };
 }
@@ -175,7 +202,11 @@ function checkManagedSchema(parsed: ParsedText): { raw: RawManagedConfig | undef
   const result = buildManagedConfigSchema().safeParse(parsed.data);
   if (!result.success) return { raw: undefined, problems: schemaProblems(parsed, result.error.issues, true) };
   const lineOf = (p: string[]): number | undefined => lineOfPath(parsed.doc, parsed.lineCounter, p);
-  const problems = checkLockedKeys(result.data.locked ?? []).map((p) => ({ ...p, line: lineOf(p.path.split('.')), kind: 'value' as const }));
+  const problems = checkLockedKeys(result.data.locked ?? []).map((p) => ({
+    ...p,
+    line: lineOf(p.path.split('.')),
+    kind: 'value' as const,
+  }));
   return problems.length > 0 ? { raw: undefined, problems } : { raw: result.data, problems: [] };
 }
 
@@ -189,7 +220,13 @@ function schemaProblems(parsed: ParsedText, issues: z.core.$ZodIssue[], managed:
       if (misplaced.emptied.has(key)) continue; // said once, by the key that should be under it
       const indentation = misplaced.keys.get(key);
       if (indentation !== undefined) {
-        if (indentation !== null) problems.push({ path: `profiles.${key}`, line: lineOfPath(parsed.doc, parsed.lineCounter, at), message: indentation, kind: 'indentation' });
+        if (indentation !== null)
+          problems.push({
+            path: `profiles.${key}`,
+            line: lineOfPath(parsed.doc, parsed.lineCounter, at),
+            message: indentation,
+            kind: 'indentation',
+          });
         continue;
       }
     }
@@ -204,7 +241,10 @@ function schemaProblems(parsed: ParsedText, issues: z.core.$ZodIssue[], managed:
  * as type errors. Say the likely indentation once instead. Returns the misplaced keys with their
  * message (null: covered by an earlier key's message) and the emptied profiles.
  */
-function misplacedProfileKeys(data: Record<string, unknown>): { keys: Map<string, string | null>; emptied: Set<string> } {
+function misplacedProfileKeys(data: Record<string, unknown>): {
+  keys: Map<string, string | null>;
+  emptied: Set<string>;
+} {
   const keys = new Map<string, string | null>();
   const emptied = new Set<string>();
   const profiles = data.profiles;
@@ -225,9 +265,15 @@ function misplacedProfileKeys(data: Record<string, unknown>): { keys: Map<string
     said = true;
     if (owner !== undefined) {
       emptied.add(owner);
-      keys.set(key, `"${key}:" is at the level of the profile names, so profile "${owner}" above it is empty — indent "${key}:" and the lines after it that belong to "${owner}" two spaces further than "${owner}:"`);
+      keys.set(
+        key,
+        `"${key}:" is at the level of the profile names, so profile "${owner}" above it is empty — indent "${key}:" and the lines after it that belong to "${owner}" two spaces further than "${owner}:"`,
+      );
     } else {
-      keys.set(key, `"${key}:" is at the level of the profile names — indent it two spaces further, under the name of the profile it belongs to`);
+      keys.set(
+        key,
+        `"${key}:" is at the level of the profile names — indent it two spaces further, under the name of the profile it belongs to`,
+      );
     }
   }
   return { keys, emptied };
@@ -297,7 +343,10 @@ async function checkSources(
     // An output: that is not text or json is the schema's to report.
     const output: OutputFormat = p.output === 'json' ? 'json' : 'text';
     if (output === 'json' && !entry.jsonOutput) {
-      const kinds = Object.values(ADAPTERS).filter((a) => a.jsonOutput).map((a) => `${a.scheme}:`).join(', ');
+      const kinds = Object.values(ADAPTERS)
+        .filter((a) => a.jsonOutput)
+        .map((a) => `${a.scheme}:`)
+        .join(', ');
       problemAt('output', `output: json applies only to ${kinds} sources (this one is ${parsed.scheme}:); remove it`);
       continue;
     }
@@ -305,7 +354,10 @@ async function checkSources(
       const adapter = await getAdapter(parsed.scheme, settings);
       await adapter.parse(source, { overrides, profile: name, output });
     } catch (err) {
-      problemAt('source', err instanceof BrokerError ? err.message : `the ${parsed.scheme} adapter could not check this source`);
+      problemAt(
+        'source',
+        err instanceof BrokerError ? err.message : `the ${parsed.scheme} adapter could not check this source`,
+      );
       continue;
     }
     if (fits) sources.set(name, { scheme: parsed.scheme, settings, overrides, output });
@@ -340,7 +392,12 @@ function resolveProfiles(raw: RawConfig, sources: Map<string, CheckedSource>): M
 }
 
 /** Things that work but will surprise: a timeout long enough for Claude Code's slow-helper notice. */
-function configWarnings(raw: RawConfig, file: string, profiles: Map<string, ResolvedProfile>, lineOf: LineOf): ConfigWarning[] {
+function configWarnings(
+  raw: RawConfig,
+  file: string,
+  profiles: Map<string, ResolvedProfile>,
+  lineOf: LineOf,
+): ConfigWarning[] {
   const warnings: ConfigWarning[] = [];
   const notice = `Claude Code shows "apiKeyHelper is taking a while" after ${formatDuration(CLAUDE_SLOW_HELPER_NOTICE_MS)}, so a first fetch that takes this long shows it (fine for a 1Password approval; otherwise lower it)`;
   const inherited: string[] = [];
@@ -348,14 +405,26 @@ function configWarnings(raw: RawConfig, file: string, profiles: Map<string, Reso
     if (p.timeoutMs < CLAUDE_SLOW_HELPER_NOTICE_MS) continue;
     if (raw.profiles[p.name]?.timeout !== undefined) {
       const at = ['profiles', p.name, 'timeout'];
-      warnings.push({ file, path: at.join('.'), line: lineOf(at), message: `${formatDuration(p.timeoutMs)}: ${notice}`, kind: 'slow-timeout' });
+      warnings.push({
+        file,
+        path: at.join('.'),
+        line: lineOf(at),
+        message: `${formatDuration(p.timeoutMs)}: ${notice}`,
+        kind: 'slow-timeout',
+      });
     } else {
       inherited.push(p.name);
     }
   }
   if (inherited.length > 0) {
     const at = ['defaults', 'timeout'];
-    warnings.push({ file, path: at.join('.'), line: lineOf(at), message: `${formatDuration(raw.defaults!.timeout!)} (profiles ${inherited.join(', ')}): ${notice}`, kind: 'slow-timeout' });
+    warnings.push({
+      file,
+      path: at.join('.'),
+      line: lineOf(at),
+      message: `${formatDuration(raw.defaults!.timeout!)} (profiles ${inherited.join(', ')}): ${notice}`,
+      kind: 'slow-timeout',
+    });
   }
   return warnings;
 }
@@ -388,16 +457,26 @@ async function checkConfig(
   // reported above, and should not also make its directories look wrong. A directories: block
   // of the wrong shape is the schema's to report.
   const written = new Set([...(isPlainObject(data.profiles) ? Object.keys(data.profiles) : []), ...otherProfiles]);
-  const directories = isStringRecord(data.directories) ? await resolveDirectoryRules(data.directories, home, written) : { rules: [], problems: [] };
+  const directories = isStringRecord(data.directories)
+    ? await resolveDirectoryRules(data.directories, home, written)
+    : { rules: [], problems: [] };
   for (const d of directories.problems) {
     const yamlPath = ['directories', d.dir];
     problems.push({ path: yamlPath.join('.'), line: lineOf(yamlPath), message: d.message, kind: 'value' });
   }
   if (problems.length > 0 || !schema.raw) {
-    throw new ConfigError(file, problems.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity)));
+    throw new ConfigError(
+      file,
+      problems.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity)),
+    );
   }
   const profiles = resolveProfiles(schema.raw, checked.sources);
-  return { profiles, directories: directories.rules, audit: schema.raw.audit ?? true, warnings: configWarnings(schema.raw, file, profiles, lineOf) };
+  return {
+    profiles,
+    directories: directories.rules,
+    audit: schema.raw.audit ?? true,
+    warnings: configWarnings(schema.raw, file, profiles, lineOf),
+  };
 }
 
 export interface LoadOptions {
@@ -438,7 +517,8 @@ export async function loadConfig(
   const user = text === undefined ? undefined : parseFile(text, file);
   const userSchema = user ? checkSchema(user.parsed) : undefined;
   if (!managed?.raw) {
-    if (!user || !userSchema) throw new ConfigError(file, [{ path: '', message: 'no config file here', kind: 'file' }], { missing: true });
+    if (!user || !userSchema)
+      throw new ConfigError(file, [{ path: '', message: 'no config file here', kind: 'file' }], { missing: true });
     const loaded = await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home);
     return { file, ...loaded, ...(managed ? { managed: managed.state } : {}) };
   }
@@ -447,15 +527,40 @@ export async function loadConfig(
     // Not merged: the user's config as written, so one run still reports every problem in it.
     await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home, managedProfiles);
   }
-  const merged = mergeManagedConfig({ managed: managed.raw, managedFile: managed.state.file, user: userSchema?.raw, userFile: file, userLineOf: user?.lineOf });
+  const merged = mergeManagedConfig({
+    managed: managed.raw,
+    managedFile: managed.state.file,
+    user: userSchema?.raw,
+    userFile: file,
+    userLineOf: user?.lineOf,
+  });
   // The directory map is merged into the user's part (managed entries as its base), where it may
   // name managed profiles as well as the user's own; the managed part resolves profiles only.
   const managedPart: RawConfig = { ...merged.managed, directories: undefined };
-  const fromManaged = await checkConfig(managed.state.file, managedPart as Record<string, unknown>, { raw: managedPart, problems: [] }, getAdapter, managed.lineOf ?? (() => undefined), home);
-  const fromUser = await checkConfig(file, merged.user as Record<string, unknown>, { raw: merged.user, problems: [] }, getAdapter, user?.lineOf ?? (() => undefined), home, fromManaged.profiles.keys());
+  const fromManaged = await checkConfig(
+    managed.state.file,
+    managedPart as Record<string, unknown>,
+    { raw: managedPart, problems: [] },
+    getAdapter,
+    managed.lineOf ?? (() => undefined),
+    home,
+  );
+  const fromUser = await checkConfig(
+    file,
+    merged.user as Record<string, unknown>,
+    { raw: merged.user, problems: [] },
+    getAdapter,
+    user?.lineOf ?? (() => undefined),
+    home,
+    fromManaged.profiles.keys(),
+  );
   const profiles = new Map<string, ResolvedProfile>();
   for (const p of fromManaged.profiles.values()) {
-    profiles.set(p.name, { ...p, managedBy: managed.state.file, fingerprint: `${p.fingerprint}|managed:${managed.state.file}` });
+    profiles.set(p.name, {
+      ...p,
+      managedBy: managed.state.file,
+      fingerprint: `${p.fingerprint}|managed:${managed.state.file}`,
+    });
   }
   for (const p of fromUser.profiles.values()) profiles.set(p.name, p);
   return {
@@ -473,12 +578,21 @@ export async function loadConfig(
  * doctor; a trusted file with mistakes in it fails the load like the user's own config would (a
  * reload keeps the previous config), rather than silently dropping the organisation's policy.
  */
-async function readManaged(file: string): Promise<{ raw?: RawManagedConfig; lineOf?: LineOf; state: ManagedState } | undefined> {
+async function readManaged(
+  file: string,
+): Promise<{ raw?: RawManagedConfig; lineOf?: LineOf; state: ManagedState } | undefined> {
   let text: string | undefined;
   try {
     text = await readManagedConfigFile(file);
   } catch (err) {
-    return { state: { file, error: err instanceof BrokerError ? err.message : `managed config ${file} cannot be read, so it is ignored`, profiles: [], locked: [] } };
+    return {
+      state: {
+        file,
+        error: err instanceof BrokerError ? err.message : `managed config ${file} cannot be read, so it is ignored`,
+        profiles: [],
+        locked: [],
+      },
+    };
   }
   if (text === undefined) return undefined;
   const { parsed, lineOf } = parseFile(text, file);
@@ -498,7 +612,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function yamlMessage(message: string, line: number | undefined): string {
   const first = message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
   // The usual cause: an unquoted value containing ": ", such as a command with a message in it.
-  if (first.includes('Nested mappings are not allowed in compact mappings')) return `${first} (quote a value that contains ": ")`;
+  if (first.includes('Nested mappings are not allowed in compact mappings'))
+    return `${first} (quote a value that contains ": ")`;
   if (first.includes('must start at the same column') || first.includes('Bad indentation')) {
     return `${first}: ${line ? `line ${line}` : 'a line'} is indented differently from the keys beside it — indent each key like the others at its level (spaces, not tabs)`;
   }
@@ -519,7 +634,13 @@ function lineOfPath(doc: Document, lineCounter: LineCounter, yamlPath: ReadonlyA
   return line;
 }
 
-function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCounter, data: object, managed = false): ConfigProblem {
+function toProblem(
+  issue: z.core.$ZodIssue,
+  doc: Document,
+  lineCounter: LineCounter,
+  data: object,
+  managed = false,
+): ConfigProblem {
   const issuePath = issue.path.map((k) => (typeof k === 'symbol' ? String(k) : k));
   let message = issue.message;
   let at = issuePath;
@@ -537,7 +658,12 @@ function toProblem(issue: z.core.$ZodIssue, doc: Document, lineCounter: LineCoun
       at = [...issuePath, issue.keys[0]!];
       suggestion = closest(issue.keys[0]!, known);
     }
-    const problem: ConfigProblem = { path: at.join('.'), line: lineOfPath(doc, lineCounter, at), message, kind: 'unknown-key' };
+    const problem: ConfigProblem = {
+      path: at.join('.'),
+      line: lineOfPath(doc, lineCounter, at),
+      message,
+      kind: 'unknown-key',
+    };
     if (suggestion) problem.suggestion = suggestion;
     return problem;
   } else if (issue.code === 'invalid_key') {
@@ -561,7 +687,8 @@ function valueAt(data: object, p: ReadonlyArray<PropertyKey>): unknown {
 
 function knownKeysAt(p: ReadonlyArray<PropertyKey>, managed: boolean): string[] {
   const blocks = adapterConfigKeys();
-  if (p.length === 0) return ['defaults', 'profiles', 'directories', 'audit', ...(managed ? ['locked'] : []), ...blocks];
+  if (p.length === 0)
+    return ['defaults', 'profiles', 'directories', 'audit', ...(managed ? ['locked'] : []), ...blocks];
   if (p.length === 1 && p[0] === 'defaults') return [...DEFAULT_KEYS];
   if (p.length === 2 && p[0] === 'profiles') return [...PROFILE_KEYS, ...blocks];
   return [];

@@ -79,8 +79,10 @@ export async function readManagedConfigFile(file: string): Promise<string | unde
     if (!st.isFile()) throw untrusted(file, 'is not a regular file', `install a regular file at ${file}`);
     const fix = `sudo chown root ${quote(file)} && sudo chmod 644 ${quote(file)}`;
     if (st.uid !== 0) throw untrusted(file, `is owned by uid ${st.uid}, not root`, fix);
-    if ((st.mode & 0o022) !== 0) throw untrusted(file, `is writable by group or others (mode ${formatMode(st.mode)})`, fix);
-    if (st.size > MAX_MANAGED_BYTES) throw untrusted(file, `is ${st.size} bytes (at most ${MAX_MANAGED_BYTES})`, 'shorten it');
+    if ((st.mode & 0o022) !== 0)
+      throw untrusted(file, `is writable by group or others (mode ${formatMode(st.mode)})`, fix);
+    if (st.size > MAX_MANAGED_BYTES)
+      throw untrusted(file, `is ${st.size} bytes (at most ${MAX_MANAGED_BYTES})`, 'shorten it');
     await checkDirectories(file);
     return await handle.readFile('utf8');
   } finally {
@@ -94,7 +96,8 @@ async function checkDirectories(file: string): Promise<void> {
     const st = await fsp.lstat(dir);
     const fix = `sudo chown root ${quote(dir)} && sudo chmod go-w ${quote(dir)}`;
     if (st.uid !== 0) throw untrusted(file, `is in ${dir}, owned by uid ${st.uid}, not root`, fix);
-    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw untrusted(file, `is in ${dir}, writable by group or others (mode ${formatMode(st.mode)})`, fix);
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0)
+      throw untrusted(file, `is in ${dir}, writable by group or others (mode ${formatMode(st.mode)})`, fix);
     const parent = path.dirname(dir);
     if (parent === dir) return;
     dir = parent;
@@ -135,13 +138,13 @@ export function checkLockedKeys(locked: readonly string[]): LockProblem[] {
     const ok =
       rest.length === 0 &&
       ((head === 'defaults' && (sub === undefined || (DEFAULT_KEYS as readonly string[]).includes(sub))) ||
-        (head !== undefined && topLevel.includes(head) && sub !== '')) ;
+        (head !== undefined && topLevel.includes(head) && sub !== ''));
     if (!ok) {
       problems.push({
         path: `locked.${i}`,
         message:
           head === 'profiles'
-            ? 'profiles cannot be locked one key at a time: every profile of the managed config already replaces a user\'s profile of that name'
+            ? "profiles cannot be locked one key at a time: every profile of the managed config already replaces a user's profile of that name"
             : `"${key}" is not a key that can be locked: use defaults.${DEFAULT_KEYS.join(', defaults.')}, or a settings block such as ${topLevel[0] ?? 'vault'} or ${topLevel[0] ?? 'vault'}.<key>`,
       });
     }
@@ -165,7 +168,8 @@ export interface MergeResult {
   warnings: ConfigWarning[];
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Managed profiles are resolved with the managed file's defaults and settings only, so nothing a
@@ -183,7 +187,8 @@ export function mergeManagedConfig(input: MergeInput): MergeResult {
   const warn = (yamlPath: string[], message: string): void => {
     warnings.push({ file: userFile, path: yamlPath.join('.'), line: input.userLineOf?.(yamlPath), message });
   };
-  const isLocked = (head: string, sub?: string): boolean => locked.has(head) || (sub !== undefined && locked.has(`${head}.${sub}`));
+  const isLocked = (head: string, sub?: string): boolean =>
+    locked.has(head) || (sub !== undefined && locked.has(`${head}.${sub}`));
 
   const { locked: _locked, ...managedRest } = managed;
   const managedRaw = managedRest as RawConfig;
@@ -212,7 +217,10 @@ export function mergeManagedConfig(input: MergeInput): MergeResult {
       const rest = { ...block };
       for (const sub of Object.keys(block)) {
         if (locked.has(`${key}.${sub}`)) {
-          warn(['profiles', name, key, sub], `${key}.${sub} is locked by ${managedFile}; this profile's value is ignored`);
+          warn(
+            ['profiles', name, key, sub],
+            `${key}.${sub} is locked by ${managedFile}; this profile's value is ignored`,
+          );
           delete rest[sub];
         }
       }
@@ -224,12 +232,15 @@ export function mergeManagedConfig(input: MergeInput): MergeResult {
   const defaults: Record<string, unknown> = { ...managed.defaults };
   for (const [key, value] of Object.entries(user?.defaults ?? {})) {
     if (value === undefined) continue;
-    if (isLocked('defaults', key)) warn(['defaults', key], `defaults.${key} is locked by ${managedFile}; your value is ignored`);
+    if (isLocked('defaults', key))
+      warn(['defaults', key], `defaults.${key} is locked by ${managedFile}; your value is ignored`);
     else defaults[key] = value;
   }
 
   const merged: Record<string, unknown> = { defaults, profiles };
-  const blocks = new Set([...Object.keys(managedRest), ...Object.keys(user ?? {})].filter((k) => k !== 'profiles' && k !== 'defaults'));
+  const blocks = new Set(
+    [...Object.keys(managedRest), ...Object.keys(user ?? {})].filter((k) => k !== 'profiles' && k !== 'defaults'),
+  );
   for (const key of blocks) {
     const m = (managedRest as Record<string, unknown>)[key];
     const u = (user as Record<string, unknown> | undefined)?.[key];
@@ -241,7 +252,8 @@ export function mergeManagedConfig(input: MergeInput): MergeResult {
     } else if (isPlainObject(u) && (m === undefined || isPlainObject(m))) {
       const block: Record<string, unknown> = { ...(m as Record<string, unknown> | undefined) };
       for (const [sub, v] of Object.entries(u)) {
-        if (locked.has(`${key}.${sub}`)) warn([key, sub], `${key}.${sub} is locked by ${managedFile}; your value is ignored`);
+        if (locked.has(`${key}.${sub}`))
+          warn([key, sub], `${key}.${sub} is locked by ${managedFile}; your value is ignored`);
         else block[sub] = v;
       }
       merged[key] = block;

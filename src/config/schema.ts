@@ -36,7 +36,10 @@ function duration(min: number, minText: string, max?: number) {
       return z.NEVER;
     }
     if (max !== undefined && parsed.ms > max) {
-      ctx.addIssue({ code: 'custom', message: `must be at most ${formatDuration(max)} (clients wait that long for the daemon's answer)` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be at most ${formatDuration(max)} (clients wait that long for the daemon's answer)`,
+      });
       return z.NEVER;
     }
     return parsed.ms;
@@ -49,8 +52,7 @@ const timeout = () => duration(100, '100ms', MAX_PROFILE_TIMEOUT_MS);
 const repeatDetection = () =>
   z.enum(REPEAT_DETECTION, { error: () => `must be one of: ${REPEAT_DETECTION.join(', ')}` });
 const output = () => z.enum(OUTPUT_FORMATS, { error: () => `must be one of: ${OUTPUT_FORMATS.join(', ')}` });
-const settingsBlock = () =>
-  z.record(z.string(), z.unknown(), { error: () => 'must be a mapping of settings' });
+const settingsBlock = () => z.record(z.string(), z.unknown(), { error: () => 'must be a mapping of settings' });
 
 function adapterBlocks() {
   return Object.fromEntries(adapterConfigKeys().map((key) => [key, settingsBlock().optional()]));
@@ -60,7 +62,9 @@ export const PROFILE_KEYS = ['source', 'ttl', 'maxStale', 'timeout', 'repeatDete
 
 export function buildConfigSchema() {
   const profile = z.strictObject({
-    source: z.string({ error: () => 'needs a source URI, e.g. source: exec:op read op://Private/Anthropic/credential' }).min(1, 'must not be empty'),
+    source: z
+      .string({ error: () => 'needs a source URI, e.g. source: exec:op read op://Private/Anthropic/credential' })
+      .min(1, 'must not be empty'),
     ttl: ttl().optional(),
     maxStale: maxStale().optional(),
     timeout: timeout().optional(),
@@ -100,7 +104,11 @@ export function buildManagedConfigSchema() {
   const base = buildConfigSchema();
   return base.extend({
     profiles: base.shape.profiles.default({}),
-    locked: z.array(z.string({ error: () => 'each entry is a key such as defaults.maxStale' }), { error: () => 'must be a list of keys, e.g. [defaults.maxStale]' }).optional(),
+    locked: z
+      .array(z.string({ error: () => 'each entry is a key such as defaults.maxStale' }), {
+        error: () => 'must be a list of keys, e.g. [defaults.maxStale]',
+      })
+      .optional(),
   });
 }
 

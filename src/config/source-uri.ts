@@ -40,18 +40,27 @@ const SCHEME_ALIASES: Readonly<Record<string, string>> = {
 
 export type ParsedSourceUri =
   | { ok: true; scheme: string }
-  | { ok: false; reason: string; /** The kind it most likely meant, e.g. "op" for `1password://`. */ suggestion?: string };
+  | {
+      ok: false;
+      reason: string;
+      /** The kind it most likely meant, e.g. "op" for `1password://`. */ suggestion?: string;
+    };
 
 export function parseSourceUri(uri: string): ParsedSourceUri {
   const m = SCHEME.exec(uri);
-  const known = Object.keys(ADAPTERS).map((s) => `${s}:`).join(', ');
+  const known = Object.keys(ADAPTERS)
+    .map((s) => `${s}:`)
+    .join(', ');
   // The text itself is not echoed: a key pasted where a source URI belongs is still a key.
   if (!m) return { ok: false, reason: `has no source kind: start it with one of ${known}` };
   const scheme = m[1]!;
   if (adapterFor(scheme)) return { ok: true, scheme };
   const suggestion = suggestScheme(scheme);
   if (suggestion) {
-    const slashes = uri.startsWith(`${scheme}://`) && suggestion !== 'env' && suggestion !== 'exec' && suggestion !== 'file' ? '//' : '';
+    const slashes =
+      uri.startsWith(`${scheme}://`) && suggestion !== 'env' && suggestion !== 'exec' && suggestion !== 'file'
+        ? '//'
+        : '';
     return {
       ok: false,
       reason: `unknown source kind "${scheme}:" — did you mean "${suggestion}:${slashes}"? Write ${ADAPTERS[suggestion]!.summary.split(' — ')[0]} (known kinds: ${known})`,

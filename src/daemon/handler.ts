@@ -4,7 +4,15 @@ import type { Broker } from '../cache/broker.js';
 import type { GetNote } from '../cache/profile-cache.js';
 import type { DirectoryChooser } from '../config/directories.js';
 import { BrokerError } from '../errors.js';
-import type { ConsumerInfo, DaemonIdentity, GetReply, GetRequest, Reply, Request, StatusReply } from '../protocol/messages.js';
+import type {
+  ConsumerInfo,
+  DaemonIdentity,
+  GetReply,
+  GetRequest,
+  Reply,
+  Request,
+  StatusReply,
+} from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
 
 /** A get reply still holding the secret; the writer reveals it, nothing else does. */
@@ -51,7 +59,12 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
       if (request.profile !== undefined) checkConfigLoaded(ctx, request.profile);
       const names = request.all ? ctx.broker.profileNames() : [request.profile!];
       const result = await ctx.broker.refresh(names, (profile, r) => {
-        const event: AuditEvent = { op: 'refresh', profile, chosenBy: 'argument', outcome: 'error' in r ? 'error' : 'fetched' };
+        const event: AuditEvent = {
+          op: 'refresh',
+          profile,
+          chosenBy: 'argument',
+          outcome: 'error' in r ? 'error' : 'fetched',
+        };
         if ('error' in r) event.error = r.error.code;
         else event.served = r;
         ctx.audit.record(event);
@@ -106,8 +119,16 @@ async function handleGet(request: GetRequest, ctx: HandlerContext): Promise<Valu
     // The server prefixes the profile of a request that named one; name the one chosen here.
     if (err instanceof BrokerError && choice.chosenBy !== 'argument') {
       const named = withProfile(err, choice.profile);
-      if (choice.chosenBy === 'default' && err.code === 'UNKNOWN_PROFILE' && request.cwd !== undefined && ctx.directories.rules.length > 0) {
-        throw new BrokerError('UNKNOWN_PROFILE', `${named.message}; no directories: entry matches ${request.cwd} — add one, or a "default" profile`);
+      if (
+        choice.chosenBy === 'default' &&
+        err.code === 'UNKNOWN_PROFILE' &&
+        request.cwd !== undefined &&
+        ctx.directories.rules.length > 0
+      ) {
+        throw new BrokerError(
+          'UNKNOWN_PROFILE',
+          `${named.message}; no directories: entry matches ${request.cwd} — add one, or a "default" profile`,
+        );
       }
       throw named;
     }

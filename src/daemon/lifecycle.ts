@@ -11,7 +11,12 @@ import { adapterFor } from '../../adapters/registry.js';
 import { Broker } from '../cache/broker.js';
 import { DirectoryChooser } from '../config/directories.js';
 import { loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
-import { MANAGED_CONFIG_ENV, platformManagedConfigPath, resolveManagedConfigPath, type ManagedPathInput } from '../config/managed.js';
+import {
+  MANAGED_CONFIG_ENV,
+  platformManagedConfigPath,
+  resolveManagedConfigPath,
+  type ManagedPathInput,
+} from '../config/managed.js';
 import { writeStarterConfig } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
@@ -64,7 +69,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const log = options.log ?? createLogger({ level: options.logLevel });
   const env = options.env ?? process.env;
   const startedAt = Date.now();
-  const broker = new Broker({ log, env, findAdapter: adapterFor, ...(options.adapterModules && { adapterModules: options.adapterModules }) });
+  const broker = new Broker({
+    log,
+    env,
+    findAdapter: adapterFor,
+    ...(options.adapterModules && { adapterModules: options.adapterModules }),
+  });
   const configFile = options.config.path;
   let configLoadedAt = 0;
   let lastReloadError: string | null = null;
@@ -87,7 +97,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   // An organisation that manages the profiles may leave users with no config of their own.
   if (options.config.from === 'default' && !managedLocation() && (await writeStarterConfig(configFile))) {
-    log.info({ config: configFile }, `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`);
+    log.info(
+      { config: configFile },
+      `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`,
+    );
   }
 
   const load = async (): Promise<LoadedConfig> => {
@@ -95,7 +108,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     managedConfig = config.managed?.file ?? null;
     managedConfigError = config.managed?.error ?? null;
     if (config.managed?.error) log.error({ managedConfig: config.managed.file }, config.managed.error);
-    for (const w of config.warnings) log.warn({ config: w.file, line: w.line, path: w.path }, `config: ${w.path}: ${w.message}`);
+    for (const w of config.warnings)
+      log.warn({ config: w.file, line: w.line, path: w.path }, `config: ${w.path}: ${w.message}`);
     return config;
   };
   try {
@@ -107,7 +121,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // daemon that never started), and a SIGHUP after the fix loads the config.
     startupConfigError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${configFile}`);
     lastReloadError = startupConfigError.message;
-    log.error({ config: configFile, err: startupConfigError }, 'config invalid: serving errors until it is fixed and reloaded (SIGHUP)');
+    log.error(
+      { config: configFile, err: startupConfigError },
+      'config invalid: serving errors until it is fixed and reloaded (SIGHUP)',
+    );
     await broker.releaseUnusedAdapters();
   }
   await audit.open();
@@ -156,7 +173,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         return true;
       } catch (err) {
         lastReloadError = err instanceof BrokerError ? err.message : 'reload failed';
-        log.error({ config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) }, 'config reload failed: still serving the previous config');
+        log.error(
+          { config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) },
+          'config reload failed: still serving the previous config',
+        );
         await broker.releaseUnusedAdapters();
         return false;
       } finally {
@@ -199,12 +219,24 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const interval = options.managedPollMs ?? 30_000;
     if (interval <= 0) return () => {};
     const fromEnv = env[MANAGED_CONFIG_ENV];
-    const paths = [options.managedPath ?? platformManagedConfigPath(), fromEnv ? path.resolve(fromEnv) : undefined].filter((p): p is string => p !== undefined);
-    const onChange = (file: string) => (curr: Stats, prev: Stats): void => {
-      if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size && curr.mode === prev.mode && curr.uid === prev.uid) return;
-      log.info({ managedConfig: file }, 'managed config changed: reloading');
-      void reload();
-    };
+    const paths = [
+      options.managedPath ?? platformManagedConfigPath(),
+      fromEnv ? path.resolve(fromEnv) : undefined,
+    ].filter((p): p is string => p !== undefined);
+    const onChange =
+      (file: string) =>
+      (curr: Stats, prev: Stats): void => {
+        if (
+          curr.mtimeMs === prev.mtimeMs &&
+          curr.ino === prev.ino &&
+          curr.size === prev.size &&
+          curr.mode === prev.mode &&
+          curr.uid === prev.uid
+        )
+          return;
+        log.info({ managedConfig: file }, 'managed config changed: reloading');
+        void reload();
+      };
     const listeners = paths.map((file) => {
       const listener = onChange(file);
       watchFile(file, { interval, persistent: false }, listener);
@@ -233,7 +265,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   // Logged before the first request can be served (see BrokerServer.listen).
   const announce = (): void =>
     log.info(
-      { socket: options.socket.path, config: configFile, profiles: broker.profileNames(), version: VERSION, build: BUILD_ID, startedBy: options.startedBy, inheritedFd: options.listenFd !== undefined },
+      {
+        socket: options.socket.path,
+        config: configFile,
+        profiles: broker.profileNames(),
+        version: VERSION,
+        build: BUILD_ID,
+        startedBy: options.startedBy,
+        inheritedFd: options.listenFd !== undefined,
+      },
       'listening',
     );
   try {
@@ -262,11 +302,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     let problem: string | undefined;
     const st = await fs.lstat(socketDir).catch((err: NodeJS.ErrnoException) => err);
     if (st instanceof Error) problem = `socket directory ${socketDir} is gone (${st.code ?? 'error'})`;
-    else problem = privateDirProblem(socketDir, st)?.what ?? (st.ino !== socketDirIno ? `socket directory ${socketDir} was replaced` : undefined);
+    else
+      problem =
+        privateDirProblem(socketDir, st)?.what ??
+        (st.ino !== socketDirIno ? `socket directory ${socketDir} was replaced` : undefined);
     // Under socket activation the socket file is systemd's, not ours to judge.
     if (!problem && options.listenFd === undefined) problem = await server.socketFileProblem();
     if (!problem || stopping) return;
-    log.error({ socket: options.socket.path }, `${problem}: stopping, so that clients cannot be misled and a fresh daemon (started by the service manager or the next keybroker-shim) checks the path again`);
+    log.error(
+      { socket: options.socket.path },
+      `${problem}: stopping, so that clients cannot be misled and a fresh daemon (started by the service manager or the next keybroker-shim) checks the path again`,
+    );
     void stop(exitCodeFor('UNSAFE_PATH'));
   };
   // (A socket-activated daemon's directory is systemd's; when our path rules name none, there is
@@ -282,7 +328,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
 /** Run the daemon as the process's main job; resolves with the exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
-  const log = options.log ?? createLogger({ level: options.logLevel, pretty: wantsPrettyLog(options.env ?? process.env) });
+  const log =
+    options.log ?? createLogger({ level: options.logLevel, pretty: wantsPrettyLog(options.env ?? process.env) });
   refuseInspectorSignal(() => log.warn('SIGUSR1 ignored: keybroker never opens the Node inspector'));
   hardenProcess(log);
   process.on('unhandledRejection', (reason) => {
@@ -320,12 +367,16 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
 function keepStderrJson(log: Logger): void {
   process.removeAllListeners('warning');
   process.on('warning', (warning) => {
-    log.warn({ warning: warning.name, code: (warning as NodeJS.ErrnoException).code }, warning.message.split('\n')[0]!.slice(0, 200));
+    log.warn(
+      { warning: warning.name, code: (warning as NodeJS.ErrnoException).code },
+      warning.message.split('\n')[0]!.slice(0, 200),
+    );
   });
   for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace'] as const) {
     // eslint-disable-next-line no-console -- replacing the console is the point
     console[method] = (...args: unknown[]) => {
-      const first = args.length > 0 && typeof args[0] === 'string' ? args[0].split('\n')[0]!.slice(0, 200) : '(non-text output)';
+      const first =
+        args.length > 0 && typeof args[0] === 'string' ? args[0].split('\n')[0]!.slice(0, 200) : '(non-text output)';
       log.debug({ via: `console.${method}` }, first);
     };
   }

@@ -46,28 +46,41 @@ export interface CoreDumpResult {
 export function disableCoreDumps(): CoreDumpResult {
   const result: CoreDumpResult = { coreLimitZero: false, coredumpFilterZero: false, problems: [] };
   if (process.platform !== 'linux') {
-    result.problems.push(`no way to set the core-file limit from Node on ${process.platform}: start the daemon with ulimit -c 0, or as a service (keybroker service install)`);
+    result.problems.push(
+      `no way to set the core-file limit from Node on ${process.platform}: start the daemon with ulimit -c 0, or as a service (keybroker service install)`,
+    );
     return result;
   }
   const prlimit = ['/usr/bin/prlimit', '/bin/prlimit'].find((p) => fs.existsSync(p)) ?? 'prlimit';
-  const run = spawnSync(prlimit, ['--pid', String(process.pid), '--core=0:0'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 2_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  const run = spawnSync(prlimit, ['--pid', String(process.pid), '--core=0:0'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 2_000,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
   if (run.error || run.status !== 0) {
     const why = run.error ? ((run.error as NodeJS.ErrnoException).code ?? 'failed') : `exit ${run.status}`;
-    result.problems.push(`could not set the core-file limit to 0 with prlimit (${why}): install util-linux, or start the daemon with ulimit -c 0`);
+    result.problems.push(
+      `could not set the core-file limit to 0 with prlimit (${why}): install util-linux, or start the daemon with ulimit -c 0`,
+    );
   }
   result.coreLimitZero = coreLimitIsZero();
   try {
     fs.writeFileSync('/proc/self/coredump_filter', '0');
     result.coredumpFilterZero = true;
   } catch (err) {
-    result.problems.push(`could not clear /proc/self/coredump_filter (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    result.problems.push(
+      `could not clear /proc/self/coredump_filter (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   return result;
 }
 
 function coreLimitIsZero(): boolean {
   try {
-    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max core file size'));
+    const line = fs
+      .readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max core file size'));
     return line !== undefined && /^Max core file size\s+0\s+0\s/.test(line);
   } catch {
     return false;
@@ -78,7 +91,10 @@ function coreLimitIsZero(): boolean {
 export function hardenProcess(log: Logger): void {
   const inspectFlag = closeInspector();
   if (inspectFlag) {
-    log.warn({ flag: inspectFlag }, `started with ${inspectFlag}: closed the inspector (keybroker never keeps a debugger port open; unset NODE_OPTIONS before starting it)`);
+    log.warn(
+      { flag: inspectFlag },
+      `started with ${inspectFlag}: closed the inspector (keybroker never keeps a debugger port open; unset NODE_OPTIONS before starting it)`,
+    );
   }
   const core = disableCoreDumps();
   for (const problem of core.problems) log.warn(problem);

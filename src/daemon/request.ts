@@ -22,9 +22,26 @@ const cwd = z
   .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute path');
 
 const requestSchema = z.discriminatedUnion('op', [
-  z.strictObject({ v: z.literal(1), op: z.literal('get'), profile: profileName.optional(), cwd: cwd.optional(), refresh: z.boolean().optional(), consumer: consumer.optional() }),
-  z.strictObject({ v: z.literal(1), op: z.literal('refresh'), profile: profileName.optional(), all: z.boolean().optional() }),
-  z.strictObject({ v: z.literal(1), op: z.literal('forget'), profile: profileName.optional(), all: z.boolean().optional() }),
+  z.strictObject({
+    v: z.literal(1),
+    op: z.literal('get'),
+    profile: profileName.optional(),
+    cwd: cwd.optional(),
+    refresh: z.boolean().optional(),
+    consumer: consumer.optional(),
+  }),
+  z.strictObject({
+    v: z.literal(1),
+    op: z.literal('refresh'),
+    profile: profileName.optional(),
+    all: z.boolean().optional(),
+  }),
+  z.strictObject({
+    v: z.literal(1),
+    op: z.literal('forget'),
+    profile: profileName.optional(),
+    all: z.boolean().optional(),
+  }),
   z.strictObject({ v: z.literal(1), op: z.literal('status') }),
   z.strictObject({ v: z.literal(1), op: z.literal('ping') }),
 ]);
@@ -50,16 +67,25 @@ export function decodeRequest(line: Uint8Array): Request {
   }
   const obj = data as Record<string, unknown>;
   if (obj.v !== PROTOCOL_VERSION) {
-    throw new BrokerError('BAD_REQUEST', `unsupported protocol version ${JSON.stringify(obj.v ?? null)}: this daemon speaks v${PROTOCOL_VERSION} (restart it after upgrading keybroker)`);
+    throw new BrokerError(
+      'BAD_REQUEST',
+      `unsupported protocol version ${JSON.stringify(obj.v ?? null)}: this daemon speaks v${PROTOCOL_VERSION} (restart it after upgrading keybroker)`,
+    );
   }
   if (typeof obj.op !== 'string' || !(OPS as readonly string[]).includes(obj.op)) {
-    throw new BrokerError('BAD_REQUEST', `unknown op ${JSON.stringify(typeof obj.op === 'string' ? obj.op.slice(0, 32) : obj.op ?? null)}: use one of ${OPS.join(', ')}`);
+    throw new BrokerError(
+      'BAD_REQUEST',
+      `unknown op ${JSON.stringify(typeof obj.op === 'string' ? obj.op.slice(0, 32) : (obj.op ?? null))}: use one of ${OPS.join(', ')}`,
+    );
   }
   const result = requestSchema.safeParse(obj);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-    const what = issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')}` : issue.message;
+    const what =
+      issue.code === 'unrecognized_keys'
+        ? `unknown field ${issue.keys.map((k) => JSON.stringify(k.slice(0, 32))).join(', ')}`
+        : issue.message;
     throw new BrokerError('BAD_REQUEST', `bad ${obj.op} request: ${where}${what}`);
   }
   return result.data as Request;

@@ -88,7 +88,11 @@ export class BrokerServer {
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5_000;
     this.#maxPending = options.maxPendingConnections ?? 256;
     const warnEveryMs = options.warnEveryMs ?? 10_000;
-    this.#dropWarning = new RateLimitedWarning(this.#log, 'too many connections waiting for a request: dropped the oldest', warnEveryMs);
+    this.#dropWarning = new RateLimitedWarning(
+      this.#log,
+      'too many connections waiting for a request: dropped the oldest',
+      warnEveryMs,
+    );
     this.#acceptWarning = new RateLimitedWarning(this.#log, 'socket server error', warnEveryMs);
     this.#server = net.createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
     // Accept errors (EMFILE under a connection flood) must not take the daemon down.
@@ -162,7 +166,10 @@ export class BrokerServer {
 
   #accept(socket: net.Socket): void {
     if (this.#closing) {
-      this.#reply(socket, errorReplyFor(new BrokerError('SHUTTING_DOWN', 'the keybroker daemon is stopping'), undefined));
+      this.#reply(
+        socket,
+        errorReplyFor(new BrokerError('SHUTTING_DOWN', 'the keybroker daemon is stopping'), undefined),
+      );
       return;
     }
     if (this.#pending.size >= this.#maxPending) {
@@ -246,7 +253,10 @@ export class BrokerServer {
           reply = errorReplyFor(new BrokerError('INTERNAL', 'internal error (see the daemon log)'), profile);
         }
       }
-      this.#log.debug({ op: request?.op, profile: request && 'profile' in request ? request.profile : undefined, ok: reply.ok }, 'request');
+      this.#log.debug(
+        { op: request?.op, profile: request && 'profile' in request ? request.profile : undefined, ok: reply.ok },
+        'request',
+      );
       // At trace level the whole reply is logged; its value is a SecretValue and prints redacted.
       this.#log.trace({ reply }, 'reply');
       this.#reply(socket, reply);

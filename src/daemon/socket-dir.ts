@@ -16,7 +16,10 @@ export async function ensurePrivateDir(dir: string, label = 'socket directory'):
     await fs.mkdir(dir, { mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new BrokerError('UNSAFE_PATH', `cannot create ${label} ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      throw new BrokerError(
+        'UNSAFE_PATH',
+        `cannot create ${label} ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
   }
   await checkPrivateDir(dir, label);
@@ -24,13 +27,18 @@ export async function ensurePrivateDir(dir: string, label = 'socket directory'):
 
 /** lstat, not stat: a symbolic link is refused rather than followed (the O_NOFOLLOW of directories). */
 export async function checkPrivateDir(dir: string, label = 'socket directory'): Promise<void> {
-  const problem = privateDirProblem(dir, await fs.lstat(dir), undefined, label) ?? (label === 'socket directory' ? ancestorsProblem(dir) : undefined);
+  const problem =
+    privateDirProblem(dir, await fs.lstat(dir), undefined, label) ??
+    (label === 'socket directory' ? ancestorsProblem(dir) : undefined);
   if (problem) throw new BrokerError('UNSAFE_PATH', describeProblem(problem));
 }
 
 export function checkSocketPathLength(socketPath: string): void {
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
-    throw new BrokerError('UNSAFE_PATH', `socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit for Unix sockets; choose a shorter --socket`);
+    throw new BrokerError(
+      'UNSAFE_PATH',
+      `socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, the limit for Unix sockets; choose a shorter --socket`,
+    );
   }
 }
 
@@ -57,12 +65,20 @@ export function probeLive(socketPath: string, timeoutMs = 1000): Promise<boolean
  * taken under a lock (an exclusive mkdir) held until we listen, so two daemons starting together
  * cannot both unlink and bind.
  */
-export async function listenExclusive(server: net.Server, socketPath: string, onListening: () => void = () => {}): Promise<void> {
+export async function listenExclusive(
+  server: net.Server,
+  socketPath: string,
+  onListening: () => void = () => {},
+): Promise<void> {
   const lock = `${socketPath}.lock`;
   const deadline = Date.now() + 5000;
   for (;;) {
     if (await acquireLock(lock)) break;
-    if (Date.now() > deadline) throw new BrokerError('ALREADY_RUNNING', `another keybroker is starting on ${socketPath} (lock ${lock}); if none is, remove the lock`);
+    if (Date.now() > deadline)
+      throw new BrokerError(
+        'ALREADY_RUNNING',
+        `another keybroker is starting on ${socketPath} (lock ${lock}); if none is, remove the lock`,
+      );
     await sleep(25);
   }
   try {
@@ -101,7 +117,12 @@ function listenOn(server: net.Server, socketPath: string, hook: () => void): Pro
         hook();
       } catch (err) {
         server.close();
-        reject(new BrokerError('UNSAFE_PATH', `cannot set up ${socketPath} after binding it (${(err as NodeJS.ErrnoException).code ?? 'error'})`));
+        reject(
+          new BrokerError(
+            'UNSAFE_PATH',
+            `cannot set up ${socketPath} after binding it (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+          ),
+        );
         return;
       }
       resolve();

@@ -12,7 +12,11 @@ export function startedByNpm(env: NodeJS.ProcessEnv): boolean {
 
 function isNpmEntry(dir: string): boolean {
   const d = dir.replace(/\/+$/, '');
-  return d.endsWith(`${path.sep}node_modules${path.sep}.bin`) || d === 'node_modules/.bin' || d.endsWith('/@npmcli/run-script/lib/node-gyp-bin');
+  return (
+    d.endsWith(`${path.sep}node_modules${path.sep}.bin`) ||
+    d === 'node_modules/.bin' ||
+    d.endsWith('/@npmcli/run-script/lib/node-gyp-bin')
+  );
 }
 
 /**

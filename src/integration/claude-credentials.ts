@@ -34,7 +34,8 @@ export interface ClaudeView {
 /** `files` lowest precedence first, as readAllSettings returns them. */
 export function claudeView(files: readonly SettingsFile[], shellEnv: NodeJS.ProcessEnv): ClaudeView {
   const env = new Map<string, EnvEntry>();
-  for (const [name, value] of Object.entries(shellEnv)) if (value !== undefined) env.set(name, { value, from: 'environment', scope: 'environment' });
+  for (const [name, value] of Object.entries(shellEnv))
+    if (value !== undefined) env.set(name, { value, from: 'environment', scope: 'environment' });
   const settings = new Map<string, SettingEntry>();
   const helperFiles: SettingsFile[] = [];
   for (const file of files) {
@@ -58,7 +59,8 @@ export function isEnvTruthy(value: string | undefined): boolean {
   return value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.trim().toLowerCase());
 }
 
-export type CredentialKind = 'bedrock' | 'vertex' | 'foundry' | 'auth-token' | 'api-key' | 'api-key-helper' | 'oauth-token' | 'subscription';
+export type CredentialKind =
+  'bedrock' | 'vertex' | 'foundry' | 'auth-token' | 'api-key' | 'api-key-helper' | 'oauth-token' | 'subscription';
 
 export const CLOUD_FLAGS = [
   { kind: 'bedrock', flag: 'CLAUDE_CODE_USE_BEDROCK', name: 'Amazon Bedrock' },
@@ -81,15 +83,24 @@ export function credentialCandidates(view: ClaudeView): CredentialChoice[] {
     const e = view.env.get(c.flag);
     if (e && isEnvTruthy(e.value)) out.push({ kind: c.kind, label: `${c.name} (${c.flag})`, from: e.from });
   }
-  for (const [kind, name] of [['auth-token', 'ANTHROPIC_AUTH_TOKEN'], ['api-key', 'ANTHROPIC_API_KEY']] as const) {
+  for (const [kind, name] of [
+    ['auth-token', 'ANTHROPIC_AUTH_TOKEN'],
+    ['api-key', 'ANTHROPIC_API_KEY'],
+  ] as const) {
     const e = view.env.get(name);
     if (e && e.value !== '') out.push({ kind, label: name, from: e.from });
   }
   const helper = view.settings.get('apiKeyHelper');
-  if (helper && typeof helper.value === 'string' && helper.value.trim() !== '') out.push({ kind: 'api-key-helper', label: 'apiKeyHelper', from: helper.file.path });
+  if (helper && typeof helper.value === 'string' && helper.value.trim() !== '')
+    out.push({ kind: 'api-key-helper', label: 'apiKeyHelper', from: helper.file.path });
   const oauth = view.env.get('CLAUDE_CODE_OAUTH_TOKEN');
-  if (oauth && oauth.value !== '') out.push({ kind: 'oauth-token', label: 'CLAUDE_CODE_OAUTH_TOKEN', from: oauth.from });
-  out.push({ kind: 'subscription', label: 'your claude.ai subscription login (if you are signed in)', from: undefined });
+  if (oauth && oauth.value !== '')
+    out.push({ kind: 'oauth-token', label: 'CLAUDE_CODE_OAUTH_TOKEN', from: oauth.from });
+  out.push({
+    kind: 'subscription',
+    label: 'your claude.ai subscription login (if you are signed in)',
+    from: undefined,
+  });
   return out;
 }
 

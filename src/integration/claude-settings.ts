@@ -78,7 +78,9 @@ export async function readSettingsFile(scope: SettingsScope, file: string): Prom
     return { scope, path: file, exists: true, error: `cannot read it (${code ?? 'error'})` };
   }
   const parsed = parseSettingsText(text);
-  return 'error' in parsed ? { scope, path: file, exists: true, error: parsed.error } : { scope, path: file, exists: true, data: parsed.data };
+  return 'error' in parsed
+    ? { scope, path: file, exists: true, error: parsed.error }
+    : { scope, path: file, exists: true, data: parsed.data };
 }
 
 /**
@@ -86,7 +88,9 @@ export async function readSettingsFile(scope: SettingsScope, file: string): Prom
  * its place must not hang doctor or setup. Throws FileCheckError, or the open error as it is.
  */
 export async function readSettingsText(file: string): Promise<string> {
-  return (await readCheckedFile(file, { label: file, maxBytes: MAX_SETTINGS_BYTES, invalid: 'CONFIG_INVALID', trust: 'any' })).toString('utf8');
+  return (
+    await readCheckedFile(file, { label: file, maxBytes: MAX_SETTINGS_BYTES, invalid: 'CONFIG_INVALID', trust: 'any' })
+  ).toString('utf8');
 }
 
 /** Parse settings JSON; an error says where, never what (the text may hold a key). */
@@ -123,7 +127,11 @@ export async function readAllSettings(ctx: ClaudeContext): Promise<SettingsFile[
     // Claude Code takes the first managed source present and ignores the rest; doctor cannot read
     // the server's settings or an MDM plist, so it reports the file-based ones as shadowed.
     const higher = await higherManagedSource(ctx);
-    files.push(...fileBased.map((f) => (higher && f.exists ? { scope: f.scope, path: f.path, exists: true, shadowedBy: higher } : f)));
+    files.push(
+      ...fileBased.map((f) =>
+        higher && f.exists ? { scope: f.scope, path: f.path, exists: true, shadowedBy: higher } : f,
+      ),
+    );
   }
   return files;
 }
@@ -138,7 +146,13 @@ export async function higherManagedSource(ctx: ClaudeContext): Promise<string | 
     candidates.push(path.join(prefs, 'com.anthropic.claudecode.plist'));
   }
   for (const c of candidates) {
-    if (await fs.access(c).then(() => true, () => false)) return c;
+    if (
+      await fs.access(c).then(
+        () => true,
+        () => false,
+      )
+    )
+      return c;
   }
   return undefined;
 }
@@ -165,7 +179,12 @@ export interface WriteSettingsResult {
  * file with the original's mode, fsync, rename over it. A symlinked settings file (dotfile
  * managers do this) is followed, so the link survives and its target is what changes.
  */
-export async function writeSettingsFile(file: string, data: Record<string, unknown>, original: string | undefined, options: WriteSettingsOptions): Promise<WriteSettingsResult> {
+export async function writeSettingsFile(
+  file: string,
+  data: Record<string, unknown>,
+  original: string | undefined,
+  options: WriteSettingsOptions,
+): Promise<WriteSettingsResult> {
   let target = file;
   try {
     target = await fs.realpath(file);
@@ -211,14 +230,26 @@ export async function writeSettingsFile(file: string, data: Record<string, unkno
  * a byte is written, so there is no moment when it is readable by others.
  */
 async function backupFile(file: string, now: Date): Promise<string> {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  const bytes = await readCheckedFile(file, { label: file, maxBytes: MAX_SETTINGS_BYTES, invalid: 'CONFIG_INVALID', trust: 'any' });
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  const bytes = await readCheckedFile(file, {
+    label: file,
+    maxBytes: MAX_SETTINGS_BYTES,
+    invalid: 'CONFIG_INVALID',
+    trust: 'any',
+  });
   try {
     for (let n = 0; n < 100; n++) {
       const candidate = `${file}.keybroker-backup-${stamp}${n === 0 ? '' : `-${n}`}`;
       let handle: fs.FileHandle;
       try {
-        handle = await fs.open(candidate, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+        handle = await fs.open(
+          candidate,
+          fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
+          0o600,
+        );
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
         throw err;

@@ -8,8 +8,24 @@ import { FileCheckError } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
 import { formatMode } from '../protocol/file-mode.js';
 import path from 'node:path';
-import { managedSettingsDir, parseSettingsText, readSettingsText, settingsPath, writeSettingsFile, type ClaudeContext, type SettingsScope } from './claude-settings.js';
-import { describeHelper, helperCommand, HELPER_FORMAT, HELPER_SETTING, parseKeybrokerHelper, shellQuote, type HelperKind } from './helper-command.js';
+import {
+  managedSettingsDir,
+  parseSettingsText,
+  readSettingsText,
+  settingsPath,
+  writeSettingsFile,
+  type ClaudeContext,
+  type SettingsScope,
+} from './claude-settings.js';
+import {
+  describeHelper,
+  helperCommand,
+  HELPER_FORMAT,
+  HELPER_SETTING,
+  parseKeybrokerHelper,
+  shellQuote,
+  type HelperKind,
+} from './helper-command.js';
 
 export const HELPER_TTL_ENV = 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS';
 /** Claude Code's own default helper TTL. */
@@ -65,22 +81,31 @@ export interface SetupClaudeResult {
 }
 
 export async function setupClaude(options: SetupClaudeOptions): Promise<SetupClaudeResult> {
-  if (options.managed && options.project) throw new BrokerError('USAGE', '--managed and --project name different files: pick one');
+  if (options.managed && options.project)
+    throw new BrokerError('USAGE', '--managed and --project name different files: pick one');
   const scope: SettingsScope = options.managed ? 'managed' : options.project ? 'project' : 'user';
   const managedDir = managedSettingsDir(options);
-  if (scope === 'managed' && managedDir === undefined) throw new BrokerError('USAGE', `Claude Code has no managed settings file on ${options.platform}`);
+  if (scope === 'managed' && managedDir === undefined)
+    throw new BrokerError('USAGE', `Claude Code has no managed settings file on ${options.platform}`);
   const file = scope === 'managed' ? path.join(managedDir!, 'managed-settings.json') : settingsPath(options, scope);
   let original: string | undefined;
   try {
     original = await readSettingsText(file);
   } catch (err) {
-    if (err instanceof FileCheckError) throw new BrokerError('CONFIG_INVALID', `${err.message}; fix it by hand first (keybroker writes only a regular settings file)`);
+    if (err instanceof FileCheckError)
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `${err.message}; fix it by hand first (keybroker writes only a regular settings file)`,
+      );
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT') throw new BrokerError('CONFIG_INVALID', `cannot read ${file} (${code ?? 'error'})`);
   }
   const parsed = parseSettingsText(original ?? '');
   if ('error' in parsed) {
-    throw new BrokerError('CONFIG_INVALID', `${file} ${parsed.error}; fix it by hand first (keybroker does not rewrite a file it cannot parse)`);
+    throw new BrokerError(
+      'CONFIG_INVALID',
+      `${file} ${parsed.error}; fix it by hand first (keybroker does not rewrite a file it cannot parse)`,
+    );
   }
   const data = parsed.data;
   const key = HELPER_SETTING[options.helper];
@@ -97,12 +122,27 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     const update = isSameKeybrokerHelper(existing, options) || (ours !== undefined && options.profile !== undefined);
     if (existing !== undefined && !options.force && !update) {
       if (ours) {
-        throw new BrokerError('USAGE', `${file} already runs keybroker-shim for profile "${ours.profile}" in ${key}; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`);
+        throw new BrokerError(
+          'USAGE',
+          `${file} already runs keybroker-shim for profile "${ours.profile}" in ${key}; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`,
+        );
       }
       const shown = typeof existing === 'string' ? describeHelper(existing) : `a ${typeof existing}`;
-      throw new BrokerError('USAGE', `${file} already sets ${key} to another helper (${shown}); rerun with --force to replace it (a backup is written first)`);
+      throw new BrokerError(
+        'USAGE',
+        `${file} already sets ${key} to another helper (${shown}); rerun with --force to replace it (a backup is written first)`,
+      );
     }
-    changes.push({ key, before: typeof existing === 'string' ? describeHelper(existing) : existing === undefined ? undefined : `(a ${typeof existing})`, after: command });
+    changes.push({
+      key,
+      before:
+        typeof existing === 'string'
+          ? describeHelper(existing)
+          : existing === undefined
+            ? undefined
+            : `(a ${typeof existing})`,
+      after: command,
+    });
   }
 
   let env = data.env;
@@ -113,13 +153,27 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     const ttl = String(helperTtlFor(options.profileTtlMs ?? DEFAULTS.ttlMs));
     const current = (env as Record<string, unknown> | undefined)?.[HELPER_TTL_ENV];
     if (current !== ttl) {
-      changes.push({ key: `env.${HELPER_TTL_ENV}`, before: current === undefined ? undefined : String(current), after: ttl });
+      changes.push({
+        key: `env.${HELPER_TTL_ENV}`,
+        before: current === undefined ? undefined : String(current),
+        after: ttl,
+      });
       env = { ...(env as Record<string, unknown> | undefined), [HELPER_TTL_ENV]: ttl };
     }
   }
 
   const warnings = collectWarnings(options, data);
-  const result: SetupClaudeResult = { scope, file, changes, written: false, created: original === undefined, backup: undefined, mode: undefined, warnings, undo: [] };
+  const result: SetupClaudeResult = {
+    scope,
+    file,
+    changes,
+    written: false,
+    created: original === undefined,
+    backup: undefined,
+    mode: undefined,
+    warnings,
+    undo: [],
+  };
   if (changes.length === 0 || options.dryRun) return result;
 
   // Spreading keeps every key where it was; new keys go at the end.
@@ -134,7 +188,10 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      throw new BrokerError('PERMISSION_DENIED', `cannot write ${file} (${code})${scope === 'managed' ? '; managed settings belong to root — run it with sudo' : ''}`);
+      throw new BrokerError(
+        'PERMISSION_DENIED',
+        `cannot write ${file} (${code})${scope === 'managed' ? '; managed settings belong to root — run it with sudo' : ''}`,
+      );
     }
     throw err;
   }
@@ -142,7 +199,9 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   result.created = written.created;
   result.backup = written.backup;
   result.mode = written.mode;
-  result.undo = written.backup ? [`cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`] : [`rm ${shellQuote(written.file)}`];
+  result.undo = written.backup
+    ? [`cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`]
+    : [`rm ${shellQuote(written.file)}`];
   return result;
 }
 
@@ -173,15 +232,22 @@ function collectWarnings(options: SetupClaudeOptions, data: Record<string, unkno
   const env = (typeof data.env === 'object' && data.env !== null ? data.env : {}) as Record<string, unknown>;
   if (options.helper === 'api-key') {
     for (const name of ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY']) {
-      if (typeof env[name] === 'string' && env[name] !== '') warnings.push(`this file's env block sets ${name}, which Claude Code uses before apiKeyHelper: remove it`);
-      if (options.env[name]) warnings.push(`${name} is set in this shell and Claude Code uses it before apiKeyHelper: unset it (keybroker doctor shows where it is set)`);
+      if (typeof env[name] === 'string' && env[name] !== '')
+        warnings.push(`this file's env block sets ${name}, which Claude Code uses before apiKeyHelper: remove it`);
+      if (options.env[name])
+        warnings.push(
+          `${name} is set in this shell and Claude Code uses it before apiKeyHelper: unset it (keybroker doctor shows where it is set)`,
+        );
     }
     for (const flag of ['CLAUDE_CODE_USE_BEDROCK', 'CLAUDE_CODE_USE_VERTEX', 'CLAUDE_CODE_USE_FOUNDRY']) {
-      if (options.env[flag] || env[flag]) warnings.push(`${flag} is set: Claude Code then uses that cloud provider and ignores apiKeyHelper`);
+      if (options.env[flag] || env[flag])
+        warnings.push(`${flag} is set: Claude Code then uses that cloud provider and ignores apiKeyHelper`);
     }
   }
   if (options.helper === 'aws-credentials' && !options.env.CLAUDE_CODE_USE_BEDROCK && !env.CLAUDE_CODE_USE_BEDROCK) {
-    warnings.push('awsCredentialExport is used only with Bedrock: set CLAUDE_CODE_USE_BEDROCK=1 and AWS_REGION (in the env block or your shell)');
+    warnings.push(
+      'awsCredentialExport is used only with Bedrock: set CLAUDE_CODE_USE_BEDROCK=1 and AWS_REGION (in the env block or your shell)',
+    );
   }
   return warnings;
 }
@@ -200,7 +266,9 @@ function shimReachableByAll(shim: string): string[] {
     }
     const needed = p === shim ? 0o004 : 0o001;
     if ((mode & needed) === 0) {
-      return [`other users cannot ${p === shim ? 'read' : 'enter'} ${p} (mode ${formatMode(mode)}), so the helper fails for them: install keybroker system-wide (e.g. npm install -g as root)`];
+      return [
+        `other users cannot ${p === shim ? 'read' : 'enter'} ${p} (mode ${formatMode(mode)}), so the helper fails for them: install keybroker system-wide (e.g. npm install -g as root)`,
+      ];
     }
     if (path.dirname(p) === p) return [];
   }

@@ -1,7 +1,13 @@
 // What `setup claude` and `doctor` need from the keybroker config: each profile's source kind and
 // TTL. Read offline from the YAML alone (no adapter is loaded), so a source kind that is broken or
 // mid-upgrade does not stop `setup claude` from reading the TTL of the profile it is wiring up.
-import { ConfigError, parseConfigText, parseManagedConfigText, readConfigFile, type LoadedConfig } from '../config/load.js';
+import {
+  ConfigError,
+  parseConfigText,
+  parseManagedConfigText,
+  readConfigFile,
+  type LoadedConfig,
+} from '../config/load.js';
 import { readManagedConfigFile, type ManagedLocation } from '../config/managed.js';
 import { DEFAULTS, type RawConfig } from '../config/schema.js';
 import { parseSourceUri } from '../config/source-uri.js';
@@ -21,8 +27,18 @@ export type ConfigSummary =
 
 /** The summary of a config already loaded in full: nothing read or parsed again. */
 export function summaryOf(loaded: LoadedConfig): ConfigSummary {
-  const profiles = [...loaded.profiles.values()].map((p): ProfileSummary => ({ name: p.name, source: p.source, scheme: p.scheme, ttlMs: p.ttlMs }));
-  return { ok: true, file: loaded.file, profiles, directories: Object.fromEntries(loaded.directories.map((r) => [r.dir, r.profile])) };
+  const profiles = [...loaded.profiles.values()].map((p): ProfileSummary => ({
+    name: p.name,
+    source: p.source,
+    scheme: p.scheme,
+    ttlMs: p.ttlMs,
+  }));
+  return {
+    ok: true,
+    file: loaded.file,
+    profiles,
+    directories: Object.fromEntries(loaded.directories.map((r) => [r.dir, r.profile])),
+  };
 }
 
 export async function summarizeConfig(file: string): Promise<ConfigSummary> {
@@ -31,18 +47,30 @@ export async function summarizeConfig(file: string): Promise<ConfigSummary> {
     text = await readConfigFile(file);
   } catch (err) {
     const missing = err instanceof ConfigError && err.missing;
-    return { ok: false, file, missing, error: err instanceof BrokerError ? err.message : 'cannot read the config file' };
+    return {
+      ok: false,
+      file,
+      missing,
+      error: err instanceof BrokerError ? err.message : 'cannot read the config file',
+    };
   }
   try {
     const raw = parseConfigText(text, file);
     return { ok: true, file, profiles: summarizeProfiles(raw), directories: raw.directories ?? {} };
   } catch (err) {
-    return { ok: false, file, missing: false, error: err instanceof BrokerError ? err.message : 'cannot parse the config file' };
+    return {
+      ok: false,
+      file,
+      missing: false,
+      error: err instanceof BrokerError ? err.message : 'cannot parse the config file',
+    };
   }
 }
 
 /** The same for the managed config (trusted only as the daemon trusts it); undefined: there is none. */
-export async function summarizeManagedConfig(location: ManagedLocation | undefined): Promise<ConfigSummary | undefined> {
+export async function summarizeManagedConfig(
+  location: ManagedLocation | undefined,
+): Promise<ConfigSummary | undefined> {
   if (!location) return undefined;
   const file = location.path;
   try {
@@ -51,7 +79,12 @@ export async function summarizeManagedConfig(location: ManagedLocation | undefin
     const raw = parseManagedConfigText(text, file);
     return { ok: true, file, profiles: summarizeProfiles(raw), directories: raw.directories ?? {} };
   } catch (err) {
-    return { ok: false, file, missing: false, error: err instanceof BrokerError ? err.message : 'cannot read the managed config' };
+    return {
+      ok: false,
+      file,
+      missing: false,
+      error: err instanceof BrokerError ? err.message : 'cannot read the managed config',
+    };
   }
 }
 

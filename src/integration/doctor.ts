@@ -24,7 +24,14 @@ import { formatMode } from '../protocol/file-mode.js';
 import { CLIENT_REPLY_TIMEOUT_MS, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
 import { checkSocketPath } from '../protocol/socket-check.js';
 import { collapseHome, resolveSocketPath } from '../protocol/socket-path.js';
-import { chooseCredential, claudeView, CLOUD_FLAGS, isEnvTruthy, type ClaudeView, type CredentialChoice } from './claude-credentials.js';
+import {
+  chooseCredential,
+  claudeView,
+  CLOUD_FLAGS,
+  isEnvTruthy,
+  type ClaudeView,
+  type CredentialChoice,
+} from './claude-credentials.js';
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
 import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
@@ -67,8 +74,19 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
 
   for (const f of files) {
     if (f.shadowedBy) {
-      checks.push({ id: 'settings', status: 'warn', message: `${collapseHome(f.path, options.home)} is not used: Claude Code takes its managed settings from ${collapseHome(f.shadowedBy, options.home)} first, which doctor cannot read, so what it says about managed settings may be incomplete`, fix: `check apiKeyHelper and env in ${f.shadowedBy}` });
-    } else if (f.error) checks.push({ id: 'settings', status: 'fail', message: `${collapseHome(f.path, options.home)} ${f.error}; Claude Code cannot use it`, fix: 'correct the file by hand' });
+      checks.push({
+        id: 'settings',
+        status: 'warn',
+        message: `${collapseHome(f.path, options.home)} is not used: Claude Code takes its managed settings from ${collapseHome(f.shadowedBy, options.home)} first, which doctor cannot read, so what it says about managed settings may be incomplete`,
+        fix: `check apiKeyHelper and env in ${f.shadowedBy}`,
+      });
+    } else if (f.error)
+      checks.push({
+        id: 'settings',
+        status: 'fail',
+        message: `${collapseHome(f.path, options.home)} ${f.error}; Claude Code cannot use it`,
+        fix: 'correct the file by hand',
+      });
   }
   const choice = chooseCredential(view);
   checks.push(credentialCheck(choice, view, options.home));
@@ -90,7 +108,12 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined, here?.choice.profile);
   if (helperTtl) checks.push(helperTtl);
 
-  const socket = resolveSocketPath({ flag: options.socketFlag, env: claudeEnv, platform: options.platform, home: options.home });
+  const socket = resolveSocketPath({
+    flag: options.socketFlag,
+    env: claudeEnv,
+    platform: options.platform,
+    home: options.home,
+  });
   checks.push(await socketCheck(socket.path, socket.from, options));
   const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
   checks.push(...daemon.checks);
@@ -102,17 +125,36 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
 // ---- which credential, and what shadows the helper ----
 
 function credentialCheck(choice: CredentialChoice, view: ClaudeView, home: string): DoctorCheck {
-  const where = choice.from === undefined ? '' : ` (${choice.from === 'environment' ? 'from the environment' : `from ${collapseHome(choice.from, home)}`})`;
+  const where =
+    choice.from === undefined
+      ? ''
+      : ` (${choice.from === 'environment' ? 'from the environment' : `from ${collapseHome(choice.from, home)}`})`;
   const message = `Claude Code will use ${choice.label}${where}`;
   const helper = view.settings.get('apiKeyHelper');
   if (choice.kind === 'api-key-helper') {
     const ours = parseKeybrokerHelper(String(helper!.value));
     return ours
-      ? { id: 'credential', status: 'ok', message: `${message}: keybroker ${ours.profile === undefined ? 'with the profile of the project directory' : `profile "${ours.profile}"`}` }
-      : { id: 'credential', status: 'warn', message: `${message}, which runs ${describeHelper(String(helper!.value))}, not keybroker-shim`, fix: 'keybroker setup claude --force' };
+      ? {
+          id: 'credential',
+          status: 'ok',
+          message: `${message}: keybroker ${ours.profile === undefined ? 'with the profile of the project directory' : `profile "${ours.profile}"`}`,
+        }
+      : {
+          id: 'credential',
+          status: 'warn',
+          message: `${message}, which runs ${describeHelper(String(helper!.value))}, not keybroker-shim`,
+          fix: 'keybroker setup claude --force',
+        };
   }
-  if (choice.kind === 'bedrock' || choice.kind === 'vertex' || choice.kind === 'foundry') return { id: 'credential', status: 'ok', message };
-  if (!helper) return { id: 'credential', status: 'warn', message: `${message}; no apiKeyHelper is set`, fix: 'keybroker setup claude' };
+  if (choice.kind === 'bedrock' || choice.kind === 'vertex' || choice.kind === 'foundry')
+    return { id: 'credential', status: 'ok', message };
+  if (!helper)
+    return {
+      id: 'credential',
+      status: 'warn',
+      message: `${message}; no apiKeyHelper is set`,
+      fix: 'keybroker setup claude',
+    };
   // A helper is set but something above it wins: the shadowing check says what and where.
   return { id: 'credential', status: 'fail', message: `${message}, not apiKeyHelper` };
 }
@@ -120,7 +162,13 @@ function credentialCheck(choice: CredentialChoice, view: ClaudeView, home: strin
 async function shadowingCheck(view: ClaudeView, options: DoctorOptions): Promise<DoctorCheck | undefined> {
   if (!view.settings.get('apiKeyHelper')) return undefined;
   const names = ['ANTHROPIC_AUTH_TOKEN', 'ANTHROPIC_API_KEY'].filter((n) => (view.env.get(n)?.value ?? '') !== '');
-  if (names.length === 0) return { id: 'shadowing', status: 'ok', message: 'neither ANTHROPIC_AUTH_TOKEN nor ANTHROPIC_API_KEY is set, so nothing takes precedence over apiKeyHelper' };
+  if (names.length === 0)
+    return {
+      id: 'shadowing',
+      status: 'ok',
+      message:
+        'neither ANTHROPIC_AUTH_TOKEN nor ANTHROPIC_API_KEY is set, so nothing takes precedence over apiKeyHelper',
+    };
   const lines = await findSettingLines(names, options.home, options.env);
   const parts: string[] = [];
   const fixes: string[] = [];
@@ -137,11 +185,18 @@ async function shadowingCheck(view: ClaudeView, options: DoctorOptions): Promise
       parts.push(`${name} is exported (${at})`);
       fixes.push(`delete ${name} at ${at}, open a new shell (or run: unset ${name})`);
     } else {
-      parts.push(`${name} is set in the environment (not by a shell startup file: check your terminal, IDE or ~/.config/environment.d)`);
+      parts.push(
+        `${name} is set in the environment (not by a shell startup file: check your terminal, IDE or ~/.config/environment.d)`,
+      );
       fixes.push(`unset ${name} where it is set`);
     }
   }
-  return { id: 'shadowing', status: 'fail', message: `${parts.join('; ')}: Claude Code uses it before apiKeyHelper`, fix: fixes.join('; ') };
+  return {
+    id: 'shadowing',
+    status: 'fail',
+    message: `${parts.join('; ')}: Claude Code uses it before apiKeyHelper`,
+    fix: fixes.join('; '),
+  };
 }
 
 // ---- cloud providers ----
@@ -154,7 +209,10 @@ interface CloudFiles {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return fs.access(p).then(() => true, () => false);
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function cloudCredentialFiles(options: DoctorOptions, view: ClaudeView): Promise<CloudFiles> {
@@ -162,9 +220,12 @@ async function cloudCredentialFiles(options: DoctorOptions, view: ClaudeView): P
   const h = options.home;
   const gcloud = env('CLOUDSDK_CONFIG') ?? path.join(h, '.config', 'gcloud');
   return {
-    awsFiles: (await exists(env('AWS_SHARED_CREDENTIALS_FILE') ?? path.join(h, '.aws', 'credentials'))) || (await exists(env('AWS_CONFIG_FILE') ?? path.join(h, '.aws', 'config'))),
+    awsFiles:
+      (await exists(env('AWS_SHARED_CREDENTIALS_FILE') ?? path.join(h, '.aws', 'credentials'))) ||
+      (await exists(env('AWS_CONFIG_FILE') ?? path.join(h, '.aws', 'config'))),
     gcloudAdc: await exists(path.join(gcloud, 'application_default_credentials.json')),
-    googleCredentialsFile: env('GOOGLE_APPLICATION_CREDENTIALS') !== undefined && (await exists(env('GOOGLE_APPLICATION_CREDENTIALS')!)),
+    googleCredentialsFile:
+      env('GOOGLE_APPLICATION_CREDENTIALS') !== undefined && (await exists(env('GOOGLE_APPLICATION_CREDENTIALS')!)),
     azureLogin: await exists(path.join(env('AZURE_CONFIG_DIR') ?? path.join(h, '.azure'), 'azureProfile.json')),
   };
 }
@@ -178,44 +239,83 @@ function cloudProviderChecks(view: ClaudeView, options: DoctorOptions, files: Cl
     const from = view.env.get(c.flag)!.from;
     const origin = from === 'environment' ? 'in the environment' : `in ${collapseHome(from, options.home)}`;
     if (i > 0) {
-      checks.push({ id: 'cloud-provider', status: 'warn', message: `${c.flag} is also set (${origin}) but ${active[0]!.flag} wins`, fix: `unset ${c.flag}` });
+      checks.push({
+        id: 'cloud-provider',
+        status: 'warn',
+        message: `${c.flag} is also set (${origin}) but ${active[0]!.flag} wins`,
+        fix: `unset ${c.flag}`,
+      });
       continue;
     }
     const missing: string[] = [];
     let credentials: string | undefined;
     if (c.kind === 'bedrock') {
-      if (!set('AWS_REGION')) missing.push('AWS_REGION (required: Claude Code does not read the region from ~/.aws/config)');
+      if (!set('AWS_REGION'))
+        missing.push('AWS_REGION (required: Claude Code does not read the region from ~/.aws/config)');
       const exportHelper = view.settings.get('awsCredentialExport');
-      credentials =
-        isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_BEDROCK_AUTH')?.value) ? 'none needed (CLAUDE_CODE_SKIP_BEDROCK_AUTH)' :
-        set('AWS_BEARER_TOKEN_BEDROCK') ? 'a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)' :
-        exportHelper && typeof exportHelper.value === 'string' ? `awsCredentialExport (${parseKeybrokerHelper(exportHelper.value) ? 'keybroker' : describeHelper(exportHelper.value)})` :
-        set('AWS_ACCESS_KEY_ID') && set('AWS_SECRET_ACCESS_KEY') ? 'AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY' :
-        set('AWS_PROFILE') ? 'AWS_PROFILE' :
-        view.settings.get('awsAuthRefresh') ? 'awsAuthRefresh' :
-        set('AWS_WEB_IDENTITY_TOKEN_FILE') || set('AWS_CONTAINER_CREDENTIALS_FULL_URI') || set('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI') ? 'web identity or container credentials' :
-        files.awsFiles ? '~/.aws/config or ~/.aws/credentials (the SDK chain)' : undefined;
-      if (!credentials) missing.push('AWS credentials (none in the environment, ~/.aws, awsCredentialExport or awsAuthRefresh)');
+      credentials = isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_BEDROCK_AUTH')?.value)
+        ? 'none needed (CLAUDE_CODE_SKIP_BEDROCK_AUTH)'
+        : set('AWS_BEARER_TOKEN_BEDROCK')
+          ? 'a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)'
+          : exportHelper && typeof exportHelper.value === 'string'
+            ? `awsCredentialExport (${parseKeybrokerHelper(exportHelper.value) ? 'keybroker' : describeHelper(exportHelper.value)})`
+            : set('AWS_ACCESS_KEY_ID') && set('AWS_SECRET_ACCESS_KEY')
+              ? 'AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY'
+              : set('AWS_PROFILE')
+                ? 'AWS_PROFILE'
+                : view.settings.get('awsAuthRefresh')
+                  ? 'awsAuthRefresh'
+                  : set('AWS_WEB_IDENTITY_TOKEN_FILE') ||
+                      set('AWS_CONTAINER_CREDENTIALS_FULL_URI') ||
+                      set('AWS_CONTAINER_CREDENTIALS_RELATIVE_URI')
+                    ? 'web identity or container credentials'
+                    : files.awsFiles
+                      ? '~/.aws/config or ~/.aws/credentials (the SDK chain)'
+                      : undefined;
+      if (!credentials)
+        missing.push('AWS credentials (none in the environment, ~/.aws, awsCredentialExport or awsAuthRefresh)');
     } else if (c.kind === 'vertex') {
       if (!set('ANTHROPIC_VERTEX_PROJECT_ID')) missing.push('ANTHROPIC_VERTEX_PROJECT_ID');
-      credentials =
-        isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_VERTEX_AUTH')?.value) ? 'none needed (CLAUDE_CODE_SKIP_VERTEX_AUTH)' :
-        files.googleCredentialsFile ? 'GOOGLE_APPLICATION_CREDENTIALS' :
-        files.gcloudAdc ? 'gcloud application-default credentials' : undefined;
-      if (!credentials) missing.push('Google credentials (run: gcloud auth application-default login, or set GOOGLE_APPLICATION_CREDENTIALS to a key file)');
+      credentials = isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_VERTEX_AUTH')?.value)
+        ? 'none needed (CLAUDE_CODE_SKIP_VERTEX_AUTH)'
+        : files.googleCredentialsFile
+          ? 'GOOGLE_APPLICATION_CREDENTIALS'
+          : files.gcloudAdc
+            ? 'gcloud application-default credentials'
+            : undefined;
+      if (!credentials)
+        missing.push(
+          'Google credentials (run: gcloud auth application-default login, or set GOOGLE_APPLICATION_CREDENTIALS to a key file)',
+        );
     } else {
-      if (!set('ANTHROPIC_FOUNDRY_RESOURCE') && !set('ANTHROPIC_FOUNDRY_BASE_URL')) missing.push('ANTHROPIC_FOUNDRY_RESOURCE or ANTHROPIC_FOUNDRY_BASE_URL');
-      credentials =
-        isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_FOUNDRY_AUTH')?.value) ? 'none needed (CLAUDE_CODE_SKIP_FOUNDRY_AUTH)' :
-        set('ANTHROPIC_FOUNDRY_API_KEY') ? 'ANTHROPIC_FOUNDRY_API_KEY' :
-        set('AZURE_CLIENT_ID') && (set('AZURE_CLIENT_SECRET') || set('AZURE_CLIENT_CERTIFICATE_PATH') || set('AZURE_FEDERATED_TOKEN_FILE')) ? 'an Azure service principal (AZURE_CLIENT_ID …)' :
-        files.azureLogin ? 'your Azure CLI login' : undefined;
+      if (!set('ANTHROPIC_FOUNDRY_RESOURCE') && !set('ANTHROPIC_FOUNDRY_BASE_URL'))
+        missing.push('ANTHROPIC_FOUNDRY_RESOURCE or ANTHROPIC_FOUNDRY_BASE_URL');
+      credentials = isEnvTruthy(view.env.get('CLAUDE_CODE_SKIP_FOUNDRY_AUTH')?.value)
+        ? 'none needed (CLAUDE_CODE_SKIP_FOUNDRY_AUTH)'
+        : set('ANTHROPIC_FOUNDRY_API_KEY')
+          ? 'ANTHROPIC_FOUNDRY_API_KEY'
+          : set('AZURE_CLIENT_ID') &&
+              (set('AZURE_CLIENT_SECRET') || set('AZURE_CLIENT_CERTIFICATE_PATH') || set('AZURE_FEDERATED_TOKEN_FILE'))
+            ? 'an Azure service principal (AZURE_CLIENT_ID …)'
+            : files.azureLogin
+              ? 'your Azure CLI login'
+              : undefined;
       if (!credentials) missing.push('Azure credentials (ANTHROPIC_FOUNDRY_API_KEY, or run: az login)');
     }
     if (missing.length > 0) {
-      checks.push({ id: 'cloud-provider', status: 'fail', message: `${c.flag} is set (${origin}) but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`, fix: `set ${missing.map((m) => m.split(' ')[0]).join(', ')} — or unset ${c.flag} to use apiKeyHelper` });
+      checks.push({
+        id: 'cloud-provider',
+        status: 'fail',
+        message: `${c.flag} is set (${origin}) but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing`,
+        fix: `set ${missing.map((m) => m.split(' ')[0]).join(', ')} — or unset ${c.flag} to use apiKeyHelper`,
+      });
     } else if (hasHelper) {
-      checks.push({ id: 'cloud-provider', status: 'warn', message: `${c.flag} is set (${origin}): Claude Code uses ${c.name} with ${credentials} and ignores apiKeyHelper`, fix: `unset ${c.flag} to use keybroker's API key` });
+      checks.push({
+        id: 'cloud-provider',
+        status: 'warn',
+        message: `${c.flag} is set (${origin}): Claude Code uses ${c.name} with ${credentials} and ignores apiKeyHelper`,
+        fix: `unset ${c.flag} to use keybroker's API key`,
+      });
     } else {
       checks.push({ id: 'cloud-provider', status: 'ok', message: `${c.name} with ${credentials}` });
     }
@@ -247,54 +347,96 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
     const ours = parseKeybrokerHelper(entry.value);
     if (!ours) continue;
     const id = `shim:${key}`;
-    const shim = path.isAbsolute(ours.shim) ? ours.shim : ours.shim.includes('/') ? undefined : await findOnPath(ours.shim, claudeEnv.PATH);
+    const shim = path.isAbsolute(ours.shim)
+      ? ours.shim
+      : ours.shim.includes('/')
+        ? undefined
+        : await findOnPath(ours.shim, claudeEnv.PATH);
     if (shim === undefined) {
-      checks.push({ id, status: 'fail', message: `${key} runs ${ours.shim}, which is ${ours.shim.includes('/') ? 'a relative path (the helper runs from an unknown directory)' : 'not on PATH'}`, fix: 'keybroker setup claude --force (writes the absolute path)' });
+      checks.push({
+        id,
+        status: 'fail',
+        message: `${key} runs ${ours.shim}, which is ${ours.shim.includes('/') ? 'a relative path (the helper runs from an unknown directory)' : 'not on PATH'}`,
+        fix: 'keybroker setup claude --force (writes the absolute path)',
+      });
       continue;
     }
     let st;
     try {
       st = await fs.stat(shim);
     } catch {
-      checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`, fix: 'keybroker setup claude --force' });
+      checks.push({
+        id,
+        status: 'fail',
+        message: `${key} runs ${collapseHome(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`,
+        fix: 'keybroker setup claude --force',
+      });
       continue;
     }
     if (!st.isFile()) {
-      checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which is not a file`, fix: 'keybroker setup claude --force' });
+      checks.push({
+        id,
+        status: 'fail',
+        message: `${key} runs ${collapseHome(shim, home)}, which is not a file`,
+        fix: 'keybroker setup claude --force',
+      });
       continue;
     }
     let native = false;
     if (ours.interpreter === undefined) {
       if (!(await isExecutable(shim))) {
-        checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)}, which is not executable`, fix: `chmod +x ${shim}` });
+        checks.push({
+          id,
+          status: 'fail',
+          message: `${key} runs ${collapseHome(shim, home)}, which is not executable`,
+          fix: `chmod +x ${shim}`,
+        });
         continue;
       }
       const head = await readHead(shim);
       if (/^#!\s*\/usr\/bin\/env\s+node\b/.test(head) && !(await findOnPath('node', claudeEnv.PATH))) {
-        checks.push({ id, status: 'fail', message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`, fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"' });
+        checks.push({
+          id,
+          status: 'fail',
+          message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`,
+          fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"',
+        });
         continue;
       }
       // The Node shim is a script; the native one (dist/native/keybroker-shim) a compiled binary.
       native = !head.startsWith('#!');
       const nodeShim = path.join(path.dirname(shim), '..', 'src', 'shim', 'keybroker-shim.cjs');
       if (native && !(await isExecutable(nodeShim))) {
-        checks.push({ id, status: 'fail', message: `${key} runs the native keybroker-shim (${collapseHome(shim, home)}), which hands autostart and every option but --socket to ${collapseHome(nodeShim, home)}, which is missing`, fix: 'reinstall keybroker, then: keybroker setup claude --force' });
+        checks.push({
+          id,
+          status: 'fail',
+          message: `${key} runs the native keybroker-shim (${collapseHome(shim, home)}), which hands autostart and every option but --socket to ${collapseHome(nodeShim, home)}, which is missing`,
+          fix: 'reinstall keybroker, then: keybroker setup claude --force',
+        });
         continue;
       }
     }
     const which = native ? 'the native keybroker-shim' : 'the Node keybroker-shim';
     const nativeBeside = path.join(path.dirname(shim), '..', '..', 'native', 'keybroker-shim');
-    const hint = !native && key === HELPER_SETTING['api-key'] && (await isExecutable(nativeBeside))
-      ? `; the native shim beside it answers in about a millisecond instead of Node's start-up: keybroker setup claude --force writes it`
-      : '';
+    const hint =
+      !native && key === HELPER_SETTING['api-key'] && (await isExecutable(nativeBeside))
+        ? `; the native shim beside it answers in about a millisecond instead of Node's start-up: keybroker setup claude --force writes it`
+        : '';
     const serving = ours.profile === undefined ? 'the profile of its working directory' : `profile "${ours.profile}"`;
-    checks.push({ id, status: 'ok', message: `${key} runs ${which} (${collapseHome(shim, home)}) for ${serving}${ours.format !== 'raw' ? ` as ${ours.format}` : ''}${hint}` });
+    checks.push({
+      id,
+      status: 'ok',
+      message: `${key} runs ${which} (${collapseHome(shim, home)}) for ${serving}${ours.format !== 'raw' ? ` as ${ours.format}` : ''}${hint}`,
+    });
   }
   return checks;
 }
 
 async function isExecutable(file: string): Promise<boolean> {
-  return fs.access(file, fs.constants.X_OK).then(() => true, () => false);
+  return fs.access(file, fs.constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function readHead(file: string): Promise<string> {
@@ -308,21 +450,39 @@ async function readHead(file: string): Promise<string> {
   }
 }
 
-function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined, profileHere: string | undefined): DoctorCheck | undefined {
+function helperTtlCheck(
+  view: ClaudeView,
+  profiles: ProfileSummary[] | undefined,
+  profileHere: string | undefined,
+): DoctorCheck | undefined {
   const helper = view.settings.get('apiKeyHelper');
   const ours = helper && typeof helper.value === 'string' ? parseKeybrokerHelper(helper.value) : undefined;
   if (!ours) return undefined;
   const raw = view.env.get(HELPER_TTL_ENV)?.value;
   const ttl = raw === undefined ? CLAUDE_DEFAULT_HELPER_TTL_MS : Number(raw);
   if (!Number.isInteger(ttl) || ttl <= 0) {
-    return { id: 'helper-ttl', status: 'warn', message: `${HELPER_TTL_ENV} is not a positive number of milliseconds, so Claude Code ignores it`, fix: 'keybroker setup claude' };
+    return {
+      id: 'helper-ttl',
+      status: 'warn',
+      message: `${HELPER_TTL_ENV} is not a positive number of milliseconds, so Claude Code ignores it`,
+      fix: 'keybroker setup claude',
+    };
   }
   const profile = profiles?.find((p) => p.name === (ours.profile ?? profileHere));
   const shown = `${formatDuration(ttl)}${raw === undefined ? ' (the default)' : ''}`;
   if (profile && ttl > profile.ttlMs) {
-    return { id: 'helper-ttl', status: 'warn', message: `Claude Code re-runs the helper every ${shown}, longer than profile "${profile.name}"'s TTL of ${formatDuration(profile.ttlMs)}: a rotated key reaches it late`, fix: 'keybroker setup claude (sets CLAUDE_CODE_API_KEY_HELPER_TTL_MS to fit)' };
+    return {
+      id: 'helper-ttl',
+      status: 'warn',
+      message: `Claude Code re-runs the helper every ${shown}, longer than profile "${profile.name}"'s TTL of ${formatDuration(profile.ttlMs)}: a rotated key reaches it late`,
+      fix: 'keybroker setup claude (sets CLAUDE_CODE_API_KEY_HELPER_TTL_MS to fit)',
+    };
   }
-  return { id: 'helper-ttl', status: 'ok', message: `Claude Code re-runs the helper every ${shown}${profile ? ` (profile TTL ${formatDuration(profile.ttlMs)})` : ''}` };
+  return {
+    id: 'helper-ttl',
+    status: 'ok',
+    message: `Claude Code re-runs the helper every ${shown}${profile ? ` (profile TTL ${formatDuration(profile.ttlMs)})` : ''}`,
+  };
 }
 
 // ---- keybroker's own config, socket and daemon ----
@@ -333,7 +493,11 @@ function helperTtlCheck(view: ClaudeView, profiles: ProfileSummary[] | undefined
  * The profile a Claude Code session started in this directory gets, and why, by the daemon's own
  * rule: "~/code/acme/api → work (directories: ~/code/acme)".
  */
-async function directoryCheck(view: ClaudeView, loaded: LoadedConfig | undefined, options: DoctorOptions): Promise<{ check: DoctorCheck; choice: ChosenProfile } | undefined> {
+async function directoryCheck(
+  view: ClaudeView,
+  loaded: LoadedConfig | undefined,
+  options: DoctorOptions,
+): Promise<{ check: DoctorCheck; choice: ChosenProfile } | undefined> {
   const helper = view.settings.get('apiKeyHelper');
   const ours = helper && typeof helper.value === 'string' ? parseKeybrokerHelper(helper.value) : undefined;
   if (!ours || !loaded) return undefined;
@@ -342,18 +506,35 @@ async function directoryCheck(view: ClaudeView, loaded: LoadedConfig | undefined
   if (!loaded.profiles.has(choice.profile)) {
     // A named profile that is missing is the config check's failure already.
     if (choice.chosenBy === 'argument') return undefined;
-    return { choice, check: { id: 'profile-here', status: 'fail', message: `${message}, which is not in ${collapseHome(loaded.file, options.home)}`, fix: `add a "default" profile, or a directories: entry for ${collapseHome(options.cwd, options.home)}` } };
+    return {
+      choice,
+      check: {
+        id: 'profile-here',
+        status: 'fail',
+        message: `${message}, which is not in ${collapseHome(loaded.file, options.home)}`,
+        fix: `add a "default" profile, or a directories: entry for ${collapseHome(options.cwd, options.home)}`,
+      },
+    };
   }
   if (choice.chosenBy === 'argument' && loaded.directories.length > 0) {
     return {
       choice,
-      check: { id: 'profile-here', status: 'warn', message: `${message}: the helper names a profile, so the directories: map is not used`, fix: 'keybroker setup claude --force (writes the helper without a profile argument)' },
+      check: {
+        id: 'profile-here',
+        status: 'warn',
+        message: `${message}: the helper names a profile, so the directories: map is not used`,
+        fix: 'keybroker setup claude --force (writes the helper without a profile argument)',
+      },
     };
   }
   return { choice, check: { id: 'profile-here', status: 'ok', message } };
 }
 
-async function configChecks(file: string, view: ClaudeView, options: DoctorOptions): Promise<{ checks: DoctorCheck[]; loaded?: LoadedConfig }> {
+async function configChecks(
+  file: string,
+  view: ClaudeView,
+  options: DoctorOptions,
+): Promise<{ checks: DoctorCheck[]; loaded?: LoadedConfig }> {
   const managed = resolveManagedConfigPath({ env: options.env, platform: options.platform });
   const pool = new AdapterPool({ find: adapterFor, env: options.env, log: createLogger({ level: 'silent' }) });
   try {
@@ -363,11 +544,20 @@ async function configChecks(file: string, view: ClaudeView, options: DoctorOptio
     if (m?.error) {
       checks.push({ id: 'managed-config', status: 'fail', message: m.error });
     } else if (m) {
-      checks.push({ id: 'managed-config', status: 'ok', message: `${m.file}: ${m.profiles.length} managed profile${m.profiles.length === 1 ? '' : 's'} (${m.profiles.join(', ') || 'none'})${m.locked.length ? `; locked: ${m.locked.join(', ')}` : ''}` });
+      checks.push({
+        id: 'managed-config',
+        status: 'ok',
+        message: `${m.file}: ${m.profiles.length} managed profile${m.profiles.length === 1 ? '' : 's'} (${m.profiles.join(', ') || 'none'})${m.locked.length ? `; locked: ${m.locked.join(', ')}` : ''}`,
+      });
     }
     for (const w of loaded.warnings) {
       if (w.kind) continue; // a slow timeout: config check says so; doctor reports what is broken
-      checks.push({ id: 'managed-config', status: 'warn', message: `${collapseHome(w.file, options.home)}${w.line ? `:${w.line}` : ''}: ${w.path}: ${w.message}`, fix: `remove ${w.path} from ${collapseHome(w.file, options.home)}` });
+      checks.push({
+        id: 'managed-config',
+        status: 'warn',
+        message: `${collapseHome(w.file, options.home)}${w.line ? `:${w.line}` : ''}: ${w.path}: ${w.message}`,
+        fix: `remove ${w.path} from ${collapseHome(w.file, options.home)}`,
+      });
     }
     checks.push(configCheck(file, loaded, view, options));
     return { checks, loaded };
@@ -386,10 +576,22 @@ function configCheck(file: string, loaded: LoadedConfig, view: ClaudeView, optio
     .filter((p): p is string => p !== undefined);
   const unknown = [...new Set(wanted.filter((p) => !loaded.profiles.has(p)))];
   if (unknown.length > 0) {
-    return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`, fix: 'add the profile, or: keybroker setup claude --force --profile NAME' };
+    return {
+      id: 'config',
+      status: 'fail',
+      message: `${collapseHome(file, options.home)} has no profile ${unknown.map((u) => `"${u}"`).join(', ')}, which Claude Code's helper asks for (profiles: ${names.join(', ') || 'none'})`,
+      fix: 'add the profile, or: keybroker setup claude --force --profile NAME',
+    };
   }
-  const dirs = loaded.directories.length > 0 ? `, ${loaded.directories.length} director${loaded.directories.length === 1 ? 'y' : 'ies'} mapped` : '';
-  return { id: 'config', status: 'ok', message: `${collapseHome(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})${dirs}` };
+  const dirs =
+    loaded.directories.length > 0
+      ? `, ${loaded.directories.length} director${loaded.directories.length === 1 ? 'y' : 'ies'} mapped`
+      : '';
+  return {
+    id: 'config',
+    status: 'ok',
+    message: `${collapseHome(file, options.home)}: ${names.length} profile${names.length === 1 ? '' : 's'} (${names.join(', ')})${dirs}`,
+  };
 }
 
 /** The config (the user's, or the managed one: the error names its file) did not load. */
@@ -398,9 +600,19 @@ function configErrorCheck(file: string, err: unknown, options: DoctorOptions): D
     const first = err.problems[0];
     const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
     const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
-    return { id: 'config', status: 'fail', message: `${collapseHome(err.file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`, fix: 'keybroker config check' };
+    return {
+      id: 'config',
+      status: 'fail',
+      message: `${collapseHome(err.file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`,
+      fix: 'keybroker config check',
+    };
   }
-  return { id: 'config', status: 'fail', message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`, fix: 'keybroker config check' };
+  return {
+    id: 'config',
+    status: 'fail',
+    message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
+    fix: 'keybroker config check',
+  };
 }
 
 async function socketCheck(socket: string, from: string, options: DoctorOptions): Promise<DoctorCheck> {
@@ -408,16 +620,39 @@ async function socketCheck(socket: string, from: string, options: DoctorOptions)
   // The same check every client makes before connecting.
   const problem = checkSocketPath(socket, options.uid);
   if (problem?.kind === 'UNSAFE_PATH') {
-    return { id: 'socket', status: 'fail', message: `${problem.what}: the shim and CLI refuse it, and the daemon will not start there`, fix: problem.fix.replace(/^run: /, '') };
+    return {
+      id: 'socket',
+      status: 'fail',
+      message: `${problem.what}: the shim and CLI refuse it, and the daemon will not start there`,
+      fix: problem.fix.replace(/^run: /, ''),
+    };
   }
   if (problem) {
     return fsSync.existsSync(path.dirname(socket))
-      ? { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory private (0700); no socket yet` }
-      : { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)` };
+      ? {
+          id: 'socket',
+          status: 'ok',
+          message: `${collapseHome(socket, options.home)}${chosen}: directory private (0700); no socket yet`,
+        }
+      : {
+          id: 'socket',
+          status: 'ok',
+          message: `${collapseHome(socket, options.home)}${chosen}: its directory does not exist yet (the daemon creates it, mode 0700)`,
+        };
   }
   const sock = await fs.lstat(socket);
-  if ((sock.mode & 0o077) !== 0) return { id: 'socket', status: 'warn', message: `${collapseHome(socket, options.home)} has mode ${formatMode(sock.mode)} (its directory is private, so only you can reach it)`, fix: `chmod 600 ${socket}` };
-  return { id: 'socket', status: 'ok', message: `${collapseHome(socket, options.home)}${chosen}: directory 0700, socket ${formatMode(sock.mode)}` };
+  if ((sock.mode & 0o077) !== 0)
+    return {
+      id: 'socket',
+      status: 'warn',
+      message: `${collapseHome(socket, options.home)} has mode ${formatMode(sock.mode)} (its directory is private, so only you can reach it)`,
+      fix: `chmod 600 ${socket}`,
+    };
+  return {
+    id: 'socket',
+    status: 'ok',
+    message: `${collapseHome(socket, options.home)}${chosen}: directory 0700, socket ${formatMode(sock.mode)}`,
+  };
 }
 
 interface DaemonResult {
@@ -425,7 +660,12 @@ interface DaemonResult {
   status: StatusReply | undefined;
 }
 
-async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, configFile: string, options: DoctorOptions): Promise<DaemonResult> {
+async function daemonChecks(
+  socket: string,
+  claudeEnv: NodeJS.ProcessEnv,
+  configFile: string,
+  options: DoctorOptions,
+): Promise<DaemonResult> {
   const timeoutMs = options.requestTimeoutMs ?? 5_000;
   const reply = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs });
   if (!reply.ok) {
@@ -434,8 +674,18 @@ async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, config
       status: undefined,
       checks: [
         autostart
-          ? { id: 'daemon', status: 'warn', message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`, fix: 'keybroker service install (or run: keybroker daemon)' }
-          : { id: 'daemon', status: 'fail', message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`, fix: 'keybroker service install (or run: keybroker daemon)' },
+          ? {
+              id: 'daemon',
+              status: 'warn',
+              message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`,
+              fix: 'keybroker service install (or run: keybroker daemon)',
+            }
+          : {
+              id: 'daemon',
+              status: 'fail',
+              message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`,
+              fix: 'keybroker service install (or run: keybroker daemon)',
+            },
       ],
     };
   }
@@ -443,20 +693,45 @@ async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, config
   const d = status.daemon;
   const checks: DoctorCheck[] = [];
   if (d.lastReloadError) {
-    checks.push({ id: 'daemon', status: 'fail', message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`, fix: `fix ${d.config}, then: kill -HUP ${d.pid}` });
+    checks.push({
+      id: 'daemon',
+      status: 'fail',
+      message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`,
+      fix: `fix ${d.config}, then: kill -HUP ${d.pid}`,
+    });
   } else if (isOtherBuild({ version: options.version, build: options.build }, d)) {
     const mine = { version: options.version, build: options.build };
-    checks.push({ id: 'daemon', status: 'warn', message: `pid ${d.pid} runs keybroker ${describeBuild(d)}, this is ${describeBuild(mine)}`, fix: restartCommand(d.startedBy, options.uid) });
+    checks.push({
+      id: 'daemon',
+      status: 'warn',
+      message: `pid ${d.pid} runs keybroker ${describeBuild(d)}, this is ${describeBuild(mine)}`,
+      fix: restartCommand(d.startedBy, options.uid),
+    });
   } else {
-    checks.push({ id: 'daemon', status: 'ok', message: `pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}` });
+    checks.push({
+      id: 'daemon',
+      status: 'ok',
+      message: `pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}`,
+    });
   }
   if (d.envNames) checks.push(daemonEnvCheck(d.pid, d.envNames));
   if (path.resolve(d.config) !== path.resolve(configFile)) {
-    checks.push({ id: 'daemon-config', status: 'warn', message: `the daemon reads ${collapseHome(d.config, options.home)}, this shell's config is ${collapseHome(configFile, options.home)}`, fix: 'point both at the same file (KEYBROKER_CONFIG), or reinstall the service from this shell' });
+    checks.push({
+      id: 'daemon-config',
+      status: 'warn',
+      message: `the daemon reads ${collapseHome(d.config, options.home)}, this shell's config is ${collapseHome(configFile, options.home)}`,
+      fix: 'point both at the same file (KEYBROKER_CONFIG), or reinstall the service from this shell',
+    });
   }
   for (const p of status.profiles) {
     const note = unmarkedNote(p);
-    if (note) checks.push({ id: `consumers:${p.name}`, status: 'warn', message: `profile "${p.name}": ${note}`, fix: 'upgrade keybroker (a newer release may know this Claude Code\'s markers), or set repeatDetection: always on the profile' });
+    if (note)
+      checks.push({
+        id: `consumers:${p.name}`,
+        status: 'warn',
+        message: `profile "${p.name}": ${note}`,
+        fix: "upgrade keybroker (a newer release may know this Claude Code's markers), or set repeatDetection: always on the profile",
+      });
   }
   const now = Date.now();
   if (options.fetchProfiles) {
@@ -476,7 +751,14 @@ async function daemonChecks(socket: string, claudeEnv: NodeJS.ProcessEnv, config
  * only: values may be secrets.
  */
 function daemonEnvCheck(pid: number, names: string[]): DoctorCheck {
-  const session = names.filter((n) => n === 'NODE_OPTIONS' || n === 'CLAUDECODE' || n === 'AI_AGENT' || n === 'CLAUDE_PID' || n.startsWith('CLAUDE_CODE_'));
+  const session = names.filter(
+    (n) =>
+      n === 'NODE_OPTIONS' ||
+      n === 'CLAUDECODE' ||
+      n === 'AI_AGENT' ||
+      n === 'CLAUDE_PID' ||
+      n.startsWith('CLAUDE_CODE_'),
+  );
   const all = `its sources see ${names.length} environment variable${names.length === 1 ? '' : 's'}: ${names.join(', ')}`;
   if (session.length > 0) {
     return {
@@ -505,11 +787,21 @@ function refreshFix(name: string, run: string | undefined): string {
 /** A profile's last fetch failed, from the daemon's status (no fetch now). */
 function lastErrorCheck(p: ProfileStatus, now: number): DoctorCheck | undefined {
   if (!p.lastError) return undefined;
-  const { message, run } = splitRunHint(p.lastError.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''));
+  const { message, run } = splitRunHint(
+    p.lastError.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''),
+  );
   const ago = formatDuration(Math.max(0, now - p.lastError.atMs));
   const source = sourceLabel(p);
-  const serving = p.state === 'fresh' || p.state === 'stale' ? `still serving the value fetched ${p.ageMs === null ? 'earlier' : `${formatDuration(p.ageMs)} ago`}` : 'no value to serve';
-  return { id: `profile:${p.name}`, status: 'warn', message: `${source}: the last fetch failed ${ago} ago (${serving}): ${p.lastError.code}: ${message}`, fix: refreshFix(p.name, run) };
+  const serving =
+    p.state === 'fresh' || p.state === 'stale'
+      ? `still serving the value fetched ${p.ageMs === null ? 'earlier' : `${formatDuration(p.ageMs)} ago`}`
+      : 'no value to serve';
+  return {
+    id: `profile:${p.name}`,
+    status: 'warn',
+    message: `${source}: the last fetch failed ${ago} ago (${serving}): ${p.lastError.code}: ${message}`,
+    fix: refreshFix(p.name, run),
+  };
 }
 
 function sourceLabel(p: ProfileStatus): string {
@@ -528,7 +820,9 @@ async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number,
   const reply = await sendRequest(socket, { v: 1, op: 'get', profile: p.name }, { timeoutMs });
   const ms = Math.round(performance.now() - started);
   if (!reply.ok) {
-    const { message, run } = splitRunHint(reply.error.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''));
+    const { message, run } = splitRunHint(
+      reply.error.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''),
+    );
     return { id, status: 'fail', message: `${source}: ${reply.error.code}: ${message}`, fix: refreshFix(p.name, run) };
   }
   if (!('value' in reply)) return { id, status: 'fail', message: `${source}: the daemon answered without a value` };
@@ -579,21 +873,31 @@ function onePasswordCheck(profiles: ProfileSummary[], status: StatusReply | unde
   const sdk = profiles.filter((p) => isOnePassword(p) === 'sdk');
   const cli = profiles.filter((p) => isOnePassword(p) === 'cli');
   if (sdk.length === 0 && cli.length === 0) return undefined;
-  const perHour = (ps: ProfileSummary[]): number => Math.ceil(ps.reduce((n, p) => n + 3_600_000 / (REFRESH_AT * p.ttlMs), 0));
+  const perHour = (ps: ProfileSummary[]): number =>
+    Math.ceil(ps.reduce((n, p) => n + 3_600_000 / (REFRESH_AT * p.ttlMs), 0));
   const notes = (status?.sources ?? []).filter((s) => s.kind === 'op').flatMap((s) => s.notes);
   const parts: string[] = [];
   if (sdk.length > 0) parts.push(`op:// profiles read at most ~${perHour(sdk)}/hour`);
-  if (cli.length > 0) parts.push(`exec:op profiles start op at most ~${perHour(cli)} times/hour (each may ask you to approve)`);
+  if (cli.length > 0)
+    parts.push(`exec:op profiles start op at most ~${perHour(cli)} times/hour (each may ask you to approve)`);
   if (notes.length > 0) parts.push(`daemon: ${notes.join('; ')}`);
   const total = perHour(sdk) + perHour(cli);
   if (total > OP_SMALLEST_HOURLY_BUDGET) {
-    return { id: '1password', status: 'warn', message: `${parts.join('; ')}: more than a Teams/Families service account's ${OP_SMALLEST_HOURLY_BUDGET} reads/hour`, fix: 'raise those profiles\' ttl' };
+    return {
+      id: '1password',
+      status: 'warn',
+      message: `${parts.join('; ')}: more than a Teams/Families service account's ${OP_SMALLEST_HOURLY_BUDGET} reads/hour`,
+      fix: "raise those profiles' ttl",
+    };
   }
-  return { id: '1password', status: 'ok', message: `${parts.join('; ')} (budget: ${OP_SMALLEST_HOURLY_BUDGET}/hour on Teams/Families, 10,000 on Business)` };
+  return {
+    id: '1password',
+    status: 'ok',
+    message: `${parts.join('; ')} (budget: ${OP_SMALLEST_HOURLY_BUDGET}/hour on Teams/Families, 10,000 on Business)`,
+  };
 }
 
 // ---- output ----
-
 
 export function renderDoctor(checks: readonly DoctorCheck[]): string {
   const width = Math.max(...checks.map((c) => c.id.length));
@@ -604,6 +908,13 @@ export function renderDoctor(checks: readonly DoctorCheck[]): string {
   });
   const fails = checks.filter((c) => c.status === 'fail').length;
   const warns = checks.filter((c) => c.status === 'warn').length;
-  lines.push('', fails > 0 ? `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}` : warns > 0 ? `no failures, ${warns} warning${warns === 1 ? '' : 's'}` : 'all good');
+  lines.push(
+    '',
+    fails > 0
+      ? `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}`
+      : warns > 0
+        ? `no failures, ${warns} warning${warns === 1 ? '' : 's'}`
+        : 'all good',
+  );
   return `${lines.join('\n')}\n`;
 }

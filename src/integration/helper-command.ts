@@ -144,7 +144,10 @@ export function describeHelper(command: string): string {
   const parsed = splitCommand(command);
   const ours = parseKeybrokerHelper(command);
   // A leading VAR=value word could carry anything; show ours in full only without one.
-  if (ours) return /^[A-Za-z_][A-Za-z0-9_]*=/.test(parsed.words[0] ?? '') ? `keybroker-shim …${ours.profile === undefined ? '' : ` ${ours.profile}`}` : command;
+  if (ours)
+    return /^[A-Za-z_][A-Za-z0-9_]*=/.test(parsed.words[0] ?? '')
+      ? `keybroker-shim …${ours.profile === undefined ? '' : ` ${ours.profile}`}`
+      : command;
   const { program } = programWord(parsed);
   if (program === undefined || /['"$`\\=]/.test(program)) return '(a command)';
   return `${path.basename(program)} …`;

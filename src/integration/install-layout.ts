@@ -25,7 +25,8 @@ export function findInstallLayout(from: string = path.dirname(fileURLToPath(impo
     const manifest = path.join(dir, 'package.json');
     if (fs.existsSync(manifest) && isKeybrokerManifest(manifest)) return layoutAt(dir);
     const parent = path.dirname(dir);
-    if (parent === dir) throw new BrokerError('INTERNAL', `cannot find keybroker's package.json above ${from}; is the install complete?`);
+    if (parent === dir)
+      throw new BrokerError('INTERNAL', `cannot find keybroker's package.json above ${from}; is the install complete?`);
     dir = parent;
   }
 }

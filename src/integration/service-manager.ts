@@ -74,7 +74,10 @@ const SYSTEMD_PROBE: readonly string[] = ['systemctl', '--user', 'show', '--prop
 export function managerFor(platform: NodeJS.Platform): 'systemd' | 'launchd' {
   if (platform === 'linux') return 'systemd';
   if (platform === 'darwin') return 'launchd';
-  throw new BrokerError('UNAVAILABLE', `keybroker service supports systemd (Linux) and launchd (macOS), not ${platform}; run keybroker daemon yourself, or let keybroker-shim start it on demand`);
+  throw new BrokerError(
+    'UNAVAILABLE',
+    `keybroker service supports systemd (Linux) and launchd (macOS), not ${platform}; run keybroker daemon yourself, or let keybroker-shim start it on demand`,
+  );
 }
 
 export interface ServicePaths {
@@ -90,9 +93,21 @@ export function servicePaths(host: Pick<ServiceHost, 'platform' | 'home' | 'env'
     // The user manager reads ~/.config/systemd/user whatever XDG_CONFIG_HOME says in a shell.
     const unitDir = path.join(host.home, '.config', 'systemd', 'user');
     // The socket unit listens on %t: the manager's XDG_RUNTIME_DIR, which logind makes /run/user/<uid>.
-    const runtimeDir = host.env.XDG_RUNTIME_DIR && path.isAbsolute(host.env.XDG_RUNTIME_DIR) ? host.env.XDG_RUNTIME_DIR : `/run/user/${host.uid}`;
-    const socket = resolveSocketPath({ env: { XDG_RUNTIME_DIR: runtimeDir }, platform: host.platform, home: host.home }).path;
-    return { unitDir, files: [path.join(unitDir, SYSTEMD_SERVICE), path.join(unitDir, SYSTEMD_SOCKET)], logDir: '', socket };
+    const runtimeDir =
+      host.env.XDG_RUNTIME_DIR && path.isAbsolute(host.env.XDG_RUNTIME_DIR)
+        ? host.env.XDG_RUNTIME_DIR
+        : `/run/user/${host.uid}`;
+    const socket = resolveSocketPath({
+      env: { XDG_RUNTIME_DIR: runtimeDir },
+      platform: host.platform,
+      home: host.home,
+    }).path;
+    return {
+      unitDir,
+      files: [path.join(unitDir, SYSTEMD_SERVICE), path.join(unitDir, SYSTEMD_SOCKET)],
+      logDir: '',
+      socket,
+    };
   }
   const unitDir = path.join(host.home, 'Library', 'LaunchAgents');
   return {
@@ -164,7 +179,10 @@ export function planInstall(host: ServiceHost): ServicePlan {
     manager,
     preflight: ['launchctl', 'print', domain],
     steps,
-    after: [`the daemon runs now and at every login, listening on ${paths.socket}`, `check it: keybroker service status (log: ${path.join(paths.logDir, 'daemon.log')})`],
+    after: [
+      `the daemon runs now and at every login, listening on ${paths.socket}`,
+      `check it: keybroker service status (log: ${path.join(paths.logDir, 'daemon.log')})`,
+    ],
   };
 }
 
@@ -175,11 +193,17 @@ export function planUninstall(host: ServiceHost): ServicePlan {
     return {
       manager,
       steps: [
-        { kind: 'run', argv: ['systemctl', '--user', 'disable', '--now', SYSTEMD_SOCKET, SYSTEMD_SERVICE], mayFail: true },
+        {
+          kind: 'run',
+          argv: ['systemctl', '--user', 'disable', '--now', SYSTEMD_SOCKET, SYSTEMD_SERVICE],
+          mayFail: true,
+        },
         ...paths.files.map((f): ServiceStep => ({ kind: 'remove', path: f })),
         { kind: 'run', argv: ['systemctl', '--user', 'daemon-reload'], mayFail: true },
       ],
-      after: ['removed; keybroker-shim starts a daemon on demand again (unless KEYBROKER_NO_AUTOSTART=1); your config is kept'],
+      after: [
+        'removed; keybroker-shim starts a daemon on demand again (unless KEYBROKER_NO_AUTOSTART=1); your config is kept',
+      ],
     };
   }
   return {
@@ -188,7 +212,9 @@ export function planUninstall(host: ServiceHost): ServicePlan {
       { kind: 'run', argv: ['launchctl', 'bootout', `gui/${host.uid}/${LAUNCHD_LABEL}`], mayFail: true },
       ...paths.files.map((f): ServiceStep => ({ kind: 'remove', path: f })),
     ],
-    after: [`removed; keybroker-shim starts a daemon on demand again (unless KEYBROKER_NO_AUTOSTART=1); your config and ${paths.logDir} are kept`],
+    after: [
+      `removed; keybroker-shim starts a daemon on demand again (unless KEYBROKER_NO_AUTOSTART=1); your config and ${paths.logDir} are kept`,
+    ],
   };
 }
 
@@ -198,8 +224,14 @@ function managerCommand(manager: 'systemd' | 'launchd'): string {
 
 function absentError(manager: 'systemd' | 'launchd'): BrokerError {
   return manager === 'systemd'
-    ? new BrokerError('UNAVAILABLE', 'systemctl is not on PATH: keybroker service needs a systemd user manager; without one, run keybroker daemon yourself, or let keybroker-shim start it on demand')
-    : new BrokerError('UNAVAILABLE', 'launchctl is not on PATH: keybroker service needs macOS launchd; run keybroker daemon yourself, or let keybroker-shim start it on demand');
+    ? new BrokerError(
+        'UNAVAILABLE',
+        'systemctl is not on PATH: keybroker service needs a systemd user manager; without one, run keybroker daemon yourself, or let keybroker-shim start it on demand',
+      )
+    : new BrokerError(
+        'UNAVAILABLE',
+        'launchctl is not on PATH: keybroker service needs macOS launchd; run keybroker daemon yourself, or let keybroker-shim start it on demand',
+      );
 }
 
 function describeStep(step: ServiceStep): string {
@@ -218,16 +250,25 @@ function describeStep(step: ServiceStep): string {
 }
 
 /** Print the plan (dry run) or carry it out, stopping at the first step that fails. */
-export async function applyPlan(plan: ServicePlan, host: ServiceHost, options: { dryRun: boolean; out: Output }): Promise<void> {
+export async function applyPlan(
+  plan: ServicePlan,
+  host: ServiceHost,
+  options: { dryRun: boolean; out: Output },
+): Promise<void> {
   const { out } = options;
   const command = managerCommand(plan.manager);
   const found = await host.findCommand(command);
   if (options.dryRun) {
-    out.line(`dry run: nothing is written or run (service manager: ${plan.manager}${found ? '' : `; note: ${command} is not on PATH, so a real run would fail`})`);
+    out.line(
+      `dry run: nothing is written or run (service manager: ${plan.manager}${found ? '' : `; note: ${command} is not on PATH, so a real run would fail`})`,
+    );
     // The preflight only reads, so a dry run can say now what would stop the real install.
     if (found && plan.preflight) {
       const result = await host.run(plan.preflight);
-      if (result.code !== 0) out.line(`warning: the real install would fail: ${preflightFailure(plan.manager, plan.preflight, result).message}`);
+      if (result.code !== 0)
+        out.line(
+          `warning: the real install would fail: ${preflightFailure(plan.manager, plan.preflight, result).message}`,
+        );
     }
     for (const step of plan.steps) {
       out.line(`would ${describeStep(step)}`);
@@ -246,7 +287,8 @@ export async function applyPlan(plan: ServicePlan, host: ServiceHost, options: {
         await fs.mkdir(step.path, { recursive: true, mode: step.mode });
         break;
       case 'starter-config':
-        if (await writeStarterConfig(step.path)) out.line(`wrote a starter config to ${step.path}: edit it to add your profiles`);
+        if (await writeStarterConfig(step.path))
+          out.line(`wrote a starter config to ${step.path}: edit it to add your profiles`);
         continue;
       case 'write':
         await writeFileAtomically(step.path, step.content, step.mode);
@@ -277,14 +319,20 @@ export async function applyPlan(plan: ServicePlan, host: ServiceHost, options: {
 function preflightFailure(manager: 'systemd' | 'launchd', argv: readonly string[], result: CommandResult): BrokerError {
   if (manager === 'launchd') {
     const detail = firstLine(result.stderr) || firstLine(result.stdout) || `exit ${result.code}`;
-    return new BrokerError('UNAVAILABLE', `${argv.join(' ')} failed (${detail}): a LaunchAgent needs your desktop login session (not only ssh); log in at the Mac, or run keybroker daemon yourself`);
+    return new BrokerError(
+      'UNAVAILABLE',
+      `${argv.join(' ')} failed (${detail}): a LaunchAgent needs your desktop login session (not only ssh); log in at the Mac, or run keybroker daemon yourself`,
+    );
   }
   return runFailure(manager, argv, result);
 }
 
 function runFailure(manager: 'systemd' | 'launchd', argv: readonly string[], result: CommandResult): BrokerError {
   const detail = firstLine(result.stderr) || firstLine(result.stdout) || `exit ${result.code}`;
-  if (manager === 'systemd' && /Failed to connect to bus|DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR|No medium found/i.test(result.stderr)) {
+  if (
+    manager === 'systemd' &&
+    /Failed to connect to bus|DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR|No medium found/i.test(result.stderr)
+  ) {
     return new BrokerError(
       'UNAVAILABLE',
       `systemctl --user cannot reach your user manager (${detail}): log in through a session that runs systemd --user (on a server: loginctl enable-linger $USER), or run keybroker daemon yourself`,
@@ -324,7 +372,10 @@ export interface InstallReport {
   strayDaemonPid?: number;
 }
 
-export async function installService(host: ServiceHost, options: { dryRun: boolean; out: Output }): Promise<InstallReport> {
+export async function installService(
+  host: ServiceHost,
+  options: { dryRun: boolean; out: Output },
+): Promise<InstallReport> {
   const plan = planInstall(host);
   const paths = servicePaths(host);
   const before = options.dryRun ? undefined : await host.pingDaemon(paths.socket);
@@ -335,7 +386,9 @@ export async function installService(host: ServiceHost, options: { dryRun: boole
   if (before !== undefined) {
     if (servicePid !== before) {
       report.strayDaemonPid = before;
-      options.out.line(`note: a keybroker daemon (pid ${before}) started outside the service was answering on ${paths.socket}; stop it so only the service serves: kill ${before}`);
+      options.out.line(
+        `note: a keybroker daemon (pid ${before}) started outside the service was answering on ${paths.socket}; stop it so only the service serves: kill ${before}`,
+      );
     }
   }
   return report;
@@ -368,7 +421,14 @@ export interface ServiceStatus {
 export async function serviceStatus(host: ServiceHost): Promise<ServiceStatus> {
   const manager = managerFor(host.platform);
   const paths = servicePaths(host);
-  const present = await Promise.all(paths.files.map((f) => fs.access(f).then(() => true, () => false)));
+  const present = await Promise.all(
+    paths.files.map((f) =>
+      fs.access(f).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
   const installed = present.every(Boolean);
   const lines = [`manager   ${manager === 'systemd' ? 'systemd (user)' : `launchd (gui/${host.uid})`}`];
   lines.push(`files     ${paths.files.map((f, i) => `${f}${present[i] ? '' : ' (missing)'}`).join(', ')}`);
@@ -388,7 +448,9 @@ export async function serviceStatus(host: ServiceHost): Promise<ServiceStatus> {
     const word = (r: CommandResult): string => firstLine(r.stdout) || firstLine(r.stderr) || 'unknown';
     active = socketState.code === 0;
     lines.push(`socket    ${word(enabled)}, ${word(socketState)} — ${paths.socket}`);
-    lines.push(`service   ${word(serviceState)}${serviceState.code !== 0 && active ? ' (it starts on the first request)' : ''}`);
+    lines.push(
+      `service   ${word(serviceState)}${serviceState.code !== 0 && active ? ' (it starts on the first request)' : ''}`,
+    );
   } else {
     const r = await host.run(['launchctl', 'print', `gui/${host.uid}/${LAUNCHD_LABEL}`]);
     active = r.code === 0;
@@ -396,7 +458,9 @@ export async function serviceStatus(host: ServiceHost): Promise<ServiceStatus> {
     lines.push(`agent     ${active ? `loaded${state ? `, ${state}` : ''}` : 'not loaded'} — ${LAUNCHD_LABEL}`);
   }
   const daemonPid = await host.pingDaemon(paths.socket);
-  lines.push(`daemon    ${daemonPid !== undefined ? `answering on ${paths.socket} (pid ${daemonPid})` : `not answering on ${paths.socket}`}`);
+  lines.push(
+    `daemon    ${daemonPid !== undefined ? `answering on ${paths.socket} (pid ${daemonPid})` : `not answering on ${paths.socket}`}`,
+  );
   if (!installed) lines.push('not installed: run keybroker service install');
   return { manager, installed, active, daemonPid, lines };
 }
@@ -416,7 +480,11 @@ export function realServiceHost(base: Omit<ServiceHost, 'run' | 'findCommand' | 
 
 const MAX_OUTPUT = 64 * 1024;
 
-export function runCommand(argv: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<CommandResult> {
+export function runCommand(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 30_000,
+): Promise<CommandResult> {
   return new Promise((resolve) => {
     const [cmd, ...args] = argv;
     const child = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -30,7 +30,11 @@ export interface UnitInputs {
 const PLACEHOLDER = /\{\{([A-Z_]+)\}\}/g;
 
 /** Fill {{NAME}} placeholders. Values are inserted as given: escape them for the format first. */
-export function renderTemplate(template: string, values: Readonly<Record<string, string | undefined>>, name: string): string {
+export function renderTemplate(
+  template: string,
+  values: Readonly<Record<string, string | undefined>>,
+  name: string,
+): string {
   const out: string[] = [];
   for (const line of template.split('\n')) {
     let omit = false;
@@ -51,7 +55,10 @@ export function renderTemplate(template: string, values: Readonly<Record<string,
 function checkPath(p: string, what: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are what we refuse
   if (!path.isAbsolute(p) || /[\u0000-\u001f\u007f]/.test(p)) {
-    throw new BrokerError('USAGE', `${what} must be an absolute path without control characters (got ${JSON.stringify(p)})`);
+    throw new BrokerError(
+      'USAGE',
+      `${what} must be an absolute path without control characters (got ${JSON.stringify(p)})`,
+    );
   }
   return p;
 }
@@ -73,7 +80,12 @@ function systemdEnvironment(name: string, value: string): string {
 }
 
 export function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;');
 }
 
 export interface SystemdUnits {
@@ -91,7 +103,10 @@ export function renderSystemdUnits(inputs: UnitInputs, templatesDir: string): Sy
     {
       EXEC_START: [node, ...DAEMON_NODE_FLAGS, entry, 'daemon'].map(systemdWord).join(' '),
       PATH_ENVIRONMENT: systemdEnvironment('PATH', pathValue),
-      CONFIG_ENVIRONMENT: inputs.config === undefined ? undefined : systemdEnvironment('KEYBROKER_CONFIG', checkPath(inputs.config, 'the config file')),
+      CONFIG_ENVIRONMENT:
+        inputs.config === undefined
+          ? undefined
+          : systemdEnvironment('KEYBROKER_CONFIG', checkPath(inputs.config, 'the config file')),
       CONFIG_DIR: systemdWord(configDir),
     },
     SYSTEMD_SERVICE,
@@ -122,8 +137,26 @@ export function renderLaunchdPlist(inputs: UnitInputs, templatesDir: string): st
 export function servicePath(platform: NodeJS.Platform, node: string, home: string): string[] {
   const dirs =
     platform === 'darwin'
-      ? [path.dirname(node), '/opt/homebrew/bin', '/opt/homebrew/sbin', '/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin']
-      : [path.dirname(node), path.join(home, '.local', 'bin'), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+      ? [
+          path.dirname(node),
+          '/opt/homebrew/bin',
+          '/opt/homebrew/sbin',
+          '/usr/local/bin',
+          '/usr/bin',
+          '/bin',
+          '/usr/sbin',
+          '/sbin',
+        ]
+      : [
+          path.dirname(node),
+          path.join(home, '.local', 'bin'),
+          '/usr/local/sbin',
+          '/usr/local/bin',
+          '/usr/sbin',
+          '/usr/bin',
+          '/sbin',
+          '/bin',
+        ];
   return [...new Set(dirs)];
 }
 
@@ -132,6 +165,9 @@ function readTemplate(dir: string, name: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new BrokerError('INTERNAL', `cannot read the template ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); is the install complete?`);
+    throw new BrokerError(
+      'INTERNAL',
+      `cannot read the template ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}); is the install complete?`,
+    );
   }
 }

@@ -22,7 +22,12 @@ export async function startupFiles(home: string, env: NodeJS.ProcessEnv): Promis
   ];
   for (const dir of [path.join(home, '.config', 'fish', 'conf.d'), path.join(home, '.config', 'environment.d')]) {
     const names = await fs.readdir(dir).catch(() => [] as string[]);
-    files.push(...names.filter((n) => n.endsWith('.fish') || n.endsWith('.conf')).sort().map((n) => path.join(dir, n)));
+    files.push(
+      ...names
+        .filter((n) => n.endsWith('.fish') || n.endsWith('.conf'))
+        .sort()
+        .map((n) => path.join(dir, n)),
+    );
   }
   return [...new Set(files)];
 }
@@ -39,13 +44,19 @@ function patternsFor(name: string): RegExp[] {
 }
 
 /** Every line in the startup files that sets one of `names`, by name. */
-export async function findSettingLines(names: readonly string[], home: string, env: NodeJS.ProcessEnv): Promise<Map<string, SettingLine[]>> {
+export async function findSettingLines(
+  names: readonly string[],
+  home: string,
+  env: NodeJS.ProcessEnv,
+): Promise<Map<string, SettingLine[]>> {
   const found = new Map<string, SettingLine[]>(names.map((n) => [n, []]));
   const patterns = names.map((n) => [n, patternsFor(n)] as const);
   for (const file of await startupFiles(home, env)) {
     let text: string;
     try {
-      text = (await readCheckedFile(file, { label: file, maxBytes: MAX_FILE_BYTES, invalid: 'INVALID_VALUE', trust: 'any' })).toString('utf8');
+      text = (
+        await readCheckedFile(file, { label: file, maxBytes: MAX_FILE_BYTES, invalid: 'INVALID_VALUE', trust: 'any' })
+      ).toString('utf8');
     } catch {
       continue;
     }

@@ -43,14 +43,22 @@ const ME = { version: VERSION, build: BUILD_ID };
  * any other is named with the command that restarts it. A failure comes back as an error reply
  * whose message says what to do.
  */
-export async function requestWithAutostart(socketPath: string, request: Request, options: RequestOptions): Promise<Reply> {
+export async function requestWithAutostart(
+  socketPath: string,
+  request: Request,
+  options: RequestOptions,
+): Promise<Reply> {
   const env = options.env ?? process.env;
   const deadline = options.startedAt + AUTOSTART_DEADLINE_MS;
   const ask = (): Promise<Reply> => sendRequest(socketPath, request, { timeoutMs: options.timeoutMs });
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
     if (env.KEYBROKER_NO_AUTOSTART === '1') {
-      return errorReply('DAEMON_UNREACHABLE', `${reply.error.message}; autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon`, true);
+      return errorReply(
+        'DAEMON_UNREACHABLE',
+        `${reply.error.message}; autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon`,
+        true,
+      );
     }
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;
@@ -63,14 +71,22 @@ export async function requestWithAutostart(socketPath: string, request: Request,
       if (failed) return failed;
       reply = await ask();
     } else if (old) {
-      return errorReply('BAD_REQUEST', `${otherBuildMessage(ME, old, process.getuid?.())} (it refused this request: ${reply.error.message})`);
+      return errorReply(
+        'BAD_REQUEST',
+        `${otherBuildMessage(ME, old, process.getuid?.())} (it refused this request: ${reply.error.message})`,
+      );
     }
   }
   return reply;
 }
 
 /** Autostart, as an error reply when it fails (undefined: a daemon answers now). */
-async function start(socketPath: string, deadline: number, options: AutostartOptions, unreachable: string): Promise<Reply | undefined> {
+async function start(
+  socketPath: string,
+  deadline: number,
+  options: AutostartOptions,
+  unreachable: string,
+): Promise<Reply | undefined> {
   let why: string | undefined;
   try {
     why = await autostart(socketPath, deadline, options);
@@ -136,7 +152,11 @@ function tryLock(lock: string): boolean {
  * unsafe socket directory or log. Race-free across clients: one takes the lock, re-checks,
  * spawns; the others wait for the daemon to answer.
  */
-export async function autostart(socketPath: string, deadline: number, options: AutostartOptions): Promise<string | undefined> {
+export async function autostart(
+  socketPath: string,
+  deadline: number,
+  options: AutostartOptions,
+): Promise<string | undefined> {
   const dir = path.dirname(socketPath);
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -167,7 +187,11 @@ interface ChildState {
   logOffset: number;
 }
 
-async function spawnDaemon(socketPath: string, logFile: string, options: AutostartOptions): Promise<ChildState | undefined> {
+async function spawnDaemon(
+  socketPath: string,
+  logFile: string,
+  options: AutostartOptions,
+): Promise<ChildState | undefined> {
   const { spawn } = await import('node:child_process');
   try {
     // Keep one previous log; a daemon's log should not grow without bound across restarts.
@@ -178,7 +202,15 @@ async function spawnDaemon(socketPath: string, logFile: string, options: Autosta
   const out = openLog(logFile);
   const state: ChildState = { exited: false, code: null, logOffset: fs.fstatSync(out).size };
   // --autostarted: a client of a newer build may replace this daemon (see requestWithAutostart).
-  const daemonArgv = [process.execPath, ...DAEMON_NODE_FLAGS, options.cli, 'daemon', '--autostarted', '--socket', socketPath];
+  const daemonArgv = [
+    process.execPath,
+    ...DAEMON_NODE_FLAGS,
+    options.cli,
+    'daemon',
+    '--autostarted',
+    '--socket',
+    socketPath,
+  ];
   // `sh -c '"$@" &'` forks the daemon and exits at once, so the daemon is re-parented to init.
   const [file, ...args] = options.orphan ? ['/bin/sh', '-c', '"$@" &', 'sh', ...daemonArgv] : daemonArgv;
   const child = spawn(file!, args, {
@@ -200,13 +232,17 @@ function openLog(logFile: string): number {
     fd = fs.openSync(logFile, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK, 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UnsafeAutostart(`not starting a daemon: cannot open its log ${logFile} (${code === 'ELOOP' ? 'it is a symbolic link' : code ?? 'error'}); run: rm ${logFile}`);
+    throw new UnsafeAutostart(
+      `not starting a daemon: cannot open its log ${logFile} (${code === 'ELOOP' ? 'it is a symbolic link' : (code ?? 'error')}); run: rm ${logFile}`,
+    );
   }
   const st = fs.fstatSync(fd);
   const uid = process.geteuid?.();
   if (!st.isFile() || (uid !== undefined && st.uid !== uid)) {
     fs.closeSync(fd);
-    throw new UnsafeAutostart(`not starting a daemon: its log ${logFile} is not a regular file of yours; run: rm ${logFile}`);
+    throw new UnsafeAutostart(
+      `not starting a daemon: its log ${logFile} is not a regular file of yours; run: rm ${logFile}`,
+    );
   }
   return fd;
 }
@@ -219,20 +255,34 @@ function openLog(logFile: string): number {
 function daemonEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const clean: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(env)) {
-    if (name === 'NODE_OPTIONS' || name === 'CLAUDECODE' || name === 'AI_AGENT' || name === 'CLAUDE_PID' || name.startsWith('CLAUDE_CODE_')) continue;
+    if (
+      name === 'NODE_OPTIONS' ||
+      name === 'CLAUDECODE' ||
+      name === 'AI_AGENT' ||
+      name === 'CLAUDE_PID' ||
+      name.startsWith('CLAUDE_CODE_')
+    )
+      continue;
     clean[name] = value;
   }
   return clean;
 }
 
-async function waitForDaemon(socketPath: string, deadline: number, logFile: string, child: ChildState | undefined): Promise<string | undefined> {
+async function waitForDaemon(
+  socketPath: string,
+  deadline: number,
+  logFile: string,
+  child: ChildState | undefined,
+): Promise<string | undefined> {
   let delay = 20;
   while (Date.now() < deadline) {
     if (await ping(socketPath, Math.max(100, deadline - Date.now()))) return undefined;
     if (child?.exited) {
       // The daemon's own last words say what is wrong and how to fix it; the log is the fallback.
       const reason = lastDaemonFailure(logFile, child.logOffset);
-      return reason ? `the daemon it started stopped: ${reason}` : `the daemon it started exited (status ${child.code}); see ${logFile}`;
+      return reason
+        ? `the daemon it started stopped: ${reason}`
+        : `the daemon it started exited (status ${child.code}); see ${logFile}`;
     }
     await sleep(delay);
     delay = Math.min(delay * 2, 200);
@@ -267,7 +317,11 @@ export function askToStop(pid: number): boolean {
  * and removes its socket) and wait until nothing answers there. False when it could not be
  * signalled or is still answering at the deadline.
  */
-export async function stopDaemon(socketPath: string, pid: number, deadline = Date.now() + STOP_DEADLINE_MS): Promise<boolean> {
+export async function stopDaemon(
+  socketPath: string,
+  pid: number,
+  deadline = Date.now() + STOP_DEADLINE_MS,
+): Promise<boolean> {
   if (!askToStop(pid)) return false;
   while (Date.now() < deadline) {
     if (!(await ping(socketPath, 500))) return true;

@@ -46,7 +46,11 @@ export function restartCommand(startedBy: string | undefined, uid?: number): str
  * The one line a client prints when the daemon is another build: which daemon, which build, and
  * the command that replaces it.
  */
-export function otherBuildMessage(client: BuildIdentity, daemon: BuildIdentity & { pid: number; startedBy?: string | undefined }, uid?: number): string {
+export function otherBuildMessage(
+  client: BuildIdentity,
+  daemon: BuildIdentity & { pid: number; startedBy?: string | undefined },
+  uid?: number,
+): string {
   return `the running daemon (pid ${daemon.pid}) is keybroker ${describeBuild(daemon)}, this is ${describeBuild(client)} — run: ${restartCommand(daemon.startedBy, uid)}`;
 }
 
@@ -56,7 +60,9 @@ export function otherBuildMessage(client: BuildIdentity, daemon: BuildIdentity &
  * warning), a pid that is a positive integer, `startedBy` a string. Anything else is ignored, by
  * the Node shim and the native one alike.
  */
-export function daemonIdentity(x: unknown): (BuildIdentity & { pid: number; startedBy?: string | undefined }) | undefined {
+export function daemonIdentity(
+  x: unknown,
+): (BuildIdentity & { pid: number; startedBy?: string | undefined }) | undefined {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return undefined;
   const d = x as Record<string, unknown>;
   const word = (v: unknown): v is string => typeof v === 'string' && /^[\w.+-]{1,64}$/.test(v);

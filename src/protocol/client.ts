@@ -29,7 +29,8 @@ export interface SendOptions {
  */
 export async function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
   const problem = checkSocketPath(socketPath);
-  if (problem?.kind === 'UNSAFE_PATH') return errorReply('UNSAFE_PATH', `refusing to connect: ${describeProblem(problem)}`);
+  if (problem?.kind === 'UNSAFE_PATH')
+    return errorReply('UNSAFE_PATH', `refusing to connect: ${describeProblem(problem)}`);
   const open = await transport(options.transport);
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 1; ; attempt++) {
@@ -58,7 +59,13 @@ interface ConnectionEvents {
  */
 type Open = (socketPath: string, line: string, events: ConnectionEvents) => () => void;
 
-function exchange(open: Open, socketPath: string, request: Request, timeoutMs: number, deadline: number): Promise<Reply | 'EAGAIN'> {
+function exchange(
+  open: Open,
+  socketPath: string,
+  request: Request,
+  timeoutMs: number,
+  deadline: number,
+): Promise<Reply | 'EAGAIN'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -70,9 +77,14 @@ function exchange(open: Open, socketPath: string, request: Request, timeoutMs: n
       close();
       resolve(reply);
     };
-    const timer = setTimeout(() => {
-      finish(errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${timeoutMs} ms`, true));
-    }, Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(
+      () => {
+        finish(
+          errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${timeoutMs} ms`, true),
+        );
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     const close = open(socketPath, encodeLine(request), {
       data(chunk) {
         if (settled) return;
@@ -154,7 +166,9 @@ export function pipeBindings(): PipeBindings | undefined {
       stream.streamBaseState instanceof Int32Array &&
       typeof stream.kReadBytesOrError === 'number' &&
       typeof stream.kArrayBufferOffset === 'number' &&
-      ['connect', 'writeUtf8String', 'shutdown', 'readStart', 'close'].every((m) => typeof pipe.Pipe.prototype[m] === 'function');
+      ['connect', 'writeUtf8String', 'shutdown', 'readStart', 'close'].every(
+        (m) => typeof pipe.Pipe.prototype[m] === 'function',
+      );
     if (shapeOk) {
       bindings = {
         Pipe: pipe.Pipe,
@@ -240,19 +254,25 @@ function errnoName(status: number): string | undefined {
 
 function unreachable(socketPath: string, errno: string | undefined): Reply {
   const why =
-    errno === 'ENOENT' ? 'no socket there' :
-    errno === 'ECONNREFUSED' ? 'socket present but nothing is listening' :
-    errno === 'EACCES' ? 'permission denied' :
-    errno === 'EAGAIN' ? 'its connection queue stayed full' :
-    errno === 'ECONNRESET' || errno === 'EPIPE' ? 'the daemon closed the connection' :
-    errno ?? 'connection failed';
+    errno === 'ENOENT'
+      ? 'no socket there'
+      : errno === 'ECONNREFUSED'
+        ? 'socket present but nothing is listening'
+        : errno === 'EACCES'
+          ? 'permission denied'
+          : errno === 'EAGAIN'
+            ? 'its connection queue stayed full'
+            : errno === 'ECONNRESET' || errno === 'EPIPE'
+              ? 'the daemon closed the connection'
+              : (errno ?? 'connection failed');
   return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, true);
 }
 
 function parseReply(raw: Buffer): Reply {
   const newline = raw.indexOf(0x0a);
   const line = (newline === -1 ? raw : raw.subarray(0, newline)).toString('utf8');
-  if (line.length === 0) return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', true);
+  if (line.length === 0)
+    return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', true);
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);

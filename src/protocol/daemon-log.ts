@@ -50,7 +50,12 @@ function reasonFrom(tail: string): string | undefined {
       continue; // the first line of the tail may be cut
     }
     if (typeof record.level !== 'number' || record.level < 50) continue;
-    const reason = typeof record.err?.message === 'string' ? record.err.message : typeof record.msg === 'string' ? record.msg : undefined;
+    const reason =
+      typeof record.err?.message === 'string'
+        ? record.err.message
+        : typeof record.msg === 'string'
+          ? record.msg
+          : undefined;
     if (reason) return clean(reason);
   }
   return undefined;

@@ -22,7 +22,11 @@ const REEXEC_MARK = 'KEYBROKER_DAEMON_REEXEC';
  * The wanted options this process was not started with. An option the user gave with another
  * value (on the command line or in NODE_OPTIONS) counts as given: theirs wins.
  */
-export function missingNodeFlags(wanted: readonly string[], execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+export function missingNodeFlags(
+  wanted: readonly string[],
+  execArgv: readonly string[],
+  nodeOptions: string | undefined,
+): string[] {
   const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)];
   return wanted.filter((flag) => {
     const name = flag.split('=')[0]!;
@@ -50,7 +54,11 @@ export function reexecWithDaemonNodeFlags(inheritsFds: boolean): void {
   const env: Record<string, string> = { [REEXEC_MARK]: '1' };
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   try {
-    (execve as Execve)(process.execPath, [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)], env);
+    (execve as Execve)(
+      process.execPath,
+      [process.execPath, ...process.execArgv, ...missing, ...process.argv.slice(1)],
+      env,
+    );
   } catch {
     // Refused (the permission model) or failed: run as we are.
   }

@@ -114,7 +114,12 @@ export interface GetRequest {
  * every client — shim, `keybroker get`, `keybroker run` — sends the same line. `profile` only when
  * the caller named one: then it wins over any directory.
  */
-export function buildGetRequest(fields: { profile?: string | undefined; cwd?: string | undefined; refresh?: boolean | undefined; consumer?: ConsumerInfo | undefined }): GetRequest {
+export function buildGetRequest(fields: {
+  profile?: string | undefined;
+  cwd?: string | undefined;
+  refresh?: boolean | undefined;
+  consumer?: ConsumerInfo | undefined;
+}): GetRequest {
   const request: GetRequest = { v: 1, op: 'get' };
   if (fields.profile !== undefined) request.profile = fields.profile;
   if (fields.cwd !== undefined) request.cwd = fields.cwd;

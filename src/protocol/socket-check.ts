@@ -28,15 +28,27 @@ function ownUid(): number | undefined {
  * be a real directory (lstat: no symlink followed) owned by the effective uid, with no group or
  * other bits.
  */
-export function privateDirProblem(dir: string, st: fs.Stats, uid: number | undefined = ownUid(), label = 'socket directory'): Pick<PathProblem, 'what' | 'fix'> | undefined {
-  if (st.isSymbolicLink()) return { what: `${label} ${dir} is a symbolic link`, fix: `use a real directory (mode 0700): run: rm ${dir}` };
+export function privateDirProblem(
+  dir: string,
+  st: fs.Stats,
+  uid: number | undefined = ownUid(),
+  label = 'socket directory',
+): Pick<PathProblem, 'what' | 'fix'> | undefined {
+  if (st.isSymbolicLink())
+    return { what: `${label} ${dir} is a symbolic link`, fix: `use a real directory (mode 0700): run: rm ${dir}` };
   if (!st.isDirectory()) return { what: `${label} ${dir} is not a directory`, fix: `run: rm ${dir}` };
   if (uid !== undefined && st.uid !== uid) {
-    const fix = label === 'socket directory' ? 'use --socket with a path in a directory of your own' : 'use a directory of your own (XDG_STATE_HOME)';
+    const fix =
+      label === 'socket directory'
+        ? 'use --socket with a path in a directory of your own'
+        : 'use a directory of your own (XDG_STATE_HOME)';
     return { what: `${label} ${dir} is owned by uid ${st.uid}, not by you (uid ${uid})`, fix };
   }
   if ((st.mode & 0o077) !== 0) {
-    return { what: `${label} ${dir} is accessible by group or others (mode ${formatMode(st.mode)})`, fix: `run: chmod 700 ${dir}` };
+    return {
+      what: `${label} ${dir} is accessible by group or others (mode ${formatMode(st.mode)})`,
+      fix: `run: chmod 700 ${dir}`,
+    };
   }
   return undefined;
 }
@@ -49,7 +61,10 @@ export function privateDirProblem(dir: string, st: fs.Stats, uid: number | undef
  * connect. OpenSSH checks the directories above authorized_keys the same way. They are looked at
  * along the real path (symbolic links above, such as macOS's /tmp, resolved first).
  */
-export function ancestorsProblem(dir: string, uid: number | undefined = ownUid()): Pick<PathProblem, 'what' | 'fix'> | undefined {
+export function ancestorsProblem(
+  dir: string,
+  uid: number | undefined = ownUid(),
+): Pick<PathProblem, 'what' | 'fix'> | undefined {
   if (uid === undefined) return undefined;
   let current: string;
   try {
@@ -68,7 +83,10 @@ export function ancestorsProblem(dir: string, uid: number | undefined = ownUid()
     }
     const where = `directory ${current} above the socket`;
     if (st.uid !== uid && st.uid !== 0) {
-      return { what: `${where} is owned by uid ${st.uid}, not by you (uid ${uid}) or root, so they could swap the socket directory`, fix: 'use --socket with a path in a directory of your own' };
+      return {
+        what: `${where} is owned by uid ${st.uid}, not by you (uid ${uid}) or root, so they could swap the socket directory`,
+        fix: 'use --socket with a path in a directory of your own',
+      };
     }
     if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
       return {
@@ -106,7 +124,11 @@ export function checkSocketPath(socketPath: string, uid: number | undefined = ow
     return { kind: 'MISSING', what: `no socket at ${socketPath}`, fix: 'start the daemon: keybroker daemon' };
   }
   if (!st.isSocket()) {
-    return { kind: 'UNSAFE_PATH', what: `${socketPath} is not a socket (mode ${(st.mode >>> 0).toString(8)})`, fix: `run: rm ${socketPath}` };
+    return {
+      kind: 'UNSAFE_PATH',
+      what: `${socketPath} is not a socket (mode ${(st.mode >>> 0).toString(8)})`,
+      fix: `run: rm ${socketPath}`,
+    };
   }
   if (st.uid !== uid) {
     return {

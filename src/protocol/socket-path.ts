@@ -22,7 +22,8 @@ export const MAX_SOCKET_PATH_BYTES = 103;
 export function resolveSocketPath(input: SocketPathInput = {}): ResolvedSocketPath {
   const env = input.env ?? process.env;
   if (input.flag) return { path: path.resolve(expandHome(input.flag, input.home)), from: '--socket' };
-  if (env.KEYBROKER_SOCKET) return { path: path.resolve(expandHome(env.KEYBROKER_SOCKET, input.home)), from: 'KEYBROKER_SOCKET' };
+  if (env.KEYBROKER_SOCKET)
+    return { path: path.resolve(expandHome(env.KEYBROKER_SOCKET, input.home)), from: 'KEYBROKER_SOCKET' };
   if (env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR)) {
     return { path: path.join(env.XDG_RUNTIME_DIR, 'keybroker', 'keybroker.sock'), from: 'XDG_RUNTIME_DIR' };
   }

@@ -6,7 +6,22 @@ import path from 'node:path';
 import type { ConsumerInfo, Invocation } from '../protocol/messages.js';
 import type { Format } from './output-format.js';
 
-const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'fish', 'ksh', 'mksh', 'pdksh', 'ash', 'busybox', 'tcsh', 'csh', 'nu', 'xonsh']);
+const SHELLS = new Set([
+  'sh',
+  'bash',
+  'dash',
+  'zsh',
+  'fish',
+  'ksh',
+  'mksh',
+  'pdksh',
+  'ash',
+  'busybox',
+  'tcsh',
+  'csh',
+  'nu',
+  'xonsh',
+]);
 const DEFAULT_HELPER_TTL_MS = 300_000;
 
 interface ProcInfo {
@@ -105,7 +120,8 @@ function invocationOf(env: NodeJS.ProcessEnv, format: Format, consumerPid: numbe
   const agent = env.AI_AGENT ?? '';
   const helper = format === 'raw' ? 'api-key-helper' : 'sibling-helper';
   if (agent.endsWith('_harness') && env.CLAUDE_PID && env.CLAUDE_PID !== String(consumerPid)) return helper;
-  if (env.CLAUDECODE === '1' || agent.endsWith('_agent') || env.CLAUDE_CODE_CHILD_SESSION || env.CLAUDE_PID) return 'agent-tool';
+  if (env.CLAUDECODE === '1' || agent.endsWith('_agent') || env.CLAUDE_CODE_CHILD_SESSION || env.CLAUDE_PID)
+    return 'agent-tool';
   if (agent.endsWith('_harness')) return helper;
   return 'unmarked';
 }

@@ -15,8 +15,22 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { askToStop, requestWithAutostart } from '../protocol/autostart.js';
-import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessage, VERSION } from '../protocol/build-info.js';
-import { buildGetRequest, CLIENT_REPLY_TIMEOUT_MS, exitCodeFor, ERROR_CODES, noAnswerMessage, type Reply } from '../protocol/messages.js';
+import {
+  BUILD_ID,
+  daemonIdentity,
+  describeBuild,
+  isOtherBuild,
+  otherBuildMessage,
+  VERSION,
+} from '../protocol/build-info.js';
+import {
+  buildGetRequest,
+  CLIENT_REPLY_TIMEOUT_MS,
+  exitCodeFor,
+  ERROR_CODES,
+  noAnswerMessage,
+  type Reply,
+} from '../protocol/messages.js';
 import { resolveSocketPath } from '../protocol/socket-path.js';
 import { findConsumer } from './consumer.js';
 import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
@@ -74,20 +88,21 @@ function parseArgs(argv: string[]): Args | { help: true } | { version: true } | 
     } else if (a.startsWith('--socket=')) args.socket = a.slice('--socket='.length);
     else if (a === '--format' || a.startsWith('--format=')) {
       const v = a === '--format' ? argv[++i] : a.slice('--format='.length);
-      if (!v || !(FORMATS as readonly string[]).includes(v)) return { error: `--format takes one of: ${FORMATS.join(', ')}` };
+      if (!v || !(FORMATS as readonly string[]).includes(v))
+        return { error: `--format takes one of: ${FORMATS.join(', ')}` };
       args.format = v as Format;
       formatGiven = true;
     } else if (a === '--header' || a.startsWith('--header=')) {
       const v = a === '--header' ? argv[++i] : a.slice('--header='.length);
       if (!v || !HEADER_NAME.test(v)) return { error: '--header takes an HTTP header name, such as X-API-Key' };
       args.header = v;
-    }
-    else if (a.startsWith('-')) return { error: `unknown option ${a}` };
+    } else if (a.startsWith('-')) return { error: `unknown option ${a}` };
     else if (args.profile !== undefined) return { error: `one profile only (got "${args.profile}" and "${a}")` };
     else args.profile = a;
   }
   if (args.header !== undefined) {
-    if (formatGiven && args.format !== 'headers') return { error: `--header goes with --format headers, not --format ${args.format}` };
+    if (formatGiven && args.format !== 'headers')
+      return { error: `--header goes with --format headers, not --format ${args.format}` };
     args.format = 'headers';
   }
   return args;
@@ -103,7 +118,12 @@ function fail(code: string, message: string): never {
 
 /** No reply within the shim's wait (see noAnswerMessage). */
 function noAnswer(reply: Reply): Reply {
-  if (reply.ok || reply.error.code !== 'TIMEOUT' || !reply.error.message.startsWith('no reply from the keybroker daemon')) return reply;
+  if (
+    reply.ok ||
+    reply.error.code !== 'TIMEOUT' ||
+    !reply.error.message.startsWith('no reply from the keybroker daemon')
+  )
+    return reply;
   return { v: 1, ok: false, error: { code: 'TIMEOUT', message: noAnswerMessage(REQUEST_TIMEOUT_MS), transient: true } };
 }
 
@@ -120,21 +140,34 @@ async function main(): Promise<void> {
   }
   if ('error' in parsed) fail('USAGE', `${parsed.error} (see keybroker-shim --help)`);
   const socketPath = resolveSocketPath({ flag: parsed.socket }).path;
-  const request = buildGetRequest({ profile: parsed.profile, cwd: workingDirectory(), refresh: parsed.refresh, consumer: await findConsumer(parsed.format) });
+  const request = buildGetRequest({
+    profile: parsed.profile,
+    cwd: workingDirectory(),
+    refresh: parsed.refresh,
+    consumer: await findConsumer(parsed.format),
+  });
 
   // argv[1], resolved through npm's bin symlink: the built shim is a CommonJS bundle, where
   // import.meta does not exist. (.native: one realpath(3) call, cheaper at start-up.)
   const cli = path.join(path.dirname(fs.realpathSync.native(process.argv[1]!)), '..', 'cli', 'main.js');
-  const reply = noAnswer(await requestWithAutostart(socketPath, request, { cli, timeoutMs: REQUEST_TIMEOUT_MS, startedAt: started }));
+  const reply = noAnswer(
+    await requestWithAutostart(socketPath, request, { cli, timeoutMs: REQUEST_TIMEOUT_MS, startedAt: started }),
+  );
   if (!reply.ok) fail(reply.error.code, reply.error.message);
   if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', 'the daemon answered without a value');
   if (reply.stale && reply.warning) {
-    fs.writeSync(2, `keybroker: warning: serving a cached value past its TTL: ${reply.warning.message.replace(/\s*\n\s*/g, '; ')}\n`);
+    fs.writeSync(
+      2,
+      `keybroker: warning: serving a cached value past its TTL: ${reply.warning.message.replace(/\s*\n\s*/g, '; ')}\n`,
+    );
   }
   const out = formatValue(reply.value, parsed.format, parsed.header);
   if (out === undefined) {
-    const profile = typeof reply.profile === 'string' ? reply.profile : parsed.profile ?? 'default';
-    fail('INVALID_VALUE', `profile "${profile}" does not hold AWS credentials; give it a source such as aws-credentials://default`);
+    const profile = typeof reply.profile === 'string' ? reply.profile : (parsed.profile ?? 'default');
+    fail(
+      'INVALID_VALUE',
+      `profile "${profile}" does not hold AWS credentials; give it a source such as aws-credentials://default`,
+    );
   }
   fs.writeSync(1, `${out}\n`);
   const daemon = daemonIdentity(reply.daemon);

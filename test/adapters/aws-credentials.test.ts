@@ -45,7 +45,12 @@ interface AwsFiles {
 
 function ini(sections: Record<string, Record<string, string>>): string {
   return Object.entries(sections)
-    .map(([name, keys]) => `[${name}]\n${Object.entries(keys).map(([k, v]) => `${k} = ${v}`).join('\n')}\n`)
+    .map(
+      ([name, keys]) =>
+        `[${name}]\n${Object.entries(keys)
+          .map(([k, v]) => `${k} = ${v}`)
+          .join('\n')}\n`,
+    )
     .join('\n');
 }
 
@@ -109,7 +114,13 @@ describeAdapterContract('aws-credentials', async () => {
       files.writeCredentials(sections);
     },
     missingUri: 'aws-credentials://no-such-profile',
-    invalidUris: ['aws-credentials:work', 'aws-credentials://bad profile', 'aws-credentials://a/b', 'aws-credentials://x?y=1', 'aws-credentials:///'],
+    invalidUris: [
+      'aws-credentials:work',
+      'aws-credentials://bad profile',
+      'aws-credentials://a/b',
+      'aws-credentials://x?y=1',
+      'aws-credentials:///',
+    ],
     cleanup: async () => fs.rmSync(files.dir, { recursive: true, force: true }),
   };
 });
@@ -133,7 +144,11 @@ describe('aws-credentials source', () => {
   beforeEach(() => {
     adapter = createAdapter({ settings: undefined, env: files.env, log });
     files.writeCredentials({
-      static: { aws_access_key_id: 'AKIASTATIC0000000001', aws_secret_access_key: 'static-secret-1', aws_session_token: 'static-session-1' },
+      static: {
+        aws_access_key_id: 'AKIASTATIC0000000001',
+        aws_secret_access_key: 'static-secret-1',
+        aws_session_token: 'static-session-1',
+      },
       plain: { aws_access_key_id: 'AKIAPLAIN00000000001', aws_secret_access_key: 'plain-secret-1' },
       base: baseKey,
     });
@@ -141,7 +156,11 @@ describe('aws-credentials source', () => {
 
   it('serves static keys as awsCredentialExport JSON, without Expiration or a TTL cap', async () => {
     const withToken = await adapter.fetch(parse(adapter, 'aws-credentials://static'), fetchContext());
-    expect(credentialsOf(withToken)).toEqual({ AccessKeyId: 'AKIASTATIC0000000001', SecretAccessKey: 'static-secret-1', SessionToken: 'static-session-1' });
+    expect(credentialsOf(withToken)).toEqual({
+      AccessKeyId: 'AKIASTATIC0000000001',
+      SecretAccessKey: 'static-secret-1',
+      SessionToken: 'static-session-1',
+    });
     expect(withToken.ttlMs).toBeUndefined();
     const plain = await adapter.fetch(parse(adapter, 'aws-credentials://plain'), fetchContext());
     expect(Object.keys(credentialsOf(plain))).toEqual(['AccessKeyId', 'SecretAccessKey']);
@@ -168,7 +187,10 @@ describe('aws-credentials source', () => {
 
   it('halves the remaining lifetime of credentials that expire within 10 minutes', async () => {
     const expiration = new Date(Date.now() + 4 * 60_000);
-    const script = files.script('cp-short.sh', `printf '%s' '{"Version":1,"AccessKeyId":"ASIASHORT","SecretAccessKey":"s","Expiration":"${expiration.toISOString()}"}'`);
+    const script = files.script(
+      'cp-short.sh',
+      `printf '%s' '{"Version":1,"AccessKeyId":"ASIASHORT","SecretAccessKey":"s","Expiration":"${expiration.toISOString()}"}'`,
+    );
     files.writeConfig({ 'profile short': { credential_process: script } });
     const result = await adapter.fetch(parse(adapter, 'aws-credentials://short'), fetchContext());
     expect(result.ttlMs).toBeGreaterThan(2 * 60_000 - 5_000);
@@ -176,7 +198,10 @@ describe('aws-credentials source', () => {
   });
 
   it('reports a failing credential_process without copying its output', async () => {
-    const script = files.script('cp-bad.sh', `echo 'leaked-process-output-77 {"SecretAccessKey":"x"'; echo 'stderr-detail-77' >&2; exit 3`);
+    const script = files.script(
+      'cp-bad.sh',
+      `echo 'leaked-process-output-77 {"SecretAccessKey":"x"'; echo 'stderr-detail-77' >&2; exit 3`,
+    );
     files.writeConfig({ 'profile broken': { credential_process: script } });
     const err = await fetchErr(adapter, 'aws-credentials://broken');
     expect(err.code).toBe('SOURCE_ERROR');
@@ -187,8 +212,19 @@ describe('aws-credentials source', () => {
   });
 
   it('assumes a role through STS, signed with the source profile, and caches until before Expiration', async () => {
-    files.writeConfig({ 'profile deploy': { role_arn: 'arn:aws:iam::111122223333:role/deploy', source_profile: 'base', region: 'us-east-1' } });
-    const issued = { accessKeyId: 'ASIAASSUMED000000001', secretAccessKey: 'assumed-secret-9c1', sessionToken: 'assumed-token-9c1', expiration: new Date(Math.floor(Date.now() / 1000) * 1000 + 45 * 60_000) };
+    files.writeConfig({
+      'profile deploy': {
+        role_arn: 'arn:aws:iam::111122223333:role/deploy',
+        source_profile: 'base',
+        region: 'us-east-1',
+      },
+    });
+    const issued = {
+      accessKeyId: 'ASIAASSUMED000000001',
+      secretAccessKey: 'assumed-secret-9c1',
+      sessionToken: 'assumed-token-9c1',
+      expiration: new Date(Math.floor(Date.now() / 1000) * 1000 + 45 * 60_000),
+    };
     fake.nextCredentials(issued);
     const before = fake.stsCalls.length;
     const result = await adapter.fetch(parse(adapter, 'aws-credentials://deploy'), fetchContext());
@@ -202,7 +238,12 @@ describe('aws-credentials source', () => {
     expect(result.ttlMs).toBeLessThanOrEqual(40 * 60_000);
     const call = fake.stsCalls.at(-1)!;
     expect(fake.stsCalls.length).toBe(before + 1);
-    expect(call).toMatchObject({ action: 'AssumeRole', roleArn: 'arn:aws:iam::111122223333:role/deploy', signedBy: baseKey.aws_access_key_id, scope: { region: 'us-east-1', service: 'sts' } });
+    expect(call).toMatchObject({
+      action: 'AssumeRole',
+      roleArn: 'arn:aws:iam::111122223333:role/deploy',
+      signedBy: baseKey.aws_access_key_id,
+      scope: { region: 'us-east-1', service: 'sts' },
+    });
   });
 
   it('calls STS in the aws: region when the AWS profile names none', async () => {
@@ -210,18 +251,47 @@ describe('aws-credentials source', () => {
     const regional = createAdapter({ settings: { region: 'eu-west-2' }, env: files.env, log });
     await regional.fetch(parse(regional, 'aws-credentials://noregion'), fetchContext());
     expect(fake.stsCalls.at(-1)!.scope).toEqual({ region: 'eu-west-2', service: 'sts' });
-    const overridden = await regional.fetch(parse(regional, 'aws-credentials://noregion', { region: 'ap-south-1' }), fetchContext());
+    const overridden = await regional.fetch(
+      parse(regional, 'aws-credentials://noregion', { region: 'ap-south-1' }),
+      fetchContext(),
+    );
     expect(credentialsOf(overridden).AccessKeyId).toMatch(/^ASIA/);
     expect(fake.stsCalls.at(-1)!.scope).toEqual({ region: 'ap-south-1', service: 'sts' });
   });
 
   it.each([
-    { fault: { status: 403, code: 'AccessDenied', message: 'FAULT-MARKER-1 is not authorized' }, times: 1, code: 'PERMISSION_DENIED', transient: false },
-    { fault: { status: 400, code: 'ExpiredToken', message: 'FAULT-MARKER-2 expired' }, times: 1, code: 'AUTH_REQUIRED', transient: false },
-    { fault: { status: 400, code: 'Throttling', message: 'FAULT-MARKER-3 Rate exceeded' }, times: 2, code: 'RATE_LIMITED', transient: true },
-    { fault: { status: 500, code: 'InternalFailure', message: 'FAULT-MARKER-4 oops' }, times: 2, code: 'UNAVAILABLE', transient: true },
+    {
+      fault: { status: 403, code: 'AccessDenied', message: 'FAULT-MARKER-1 is not authorized' },
+      times: 1,
+      code: 'PERMISSION_DENIED',
+      transient: false,
+    },
+    {
+      fault: { status: 400, code: 'ExpiredToken', message: 'FAULT-MARKER-2 expired' },
+      times: 1,
+      code: 'AUTH_REQUIRED',
+      transient: false,
+    },
+    {
+      fault: { status: 400, code: 'Throttling', message: 'FAULT-MARKER-3 Rate exceeded' },
+      times: 2,
+      code: 'RATE_LIMITED',
+      transient: true,
+    },
+    {
+      fault: { status: 500, code: 'InternalFailure', message: 'FAULT-MARKER-4 oops' },
+      times: 2,
+      code: 'UNAVAILABLE',
+      transient: true,
+    },
   ])('maps STS $fault.code to $code', async ({ fault, times, code, transient }) => {
-    files.writeConfig({ 'profile deploy': { role_arn: 'arn:aws:iam::111122223333:role/deploy', source_profile: 'base', region: 'us-east-1' } });
+    files.writeConfig({
+      'profile deploy': {
+        role_arn: 'arn:aws:iam::111122223333:role/deploy',
+        source_profile: 'base',
+        region: 'us-east-1',
+      },
+    });
     fake.failNext(fault, times);
     const err = await fetchErr(adapter, 'aws-credentials://deploy');
     expect(err.code).toBe(code);
@@ -232,7 +302,13 @@ describe('aws-credentials source', () => {
   });
 
   it('reports an unreachable STS endpoint as UNAVAILABLE', async () => {
-    files.writeConfig({ 'profile deploy': { role_arn: 'arn:aws:iam::111122223333:role/deploy', source_profile: 'base', region: 'us-east-1' } });
+    files.writeConfig({
+      'profile deploy': {
+        role_arn: 'arn:aws:iam::111122223333:role/deploy',
+        source_profile: 'base',
+        region: 'us-east-1',
+      },
+    });
     const closed = await startFakeAwsIdentity();
     const url = closed.url;
     await closed.close();
@@ -248,10 +324,15 @@ describe('aws-credentials source', () => {
 
   describe('SSO profiles', () => {
     const startUrl = 'https://fake-org.awsapps.com/start';
-    const tokenFile = (): string => path.join(files.dir, '.aws', 'sso', 'cache', `${createHash('sha1').update(startUrl).digest('hex')}.json`);
+    const tokenFile = (): string =>
+      path.join(files.dir, '.aws', 'sso', 'cache', `${createHash('sha1').update(startUrl).digest('hex')}.json`);
     const writeToken = (accessToken: string, expiresAt: Date): void => {
       fs.mkdirSync(path.dirname(tokenFile()), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(tokenFile(), JSON.stringify({ startUrl, region: 'us-east-1', accessToken, expiresAt: expiresAt.toISOString() }), { mode: 0o600 });
+      fs.writeFileSync(
+        tokenFile(),
+        JSON.stringify({ startUrl, region: 'us-east-1', accessToken, expiresAt: expiresAt.toISOString() }),
+        { mode: 0o600 },
+      );
     };
     beforeEach(() => {
       // The SDK's SSO provider re-reads the profile from the files process.env names (it is not
@@ -259,7 +340,13 @@ describe('aws-credentials source', () => {
       process.env.AWS_CONFIG_FILE = files.config;
       process.env.AWS_SHARED_CREDENTIALS_FILE = files.credentials;
       files.writeConfig({
-        'profile dev': { sso_start_url: startUrl, sso_region: 'us-east-1', sso_account_id: '111122223333', sso_role_name: 'Developer', region: 'eu-central-1' },
+        'profile dev': {
+          sso_start_url: startUrl,
+          sso_region: 'us-east-1',
+          sso_account_id: '111122223333',
+          sso_role_name: 'Developer',
+          region: 'eu-central-1',
+        },
       });
     });
 
@@ -276,7 +363,11 @@ describe('aws-credentials source', () => {
       expect(creds.SessionToken).toMatch(/^fake-session-token-/);
       expect(new Date(creds.Expiration!).getTime()).toBeGreaterThan(Date.now() + 50 * 60_000);
       expect(result.ttlMs).toBeGreaterThan(50 * 60_000);
-      expect(fake.ssoCalls.at(-1)).toEqual({ accountId: '111122223333', roleName: 'Developer', bearerToken: fake.ssoAccessToken });
+      expect(fake.ssoCalls.at(-1)).toEqual({
+        accountId: '111122223333',
+        roleName: 'Developer',
+        bearerToken: fake.ssoAccessToken,
+      });
     });
 
     it('asks for aws sso login when the cached SSO session has expired', async () => {
@@ -297,7 +388,14 @@ describe('aws-credentials source', () => {
   });
 
   it('fails a profile that needs an MFA code with AUTH_REQUIRED (the daemon cannot prompt)', async () => {
-    files.writeConfig({ 'profile mfa': { role_arn: 'arn:aws:iam::111122223333:role/r', source_profile: 'base', mfa_serial: 'arn:aws:iam::111122223333:mfa/me', region: 'us-east-1' } });
+    files.writeConfig({
+      'profile mfa': {
+        role_arn: 'arn:aws:iam::111122223333:role/r',
+        source_profile: 'base',
+        mfa_serial: 'arn:aws:iam::111122223333:mfa/me',
+        region: 'us-east-1',
+      },
+    });
     const err = await fetchErr(adapter, 'aws-credentials://mfa');
     expect(err.code).toBe('AUTH_REQUIRED');
     expect(err.message).toContain('MFA');
@@ -306,7 +404,9 @@ describe('aws-credentials source', () => {
   it('uses the SDK default chain for a bare aws-credentials://, honouring AWS_PROFILE and the aws: profile', async () => {
     const viaEnv = createAdapter({ settings: undefined, env: { ...files.env, AWS_PROFILE: 'plain' }, log });
     expect(viaEnv.describe(parse(viaEnv, 'aws-credentials://'))).toBe('aws-credentials:// (SDK default chain)');
-    expect(credentialsOf(await viaEnv.fetch(parse(viaEnv, 'aws-credentials://'), fetchContext())).AccessKeyId).toBe('AKIAPLAIN00000000001');
+    expect(credentialsOf(await viaEnv.fetch(parse(viaEnv, 'aws-credentials://'), fetchContext())).AccessKeyId).toBe(
+      'AKIAPLAIN00000000001',
+    );
     const viaSettings = createAdapter({ settings: { profile: 'static' }, env: files.env, log });
     const ref = parse(viaSettings, 'aws-credentials:');
     expect(viaSettings.describe(ref)).toBe('aws-credentials://static');
@@ -326,7 +426,10 @@ describe('aws-credentials source', () => {
   });
 
   it('gives up at once when the profile timeout fires during a slow credential_process', async () => {
-    const script = files.script('cp-slow.sh', `sleep 3; printf '%s' '{"Version":1,"AccessKeyId":"A","SecretAccessKey":"B"}'`);
+    const script = files.script(
+      'cp-slow.sh',
+      `sleep 3; printf '%s' '{"Version":1,"AccessKeyId":"A","SecretAccessKey":"B"}'`,
+    );
     files.writeConfig({ 'profile slow': { credential_process: script } });
     const controller = new AbortController();
     setTimeout(() => controller.abort(new BrokerError('TIMEOUT', 'profile timeout')), 200);
@@ -337,7 +440,8 @@ describe('aws-credentials source', () => {
   });
 
   it('validates the aws: block at construction and per profile, naming keys but not values', () => {
-    const bad = (): unknown => createAdapter({ settings: { region: 'us-east-1', regoin: 'secret-looking-value' }, env: {}, log });
+    const bad = (): unknown =>
+      createAdapter({ settings: { region: 'us-east-1', regoin: 'secret-looking-value' }, env: {}, log });
     expect(bad).toThrow(BrokerError);
     try {
       bad();
@@ -346,11 +450,24 @@ describe('aws-credentials source', () => {
       expect((e as BrokerError).message).toContain('"regoin"');
       expect((e as BrokerError).message).not.toContain('secret-looking-value');
     }
-    expect(() => createAdapter({ settings: { profile: 42 }, env: {}, log })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^aws: profile/) }));
-    const ok = createAdapter({ settings: { region: 'us-east-1', profile: 'p', endpoint: 'http://localhost:4566' }, env: {}, log });
+    expect(() => createAdapter({ settings: { profile: 42 }, env: {}, log })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^aws: profile/) }),
+    );
+    const ok = createAdapter({
+      settings: { region: 'us-east-1', profile: 'p', endpoint: 'http://localhost:4566' },
+      env: {},
+      log,
+    });
     // Names where the problem is (the profile's aws: block) and the key, never the value.
-    expect(() => parse(ok, 'aws-credentials://x', { token: 'y' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^profiles\.t\.aws: .*"token"/) }));
-    expect(() => parse(ok, 'aws-credentials://one', { profile: 'two' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+    expect(() => parse(ok, 'aws-credentials://x', { token: 'y' })).toThrow(
+      expect.objectContaining({
+        code: 'CONFIG_INVALID',
+        message: expect.stringMatching(/^profiles\.t\.aws: .*"token"/),
+      }),
+    );
+    expect(() => parse(ok, 'aws-credentials://one', { profile: 'two' })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID' }),
+    );
     expect(parse(ok, 'aws-credentials://same', { profile: 'same' }).profile).toBe('same');
   });
 
@@ -364,14 +481,27 @@ describe('aws-credentials source', () => {
     });
     const debugLog = createLogger({ level: 'trace', destination: sink });
     const noisy = createAdapter({ settings: undefined, env: files.env, log: debugLog });
-    files.writeConfig({ 'profile deploy': { role_arn: 'arn:aws:iam::111122223333:role/deploy', source_profile: 'base', region: 'us-east-1' } });
+    files.writeConfig({
+      'profile deploy': {
+        role_arn: 'arn:aws:iam::111122223333:role/deploy',
+        source_profile: 'base',
+        region: 'us-east-1',
+      },
+    });
     const ok = await noisy.fetch(parse(noisy, 'aws-credentials://deploy'), fetchContext({ log: debugLog }));
     const issued = credentialsOf(ok);
     fake.failNext({ status: 403, code: 'AccessDenied', message: 'FAULT-MARKER-LOG' });
     await noisy.fetch(parse(noisy, 'aws-credentials://deploy'), fetchContext({ log: debugLog })).catch(() => {});
     await noisy.fetch(parse(noisy, 'aws-credentials://static'), fetchContext({ log: debugLog }));
     expect(logged).toContain('AWS credentials resolved');
-    for (const secret of [issued.SecretAccessKey!, issued.SessionToken!, baseKey.aws_secret_access_key, 'static-secret-1', 'static-session-1', 'FAULT-MARKER-LOG']) {
+    for (const secret of [
+      issued.SecretAccessKey!,
+      issued.SessionToken!,
+      baseKey.aws_secret_access_key,
+      'static-secret-1',
+      'static-session-1',
+      'FAULT-MARKER-LOG',
+    ]) {
       expect(logged).not.toContain(secret);
     }
   });
@@ -391,7 +521,9 @@ describe('aws-credentials error translation and expiry', () => {
     const wrapped = new Error('UnauthorizedException: Session token not found or invalid');
     wrapped.name = 'CredentialsProviderError';
     expect(translateAwsCredentialsError(wrapped, ref).code).toBe('AUTH_REQUIRED');
-    const notAService = new Error('Could not resolve credentials using profile: [work] in configuration/credentials file(s).');
+    const notAService = new Error(
+      'Could not resolve credentials using profile: [work] in configuration/credentials file(s).',
+    );
     expect(translateAwsCredentialsError(notAService, ref).code).toBe('NOT_FOUND');
   });
 

@@ -35,7 +35,13 @@ profiles:
     maxStale: 1h
 `;
 
-const SECRETS = ['sk-ant-e2e-one-1f2e', 'sk-ant-e2e-two-7c3d', 'sk-ant-e2e-whole-9a8b', 'sk-ant-e2e-eu-4d5e', 'sk-ant-e2e-flaky-0b1c'];
+const SECRETS = [
+  'sk-ant-e2e-one-1f2e',
+  'sk-ant-e2e-two-7c3d',
+  'sk-ant-e2e-whole-9a8b',
+  'sk-ant-e2e-eu-4d5e',
+  'sk-ant-e2e-flaky-0b1c',
+];
 
 describe('daemon serving aws-sm:// profiles through the shim', () => {
   let fake: FakeSecretsManager;
@@ -52,11 +58,24 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
     const awsConfig = path.join(dir, 'aws-config');
     fs.writeFileSync(
       awsConfig,
-      ['[profile sso-user]', 'sso_session = corp', 'sso_account_id = 111122223333', 'sso_role_name = Reader', '[sso-session corp]', 'sso_start_url = https://corp.awsapps.example/start', 'sso_region = us-east-1', ''].join('\n'),
+      [
+        '[profile sso-user]',
+        'sso_session = corp',
+        'sso_account_id = 111122223333',
+        'sso_role_name = Reader',
+        '[sso-session corp]',
+        'sso_start_url = https://corp.awsapps.example/start',
+        'sso_region = us-east-1',
+        '',
+      ].join('\n'),
       { mode: 0o600 },
     );
     // Nothing from the developer's own AWS setup may reach the daemon.
-    const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('AWS_')).map((k) => [k, undefined]));
+    const clean = Object.fromEntries(
+      Object.keys(process.env)
+        .filter((k) => k.startsWith('AWS_'))
+        .map((k) => [k, undefined]),
+    );
     handle = await startDaemon({
       config: CONFIG,
       dir,
@@ -88,7 +107,11 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
     const second = await handle.shim('claude');
     expect(second.stdout).toBe(`${SECRETS[0]}\n`);
     expect(fake.calls('prod/anthropic')).toHaveLength(1);
-    expect(fake.calls('prod/anthropic')[0]).toMatchObject({ region: 'us-east-1', accessKeyId: TEST_CREDENTIALS.accessKeyId, status: 200 });
+    expect(fake.calls('prod/anthropic')[0]).toMatchObject({
+      region: 'us-east-1',
+      accessKeyId: TEST_CREDENTIALS.accessKeyId,
+      status: 200,
+    });
   });
 
   it('serves a whole SecretString and a profile whose aws: block picks another region', async () => {
@@ -136,7 +159,10 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
       const failed = fake.calls('prod/flaky').filter((c) => c.status === 500);
       expect(failed.length).toBeGreaterThanOrEqual(3);
       const status = (await handle.request({ v: 1, op: 'status' })) as StatusReply;
-      expect(status.profiles.find((p) => p.name === 'flaky')).toMatchObject({ state: 'stale', lastError: { code: 'UNAVAILABLE', transient: true } });
+      expect(status.profiles.find((p) => p.name === 'flaky')).toMatchObject({
+        state: 'stale',
+        lastError: { code: 'UNAVAILABLE', transient: true },
+      });
     } finally {
       fake.reset();
     }
@@ -146,7 +172,11 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
     const status = (await handle.request({ v: 1, op: 'status' })) as StatusReply;
     expect(status.ok).toBe(true);
     const claude = status.profiles.find((p) => p.name === 'claude');
-    expect(claude).toMatchObject({ kind: 'aws-sm', source: 'aws-sm://prod/anthropic#api_key (us-east-1)', state: 'fresh' });
+    expect(claude).toMatchObject({
+      kind: 'aws-sm',
+      source: 'aws-sm://prod/anthropic#api_key (us-east-1)',
+      state: 'fresh',
+    });
     const notes = status.sources.find((s) => s.kind === 'aws-sm')?.notes ?? [];
     expect(notes.some((n) => /^GetSecretValue calls: \d+/.test(n))).toBe(true);
     const text = JSON.stringify(status) + handle.log();
@@ -159,7 +189,8 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
     const lines = handle.log().trim().split('\n');
     for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
     // On Node 20 the AWS SDK announces its Node support policy with process.emitWarning.
-    if (Number(process.versions.node.split('.')[0]) < 22) expect(handle.log()).toMatch(/"warning":"Warning","msg":"NodeVersionSupportWarning: The AWS SDK/);
+    if (Number(process.versions.node.split('.')[0]) < 22)
+      expect(handle.log()).toMatch(/"warning":"Warning","msg":"NodeVersionSupportWarning: The AWS SDK/);
   });
 });
 
@@ -167,7 +198,9 @@ describe('aws-sm loading', () => {
   it('loads the AWS SDK on the first fetch, not when the adapter is created or parses', async () => {
     const fake = await FakeSecretsManager.start();
     fake.put('lazy/key', 'sk-ant-lazy');
-    const adapterUrl = new URL(`file://${path.join(ROOT, 'dist', 'adapters', 'aws-secrets-manager', 'aws-secrets-manager-adapter.js')}`).href;
+    const adapterUrl = new URL(
+      `file://${path.join(ROOT, 'dist', 'adapters', 'aws-secrets-manager', 'aws-secrets-manager-adapter.js')}`,
+    ).href;
     const logUrl = new URL(`file://${path.join(ROOT, 'dist', 'src', 'log.js')}`).href;
     const script = `
       import { createRequire } from 'node:module';
@@ -186,7 +219,11 @@ describe('aws-sm loading', () => {
     `;
     const dir = privateTempDir('kb-awsl-');
     try {
-      const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('AWS_')).map((k) => [k, undefined]));
+      const clean = Object.fromEntries(
+        Object.keys(process.env)
+          .filter((k) => k.startsWith('AWS_'))
+          .map((k) => [k, undefined]),
+      );
       const result = await run(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
         env: {
           ...process.env,
@@ -217,9 +254,17 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
     const dir = privateTempDir('kb-awsr-');
     const credentialsFile = path.join(dir, 'aws-credentials');
     const writeCredentials = (c: { accessKeyId: string; secretAccessKey: string }): void =>
-      fs.writeFileSync(credentialsFile, `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\n`, { mode: 0o600 });
+      fs.writeFileSync(
+        credentialsFile,
+        `[default]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\n`,
+        { mode: 0o600 },
+      );
     writeCredentials(OLD);
-    const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('AWS_')).map((k) => [k, undefined]));
+    const clean = Object.fromEntries(
+      Object.keys(process.env)
+        .filter((k) => k.startsWith('AWS_'))
+        .map((k) => [k, undefined]),
+    );
     const daemon = await startDaemon({
       config: 'aws:\n  region: us-east-1\nprofiles:\n  rotating:\n    source: aws-sm://prod/rotating\n    ttl: 1h\n',
       dir,
@@ -246,7 +291,12 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
       expect(refresh).toMatchObject({ code: 0, stderr: '' });
       expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-after-rotation-2b\n' });
       // One rejected attempt with the old key, one good one with the new: within the same fetch.
-      expect(fake.calls().slice(before).map((c) => [c.accessKeyId, c.error ?? 'ok'])).toEqual([
+      expect(
+        fake
+          .calls()
+          .slice(before)
+          .map((c) => [c.accessKeyId, c.error ?? 'ok']),
+      ).toEqual([
         [OLD.accessKeyId, 'UnrecognizedClientException'],
         [NEW.accessKeyId, 'ok'],
       ]);

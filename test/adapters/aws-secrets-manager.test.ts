@@ -15,7 +15,12 @@ import type { Adapter } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
-import { FakeSecretsManager, signedHeaders, TEST_CREDENTIALS, type FakeCredentials } from '../fakes/fake-secrets-manager.js';
+import {
+  FakeSecretsManager,
+  signedHeaders,
+  TEST_CREDENTIALS,
+  type FakeCredentials,
+} from '../fakes/fake-secrets-manager.js';
 
 const FILE_CREDENTIALS: FakeCredentials = {
   accessKeyId: 'AKIAKBFAKEFILE0002',
@@ -34,7 +39,10 @@ let configFile: string;
 let credentialsFile: string;
 
 beforeAll(async () => {
-  fake = await FakeSecretsManager.start({ regions: ['us-east-1', 'eu-west-1'], credentials: [TEST_CREDENTIALS, FILE_CREDENTIALS, SESSION_CREDENTIALS] });
+  fake = await FakeSecretsManager.start({
+    regions: ['us-east-1', 'eu-west-1'],
+    credentials: [TEST_CREDENTIALS, FILE_CREDENTIALS, SESSION_CREDENTIALS],
+  });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-awssm-'));
   fs.mkdirSync(path.join(dir, 'home'), { mode: 0o700 });
   configFile = path.join(dir, 'aws-config');
@@ -70,7 +78,12 @@ beforeAll(async () => {
   );
   fs.writeFileSync(
     credentialsFile,
-    ['[files]', `aws_access_key_id = ${FILE_CREDENTIALS.accessKeyId}`, `aws_secret_access_key = ${FILE_CREDENTIALS.secretAccessKey}`, ''].join('\n'),
+    [
+      '[files]',
+      `aws_access_key_id = ${FILE_CREDENTIALS.accessKeyId}`,
+      `aws_secret_access_key = ${FILE_CREDENTIALS.secretAccessKey}`,
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
 });
@@ -114,7 +127,12 @@ async function fetchValue(adapter: Adapter, uri: string, overrides?: Record<stri
   return (await adapter.fetch(ref, fetchContext())).value.reveal();
 }
 
-async function fetchError(adapter: Adapter, uri: string, overrides?: Record<string, unknown>, signal?: AbortSignal): Promise<BrokerError> {
+async function fetchError(
+  adapter: Adapter,
+  uri: string,
+  overrides?: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<BrokerError> {
   const ref = await adapter.parse(uri, { overrides, profile: 't' });
   const err = await adapter.fetch(ref, fetchContext(signal ? { signal } : {})).then(
     () => undefined,
@@ -189,7 +207,7 @@ describe('aws-sm values', () => {
     expect(err.message).not.toContain('sk-ant-not-json');
   });
 
-  it('fails with NOT_FOUND when the JSON lacks the key, without listing the secret\'s keys or values', async () => {
+  it("fails with NOT_FOUND when the JSON lacks the key, without listing the secret's keys or values", async () => {
     fake.put('kb/json-other', JSON.stringify({ apiKey: 'sk-ant-camel', 'sk-ant-as-key': 1 }));
     const err = await fetchError(newAdapter(), 'aws-sm://kb/json-other#api_key');
     expect(err.code).toBe('NOT_FOUND');
@@ -276,7 +294,12 @@ describe('aws-sm regions, endpoints and signing', () => {
     expect(await fetchValue(adapter, 'aws-sm://kb/eu?region=eu-west-1')).toBe('sk-ant-eu');
     expect(await fetchValue(adapter, `aws-sm://${fake.arnOf('kb/eu', 'eu-west-1')}`)).toBe('sk-ant-eu');
     expect(await fetchValue(adapter, 'aws-sm://kb/eu', { region: 'eu-west-1' })).toBe('sk-ant-eu');
-    expect(fake.calls().slice(-4).map((c) => c.region)).toEqual(['us-east-1', 'eu-west-1', 'eu-west-1', 'eu-west-1']);
+    expect(
+      fake
+        .calls()
+        .slice(-4)
+        .map((c) => c.region),
+    ).toEqual(['us-east-1', 'eu-west-1', 'eu-west-1', 'eu-west-1']);
     expect(adapter.status!().filter((n) => n.startsWith('client:'))).toHaveLength(2);
   });
 
@@ -298,7 +321,10 @@ describe('aws-sm regions, endpoints and signing', () => {
     expect(await fetchValue(newAdapter({ profile: 'files' }), 'aws-sm://kb/from-file')).toBe('sk-ant-from-file');
     vi.stubEnv('AWS_PROFILE', 'files');
     expect(await fetchValue(newAdapter(), 'aws-sm://kb/from-file')).toBe('sk-ant-from-file');
-    expect(fake.calls('kb/from-file').map((c) => c.accessKeyId)).toEqual([FILE_CREDENTIALS.accessKeyId, FILE_CREDENTIALS.accessKeyId]);
+    expect(fake.calls('kb/from-file').map((c) => c.accessKeyId)).toEqual([
+      FILE_CREDENTIALS.accessKeyId,
+      FILE_CREDENTIALS.accessKeyId,
+    ]);
   });
 
   it('lets the aws: endpoint setting win over AWS_ENDPOINT_URL_SECRETS_MANAGER', async () => {
@@ -319,7 +345,11 @@ describe('aws-sm regions, endpoints and signing', () => {
     const adapter = createAdapter({ settings: undefined, env: process.env, log: silent });
     for (let i = 0; i < 3; i++) await fetchValue(adapter, 'aws-sm://kb/reuse');
     await fetchValue(adapter, 'aws-sm://kb/reuse', { endpoint: fake.url });
-    expect(adapter.status!()).toEqual(['GetSecretValue calls: 4', 'client: region from the SDK default, default credential chain', `client: region from the SDK default, default credential chain, endpoint ${new URL(fake.url).host}`]);
+    expect(adapter.status!()).toEqual([
+      'GetSecretValue calls: 4',
+      'client: region from the SDK default, default credential chain',
+      `client: region from the SDK default, default credential chain, endpoint ${new URL(fake.url).host}`,
+    ]);
     await adapter.close();
     expect(adapter.status!()).toEqual(['GetSecretValue calls: 4']);
     expect((await fetchError(adapter, 'aws-sm://kb/reuse')).code).toBe('SHUTTING_DOWN');
@@ -436,13 +466,21 @@ describe('aws-sm errors', () => {
     fake.put('kb/later', 'sk-ant-later');
     const adapter = newAdapter();
     expect((await fetchError(adapter, 'aws-sm://kb/later')).code).toBe('AUTH_REQUIRED');
-    fs.writeFileSync(later, `[default]\naws_access_key_id = ${FILE_CREDENTIALS.accessKeyId}\naws_secret_access_key = ${FILE_CREDENTIALS.secretAccessKey}\n`, { mode: 0o600 });
+    fs.writeFileSync(
+      later,
+      `[default]\naws_access_key_id = ${FILE_CREDENTIALS.accessKeyId}\naws_secret_access_key = ${FILE_CREDENTIALS.secretAccessKey}\n`,
+      { mode: 0o600 },
+    );
     expect(await fetchValue(adapter, 'aws-sm://kb/later')).toBe('sk-ant-later');
   });
 
   it('maps ExpiredTokenException to AUTH_REQUIRED (after resolving the credentials again once)', async () => {
     fake.put('kb/expired', 'sk-ant-expired');
-    fake.fail({ type: 'ExpiredTokenException', message: 'The security token included in the request is expired', times: 2 });
+    fake.fail({
+      type: 'ExpiredTokenException',
+      message: 'The security token included in the request is expired',
+      times: 2,
+    });
     const err = await fetchError(newAdapter({ profile: 'files' }), 'aws-sm://kb/expired?region=us-east-1');
     expect(fake.calls('kb/expired').map((c) => c.error)).toEqual(['ExpiredTokenException', 'ExpiredTokenException']);
     expect(err.code).toBe('AUTH_REQUIRED');
@@ -474,7 +512,16 @@ describe('aws-sm errors', () => {
     // The SDK names the cache file after the SHA-1 of the sso-session name.
     const { createHash } = await import('node:crypto');
     const file = path.join(cacheDir, `${createHash('sha1').update('corp').digest('hex')}.json`);
-    fs.writeFileSync(file, JSON.stringify({ accessToken: 'kb-expired-sso-access-token', expiresAt: '2020-01-01T00:00:00Z', region: 'us-east-1', startUrl: 'https://corp.awsapps.example/start' }), { mode: 0o600 });
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        accessToken: 'kb-expired-sso-access-token',
+        expiresAt: '2020-01-01T00:00:00Z',
+        region: 'us-east-1',
+        startUrl: 'https://corp.awsapps.example/start',
+      }),
+      { mode: 0o600 },
+    );
     const err = await fetchError(newAdapter({ profile: 'sso-user' }), 'aws-sm://kb/sso');
     expect(err.code).toBe('AUTH_REQUIRED');
     expect(err.message).toContain('run: aws sso login --profile sso-user');
@@ -527,7 +574,7 @@ describe('aws-sm errors', () => {
     expect(err.message).toContain('ECONNREFUSED');
   });
 
-  it('gives up with the signal\'s reason when the profile timeout fires mid-request', async () => {
+  it("gives up with the signal's reason when the profile timeout fires mid-request", async () => {
     fake.put('kb/slow', 'sk-ant-slow');
     fake.hold(5_000);
     const controller = new AbortController();
@@ -558,11 +605,32 @@ describe('the fake Secrets Manager checks SigV4 like AWS', () => {
 
   it('refuses a body changed after signing, a foreign region or service, and an unknown key', async () => {
     const headers = await signedHeaders({ url: fake.url, body, credentials: TEST_CREDENTIALS, region: 'us-east-1' });
-    expect(await post(headers, JSON.stringify({ SecretId: 'kb/other' }))).toEqual({ status: 400, type: 'InvalidSignatureException' });
-    expect(await post(await signedHeaders({ url: fake.url, body, credentials: TEST_CREDENTIALS, region: 'ap-south-1' }), body)).toEqual({ status: 400, type: 'InvalidSignatureException' });
-    expect(await post(await signedHeaders({ url: fake.url, body, credentials: TEST_CREDENTIALS, region: 'us-east-1', service: 'ssm' }), body)).toEqual({ status: 400, type: 'InvalidSignatureException' });
+    expect(await post(headers, JSON.stringify({ SecretId: 'kb/other' }))).toEqual({
+      status: 400,
+      type: 'InvalidSignatureException',
+    });
+    expect(
+      await post(
+        await signedHeaders({ url: fake.url, body, credentials: TEST_CREDENTIALS, region: 'ap-south-1' }),
+        body,
+      ),
+    ).toEqual({ status: 400, type: 'InvalidSignatureException' });
+    expect(
+      await post(
+        await signedHeaders({
+          url: fake.url,
+          body,
+          credentials: TEST_CREDENTIALS,
+          region: 'us-east-1',
+          service: 'ssm',
+        }),
+        body,
+      ),
+    ).toEqual({ status: 400, type: 'InvalidSignatureException' });
     const stranger = { accessKeyId: 'AKIAKBSTRANGER00000', secretAccessKey: 'x' };
-    expect(await post(await signedHeaders({ url: fake.url, body, credentials: stranger, region: 'us-east-1' }), body)).toEqual({ status: 400, type: 'UnrecognizedClientException' });
+    expect(
+      await post(await signedHeaders({ url: fake.url, body, credentials: stranger, region: 'us-east-1' }), body),
+    ).toEqual({ status: 400, type: 'UnrecognizedClientException' });
   });
 
   it('surfaces a request signed for a region the endpoint does not serve as AUTH_REQUIRED', async () => {
@@ -597,7 +665,13 @@ describe('aws-sm keeps secrets out of errors, logs and status', () => {
       await attempt('aws-sm://kb/canary-number#n'),
     ];
     // AWS error messages are not copied: a hostile or verbose endpoint cannot smuggle text through.
-    for (const type of ['AccessDeniedException', 'ResourceNotFoundException', 'DecryptionFailure', 'ValidationException', 'InternalServiceError']) {
+    for (const type of [
+      'AccessDeniedException',
+      'ResourceNotFoundException',
+      'DecryptionFailure',
+      'ValidationException',
+      'InternalServiceError',
+    ]) {
       fake.fail({ type, message: `echo of ${canary} and ${TEST_CREDENTIALS.secretAccessKey}`, times: 3 });
       outputs.push(await attempt('aws-sm://kb/canary-json#api_key'));
       fake.reset();
@@ -605,12 +679,25 @@ describe('aws-sm keeps secrets out of errors, logs and status', () => {
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'kb-wrong-secret-access-key-canary');
     // A new client (another region) signing with a wrong secret key: refused, and the key stays out.
     outputs.push(await attempt('aws-sm://kb/canary-json?region=eu-west-1#api_key'));
-    const everything = [...outputs, ...lines, ...adapter.status!(), adapter.describe(await adapter.parse('aws-sm://kb/canary-json#api_key', { overrides: undefined, profile: 'c' }))].join('\n');
+    const everything = [
+      ...outputs,
+      ...lines,
+      ...adapter.status!(),
+      adapter.describe(await adapter.parse('aws-sm://kb/canary-json#api_key', { overrides: undefined, profile: 'c' })),
+    ].join('\n');
     expect(outputs[0]).toContain('[redacted]');
     // Every other attempt failed, so its message was the thing under test.
     expect(outputs.slice(1).map((o) => /code: '([A-Z_]+)'/.exec(o)?.[1])).toEqual([
-      'NOT_FOUND', 'INVALID_VALUE', undefined, 'INVALID_VALUE',
-      'PERMISSION_DENIED', 'NOT_FOUND', 'PERMISSION_DENIED', 'SOURCE_ERROR', 'UNAVAILABLE', 'AUTH_REQUIRED',
+      'NOT_FOUND',
+      'INVALID_VALUE',
+      undefined,
+      'INVALID_VALUE',
+      'PERMISSION_DENIED',
+      'NOT_FOUND',
+      'PERMISSION_DENIED',
+      'SOURCE_ERROR',
+      'UNAVAILABLE',
+      'AUTH_REQUIRED',
     ]);
     expect(lines.length).toBeGreaterThan(0);
     expect(everything).not.toContain(canary);
@@ -622,18 +709,37 @@ describe('aws-sm keeps secrets out of errors, logs and status', () => {
 
 describe('aws-sm source URIs', () => {
   it('parses names, ARNs, regions, versions and JSON keys', () => {
-    expect(parseSecretUri('aws-sm://prod/anthropic#api_key')).toEqual({ secretId: 'prod/anthropic', jsonKey: 'api_key' });
-    expect(parseSecretUri('aws-sm://prod/anthropic?region=eu-west-1&versionStage=AWSPREVIOUS')).toEqual({ secretId: 'prod/anthropic', region: 'eu-west-1', versionStage: 'AWSPREVIOUS' });
-    expect(parseSecretUri('aws-sm://x?versionId=EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE#k%23ey')).toEqual({ secretId: 'x', versionId: 'EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE', jsonKey: 'k#ey' });
+    expect(parseSecretUri('aws-sm://prod/anthropic#api_key')).toEqual({
+      secretId: 'prod/anthropic',
+      jsonKey: 'api_key',
+    });
+    expect(parseSecretUri('aws-sm://prod/anthropic?region=eu-west-1&versionStage=AWSPREVIOUS')).toEqual({
+      secretId: 'prod/anthropic',
+      region: 'eu-west-1',
+      versionStage: 'AWSPREVIOUS',
+    });
+    expect(parseSecretUri('aws-sm://x?versionId=EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE#k%23ey')).toEqual({
+      secretId: 'x',
+      versionId: 'EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE',
+      jsonKey: 'k#ey',
+    });
     const arn = 'arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:prod/anthropic-AbCdEf';
-    expect(parseSecretUri(`aws-sm://${arn}#api_key`)).toEqual({ secretId: arn, region: 'ap-southeast-2', jsonKey: 'api_key' });
+    expect(parseSecretUri(`aws-sm://${arn}#api_key`)).toEqual({
+      secretId: arn,
+      region: 'ap-southeast-2',
+      jsonKey: 'api_key',
+    });
     expect(parseSecretUri(`aws-sm://${arn}?region=ap-southeast-2`).region).toBe('ap-southeast-2');
     expect(parseSecretUri('aws-sm://name_with+=.@-chars').secretId).toBe('name_with+=.@-chars');
   });
 
   it('prints a canonical form', () => {
-    expect(formatSecretUri(parseSecretUri('aws-sm://p/a?versionStage=AWSPENDING&region=us-west-2#api_key'))).toBe('aws-sm://p/a?region=us-west-2&versionStage=AWSPENDING#api_key');
-    expect(formatSecretUri(parseSecretUri('aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf'))).toBe('aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf');
+    expect(formatSecretUri(parseSecretUri('aws-sm://p/a?versionStage=AWSPENDING&region=us-west-2#api_key'))).toBe(
+      'aws-sm://p/a?region=us-west-2&versionStage=AWSPENDING#api_key',
+    );
+    expect(
+      formatSecretUri(parseSecretUri('aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf')),
+    ).toBe('aws-sm://arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf');
   });
 
   it.each([
@@ -663,14 +769,20 @@ describe('aws-sm source URIs', () => {
 
   it('describes a reference with the region and profile it will use', async () => {
     const adapter = newAdapter({ region: 'eu-west-1', profile: 'work' });
-    const ref = await adapter.parse('aws-sm://prod/anthropic#api_key', { overrides: { profile: 'claude' }, profile: 't' });
+    const ref = await adapter.parse('aws-sm://prod/anthropic#api_key', {
+      overrides: { profile: 'claude' },
+      profile: 't',
+    });
     expect(adapter.describe(ref)).toBe('aws-sm://prod/anthropic#api_key (eu-west-1, profile claude)');
   });
 });
 
 describe('aws-sm settings (the aws: block)', () => {
   it('accepts region, profile and endpoint, and lets a profile block override key by key', () => {
-    expect(resolveAwsSettings({ region: 'eu-west-1', profile: 'work' }, { region: 'us-east-1' })).toEqual({ region: 'us-east-1', profile: 'work' });
+    expect(resolveAwsSettings({ region: 'eu-west-1', profile: 'work' }, { region: 'us-east-1' })).toEqual({
+      region: 'us-east-1',
+      profile: 'work',
+    });
     expect(resolveAwsSettings(undefined, undefined)).toEqual({});
     expect(parseAwsSettings({ endpoint: 'http://127.0.0.1:4566' }, 'x')).toEqual({ endpoint: 'http://127.0.0.1:4566' });
   });
@@ -692,7 +804,11 @@ describe('aws-sm settings (the aws: block)', () => {
   });
 
   it('refuses a bad top-level block when the adapter is created, and a bad profile block at parse', () => {
-    expect(parseError(() => createAdapter({ settings: { endpoint: 'https://user:pw@x.example' }, env: process.env, log: silent })).message).not.toContain('pw@');
+    expect(
+      parseError(() =>
+        createAdapter({ settings: { endpoint: 'https://user:pw@x.example' }, env: process.env, log: silent }),
+      ).message,
+    ).not.toContain('pw@');
     const adapter = newAdapter({ region: 'us-east-1' });
     const err = parseError(() => adapter.parse('aws-sm://x', { overrides: { extra: true }, profile: 't' }));
     expect(err.code).toBe('CONFIG_INVALID');

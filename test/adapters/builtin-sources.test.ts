@@ -113,19 +113,22 @@ describe('exec source', () => {
     expect(isAlive(pid)).toBe(false);
   });
 
-  it.skipIf(process.platform !== 'linux' || !fs.existsSync('/usr/bin/setsid'))('also kills what left the process group with setsid, when the signal aborts', async () => {
-    const pidFile = path.join(dir, 'escaped.pid');
-    const controller = new AbortController();
-    // setsid (not a group leader here, so it does not fork) gives the command a session of its own.
-    const command = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' & while [ ! -s ${pidFile} ]; do sleep 0.01; done; wait`;
-    setTimeout(() => controller.abort(new BrokerError('TIMEOUT', 'test timeout')), 300);
-    const err = await fetchErr(command, controller.signal);
-    expect(err.code).toBe('TIMEOUT');
-    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-    expect(pid).toBeGreaterThan(1);
-    // Not in the shell's process group: the group kill alone would leave it running.
-    await waitFor(() => !isAlive(pid), 3_000, 'the escaped process to be killed');
-  });
+  it.skipIf(process.platform !== 'linux' || !fs.existsSync('/usr/bin/setsid'))(
+    'also kills what left the process group with setsid, when the signal aborts',
+    async () => {
+      const pidFile = path.join(dir, 'escaped.pid');
+      const controller = new AbortController();
+      // setsid (not a group leader here, so it does not fork) gives the command a session of its own.
+      const command = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' & while [ ! -s ${pidFile} ]; do sleep 0.01; done; wait`;
+      setTimeout(() => controller.abort(new BrokerError('TIMEOUT', 'test timeout')), 300);
+      const err = await fetchErr(command, controller.signal);
+      expect(err.code).toBe('TIMEOUT');
+      const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+      expect(pid).toBeGreaterThan(1);
+      // Not in the shell's process group: the group kill alone would leave it running.
+      await waitFor(() => !isAlive(pid), 3_000, 'the escaped process to be killed');
+    },
+  );
 
   it('refuses output larger than a key can be', async () => {
     const err = await fetchErr('head -c 200000 /dev/zero | tr "\\0" a');
@@ -160,7 +163,10 @@ describe('exec source with output: json', () => {
     return adapter.fetch(ref, fetchContext());
   };
   const failure = async (printed: string): Promise<BrokerError> => {
-    const err = await fetchPrinted(printed).then(() => undefined, (e: unknown) => e);
+    const err = await fetchPrinted(printed).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(BrokerError);
     return err as BrokerError;
   };

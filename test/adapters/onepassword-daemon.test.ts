@@ -90,7 +90,9 @@ describe('daemon serving op:// profiles through the shim', () => {
       const status = await d.cli(['status']);
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/signin\s+op:\/\/Work\/Signin\/credential\s+needs sign-in/);
-      expect(status.stdout).toMatch(/op: service account \(OP_SERVICE_ACCOUNT_TOKEN\): \d+ reads in the last hour .*; needs sign-in/);
+      expect(status.stdout).toMatch(
+        /op: service account \(OP_SERVICE_ACCOUNT_TOKEN\): \d+ reads in the last hour .*; needs sign-in/,
+      );
     } finally {
       fake.failAlways(undefined);
     }
@@ -107,7 +109,12 @@ describe('daemon serving op:// profiles through the shim', () => {
     expect(reply.refreshed.sort()).toEqual(['second', 'signin', 'work']);
     expect(reply.failed.map((f) => [f.profile, f.error.code])).toEqual([['missing', 'NOT_FOUND']]);
     expect(fake.calls.resolveAll).toBe(before + 1);
-    expect(fake.batches.at(-1)!.sort()).toEqual(['op://Work/Anthropic/credential', 'op://Work/Nope/credential', 'op://Work/Second/API/credential', 'op://Work/Signin/credential']);
+    expect(fake.batches.at(-1)!.sort()).toEqual([
+      'op://Work/Anthropic/credential',
+      'op://Work/Nope/credential',
+      'op://Work/Second/API/credential',
+      'op://Work/Signin/credential',
+    ]);
     expect((await d.shim('second')).stdout).toBe(`${SECOND_VALUE}\n`);
   });
 
@@ -131,7 +138,9 @@ describe('daemon with op:// profiles and no 1Password credentials', () => {
     d = await startInProcessDaemon({
       config: 'profiles:\n  work:\n    source: op://Work/Anthropic/credential\n',
       env: { OP_SERVICE_ACCOUNT_TOKEN: '', OP_ACCOUNT: '' },
-      adapterModules: { op: { createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => fake }) } },
+      adapterModules: {
+        op: { createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => fake }) },
+      },
     });
   });
 

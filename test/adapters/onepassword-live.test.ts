@@ -13,40 +13,47 @@ const token = process.env.OP_SERVICE_ACCOUNT_TOKEN ?? '';
 const reference = process.env.KEYBROKER_TEST_OP_REF ?? '';
 
 describe('op: against real 1Password (opt-in)', () => {
-  it.skipIf(token === '' || reference === '')('resolves KEYBROKER_TEST_OP_REF and reports a missing field as NOT_FOUND, leaking nothing', async () => {
-    let logText = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logText += chunk.toString();
-        cb();
-      },
-    });
-    const adapter = createAdapter({ settings: undefined, env: { OP_SERVICE_ACCOUNT_TOKEN: token }, log: createLogger({ level: 'debug', destination: sink }) });
-    try {
-      const ref = await adapter.parse(reference, { overrides: undefined, profile: 'live' });
-      const signal = AbortSignal.timeout(30_000);
-      const result = await adapter.fetch(ref, fetchContext({ signal, profile: 'live' }));
-      const value = result.value.reveal();
-      expect(value.length).toBeGreaterThan(0);
+  it.skipIf(token === '' || reference === '')(
+    'resolves KEYBROKER_TEST_OP_REF and reports a missing field as NOT_FOUND, leaking nothing',
+    async () => {
+      let logText = '';
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          logText += chunk.toString();
+          cb();
+        },
+      });
+      const adapter = createAdapter({
+        settings: undefined,
+        env: { OP_SERVICE_ACCOUNT_TOKEN: token },
+        log: createLogger({ level: 'debug', destination: sink }),
+      });
+      try {
+        const ref = await adapter.parse(reference, { overrides: undefined, profile: 'live' });
+        const signal = AbortSignal.timeout(30_000);
+        const result = await adapter.fetch(ref, fetchContext({ signal, profile: 'live' }));
+        const value = result.value.reveal();
+        expect(value.length).toBeGreaterThan(0);
 
-      const base = reference.split('?')[0]!;
-      const missing = `${base.slice(0, base.lastIndexOf('/'))}/keybroker-no-such-field-5c2a`;
-      const missingRef = await adapter.parse(missing, { overrides: undefined, profile: 'live' });
-      const err = await adapter.fetch(missingRef, fetchContext({ signal, profile: 'live' })).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(BrokerError);
-      expect((err as BrokerError).code).toBe('NOT_FOUND');
+        const base = reference.split('?')[0]!;
+        const missing = `${base.slice(0, base.lastIndexOf('/'))}/keybroker-no-such-field-5c2a`;
+        const missingRef = await adapter.parse(missing, { overrides: undefined, profile: 'live' });
+        const err = await adapter.fetch(missingRef, fetchContext({ signal, profile: 'live' })).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(BrokerError);
+        expect((err as BrokerError).code).toBe('NOT_FOUND');
 
-      const status = adapter.status!().join('\n');
-      expect(status).toContain('2 reads in the last hour');
-      for (const text of [logText, status, (err as BrokerError).message]) {
-        expect(text).not.toContain(token);
-        expect(text).not.toContain(value);
+        const status = adapter.status!().join('\n');
+        expect(status).toContain('2 reads in the last hour');
+        for (const text of [logText, status, (err as BrokerError).message]) {
+          expect(text).not.toContain(token);
+          expect(text).not.toContain(value);
+        }
+      } finally {
+        await adapter.close();
       }
-    } finally {
-      await adapter.close();
-    }
-  });
+    },
+  );
 });

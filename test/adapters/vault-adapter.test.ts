@@ -28,7 +28,12 @@ function vaultAdapter(env: NodeJS.ProcessEnv, settings?: Record<string, unknown>
   return createAdapter({ settings, env, log });
 }
 
-async function parse(adapter: Adapter<VaultRef>, uri: string, overrides?: Record<string, unknown>, profile = 't'): Promise<VaultRef> {
+async function parse(
+  adapter: Adapter<VaultRef>,
+  uri: string,
+  overrides?: Record<string, unknown>,
+  profile = 't',
+): Promise<VaultRef> {
   return adapter.parse(uri, { overrides, profile });
 }
 
@@ -36,7 +41,12 @@ async function read(adapter: Adapter<VaultRef>, uri: string, overrides?: Record<
   return adapter.fetch(await parse(adapter, uri, overrides), fetchContext());
 }
 
-async function failure(adapter: Adapter<VaultRef>, uri: string, overrides?: Record<string, unknown>, signal?: AbortSignal): Promise<BrokerError> {
+async function failure(
+  adapter: Adapter<VaultRef>,
+  uri: string,
+  overrides?: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<BrokerError> {
   const ref = await parse(adapter, uri, overrides);
   const outcome = await adapter.fetch(ref, fetchContext(signal ? { signal } : {})).then(
     () => undefined,
@@ -46,7 +56,11 @@ async function failure(adapter: Adapter<VaultRef>, uri: string, overrides?: Reco
   return outcome as BrokerError;
 }
 
-async function parseFailure(adapter: Adapter<VaultRef>, uri: string, overrides?: Record<string, unknown>): Promise<BrokerError> {
+async function parseFailure(
+  adapter: Adapter<VaultRef>,
+  uri: string,
+  overrides?: Record<string, unknown>,
+): Promise<BrokerError> {
   const outcome = await Promise.resolve()
     .then(() => adapter.parse(uri, { overrides, profile: 't' }))
     .then(
@@ -108,10 +122,18 @@ describeAdapterContract('vault', async () => {
 describeAdapterContract('vault', async () => {
   const fake = await FakeVault.start();
   fake.enableKv('kv', 1);
-  fake.createAppRole({ roleId: 'role-contract', secretId: 'sid-contract-5f2e', read: ['kv/contract/*'], tokenTtlSec: 600 });
+  fake.createAppRole({
+    roleId: 'role-contract',
+    secretId: 'sid-contract-5f2e',
+    read: ['kv/contract/*'],
+    tokenTtlSec: 600,
+  });
   const home = tempDir('kb-vault-c1-');
   return {
-    adapter: vaultAdapter({ VAULT_ADDR: fake.url, HOME: home, VAULT_ROLE_ID: 'role-contract', VAULT_SECRET_ID: 'sid-contract-5f2e' }, { auth: { method: 'approle' } }),
+    adapter: vaultAdapter(
+      { VAULT_ADDR: fake.url, HOME: home, VAULT_ROLE_ID: 'role-contract', VAULT_SECRET_ID: 'sid-contract-5f2e' },
+      { auth: { method: 'approle' } },
+    ),
     uriFor: (name) => `vault://kv/contract/${name}`,
     put: async (name, value) => {
       fake.put(`kv/contract/${name}`, { api_key: value, ttl: '1h' });
@@ -347,12 +369,22 @@ describe('vault source: namespaces', () => {
     fake.put('secret/anthropic', { api_key: 'sk-namespaced' }, 'team-a');
     fake.createAppRole({ roleId: 'ns-role', secretId: 'ns-sid-91c3', read: ['secret/data/*'], namespace: 'team-a' });
     const home = tempDir('kb-vault-ns-');
-    const env = { VAULT_ADDR: fake.url, HOME: home, VAULT_NAMESPACE: 'team-a/', VAULT_ROLE_ID: 'ns-role', VAULT_SECRET_ID: 'ns-sid-91c3' };
+    const env = {
+      VAULT_ADDR: fake.url,
+      HOME: home,
+      VAULT_NAMESPACE: 'team-a/',
+      VAULT_ROLE_ID: 'ns-role',
+      VAULT_SECRET_ID: 'ns-sid-91c3',
+    };
     const adapter = vaultAdapter(env, { auth: { method: 'approle' } });
     const outside = vaultAdapter({ ...env, VAULT_NAMESPACE: '' }, { auth: { method: 'approle' } });
     try {
       expect((await read(adapter, 'vault://secret/anthropic#api_key')).value.reveal()).toBe('sk-namespaced');
-      expect(fake.requests.map((r) => r.path)).toEqual(['auth/approle/login', 'sys/internal/ui/mounts/secret/anthropic', 'secret/data/anthropic']);
+      expect(fake.requests.map((r) => r.path)).toEqual([
+        'auth/approle/login',
+        'sys/internal/ui/mounts/secret/anthropic',
+        'secret/data/anthropic',
+      ]);
       expect(fake.requests.every((r) => r.namespace === 'team-a')).toBe(true);
       // Without the header the same login and path are not there.
       fake.clearRequests();
@@ -372,9 +404,14 @@ describe('vault source: namespaces', () => {
     fake.enableKv('secret', 2, { namespace: 'team-b' });
     fake.put('secret/k', { api_key: 'sk-team-b' }, 'team-b');
     const home = tempDir('kb-vault-ns2-');
-    const adapter = vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: fake.createToken({ root: true }), HOME: home }, { namespace: 'team-a' });
+    const adapter = vaultAdapter(
+      { VAULT_ADDR: fake.url, VAULT_TOKEN: fake.createToken({ root: true }), HOME: home },
+      { namespace: 'team-a' },
+    );
     try {
-      expect((await read(adapter, 'vault://secret/k#api_key', { namespace: 'team-b' })).value.reveal()).toBe('sk-team-b');
+      expect((await read(adapter, 'vault://secret/k#api_key', { namespace: 'team-b' })).value.reveal()).toBe(
+        'sk-team-b',
+      );
       expect(fake.requests.every((r) => r.namespace === 'team-b')).toBe(true);
     } finally {
       await adapter.close();
@@ -478,7 +515,9 @@ describe('vault source: error mapping', () => {
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.transient).toBe(true);
     expect(err.status).toBe('ECONNREFUSED');
-    expect(err.message).toBe(`cannot connect to Vault at http://127.0.0.1:${port} (connection refused): is Vault running, and is VAULT_ADDR right?`);
+    expect(err.message).toBe(
+      `cannot connect to Vault at http://127.0.0.1:${port} (connection refused): is Vault running, and is VAULT_ADDR right?`,
+    );
     expectNoToken(err);
     await down.close();
   });
@@ -568,7 +607,12 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const env = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({ VAULT_ADDR: fake.url, VAULT_TOKEN: token, HOME: dir, ...extra });
+  const env = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
+    VAULT_ADDR: fake.url,
+    VAULT_TOKEN: token,
+    HOME: dir,
+    ...extra,
+  });
 
   const attempt = async (e: NodeJS.ProcessEnv, settings?: Record<string, unknown>) => {
     const adapter = vaultAdapter(e, settings);
@@ -591,7 +635,9 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
   });
 
   it('takes vault.caCert from the config over the environment', async () => {
-    expect((await attempt(env({ VAULT_CACERT: '/nonexistent/ca.pem' }), { caCert: certFile })).value).toBe('sk-over-tls');
+    expect((await attempt(env({ VAULT_CACERT: '/nonexistent/ca.pem' }), { caCert: certFile })).value).toBe(
+      'sk-over-tls',
+    );
   });
 
   it('refuses an untrusted certificate with a clear, non-transient error', async () => {
@@ -610,7 +656,9 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
   });
 
   it('checks the name the certificate carries (VAULT_TLS_SERVER_NAME)', async () => {
-    expect((await attempt(env({ VAULT_CACERT: certFile, VAULT_TLS_SERVER_NAME: 'localhost' }))).value).toBe('sk-over-tls');
+    expect((await attempt(env({ VAULT_CACERT: certFile, VAULT_TLS_SERVER_NAME: 'localhost' }))).value).toBe(
+      'sk-over-tls',
+    );
     const { err } = await attempt(env({ VAULT_CACERT: certFile, VAULT_TLS_SERVER_NAME: 'vault.example.com' }));
     expect(err?.code).toBe('SOURCE_ERROR');
     expect(err?.status).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
@@ -618,7 +666,11 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
   });
 
   it('explains an https:// address pointed at a plain-HTTP server', async () => {
-    const { err } = await attempt({ VAULT_ADDR: plain.url.replace('http://', 'https://'), VAULT_TOKEN: token, HOME: dir });
+    const { err } = await attempt({
+      VAULT_ADDR: plain.url.replace('http://', 'https://'),
+      VAULT_TOKEN: token,
+      HOME: dir,
+    });
     expect(err?.code).toBe('SOURCE_ERROR');
     expect(err?.message).toContain('TLS handshake');
   });
@@ -629,9 +681,16 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
     const mtls = await FakeVault.start({ tls: { key: server.key, cert: server.cert, clientCa: client.cert } });
     mtls.enableKv('secret', 2);
     mtls.put('secret/tls', { api_key: 'sk-over-mtls' });
-    const base = { VAULT_ADDR: mtls.url, VAULT_TOKEN: mtls.createToken({ root: true }), HOME: dir, VAULT_CACERT: server.certFile };
+    const base = {
+      VAULT_ADDR: mtls.url,
+      VAULT_TOKEN: mtls.createToken({ root: true }),
+      HOME: dir,
+      VAULT_CACERT: server.certFile,
+    };
     try {
-      expect((await attempt({ ...base, VAULT_CLIENT_CERT: client.certFile, VAULT_CLIENT_KEY: client.keyFile })).value).toBe('sk-over-mtls');
+      expect(
+        (await attempt({ ...base, VAULT_CLIENT_CERT: client.certFile, VAULT_CLIENT_KEY: client.keyFile })).value,
+      ).toBe('sk-over-mtls');
       const without = await attempt(base);
       expect(without.value).toBeUndefined();
       expect(mtls.count({ path: 'secret/data/tls' })).toBe(1);
@@ -650,12 +709,20 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
 // ---- settings and URIs ----------------------------------------------------------------------------
 
 describe('vault source: settings and URIs', () => {
-  const env = { VAULT_ADDR: 'https://vault.example.com:8200', VAULT_TOKEN: 'hvs.settings-test-token-0000000000', HOME: '/home/u' };
+  const env = {
+    VAULT_ADDR: 'https://vault.example.com:8200',
+    VAULT_TOKEN: 'hvs.settings-test-token-0000000000',
+    HOME: '/home/u',
+  };
 
   it('describes a reference by its URI, canonical and without any value', async () => {
     const adapter = vaultAdapter(env);
-    expect(adapter.describe(await parse(adapter, 'vault://secret/anthropic#api_key'))).toBe('vault://secret/anthropic#api_key');
-    expect(adapter.describe(await parse(adapter, 'vault://secret/a%20b?kv=2&version=3#api_key'))).toBe('vault://secret/a%20b?version=3&kv=2#api_key');
+    expect(adapter.describe(await parse(adapter, 'vault://secret/anthropic#api_key'))).toBe(
+      'vault://secret/anthropic#api_key',
+    );
+    expect(adapter.describe(await parse(adapter, 'vault://secret/a%20b?kv=2&version=3#api_key'))).toBe(
+      'vault://secret/a%20b?version=3&kv=2#api_key',
+    );
   });
 
   it('resolves the environment and lets the config override it', async () => {
@@ -666,9 +733,15 @@ describe('vault source: settings and URIs', () => {
     expect(ref.settings.auth).toEqual({ method: 'token', source: { kind: 'env', name: 'VAULT_TOKEN' } });
     const defaults = await parse(vaultAdapter({ HOME: '/home/u' }), 'vault://secret/x#f');
     expect(defaults.settings.address).toBe('https://127.0.0.1:8200');
-    expect(defaults.settings.auth).toEqual({ method: 'token', source: { kind: 'file', path: '/home/u/.vault-token', label: '~/.vault-token' } });
+    expect(defaults.settings.auth).toEqual({
+      method: 'token',
+      source: { kind: 'file', path: '/home/u/.vault-token', label: '~/.vault-token' },
+    });
     const file = await parse(vaultAdapter(env, { tokenFile: '~/tokens/vault' }), 'vault://secret/x#f');
-    expect(file.settings.auth).toEqual({ method: 'token', source: { kind: 'file', path: '/home/u/tokens/vault', label: '~/tokens/vault' } });
+    expect(file.settings.auth).toEqual({
+      method: 'token',
+      source: { kind: 'file', path: '/home/u/tokens/vault', label: '~/tokens/vault' },
+    });
   });
 
   it('never puts the token into the reference or its connection key', async () => {
@@ -679,7 +752,10 @@ describe('vault source: settings and URIs', () => {
   it('refuses secrets and mistakes in the vault: block with clear CONFIG_INVALID messages', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ token: 'hvs.x' }, 'vault.token: a Vault token does not belong in the config file'],
-      [{ auth: { method: 'approle', secretId: 'x' } }, 'vault.auth.secretId: a secret_id does not belong in the config file'],
+      [
+        { auth: { method: 'approle', secretId: 'x' } },
+        'vault.auth.secretId: a secret_id does not belong in the config file',
+      ],
       [{ adress: 'https://x' }, 'vault: unknown key "adress"'],
       [{ skipVerify: 'yes' }, 'vault.skipVerify: must be true or false'],
       [{ auth: { method: 'ldap' } }, 'vault.auth'],
@@ -702,7 +778,11 @@ describe('vault source: settings and URIs', () => {
     const cases: Array<[NodeJS.ProcessEnv, Record<string, unknown> | undefined, string]> = [
       [{ ...env, VAULT_ADDR: 'vault.example.com' }, undefined, 'VAULT_ADDR is not a URL'],
       [{ ...env, VAULT_ADDR: 'unix:///run/vault.sock' }, undefined, 'VAULT_ADDR must be an http:// or https:// URL'],
-      [{ ...env, VAULT_ADDR: 'https://user:pw@vault.example.com' }, undefined, 'must not carry a user name or password'],
+      [
+        { ...env, VAULT_ADDR: 'https://user:pw@vault.example.com' },
+        undefined,
+        'must not carry a user name or password',
+      ],
       [{ ...env, VAULT_CACERT: 'relative/ca.pem' }, undefined, 'VAULT_CACERT must be an absolute path'],
       [{ ...env, VAULT_CLIENT_CERT: '/c.pem' }, undefined, 'needs both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY'],
       [env, { auth: { method: 'approle', roleId: 'r', roleIdFile: '/r' } }, 'one way only'],
@@ -724,7 +804,10 @@ describe('vault source: settings and URIs', () => {
   it('sends profiles with different settings to different Vaults', async () => {
     const a = await FakeVault.start();
     const b = await FakeVault.start();
-    for (const [fake, value] of [[a, 'sk-from-a'], [b, 'sk-from-b']] as const) {
+    for (const [fake, value] of [
+      [a, 'sk-from-a'],
+      [b, 'sk-from-b'],
+    ] as const) {
       fake.enableKv('secret', 2);
       fake.put('secret/k', { api_key: value });
     }
@@ -735,7 +818,9 @@ describe('vault source: settings and URIs', () => {
     const adapter = vaultAdapter({ VAULT_ADDR: a.url, VAULT_TOKEN: token, HOME: dir });
     try {
       expect((await read(adapter, 'vault://secret/k#api_key')).value.reveal()).toBe('sk-from-a');
-      expect((await read(adapter, 'vault://secret/k#api_key', { address: b.url, tokenFile: '~/b-token' })).value.reveal()).toBe('sk-from-b');
+      expect(
+        (await read(adapter, 'vault://secret/k#api_key', { address: b.url, tokenFile: '~/b-token' })).value.reveal(),
+      ).toBe('sk-from-b');
       expect(adapter.status!()).toEqual([`${a.url}: token from VAULT_TOKEN`, `${b.url}: token from ~/b-token`]);
     } finally {
       await adapter.close();
@@ -756,7 +841,12 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
     const values = ['sk-ant-log-check-value-1', 'sk-ant-log-check-value-2'];
     fake.put('secret/app', { api_key: values[0] });
     const secretId = 'sid-log-check-7d1e93ab';
-    fake.createAppRole({ roleId: 'role-log-check', secretId, read: ['secret/data/app', 'secret/data/missing'], tokenTtlSec: 60 });
+    fake.createAppRole({
+      roleId: 'role-log-check',
+      secretId,
+      read: ['secret/data/app', 'secret/data/missing'],
+      tokenTtlSec: 60,
+    });
     let logText = '';
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -765,7 +855,11 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
       },
     });
     const log = createLogger({ level: 'trace', destination: sink });
-    const init: AdapterInit = { settings: { auth: { method: 'approle' } }, env: { VAULT_ADDR: fake.url, HOME: os.tmpdir(), VAULT_ROLE_ID: 'role-log-check', VAULT_SECRET_ID: secretId }, log };
+    const init: AdapterInit = {
+      settings: { auth: { method: 'approle' } },
+      env: { VAULT_ADDR: fake.url, HOME: os.tmpdir(), VAULT_ROLE_ID: 'role-log-check', VAULT_SECRET_ID: secretId },
+      log,
+    };
     const adapter = createVaultAdapter(init, { clock, random: () => 0.5 });
     const ctx = () => fetchContext({ log });
     const messages: string[] = [];
@@ -797,7 +891,12 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
       expect(logText).toContain('token renewed');
       expect(logText).toContain('logging in again');
       expect(messages.join('\n')).toContain('permission denied reading secret/forbidden');
-      const forbidden = [...fake.requests.map((r) => r.token).filter((t): t is string => !!t), secretId, 'role-log-check', ...values];
+      const forbidden = [
+        ...fake.requests.map((r) => r.token).filter((t): t is string => !!t),
+        secretId,
+        'role-log-check',
+        ...values,
+      ];
       expect(forbidden.length).toBeGreaterThan(4);
       for (const secret of forbidden) {
         expect(logText, 'log').not.toContain(secret);

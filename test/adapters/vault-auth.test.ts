@@ -53,7 +53,11 @@ async function rig(
   fake.createAppRole({ roleId: ROLE, secretId: SECRET_ID, read: ['secret/data/*'], tokenTtlSec: 60, ...role });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-vault-auth-'));
   const adapter = createVaultAdapter(
-    { settings, env: { VAULT_ADDR: fake.url, HOME: dir, VAULT_ROLE_ID: ROLE, VAULT_SECRET_ID: SECRET_ID, ...env }, log },
+    {
+      settings,
+      env: { VAULT_ADDR: fake.url, HOME: dir, VAULT_ROLE_ID: ROLE, VAULT_SECRET_ID: SECRET_ID, ...env },
+      log,
+    },
     // 0.5 puts renewal exactly at 2/3 of the TTL and backoff exactly at its base.
     { clock, random: () => 0.5 },
   );
@@ -275,7 +279,11 @@ describe('vault AppRole auth', () => {
   });
 
   it('reads role_id and secret_id from files, and names a missing one', async () => {
-    const r = await rig({}, { auth: { method: 'approle', roleIdFile: '~/role-id', secretIdFile: '~/secret-id', mount: 'approle' } }, { VAULT_ROLE_ID: '', VAULT_SECRET_ID: '' });
+    const r = await rig(
+      {},
+      { auth: { method: 'approle', roleIdFile: '~/role-id', secretIdFile: '~/secret-id', mount: 'approle' } },
+      { VAULT_ROLE_ID: '', VAULT_SECRET_ID: '' },
+    );
     fs.writeFileSync(path.join(r.dir, 'role-id'), `${ROLE}\n`, { mode: 0o600 });
     const missing = await r.fetchError();
     expect(missing.code).toBe('AUTH_REQUIRED');

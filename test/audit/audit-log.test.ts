@@ -15,7 +15,8 @@ let root: string;
 let dir: string;
 let t: number;
 const log = createLogger({ level: 'silent' });
-const make = (extra: Partial<ConstructorParameters<typeof AuditLog>[0]> = {}): AuditLog => new AuditLog({ dir, log, now: () => t, ...extra });
+const make = (extra: Partial<ConstructorParameters<typeof AuditLog>[0]> = {}): AuditLog =>
+  new AuditLog({ dir, log, now: () => t, ...extra });
 const event = (value: string, extra: Partial<AuditEvent> = {}): AuditEvent => ({
   op: 'get',
   profile: 'work',
@@ -40,14 +41,27 @@ describe('the file', () => {
     await audit.open();
     audit.record(event('sk-one'));
     t += 1000;
-    audit.record(event('sk-one', { outcome: 'fetched', served: { value: SecretValue.fromString('sk-two'), version: '7' } }));
+    audit.record(
+      event('sk-one', { outcome: 'fetched', served: { value: SecretValue.fromString('sk-two'), version: '7' } }),
+    );
     await audit.flush();
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.statSync(audit.file).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.join(dir, 'audit.salt')).mode & 0o777).toBe(0o600);
-    const lines = fs.readFileSync(audit.file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = fs
+      .readFileSync(audit.file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatchObject({ time: '2026-11-26T10:00:00.000Z', op: 'get', profile: 'work', chosenBy: 'directory', cwd: '/home/a/code/acme', outcome: 'hit' });
+    expect(lines[0]).toMatchObject({
+      time: '2026-11-26T10:00:00.000Z',
+      op: 'get',
+      profile: 'work',
+      chosenBy: 'directory',
+      cwd: '/home/a/code/acme',
+      outcome: 'hit',
+    });
     expect(lines[0]!.fingerprint).toMatch(/^[0-9a-f]{12}$/);
     expect(lines[1]).toMatchObject({ time: '2026-11-26T10:00:01.000Z', version: '7' });
     expect(lines[1]!.fingerprint).toBeUndefined();
@@ -116,7 +130,9 @@ describe('never in the way of a get', () => {
       // Let the batch timers run between bursts, as they would between requests.
       await new Promise((r) => setImmediate(r));
     }
-    expect(fs.existsSync(audit.file) ? fs.readFileSync(audit.file, 'utf8').split('\n').length - 1 : 0).toBeLessThan(10_000);
+    expect(fs.existsSync(audit.file) ? fs.readFileSync(audit.file, 'utf8').split('\n').length - 1 : 0).toBeLessThan(
+      10_000,
+    );
     await audit.flush();
     expect(audit.status().written).toBe(10_000);
     expect(audit.status().writes).toBeLessThanOrEqual(4);
@@ -164,7 +180,9 @@ describe('reading it back', () => {
   it('shows control characters from a client-supplied cwd or process name as ?, never raw', async () => {
     const audit = make();
     await audit.open();
-    audit.record(event('sk', { cwd: '/home/a/\u001b[2J\nfake row', consumer: { pid: 7, name: 'evil\u0007', claudeCode: false } }));
+    audit.record(
+      event('sk', { cwd: '/home/a/\u001b[2J\nfake row', consumer: { pid: 7, name: 'evil\u0007', claudeCode: false } }),
+    );
     await audit.flush();
     const text = renderAudit((await readAudit(dir)).records, '/home/a', table);
     expect([...text].filter((c) => c !== '\n' && c.charCodeAt(0) < 0x20)).toEqual([]);

@@ -48,17 +48,27 @@ beforeAll(async () => {
   } finally {
     claude.close();
   }
-  for (let i = 0; i < 2; i++) expect((await run('/bin/sh', ['-c', SHIM], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout).toBe(`${OSS_KEY}\n`);
+  for (let i = 0; i < 2; i++)
+    expect((await run('/bin/sh', ['-c', SHIM], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout).toBe(
+      `${OSS_KEY}\n`,
+    );
   expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
   expect((await d.cli(['refresh', 'oss'])).code).toBe(0);
   expect((await d.cli(['get', 'nope'])).code).toBe(4);
   // Appended within a flush interval, without a request to prompt it.
-  await waitFor(async () => {
-    const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
-    return (s.audit?.written ?? 0) >= 8;
-  }, 5_000, 'the audit trail to be written');
+  await waitFor(
+    async () => {
+      const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
+      return (s.audit?.written ?? 0) >= 8;
+    },
+    5_000,
+    'the audit trail to be written',
+  );
   text = fs.readFileSync(path.join(stateDir, 'audit.jsonl'), 'utf8');
-  records = text.trimEnd().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+  records = text
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as AuditRecord);
 });
 afterAll(async () => {
   await d.stop();
@@ -74,7 +84,16 @@ describe('the audit file', () => {
   it('has one line per get, refresh and rejection, with who, from where, how chosen and what happened', () => {
     const acme = path.join(d.dir, 'code', 'acme', 'api');
     const oss = path.join(d.dir, 'code', 'oss');
-    expect(records.map((r) => [r.op, r.profile, r.chosenBy, r.cwd === acme ? 'acme' : r.cwd === oss ? 'oss' : r.cwd === undefined ? '-' : 'other', r.outcome, r.error ?? ''])).toEqual([
+    expect(
+      records.map((r) => [
+        r.op,
+        r.profile,
+        r.chosenBy,
+        r.cwd === acme ? 'acme' : r.cwd === oss ? 'oss' : r.cwd === undefined ? '-' : 'other',
+        r.outcome,
+        r.error ?? '',
+      ]),
+    ).toEqual([
       ['get', 'work', 'directory', 'acme', 'fetched', ''],
       ['get', 'work', 'directory', 'acme', 'refetched', ''],
       ['get', 'work', 'directory', 'acme', 'error', 'KEY_REJECTED'],
@@ -84,7 +103,11 @@ describe('the audit file', () => {
       ['refresh', 'oss', 'argument', '-', 'fetched', ''],
       ['get', 'nope', 'argument', 'other', 'error', 'UNKNOWN_PROFILE'],
     ]);
-    expect(records[0]).toMatchObject({ directory: '~/code/acme', source: 'exec', consumer: { name: 'claude', claudeCode: true } });
+    expect(records[0]).toMatchObject({
+      directory: '~/code/acme',
+      source: 'exec',
+      consumer: { name: 'claude', claudeCode: true },
+    });
     expect(records[3]!.consumer).toMatchObject({ claudeCode: false });
     // The rejected key is named by its fingerprint, the same one it was served under.
     expect(records[1]!.rejected).toEqual({ fingerprint: records[0]!.fingerprint });
@@ -111,9 +134,19 @@ describe('keybroker audit', () => {
   it('--json prints the records as stored, newest last; --profile filters', async () => {
     const all = await d.cli(['audit', '--json']);
     expect(all.code).toBe(0);
-    expect(all.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditRecord).time)).toEqual(records.map((r) => r.time));
+    expect(
+      all.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as AuditRecord).time),
+    ).toEqual(records.map((r) => r.time));
     const oss = await d.cli(['audit', '--json', '--profile', 'oss']);
-    expect(oss.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as AuditRecord).profile)).toEqual(['oss', 'oss', 'oss']);
+    expect(
+      oss.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as AuditRecord).profile),
+    ).toEqual(['oss', 'oss', 'oss']);
   });
 
   it('stops quietly when its reader goes away (keybroker audit --json | head -1)', async () => {
@@ -130,7 +163,16 @@ describe('keybroker audit', () => {
     const table = await d.cli(['audit', '--since', '1h']);
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
-    expect(lines[0]!.split(/\s{2,}/)).toEqual(['TIME (UTC)', 'OP', 'PROFILE', 'CHOSEN BY', 'CONSUMER', 'CWD', 'OUTCOME', 'VERSION']);
+    expect(lines[0]!.split(/\s{2,}/)).toEqual([
+      'TIME (UTC)',
+      'OP',
+      'PROFILE',
+      'CHOSEN BY',
+      'CONSUMER',
+      'CWD',
+      'OUTCOME',
+      'VERSION',
+    ]);
     expect(lines).toHaveLength(records.length + 2);
     expect(lines[1]).toContain('dir ~/code/acme');
     expect(lines[1]).toContain('~/code/acme/api');
@@ -143,7 +185,10 @@ describe('keybroker audit', () => {
 
 describe('audit: false', () => {
   it('writes no trail; status says it is off', async () => {
-    const off = await startDaemon({ config: 'audit: false\nprofiles:\n  default:\n    source: env:KB_OSS_KEY\n', env: { KB_OSS_KEY: OSS_KEY } });
+    const off = await startDaemon({
+      config: 'audit: false\nprofiles:\n  default:\n    source: env:KB_OSS_KEY\n',
+      env: { KB_OSS_KEY: OSS_KEY },
+    });
     try {
       expect((await off.shim()).stdout).toBe(`${OSS_KEY}\n`);
       const status = JSON.parse((await off.cli(['status', '--json'])).stdout) as StatusReply;
@@ -162,7 +207,11 @@ describe('a failing trail never fails a get', () => {
     const dir = privateTempDir();
     fs.mkdirSync(path.join(dir, 'state', 'keybroker'), { recursive: true, mode: 0o755 });
     fs.chmodSync(path.join(dir, 'state', 'keybroker'), 0o755);
-    const bad = await startDaemon({ dir, config: 'profiles:\n  default:\n    source: env:KB_OSS_KEY\n', env: { KB_OSS_KEY: OSS_KEY } });
+    const bad = await startDaemon({
+      dir,
+      config: 'profiles:\n  default:\n    source: env:KB_OSS_KEY\n',
+      env: { KB_OSS_KEY: OSS_KEY },
+    });
     try {
       expect((await bad.shim()).stdout).toBe(`${OSS_KEY}\n`);
       const status = JSON.parse((await bad.cli(['status', '--json'])).stdout) as StatusReply;

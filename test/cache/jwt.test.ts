@@ -11,11 +11,17 @@ const SIG = 'c2lnbmF0dXJl';
 
 describe('readJwtTimes', () => {
   it('reads exp, and iat for the start of its life', () => {
-    expect(times(makeJwt({ sub: 'a', iat: 1_700_000_000, exp: 1_700_003_600 }))).toEqual({ expiresAt: 1_700_003_600_000, issuedAt: 1_700_000_000_000 });
+    expect(times(makeJwt({ sub: 'a', iat: 1_700_000_000, exp: 1_700_003_600 }))).toEqual({
+      expiresAt: 1_700_003_600_000,
+      issuedAt: 1_700_000_000_000,
+    });
   });
 
   it('uses nbf when there is no iat, and keeps fractional seconds', () => {
-    expect(times(makeJwt({ nbf: 1_700_000_000, exp: 1_700_000_100.5 }))).toEqual({ expiresAt: 1_700_000_100_500, issuedAt: 1_700_000_000_000 });
+    expect(times(makeJwt({ nbf: 1_700_000_000, exp: 1_700_000_100.5 }))).toEqual({
+      expiresAt: 1_700_000_100_500,
+      issuedAt: 1_700_000_000_000,
+    });
   });
 
   it('reads an exp in the past as it is (the cache refuses to serve it)', () => {
@@ -24,7 +30,9 @@ describe('readJwtTimes', () => {
   });
 
   it('accepts an unsecured JWT (alg none, empty signature)', () => {
-    expect(times(`${b64url({ alg: 'none' })}.${b64url({ exp: 2_000_000_000 })}.`)).toEqual({ expiresAt: 2_000_000_000_000 });
+    expect(times(`${b64url({ alg: 'none' })}.${b64url({ exp: 2_000_000_000 })}.`)).toEqual({
+      expiresAt: 2_000_000_000_000,
+    });
   });
 
   it.each([
@@ -71,12 +79,21 @@ describe('readJwtTimes', () => {
 });
 
 describe('expiryOf', () => {
-  const jwt = (exp: number, iat?: number) => SecretValue.fromString(makeJwt(iat === undefined ? { exp } : { exp, iat }));
+  const jwt = (exp: number, iat?: number) =>
+    SecretValue.fromString(makeJwt(iat === undefined ? { exp } : { exp, iat }));
 
   it('takes the earlier of the source’s expiresAt and the JWT’s exp', () => {
     expect(expiryOf(jwt(2_000), {})).toEqual({ at: 2_000_000, from: 'jwt' });
-    expect(expiryOf(jwt(2_000, 1_000), { expiresAt: 3_000_000 })).toEqual({ at: 2_000_000, from: 'jwt', issuedAt: 1_000_000 });
-    expect(expiryOf(jwt(2_000), { expiresAt: 1_500_000, issuedAt: 1_000_000 })).toEqual({ at: 1_500_000, from: 'source', issuedAt: 1_000_000 });
+    expect(expiryOf(jwt(2_000, 1_000), { expiresAt: 3_000_000 })).toEqual({
+      at: 2_000_000,
+      from: 'jwt',
+      issuedAt: 1_000_000,
+    });
+    expect(expiryOf(jwt(2_000), { expiresAt: 1_500_000, issuedAt: 1_000_000 })).toEqual({
+      at: 1_500_000,
+      from: 'source',
+      issuedAt: 1_000_000,
+    });
   });
 
   it('is undefined for a value that says nothing', () => {
@@ -96,12 +113,33 @@ describe('refresh margin and entry times', () => {
   it.each([
     // [what, ttl, maxStale, expiry, fresh until, stale until] — fetched at t = 0
     ['no expiry: TTL and maxStale', HOUR, HOUR, undefined, HOUR, 2 * HOUR],
-    ['an 8 s token under a 1 h TTL: fresh until 0.8 s before exp, never stale past it', HOUR, HOUR, { at: 8_000, from: 'jwt' as const }, 7_200, 8_000],
+    [
+      'an 8 s token under a 1 h TTL: fresh until 0.8 s before exp, never stale past it',
+      HOUR,
+      HOUR,
+      { at: 8_000, from: 'jwt' as const },
+      7_200,
+      8_000,
+    ],
     ['a 10 min token: a 60 s margin', HOUR, HOUR, { at: 600_000, from: 'jwt' as const }, 540_000, 600_000],
     ['a TTL shorter than the token still applies', 60_000, 0, { at: 600_000, from: 'jwt' as const }, 60_000, 60_000],
     ['maxStale ends before exp when shorter', 60_000, 30_000, { at: 600_000, from: 'jwt' as const }, 60_000, 90_000],
-    ['iat 50 s ago: a 100 s life, a 10 s margin', HOUR, HOUR, { at: 50_000, from: 'jwt' as const, issuedAt: -50_000 }, 40_000, 50_000],
-    ['a token fetched with 1 s left of a 1 h life keeps half of that', HOUR, HOUR, { at: 1_000, from: 'jwt' as const, issuedAt: 1_000 - HOUR }, 500, 1_000],
+    [
+      'iat 50 s ago: a 100 s life, a 10 s margin',
+      HOUR,
+      HOUR,
+      { at: 50_000, from: 'jwt' as const, issuedAt: -50_000 },
+      40_000,
+      50_000,
+    ],
+    [
+      'a token fetched with 1 s left of a 1 h life keeps half of that',
+      HOUR,
+      HOUR,
+      { at: 1_000, from: 'jwt' as const, issuedAt: 1_000 - HOUR },
+      500,
+      1_000,
+    ],
   ])('%s', (_what, ttl, maxStale, expiry, freshUntil, staleUntil) => {
     expect(entryTimes(0, ttl, maxStale, expiry)).toEqual({ freshUntil, staleUntil });
   });

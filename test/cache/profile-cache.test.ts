@@ -32,8 +32,20 @@ function profile(overrides: Partial<ResolvedProfile> = {}): ResolvedProfile {
 let store: NodeCache;
 let source: ScriptedSource;
 
-function cacheFor(overrides: Partial<ResolvedProfile> = {}, random = () => 0.5, limit: { forcedFetchBurst?: number; forcedFetchIntervalMs?: number } = {}): ProfileCache {
-  return new ProfileCache({ profile: profile(overrides), adapter: source.adapter(), ref: 'scripted:test', store, log, random, ...limit });
+function cacheFor(
+  overrides: Partial<ResolvedProfile> = {},
+  random = () => 0.5,
+  limit: { forcedFetchBurst?: number; forcedFetchIntervalMs?: number } = {},
+): ProfileCache {
+  return new ProfileCache({
+    profile: profile(overrides),
+    adapter: source.adapter(),
+    ref: 'scripted:test',
+    store,
+    log,
+    random,
+    ...limit,
+  });
 }
 
 /** Settle a promise under fake timers, advancing time until it does. */
@@ -45,8 +57,18 @@ async function settle<T>(promise: Promise<T>, stepMs = 100, maxMs = 60_000): Pro
   return tracked;
 }
 
-const claude = (pid: number, helperTtlMs = 300_000): ConsumerInfo => ({ pid, start: '1', name: 'claude', claudeCode: true, invocation: 'api-key-helper', helperTtlMs });
-const claudeAs = (pid: number, invocation: NonNullable<ConsumerInfo['invocation']>): ConsumerInfo => ({ ...claude(pid), invocation });
+const claude = (pid: number, helperTtlMs = 300_000): ConsumerInfo => ({
+  pid,
+  start: '1',
+  name: 'claude',
+  claudeCode: true,
+  invocation: 'api-key-helper',
+  helperTtlMs,
+});
+const claudeAs = (pid: number, invocation: NonNullable<ConsumerInfo['invocation']>): ConsumerInfo => ({
+  ...claude(pid),
+  invocation,
+});
 const script = (pid: number): ConsumerInfo => ({ pid, start: '1', name: 'python3', claudeCode: false });
 
 beforeEach(() => {
@@ -105,7 +127,9 @@ describe('single-flight', () => {
     const cache = cacheFor();
     const results = await settle(Promise.allSettled(Array.from({ length: 20 }, () => cache.get())));
     expect(source.fetches).toBe(1);
-    expect(results.every((r) => r.status === 'rejected' && (r.reason as BrokerError).code === 'UNAVAILABLE')).toBe(true);
+    expect(results.every((r) => r.status === 'rejected' && (r.reason as BrokerError).code === 'UNAVAILABLE')).toBe(
+      true,
+    );
   });
 });
 
@@ -128,7 +152,10 @@ describe('refresh-ahead', () => {
   });
 
   it('jitters the refresh between 70% and 80% of the TTL', async () => {
-    for (const [random, expectedAt] of [[0, 42_000], [0.999_999, 48_000]] as const) {
+    for (const [random, expectedAt] of [
+      [0, 42_000],
+      [0.999_999, 48_000],
+    ] as const) {
       source = new ScriptedSource();
       const cache = cacheFor({}, () => random);
       await cache.get();
@@ -227,7 +254,9 @@ describe('bounds and bad values', () => {
 
   it("withholds an unexpected error's message: it may quote the secret", async () => {
     source.value = new SyntaxError('Unexpected token s in JSON: "sk-leaky-value"');
-    const err = await cacheFor().get().catch((e: unknown) => e as BrokerError);
+    const err = await cacheFor()
+      .get()
+      .catch((e: unknown) => e as BrokerError);
     expect(err).toBeInstanceOf(BrokerError);
     expect((err as BrokerError).code).toBe('SOURCE_ERROR');
     expect((err as BrokerError).message).not.toContain('sk-leaky-value');
@@ -371,7 +400,9 @@ describe('repeat requests from Claude Code (401 inference)', () => {
 describe('values that span lines', () => {
   it('refuses a multi-line value: a key is one line', async () => {
     source.value = 'sk-one\nsk-two';
-    const err = await cacheFor().get().catch((e: unknown) => e as BrokerError);
+    const err = await cacheFor()
+      .get()
+      .catch((e: unknown) => e as BrokerError);
     expect(err).toBeInstanceOf(BrokerError);
     expect((err as BrokerError).code).toBe('INVALID_VALUE');
     expect((err as BrokerError).message).not.toContain('sk-');
@@ -379,7 +410,11 @@ describe('values that span lines', () => {
 
   it.each(['a\r\nb', 'a\rb'])('counts %j as two lines', async (value) => {
     source.value = value;
-    expect(await cacheFor().get().catch((e: unknown) => (e as BrokerError).code)).toBe('INVALID_VALUE');
+    expect(
+      await cacheFor()
+        .get()
+        .catch((e: unknown) => (e as BrokerError).code),
+    ).toBe('INVALID_VALUE');
   });
 
   it('serves a multi-line value when the profile says multiline: true', async () => {
@@ -391,8 +426,18 @@ describe('values that span lines', () => {
 describe('what a failed fetch says will happen', () => {
   function loggedCache(): { cache: ProfileCache; lines: Array<Record<string, unknown>> } {
     const lines: Array<Record<string, unknown>> = [];
-    const captured = createLogger({ level: 'warn', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
-    const cache = new ProfileCache({ profile: profile(), adapter: source.adapter(), ref: 'scripted:test', store, log: captured, random: () => 0.5 });
+    const captured = createLogger({
+      level: 'warn',
+      destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) },
+    });
+    const cache = new ProfileCache({
+      profile: profile(),
+      adapter: source.adapter(),
+      ref: 'scripted:test',
+      store,
+      log: captured,
+      random: () => 0.5,
+    });
     return { cache, lines };
   }
 
@@ -484,7 +529,12 @@ describe('forced fetches are rate-limited per profile', () => {
     await cache.get();
     const outcomes: string[] = [];
     for (let i = 0; i < 100; i++) {
-      outcomes.push(await cache.get({ refresh: true }).then(() => 'ok', (e: unknown) => (e as BrokerError).code));
+      outcomes.push(
+        await cache.get({ refresh: true }).then(
+          () => 'ok',
+          (e: unknown) => (e as BrokerError).code,
+        ),
+      );
     }
     expect(outcomes.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
     expect(new Set(outcomes.slice(3))).toEqual(new Set(['RATE_LIMITED']));
@@ -511,7 +561,11 @@ describe('forced fetches are rate-limited per profile', () => {
   it('joins a fetch in flight without spending the burst', async () => {
     const cache = cacheFor();
     source.delayMs = 1_000;
-    const all = Promise.all([cache.get(), ...Array.from({ length: 10 }, () => cache.get({ refresh: true })), cache.refresh()]);
+    const all = Promise.all([
+      cache.get(),
+      ...Array.from({ length: 10 }, () => cache.get({ refresh: true })),
+      cache.refresh(),
+    ]);
     await settle(all);
     expect(source.fetches).toBe(1);
     source.delayMs = 0;
@@ -549,7 +603,8 @@ describe('values that carry their own expiry', () => {
   /** A JWT whose exp is `lifetimeMs` from now (iat now), as a source would mint it. */
   const jwtFor = (lifetimeMs: number, extra: Record<string, unknown> = {}): string =>
     makeJwt({ iat: Date.now() / 1000, exp: (Date.now() + lifetimeMs) / 1000, ...extra });
-  const expOf = (token: string): number => (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
+  const expOf = (token: string): number =>
+    (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
 
   it('caps a 1 h TTL at a JWT’s exp, less a margin of 10% of its life, and refreshes ahead of it', async () => {
     source.value = jwtFor(8_000);
@@ -585,7 +640,10 @@ describe('values that carry their own expiry', () => {
     expect(stale.value.reveal()).toBe(token);
     expect(stale.warning?.code).toBe('UNAVAILABLE');
     await vi.advanceTimersByTimeAsync(1_000); // exactly exp
-    const err = (await cache.get().then(() => undefined, (e: unknown) => e)) as BrokerError;
+    const err = (await cache.get().then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as BrokerError;
     expect(err).toBeInstanceOf(BrokerError);
     expect(err.code).toBe('EXPIRED');
     expect(err.exitCode).toBe(19);

@@ -33,15 +33,36 @@ describe('keybroker status', () => {
     expect(lines[0]).toMatch(new RegExp(`^daemon   pid ${d.proc.pid}, keybroker ${VERSION}, up `));
     expect(lines).toContain(`socket   ${d.socket}`);
     const header = lines.find((l) => l.startsWith('PROFILE'))!;
-    expect(header.split(/\s{2,}/)).toEqual(['PROFILE', 'SOURCE', 'STATE', 'AGE', 'FRESH FOR', 'EXPIRES IN', 'HITS/MISSES', 'CONSUMERS', 'LAST ERROR']);
+    expect(header.split(/\s{2,}/)).toEqual([
+      'PROFILE',
+      'SOURCE',
+      'STATE',
+      'AGE',
+      'FRESH FOR',
+      'EXPIRES IN',
+      'HITS/MISSES',
+      'CONSUMERS',
+      'LAST ERROR',
+    ]);
     const row = (name: string) => lines.find((l) => l.startsWith(`${name} `))!.split(/\s{2,}/);
     expect(row('default')).toEqual(expect.arrayContaining(['default', 'env:KB_CLI_KEY', 'fresh', '1/1', '-']));
-    expect(row('broken')).toEqual(expect.arrayContaining(['broken', 'exec:echo …', 'error', '0/1', 'SOURCE_ERROR: exec:echo … exited 2: vault: permission denied']));
+    expect(row('broken')).toEqual(
+      expect.arrayContaining([
+        'broken',
+        'exec:echo …',
+        'error',
+        '0/1',
+        'SOURCE_ERROR: exec:echo … exited 2: vault: permission denied',
+      ]),
+    );
     expect(row('idle')).toEqual(['idle', 'env:KB_CLI_KEY', 'cold', '-', '-', '-', '0/0', '0', '-']);
   });
 
   it('--json prints the protocol reply', async () => {
-    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { ok: boolean; profiles: Array<{ name: string; state: string }> };
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+      ok: boolean;
+      profiles: Array<{ name: string; state: string }>;
+    };
     expect(status.ok).toBe(true);
     expect(status.profiles.map((p) => p.name)).toEqual(['default', 'broken', 'idle']);
   });
@@ -75,7 +96,9 @@ describe('without a daemon', () => {
     try {
       const r = await run(process.execPath, [CLI, 'status'], { env: baseEnv(dir) });
       expect(r.code).toBe(3);
-      expect(r.stderr).toMatch(/^keybroker: keybroker daemon not reachable on .* \(no socket there\) — start it with: keybroker daemon/);
+      expect(r.stderr).toMatch(
+        /^keybroker: keybroker daemon not reachable on .* \(no socket there\) — start it with: keybroker daemon/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -92,7 +115,9 @@ describe('keybroker config check', () => {
 
   it('prints every problem of a bad one in one run, one line each, and exits 8', async () => {
     const bad = path.join(d.dir, 'bad.yaml');
-    fs.writeFileSync(bad, 'profiles:\n  a:\n    source: env:A\n    ttl: 5x\n  b:\n    source: zz:top\n', { mode: 0o600 });
+    fs.writeFileSync(bad, 'profiles:\n  a:\n    source: env:A\n    ttl: 5x\n  b:\n    source: zz:top\n', {
+      mode: 0o600,
+    });
     const r = await d.cli(['config', 'check', '--config', bad]);
     expect(r.code).toBe(8);
     const lines = r.stderr.split('\n').filter(Boolean);
@@ -101,12 +126,14 @@ describe('keybroker config check', () => {
     expect(lines.at(-1)).toMatch(/^keybroker: 2 problems in /);
   });
 
-  it('warns about a timeout long enough for Claude Code\'s slow-helper notice, and still exits 0', async () => {
+  it("warns about a timeout long enough for Claude Code's slow-helper notice, and still exits 0", async () => {
     const slow = path.join(d.dir, 'slow.yaml');
     fs.writeFileSync(slow, 'profiles:\n  a:\n    source: env:A\n    timeout: 15s\n', { mode: 0o600 });
     const r = await d.cli(['config', 'check', '--config', slow]);
     expect(r.code).toBe(0);
-    expect(r.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(new RegExp(`^${slow}:4: warning: profiles\\.a\\.timeout: `))]);
+    expect(r.stderr.split('\n').filter(Boolean)).toEqual([
+      expect.stringMatching(new RegExp(`^${slow}:4: warning: profiles\\.a\\.timeout: `)),
+    ]);
   });
 });
 
@@ -114,7 +141,8 @@ describe('help and version', () => {
   it('--help teaches the commands with examples', async () => {
     const r = await run(process.execPath, [CLI, '--help']);
     expect(r.code).toBe(0);
-    for (const word of ['daemon', 'get', 'refresh', 'status', 'config', 'Quick start']) expect(r.stdout).toContain(word);
+    for (const word of ['daemon', 'get', 'refresh', 'status', 'config', 'Quick start'])
+      expect(r.stdout).toContain(word);
     const daemonHelp = await run(process.execPath, [CLI, 'daemon', '--help']);
     expect(daemonHelp.stdout).toContain('SIGHUP reloads the config');
   });
@@ -122,7 +150,8 @@ describe('help and version', () => {
   it('reports the version of package.json, with -v or --version', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(VERSION).toBe(pkg.version);
-    for (const flag of ['--version', '-v']) expect(await run(process.execPath, [CLI, flag])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    for (const flag of ['--version', '-v'])
+      expect(await run(process.execPath, [CLI, flag])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
   });
 
   it('every command with --config describes its default the same way', async () => {

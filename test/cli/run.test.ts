@@ -53,22 +53,44 @@ async function startRun(specs: string[], script: string): Promise<Started> {
   let stderr = '';
   proc.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   await waitFor(() => stdout.includes('ready') || proc.exitCode !== null, 10_000, 'the command to start');
   return { proc, stdout: () => stdout, stderr: () => stderr, exit };
 }
 
 /** A shell loop that answers a signal with an exit status, polling so the trap runs promptly. */
-const trapping = (sig: string, status: number): string => `trap 'exit ${status}' ${sig}; echo ready; while :; do sleep 0.05; done`;
+const trapping = (sig: string, status: number): string =>
+  `trap 'exit ${status}' ${sig}; echo ready; while :; do sleep 0.05; done`;
 
 describe('keybroker run: environment, exit status, terminal', () => {
-  it('adds each profile\'s key to the command\'s environment and exits with its status', async () => {
-    const r = await run(process.execPath, [CLI, 'run', '-e', 'FIRST=work', '--env', 'SECOND=other', '--', 'sh', '-c', 'printf "%s %s\\n" "$FIRST" "$SECOND"; exit 3'], { env: cliEnv() });
+  it("adds each profile's key to the command's environment and exits with its status", async () => {
+    const r = await run(
+      process.execPath,
+      [
+        CLI,
+        'run',
+        '-e',
+        'FIRST=work',
+        '--env',
+        'SECOND=other',
+        '--',
+        'sh',
+        '-c',
+        'printf "%s %s\\n" "$FIRST" "$SECOND"; exit 3',
+      ],
+      { env: cliEnv() },
+    );
     expect(r).toMatchObject({ code: 3, stdout: `${KEY} ${OTHER}\n`, stderr: '' });
   });
 
-  it('passes the command\'s own options through after --', async () => {
-    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$0 $1 $K"', 'x', '-e'], { env: cliEnv() });
+  it("passes the command's own options through after --", async () => {
+    const r = await run(
+      process.execPath,
+      [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$0 $1 $K"', 'x', '-e'],
+      { env: cliEnv() },
+    );
     expect(r).toMatchObject({ code: 0, stdout: `x -e ${KEY}\n` });
   });
 
@@ -76,40 +98,56 @@ describe('keybroker run: environment, exit status, terminal', () => {
   // sees (its shell then reports 128+N itself); where it waits for a child, keybroker exits 128+N.
   it('a command killed by signal N gives 128+N (or, where keybroker execs it, that signal)', async () => {
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-      const r = spawnSync(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', `kill -${signal.slice(3)} $$`], { env: cliEnv(), timeout: 20_000 });
+      const r = spawnSync(
+        process.execPath,
+        [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', `kill -${signal.slice(3)} $$`],
+        { env: cliEnv(), timeout: 20_000 },
+      );
       if (EXECS) expect({ status: r.status, signal: r.signal }).toEqual({ status: null, signal });
-      else expect({ status: r.status, signal: r.signal }).toEqual({ status: 128 + os.constants.signals[signal], signal: null });
+      else
+        expect({ status: r.status, signal: r.signal }).toEqual({
+          status: 128 + os.constants.signals[signal],
+          signal: null,
+        });
     }
   });
 
   it('a command that is not there: 127, like a shell', async () => {
-    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'kb-no-such-command-x'], { env: cliEnv() });
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'kb-no-such-command-x'], {
+      env: cliEnv(),
+    });
     expect(r.code).toBe(127);
     expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
   });
 
-  it.skipIf(!SCRIPT)('keeps the terminal: the command sees a tty on stdin, stdout and stderr; ^C reaches it once and keybroker stays', async () => {
-    const stop = path.join(d.dir, 'stop-tty');
-    const inner = `test -t 0 && test -t 1 && test -t 2 && echo "tty-ok $K"; n=0; trap 'n=$((n+1)); echo "int $n"' INT; echo ready; while [ ! -e ${stop} ]; do sleep 0.05; done; exit $n`;
-    // `exec`: script starts the command with `$SHELL -c`, and a shell left waiting in the foreground
-    // group would get the ^C too (dash dies of it, so script would report 130 whatever keybroker did).
-    const command = `exec ${process.execPath} ${CLI} run -e K=work -- sh -c ${shQuote(inner)}`;
-    // script runs the command on a new pseudo-terminal and feeds it our stdin: a ^C byte there
-    // makes the terminal send SIGINT to the whole foreground group (keybroker and its child).
-    const proc = spawn(SCRIPT!, ['-qec', command, '/dev/null'], { env: cliEnv({ SHELL: '/bin/sh' }), stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-    await waitFor(() => out.includes('ready'), 10_000, 'the command on the terminal');
-    proc.stdin.write('\x03');
-    await waitFor(() => out.includes('int 1'), 5_000, 'the command to see ^C');
-    await new Promise((r) => setTimeout(r, 300));
-    fs.writeFileSync(stop, '');
-    // Exactly one SIGINT reached the command, and keybroker was still there to pass on its status
-    // (a keybroker killed by ^C would end with 130).
-    expect(await exit).toBe(1);
-    expect(out).toContain(`tty-ok ${KEY}`);
-  });
+  it.skipIf(!SCRIPT)(
+    'keeps the terminal: the command sees a tty on stdin, stdout and stderr; ^C reaches it once and keybroker stays',
+    async () => {
+      const stop = path.join(d.dir, 'stop-tty');
+      const inner = `test -t 0 && test -t 1 && test -t 2 && echo "tty-ok $K"; n=0; trap 'n=$((n+1)); echo "int $n"' INT; echo ready; while [ ! -e ${stop} ]; do sleep 0.05; done; exit $n`;
+      // `exec`: script starts the command with `$SHELL -c`, and a shell left waiting in the foreground
+      // group would get the ^C too (dash dies of it, so script would report 130 whatever keybroker did).
+      const command = `exec ${process.execPath} ${CLI} run -e K=work -- sh -c ${shQuote(inner)}`;
+      // script runs the command on a new pseudo-terminal and feeds it our stdin: a ^C byte there
+      // makes the terminal send SIGINT to the whole foreground group (keybroker and its child).
+      const proc = spawn(SCRIPT!, ['-qec', command, '/dev/null'], {
+        env: cliEnv({ SHELL: '/bin/sh' }),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let out = '';
+      proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+      await waitFor(() => out.includes('ready'), 10_000, 'the command on the terminal');
+      proc.stdin.write('\x03');
+      await waitFor(() => out.includes('int 1'), 5_000, 'the command to see ^C');
+      await new Promise((r) => setTimeout(r, 300));
+      fs.writeFileSync(stop, '');
+      // Exactly one SIGINT reached the command, and keybroker was still there to pass on its status
+      // (a keybroker killed by ^C would end with 130).
+      expect(await exit).toBe(1);
+      expect(out).toContain(`tty-ok ${KEY}`);
+    },
+  );
 });
 
 describe('keybroker run: signals', () => {
@@ -125,32 +163,48 @@ describe('keybroker run: signals', () => {
     expect(await r.exit).toEqual({ code: 43, signal: null });
   });
 
-  it.skipIf(EXECS)('SIGINT, SIGQUIT and SIGWINCH sent to keybroker alone are ignored, not passed on (the terminal sends them to the command itself)', async () => {
-    const marks = path.join(d.dir, 'marks');
-    const r = await startRun(['K=work'], `for s in INT QUIT WINCH; do trap "echo $s >> ${marks}" $s; done; trap 'exit 44' TERM; echo ready; while :; do sleep 0.05; done`);
-    for (const sig of ['SIGINT', 'SIGQUIT', 'SIGWINCH'] as const) r.proc.kill(sig);
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    expect(r.proc.exitCode).toBeNull();
-    expect(fs.existsSync(marks)).toBe(false);
-    r.proc.kill('SIGTERM');
-    expect(await r.exit).toEqual({ code: 44, signal: null });
-  });
+  it.skipIf(EXECS)(
+    'SIGINT, SIGQUIT and SIGWINCH sent to keybroker alone are ignored, not passed on (the terminal sends them to the command itself)',
+    async () => {
+      const marks = path.join(d.dir, 'marks');
+      const r = await startRun(
+        ['K=work'],
+        `for s in INT QUIT WINCH; do trap "echo $s >> ${marks}" $s; done; trap 'exit 44' TERM; echo ready; while :; do sleep 0.05; done`,
+      );
+      for (const sig of ['SIGINT', 'SIGQUIT', 'SIGWINCH'] as const) r.proc.kill(sig);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(r.proc.exitCode).toBeNull();
+      expect(fs.existsSync(marks)).toBe(false);
+      r.proc.kill('SIGTERM');
+      expect(await r.exit).toEqual({ code: 44, signal: null });
+    },
+  );
 
-  it.skipIf(EXECS)('the exec branch (driven here through a stand-in process.execve): resolved path, argv[0], the keys, SIGPIPE restored', async () => {
-    const record = path.join(d.dir, 'execve.json');
-    const preload = path.join(ROOT, 'test', 'helpers', 'fake-execve.mjs');
-    const env = cliEnv({ NODE_OPTIONS: `--import=${preload}`, KB_FAKE_EXECVE_RECORD: record });
-    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$K"; exit 4'], { env });
-    expect(r).toMatchObject({ code: 4, stdout: `${KEY}\n` });
-    const call = JSON.parse(fs.readFileSync(record, 'utf8')) as { file: string; args: string[]; envNames: string[]; sigpipeHandlers: number };
-    // execve(2) does not search PATH: keybroker must have.
-    expect(path.isAbsolute(call.file)).toBe(true);
-    expect(path.basename(call.file)).toBe('sh');
-    expect(call.args).toEqual(['sh', '-c', 'echo "$K"; exit 4']);
-    expect(call.envNames).toContain('K');
-    // A handler (reset to the default by exec) replaces Node's SIG_IGN, which exec would keep.
-    expect(call.sigpipeHandlers).toBeGreaterThan(0);
-  });
+  it.skipIf(EXECS)(
+    'the exec branch (driven here through a stand-in process.execve): resolved path, argv[0], the keys, SIGPIPE restored',
+    async () => {
+      const record = path.join(d.dir, 'execve.json');
+      const preload = path.join(ROOT, 'test', 'helpers', 'fake-execve.mjs');
+      const env = cliEnv({ NODE_OPTIONS: `--import=${preload}`, KB_FAKE_EXECVE_RECORD: record });
+      const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$K"; exit 4'], {
+        env,
+      });
+      expect(r).toMatchObject({ code: 4, stdout: `${KEY}\n` });
+      const call = JSON.parse(fs.readFileSync(record, 'utf8')) as {
+        file: string;
+        args: string[];
+        envNames: string[];
+        sigpipeHandlers: number;
+      };
+      // execve(2) does not search PATH: keybroker must have.
+      expect(path.isAbsolute(call.file)).toBe(true);
+      expect(path.basename(call.file)).toBe('sh');
+      expect(call.args).toEqual(['sh', '-c', 'echo "$K"; exit 4']);
+      expect(call.envNames).toContain('K');
+      // A handler (reset to the default by exec) replaces Node's SIG_IGN, which exec would keep.
+      expect(call.sigpipeHandlers).toBeGreaterThan(0);
+    },
+  );
 
   it.runIf(EXECS)('with process.execve keybroker becomes the command: its pid runs sh, not node', async () => {
     const r = await startRun(['K=work'], trapping('TERM', 45));
@@ -170,7 +224,7 @@ describe('keybroker run: signals', () => {
 });
 
 describe('keybroker run: the key stays out of argv', () => {
-  it('no process\'s command line holds the key while the command runs (ps and /proc/*/cmdline)', async () => {
+  it("no process's command line holds the key while the command runs (ps and /proc/*/cmdline)", async () => {
     const r = await startRun(['K=work', 'O=other'], trapping('TERM', 0));
     const cmdlines = fs
       .readdirSync('/proc')
@@ -191,7 +245,9 @@ describe('keybroker run: the key stays out of argv', () => {
     expect(ps.stdout).not.toContain(KEY);
     expect(ps.stdout).not.toContain(OTHER);
     // The command's own environment has it: that is the point.
-    const child = spawnSync('pgrep', ['-P', String(r.proc.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+    const child = spawnSync('pgrep', ['-P', String(r.proc.pid)], { encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')[0];
     const holder = EXECS ? r.proc.pid! : Number(child);
     expect(fs.readFileSync(`/proc/${holder}/environ`, 'latin1').split('\0')).toContain(`K=${KEY}`);
     r.proc.kill('SIGTERM');
@@ -200,18 +256,24 @@ describe('keybroker run: the key stays out of argv', () => {
 });
 
 describe('keybroker run: a failing profile', () => {
-  it('stops before the command runs, with the shim\'s message and exit status', async () => {
+  it("stops before the command runs, with the shim's message and exit status", async () => {
     for (const profile of ['nope', 'broken']) {
       const marker = path.join(d.dir, `ran-${profile}`);
-      const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', `B=${profile}`, '--', 'touch', marker], { env: cliEnv() });
+      const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', `B=${profile}`, '--', 'touch', marker], {
+        env: cliEnv(),
+      });
       const shim = await d.shim(profile);
       expect(shim.code).not.toBe(0);
-      expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({ code: shim.code, stderr: shim.stderr, stdout: '' });
+      expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({
+        code: shim.code,
+        stderr: shim.stderr,
+        stdout: '',
+      });
       expect(fs.existsSync(marker)).toBe(false);
     }
   });
 
-  it('no daemon and autostart off: the shim\'s DAEMON_UNREACHABLE, command not run', async () => {
+  it("no daemon and autostart off: the shim's DAEMON_UNREACHABLE, command not run", async () => {
     const marker = path.join(d.dir, 'ran-unreachable');
     const env = cliEnv({ KEYBROKER_SOCKET: path.join(d.dir, 'nowhere', 'kb.sock') });
     const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'touch', marker], { env });
@@ -226,7 +288,10 @@ describe('keybroker run: a failing profile', () => {
       const r = await run(process.execPath, [CLI, 'run', '-e', spec, '--', 'true'], { env: cliEnv() });
       expect(r.code).toBe(2);
     }
-    expect((await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', 'K=other', '--', 'true'], { env: cliEnv() })).code).toBe(2);
+    expect(
+      (await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', 'K=other', '--', 'true'], { env: cliEnv() }))
+        .code,
+    ).toBe(2);
     expect((await run(process.execPath, [CLI, 'run', '--', 'true'], { env: cliEnv() })).code).toBe(2);
   });
 });
@@ -254,7 +319,11 @@ describe('keybroker run: autostart and the request it sends', () => {
     fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  auto:\n    source: env:HOME\n', { mode: 0o600 });
     let pid: number | undefined;
     try {
-      const reply = await requestWithAutostart(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { cli: CLI, timeoutMs: 5_000, startedAt: Date.now(), env, orphan: true });
+      const reply = await requestWithAutostart(
+        env.KEYBROKER_SOCKET!,
+        { v: 1, op: 'ping' },
+        { cli: CLI, timeoutMs: 5_000, startedAt: Date.now(), env, orphan: true },
+      );
       expect(reply.ok).toBe(true);
       pid = (reply as { pid: number }).pid;
       const ppid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
@@ -266,7 +335,7 @@ describe('keybroker run: autostart and the request it sends', () => {
     }
   });
 
-  it('-e VAR without a profile gets the working directory\'s profile from the daemon\'s directories: map, else default', async () => {
+  it("-e VAR without a profile gets the working directory's profile from the daemon's directories: map, else default", async () => {
     const dir = privateTempDir('kb-run-dirs-');
     const project = path.join(dir, 'code', 'acme', 'api');
     fs.mkdirSync(project, { recursive: true });
@@ -279,9 +348,16 @@ describe('keybroker run: autostart and the request it sends', () => {
       const env = { ...h.env };
       delete env.KB_RUN_DEF;
       delete env.KB_RUN_ACME;
-      const inProject = await run(process.execPath, [CLI, 'run', '-e', 'K', '-e', 'D=default', '--', 'sh', '-c', 'echo "$K $D"'], { env, cwd: project });
+      const inProject = await run(
+        process.execPath,
+        [CLI, 'run', '-e', 'K', '-e', 'D=default', '--', 'sh', '-c', 'echo "$K $D"'],
+        { env, cwd: project },
+      );
       expect(inProject).toMatchObject({ code: 0, stdout: 'sk-run-acme-2 sk-run-default-1\n' });
-      const elsewhere = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], { env, cwd: dir });
+      const elsewhere = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
+        env,
+        cwd: dir,
+      });
       expect(elsewhere).toMatchObject({ code: 0, stdout: 'sk-run-default-1\n' });
     } finally {
       await h.stop();
@@ -289,7 +365,7 @@ describe('keybroker run: autostart and the request it sends', () => {
     }
   });
 
-  it('-e VAR without a profile asks for the working directory\'s profile: cwd and no profile in the request', async () => {
+  it("-e VAR without a profile asks for the working directory's profile: cwd and no profile in the request", async () => {
     const dir = privateTempDir('kb-run-cwd-');
     const sockDir = path.join(dir, 'sock');
     fs.mkdirSync(sockDir, { mode: 0o700 });
@@ -301,14 +377,19 @@ describe('keybroker run: autostart and the request it sends', () => {
         buf += chunk.toString();
         if (!buf.includes('\n')) return;
         lines.push(buf.split('\n')[0]!);
-        c.end(`${JSON.stringify({ v: 1, ok: true, profile: 'dir', value: 'sk-from-dir', stale: false, source: 'env', expiresInMs: 1000 })}\n`);
+        c.end(
+          `${JSON.stringify({ v: 1, ok: true, profile: 'dir', value: 'sk-from-dir', stale: false, source: 'env', expiresInMs: 1000 })}\n`,
+        );
       });
     });
     await new Promise<void>((resolve) => server.listen(socket, resolve));
     const project = path.join(dir, 'project');
     fs.mkdirSync(project);
     try {
-      const r = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], { env: cliEnv({ KEYBROKER_SOCKET: socket }), cwd: project });
+      const r = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
+        env: cliEnv({ KEYBROKER_SOCKET: socket }),
+        cwd: project,
+      });
       expect(r).toMatchObject({ code: 0, stdout: 'sk-from-dir\n' });
       const request = JSON.parse(lines[0]!) as Record<string, unknown>;
       expect(Object.keys(request)).toEqual(['v', 'op', 'cwd', 'consumer']);
@@ -326,7 +407,11 @@ describe('keybroker run: Claude Code', () => {
     fs.mkdirSync(bin, { recursive: true });
     fs.writeFileSync(path.join(bin, 'claude'), '#!/bin/sh\necho "claude ran"\n', { mode: 0o755 });
     const env = cliEnv({ PATH: `${bin}:${process.env.PATH}` });
-    const r = await run(process.execPath, [CLI, 'run', '-e', 'OTHER=other', '-e', 'ANTHROPIC_API_KEY=work', '--', 'claude'], { env });
+    const r = await run(
+      process.execPath,
+      [CLI, 'run', '-e', 'OTHER=other', '-e', 'ANTHROPIC_API_KEY=work', '--', 'claude'],
+      { env },
+    );
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('claude ran\n');
     const lines = r.stderr.split('\n').filter(Boolean);

@@ -57,7 +57,13 @@ describe('durations', () => {
   });
 
   it('formats durations for people', () => {
-    expect([999, 45_000, 330_000, 3_600_000, 90_000_000].map(formatDuration)).toEqual(['999ms', '45s', '5m30s', '1h', '1d1h']);
+    expect([999, 45_000, 330_000, 3_600_000, 90_000_000].map(formatDuration)).toEqual([
+      '999ms',
+      '45s',
+      '5m30s',
+      '1h',
+      '1d1h',
+    ]);
   });
 });
 
@@ -68,16 +74,31 @@ describe('config validation', () => {
       `defaults:\n  ttl: 1h\n  timeout: 2s\nprofiles:\n  a:\n    source: env:A\n  b:\n    source: env:B\n    ttl: 30s\n    maxStale: 0\n    repeatDetection: always\n`,
     );
     const config = await loadConfig(file, pool.acquire);
-    expect(config.profiles.get('a')).toMatchObject({ ttlMs: 3_600_000, timeoutMs: 2_000, maxStaleMs: 3_600_000, repeatDetection: 'claude-code' });
-    expect(config.profiles.get('b')).toMatchObject({ ttlMs: 30_000, timeoutMs: 2_000, maxStaleMs: 0, repeatDetection: 'always' });
+    expect(config.profiles.get('a')).toMatchObject({
+      ttlMs: 3_600_000,
+      timeoutMs: 2_000,
+      maxStaleMs: 3_600_000,
+      repeatDetection: 'claude-code',
+    });
+    expect(config.profiles.get('b')).toMatchObject({
+      ttlMs: 30_000,
+      timeoutMs: 2_000,
+      maxStaleMs: 0,
+      repeatDetection: 'always',
+    });
   });
 
   it('takes output: json for an exec: source, and refuses it (or an unknown format) elsewhere', async () => {
-    const file = write('out.yaml', 'profiles:\n  gw:\n    source: exec:mint-token\n    output: json\n  plain:\n    source: exec:cat key\n');
+    const file = write(
+      'out.yaml',
+      'profiles:\n  gw:\n    source: exec:mint-token\n    output: json\n  plain:\n    source: exec:cat key\n',
+    );
     const config = await loadConfig(file, pool.acquire);
     expect(config.profiles.get('gw')).toMatchObject({ output: 'json' });
     expect(config.profiles.get('plain')).toMatchObject({ output: 'text' });
-    const found = await problems('profiles:\n  a:\n    source: env:A\n    output: json\n  b:\n    source: exec:x\n    output: xml\n');
+    const found = await problems(
+      'profiles:\n  a:\n    source: env:A\n    output: json\n  b:\n    source: exec:x\n    output: xml\n',
+    );
     // One pass: the schema problem and the source-kind problem together.
     expect(found).toEqual([
       expect.stringMatching(/^4: profiles\.a\.output: output: json applies only to exec: sources/),
@@ -105,7 +126,9 @@ describe('config validation', () => {
     expect(found).toEqual(
       expect.arrayContaining([
         '4: profiles.work.ttl: "5x" is not a duration: use a number of seconds, or 30s, 5m, 1h, 1d',
-        expect.stringMatching(/^5: profiles\.work\.tll: unknown key "tll" \(did you mean "ttl"\?\) — known keys: source, ttl, /),
+        expect.stringMatching(
+          /^5: profiles\.work\.tll: unknown key "tll" \(did you mean "ttl"\?\) — known keys: source, ttl, /,
+        ),
         expect.stringMatching(/^6: profiles\.home\.source: is required/),
         expect.stringMatching(/^8: defaultz: unknown key "defaultz" \(did you mean "defaults"\?\)/),
       ]),
@@ -119,7 +142,9 @@ describe('config validation', () => {
   });
 
   it('checks each source with its adapter, offline', async () => {
-    const found = await problems('profiles:\n  a:\n    source: env:1BAD\n  b:\n    source: nope:x\n  c:\n    source: file:relative\n');
+    const found = await problems(
+      'profiles:\n  a:\n    source: env:1BAD\n  b:\n    source: nope:x\n  c:\n    source: file:relative\n',
+    );
     expect(found).toEqual([
       expect.stringMatching(/^3: profiles\.a\.source: not a valid env source/),
       expect.stringMatching(/^5: profiles\.b\.source: unknown source kind "nope:"/),
@@ -176,8 +201,14 @@ describe('config file rules', () => {
   });
 
   it('finds the config by flag, then KEYBROKER_CONFIG, then XDG_CONFIG_HOME, then ~/.config', () => {
-    expect(resolveConfigPath({ flag: '/a.yaml', env: { KEYBROKER_CONFIG: '/b.yaml' } })).toEqual({ path: '/a.yaml', from: '--config' });
-    expect(resolveConfigPath({ env: { KEYBROKER_CONFIG: '/b.yaml' } })).toEqual({ path: '/b.yaml', from: 'KEYBROKER_CONFIG' });
+    expect(resolveConfigPath({ flag: '/a.yaml', env: { KEYBROKER_CONFIG: '/b.yaml' } })).toEqual({
+      path: '/a.yaml',
+      from: '--config',
+    });
+    expect(resolveConfigPath({ env: { KEYBROKER_CONFIG: '/b.yaml' } })).toEqual({
+      path: '/b.yaml',
+      from: 'KEYBROKER_CONFIG',
+    });
     expect(resolveConfigPath({ env: { XDG_CONFIG_HOME: '/x' }, home: '/h' }).path).toBe('/x/keybroker/config.yaml');
     expect(resolveConfigPath({ env: {}, home: '/h' }).path).toBe('/h/.config/keybroker/config.yaml');
   });
@@ -198,7 +229,10 @@ describe('config file rules', () => {
 describe('config messages that lead to the fix', () => {
   async function configError(text: string): Promise<ConfigError> {
     const file = write('m.yaml', text);
-    const err = await loadConfig(file, pool.acquire).then(() => undefined, (e: unknown) => e);
+    const err = await loadConfig(file, pool.acquire).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ConfigError);
     return err as ConfigError;
   }
@@ -225,7 +259,9 @@ describe('config messages that lead to the fix', () => {
   });
 
   it('says the likely indentation when source: sits at the level of the profile names', async () => {
-    const err = await configError('profiles:\n  work:\n  source: exec:op read op://Work/Anthropic/credential\n  ttl: 1h\n');
+    const err = await configError(
+      'profiles:\n  work:\n  source: exec:op read op://Work/Anthropic/credential\n  ttl: 1h\n',
+    );
     expect(err.problems).toEqual([expect.objectContaining({ kind: 'indentation', path: 'profiles.source', line: 3 })]);
     expect(err.problems[0]!.message).toContain('"work"');
   });
@@ -265,7 +301,9 @@ describe('config messages that lead to the fix', () => {
     ['fiel:~/key', 'file'],
   ])('suggests the source kind %s most likely meant', async (source, suggestion) => {
     const err = await configError(`profiles:\n  a:\n    source: ${JSON.stringify(source)}\n`);
-    expect(err.problems).toEqual([expect.objectContaining({ kind: 'source', path: 'profiles.a.source', line: 3, suggestion })]);
+    expect(err.problems).toEqual([
+      expect.objectContaining({ kind: 'source', path: 'profiles.a.source', line: 3, suggestion }),
+    ]);
   });
 
   it('suggests nothing for a kind that resembles none', async () => {
@@ -273,8 +311,11 @@ describe('config messages that lead to the fix', () => {
     expect(err.problems[0]!.suggestion).toBeUndefined();
   });
 
-  it('warns (without failing) that a timeout of 10 s or more shows Claude Code\'s slow-helper notice', async () => {
-    const file = write('slow.yaml', 'defaults:\n  timeout: 12s\nprofiles:\n  a:\n    source: env:A\n    timeout: 15s\n  b:\n    source: env:B\n  c:\n    source: env:C\n    timeout: 9s\n');
+  it("warns (without failing) that a timeout of 10 s or more shows Claude Code's slow-helper notice", async () => {
+    const file = write(
+      'slow.yaml',
+      'defaults:\n  timeout: 12s\nprofiles:\n  a:\n    source: env:A\n    timeout: 15s\n  b:\n    source: env:B\n  c:\n    source: env:C\n    timeout: 9s\n',
+    );
     const config = await loadConfig(file, pool.acquire);
     expect(config.warnings.map((w) => [w.kind, w.path, w.line])).toEqual([
       ['slow-timeout', 'profiles.a.timeout', 6],

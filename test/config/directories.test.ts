@@ -51,7 +51,10 @@ describe('choosing a profile', () => {
     fs.symlinkSync(path.join(dir, 'proj'), path.join(dir, 'proj-link'));
     const chooser = new DirectoryChooser();
     chooser.setRules([{ dir: '~/proj', path: fs.realpathSync(path.join(dir, 'proj')), profile: 'p' }]);
-    expect(await chooser.choose(undefined, path.join(dir, 'proj-link', 'sub'))).toMatchObject({ profile: 'p', chosenBy: 'directory' });
+    expect(await chooser.choose(undefined, path.join(dir, 'proj-link', 'sub'))).toMatchObject({
+      profile: 'p',
+      chosenBy: 'directory',
+    });
     expect(await chooser.choose(undefined, path.join(dir, 'no-such'))).toMatchObject({ profile: 'default' });
   });
 });
@@ -66,8 +69,14 @@ describe('loading directories:', () => {
   it('resolves ~/ and symlinks at load', async () => {
     fs.mkdirSync(path.join(dir, 'real'), { recursive: true });
     fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'link'));
-    const loaded = await loadConfig(write('directories:\n  ~/link: a\nprofiles:\n  a:\n    source: env:X\n'), pool.acquire, dir);
-    expect(loaded.directories).toEqual([{ dir: '~/link', path: fs.realpathSync(path.join(dir, 'real')), profile: 'a' }]);
+    const loaded = await loadConfig(
+      write('directories:\n  ~/link: a\nprofiles:\n  a:\n    source: env:X\n'),
+      pool.acquire,
+      dir,
+    );
+    expect(loaded.directories).toEqual([
+      { dir: '~/link', path: fs.realpathSync(path.join(dir, 'real')), profile: 'a' },
+    ]);
     expect(loaded.audit).toBe(true);
   });
 
@@ -83,14 +92,20 @@ describe('loading directories:', () => {
 
   it('keybroker config check exits 8 on a directory mapped to a profile that does not exist', async () => {
     const file = write('directories:\n  ~/code/acme: wrok\nprofiles:\n  work:\n    source: env:X\n');
-    const result = await run(process.execPath, [CLI, 'config', 'check', '--config', file], { env: { ...process.env, HOME: dir } });
+    const result = await run(process.execPath, [CLI, 'config', 'check', '--config', file], {
+      env: { ...process.env, HOME: dir },
+    });
     expect(result.code).toBe(8);
     expect(result.stderr).toContain(`${file}:2: directories.~/code/acme:`);
   });
 
   it('audit: false turns the trail off; anything else but a boolean is a problem', async () => {
-    expect((await loadConfig(write('audit: false\nprofiles:\n  a:\n    source: env:X\n'), pool.acquire, dir)).audit).toBe(false);
-    const err = await loadConfig(write('audit: "no"\nprofiles:\n  a:\n    source: env:X\n'), pool.acquire, dir).catch((e: unknown) => e);
+    expect(
+      (await loadConfig(write('audit: false\nprofiles:\n  a:\n    source: env:X\n'), pool.acquire, dir)).audit,
+    ).toBe(false);
+    const err = await loadConfig(write('audit: "no"\nprofiles:\n  a:\n    source: env:X\n'), pool.acquire, dir).catch(
+      (e: unknown) => e,
+    );
     expect((err as ConfigError).problems.map((p) => p.path)).toEqual(['audit']);
   });
 });

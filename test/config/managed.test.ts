@@ -10,11 +10,21 @@ import { parseConfigText, parseManagedConfigText } from '../../src/config/load.j
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { startDaemon as startLifecycle } from '../../src/daemon/lifecycle.js';
 import { createLogger } from '../../src/log.js';
-import { daemonWorkspace, privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  daemonWorkspace,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 if (!IS_ROOT) {
-  console.warn('test/config/managed.test.ts: skipping the trusted-managed-config cases: making a file root-owned needs root (CI runs the tests as root)');
+  console.warn(
+    'test/config/managed.test.ts: skipping the trusted-managed-config cases: making a file root-owned needs root (CI runs the tests as root)',
+  );
 }
 
 const ORG_KEY = 'sk-org-managed-5a1f';
@@ -85,7 +95,7 @@ async function get(h: DaemonHandle, profile: string): Promise<string> {
 }
 
 describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root only)', () => {
-  it('overrides the user\'s profile of the same name; status, config check and doctor say so', async () => {
+  it("overrides the user's profile of the same name; status, config check and doctor say so", async () => {
     installManaged();
     const h = await daemon();
     expect(await get(h, 'org')).toBe(ORG_KEY);
@@ -104,21 +114,36 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     expect(check.code).toBe(0);
     const lines = check.stdout.split('\n');
     // The user's file and line, the key, and who manages it.
-    expect(lines).toContain(`${h.configPath}:4: profiles.org: profile org is managed by ${managedFile}; your definition is ignored`);
+    expect(lines).toContain(
+      `${h.configPath}:4: profiles.org: profile org is managed by ${managedFile}; your definition is ignored`,
+    );
 
-    const doctor = JSON.parse((await h.cli(['doctor', '--json', '--no-fetch'])).stdout) as Array<{ id: string; status: string; message: string }>;
-    expect(doctor.filter((c) => c.id === 'managed-config').map((c) => c.status)).toEqual(['ok', 'warn', 'warn', 'warn']);
+    const doctor = JSON.parse((await h.cli(['doctor', '--json', '--no-fetch'])).stdout) as Array<{
+      id: string;
+      status: string;
+      message: string;
+    }>;
+    expect(doctor.filter((c) => c.id === 'managed-config').map((c) => c.status)).toEqual([
+      'ok',
+      'warn',
+      'warn',
+      'warn',
+    ]);
     expect(doctor.find((c) => c.id === 'config')?.message).toContain('org (managed)');
   });
 
-  it('a locked default holds against the user\'s defaults and the user\'s own profiles', async () => {
+  it("a locked default holds against the user's defaults and the user's own profiles", async () => {
     installManaged();
     const h = await daemon();
     const check = await h.cli(['config', 'check']);
     expect(check.code).toBe(0);
     expect(check.stdout).toContain('  mine: env: source, ttl 15m, maxStale 0ms');
-    expect(check.stdout).toContain(`${h.configPath}:2: defaults.maxStale: defaults.maxStale is locked by ${managedFile}; your value is ignored`);
-    expect(check.stdout).toContain(`${h.configPath}:8: profiles.mine.maxStale: defaults.maxStale is locked by ${managedFile}; this profile's maxStale is ignored`);
+    expect(check.stdout).toContain(
+      `${h.configPath}:2: defaults.maxStale: defaults.maxStale is locked by ${managedFile}; your value is ignored`,
+    );
+    expect(check.stdout).toContain(
+      `${h.configPath}:8: profiles.mine.maxStale: defaults.maxStale is locked by ${managedFile}; this profile's maxStale is ignored`,
+    );
   });
 
   it('a reload picks up a managed config installed, changed or broken after start', async () => {
@@ -144,7 +169,11 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
   });
 
   it('the daemon notices a managed config installed or changed after start, without a signal', async () => {
-    const workspace = daemonWorkspace(path.join(dir, 'user'), USER_CONFIG, { KB_ORG: ORG_KEY, KB_USER_ORG: USER_ORG_KEY, KB_MINE: MINE_KEY });
+    const workspace = daemonWorkspace(path.join(dir, 'user'), USER_CONFIG, {
+      KB_ORG: ORG_KEY,
+      KB_USER_ORG: USER_ORG_KEY,
+      KB_MINE: MINE_KEY,
+    });
     const daemon = await startLifecycle({
       config: { path: workspace.configPath, from: '--config' },
       socket: { path: workspace.socket, from: '--socket' },
@@ -181,7 +210,8 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     const h = await daemon();
     h.writeConfig(`directories:\n  ${ownDir}: mine\n${USER_CONFIG}`);
     expect((await h.cli(['reload'])).code).toBe(0);
-    const inDir = async (cwd: string): Promise<string> => (await run('/bin/sh', ['-c', SHIM], { env: h.env, cwd })).stdout.trim();
+    const inDir = async (cwd: string): Promise<string> =>
+      (await run('/bin/sh', ['-c', SHIM], { env: h.env, cwd })).stdout.trim();
     expect(await inDir(orgDir)).toBe(ORG_KEY);
     expect(await inDir(ownDir)).toBe(MINE_KEY);
   });
@@ -189,8 +219,13 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
   it('KEYBROKER_MANAGED_CONFIG does not count where the platform file exists', () => {
     installManaged();
     const other = path.join(dir, 'other.yaml');
-    expect(resolveManagedConfigPath({ env: { KEYBROKER_MANAGED_CONFIG: other }, platformPath: managedFile })).toEqual({ path: managedFile, from: 'platform' });
-    expect(resolveManagedConfigPath({ env: { KEYBROKER_MANAGED_CONFIG: other }, platformPath: path.join(dir, 'none.yaml') })).toEqual({ path: other, from: 'KEYBROKER_MANAGED_CONFIG' });
+    expect(resolveManagedConfigPath({ env: { KEYBROKER_MANAGED_CONFIG: other }, platformPath: managedFile })).toEqual({
+      path: managedFile,
+      from: 'platform',
+    });
+    expect(
+      resolveManagedConfigPath({ env: { KEYBROKER_MANAGED_CONFIG: other }, platformPath: path.join(dir, 'none.yaml') }),
+    ).toEqual({ path: other, from: 'KEYBROKER_MANAGED_CONFIG' });
     expect(resolveManagedConfigPath({ env: {}, platformPath: path.join(dir, 'none.yaml') })).toBeUndefined();
   });
 });
@@ -238,7 +273,10 @@ describe('an untrusted managed config is ignored, with the error in status and d
       const text = (await h.cli(['status'])).stdout;
       expect(text).toContain(`managed  ${managedFile} (ignored)\n`);
       expect(text.split('\n').filter((l) => l.startsWith('error    '))).toHaveLength(1);
-      const doctor = JSON.parse((await h.cli(['doctor', '--json', '--no-fetch'])).stdout) as Array<{ id: string; status: string }>;
+      const doctor = JSON.parse((await h.cli(['doctor', '--json', '--no-fetch'])).stdout) as Array<{
+        id: string;
+        status: string;
+      }>;
       expect(doctor.filter((c) => c.id === 'managed-config').map((c) => c.status)).toEqual(['fail']);
       expect(h.log()).toContain('"level":50');
       expect(h.log()).toContain(`"managedConfig":"${managedFile}"`);
@@ -255,20 +293,41 @@ describe('merging (offline)', () => {
   );
 
   it('user profiles get the managed defaults and settings as their base, their own where not locked', () => {
-    const user = parseConfigText(`defaults:\n  ttl: 5m\n  timeout: 30s\nvault:\n  address: http://localhost:8200\n  namespace: me\nprofiles:\n  dev:\n    source: vault://secret/dev#key\n    timeout: 20s\n    vault:\n      address: http://127.0.0.1:8200\n      namespace: dev\n`, U);
+    const user = parseConfigText(
+      `defaults:\n  ttl: 5m\n  timeout: 30s\nvault:\n  address: http://localhost:8200\n  namespace: me\nprofiles:\n  dev:\n    source: vault://secret/dev#key\n    timeout: 20s\n    vault:\n      address: http://127.0.0.1:8200\n      namespace: dev\n`,
+      U,
+    );
     const merged = mergeManagedConfig({ managed, managedFile: M, user, userFile: U });
     expect(merged.user.defaults).toEqual({ ttl: 300_000 });
     expect(merged.user.profiles).toEqual({ dev: { source: 'vault://secret/dev#key', vault: { namespace: 'dev' } } });
-    expect((merged.user as Record<string, unknown>).vault).toEqual({ address: 'https://vault.example.com', namespace: 'me' });
+    expect((merged.user as Record<string, unknown>).vault).toEqual({
+      address: 'https://vault.example.com',
+      namespace: 'me',
+    });
     // Managed profiles see only the managed file's own settings.
-    expect((merged.managed as Record<string, unknown>).vault).toEqual({ address: 'https://vault.example.com', namespace: 'org' });
+    expect((merged.managed as Record<string, unknown>).vault).toEqual({
+      address: 'https://vault.example.com',
+      namespace: 'org',
+    });
     expect(merged.managed.defaults).toEqual({ ttl: 3_600_000 });
-    expect(merged.warnings.map((w) => w.path)).toEqual(['profiles.dev.timeout', 'profiles.dev.vault.address', 'defaults.timeout', 'vault.address']);
+    expect(merged.warnings.map((w) => w.path)).toEqual([
+      'profiles.dev.timeout',
+      'profiles.dev.vault.address',
+      'defaults.timeout',
+      'vault.address',
+    ]);
     expect(merged.warnings.every((w) => w.file === U)).toBe(true);
   });
 
   it('a locked key that is not a key is a problem in the managed config, with its line', () => {
-    expect(() => parseManagedConfigText('profiles: {}\nlocked:\n  - defaults.maxStal\n', M)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', problems: [expect.objectContaining({ path: 'locked.0', line: 2 })] }));
-    expect(() => parseManagedConfigText('locked: [profiles.org]\n', M)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+    expect(() => parseManagedConfigText('profiles: {}\nlocked:\n  - defaults.maxStal\n', M)).toThrow(
+      expect.objectContaining({
+        code: 'CONFIG_INVALID',
+        problems: [expect.objectContaining({ path: 'locked.0', line: 2 })],
+      }),
+    );
+    expect(() => parseManagedConfigText('locked: [profiles.org]\n', M)).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID' }),
+    );
   });
 });

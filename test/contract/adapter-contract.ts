@@ -24,7 +24,13 @@ export interface ContractFixture {
 }
 
 export function fetchContext(overrides: Partial<FetchContext> = {}, reason: FetchReason = 'miss'): FetchContext {
-  return { signal: new AbortController().signal, profile: 'contract', reason, log: createLogger({ level: 'silent' }), ...overrides };
+  return {
+    signal: new AbortController().signal,
+    profile: 'contract',
+    reason,
+    log: createLogger({ level: 'silent' }),
+    ...overrides,
+  };
 }
 
 export function describeAdapterContract(kind: string, setup: () => Promise<ContractFixture>): void {

@@ -34,7 +34,11 @@ it('starts with a FIFO config, answers CONFIG_INVALID at once, and stops on SIGT
     proc.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  await waitFor(async () => (await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { timeoutMs: 500 })).ok, 10_000, 'daemon to answer');
+  await waitFor(
+    async () => (await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { timeoutMs: 500 })).ok,
+    10_000,
+    'daemon to answer',
+  );
   const reply = await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'get', profile: 'default' }, { timeoutMs: 5_000 });
   expect(reply).toMatchObject({ ok: false, error: { code: 'CONFIG_INVALID' } });
   expect(log).toContain('not a regular file');
@@ -43,7 +47,10 @@ it('starts with a FIFO config, answers CONFIG_INVALID at once, and stops on SIGT
 });
 
 it('keeps serving the old config when the config is replaced by a FIFO and reloaded, and still stops on SIGTERM', async () => {
-  const d = await startDaemon({ config: 'profiles:\n  a:\n    source: env:KB_FIFO_KEY\n', env: { KB_FIFO_KEY: 'sk-fifo-old-config' } });
+  const d = await startDaemon({
+    config: 'profiles:\n  a:\n    source: env:KB_FIFO_KEY\n',
+    env: { KB_FIFO_KEY: 'sk-fifo-old-config' },
+  });
   cleanups.push(async () => {
     d.proc.kill('SIGKILL');
     fs.rmSync(d.dir, { recursive: true, force: true });

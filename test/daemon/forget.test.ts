@@ -14,7 +14,8 @@ const fetches = (name: string): number => {
 beforeAll(async () => {
   const counting = (name: string) => `exec:echo x >> ./${name}.count; echo sk-${name}`;
   d = await startDaemon({
-    config: `profiles:\n  work:\n    source: ${counting('work')}\n    ttl: 1h\n  home:\n    source: ${counting('home')}\n    ttl: 1h\n` +
+    config:
+      `profiles:\n  work:\n    source: ${counting('work')}\n    ttl: 1h\n  home:\n    source: ${counting('home')}\n    ttl: 1h\n` +
       `  slow:\n    source: exec:echo x >> ./slow.count; sleep 0.5; echo sk-slow\n    ttl: 1h\n`,
   });
 });
@@ -31,7 +32,9 @@ describe('keybroker forget', () => {
     expect(before).toEqual({ work: 1, home: 1 });
 
     expect(await d.cli(['forget', 'work'])).toMatchObject({ code: 0, stdout: 'forgot work\n' });
-    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+      profiles: Array<{ name: string; state: string }>;
+    };
     expect(status.profiles.find((p) => p.name === 'work')!.state).toBe('cold');
     expect(status.profiles.find((p) => p.name === 'home')!.state).toBe('fresh');
     expect(fetches('work')).toBe(1); // forgetting fetches nothing
@@ -44,7 +47,10 @@ describe('keybroker forget', () => {
   it('--all drops every profile', async () => {
     for (const p of ['work', 'home']) await d.shim(p);
     const before = { work: fetches('work'), home: fetches('home') };
-    expect(await d.cli(['forget', '--all'])).toMatchObject({ code: 0, stdout: 'forgot work\nforgot home\nforgot slow\n' });
+    expect(await d.cli(['forget', '--all'])).toMatchObject({
+      code: 0,
+      stdout: 'forgot work\nforgot home\nforgot slow\n',
+    });
     for (const p of ['work', 'home']) await d.shim(p);
     expect({ work: fetches('work'), home: fetches('home') }).toEqual({ work: before.work + 1, home: before.home + 1 });
   });
@@ -54,7 +60,9 @@ describe('keybroker forget', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(await d.request({ v: 1, op: 'forget', profile: 'slow' })).toMatchObject({ ok: true, forgotten: ['slow'] });
     expect(await pending).toMatchObject({ ok: true, value: 'sk-slow' }); // its waiter still gets it
-    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
+    const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+      profiles: Array<{ name: string; state: string }>;
+    };
     expect(status.profiles.find((p) => p.name === 'slow')!.state).toBe('cold');
     expect(await d.request({ v: 1, op: 'get', profile: 'slow' })).toMatchObject({ ok: true, value: 'sk-slow' });
     expect(fetches('slow')).toBe(2);

@@ -26,7 +26,10 @@ function tempDir(): string {
 
 /** Run `keybroker daemon` expecting it to exit; returns its status and stderr. */
 function daemonExits(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
-  return run(process.execPath, [CLI, 'daemon', ...args], { env, timeoutMs: 10_000 }).then((r) => ({ code: r.code, stderr: r.stderr }));
+  return run(process.execPath, [CLI, 'daemon', ...args], { env, timeoutMs: 10_000 }).then((r) => ({
+    code: r.code,
+    stderr: r.stderr,
+  }));
 }
 
 const mode = (p: string): number => fs.statSync(p).mode & 0o777;
@@ -47,27 +50,36 @@ describe('socket and directory', () => {
     fs.chmodSync(path.dirname(env.KEYBROKER_SOCKET!), 0o755);
     const { code, stderr } = await daemonExits(env);
     expect(code).toBe(18);
-    expect(stderr).toContain(`keybroker: socket directory ${path.dirname(env.KEYBROKER_SOCKET!)} is accessible by group or others (mode 0755); run: chmod 700`);
+    expect(stderr).toContain(
+      `keybroker: socket directory ${path.dirname(env.KEYBROKER_SOCKET!)} is accessible by group or others (mode 0755); run: chmod 700`,
+    );
     expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(false);
   });
 
-  it.skipIf(process.getuid?.() !== 0)('refuses a socket directory owned by another user (needs root to set up)', async () => {
-    const dir = tempDir();
-    const env = baseEnv(dir);
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
-    fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
-    fs.chownSync(path.dirname(env.KEYBROKER_SOCKET!), 4242, 4242);
-    const { code, stderr } = await daemonExits(env);
-    expect(code).toBe(18);
-    expect(stderr).toContain('is owned by uid 4242');
-  });
+  it.skipIf(process.getuid?.() !== 0)(
+    'refuses a socket directory owned by another user (needs root to set up)',
+    async () => {
+      const dir = tempDir();
+      const env = baseEnv(dir);
+      fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+      fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
+      fs.chownSync(path.dirname(env.KEYBROKER_SOCKET!), 4242, 4242);
+      const { code, stderr } = await daemonExits(env);
+      expect(code).toBe(18);
+      expect(stderr).toContain('is owned by uid 4242');
+    },
+  );
 
   it('replaces a stale socket left by a crashed daemon', async () => {
     const dir = tempDir();
     const env = baseEnv(dir);
     fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
     // A listener killed with SIGKILL leaves its socket file behind.
-    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(env.KEYBROKER_SOCKET)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['-e', `require('net').createServer().listen(${JSON.stringify(env.KEYBROKER_SOCKET)}, () => console.log('up'))`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await new Promise((r) => child.stdout!.once('data', r));
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
@@ -100,7 +112,7 @@ describe('socket and directory', () => {
 
 describe('signals', () => {
   it('on SIGTERM finishes replies in flight, removes its socket and exits 0', async () => {
-    const d = track(await startDaemon({ config: "profiles:\n  slow:\n    source: exec:sleep 1; echo sk-slow\n" }));
+    const d = track(await startDaemon({ config: 'profiles:\n  slow:\n    source: exec:sleep 1; echo sk-slow\n' }));
     const pending = d.request({ v: 1, op: 'get', profile: 'slow' }, 5_000);
     await new Promise((r) => setTimeout(r, 300));
     d.signal('SIGTERM');
@@ -122,19 +134,30 @@ describe('reload on SIGHUP', () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'key'), 'sk-one');
     const counting = (name: string) => `exec:echo x >> ${dir}/${name}.count; cat ${dir}/key`;
-    const fetches = (name: string) => (fs.existsSync(path.join(dir, `${name}.count`)) ? fs.readFileSync(path.join(dir, `${name}.count`), 'utf8').split('\n').length - 1 : 0);
-    const d = track(await startDaemon({
-      config: `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
-    }));
-    for (const p of ['keep', 'change', 'drop']) expect(await d.request({ v: 1, op: 'get', profile: p })).toMatchObject({ ok: true, value: 'sk-one' });
+    const fetches = (name: string) =>
+      fs.existsSync(path.join(dir, `${name}.count`))
+        ? fs.readFileSync(path.join(dir, `${name}.count`), 'utf8').split('\n').length - 1
+        : 0;
+    const d = track(
+      await startDaemon({
+        config: `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
+      }),
+    );
+    for (const p of ['keep', 'change', 'drop'])
+      expect(await d.request({ v: 1, op: 'get', profile: p })).toMatchObject({ ok: true, value: 'sk-one' });
     fs.writeFileSync(path.join(dir, 'key'), 'sk-two');
-    d.writeConfig(`profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n    ttl: 1h\n  add:\n    source: ${counting('add')}\n`);
+    d.writeConfig(
+      `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n    ttl: 1h\n  add:\n    source: ${counting('add')}\n`,
+    );
     d.signal('SIGHUP');
     await waitFor(() => d.log().includes('"msg":"config reloaded"'), 5_000, 'reload');
     expect(await d.request({ v: 1, op: 'get', profile: 'keep' })).toMatchObject({ ok: true, value: 'sk-one' });
     expect(await d.request({ v: 1, op: 'get', profile: 'change' })).toMatchObject({ ok: true, value: 'sk-two' });
     expect(await d.request({ v: 1, op: 'get', profile: 'add' })).toMatchObject({ ok: true, value: 'sk-two' });
-    expect(await d.request({ v: 1, op: 'get', profile: 'drop' })).toMatchObject({ ok: false, error: { code: 'UNKNOWN_PROFILE' } });
+    expect(await d.request({ v: 1, op: 'get', profile: 'drop' })).toMatchObject({
+      ok: false,
+      error: { code: 'UNKNOWN_PROFILE' },
+    });
     expect([fetches('keep'), fetches('change'), fetches('add')]).toEqual([1, 2, 1]);
     expect(d.log()).toMatch(/"added":\["add"\],"changed":\["change"\],"removed":\["drop"\],"kept":\["keep"\]/);
   });
@@ -196,7 +219,9 @@ describe('first run', () => {
     });
     const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
     await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
-    expect(log).toContain(`wrote a starter config to ${expected} — edit it, then run: keybroker reload (or kill -HUP ${proc.pid})`);
+    expect(log).toContain(
+      `wrote a starter config to ${expected} — edit it, then run: keybroker reload (or kill -HUP ${proc.pid})`,
+    );
     expect(fs.readFileSync(expected, 'utf8')).toMatch(/^# keybroker configuration/);
     expect(mode(expected)).toBe(0o600);
     // Its default profile points at a key file that does not exist yet: the error says what to do.

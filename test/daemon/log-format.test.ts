@@ -34,7 +34,9 @@ describe('the daemon log format', () => {
 
   const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
   it.skipIf(!script)('is readable lines when stderr is a terminal (run under script(1) for a pty)', async () => {
-    const r = await run(script!, ['-qec', `${process.execPath} ${CLI} daemon`, '/dev/null'], { env: failingDaemonEnv() });
+    const r = await run(script!, ['-qec', `${process.execPath} ${CLI} daemon`, '/dev/null'], {
+      env: failingDaemonEnv(),
+    });
     const lines = r.stdout.split(/\r?\n/).filter(Boolean);
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.some(isJson)).toBe(false);
@@ -53,7 +55,17 @@ describe('the daemon log format', () => {
 describe('formatLogLine', () => {
   it('prints time, level, message and the fields, one line, from the already-redacted record', () => {
     const line = formatLogLine(
-      JSON.stringify({ level: 40, time: '2026-01-01T12:04:31.000Z', pid: 1, name: 'keybroker', profile: 'work', err: { type: 'BrokerError', code: 'UNAVAILABLE', message: 'down' }, value: '[redacted]', retry: 'next-read', msg: 'fetch failed' }),
+      JSON.stringify({
+        level: 40,
+        time: '2026-01-01T12:04:31.000Z',
+        pid: 1,
+        name: 'keybroker',
+        profile: 'work',
+        err: { type: 'BrokerError', code: 'UNAVAILABLE', message: 'down' },
+        value: '[redacted]',
+        retry: 'next-read',
+        msg: 'fetch failed',
+      }),
     );
     expect(line.endsWith('\n')).toBe(true);
     expect(line.slice(0, -1)).not.toContain('\n');

@@ -6,7 +6,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DAEMON_NODE_FLAGS, missingNodeFlags } from '../../src/protocol/daemon-node-flags.js';
-import { baseEnv, daemonPid, privateTempDir, run, SHIM, startDaemon, stopAutostarted, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  daemonPid,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  stopAutostarted,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 
 const LINUX = process.platform === 'linux';
 /** Node 22.15+ and 24 can exec: a daemon started by hand becomes one with the options. */
@@ -15,7 +24,11 @@ const CONFIG = 'profiles:\n  default:\n    source: env:KB_FLAGS_KEY\n';
 
 const cmdline = (pid: number): string[] => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
 /** The node options on a command line: what comes between the node binary and the script. */
-const nodeOptionsOf = (argv: string[]): string[] => argv.slice(1, argv.findIndex((a) => a.endsWith('main.js')));
+const nodeOptionsOf = (argv: string[]): string[] =>
+  argv.slice(
+    1,
+    argv.findIndex((a) => a.endsWith('main.js')),
+  );
 
 let daemon: DaemonHandle | undefined;
 afterEach(async () => {
@@ -67,7 +80,12 @@ describe.skipIf(!LINUX)('who passes them', () => {
       const pid = (await daemonPid(env))!;
       const argv = cmdline(pid);
       expect(nodeOptionsOf(argv)).toEqual(DAEMON_NODE_FLAGS);
-      expect(argv.slice(argv.findIndex((a) => a.endsWith('main.js')) + 1)).toEqual(['daemon', '--autostarted', '--socket', env.KEYBROKER_SOCKET]);
+      expect(argv.slice(argv.findIndex((a) => a.endsWith('main.js')) + 1)).toEqual([
+        'daemon',
+        '--autostarted',
+        '--socket',
+        env.KEYBROKER_SOCKET,
+      ]);
       // One daemon, started once: its log says "listening" once.
       const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
       expect(log.match(/"msg":"listening"/g)).toHaveLength(1);

@@ -10,7 +10,10 @@ let d: DaemonHandle;
 const KEY = 'sk-proto-4f1c2a';
 
 beforeAll(async () => {
-  d = await startDaemon({ config: 'profiles:\n  default:\n    source: env:KB_PROTO_KEY\n', env: { KB_PROTO_KEY: KEY } });
+  d = await startDaemon({
+    config: 'profiles:\n  default:\n    source: env:KB_PROTO_KEY\n',
+    env: { KB_PROTO_KEY: KEY },
+  });
 });
 afterAll(async () => {
   await d.stop();
@@ -18,7 +21,10 @@ afterAll(async () => {
 });
 
 /** Send raw bytes, optionally half-closing, and collect whatever comes back until close. */
-function raw(data: Buffer | string, options: { end?: boolean; timeoutMs?: number } = {}): Promise<{ reply: string; closed: boolean }> {
+function raw(
+  data: Buffer | string,
+  options: { end?: boolean; timeoutMs?: number } = {},
+): Promise<{ reply: string; closed: boolean }> {
   return new Promise((resolve) => {
     const socket = net.createConnection({ path: d.socket, allowHalfOpen: true });
     let reply = '';
@@ -75,27 +81,46 @@ describe('requests', () => {
   });
 
   it('answers refresh for one profile and for all', async () => {
-    expect(parse((await raw('{"v":1,"op":"refresh","profile":"default"}\n')).reply)).toMatchObject({ ok: true, refreshed: ['default'], failed: [] });
-    expect(parse((await raw('{"v":1,"op":"refresh","all":true}\n')).reply)).toMatchObject({ ok: true, refreshed: ['default'] });
+    expect(parse((await raw('{"v":1,"op":"refresh","profile":"default"}\n')).reply)).toMatchObject({
+      ok: true,
+      refreshed: ['default'],
+      failed: [],
+    });
+    expect(parse((await raw('{"v":1,"op":"refresh","all":true}\n')).reply)).toMatchObject({
+      ok: true,
+      refreshed: ['default'],
+    });
   });
 
   it('names the profiles it has when asked for an unknown one', async () => {
     const reply = parse((await raw('{"v":1,"op":"get","profile":"nope"}\n')).reply);
-    expect(reply.error).toEqual({ code: 'UNKNOWN_PROFILE', message: `no profile "nope" in ${d.configPath} (profiles: default)`, transient: false });
+    expect(reply.error).toEqual({
+      code: 'UNKNOWN_PROFILE',
+      message: `no profile "nope" in ${d.configPath} (profiles: default)`,
+      transient: false,
+    });
   });
 });
 
 describe('bad input', () => {
   const cases: Array<[string, Buffer | string, RegExp]> = [
     ['invalid JSON', '{"v":1,"op":\n', /not valid JSON/],
-    ['invalid UTF-8', Buffer.concat([Buffer.from('{"v":1,"op":"get","profile":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n')]), /not valid UTF-8/],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from('{"v":1,"op":"get","profile":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n')]),
+      /not valid UTF-8/,
+    ],
     ['a JSON array', '[1,2]\n', /must be a JSON object/],
     ['a missing version', '{"op":"ping"}\n', /unsupported protocol version null/],
     ['a future version', '{"v":2,"op":"ping"}\n', /unsupported protocol version 2/],
     ['an unknown op', '{"v":1,"op":"delete"}\n', /unknown op "delete": use one of get, refresh, forget, status, ping/],
     ['an unknown field', '{"v":1,"op":"ping","sudo":true}\n', /unknown field "sudo"/],
     ['a field of the wrong type', '{"v":1,"op":"get","profile":7}\n', /profile/],
-    ['a malformed consumer', '{"v":1,"op":"get","profile":"default","consumer":{"pid":-1,"claudeCode":true}}\n', /consumer\.pid/],
+    [
+      'a malformed consumer',
+      '{"v":1,"op":"get","profile":"default","consumer":{"pid":-1,"claudeCode":true}}\n',
+      /consumer\.pid/,
+    ],
     ['refresh without a target', '{"v":1,"op":"refresh"}\n', /needs a profile or "all"/],
     ['binary garbage', Buffer.from([0, 1, 2, 0xff, 0xfe, 10]), /not valid UTF-8|not valid JSON/],
   ];
@@ -127,11 +152,15 @@ describe('bad input', () => {
   it('still answers a good request at once while hundreds of idle connections are open', async () => {
     const idle: net.Socket[] = [];
     await Promise.all(
-      Array.from({ length: 300 }, () => new Promise<void>((resolve) => {
-        const s = net.createConnection({ path: d.socket }, () => resolve());
-        s.on('error', () => resolve());
-        idle.push(s);
-      })),
+      Array.from(
+        { length: 300 },
+        () =>
+          new Promise<void>((resolve) => {
+            const s = net.createConnection({ path: d.socket }, () => resolve());
+            s.on('error', () => resolve());
+            idle.push(s);
+          }),
+      ),
     );
     try {
       await stillServes();
@@ -165,7 +194,11 @@ describe('bad input', () => {
   it('logs bad requests without echoing them', async () => {
     // Its own bad request, with a field name found nowhere else, so no other test's traffic counts.
     const field = `sudo-${process.pid}-${Date.now()}`;
-    const refusals = (): number => d.log().split('\n').filter((l) => l.includes('"ok":false')).length;
+    const refusals = (): number =>
+      d
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('"ok":false')).length;
     const before = refusals();
     const { reply } = await raw(`{"v":1,"op":"ping","${field}":true}\n`);
     expect(parse(reply).error?.code).toBe('BAD_REQUEST');

@@ -115,7 +115,9 @@ describe('two SIGTERMs in quick succession', () => {
   it('still stop the daemon cleanly: exit 0, socket removed', async () => {
     for (let round = 0; round < 3; round++) {
       const d = track(await startDaemon({ config: 'profiles: {}\n' }));
-      const exited = new Promise<{ code: number | null; signal: string | null }>((r) => d.proc.once('exit', (code, signal) => r({ code, signal })));
+      const exited = new Promise<{ code: number | null; signal: string | null }>((r) =>
+        d.proc.once('exit', (code, signal) => r({ code, signal })),
+      );
       // Keep signalling until it is gone: whatever point of the stop a signal lands in, it must
       // join the stop rather than get the default action.
       const burst = setInterval(() => {

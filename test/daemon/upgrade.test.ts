@@ -7,16 +7,28 @@ import { detectStartedBy } from '../../src/cli/daemon-command.js';
 import { sendRequest } from '../../src/protocol/client.js';
 import type { PingReply, Request, StatusReply } from '../../src/protocol/messages.js';
 import { BUILD_ID, VERSION } from '../../src/protocol/build-info.js';
-import { baseEnv, privateTempDir, ROOT, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  privateTempDir,
+  ROOT,
+  run,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { otherBuild, type OtherBuild } from '../helpers/other-build.js';
 
-const builtId = (): string => /STAMPED = '([0-9a-f]{12})'/.exec(fs.readFileSync(path.join(ROOT, 'dist/src/protocol/build-info.js'), 'utf8'))![1]!;
+const builtId = (): string =>
+  /STAMPED = '([0-9a-f]{12})'/.exec(fs.readFileSync(path.join(ROOT, 'dist/src/protocol/build-info.js'), 'utf8'))![1]!;
 
 describe('the build id', () => {
   it('is stamped into the built files, and restamping gives the same id', async () => {
     const id = builtId();
     expect(id).toMatch(/^[0-9a-f]{12}$/);
-    expect(fs.readFileSync(path.join(ROOT, 'dist/src/shim/keybroker-shim.cjs'), 'utf8')).toContain(`"${id}" /* build-id */`);
+    expect(fs.readFileSync(path.join(ROOT, 'dist/src/shim/keybroker-shim.cjs'), 'utf8')).toContain(
+      `"${id}" /* build-id */`,
+    );
     const r = await run(process.execPath, [path.join(ROOT, 'scripts/stamp-build-id.mjs')]);
     expect(r.code).toBe(0);
     expect(builtId()).toBe(id);
@@ -49,7 +61,11 @@ describe('a daemon of another build', () => {
   beforeAll(async () => {
     dir = privateTempDir('kb-upg-');
     old = otherBuild(dir);
-    d = await startDaemon({ config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n', env: { KB_UPG_KEY: 'sk-upg-1' }, cli: old.cli });
+    d = await startDaemon({
+      config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
+      env: { KB_UPG_KEY: 'sk-upg-1' },
+      cli: old.cli,
+    });
   });
   afterAll(async () => {
     await d.stop();
@@ -60,7 +76,10 @@ describe('a daemon of another build', () => {
   it('says which build it is and how it was started, on ping, get and status', async () => {
     const ping = (await d.request({ v: 1, op: 'ping' })) as PingReply;
     expect(ping).toMatchObject({ ok: true, build: old.build, startedBy: 'foreground', pid: d.proc.pid });
-    expect(await d.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, daemon: { build: old.build, pid: d.proc.pid } });
+    expect(await d.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({
+      ok: true,
+      daemon: { build: old.build, pid: d.proc.pid },
+    });
     const status = (await d.request({ v: 1, op: 'status' })) as StatusReply;
     expect(status.daemon).toMatchObject({ build: old.build, startedBy: 'foreground' });
   });
@@ -102,7 +121,11 @@ describe('keybroker-shim and an upgrade', () => {
   it('serves the key from a daemon of another build, and says in one line how to restart it', async () => {
     const dir = privateTempDir('kb-upg2-');
     const old = otherBuild(dir);
-    const d = await startDaemon({ config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n', env: { KB_UPG_KEY: 'sk-upg-2' }, cli: old.cli });
+    const d = await startDaemon({
+      config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
+      env: { KB_UPG_KEY: 'sk-upg-2' },
+      cli: old.cli,
+    });
     try {
       const r = await d.shim();
       expect(r).toMatchObject({ code: 0, stdout: 'sk-upg-2\n' });
@@ -147,7 +170,11 @@ describe('keybroker restart', () => {
   it('stops a daemon of another build gracefully and starts this build in its place', async () => {
     const dir = privateTempDir('kb-upg4-');
     const old = otherBuild(dir);
-    const d = await startDaemon({ config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n', env: { KB_UPG_KEY: 'sk-upg-4' }, cli: old.cli });
+    const d = await startDaemon({
+      config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
+      env: { KB_UPG_KEY: 'sk-upg-4' },
+      cli: old.cli,
+    });
     try {
       const r = await d.cli(['restart']);
       expect(r.code).toBe(0);
@@ -167,11 +194,19 @@ describe('keybroker restart', () => {
 
 describe('a request field the daemon does not know', () => {
   it('fails loudly (BAD_REQUEST), never silently ignored', async () => {
-    const d = await startDaemon({ config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n', env: { KB_UPG_KEY: 'sk-upg-5' } });
+    const d = await startDaemon({
+      config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
+      env: { KB_UPG_KEY: 'sk-upg-5' },
+    });
     try {
       const unknownField = { v: 1, op: 'get', profile: 'default', fromTheFuture: true } as unknown as Request;
       expect(await d.request(unknownField)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
-      const unknownConsumerField = { v: 1, op: 'get', profile: 'default', consumer: { pid: 1, claudeCode: false, fromTheFuture: 1 } } as unknown as Request;
+      const unknownConsumerField = {
+        v: 1,
+        op: 'get',
+        profile: 'default',
+        consumer: { pid: 1, claudeCode: false, fromTheFuture: 1 },
+      } as unknown as Request;
       expect(await d.request(unknownConsumerField)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
     } finally {
       await d.stop();

@@ -83,7 +83,9 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   });
 }
 
-function parseAuthorization(header: string | undefined): { signedBy: string; region: string; service: string } | undefined {
+function parseAuthorization(
+  header: string | undefined,
+): { signedBy: string; region: string; service: string } | undefined {
   // AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/sts/aws4_request, SignedHeaders=…, Signature=…
   const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request,/.exec(header ?? '');
   return m ? { signedBy: m[1]!, region: m[2]!, service: m[3]! } : undefined;
@@ -121,7 +123,15 @@ export async function startFakeAwsIdentity(options: { lifetimeMs?: number } = {}
         stsCalls.push(call);
         const fault = faults.shift();
         if (fault || !auth || call.action !== 'AssumeRole') {
-          const f = fault ?? (auth ? { status: 400, code: 'InvalidAction', message: 'only AssumeRole here' } : { status: 403, code: 'MissingAuthenticationToken', message: 'Request is missing Authentication Token' });
+          const f =
+            fault ??
+            (auth
+              ? { status: 400, code: 'InvalidAction', message: 'only AssumeRole here' }
+              : {
+                  status: 403,
+                  code: 'MissingAuthenticationToken',
+                  message: 'Request is missing Authentication Token',
+                });
           res.writeHead(f.status, { 'content-type': 'text/xml' });
           res.end(
             `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>${f.status >= 500 ? 'Receiver' : 'Sender'}</Type>` +
@@ -149,7 +159,11 @@ export async function startFakeAwsIdentity(options: { lifetimeMs?: number } = {}
           bearerToken: typeof bearer === 'string' ? bearer : undefined,
         };
         ssoCalls.push(call);
-        const fault = faults.shift() ?? (call.bearerToken === ssoAccessToken ? undefined : { status: 401, code: 'UnauthorizedException', message: 'Session token not found or invalid' });
+        const fault =
+          faults.shift() ??
+          (call.bearerToken === ssoAccessToken
+            ? undefined
+            : { status: 401, code: 'UnauthorizedException', message: 'Session token not found or invalid' });
         if (fault) {
           res.writeHead(fault.status, { 'content-type': 'application/json', 'x-amzn-errortype': fault.code });
           res.end(JSON.stringify({ message: fault.message }));

@@ -16,7 +16,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type ContentBlock = { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+export type ContentBlock =
+  { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
 
 export interface MessagesRequest {
   key: string | undefined;
@@ -89,7 +90,8 @@ export class FakeMessagesApi {
       chunks.push(chunk);
     }
     const url = new URL(req.url ?? '/', 'http://fake');
-    if (req.method !== 'POST' || url.pathname !== '/v1/messages') return sendError(res, 404, 'not_found_error', `no route ${req.method} ${url.pathname}`);
+    if (req.method !== 'POST' || url.pathname !== '/v1/messages')
+      return sendError(res, 404, 'not_found_error', `no route ${req.method} ${url.pathname}`);
     let body: { stream?: unknown; model?: unknown; messages?: unknown };
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
@@ -113,7 +115,14 @@ export class FakeMessagesApi {
     }
     const content = this.answer(request, index);
     const stopReason = content.some((b) => b.type === 'tool_use') ? 'tool_use' : 'end_turn';
-    const message = { id: `msg_fake_${++this.#nextId}`, type: 'message', role: 'assistant', model: request.model ?? 'fake', stop_sequence: null, usage: { input_tokens: 1, output_tokens: 1 } };
+    const message = {
+      id: `msg_fake_${++this.#nextId}`,
+      type: 'message',
+      role: 'assistant',
+      model: request.model ?? 'fake',
+      stop_sequence: null,
+      usage: { input_tokens: 1, output_tokens: 1 },
+    };
     if (!request.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ ...message, content, stop_reason: stopReason }));
@@ -129,8 +138,14 @@ export class FakeMessagesApi {
         event('content_block_start', { index: i, content_block: { type: 'text', text: '' } });
         event('content_block_delta', { index: i, delta: { type: 'text_delta', text: block.text } });
       } else {
-        event('content_block_start', { index: i, content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} } });
-        event('content_block_delta', { index: i, delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input) } });
+        event('content_block_start', {
+          index: i,
+          content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} },
+        });
+        event('content_block_delta', {
+          index: i,
+          delta: { type: 'input_json_delta', partial_json: JSON.stringify(block.input) },
+        });
       }
       event('content_block_stop', { index: i });
     });
@@ -151,7 +166,10 @@ function promptOf(messages: unknown): string {
   if (first?.role !== 'user') return '';
   if (typeof first.content === 'string') return first.content;
   if (!Array.isArray(first.content)) return '';
-  return (first.content as Array<{ type?: unknown; text?: unknown }>).filter((c) => c.type === 'text').map((c) => String(c.text)).join('\n');
+  return (first.content as Array<{ type?: unknown; text?: unknown }>)
+    .filter((c) => c.type === 'text')
+    .map((c) => String(c.text))
+    .join('\n');
 }
 
 function toolResultsOf(messages: unknown): string[] {
@@ -163,7 +181,12 @@ function toolResultsOf(messages: unknown): string[] {
     if (block.type !== 'tool_result') continue;
     if (typeof block.content === 'string') out.push(block.content);
     else if (Array.isArray(block.content)) {
-      out.push((block.content as Array<{ type?: unknown; text?: unknown }>).filter((c) => c.type === 'text').map((c) => String(c.text)).join(''));
+      out.push(
+        (block.content as Array<{ type?: unknown; text?: unknown }>)
+          .filter((c) => c.type === 'text')
+          .map((c) => String(c.text))
+          .join(''),
+      );
     }
   }
   return out;

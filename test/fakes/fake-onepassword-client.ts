@@ -12,7 +12,14 @@
 //
 // Vaults, items and fields match by name or ID, as 1Password does; sections likewise.
 import { randomBytes } from 'node:crypto';
-import { Secrets, throwError, type ResolveAllResponse, type ResolveReferenceError, type ResolvedReference, type Response } from '@1password/sdk';
+import {
+  Secrets,
+  throwError,
+  type ResolveAllResponse,
+  type ResolveReferenceError,
+  type ResolvedReference,
+  type Response,
+} from '@1password/sdk';
 
 export type FakeFailure =
   | 'rate-limit'
@@ -77,7 +84,10 @@ export class FakeOnePasswordClient {
       await this.#answerDelay();
       this.#maybeFail();
       const r = this.#resolveOne(secretReference);
-      if (r.error) throwError(JSON.stringify({ name: 'ResolvingSecretReference', message: CORE_MESSAGES[r.error.type] ?? r.error.type }));
+      if (r.error)
+        throwError(
+          JSON.stringify({ name: 'ResolvingSecretReference', message: CORE_MESSAGES[r.error.type] ?? r.error.type }),
+        );
       return r.content!.secret;
     },
     resolveAll: async (secretReferences: string[]): Promise<ResolveAllResponse> => {
@@ -98,8 +108,15 @@ export class FakeOnePasswordClient {
   }
 
   /** Create or rotate a field (creating its vault and item as needed). */
-  setField(vault: string, item: string, field: string, value: string, options: { section?: string; kind?: FakeField['kind'] } = {}): void {
-    const v = this.#vaults.find((x) => x.name === vault) ?? this.#push(this.#vaults, { id: fakeId(), name: vault, items: [] });
+  setField(
+    vault: string,
+    item: string,
+    field: string,
+    value: string,
+    options: { section?: string; kind?: FakeField['kind'] } = {},
+  ): void {
+    const v =
+      this.#vaults.find((x) => x.name === vault) ?? this.#push(this.#vaults, { id: fakeId(), name: vault, items: [] });
     const i = v.items.find((x) => x.title === item) ?? this.#push(v.items, { id: fakeId(), title: item, fields: [] });
     const f = i.fields.find((x) => x.label === field && x.section?.label === options.section);
     if (f) {

@@ -84,14 +84,20 @@ interface ParsedAuthorization {
 
 class AwsError extends Error {
   retryAfter: string | undefined;
-  constructor(readonly type: string, message: string, readonly status = 400, readonly messageKey: 'message' | 'Message' = 'message') {
+  constructor(
+    readonly type: string,
+    message: string,
+    readonly status = 400,
+    readonly messageKey: 'message' | 'Message' = 'message',
+  ) {
     super(message);
   }
 }
 
 const MAX_BODY_BYTES = 256 * 1024;
 const CLOCK_SKEW_MS = 15 * 60_000;
-const AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]+)\/(\d{8})\/([a-z0-9-]+)\/([a-z0-9-]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
+const AUTHORIZATION =
+  /^AWS4-HMAC-SHA256 Credential=([A-Za-z0-9]+)\/(\d{8})\/([a-z0-9-]+)\/([a-z0-9-]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
 const SERVER_FAULTS = new Set(['InternalServiceError', 'InternalFailure', 'ServiceUnavailable']);
 
 export const TEST_CREDENTIALS: FakeCredentials = {
@@ -186,11 +192,19 @@ export class FakeSecretsManager {
     if (!secret) {
       // Secrets Manager appends a hyphen and six random characters to the name in the ARN.
       const suffix = randomBytes(6).toString('base64url').replace(/[-_]/g, 'x').slice(0, 6);
-      secret = { name, region, arn: `arn:aws:secretsmanager:${region}:${this.accountId}:secret:${name}-${suffix}`, versions: [], deleted: false };
+      secret = {
+        name,
+        region,
+        arn: `arn:aws:secretsmanager:${region}:${this.accountId}:secret:${name}-${suffix}`,
+        versions: [],
+        deleted: false,
+      };
       this.#secrets.set(key, secret);
     }
     const stages = options.stages ?? ['AWSCURRENT'];
-    const previous = stages.includes('AWSCURRENT') ? secret.versions.find((v) => v.stages.has('AWSCURRENT')) : undefined;
+    const previous = stages.includes('AWSCURRENT')
+      ? secret.versions.find((v) => v.stages.has('AWSCURRENT'))
+      : undefined;
     if (previous) {
       this.#moveStage(secret, 'AWSPREVIOUS');
       previous.stages.add('AWSPREVIOUS');
@@ -244,7 +258,9 @@ export class FakeSecretsManager {
 
   /** Requests that reached GetSecretValue (signed correctly or not), optionally for one secret. */
   calls(secretId?: string): RecordedRequest[] {
-    return this.requests.filter((r) => r.target === 'secretsmanager.GetSecretValue' && (secretId === undefined || r.secretId === secretId));
+    return this.requests.filter(
+      (r) => r.target === 'secretsmanager.GetSecretValue' && (secretId === undefined || r.secretId === secretId),
+    );
   }
 
   async close(): Promise<void> {
@@ -274,11 +290,13 @@ export class FakeSecretsManager {
     try {
       if (body === undefined) throw new AwsError('SerializationException', 'request body too large');
       const auth = await this.#authenticate(req, body, record);
-      if (req.method !== 'POST' || (req.url ?? '/') !== '/') throw new AwsError('UnknownOperationException', 'Unknown operation', 404);
+      if (req.method !== 'POST' || (req.url ?? '/') !== '/')
+        throw new AwsError('UnknownOperationException', 'Unknown operation', 404);
       if (header(req, 'content-type') !== 'application/x-amz-json-1.1') {
         throw new AwsError('SerializationException', 'Content-Type must be application/x-amz-json-1.1');
       }
-      if (record.target !== 'secretsmanager.GetSecretValue') throw new AwsError('UnknownOperationException', 'Unknown operation');
+      if (record.target !== 'secretsmanager.GetSecretValue')
+        throw new AwsError('UnknownOperationException', 'Unknown operation');
       let input: Record<string, unknown>;
       try {
         input = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
@@ -295,7 +313,12 @@ export class FakeSecretsManager {
       const e = err instanceof AwsError ? err : new AwsError('InternalFailure', 'internal error in the fake', 500);
       record.status = e.status;
       record.error = e.type;
-      send(res, e.status, { __type: e.type, [e.messageKey]: e.message }, e.retryAfter === undefined ? {} : { 'Retry-After': e.retryAfter });
+      send(
+        res,
+        e.status,
+        { __type: e.type, [e.messageKey]: e.message },
+        e.retryAfter === undefined ? {} : { 'Retry-After': e.retryAfter },
+      );
     }
   }
 
@@ -306,7 +329,12 @@ export class FakeSecretsManager {
     failure.left--;
     if (failure.left <= 0) this.#failures.splice(i, 1);
     const status = failure.status ?? (SERVER_FAULTS.has(failure.type) ? 500 : 400);
-    const error = new AwsError(failure.type, failure.message ?? defaultMessage(failure.type), status, SERVER_FAULTS.has(failure.type) || failure.type === 'DecryptionFailure' ? 'Message' : 'message');
+    const error = new AwsError(
+      failure.type,
+      failure.message ?? defaultMessage(failure.type),
+      status,
+      SERVER_FAULTS.has(failure.type) || failure.type === 'DecryptionFailure' ? 'Message' : 'message',
+    );
     error.retryAfter = failure.retryAfter;
     throw error;
   }
@@ -320,20 +348,42 @@ export class FakeSecretsManager {
       throw new AwsError('InvalidParameterException', 'Invalid VersionId', 400, 'Message');
     }
     const secret = [...this.#secrets.values()].find((s) => s.region === region && (s.name === id || s.arn === id));
-    if (!secret) throw new AwsError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.", 400, 'Message');
+    if (!secret)
+      throw new AwsError(
+        'ResourceNotFoundException',
+        "Secrets Manager can't find the specified secret.",
+        400,
+        'Message',
+      );
     if (secret.deleted) {
-      throw new AwsError('InvalidRequestException', "You can't perform this operation on the secret because it was marked for deletion.", 400, 'Message');
+      throw new AwsError(
+        'InvalidRequestException',
+        "You can't perform this operation on the secret because it was marked for deletion.",
+        400,
+        'Message',
+      );
     }
     let version: SecretVersion | undefined;
     if (record.versionId !== undefined) {
       version = secret.versions.find((v) => v.id === record.versionId);
       if (!version || (record.versionStage !== undefined && !version.stages.has(record.versionStage))) {
-        throw new AwsError('ResourceNotFoundException', `Secrets Manager can't find the specified secret value for VersionId: ${record.versionId}`, 400, 'Message');
+        throw new AwsError(
+          'ResourceNotFoundException',
+          `Secrets Manager can't find the specified secret value for VersionId: ${record.versionId}`,
+          400,
+          'Message',
+        );
       }
     } else {
       const stage = record.versionStage ?? 'AWSCURRENT';
       version = secret.versions.find((v) => v.stages.has(stage));
-      if (!version) throw new AwsError('ResourceNotFoundException', `Secrets Manager can't find the specified secret value for staging label: ${stage}`, 400, 'Message');
+      if (!version)
+        throw new AwsError(
+          'ResourceNotFoundException',
+          `Secrets Manager can't find the specified secret value for staging label: ${stage}`,
+          400,
+          'Message',
+        );
     }
     const out: Record<string, unknown> = {
       ARN: secret.arn,
@@ -351,7 +401,11 @@ export class FakeSecretsManager {
     const authorization = header(req, 'authorization');
     if (!authorization) throw new AwsError('MissingAuthenticationTokenException', 'Missing Authentication Token');
     const m = AUTHORIZATION.exec(authorization);
-    if (!m) throw new AwsError('IncompleteSignatureException', 'Authorization header requires Credential, SignedHeaders and Signature, separated by commas.');
+    if (!m)
+      throw new AwsError(
+        'IncompleteSignatureException',
+        'Authorization header requires Credential, SignedHeaders and Signature, separated by commas.',
+      );
     const auth: ParsedAuthorization = {
       accessKeyId: m[1]!,
       date: m[2]!,
@@ -362,30 +416,47 @@ export class FakeSecretsManager {
     };
     record.region = auth.region;
     record.accessKeyId = auth.accessKeyId;
-    if (auth.service !== 'secretsmanager') throw new AwsError('InvalidSignatureException', `Credential should be scoped to correct service: 'secretsmanager'.`);
-    if (!this.regions.includes(auth.region)) throw new AwsError('InvalidSignatureException', `Credential should be scoped to a valid region.`);
+    if (auth.service !== 'secretsmanager')
+      throw new AwsError(
+        'InvalidSignatureException',
+        `Credential should be scoped to correct service: 'secretsmanager'.`,
+      );
+    if (!this.regions.includes(auth.region))
+      throw new AwsError('InvalidSignatureException', `Credential should be scoped to a valid region.`);
     const amzDate = header(req, 'x-amz-date');
     if (!amzDate || !/^\d{8}T\d{6}Z$/.test(amzDate) || !amzDate.startsWith(auth.date)) {
       throw new AwsError('IncompleteSignatureException', 'X-Amz-Date must be set and match the credential scope date.');
     }
-    const signingDate = new Date(`${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`);
-    if (Math.abs(Date.now() - signingDate.getTime()) > CLOCK_SKEW_MS) throw new AwsError('InvalidSignatureException', 'Signature expired.');
+    const signingDate = new Date(
+      `${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 8)}T${amzDate.slice(9, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`,
+    );
+    if (Math.abs(Date.now() - signingDate.getTime()) > CLOCK_SKEW_MS)
+      throw new AwsError('InvalidSignatureException', 'Signature expired.');
     for (const required of ['host', 'x-amz-date', 'x-amz-target']) {
-      if (!auth.signedHeaders.includes(required)) throw new AwsError('InvalidSignatureException', `'${required}' must be a signed header.`);
+      if (!auth.signedHeaders.includes(required))
+        throw new AwsError('InvalidSignatureException', `'${required}' must be a signed header.`);
     }
     const credentials = this.#credentials.get(auth.accessKeyId);
-    if (!credentials) throw new AwsError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+    if (!credentials)
+      throw new AwsError('UnrecognizedClientException', 'The security token included in the request is invalid.');
     if (credentials.sessionToken !== undefined && header(req, 'x-amz-security-token') !== credentials.sessionToken) {
       throw new AwsError('UnrecognizedClientException', 'The security token included in the request is invalid.');
     }
     const headers: Record<string, string> = {};
     for (const name of auth.signedHeaders) {
       const value = header(req, name);
-      if (value === undefined) throw new AwsError('IncompleteSignatureException', `Signed header '${name}' is missing from the request.`);
+      if (value === undefined)
+        throw new AwsError('IncompleteSignatureException', `Signed header '${name}' is missing from the request.`);
       headers[name] = value;
     }
     const host = headers.host!;
-    const signer = new SignatureV4({ credentials, region: auth.region, service: auth.service, sha256: NodeSha256, applyChecksum: false });
+    const signer = new SignatureV4({
+      credentials,
+      region: auth.region,
+      service: auth.service,
+      sha256: NodeSha256,
+      applyChecksum: false,
+    });
     const signed = await signer.sign(
       {
         method: req.method ?? 'POST',
@@ -399,8 +470,14 @@ export class FakeSecretsManager {
       { signingDate, signableHeaders: new Set(auth.signedHeaders) },
     );
     const expected = /Signature=([0-9a-f]{64})$/.exec(String(signed.headers.authorization))?.[1] ?? '';
-    if (expected.length !== auth.signature.length || !timingSafeEqual(Buffer.from(expected), Buffer.from(auth.signature))) {
-      throw new AwsError('InvalidSignatureException', 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.');
+    if (
+      expected.length !== auth.signature.length ||
+      !timingSafeEqual(Buffer.from(expected), Buffer.from(auth.signature))
+    ) {
+      throw new AwsError(
+        'InvalidSignatureException',
+        'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
+      );
     }
     return auth;
   }
@@ -410,9 +487,22 @@ export class FakeSecretsManager {
  * Headers for a hand-made request signed the way the SDK signs one, so tests can check what
  * the fake refuses (a body changed after signing, a wrong region) without the SDK in the way.
  */
-export async function signedHeaders(options: { url: string; body: string; credentials: FakeCredentials; region: string; service?: string; target?: string }): Promise<Record<string, string>> {
+export async function signedHeaders(options: {
+  url: string;
+  body: string;
+  credentials: FakeCredentials;
+  region: string;
+  service?: string;
+  target?: string;
+}): Promise<Record<string, string>> {
   const url = new URL(options.url);
-  const signer = new SignatureV4({ credentials: options.credentials, region: options.region, service: options.service ?? 'secretsmanager', sha256: NodeSha256, applyChecksum: false });
+  const signer = new SignatureV4({
+    credentials: options.credentials,
+    region: options.region,
+    service: options.service ?? 'secretsmanager',
+    sha256: NodeSha256,
+    applyChecksum: false,
+  });
   const signed = await signer.sign({
     method: 'POST',
     protocol: url.protocol,

@@ -142,11 +142,22 @@ export class FakeVault {
     };
     const tls = options.tls;
     const server = tls
-      ? https.createServer({ key: tls.key, cert: tls.cert, ...(tls.clientCa ? { requestCert: true, rejectUnauthorized: true, ca: tls.clientCa } : {}) }, handler)
+      ? https.createServer(
+          {
+            key: tls.key,
+            cert: tls.cert,
+            ...(tls.clientCa ? { requestCert: true, rejectUnauthorized: true, ca: tls.clientCa } : {}),
+          },
+          handler,
+        )
       : http.createServer(handler);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    holder.fake = new FakeVault(server, `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`, options.now ?? Date.now);
+    holder.fake = new FakeVault(
+      server,
+      `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+      options.now ?? Date.now,
+    );
     return holder.fake;
   }
 
@@ -177,7 +188,12 @@ export class FakeVault {
       return 0;
     }
     const versions = (this.#secrets.get(k) as KvVersion[] | undefined) ?? [];
-    versions.push({ data: { ...data }, createdTime: new Date(this.#now()).toISOString(), deletionTime: '', destroyed: false });
+    versions.push({
+      data: { ...data },
+      createdTime: new Date(this.#now()).toISOString(),
+      deletionTime: '',
+      destroyed: false,
+    });
     this.#secrets.set(k, versions);
     return versions.length;
   }
@@ -292,10 +308,15 @@ export class FakeVault {
     const send = (status: number, body?: unknown, extra: Record<string, string> = {}): void => {
       record.status = status;
       const text = body === undefined ? '' : JSON.stringify(body);
-      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...extra });
+      res.writeHead(status, {
+        'Content-Type': 'application/json',
+        'Content-Length': Buffer.byteLength(text),
+        ...extra,
+      });
       res.end(text);
     };
-    const errors = (status: number, list: string[], extra?: Record<string, string>): void => send(status, { errors: list }, extra);
+    const errors = (status: number, list: string[], extra?: Record<string, string>): void =>
+      send(status, { errors: list }, extra);
 
     if (!url.pathname.startsWith('/v1/')) return errors(404, []);
     let p: string;
@@ -316,7 +337,11 @@ export class FakeVault {
     }
     if (this.#rateLimited > 0) {
       this.#rateLimited--;
-      return errors(429, [`request path "${p}": rate limit quota exceeded`], this.#retryAfter === undefined ? {} : { 'Retry-After': this.#retryAfter });
+      return errors(
+        429,
+        [`request path "${p}": rate limit quota exceeded`],
+        this.#retryAfter === undefined ? {} : { 'Retry-After': this.#retryAfter },
+      );
     }
 
     const login = /^auth\/(.+)\/login$/.exec(p);
@@ -325,8 +350,10 @@ export class FakeVault {
     const entry = token ? this.#tokens.get(token) : undefined;
     if (!entry || !this.#valid(entry, namespace)) return errors(403, ['permission denied']);
 
-    if (p === 'auth/token/lookup-self' && method === 'GET') return send(200, envelope({ data: this.#lookupData(entry) }));
-    if (p === 'auth/token/renew-self' && (method === 'POST' || method === 'PUT')) return this.#renew(entry, send, errors);
+    if (p === 'auth/token/lookup-self' && method === 'GET')
+      return send(200, envelope({ data: this.#lookupData(entry) }));
+    if (p === 'auth/token/renew-self' && (method === 'POST' || method === 'PUT'))
+      return this.#renew(entry, send, errors);
 
     const preflight = /^sys\/internal\/ui\/mounts\/(.+)$/.exec(p);
     if (preflight && method === 'GET') {
@@ -334,7 +361,9 @@ export class FakeVault {
       const target = `${trimSlashes(preflight[1]!)}/`;
       const found = this.#mountFor(trimSlashes(preflight[1]!), namespace, false);
       if (!found || !hasMountAccess(entry, found.mount.path)) {
-        return errors(403, [`preflight capability check returned 403, please ensure client's policies grant access to path "${target}"`]);
+        return errors(403, [
+          `preflight capability check returned 403, please ensure client's policies grant access to path "${target}"`,
+        ]);
       }
       const m = found.mount;
       return send(
@@ -368,17 +397,30 @@ export class FakeVault {
     }
     if (!key.startsWith('data/')) return errors(404, []);
     const versions = this.#secrets.get(storeKey(mount, key.slice('data/'.length))) as KvVersion[] | undefined;
-    const wanted = record.query.version ? Number(record.query.version) : versions?.length ?? 0;
+    const wanted = record.query.version ? Number(record.query.version) : (versions?.length ?? 0);
     const version = versions?.[wanted - 1];
     if (!version) return errors(404, []);
-    const metadata = { created_time: version.createdTime, custom_metadata: null, deletion_time: version.deletionTime, destroyed: version.destroyed, version: wanted };
+    const metadata = {
+      created_time: version.createdTime,
+      custom_metadata: null,
+      deletion_time: version.deletionTime,
+      destroyed: version.destroyed,
+      version: wanted,
+    };
     if (version.deletionTime || version.destroyed) return send(404, envelope({ data: { data: null, metadata } }));
     return send(200, envelope({ data: { data: version.data, metadata } }));
   }
 
-  #login(mountPath: string, namespace: string, body: Record<string, unknown>, send: (s: number, b?: unknown) => void, errors: (s: number, l: string[]) => void): void {
+  #login(
+    mountPath: string,
+    namespace: string,
+    body: Record<string, unknown>,
+    send: (s: number, b?: unknown) => void,
+    errors: (s: number, l: string[]) => void,
+  ): void {
     const roles = this.#roles.filter((r) => r.mount === mountPath && r.namespace === namespace);
-    if (roles.length === 0) return errors(404, [`no handler for route "auth/${mountPath}/login". route entry not found.`]);
+    if (roles.length === 0)
+      return errors(404, [`no handler for route "auth/${mountPath}/login". route entry not found.`]);
     if (typeof body.role_id !== 'string' || body.role_id === '') return errors(400, ['missing role_id']);
     const role = roles.find((r) => r.roleId === body.role_id && r.secretId === body.secret_id);
     if (!role) return errors(400, ['invalid role or secret ID']);
@@ -415,7 +457,9 @@ export class FakeVault {
     send(
       200,
       envelope({
-        warnings: capped ? [`TTL of "${entry.ttlSec}s" exceeded the effective max_ttl of "${lease}s"; TTL value is capped accordingly`] : null,
+        warnings: capped
+          ? [`TTL of "${entry.ttlSec}s" exceeded the effective max_ttl of "${lease}s"; TTL value is capped accordingly`]
+          : null,
         auth: {
           client_token: entry.id,
           accessor: entry.accessor,
@@ -485,7 +529,7 @@ export class FakeVault {
 
   #mountFor(fullPath: string, namespace: string, mustExist: boolean): { mount: MountEntry; key: string } | undefined {
     const candidates = this.#mounts
-      .filter((m) => m.namespace === namespace && (`${fullPath}/`.startsWith(m.path)))
+      .filter((m) => m.namespace === namespace && `${fullPath}/`.startsWith(m.path))
       .sort((a, b) => b.path.length - a.path.length);
     const mount = candidates[0];
     if (!mount) {
@@ -504,7 +548,17 @@ export class FakeVault {
 }
 
 function envelope(fields: Record<string, unknown>): Record<string, unknown> {
-  return { request_id: randomUUID(), lease_id: '', renewable: false, lease_duration: 0, data: null, wrap_info: null, warnings: null, auth: null, ...fields };
+  return {
+    request_id: randomUUID(),
+    lease_id: '',
+    renewable: false,
+    lease_duration: 0,
+    data: null,
+    wrap_info: null,
+    warnings: null,
+    auth: null,
+    ...fields,
+  };
 }
 
 function storeKey(mount: MountEntry, key: string): string {
@@ -512,7 +566,10 @@ function storeKey(mount: MountEntry, key: string): string {
 }
 
 function canRead(entry: TokenEntry, p: string): boolean {
-  return entry.root || entry.read.some((pattern) => (pattern.endsWith('*') ? p.startsWith(pattern.slice(0, -1)) : p === pattern));
+  return (
+    entry.root ||
+    entry.read.some((pattern) => (pattern.endsWith('*') ? p.startsWith(pattern.slice(0, -1)) : p === pattern))
+  );
 }
 
 /** sys/internal/ui/mounts answers only when the token's policy grants something under the mount. */
@@ -583,7 +640,23 @@ export function makeTestCertificate(dir: string, name = 'vault'): TestCertificat
   const certFile = path.join(dir, `${name}-cert.pem`);
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ],
     { stdio: 'ignore' },
   );
   return { dir, keyFile, certFile, key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile) };

@@ -30,7 +30,9 @@ export const SHIMS: readonly ShimUnderTest[] = [
   {
     name: 'native',
     path: NATIVE_SHIM,
-    skip: fs.existsSync(NATIVE_SHIM) ? undefined : `${NATIVE_SHIM} was not built (no C compiler when npm run build ran)`,
+    skip: fs.existsSync(NATIVE_SHIM)
+      ? undefined
+      : `${NATIVE_SHIM} was not built (no C compiler when npm run build ran)`,
   },
 ];
 for (const s of SHIMS) if (s.skip) console.log(`skipping the ${s.name} shim's tests: ${s.skip}`);
@@ -56,10 +58,18 @@ export interface RunResult {
 }
 
 /** Run a command to completion, collecting output. */
-export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+export function run(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -104,7 +114,8 @@ export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.P
     configPath,
     env,
     request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
-    shim: (args = '', extra = {}, shimPath = SHIM) => run('/bin/sh', ['-c', `${shimPath} ${args}`], { env: { ...env, ...extra } }),
+    shim: (args = '', extra = {}, shimPath = SHIM) =>
+      run('/bin/sh', ['-c', `${shimPath} ${args}`], { env: { ...env, ...extra } }),
     cli: (args, extra = {}) => run(process.execPath, [CLI, ...args], { env: { ...env, ...extra } }),
     writeConfig,
   };
@@ -163,7 +174,11 @@ export async function stopAutostarted(env: NodeJS.ProcessEnv): Promise<void> {
   await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
 }
 
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
@@ -205,10 +220,14 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   if (options.wait !== false) {
     let exitCode: number | null | undefined;
     void exited.then((c) => (exitCode = c));
-    await waitFor(async () => {
-      if (exitCode !== undefined) throw new Error(`daemon exited with ${exitCode}:\n${stderr}`);
-      return (await handle.request({ v: 1, op: 'ping' }, 500)).ok;
-    }, 10_000, 'daemon to answer');
+    await waitFor(
+      async () => {
+        if (exitCode !== undefined) throw new Error(`daemon exited with ${exitCode}:\n${stderr}`);
+        return (await handle.request({ v: 1, op: 'ping' }, 500)).ok;
+      },
+      10_000,
+      'daemon to answer',
+    );
   }
   return handle;
 }

@@ -7,7 +7,10 @@ export function b64url(json: unknown): string {
 }
 
 /** A JWT with these claims (times in seconds, as JWT has them). */
-export function makeJwt(claims: Record<string, unknown>, header: Record<string, unknown> = { alg: 'HS256', typ: 'JWT' }): string {
+export function makeJwt(
+  claims: Record<string, unknown>,
+  header: Record<string, unknown> = { alg: 'HS256', typ: 'JWT' },
+): string {
   return `${b64url(header)}.${b64url(claims)}.${randomBytes(32).toString('base64url')}`;
 }
 

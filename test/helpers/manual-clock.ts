@@ -31,14 +31,19 @@ export class ManualClock implements Clock {
 
   /** Timers not yet fired or cancelled, earliest first (their due times). */
   pending(): number[] {
-    return this.#timers.filter((t) => !t.cancelled).map((t) => t.at).sort((a, b) => a - b);
+    return this.#timers
+      .filter((t) => !t.cancelled)
+      .map((t) => t.at)
+      .sort((a, b) => a - b);
   }
 
   /** Move time forward, firing every timer that falls due, in order. */
   advance(ms: number): void {
     const target = this.#now + ms;
     for (;;) {
-      const due = this.#timers.filter((t) => !t.cancelled && t.at <= target).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      const due = this.#timers
+        .filter((t) => !t.cancelled && t.at <= target)
+        .sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
       if (!due) break;
       due.cancelled = true;
       this.#now = Math.max(this.#now, due.at);

@@ -14,12 +14,15 @@ export interface OtherBuild {
 
 export function otherBuild(dir: string, build = 'a0a0a0a0a0a0'): OtherBuild {
   const root = path.join(dir, 'other-build');
-  for (const sub of ['dist/src', 'dist/adapters']) fs.cpSync(path.join(ROOT, sub), path.join(root, sub), { recursive: true });
+  for (const sub of ['dist/src', 'dist/adapters'])
+    fs.cpSync(path.join(ROOT, sub), path.join(root, sub), { recursive: true });
   fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(root, 'package.json'));
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(root, 'node_modules'));
   // Every built file that carries the id: the tsc output, the shim bundle, and the CLI bundle's
   // chunk that holds build-info (its name has a content hash).
-  const built = (fs.readdirSync(path.join(root, 'dist/src'), { recursive: true }) as string[]).filter((f) => /\.c?js$/.test(f)).map((f) => path.join(root, 'dist/src', f));
+  const built = (fs.readdirSync(path.join(root, 'dist/src'), { recursive: true }) as string[])
+    .filter((f) => /\.c?js$/.test(f))
+    .map((f) => path.join(root, 'dist/src', f));
   for (const file of built) {
     let text = fs.readFileSync(file, 'utf8');
     if (!/ \/\* build-id \*\//.test(text)) continue;

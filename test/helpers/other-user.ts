@@ -19,9 +19,16 @@ export function otherUser(): OtherUser {
   let ids = lookup(OTHER_USER);
   if (!ids) {
     // Two test files may race to create it: whichever loses sees "already exists", then finds it.
-    const made = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', OTHER_USER], { encoding: 'utf8' });
+    const made = spawnSync(
+      'useradd',
+      ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', OTHER_USER],
+      { encoding: 'utf8' },
+    );
     ids = lookup(OTHER_USER);
-    if (!ids) return { skip: `cannot create the test user ${OTHER_USER} with useradd: ${made.error?.message ?? made.stderr.trim()}` };
+    if (!ids)
+      return {
+        skip: `cannot create the test user ${OTHER_USER} with useradd: ${made.error?.message ?? made.stderr.trim()}`,
+      };
   }
   return { name: OTHER_USER, ...ids };
 }

@@ -4,7 +4,8 @@ import type { Adapter, FetchContext, FetchResult } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 
-export type Answer = string | BrokerError | Error | { value: string; ttlMs?: number; expiresAt?: number; issuedAt?: number };
+export type Answer =
+  string | BrokerError | Error | { value: string; ttlMs?: number; expiresAt?: number; issuedAt?: number };
 
 export class ScriptedSource {
   value: Answer = 'sk-initial';

@@ -12,7 +12,10 @@ import { CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon } from 
 const SETUP_SHIM = SHIMS.find((s) => s.name === 'native')!.skip === undefined ? NATIVE_SHIM : SHIM;
 
 const IS_ROOT = process.getuid?.() === 0;
-if (!IS_ROOT) console.warn('claude-setup-managed.test.ts: skipping the CLI case: a trusted keybroker managed config must be root-owned, which needs root (CI runs as root)');
+if (!IS_ROOT)
+  console.warn(
+    'claude-setup-managed.test.ts: skipping the CLI case: a trusted keybroker managed config must be root-owned, which needs root (CI runs as root)',
+  );
 
 let dir: string;
 let claudeManaged: string;
@@ -25,7 +28,8 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const managedSettings = (): string => path.join(claudeManaged, 'managed-settings.json');
-const readJson = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+const readJson = (file: string): Record<string, unknown> =>
+  JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
 
 function options(overrides: Partial<SetupClaudeOptions> = {}): SetupClaudeOptions {
   return {
@@ -52,7 +56,10 @@ describe('setup claude --managed (library)', () => {
     const result = await setupClaude(options());
     expect(result.scope).toBe('managed');
     expect(result.file).toBe(managedSettings());
-    expect(readJson(managedSettings())).toEqual({ apiKeyHelper: '/bin/sh org', env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '60000' } });
+    expect(readJson(managedSettings())).toEqual({
+      apiKeyHelper: '/bin/sh org',
+      env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '60000' },
+    });
     expect(fs.statSync(managedSettings()).mode & 0o777).toBe(0o644);
     expect(fs.statSync(claudeManaged).mode & 0o777).toBe(0o755);
     expect(result.warnings).toEqual([]);
@@ -92,21 +99,32 @@ describe.runIf(IS_ROOT)('setup claude --managed through the CLI', () => {
     fs.chmodSync(etc, 0o755);
     const managedConfig = path.join(etc, 'managed.yaml');
     fs.writeFileSync(managedConfig, 'profiles:\n  org:\n    source: env:KB_ORG_SETUP\n    ttl: 4m\n', { mode: 0o644 });
-    const daemon = await startDaemon({ config: 'profiles:\n  mine:\n    source: env:KB_ORG_SETUP\n', env: { KB_ORG_SETUP: 'sk-org-setup-41', KEYBROKER_MANAGED_CONFIG: managedConfig } });
+    const daemon = await startDaemon({
+      config: 'profiles:\n  mine:\n    source: env:KB_ORG_SETUP\n',
+      env: { KB_ORG_SETUP: 'sk-org-setup-41', KEYBROKER_MANAGED_CONFIG: managedConfig },
+    });
     try {
       const env = { ...daemon.env, KEYBROKER_CLAUDE_MANAGED_DIR: claudeManaged };
       const r = await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--profile', 'org'], { env });
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('(managed settings)');
       const settings = readJson(managedSettings());
-      expect(settings).toEqual({ apiKeyHelper: `${SETUP_SHIM} org`, env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '120000' } });
+      expect(settings).toEqual({
+        apiKeyHelper: `${SETUP_SHIM} org`,
+        env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '120000' },
+      });
       const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
       expect(helper.stdout.trim()).toBe('sk-org-setup-41');
 
       // A user's own settings with another helper: the managed one wins, as in Claude Code.
       fs.mkdirSync(path.join(daemon.env.HOME!, '.claude'), { recursive: true });
-      fs.writeFileSync(path.join(daemon.env.HOME!, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} mine` }));
-      const doctor = JSON.parse((await run(process.execPath, [CLI, 'doctor', '--json', '--no-fetch'], { env })).stdout) as Array<{ id: string; status: string; message: string }>;
+      fs.writeFileSync(
+        path.join(daemon.env.HOME!, '.claude', 'settings.json'),
+        JSON.stringify({ apiKeyHelper: `${SHIM} mine` }),
+      );
+      const doctor = JSON.parse(
+        (await run(process.execPath, [CLI, 'doctor', '--json', '--no-fetch'], { env })).stdout,
+      ) as Array<{ id: string; status: string; message: string }>;
       const credential = doctor.find((c) => c.id === 'credential')!;
       expect(credential.status).toBe('ok');
       expect(credential.message).toContain('keybroker profile "org"');

@@ -24,8 +24,10 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 const userSettings = (): string => path.join(home, '.claude', 'settings.json');
-const readJson = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-const backups = (file: string): string[] => fs.readdirSync(path.dirname(file)).filter((f) => f.startsWith(`${path.basename(file)}.keybroker-backup-`));
+const readJson = (file: string): Record<string, unknown> =>
+  JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+const backups = (file: string): string[] =>
+  fs.readdirSync(path.dirname(file)).filter((f) => f.startsWith(`${path.basename(file)}.keybroker-backup-`));
 
 function options(overrides: Partial<SetupClaudeOptions> = {}): SetupClaudeOptions {
   return {
@@ -87,15 +89,28 @@ describe('setup claude', () => {
   it('without a profile writes the shim alone: the daemon picks the profile by the project directory', async () => {
     const result = await setupClaude(options({ profile: undefined }));
     expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js');
-    expect(result.changes[0]).toMatchObject({ key: 'apiKeyHelper', before: undefined, after: '/opt/keybroker/dist/src/shim/keybroker-shim.js' });
+    expect(result.changes[0]).toMatchObject({
+      key: 'apiKeyHelper',
+      before: undefined,
+      after: '/opt/keybroker/dist/src/shim/keybroker-shim.js',
+    });
   });
 
   it('rewrites an earlier keybroker helper that named "default", without --force and with a backup', async () => {
-    const before = JSON.stringify({ apiKeyHelper: '/old/place/keybroker-shim default', env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } });
+    const before = JSON.stringify({
+      apiKeyHelper: '/old/place/keybroker-shim default',
+      env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' },
+    });
     writeSettings(userSettings(), before);
     const result = await setupClaude(options({ profile: undefined }));
     expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js');
-    expect(result.changes).toEqual([{ key: 'apiKeyHelper', before: '/old/place/keybroker-shim default', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js' }]);
+    expect(result.changes).toEqual([
+      {
+        key: 'apiKeyHelper',
+        before: '/old/place/keybroker-shim default',
+        after: '/opt/keybroker/dist/src/shim/keybroker-shim.js',
+      },
+    ]);
     expect(fs.readFileSync(result.backup!, 'utf8')).toBe(before);
   });
 
@@ -137,7 +152,11 @@ describe('setup claude', () => {
 
     const forced = await setupClaude(options({ force: true }));
     expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js work');
-    expect(forced.changes[0]).toEqual({ key: 'apiKeyHelper', before: 'echo …', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work' });
+    expect(forced.changes[0]).toEqual({
+      key: 'apiKeyHelper',
+      before: 'echo …',
+      after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work',
+    });
     expect(fs.readFileSync(forced.backup!, 'utf8')).toBe(foreign);
   });
 
@@ -146,7 +165,11 @@ describe('setup claude', () => {
     const before = fs.readFileSync(userSettings(), 'utf8');
     const result = await setupClaude(options({ profile: 'work' }));
     expect(result.written).toBe(true);
-    expect(result.changes[0]).toEqual({ key: 'apiKeyHelper', before: '/opt/keybroker/dist/src/shim/keybroker-shim.js default', after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work' });
+    expect(result.changes[0]).toEqual({
+      key: 'apiKeyHelper',
+      before: '/opt/keybroker/dist/src/shim/keybroker-shim.js default',
+      after: '/opt/keybroker/dist/src/shim/keybroker-shim.js work',
+    });
     expect(readJson(userSettings()).apiKeyHelper).toBe('/opt/keybroker/dist/src/shim/keybroker-shim.js work');
     expect(fs.readFileSync(result.backup!, 'utf8')).toBe(before);
     // Also from another install of keybroker (a moved checkout).
@@ -157,7 +180,10 @@ describe('setup claude', () => {
   it('creates a missing settings file (mode 0600) and says the undo is to remove it', async () => {
     const result = await setupClaude(options({ profileTtlMs: 2 * 60_000 }));
     expect(result.created).toBe(true);
-    expect(readJson(userSettings())).toEqual({ apiKeyHelper: '/opt/keybroker/dist/src/shim/keybroker-shim.js work', env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '60000' } });
+    expect(readJson(userSettings())).toEqual({
+      apiKeyHelper: '/opt/keybroker/dist/src/shim/keybroker-shim.js work',
+      env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '60000' },
+    });
     expect(fs.statSync(userSettings()).mode & 0o777).toBe(0o600);
     expect(result.undo).toEqual([`rm ${userSettings()}`]);
   });
@@ -186,12 +212,15 @@ describe('setup claude', () => {
     fs.symlinkSync(path.join(dotfiles, 'claude.json'), path.join(configDir, 'settings.json'));
     const result = await setupClaude(options({ env: { HOME: home, CLAUDE_CONFIG_DIR: configDir } }));
     expect(fs.lstatSync(path.join(configDir, 'settings.json')).isSymbolicLink()).toBe(true);
-    expect(readJson(path.join(dotfiles, 'claude.json'))).toMatchObject({ model: 'opus', apiKeyHelper: expect.stringContaining('keybroker-shim.js work') });
+    expect(readJson(path.join(dotfiles, 'claude.json'))).toMatchObject({
+      model: 'opus',
+      apiKeyHelper: expect.stringContaining('keybroker-shim.js work'),
+    });
     expect(fs.statSync(path.join(dotfiles, 'claude.json')).mode & 0o777).toBe(0o644);
     expect(result.backup).toContain(path.join(dotfiles, 'claude.json.keybroker-backup-'));
   });
 
-  it('sets awsCredentialExport and otelHeadersHelper with the shim\'s formats, without touching the TTL', async () => {
+  it("sets awsCredentialExport and otelHeadersHelper with the shim's formats, without touching the TTL", async () => {
     await setupClaude(options({ helper: 'aws-credentials', profile: 'bedrock' }));
     await setupClaude(options({ helper: 'otel-headers', profile: 'otel' }));
     expect(readJson(userSettings())).toEqual({
@@ -202,7 +231,9 @@ describe('setup claude', () => {
 
   it('quotes a shim path with spaces for the shell Claude Code runs it in', async () => {
     await setupClaude(options({ shim: "/Users/ada/My Tools/ada's keybroker/keybroker-shim.js" }));
-    expect(readJson(userSettings()).apiKeyHelper).toBe(`'/Users/ada/My Tools/ada'\\''s keybroker/keybroker-shim.js' work`);
+    expect(readJson(userSettings()).apiKeyHelper).toBe(
+      `'/Users/ada/My Tools/ada'\\''s keybroker/keybroker-shim.js' work`,
+    );
   });
 
   it('warns about what would shadow the helper, and changes nothing on a dry run', async () => {
@@ -250,7 +281,10 @@ describe('which shim setup writes', () => {
 
 describe('setup claude through the CLI', () => {
   it('wires Claude Code to a running daemon: the helper it writes prints the key', async () => {
-    const daemon = await startDaemon({ config: 'profiles:\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n', env: { KB_SETUP_KEY: 'sk-setup-e2e-5d2' } });
+    const daemon = await startDaemon({
+      config: 'profiles:\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
+      env: { KB_SETUP_KEY: 'sk-setup-e2e-5d2' },
+    });
     try {
       const env = { ...daemon.env, HOME: home };
       const first = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
@@ -280,7 +314,8 @@ describe('setup claude through the CLI', () => {
 
   it('without --profile, a helper that named "default" becomes one that follows the directory, and it serves the mapped profile', async () => {
     const daemon = await startDaemon({
-      config: 'directories:\n  ~/work: work\nprofiles:\n  default:\n    source: env:KB_SETUP_DEFAULT\n    ttl: 10m\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
+      config:
+        'directories:\n  ~/work: work\nprofiles:\n  default:\n    source: env:KB_SETUP_DEFAULT\n    ttl: 10m\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
       env: { KB_SETUP_KEY: 'sk-setup-work-5d2', KB_SETUP_DEFAULT: 'sk-setup-default-5d2' },
     });
     try {
@@ -296,8 +331,12 @@ describe('setup claude through the CLI', () => {
       expect(helper).toBe(SETUP_SHIM);
       // The daemon resolved ~/work against its own HOME: run the helper from the project there.
       fs.mkdirSync(path.join(daemon.dir, 'work', 'repo'), { recursive: true });
-      expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: path.join(daemon.dir, 'work', 'repo') })).stdout).toBe('sk-setup-work-5d2\n');
-      expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: daemon.dir })).stdout).toBe('sk-setup-default-5d2\n');
+      expect(
+        (await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: path.join(daemon.dir, 'work', 'repo') })).stdout,
+      ).toBe('sk-setup-work-5d2\n');
+      expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: daemon.dir })).stdout).toBe(
+        'sk-setup-default-5d2\n',
+      );
     } finally {
       await daemon.stop();
       fs.rmSync(daemon.dir, { recursive: true, force: true });
@@ -308,7 +347,10 @@ describe('setup claude through the CLI', () => {
     writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: 'op read op://Private/Anthropic/credential' }));
     const dir = privateTempDir('kb-setup-cfg-');
     try {
-      const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env: { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') }, cwd: project });
+      const result = await run(process.execPath, [CLI, 'setup', 'claude'], {
+        env: { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') },
+        cwd: project,
+      });
       expect(result.code).toBe(2);
       expect(result.stderr).toContain('already sets apiKeyHelper to another helper (op …); rerun with --force');
       expect(result.stderr).not.toContain('op://Private');
@@ -348,7 +390,11 @@ describe('setup claude through the CLI', () => {
       expect(fs.statSync(userSettings()).isFIFO()).toBe(true);
       expect(backups(userSettings())).toEqual([]);
       // doctor reads the same file: it reports it and finishes.
-      const doctor = await run(process.execPath, [CLI, 'doctor'], { env: { ...env, KEYBROKER_NO_AUTOSTART: '1', KEYBROKER_SOCKET: path.join(dir, 'no.sock') }, cwd: project, timeoutMs: 10_000 });
+      const doctor = await run(process.execPath, [CLI, 'doctor'], {
+        env: { ...env, KEYBROKER_NO_AUTOSTART: '1', KEYBROKER_SOCKET: path.join(dir, 'no.sock') },
+        cwd: project,
+        timeoutMs: 10_000,
+      });
       expect(doctor.code).not.toBeNull();
       expect(doctor.stdout).toContain('is not a regular file');
     } finally {

@@ -16,9 +16,16 @@ beforeEach(() => {
   fs.mkdirSync(path.join(home, '.claude'));
   fs.writeFileSync(path.join(home, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} mine` }));
   fs.mkdirSync(path.join(home, 'managed'));
-  fs.writeFileSync(path.join(home, 'managed', 'managed-settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} org` }));
+  fs.writeFileSync(
+    path.join(home, 'managed', 'managed-settings.json'),
+    JSON.stringify({ apiKeyHelper: `${SHIM} org` }),
+  );
   fs.mkdirSync(path.join(home, '.config', 'keybroker'), { recursive: true, mode: 0o700 });
-  fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), 'profiles:\n  mine:\n    source: env:X\n  org:\n    source: env:Y\n', { mode: 0o600 });
+  fs.writeFileSync(
+    path.join(home, '.config', 'keybroker', 'config.yaml'),
+    'profiles:\n  mine:\n    source: env:X\n  org:\n    source: env:Y\n',
+    { mode: 0o600 },
+  );
 });
 afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
@@ -39,8 +46,8 @@ function doctor(platform: NodeJS.Platform = 'linux'): Promise<DoctorCheck[]> {
 
 const credential = (checks: DoctorCheck[]): DoctorCheck => checks.find((c) => c.id === 'credential')!;
 
-describe('doctor: managed settings in Claude Code\'s order', () => {
-  it('managed-settings.json outranks the user\'s settings', async () => {
+describe("doctor: managed settings in Claude Code's order", () => {
+  it("managed-settings.json outranks the user's settings", async () => {
     const checks = await doctor();
     expect(credential(checks)).toMatchObject({ status: 'ok' });
     expect(credential(checks).message).toContain('keybroker profile "org"');

@@ -5,9 +5,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderDoctor, runDoctor, type CheckStatus, type DoctorCheck, type DoctorOptions } from '../../src/integration/doctor.js';
+import {
+  renderDoctor,
+  runDoctor,
+  type CheckStatus,
+  type DoctorCheck,
+  type DoctorOptions,
+} from '../../src/integration/doctor.js';
 import { VERSION } from '../../src/version.js';
-import { CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  CLI,
+  NATIVE_SHIM,
+  privateTempDir,
+  run,
+  SHIM,
+  SHIMS,
+  startDaemon,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 
 const SECRET = 'doctor-secret';
 const HELPER = `${SHIM} work`;
@@ -39,7 +54,11 @@ const cases: Case[] = [
     files: { '~/.claude/settings.json': { apiKeyHelper: SHIM } },
     config: 'directories:\n  ~/project: work\nprofiles:\n  work:\n    source: env:KB_DOCTOR_WORK\n    ttl: 2m\n',
     expect: { credential: 'ok', 'profile-here': 'ok', config: 'ok', 'helper-ttl': 'warn' },
-    says: { credential: ['the profile of the project directory'], 'profile-here': ['~/project → work (directories: ~/project)'], 'helper-ttl': ['profile "work"'] },
+    says: {
+      credential: ['the profile of the project directory'],
+      'profile-here': ['~/project → work (directories: ~/project)'],
+      'helper-ttl': ['profile "work"'],
+    },
   },
   {
     name: 'a helper without a profile, outside every mapped directory, and no default profile',
@@ -51,7 +70,8 @@ const cases: Case[] = [
   {
     name: 'a helper that names a profile, with a directories: map it then ignores',
     files: userHelper,
-    config: 'directories:\n  ~/project: other\nprofiles:\n  work:\n    source: env:KB_DOCTOR_WORK\n  other:\n    source: env:KB_DOCTOR_WORK\n',
+    config:
+      'directories:\n  ~/project: other\nprofiles:\n  work:\n    source: env:KB_DOCTOR_WORK\n  other:\n    source: env:KB_DOCTOR_WORK\n',
     expect: { 'profile-here': 'warn' },
     says: { 'profile-here': ['~/project → work (named by the helper'] },
   },
@@ -63,7 +83,18 @@ const cases: Case[] = [
   {
     name: 'apiKeyHelper in user settings: keybroker serves Claude Code',
     files: userHelper,
-    expect: { credential: 'ok', shadowing: 'ok', 'helper-scope': 'ok', 'shim:apiKeyHelper': 'ok', config: 'ok', 'helper-ttl': 'ok', socket: 'ok', daemon: 'warn', 'cloud-provider': 'absent', '1password': 'absent' },
+    expect: {
+      credential: 'ok',
+      shadowing: 'ok',
+      'helper-scope': 'ok',
+      'shim:apiKeyHelper': 'ok',
+      config: 'ok',
+      'helper-ttl': 'ok',
+      socket: 'ok',
+      daemon: 'warn',
+      'cloud-provider': 'absent',
+      '1password': 'absent',
+    },
     says: { credential: ['apiKeyHelper', 'keybroker profile "work"'], daemon: ['starts one on first use'] },
   },
   {
@@ -71,7 +102,10 @@ const cases: Case[] = [
     env: { ANTHROPIC_API_KEY: `sk-ant-${SECRET}-1` },
     files: { ...userHelper, '~/.zshrc': `# keys\nexport ANTHROPIC_API_KEY="sk-ant-${SECRET}-1"\n` },
     expect: { credential: 'fail', shadowing: 'fail' },
-    says: { credential: ['ANTHROPIC_API_KEY (from the environment)'], shadowing: ['~/.zshrc:2', 'unset ANTHROPIC_API_KEY'] },
+    says: {
+      credential: ['ANTHROPIC_API_KEY (from the environment)'],
+      shadowing: ['~/.zshrc:2', 'unset ANTHROPIC_API_KEY'],
+    },
   },
   {
     name: 'ANTHROPIC_API_KEY set by something other than a startup file',
@@ -83,7 +117,11 @@ const cases: Case[] = [
   {
     name: 'ANTHROPIC_AUTH_TOKEN outranks ANTHROPIC_API_KEY; fish and bash lines are both found',
     env: { ANTHROPIC_AUTH_TOKEN: `tok-${SECRET}-3`, ANTHROPIC_API_KEY: `sk-ant-${SECRET}-4` },
-    files: { ...userHelper, '~/.config/fish/config.fish': `set -gx ANTHROPIC_AUTH_TOKEN tok-${SECRET}-3\n`, '~/.bashrc': `ANTHROPIC_API_KEY=sk-ant-${SECRET}-4\n` },
+    files: {
+      ...userHelper,
+      '~/.config/fish/config.fish': `set -gx ANTHROPIC_AUTH_TOKEN tok-${SECRET}-3\n`,
+      '~/.bashrc': `ANTHROPIC_API_KEY=sk-ant-${SECRET}-4\n`,
+    },
     expect: { credential: 'fail', shadowing: 'fail' },
     says: { credential: ['will use ANTHROPIC_AUTH_TOKEN'], shadowing: ['~/.config/fish/config.fish:1', '~/.bashrc:1'] },
   },
@@ -107,7 +145,11 @@ const cases: Case[] = [
       '~/.claude/settings.json': { awsCredentialExport: `${SHIM} --format aws-credentials work` },
     },
     expect: { credential: 'ok', 'cloud-provider': 'ok', 'shim:awsCredentialExport': 'ok', shadowing: 'absent' },
-    says: { credential: ['Amazon Bedrock (CLAUDE_CODE_USE_BEDROCK)', 'managed-settings.json'], 'cloud-provider': ['awsCredentialExport (keybroker)'], 'shim:awsCredentialExport': ['as aws-credentials'] },
+    says: {
+      credential: ['Amazon Bedrock (CLAUDE_CODE_USE_BEDROCK)', 'managed-settings.json'],
+      'cloud-provider': ['awsCredentialExport (keybroker)'],
+      'shim:awsCredentialExport': ['as aws-credentials'],
+    },
   },
   {
     name: 'Bedrock flag without AWS_REGION or any AWS credentials',
@@ -181,7 +223,11 @@ const cases: Case[] = [
   },
   {
     name: 'managed settings override every other helper',
-    files: { ...userHelper, 'project/.claude/settings.local.json': { apiKeyHelper: `${SHIM} other` }, 'managed/managed-settings.d/50-keys.json': { apiKeyHelper: `op read op://Org/${SECRET}/key` } },
+    files: {
+      ...userHelper,
+      'project/.claude/settings.local.json': { apiKeyHelper: `${SHIM} other` },
+      'managed/managed-settings.d/50-keys.json': { apiKeyHelper: `op read op://Org/${SECRET}/key` },
+    },
     expect: { credential: 'warn', 'shim:apiKeyHelper': 'absent' },
     says: { credential: ['managed-settings.d/50-keys.json', 'runs op …, not keybroker-shim'] },
   },
@@ -189,7 +235,12 @@ const cases: Case[] = [
     name: 'apiKeyHelper runs the Node shim: doctor says which, and that the native one is built beside it',
     files: userHelper,
     expect: { 'shim:apiKeyHelper': 'ok' },
-    says: { 'shim:apiKeyHelper': ['runs the Node keybroker-shim', ...(nativeBuilt ? ['keybroker setup claude --force writes it'] : [])] },
+    says: {
+      'shim:apiKeyHelper': [
+        'runs the Node keybroker-shim',
+        ...(nativeBuilt ? ['keybroker setup claude --force writes it'] : []),
+      ],
+    },
   },
   ...(nativeBuilt
     ? [
@@ -309,7 +360,9 @@ const cases: Case[] = [
   },
   {
     name: 'the socket path Claude Code sees comes from the settings env block',
-    files: { '~/.claude/settings.json': { apiKeyHelper: HELPER, env: { KEYBROKER_SOCKET: '~HOME~/claude-sock/kb.sock' } } },
+    files: {
+      '~/.claude/settings.json': { apiKeyHelper: HELPER, env: { KEYBROKER_SOCKET: '~HOME~/claude-sock/kb.sock' } },
+    },
     expect: { socket: 'ok' },
     says: { socket: ['claude-sock/kb.sock (chosen by KEYBROKER_SOCKET)'] },
   },
@@ -347,7 +400,10 @@ function substitute(value: string | object, home: string): string {
   return text.replaceAll('~HOME~', home);
 }
 
-async function runCase(c: Case, extra: Partial<DoctorOptions> = {}): Promise<{ checks: DoctorCheck[]; text: string; home: string }> {
+async function runCase(
+  c: Case,
+  extra: Partial<DoctorOptions> = {},
+): Promise<{ checks: DoctorCheck[]; text: string; home: string }> {
   const home = privateTempDir('kb-doc-');
   try {
     fs.mkdirSync(path.join(home, 'project'));
@@ -390,10 +446,17 @@ describe('doctor over synthetic environments', () => {
     for (const [id, status] of Object.entries(c.expect)) {
       const found = checks.filter((k) => k.id === id);
       if (status === 'absent') expect(found, `${id} should be absent\n${text}`).toEqual([]);
-      else expect(found.map((k) => k.status), `${id}\n${text}`).toContain(status);
+      else
+        expect(
+          found.map((k) => k.status),
+          `${id}\n${text}`,
+        ).toContain(status);
     }
     for (const [id, needles] of Object.entries(c.says ?? {})) {
-      const said = checks.filter((k) => k.id === id).map((k) => `${k.message} ${k.fix ?? ''}`).join('\n');
+      const said = checks
+        .filter((k) => k.id === id)
+        .map((k) => `${k.message} ${k.fix ?? ''}`)
+        .join('\n');
       for (const needle of needles) expect(said, `${id}\n${text}`).toContain(needle);
     }
     expect(text).not.toContain(SECRET);
@@ -413,11 +476,33 @@ describe('doctor with a running daemon', () => {
   beforeAll(async () => {
     home = privateTempDir('kb-doc-live-');
     fs.mkdirSync(path.join(home, '.claude'));
-    fs.writeFileSync(path.join(home, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: HELPER, env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } }));
-    fs.writeFileSync(path.join(home, 'credentials'), `[static]\naws_access_key_id = AKIADOCTOR\naws_secret_access_key = ${secrets.aws}\n`, { mode: 0o600 });
+    fs.writeFileSync(
+      path.join(home, '.claude', 'settings.json'),
+      JSON.stringify({ apiKeyHelper: HELPER, env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' } }),
+    );
+    fs.writeFileSync(
+      path.join(home, 'credentials'),
+      `[static]\naws_access_key_id = AKIADOCTOR\naws_secret_access_key = ${secrets.aws}\n`,
+      { mode: 0o600 },
+    );
     daemon = await startDaemon({
-      config: ['profiles:', '  work:', '    source: env:KB_DOCTOR_WORK', '  aws:', '    source: aws-credentials://static', '  broken:', '    source: env:KB_DOCTOR_UNSET', '  filed:', '    source: file:~/refresh.key', ''].join('\n'),
-      env: { KB_DOCTOR_WORK: secrets.work, AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'credentials'), AWS_CONFIG_FILE: path.join(home, 'no-config') },
+      config: [
+        'profiles:',
+        '  work:',
+        '    source: env:KB_DOCTOR_WORK',
+        '  aws:',
+        '    source: aws-credentials://static',
+        '  broken:',
+        '    source: env:KB_DOCTOR_UNSET',
+        '  filed:',
+        '    source: file:~/refresh.key',
+        '',
+      ].join('\n'),
+      env: {
+        KB_DOCTOR_WORK: secrets.work,
+        AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'credentials'),
+        AWS_CONFIG_FILE: path.join(home, 'no-config'),
+      },
     });
   });
   afterAll(async () => {
@@ -442,9 +527,18 @@ describe('doctor with a running daemon', () => {
     const checks = await runDoctor(options());
     const text = renderDoctor(checks);
     const byId = new Map(checks.map((c) => [c.id, c]));
-    expect(byId.get('daemon')).toMatchObject({ status: 'ok', message: expect.stringContaining(`keybroker ${VERSION}`) });
-    expect(byId.get('profile:work')).toMatchObject({ status: 'ok', message: expect.stringMatching(/^env:KB_DOCTOR_WORK: fetched in \d+ ms, fresh for/) });
-    expect(byId.get('profile:aws')).toMatchObject({ status: 'ok', message: expect.stringContaining('AWS credentials') });
+    expect(byId.get('daemon')).toMatchObject({
+      status: 'ok',
+      message: expect.stringContaining(`keybroker ${VERSION}`),
+    });
+    expect(byId.get('profile:work')).toMatchObject({
+      status: 'ok',
+      message: expect.stringMatching(/^env:KB_DOCTOR_WORK: fetched in \d+ ms, fresh for/),
+    });
+    expect(byId.get('profile:aws')).toMatchObject({
+      status: 'ok',
+      message: expect.stringContaining('AWS credentials'),
+    });
     expect(byId.get('profile:broken')).toMatchObject({ status: 'fail', message: expect.stringContaining('NOT_FOUND') });
     expect(byId.get('socket')?.status).toBe('ok');
     for (const s of Object.values(secrets)) expect(text).not.toContain(s);
@@ -454,11 +548,17 @@ describe('doctor with a running daemon', () => {
   });
 
   it('notices a daemon from another version and one reading another config', async () => {
-    const checks = await runDoctor(options({ version: '9.9.9', configFlag: path.join(home, 'other.yaml'), fetchProfiles: false }));
-    expect(checks.find((c) => c.id === 'daemon')).toMatchObject({ status: 'warn', message: expect.stringContaining('this is 9.9.9') });
+    const checks = await runDoctor(
+      options({ version: '9.9.9', configFlag: path.join(home, 'other.yaml'), fetchProfiles: false }),
+    );
+    expect(checks.find((c) => c.id === 'daemon')).toMatchObject({
+      status: 'warn',
+      message: expect.stringContaining('this is 9.9.9'),
+    });
     expect(checks.find((c) => c.id === 'daemon-config')).toMatchObject({ status: 'warn' });
     // Without fetching, only profiles whose last fetch already failed appear (as warnings with a fix).
-    for (const c of checks.filter((k) => k.id.startsWith('profile:'))) expect(c).toMatchObject({ status: 'warn', fix: expect.any(String) as string });
+    for (const c of checks.filter((k) => k.id.startsWith('profile:')))
+      expect(c).toMatchObject({ status: 'warn', fix: expect.any(String) as string });
   });
 
   it('reports a failed refresh behind a fresh cached value, with the fix on its own line', async () => {
@@ -493,6 +593,7 @@ describe('doctor with a running daemon', () => {
     expect(passing.code).toBe(0);
     const json = await run(process.execPath, [CLI, 'doctor', '--no-fetch', '--json'], { env, cwd: home });
     expect((JSON.parse(json.stdout) as DoctorCheck[]).map((c) => c.id)).toContain('credential');
-    for (const out of [failing.stdout, passing.stdout, json.stdout]) for (const s of Object.values(secrets)) expect(out).not.toContain(s);
+    for (const out of [failing.stdout, passing.stdout, json.stdout])
+      for (const s of Object.values(secrets)) expect(out).not.toContain(s);
   });
 });

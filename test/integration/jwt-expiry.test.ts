@@ -22,7 +22,10 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(dir, 'mint.cjs'), mintScript(LIFETIME_S, minted));
   // A 2 s token from a source that starts failing once the file `broken` exists.
   broken = path.join(dir, 'broken');
-  fs.writeFileSync(path.join(dir, 'mint-short.cjs'), `if (require('node:fs').existsSync(${JSON.stringify(broken)})) { console.error('gateway down'); process.exit(1); }\n${mintScript(2, path.join(dir, 'short.log'))}`);
+  fs.writeFileSync(
+    path.join(dir, 'mint-short.cjs'),
+    `if (require('node:fs').existsSync(${JSON.stringify(broken)})) { console.error('gateway down'); process.exit(1); }\n${mintScript(2, path.join(dir, 'short.log'))}`,
+  );
   d = await startDaemon({
     dir,
     logLevel: 'trace',
@@ -44,7 +47,8 @@ afterAll(async () => {
   fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
-const expOf = (token: string): number => (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
+const expOf = (token: string): number =>
+  (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
 
 describe('a JWT with an 8 s life under a 1 h TTL', () => {
   it('is refreshed before it expires and never served expired', async () => {

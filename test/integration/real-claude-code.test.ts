@@ -10,7 +10,8 @@ import { ROOT, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daem
 
 const CLAUDE = path.join(ROOT, 'node_modules', '.bin', 'claude');
 const present = fs.existsSync(CLAUDE);
-if (!present) console.log(`real Claude Code tests skipped: ${CLAUDE} is missing (npm ci installs @anthropic-ai/claude-code)`);
+if (!present)
+  console.log(`real Claude Code tests skipped: ${CLAUDE} is missing (npm ci installs @anthropic-ai/claude-code)`);
 
 const RUN_TIMEOUT_MS = 60_000;
 
@@ -23,7 +24,10 @@ const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key')
 beforeEach(async () => {
   if (!present) return;
   api = await FakeMessagesApi.start();
-  d = await startDaemon({ config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n', logLevel: 'info' });
+  d = await startDaemon({
+    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
+    logLevel: 'info',
+  });
   project = path.join(d.dir, 'project');
   fs.mkdirSync(project);
   fs.mkdirSync(path.join(d.dir, 'tmp'));
@@ -49,78 +53,117 @@ function claude(prompt: string, args: string[] = []): ReturnType<typeof run> {
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
   };
   // Anything that would win over apiKeyHelper, or say we already run inside Claude Code.
-  for (const name of ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'CLAUDECODE', 'CLAUDE_PID', 'CLAUDE_CODE_USE_BEDROCK', 'CLAUDE_CODE_USE_VERTEX', 'CLAUDE_CODE_USE_FOUNDRY', 'CLAUDE_CONFIG_DIR']) delete env[name];
+  for (const name of [
+    'ANTHROPIC_API_KEY',
+    'ANTHROPIC_AUTH_TOKEN',
+    'CLAUDECODE',
+    'CLAUDE_PID',
+    'CLAUDE_CODE_USE_BEDROCK',
+    'CLAUDE_CODE_USE_VERTEX',
+    'CLAUDE_CODE_USE_FOUNDRY',
+    'CLAUDE_CONFIG_DIR',
+  ])
+    delete env[name];
   return run(CLAUDE, ['-p', prompt, ...args], { env, cwd: project, timeoutMs: RUN_TIMEOUT_MS });
 }
 
 describe.skipIf(!present)('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
-  it('gets the rotated key at once after a 401, through the helper', async () => {
-    setKey('sk-old-rotated-away');
-    expect((await d.shim('work')).stdout).toBe('sk-old-rotated-away\n');
-    setKey('sk-new-after-rotation');
-    api.rejectedKeys.add('sk-old-rotated-away');
-    const r = await claude('say hi');
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('hello from the fake Messages API');
-    // Claude Code sent the cached key, got a 401, called the helper again, and retried.
-    expect(api.keys()).toEqual(['sk-old-rotated-away', 'sk-new-after-rotation']);
-    expect(api.requests.map((q) => q.bearer)).toEqual(api.keys());
-    expect(fetches()).toBe(2);
-    expect(d.log()).toContain('its key was probably rejected');
-  }, RUN_TIMEOUT_MS + 10_000);
+  it(
+    'gets the rotated key at once after a 401, through the helper',
+    async () => {
+      setKey('sk-old-rotated-away');
+      expect((await d.shim('work')).stdout).toBe('sk-old-rotated-away\n');
+      setKey('sk-new-after-rotation');
+      api.rejectedKeys.add('sk-old-rotated-away');
+      const r = await claude('say hi');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('hello from the fake Messages API');
+      // Claude Code sent the cached key, got a 401, called the helper again, and retried.
+      expect(api.keys()).toEqual(['sk-old-rotated-away', 'sk-new-after-rotation']);
+      expect(api.requests.map((q) => q.bearer)).toEqual(api.keys());
+      expect(fetches()).toBe(2);
+      expect(d.log()).toContain('its key was probably rejected');
+    },
+    RUN_TIMEOUT_MS + 10_000,
+  );
 
-  it('lets the agent run the shim twice through its Bash tool, and the next helper call still works', async () => {
-    setKey('sk-agent-session-key');
-    const command = `${SHIM} work; echo "exit=$?"; ${SHIM} work; echo "exit=$?"`;
-    api.answer = (req) =>
-      req.toolResults.length === 0
-        ? [{ type: 'tool_use', id: 'toolu_check_key', name: 'Bash', input: { command, description: 'Check the key is set up' } }]
-        : [{ type: 'text', text: 'your key works' }];
-    // The request carrying the tool's output gets one 401, so Claude Code calls its helper again.
-    let rejected = false;
-    api.rejectIf = (req) => req.toolResults.length > 0 && !rejected && (rejected = true);
-    const r = await claude('is my key set up?', ['--allowedTools', 'Bash']);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('your key works');
-    const results = api.requests.flatMap((q) => q.toolResults);
-    expect(results[0]).toBe('sk-agent-session-key\nexit=0\nsk-agent-session-key\nexit=0');
-    expect(api.requests.map((q) => q.status)).toEqual([200, 401, 200]);
-    expect(new Set(api.keys())).toEqual(new Set(['sk-agent-session-key']));
-    // The helper's call after the 401 was the one repeat: a refetch, then the same key once more.
-    expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
-    expect(fetches()).toBe(2);
-  }, RUN_TIMEOUT_MS + 10_000);
+  it(
+    'lets the agent run the shim twice through its Bash tool, and the next helper call still works',
+    async () => {
+      setKey('sk-agent-session-key');
+      const command = `${SHIM} work; echo "exit=$?"; ${SHIM} work; echo "exit=$?"`;
+      api.answer = (req) =>
+        req.toolResults.length === 0
+          ? [
+              {
+                type: 'tool_use',
+                id: 'toolu_check_key',
+                name: 'Bash',
+                input: { command, description: 'Check the key is set up' },
+              },
+            ]
+          : [{ type: 'text', text: 'your key works' }];
+      // The request carrying the tool's output gets one 401, so Claude Code calls its helper again.
+      let rejected = false;
+      api.rejectIf = (req) => req.toolResults.length > 0 && !rejected && (rejected = true);
+      const r = await claude('is my key set up?', ['--allowedTools', 'Bash']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('your key works');
+      const results = api.requests.flatMap((q) => q.toolResults);
+      expect(results[0]).toBe('sk-agent-session-key\nexit=0\nsk-agent-session-key\nexit=0');
+      expect(api.requests.map((q) => q.status)).toEqual([200, 401, 200]);
+      expect(new Set(api.keys())).toEqual(new Set(['sk-agent-session-key']));
+      // The helper's call after the 401 was the one repeat: a refetch, then the same key once more.
+      expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
+      expect(fetches()).toBe(2);
+    },
+    RUN_TIMEOUT_MS + 10_000,
+  );
 
   // A Claude Code started from another one's Bash tool inherits that one's agent markers
   // (CLAUDECODE=1, CLAUDE_PID=<the outer pid>, …) and marks its own helper AI_AGENT=…_harness.
   // Its helper's repeat after a 401 must count as one, or it would be served the rejected key.
-  it('a Claude Code run from another one\'s Bash tool gets the rotated key after a 401, through its own helper', async () => {
-    setKey('sk-nested-before');
-    expect((await d.shim('work')).stdout).toBe('sk-nested-before\n');
-    const inner = (req: { prompt: string }): boolean => req.prompt.includes('the inner session');
-    api.answer = (req) =>
-      inner(req)
-        ? [{ type: 'text', text: 'inner session answered' }]
-        : req.toolResults.length === 0
-          ? [{ type: 'tool_use', id: 'toolu_nested', name: 'Bash', input: { command: `${CLAUDE} -p "the inner session"; echo "inner-exit=$?"`, description: 'Run Claude Code' } }]
-          : [{ type: 'text', text: 'outer session done' }];
-    // The key is rotated the moment the inner session first asks: its cached key gets a 401.
-    api.rejectIf = (req) => {
-      if (!inner(req) || api.rejectedKeys.has('sk-nested-before')) return false;
-      setKey('sk-nested-after');
-      api.rejectedKeys.add('sk-nested-before');
-      return true;
-    };
-    const r = await claude('run claude', ['--allowedTools', 'Bash']);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('outer session done');
-    const results = api.requests.flatMap((q) => q.toolResults);
-    expect(results[0]).toContain('inner session answered');
-    expect(results[0]).toContain('inner-exit=0');
-    const innerRequests = api.requests.filter(inner);
-    expect(innerRequests.map((q) => [q.status, q.key])).toEqual([
-      [401, 'sk-nested-before'],
-      [200, 'sk-nested-after'],
-    ]);
-  }, RUN_TIMEOUT_MS + 10_000);
+  it(
+    "a Claude Code run from another one's Bash tool gets the rotated key after a 401, through its own helper",
+    async () => {
+      setKey('sk-nested-before');
+      expect((await d.shim('work')).stdout).toBe('sk-nested-before\n');
+      const inner = (req: { prompt: string }): boolean => req.prompt.includes('the inner session');
+      api.answer = (req) =>
+        inner(req)
+          ? [{ type: 'text', text: 'inner session answered' }]
+          : req.toolResults.length === 0
+            ? [
+                {
+                  type: 'tool_use',
+                  id: 'toolu_nested',
+                  name: 'Bash',
+                  input: {
+                    command: `${CLAUDE} -p "the inner session"; echo "inner-exit=$?"`,
+                    description: 'Run Claude Code',
+                  },
+                },
+              ]
+            : [{ type: 'text', text: 'outer session done' }];
+      // The key is rotated the moment the inner session first asks: its cached key gets a 401.
+      api.rejectIf = (req) => {
+        if (!inner(req) || api.rejectedKeys.has('sk-nested-before')) return false;
+        setKey('sk-nested-after');
+        api.rejectedKeys.add('sk-nested-before');
+        return true;
+      };
+      const r = await claude('run claude', ['--allowedTools', 'Bash']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('outer session done');
+      const results = api.requests.flatMap((q) => q.toolResults);
+      expect(results[0]).toContain('inner session answered');
+      expect(results[0]).toContain('inner-exit=0');
+      const innerRequests = api.requests.filter(inner);
+      expect(innerRequests.map((q) => [q.status, q.key])).toEqual([
+        [401, 'sk-nested-before'],
+        [200, 'sk-nested-after'],
+      ]);
+    },
+    RUN_TIMEOUT_MS + 10_000,
+  );
 });

@@ -63,7 +63,13 @@ describe('service install on Linux (systemd user units)', () => {
     const service = fs.readFileSync(path.join(unitDir, 'keybroker.service'), 'utf8');
     const socket = fs.readFileSync(path.join(unitDir, 'keybroker.socket'), 'utf8');
     const expected = renderSystemdUnits(
-      { node: process.execPath, entry: layout.entry, path: servicePath('linux', process.execPath, home), configDir: path.join(home, '.config', 'keybroker'), logDir: '/unused' },
+      {
+        node: process.execPath,
+        entry: layout.entry,
+        path: servicePath('linux', process.execPath, home),
+        configDir: path.join(home, '.config', 'keybroker'),
+        logDir: '/unused',
+      },
       layout.systemdDir,
     );
     expect(service).toBe(expected.service);
@@ -78,7 +84,9 @@ describe('service install on Linux (systemd user units)', () => {
     // ProtectSystem=strict: the config directory must exist before the daemon runs.
     expect(modeOf(path.join(home, '.config', 'keybroker'))).toBe(0o700);
     expect(modeOf(path.join(home, '.config', 'keybroker', 'config.yaml'))).toBe(0o600);
-    expect(out.text()).toContain(`the daemon starts on the first request to ${path.join(home, 'run', 'keybroker', 'keybroker.sock')}`);
+    expect(out.text()).toContain(
+      `the daemon starts on the first request to ${path.join(home, 'run', 'keybroker', 'keybroker.sock')}`,
+    );
     expect(fs.readdirSync(unitDir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
@@ -100,7 +108,9 @@ describe('service install on Linux (systemd user units)', () => {
     // Only the read-only preflight runs, so the dry run can warn about what would fail.
     expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
     const text = out.text();
-    expect(text).toContain(`would write ${path.join(home, '.config', 'systemd', 'user', 'keybroker.service')} (mode 0644)`);
+    expect(text).toContain(
+      `would write ${path.join(home, '.config', 'systemd', 'user', 'keybroker.service')} (mode 0644)`,
+    );
     expect(text).toContain(`ExecStart=${[process.execPath, ...DAEMON_NODE_FLAGS, layout.entry, 'daemon'].join(' ')}`);
     expect(text).toContain('ListenStream=%t/keybroker/keybroker.sock');
     expect(text).toContain('would run: systemctl --user enable --now keybroker.socket');
@@ -115,7 +125,9 @@ describe('service install on Linux (systemd user units)', () => {
     );
     expect(err).toBeInstanceOf(BrokerError);
     expect((err as BrokerError).code).toBe('UNAVAILABLE');
-    expect((err as BrokerError).message).toMatch(/^systemctl is not on PATH: keybroker service needs a systemd user manager/);
+    expect((err as BrokerError).message).toMatch(
+      /^systemctl is not on PATH: keybroker service needs a systemd user manager/,
+    );
     expect(fs.existsSync(path.join(home, '.config', 'systemd'))).toBe(false);
     // A dry run still works, and says a real one would fail.
     const out = capture();
@@ -124,12 +136,17 @@ describe('service install on Linux (systemd user units)', () => {
   });
 
   it('says clearly when there is no user manager to talk to, and writes nothing', async () => {
-    const err = await installService(host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' }), { dryRun: false, out: capture() }).then(
+    const err = await installService(host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' }), {
+      dryRun: false,
+      out: capture(),
+    }).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect((err as BrokerError).code).toBe('UNAVAILABLE');
-    expect((err as BrokerError).message).toContain('systemctl --user cannot reach your user manager (Failed to connect to bus: No medium found)');
+    expect((err as BrokerError).message).toContain(
+      'systemctl --user cannot reach your user manager (Failed to connect to bus: No medium found)',
+    );
     expect((err as BrokerError).message).toContain('loginctl enable-linger');
     expect(fs.existsSync(path.join(home, '.config', 'systemd'))).toBe(false);
   });
@@ -147,7 +164,10 @@ describe('service install on Linux (systemd user units)', () => {
   it('a dry run warns when the real install cannot work (no user manager), and runs nothing that changes state', async () => {
     const out = capture();
     await installService(host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' }), { dryRun: true, out });
-    const warnings = out.text().split('\n').filter((l) => l.startsWith('warning: '));
+    const warnings = out
+      .text()
+      .split('\n')
+      .filter((l) => l.startsWith('warning: '));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('loginctl enable-linger');
     expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
@@ -155,7 +175,12 @@ describe('service install on Linux (systemd user units)', () => {
     // With a user manager, no warning.
     const fine = capture();
     await installService(host('linux'), { dryRun: true, out: fine });
-    expect(fine.text().split('\n').filter((l) => l.startsWith('warning: '))).toEqual([]);
+    expect(
+      fine
+        .text()
+        .split('\n')
+        .filter((l) => l.startsWith('warning: ')),
+    ).toEqual([]);
   });
 
   it('names a daemon started outside the service that was answering on the socket', async () => {
@@ -174,7 +199,10 @@ describe('service install on Linux (systemd user units)', () => {
     expect(out.text()).toContain(`kill ${daemon.proc.pid}`);
     // A reinstall over the service's own daemon (same MainPID before the restart) names nothing.
     const again = capture();
-    const reinstall = await installService(host('linux', { FAKE_SYSTEMCTL_MAINPID: String(daemon.proc.pid) }), { dryRun: false, out: again });
+    const reinstall = await installService(host('linux', { FAKE_SYSTEMCTL_MAINPID: String(daemon.proc.pid) }), {
+      dryRun: false,
+      out: again,
+    });
     expect(reinstall.strayDaemonPid).toBeUndefined();
     expect(again.text()).not.toContain('kill');
   });
@@ -183,7 +211,10 @@ describe('service install on Linux (systemd user units)', () => {
     await installService(host('linux'), { dryRun: false, out: capture() });
     const before = fakes.calls().length;
     await uninstallService(host('linux'), { dryRun: false, out: capture() });
-    expect(fakes.calls().slice(before)).toEqual(['systemctl --user disable --now keybroker.socket keybroker.service', 'systemctl --user daemon-reload']);
+    expect(fakes.calls().slice(before)).toEqual([
+      'systemctl --user disable --now keybroker.socket keybroker.service',
+      'systemctl --user daemon-reload',
+    ]);
     expect(fs.readdirSync(path.join(home, '.config', 'systemd', 'user'))).toEqual([]);
     expect(fs.existsSync(path.join(home, '.config', 'keybroker', 'config.yaml'))).toBe(true);
   });
@@ -195,7 +226,9 @@ describe('service install on Linux (systemd user units)', () => {
     await installService(host('linux'), { dryRun: false, out: capture() });
     const status = await serviceStatus(host('linux'));
     expect(status).toMatchObject({ manager: 'systemd', installed: true, active: true, daemonPid: undefined });
-    expect(status.lines).toContain(`socket    enabled, active — ${path.join(home, 'run', 'keybroker', 'keybroker.sock')}`);
+    expect(status.lines).toContain(
+      `socket    enabled, active — ${path.join(home, 'run', 'keybroker', 'keybroker.sock')}`,
+    );
     expect(status.lines).toContain('service   inactive (it starts on the first request)');
   });
 });
@@ -232,12 +265,17 @@ describe('service install on macOS (LaunchAgent)', () => {
   it('says clearly when launchctl is missing', async () => {
     const empty = path.join(home, 'empty-bin');
     fs.mkdirSync(empty);
-    await expect(installService(host('darwin', { PATH: empty }), { dryRun: false, out: capture() })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('launchctl') });
+    await expect(
+      installService(host('darwin', { PATH: empty }), { dryRun: false, out: capture() }),
+    ).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('launchctl') });
   });
 });
 
 it('refuses platforms with neither systemd nor launchd', async () => {
-  await expect(installService(host('win32'), { dryRun: true, out: capture() })).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('win32') });
+  await expect(installService(host('win32'), { dryRun: true, out: capture() })).rejects.toMatchObject({
+    code: 'UNAVAILABLE',
+    message: expect.stringContaining('win32'),
+  });
 });
 
 it('the CLI prints the dry run and exits 0', async () => {

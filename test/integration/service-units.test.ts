@@ -51,10 +51,15 @@ function settingOf(unit: string, key: string): string[] {
 }
 
 describe('systemd units', () => {
-  it('run the daemon with the absolute node and entry file, and socket activation on the shim\'s default path', () => {
+  it("run the daemon with the absolute node and entry file, and socket activation on the shim's default path", () => {
     const { service, socket } = renderSystemdUnits(plainInputs, layout.systemdDir);
     expect(service).not.toContain('{{');
-    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, plainInputs.entry, 'daemon']);
+    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([
+      process.execPath,
+      ...DAEMON_NODE_FLAGS,
+      plainInputs.entry,
+      'daemon',
+    ]);
     expect(settingOf(socket, 'ListenStream')).toEqual(['%t/keybroker/keybroker.sock']);
     // %t is the user manager's XDG_RUNTIME_DIR: the same path the shim resolves by default.
     expect(settingOf(socket, 'ListenStream')[0]!.replace('%t', '/run/user/1000')).toBe(
@@ -86,17 +91,31 @@ describe('systemd units', () => {
   });
 
   it('escape paths with spaces, %, $ and quotes, and bake in a non-default config path', () => {
-    const odd: UnitInputs = { ...plainInputs, entry: '/opt/key broker/100%/$HOME/"q"/main.js', config: '/home/ada/my keys/%h.yaml', configDir: '/home/ada/my keys' };
+    const odd: UnitInputs = {
+      ...plainInputs,
+      entry: '/opt/key broker/100%/$HOME/"q"/main.js',
+      config: '/home/ada/my keys/%h.yaml',
+      configDir: '/home/ada/my keys',
+    };
     const { service } = renderSystemdUnits(odd, layout.systemdDir);
-    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, odd.entry, 'daemon']);
+    expect(systemdCommandWords(settingOf(service, 'ExecStart')[0]!)).toEqual([
+      process.execPath,
+      ...DAEMON_NODE_FLAGS,
+      odd.entry,
+      'daemon',
+    ]);
     expect(settingOf(service, 'Environment')).toContain('"KEYBROKER_CONFIG=/home/ada/my keys/%%h.yaml"');
     expect(systemdCommandWords(settingOf(service, 'ReadWritePaths')[0]!)[0]).toBe('/home/ada/my keys');
     expect(systemdWord('/plain/path')).toBe('/plain/path');
   });
 
   it('refuse relative paths and control characters', () => {
-    expect(() => renderSystemdUnits({ ...plainInputs, node: 'node' }, layout.systemdDir)).toThrow(expect.objectContaining({ code: 'USAGE' }));
-    expect(() => renderSystemdUnits({ ...plainInputs, entry: '/a\nExecStartPre=/bin/rm' }, layout.systemdDir)).toThrow(expect.objectContaining({ code: 'USAGE' }));
+    expect(() => renderSystemdUnits({ ...plainInputs, node: 'node' }, layout.systemdDir)).toThrow(
+      expect.objectContaining({ code: 'USAGE' }),
+    );
+    expect(() => renderSystemdUnits({ ...plainInputs, entry: '/a\nExecStartPre=/bin/rm' }, layout.systemdDir)).toThrow(
+      expect.objectContaining({ code: 'USAGE' }),
+    );
   });
 
   it('pass systemd-analyze verify', (ctx) => {
@@ -112,22 +131,36 @@ describe('systemd units', () => {
     const verify = (units: { service: string; socket: string }) => {
       fs.writeFileSync(path.join(dir, 'keybroker.service'), units.service);
       fs.writeFileSync(path.join(dir, 'keybroker.socket'), units.socket);
-      return spawnSync(analyze, ['--user', 'verify', path.join(dir, 'keybroker.socket'), path.join(dir, 'keybroker.service')], {
-        env: { PATH: process.env.PATH, XDG_RUNTIME_DIR: runtime, HOME: tmp },
-        encoding: 'utf8',
-        timeout: 20_000,
-      });
+      return spawnSync(
+        analyze,
+        ['--user', 'verify', path.join(dir, 'keybroker.socket'), path.join(dir, 'keybroker.service')],
+        {
+          env: { PATH: process.env.PATH, XDG_RUNTIME_DIR: runtime, HOME: tmp },
+          encoding: 'utf8',
+          timeout: 20_000,
+        },
+      );
     };
     try {
-      const good = verify(renderSystemdUnits({ ...plainInputs, entry: '/opt/key broker/100%/main.js', config: '/home/ada/c.yaml' }, layout.systemdDir));
-      if (/Failed to (initialize|connect|look ?up)|not supported|Permission denied/i.test(good.stderr) && good.status !== 0) {
+      const good = verify(
+        renderSystemdUnits(
+          { ...plainInputs, entry: '/opt/key broker/100%/main.js', config: '/home/ada/c.yaml' },
+          layout.systemdDir,
+        ),
+      );
+      if (
+        /Failed to (initialize|connect|look ?up)|not supported|Permission denied/i.test(good.stderr) &&
+        good.status !== 0
+      ) {
         ctx.skip(`systemd-analyze verify cannot run here: ${good.stderr.split('\n')[0]}`);
         return;
       }
       expect(good.stderr).toBe('');
       expect(good.status).toBe(0);
       // The verifier is real: a unit it must reject is rejected.
-      const bad = verify(renderSystemdUnits({ ...plainInputs, node: path.join(tmp, 'no-such-node') }, layout.systemdDir));
+      const bad = verify(
+        renderSystemdUnits({ ...plainInputs, node: path.join(tmp, 'no-such-node') }, layout.systemdDir),
+      );
       expect(bad.status).not.toBe(0);
       expect(bad.stderr).toContain('no-such-node');
     } finally {
@@ -167,7 +200,9 @@ describe('launchd plist', () => {
   });
 
   it('sets KEYBROKER_CONFIG only for a config outside the default place', () => {
-    const plist = parsePlist(renderLaunchdPlist({ ...macInputs, config: '/Users/ada/keys & more/config.yaml' }, layout.launchdDir)) as Record<string, unknown>;
+    const plist = parsePlist(
+      renderLaunchdPlist({ ...macInputs, config: '/Users/ada/keys & more/config.yaml' }, layout.launchdDir),
+    ) as Record<string, unknown>;
     expect(plist.EnvironmentVariables).toMatchObject({ KEYBROKER_CONFIG: '/Users/ada/keys & more/config.yaml' });
   });
 });
@@ -176,10 +211,12 @@ describe('template rendering', () => {
   it('drops a line whose placeholder has no value and refuses an unfilled one', () => {
     expect(renderTemplate('a={{A}}\nb={{B}}\nc', { A: '1', B: undefined }, 't')).toBe('a=1\nc');
     // Names the placeholder left unfilled.
-    expect(() => renderTemplate('x={{MISSING}}', {}, 't')).toThrow(expect.objectContaining({ code: 'INTERNAL', message: expect.stringContaining('{{MISSING}}') }));
+    expect(() => renderTemplate('x={{MISSING}}', {}, 't')).toThrow(
+      expect.objectContaining({ code: 'INTERNAL', message: expect.stringContaining('{{MISSING}}') }),
+    );
   });
 
-  it('gives a service node\'s directory first and the usual tool directories', () => {
+  it("gives a service node's directory first and the usual tool directories", () => {
     expect(servicePath('linux', '/home/ada/.nvm/versions/node/v20/bin/node', '/home/ada')).toEqual([
       '/home/ada/.nvm/versions/node/v20/bin',
       '/home/ada/.local/bin',

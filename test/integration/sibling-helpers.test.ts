@@ -19,8 +19,17 @@ beforeAll(async () => {
   const processScript = path.join(dir, 'credential-process.sh');
   fs.writeFileSync(
     credentials,
-    ['[static]', 'aws_access_key_id = AKIASIBLING000000001', 'aws_secret_access_key = sibling-secret-key', 'aws_session_token = sibling-session-token', '',
-      '[longterm]', 'aws_access_key_id = AKIALONGTERM00000001', 'aws_secret_access_key = longterm-secret', ''].join('\n'),
+    [
+      '[static]',
+      'aws_access_key_id = AKIASIBLING000000001',
+      'aws_secret_access_key = sibling-secret-key',
+      'aws_session_token = sibling-session-token',
+      '',
+      '[longterm]',
+      'aws_access_key_id = AKIALONGTERM00000001',
+      'aws_secret_access_key = longterm-secret',
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
   fs.writeFileSync(
@@ -30,7 +39,9 @@ beforeAll(async () => {
   );
   fs.writeFileSync(config, `[profile temporary]\ncredential_process = ${processScript}\n`, { mode: 0o600 });
   fs.writeFileSync(path.join(dir, 'otel-token'), 'otel-bearer-token-77\n', { mode: 0o600 });
-  fs.writeFileSync(path.join(dir, 'otel-headers.json'), '{"x-api-key":"otel-key-78","X-Org":"acme"}\n', { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'otel-headers.json'), '{"x-api-key":"otel-key-78","X-Org":"acme"}\n', {
+    mode: 0o600,
+  });
   daemon = await startDaemon({
     dir,
     config: [
@@ -63,19 +74,30 @@ describe('keybroker-shim --format aws-credentials (awsCredentialExport)', () => 
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
-      Credentials: { AccessKeyId: 'AKIASIBLING000000001', SecretAccessKey: 'sibling-secret-key', SessionToken: 'sibling-session-token' },
+      Credentials: {
+        AccessKeyId: 'AKIASIBLING000000001',
+        SecretAccessKey: 'sibling-secret-key',
+        SessionToken: 'sibling-session-token',
+      },
     });
   });
 
   it('prints long-term keys without SessionToken or Expiration', async () => {
     const r = await daemon.shim('--format aws-credentials aws-longterm');
-    expect(JSON.parse(r.stdout)).toEqual({ Credentials: { AccessKeyId: 'AKIALONGTERM00000001', SecretAccessKey: 'longterm-secret' } });
+    expect(JSON.parse(r.stdout)).toEqual({
+      Credentials: { AccessKeyId: 'AKIALONGTERM00000001', SecretAccessKey: 'longterm-secret' },
+    });
   });
 
   it('passes Expiration through, and the daemon caches until 5 minutes before it', async () => {
     const r = await daemon.shim('--format=aws-credentials aws-temporary');
     expect(JSON.parse(r.stdout)).toEqual({
-      Credentials: { AccessKeyId: 'ASIAPROCESS000000001', SecretAccessKey: 'process-secret', SessionToken: 'process-token', Expiration: expiration },
+      Credentials: {
+        AccessKeyId: 'ASIAPROCESS000000001',
+        SecretAccessKey: 'process-secret',
+        SessionToken: 'process-token',
+        Expiration: expiration,
+      },
     });
     // The profile allows 24 h; the credentials last 3 h, so they are fresh until 5 minutes before.
     const reply = (await daemon.request({ v: 1, op: 'get', profile: 'aws-temporary' })) as GetReply;

@@ -44,7 +44,14 @@ async function activate(listenPid: string): Promise<Activated> {
   const config = path.join(dir, 'config.yaml');
   fs.writeFileSync(
     config,
-    ['profiles:', '  key:', '    source: env:KB_SA_KEY', '  fds:', '    source: exec:printf "%s-%s" "${LISTEN_FDS:-unset}" "${LISTEN_PID:-unset}"', ''].join('\n'),
+    [
+      'profiles:',
+      '  key:',
+      '    source: env:KB_SA_KEY',
+      '  fds:',
+      '    source: exec:printf "%s-%s" "${LISTEN_FDS:-unset}" "${LISTEN_PID:-unset}"',
+      '',
+    ].join('\n'),
     { mode: 0o600 },
   );
   const server = net.createServer();
@@ -52,11 +59,23 @@ async function activate(listenPid: string): Promise<Activated> {
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
   expect(fd).toBeGreaterThan(2);
   const env = baseEnv(dir, { KEYBROKER_SOCKET: ownSocket, KEYBROKER_CONFIG: config, KB_SA_KEY: 'sk-activated-7e1' });
-  const child = spawn('/bin/sh', ['-c', `LISTEN_PID=${listenPid} LISTEN_FDS=1 exec "$0" "$@"`, process.execPath, CLI, 'daemon', '--log-level', 'debug'], {
-    env,
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe', fd],
-  });
+  const child = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      `LISTEN_PID=${listenPid} LISTEN_FDS=1 exec "$0" "$@"`,
+      process.execPath,
+      CLI,
+      'daemon',
+      '--log-level',
+      'debug',
+    ],
+    {
+      env,
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe', fd],
+    },
+  );
   let log = '';
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -114,7 +133,11 @@ describe('socket activation', () => {
     // The socket answers from bind on; the "listening" line follows its chmod and stat.
     await waitFor(() => a.log().includes('"msg":"listening"'), 5_000, 'the listening log line');
     expect(a.log()).toContain('"inheritedFd":false');
-    const reply = (await sendRequest(a.ownSocket, { v: 1, op: 'get', profile: 'key' }, { timeoutMs: 5_000 })) as GetReply;
+    const reply = (await sendRequest(
+      a.ownSocket,
+      { v: 1, op: 'get', profile: 'key' },
+      { timeoutMs: 5_000 },
+    )) as GetReply;
     expect(reply.value).toBe('sk-activated-7e1');
   });
 });

@@ -21,7 +21,9 @@ afterAll(() => {
 });
 
 /** A server in its own private directory that runs `serve` for each connection. */
-async function server(serve: (socket: net.Socket, request: Promise<string>) => void): Promise<{ path: string; seen: string[]; close: () => Promise<void> }> {
+async function server(
+  serve: (socket: net.Socket, request: Promise<string>) => void,
+): Promise<{ path: string; seen: string[]; close: () => Promise<void> }> {
   const sub = path.join(dir, `s${n++}`);
   fs.mkdirSync(sub, { mode: 0o700 });
   const socketPath = path.join(sub, 'kb.sock');
@@ -141,10 +143,18 @@ describe('which transport', () => {
     expect(pipeBindings()).toBeDefined();
   });
 
-  it('a shim under Node\'s permission model, where process.binding is refused, answers through node:net', async () => {
-    const s = await server((socket, request) => void request.then(() => socket.end('{"v":1,"ok":true,"profile":"work","value":"sk-perm-1","stale":false}\n')));
+  it("a shim under Node's permission model, where process.binding is refused, answers through node:net", async () => {
+    const s = await server(
+      (socket, request) =>
+        void request.then(() => socket.end('{"v":1,"ok":true,"profile":"work","value":"sk-perm-1","stale":false}\n')),
+    );
     const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
-    const probe = await run(process.execPath, [flag, '--allow-fs-read=*', '-e', "try { process.binding('pipe_wrap'); console.log('allowed') } catch (e) { console.log(e.code) }"]);
+    const probe = await run(process.execPath, [
+      flag,
+      '--allow-fs-read=*',
+      '-e',
+      "try { process.binding('pipe_wrap'); console.log('allowed') } catch (e) { console.log(e.code) }",
+    ]);
     expect(probe.stdout.trim()).toBe('ERR_ACCESS_DENIED');
     const env = baseEnv(path.dirname(s.path), { KEYBROKER_SOCKET: s.path });
     const r = await run(process.execPath, [flag, '--allow-fs-read=*', SHIM, 'work'], { env });
@@ -153,7 +163,10 @@ describe('which transport', () => {
   });
 
   it('no DEP0111 warning from the shim under --pending-deprecation', async () => {
-    const s = await server((socket, request) => void request.then(() => socket.end('{"v":1,"ok":true,"profile":"work","value":"sk-dep-1","stale":false}\n')));
+    const s = await server(
+      (socket, request) =>
+        void request.then(() => socket.end('{"v":1,"ok":true,"profile":"work","value":"sk-dep-1","stale":false}\n')),
+    );
     const env = baseEnv(path.dirname(s.path), { KEYBROKER_SOCKET: s.path, NODE_OPTIONS: '--pending-deprecation' });
     const r = await run(process.execPath, [SHIM, 'work'], { env });
     expect(r).toMatchObject({ code: 0, stdout: 'sk-dep-1\n', stderr: '' });

@@ -3,7 +3,17 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, daemonPid, daemonWorkspace, privateTempDir, run, SHIM, stopAutostarted, waitFor } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  daemonPid,
+  daemonWorkspace,
+  privateTempDir,
+  run,
+  SHIM,
+  stopAutostarted,
+  waitFor,
+} from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -13,11 +23,19 @@ afterEach(async () => {
 const config = 'profiles:\n  default:\n    source: env:HOME\n';
 
 function coreLimit(pid: number): string {
-  const line = fs.readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max core file size'))!;
-  return line.replace(/^Max core file size\s+/, '').split(/\s+/).slice(0, 2).join(' ');
+  const line = fs
+    .readFileSync(`/proc/${pid}/limits`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max core file size'))!;
+  return line
+    .replace(/^Max core file size\s+/, '')
+    .split(/\s+/)
+    .slice(0, 2)
+    .join(' ');
 }
 
-const coredumpFilter = (pid: number): number => parseInt(fs.readFileSync(`/proc/${pid}/coredump_filter`, 'utf8').trim(), 16);
+const coredumpFilter = (pid: number): number =>
+  parseInt(fs.readFileSync(`/proc/${pid}/coredump_filter`, 'utf8').trim(), 16);
 
 describe.skipIf(process.platform !== 'linux')('core dumps', () => {
   it('a daemon started by hand under ulimit -c unlimited runs with core limit 0 and coredump_filter 0', async () => {
@@ -25,7 +43,10 @@ describe.skipIf(process.platform !== 'linux')('core dumps', () => {
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const ws = daemonWorkspace(dir, config);
     // exec: the shell becomes the daemon, as a user's `keybroker daemon` would be.
-    const proc = spawn('/bin/sh', ['-c', `ulimit -c unlimited && exec "${process.execPath}" "${CLI}" daemon`], { env: ws.env, stdio: 'ignore' });
+    const proc = spawn('/bin/sh', ['-c', `ulimit -c unlimited && exec "${process.execPath}" "${CLI}" daemon`], {
+      env: ws.env,
+      stdio: 'ignore',
+    });
     const exited = new Promise((r) => proc.once('exit', r));
     cleanups.push(async () => {
       proc.kill('SIGTERM');

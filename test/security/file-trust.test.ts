@@ -7,11 +7,23 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, privateTempDir, SHIM, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  privateTempDir,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  type RunResult,
+} from '../helpers/daemon.js';
 import { FakeVault } from '../fakes/fake-vault.js';
 
 const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log('file-trust tests skipped: they need root to chown files to other users and to run a daemon as a second user');
+if (!isRoot)
+  console.log(
+    'file-trust tests skipped: they need root to chown files to other users and to run a daemon as a second user',
+  );
 
 const NOBODY = 65534;
 const KEY = 'sk-ant-api03-file-trust-7f3a';
@@ -19,7 +31,14 @@ const VAULT_KEY = 'sk-ant-api03-file-trust-vault-2c9e';
 const SECRET_ID = 'sid-file-trust-5d81';
 
 const VAULT_ENV = {
-  VAULT_NAMESPACE: '', VAULT_CACERT: '', VAULT_CAPATH: '', VAULT_SKIP_VERIFY: '', VAULT_CLIENT_CERT: '', VAULT_CLIENT_KEY: '', VAULT_TLS_SERVER_NAME: '', VAULT_TOKEN: '',
+  VAULT_NAMESPACE: '',
+  VAULT_CACERT: '',
+  VAULT_CAPATH: '',
+  VAULT_SKIP_VERIFY: '',
+  VAULT_CLIENT_CERT: '',
+  VAULT_CLIENT_KEY: '',
+  VAULT_TLS_SERVER_NAME: '',
+  VAULT_TOKEN: '',
 };
 
 function writeOwned(file: string, text: string, mode: number, uid: number, gid = uid): void {
@@ -102,14 +121,30 @@ function ensureUser(): { uid: number; gid: number } {
   try {
     execFileSync('id', ['-u', USER], { stdio: 'ignore' });
   } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { stdio: 'ignore' });
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], {
+      stdio: 'ignore',
+    });
   }
-  return { uid: Number(execFileSync('id', ['-u', USER]).toString().trim()), gid: Number(execFileSync('id', ['-g', USER]).toString().trim()) };
+  return {
+    uid: Number(execFileSync('id', ['-u', USER]).toString().trim()),
+    gid: Number(execFileSync('id', ['-g', USER]).toString().trim()),
+  };
 }
 
-function runAs(user: { uid: number; gid: number }, command: string, args: string[], env: NodeJS.ProcessEnv): Promise<Omit<RunResult, 'ms'>> {
+function runAs(
+  user: { uid: number; gid: number },
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<Omit<RunResult, 'ms'>> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      env,
+      uid: user.uid,
+      gid: user.gid,
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -156,7 +191,11 @@ describe.skipIf(!isRoot)('a daemon run by another user, reading files owned by r
     writeOwned(path.join(dir, 'root-0666.token'), token, 0o666, 0);
     fs.chownSync(dir, user.uid, user.gid);
     daemon = spawn(process.execPath, [CLI, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
-    await waitFor(async () => (await runAs(user, SHIM, ['--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!), 10_000, 'the daemon to listen');
+    await waitFor(
+      async () => (await runAs(user, SHIM, ['--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!),
+      10_000,
+      'the daemon to listen',
+    );
   });
   afterAll(async () => {
     daemon?.kill('SIGTERM');

@@ -44,7 +44,10 @@ afterAll(async () => {
 
 it('an endless response body is refused as SOURCE_ERROR well within the timeout, and the daemon stops reading it', async () => {
   const started = Date.now();
-  expect(await d.request({ v: 1, op: 'get', profile: 'default' }, 15_000)).toMatchObject({ ok: false, error: { code: 'SOURCE_ERROR' } });
+  expect(await d.request({ v: 1, op: 'get', profile: 'default' }, 15_000)).toMatchObject({
+    ok: false,
+    error: { code: 'SOURCE_ERROR' },
+  });
   expect(Date.now() - started).toBeLessThan(5_000);
   const after = sent;
   await new Promise((r) => setTimeout(r, 1_000));

@@ -32,10 +32,14 @@ it('an audit.jsonl that is a FIFO is refused (UNSAFE_PATH), gets still served, a
   });
   expect(await d.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: KEY });
   let audit: StatusReply['audit'] | undefined;
-  await waitFor(async () => {
-    audit = ((await d.request({ v: 1, op: 'status' })) as unknown as StatusReply).audit;
-    return (audit?.dropped ?? 0) >= 1;
-  }, 5_000, 'the audit write to fail');
+  await waitFor(
+    async () => {
+      audit = ((await d.request({ v: 1, op: 'status' })) as unknown as StatusReply).audit;
+      return (audit?.dropped ?? 0) >= 1;
+    },
+    5_000,
+    'the audit write to fail',
+  );
   expect(audit!.lastError?.code).toBe('UNSAFE_PATH');
   expect(await exitWithin(d, 5_000)).toBe(0);
 });
@@ -55,16 +59,24 @@ it('a key pasted into a config field is never echoed by a failed reload: not in 
     expect(check.stdout + check.stderr).not.toContain(pasted);
     d.signal('SIGHUP');
     let status: StatusReply | undefined;
-    await waitFor(async () => {
-      status = (await d.request({ v: 1, op: 'status' })) as unknown as StatusReply;
-      return status.daemon.lastReloadError !== null;
-    }, 5_000, 'the reload to fail');
+    await waitFor(
+      async () => {
+        status = (await d.request({ v: 1, op: 'status' })) as unknown as StatusReply;
+        return status.daemon.lastReloadError !== null;
+      },
+      5_000,
+      'the reload to fail',
+    );
     expect(JSON.stringify(status)).not.toContain(pasted);
     // The old config keeps serving.
     expect(await d.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: KEY });
     d.writeConfig('profiles:\n  default:\n    source: env:KB_KEY\n');
     d.signal('SIGHUP');
-    await waitFor(async () => ((await d.request({ v: 1, op: 'status' })) as unknown as StatusReply).daemon.lastReloadError === null, 5_000, 'the good reload');
+    await waitFor(
+      async () => ((await d.request({ v: 1, op: 'status' })) as unknown as StatusReply).daemon.lastReloadError === null,
+      5_000,
+      'the good reload',
+    );
   }
   expect(d.log()).toContain('CONFIG_INVALID');
   expect(d.log()).not.toContain(pasted);

@@ -3,7 +3,19 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, daemonPid, daemonWorkspace, privateTempDir, run, SHIM, startDaemon, stopAutostarted, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  daemonPid,
+  daemonWorkspace,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  stopAutostarted,
+  waitFor,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -48,7 +60,11 @@ describe('the inspector', () => {
     const d = track(await startDaemon({ config }));
     expect(listeningTcpSockets(d.proc.pid!)).toEqual([]);
     d.signal('SIGUSR1');
-    await waitFor(() => d.log().includes('SIGUSR1') || d.log().includes('Debugger listening'), 5_000, 'the daemon to handle SIGUSR1');
+    await waitFor(
+      () => d.log().includes('SIGUSR1') || d.log().includes('Debugger listening'),
+      5_000,
+      'the daemon to handle SIGUSR1',
+    );
     expect(d.log()).not.toContain('Debugger listening');
     expect(listeningTcpSockets(d.proc.pid!)).toEqual([]);
     expect(await d.shim()).toMatchObject({ code: 0, stdout: `${d.dir}\n` });
@@ -61,7 +77,10 @@ describe('the inspector', () => {
     const dir = privateTempDir('kb-insp-');
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const ws = daemonWorkspace(dir, config, extra);
-    const proc = spawn(process.execPath, [...execArgv, CLI, 'daemon'], { env: ws.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(process.execPath, [...execArgv, CLI, 'daemon'], {
+      env: ws.env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
     const exited = new Promise((r) => proc.once('exit', r));
@@ -97,7 +116,10 @@ describe('autostart', () => {
     });
     expect(await run('/bin/sh', ['-c', SHIM], { env })).toMatchObject({ code: 0, stdout: `${dir}\n` });
     const pid = (await daemonPid(env))!;
-    const names = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((kv) => kv.split('=')[0]);
+    const names = fs
+      .readFileSync(`/proc/${pid}/environ`, 'utf8')
+      .split('\0')
+      .map((kv) => kv.split('=')[0]);
     expect(names).toContain('KB_KEEP_ME');
     expect(names).toContain('KEYBROKER_CONFIG');
     for (const name of Object.keys(session)) expect(names, name).not.toContain(name);

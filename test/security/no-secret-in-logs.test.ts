@@ -9,10 +9,24 @@ import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { makeJwt } from '../helpers/jwt.js';
 
 const SECRET = 'sk-ant-api03-NEVER-LOG-ME-9f8e7d6c5b4a';
-const encodings = (s: string): string[] => [s, Buffer.from(s).toString('base64'), Buffer.from(s).toString('hex'), s.slice(8, 28)];
+const encodings = (s: string): string[] => [
+  s,
+  Buffer.from(s).toString('base64'),
+  Buffer.from(s).toString('hex'),
+  s.slice(8, 28),
+];
 // A gateway token: decoded by the cache for its exp, so its parts must not surface either.
-const JWT = makeJwt({ sub: 'NEVER-LOG-ME-subject', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 3_600 });
-const jwtForms = (t: string): string[] => [t, ...t.split('.'), Buffer.from(t.split('.')[1]!, 'base64url').toString(), 'NEVER-LOG-ME-subject'];
+const JWT = makeJwt({
+  sub: 'NEVER-LOG-ME-subject',
+  iat: Math.floor(Date.now() / 1000),
+  exp: Math.floor(Date.now() / 1000) + 3_600,
+});
+const jwtForms = (t: string): string[] => [
+  t,
+  ...t.split('.'),
+  Buffer.from(t.split('.')[1]!, 'base64url').toString(),
+  'NEVER-LOG-ME-subject',
+];
 
 describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
   describe.skipIf(skip !== undefined)(skip ?? 'with a real daemon', () => {
@@ -42,7 +56,10 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         env: { KB_SECRET: SECRET },
       });
       fs.writeFileSync(path.join(d.dir, 'key'), SECRET);
-      fs.writeFileSync(path.join(d.dir, 'token.json'), JSON.stringify({ value: JWT, expiresAt: new Date(Date.now() + 7_200_000).toISOString() }));
+      fs.writeFileSync(
+        path.join(d.dir, 'token.json'),
+        JSON.stringify({ value: JWT, expiresAt: new Date(Date.now() + 7_200_000).toISOString() }),
+      );
       // Output that is not the JSON asked for, with the secret in it: the error must not quote it.
       fs.writeFileSync(path.join(d.dir, 'bad.json'), `{"value": "${SECRET}", "expiresAt": "tomorrow"}`);
     });
@@ -64,7 +81,8 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         // A suspected rejection from a Claude Code session, then the failure.
         const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         try {
-          for (let i = 0; i < 3; i++) outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shim} env`)), stdout: '' }));
+          for (let i = 0; i < 3; i++)
+            outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shim} env`)), stdout: '' }));
         } finally {
           claude.close();
         }

@@ -41,7 +41,11 @@ it('redacts a served value from a failing command’s error everywhere it is sho
   const status = await d.cli(['status']);
   const json = await d.cli(['status', '--json']);
   expect(status.stdout).toContain('[redacted]');
-  expect(JSON.parse(json.stdout)).toMatchObject({ profiles: expect.arrayContaining([expect.objectContaining({ name: 'leaky', lastError: expect.objectContaining({ code: 'SOURCE_ERROR' }) })]) });
+  expect(JSON.parse(json.stdout)).toMatchObject({
+    profiles: expect.arrayContaining([
+      expect.objectContaining({ name: 'leaky', lastError: expect.objectContaining({ code: 'SOURCE_ERROR' }) }),
+    ]),
+  });
   for (const text of [status.stdout, json.stdout, d.log()]) expect(text).not.toContain(SERVED);
 });
 

@@ -5,7 +5,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, privateTempDir, run, SHIM, startDaemon, stopAutostarted, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  stopAutostarted,
+  waitFor,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { otherUser } from '../helpers/other-user.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -31,14 +41,22 @@ function track(d: DaemonHandle): DaemonHandle {
  * A fake daemon run as another user: it answers every request with its own "key" and writes a
  * line to its stdout for each connection, so a test can tell whether anyone talked to it.
  */
-async function plantFakeDaemon(socketPath: string, user: { uid: number; gid: number }): Promise<{ proc: ChildProcess; connections(): number }> {
+async function plantFakeDaemon(
+  socketPath: string,
+  user: { uid: number; gid: number },
+): Promise<{ proc: ChildProcess; connections(): number }> {
   const script = `
     const net = require('net');
     net.createServer((s) => {
       process.stdout.write('connected\\n');
       s.end(JSON.stringify({ v: 1, ok: true, profile: 'default', value: 'sk-planted', stale: false, source: 'env', expiresInMs: 60000, pong: true, pid: 1, version: '0.1.0' }) + '\\n');
     }).listen(${JSON.stringify(socketPath)}, () => process.stdout.write('up\\n'));`;
-  const proc = spawn(process.execPath, ['-e', script], { uid: user.uid, gid: user.gid, stdio: ['ignore', 'pipe', 'inherit'], cwd: '/' });
+  const proc = spawn(process.execPath, ['-e', script], {
+    uid: user.uid,
+    gid: user.gid,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: '/',
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   cleanups.push(() => proc.kill('SIGKILL'));
@@ -50,48 +68,54 @@ describe('a socket planted by another user', () => {
   const other = otherUser();
   if (other.skip) console.log(`skipping planted-socket tests: ${other.skip}`);
 
-  it.skipIf(Boolean(other.skip))('in a directory that user owns is refused by the shim and the CLI (exit 18, nothing on stdout, nothing sent)', async () => {
-    const user = other as { uid: number; gid: number };
-    const home = tempDir();
-    // /tmp/<dir owned by the other user>/kb.sock, where the victim's KEYBROKER_SOCKET points.
-    const planted = fs.mkdtempSync('/tmp/kb-plant-');
-    cleanups.push(() => fs.rmSync(planted, { recursive: true, force: true }));
-    fs.chownSync(planted, user.uid, user.gid);
-    fs.chmodSync(planted, 0o755);
-    const socket = path.join(planted, 'kb.sock');
-    const fake = await plantFakeDaemon(socket, user);
-    const env = baseEnv(home, { KEYBROKER_SOCKET: socket });
+  it.skipIf(Boolean(other.skip))(
+    'in a directory that user owns is refused by the shim and the CLI (exit 18, nothing on stdout, nothing sent)',
+    async () => {
+      const user = other as { uid: number; gid: number };
+      const home = tempDir();
+      // /tmp/<dir owned by the other user>/kb.sock, where the victim's KEYBROKER_SOCKET points.
+      const planted = fs.mkdtempSync('/tmp/kb-plant-');
+      cleanups.push(() => fs.rmSync(planted, { recursive: true, force: true }));
+      fs.chownSync(planted, user.uid, user.gid);
+      fs.chmodSync(planted, 0o755);
+      const socket = path.join(planted, 'kb.sock');
+      const fake = await plantFakeDaemon(socket, user);
+      const env = baseEnv(home, { KEYBROKER_SOCKET: socket });
 
-    const shim = await run('/bin/sh', ['-c', SHIM], { env });
-    expect(shim.code).toBe(18);
-    expect(shim.stdout).toBe('');
-    expect(shim.stderr.trim().split('\n')).toHaveLength(1);
-    expect(shim.stderr).toContain(planted);
-    const status = await run(process.execPath, [CLI, 'status'], { env });
-    expect(status.code).toBe(18);
-    expect(status.stdout).toBe('');
-    expect(fake.connections()).toBe(0);
-  });
+      const shim = await run('/bin/sh', ['-c', SHIM], { env });
+      expect(shim.code).toBe(18);
+      expect(shim.stdout).toBe('');
+      expect(shim.stderr.trim().split('\n')).toHaveLength(1);
+      expect(shim.stderr).toContain(planted);
+      const status = await run(process.execPath, [CLI, 'status'], { env });
+      expect(status.code).toBe(18);
+      expect(status.stdout).toBe('');
+      expect(fake.connections()).toBe(0);
+    },
+  );
 
-  it.skipIf(Boolean(other.skip))('in a private directory of ours (put there while it was open) is refused: the socket is not ours', async () => {
-    const user = other as { uid: number; gid: number };
-    const home = tempDir();
-    const dir = path.join(home, 'sock');
-    fs.mkdirSync(dir, { mode: 0o700 });
-    fs.chmodSync(dir, 0o777);
-    fs.chmodSync(home, 0o711);
-    const socket = path.join(dir, 'kb.sock');
-    const fake = await plantFakeDaemon(socket, user);
-    fs.chmodSync(dir, 0o700);
-    fs.chmodSync(home, 0o700);
-    const env = baseEnv(home, { KEYBROKER_SOCKET: socket, KEYBROKER_NO_AUTOSTART: '' });
+  it.skipIf(Boolean(other.skip))(
+    'in a private directory of ours (put there while it was open) is refused: the socket is not ours',
+    async () => {
+      const user = other as { uid: number; gid: number };
+      const home = tempDir();
+      const dir = path.join(home, 'sock');
+      fs.mkdirSync(dir, { mode: 0o700 });
+      fs.chmodSync(dir, 0o777);
+      fs.chmodSync(home, 0o711);
+      const socket = path.join(dir, 'kb.sock');
+      const fake = await plantFakeDaemon(socket, user);
+      fs.chmodSync(dir, 0o700);
+      fs.chmodSync(home, 0o700);
+      const env = baseEnv(home, { KEYBROKER_SOCKET: socket, KEYBROKER_NO_AUTOSTART: '' });
 
-    const shim = await run('/bin/sh', ['-c', SHIM], { env });
-    expect(shim.code).toBe(18);
-    expect(shim.stdout).toBe('');
-    expect(shim.stderr).toContain(`owned by uid ${user.uid}`);
-    expect(fake.connections()).toBe(0);
-  });
+      const shim = await run('/bin/sh', ['-c', SHIM], { env });
+      expect(shim.code).toBe(18);
+      expect(shim.stdout).toBe('');
+      expect(shim.stderr).toContain(`owned by uid ${user.uid}`);
+      expect(fake.connections()).toBe(0);
+    },
+  );
 });
 
 describe('the socket directory', () => {
@@ -115,16 +139,21 @@ describe('the socket directory', () => {
   });
 
   const exitOf = (d: DaemonHandle): Promise<number | null> =>
-    d.proc.exitCode !== null ? Promise.resolve(d.proc.exitCode) : new Promise((r) => d.proc.once('exit', (code) => r(code)));
+    d.proc.exitCode !== null
+      ? Promise.resolve(d.proc.exitCode)
+      : new Promise((r) => d.proc.once('exit', (code) => r(code)));
   const within = <T>(p: Promise<T>, ms: number): Promise<T | 'still running'> =>
     Promise.race([p, new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms))]);
 
   it.each([
     ['opened to group and others', (d: DaemonHandle) => fs.chmodSync(path.dirname(d.socket), 0o755)],
-    ['swapped for another directory', (d: DaemonHandle) => {
-      fs.renameSync(path.dirname(d.socket), `${path.dirname(d.socket)}.old`);
-      fs.mkdirSync(path.dirname(d.socket), { mode: 0o700 });
-    }],
+    [
+      'swapped for another directory',
+      (d: DaemonHandle) => {
+        fs.renameSync(path.dirname(d.socket), `${path.dirname(d.socket)}.old`);
+        fs.mkdirSync(path.dirname(d.socket), { mode: 0o700 });
+      },
+    ],
     ['left without its socket', (d: DaemonHandle) => fs.rmSync(d.socket)],
   ])('is re-checked by the daemon: %s after start, it logs an error and stops with exit 18', async (_what, change) => {
     const d = track(await startDaemon({ config: 'profiles: {}\n' }));

@@ -7,7 +7,16 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { privateTempDir, ROOT, run } from '../helpers/daemon.js';
 
-const FILES = ['scripts/build-native.mjs', 'src/shim/keybroker-shim.c', 'src/shim/native/reply-parser.c', 'src/shim/native/reply-parser.h', 'src/shim/native/utf8.c', 'src/shim/native/utf8.h', 'dist/src/protocol/messages.js', 'dist/src/protocol/build-info.js'];
+const FILES = [
+  'scripts/build-native.mjs',
+  'src/shim/keybroker-shim.c',
+  'src/shim/native/reply-parser.c',
+  'src/shim/native/reply-parser.h',
+  'src/shim/native/utf8.c',
+  'src/shim/native/utf8.h',
+  'dist/src/protocol/messages.js',
+  'dist/src/protocol/build-info.js',
+];
 
 let root: string;
 let noCompilerPath: string;
@@ -28,7 +37,11 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const build = (args: string[], env: NodeJS.ProcessEnv = {}): ReturnType<typeof run> =>
-  run(process.execPath, [path.join(root, 'scripts', 'build-native.mjs'), ...args], { env: { ...process.env, CC: '', CFLAGS: '', ...env }, cwd: root, timeoutMs: 60_000 });
+  run(process.execPath, [path.join(root, 'scripts', 'build-native.mjs'), ...args], {
+    env: { ...process.env, CC: '', CFLAGS: '', ...env },
+    cwd: root,
+    timeoutMs: 60_000,
+  });
 
 describe('without a C compiler', () => {
   it.each([[[]], [['--install']]])('succeeds with one line and no binary (args %j)', async (args) => {
@@ -56,19 +69,34 @@ describe('with a C compiler', () => {
     const shim = await run(binary(), ['--help'], { env: { PATH: noCompilerPath } });
     expect(shim.code).toBe(ERROR_CODES.INTERNAL);
     expect(shim.stdout).toBe('');
-    expect(shim.stderr).toContain(`keybroker: cannot find the Node shim ${path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.cjs')} beside the native keybroker-shim`);
+    expect(shim.stderr).toContain(
+      `keybroker: cannot find the Node shim ${path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.cjs')} beside the native keybroker-shim`,
+    );
   });
 
   it('hands over to KEYBROKER_NODE, else the node that built it; says so when that cannot run', async () => {
     expect((await build([])).code).toBe(0);
     const nodeShim = path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.cjs');
     fs.mkdirSync(path.dirname(nodeShim), { recursive: true });
-    fs.writeFileSync(nodeShim, 'process.stdout.write(JSON.stringify([process.execPath, ...process.argv.slice(1)]) + "\\n")\n');
+    fs.writeFileSync(
+      nodeShim,
+      'process.stdout.write(JSON.stringify([process.execPath, ...process.argv.slice(1)]) + "\\n")\n',
+    );
     const byBuildNode = await run(binary(), ['--format', 'raw', 'w'], { env: { PATH: noCompilerPath } });
-    expect(JSON.parse(byBuildNode.stdout)).toEqual([fs.realpathSync(process.execPath), nodeShim, '--format', 'raw', 'w']);
-    const byEnv = await run(binary(), ['--help'], { env: { PATH: noCompilerPath, KEYBROKER_NODE: path.join(root, 'no-node') } });
+    expect(JSON.parse(byBuildNode.stdout)).toEqual([
+      fs.realpathSync(process.execPath),
+      nodeShim,
+      '--format',
+      'raw',
+      'w',
+    ]);
+    const byEnv = await run(binary(), ['--help'], {
+      env: { PATH: noCompilerPath, KEYBROKER_NODE: path.join(root, 'no-node') },
+    });
     expect(byEnv.code).toBe(ERROR_CODES.INTERNAL);
-    expect(byEnv.stderr).toBe(`keybroker: cannot run the Node shim ${nodeShim} with ${path.join(root, 'no-node')} (No such file or directory); put node on PATH or set KEYBROKER_NODE to it\n`);
+    expect(byEnv.stderr).toBe(
+      `keybroker: cannot run the Node shim ${nodeShim} with ${path.join(root, 'no-node')} (No such file or directory); put node on PATH or set KEYBROKER_NODE to it\n`,
+    );
   });
 
   it('a compile error fails the build, but never an install', async () => {

@@ -16,7 +16,14 @@ function log(name: string, text: string): string {
   return file;
 }
 
-const fatal = JSON.stringify({ level: 60, msg: 'could not start', err: { code: 'UNSAFE_PATH', message: 'socket directory /x is accessible by group or others (mode 0755); run: chmod 700 /x' } });
+const fatal = JSON.stringify({
+  level: 60,
+  msg: 'could not start',
+  err: {
+    code: 'UNSAFE_PATH',
+    message: 'socket directory /x is accessible by group or others (mode 0755); run: chmod 700 /x',
+  },
+});
 const info = JSON.stringify({ level: 30, msg: 'listening' });
 
 describe('lastDaemonFailure', () => {
@@ -25,7 +32,9 @@ describe('lastDaemonFailure', () => {
   });
 
   it('takes the plain "keybroker: …" line the daemon prints when it cannot start', () => {
-    expect(lastDaemonFailure(log('b.log', `${fatal}\nkeybroker: a keybroker daemon is already listening on /x\n`))).toBe('a keybroker daemon is already listening on /x');
+    expect(
+      lastDaemonFailure(log('b.log', `${fatal}\nkeybroker: a keybroker daemon is already listening on /x\n`)),
+    ).toBe('a keybroker daemon is already listening on /x');
   });
 
   it('is undefined for a log with no failure, a missing file, a symlink, or a FIFO', () => {

@@ -78,7 +78,9 @@ describe('the shim without a profile argument', () => {
   });
 
   it('status lists the directories as written and as resolved', async () => {
-    const chosen = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env: d.env })).stdout) as { directories: Array<{ dir: string; profile: string; path: string }> };
+    const chosen = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env: d.env })).stdout) as {
+      directories: Array<{ dir: string; profile: string; path: string }>;
+    };
     expect(chosen.directories.map((e) => [e.dir, e.profile])).toEqual([
       ['~/code/acme', 'work'],
       ['~/code/acme/oss-fork', 'personal'],
@@ -99,8 +101,15 @@ describe('keybroker status', () => {
 
 describe('keybroker get', () => {
   it('uses the same rule and reports the profile and why', async () => {
-    const inAcme = await run(process.execPath, [CLI, 'get', '--which'], { env: d.env, cwd: path.join(code, 'acme', 'api') });
-    expect(inAcme).toMatchObject({ code: 0, stdout: 'sk-work\n', stderr: 'keybroker: profile work (directories: ~/code/acme)\n' });
+    const inAcme = await run(process.execPath, [CLI, 'get', '--which'], {
+      env: d.env,
+      cwd: path.join(code, 'acme', 'api'),
+    });
+    expect(inAcme).toMatchObject({
+      code: 0,
+      stdout: 'sk-work\n',
+      stderr: 'keybroker: profile work (directories: ~/code/acme)\n',
+    });
     const named = await run(process.execPath, [CLI, 'get', 'personal'], { env: d.env, cwd: path.join(code, 'acme') });
     expect(named.stdout).toBe('sk-personal\n');
     const elsewhere = await run(process.execPath, [CLI, 'get'], { env: d.env, cwd: d.dir });
@@ -109,15 +118,32 @@ describe('keybroker get', () => {
 
   it('the reply names the profile served and how it was chosen', async () => {
     const reply = (await d.request({ v: 1, op: 'get', cwd: path.join(code, 'acme', 'oss-fork', 'lib') })) as GetReply;
-    expect(reply).toMatchObject({ ok: true, profile: 'personal', chosenBy: 'directory', directory: '~/code/acme/oss-fork' });
-    expect(await d.request({ v: 1, op: 'get', profile: 'work', cwd: path.join(code, 'acme', 'oss-fork') })).toMatchObject({ ok: true, profile: 'work', chosenBy: 'argument' });
-    expect(await d.request({ v: 1, op: 'get', cwd: '/' })).toMatchObject({ ok: true, profile: 'default', chosenBy: 'default' });
+    expect(reply).toMatchObject({
+      ok: true,
+      profile: 'personal',
+      chosenBy: 'directory',
+      directory: '~/code/acme/oss-fork',
+    });
+    expect(
+      await d.request({ v: 1, op: 'get', profile: 'work', cwd: path.join(code, 'acme', 'oss-fork') }),
+    ).toMatchObject({ ok: true, profile: 'work', chosenBy: 'argument' });
+    expect(await d.request({ v: 1, op: 'get', cwd: '/' })).toMatchObject({
+      ok: true,
+      profile: 'default',
+      chosenBy: 'default',
+    });
     expect(await d.request({ v: 1, op: 'get' })).toMatchObject({ ok: true, profile: 'default', chosenBy: 'default' });
   });
 
   it('refuses a relative or oversized cwd', async () => {
-    expect(await d.request({ v: 1, op: 'get', cwd: 'code/acme' })).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
-    expect(await d.request({ v: 1, op: 'get', cwd: `/${'a'.repeat(5000)}` })).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    expect(await d.request({ v: 1, op: 'get', cwd: 'code/acme' })).toMatchObject({
+      ok: false,
+      error: { code: 'BAD_REQUEST' },
+    });
+    expect(await d.request({ v: 1, op: 'get', cwd: `/${'a'.repeat(5000)}` })).toMatchObject({
+      ok: false,
+      error: { code: 'BAD_REQUEST' },
+    });
   });
 });
 

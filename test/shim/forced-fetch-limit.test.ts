@@ -10,7 +10,10 @@ let d: DaemonHandle;
 const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
 
 beforeEach(async () => {
-  d = await startDaemon({ config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; echo sk-counted\n    ttl: 1h\n', logLevel: 'info' });
+  d = await startDaemon({
+    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; echo sk-counted\n    ttl: 1h\n',
+    logLevel: 'info',
+  });
 });
 afterEach(async () => {
   await d.stop();

@@ -18,7 +18,9 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
     const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
 
     beforeEach(async () => {
-      d = await startDaemon({ config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n' });
+      d = await startDaemon({
+        config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
+      });
       rotate('sk-old');
     });
     afterEach(async () => {
@@ -59,7 +61,9 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       it('is seen as one consumer, named claude, in status', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         await claude.callHelper(`${shim} work`);
-        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ consumers: number }> };
+        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+          profiles: Array<{ consumers: number }>;
+        };
         expect(status.profiles[0]!.consumers).toBe(1);
       });
     });
@@ -111,7 +115,11 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       it('never count as repeats', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         for (let i = 0; i < 3; i++) {
-          expect(await claude.callHelper(`${shim} --format headers work`)).toEqual({ code: 0, stdout: '{"Authorization":"Bearer sk-old"}\n', stderr: '' });
+          expect(await claude.callHelper(`${shim} --format headers work`)).toEqual({
+            code: 0,
+            stdout: '{"Authorization":"Bearer sk-old"}\n',
+            stderr: '',
+          });
         }
         expect(fetchCount()).toBe(1);
       });
@@ -127,7 +135,8 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         const text = await d.cli(['status']);
         expect(text.code).toBe(0);
         expect(text.stdout).toMatch(/^note +profile "work": 1 Claude Code consumer without a known helper marker/m);
-        const doctor = JSON.parse((await d.cli(['doctor', '--no-fetch', '--json'])).stdout) as { checks?: Array<{ id: string; status: string }> } | Array<{ id: string; status: string }>;
+        const doctor = JSON.parse((await d.cli(['doctor', '--no-fetch', '--json'])).stdout) as
+          { checks?: Array<{ id: string; status: string }> } | Array<{ id: string; status: string }>;
         const checks = Array.isArray(doctor) ? doctor : (doctor.checks ?? []);
         expect(checks.find((c) => c.id === 'consumers:work')).toMatchObject({ status: 'warn' });
       });

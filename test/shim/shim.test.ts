@@ -5,7 +5,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
-import { baseEnv, CLI, privateTempDir, run, SHIMS, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  privateTempDir,
+  run,
+  SHIMS,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  type RunResult,
+} from '../helpers/daemon.js';
 
 describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
   describe.skipIf(skip !== undefined)(skip ?? 'against a real daemon', () => {
@@ -46,7 +56,8 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         env: {
           KB_SHIM_KEY: KEY,
           KB_SHIM_HEADERS: '{"x-honeycomb-team":"hc-123","Authorization":"Bearer otel"}',
-          KB_SHIM_AWS: '{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"secret","SessionToken":"tok","Expiration":"2026-11-22T12:00:00Z"}',
+          KB_SHIM_AWS:
+            '{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"secret","SessionToken":"tok","Expiration":"2026-11-22T12:00:00Z"}',
         },
       });
     });
@@ -97,8 +108,12 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         const stale = await shimRun('flaky');
         expect(stale.code).toBe(0);
         expect(stale.stdout).toBe('sk-flaky\n');
-        expect(stale.stderr).toMatch(/^keybroker: warning: serving a cached value past its TTL: exec:cat … exited 1: cat: .*No such file/);
-        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as { profiles: Array<{ name: string; state: string }> };
+        expect(stale.stderr).toMatch(
+          /^keybroker: warning: serving a cached value past its TTL: exec:cat … exited 1: cat: .*No such file/,
+        );
+        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
+          profiles: Array<{ name: string; state: string }>;
+        };
         expect(status.profiles.find((p) => p.name === 'flaky')!.state).toBe('stale');
       });
 
@@ -112,9 +127,19 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
     describe('failures: nothing on stdout, one line on stderr, an exit status per cause', () => {
       const cases: Array<[string, string, number, RegExp]> = [
         ['an unknown profile', 'nope', 4, /^keybroker: no profile "nope" in .*\(profiles: default, work, /],
-        ['a source error', 'failing', 5, /^keybroker: profile "failing": exec:echo … exited 1: \[ERROR\] 2026\/11\/22 op: not signed in\n$/],
+        [
+          'a source error',
+          'failing',
+          5,
+          /^keybroker: profile "failing": exec:echo … exited 1: \[ERROR\] 2026\/11\/22 op: not signed in\n$/,
+        ],
         ['a source timeout', 'slow', 6, /^keybroker: profile "slow": exec:sleep … did not answer within 300ms /],
-        ['a missing key file', 'missing', 10, /^keybroker: profile "missing": .*no-such\.key does not exist — create it with/],
+        [
+          'a missing key file',
+          'missing',
+          10,
+          /^keybroker: profile "missing": .*no-such\.key does not exist — create it with/,
+        ],
         ['a bad option', '--frobnicate', 2, /^keybroker: unknown option --frobnicate \(see keybroker-shim --help\)\n$/],
       ];
       it.each(cases)('%s', async (_what, args, code, stderr) => {
@@ -170,14 +195,22 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       });
 
       it('headers: a JSON object of strings passes through', async () => {
-        expect(JSON.parse((await shimRun('--format=headers headers-json')).stdout)).toEqual({ 'x-honeycomb-team': 'hc-123', Authorization: 'Bearer otel' });
+        expect(JSON.parse((await shimRun('--format=headers headers-json')).stdout)).toEqual({
+          'x-honeycomb-team': 'hc-123',
+          Authorization: 'Bearer otel',
+        });
       });
 
       it('aws-credentials: wraps credentials the way awsCredentialExport expects', async () => {
         const r = await shimRun('--format aws-credentials aws-json');
         expect(r.code).toBe(0);
         expect(JSON.parse(r.stdout)).toEqual({
-          Credentials: { AccessKeyId: 'AKIAEXAMPLE', SecretAccessKey: 'secret', SessionToken: 'tok', Expiration: '2026-11-22T12:00:00Z' },
+          Credentials: {
+            AccessKeyId: 'AKIAEXAMPLE',
+            SecretAccessKey: 'secret',
+            SessionToken: 'tok',
+            Expiration: '2026-11-22T12:00:00Z',
+          },
         });
       });
 
@@ -193,20 +226,26 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       it('starts one daemon for many shims arriving together, then answers them all', async () => {
         const dir = privateTempDir('kb-auto-');
         const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_AUTO_KEY: 'sk-auto' });
-        fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_AUTO_KEY\n', { mode: 0o600 });
+        fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_AUTO_KEY\n', {
+          mode: 0o600,
+        });
         let daemonPid: number | undefined;
         try {
           const results = await Promise.all(Array.from({ length: 6 }, () => run('/bin/sh', ['-c', shim], { env })));
           for (const r of results) expect(r).toMatchObject({ code: 0, stdout: 'sk-auto\n' });
           expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(8_000);
-          const status = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env })).stdout) as { daemon: { pid: number } };
+          const status = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env })).stdout) as {
+            daemon: { pid: number };
+          };
           daemonPid = status.daemon.pid;
           const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
           expect(log.match(/"msg":"listening"/g)).toHaveLength(1);
           expect(fs.existsSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'autostart.lock'))).toBe(false);
         } finally {
           if (daemonPid) process.kill(daemonPid, 'SIGTERM');
-          await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
+          await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(
+            () => {},
+          );
           fs.rmSync(dir, { recursive: true, force: true });
         }
       });
