@@ -9,7 +9,8 @@ const ROOT = path.dirname(fileURLToPath(import.meta.url));
 
 // ---- Boundaries (STYLE.md, "Shape of the code") ------------------------------------------------
 // Dependencies point one way: cli → daemon → cache → adapter interface. The shim imports only node
-// built-ins and src/protocol/; src/protocol/ imports nothing of ours outside itself; adapters import
+// built-ins, src/protocol/ and src/client/; src/protocol/ (the wire protocol) imports nothing of ours
+// outside itself, and src/client/ (socket path and checks, the client, autostart) only src/protocol/; adapters import
 // only src/adapter.ts, src/errors.ts and src/secret.ts (never another adapter); integration/ uses
 // the protocol client and config, not the cache's internals. A boundary written in a comment is
 // written here too, so lint fails on an import that crosses it.
@@ -24,6 +25,7 @@ const TOP_LEVEL = [
   'src/clock.ts',
   'src/errors.ts',
   'src/log.ts',
+  'src/private-dir.ts',
   'src/secret.ts',
   'src/version.ts',
 ];
@@ -31,9 +33,14 @@ const CORE = ['src/adapter.ts', 'src/errors.ts', 'src/secret.ts'];
 /** @type {Record<string, { allow: string[]; nodeOnly?: boolean; why: string }>} */
 const ZONES = {
   'src/shim/': {
+    allow: ['src/protocol/', 'src/client/'],
+    nodeOnly: true,
+    why: 'the shim imports only node: built-ins, src/protocol/ and src/client/ (start-up time is the product)',
+  },
+  'src/client/': {
     allow: ['src/protocol/'],
     nodeOnly: true,
-    why: 'the shim imports only node: built-ins and src/protocol/ (start-up time is the product)',
+    why: 'src/client/ imports only src/protocol/ (the shim bundles it)',
   },
   'src/protocol/': {
     allow: [],
@@ -48,21 +55,38 @@ const ZONES = {
       'src/clock.ts',
       'src/log.ts',
       'src/protocol/',
+      'src/client/',
       'src/config/',
     ],
     why: 'the cache gets adapters through the interface (src/adapter.ts, src/adapter-pool.ts), never adapters/ or the daemon, CLI or integration',
   },
   'src/config/': {
-    allow: [...CORE, 'src/checked-file.ts', 'src/protocol/', 'adapters/registry.ts'],
+    allow: [...CORE, 'src/checked-file.ts', 'src/protocol/', 'src/client/', 'adapters/registry.ts'],
     why: 'config reads and validates the file; it knows adapters only through the registry',
   },
   'src/audit/': {
-    // The trail keeps its directory private with the daemon's own check.
-    allow: [...CORE, 'src/checked-file.ts', 'src/log.ts', 'src/protocol/', 'src/config/', 'src/daemon/socket-dir.ts'],
+    // The trail keeps its directory private with the socket directory's check (src/private-dir.ts).
+    allow: [
+      ...CORE,
+      'src/checked-file.ts',
+      'src/log.ts',
+      'src/protocol/',
+      'src/client/',
+      'src/config/',
+      'src/private-dir.ts',
+    ],
     why: 'the audit trail sits beside the daemon: no cache, CLI, integration or adapters',
   },
   'src/daemon/': {
-    allow: [...TOP_LEVEL, 'src/protocol/', 'src/config/', 'src/cache/', 'src/audit/', 'adapters/registry.ts'],
+    allow: [
+      ...TOP_LEVEL,
+      'src/protocol/',
+      'src/client/',
+      'src/config/',
+      'src/cache/',
+      'src/audit/',
+      'adapters/registry.ts',
+    ],
     why: 'the daemon uses the cache, config and protocol; never the CLI, integration, shim or an adapter directly (the registry loads them)',
   },
   'src/integration/': {
@@ -74,6 +98,7 @@ const ZONES = {
       'src/secret.ts',
       'src/version.ts',
       'src/protocol/',
+      'src/client/',
       'src/config/',
       'src/audit/',
       'adapters/registry.ts',
@@ -84,6 +109,7 @@ const ZONES = {
     allow: [
       ...TOP_LEVEL,
       'src/protocol/',
+      'src/client/',
       'src/config/',
       'src/cache/',
       'src/daemon/',
@@ -94,7 +120,7 @@ const ZONES = {
     why: 'the CLI sits on top; it never imports the shim or an adapter directly',
   },
   'src/': {
-    allow: [...TOP_LEVEL, 'src/protocol/', 'src/config/duration.ts'],
+    allow: [...TOP_LEVEL, 'src/protocol/', 'src/client/', 'src/config/duration.ts'],
     why: 'the adapter interface and core helpers (src/*.ts) sit below the cache: they import only each other, src/protocol/ and the duration syntax',
   },
   'adapters/': {

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { sendRequest } from '../src/protocol/client.js';
+import { sendRequest } from '../src/client/client.js';
 import type { GetRequest, Reply } from '../src/protocol/messages.js';
 import { mergeLoads, runLoad, type LoadResult } from './load.js';
 import { hasProcStatus, readCpuMs, readMemory, resetPeak, samplePeaks, type Memory } from './process-usage.js';

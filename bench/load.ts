@@ -2,7 +2,7 @@
 // the way shims arrive at the daemon (never a kept-alive connection). The clients run in this
 // process with the real protocol client, and the same code loads the daemon and the floor
 // server, so whatever the client costs is in both figures and cancels out of the ratio.
-import { sendRequest } from '../src/protocol/client.js';
+import { sendRequest } from '../src/client/client.js';
 import type { Reply, Request } from '../src/protocol/messages.js';
 
 export interface LoadOptions {

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/config/duration.js';
-import { sendRequest } from '../src/protocol/client.js';
+import { sendRequest } from '../src/client/client.js';
 import type { ConsumerInfo, GetRequest, Reply } from '../src/protocol/messages.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -23,7 +23,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'dist', 'native', 'keybroker-shim');
 const MESSAGES = path.join(ROOT, 'dist', 'src', 'protocol', 'messages.js');
 // Stamped by scripts/stamp-build-id.mjs before this runs: the native shim is the same build.
-const BUILD_INFO = path.join(ROOT, 'dist', 'src', 'protocol', 'build-info.js');
+const BUILD_INFO = path.join(ROOT, 'dist', 'src', 'client', 'build-info.js');
 const SOURCES = ['src/shim/keybroker-shim.c', 'src/shim/native/reply-parser.c', 'src/shim/native/utf8.c'].map((f) =>
   path.join(ROOT, f),
 );
@@ -115,7 +115,7 @@ function header({ codes, maxReplyBytes, node, replyTimeoutMs, noAnswer, version,
     '/* How long to wait for the reply (longer than any profile timeout), and what to say after. */',
     `#define KB_REQUEST_TIMEOUT_MS ${Number(replyTimeoutMs)}`,
     `#define KB_NO_ANSWER_MESSAGE ${cString(noAnswer)}`,
-    '/* This build, compared with the daemon identity in replies (src/protocol/build-info.ts). */',
+    '/* This build, compared with the daemon identity in replies (src/client/build-info.ts). */',
     `#define KB_VERSION ${cString(String(version))}`,
     `#define KB_BUILD_ID ${typeof build === 'string' ? cString(build) : 'NULL'}`,
     'struct kb_error_code { const char *code; int status; };',

@@ -1,5 +1,5 @@
 // Stamp a build id into dist/: a hash of the built daemon, CLI, adapters and shim, written over
-// the placeholder in src/protocol/build-info.ts's output (and its copy inside the shim bundle).
+// the placeholder in src/client/build-info.ts's output (and its copy inside the shim bundle).
 // Two builds of the same sources get the same id; any change to what runs gets a new one, so a
 // shim or CLI can tell an old daemon from its own build even when the version is unchanged.
 import { createHash } from 'node:crypto';
@@ -43,7 +43,7 @@ for (const rel of ['src/shim/keybroker-shim.c', 'src/shim/native']) {
 }
 const id = hash.digest('hex').slice(0, 12);
 if (holders.length === 0)
-  throw new Error('stamp-build-id: no build id placeholder in dist/ (was src/protocol/build-info.ts built?)');
+  throw new Error('stamp-build-id: no build id placeholder in dist/ (was src/client/build-info.ts built?)');
 for (const [file, text] of holders) {
   const stamped = text
     .replaceAll(`'${PLACEHOLDER}'`, `'${id}' /* build-id */`)

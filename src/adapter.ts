@@ -13,7 +13,7 @@ export type { Logger } from 'pino';
 // Durations in adapter settings read and print like every other duration in the config.
 export { formatDuration, parseDuration } from './config/duration.js';
 // One capped, jittered backoff for every retry loop (the cache's, an adapter's login).
-export { backoffDelay, type BackoffOptions } from './protocol/backoff.js';
+export { backoffDelay, type BackoffOptions } from './client/backoff.js';
 // The `aws:` block's schema, shared by the aws-sm: and aws-credentials: sources.
 export { AWS_REGION_PATTERN, AWS_SETTINGS_KEYS, awsSettingsSchema, type AwsSettings } from './aws-settings.js';
 // One clock for everything that schedules, so tests drive time by hand.

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import { BrokerError, type ErrorCode } from './errors.js';
-import { formatMode } from './protocol/file-mode.js';
+import { formatMode } from './client/file-mode.js';
 
 /**
  * Who must own the file, and who else may touch it:

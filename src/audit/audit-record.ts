@@ -3,7 +3,7 @@
 // value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
 import path from 'node:path';
 import type { Invocation, ProfileChoice } from '../protocol/messages.js';
-import { defaultStateDir } from '../protocol/socket-path.js';
+import { defaultStateDir } from '../client/socket-path.js';
 
 export const AUDIT_FILE = 'audit.jsonl';
 /** The one previous file kept by rotation. */

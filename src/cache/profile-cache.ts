@@ -18,7 +18,7 @@ import { formatDuration } from '../config/duration.js';
 import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
 import { MAX_PROFILE_TIMEOUT_MS, type ConsumerInfo, type ProfileStatus } from '../protocol/messages.js';
 import { redactText, type SecretValue, type ServedValues } from '../secret.js';
-import { backoffDelay, REFRESH_BACKOFF } from '../protocol/backoff.js';
+import { backoffDelay, REFRESH_BACKOFF } from '../client/backoff.js';
 import { ConsumerTracker, detectsRepeats, isSuspectedRejection, type ConsumerRecord } from './consumers.js';
 import { alreadyExpiredError, entryTimes, expiredAndRefreshFailedError, expiryOf, type ValueExpiry } from './expiry.js';
 import { FORCED_FETCH_BURST, FORCED_FETCH_INTERVAL_MS, ForcedFetchLimit } from './forced-fetch-limit.js';

@@ -1,8 +1,8 @@
 // The CLI's way to the daemon: same protocol client as the shim, with messages that say what to do.
-import { sendRequest } from '../protocol/client.js';
-import { BUILD_ID, isOtherBuild, otherBuildMessage, VERSION } from '../protocol/build-info.js';
+import { sendRequest } from '../client/client.js';
+import { BUILD_ID, isOtherBuild, otherBuildMessage, VERSION } from '../client/build-info.js';
 import { CLIENT_REPLY_TIMEOUT_MS, type DaemonIdentity, type Reply, type Request } from '../protocol/messages.js';
-import { resolveSocketPath } from '../protocol/socket-path.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import { die } from './output.js';
 
 export interface ClientOptions {

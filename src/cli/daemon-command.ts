@@ -1,8 +1,8 @@
 import v8 from 'node:v8';
 import { Option, type Command } from 'commander';
 import type { StartedBy } from '../protocol/messages.js';
-import { reexecWithDaemonNodeFlags } from '../protocol/daemon-node-flags.js';
-import { resolveSocketPath } from '../protocol/socket-path.js';
+import { reexecWithDaemonNodeFlags } from '../client/daemon-node-flags.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import { configOptionHelp } from './help-text.js';
 
 /** systemd socket activation: the listening socket is fd 3 when LISTEN_PID is us. */

@@ -32,10 +32,10 @@ Examples:
         { findInstallLayout },
         { runCommand },
       ] = await Promise.all([
-        import('../protocol/socket-path.js'),
-        import('../protocol/client.js'),
-        import('../protocol/autostart.js'),
-        import('../protocol/build-info.js'),
+        import('../client/socket-path.js'),
+        import('../client/client.js'),
+        import('../client/autostart.js'),
+        import('../client/build-info.js'),
         import('../integration/install-layout.js'),
         import('../integration/service-manager.js'),
       ]);

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { requestWithAutostart } from '../protocol/autostart.js';
+import { requestWithAutostart } from '../client/autostart.js';
 import {
   buildGetRequest,
   CLIENT_REPLY_TIMEOUT_MS,
@@ -18,7 +18,7 @@ import {
   type ConsumerInfo,
   type Reply,
 } from '../protocol/messages.js';
-import { resolveSocketPath } from '../protocol/socket-path.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import { CliExit } from './output.js';
 
 /** As the shim: longer than any profile's timeout, so the daemon reports a slow source itself. */

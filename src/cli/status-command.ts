@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { chooseProfile, describeChoice, realDirectory } from '../config/directories.js';
 import { formatDuration } from '../config/duration.js';
 import type { ProfileStatus, StatusReply } from '../protocol/messages.js';
-import { collapseHome } from '../protocol/socket-path.js';
+import { collapseHome } from '../client/socket-path.js';
 import { callDaemon } from './client.js';
 import { table } from './output.js';
 import { unmarkedNote } from '../integration/unmarked-consumers.js';

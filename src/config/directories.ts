@@ -9,7 +9,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ProfileChoice } from '../protocol/messages.js';
-import { expandHome } from '../protocol/socket-path.js';
+import { expandHome } from '../client/socket-path.js';
 
 export const DEFAULT_PROFILE = 'default';
 

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { BrokerError } from '../errors.js';
-import { formatMode } from '../protocol/file-mode.js';
+import { formatMode } from '../client/file-mode.js';
 import { buildConfigSchema, DEFAULT_KEYS, type RawConfig, type RawManagedConfig } from './schema.js';
 
 export const MANAGED_CONFIG_ENV = 'KEYBROKER_MANAGED_CONFIG';

@@ -21,13 +21,14 @@ import { writeStarterConfig } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
 import { exitCodeFor, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
-import { privateDirProblem } from '../protocol/socket-check.js';
-import type { ResolvedSocketPath } from '../protocol/socket-path.js';
+import { privateDirProblem } from '../client/socket-check.js';
+import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { handleRequest } from './handler.js';
 import { hardenProcess, refuseInspectorSignal } from './process-hardening.js';
 import { BrokerServer } from './server.js';
-import { checkSocketPathLength, ensurePrivateDir } from './socket-dir.js';
+import { ensurePrivateDir } from '../private-dir.js';
+import { checkSocketPathLength } from './socket-dir.js';
 
 export interface DaemonOptions {
   config: ResolvedConfigPath;

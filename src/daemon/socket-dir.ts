@@ -3,35 +3,8 @@
 // can reach it; a stale socket left by a crash is replaced; a live daemon's socket never is.
 import fs from 'node:fs/promises';
 import net from 'node:net';
-import path from 'node:path';
 import { BrokerError } from '../errors.js';
-import { ancestorsProblem, describeProblem, privateDirProblem } from '../protocol/socket-check.js';
-import { MAX_SOCKET_PATH_BYTES } from '../protocol/socket-path.js';
-
-/** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
-/** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
-export async function ensurePrivateDir(dir: string, label = 'socket directory'): Promise<void> {
-  await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
-  try {
-    await fs.mkdir(dir, { mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new BrokerError(
-        'UNSAFE_PATH',
-        `cannot create ${label} ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      );
-    }
-  }
-  await checkPrivateDir(dir, label);
-}
-
-/** lstat, not stat: a symbolic link is refused rather than followed (the O_NOFOLLOW of directories). */
-export async function checkPrivateDir(dir: string, label = 'socket directory'): Promise<void> {
-  const problem =
-    privateDirProblem(dir, await fs.lstat(dir), undefined, label) ??
-    (label === 'socket directory' ? ancestorsProblem(dir) : undefined);
-  if (problem) throw new BrokerError('UNSAFE_PATH', describeProblem(problem));
-}
+import { MAX_SOCKET_PATH_BYTES } from '../client/socket-path.js';
 
 export function checkSocketPathLength(socketPath: string): void {
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {

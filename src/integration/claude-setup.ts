@@ -6,7 +6,7 @@ import fsSync from 'node:fs';
 import { DEFAULTS } from '../config/schema.js';
 import { FileCheckError } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
-import { formatMode } from '../protocol/file-mode.js';
+import { formatMode } from '../client/file-mode.js';
 import path from 'node:path';
 import {
   managedSettingsDir,

@@ -18,12 +18,12 @@ import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '.
 import { resolveManagedConfigPath } from '../config/managed.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { sendRequest } from '../protocol/client.js';
-import { describeBuild, isOtherBuild, restartCommand } from '../protocol/build-info.js';
-import { formatMode } from '../protocol/file-mode.js';
+import { sendRequest } from '../client/client.js';
+import { describeBuild, isOtherBuild, restartCommand } from '../client/build-info.js';
+import { formatMode } from '../client/file-mode.js';
 import { CLIENT_REPLY_TIMEOUT_MS, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
-import { checkSocketPath } from '../protocol/socket-check.js';
-import { collapseHome, resolveSocketPath } from '../protocol/socket-path.js';
+import { checkSocketPath } from '../client/socket-check.js';
+import { collapseHome, resolveSocketPath } from '../client/socket-path.js';
 import {
   chooseCredential,
   claudeView,

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { resolveConfigPath } from '../config/load.js';
 import { writeStarterConfig } from '../config/starter.js';
 import { BrokerError } from '../errors.js';
-import { sendRequest } from '../protocol/client.js';
-import { formatMode } from '../protocol/file-mode.js';
-import { resolveSocketPath } from '../protocol/socket-path.js';
+import { sendRequest } from '../client/client.js';
+import { formatMode } from '../client/file-mode.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import {
   LAUNCHD_LABEL,
   LAUNCHD_PLIST,

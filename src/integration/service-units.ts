@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BrokerError } from '../errors.js';
-import { DAEMON_NODE_FLAGS } from '../protocol/daemon-node-flags.js';
+import { DAEMON_NODE_FLAGS } from '../client/daemon-node-flags.js';
 
 export const SYSTEMD_SERVICE = 'keybroker.service';
 export const SYSTEMD_SOCKET = 'keybroker.socket';

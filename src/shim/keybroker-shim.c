@@ -55,14 +55,14 @@
 /* As in the Node shim: longer than any profile's timeout, so the daemon reports its own fetch
  * timeout first (src/protocol/messages.ts CLIENT_REPLY_TIMEOUT_MS, via the generated header). */
 #define REQUEST_TIMEOUT_MS KB_REQUEST_TIMEOUT_MS
-/* src/protocol/autostart.ts: the ping that identifies a daemon refusing a request, and how long
+/* src/client/autostart.ts: the ping that identifies a daemon refusing a request, and how long
  * a replaced daemon gets to stop. */
 #define PING_TIMEOUT_MS 2000
 #define STOP_DEADLINE_MS 5000
 #define DEFAULT_HELPER_TTL_MS 300000
 /* src/protocol/messages.ts MAX_REQUEST_BYTES: a longer line the daemon refuses; let Node send it. */
 #define MAX_REQUEST_BYTES (64 * 1024)
-/* src/protocol/socket-path.ts MAX_SOCKET_PATH_BYTES */
+/* src/client/socket-path.ts MAX_SOCKET_PATH_BYTES */
 #define MAX_SOCKET_PATH_BYTES 103
 
 static char **original_argv;
@@ -351,7 +351,7 @@ static void parse_args(int argc, char **argv, struct args *a) {
   }
 }
 
-/* ---- the socket path: src/protocol/socket-path.ts ---- */
+/* ---- the socket path: src/client/socket-path.ts ---- */
 
 static const char *home_dir(void) {
   /* os.homedir(): $HOME when set, else the password database. */
@@ -464,7 +464,7 @@ static int socket_path(const struct args *a, char *out, size_t size) {
 /* The directories above the socket's directory, along its real path: each owned by us or root,
  * and writable by nobody else unless it has the sticky bit (as /tmp does). Otherwise another user
  * could rename the socket directory away and put one of theirs in its place between this check
- * and the connect. ancestorsProblem in src/protocol/socket-check.ts; the same messages. */
+ * and the connect. ancestorsProblem in src/client/socket-check.ts; the same messages. */
 #ifndef S_ISVTX
 #define S_ISVTX 01000 /* an XSI name, hidden by _POSIX_C_SOURCE; the value is the same everywhere */
 #endif
@@ -516,7 +516,7 @@ static void check_socket(const char *sock) {
 
   /* No socket (or no directory): nothing to connect to, so the Node shim decides, autostart and
    * all. This shim checks only what it is about to connect to. The messages are
-   * src/protocol/socket-check.ts's. */
+   * src/client/socket-check.ts's. */
   if (lstat(sock, &st) != 0) handover();
   if (lstat(dir, &st) != 0) handover();
   if (S_ISLNK(st.st_mode)) {
@@ -889,7 +889,7 @@ static void lost_connection(const char *sock) {
   closed_without_reply(msg.data);
 }
 
-/* ---- another build of the daemon (src/protocol/build-info.ts) ---- */
+/* ---- another build of the daemon (src/client/build-info.ts) ---- */
 
 static int text_is(const struct kb_text *t, const char *s) { return t->len == strlen(s) && memcmp(t->ptr, s, t->len) == 0; }
 

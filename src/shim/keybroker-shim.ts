@@ -5,7 +5,7 @@
 // exit status per cause. It never prompts and never reads stdin.
 //
 // Three modules beside this one: consumer.ts (who is asking), output-format.ts (the sibling
-// helpers' formats) and ../protocol/autostart.ts (starting and replacing the daemon).
+// helpers' formats) and ../client/autostart.ts (starting and replacing the daemon).
 //
 // Start-up time is the product here, so this file imports only Node built-ins and the protocol
 // module (no commander, pino, yaml or zod), and writes with fs.writeSync rather than
@@ -14,7 +14,7 @@
 // loader only for an ES-module entry point, which costs more than everything else the shim does.
 import fs from 'node:fs';
 import path from 'node:path';
-import { askToStop, requestWithAutostart } from '../protocol/autostart.js';
+import { askToStop, requestWithAutostart } from '../client/autostart.js';
 import {
   BUILD_ID,
   daemonIdentity,
@@ -22,7 +22,7 @@ import {
   isOtherBuild,
   otherBuildMessage,
   VERSION,
-} from '../protocol/build-info.js';
+} from '../client/build-info.js';
 import {
   buildGetRequest,
   CLIENT_REPLY_TIMEOUT_MS,
@@ -31,7 +31,7 @@ import {
   noAnswerMessage,
   type Reply,
 } from '../protocol/messages.js';
-import { resolveSocketPath } from '../protocol/socket-path.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import { findConsumer } from './consumer.js';
 import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestWithAutostart } from '../../src/protocol/autostart.js';
+import { requestWithAutostart } from '../../src/client/autostart.js';
 import { baseEnv, CLI, privateTempDir, ROOT, run, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 
 const KEY = 'sk-run-7c41d09e5b';

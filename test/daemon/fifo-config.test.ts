@@ -4,7 +4,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { afterEach, expect, it } from 'vitest';
-import { sendRequest } from '../../src/protocol/client.js';
+import { sendRequest } from '../../src/client/client.js';
 import { baseEnv, CLI, privateTempDir, startDaemon, waitFor } from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];

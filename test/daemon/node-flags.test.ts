@@ -1,11 +1,11 @@
-// The Node options a daemon runs with (src/protocol/daemon-node-flags.ts): who passes them, and
+// The Node options a daemon runs with (src/client/daemon-node-flags.ts): who passes them, and
 // the self-exec of a daemon started by hand — checked on the real processes' command lines in
 // /proc. That a socket-activated daemon does not exec (which would close its fd 3) is covered by
 // test/integration/socket-activation.test.ts, which fails if it does.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DAEMON_NODE_FLAGS, missingNodeFlags } from '../../src/protocol/daemon-node-flags.js';
+import { DAEMON_NODE_FLAGS, missingNodeFlags } from '../../src/client/daemon-node-flags.js';
 import {
   baseEnv,
   daemonPid,

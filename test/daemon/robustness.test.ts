@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-node-flags.js';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { CLI, daemonWorkspace, privateTempDir, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];

@@ -4,9 +4,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detectStartedBy } from '../../src/cli/daemon-command.js';
-import { sendRequest } from '../../src/protocol/client.js';
+import { sendRequest } from '../../src/client/client.js';
 import type { PingReply, Request, StatusReply } from '../../src/protocol/messages.js';
-import { BUILD_ID, VERSION } from '../../src/protocol/build-info.js';
+import { BUILD_ID, VERSION } from '../../src/client/build-info.js';
 import {
   baseEnv,
   privateTempDir,
@@ -20,7 +20,7 @@ import {
 import { otherBuild, type OtherBuild } from '../helpers/other-build.js';
 
 const builtId = (): string =>
-  /STAMPED = '([0-9a-f]{12})'/.exec(fs.readFileSync(path.join(ROOT, 'dist/src/protocol/build-info.js'), 'utf8'))![1]!;
+  /STAMPED = '([0-9a-f]{12})'/.exec(fs.readFileSync(path.join(ROOT, 'dist/src/client/build-info.js'), 'utf8'))![1]!;
 
 describe('the build id', () => {
   it('is stamped into the built files, and restamping gives the same id', async () => {

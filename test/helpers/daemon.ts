@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sendRequest } from '../../src/protocol/client.js';
+import { sendRequest } from '../../src/client/client.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

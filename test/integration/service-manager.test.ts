@@ -17,7 +17,7 @@ import {
 import { renderSystemdUnits, servicePath } from '../../src/integration/service-units.js';
 import { installFakeServiceManagers, type FakeServiceManagers } from '../fakes/fake-service-managers.js';
 import { CLI, privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
-import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-node-flags.js';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
 const UID = 501;

@@ -16,9 +16,9 @@ import {
   systemdWord,
   type UnitInputs,
 } from '../../src/integration/service-units.js';
-import { resolveSocketPath } from '../../src/protocol/socket-path.js';
+import { resolveSocketPath } from '../../src/client/socket-path.js';
 import { privateTempDir, ROOT } from '../helpers/daemon.js';
-import { DAEMON_NODE_FLAGS } from '../../src/protocol/daemon-node-flags.js';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
 const tmp = privateTempDir('kb-units-');

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sendRequest } from '../../src/protocol/client.js';
+import { sendRequest } from '../../src/client/client.js';
 import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
 import { baseEnv, CLI, privateTempDir, run, SHIMS, waitFor } from '../helpers/daemon.js';
 

@@ -15,7 +15,7 @@ const FILES = [
   'src/shim/native/utf8.c',
   'src/shim/native/utf8.h',
   'dist/src/protocol/messages.js',
-  'dist/src/protocol/build-info.js',
+  'dist/src/client/build-info.js',
 ];
 
 let root: string;

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lastDaemonFailure, LOG_TAIL_BYTES } from '../../src/protocol/daemon-log.js';
+import { lastDaemonFailure, LOG_TAIL_BYTES } from '../../src/client/daemon-log.js';
 import { privateTempDir } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-dlog-');

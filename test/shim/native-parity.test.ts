@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, MAX_REPLY_BYTES } from '../../src/protocol/messages.js';
-import { VERSION } from '../../src/protocol/build-info.js';
+import { VERSION } from '../../src/client/build-info.js';
 import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
 

@@ -1,4 +1,4 @@
-/* The daemon's reply line, read the way the Node shim reads it (src/protocol/client.ts and
+/* The daemon's reply line, read the way the Node shim reads it (src/client/client.ts and
  * src/shim/keybroker-shim.ts): Buffer.toString('utf8'), JSON.parse, then the shape checks.
  * Its own file, with no I/O, so the fuzz harness (test/fuzz/) links exactly this code. */
 #ifndef KB_REPLY_PARSER_H
@@ -12,7 +12,7 @@ struct kb_text {
   size_t len;
 };
 
-/* A daemon identity, valid only with the shape src/protocol/build-info.ts daemonIdentity()
+/* A daemon identity, valid only with the shape src/client/build-info.ts daemonIdentity()
  * accepts: version (and build, if present) 1-64 of [A-Za-z0-9_.+-], pid a positive integer
  * below 2^31, startedBy (if present) a string. */
 struct kb_identity {

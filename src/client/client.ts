@@ -10,7 +10,7 @@
 // is missing, refused (--permission) or of another shape, the client uses node:net.
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { MAX_REPLY_BYTES, encodeLine, errorReply, type Reply, type Request } from './messages.js';
+import { MAX_REPLY_BYTES, encodeLine, errorReply, type Reply, type Request } from '../protocol/messages.js';
 import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
 import { checkSocketPath, describeProblem } from './socket-check.js';
 

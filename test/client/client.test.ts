@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pipeBindings, sendRequest, type Transport } from '../../src/protocol/client.js';
+import { pipeBindings, sendRequest, type Transport } from '../../src/client/client.js';
 import { MAX_REPLY_BYTES, type Request } from '../../src/protocol/messages.js';
 import { baseEnv, privateTempDir, run, SHIM } from '../helpers/daemon.js';
 

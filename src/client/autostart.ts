@@ -8,7 +8,7 @@ import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessag
 import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
-import { errorReply, type Reply, type Request } from './messages.js';
+import { errorReply, type Reply, type Request } from '../protocol/messages.js';
 import { ancestorsProblem, describeProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
