@@ -17,7 +17,7 @@ import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fak
 const native = SHIMS.find((s) => s.name === 'native')!;
 /** The build id stamped into the built shims (the sources are unstamped). */
 const BUILD_ID = (fs
-  .readFileSync(path.join(ROOT, 'dist', 'src', 'protocol', 'build-info.js'), 'utf8')
+  .readFileSync(path.join(ROOT, 'dist', 'src', 'client', 'build-info.js'), 'utf8')
   .match(/'([0-9a-f]{12})' \/\* build-id \*\//) ?? [])[1];
 
 interface Recorder {
