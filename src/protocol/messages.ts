@@ -157,11 +157,20 @@ export type Request = GetRequest | RefreshRequest | ForgetRequest | StatusReques
 export type Op = Request['op'];
 export const OPS: readonly Op[] = ['get', 'refresh', 'forget', 'status', 'ping'];
 
+/**
+ * An error as data: clients render it once, at the edge (shim, CLI, doctor), as
+ * `profile "PROFILE": MESSAGE — FIX` with each absent part left out. Nothing parses `message` back.
+ */
 export interface WireError {
   code: string;
+  /** What went wrong, for a person: without the profile prefix and without the fix. */
   message: string;
   /** True when retrying later may succeed (backend down, timeout). */
   transient?: boolean;
+  /** The profile the error is about, when it is about one. */
+  profile?: string;
+  /** What to do about it, e.g. `run: keybroker status` or `chmod 600 ~/work.key, then run: keybroker refresh work`. */
+  fix?: string;
 }
 
 export interface ErrorReply {
