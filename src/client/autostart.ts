@@ -36,6 +36,19 @@ export interface RequestOptions extends AutostartOptions {
 
 const ME = { version: VERSION, build: BUILD_ID };
 
+/** KEYBROKER_NO_AUTOSTART=1 turns autostart off. */
+export const NO_AUTOSTART_ENV = 'KEYBROKER_NO_AUTOSTART';
+
+/** Nothing answered and autostart is off: what the client says, after why nothing answered. */
+export const autostartOffMessage = (unreachable: string): string =>
+  `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1) — start it with: keybroker daemon`;
+
+/**
+ * How a daemon's command line looks (the `daemon` command, an entry point ending in one of these),
+ * checked before signalling a pid a reply named. As data: the native shim's copy is generated.
+ */
+export const DAEMON_ARGV = { command: 'daemon', entrySuffixes: ['main.js', 'keybroker'] } as const;
+
 /**
  * Send a request; when no daemon answers, start one (unless KEYBROKER_NO_AUTOSTART=1) and send
  * it again. When the daemon refuses the request and is another build (an old daemon after an
@@ -53,13 +66,8 @@ export async function requestWithAutostart(
   const ask = (): Promise<Reply> => sendRequest(socketPath, request, { timeoutMs: options.timeoutMs });
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
-    if (env.KEYBROKER_NO_AUTOSTART === '1') {
-      return errorReply(
-        'DAEMON_UNREACHABLE',
-        `${reply.error.message}; autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon`,
-        true,
-      );
-    }
+    if (env[NO_AUTOSTART_ENV] === '1')
+      return errorReply('DAEMON_UNREACHABLE', autostartOffMessage(reply.error.message), true);
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;
     reply = await ask();
@@ -295,7 +303,7 @@ function looksLikeDaemon(pid: number): boolean {
   if (process.platform !== 'linux') return true;
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
-    return argv.includes('daemon') && argv.some((a) => a.endsWith('main.js') || a.endsWith('keybroker'));
+    return argv.includes(DAEMON_ARGV.command) && argv.some((a) => DAEMON_ARGV.entrySuffixes.some((s) => a.endsWith(s)));
   } catch {
     return false;
   }

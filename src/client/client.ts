@@ -12,7 +12,11 @@ import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { MAX_REPLY_BYTES, encodeLine, errorReply, type Reply, type Request } from '../protocol/messages.js';
 import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
-import { checkSocketPath, describeProblem } from './socket-check.js';
+import { checkSocketPath, refusalMessage } from './socket-check.js';
+
+/** What the client says when a reply is over the limit, or the daemon hung up without one. */
+export const REPLY_TOO_LONG = `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`;
+export const CLOSED_WITHOUT_REPLY = 'the keybroker daemon closed the connection without replying';
 
 export type Transport = 'pipe-handle' | 'net';
 
@@ -29,8 +33,7 @@ export interface SendOptions {
  */
 export async function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
   const problem = checkSocketPath(socketPath);
-  if (problem?.kind === 'UNSAFE_PATH')
-    return errorReply('UNSAFE_PATH', `refusing to connect: ${describeProblem(problem)}`);
+  if (problem?.kind === 'UNSAFE_PATH') return errorReply('UNSAFE_PATH', refusalMessage(problem));
   const open = await transport(options.transport);
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 1; ; attempt++) {
@@ -90,7 +93,7 @@ function exchange(
         if (settled) return;
         size += chunk.length;
         if (size > MAX_REPLY_BYTES) {
-          finish(errorReply('INTERNAL', `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`));
+          finish(errorReply('INTERNAL', REPLY_TOO_LONG));
           return;
         }
         chunks.push(chunk);
@@ -253,6 +256,11 @@ function errnoName(status: number): string | undefined {
 }
 
 function unreachable(socketPath: string, errno: string | undefined): Reply {
+  return errorReply('DAEMON_UNREACHABLE', unreachableMessage(socketPath, errno), true);
+}
+
+/** Why nothing answered on `socketPath`, from the errno name of the failure. */
+export function unreachableMessage(socketPath: string, errno: string | undefined): string {
   const why =
     errno === 'ENOENT'
       ? 'no socket there'
@@ -265,14 +273,13 @@ function unreachable(socketPath: string, errno: string | undefined): Reply {
             : errno === 'ECONNRESET' || errno === 'EPIPE'
               ? 'the daemon closed the connection'
               : (errno ?? 'connection failed');
-  return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, true);
+  return `keybroker daemon not reachable on ${socketPath} (${why})`;
 }
 
 function parseReply(raw: Buffer): Reply {
   const newline = raw.indexOf(0x0a);
   const line = (newline === -1 ? raw : raw.subarray(0, newline)).toString('utf8');
-  if (line.length === 0)
-    return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', true);
+  if (line.length === 0) return errorReply('DAEMON_UNREACHABLE', CLOSED_WITHOUT_REPLY, true);
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);

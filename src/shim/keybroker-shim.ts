@@ -34,6 +34,7 @@ import {
 import { resolveSocketPath } from '../client/socket-path.js';
 import { findConsumer } from './consumer.js';
 import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
+import { oneLine, SHIM_TEXT } from './shim-messages.js';
 
 const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--header NAME] [--socket PATH] [PROFILE]
 
@@ -110,7 +111,7 @@ function parseArgs(argv: string[]): Args | { help: true } | { version: true } | 
 
 function fail(code: string, message: string): never {
   // One line: Claude Code shows it as "apiKeyHelper failed: exited N: <stderr>".
-  fs.writeSync(2, `keybroker: ${message.replace(/\s*\n\s*/g, '; ')}\n`);
+  fs.writeSync(2, `${SHIM_TEXT.prefix}${oneLine(message)}\n`);
   process.exit(exitCodeFor(code));
 }
 
@@ -154,12 +155,9 @@ async function main(): Promise<void> {
     await requestWithAutostart(socketPath, request, { cli, timeoutMs: REQUEST_TIMEOUT_MS, startedAt: started }),
   );
   if (!reply.ok) fail(reply.error.code, reply.error.message);
-  if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', 'the daemon answered without a value');
+  if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', SHIM_TEXT.noValue);
   if (reply.stale && reply.warning) {
-    fs.writeSync(
-      2,
-      `keybroker: warning: serving a cached value past its TTL: ${reply.warning.message.replace(/\s*\n\s*/g, '; ')}\n`,
-    );
+    fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.staleWarning}${oneLine(reply.warning.message)}\n`);
   }
   const out = formatValue(reply.value, parsed.format, parsed.header);
   if (out === undefined) {
@@ -177,7 +175,7 @@ async function main(): Promise<void> {
       // starts this build.
       askToStop(daemon.pid);
     } else {
-      fs.writeSync(2, `keybroker: warning: ${otherBuildMessage(ME, daemon, process.getuid?.())}\n`);
+      fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.warning}${otherBuildMessage(ME, daemon, process.getuid?.())}\n`);
     }
   }
   process.exit(0);
@@ -194,6 +192,6 @@ function workingDirectory(): string | undefined {
 
 main().catch(() => {
   // Never print the error itself: nothing here should throw, and if it does it may hold a value.
-  fs.writeSync(2, 'keybroker: internal error in keybroker-shim\n');
+  fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.internalError}\n`);
   process.exit(ERROR_CODES.INTERNAL);
 });
