@@ -107,6 +107,8 @@ export interface GetRequest {
   /** Bypass the cache and fetch from the source now. */
   refresh?: boolean;
   consumer?: ConsumerInfo;
+  /** Reply with a frame (./framed-reply.ts) instead of a JSON line: what the native shim reads. */
+  framed?: boolean;
 }
 
 /**
