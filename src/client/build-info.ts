@@ -51,8 +51,17 @@ export function otherBuildMessage(
   daemon: BuildIdentity & { pid: number; startedBy?: string | undefined },
   uid?: number,
 ): string {
-  return `the running daemon (pid ${daemon.pid}) is keybroker ${describeBuild(daemon)}, this is ${describeBuild(client)} — run: ${restartCommand(daemon.startedBy, uid)}`;
+  return otherBuildText(
+    daemon.pid,
+    describeBuild(daemon),
+    describeBuild(client),
+    restartCommand(daemon.startedBy, uid),
+  );
 }
+
+/** The words of otherBuildMessage, from its parts (the native shim's copy is generated from it). */
+export const otherBuildText = (pid: number | string, daemon: string, client: string, restart: string): string =>
+  `the running daemon (pid ${pid}) is keybroker ${daemon}, this is ${client} — run: ${restart}`;
 
 /**
  * The daemon identity in a reply (`daemon`, or a ping reply's own fields), when it has the shape
