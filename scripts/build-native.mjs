@@ -4,9 +4,11 @@
 // (after tsc: the generated header is made from the built TypeScript, scripts/native-header.mjs)
 // and by the package's install script.
 //
-//   node scripts/build-native.mjs            a compile error fails (the build of this repository)
-//   node scripts/build-native.mjs --install  never fails: without the native shim, setup and
-//                                            apiKeyHelper use the Node shim, which does everything
+//   node scripts/build-native.mjs            our build: warnings are errors (-Werror), and a
+//                                            compile error fails it
+//   node scripts/build-native.mjs --install  never fails, and no -Werror: an installing user's
+//                                            compiler may warn where ours does not; without the
+//                                            native shim, the Node shim does everything
 //
 // It always deletes the old outputs first: a binary from another machine (a packed tarball) or an
 // older build must never outlive a build that could not replace it, and the node path compiled
@@ -73,7 +75,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-native-'));
 let failed = false;
 try {
   fs.writeFileSync(path.join(tmp, 'kb-generated.h'), await nativeHeader());
-  const common = BASE_FLAGS;
+  // -Werror in our build only: a warning is a bug we can fix, not one an installing user can.
+  const common = [...BASE_FLAGS, ...(install ? [] : ['-Werror'])];
   const hardened = supports(common, HARDENING_FLAGS);
   for (const t of TARGETS) failed = !build(t, hardened ? [...common, ...HARDENING_FLAGS] : common, hardened) || failed;
 } finally {
@@ -103,7 +106,7 @@ function build(target, flags, hardened) {
     say(`${target.name}: ${cc} failed (status ${result.status ?? result.signal}); ${target.fallback}`);
     return false;
   }
-  // Warnings are bugs here, but an installing user cannot fix them: show them only in our build.
+  // Only --install gets here with warnings (no -Werror): an installing user cannot fix them.
   if (!install) process.stderr.write(result.stderr);
   fs.chmodSync(partial, 0o755);
   fs.renameSync(partial, out);

@@ -111,6 +111,17 @@ describe('with a C compiler', () => {
     expect(fs.existsSync(binary())).toBe(false);
   });
 
+  it('a warning fails our build (-Werror), but neither fails nor shows in an install', async () => {
+    fs.appendFileSync(path.join(root, 'src/shim/keybroker-shim.c'), '\nstatic int never_used;\n');
+    const built = await build([]);
+    expect(built.code).toBe(1);
+    expect(built.stderr).toContain('never_used');
+    expect(fs.existsSync(binary())).toBe(false);
+    const installed = await build(['--install']);
+    expect(installed).toMatchObject({ code: 0, stderr: '' });
+    expect(fs.existsSync(binary())).toBe(true);
+  });
+
   it('generates its header from the built TypeScript, saying so on its first line', async () => {
     const r = await run(process.execPath, [path.join(root, 'scripts', 'native-header.mjs')], { cwd: root });
     expect(r.code).toBe(0);
