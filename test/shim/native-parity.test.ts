@@ -8,73 +8,19 @@
 // that leaves a mark), so a native shim that handed everything over could not pass.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, MAX_REPLY_BYTES } from '../../src/protocol/messages.js';
 import { VERSION } from '../../src/client/build-info.js';
-import { encodeFramedReply, type DaemonReply } from '../../src/daemon/handler.js';
-import { SecretValue } from '../../src/secret.js';
 import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
+import { asksForFrame, framed, recordingServer, type Answer, type Reply } from '../helpers/stand-in-daemon.js';
 
 const native = SHIMS.find((s) => s.name === 'native')!;
 /** The build id stamped into the built shims (the sources are unstamped). */
 const BUILD_ID = (fs
   .readFileSync(path.join(ROOT, 'dist', 'src', 'client', 'build-info.js'), 'utf8')
   .match(/'([0-9a-f]{12})' \/\* build-id \*\//) ?? [])[1];
-
-interface Recorder {
-  /** Each connection's request line, as bytes (latin1 keeps every byte). */
-  requests: string[];
-  close(): Promise<void>;
-}
-
-/**
- * What the stand-in daemon answers: a reply object (a frame or JSON, as the request asked), bytes
- * as they are, null to hang up; the same to every request, or by request line.
- */
-type Reply = Buffer | null | Record<string, unknown>;
-type Answer = Reply | ((line: string) => Reply);
-
-const asksForFrame = (line: string): boolean => line.endsWith(',"framed":true}');
-/** A get line as the native shim sends it: the Node shim's, asking for a frame. */
-const framed = (line: string): string => (line.includes('"op":"get"') ? line.replace(/}$/, ',"framed":true}') : line);
-
-/** A reply object as the daemon writes it: through encodeFramedReply when the request asked. */
-function encode(line: string, reply: Record<string, unknown>): Buffer {
-  if (asksForFrame(line)) {
-    const withSecret =
-      typeof reply.value === 'string' ? { ...reply, value: SecretValue.fromString(reply.value) } : reply;
-    const frame = encodeFramedReply({ v: 1, ...withSecret } as unknown as DaemonReply);
-    if (frame) return frame;
-  }
-  return Buffer.from(`${JSON.stringify({ v: 1, ...reply })}\n`);
-}
-
-/** A stand-in daemon: records request lines and answers each with `answer`. */
-async function recordingServer(socketPath: string, answer: Answer): Promise<Recorder> {
-  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  const requests: string[] = [];
-  const server = net.createServer({ allowHalfOpen: true }, (conn) => {
-    let got = Buffer.alloc(0);
-    let answered = false;
-    conn.on('error', () => {});
-    conn.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      const nl = got.indexOf(0x0a);
-      if (nl === -1 || answered) return;
-      answered = true;
-      const line = got.subarray(0, nl).toString('latin1');
-      requests.push(line);
-      const reply = typeof answer === 'function' ? answer(line) : answer;
-      if (reply === null) conn.destroy();
-      else conn.end(Buffer.isBuffer(reply) ? reply : encode(line, reply));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  return { requests, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 interface Case {
   /** Arguments after the shim, as words; or a shell snippet (for bytes a JS string cannot hold). */
