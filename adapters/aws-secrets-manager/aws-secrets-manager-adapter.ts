@@ -31,7 +31,7 @@ import type {
   ServiceOutputTypes,
 } from '@aws-sdk/client-secrets-manager';
 import type { DeserializeMiddleware } from '@smithy/types';
-import { abortable, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
+import { abortable, isLocked, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { credentialChainError, describeAwsError, translateSecretsManagerError } from './aws-error-translator.js';
@@ -165,8 +165,16 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
     kind: 'aws-sm',
 
     parse(uri, options) {
-      const ref = parseSecretUri(uri);
+      let ref = parseSecretUri(uri);
       const settings = { ...topLevel, ...parseAwsSettings(options.overrides, "this profile's aws: block") };
+      if (ref.regionFrom === 'query' && isLocked(options, 'region')) {
+        const { region, regionFrom: _from, ...rest } = ref;
+        ref = rest;
+        options.warn?.(
+          `?region=${region} is ignored: aws.region is locked by ${options.locked!.by}` +
+            (settings.region ? ` (${settings.region})` : ''),
+        );
+      }
       return { ...ref, settings, label: labelFor(ref, settings) };
     },
 

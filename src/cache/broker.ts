@@ -111,6 +111,7 @@ export class Broker {
       overrides: profile.overrides,
       profile: profile.name,
       output: profile.output,
+      ...(profile.locked && { locked: profile.locked }),
     });
     return new ProfileCache({
       profile,

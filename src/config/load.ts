@@ -12,6 +12,7 @@ import { redactText } from '../secret.js';
 import { resolveDirectoryRules, type DirectoryRule } from './directories.js';
 import {
   checkLockedKeys,
+  lockedKeysOf,
   mergeManagedConfig,
   readManagedConfigFile,
   type ConfigWarning,
@@ -82,6 +83,8 @@ export interface ResolvedProfile {
   settings: Record<string, unknown> | undefined;
   /** The profile's own adapter block, overriding settings. */
   overrides: Record<string, unknown> | undefined;
+  /** Keys of its settings block that the managed config locks, which its source URI may not override. */
+  locked?: { keys: string[]; by: string };
   /** The managed config file that defines this profile (users' definitions are ignored). */
   managedBy?: string;
   /** Equal fingerprints mean a reload leaves the profile (and its cache) alone. */
@@ -300,6 +303,13 @@ interface CheckedSource {
   output: OutputFormat;
   settings: Record<string, unknown> | undefined;
   overrides: Record<string, unknown> | undefined;
+  locked?: { keys: string[]; by: string };
+}
+
+/** The managed config's `locked:` keys and its file, applied to the user's profiles. */
+interface Locks {
+  keys: readonly string[];
+  by: string;
 }
 
 /**
@@ -307,11 +317,14 @@ interface CheckedSource {
  * whose ttl is wrong still gets its source checked, so one run reports every problem.
  */
 async function checkSources(
+  file: string,
   data: Record<string, unknown>,
   getAdapter: (scheme: string, settings: Record<string, unknown> | undefined) => Promise<Adapter>,
   lineOf: LineOf,
-): Promise<{ sources: Map<string, CheckedSource>; problems: ConfigProblem[] }> {
+  locks: Locks | undefined,
+): Promise<{ sources: Map<string, CheckedSource>; problems: ConfigProblem[]; warnings: ConfigWarning[] }> {
   const problems: ConfigProblem[] = [];
+  const warnings: ConfigWarning[] = [];
   const sources = new Map<string, CheckedSource>();
   const profiles = isPlainObject(data.profiles) ? data.profiles : {};
   for (const [name, p] of Object.entries(profiles)) {
@@ -350,9 +363,15 @@ async function checkSources(
       problemAt('output', `output: json applies only to ${kinds} sources (this one is ${parsed.scheme}:); remove it`);
       continue;
     }
+    const lockedKeys = locks && entry.configKey ? lockedKeysOf(locks.keys, entry.configKey) : [];
+    const locked = lockedKeys.length > 0 ? { keys: lockedKeys, by: locks!.by } : undefined;
+    const warn = (message: string): void => {
+      const yamlPath = ['profiles', name, 'source'];
+      warnings.push({ file, path: yamlPath.join('.'), line: lineOf(yamlPath), message: `profile ${name}: ${message}` });
+    };
     try {
       const adapter = await getAdapter(parsed.scheme, settings);
-      await adapter.parse(source, { overrides, profile: name, output });
+      await adapter.parse(source, { overrides, profile: name, output, ...(locked && { locked, warn }) });
     } catch (err) {
       problemAt(
         'source',
@@ -360,9 +379,9 @@ async function checkSources(
       );
       continue;
     }
-    if (fits) sources.set(name, { scheme: parsed.scheme, settings, overrides, output });
+    if (fits) sources.set(name, { scheme: parsed.scheme, settings, overrides, output, ...(locked && { locked }) });
   }
-  return { sources, problems };
+  return { sources, problems, warnings };
 }
 
 /** Claude Code shows "apiKeyHelper is taking a while" once a helper has run this long. */
@@ -385,6 +404,7 @@ function resolveProfiles(raw: RawConfig, sources: Map<string, CheckedSource>): M
       output: checked.output,
       settings: checked.settings,
       overrides: checked.overrides,
+      ...(checked.locked && { locked: checked.locked }),
     };
     profiles.set(name, { ...resolved, fingerprint: JSON.stringify(resolved) });
   }
@@ -450,8 +470,9 @@ async function checkConfig(
   lineOf: LineOf,
   home: string,
   otherProfiles: Iterable<string> = [],
+  locks?: Locks,
 ): Promise<CheckedConfig> {
-  const checked = await checkSources(data, getAdapter, lineOf);
+  const checked = await checkSources(file, data, getAdapter, lineOf, locks);
   const problems = [...schema.problems, ...checked.problems];
   // Checked against every profile written, valid or not: a profile with a broken source is
   // reported above, and should not also make its directories look wrong. A directories: block
@@ -475,7 +496,7 @@ async function checkConfig(
     profiles,
     directories: directories.rules,
     audit: schema.raw.audit ?? true,
-    warnings: configWarnings(schema.raw, file, profiles, lineOf),
+    warnings: [...checked.warnings, ...configWarnings(schema.raw, file, profiles, lineOf)],
   };
 }
 
@@ -553,6 +574,7 @@ export async function loadConfig(
     user?.lineOf ?? (() => undefined),
     home,
     fromManaged.profiles.keys(),
+    { keys: managed.state.locked, by: managed.state.file },
   );
   const profiles = new Map<string, ResolvedProfile>();
   for (const p of fromManaged.profiles.values()) {

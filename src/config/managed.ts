@@ -124,6 +124,15 @@ export interface ConfigWarning {
   kind?: 'slow-timeout';
 }
 
+/**
+ * The keys of settings block `block` (e.g. `aws`) that `locked:` covers: a sub-key for
+ * `aws.region`, '*' for the whole block.
+ */
+export function lockedKeysOf(locked: readonly string[], block: string): string[] {
+  if (locked.includes(block)) return ['*'];
+  return locked.filter((k) => k.startsWith(`${block}.`)).map((k) => k.slice(block.length + 1));
+}
+
 export interface LockProblem {
   path: string;
   message: string;

@@ -716,6 +716,7 @@ describe('aws-sm source URIs', () => {
     expect(parseSecretUri('aws-sm://prod/anthropic?region=eu-west-1&versionStage=AWSPREVIOUS')).toEqual({
       secretId: 'prod/anthropic',
       region: 'eu-west-1',
+      regionFrom: 'query',
       versionStage: 'AWSPREVIOUS',
     });
     expect(parseSecretUri('aws-sm://x?versionId=EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE#k%23ey')).toEqual({
@@ -727,9 +728,14 @@ describe('aws-sm source URIs', () => {
     expect(parseSecretUri(`aws-sm://${arn}#api_key`)).toEqual({
       secretId: arn,
       region: 'ap-southeast-2',
+      regionFrom: 'arn',
       jsonKey: 'api_key',
     });
-    expect(parseSecretUri(`aws-sm://${arn}?region=ap-southeast-2`).region).toBe('ap-southeast-2');
+    // An ARN's region is the secret's identity, even when ?region= repeats it (a lock cannot move it).
+    expect(parseSecretUri(`aws-sm://${arn}?region=ap-southeast-2`)).toMatchObject({
+      region: 'ap-southeast-2',
+      regionFrom: 'arn',
+    });
     expect(parseSecretUri('aws-sm://name_with+=.@-chars').secretId).toBe('name_with+=.@-chars');
   });
 
