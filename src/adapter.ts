@@ -74,7 +74,15 @@ export interface ParseOptions {
   locked?: { keys: readonly string[]; by: string };
   /** Report something that works but is not what the profile says (a parameter ignored by a lock). */
   warn?: (message: string) => void;
+  /**
+   * For adapters that run programs (registry `childEnv`): the environment variables that other
+   * profiles' env: sources read. Their values are other keys: withhold them from the program.
+   */
+  secretEnv?: readonly string[];
 }
+
+/** An environment variable's name, as env: sources and exec.passEnv write it. */
+export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Does the managed config lock this settings key for the profile being parsed? */
 export function isLocked(options: Pick<ParseOptions, 'locked'>, key: string): boolean {

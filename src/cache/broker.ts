@@ -112,6 +112,7 @@ export class Broker {
       profile: profile.name,
       output: profile.output,
       ...(profile.locked && { locked: profile.locked }),
+      ...(profile.secretEnv && { secretEnv: profile.secretEnv }),
     });
     return new ProfileCache({
       profile,
