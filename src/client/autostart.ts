@@ -54,11 +54,10 @@ export async function requestWithAutostart(
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
     if (env.KEYBROKER_NO_AUTOSTART === '1') {
-      return errorReply(
-        'DAEMON_UNREACHABLE',
-        `${reply.error.message}; autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon`,
-        true,
-      );
+      return errorReply('DAEMON_UNREACHABLE', `${reply.error.message}; autostart is off (KEYBROKER_NO_AUTOSTART=1)`, {
+        transient: true,
+        fix: 'start it with: keybroker daemon',
+      });
     }
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;
@@ -94,7 +93,9 @@ async function start(
     if (err instanceof UnsafeAutostart) return errorReply('UNSAFE_PATH', err.message);
     throw err;
   }
-  return why ? errorReply('DAEMON_UNREACHABLE', `${unreachable} and starting one failed: ${why}`, true) : undefined;
+  return why
+    ? errorReply('DAEMON_UNREACHABLE', `${unreachable} and starting one failed: ${why}`, { transient: true })
+    : undefined;
 }
 
 /** The daemon on `socketPath`, when it is another build than this client. */

@@ -80,7 +80,9 @@ function exchange(
     const timer = setTimeout(
       () => {
         finish(
-          errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${timeoutMs} ms`, true),
+          errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${timeoutMs} ms`, {
+            transient: true,
+          }),
         );
       },
       Math.max(0, deadline - Date.now()),
@@ -265,14 +267,18 @@ function unreachable(socketPath: string, errno: string | undefined): Reply {
             : errno === 'ECONNRESET' || errno === 'EPIPE'
               ? 'the daemon closed the connection'
               : (errno ?? 'connection failed');
-  return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, true);
+  return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, {
+    transient: true,
+  });
 }
 
 function parseReply(raw: Buffer): Reply {
   const newline = raw.indexOf(0x0a);
   const line = (newline === -1 ? raw : raw.subarray(0, newline)).toString('utf8');
   if (line.length === 0)
-    return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', true);
+    return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', {
+      transient: true,
+    });
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);
