@@ -18,10 +18,20 @@ export const CLIENT_REPLY_TIMEOUT_MS = MAX_PROFILE_TIMEOUT_MS + 5_000;
 /**
  * What the shim says when no reply came within CLIENT_REPLY_TIMEOUT_MS, which is longer than any
  * profile's timeout: the source is slower than the daemon allows and the daemon did not say so,
- * or the daemon is stuck. (The native shim's copy is generated from this by scripts/build-native.mjs.)
+ * or the daemon is stuck. The shim hands it to its client as the error for no reply.
  */
+export function noAnswerError(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): WireError {
+  return {
+    code: 'TIMEOUT',
+    message: `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck`,
+    transient: true,
+    fix: 'run: keybroker status (then keybroker restart if it does not answer)',
+  };
+}
+
+/** noAnswerError() rendered (the native shim's copy is generated from this by scripts/build-native.mjs). */
 export function noAnswerMessage(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): string {
-  return `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck — run: keybroker status (then keybroker restart if it does not answer)`;
+  return renderError(noAnswerError(timeoutMs));
 }
 
 /**

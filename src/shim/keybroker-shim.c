@@ -1086,8 +1086,6 @@ static void print_reply(const unsigned char *line, size_t len) {
     case KB_REPLY_ERROR:
       if (text_is(&r.error_code, "DAEMON_UNREACHABLE")) unreachable_after_send(r.error_message.ptr, r.error_message.len);
       if (text_is(&r.error_code, "BAD_REQUEST")) refused(r.error_message.ptr, r.error_message.len);
-      /* The Node shim rewords its own "no reply" timeout, whoever wrote it. */
-      if (text_is(&r.error_code, "TIMEOUT") && r.error_message.len >= 34 && memcmp(r.error_message.ptr, "no reply from the keybroker daemon", 34) == 0) fail("TIMEOUT", KB_NO_ANSWER_MESSAGE);
       {
         struct buf text = {0};
         buf_render_error(&text, &r.error_message, r.has_error_profile ? &r.error_profile : NULL, r.has_error_fix ? &r.error_fix : NULL);

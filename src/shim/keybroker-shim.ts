@@ -28,9 +28,8 @@ import {
   CLIENT_REPLY_TIMEOUT_MS,
   exitCodeFor,
   ERROR_CODES,
-  noAnswerMessage,
+  noAnswerError,
   renderError,
-  type Reply,
   type WireError,
 } from '../protocol/messages.js';
 import { resolveSocketPath } from '../client/socket-path.js';
@@ -126,17 +125,6 @@ function failWith(error: WireError): never {
 
 // ---- main ----
 
-/** No reply within the shim's wait (see noAnswerMessage). */
-function noAnswer(reply: Reply): Reply {
-  if (
-    reply.ok ||
-    reply.error.code !== 'TIMEOUT' ||
-    !reply.error.message.startsWith('no reply from the keybroker daemon')
-  )
-    return reply;
-  return { v: 1, ok: false, error: { code: 'TIMEOUT', message: noAnswerMessage(REQUEST_TIMEOUT_MS), transient: true } };
-}
-
 async function main(): Promise<void> {
   const started = Date.now();
   const parsed = parseArgs(process.argv.slice(2));
@@ -160,9 +148,12 @@ async function main(): Promise<void> {
   // argv[1], resolved through npm's bin symlink: the built shim is a CommonJS bundle, where
   // import.meta does not exist. (.native: one realpath(3) call, cheaper at start-up.)
   const cli = path.join(path.dirname(fs.realpathSync.native(process.argv[1]!)), '..', 'cli', 'main.js');
-  const reply = noAnswer(
-    await requestWithAutostart(socketPath, request, { cli, timeoutMs: REQUEST_TIMEOUT_MS, startedAt: started }),
-  );
+  const reply = await requestWithAutostart(socketPath, request, {
+    cli,
+    timeoutMs: REQUEST_TIMEOUT_MS,
+    noReply: noAnswerError(REQUEST_TIMEOUT_MS),
+    startedAt: started,
+  });
   if (!reply.ok) failWith(reply.error);
   if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', 'the daemon answered without a value');
   if (reply.stale && reply.warning) {

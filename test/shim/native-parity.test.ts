@@ -426,6 +426,18 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       expect(r.native.stderr).toBe(`keybroker: ${line}\n`);
     });
 
+    it('a daemon’s TIMEOUT worded as a client’s own is the daemon’s: printed as it is', async () => {
+      // Only the shim's own wait running out says "no answer within …": no text is taken for it.
+      const message = 'no reply from the keybroker daemon on /x within 5 ms';
+      const r = await expectSame({
+        args: ['work'],
+        reply: reply({ ok: false, error: { code: 'TIMEOUT', message } }),
+        handover: false,
+      });
+      expect(r.native.code).toBe(ERROR_CODES.TIMEOUT);
+      expect(r.native.stderr).toBe(`keybroker: ${message}\n`);
+    });
+
     it('a stale value’s warning: rendered from its fields', async () => {
       const warning = { code: 'UNAVAILABLE', message: 'source down', profile: 'work', fix: 'run: keybroker status' };
       const r = await expectSame({
