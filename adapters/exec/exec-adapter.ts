@@ -262,11 +262,10 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
           const firstLine = firstStderrLine(Buffer.concat(err));
           reject(
             code === 127
-              ? new BrokerError(
-                  'NOT_FOUND',
-                  `${ref.label}: command not found (exit 127) — is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
-                  { status: code },
-                )
+              ? new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127)`, {
+                  status: code,
+                  fix: `is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
+                })
               : new BrokerError(
                   'PERMISSION_DENIED',
                   `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`,
@@ -317,10 +316,9 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})
  */
 export function parseJsonOutput(text: string, label: string): FetchResult {
   const wrong = (what: string): BrokerError =>
-    new BrokerError(
-      'INVALID_VALUE',
-      `${label} (output: json) ${what} — it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}`,
-    );
+    new BrokerError('INVALID_VALUE', `${label} (output: json) ${what}`, {
+      fix: 'it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}',
+    });
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -8,6 +8,7 @@ import { ENV_VAR_NAME, type Adapter, type OutputFormat } from '../adapter.js';
 import { ADAPTERS, adapterConfigKeys, adapterFor } from '../../adapters/registry.js';
 import { FileCheckError, readCheckedFile } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
+import { renderError } from '../protocol/messages.js';
 import { redactText } from '../secret.js';
 import { resolveDirectoryRules, type DirectoryRule } from './directories.js';
 import {
@@ -383,7 +384,7 @@ async function checkSources(
     } catch (err) {
       problemAt(
         'source',
-        err instanceof BrokerError ? err.message : `the ${parsed.scheme} adapter could not check this source`,
+        err instanceof BrokerError ? renderError(err) : `the ${parsed.scheme} adapter could not check this source`,
       );
       continue;
     }
@@ -627,7 +628,8 @@ async function readManaged(
     return {
       state: {
         file,
-        error: err instanceof BrokerError ? err.message : `managed config ${file} cannot be read, so it is ignored`,
+        error:
+          err instanceof BrokerError ? renderError(err) : `managed config ${file} cannot be read, so it is ignored`,
         profiles: [],
         locked: [],
       },

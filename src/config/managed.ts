@@ -105,7 +105,7 @@ async function checkDirectories(file: string): Promise<void> {
 }
 
 function untrusted(file: string, what: string, fix: string): BrokerError {
-  return new BrokerError('UNSAFE_PATH', `managed config ${file} ${what}, so it is ignored — run: ${fix}`);
+  return new BrokerError('UNSAFE_PATH', `managed config ${file} ${what}, so it is ignored`, { fix: `run: ${fix}` });
 }
 
 function quote(p: string): string {

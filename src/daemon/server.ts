@@ -101,7 +101,9 @@ export class BrokerServer {
     // Accept errors (EMFILE under a connection flood) must not take the daemon down.
     this.#server.on('error', (err) => {
       const known = resourceError(err);
-      this.#acceptWarning.hit(known ? { code: known.code, reason: known.message } : { err: describeUnknownError(err) });
+      this.#acceptWarning.hit(
+        known ? { code: known.code, reason: known.message, fix: known.fix } : { err: describeUnknownError(err) },
+      );
     });
   }
 

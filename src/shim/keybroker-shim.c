@@ -237,6 +237,21 @@ static void fail_text(const char *code, size_t code_len, const char *message, si
 
 static void fail(const char *code, const char *message) { fail_text(code, strlen(code), message, strlen(message)); }
 
+/* renderError() in src/protocol/messages.ts: `profile "PROFILE": MESSAGE — FIX`, each part that is
+ * absent (or empty) left out. */
+static void buf_render_error(struct buf *b, const struct kb_text *message, const struct kb_text *profile, const struct kb_text *fix) {
+  if (profile && profile->len > 0) {
+    buf_str(b, "profile \"");
+    buf_add(b, profile->ptr, profile->len);
+    buf_str(b, "\": ");
+  }
+  buf_add(b, message->ptr, message->len);
+  if (fix && fix->len > 0) {
+    buf_str(b, " \xe2\x80\x94 ");
+    buf_add(b, fix->ptr, fix->len);
+  }
+}
+
 /* ---- handing over to the Node shim ---- */
 
 static int self_path(char *out, size_t size) {
@@ -1071,9 +1086,11 @@ static void print_reply(const unsigned char *line, size_t len) {
     case KB_REPLY_ERROR:
       if (text_is(&r.error_code, "DAEMON_UNREACHABLE")) unreachable_after_send(r.error_message.ptr, r.error_message.len);
       if (text_is(&r.error_code, "BAD_REQUEST")) refused(r.error_message.ptr, r.error_message.len);
-      /* The Node shim rewords its own "no reply" timeout, whoever wrote it. */
-      if (text_is(&r.error_code, "TIMEOUT") && r.error_message.len >= 34 && memcmp(r.error_message.ptr, "no reply from the keybroker daemon", 34) == 0) fail("TIMEOUT", KB_NO_ANSWER_MESSAGE);
-      fail_text(r.error_code.ptr, r.error_code.len, r.error_message.ptr, r.error_message.len);
+      {
+        struct buf text = {0};
+        buf_render_error(&text, &r.error_message, r.has_error_profile ? &r.error_profile : NULL, r.has_error_fix ? &r.error_fix : NULL);
+        fail_text(r.error_code.ptr, r.error_code.len, text.data, text.len);
+      }
       break;
     case KB_REPLY_OK:
       break;
@@ -1084,9 +1101,11 @@ static void print_reply(const unsigned char *line, size_t len) {
       /* Node: reply.warning.message.replace(...) throws, and main().catch says this. */
       internal_error();
     }
-    struct buf w = {0};
+    struct buf w = {0}, text = {0};
     buf_str(&w, "keybroker: warning: serving a cached value past its TTL: ");
-    buf_one_line(&w, r.warning_message.ptr, r.warning_message.len);
+    buf_render_error(&text, &r.warning_message, r.has_warning_profile ? &r.warning_profile : NULL, r.has_warning_fix ? &r.warning_fix : NULL);
+    buf_one_line(&w, text.data, text.len);
+    free(text.data);
     buf_add(&w, "\n", 1);
     write_all(2, w.data, w.len);
     free(w.data);

@@ -23,10 +23,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case KB_REPLY_OK:
       if (r.has_value) check_text(&r, r.value, arena_size);
       if (r.has_warning_message) check_text(&r, r.warning_message, arena_size);
+      if (r.has_warning_profile) check_text(&r, r.warning_profile, arena_size);
+      if (r.has_warning_fix) check_text(&r, r.warning_fix, arena_size);
       break;
     case KB_REPLY_ERROR:
       check_text(&r, r.error_code, arena_size);
       check_text(&r, r.error_message, arena_size);
+      if (r.has_error_profile) check_text(&r, r.error_profile, arena_size);
+      if (r.has_error_fix) check_text(&r, r.error_fix, arena_size);
       break;
     case KB_REPLY_NOT_JSON:
     case KB_REPLY_UNKNOWN_SHAPE:

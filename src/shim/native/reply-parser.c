@@ -407,13 +407,13 @@ enum { OK_ABSENT, OK_TRUE, OK_FALSE, OK_OTHER };
 
 static const char *const TOP_NAMES[] = {"ok", "value", "stale", "warning", "error", "daemon", "pong", "version", "build", "pid", "startedBy"};
 enum { K_OK, K_VALUE, K_STALE, K_WARNING, K_ERROR, K_DAEMON, K_PONG, K_VERSION, K_BUILD, K_PID, K_STARTED_BY, K_COUNT };
-static const char *const WARNING_NAMES[] = {"message"};
-static const char *const ERROR_NAMES[] = {"code", "message"};
+static const char *const WARNING_NAMES[] = {"message", "profile", "fix"};
+static const char *const ERROR_NAMES[] = {"code", "message", "profile", "fix"};
 
 static int read_reply(struct parser *p, struct kb_reply *r, int *is_object) {
   int ok = OK_ABSENT, error_object = 0;
-  int error_has[2] = {0, 0};
-  struct kb_text error_texts[2];
+  int error_has[4] = {0, 0, 0, 0}, warning_has[3] = {0, 0, 0};
+  struct kb_text error_texts[4], warning_texts[3];
   struct identity_fields daemon, self;
   memset(&daemon, 0, sizeof daemon);
   memset(&self, 0, sizeof self);
@@ -443,19 +443,19 @@ static int read_reply(struct parser *p, struct kb_reply *r, int *is_object) {
           r->stale = truthy;
           break;
         case K_WARNING:
-          r->has_warning_message = 0;
+          warning_has[0] = warning_has[1] = warning_has[2] = 0;
           if (peek(p) == '{') {
             r->warning = 1;
-            if (!read_object(p, WARNING_NAMES, 1, &r->warning_message, &r->has_warning_message)) return 0;
+            if (!read_object(p, WARNING_NAMES, 3, warning_texts, warning_has)) return 0;
           } else {
             if (!skip_value(p, &truthy)) return 0;
             r->warning = truthy;
           }
           break;
         case K_ERROR:
-          error_has[0] = error_has[1] = 0;
+          error_has[0] = error_has[1] = error_has[2] = error_has[3] = 0;
           error_object = peek(p) == '{';
-          if (error_object ? !read_object(p, ERROR_NAMES, 2, error_texts, error_has) : !skip_value(p, NULL)) return 0;
+          if (error_object ? !read_object(p, ERROR_NAMES, 4, error_texts, error_has) : !skip_value(p, NULL)) return 0;
           break;
         case K_DAEMON:
           memset(&daemon, 0, sizeof daemon);
@@ -482,12 +482,22 @@ static int read_reply(struct parser *p, struct kb_reply *r, int *is_object) {
   if (p->i != p->n) return 0;
   to_identity(&daemon, &r->daemon);
   to_identity(&self, &r->self);
+  r->has_warning_message = warning_has[0];
+  if (warning_has[0]) r->warning_message = warning_texts[0];
+  r->has_warning_profile = warning_has[1];
+  if (warning_has[1]) r->warning_profile = warning_texts[1];
+  r->has_warning_fix = warning_has[2];
+  if (warning_has[2]) r->warning_fix = warning_texts[2];
   if (!*is_object) r->kind = KB_REPLY_UNKNOWN_SHAPE;
   else if (ok == OK_TRUE) r->kind = KB_REPLY_OK;
   else if (ok == OK_FALSE && error_object && error_has[0] && error_has[1]) {
     r->kind = KB_REPLY_ERROR;
     r->error_code = error_texts[0];
     r->error_message = error_texts[1];
+    r->has_error_profile = error_has[2];
+    if (error_has[2]) r->error_profile = error_texts[2];
+    r->has_error_fix = error_has[3];
+    if (error_has[3]) r->error_fix = error_texts[3];
   } else r->kind = KB_REPLY_UNKNOWN_SHAPE;
   return 1;
 }

@@ -41,17 +41,25 @@ struct kb_reply {
   /* JavaScript truthiness of "stale" and of "warning", as `reply.stale && reply.warning` sees them. */
   int stale;
   int warning;
-  /* "warning" is an object whose "message" is a string. */
+  /* "warning" is an object whose "message" is a string; its "profile" and "fix", when strings. */
   int has_warning_message;
   struct kb_text warning_message;
+  int has_warning_profile;
+  struct kb_text warning_profile;
+  int has_warning_fix;
+  struct kb_text warning_fix;
   /* "daemon": which daemon answered (a get reply). */
   struct kb_identity daemon;
   /* A ping reply: "pong" is present, and the identity is the reply's own top-level fields. */
   int pong;
   struct kb_identity self;
-  /* KB_REPLY_ERROR */
+  /* KB_REPLY_ERROR; its "profile" and "fix", when strings. */
   struct kb_text error_code;
   struct kb_text error_message;
+  int has_error_profile;
+  struct kb_text error_profile;
+  int has_error_fix;
+  struct kb_text error_fix;
   /* internal: the decoded strings live here; kb_reply_free releases it. */
   char *arena;
 };
