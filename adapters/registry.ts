@@ -9,6 +9,8 @@ export interface AdapterEntry {
   summary: string;
   /** Honours a profile's `output: json` (the source prints {"value", "expiresAt"}). */
   jsonOutput?: boolean;
+  /** Runs other programs: gets the variables env: profiles read (ParseOptions.secretEnv), to withhold. */
+  childEnv?: boolean;
   load(): Promise<AdapterModule>;
 }
 
@@ -25,8 +27,10 @@ export const ADAPTERS: Readonly<Record<string, AdapterEntry>> = {
   },
   exec: {
     scheme: 'exec',
+    configKey: 'exec',
     summary: 'exec:COMMAND — any command that prints the key (op read, aws, vault, pass, …)',
     jsonOutput: true,
+    childEnv: true,
     load: () => import('./exec/exec-adapter.js'),
   },
   vault: {

@@ -98,7 +98,7 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     define('KB_MSG_CLOSED_WITHOUT_REPLY', client.CLOSED_WITHOUT_REPLY),
     define('KB_MSG_REPLY_TOO_LONG', client.REPLY_TOO_LONG),
     define('KB_NO_AUTOSTART_ENV', autostart.NO_AUTOSTART_ENV),
-    define('KB_MSG_AUTOSTART_OFF', autostart.autostartOffMessage(A(1))),
+    define('KB_MSG_AUTOSTART_OFF', messages.renderError(autostart.autostartOffError(A(1)))),
     define('KB_DAEMON_COMMAND', autostart.DAEMON_ARGV.command),
     array('KB_DAEMON_ENTRY_SUFFIXES', autostart.DAEMON_ARGV.entrySuffixes),
     '',

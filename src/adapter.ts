@@ -66,6 +66,27 @@ export interface ParseOptions {
   profile: string;
   /** The profile's `output:`; only adapters whose registry entry has jsonOutput get 'json'. */
   output?: OutputFormat;
+  /**
+   * Keys of this adapter's settings block that the organisation's managed config locks (`aws.region`
+   * → 'region'; a whole locked block → '*'), and the file that locks them. A source URI parameter
+   * must not override a locked key: the adapter ignores it and calls `warn`.
+   */
+  locked?: { keys: readonly string[]; by: string };
+  /** Report something that works but is not what the profile says (a parameter ignored by a lock). */
+  warn?: (message: string) => void;
+  /**
+   * For adapters that run programs (registry `childEnv`): the environment variables that other
+   * profiles' env: sources read. Their values are other keys: withhold them from the program.
+   */
+  secretEnv?: readonly string[];
+}
+
+/** An environment variable's name, as env: sources and exec.passEnv write it. */
+export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Does the managed config lock this settings key for the profile being parsed? */
+export function isLocked(options: Pick<ParseOptions, 'locked'>, key: string): boolean {
+  return options.locked !== undefined && (options.locked.keys.includes('*') || options.locked.keys.includes(key));
 }
 
 export interface Adapter<Ref = unknown> {

@@ -63,10 +63,9 @@ export function translateFileError(err: unknown, filePath: string): BrokerError 
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return new BrokerError(
-        'NOT_FOUND',
-        `${filePath} does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' > ${filePath})`,
-      );
+      return new BrokerError('NOT_FOUND', `${filePath} does not exist`, {
+        fix: `create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' > ${filePath})`,
+      });
     case 'EACCES':
     case 'EPERM':
       return new BrokerError('PERMISSION_DENIED', `cannot read ${filePath}: permission denied`);

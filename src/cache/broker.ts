@@ -111,6 +111,8 @@ export class Broker {
       overrides: profile.overrides,
       profile: profile.name,
       output: profile.output,
+      ...(profile.locked && { locked: profile.locked }),
+      ...(profile.secretEnv && { secretEnv: profile.secretEnv }),
     });
     return new ProfileCache({
       profile,

@@ -261,7 +261,9 @@ export class ProfileCache {
   dispose(): void {
     this.#disposed = true;
     this.#timer?.cancel();
-    this.#abort.abort(new BrokerError('SHUTTING_DOWN', `profile "${this.name}" was removed or the daemon is stopping`));
+    this.#abort.abort(
+      new BrokerError('SHUTTING_DOWN', 'the profile was removed or the daemon is stopping', { profile: this.name }),
+    );
     this.#store.del(this.#key);
   }
 
@@ -282,7 +284,7 @@ export class ProfileCache {
     const expiry = this.#valueExpiry;
     const t = this.#now();
     if (!(err instanceof BrokerError) || err.code === 'EXPIRED' || !expiry || t < expiry.at) return err;
-    return expiredAndRefreshFailedError(this.name, this.#description, expiry, t, err);
+    return expiredAndRefreshFailedError(this.#description, expiry, t, err);
   }
 
   #state(entry: CacheEntry | undefined, t: number): ProfileStatus['state'] {
@@ -301,7 +303,7 @@ export class ProfileCache {
       // Every path keeps to staleUntil ≤ expiry; this is the one place that makes it a promise.
       const cause =
         warning ?? this.#lastFetch?.error ?? new BrokerError('SOURCE_ERROR', 'no newer value has been fetched');
-      throw expiredAndRefreshFailedError(this.name, this.#description, entry.expiry, t, cause);
+      throw expiredAndRefreshFailedError(this.#description, entry.expiry, t, cause);
     }
     if (consumer) {
       const detection = this.profile.repeatDetection;
@@ -344,17 +346,17 @@ export class ProfileCache {
     }
     if (record.strikeAt !== undefined && t - record.strikeAt < this.#rejectionWindowMs) {
       this.stats.rejected++;
-      const why = fetchError
-        ? `refreshing it from ${this.#description} failed (${fetchError.message}) — fix the source`
-        : `${this.#description} still returns the same value — rotate it at the source`;
+      const [why, fix] = fetchError
+        ? [`refreshing it from ${this.#description} failed (${fetchError.message})`, fetchError.fix ?? 'fix the source']
+        : [`${this.#description} still returns the same value`, 'rotate it at the source'];
       this.#log.warn(
         { consumer: { pid: consumer.pid, name: consumer.name } },
         'the same value was rejected twice: failing the request',
       );
-      throw new BrokerError(
-        'KEY_REJECTED',
-        `profile "${this.name}": the key was rejected and ${why}, then run: keybroker refresh ${this.name}`,
-      );
+      throw new BrokerError('KEY_REJECTED', `the key was rejected and ${why}`, {
+        profile: this.name,
+        fix: `${fix}, then run: keybroker refresh ${this.name}`,
+      });
     }
     // Unchanged: serve it once more. Claude Code also re-calls the helper when its settings
     // change, so one repeat is not proof of a 401.
@@ -407,7 +409,8 @@ export class ProfileCache {
         return Promise.reject(
           new BrokerError(
             'RATE_LIMITED',
-            `profile "${this.name}": refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)} — reads without --refresh still get the cached value`,
+            `refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)}`,
+            { profile: this.name, fix: 'reads without --refresh still get the cached value' },
           ),
         );
       }
@@ -432,7 +435,7 @@ export class ProfileCache {
   }
 
   async #fetchOnce(reason: FetchReason): Promise<CacheEntry> {
-    if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', `profile "${this.name}" is no longer served`);
+    if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', 'it is no longer served', { profile: this.name });
     this.stats.fetches++;
     const generation = this.#generation;
     const startedAt = this.#now();
@@ -443,7 +446,8 @@ export class ProfileCache {
       () =>
         new BrokerError(
           'TIMEOUT',
-          `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck — check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})`,
+          `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck`,
+          { fix: `check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})` },
         ),
     );
     const signal = AbortSignal.any([timeout.signal, this.#abort.signal]);
@@ -458,14 +462,13 @@ export class ProfileCache {
       if (lines > 1 && !this.profile.multiline) {
         // Claude Code would send every line as the key; a second line is almost always a command
         // that also printed a notice or a prompt on stdout.
-        throw new BrokerError(
-          'INVALID_VALUE',
-          `${this.#description} returned ${lines} lines, and a key is one line — make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)`,
-        );
+        throw new BrokerError('INVALID_VALUE', `${this.#description} returned ${lines} lines, and a key is one line`, {
+          fix: 'make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)',
+        });
       }
       const t = this.#now();
       const expiry = expiryOf(result.value, result);
-      if (expiry && expiry.at <= t) throw alreadyExpiredError(this.name, this.#description, expiry, t);
+      if (expiry && expiry.at <= t) throw alreadyExpiredError(this.#description, expiry, t);
       let ttl = this.profile.ttlMs;
       if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs))
         ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
@@ -539,9 +542,7 @@ export class ProfileCache {
   #toBrokerError(err: unknown): BrokerError {
     if (err instanceof BrokerError) {
       const message = redactText(err.message, this.#served);
-      return message === err.message
-        ? err
-        : new BrokerError(err.code, message, { transient: err.transient, status: err.status });
+      return message === err.message ? err : err.with({ message });
     }
     // An adapter bug: its message may quote the data it choked on, which may be the secret.
     this.#log.error(describeUnknownError(err), 'adapter threw an unexpected error');

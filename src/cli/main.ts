@@ -2,6 +2,7 @@
 // keybroker: the daemon and the CLI to run, inspect and refresh it.
 import { Command, CommanderError } from 'commander';
 import { BrokerError, resourceError } from '../errors.js';
+import { renderError } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 import { registerAudit } from './audit-command.js';
 import { registerConfig } from './config-command.js';
@@ -76,7 +77,7 @@ async function main(): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     const known = err instanceof BrokerError ? err : resourceError(err);
     if (known) {
-      process.stderr.write(`keybroker: ${known.message}\n`);
+      process.stderr.write(`keybroker: ${renderError(known)}\n`);
       return known.exitCode;
     }
     process.stderr.write('keybroker: internal error (run with KEYBROKER_LOG_LEVEL=debug for details)\n');

@@ -8,7 +8,7 @@ import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessag
 import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
-import { errorReply, type Reply, type Request } from '../protocol/messages.js';
+import { errorReply, type Reply, type Request, type WireError } from '../protocol/messages.js';
 import { ancestorsProblem, describeProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
@@ -30,6 +30,8 @@ export interface AutostartOptions {
 export interface RequestOptions extends AutostartOptions {
   /** Give up on one exchange after this long. */
   timeoutMs: number;
+  /** The error for no reply within timeoutMs (see SendOptions.noReply). */
+  noReply?: WireError;
   /** When the caller started: autostart gives up AUTOSTART_DEADLINE_MS after it. */
   startedAt: number;
 }
@@ -39,9 +41,13 @@ const ME = { version: VERSION, build: BUILD_ID };
 /** KEYBROKER_NO_AUTOSTART=1 turns autostart off. */
 export const NO_AUTOSTART_ENV = 'KEYBROKER_NO_AUTOSTART';
 
-/** Nothing answered and autostart is off: what the client says, after why nothing answered. */
-export const autostartOffMessage = (unreachable: string): string =>
-  `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1) — start it with: keybroker daemon`;
+/** Nothing answered and autostart is off: the error, after why nothing answered. */
+export const autostartOffError = (unreachable: string): WireError => ({
+  code: 'DAEMON_UNREACHABLE',
+  message: `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1)`,
+  transient: true,
+  fix: 'start it with: keybroker daemon',
+});
 
 /**
  * How a daemon's command line looks (the `daemon` command, an entry point ending in one of these),
@@ -63,11 +69,14 @@ export async function requestWithAutostart(
 ): Promise<Reply> {
   const env = options.env ?? process.env;
   const deadline = options.startedAt + AUTOSTART_DEADLINE_MS;
-  const ask = (): Promise<Reply> => sendRequest(socketPath, request, { timeoutMs: options.timeoutMs });
+  const ask = (): Promise<Reply> =>
+    sendRequest(socketPath, request, {
+      timeoutMs: options.timeoutMs,
+      ...(options.noReply && { noReply: options.noReply }),
+    });
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
-    if (env[NO_AUTOSTART_ENV] === '1')
-      return errorReply('DAEMON_UNREACHABLE', autostartOffMessage(reply.error.message), true);
+    if (env[NO_AUTOSTART_ENV] === '1') return { v: 1, ok: false, error: autostartOffError(reply.error.message) };
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;
     reply = await ask();
@@ -102,7 +111,9 @@ async function start(
     if (err instanceof UnsafeAutostart) return errorReply('UNSAFE_PATH', err.message);
     throw err;
   }
-  return why ? errorReply('DAEMON_UNREACHABLE', `${unreachable} and starting one failed: ${why}`, true) : undefined;
+  return why
+    ? errorReply('DAEMON_UNREACHABLE', `${unreachable} and starting one failed: ${why}`, { transient: true })
+    : undefined;
 }
 
 /** The daemon on `socketPath`, when it is another build than this client. */

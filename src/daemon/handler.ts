@@ -120,21 +120,19 @@ async function handleGet(request: GetRequest, ctx: HandlerContext): Promise<Valu
     event.error = err instanceof BrokerError ? err.code : 'INTERNAL';
     event.rejected = note.rejected;
     ctx.audit.record(event);
-    // The server prefixes the profile of a request that named one; name the one chosen here.
+    // The server names the profile of a request that named one; name the one chosen here.
     if (err instanceof BrokerError && choice.chosenBy !== 'argument') {
-      const named = withProfile(err, choice.profile);
       if (
         choice.chosenBy === 'default' &&
         err.code === 'UNKNOWN_PROFILE' &&
         request.cwd !== undefined &&
         ctx.directories.rules.length > 0
       ) {
-        throw new BrokerError(
-          'UNKNOWN_PROFILE',
-          `${named.message}; no directories: entry matches ${request.cwd} — add one, or a "default" profile`,
-        );
+        throw new BrokerError('UNKNOWN_PROFILE', `${err.message}; no directories: entry matches ${request.cwd}`, {
+          fix: 'add one, or a "default" profile',
+        });
       }
-      throw named;
+      throw withProfile(err, choice.profile);
     }
     throw err;
   }
@@ -148,16 +146,13 @@ function auditConsumer(c: ConsumerInfo): NonNullable<AuditEvent['consumer']> {
   return out;
 }
 
-/** The same error, its message prefixed with the profile (once). */
+/**
+ * The same error, about `profile` unless it already names one. An unknown profile's or a config
+ * error's message is about the name or the file, not a profile's source, so it gets none.
+ */
 export function withProfile(err: BrokerError, profile: string): BrokerError {
-  const message = prefixProfile(err.code, err.message, profile);
-  if (message === err.message) return err;
-  return new BrokerError(err.code, message, { transient: err.transient, status: err.status });
-}
-
-function prefixProfile(code: string, message: string, profile: string): string {
-  if (code === 'UNKNOWN_PROFILE' || code === 'CONFIG_INVALID' || message.startsWith('profile "')) return message;
-  return `profile "${profile}": ${message}`;
+  if (err.profile !== undefined || err.code === 'UNKNOWN_PROFILE' || err.code === 'CONFIG_INVALID') return err;
+  return err.with({ profile });
 }
 
 function checkConfigLoaded(ctx: HandlerContext, profile: string): void {
@@ -201,9 +196,7 @@ export function encodeFramedReply(reply: DaemonReply): Buffer | undefined {
   return encodeFrame(fields);
 }
 
-/** An error reply for a request that failed, prefixing the profile when the message lacks it. */
+/** An error reply for a request that failed, about the profile the request named (see withProfile). */
 export function errorReplyFor(err: BrokerError, profile: string | undefined): DaemonReply {
-  const wire = err.toWire();
-  if (profile !== undefined) wire.message = prefixProfile(err.code, wire.message, profile);
-  return { v: 1, ok: false, error: wire };
+  return { v: 1, ok: false, error: (profile === undefined ? err : withProfile(err, profile)).toWire() };
 }

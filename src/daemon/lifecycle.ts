@@ -20,7 +20,7 @@ import {
 import { writeStarterConfig } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
-import { exitCodeFor, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
+import { exitCodeFor, renderError, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
 import { privateDirProblem } from '../client/socket-check.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { BUILD_ID, VERSION } from '../version.js';
@@ -121,7 +121,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Start anyway: requests get this error (a clear message beats a shim timing out on a
     // daemon that never started), and a SIGHUP after the fix loads the config.
     startupConfigError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${configFile}`);
-    lastReloadError = startupConfigError.message;
+    lastReloadError = renderError(startupConfigError);
     log.error(
       { config: configFile, err: startupConfigError },
       'config invalid: serving errors until it is fixed and reloaded (SIGHUP)',
@@ -173,7 +173,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         log.info({ config: configFile, ...summary }, 'config reloaded');
         return true;
       } catch (err) {
-        lastReloadError = err instanceof BrokerError ? err.message : 'reload failed';
+        lastReloadError = err instanceof BrokerError ? renderError(err) : 'reload failed';
         log.error(
           { config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) },
           'config reload failed: still serving the previous config',
@@ -350,7 +350,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const err = thrown instanceof BrokerError ? thrown : resourceError(thrown);
     if (err) {
       log.fatal({ err }, 'could not start');
-      process.stderr.write(`keybroker: ${err.message}\n`);
+      process.stderr.write(`keybroker: ${renderError(err)}\n`);
       return err.exitCode;
     }
     log.fatal(describeUnknownError(thrown), 'could not start');

@@ -14,8 +14,11 @@ export interface ServerOptions {
   log: Logger;
   handle(request: Request): Promise<DaemonReply>;
   maxRequestBytes?: number;
-  /** A connection must deliver its request line within this long. */
-  idleTimeoutMs?: number;
+  /**
+   * A connection must deliver its whole request line within this long of being accepted: an
+   * absolute deadline, so a client trickling a byte at a time cannot hold a connection open.
+   */
+  requestDeadlineMs?: number;
   /**
    * Connections still waiting for their request line are capped; past the cap the oldest is
    * dropped, so idle connections can never starve a client with a real request.
@@ -70,7 +73,7 @@ export class BrokerServer {
   readonly #log: Logger;
   readonly #handle: ServerOptions['handle'];
   readonly #maxRequestBytes: number;
-  readonly #idleTimeoutMs: number;
+  readonly #requestDeadlineMs: number;
   readonly #maxPending: number;
   /** Connections that have not yet sent a full request, oldest first. */
   readonly #pending = new Set<net.Socket>();
@@ -85,7 +88,7 @@ export class BrokerServer {
     this.#log = options.log;
     this.#handle = options.handle;
     this.#maxRequestBytes = options.maxRequestBytes ?? MAX_REQUEST_BYTES;
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 5_000;
+    this.#requestDeadlineMs = options.requestDeadlineMs ?? 5_000;
     this.#maxPending = options.maxPendingConnections ?? 256;
     const warnEveryMs = options.warnEveryMs ?? 10_000;
     this.#dropWarning = new RateLimitedWarning(
@@ -98,7 +101,9 @@ export class BrokerServer {
     // Accept errors (EMFILE under a connection flood) must not take the daemon down.
     this.#server.on('error', (err) => {
       const known = resourceError(err);
-      this.#acceptWarning.hit(known ? { code: known.code, reason: known.message } : { err: describeUnknownError(err) });
+      this.#acceptWarning.hit(
+        known ? { code: known.code, reason: known.message, fix: known.fix } : { err: describeUnknownError(err) },
+      );
     });
   }
 
@@ -185,11 +190,14 @@ export class BrokerServer {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    const deadline = setTimeout(() => {
+      if (!done) fail('BAD_REQUEST', `no complete request line within ${this.#requestDeadlineMs} ms`);
+    }, this.#requestDeadlineMs);
 
     const finish = (): void => {
       done = true;
       this.#pending.delete(socket);
-      socket.setTimeout(0);
+      clearTimeout(deadline);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);
       socket.pause();
@@ -226,11 +234,10 @@ export class BrokerServer {
       this.#serve(socket, Buffer.concat(chunks, size));
     };
 
-    socket.setTimeout(this.#idleTimeoutMs, () => {
-      if (!done) fail('BAD_REQUEST', `no complete request line within ${this.#idleTimeoutMs} ms`);
-    });
     socket.on('data', onData);
     socket.on('end', onEnd);
+    // A connection dropped from the pending set or reset by its client takes its timer with it.
+    socket.once('close', () => clearTimeout(deadline));
     socket.on('error', (err) => {
       this.#pending.delete(socket);
       this.#log.debug({ err }, 'client connection error');
@@ -271,7 +278,7 @@ export class BrokerServer {
     if (socket.destroyed) return;
     // One reply per connection: once it is handed to the kernel, the connection is done (the
     // peer still reads what was written). A client that never reads it is dropped on a timer.
-    socket.setTimeout(this.#idleTimeoutMs, () => socket.destroy());
+    socket.setTimeout(this.#requestDeadlineMs, () => socket.destroy());
     socket.end((framed && encodeFramedReply(reply)) || encodeReply(reply), () => socket.destroy());
   }
 }

@@ -18,10 +18,20 @@ export const CLIENT_REPLY_TIMEOUT_MS = MAX_PROFILE_TIMEOUT_MS + 5_000;
 /**
  * What the shim says when no reply came within CLIENT_REPLY_TIMEOUT_MS, which is longer than any
  * profile's timeout: the source is slower than the daemon allows and the daemon did not say so,
- * or the daemon is stuck. (The native shim's copy is generated from this by scripts/build-native.mjs.)
+ * or the daemon is stuck. The shim hands it to its client as the error for no reply.
  */
+export function noAnswerError(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): WireError {
+  return {
+    code: 'TIMEOUT',
+    message: `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck`,
+    transient: true,
+    fix: 'run: keybroker status (then keybroker restart if it does not answer)',
+  };
+}
+
+/** noAnswerError() rendered (the native shim's copy is generated from this by scripts/build-native.mjs). */
 export function noAnswerMessage(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): string {
-  return `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck — run: keybroker status (then keybroker restart if it does not answer)`;
+  return renderError(noAnswerError(timeoutMs));
 }
 
 /**
@@ -291,7 +301,7 @@ export interface AuditStatus {
   /** Records lost: buffer full, or a write that failed. */
   dropped: number;
   /** The last write problem (disk full, unsafe directory), until a write succeeds again. */
-  lastError: { code: string; message: string; atMs: number } | null;
+  lastError: (Pick<WireError, 'code' | 'message' | 'fix'> & { atMs: number }) | null;
 }
 
 /** One `directories:` entry, as status and doctor show it. */
@@ -348,10 +358,26 @@ export interface PingReply {
 
 export type Reply = ErrorReply | GetReply | RefreshReply | ForgetReply | StatusReply | PingReply;
 
-export function errorReply(code: string, message: string, transient?: boolean): ErrorReply {
-  const error: WireError = { code, message };
-  if (transient !== undefined) error.transient = transient;
-  return { v: 1, ok: false, error };
+/** An error reply; `fields` are the error's optional fields (transient, profile, fix). */
+export function errorReply(
+  code: string,
+  message: string,
+  fields: Omit<WireError, 'code' | 'message'> = {},
+): ErrorReply {
+  return { v: 1, ok: false, error: { code, message, ...fields } };
+}
+
+/**
+ * An error as one line for a person, the only place one is put together:
+ * `profile "PROFILE": MESSAGE — FIX`, each absent part left out. Only string fields count (a
+ * reply is whatever the daemon sent); the native shim renders replies the same way.
+ */
+export function renderError(error: Pick<WireError, 'message' | 'profile' | 'fix'>): string {
+  const { message, profile, fix } = error as { message: unknown; profile?: unknown; fix?: unknown };
+  let line = typeof message === 'string' ? message : '';
+  if (typeof profile === 'string' && profile !== '') line = `profile "${profile}": ${line}`;
+  if (typeof fix === 'string' && fix !== '') line = `${line} — ${fix}`;
+  return line;
 }
 
 /** Encode one message as a protocol line. */

@@ -197,12 +197,12 @@ static void build_request(struct buf *req, const char *profile) {
 
 /* ---- the reply ---- */
 
-/* A wire error as the Node shim renders one: profile "PROFILE": MESSAGE — FIX, absent parts left
- * out (WireError in src/protocol/messages.ts), after `lead`. */
+/* A wire error as the Node shim renders one: profile "PROFILE": MESSAGE — FIX, absent or empty
+ * parts left out (renderError in src/protocol/messages.ts), after `lead`. */
 static void say_error(const char *lead, struct kb_text profile, struct kb_text message, struct kb_text fix) {
   const char *parts[6] = {"profile \"", profile.ptr, "\": ", message.ptr, " \xe2\x80\x94 ", fix.ptr};
-  size_t lens[6] = {9, profile.len, 3, message.len, 5, fix.len}, from = profile.ptr ? 0 : 3;
-  say(lead, parts + from, lens + from, fix.ptr ? 6 - from : 4 - from);
+  size_t lens[6] = {9, profile.len, 3, message.len, 5, fix.len}, from = profile.len ? 0 : 3;
+  say(lead, parts + from, lens + from, fix.len ? 6 - from : 4 - from);
 }
 
 static void print_error(const struct kb_frame *f) {

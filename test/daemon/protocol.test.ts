@@ -190,6 +190,36 @@ describe('bad input', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(4_500);
   });
 
+  it('cuts off a client that trickles its request a byte at a time: 5 s from accept, not from the last byte', async () => {
+    const started = Date.now();
+    const result = await new Promise<{ reply: string; closedAfterMs: number | undefined }>((resolve) => {
+      const socket = net.createConnection({ path: d.socket, allowHalfOpen: true });
+      const line = '{"v":1,"op":"ping"}'.padEnd(40, ' ');
+      let sent = 0;
+      let reply = '';
+      // One byte a second, far below any inactivity timeout; the request is never complete.
+      const trickle = setInterval(() => {
+        if (sent < line.length - 1) socket.write(line[sent++]!);
+      }, 1_000);
+      const finish = (closedAfterMs: number | undefined): void => {
+        clearInterval(trickle);
+        clearTimeout(giveUp);
+        socket.destroy();
+        resolve({ reply, closedAfterMs });
+      };
+      const giveUp = setTimeout(() => finish(undefined), 12_000);
+      socket.on('data', (c: Buffer) => (reply += c.toString()));
+      socket.on('end', () => finish(Date.now() - started));
+      socket.on('close', () => finish(Date.now() - started));
+      socket.on('error', () => {});
+    });
+    expect(result.closedAfterMs).toBeDefined();
+    expect(result.closedAfterMs!).toBeGreaterThanOrEqual(4_500);
+    expect(result.closedAfterMs!).toBeLessThan(8_000);
+    expect(parse(result.reply).error?.code).toBe('BAD_REQUEST');
+    await stillServes();
+  });
+
   it('still answers a good request at once while hundreds of idle connections are open', async () => {
     const idle: net.Socket[] = [];
     await Promise.all(

@@ -278,6 +278,15 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['an error on several lines', error({ code: 'SOURCE_ERROR', message: 'first\r\n\tsecond \n third\n' })],
       ['an error of an unknown code', error({ code: 'SOMETHING_NEW', message: 'new' })],
       ['an error with an empty message', error({ code: 'TIMEOUT', message: '' })],
+      [
+        'an error with a profile and a fix on several lines',
+        error({ code: 'NOT_FOUND', message: 'm\n', profile: 'wörk "a"', fix: '\n do\r\nthis \n' }),
+      ],
+      ['an error with an empty profile and fix', error({ code: 'NOT_FOUND', message: 'm', profile: '', fix: '' })],
+      [
+        'stale, with a warning that has a profile and a fix',
+        value('sk-st', { stale: true, warning: { code: 'UNAVAILABLE', message: 'down', profile: 'p', fix: 'f\ng' } }),
+      ],
       ['a value over the reply limit', value('k'.repeat(MAX_REPLY_BYTES))],
     ];
     it.each(cases)('%s', async (_what, r) => {
@@ -358,6 +367,51 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
     it('a hang-up without a reply, autostart off', async () => {
       const r = await expectSame({ args: ['work'], reply: null, handover: false });
       expect(r.node.code).toBe(ERROR_CODES.DAEMON_UNREACHABLE);
+    });
+
+    // Errors as data: both shims put the line together from the fields, the same way.
+    const fields: Array<[string, Record<string, string>, string]> = [
+      ['a profile', { message: 'it broke', profile: 'work' }, 'profile "work": it broke'],
+      ['a fix', { message: 'it broke', fix: 'run: keybroker status' }, 'it broke — run: keybroker status'],
+      [
+        'a profile and a fix',
+        { message: 'it broke', profile: 'work', fix: 'chmod 600 ~/work.key, then run: keybroker refresh work' },
+        'profile "work": it broke — chmod 600 ~/work.key, then run: keybroker refresh work',
+      ],
+    ];
+    it.each(fields)('an error with %s: rendered from its fields', async (_what, error, line) => {
+      const r = await expectSame({
+        args: ['work'],
+        reply: { ok: false, error: { code: 'PERMISSION_DENIED', ...error } },
+        handover: false,
+      });
+      expect(r.native.code).toBe(ERROR_CODES.PERMISSION_DENIED);
+      expect(r.native.stderr).toBe(`keybroker: ${line}\n`);
+    });
+
+    it('a daemon’s TIMEOUT worded as a client’s own is the daemon’s: printed as it is', async () => {
+      // Only the shim's own wait running out says "no answer within …": no text is taken for it.
+      const message = 'no reply from the keybroker daemon on /x within 5 ms';
+      const r = await expectSame({
+        args: ['work'],
+        reply: { ok: false, error: { code: 'TIMEOUT', message } },
+        handover: false,
+      });
+      expect(r.native.code).toBe(ERROR_CODES.TIMEOUT);
+      expect(r.native.stderr).toBe(`keybroker: ${message}\n`);
+    });
+
+    it('a stale value’s warning: rendered from its fields', async () => {
+      const warning = { code: 'UNAVAILABLE', message: 'source down', profile: 'work', fix: 'run: keybroker status' };
+      const r = await expectSame({
+        args: ['work'],
+        reply: { ok: true, value: 'sk-st', stale: true, warning },
+        handover: false,
+      });
+      expect(r.native.code).toBe(0);
+      expect(r.native.stderr).toBe(
+        'keybroker: warning: serving a cached value past its TTL: profile "work": source down — run: keybroker status\n',
+      );
     });
 
     it.each(Object.entries(ERROR_CODES))('error %s: its exit status', async (code, status) => {
