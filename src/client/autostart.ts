@@ -4,12 +4,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessage, VERSION } from './build-info.js';
+import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuild, VERSION } from './build-info.js';
 import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
 import { errorReply, type Reply, type Request, type WireError } from '../protocol/messages.js';
-import { ancestorsProblem, describeProblem, privateDirProblem } from './socket-check.js';
+import { ancestorsProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
 /** How long a daemon asked to stop (SIGTERM) gets to finish replies in flight and go. */
@@ -88,10 +88,8 @@ export async function requestWithAutostart(
       if (failed) return failed;
       reply = await ask();
     } else if (old) {
-      return errorReply(
-        'BAD_REQUEST',
-        `${otherBuildMessage(ME, old, process.getuid?.())} (it refused this request: ${reply.error.message})`,
-      );
+      const { message, fix } = otherBuild(ME, old, process.getuid?.());
+      return errorReply('BAD_REQUEST', `${message} (it refused this request: ${reply.error.message})`, { fix });
     }
   }
   return reply;
@@ -108,7 +106,7 @@ async function start(
   try {
     why = await autostart(socketPath, deadline, options);
   } catch (err) {
-    if (err instanceof UnsafeAutostart) return errorReply('UNSAFE_PATH', err.message);
+    if (err instanceof UnsafeAutostart) return errorReply('UNSAFE_PATH', err.message, { fix: err.fix });
     throw err;
   }
   return why
@@ -126,9 +124,16 @@ async function otherBuildDaemon(socketPath: string): Promise<ReturnType<typeof d
 
 /**
  * Autostart refused to create files in an unsafe place (a socket directory others can write, a
- * log that is a symlink): the client reports it as UNSAFE_PATH with this message.
+ * log that is a symlink): the client reports it as UNSAFE_PATH with this message and fix.
  */
-export class UnsafeAutostart extends Error {}
+export class UnsafeAutostart extends Error {
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
 
 // Files autostart creates in the socket directory are opened without following a symlink (a link
 // planted as daemon.log would have the daemon's output appended to, say, ~/.bashrc) and without
@@ -185,7 +190,7 @@ export async function autostart(
   // Verified after creating it (it may have existed, or been swapped in between): everything below
   // creates files in it.
   const problem = privateDirProblem(dir, fs.lstatSync(dir)) ?? ancestorsProblem(dir);
-  if (problem) throw new UnsafeAutostart(`not starting a daemon: ${describeProblem(problem)}`);
+  if (problem) throw new UnsafeAutostart(`not starting a daemon: ${problem.what}`, problem.fix);
   const lock = path.join(dir, 'autostart.lock');
   const logFile = path.join(dir, 'daemon.log');
   if (!tryLock(lock)) return waitForDaemon(socketPath, deadline, logFile, undefined);
@@ -252,7 +257,8 @@ function openLog(logFile: string): number {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UnsafeAutostart(
-      `not starting a daemon: cannot open its log ${logFile} (${code === 'ELOOP' ? 'it is a symbolic link' : (code ?? 'error')}); run: rm ${logFile}`,
+      `not starting a daemon: cannot open its log ${logFile} (${code === 'ELOOP' ? 'it is a symbolic link' : (code ?? 'error')})`,
+      `run: rm ${logFile}`,
     );
   }
   const st = fs.fstatSync(fd);
@@ -260,7 +266,8 @@ function openLog(logFile: string): number {
   if (!st.isFile() || (uid !== undefined && st.uid !== uid)) {
     fs.closeSync(fd);
     throw new UnsafeAutostart(
-      `not starting a daemon: its log ${logFile} is not a regular file of yours; run: rm ${logFile}`,
+      `not starting a daemon: its log ${logFile} is not a regular file of yours`,
+      `run: rm ${logFile}`,
     );
   }
   return fd;

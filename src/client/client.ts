@@ -20,7 +20,7 @@ import {
   type WireError,
 } from '../protocol/messages.js';
 import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
-import { checkSocketPath, refusalMessage } from './socket-check.js';
+import { checkSocketPath, refusal } from './socket-check.js';
 
 /** What the client says when a reply is over the limit, or the daemon hung up without one. */
 export const REPLY_TOO_LONG = `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`;
@@ -46,7 +46,7 @@ export interface SendOptions {
  */
 export async function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
   const problem = checkSocketPath(socketPath);
-  if (problem?.kind === 'UNSAFE_PATH') return errorReply('UNSAFE_PATH', refusalMessage(problem));
+  if (problem?.kind === 'UNSAFE_PATH') return { v: 1, ok: false, error: { code: 'UNSAFE_PATH', ...refusal(problem) } };
   const open = await transport(options.transport);
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 1; ; attempt++) {

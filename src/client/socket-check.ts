@@ -5,6 +5,7 @@
 // Built-ins only: the shim imports this.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { WireError } from '../protocol/messages.js';
 import { formatMode } from './file-mode.js';
 
 export interface PathProblem {
@@ -16,12 +17,11 @@ export interface PathProblem {
   fix: string;
 }
 
-/** One line: what is wrong; what to do. */
-export const describeProblem = (p: Pick<PathProblem, 'what' | 'fix'>): string => `${p.what}; ${p.fix}`;
-
-/** What a client says when it will not connect: the one line the shims print. */
-export const refusalMessage = (p: Pick<PathProblem, 'what' | 'fix'>): string =>
-  `refusing to connect: ${describeProblem(p)}`;
+/** What a client says when it will not connect, as an error's fields (renderError makes the line). */
+export const refusal = (p: Pick<PathProblem, 'what' | 'fix'>): Pick<WireError, 'message' | 'fix'> => ({
+  message: `refusing to connect: ${p.what}`,
+  fix: p.fix,
+});
 
 /** The permission bits the checks look at (the native shim's copies are generated from these). */
 export const MODE_BITS = {
@@ -33,12 +33,12 @@ export const MODE_BITS = {
 } as const;
 
 type Problem = Pick<PathProblem, 'what' | 'fix'>;
-/** Numbers as the messages show them; text, so scripts/build-native.mjs can fill in placeholders. */
+/** Numbers as the messages show them; text, so scripts/native-header.mjs can fill in placeholders. */
 type Shown = string | number;
 
 /**
  * What the checks say, as data: the native shim's copies of these messages are generated from
- * them by scripts/build-native.mjs, so the two shims word a refusal the same.
+ * them by scripts/native-header.mjs, so the two shims word a refusal the same.
  */
 export const PATH_PROBLEMS = {
   symlink: (label: string, dir: string): Problem => ({

@@ -15,14 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { askToStop, requestWithAutostart } from '../client/autostart.js';
-import {
-  BUILD_ID,
-  daemonIdentity,
-  describeBuild,
-  isOtherBuild,
-  otherBuildMessage,
-  VERSION,
-} from '../client/build-info.js';
+import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuild, VERSION } from '../client/build-info.js';
 import {
   buildGetRequest,
   CLIENT_REPLY_TIMEOUT_MS,
@@ -176,7 +169,8 @@ async function main(): Promise<void> {
       // starts this build.
       askToStop(daemon.pid);
     } else {
-      fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.warning}${otherBuildMessage(ME, daemon, process.getuid?.())}\n`);
+      const warning = renderError(otherBuild(ME, daemon, process.getuid?.()));
+      fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.warning}${warning}\n`);
     }
   }
   process.exit(0);
