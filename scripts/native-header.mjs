@@ -52,7 +52,11 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     define('KB_VERSION', build.VERSION),
     `#define KB_BUILD_ID ${build.BUILD_ID === undefined ? 'NULL' : cString(build.BUILD_ID)}`,
     define('KB_THIS_BUILD', build.describeBuild({ version: build.VERSION, build: build.BUILD_ID })),
-    define('KB_DESCRIBE_BUILD', build.describeBuild({ version: A(1), build: A(2) })),
+    '/* describeBuild of version 1 and build 2, indexed by (build non-empty). */',
+    array('KB_DESCRIBE_BUILD', [
+      build.describeBuild({ version: A(1), build: '' }),
+      build.describeBuild({ version: A(1), build: A(2) }),
+    ]),
     define('KB_MSG_OTHER_BUILD', messages.renderError(build.otherBuildFields(A(1), A(2), A(3), A(4)))),
     'static const char *const KB_RESTART[][2] = {',
     ...Object.entries(restart).map(([by, command]) => `  {${cString(by)}, ${cString(command)}},`),
@@ -64,6 +68,15 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     define('KB_MAX_REPLY_BYTES', messages.MAX_REPLY_BYTES),
     define('KB_REQUEST_TIMEOUT_MS', messages.CLIENT_REPLY_TIMEOUT_MS),
     define('KB_MSG_NO_ANSWER', messages.noAnswerMessage(messages.CLIENT_REPLY_TIMEOUT_MS)),
+    '/* renderError of profile 1, message 2 and fix 3, indexed by (profile non-empty) + 2 * (fix',
+    ' * non-empty): made with an empty profile or fix where there is none, so what renderError does with',
+    ' * one is what the C does. */',
+    'static const char *const KB_RENDER_ERROR[4] = {',
+    ...[0, 1, 2, 3].map((k) => {
+      const fields = { profile: k & 1 ? A(1) : '', message: A(2), fix: k & 2 ? A(3) : '' };
+      return `  ${cString(messages.renderError(fields))},`;
+    }),
+    '};',
     ...Object.entries(messages.ERROR_CODES).flatMap(([code, status]) => [
       define(`KB_EXIT_${code}`, status),
       define(`KB_CODE_${code}`, code),

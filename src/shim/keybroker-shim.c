@@ -50,20 +50,19 @@ static void write_all(int fd, const char *s, size_t n) {
   }
 }
 
-/* A line on stderr: "keybroker: ", `lead`, then the parts joined and made one line. */
-static void say(const char *lead, const char *const *parts, const size_t *lens, size_t count) {
-  struct buf body = {0}, line = {0};
-  for (size_t k = 0; k < count; k++) buf_add(&body, parts[k], lens[k]);
+/* A line on stderr: "keybroker: ", `lead`, then the text made one line. */
+static void say(const char *lead, const char *text, size_t len) {
+  struct buf line = {0};
   buf_str(&line, KB_TEXT_PREFIX);
   buf_str(&line, lead);
-  buf_one_line(&line, body.data ? body.data : "", body.len);
+  buf_one_line(&line, text, len);
   buf_add(&line, "\n", 1);
   write_all(2, line.data, line.len);
-  free(body.data), free(line.data);
+  free(line.data);
 }
 
 void kb_fail(int status, const char *message, size_t len) {
-  say("", &message, &len, 1);
+  say("", message, len);
   kb_exit(status);
 }
 
@@ -197,12 +196,14 @@ static void build_request(struct buf *req, const char *profile) {
 
 /* ---- the reply ---- */
 
-/* A wire error as the Node shim renders one: profile "PROFILE": MESSAGE — FIX, absent or empty
- * parts left out (renderError in src/protocol/messages.ts), after `lead`. */
+/* A wire error as the Node shim renders one, after `lead`: by renderError's templates (an absent
+ * part is as an empty one). */
 static void say_error(const char *lead, struct kb_text profile, struct kb_text message, struct kb_text fix) {
-  const char *parts[6] = {"profile \"", profile.ptr, "\": ", message.ptr, " \xe2\x80\x94 ", fix.ptr};
-  size_t lens[6] = {9, profile.len, 3, message.len, 5, fix.len}, from = profile.len ? 0 : 3;
-  say(lead, parts + from, lens + from, fix.len ? 6 - from : 4 - from);
+  struct buf text = {0};
+  const struct kb_text parts[] = {profile, message, fix};
+  buf_template(&text, KB_RENDER_ERROR[(profile.len > 0) + 2 * (fix.len > 0)], parts);
+  say(lead, text.data, text.len);
+  free(text.data);
 }
 
 static void print_error(const struct kb_frame *f) {

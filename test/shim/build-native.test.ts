@@ -4,9 +4,11 @@
 // machine without cc must pass.
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/protocol/messages.js';
+import { ERROR_CODES, type renderError } from '../../src/protocol/messages.js';
 import { privateTempDir, ROOT, run } from '../helpers/daemon.js';
+import { recordingServer } from '../helpers/stand-in-daemon.js';
 
 const inDir = (dir: string): string[] => fs.readdirSync(path.join(ROOT, dir)).map((f) => `${dir}/${f}`);
 const FILES = [
@@ -99,6 +101,40 @@ describe('with a C compiler', () => {
     expect(byEnv.stderr).toBe(
       `keybroker: cannot run the Node shim ${nodeShim} with ${path.join(root, 'no-node')} (No such file or directory); put node on PATH or set KEYBROKER_NODE to it\n`,
     );
+  });
+
+  it('renders an error as renderError does: change renderError, rebuild, and the native shim follows', async () => {
+    // Other words around the profile and the fix, in the built module the header is made from.
+    const messages = path.join(root, 'dist', 'src', 'protocol', 'messages.js');
+    const source = fs.readFileSync(messages, 'utf8');
+    const patched = source
+      .replace('`profile "${profile}": ${line}`', '`[${profile}] ${line}`')
+      .replace('`${line} — ${fix}`', '`${line} (to fix: ${fix})`');
+    expect(patched.split('[${profile}]')).toHaveLength(2);
+    expect(patched.split('(to fix: ${fix})')).toHaveLength(2);
+    fs.writeFileSync(messages, patched);
+    const render = ((await import(pathToFileURL(messages).href)) as { renderError: typeof renderError }).renderError;
+    expect((await build([])).code).toBe(0);
+    const socket = path.join(root, 'sock', 'kb.sock');
+    const error = { code: 'PERMISSION_DENIED', message: 'it broke', profile: 'work', fix: 'chmod 600 x' };
+    const warning = { code: 'UNAVAILABLE', message: 'source down', fix: 'run: keybroker status' };
+    const replies: Array<[Record<string, unknown>, number, string]> = [
+      [{ ok: false, error }, ERROR_CODES.PERMISSION_DENIED, `keybroker: ${render(error)}\n`],
+      [
+        { ok: true, profile: 'work', value: 'sk-1', stale: true, warning },
+        0,
+        `keybroker: warning: serving a cached value past its TTL: ${render(warning)}\n`,
+      ],
+    ];
+    for (const [reply, code, stderr] of replies) {
+      const server = await recordingServer(socket, reply);
+      try {
+        const r = await run(binary(), ['work'], { env: { PATH: noCompilerPath, KEYBROKER_SOCKET: socket } });
+        expect({ code: r.code, stderr: r.stderr }).toEqual({ code, stderr });
+      } finally {
+        await server.close();
+      }
+    }
   });
 
   it('a compile error fails the build, but never an install', async () => {

@@ -29,7 +29,7 @@ void buf_add(struct buf *b, const void *bytes, size_t n) {
     b->data = data;
     b->cap = cap;
   }
-  memcpy(b->data + b->len, bytes, n);
+  if (n) memcpy(b->data + b->len, bytes, n);
   b->len += n;
   b->data[b->len] = '\0';
 }
@@ -66,10 +66,10 @@ void buf_json_latin1(struct buf *b, const char *s, size_t n) {
   buf_add(b, "\"", 1);
 }
 
-void buf_template(struct buf *b, const char *tpl, const char *const *args) {
+void buf_template(struct buf *b, const char *tpl, const struct kb_text *args) {
   for (const char *mark; (mark = strchr(tpl, '\001')) != NULL && mark[1] >= '1' && mark[1] <= '9'; tpl = mark + 2) {
     buf_add(b, tpl, (size_t)(mark - tpl));
-    buf_str(b, args[mark[1] - '1']);
+    buf_add(b, args[mark[1] - '1'].ptr, args[mark[1] - '1'].len);
   }
   buf_str(b, tpl);
 }

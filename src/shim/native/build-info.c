@@ -19,26 +19,19 @@ int kb_other_build(const struct kb_frame *f) {
 }
 
 void buf_other_build(struct buf *b, const struct kb_frame *f) {
-  struct buf pid = {0}, version = {0}, build = {0}, daemon = {0}, restart = {0};
-  const struct kb_text *field = f->field;
-  buf_add(&pid, field[KB_FIELD_DAEMON_PID].ptr, field[KB_FIELD_DAEMON_PID].len);
-  buf_add(&version, field[KB_FIELD_DAEMON_VERSION].ptr, field[KB_FIELD_DAEMON_VERSION].len);
-  if (field[KB_FIELD_DAEMON_BUILD].len > 0) {
-    buf_add(&build, field[KB_FIELD_DAEMON_BUILD].ptr, field[KB_FIELD_DAEMON_BUILD].len);
-    const char *parts[] = {version.data, build.data};
-    buf_template(&daemon, KB_DESCRIBE_BUILD, parts);
-  } else {
-    buf_str(&daemon, version.data);
-  }
+  struct buf daemon = {0}, restart = {0};
+  const struct kb_text *field = f->field, version_build[] = {field[KB_FIELD_DAEMON_VERSION], field[KB_FIELD_DAEMON_BUILD]};
+  buf_template(&daemon, KB_DESCRIBE_BUILD[field[KB_FIELD_DAEMON_BUILD].len > 0], version_build);
   /* restartCommand(startedBy, uid) */
   char uid[24];
   snprintf(uid, sizeof uid, "%lu", (unsigned long)getuid());
-  const char *command = KB_RESTART_DEFAULT, *uids[] = {uid};
+  const char *command = KB_RESTART_DEFAULT;
   for (size_t k = 0; k < sizeof KB_RESTART / sizeof KB_RESTART[0]; k++) {
     if (kb_text_is(field[KB_FIELD_DAEMON_STARTED_BY], KB_RESTART[k][0])) command = KB_RESTART[k][1];
   }
-  buf_template(&restart, command, uids);
-  const char *args[] = {pid.data, daemon.data, KB_THIS_BUILD, restart.data};
+  buf_template(&restart, command, (struct kb_text[]){kb_str(uid)});
+  const struct kb_text args[] = {field[KB_FIELD_DAEMON_PID], {daemon.data, daemon.len}, kb_str(KB_THIS_BUILD),
+                                 {restart.data, restart.len}};
   buf_template(b, KB_MSG_OTHER_BUILD, args);
-  free(pid.data), free(version.data), free(build.data), free(daemon.data), free(restart.data);
+  free(daemon.data), free(restart.data);
 }

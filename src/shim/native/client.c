@@ -47,16 +47,15 @@ static int connect_unix(const char *sock) {
 void kb_unreachable_after_send(const char *message, size_t len) {
   const char *off = getenv(KB_NO_AUTOSTART_ENV);
   if (!off || strcmp(off, "1") != 0) kb_handover();
-  struct buf why = {0}, msg = {0};
-  buf_add(&why, message, len);
-  const char *args[] = {why.data};
-  buf_template(&msg, KB_MSG_AUTOSTART_OFF, args);
+  struct buf msg = {0};
+  const struct kb_text why[] = {{message, len}};
+  buf_template(&msg, KB_MSG_AUTOSTART_OFF, why);
   kb_fail(KB_EXIT_DAEMON_UNREACHABLE, msg.data, msg.len);
 }
 
 static void lost_connection(const char *sock) {
   struct buf msg = {0};
-  const char *args[] = {sock};
+  const struct kb_text args[] = {kb_str(sock)};
   buf_template(&msg, KB_MSG_LOST_CONNECTION, args);
   kb_unreachable_after_send(msg.data, msg.len);
 }

@@ -5,6 +5,7 @@
 #define KB_SHIM_H
 
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "framed-reply.h"
@@ -52,7 +53,9 @@ void buf_str(struct buf *b, const char *s);
 void buf_json_utf8(struct buf *b, const char *s, size_t n);
 void buf_json_latin1(struct buf *b, const char *s, size_t n);
 /* A template from kb-generated.h: the byte 001 and a digit N stand for args[N - 1]. */
-void buf_template(struct buf *b, const char *tpl, const char *const *args);
+void buf_template(struct buf *b, const char *tpl, const struct kb_text *args);
+/* A C string as a template argument (NULL: empty). */
+static inline struct kb_text kb_str(const char *s) { return (struct kb_text){s, s ? strlen(s) : 0}; }
 /* text.replace(/\s*\n\s*\/g, '; ') for valid UTF-8 (src/shim/shim-messages.ts oneLine). */
 void buf_one_line(struct buf *b, const char *text, size_t n);
 /* Zeros the compiler may not optimise away (explicit_bzero where there is one). */

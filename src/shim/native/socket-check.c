@@ -30,7 +30,7 @@ static const char *mode_text(char *out, unsigned long mode, int full) {
 }
 
 static void refuse(const char *tpl, const char *a1, const char *a2, const char *a3) {
-  const char *args[] = {a1, a2, a3};
+  const struct kb_text args[] = {kb_str(a1), kb_str(a2), kb_str(a3)};
   struct buf msg = {0};
   buf_template(&msg, tpl, args);
   kb_fail(KB_EXIT_UNSAFE_PATH, msg.data, msg.len);
