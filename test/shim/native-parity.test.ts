@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES, MAX_REPLY_BYTES } from '../../src/protocol/messages.js';
+import { ERROR_CODES, MAX_REPLY_BYTES, renderError } from '../../src/protocol/messages.js';
+import { oneLine, SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { VERSION } from '../../src/client/build-info.js';
 import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
@@ -278,52 +279,35 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['an error on several lines', error({ code: 'SOURCE_ERROR', message: 'first\r\n\tsecond \n third\n' })],
       ['an error of an unknown code', error({ code: 'SOMETHING_NEW', message: 'new' })],
       ['an error with an empty message', error({ code: 'TIMEOUT', message: '' })],
-      [
-        'an error with a profile and a fix on several lines',
-        error({ code: 'NOT_FOUND', message: 'm\n', profile: 'wörk "a"', fix: '\n do\r\nthis \n' }),
-      ],
-      ['an error with an empty profile and fix', error({ code: 'NOT_FOUND', message: 'm', profile: '', fix: '' })],
-      [
-        'stale, with a warning that has a profile and a fix',
-        value('sk-st', { stale: true, warning: { code: 'UNAVAILABLE', message: 'down', profile: 'p', fix: 'f\ng' } }),
-      ],
       ['a value over the reply limit', value('k'.repeat(MAX_REPLY_BYTES))],
     ];
     it.each(cases)('%s', async (_what, r) => {
       await expectSame({ args: ['work'], reply: r, handover: false });
     });
 
-    // What the daemon sends as one message today (the profile and fix in its text), and as fields
-    // once errors are data (issue 18 item 2): the native shim renders the fields the same way.
-    const structured: Array<[string, object, string]> = [
-      ['a profile', { profile: 'work' }, 'profile "work": why'],
-      ['a fix', { fix: 'run: keybroker status' }, 'why — run: keybroker status'],
-      ['both, the fix on two lines', { profile: 'w', fix: 'run:\n  x' }, 'profile "w": why — run:\n  x'],
+    // Errors as data: the daemon sends an error's and a stale warning's profile and fix as fields,
+    // to both shims (a frame to the native one, JSON to the Node one), and both put the line
+    // together in renderError's words: the same bytes, whatever the fields hold.
+    const fields: Array<[string, Record<string, string>]> = [
+      ['a profile', { profile: 'work' }],
+      ['a fix', { fix: 'run: keybroker status' }],
+      ['a profile and a fix', { profile: 'work', fix: 'chmod 600 ~/work.key, then run: keybroker refresh work' }],
+      ['a profile to escape and a fix on several lines', { profile: 'wörk "a"', fix: '\n do\r\nthis \n' }],
+      ['an empty profile and fix', { profile: '', fix: '' }],
+      ['an empty message, with a profile and a fix', { message: '', profile: 'p', fix: 'f' }],
+      ['NUL bytes in each', { message: 'it\u0000broke', profile: 'a\u0000b', fix: 'x\u0000y' }],
     ];
-    it.each(structured)('an error with %s: rendered as one message', async (_what, fields, prose) => {
-      const r = await runBoth({
-        args: ['work'],
-        reply: (line) =>
-          error({
-            code: 'SOURCE_ERROR',
-            message: asksForFrame(line) ? 'why' : prose,
-            ...(asksForFrame(line) ? fields : {}),
-          }),
-        handover: false,
-      });
-      expect(r.native).toMatchObject({ code: r.node.code, stdout: '', stderr: r.node.stderr, handedOver: false });
+    it.each(fields)('an error with %s', async (_what, f) => {
+      const error = { code: 'PERMISSION_DENIED', message: 'it broke\n', ...f };
+      const r = await expectSame({ args: ['work'], reply: { ok: false, error }, handover: false });
+      expect(r.native.code).toBe(ERROR_CODES.PERMISSION_DENIED);
+      expect(r.native.stderr).toBe(`${SHIM_TEXT.prefix}${oneLine(renderError(error))}\n`);
     });
-    it.each(structured)('a stale warning with %s: rendered as one message', async (_what, fields, prose) => {
-      const r = await runBoth({
-        args: ['work'],
-        reply: (line) =>
-          value('sk-w', {
-            stale: true,
-            warning: { code: 'X', message: asksForFrame(line) ? 'why' : prose, ...(asksForFrame(line) ? fields : {}) },
-          }),
-        handover: false,
-      });
-      expect(r.native).toMatchObject({ code: 0, stdout: 'sk-w\n', stderr: r.node.stderr, handedOver: false });
+    it.each(fields)('a stale warning with %s', async (_what, f) => {
+      const warning = { code: 'UNAVAILABLE', message: 'source down', ...f };
+      const r = await expectSame({ args: ['work'], reply: value('sk-st', { stale: true, warning }), handover: false });
+      expect(r.native).toMatchObject({ code: 0, stdout: 'sk-st\n' });
+      expect(r.native.stderr).toBe(`${SHIM_TEXT.prefix}${SHIM_TEXT.staleWarning}${oneLine(renderError(warning))}\n`);
     });
 
     // A JSON reply to a framed request comes from a daemon that did not read it (one from before
@@ -369,26 +353,6 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       expect(r.node.code).toBe(ERROR_CODES.DAEMON_UNREACHABLE);
     });
 
-    // Errors as data: both shims put the line together from the fields, the same way.
-    const fields: Array<[string, Record<string, string>, string]> = [
-      ['a profile', { message: 'it broke', profile: 'work' }, 'profile "work": it broke'],
-      ['a fix', { message: 'it broke', fix: 'run: keybroker status' }, 'it broke — run: keybroker status'],
-      [
-        'a profile and a fix',
-        { message: 'it broke', profile: 'work', fix: 'chmod 600 ~/work.key, then run: keybroker refresh work' },
-        'profile "work": it broke — chmod 600 ~/work.key, then run: keybroker refresh work',
-      ],
-    ];
-    it.each(fields)('an error with %s: rendered from its fields', async (_what, error, line) => {
-      const r = await expectSame({
-        args: ['work'],
-        reply: { ok: false, error: { code: 'PERMISSION_DENIED', ...error } },
-        handover: false,
-      });
-      expect(r.native.code).toBe(ERROR_CODES.PERMISSION_DENIED);
-      expect(r.native.stderr).toBe(`keybroker: ${line}\n`);
-    });
-
     it('a daemon’s TIMEOUT worded as a client’s own is the daemon’s: printed as it is', async () => {
       // Only the shim's own wait running out says "no answer within …": no text is taken for it.
       const message = 'no reply from the keybroker daemon on /x within 5 ms';
@@ -399,19 +363,6 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       });
       expect(r.native.code).toBe(ERROR_CODES.TIMEOUT);
       expect(r.native.stderr).toBe(`keybroker: ${message}\n`);
-    });
-
-    it('a stale value’s warning: rendered from its fields', async () => {
-      const warning = { code: 'UNAVAILABLE', message: 'source down', profile: 'work', fix: 'run: keybroker status' };
-      const r = await expectSame({
-        args: ['work'],
-        reply: { ok: true, value: 'sk-st', stale: true, warning },
-        handover: false,
-      });
-      expect(r.native.code).toBe(0);
-      expect(r.native.stderr).toBe(
-        'keybroker: warning: serving a cached value past its TTL: profile "work": source down — run: keybroker status\n',
-      );
     });
 
     it.each(Object.entries(ERROR_CODES))('error %s: its exit status', async (code, status) => {
