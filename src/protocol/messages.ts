@@ -29,7 +29,7 @@ export function noAnswerError(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): Wire
   };
 }
 
-/** noAnswerError() rendered (the native shim's copy is generated from this by scripts/build-native.mjs). */
+/** noAnswerError() rendered: the native shim's KB_MSG_NO_ANSWER is generated from this (scripts/native-header.mjs). */
 export function noAnswerMessage(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): string {
   return renderError(noAnswerError(timeoutMs));
 }

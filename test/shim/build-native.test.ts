@@ -3,10 +3,11 @@
 // without a C compiler, as `npm run build` and as the package's install script. `npm ci` on a
 // machine without cc must pass.
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ERROR_CODES, type renderError } from '../../src/protocol/messages.js';
+import { ERROR_CODES, type noAnswerError, type renderError } from '../../src/protocol/messages.js';
 import { privateTempDir, ROOT, run } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 
@@ -134,6 +135,40 @@ describe('with a C compiler', () => {
       } finally {
         await server.close();
       }
+    }
+  });
+
+  it('no answer within its wait: prints renderError(noAnswerError()), TIMEOUT', async () => {
+    // A wait of 1 s instead of 125, in the built module the header is made from.
+    const messages = path.join(root, 'dist', 'src', 'protocol', 'messages.js');
+    const source = fs.readFileSync(messages, 'utf8');
+    const patched = source.replace(
+      'CLIENT_REPLY_TIMEOUT_MS = MAX_PROFILE_TIMEOUT_MS + 5_000;',
+      'CLIENT_REPLY_TIMEOUT_MS = 1_000;',
+    );
+    expect(patched).not.toBe(source);
+    fs.writeFileSync(messages, patched);
+    const built = (await import(pathToFileURL(messages).href)) as {
+      renderError: typeof renderError;
+      noAnswerError: typeof noAnswerError;
+    };
+    expect((await build([])).code).toBe(0);
+    // A daemon that takes the request and never answers.
+    const socket = path.join(root, 'sock', 'kb.sock');
+    fs.mkdirSync(path.dirname(socket), { mode: 0o700 });
+    const held: net.Socket[] = [];
+    const server = net.createServer((c) => void held.push(c.on('error', () => {})));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      const r = await run(binary(), ['work'], { env: { PATH: noCompilerPath, KEYBROKER_SOCKET: socket } });
+      expect(r).toMatchObject({
+        code: ERROR_CODES.TIMEOUT,
+        stdout: '',
+        stderr: `keybroker: ${built.renderError(built.noAnswerError())}\n`,
+      });
+    } finally {
+      for (const c of held) c.destroy();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
