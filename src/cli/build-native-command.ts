@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { die } from './output.js';
+import { BrokerError } from '../errors.js';
 
 export function registerBuildNative(program: Command): void {
   program
@@ -31,24 +31,25 @@ Examples:
       const layout = findInstallLayout();
       const state = await nativeShimState(layout, process.env);
       if (!state.writable)
-        die(
+        throw new BrokerError(
           'PERMISSION_DENIED',
-          `${path.dirname(layout.nativeShim)} is not yours to write (keybroker was installed by another user); run: ${state.command}`,
+          `${path.dirname(layout.nativeShim)} is not yours to write (keybroker was installed by another user)`,
+          { fix: `run: ${state.command}` },
         );
       if (!state.compiler)
-        die(
-          'NOT_FOUND',
-          `no C compiler (${state.compilerName}) on PATH: install one (${compilerHint(process.platform)}), then run: keybroker build-native`,
-        );
+        throw new BrokerError('NOT_FOUND', `no C compiler (${state.compilerName}) on PATH`, {
+          fix: `install one (${compilerHint(process.platform)}), then run: keybroker build-native`,
+        });
       // The script prints its one line (and a compiler's errors); it never fails on its own.
       spawnSync(process.execPath, [path.join(layout.root, 'scripts', 'build-native.mjs'), '--install'], {
         cwd: layout.root,
         stdio: 'inherit',
       });
       if (!(await nativeShimState(layout, process.env)).built)
-        die(
+        throw new BrokerError(
           'INTERNAL',
-          'the native keybroker-shim was not built (the reason is above); keybroker-shim keeps running on Node — please report it',
+          'the native keybroker-shim was not built (the reason is above); keybroker-shim keeps running on Node',
+          { fix: 'please report it' },
         );
       process.stdout.write(
         'keybroker setup claude now writes it into apiKeyHelper (run it again if you set up Claude Code before)\n',

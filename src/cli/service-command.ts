@@ -14,7 +14,7 @@ async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
   ]);
   const layout = findInstallLayout();
   const ephemeral = dryRun ? undefined : lastingInstallError(layout, 'the service');
-  if (ephemeral) die(ephemeral.code, ephemeral.message);
+  if (ephemeral) throw ephemeral;
   if (!dryRun && !fs.existsSync(layout.entry))
     die('USAGE', `${layout.entry} is missing: build keybroker first (npm run build)`);
   return realServiceHost({

@@ -86,7 +86,7 @@ Examples:
       ]);
       const layout = findInstallLayout();
       const ephemeral = lastingInstallError(layout, `Claude Code's ${HELPER_SETTING[opts.helper]}`);
-      if (ephemeral) die(ephemeral.code, ephemeral.message);
+      if (ephemeral) throw ephemeral;
       if (!fs.existsSync(layout.shim)) die('USAGE', `${layout.shim} is missing: build keybroker first (npm run build)`);
       const home = os.homedir();
       const managedLocation = opts.managed ? resolveManagedConfigPath() : undefined;

@@ -57,7 +57,8 @@ export function lastingInstallError(layout: InstallLayout, what: string): Broker
   if (!isNpxCache(layout.root)) return undefined;
   return new BrokerError(
     'NOT_INSTALLED',
-    `keybroker runs from npx's cache (${layout.root}), which npm may clean at any time, and ${what} would point there; install it first: npm install -g keybroker`,
+    `keybroker runs from npx's cache (${layout.root}), which npm may clean at any time, and ${what} would point there`,
+    { fix: 'install it first: npm install -g keybroker' },
   );
 }
 
