@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native fast-path shim, dist/native/keybroker-shim, from src/shim/keybroker-shim.c,
 // when a C compiler is there; prints one line either way. Run by `npm run build` (after tsc, since
-// it reads the built protocol module) and by the package's install script.
+// it reads the built protocol module), by the package's install script, and by `keybroker
+// build-native` where npm ran no install script (docs/install.md: how native parts ship).
 //
 //   node scripts/build-native.mjs            a compile error fails (the build of this repository)
 //   node scripts/build-native.mjs --install  never fails: without the native shim, setup and
@@ -33,6 +34,17 @@ const HARDENING_FLAGS = ['-U_FORTIFY_SOURCE', '-D_FORTIFY_SOURCE=2', '-fstack-pr
 
 const install = process.argv.includes('--install');
 const say = (line) => process.stdout.write(`${line}\n`);
+const RETRY = 'keybroker build-native';
+
+// An install must not fail for want of the fast path: anything unexpected (an unwritable temp
+// directory, a missing file) ends in one line and status 0.
+if (install)
+  process.on('uncaughtException', (err) => {
+    say(
+      `native shim: not built (${String(err?.message ?? err).split('\n')[0]}); keybroker-shim runs on Node (retry: ${RETRY})`,
+    );
+    process.exit(0);
+  });
 
 fs.rmSync(OUT, { force: true });
 
@@ -47,7 +59,7 @@ if (!fs.existsSync(MESSAGES)) {
 const cc = process.env.CC || 'cc';
 const probe = spawnSync(cc, ['--version'], { stdio: 'ignore' });
 if (probe.error) {
-  const retry = install ? 'install cc, then reinstall keybroker' : 'install cc, then run: npm run build';
+  const retry = `install cc, then run: ${install ? RETRY : 'npm run build'}`;
   say(`native shim: no C compiler (${cc}) found, skipped; keybroker-shim runs on Node (${retry})`);
   process.exit(0);
 }

@@ -5,6 +5,7 @@ import { BrokerError, resourceError } from '../errors.js';
 import { renderError } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 import { registerAudit } from './audit-command.js';
+import { registerBuildNative } from './build-native-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerService(program);
   registerSetup(program);
   registerDoctor(program);
+  registerBuildNative(program);
   registerAudit(program);
   program.addHelpText(
     'after',

@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   EXPIRED: 19,
   /** The process ran out of something the OS limits: open files (EMFILE/ENFILE). */
   RESOURCE_EXHAUSTED: 20,
+  /** Run from a place that can vanish (npx's cache), for a command that writes its path somewhere lasting. */
+  NOT_INSTALLED: 21,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -61,7 +61,14 @@ export interface RunResult {
 export function run(
   command: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    input?: string;
+    /** Run as another user (the tests run as root): see other-user.ts. */
+    user?: { uid: number; gid: number };
+  } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -69,6 +76,7 @@ export function run(
       env: options.env ?? process.env,
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.user && { uid: options.user.uid, gid: options.user.gid }),
     });
     let stdout = '';
     let stderr = '';
