@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Adapter, AdapterInit, FetchResult, ProbeResult, WriteContext } from '../../src/adapter.js';
-import { SecretValue } from '../../src/secret.js';
+import { SecretValue, withoutTrailingNewline } from '../../src/secret.js';
 import { notFoundError, translateKeychainFailure } from './keychain-errors.js';
 import { classifyKeychainFailure, KeychainWorker, type KeychainResult } from './keychain-worker.js';
 import { KEYBROKER_SERVICE, parseKeyringUri, type KeyringRef } from './keyring-uri.js';
@@ -51,10 +51,7 @@ export function createAdapter(init: AdapterInit): Adapter<KeyringRef> {
       if (!result.ok) throw failed(result, ref, ctx, 'read');
       if (!result.found || !result.secret) throw notFoundError({ ref, profile: ctx.profile, platform });
       const bytes = result.secret;
-      let end = bytes.length;
-      if (end > 0 && bytes[end - 1] === 0x0a) end--;
-      if (end > 0 && bytes[end - 1] === 0x0d) end--;
-      const value = SecretValue.fromBytes(bytes.subarray(0, end));
+      const value = SecretValue.fromBytes(withoutTrailingNewline(bytes));
       bytes.fill(0);
       return { value };
     },

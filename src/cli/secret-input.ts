@@ -5,7 +5,7 @@
 // libraries that hide input need a newer Node 20 than keybroker supports.
 import { isUtf8 } from 'node:buffer';
 import { BrokerError } from '../errors.js';
-import { SecretValue } from '../secret.js';
+import { SecretValue, withoutTrailingNewline } from '../secret.js';
 
 /**
  * ^C at the prompt. The caller turns it into exit 130, as a shell would; this module stays free of
@@ -71,10 +71,7 @@ async function readPiped(stdin: NodeJS.ReadStream): Promise<Buffer> {
         throw new BrokerError('INVALID_VALUE', `the input is longer than ${MAX_KEY_BYTES} bytes: that is not a key`);
     }
     const all = Buffer.concat(chunks);
-    let end = all.length;
-    if (end > 0 && all[end - 1] === 0x0a) end--;
-    if (end > 0 && all[end - 1] === 0x0d) end--;
-    const key = Buffer.from(all.subarray(0, end));
+    const key = Buffer.from(withoutTrailingNewline(all));
     all.fill(0);
     return key;
   } finally {
