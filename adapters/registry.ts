@@ -25,6 +25,12 @@ export const ADAPTERS: Readonly<Record<string, AdapterEntry>> = {
     summary: 'file:PATH — a file only you can read, re-read on refresh',
     load: () => import('./file/file-adapter.js'),
   },
+  keyring: {
+    scheme: 'keyring',
+    summary:
+      'keyring:NAME — the OS keychain (macOS Keychain, a Linux Secret Service); keyring://SERVICE/ACCOUNT for an entry another tool wrote',
+    load: () => import('./keyring/keyring-adapter.js'),
+  },
   exec: {
     scheme: 'exec',
     configKey: 'exec',

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Builds the native targets — today the fast-path shim, dist/native/keybroker-shim — from C,
 // when a C compiler is there; prints one line per target either way. Run by `npm run build`
-// (after tsc: the generated header is made from the built TypeScript, scripts/native-header.mjs)
-// and by the package's install script.
+// (after tsc: the generated header is made from the built TypeScript, scripts/native-header.mjs),
+// by the package's install script, and by `keybroker build-native` where npm ran no install
+// script (docs/install.md: how native parts ship).
 //
 //   node scripts/build-native.mjs            our build: warnings are errors (-Werror), and a
 //                                            compile error fails it
@@ -52,6 +53,16 @@ const HARDENING_FLAGS = ['-U_FORTIFY_SOURCE', '-D_FORTIFY_SOURCE=2', '-fstack-pr
 
 const install = process.argv.includes('--install');
 const say = (line) => process.stdout.write(`${line}\n`);
+const RETRY = 'keybroker build-native';
+
+// An install must not fail for want of the fast path: anything unexpected (an unwritable temp
+// directory, a missing file) ends in one line and status 0.
+if (install)
+  process.on('uncaughtException', (err) => {
+    const why = String(err?.message ?? err).split('\n')[0];
+    for (const t of TARGETS) say(`${t.name}: not built (${why}); ${t.fallback} (retry: ${RETRY})`);
+    process.exit(0);
+  });
 
 for (const t of TARGETS) fs.rmSync(path.join(ROOT, t.out), { force: true });
 
@@ -66,7 +77,7 @@ if (missing) {
 
 const cc = process.env.CC || 'cc';
 if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).error) {
-  const retry = install ? 'install cc, then reinstall keybroker' : 'install cc, then run: npm run build';
+  const retry = `install cc, then run: ${install ? RETRY : 'npm run build'}`;
   for (const t of TARGETS) say(`${t.name}: no C compiler (${cc}) found, skipped; ${t.fallback} (${retry})`);
   process.exit(0);
 }

@@ -103,12 +103,30 @@ export interface Adapter<Ref = unknown> {
   fetch(ref: Ref, ctx: FetchContext): Promise<FetchResult>;
   /** Short non-secret facts for `keybroker status` (read budgets, sign-in state). */
   status?(): string[];
+  /**
+   * A source you can write to (the OS keychain): store `value` where `ref` points, replacing
+   * what is there (`keybroker key set`). Sources that are read-only leave it out.
+   */
+  store?(ref: Ref, value: SecretValue, ctx: WriteContext): Promise<void>;
+  /** A source you can write to: remove the entry; resolves false when there was none (`keybroker key delete`). */
+  remove?(ref: Ref, ctx: WriteContext): Promise<boolean>;
   /** Release clients, timers and sockets. */
   close(): Promise<void>;
 }
 
+/** What store() and remove() are given: a bound in time, and who asks. */
+export type WriteContext = Omit<FetchContext, 'reason'>;
+
+/** Whether a source kind works on this machine now; `why` says what is missing when it does not. */
+export type ProbeResult = { ok: true; what: string } | { ok: false; why: string };
+
 export interface AdapterModule {
   createAdapter(init: AdapterInit): Adapter;
+  /**
+   * Does this kind of source answer here (a keychain's service, say)? Cheap, and bounded by
+   * `timeoutMs` whatever the backend does: the first run picks the starter config's source by it.
+   */
+  probe?(options: { env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<ProbeResult>;
 }
 
 /**

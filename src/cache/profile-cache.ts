@@ -10,7 +10,7 @@
 // A value that carries its own expiry (a JWT's exp, FetchResult.expiresAt) shortens all of these
 // so that it is never served at or after that expiry (see expiry.ts).
 import type NodeCache from 'node-cache';
-import { abortable, type Adapter, type FetchReason, type Logger } from '../adapter.js';
+import { abortable, type Adapter, type FetchReason, type FetchResult, type Logger } from '../adapter.js';
 import { deadline, systemClock, type Clock, type ClockTimer } from '../clock.js';
 import type { ResolvedProfile } from '../config/load.js';
 import { REFRESH_AT } from '../config/schema.js';
@@ -162,6 +162,11 @@ export class ProfileCache {
   /** The source, described without secrets: "exec:op …", "vault:secret/anthropic#api_key". */
   get description(): string {
     return this.#description;
+  }
+
+  /** The source can be written to (the OS keychain), so `key set` may hand the cache a value. */
+  get writable(): boolean {
+    return typeof this.#adapter.store === 'function';
   }
 
   async get(options: GetOptions = {}): Promise<Served> {
@@ -454,57 +459,25 @@ export class ProfileCache {
     try {
       const pending = this.#adapter.fetch(this.#ref, { signal, profile: this.name, reason, log: this.#log });
       const result = await abortable(pending, signal);
-      if (result.value.byteLength === 0)
-        throw new BrokerError('INVALID_VALUE', `${this.#description} returned an empty value`);
-      if (!result.value.isText())
-        throw new BrokerError('INVALID_VALUE', `${this.#description} returned bytes that are not UTF-8 text`);
-      const lines = result.value.lineCount();
-      if (lines > 1 && !this.profile.multiline) {
-        // Claude Code would send every line as the key; a second line is almost always a command
-        // that also printed a notice or a prompt on stdout.
-        throw new BrokerError('INVALID_VALUE', `${this.#description} returned ${lines} lines, and a key is one line`, {
-          fix: 'make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)',
-        });
-      }
+      this.#checkValue(result.value, 'returned');
       const t = this.#now();
-      const expiry = expiryOf(result.value, result);
-      if (expiry && expiry.at <= t) throw alreadyExpiredError(this.#description, expiry, t);
-      let ttl = this.profile.ttlMs;
-      if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs))
-        ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
-      this.#served?.add(result.value);
-      const { freshUntil, staleUntil } = entryTimes(t, ttl, this.profile.maxStaleMs, expiry);
-      const previous = this.#entry();
-      const entry: CacheEntry = {
-        value: result.value,
-        fetchedAt: t,
-        freshUntil,
-        staleUntil,
-        version: result.version,
-        expiry,
-      };
+      const { entry, changed } = this.#entryOf(result, t);
       if (generation !== this.#generation) {
         this.#log.info({ reason, ms: t - startedAt }, 'fetched after a forget: answering its waiters, not keeping it');
         return entry;
       }
-      this.#store.set(this.#key, entry, (staleUntil - t) / 1000);
-      this.#failures = 0;
-      this.#retryAfter = -Infinity;
-      this.#rateLimitedUntil = -Infinity;
-      this.#valueExpiry = expiry;
-      this.#lastFetch = { startedAt, endedAt: t, entry };
+      this.#keep(entry, startedAt);
       this.#log.info(
         {
           reason,
           ms: t - startedAt,
-          ttlMs: freshUntil - t,
-          changed: previous ? !previous.value.equals(result.value) : null,
+          ttlMs: entry.freshUntil - t,
+          changed,
           version: result.version,
-          ...(expiry && { expiresInMs: expiry.at - t, expiryFrom: expiry.from }),
+          ...(entry.expiry && { expiresInMs: entry.expiry.at - t, expiryFrom: entry.expiry.from }),
         },
         'fetched',
       );
-      this.#scheduleRefreshAhead(entry);
       return entry;
     } catch (err) {
       const error = this.#toBrokerError(err);
@@ -532,6 +505,73 @@ export class ProfileCache {
     } finally {
       timeout.cancel();
     }
+  }
+
+  /**
+   * Serve `value` from now on, as if the source had just returned it: `keybroker key set` wrote it
+   * there and hands it over, so no fetch is spent (nor the forced-fetch limit). A fetch already
+   * running started before the value changed: it still answers its waiters but is not kept.
+   */
+  install(value: SecretValue): { changed: boolean | null } {
+    if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', `profile "${this.name}" is no longer served`);
+    this.#checkValue(value, 'was given');
+    const t = this.#now();
+    const { entry, changed } = this.#entryOf({ value }, t);
+    this.#generation++;
+    this.#keep(entry, t);
+    this.#log.info({ ttlMs: entry.freshUntil - t, changed }, 'value installed (key set): no fetch');
+    return { changed };
+  }
+
+  /** A value the cache may hold: text, not empty, one line unless the profile says multiline. */
+  #checkValue(value: SecretValue, verb: 'returned' | 'was given'): void {
+    if (value.byteLength === 0) throw new BrokerError('INVALID_VALUE', `${this.#description} ${verb} an empty value`);
+    if (!value.isText())
+      throw new BrokerError('INVALID_VALUE', `${this.#description} ${verb} bytes that are not UTF-8 text`);
+    const lines = value.lineCount();
+    if (lines > 1 && !this.profile.multiline) {
+      // Claude Code would send every line as the key; a second line is almost always a command
+      // that also printed a notice or a prompt on stdout.
+      throw new BrokerError('INVALID_VALUE', `${this.#description} ${verb} ${lines} lines, and a key is one line`, {
+        fix: 'make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)',
+      });
+    }
+  }
+
+  /** The cache entry for a value got at `t`; `changed` compares it with the one held (null: none). */
+  #entryOf(
+    result: Pick<FetchResult, 'value' | 'ttlMs' | 'expiresAt' | 'issuedAt' | 'version'>,
+    t: number,
+  ): { entry: CacheEntry; changed: boolean | null } {
+    const expiry = expiryOf(result.value, result);
+    if (expiry && expiry.at <= t) throw alreadyExpiredError(this.#description, expiry, t);
+    let ttl = this.profile.ttlMs;
+    if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs))
+      ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
+    this.#served?.add(result.value);
+    const { freshUntil, staleUntil } = entryTimes(t, ttl, this.profile.maxStaleMs, expiry);
+    const previous = this.#entry();
+    const entry: CacheEntry = {
+      value: result.value,
+      fetchedAt: t,
+      freshUntil,
+      staleUntil,
+      version: result.version,
+      expiry,
+    };
+    return { entry, changed: previous ? !previous.value.equals(result.value) : null };
+  }
+
+  /** Hold `entry` as the current value: the source answers again, refresh-ahead is scheduled. */
+  #keep(entry: CacheEntry, startedAt: number): void {
+    const t = entry.fetchedAt;
+    this.#store.set(this.#key, entry, (entry.staleUntil - t) / 1000);
+    this.#failures = 0;
+    this.#retryAfter = -Infinity;
+    this.#rateLimitedUntil = -Infinity;
+    this.#valueExpiry = entry.expiry;
+    this.#lastFetch = { startedAt, endedAt: t, entry };
+    this.#scheduleRefreshAhead(entry);
   }
 
   /**

@@ -5,11 +5,13 @@ import { BrokerError, resourceError } from '../errors.js';
 import { renderError } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 import { registerAudit } from './audit-command.js';
+import { registerBuildNative } from './build-native-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
 import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
+import { registerKey } from './key-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
@@ -38,15 +40,18 @@ export function buildProgram(): Command {
   registerRestart(program);
   registerStatus(program);
   registerConfig(program);
+  registerKey(program);
   registerService(program);
   registerSetup(program);
   registerDoctor(program);
+  registerBuildNative(program);
   registerAudit(program);
   program.addHelpText(
     'after',
     `
 Quick start:
   keybroker daemon                 run the daemon (writes a starter config on first run)
+  keybroker key set default        store the key in the OS keychain (a keyring: profile; asks for it)
   keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
   keybroker doctor                 which credential Claude Code will use, and what to fix
   keybroker service install        run the daemon as a systemd user service / launchd agent

@@ -14,10 +14,12 @@ import {
   type GetRequest,
   type Reply,
   type Request,
+  type SetReply,
+  type SetRequest,
   type StatusReply,
   type WireError,
 } from '../protocol/messages.js';
-import type { SecretValue } from '../secret.js';
+import { SecretValue } from '../secret.js';
 
 /** A get reply still holding the secret; the writer reveals it, nothing else does. */
 export type ValueReply = Omit<GetReply, 'value'> & { value: SecretValue };
@@ -83,6 +85,30 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
       const names = request.all ? ctx.broker.profileNames() : [request.profile!];
       return { v: 1, ok: true, forgotten: ctx.broker.forget(names) };
     }
+    case 'set':
+      return handleSet(request, ctx);
+  }
+}
+
+/**
+ * A value `keybroker key set` stored at a keyring: profile's entry, served from now on. Whoever can
+ * connect to the socket may send one; that is the user who owns it (docs/security.md).
+ */
+function handleSet(request: SetRequest, ctx: HandlerContext): SetReply {
+  const event: AuditEvent = { op: 'set', profile: request.profile, chosenBy: 'argument', outcome: 'error' };
+  try {
+    checkConfigLoaded(ctx, request.profile);
+    event.source = ctx.broker.profile(request.profile).profile.scheme;
+    const value = SecretValue.fromString(request.value);
+    const { changed } = ctx.broker.install(request.profile, request.source, value);
+    event.outcome = 'installed';
+    event.served = { value, version: undefined };
+    return { v: 1, ok: true, profile: request.profile, changed, ...(ctx.identity && { daemon: ctx.identity() }) };
+  } catch (err) {
+    event.error = err instanceof BrokerError ? err.code : 'INTERNAL';
+    throw err;
+  } finally {
+    ctx.audit.record(event);
   }
 }
 

@@ -17,7 +17,7 @@ import {
   resolveManagedConfigPath,
   type ManagedPathInput,
 } from '../config/managed.js';
-import { writeStarterConfig } from '../config/starter.js';
+import { writeStarterConfig, type StarterSource } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
 import { exitCodeFor, renderError, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
@@ -97,12 +97,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   };
 
   // An organisation that manages the profiles may leave users with no config of their own.
-  if (options.config.from === 'default' && !managedLocation() && (await writeStarterConfig(configFile))) {
-    log.info(
-      { config: configFile },
-      `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`,
-    );
-  }
+  const starter =
+    options.config.from === 'default' && !managedLocation() ? await writeStarterConfig(configFile, { env }) : undefined;
+  if (starter)
+    log.info({ config: configFile, keychain: starterKeychain(starter) }, starterMessage(starter, configFile));
 
   const load = async (): Promise<LoadedConfig> => {
     const config = await loadConfig(configFile, broker.pool.acquire, home, { managed: managedLocation() });
@@ -325,6 +323,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   unwatchManaged = watchManaged();
 
   return { done, stop, reload };
+}
+
+/** The first-run line: where the starter config is, and the one command that makes it serve a key. */
+function starterMessage(starter: StarterSource, configFile: string): string {
+  return starter.kind === 'keyring'
+    ? `no config found: wrote a starter config to ${configFile} whose default profile reads the key from ${starter.what} (keyring:default) — store it there with: keybroker key set default`
+    : `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`;
+}
+
+function starterKeychain(starter: StarterSource): string {
+  return starter.kind === 'keyring' ? starter.what : `none (${starter.why ?? 'not probed'}): a file: source instead`;
 }
 
 /** Run the daemon as the process's main job; resolves with the exit status. */

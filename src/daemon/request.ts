@@ -6,6 +6,8 @@ import { FRAMED_FLAG } from '../protocol/framed-reply.js';
 import { INVOCATIONS, MAX_CWD_BYTES, OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
 
 const profileName = z.string().min(1).max(64);
+/** A set request's value: the whole line is at most MAX_REQUEST_BYTES. */
+const MAX_SET_VALUE_CHARS = 32 * 1024;
 
 const consumer = z.strictObject({
   pid: z.number().int().positive(),
@@ -43,6 +45,14 @@ const requestSchema = z.discriminatedUnion('op', [
     op: z.literal('forget'),
     profile: profileName.optional(),
     all: z.boolean().optional(),
+  }),
+  z.strictObject({
+    v: z.literal(1),
+    op: z.literal('set'),
+    profile: profileName,
+    source: z.string().min(1).max(4096),
+    // A key, as text; the daemon checks it as it checks a fetched one (not empty, one line).
+    value: z.string().min(1).max(MAX_SET_VALUE_CHARS),
   }),
   z.strictObject({ v: z.literal(1), op: z.literal('status') }),
   z.strictObject({ v: z.literal(1), op: z.literal('ping') }),

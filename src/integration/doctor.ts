@@ -37,6 +37,8 @@ import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
+import type { InstallLayout } from './install-layout.js';
+import { nativeShimCheck, nativeShimState } from './native-shim.js';
 import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
 
@@ -60,6 +62,8 @@ export interface DoctorOptions extends ClaudeContext {
   /** Ask the daemon for each profile (may reach the backends, and 1Password may prompt). */
   fetchProfiles: boolean;
   requestTimeoutMs?: number;
+  /** This installation, for the native-shim check (tests over synthetic settings leave it out). */
+  install?: InstallLayout | undefined;
 }
 
 /** 1Password service accounts: reads per hour per token (Teams/Families; Business has 10,000). */
@@ -96,6 +100,10 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const scope = helperScopeCheck(view, options.home);
   if (scope) checks.push(scope);
   checks.push(...(await shimChecks(view, claudeEnv, options.home)));
+  if (options.install) {
+    const state = await nativeShimState(options.install, options.env);
+    checks.push(nativeShimCheck(state, options.platform, collapseHome(options.install.nativeShim, options.home)));
+  }
 
   const configPath = resolveConfigPath({ flag: options.configFlag, env: options.env, home: options.home });
   const config = await configChecks(configPath.path, view, options);

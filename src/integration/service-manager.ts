@@ -290,8 +290,16 @@ export async function applyPlan(
         await fs.mkdir(step.path, { recursive: true, mode: step.mode });
         break;
       case 'starter-config':
-        if (await writeStarterConfig(step.path))
-          out.line(`wrote a starter config to ${step.path}: edit it to add your profiles`);
+        switch ((await writeStarterConfig(step.path))?.kind) {
+          case 'keyring':
+            out.line(
+              `wrote a starter config to ${step.path}: its default profile reads the key from your keychain — store it there with: keybroker key set default`,
+            );
+            break;
+          case 'file':
+            out.line(`wrote a starter config to ${step.path}: edit it to add your profiles`);
+            break;
+        }
         continue;
       case 'write':
         await writeFileAtomically(step.path, step.content, step.mode);

@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   EXPIRED: 19,
   /** The process ran out of something the OS limits: open files (EMFILE/ENFILE). */
   RESOURCE_EXHAUSTED: 20,
+  /** Run from a place that can vanish (npx's cache), for a command that writes its path somewhere lasting. */
+  NOT_INSTALLED: 21,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -165,9 +167,22 @@ export interface PingRequest {
   op: 'ping';
 }
 
-export type Request = GetRequest | RefreshRequest | ForgetRequest | StatusRequest | PingRequest;
+/**
+ * Serve this value for a profile from now on, without a fetch: `keybroker key set` has just stored
+ * it at the profile's source. Only for sources keybroker can write (keyring:), and only when the
+ * daemon's profile reads `source`, the source as the config writes it.
+ */
+export interface SetRequest {
+  v: 1;
+  op: 'set';
+  profile: string;
+  source: string;
+  value: string;
+}
+
+export type Request = GetRequest | RefreshRequest | ForgetRequest | StatusRequest | PingRequest | SetRequest;
 export type Op = Request['op'];
-export const OPS: readonly Op[] = ['get', 'refresh', 'forget', 'status', 'ping'];
+export const OPS: readonly Op[] = ['get', 'refresh', 'forget', 'status', 'ping', 'set'];
 
 /**
  * An error as data: clients render it once, at the edge (shim, CLI, doctor), as
@@ -243,6 +258,15 @@ export interface ForgetReply {
   ok: true;
   /** The profiles whose values were dropped. */
   forgotten: string[];
+}
+
+export interface SetReply {
+  v: 1;
+  ok: true;
+  profile: string;
+  /** The value differs from the one the daemon held (null: it held none). */
+  changed: boolean | null;
+  daemon?: DaemonIdentity;
 }
 
 export type ProfileState = 'cold' | 'fresh' | 'stale' | 'expired' | 'error';
@@ -356,7 +380,7 @@ export interface PingReply {
   startedBy?: StartedBy;
 }
 
-export type Reply = ErrorReply | GetReply | RefreshReply | ForgetReply | StatusReply | PingReply;
+export type Reply = ErrorReply | GetReply | RefreshReply | ForgetReply | StatusReply | PingReply | SetReply;
 
 /** An error reply; `fields` are the error's optional fields (transient, profile, fix). */
 export function errorReply(

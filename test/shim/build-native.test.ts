@@ -200,6 +200,16 @@ describe('with a C compiler', () => {
     expect(r.stdout).toContain(`#define KB_EXIT_UNSAFE_PATH ${ERROR_CODES.UNSAFE_PATH}`);
   });
 
+  it('an unexpected failure (here dist/native is a file) fails the build, but an install only says so', async () => {
+    fs.mkdirSync(path.join(root, 'dist'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'dist', 'native'), 'not a directory');
+    expect((await build([])).code).not.toBe(0);
+    const installed = await build(['--install']);
+    expect(installed.code).toBe(0);
+    expect(installed.stdout.trim().split('\n')).toHaveLength(1);
+    expect(installed.stderr).toBe('');
+  });
+
   it('as the install script of a checkout whose dist/ is not built yet: quietly nothing', async () => {
     fs.rmSync(path.join(root, 'dist'), { recursive: true });
     const r = await build(['--install']);
