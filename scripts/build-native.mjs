@@ -21,7 +21,6 @@ import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { HEADER_SOURCES, nativeHeader } from './native-header.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cFiles = (dir) =>
@@ -65,13 +64,17 @@ if (install)
   });
 
 for (const t of TARGETS) fs.rmSync(path.join(ROOT, t.out), { force: true });
+// Imported here, so that an install without it (a package missing a file) ends in the one line above.
+const { HEADER_SOURCES, nativeHeader } = await import('./native-header.mjs');
 
-const missing = HEADER_SOURCES.find((f) => !fs.existsSync(f));
-if (missing) {
-  // A source checkout's `npm ci` runs the install script before `prepare` builds dist/; the
-  // build then calls this again.
-  if (install) process.exit(0);
-  say(`native shim: ${path.relative(ROOT, missing)} is missing; run tsc first (npm run build does)`);
+const missing = HEADER_SOURCES.filter((f) => !fs.existsSync(f));
+if (missing.length > 0) {
+  // A source checkout's `npm ci` runs the install script before `prepare` builds dist/ (none of
+  // them there yet); the build then calls this again. Some there and not others: a broken package.
+  if (install && missing.length === HEADER_SOURCES.length) process.exit(0);
+  if (install) throw new Error(`${path.relative(ROOT, missing[0])} is missing`);
+  for (const t of TARGETS)
+    say(`${t.name}: ${path.relative(ROOT, missing[0])} is missing; run tsc first (npm run build does)`);
   process.exit(1);
 }
 

@@ -210,6 +210,18 @@ describe('with a C compiler', () => {
     expect(installed.stderr).toBe('');
   });
 
+  it.each([['dist/src/shim/shim-messages.js'], ['scripts/native-header.mjs']])(
+    'as the install script of a package without %s (a header input): one line that says so, status 0',
+    async (file) => {
+      fs.rmSync(path.join(root, file));
+      const r = await build(['--install']);
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout).toContain(path.basename(file));
+      expect(fs.existsSync(binary())).toBe(false);
+    },
+  );
+
   it('as the install script of a checkout whose dist/ is not built yet: quietly nothing', async () => {
     fs.rmSync(path.join(root, 'dist'), { recursive: true });
     const r = await build(['--install']);
