@@ -1,6 +1,6 @@
 // The CLI's way to the daemon: same protocol client as the shim, with messages that say what to do.
 import { sendRequest } from '../client/client.js';
-import { BUILD_ID, isOtherBuild, otherBuildMessage, VERSION } from '../client/build-info.js';
+import { BUILD_ID, isOtherBuild, otherBuild, VERSION } from '../client/build-info.js';
 import {
   CLIENT_REPLY_TIMEOUT_MS,
   renderError,
@@ -28,7 +28,7 @@ function noticeOtherBuild(reply: Reply): void {
   const client = { version: VERSION, build: BUILD_ID };
   if (!isOtherBuild(client, daemon)) return;
   warnedOtherBuild = true;
-  process.stderr.write(`keybroker: warning: ${otherBuildMessage(client, daemon, process.getuid?.())}\n`);
+  process.stderr.write(`keybroker: warning: ${renderError(otherBuild(client, daemon, process.getuid?.()))}\n`);
 }
 
 export async function callDaemon<T extends Reply>(

@@ -20,7 +20,11 @@ import {
   type WireError,
 } from '../protocol/messages.js';
 import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
-import { checkSocketPath, describeProblem } from './socket-check.js';
+import { checkSocketPath, refusal } from './socket-check.js';
+
+/** What the client says when a reply is over the limit, or the daemon hung up without one. */
+export const REPLY_TOO_LONG = `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`;
+export const CLOSED_WITHOUT_REPLY = 'the keybroker daemon closed the connection without replying';
 
 export type Transport = 'pipe-handle' | 'net';
 
@@ -42,8 +46,7 @@ export interface SendOptions {
  */
 export async function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
   const problem = checkSocketPath(socketPath);
-  if (problem?.kind === 'UNSAFE_PATH')
-    return errorReply('UNSAFE_PATH', `refusing to connect: ${describeProblem(problem)}`);
+  if (problem?.kind === 'UNSAFE_PATH') return { v: 1, ok: false, error: { code: 'UNSAFE_PATH', ...refusal(problem) } };
   const open = await transport(options.transport);
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 1; ; attempt++) {
@@ -96,7 +99,7 @@ function exchange(
         if (settled) return;
         size += chunk.length;
         if (size > MAX_REPLY_BYTES) {
-          finish(errorReply('INTERNAL', `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`));
+          finish(errorReply('INTERNAL', REPLY_TOO_LONG));
           return;
         }
         chunks.push(chunk);
@@ -267,6 +270,11 @@ function noReplyError(socketPath: string, options: SendOptions): ErrorReply {
 }
 
 function unreachable(socketPath: string, errno: string | undefined): Reply {
+  return errorReply('DAEMON_UNREACHABLE', unreachableMessage(socketPath, errno), { transient: true });
+}
+
+/** Why nothing answered on `socketPath`, from the errno name of the failure. */
+export function unreachableMessage(socketPath: string, errno: string | undefined): string {
   const why =
     errno === 'ENOENT'
       ? 'no socket there'
@@ -279,18 +287,13 @@ function unreachable(socketPath: string, errno: string | undefined): Reply {
             : errno === 'ECONNRESET' || errno === 'EPIPE'
               ? 'the daemon closed the connection'
               : (errno ?? 'connection failed');
-  return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, {
-    transient: true,
-  });
+  return `keybroker daemon not reachable on ${socketPath} (${why})`;
 }
 
 function parseReply(raw: Buffer): Reply {
   const newline = raw.indexOf(0x0a);
   const line = (newline === -1 ? raw : raw.subarray(0, newline)).toString('utf8');
-  if (line.length === 0)
-    return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', {
-      transient: true,
-    });
+  if (line.length === 0) return errorReply('DAEMON_UNREACHABLE', CLOSED_WITHOUT_REPLY, { transient: true });
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);

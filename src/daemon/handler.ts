@@ -3,17 +3,21 @@ import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
 import type { Broker } from '../cache/broker.js';
 import type { GetNote } from '../cache/profile-cache.js';
 import type { DirectoryChooser } from '../config/directories.js';
+import { daemonIdentity } from '../client/build-info.js';
 import { BrokerError } from '../errors.js';
-import type {
-  ConsumerInfo,
-  DaemonIdentity,
-  GetReply,
-  GetRequest,
-  Reply,
-  Request,
-  SetReply,
-  SetRequest,
-  StatusReply,
+import { encodeFrame, type FrameField } from '../protocol/framed-reply.js';
+import {
+  exitCodeFor,
+  type ConsumerInfo,
+  type DaemonIdentity,
+  type GetReply,
+  type GetRequest,
+  type Reply,
+  type Request,
+  type SetReply,
+  type SetRequest,
+  type StatusReply,
+  type WireError,
 } from '../protocol/messages.js';
 import { SecretValue } from '../secret.js';
 
@@ -186,6 +190,36 @@ function checkConfigLoaded(ctx: HandlerContext, profile: string): void {
 export function encodeReply(reply: DaemonReply): string {
   if ('value' in reply) return JSON.stringify({ ...reply, value: reply.value.reveal() }) + '\n';
   return JSON.stringify(reply) + '\n';
+}
+
+/**
+ * Encode a reply to a get that asked for a frame (../protocol/framed-reply.ts): the value, the
+ * stale warning the shim prints and the daemon's identity; or the error with its exit status.
+ * A reply of any other kind (not a get's) has no frame: undefined.
+ */
+export function encodeFramedReply(reply: DaemonReply): Buffer | undefined {
+  const fields: Array<[FrameField, string]> = [];
+  const add = (prefix: 'warning' | 'error', e: WireError): void => {
+    if (prefix === 'error') fields.push(['error.code', e.code], ['error.status', String(exitCodeFor(e.code))]);
+    fields.push([`${prefix}.message`, e.message]);
+    if (e.profile !== undefined) fields.push([`${prefix}.profile`, e.profile]);
+    if (e.fix !== undefined) fields.push([`${prefix}.fix`, e.fix]);
+  };
+  if (!reply.ok) {
+    add('error', reply.error);
+    return encodeFrame(fields);
+  }
+  if (!('value' in reply)) return undefined;
+  fields.push(['value', reply.value.reveal()]);
+  if (reply.stale && reply.warning) add('warning', reply.warning);
+  // The identity the clients accept (its shape is checked, as they check a JSON reply's).
+  const d = daemonIdentity(reply.daemon);
+  if (d) {
+    fields.push(['daemon.pid', String(d.pid)], ['daemon.version', d.version]);
+    if (d.build !== undefined) fields.push(['daemon.build', d.build]);
+    if (d.startedBy !== undefined) fields.push(['daemon.startedBy', d.startedBy]);
+  }
+  return encodeFrame(fields);
 }
 
 /** An error reply for a request that failed, about the profile the request named (see withProfile). */

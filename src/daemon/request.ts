@@ -2,6 +2,7 @@
 // rest of the daemon sees only well-formed requests.
 import { z } from 'zod';
 import { BrokerError } from '../errors.js';
+import { FRAMED_FLAG } from '../protocol/framed-reply.js';
 import { INVOCATIONS, MAX_CWD_BYTES, OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
 
 const profileName = z.string().min(1).max(64);
@@ -31,6 +32,7 @@ const requestSchema = z.discriminatedUnion('op', [
     cwd: cwd.optional(),
     refresh: z.boolean().optional(),
     consumer: consumer.optional(),
+    [FRAMED_FLAG]: z.boolean().optional(),
   }),
   z.strictObject({
     v: z.literal(1),
@@ -99,4 +101,18 @@ export function decodeRequest(line: Uint8Array): Request {
     throw new BrokerError('BAD_REQUEST', `bad ${obj.op} request: ${where}${what}`);
   }
   return result.data as Request;
+}
+
+/**
+ * Whether a request line asks for a framed reply. Read from the line itself, so that a request
+ * refused as bad (an unknown field from a newer client) gets its refusal framed too; a line that
+ * is not a JSON object gets a JSON reply.
+ */
+export function asksForFrame(line: Uint8Array): boolean {
+  try {
+    const data: unknown = JSON.parse(decoder.decode(line));
+    return typeof data === 'object' && data !== null && (data as Record<string, unknown>)[FRAMED_FLAG] === true;
+  } catch {
+    return false;
+  }
 }

@@ -6,8 +6,8 @@ import net from 'node:net';
 import type { Logger } from '../adapter.js';
 import { BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { MAX_REQUEST_BYTES, type Request } from '../protocol/messages.js';
-import { encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
-import { decodeRequest } from './request.js';
+import { encodeFramedReply, encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
+import { asksForFrame, decodeRequest } from './request.js';
 import { listenExclusive } from './socket-dir.js';
 
 export interface ServerOptions {
@@ -266,18 +266,20 @@ export class BrokerServer {
       );
       // At trace level the whole reply is logged; its value is a SecretValue and prints redacted.
       this.#log.trace({ reply }, 'reply');
-      this.#reply(socket, reply);
+      const framed = request ? request.op === 'get' && request.framed === true : asksForFrame(line);
+      this.#reply(socket, reply, framed);
     })();
     this.#inflight.add(work);
     void work.finally(() => this.#inflight.delete(work));
   }
 
-  #reply(socket: net.Socket, reply: DaemonReply): void {
+  /** `framed`: the request asked for a frame (../protocol/framed-reply.ts), which a get's reply has. */
+  #reply(socket: net.Socket, reply: DaemonReply, framed = false): void {
     if (socket.destroyed) return;
     // One reply per connection: once it is handed to the kernel, the connection is done (the
     // peer still reads what was written). A client that never reads it is dropped on a timer.
     socket.setTimeout(this.#requestDeadlineMs, () => socket.destroy());
-    socket.end(encodeReply(reply), () => socket.destroy());
+    socket.end((framed && encodeFramedReply(reply)) || encodeReply(reply), () => socket.destroy());
   }
 }
 

@@ -29,7 +29,7 @@ export function noAnswerError(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): Wire
   };
 }
 
-/** noAnswerError() rendered (the native shim's copy is generated from this by scripts/build-native.mjs). */
+/** noAnswerError() rendered: the native shim's KB_MSG_NO_ANSWER is generated from this (scripts/native-header.mjs). */
 export function noAnswerMessage(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): string {
   return renderError(noAnswerError(timeoutMs));
 }
@@ -119,6 +119,8 @@ export interface GetRequest {
   /** Bypass the cache and fetch from the source now. */
   refresh?: boolean;
   consumer?: ConsumerInfo;
+  /** Reply with a frame (./framed-reply.ts) instead of a JSON line: what the native shim reads. */
+  framed?: boolean;
 }
 
 /**

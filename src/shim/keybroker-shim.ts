@@ -15,14 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { askToStop, requestWithAutostart } from '../client/autostart.js';
-import {
-  BUILD_ID,
-  daemonIdentity,
-  describeBuild,
-  isOtherBuild,
-  otherBuildMessage,
-  VERSION,
-} from '../client/build-info.js';
+import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuild, VERSION } from '../client/build-info.js';
 import {
   buildGetRequest,
   CLIENT_REPLY_TIMEOUT_MS,
@@ -35,6 +28,7 @@ import {
 import { resolveSocketPath } from '../client/socket-path.js';
 import { findConsumer } from './consumer.js';
 import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
+import { oneLine, SHIM_TEXT } from './shim-messages.js';
 
 const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--header NAME] [--socket PATH] [PROFILE]
 
@@ -109,13 +103,9 @@ function parseArgs(argv: string[]): Args | { help: true } | { version: true } | 
   return args;
 }
 
-/** One line: Claude Code shows it as "apiKeyHelper failed: exited N: <stderr>". */
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, '; ');
-}
-
 function fail(code: string, message: string): never {
-  fs.writeSync(2, `keybroker: ${oneLine(message)}\n`);
+  // One line: Claude Code shows it as "apiKeyHelper failed: exited N: <stderr>".
+  fs.writeSync(2, `${SHIM_TEXT.prefix}${oneLine(message)}\n`);
   process.exit(exitCodeFor(code));
 }
 
@@ -155,14 +145,11 @@ async function main(): Promise<void> {
     startedAt: started,
   });
   if (!reply.ok) failWith(reply.error);
-  if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', 'the daemon answered without a value');
+  if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', SHIM_TEXT.noValue);
   if (reply.stale && reply.warning) {
     // A warning without a string message is a reply of an unknown shape: an internal error.
     if (typeof reply.warning.message !== 'string') throw new TypeError('warning without a message');
-    fs.writeSync(
-      2,
-      `keybroker: warning: serving a cached value past its TTL: ${oneLine(renderError(reply.warning))}\n`,
-    );
+    fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.staleWarning}${oneLine(renderError(reply.warning))}\n`);
   }
   const out = formatValue(reply.value, parsed.format, parsed.header);
   if (out === undefined) {
@@ -182,7 +169,8 @@ async function main(): Promise<void> {
       // starts this build.
       askToStop(daemon.pid);
     } else {
-      fs.writeSync(2, `keybroker: warning: ${otherBuildMessage(ME, daemon, process.getuid?.())}\n`);
+      const warning = renderError(otherBuild(ME, daemon, process.getuid?.()));
+      fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.warning}${warning}\n`);
     }
   }
   process.exit(0);
@@ -199,6 +187,6 @@ function workingDirectory(): string | undefined {
 
 main().catch(() => {
   // Never print the error itself: nothing here should throw, and if it does it may hold a value.
-  fs.writeSync(2, 'keybroker: internal error in keybroker-shim\n');
+  fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.internalError}\n`);
   process.exit(ERROR_CODES.INTERNAL);
 });

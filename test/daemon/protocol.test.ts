@@ -4,7 +4,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VERSION } from '../../src/client/build-info.js';
+import { FRAME_FIELDS } from '../../src/protocol/framed-reply.js';
+import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { decodeFrame } from '../helpers/frame.js';
 
 let d: DaemonHandle;
 const KEY = 'sk-proto-4f1c2a';
@@ -24,23 +28,27 @@ afterAll(async () => {
 function raw(
   data: Buffer | string,
   options: { end?: boolean; timeoutMs?: number } = {},
-): Promise<{ reply: string; closed: boolean }> {
+): Promise<{ reply: string; bytes: Buffer; closed: boolean }> {
   return new Promise((resolve) => {
     const socket = net.createConnection({ path: d.socket, allowHalfOpen: true });
-    let reply = '';
+    const chunks: Buffer[] = [];
+    const done = (closed: boolean): void => {
+      const bytes = Buffer.concat(chunks);
+      resolve({ reply: bytes.toString(), bytes, closed });
+    };
     const timer = setTimeout(() => {
       socket.destroy();
-      resolve({ reply, closed: false });
+      done(false);
     }, options.timeoutMs ?? 5_000);
     socket.on('connect', () => {
       if (data.length > 0) socket.write(data);
       if (options.end !== false) socket.end();
     });
-    socket.on('data', (c: Buffer) => (reply += c.toString()));
+    socket.on('data', (c: Buffer) => chunks.push(c));
     const closed = (): void => {
       clearTimeout(timer);
       socket.destroy();
-      resolve({ reply, closed: true });
+      done(true);
     };
     // 'end': the daemon closed its side (a client that keeps its own side open sees no 'close').
     socket.on('end', closed);
@@ -99,6 +107,39 @@ describe('requests', () => {
       message: `no profile "nope" in ${d.configPath} (profiles: default)`,
       transient: false,
     });
+  });
+});
+
+describe('framed replies (what the native shim asks for)', () => {
+  it('answers a framed get with the value and the daemon identity, as length-prefixed fields', async () => {
+    const { bytes, closed } = await raw('{"v":1,"op":"get","profile":"default","framed":true}\n');
+    expect(closed).toBe(true);
+    const frame = decodeFrame(bytes);
+    expect(frame).toMatchObject({ value: KEY, 'daemon.pid': String(d.proc.pid), 'daemon.version': VERSION });
+    expect(Object.keys(frame).every((k) => (FRAME_FIELDS as readonly string[]).includes(k))).toBe(true);
+    expect(frame['warning.message']).toBeUndefined();
+  });
+
+  it('answers a framed get that fails with the error code, its exit status and message', async () => {
+    const frame = decodeFrame((await raw('{"v":1,"op":"get","profile":"nope","framed":true}\n')).bytes);
+    expect(frame['error.code']).toBe('UNKNOWN_PROFILE');
+    expect(frame['error.status']).toBe(String(ERROR_CODES.UNKNOWN_PROFILE));
+    expect(frame['error.message']).toBeTruthy();
+    expect(frame.value).toBeUndefined();
+  });
+
+  it('frames the refusal of a request that asked for a frame, so a newer client can read it', async () => {
+    const frame = decodeFrame((await raw('{"v":1,"op":"get","framed":true,"future":1}\n')).bytes);
+    expect(frame['error.code']).toBe('BAD_REQUEST');
+    expect(frame['error.status']).toBe(String(ERROR_CODES.BAD_REQUEST));
+    await stillServes();
+  });
+
+  it.each([
+    ['framed: false', '{"v":1,"op":"get","profile":"default","framed":false}\n'],
+    ['a line that is not JSON', '{"framed":true\n'],
+  ])('answers in JSON otherwise (%s)', async (_what, line) => {
+    expect(parse((await raw(line)).reply)).toHaveProperty('ok');
   });
 });
 
