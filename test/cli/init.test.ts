@@ -9,17 +9,15 @@ import { ERROR_CODES } from '../../src/protocol/messages.js';
 import {
   baseEnv,
   CLI,
-  NATIVE_SHIM,
+  filesHolding,
   privateTempDir,
   run,
-  SHIM,
-  SHIMS,
+  SETUP_SHIM,
   stopAutostarted,
   waitFor,
 } from '../helpers/daemon.js';
 import { SECRET_SERVICE_SKIP, startSecretService, type SecretService } from '../helpers/secret-service.js';
 
-const SETUP_SHIM = SHIMS.find((s) => s.name === 'native')!.skip === undefined ? NATIVE_SHIM : SHIM;
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 const KEY = 'sk-ant-init-3f8a61c0d2e9';
 /** doctor's verdict, the last line init prints. */
@@ -37,16 +35,6 @@ const init = (args: string[], input?: string, extra: NodeJS.ProcessEnv = {}) =>
     timeoutMs: 30_000,
     ...(input !== undefined && { input }),
   });
-
-/** Every file under `root` whose bytes hold `needle`. */
-function filesHolding(root: string, needle: string): string[] {
-  const hits: string[] = [];
-  for (const entry of fs.readdirSync(root, { withFileTypes: true, recursive: true })) {
-    const file = path.join(entry.parentPath, entry.name);
-    if (entry.isFile() && fs.readFileSync(file).includes(needle)) hits.push(file);
-  }
-  return hits;
-}
 
 beforeEach(() => {
   dir = privateTempDir('kb-init-');

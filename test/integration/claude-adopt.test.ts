@@ -6,11 +6,9 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { FakeVault } from '../fakes/fake-vault.js';
-import { baseEnv, CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, run, SETUP_SHIM, startDaemon } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
-/** What setup writes for apiKeyHelper: the native fast path where this machine built one, else the Node shim. */
-const SETUP_SHIM = SHIMS.find((s) => s.name === 'native')!.skip === undefined ? NATIVE_SHIM : SHIM;
 const KEY = 'sk-ant-adopt-5e0b2c71d4';
 const OTHER = 'sk-ant-adopt-other-88f1';
 const OP_HELPER = 'op read op://Private/Anthropic/credential';
