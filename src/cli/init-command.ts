@@ -63,7 +63,7 @@ does not count against a running daemon's forced-fetch limit.
 
 Examples:
   keybroker init                                      # asks
-  keybroker init --paste                              # asks only for the key, showing nothing
+  keybroker init --paste                              # skips the first question: asks for the key
   printf %s "$KEY" | keybroker init --paste --yes     # a script: the key on stdin
   keybroker init --source op://Private/Anthropic/credential --yes
   keybroker init --source 'exec:pass show anthropic' --no-service --yes

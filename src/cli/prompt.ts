@@ -67,14 +67,16 @@ export function terminal(
  * that counts seconds and is cleared when done; elsewhere the line once. Returns done().
  */
 export function startProgress(what: string, output: NodeJS.WriteStream = process.stderr): () => void {
+  // "reading exec:op …" already ends in an ellipsis: one is enough.
+  const line = what.endsWith('…') ? what : `${what} …`;
   if (!output.isTTY) {
-    output.write(`${what} …\n`);
+    output.write(`${line}\n`);
     return () => {};
   }
   const started = Date.now();
-  output.write(`${what} …`);
+  output.write(line);
   const timer = setInterval(() => {
-    output.write(`\r${what} … ${Math.round((Date.now() - started) / 1000)} s`);
+    output.write(`\r${line} ${Math.round((Date.now() - started) / 1000)} s`);
   }, 1000);
   timer.unref();
   return () => {
