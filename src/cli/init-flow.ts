@@ -113,6 +113,11 @@ async function run(opts: InitOptions, socketFlag: string | undefined): Promise<v
 
 /** Without a terminal every answer must come from a flag (or --yes): said before anything is done. */
 function requireAnswers(opts: InitOptions, tty: boolean): void {
+  if (opts.adopt && opts.setupClaude === false)
+    throw new BrokerError(
+      'USAGE',
+      "--adopt switches Claude Code's apiKeyHelper: it does not go with --no-setup-claude",
+    );
   if (tty) return;
   const missing: string[] = [];
   if (!opts.source && !opts.paste && !opts.adopt)

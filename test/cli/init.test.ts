@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/protocol/messages.js';
+import { ERROR_CODES, type StatusReply } from '../../src/protocol/messages.js';
 import {
   baseEnv,
   CLI,
@@ -13,6 +13,7 @@ import {
   privateTempDir,
   run,
   SETUP_SHIM,
+  startDaemon,
   stopAutostarted,
   waitFor,
 } from '../helpers/daemon.js';
@@ -76,6 +77,23 @@ describe.skipIf(SECRET_SERVICE_SKIP)('keybroker init, with a Secret Service', ()
     // The fingerprint init showed is the one the audit trail records for what was served.
     const audit = await run(process.execPath, [CLI, 'audit', '--json'], { env });
     expect(audit.stdout).toContain(`"fingerprint":"${FINGERPRINT.exec(r.stdout)![1]}"`);
+  });
+  it('with a daemon running: it reloads, and serves the pasted key at once, without fetching it', async () => {
+    const daemon = await startDaemon({
+      config: 'profiles:\n  other:\n    source: env:KB_INIT_OTHER\n',
+      env: { ...ss.env, KB_INIT_OTHER: 'sk-other' },
+    });
+    try {
+      env = daemon.env;
+      const r = await init(['--paste', '--profile', 'work', '--no-setup-claude', '--no-service'], KEY);
+      expect(r.code).toBe(0);
+      expect(await daemon.shim('work')).toMatchObject({ code: 0, stdout: `${KEY}\n` });
+      const status = (await daemon.request({ v: 1, op: 'status' })) as StatusReply;
+      expect(status.profiles.find((p) => p.name === 'work')?.fetches).toBe(0);
+    } finally {
+      await daemon.stop();
+      fs.rmSync(daemon.dir, { recursive: true, force: true });
+    }
   });
 });
 
