@@ -12,7 +12,6 @@ import type { ManagedLocation } from '../config/managed.js';
 import { resolveSocketPath } from '../client/socket-path.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
-import { startProgress } from './prompt.js';
 
 interface SetupOptions {
   profile?: string;
@@ -249,9 +248,11 @@ export async function adoptFromCli(opts: SetupOptions, socketFlag: string | unde
   if (opts.managed) die('USAGE', "--adopt works on your own or the project's settings, not --managed");
   if (opts.force) die('USAGE', '--adopt replaces only the helper it adopted: --force does not go with it');
   if (opts.helper !== 'api-key') die('USAGE', '--adopt adopts apiKeyHelper only');
-  const [{ resolveConfigPath }, { adoptHelper }] = await Promise.all([
+  // Loaded when it runs: this bundle also starts the daemon, which needs none of it.
+  const [{ resolveConfigPath }, { adoptHelper }, { startProgress }] = await Promise.all([
     import('../config/load.js'),
     import('../integration/claude-adopt.js'),
+    import('./prompt.js'),
   ]);
   const home = os.homedir();
   const configFile = resolveConfigPath({ flag: opts.config }).path;
