@@ -63,6 +63,8 @@ export const ERROR_CODES = {
   RESOURCE_EXHAUSTED: 20,
   /** Run from a place that can vanish (npx's cache), for a command that writes its path somewhere lasting. */
   NOT_INSTALLED: 21,
+  /** `setup claude --adopt`: the source keybroker would read serves another value than the helper it replaces. */
+  MISMATCH: 22,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
