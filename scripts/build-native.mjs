@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native fast-path shim, dist/native/keybroker-shim, from src/shim/keybroker-shim.c,
 // when a C compiler is there; prints one line either way. Run by `npm run build` (after tsc, since
-// it reads the built protocol module) and by the package's install script.
+// it reads the built protocol module) and by the package's install script. It also builds the
+// daemon's hardening addon, a target of its own (buildHardeningAddon, at the end).
 //
 //   node scripts/build-native.mjs            a compile error fails (the build of this repository)
 //   node scripts/build-native.mjs --install  never fails: without the native shim, setup and
@@ -14,6 +15,7 @@
 import { Buffer } from 'node:buffer';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
@@ -33,6 +35,9 @@ const HARDENING_FLAGS = ['-U_FORTIFY_SOURCE', '-D_FORTIFY_SOURCE=2', '-fstack-pr
 
 const install = process.argv.includes('--install');
 const say = (line) => process.stdout.write(`${line}\n`);
+
+// The daemon's hardening addon is a target of its own: it needs neither dist/ nor the shim.
+buildHardeningAddon();
 
 fs.rmSync(OUT, { force: true });
 
@@ -138,4 +143,64 @@ function cString(s) {
         : `\\${byte.toString(8).padStart(3, '0')}`;
   }
   return `${out}"`;
+}
+
+/**
+ * The daemon's hardening addon, dist/native/keybroker-hardening.node, from
+ * src/daemon/native/hardening.c: a Node-API module (version 8, so one build loads in Node 20, 22
+ * and 24) compiled straight with cc against the node-api-headers package, without node-gyp or
+ * Python. Like the shim, the old file goes first and a failure at install time only says so: the
+ * daemon then runs without it, and `keybroker doctor` says what that leaves open. Sets
+ * process.exitCode on a compile error in our own build.
+ */
+function buildHardeningAddon() {
+  const out = path.join(ROOT, 'dist', 'native', 'keybroker-hardening.node');
+  const source = path.join(ROOT, 'src', 'daemon', 'native', 'hardening.c');
+  const label = 'hardening addon';
+  fs.rmSync(out, { force: true });
+  const retry = install ? 'reinstall keybroker' : 'run: npm run build';
+  if (process.platform !== 'linux' && process.platform !== 'darwin') {
+    say(`${label}: nothing to build on ${process.platform}`);
+    return;
+  }
+  let include;
+  try {
+    include = createRequire(import.meta.url)('node-api-headers').include_dir;
+  } catch {
+    say(`${label}: the node-api-headers package is missing, skipped; the daemon runs without it (${retry})`);
+    if (!install) process.exitCode = 1;
+    return;
+  }
+  const cc = process.env.CC || 'cc';
+  if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).error) {
+    say(`${label}: no C compiler (${cc}) found, skipped; the daemon runs without it (install cc, then ${retry})`);
+    return;
+  }
+  // macOS resolves the napi_* symbols from the node binary at load time only when told to.
+  const link = process.platform === 'darwin' ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared'];
+  const base = ['-std=c99', '-Wall', '-Wextra', '-O2', '-fPIC', '-fvisibility=hidden', '-DNAPI_VERSION=8'];
+  const extra = (process.env.CFLAGS ?? '').split(/\s+/).filter(Boolean);
+  const partial = `${out}.${process.pid}.tmp`;
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const compile = (flags) =>
+    spawnSync(cc, [...flags, ...extra, '-I', include, ...link, '-o', partial, source], { cwd: ROOT, encoding: 'utf8' });
+  let hardened = true;
+  let result = compile([...base, ...HARDENING_FLAGS]);
+  if (result.status !== 0) {
+    const plain = compile(base);
+    if (plain.status === 0) [result, hardened] = [plain, false];
+  }
+  if (result.status !== 0) {
+    fs.rmSync(partial, { force: true });
+    process.stderr.write(result.stderr);
+    say(`${label}: ${cc} failed (status ${result.status ?? result.signal}); the daemon runs without it`);
+    if (!install) process.exitCode = 1;
+    return;
+  }
+  if (!install && result.stderr.length > 0) process.stderr.write(result.stderr);
+  fs.chmodSync(partial, 0o755);
+  fs.renameSync(partial, out);
+  say(
+    `${label}: built ${path.relative(ROOT, out)} with ${cc}${hardened ? '' : ' (without hardening flags: unsupported)'}`,
+  );
 }
