@@ -20,11 +20,12 @@ import {
 import { writeStarterConfig } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
-import { exitCodeFor, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
+import { exitCodeFor, type DaemonHardening, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
 import { privateDirProblem } from '../client/socket-check.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { handleRequest } from './handler.js';
+import { loadHardeningAddon } from './hardening-addon.js';
 import { hardenProcess, refuseInspectorSignal } from './process-hardening.js';
 import { BrokerServer } from './server.js';
 import { ensurePrivateDir } from '../private-dir.js';
@@ -51,6 +52,8 @@ export interface DaemonOptions {
    * handlers until then, so a second SIGTERM during a stop never gets the default action.
    */
   ownsProcess?: boolean;
+  /** What runDaemon did to the process (hardenProcess); a daemon run inside another process has none. */
+  hardening?: DaemonHardening;
 }
 
 /**
@@ -130,6 +133,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   await audit.open();
 
+  const addon = loadHardeningAddon();
+  const hardening: DaemonHardening = options.hardening ?? {
+    addon: addon.addon !== undefined,
+    nonDumpable: false,
+    coreLimitZero: false,
+    peerCredentials: false,
+    problems: addon.problem === undefined ? [] : [addon.problem],
+  };
+
   const identity: DaemonIdentity = { pid: process.pid, version: VERSION };
   if (BUILD_ID) identity.build = BUILD_ID;
   if (options.startedBy) identity.startedBy = options.startedBy;
@@ -156,6 +168,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           managedConfig,
           managedConfigError,
           envNames: Object.keys(env).sort(),
+          hardening,
         }),
       }),
   });
@@ -332,7 +345,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const log =
     options.log ?? createLogger({ level: options.logLevel, pretty: wantsPrettyLog(options.env ?? process.env) });
   refuseInspectorSignal(() => log.warn('SIGUSR1 ignored: keybroker never opens the Node inspector'));
-  hardenProcess(log);
+  const addon = loadHardeningAddon();
+  const hardening = hardenProcess(log, addon.addon, addon.problem);
   process.on('unhandledRejection', (reason) => {
     log.error(describeUnknownError(reason), 'unhandled promise rejection (bug): carrying on');
   });
@@ -345,7 +359,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     else process.exit(70);
   });
   try {
-    daemon = await startDaemon({ ...options, log, ownsProcess: true });
+    daemon = await startDaemon({ ...options, log, ownsProcess: true, hardening });
   } catch (thrown) {
     const err = thrown instanceof BrokerError ? thrown : resourceError(thrown);
     if (err) {
