@@ -14,6 +14,7 @@ import type {
   StatusReply,
 } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
+import type { PeerCredentials, PeerIdentifier } from './peer-identity.js';
 
 /** A get reply still holding the secret; the writer reveals it, nothing else does. */
 export type ValueReply = Omit<GetReply, 'value'> & { value: SecretValue };
@@ -34,9 +35,16 @@ export interface HandlerContext {
   identity?(): DaemonIdentity;
   /** Set while the config could not be loaded at start-up: gets answer with it. */
   configError(): BrokerError | undefined;
+  /** With the hardening addon: describes a connection's peer and checks consumer claims against it. */
+  peers?: PeerIdentifier | undefined;
 }
 
-export async function handleRequest(request: Request, ctx: HandlerContext): Promise<DaemonReply> {
+/** `peer`: who connected, as the kernel says (undefined without the hardening addon). */
+export async function handleRequest(
+  request: Request,
+  ctx: HandlerContext,
+  peer?: PeerCredentials | undefined,
+): Promise<DaemonReply> {
   switch (request.op) {
     case 'ping':
       return { v: 1, ok: true, pong: true, ...(ctx.identity?.() ?? { pid: process.pid, version: ctx.version }) };
@@ -51,7 +59,7 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
         audit: ctx.audit.status(),
       };
     case 'get':
-      return handleGet(request, ctx);
+      return handleGet(request, ctx, peer);
     case 'refresh': {
       if (request.profile === undefined && !request.all) {
         throw new BrokerError('BAD_REQUEST', 'refresh needs a profile or "all": true');
@@ -63,6 +71,7 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
           op: 'refresh',
           profile,
           chosenBy: 'argument',
+          ...identify(ctx, peer, undefined),
           outcome: 'error' in r ? 'error' : 'fetched',
         };
         if ('error' in r) event.error = r.error.code;
@@ -82,12 +91,17 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
   }
 }
 
-async function handleGet(request: GetRequest, ctx: HandlerContext): Promise<ValueReply> {
+async function handleGet(
+  request: GetRequest,
+  ctx: HandlerContext,
+  peer: PeerCredentials | undefined,
+): Promise<ValueReply> {
   const choice = await ctx.directories.choose(request.profile, request.cwd);
   const event: AuditEvent = { op: 'get', profile: choice.profile, chosenBy: choice.chosenBy, outcome: 'error' };
   if (choice.rule) event.directory = choice.rule.dir;
   if (request.cwd !== undefined) event.cwd = request.cwd;
   if (request.consumer) event.consumer = auditConsumer(request.consumer);
+  Object.assign(event, identify(ctx, peer, request.consumer));
   const note: GetNote = {};
   try {
     checkConfigLoaded(ctx, choice.profile);
@@ -134,6 +148,22 @@ async function handleGet(request: GetRequest, ctx: HandlerContext): Promise<Valu
     }
     throw err;
   }
+}
+
+/**
+ * The kernel's side of who asked, for the trail: the peer (its executable only while the trail is
+ * on: a readlink per request), and how a claimed consumer relates to it. Empty without the addon.
+ */
+function identify(
+  ctx: HandlerContext,
+  peer: PeerCredentials | undefined,
+  claim: ConsumerInfo | undefined,
+): Pick<AuditEvent, 'peer' | 'consumerIs'> {
+  if (!ctx.peers || !peer) return {};
+  const out: Pick<AuditEvent, 'peer' | 'consumerIs'> = {};
+  if (ctx.audit.enabled) out.peer = ctx.peers.describe(peer);
+  if (claim) out.consumerIs = ctx.peers.relate(peer, claim);
+  return out;
 }
 
 /** What the trail keeps about a consumer: who it is, not its TTL bookkeeping. */

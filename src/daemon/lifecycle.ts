@@ -26,6 +26,7 @@ import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { handleRequest } from './handler.js';
 import { loadHardeningAddon } from './hardening-addon.js';
+import { PeerIdentifier } from './peer-identity.js';
 import { hardenProcess, refuseInspectorSignal } from './process-hardening.js';
 import { BrokerServer } from './server.js';
 import { ensurePrivateDir } from '../private-dir.js';
@@ -134,11 +135,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   await audit.open();
 
   const addon = loadHardeningAddon();
+  const peers = addon.addon ? new PeerIdentifier(addon.addon) : undefined;
   const hardening: DaemonHardening = options.hardening ?? {
-    addon: addon.addon !== undefined,
+    addon: peers !== undefined,
     nonDumpable: false,
     coreLimitZero: false,
-    peerCredentials: false,
+    peerCredentials: peers !== undefined,
     problems: addon.problem === undefined ? [] : [addon.problem],
   };
 
@@ -148,29 +150,35 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const server = new BrokerServer({
     log,
-    handle: (request) =>
-      handleRequest(request, {
-        broker,
-        directories,
-        audit,
-        version: VERSION,
-        now: Date.now,
-        configError: () => startupConfigError,
-        identity: () => identity,
-        info: () => ({
-          ...identity,
-          uptimeMs: Date.now() - startedAt,
-          socket: options.socket.path,
-          config: configFile,
-          configLoadedAtMs: configLoadedAt,
-          reloads,
-          lastReloadError,
-          managedConfig,
-          managedConfigError,
-          envNames: Object.keys(env).sort(),
-          hardening,
-        }),
-      }),
+    peerCredentials: peers && ((fd) => peers.credentials(fd)),
+    handle: (request, peer) =>
+      handleRequest(
+        request,
+        {
+          broker,
+          directories,
+          audit,
+          peers,
+          version: VERSION,
+          now: Date.now,
+          configError: () => startupConfigError,
+          identity: () => identity,
+          info: () => ({
+            ...identity,
+            uptimeMs: Date.now() - startedAt,
+            socket: options.socket.path,
+            config: configFile,
+            configLoadedAtMs: configLoadedAt,
+            reloads,
+            lastReloadError,
+            managedConfig,
+            managedConfigError,
+            envNames: Object.keys(env).sort(),
+            hardening,
+          }),
+        },
+        peer,
+      ),
   });
 
   let reloading: Promise<boolean> | undefined;

@@ -124,7 +124,7 @@ export function hardenProcess(
     addon: addon !== undefined,
     nonDumpable: false,
     coreLimitZero: core.coreLimitZero,
-    peerCredentials: false,
+    peerCredentials: addon !== undefined,
     problems: [...core.problems],
   };
   if (addon) {
