@@ -1,5 +1,6 @@
 // What the daemon does with each well-formed request.
 import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
+import type { ConsumerRelation } from '../audit/audit-record.js';
 import type { Broker } from '../cache/broker.js';
 import type { GetNote } from '../cache/profile-cache.js';
 import type { DirectoryChooser } from '../config/directories.js';
@@ -107,7 +108,12 @@ async function handleGet(
     checkConfigLoaded(ctx, choice.profile);
     const cache = ctx.broker.profile(choice.profile);
     event.source = cache.profile.scheme;
-    const served = await cache.get({ consumer: request.consumer, refresh: request.refresh, note });
+    const served = await cache.get({
+      consumer: request.consumer,
+      claimConfirmed: event.consumerIs === undefined ? undefined : isConfirmed(event.consumerIs),
+      refresh: request.refresh,
+      note,
+    });
     event.outcome = served.outcome;
     event.served = served;
     event.rejected = note.rejected;
@@ -164,6 +170,11 @@ function identify(
   if (ctx.audit.enabled) out.peer = ctx.peers.describe(peer);
   if (claim) out.consumerIs = ctx.peers.relate(peer, claim);
   return out;
+}
+
+/** Only a claim the kernel confirms may change what the repeat rule remembers about a consumer. */
+function isConfirmed(relation: ConsumerRelation): boolean {
+  return relation === 'peer' || relation === 'ancestor';
 }
 
 /** What the trail keeps about a consumer: who it is, not its TTL bookkeeping. */
