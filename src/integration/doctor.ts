@@ -37,6 +37,8 @@ import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
+import { hardeningCheck } from './hardening-check.js';
+import { findInstallLayout } from './install-layout.js';
 import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
 
@@ -60,6 +62,16 @@ export interface DoctorOptions extends ClaudeContext {
   /** Ask the daemon for each profile (may reach the backends, and 1Password may prompt). */
   fetchProfiles: boolean;
   requestTimeoutMs?: number;
+  /** The hardening addon file to look for (tests); default: this installation's. */
+  hardeningAddon?: string | undefined;
+}
+
+function installedAddon(): string | undefined {
+  try {
+    return findInstallLayout().hardeningAddon;
+  } catch {
+    return undefined;
+  }
 }
 
 /** 1Password service accounts: reads per hour per token (Teams/Families; Business has 10,000). */
@@ -117,6 +129,13 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   checks.push(await socketCheck(socket.path, socket.from, options));
   const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
   checks.push(...daemon.checks);
+  const hardening = hardeningCheck({
+    platform: options.platform,
+    home: options.home,
+    addonFile: options.hardeningAddon ?? installedAddon(),
+    daemon: daemon.status?.daemon,
+  });
+  if (hardening) checks.push(hardening);
   const budget = onePasswordCheck(summary.ok ? summary.profiles : [], daemon.status);
   if (budget) checks.push(budget);
   return checks;
