@@ -157,8 +157,8 @@ async function handleGet(
 }
 
 /**
- * The kernel's side of who asked, for the trail: the peer (its executable only while the trail is
- * on: a readlink per request), and how a claimed consumer relates to it. Empty without the addon.
+ * The kernel's side of who asked, for the trail: the peer (with its executable while the trail is
+ * on), and how a claimed consumer relates to it. Empty without the addon.
  */
 function identify(
   ctx: HandlerContext,
@@ -166,10 +166,7 @@ function identify(
   claim: ConsumerInfo | undefined,
 ): Pick<AuditEvent, 'peer' | 'consumerIs'> {
   if (!ctx.peers || !peer) return {};
-  const out: Pick<AuditEvent, 'peer' | 'consumerIs'> = {};
-  if (ctx.audit.enabled) out.peer = ctx.peers.describe(peer);
-  if (claim) out.consumerIs = ctx.peers.relate(peer, claim);
-  return out;
+  return claim ? { peer, consumerIs: ctx.peers.relate(peer, claim) } : { peer };
 }
 
 /** Only a claim the kernel confirms may change what the repeat rule remembers about a consumer. */

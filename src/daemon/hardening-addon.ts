@@ -14,9 +14,11 @@ export interface HardeningAddon {
   setNonDumpable(): number;
   /** RLIMIT_CORE 0, soft and hard. */
   setCoreLimitZero(): number;
-  /** The peer of a connected Unix socket, as the kernel recorded it at connect(). */
-  peerCredentials(fd: number): [pid: number, uid: number] | number;
-  executablePath(pid: number): string | number;
+  /**
+   * The peer of a connected Unix socket, as the kernel recorded it at connect(), and with
+   * `withExecutable` the file it runs, when that can be read. One call: it is on every request's path.
+   */
+  peerCredentials(fd: number, withExecutable: boolean): [pid: number, uid: number, exe?: string] | number;
   /** [pid, start, parent, start, …] upwards from pid, to stopAt, init or maxDepth processes. */
   ancestry(pid: number, stopAt: number, maxDepth: number): number[] | number;
 }

@@ -150,7 +150,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   const server = new BrokerServer({
     log,
-    peerCredentials: peers && ((fd) => peers.credentials(fd)),
+    // The executable is for the trail only: one readlink a request saved when it is off.
+    peerCredentials: peers && ((fd) => peers.credentials(fd, audit.enabled)),
     handle: (request, peer) =>
       handleRequest(
         request,

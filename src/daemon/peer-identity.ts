@@ -4,13 +4,15 @@
 // consumer's pid is the peer or one of the peer's ancestors — with the same start time, so a pid
 // reused since does not pass. That is all the kernel can vouch for: a process can choose its
 // environment and arguments, not its parent. See docs/security.md, "What kernel identity adds".
-import type { AuditPeer, ConsumerRelation } from '../audit/audit-record.js';
+import type { ConsumerRelation } from '../audit/audit-record.js';
 import type { ConsumerInfo } from '../protocol/messages.js';
 import type { HardeningAddon } from './hardening-addon.js';
 
 export interface PeerCredentials {
   pid: number;
   uid: number;
+  /** The file the peer runs, when asked for and readable. */
+  exe?: string;
 }
 
 /** Deep enough for shim → sh → claude → a shell → a terminal → a session manager → init, twice. */
@@ -23,19 +25,16 @@ export class PeerIdentifier {
     this.#addon = addon;
   }
 
-  /** The kernel's record of who connected on `fd`, or undefined when it has none to give. */
-  credentials(fd: number | undefined): PeerCredentials | undefined {
+  /**
+   * The kernel's record of who connected on `fd`, or undefined when it has none to give.
+   * `withExecutable`: also the file it runs (a readlink; only the audit trail needs it).
+   */
+  credentials(fd: number | undefined, withExecutable: boolean): PeerCredentials | undefined {
     if (fd === undefined || fd < 0) return undefined;
-    const creds = this.#addon.peerCredentials(fd);
+    const creds = this.#addon.peerCredentials(fd, withExecutable);
     // pid 0: the peer is in a PID namespace we cannot see into (a container, a sandbox).
     if (typeof creds === 'number' || creds[0] <= 0) return undefined;
-    return { pid: creds[0], uid: creds[1] };
-  }
-
-  /** The peer for the audit trail: its pid and uid, and the file it runs when that can be read. */
-  describe(peer: PeerCredentials): AuditPeer {
-    const exe = this.#addon.executablePath(peer.pid);
-    return typeof exe === 'string' ? { ...peer, exe } : { ...peer };
+    return creds[2] === undefined ? { pid: creds[0], uid: creds[1] } : { pid: creds[0], uid: creds[1], exe: creds[2] };
   }
 
   /** Is the claimed consumer the peer, one of its ancestors, neither, or can that not be told? */

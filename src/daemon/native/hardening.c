@@ -6,8 +6,8 @@
  *   /proc/PID/mem and /proc/PID/environ, as ssh-agent and gpg-agent do), PT_DENY_ATTACH on macOS,
  *   and RLIMIT_CORE 0 in-process.
  * - Know who is asking: the peer's pid and uid as the kernel recorded them at connect()
- *   (SO_PEERCRED; getpeereid and LOCAL_PEERPID on macOS), its executable, and its ancestors, so a
- *   client's claim about its consumer can be checked.
+ *   (SO_PEERCRED; getpeereid and LOCAL_PEERPID on macOS), its executable (/proc/PID/exe;
+ *   proc_pidpath), and its ancestors, so a client's claim about its consumer can be checked.
  *
  * Plain C99 + POSIX against Node-API 8 (the node-api-headers package), built by
  * scripts/build-native.mjs without node-gyp: one build serves every Node that keybroker supports.
@@ -68,14 +68,14 @@ static napi_value number(napi_env env, double value) {
   return out;
 }
 
-/* The first argument as an int32, or -1 when it is missing or not a number. */
-static int32_t int_arg(napi_env env, napi_callback_info info, size_t index) {
-  size_t argc = 3;
-  napi_value argv[3];
-  int32_t value = -1;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || index >= argc) return -1;
-  if (napi_get_value_int32(env, argv[index], &value) != napi_ok) return -1;
-  return value;
+/* The first n arguments as int32s; a missing or non-number one is -1. */
+static void int_args(napi_env env, napi_callback_info info, int32_t *out, size_t n) {
+  size_t argc = 4;
+  napi_value argv[4];
+  for (size_t i = 0; i < n; i++) out[i] = -1;
+  if (n > 4 || napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return;
+  for (size_t i = 0; i < n && i < argc; i++)
+    if (napi_get_value_int32(env, argv[i], &out[i]) != napi_ok) out[i] = -1;
 }
 
 /* setNonDumpable(): 0, or an errno. */
@@ -101,10 +101,36 @@ static napi_value set_core_limit_zero(napi_env env, napi_callback_info info) {
   return number(env, setrlimit(RLIMIT_CORE, &none) == 0 ? 0 : errno);
 }
 
-/* peerCredentials(fd): [pid, uid] as the kernel recorded them at connect(), or an errno. */
+/* The file pid runs, as the kernel knows it, into buf; its length, or -errno. */
+static ssize_t executable_of(int32_t pid, char *buf, size_t size) {
+#if defined(__linux__)
+  char link[64];
+  snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+  ssize_t n = readlink(link, buf, size - 1);
+  return n < 0 ? -errno : n;
+#elif defined(__APPLE__)
+  errno = 0;
+  int n = proc_pidpath(pid, buf, (uint32_t)size);
+  return n > 0 ? n : -(errno ? errno : ESRCH);
+#else
+  (void)pid;
+  (void)buf;
+  (void)size;
+  return -ENOSYS;
+#endif
+}
+
+/* peerCredentials(fd, withExecutable): [pid, uid] of the peer as the kernel recorded them at
+ * connect(), and with withExecutable true the file it runs as a third element when that can be
+ * read; or an errno. One call per connection: this is on every request's path. */
 static napi_value peer_credentials(napi_env env, napi_callback_info info) {
-  int fd = int_arg(env, info, 0);
-  if (fd < 0) return number(env, EBADF);
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  bool with_exe = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return number(env, EBADF);
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return number(env, EBADF);
+  if (argc > 1 && napi_get_value_bool(env, argv[1], &with_exe) != napi_ok) with_exe = false;
   double pid;
   double uid;
 #if defined(__linux__)
@@ -123,38 +149,26 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   pid = peer;
   uid = euid;
 #else
-  (void)pid;
-  (void)uid;
+  (void)with_exe;
   return number(env, ENOSYS);
 #endif
   napi_value out;
-  CHECK(env, napi_create_array_with_length(env, 2, &out));
+  CHECK(env, napi_create_array_with_length(env, 3, &out));
   CHECK(env, napi_set_element(env, out, 0, number(env, pid)));
   CHECK(env, napi_set_element(env, out, 1, number(env, uid)));
-  return out;
-}
-
-/* executablePath(pid): the file the process runs, as the kernel knows it, or an errno. */
-static napi_value executable_path(napi_env env, napi_callback_info info) {
-  int32_t pid = int_arg(env, info, 0);
-  if (pid <= 0) return number(env, ESRCH);
-#if defined(__linux__)
-  char link[64];
-  char path[PATH_MAX];
-  snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
-  ssize_t n = readlink(link, path, sizeof path - 1);
-  if (n < 0) return number(env, errno);
-  path[n] = '\0';
-#elif defined(__APPLE__)
-  char path[PROC_PIDPATHINFO_MAXSIZE];
-  errno = 0;
-  int n = proc_pidpath(pid, path, sizeof path);
-  if (n <= 0) return number(env, errno ? errno : ESRCH);
+  if (with_exe && pid > 0) {
+#ifdef __APPLE__
+    char path[PROC_PIDPATHINFO_MAXSIZE];
 #else
-  return number(env, ENOSYS);
+    char path[PATH_MAX];
 #endif
-  napi_value out;
-  CHECK(env, napi_create_string_utf8(env, path, (size_t)n, &out));
+    ssize_t n = executable_of((int32_t)pid, path, sizeof path);
+    if (n > 0) {
+      napi_value exe;
+      CHECK(env, napi_create_string_utf8(env, path, (size_t)n, &exe));
+      CHECK(env, napi_set_element(env, out, 2, exe));
+    }
+  }
   return out;
 }
 
@@ -207,9 +221,11 @@ static int parent_of(int32_t pid, int32_t *ppid, double *start) {
  * times tell a reused pid from the original: /proc/PID/stat's starttime on Linux (as the shim
  * sends it), microseconds since the epoch on macOS. */
 static napi_value ancestry(napi_env env, napi_callback_info info) {
-  int32_t pid = int_arg(env, info, 0);
-  int32_t stop_at = int_arg(env, info, 1);
-  int32_t max_depth = int_arg(env, info, 2);
+  int32_t args[3];
+  int_args(env, info, args, 3);
+  int32_t pid = args[0];
+  int32_t stop_at = args[1];
+  int32_t max_depth = args[2];
   if (pid <= 0) return number(env, ESRCH);
   if (max_depth <= 0 || max_depth > MAX_DEPTH) max_depth = MAX_DEPTH;
   napi_value out;
@@ -239,7 +255,6 @@ NAPI_MODULE_INIT() {
       {"setNonDumpable", set_non_dumpable},
       {"setCoreLimitZero", set_core_limit_zero},
       {"peerCredentials", peer_credentials},
-      {"executablePath", executable_path},
       {"ancestry", ancestry},
   };
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
