@@ -122,7 +122,7 @@ function consumerLabel(r: AuditRecord): string {
   if (!c) return '-';
   const who = `${c.name ?? '?'}[${c.pid}]${c.claudeCode ? ` Claude Code${c.invocation ? ` ${c.invocation}` : ''}` : ''}`;
   if (r.consumerIs === 'unrelated') return `${who} (FALSE CLAIM: not the peer or its ancestor)`;
-  if (r.consumerIs === 'unknown') return `${who} (unchecked: the peer had gone)`;
+  if (r.consumerIs === 'unknown') return `${who} (unchecked: the kernel could not say who asked)`;
   return who;
 }
 

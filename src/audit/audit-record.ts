@@ -34,7 +34,7 @@ export interface AuditPeer {
 /**
  * How the consumer a client claims relates to the connection's peer: the peer itself (`keybroker
  * run`), one of its ancestors (the shim's Claude Code), neither (a false claim), or unknown (the
- * peer was gone before it could be checked).
+ * peer was gone before it could be checked, or the kernel did not name it).
  */
 export type ConsumerRelation = 'peer' | 'ancestor' | 'unrelated' | 'unknown';
 

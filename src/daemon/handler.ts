@@ -158,14 +158,18 @@ async function handleGet(
 
 /**
  * The kernel's side of who asked, for the trail: the peer (with its executable while the trail is
- * on), and how a claimed consumer relates to it. Empty without the addon.
+ * on), and how a claimed consumer relates to it. Empty without the addon: claims are then taken
+ * as they come, as before it existed.
  */
 function identify(
   ctx: HandlerContext,
   peer: PeerCredentials | undefined,
   claim: ConsumerInfo | undefined,
 ): Pick<AuditEvent, 'peer' | 'consumerIs'> {
-  if (!ctx.peers || !peer) return {};
+  if (!ctx.peers) return {};
+  // The kernel would not say who connected (a peer in a PID namespace we cannot see into): a
+  // claim cannot be confirmed then, so it is not taken.
+  if (!peer) return claim ? { consumerIs: 'unknown' } : {};
   return claim ? { peer, consumerIs: ctx.peers.relate(peer, claim) } : { peer };
 }
 
