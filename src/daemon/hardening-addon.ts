@@ -14,11 +14,10 @@ export interface HardeningAddon {
   setNonDumpable(): number;
   /** RLIMIT_CORE 0, soft and hard. */
   setCoreLimitZero(): number;
-  /**
-   * The peer of a connected Unix socket, as the kernel recorded it at connect(), and with
-   * `withExecutable` the file it runs, when that can be read. One call: it is on every request's path.
-   */
-  peerCredentials(fd: number, withExecutable: boolean): [pid: number, uid: number, exe?: string] | number;
+  /** The peer of a connected Unix socket, as the kernel recorded it at connect(). */
+  peerCredentials(fd: number): [pid: number, uid: number] | number;
+  /** The file a process runs (/proc/PID/exe; proc_pidpath on macOS). */
+  executablePath(pid: number): string | number;
   /** [pid, start, parent, start, …] upwards from pid, to stopAt, init or maxDepth processes. */
   ancestry(pid: number, stopAt: number, maxDepth: number): number[] | number;
 }
@@ -44,7 +43,7 @@ function load(from: string): AddonLoad {
   const file = path.join(root, HARDENING_ADDON);
   try {
     const addon = createRequire(import.meta.url)(file) as HardeningAddon;
-    if (typeof addon.peerCredentials !== 'function' || typeof addon.ancestry !== 'function')
+    if (typeof addon.executablePath !== 'function' || typeof addon.ancestry !== 'function')
       return { addon: undefined, file, problem: `${file} is not this keybroker's hardening addon` };
     return { addon, file };
   } catch (err) {

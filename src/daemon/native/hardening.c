@@ -120,17 +120,12 @@ static ssize_t executable_of(int32_t pid, char *buf, size_t size) {
 #endif
 }
 
-/* peerCredentials(fd, withExecutable): [pid, uid] of the peer as the kernel recorded them at
- * connect(), and with withExecutable true the file it runs as a third element when that can be
- * read; or an errno. One call per connection: this is on every request's path. */
+/* peerCredentials(fd): [pid, uid] of the peer as the kernel recorded them at connect(), or an
+ * errno. On every request's path. */
 static napi_value peer_credentials(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  int32_t fd = -1;
-  bool with_exe = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return number(env, EBADF);
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return number(env, EBADF);
-  if (argc > 1 && napi_get_value_bool(env, argv[1], &with_exe) != napi_ok) with_exe = false;
+  int32_t fd;
+  int_args(env, info, &fd, 1);
+  if (fd < 0) return number(env, EBADF);
   double pid;
   double uid;
 #if defined(__linux__)
@@ -149,26 +144,29 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   pid = peer;
   uid = euid;
 #else
-  (void)with_exe;
   return number(env, ENOSYS);
 #endif
   napi_value out;
-  CHECK(env, napi_create_array_with_length(env, 3, &out));
+  CHECK(env, napi_create_array_with_length(env, 2, &out));
   CHECK(env, napi_set_element(env, out, 0, number(env, pid)));
   CHECK(env, napi_set_element(env, out, 1, number(env, uid)));
-  if (with_exe && pid > 0) {
+  return out;
+}
+
+/* executablePath(pid): the file the process runs, as the kernel knows it, or an errno. */
+static napi_value executable_path(napi_env env, napi_callback_info info) {
+  int32_t pid;
+  int_args(env, info, &pid, 1);
+  if (pid <= 0) return number(env, ESRCH);
 #ifdef __APPLE__
-    char path[PROC_PIDPATHINFO_MAXSIZE];
+  char path[PROC_PIDPATHINFO_MAXSIZE];
 #else
-    char path[PATH_MAX];
+  char path[PATH_MAX];
 #endif
-    ssize_t n = executable_of((int32_t)pid, path, sizeof path);
-    if (n > 0) {
-      napi_value exe;
-      CHECK(env, napi_create_string_utf8(env, path, (size_t)n, &exe));
-      CHECK(env, napi_set_element(env, out, 2, exe));
-    }
-  }
+  ssize_t n = executable_of(pid, path, sizeof path);
+  if (n <= 0) return number(env, n < 0 ? (double)-n : ESRCH);
+  napi_value out;
+  CHECK(env, napi_create_string_utf8(env, path, (size_t)n, &out));
   return out;
 }
 
@@ -255,6 +253,7 @@ NAPI_MODULE_INIT() {
       {"setNonDumpable", set_non_dumpable},
       {"setCoreLimitZero", set_core_limit_zero},
       {"peerCredentials", peer_credentials},
+      {"executablePath", executable_path},
       {"ancestry", ancestry},
   };
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
