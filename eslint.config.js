@@ -200,7 +200,7 @@ const boundaryConfigs = [...directories('src'), ...directories('adapters')].map(
 });
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/'] },
+  { ignores: ['dist/', 'node_modules/', 'coverage/', '.cache/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

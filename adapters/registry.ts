@@ -9,6 +9,8 @@ export interface AdapterEntry {
   summary: string;
   /** Honours a profile's `output: json` (the source prints {"value", "expiresAt"}). */
   jsonOutput?: boolean;
+  /** Runs other programs: gets the variables env: profiles read (ParseOptions.secretEnv), to withhold. */
+  childEnv?: boolean;
   load(): Promise<AdapterModule>;
 }
 
@@ -23,10 +25,18 @@ export const ADAPTERS: Readonly<Record<string, AdapterEntry>> = {
     summary: 'file:PATH — a file only you can read, re-read on refresh',
     load: () => import('./file/file-adapter.js'),
   },
+  keyring: {
+    scheme: 'keyring',
+    summary:
+      'keyring:NAME — the OS keychain (macOS Keychain, a Linux Secret Service); keyring://SERVICE/ACCOUNT for an entry another tool wrote',
+    load: () => import('./keyring/keyring-adapter.js'),
+  },
   exec: {
     scheme: 'exec',
+    configKey: 'exec',
     summary: 'exec:COMMAND — any command that prints the key (op read, aws, vault, pass, …)',
     jsonOutput: true,
+    childEnv: true,
     load: () => import('./exec/exec-adapter.js'),
   },
   vault: {

@@ -6,7 +6,8 @@
 //   node dist/bench/bench.js [--runs N] [--duration S] [--clients N]
 //
 // It starts a real built daemon on a private temporary socket with a file: profile, and a trivial
-// socket server as the throughput floor; it prints a table and then one JSON line with every
+// socket server as the throughput floor; then, where a Secret Service can be started, daemons
+// with a keyring: profile (bench/keychain.ts). It prints a table and then one JSON line with every
 // number. It never prints the key it serves.
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sendRequest } from '../src/client/client.js';
 import type { GetRequest, Reply } from '../src/protocol/messages.js';
+import { benchKeychain, type KeychainFigures, type LaunchDaemon } from './keychain.js';
 import { mergeLoads, runLoad, type LoadResult } from './load.js';
 import { hasProcStatus, readCpuMs, readMemory, resetPeak, samplePeaks, type Memory } from './process-usage.js';
 import { percentile, round, summarize, type Summary } from './stats.js';
@@ -481,6 +483,70 @@ const roundSummary = (s: Summary): Summary => ({
 const roundAll = <T extends object>(o: T): T =>
   Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === 'number' ? round(v, 3) : v])) as T;
 
+// ---- the keychain source (bench/keychain.ts) ----
+
+/** Starts a daemon for the keychain figures: its own directory, config and socket inside the workspace. */
+function keyringLauncher(work: Workspace): LaunchDaemon {
+  return async (name, config, extraEnv) => {
+    const dir = fs.mkdtempSync(path.join(work.dir, 'kr-'));
+    const configFile = path.join(dir, 'config.yaml');
+    fs.writeFileSync(configFile, config, { mode: 0o600 });
+    const socket = path.join(dir, 'kb.sock');
+    const env = { ...childEnv(dir, socket, configFile), ...extraEnv };
+    return startServer(name, [CLI, 'daemon', '--log-level', 'warn'], socket, { ...work, dir, socket, env });
+  };
+}
+
+function keychainRows(keychain: KeychainFigures | { skipped: string }, fileIdleKiB: number): Row[] {
+  if ('skipped' in keychain)
+    return [
+      { figure: 'keychain source (keyring:)', measured: 'skipped', floor: '-', ratio: '-', goal: '-', result: 'n/a' },
+    ];
+  const lookup = keychain.lookupMs.median;
+  return [
+    {
+      figure: 'keyring: first fetch (fresh daemon) vs secret-tool lookup',
+      measured: ms(keychain.firstFetchMs.median),
+      floor: ms(lookup),
+      ratio: x(keychain.firstFetchMs.median / lookup),
+      goal: '-',
+      result: 'info',
+    },
+    {
+      figure: '  refresh, keychain worker running',
+      measured: ms(keychain.refreshMs.median),
+      floor: ms(lookup),
+      ratio: x(keychain.refreshMs.median / lookup),
+      goal: '-',
+      result: 'info',
+    },
+    {
+      figure: '  refresh after the worker stopped (idle)',
+      measured: ms(keychain.idleRefreshMs),
+      floor: ms(lookup),
+      ratio: x(keychain.idleRefreshMs / lookup),
+      goal: '-',
+      result: 'info',
+    },
+    {
+      figure: 'daemon RSS idle, keyring: profile fetched, vs file:',
+      measured: mib(keychain.rssKiB.idle),
+      floor: mib(fileIdleKiB),
+      ratio: x(keychain.rssKiB.idle / fileIdleKiB),
+      goal: `<= ${GOALS.idleRssMiB} MiB`,
+      result: passMiss(keychain.rssKiB.idle / 1024 <= GOALS.idleRssMiB),
+    },
+    {
+      figure: '  while the keychain worker runs',
+      measured: mib(keychain.rssKiB.workerRunning),
+      floor: mib(fileIdleKiB),
+      ratio: x(keychain.rssKiB.workerRunning / fileIdleKiB),
+      goal: '-',
+      result: 'info',
+    },
+  ];
+}
+
 // ---- main ----
 
 function sleep(msec: number): Promise<void> {
@@ -551,6 +617,7 @@ async function main(): Promise<number> {
   const stopped = await daemon.stop();
   const socketLeft = fs.existsSync(work.socket);
   await floor.stop();
+  const keychain = await benchKeychain(path.join(work.dir, 'keychain'), options, keyringLauncher(work));
   const totalS = (performance.now() - started) / 1000;
 
   // ---- figures ----
@@ -586,6 +653,7 @@ async function main(): Promise<number> {
     throughput: throughputRatio >= GOALS.throughputRatio && d.errors === 0,
     idleRss: Math.max(rss.idleKiB, rss.idleAfterRunsKiB) / 1024 <= GOALS.idleRssMiB,
     peakRss: rss.peakKiB / 1024 <= GOALS.peakRssMiB,
+    keychainIdleRss: 'skipped' in keychain || keychain.rssKiB.idle / 1024 <= GOALS.idleRssMiB,
   };
 
   const la = loadAtStart.map((v) => v.toFixed(2)).join(' ');
@@ -727,6 +795,7 @@ async function main(): Promise<number> {
       goal: `<= ${GOALS.peakRssMiB} MiB`,
       result: passMiss(pass.peakRss),
     },
+    ...keychainRows(keychain, rss.idleKiB),
   ]);
   console.log('');
   const notes: string[] = [];
@@ -761,6 +830,12 @@ async function main(): Promise<number> {
     notes.push(`floor: ${f.errors} of ${f.requests} requests failed, first: ${loadPhase.floor.firstError ?? ''}`);
   if (stopped.code !== 0) notes.push(`the daemon exited with ${stopped.code ?? stopped.signal} on SIGTERM`);
   if (socketLeft) notes.push('the daemon left its socket file behind after SIGTERM');
+  notes.push(
+    'skipped' in keychain
+      ? `keychain: not measured: ${keychain.skipped}`
+      : `keychain: gnome-keyring-daemon on a private session bus; first fetch over ${keychain.firstFetchMs.n} fresh daemons, refresh = forget then get; ` +
+          `p25-p75 refresh ${ms(keychain.refreshMs.p25)}-${ms(keychain.refreshMs.p75)}, secret-tool lookup ${ms(keychain.lookupMs.p25)}-${ms(keychain.lookupMs.p75)}`,
+  );
   for (const n of notes) console.log(`note: ${n}`);
   console.log('');
 
@@ -822,6 +897,19 @@ async function main(): Promise<number> {
         passIdle: pass.idleRss,
         passPeak: pass.peakRss,
       },
+      keychain:
+        'skipped' in keychain
+          ? keychain
+          : {
+              firstFetchMs: roundSummary(keychain.firstFetchMs),
+              refreshMs: roundSummary(keychain.refreshMs),
+              idleRefreshMs: round(keychain.idleRefreshMs),
+              lookupMs: roundSummary(keychain.lookupMs),
+              firstFetchRatio: round(keychain.firstFetchMs.median / keychain.lookupMs.median, 3),
+              refreshRatio: round(keychain.refreshMs.median / keychain.lookupMs.median, 3),
+              rssKiB: keychain.rssKiB,
+              passIdle: pass.keychainIdleRss,
+            },
       daemonStop: { code: stopped.code, signal: stopped.signal, ms: round(stopped.ms, 1), socketRemoved: !socketLeft },
       pass: Object.values(pass).every(Boolean),
       totalS: round(totalS, 1),

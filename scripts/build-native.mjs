@@ -1,206 +1,163 @@
 #!/usr/bin/env node
-// Builds the native fast-path shim, dist/native/keybroker-shim, from src/shim/keybroker-shim.c,
-// when a C compiler is there; prints one line either way. Run by `npm run build` (after tsc, since
-// it reads the built protocol module) and by the package's install script. It also builds the
-// daemon's hardening addon, a target of its own (buildHardeningAddon, at the end).
+// Builds the native targets — the fast-path shim, dist/native/keybroker-shim, and the daemon's
+// hardening addon, dist/native/keybroker-hardening.node — from C, when a C compiler is there;
+// prints one line per target either way. Run by `npm run build`
+// (after tsc: the generated header is made from the built TypeScript, scripts/native-header.mjs),
+// by the package's install script, and by `keybroker build-native` where npm ran no install
+// script (docs/install.md: how native parts ship).
 //
-//   node scripts/build-native.mjs            a compile error fails (the build of this repository)
-//   node scripts/build-native.mjs --install  never fails: without the native shim, setup and
-//                                            apiKeyHelper use the Node shim, which does everything
+//   node scripts/build-native.mjs            our build: warnings are errors (-Werror), and a
+//                                            compile error fails it
+//   node scripts/build-native.mjs --install  never fails, and no -Werror: an installing user's
+//                                            compiler may warn where ours does not; without the
+//                                            native shim, the Node shim does everything
 //
-// It always deletes the old binary first: a binary from another machine (a packed tarball) or an
+// It always deletes the old outputs first: a binary from another machine (a packed tarball) or an
 // older build must never outlive a build that could not replace it, and the node path compiled
 // into it is this machine's. CC picks the compiler (default: cc); CFLAGS are added after ours,
 // e.g. for a sanitizer build: CC=clang CFLAGS='-g -fsanitize=address,undefined' npm run build
-import { Buffer } from 'node:buffer';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const OUT = path.join(ROOT, 'dist', 'native', 'keybroker-shim');
-const MESSAGES = path.join(ROOT, 'dist', 'src', 'protocol', 'messages.js');
-// Stamped by scripts/stamp-build-id.mjs before this runs: the native shim is the same build.
-const BUILD_INFO = path.join(ROOT, 'dist', 'src', 'client', 'build-info.js');
-const SOURCES = ['src/shim/keybroker-shim.c', 'src/shim/native/reply-parser.c', 'src/shim/native/utf8.c'].map((f) =>
-  path.join(ROOT, f),
-);
+const cFiles = (dir) =>
+  fs
+    .readdirSync(path.join(ROOT, dir))
+    .filter((f) => f.endsWith('.c'))
+    .sort()
+    .map((f) => path.join(dir, f));
+
+/**
+ * What this script builds. A target is C sources compiled with the generated header
+ * (kb-generated.h) on the include path, its own `flags` after the common ones, into `out`.
+ */
+const TARGETS = [
+  {
+    name: 'native shim',
+    out: 'dist/native/keybroker-shim',
+    sources: ['src/shim/keybroker-shim.c', ...cFiles('src/shim/native')],
+    include: ['src/shim', 'src/shim/native'],
+    flags: [],
+    /** What runs instead when it is not built. */
+    fallback: 'keybroker-shim runs on Node',
+  },
+  {
+    // A Node-API module loaded by the daemon only (src/daemon/hardening-addon.ts), compiled straight
+    // against the node-api-headers package (a dependency), without node-gyp or Python. Node-API 8:
+    // one build loads in Node 20, 22 and 24. macOS resolves the napi_* symbols from the node binary
+    // at load time only when told to (-undefined dynamic_lookup).
+    name: 'hardening addon',
+    out: 'dist/native/keybroker-hardening.node',
+    sources: ['src/daemon/native/hardening.c'],
+    include: nodeApiHeaders() ?? [],
+    flags: [
+      '-fPIC',
+      '-fvisibility=hidden',
+      '-DNAPI_VERSION=8',
+      ...(process.platform === 'darwin' ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared']),
+    ],
+    fallback: 'the daemon runs without it (keybroker doctor says what that leaves open)',
+    /** Why it cannot be built at all, when it cannot. */
+    unavailable: nodeApiHeaders() ? undefined : 'the node-api-headers package is missing',
+  },
+];
+
 const BASE_FLAGS = ['-std=c99', '-Wall', '-Wextra', '-O2'];
 // Where the compiler supports them; some distributions predefine _FORTIFY_SOURCE, hence -U first.
 const HARDENING_FLAGS = ['-U_FORTIFY_SOURCE', '-D_FORTIFY_SOURCE=2', '-fstack-protector-strong'];
 
 const install = process.argv.includes('--install');
 const say = (line) => process.stdout.write(`${line}\n`);
+const RETRY = 'keybroker build-native';
 
-// The daemon's hardening addon is a target of its own: it needs neither dist/ nor the shim.
-buildHardeningAddon();
+// An install must not fail for want of the fast path: anything unexpected (an unwritable temp
+// directory, a missing file) ends in one line and status 0.
+if (install)
+  process.on('uncaughtException', (err) => {
+    const why = String(err?.message ?? err).split('\n')[0];
+    for (const t of TARGETS) say(`${t.name}: not built (${why}); ${t.fallback} (retry: ${RETRY})`);
+    process.exit(0);
+  });
 
-fs.rmSync(OUT, { force: true });
+for (const t of TARGETS) fs.rmSync(path.join(ROOT, t.out), { force: true });
+// Imported here, so that an install without it (a package missing a file) ends in the one line above.
+const { HEADER_SOURCES, nativeHeader } = await import('./native-header.mjs');
 
-if (!fs.existsSync(MESSAGES)) {
-  // A source checkout's `npm ci` runs the install script before `prepare` builds dist/; the
-  // build then calls this again.
-  if (install) process.exit(0);
-  say(`native shim: ${path.relative(ROOT, MESSAGES)} is missing; run tsc first (npm run build does)`);
+const missing = HEADER_SOURCES.filter((f) => !fs.existsSync(f));
+if (missing.length > 0) {
+  // A source checkout's `npm ci` runs the install script before `prepare` builds dist/ (none of
+  // them there yet); the build then calls this again. Some there and not others: a broken package.
+  if (install && missing.length === HEADER_SOURCES.length) process.exit(0);
+  if (install) throw new Error(`${path.relative(ROOT, missing[0])} is missing`);
+  for (const t of TARGETS)
+    say(`${t.name}: ${path.relative(ROOT, missing[0])} is missing; run tsc first (npm run build does)`);
   process.exit(1);
 }
 
 const cc = process.env.CC || 'cc';
-const probe = spawnSync(cc, ['--version'], { stdio: 'ignore' });
-if (probe.error) {
-  const retry = install ? 'install cc, then reinstall keybroker' : 'install cc, then run: npm run build';
-  say(`native shim: no C compiler (${cc}) found, skipped; keybroker-shim runs on Node (${retry})`);
+if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).error) {
+  const retry = `install cc, then run: ${install ? RETRY : 'npm run build'}`;
+  for (const t of TARGETS) say(`${t.name}: no C compiler (${cc}) found, skipped; ${t.fallback} (${retry})`);
   process.exit(0);
 }
 
-const { CLIENT_REPLY_TIMEOUT_MS, ERROR_CODES, MAX_REPLY_BYTES, noAnswerMessage } = await import(
-  pathToFileURL(MESSAGES).href
-);
-const { BUILD_ID, VERSION } = await import(pathToFileURL(BUILD_INFO).href);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-native-'));
+let failed = false;
 try {
-  fs.writeFileSync(
-    path.join(tmp, 'keybroker-shim-build.h'),
-    header({
-      codes: ERROR_CODES,
-      maxReplyBytes: MAX_REPLY_BYTES,
-      node: process.execPath,
-      replyTimeoutMs: CLIENT_REPLY_TIMEOUT_MS,
-      noAnswer: noAnswerMessage(CLIENT_REPLY_TIMEOUT_MS),
-      version: VERSION,
-      build: BUILD_ID,
-    }),
-  );
-  fs.mkdirSync(path.dirname(OUT), { recursive: true });
-  const partial = `${OUT}.${process.pid}.tmp`;
-  let flags = [...BASE_FLAGS, ...HARDENING_FLAGS];
-  let result = compile(flags, partial);
-  if (result.status !== 0) {
-    flags = BASE_FLAGS;
-    const plain = compile(flags, partial);
-    if (plain.status === 0) result = plain;
-  }
-  if (result.status !== 0) {
-    fs.rmSync(partial, { force: true });
-    process.stderr.write(result.stderr);
-    say(`native shim: ${cc} failed (status ${result.status ?? result.signal}); keybroker-shim runs on Node`);
-    process.exit(install ? 0 : 1);
-  }
-  // Warnings are bugs here, but an installing user cannot fix them: show them only in our build.
-  if (!install && result.stderr.length > 0) process.stderr.write(result.stderr);
-  fs.chmodSync(partial, 0o755);
-  fs.renameSync(partial, OUT);
-  say(
-    `native shim: built ${path.relative(ROOT, OUT)} with ${cc}${flags === BASE_FLAGS ? ' (without hardening flags: unsupported)' : ''}`,
-  );
+  fs.writeFileSync(path.join(tmp, 'kb-generated.h'), await nativeHeader());
+  // -Werror in our build only: a warning is a bug we can fix, not one an installing user can.
+  const common = [...BASE_FLAGS, ...(install ? [] : ['-Werror'])];
+  const hardened = supports(common, HARDENING_FLAGS);
+  for (const t of TARGETS) failed = !build(t, hardened ? [...common, ...HARDENING_FLAGS] : common, hardened) || failed;
 } finally {
   fs.rmSync(tmp, { recursive: true, force: true });
 }
+process.exit(failed && !install ? 1 : 0);
 
-function compile(flags, out) {
-  const extra = (process.env.CFLAGS ?? '').split(/\s+/).filter(Boolean);
-  return spawnSync(cc, [...flags, ...extra, '-I', tmp, '-o', out, ...SOURCES], { cwd: ROOT, encoding: 'utf8' });
+/** Whether `cc` takes these flags without a word, on an empty program. */
+function supports(common, flags) {
+  const probe = path.join(tmp, 'probe.c');
+  fs.writeFileSync(probe, 'int main(void) { return 0; }\n');
+  const r = spawnSync(cc, [...common, '-Werror', ...flags, '-o', path.join(tmp, 'probe'), probe], { encoding: 'utf8' });
+  return r.status === 0 && r.stderr.length === 0;
 }
 
-/** The facts the C program must share with the TypeScript: generated, so they cannot drift. */
-function header({ codes, maxReplyBytes, node, replyTimeoutMs, noAnswer, version, build }) {
-  const rows = Object.entries(codes).map(([code, status]) => `  {${cString(code)}, ${Number(status)}},`);
-  return [
-    '/* Generated by scripts/build-native.mjs from src/protocol/messages.ts; do not edit. */',
-    '#ifndef KB_SHIM_BUILD_H',
-    '#define KB_SHIM_BUILD_H',
-    '/* The node that ran the build: what the native shim hands over to (see handover()). */',
-    `#define KB_BUILD_NODE ${cString(node)}`,
-    `#define KB_MAX_REPLY_BYTES ${Number(maxReplyBytes)}`,
-    `#define KB_EXIT_INTERNAL ${Number(codes.INTERNAL)}`,
-    '/* How long to wait for the reply (longer than any profile timeout), and what to say after. */',
-    `#define KB_REQUEST_TIMEOUT_MS ${Number(replyTimeoutMs)}`,
-    `#define KB_NO_ANSWER_MESSAGE ${cString(noAnswer)}`,
-    '/* This build, compared with the daemon identity in replies (src/client/build-info.ts). */',
-    `#define KB_VERSION ${cString(String(version))}`,
-    `#define KB_BUILD_ID ${typeof build === 'string' ? cString(build) : 'NULL'}`,
-    'struct kb_error_code { const char *code; int status; };',
-    'static const struct kb_error_code KB_ERROR_CODES[] = {',
-    ...rows,
-    '};',
-    '#endif',
-    '',
-  ].join('\n');
-}
-
-/** A C string literal of the UTF-8 bytes of s: printable ASCII as is, everything else in octal. */
-function cString(s) {
-  let out = '"';
-  for (const byte of Buffer.from(s, 'utf8')) {
-    const c = String.fromCharCode(byte);
-    out +=
-      byte >= 0x20 && byte < 0x7f && c !== '"' && c !== '\\' && c !== '?'
-        ? c
-        : `\\${byte.toString(8).padStart(3, '0')}`;
+function build(target, flags, hardened) {
+  if (target.unavailable) {
+    say(`${target.name}: ${target.unavailable}, skipped; ${target.fallback} (retry: ${RETRY})`);
+    return false;
   }
-  return `${out}"`;
-}
-
-/**
- * The daemon's hardening addon, dist/native/keybroker-hardening.node, from
- * src/daemon/native/hardening.c: a Node-API module (version 8, so one build loads in Node 20, 22
- * and 24) compiled straight with cc against the node-api-headers package, without node-gyp or
- * Python. Like the shim, the old file goes first and a failure at install time only says so: the
- * daemon then runs without it, and `keybroker doctor` says what that leaves open. Sets
- * process.exitCode on a compile error in our own build.
- */
-function buildHardeningAddon() {
-  const out = path.join(ROOT, 'dist', 'native', 'keybroker-hardening.node');
-  const source = path.join(ROOT, 'src', 'daemon', 'native', 'hardening.c');
-  const label = 'hardening addon';
-  fs.rmSync(out, { force: true });
-  const retry = install ? 'reinstall keybroker' : 'run: npm run build';
-  if (process.platform !== 'linux' && process.platform !== 'darwin') {
-    say(`${label}: nothing to build on ${process.platform}`);
-    return;
-  }
-  let include;
-  try {
-    include = createRequire(import.meta.url)('node-api-headers').include_dir;
-  } catch {
-    say(`${label}: the node-api-headers package is missing, skipped; the daemon runs without it (${retry})`);
-    if (!install) process.exitCode = 1;
-    return;
-  }
-  const cc = process.env.CC || 'cc';
-  if (spawnSync(cc, ['--version'], { stdio: 'ignore' }).error) {
-    say(`${label}: no C compiler (${cc}) found, skipped; the daemon runs without it (install cc, then ${retry})`);
-    return;
-  }
-  // macOS resolves the napi_* symbols from the node binary at load time only when told to.
-  const link = process.platform === 'darwin' ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared'];
-  const base = ['-std=c99', '-Wall', '-Wextra', '-O2', '-fPIC', '-fvisibility=hidden', '-DNAPI_VERSION=8'];
-  const extra = (process.env.CFLAGS ?? '').split(/\s+/).filter(Boolean);
-  const partial = `${out}.${process.pid}.tmp`;
+  const out = path.join(ROOT, target.out);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const compile = (flags) =>
-    spawnSync(cc, [...flags, ...extra, '-I', include, ...link, '-o', partial, source], { cwd: ROOT, encoding: 'utf8' });
-  let hardened = true;
-  let result = compile([...base, ...HARDENING_FLAGS]);
-  if (result.status !== 0) {
-    const plain = compile(base);
-    if (plain.status === 0) [result, hardened] = [plain, false];
-  }
+  const partial = `${out}.${process.pid}.tmp`;
+  const extra = (process.env.CFLAGS ?? '').split(/\s+/).filter(Boolean);
+  const include = [tmp, ...target.include.map((d) => path.resolve(ROOT, d))].flatMap((d) => ['-I', d]);
+  const args = [...flags, ...target.flags, ...extra, ...include, '-o', partial, ...target.sources];
+  const result = spawnSync(cc, args, { cwd: ROOT, encoding: 'utf8' });
   if (result.status !== 0) {
     fs.rmSync(partial, { force: true });
     process.stderr.write(result.stderr);
-    say(`${label}: ${cc} failed (status ${result.status ?? result.signal}); the daemon runs without it`);
-    if (!install) process.exitCode = 1;
-    return;
+    say(`${target.name}: ${cc} failed (status ${result.status ?? result.signal}); ${target.fallback}`);
+    return false;
   }
-  if (!install && result.stderr.length > 0) process.stderr.write(result.stderr);
+  // Only --install gets here with warnings (no -Werror): an installing user cannot fix them.
+  if (!install) process.stderr.write(result.stderr);
   fs.chmodSync(partial, 0o755);
   fs.renameSync(partial, out);
-  say(
-    `${label}: built ${path.relative(ROOT, out)} with ${cc}${hardened ? '' : ' (without hardening flags: unsupported)'}`,
-  );
+  say(`${target.name}: built ${target.out} with ${cc}${hardened ? '' : ' (without hardening flags: unsupported)'}`);
+  return true;
+}
+
+/** The node-api-headers package's include directory, as a one-element list; undefined without it. */
+function nodeApiHeaders() {
+  try {
+    return [createRequire(import.meta.url)('node-api-headers').include_dir];
+  } catch {
+    return undefined;
+  }
 }

@@ -122,7 +122,7 @@ try {
   // from a file) and the same exit status (RESOURCE_EXHAUSTED, 20).
   const known = errors ? errors.resourceError(err) : ${JSON.stringify(FALLBACK)}[err?.code];
   if (!known) throw err;
-  process.stderr.write(\`keybroker: \${known.message}\\n\`);
+  process.stderr.write(\`keybroker: \${errors ? errors.renderError(known) : known.message}\\n\`);
   process.exitCode = known.exitCode;
 }
 `,

@@ -66,6 +66,27 @@ export interface ParseOptions {
   profile: string;
   /** The profile's `output:`; only adapters whose registry entry has jsonOutput get 'json'. */
   output?: OutputFormat;
+  /**
+   * Keys of this adapter's settings block that the organisation's managed config locks (`aws.region`
+   * → 'region'; a whole locked block → '*'), and the file that locks them. A source URI parameter
+   * must not override a locked key: the adapter ignores it and calls `warn`.
+   */
+  locked?: { keys: readonly string[]; by: string };
+  /** Report something that works but is not what the profile says (a parameter ignored by a lock). */
+  warn?: (message: string) => void;
+  /**
+   * For adapters that run programs (registry `childEnv`): the environment variables that other
+   * profiles' env: sources read. Their values are other keys: withhold them from the program.
+   */
+  secretEnv?: readonly string[];
+}
+
+/** An environment variable's name, as env: sources and exec.passEnv write it. */
+export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Does the managed config lock this settings key for the profile being parsed? */
+export function isLocked(options: Pick<ParseOptions, 'locked'>, key: string): boolean {
+  return options.locked !== undefined && (options.locked.keys.includes('*') || options.locked.keys.includes(key));
 }
 
 export interface Adapter<Ref = unknown> {
@@ -82,12 +103,30 @@ export interface Adapter<Ref = unknown> {
   fetch(ref: Ref, ctx: FetchContext): Promise<FetchResult>;
   /** Short non-secret facts for `keybroker status` (read budgets, sign-in state). */
   status?(): string[];
+  /**
+   * A source you can write to (the OS keychain): store `value` where `ref` points, replacing
+   * what is there (`keybroker key set`). Sources that are read-only leave it out.
+   */
+  store?(ref: Ref, value: SecretValue, ctx: WriteContext): Promise<void>;
+  /** A source you can write to: remove the entry; resolves false when there was none (`keybroker key delete`). */
+  remove?(ref: Ref, ctx: WriteContext): Promise<boolean>;
   /** Release clients, timers and sockets. */
   close(): Promise<void>;
 }
 
+/** What store() and remove() are given: a bound in time, and who asks. */
+export type WriteContext = Omit<FetchContext, 'reason'>;
+
+/** Whether a source kind works on this machine now; `why` says what is missing when it does not. */
+export type ProbeResult = { ok: true; what: string } | { ok: false; why: string };
+
 export interface AdapterModule {
   createAdapter(init: AdapterInit): Adapter;
+  /**
+   * Does this kind of source answer here (a keychain's service, say)? Cheap, and bounded by
+   * `timeoutMs` whatever the backend does: the first run picks the starter config's source by it.
+   */
+  probe?(options: { env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<ProbeResult>;
 }
 
 /**

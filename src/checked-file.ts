@@ -5,6 +5,7 @@
 import fs from 'node:fs/promises';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import { BrokerError, type ErrorCode } from './errors.js';
+import { renderError } from './protocol/messages.js';
 import { formatMode } from './client/file-mode.js';
 
 /**
@@ -31,13 +32,16 @@ export interface CheckedFileOptions {
   noFollow?: boolean;
 }
 
-/** A file refused by its type, size, owner or mode. `problem` says what, without the file's name. */
+/**
+ * A file refused by its type, size, owner or mode, with what to do about it (`fix`). `problem`
+ * says both in one line, without the file's name: a config problem's text.
+ */
 export class FileCheckError extends BrokerError {
   readonly problem: string;
 
-  constructor(code: ErrorCode, label: string, problem: string) {
-    super(code, `${label} ${problem}`);
-    this.problem = problem;
+  constructor(code: ErrorCode, label: string, what: string, fix?: string) {
+    super(code, `${label} ${what}`, { fix });
+    this.problem = renderError({ message: what, fix });
   }
 }
 
@@ -95,14 +99,16 @@ function checkTrust(st: Stats, file: string, options: CheckedFileOptions): void 
       throw new FileCheckError(
         'CONFIG_INVALID',
         options.label,
-        `is owned by uid ${st.uid}, not by you (uid ${me}); the config can run commands, so keybroker reads only your own — copy it and chown it`,
+        `is owned by uid ${st.uid}, not by you (uid ${me}); the config can run commands, so keybroker reads only your own`,
+        'copy it and chown it',
       );
     }
     if ((st.mode & 0o022) !== 0) {
       throw new FileCheckError(
         'CONFIG_INVALID',
         options.label,
-        `is writable by group or others (mode ${mode}); the config can run commands — run: chmod 600 ${file}`,
+        `is writable by group or others (mode ${mode}); the config can run commands`,
+        `run: chmod 600 ${file}`,
       );
     }
     return;
@@ -112,7 +118,8 @@ function checkTrust(st: Stats, file: string, options: CheckedFileOptions): void 
       throw new FileCheckError(
         'PERMISSION_DENIED',
         options.label,
-        `is readable by others (mode ${mode}); refusing to use it — run: chmod 600 ${file}`,
+        `is readable by others (mode ${mode}); refusing to use it`,
+        `run: chmod 600 ${file}`,
       );
     }
     return;
@@ -122,7 +129,8 @@ function checkTrust(st: Stats, file: string, options: CheckedFileOptions): void 
       throw new FileCheckError(
         'PERMISSION_DENIED',
         options.label,
-        `is owned by root but writable by group or others (mode ${mode}); refusing to use it — ask its owner to run: chmod go-w ${file}`,
+        `is owned by root but writable by group or others (mode ${mode}); refusing to use it`,
+        `ask its owner to run: chmod go-w ${file}`,
       );
     }
     return;
@@ -130,7 +138,8 @@ function checkTrust(st: Stats, file: string, options: CheckedFileOptions): void 
   throw new FileCheckError(
     'PERMISSION_DENIED',
     options.label,
-    `is owned by uid ${st.uid}, not by you (uid ${me}) or root; refusing to use it — copy it to a file of your own with mode 0600`,
+    `is owned by uid ${st.uid}, not by you (uid ${me}) or root; refusing to use it`,
+    'copy it to a file of your own with mode 0600',
   );
 }
 

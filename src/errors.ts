@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import { exitCodeFor, type ErrorCode, type WireError } from './protocol/messages.js';
 
 export type { ErrorCode } from './protocol/messages.js';
+// For scripts/bundle.mjs's main.js, which can load only this module when descriptors run out.
+export { renderError } from './protocol/messages.js';
 
 export interface BrokerErrorOptions {
   /** Retrying later may succeed: stale-if-error applies and backoff is used. */
@@ -15,6 +17,10 @@ export interface BrokerErrorOptions {
    * pause): the cache retries no earlier. Milliseconds from when the error was made.
    */
   retryAfterMs?: number;
+  /** The profile the error is about; the daemon sets it at the edge when the request named one. */
+  profile?: string | undefined;
+  /** What to do about it, e.g. `run: chmod 600 ~/work.key`: never part of the message. */
+  fix?: string | undefined;
 }
 
 const TRANSIENT_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set([
@@ -29,6 +35,8 @@ export class BrokerError extends Error {
   readonly transient: boolean;
   readonly status: string | number | undefined;
   readonly retryAfterMs: number | undefined;
+  readonly profile: string | undefined;
+  readonly fix: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: BrokerErrorOptions = {}) {
     super(message);
@@ -40,14 +48,30 @@ export class BrokerError extends Error {
       options.retryAfterMs !== undefined && Number.isFinite(options.retryAfterMs) && options.retryAfterMs > 0
         ? options.retryAfterMs
         : undefined;
+    this.profile = options.profile;
+    this.fix = options.fix;
   }
 
   get exitCode(): number {
     return exitCodeFor(this.code);
   }
 
+  /** The same error with some of its parts replaced (a redacted message, the profile it is about). */
+  with(changes: { message?: string; profile?: string; fix?: string; retryAfterMs?: number }): BrokerError {
+    return new BrokerError(this.code, changes.message ?? this.message, {
+      transient: this.transient,
+      status: this.status,
+      retryAfterMs: changes.retryAfterMs ?? this.retryAfterMs,
+      profile: changes.profile ?? this.profile,
+      fix: changes.fix ?? this.fix,
+    });
+  }
+
   toWire(): WireError {
-    return { code: this.code, message: this.message, transient: this.transient };
+    const wire: WireError = { code: this.code, message: this.message, transient: this.transient };
+    if (this.profile !== undefined) wire.profile = this.profile;
+    if (this.fix !== undefined) wire.fix = this.fix;
+    return wire;
   }
 }
 
@@ -68,18 +92,16 @@ export function resourceError(err: unknown): BrokerError | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'EMFILE') {
     const limit = OPEN_FILE_LIMIT;
-    return new BrokerError(
-      'RESOURCE_EXHAUSTED',
-      `too many open files (limit ${limit ?? 'unknown'}); raise it with: ulimit -n ${Math.max(1024, (limit ?? 0) * 4)}`,
-      { status: code },
-    );
+    return new BrokerError('RESOURCE_EXHAUSTED', `too many open files (limit ${limit ?? 'unknown'})`, {
+      status: code,
+      fix: `raise it with: ulimit -n ${Math.max(1024, (limit ?? 0) * 4)}`,
+    });
   }
   if (code === 'ENFILE')
-    return new BrokerError(
-      'RESOURCE_EXHAUSTED',
-      'the system has too many open files (ENFILE); close some programs, or raise fs.file-max',
-      { status: code },
-    );
+    return new BrokerError('RESOURCE_EXHAUSTED', 'the system has too many open files (ENFILE)', {
+      status: code,
+      fix: 'close some programs, or raise fs.file-max',
+    });
   return undefined;
 }
 

@@ -4,6 +4,7 @@
 // is the second line of defence for plain strings under names that usually hold secrets.
 import fs from 'node:fs';
 import pino, { type Logger as PinoLogger, type LevelWithSilent } from 'pino';
+import { renderError, type WireError } from './protocol/messages.js';
 
 export type Logger = PinoLogger;
 
@@ -77,8 +78,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 function serializeError(err: unknown): Record<string, unknown> {
   if (err && typeof err === 'object' && 'code' in err && (err as { name?: unknown }).name === 'BrokerError') {
-    const e = err as { code: string; message: string; transient?: boolean; status?: unknown };
-    return { type: 'BrokerError', code: e.code, message: e.message, transient: e.transient, status: e.status };
+    const e = err as {
+      code: string;
+      message: string;
+      transient?: boolean;
+      status?: unknown;
+      profile?: string;
+      fix?: string;
+    };
+    // The error's fields as they are, as the wire carries them: readers render, never parse.
+    return {
+      type: 'BrokerError',
+      code: e.code,
+      message: e.message,
+      transient: e.transient,
+      status: e.status,
+      profile: e.profile,
+      fix: e.fix,
+    };
   }
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -125,7 +142,7 @@ function formatField(key: string, value: unknown): string {
   if (key === 'err' && value && typeof value === 'object') {
     const e = value as { code?: unknown; message?: unknown; type?: unknown };
     if (typeof e.message === 'string')
-      return JSON.stringify(`${typeof e.code === 'string' ? `${e.code}: ` : ''}${e.message}`);
+      return JSON.stringify(`${typeof e.code === 'string' ? `${e.code}: ` : ''}${renderError(e as WireError)}`);
     return String(e.code ?? e.type ?? 'error');
   }
   if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);

@@ -2,7 +2,7 @@
 // audit trail's. One check for both, below the daemon and the audit trail that use it.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ancestorsProblem, describeProblem, privateDirProblem } from './client/socket-check.js';
+import { ancestorsProblem, privateDirProblem } from './client/socket-check.js';
 import { BrokerError } from './errors.js';
 
 /** Create `dir` (mode 0700) if needed, then check nobody else can get into it. */
@@ -26,5 +26,5 @@ export async function checkPrivateDir(dir: string, label = 'socket directory'): 
   const problem =
     privateDirProblem(dir, await fs.lstat(dir), undefined, label) ??
     (label === 'socket directory' ? ancestorsProblem(dir) : undefined);
-  if (problem) throw new BrokerError('UNSAFE_PATH', describeProblem(problem));
+  if (problem) throw new BrokerError('UNSAFE_PATH', problem.what, { fix: problem.fix });
 }

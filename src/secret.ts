@@ -6,6 +6,17 @@ import { inspect } from 'node:util';
 
 const REDACTED = '[redacted]';
 
+/**
+ * `bytes` without one trailing newline (\n or \r\n), as a view of the same memory: what `echo KEY >`
+ * and `echo KEY |` add to a key that is one line.
+ */
+export function withoutTrailingNewline(bytes: Uint8Array): Uint8Array {
+  let end = bytes.length;
+  if (end > 0 && bytes[end - 1] === 0x0a) end--;
+  if (end > 0 && bytes[end - 1] === 0x0d) end--;
+  return bytes.subarray(0, end);
+}
+
 export class SecretValue {
   readonly #bytes: Buffer;
 

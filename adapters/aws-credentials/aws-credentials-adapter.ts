@@ -60,10 +60,9 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
         { errName: err instanceof Error ? err.name : typeof err },
         'could not load @aws-sdk/credential-providers',
       );
-      throw new BrokerError(
-        'SOURCE_ERROR',
-        'the AWS SDK (@aws-sdk/credential-providers) could not be loaded — is the install complete? (npm ci)',
-      );
+      throw new BrokerError('SOURCE_ERROR', 'the AWS SDK (@aws-sdk/credential-providers) could not be loaded', {
+        fix: 'is the install complete? (npm ci)',
+      });
     });
     return sdk;
   };
@@ -171,10 +170,9 @@ function toFetchResult(credentials: AwsCredentials, ref: AwsCredentialsRef, now:
       ? credentials.expiration
       : undefined;
   if (expiration && expiration.getTime() <= now) {
-    throw new BrokerError(
-      'AUTH_REQUIRED',
-      `${ref.label}: the credentials expired at ${expiration.toISOString()} — ${refreshHint(ref)}`,
-    );
+    throw new BrokerError('AUTH_REQUIRED', `${ref.label}: the credentials expired at ${expiration.toISOString()}`, {
+      fix: refreshHint(ref),
+    });
   }
   const body: Record<string, string> = { AccessKeyId: accessKeyId, SecretAccessKey: secretAccessKey };
   if (typeof sessionToken === 'string' && sessionToken !== '') body.SessionToken = sessionToken;
@@ -279,16 +277,15 @@ export function translateAwsCredentialsError(
     if (AUTH_REJECTED.has(serviceName) || httpStatus === 401) {
       return new BrokerError(
         'AUTH_REQUIRED',
-        `${ref.label}: AWS rejected the credentials behind ${who} (${serviceName}) — ${refreshHint(ref)}`,
-        { status: s },
+        `${ref.label}: AWS rejected the credentials behind ${who} (${serviceName})`,
+        { status: s, fix: refreshHint(ref) },
       );
     }
     if (DENIED.has(serviceName) || httpStatus === 403) {
-      return new BrokerError(
-        'PERMISSION_DENIED',
-        `${ref.label}: AWS denied ${who} (${serviceName}) — check the role's trust policy and your permissions to assume it`,
-        { status: s },
-      );
+      return new BrokerError('PERMISSION_DENIED', `${ref.label}: AWS denied ${who} (${serviceName})`, {
+        status: s,
+        fix: "check the role's trust policy and your permissions to assume it",
+      });
     }
     if (THROTTLED.has(serviceName) || httpStatus === 429) {
       return new BrokerError(
@@ -326,37 +323,43 @@ export function translateAwsCredentialsError(
   ) {
     return new BrokerError(
       'NOT_FOUND',
-      `${ref.label}: ${who} is not in ${filesHint(env)}, or has no credentials there — check the name (aws configure list-profiles)`,
+      `${ref.label}: ${who} is not in ${filesHint(env)}, or has no credentials there`,
+      {
+        fix: 'check the name (aws configure list-profiles)',
+      },
     );
   }
   if (/SSO session|SSO Token|sso login|Token is expired|SSO session token/i.test(message)) {
-    return new BrokerError(
-      'AUTH_REQUIRED',
-      `${ref.label}: the SSO session of ${who} has expired or is missing — run: aws sso login${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''}`,
-    );
+    return new BrokerError('AUTH_REQUIRED', `${ref.label}: the SSO session of ${who} has expired or is missing`, {
+      fix: `run: aws sso login${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''}`,
+    });
   }
   if (/multi-factor authentication/.test(message)) {
-    return new BrokerError(
-      'AUTH_REQUIRED',
-      `${ref.label}: ${who} needs an MFA code and the daemon cannot prompt — use an SSO profile, or a credential_process that caches its session`,
-    );
+    return new BrokerError('AUTH_REQUIRED', `${ref.label}: ${who} needs an MFA code and the daemon cannot prompt`, {
+      fix: 'use an SSO profile, or a credential_process that caches its session',
+    });
   }
   if (/credential_process returned expired credentials/.test(message)) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `${ref.label}: the credential_process of ${who} returned expired credentials — ${refreshHint(ref)}`,
+      `${ref.label}: the credential_process of ${who} returned expired credentials`,
+      {
+        fix: refreshHint(ref),
+      },
     );
   }
   if (/credential_process|Command failed/.test(message)) {
     return new BrokerError(
       'SOURCE_ERROR',
-      `${ref.label}: the credential_process of ${who} failed or printed no valid credentials — run it by hand to see why`,
+      `${ref.label}: the credential_process of ${who} failed or printed no valid credentials`,
+      { fix: 'run it by hand to see why' },
     );
   }
   if (/Could not load credentials from any providers|EC2 Instance Metadata Service access disabled/.test(message)) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `${ref.label}: the AWS SDK found no credentials (environment, SSO, ${filesHint(env)}, credential_process, web identity, instance metadata) — run aws configure or aws sso login, or name a profile: aws-credentials://PROFILE`,
+      `${ref.label}: the AWS SDK found no credentials (environment, SSO, ${filesHint(env)}, credential_process, web identity, instance metadata)`,
+      { fix: 'run aws configure or aws sso login, or name a profile: aws-credentials://PROFILE' },
     );
   }
   if (
@@ -364,10 +367,9 @@ export function translateAwsCredentialsError(
       message,
     )
   ) {
-    return new BrokerError(
-      'SOURCE_ERROR',
-      `${ref.label}: ${who} is misconfigured in ${filesHint(env)} (check it with: aws configure list${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''})`,
-    );
+    return new BrokerError('SOURCE_ERROR', `${ref.label}: ${who} is misconfigured in ${filesHint(env)}`, {
+      fix: `check it with: aws configure list${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''}`,
+    });
   }
   return new BrokerError(
     'SOURCE_ERROR',

@@ -130,10 +130,9 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
   }
   if (isRegionMissing(err)) {
     return {
-      error: new BrokerError(
-        'CONFIG_INVALID',
-        `${ctx.label}: no AWS region — add ?region=… to the source, set region in the aws: block, set AWS_REGION for the daemon, or give the profile a region in ~/.aws/config${ctx.env.AWS_DEFAULT_REGION ? ' (AWS_DEFAULT_REGION is set, but the JavaScript SDK reads only AWS_REGION)' : ''}`,
-      ),
+      error: new BrokerError('CONFIG_INVALID', `${ctx.label}: no AWS region`, {
+        fix: `add ?region=… to the source, set region in the aws: block, set AWS_REGION for the daemon, or give the profile a region in ~/.aws/config${ctx.env.AWS_DEFAULT_REGION ? ' (AWS_DEFAULT_REGION is set, but the JavaScript SDK reads only AWS_REGION)' : ''}`,
+      }),
       kind: 'other',
     };
   }
@@ -141,9 +140,9 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
   const service = (
     code: ConstructorParameters<typeof BrokerError>[0],
     message: string,
-    transient?: boolean,
+    fix?: string,
   ): TranslatedError => ({
-    error: new BrokerError(code, message, { status: name, ...(transient !== undefined && { transient }) }),
+    error: new BrokerError(code, message, { status: name, fix }),
     kind: 'service',
   });
   switch (true) {
@@ -156,28 +155,33 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
             : '';
       return service(
         'NOT_FOUND',
-        `${ctx.label}: secret "${ctx.secretId}"${version} does not exist ${where} — check the name, the region and the account the credentials belong to`,
+        `${ctx.label}: secret "${ctx.secretId}"${version} does not exist ${where}`,
+        'check the name, the region and the account the credentials belong to',
       );
     }
     case name === 'AccessDeniedException':
       return service(
         'PERMISSION_DENIED',
-        `${ctx.label}: access denied reading secret "${ctx.secretId}" ${where} — the caller needs secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key if that is a customer managed key)`,
+        `${ctx.label}: access denied reading secret "${ctx.secretId}" ${where}`,
+        'the caller needs secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key if that is a customer managed key)',
       );
     case name === 'DecryptionFailure':
       return service(
         'PERMISSION_DENIED',
-        `${ctx.label}: Secrets Manager could not decrypt secret "${ctx.secretId}" ${where} — the caller needs kms:Decrypt on the secret's KMS key, and the key must be enabled`,
+        `${ctx.label}: Secrets Manager could not decrypt secret "${ctx.secretId}" ${where}`,
+        "the caller needs kms:Decrypt on the secret's KMS key, and the key must be enabled",
       );
     case name === 'InvalidRequestException':
       return service(
         'SOURCE_ERROR',
-        `${ctx.label}: Secrets Manager refused to read secret "${ctx.secretId}" ${where} (InvalidRequestException) — it is probably scheduled for deletion (restore it with: aws secretsmanager restore-secret --secret-id ${ctx.secretId})`,
+        `${ctx.label}: Secrets Manager refused to read secret "${ctx.secretId}" ${where} (InvalidRequestException)`,
+        `it is probably scheduled for deletion (restore it with: aws secretsmanager restore-secret --secret-id ${ctx.secretId})`,
       );
     case name === 'InvalidParameterException':
       return service(
         'CONFIG_INVALID',
-        `${ctx.label}: Secrets Manager says a parameter is invalid (InvalidParameterException) — check the secret id, versionStage and versionId`,
+        `${ctx.label}: Secrets Manager says a parameter is invalid (InvalidParameterException)`,
+        'check the secret id, versionStage and versionId',
       );
     case THROTTLING.has(name) || status === 429: {
       // The SDK has already retried (within the profile timeout); what the last answer asked for
@@ -199,13 +203,15 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     case SERVER.has(name) || (status !== undefined && status >= 500):
       return service(
         'UNAVAILABLE',
-        `${ctx.label}: Secrets Manager had a server error ${where} (${name}${status ? `, HTTP ${status}` : ''}) — it was retried; try again later`,
+        `${ctx.label}: Secrets Manager had a server error ${where} (${name}${status ? `, HTTP ${status}` : ''}) and it was retried`,
+        'try again later',
       );
     case UNKNOWN_KEY.has(name):
       return {
         ...service(
           'AUTH_REQUIRED',
-          `${ctx.label}: AWS does not recognise the access key ${credentialSourceText(ctx)} (${name}) — the credentials are wrong, deleted or for another partition; check them with: aws sts get-caller-identity${profileFlag(ctx)}`,
+          `${ctx.label}: AWS does not recognise the access key ${credentialSourceText(ctx)} (${name}): the credentials are wrong, deleted or for another partition`,
+          `check them with: aws sts get-caller-identity${profileFlag(ctx)}`,
         ),
         kind: 'credentials',
       };
@@ -213,7 +219,8 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
       return {
         ...service(
           'AUTH_REQUIRED',
-          `${ctx.label}: AWS rejected the request signature ${credentialSourceText(ctx)} (${name}) — the secret access key does not match the access key id; fix the credentials`,
+          `${ctx.label}: AWS rejected the request signature ${credentialSourceText(ctx)} (${name}): the secret access key does not match the access key id`,
+          'fix the credentials',
         ),
         kind: 'credentials',
       };
@@ -222,8 +229,11 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
         ...service(
           'AUTH_REQUIRED',
           name === 'RequestExpired'
-            ? `${ctx.label}: AWS says the request expired (RequestExpired) — check this machine's clock`
-            : `${ctx.label}: the AWS session credentials ${credentialSourceText(ctx)} have expired (${name}) — refresh them (for an SSO profile run: aws sso login${profileFlag(ctx)})`,
+            ? `${ctx.label}: AWS says the request expired (RequestExpired)`
+            : `${ctx.label}: the AWS session credentials ${credentialSourceText(ctx)} have expired (${name})`,
+          name === 'RequestExpired'
+            ? "check this machine's clock"
+            : `refresh them (for an SSO profile run: aws sso login${profileFlag(ctx)})`,
         ),
         kind: 'credentials',
       };
@@ -236,8 +246,8 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     return {
       error: new BrokerError(
         'UNAVAILABLE',
-        `${ctx.label}: could not reach Secrets Manager ${endpointText(ctx)} (${errno ?? name}) — check the network${ctx.endpoint ? ' and the endpoint setting' : ''}`,
-        { status: errno ?? name },
+        `${ctx.label}: could not reach Secrets Manager ${endpointText(ctx)} (${errno ?? name})`,
+        { status: errno ?? name, fix: `check the network${ctx.endpoint ? ' and the endpoint setting' : ''}` },
       ),
       kind: 'network',
     };
@@ -286,15 +296,15 @@ export async function credentialChainError(
   if ((info.sso || ssoLoginHint) && !ssoConfigProblem && message !== NO_CREDENTIALS) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `${ctx.label}: AWS profile "${profile}" signs in with IAM Identity Center (SSO) and has no valid login — run: aws sso login --profile ${profile}`,
-      { status },
+      `${ctx.label}: AWS profile "${profile}" signs in with IAM Identity Center (SSO) and has no valid login`,
+      { status, fix: `run: aws sso login --profile ${profile}` },
     );
   }
   if (info.sso && ssoConfigProblem) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `${ctx.label}: the SSO settings of AWS profile "${profile}" in ${info.configFile} are incomplete — it needs sso_session (or sso_start_url and sso_region), sso_account_id and sso_role_name; run: aws configure sso --profile ${profile}`,
-      { status },
+      `${ctx.label}: the SSO settings of AWS profile "${profile}" in ${info.configFile} are incomplete: it needs sso_session (or sso_start_url and sso_region), sso_account_id and sso_role_name`,
+      { status, fix: `run: aws configure sso --profile ${profile}` },
     );
   }
   if (message === NO_CREDENTIALS || (named && !info.inConfig && !info.inCredentials)) {
@@ -315,16 +325,15 @@ export async function credentialChainError(
     else if (ctx.env.AWS_EC2_METADATA_DISABLED && ctx.env.AWS_EC2_METADATA_DISABLED !== 'false')
       tried.push('EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)');
     else tried.push('EC2 instance metadata (no answer)');
-    return new BrokerError(
-      'AUTH_REQUIRED',
-      `${ctx.label}: no AWS credentials found — tried ${tried.join('; ')}. Run aws configure or aws sso login, or name a profile in the aws: block`,
-      { status },
-    );
+    return new BrokerError('AUTH_REQUIRED', `${ctx.label}: no AWS credentials found (tried ${tried.join('; ')})`, {
+      status,
+      fix: 'run aws configure or aws sso login, or name a profile in the aws: block',
+    });
   }
   return new BrokerError(
     'AUTH_REQUIRED',
-    `${ctx.label}: could not get AWS credentials for profile "${profile}" (${status}) — check them with: aws sts get-caller-identity --profile ${profile}`,
-    { status },
+    `${ctx.label}: could not get AWS credentials for profile "${profile}" (${status})`,
+    { status, fix: `check them with: aws sts get-caller-identity --profile ${profile}` },
   );
 }
 

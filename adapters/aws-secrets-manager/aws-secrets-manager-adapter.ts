@@ -31,7 +31,7 @@ import type {
   ServiceOutputTypes,
 } from '@aws-sdk/client-secrets-manager';
 import type { DeserializeMiddleware } from '@smithy/types';
-import { abortable, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
+import { abortable, isLocked, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { credentialChainError, describeAwsError, translateSecretsManagerError } from './aws-error-translator.js';
@@ -81,7 +81,8 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
         init.log.error(describeAwsError(err), 'could not load the AWS SDK');
         throw new BrokerError(
           'CONFIG_INVALID',
-          'aws-sm: the AWS SDK (@aws-sdk/client-secrets-manager) could not be loaded — is the install complete? try: npm ci',
+          'aws-sm: the AWS SDK (@aws-sdk/client-secrets-manager) could not be loaded',
+          { fix: 'is the install complete? try: npm ci' },
         );
       },
     );
@@ -165,8 +166,16 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
     kind: 'aws-sm',
 
     parse(uri, options) {
-      const ref = parseSecretUri(uri);
+      let ref = parseSecretUri(uri);
       const settings = { ...topLevel, ...parseAwsSettings(options.overrides, "this profile's aws: block") };
+      if (ref.regionFrom === 'query' && isLocked(options, 'region')) {
+        const { region, regionFrom: _from, ...rest } = ref;
+        ref = rest;
+        options.warn?.(
+          `?region=${region} is ignored: aws.region is locked by ${options.locked!.by}` +
+            (settings.region ? ` (${settings.region})` : ''),
+        );
+      }
       return { ...ref, settings, label: labelFor(ref, settings) };
     },
 
@@ -306,20 +315,27 @@ function jsonField(text: string, key: string, ref: AwsSmRef): string {
     // JSON.parse's message quotes the text around the fault: the secret. Say only what to do.
     throw new BrokerError(
       'INVALID_VALUE',
-      `${ref.label}: the secret is not JSON, so key "${key}" cannot be read from it — drop "#${key}" to use the whole secret`,
+      `${ref.label}: the secret is not JSON, so key "${key}" cannot be read from it`,
+      {
+        fix: `drop "#${key}" to use the whole secret`,
+      },
     );
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new BrokerError(
       'INVALID_VALUE',
-      `${ref.label}: the secret is JSON but not an object, so key "${key}" cannot be read from it — drop "#${key}" to use the whole secret`,
+      `${ref.label}: the secret is JSON but not an object, so key "${key}" cannot be read from it`,
+      { fix: `drop "#${key}" to use the whole secret` },
     );
   }
   if (!Object.prototype.hasOwnProperty.call(data, key)) {
     // The other keys are not listed: key names are part of the secret's content.
     throw new BrokerError(
       'NOT_FOUND',
-      `${ref.label}: the secret's JSON has no key "${key}" (keys are case-sensitive) — see its keys with: aws secretsmanager get-secret-value --secret-id ${ref.secretId} --query SecretString`,
+      `${ref.label}: the secret's JSON has no key "${key}" (keys are case-sensitive)`,
+      {
+        fix: `see its keys with: aws secretsmanager get-secret-value --secret-id ${ref.secretId} --query SecretString`,
+      },
     );
   }
   const field = (data as Record<string, unknown>)[key];

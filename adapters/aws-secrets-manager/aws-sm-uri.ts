@@ -13,6 +13,8 @@ export interface SecretRef {
   secretId: string;
   /** From ?region= or the ARN; otherwise the aws: block and the SDK decide. */
   region?: string;
+  /** Where `region` came from: an ARN's region is part of the secret's identity, ?region= is a setting. */
+  regionFrom?: 'query' | 'arn';
   versionStage?: string;
   versionId?: string;
   /** Read this top-level key of a JSON secret instead of the whole SecretString. */
@@ -81,8 +83,13 @@ export function parseSecretUri(uri: string): SecretRef {
       throw invalid(`?region=${params.region} contradicts the ARN, which is in ${arnRegion}: drop ?region=`);
     }
   }
-  const region = params.region ?? arnRegion;
-  if (region !== undefined) ref.region = region;
+  if (arnRegion !== undefined) {
+    ref.region = arnRegion;
+    ref.regionFrom = 'arn';
+  } else if (params.region !== undefined) {
+    ref.region = params.region;
+    ref.regionFrom = 'query';
+  }
 
   if (params.versionStage !== undefined && params.versionId !== undefined) {
     throw invalid('give versionStage or versionId, not both');

@@ -6,7 +6,7 @@
 //
 // Options: none. The daemon reads its environment at each fetch; a service started by systemd or
 // launchd sees only the variables its unit sets (Environment= / EnvironmentVariables).
-import type { Adapter, AdapterInit, FetchResult } from '../../src/adapter.js';
+import { ENV_VAR_NAME, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 
@@ -14,14 +14,12 @@ interface EnvRef {
   name: string;
 }
 
-const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 export function createAdapter(init: AdapterInit): Adapter<EnvRef> {
   return {
     kind: 'env',
     parse(uri) {
       const name = uri.slice('env:'.length);
-      if (!NAME.test(name)) {
+      if (!ENV_VAR_NAME.test(name)) {
         throw new BrokerError(
           'CONFIG_INVALID',
           'not a valid env source: write env:NAME, where NAME is a variable name such as ANTHROPIC_API_KEY',

@@ -21,11 +21,26 @@
 // `value` (a non-empty string) is required; `expiresAt` (RFC 3339 with a time zone) is optional
 // and caps how long the cache keeps and serves the value. Anything else is refused, and no
 // message ever quotes the output (it holds the secret).
+//
+// The variables that env: profiles read are other keys: the command runs without them, unless
+// an exec: block (top level, or the profile's own, which replaces it) lets some through:
+//
+//     work:
+//       source: exec:my-helper
+//       exec:
+//         passEnv: [ANTHROPIC_API_KEY]
 import { isUtf8 } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import type { Adapter, AdapterInit, FetchContext, FetchResult, OutputFormat } from '../../src/adapter.js';
+import {
+  ENV_VAR_NAME,
+  type Adapter,
+  type AdapterInit,
+  type FetchContext,
+  type FetchResult,
+  type OutputFormat,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { redactText, SecretValue } from '../../src/secret.js';
 
@@ -33,6 +48,12 @@ interface ExecRef {
   command: string;
   label: string;
   output: OutputFormat;
+  /** Variables the command runs without: other profiles' env: variables not in passEnv. */
+  withheld: string[];
+}
+
+interface ExecSettings {
+  passEnv?: string[];
 }
 
 const MAX_STDOUT_BYTES = 64 * 1024;
@@ -51,10 +72,14 @@ export function createAdapter(init: AdapterInit): Adapter<ExecRef> {
           `"exec:" needs a command, e.g. exec:op read op://Private/Anthropic/credential`,
         );
       }
-      return { command, label: labelFor(command), output: options.output ?? 'text' };
+      const top = parseExecSettings(init.settings, 'the top-level exec: block');
+      const own = parseExecSettings(options.overrides, "this profile's exec: block");
+      const passEnv = own.passEnv ?? top.passEnv ?? [];
+      const withheld = (options.secretEnv ?? []).filter((name) => !passEnv.includes(name));
+      return { command, label: labelFor(command), output: options.output ?? 'text', withheld };
     },
     describe: (ref) => ref.label,
-    fetch: (ref, ctx) => runCommand(ref, ctx, init.env, cwd),
+    fetch: (ref, ctx) => runCommand(ref, ctx, withoutVariables(init.env, ref.withheld), cwd),
     async close() {},
   };
 }
@@ -125,6 +150,27 @@ function signalProcs(procs: readonly Proc[], signal: NodeJS.Signals): void {
       // gone meanwhile
     }
   }
+}
+
+function parseExecSettings(raw: unknown, where: string): ExecSettings {
+  if (raw === undefined || raw === null) return {};
+  const invalid = (what: string): BrokerError => new BrokerError('CONFIG_INVALID', `${where}: ${what}`);
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid('must be a mapping with passEnv');
+  const unknown = Object.keys(raw).filter((k) => k !== 'passEnv');
+  if (unknown.length > 0) throw invalid(`unknown key "${unknown[0]}" — known keys: passEnv`);
+  const { passEnv } = raw as { passEnv?: unknown };
+  if (passEnv === undefined) return {};
+  if (!Array.isArray(passEnv) || !passEnv.every((v) => typeof v === 'string' && ENV_VAR_NAME.test(v))) {
+    throw invalid('passEnv must be a list of environment variable names, e.g. [ANTHROPIC_API_KEY]');
+  }
+  return { passEnv: passEnv as string[] };
+}
+
+function withoutVariables(env: NodeJS.ProcessEnv, names: readonly string[]): NodeJS.ProcessEnv {
+  if (names.length === 0) return env;
+  const out = { ...env };
+  for (const name of names) delete out[name];
+  return out;
 }
 
 function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd: string): Promise<FetchResult> {
@@ -216,11 +262,10 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
           const firstLine = firstStderrLine(Buffer.concat(err));
           reject(
             code === 127
-              ? new BrokerError(
-                  'NOT_FOUND',
-                  `${ref.label}: command not found (exit 127) — is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
-                  { status: code },
-                )
+              ? new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127)`, {
+                  status: code,
+                  fix: `is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
+                })
               : new BrokerError(
                   'PERMISSION_DENIED',
                   `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`,
@@ -271,10 +316,9 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})
  */
 export function parseJsonOutput(text: string, label: string): FetchResult {
   const wrong = (what: string): BrokerError =>
-    new BrokerError(
-      'INVALID_VALUE',
-      `${label} (output: json) ${what} — it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}`,
-    );
+    new BrokerError('INVALID_VALUE', `${label} (output: json) ${what}`, {
+      fix: 'it must print one JSON object like {"value": "…", "expiresAt": "2026-01-01T00:00:00Z"}',
+    });
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -17,7 +17,7 @@ import {
   type FetchResult,
 } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
-import { SecretValue } from '../../src/secret.js';
+import { SecretValue, withoutTrailingNewline } from '../../src/secret.js';
 
 interface FileRef {
   path: string;
@@ -47,10 +47,7 @@ export function createAdapter(init: AdapterInit): Adapter<FileRef> {
         if (err instanceof BrokerError) throw err;
         throw translateFileError(err, ref.path);
       }
-      let end = bytes.length;
-      if (end > 0 && bytes[end - 1] === 0x0a) end--;
-      if (end > 0 && bytes[end - 1] === 0x0d) end--;
-      const value = SecretValue.fromBytes(bytes.subarray(0, end));
+      const value = SecretValue.fromBytes(withoutTrailingNewline(bytes));
       bytes.fill(0);
       return { value };
     },
@@ -63,10 +60,9 @@ export function translateFileError(err: unknown, filePath: string): BrokerError 
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return new BrokerError(
-        'NOT_FOUND',
-        `${filePath} does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' > ${filePath})`,
-      );
+      return new BrokerError('NOT_FOUND', `${filePath} does not exist`, {
+        fix: `create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' > ${filePath})`,
+      });
     case 'EACCES':
     case 'EPERM':
       return new BrokerError('PERMISSION_DENIED', `cannot read ${filePath}: permission denied`);

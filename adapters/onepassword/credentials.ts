@@ -55,19 +55,19 @@ export function resolveCredential(settings: CredentialSettings, env: NodeJS.Proc
   }
 }
 
-/** How to authenticate, for a profile that has no credential. */
-export function noCredentialMessage(spec: Extract<CredentialSpec, { kind: 'none' }>): string {
+/** What is missing and how to authenticate, for a profile that has no credential. */
+export function noCredentialError(spec: Extract<CredentialSpec, { kind: 'none' }>): { message: string; fix: string } {
   const serviceAccount = `set ${TOKEN_ENV} in the daemon's environment (or tokenFile: in the onepassword: block) to a service account token`;
   const desktop = `set ${ACCOUNT_ENV} (or account: in the onepassword: block) to your account name as the 1Password app shows it, and turn on Settings > Developer > "Integrate with other apps" in the app`;
   const tail =
-    ' — a daemon started by systemd or launchd sees only the variables its unit sets; restart it after changing them';
+    '; a daemon started by systemd or launchd sees only the variables its unit sets, so restart it after changing them';
   switch (spec.wanted) {
     case 'service-account':
-      return `no 1Password service account token (auth: service-account): ${serviceAccount}${tail}`;
+      return { message: 'no 1Password service account token (auth: service-account)', fix: `${serviceAccount}${tail}` };
     case 'desktop':
-      return `no 1Password account for the desktop app (auth: desktop): ${desktop}${tail}`;
+      return { message: 'no 1Password account for the desktop app (auth: desktop)', fix: `${desktop}${tail}` };
     default:
-      return `no 1Password credentials: ${serviceAccount}, or ${desktop}${tail}`;
+      return { message: 'no 1Password credentials', fix: `${serviceAccount}, or ${desktop}${tail}` };
   }
 }
 
@@ -132,10 +132,9 @@ function tokenFileError(err: unknown, written: string): BrokerError {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return new BrokerError(
-        'AUTH_REQUIRED',
-        `token file ${written} does not exist — write your service account token there: (umask 077; printf '%s\\n' 'ops_…' > ${written})`,
-      );
+      return new BrokerError('AUTH_REQUIRED', `token file ${written} does not exist`, {
+        fix: `write your service account token there: (umask 077; printf '%s\\n' 'ops_…' > ${written})`,
+      });
     case 'EACCES':
     case 'EPERM':
       return new BrokerError('PERMISSION_DENIED', `cannot read token file ${written}: permission denied`);

@@ -42,25 +42,24 @@ export function translateSdkError(err: unknown, sdk: SdkErrors, cred: Credential
   if (err instanceof sdk.DesktopSessionExpiredError) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `the 1Password app session for ${cred.label} has ended (the app locked or signed out): ${SIGN_IN_DESKTOP(cred.account ?? '')}`,
-      { status: 'DesktopSessionExpired' },
+      `the 1Password app session for ${cred.label} has ended (the app locked or signed out)`,
+      { status: 'DesktopSessionExpired', fix: SIGN_IN_DESKTOP(cred.account ?? '') },
     );
   }
   if (err instanceof sdk.AuthExpiredError) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `1Password no longer accepts the ${cred.label} (authorisation expired or revoked): ${signInAgain(cred)}`,
-      { status: 'AuthExpired' },
+      `1Password no longer accepts the ${cred.label} (authorisation expired or revoked)`,
+      { status: 'AuthExpired', fix: signInAgain(cred) },
     );
   }
   const text = messageOf(err);
   if (/rate limit exceeded|too many requests/i.test(text)) return rateLimited(cred, name);
   if (/DesktopSessionExpired/.test(text)) {
-    return new BrokerError(
-      'AUTH_REQUIRED',
-      `the 1Password app session for ${cred.label} has ended: ${SIGN_IN_DESKTOP(cred.account ?? '')}`,
-      { status: 'DesktopSessionExpired' },
-    );
+    return new BrokerError('AUTH_REQUIRED', `the 1Password app session for ${cred.label} has ended`, {
+      status: 'DesktopSessionExpired',
+      fix: SIGN_IN_DESKTOP(cred.account ?? ''),
+    });
   }
   if (/native library is not available|desktop application not found|unsupported platform/i.test(text)) {
     return new BrokerError(
@@ -72,8 +71,8 @@ export function translateSdkError(err: unknown, sdk: SdkErrors, cred: Credential
   if (/service account token|throttle token|one authentication method/i.test(text)) {
     return new BrokerError(
       'AUTH_REQUIRED',
-      `1Password refused the ${cred.label}: it is not a valid service account token — copy it again from 1Password (or ${signInAgain(cred)})`,
-      { status: name },
+      `1Password refused the ${cred.label}: it is not a valid service account token`,
+      { status: name, fix: `copy it again from 1Password (or ${signInAgain(cred)})` },
     );
   }
   if (
@@ -81,8 +80,9 @@ export function translateSdkError(err: unknown, sdk: SdkErrors, cred: Credential
       text,
     )
   ) {
-    return new BrokerError('AUTH_REQUIRED', `1Password did not accept the ${cred.label}: ${signInAgain(cred)}`, {
+    return new BrokerError('AUTH_REQUIRED', `1Password did not accept the ${cred.label}`, {
       status: name,
+      fix: signInAgain(cred),
     });
   }
   if (/right permissions|forbidden/i.test(text)) {
@@ -154,11 +154,10 @@ export function translateReferenceError(
   const useId = 'use its ID instead of its name in the reference';
   switch (type) {
     case 'vaultNotFound':
-      return new BrokerError(
-        'NOT_FOUND',
-        `${description}: the ${cred.label} sees no vault "${parts.vault}" — check the name (a service account sees only the vaults it was granted)`,
-        { status },
-      );
+      return new BrokerError('NOT_FOUND', `${description}: the ${cred.label} sees no vault "${parts.vault}"`, {
+        status,
+        fix: 'check the name (a service account sees only the vaults it was granted)',
+      });
     case 'itemNotFound':
       return new BrokerError('NOT_FOUND', `${description}: no item "${parts.item}" ${inVault}`, { status });
     case 'noMatchingSections':

@@ -42,7 +42,7 @@ import {
   type OnePasswordClient,
   type Sdk,
 } from './client-factory.js';
-import { noCredentialMessage, readServiceAccountToken, resolveCredential, type CredentialSpec } from './credentials.js';
+import { noCredentialError, readServiceAccountToken, resolveCredential, type CredentialSpec } from './credentials.js';
 import { errorName, translateReferenceError, translateSdkError, type CredentialContext } from './error-translator.js';
 import { ReadBudget } from './read-budget.js';
 import { abortError, ResolveBatcher } from './resolve-batcher.js';
@@ -166,7 +166,10 @@ class OnePasswordAdapter implements Adapter<OpRef> {
     if (this.#closed) throw this.#closed;
     if (ctx.signal.aborted) throw abortError(ctx.signal);
     const spec = ref.credential;
-    if (spec.kind === 'none') throw new BrokerError('AUTH_REQUIRED', `${ref.reference}: ${noCredentialMessage(spec)}`);
+    if (spec.kind === 'none') {
+      const { message, fix } = noCredentialError(spec);
+      throw new BrokerError('AUTH_REQUIRED', `${ref.reference}: ${message}`, { fix });
+    }
     const sdk = await loadSdk();
     let outcome: Outcome;
     let slot: ClientSlot;
@@ -349,8 +352,11 @@ class OnePasswordAdapter implements Adapter<OpRef> {
             slot.cred.kind === 'desktop'
               ? new BrokerError(
                   'AUTH_REQUIRED',
-                  `the 1Password app did not authorise keybroker for ${slot.cred.label} within ${formatDuration(this.#clientTimeoutMs)}: unlock 1Password and approve the request, then run: keybroker refresh --all`,
-                  { status: 'timeout' },
+                  `the 1Password app did not authorise keybroker for ${slot.cred.label} within ${formatDuration(this.#clientTimeoutMs)}`,
+                  {
+                    status: 'timeout',
+                    fix: 'unlock 1Password and approve the request, then run: keybroker refresh --all',
+                  },
                 )
               : new BrokerError(
                   'UNAVAILABLE',
@@ -395,11 +401,7 @@ class OnePasswordAdapter implements Adapter<OpRef> {
       // the profile waits at least that long too.
       const pauseMs = slot.budget.noteRateLimited();
       fields.pauseMs = pauseMs;
-      error = new BrokerError(error.code, error.message, {
-        status: error.status,
-        transient: error.transient,
-        retryAfterMs: pauseMs,
-      });
+      error = error.with({ retryAfterMs: pauseMs });
     }
     this.#log.warn(fields, '1Password call failed');
     return error;
@@ -444,8 +446,5 @@ function named(ref: OpRef, err: unknown): BrokerError {
   if (!(err instanceof BrokerError))
     return new BrokerError('SOURCE_ERROR', `${ref.reference}: 1Password failed unexpectedly (${errorName(err)})`);
   if (err.code === 'SHUTTING_DOWN' || err.message.startsWith(ref.reference)) return err;
-  const options: { transient: boolean; status?: string | number; retryAfterMs?: number } = { transient: err.transient };
-  if (err.status !== undefined) options.status = err.status;
-  if (err.retryAfterMs !== undefined) options.retryAfterMs = err.retryAfterMs;
-  return new BrokerError(err.code, `${ref.reference}: ${err.message}`, options);
+  return err.with({ message: `${ref.reference}: ${err.message}` });
 }

@@ -241,8 +241,8 @@ class VaultConnection {
             : 'run vault login';
       throw new BrokerError(
         'AUTH_REQUIRED',
-        `the Vault token from ${source} is invalid or expired (Vault at ${this.#settings.address} refused it): ${fix}`,
-        { status: 403 },
+        `the Vault token from ${source} is invalid or expired (Vault at ${this.#settings.address} refused it)`,
+        { status: 403, fix },
       );
     }
   }

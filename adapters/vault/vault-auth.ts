@@ -84,10 +84,9 @@ export class StaticTokenAuth implements TokenProvider {
     if (this.#source.kind === 'env') {
       const value = this.#env[this.#source.name]?.trim();
       if (!value)
-        throw new BrokerError(
-          'AUTH_REQUIRED',
-          `${this.#source.name} is empty in the daemon's environment: set it, or run vault login (which writes ~/.vault-token)`,
-        );
+        throw new BrokerError('AUTH_REQUIRED', `${this.#source.name} is empty in the daemon's environment`, {
+          fix: 'set it, or run vault login (which writes ~/.vault-token)',
+        });
       return SecretValue.fromString(value);
     }
     return this.#readFile(false);

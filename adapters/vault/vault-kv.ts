@@ -86,10 +86,9 @@ export function extractSecret(body: unknown, loc: KvLocation, label: string): Kv
   if (loc.version === 2) {
     const inner = (outer as { data?: unknown; metadata?: { version?: unknown } } | undefined) ?? undefined;
     if (!isRecord(inner) || !isRecord(inner.data)) {
-      throw new BrokerError(
-        'SOURCE_ERROR',
-        `${label}: Vault's answer has no data.data — is this a KV v2 engine? (if it is KV v1, add ?kv=1)`,
-      );
+      throw new BrokerError('SOURCE_ERROR', `${label}: Vault's answer has no data.data`, {
+        fix: 'is this a KV v2 engine? (if it is KV v1, add ?kv=1)',
+      });
     }
     const version = typeof inner.metadata?.version === 'number' ? inner.metadata.version : undefined;
     return version === undefined
@@ -97,7 +96,7 @@ export function extractSecret(body: unknown, loc: KvLocation, label: string): Kv
       : { data: inner.data, version, leaseSeconds: lease };
   }
   if (!isRecord(outer))
-    throw new BrokerError('SOURCE_ERROR', `${label}: Vault's answer has no data — is this a KV engine?`);
+    throw new BrokerError('SOURCE_ERROR', `${label}: Vault's answer has no data`, { fix: 'is this a KV engine?' });
   return { data: outer, leaseSeconds: lease };
 }
 

@@ -256,10 +256,9 @@ export class AuditLog {
           invalid: 'UNSAFE_PATH',
         });
         if (salt.length === SALT_BYTES) return salt;
-        throw new BrokerError(
-          'UNSAFE_PATH',
-          `audit salt ${file} is ${salt.length} bytes, not ${SALT_BYTES}; remove it and a new one is made (older fingerprints then no longer compare)`,
-        );
+        throw new BrokerError('UNSAFE_PATH', `audit salt ${file} is ${salt.length} bytes, not ${SALT_BYTES}`, {
+          fix: 'remove it and a new one is made (older fingerprints then no longer compare)',
+        });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
@@ -286,6 +285,7 @@ export class AuditLog {
     const message = err instanceof BrokerError ? err.message : `${what}: ${code} (${this.file})`;
     const repeated = this.#lastError?.code === code;
     this.#lastError = { code, message, atMs: this.#now() };
+    if (err instanceof BrokerError && err.fix !== undefined) this.#lastError.fix = err.fix;
     // One warning per kind of failure, not one per flush while the disk stays full.
     if (!repeated)
       this.#log.warn({ file: this.file, code, dropped: this.#dropped }, `${what}: records are being dropped`);
@@ -297,12 +297,13 @@ export function checkPrivate(st: { uid: number; mode: number; isFile(): boolean 
   if (!st.isFile()) throw new BrokerError('UNSAFE_PATH', `${file} is not a regular file`);
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid)
-    throw new BrokerError('UNSAFE_PATH', `${file} is owned by uid ${st.uid}, not by you (uid ${uid}); move it away`);
+    throw new BrokerError('UNSAFE_PATH', `${file} is owned by uid ${st.uid}, not by you (uid ${uid})`, {
+      fix: 'move it away',
+    });
   if ((st.mode & 0o077) !== 0) {
-    throw new BrokerError(
-      'UNSAFE_PATH',
-      `${file} has mode ${formatMode(st.mode)}: others can read who got which key — run: chmod 600 ${file}`,
-    );
+    throw new BrokerError('UNSAFE_PATH', `${file} has mode ${formatMode(st.mode)}: others can read who got which key`, {
+      fix: `run: chmod 600 ${file}`,
+    });
   }
 }
 

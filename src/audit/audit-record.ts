@@ -1,5 +1,5 @@
-// The audit trail's record: one JSON line per get, refresh and rejection — who asked (as the
-// client claims it and, with the hardening addon, as the kernel reports it), from where, which
+// The audit trail's record: one JSON line per get, refresh, rejection and key set — who asked (as
+// the client claims it and, with the hardening addon, as the kernel reports it), from where, which
 // profile (and why that one), what happened, and which version of the key went out. Never a
 // value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
 import path from 'node:path';
@@ -11,8 +11,11 @@ export const AUDIT_FILE = 'audit.jsonl';
 export const AUDIT_PREVIOUS_FILE = `${AUDIT_FILE}.1`;
 export const AUDIT_SALT_FILE = 'audit.salt';
 
-/** How a request ended: served from memory, fetched, refetched after a suspected rejection, stale, or an error. */
-export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'error';
+/**
+ * How a request ended: served from memory, fetched, refetched after a suspected rejection, stale,
+ * a value installed by `keybroker key set` (op set), or an error.
+ */
+export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'installed' | 'error';
 
 /** Which version of a key: the source's own label where it has one, else a salted fingerprint. */
 export interface KeyVersion {
@@ -41,7 +44,7 @@ export type ConsumerRelation = 'peer' | 'ancestor' | 'unrelated' | 'unknown';
 export interface AuditRecord extends KeyVersion {
   /** RFC 3339, UTC, milliseconds. */
   time: string;
-  op: 'get' | 'refresh';
+  op: 'get' | 'refresh' | 'set';
   profile: string;
   chosenBy: ProfileChoice;
   /** The `directories:` entry that chose the profile, as written. */

@@ -111,6 +111,8 @@ export class Broker {
       overrides: profile.overrides,
       profile: profile.name,
       output: profile.output,
+      ...(profile.locked && { locked: profile.locked }),
+      ...(profile.secretEnv && { secretEnv: profile.secretEnv }),
     });
     return new ProfileCache({
       profile,
@@ -173,6 +175,29 @@ export class Broker {
       }
     });
     return { refreshed, failed };
+  }
+
+  /**
+   * Serve `value` for a profile from now on, without a fetch: `keybroker key set` has just stored it
+   * at the profile's source. Only a source that can be written to (the keychain) takes one, and
+   * only when the profile's source is the one the value was stored at — a daemon running another
+   * config for the profile must not serve a value its source does not hold.
+   */
+  install(name: string, source: string, value: SecretValue): { changed: boolean | null } {
+    const cache = this.profile(name);
+    if (!cache.writable) {
+      throw new BrokerError(
+        'BAD_REQUEST',
+        `profile "${name}" reads ${cache.description}, which keybroker cannot write: only keyring: profiles take a value (keybroker key set)`,
+      );
+    }
+    if (cache.profile.source !== source) {
+      throw new BrokerError(
+        'CONFIG_INVALID',
+        `profile "${name}" in the running daemon reads ${cache.description}, not the entry the value was stored at: the config changed since the daemon loaded it — run: keybroker reload`,
+      );
+    }
+    return cache.install(value);
   }
 
   /** Drop the cached values of these profiles from memory now; the next read fetches again. */

@@ -74,28 +74,31 @@ function what(from: ExpirySource): string {
 }
 
 /** A fetch returned a value already past its expiry. */
-export function alreadyExpiredError(profile: string, source: string, expiry: ValueExpiry, t: number): BrokerError {
+export function alreadyExpiredError(source: string, expiry: ValueExpiry, t: number): BrokerError {
   return new BrokerError(
     'EXPIRED',
-    `${source} returned a ${what(expiry.from)} that expired ${formatDuration(t - expiry.at)} ago — make the source hand out a fresh one, then run: keybroker refresh ${profile}`,
-    { transient: true },
+    `${source} returned a ${what(expiry.from)} that expired ${formatDuration(t - expiry.at)} ago`,
+    { transient: true, fix: 'make the source hand out a fresh one' },
   );
 }
 
 /** The cached value has expired and refreshing it failed: say both. */
 export function expiredAndRefreshFailedError(
-  profile: string,
   source: string,
   expiry: ValueExpiry,
   t: number,
   cause: BrokerError,
 ): BrokerError {
-  const options: ConstructorParameters<typeof BrokerError>[2] = { transient: cause.transient };
+  // What fixes the source fixes this: the next read fetches again (nothing expired is kept).
+  const options: ConstructorParameters<typeof BrokerError>[2] = {
+    transient: cause.transient,
+    fix: cause.fix ?? 'fix the source',
+  };
   if (cause.retryAfterMs !== undefined) options.retryAfterMs = cause.retryAfterMs;
   if (cause.status !== undefined) options.status = cause.status;
   return new BrokerError(
     'EXPIRED',
-    `the ${what(expiry.from)} from ${source} expired ${formatDuration(t - expiry.at)} ago and refreshing it failed (${cause.code}: ${cause.message}) — fix the source, then run: keybroker refresh ${profile}`,
+    `the ${what(expiry.from)} from ${source} expired ${formatDuration(t - expiry.at)} ago and refreshing it failed (${cause.code}: ${cause.message})`,
     options,
   );
 }

@@ -10,7 +10,7 @@
 // A value that carries its own expiry (a JWT's exp, FetchResult.expiresAt) shortens all of these
 // so that it is never served at or after that expiry (see expiry.ts).
 import type NodeCache from 'node-cache';
-import { abortable, type Adapter, type FetchReason, type Logger } from '../adapter.js';
+import { abortable, type Adapter, type FetchReason, type FetchResult, type Logger } from '../adapter.js';
 import { deadline, systemClock, type Clock, type ClockTimer } from '../clock.js';
 import type { ResolvedProfile } from '../config/load.js';
 import { REFRESH_AT } from '../config/schema.js';
@@ -171,6 +171,11 @@ export class ProfileCache {
     return this.#description;
   }
 
+  /** The source can be written to (the OS keychain), so `key set` may hand the cache a value. */
+  get writable(): boolean {
+    return typeof this.#adapter.store === 'function';
+  }
+
   async get(options: GetOptions = {}): Promise<Served> {
     const t = this.#now();
     this.#lastReadAt = t;
@@ -275,7 +280,9 @@ export class ProfileCache {
   dispose(): void {
     this.#disposed = true;
     this.#timer?.cancel();
-    this.#abort.abort(new BrokerError('SHUTTING_DOWN', `profile "${this.name}" was removed or the daemon is stopping`));
+    this.#abort.abort(
+      new BrokerError('SHUTTING_DOWN', 'the profile was removed or the daemon is stopping', { profile: this.name }),
+    );
     this.#store.del(this.#key);
   }
 
@@ -296,7 +303,7 @@ export class ProfileCache {
     const expiry = this.#valueExpiry;
     const t = this.#now();
     if (!(err instanceof BrokerError) || err.code === 'EXPIRED' || !expiry || t < expiry.at) return err;
-    return expiredAndRefreshFailedError(this.name, this.#description, expiry, t, err);
+    return expiredAndRefreshFailedError(this.#description, expiry, t, err);
   }
 
   #state(entry: CacheEntry | undefined, t: number): ProfileStatus['state'] {
@@ -315,7 +322,7 @@ export class ProfileCache {
       // Every path keeps to staleUntil ≤ expiry; this is the one place that makes it a promise.
       const cause =
         warning ?? this.#lastFetch?.error ?? new BrokerError('SOURCE_ERROR', 'no newer value has been fetched');
-      throw expiredAndRefreshFailedError(this.name, this.#description, entry.expiry, t, cause);
+      throw expiredAndRefreshFailedError(this.#description, entry.expiry, t, cause);
     }
     if (consumer) {
       const detection = this.profile.repeatDetection;
@@ -365,17 +372,17 @@ export class ProfileCache {
     }
     if (record.strikeAt !== undefined && t - record.strikeAt < this.#rejectionWindowMs) {
       this.stats.rejected++;
-      const why = fetchError
-        ? `refreshing it from ${this.#description} failed (${fetchError.message}) — fix the source`
-        : `${this.#description} still returns the same value — rotate it at the source`;
+      const [why, fix] = fetchError
+        ? [`refreshing it from ${this.#description} failed (${fetchError.message})`, fetchError.fix ?? 'fix the source']
+        : [`${this.#description} still returns the same value`, 'rotate it at the source'];
       this.#log.warn(
         { consumer: { pid: consumer.pid, name: consumer.name } },
         'the same value was rejected twice: failing the request',
       );
-      throw new BrokerError(
-        'KEY_REJECTED',
-        `profile "${this.name}": the key was rejected and ${why}, then run: keybroker refresh ${this.name}`,
-      );
+      throw new BrokerError('KEY_REJECTED', `the key was rejected and ${why}`, {
+        profile: this.name,
+        fix: `${fix}, then run: keybroker refresh ${this.name}`,
+      });
     }
     // Unchanged: serve it once more. Claude Code also re-calls the helper when its settings
     // change, so one repeat is not proof of a 401. A strike from an unconfirmed claim is not
@@ -431,7 +438,8 @@ export class ProfileCache {
         return Promise.reject(
           new BrokerError(
             'RATE_LIMITED',
-            `profile "${this.name}": refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)} — reads without --refresh still get the cached value`,
+            `refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)}`,
+            { profile: this.name, fix: 'reads without --refresh still get the cached value' },
           ),
         );
       }
@@ -456,7 +464,7 @@ export class ProfileCache {
   }
 
   async #fetchOnce(reason: FetchReason): Promise<CacheEntry> {
-    if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', `profile "${this.name}" is no longer served`);
+    if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', 'it is no longer served', { profile: this.name });
     this.stats.fetches++;
     const generation = this.#generation;
     const startedAt = this.#now();
@@ -467,65 +475,33 @@ export class ProfileCache {
       () =>
         new BrokerError(
           'TIMEOUT',
-          `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck — check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})`,
+          `${this.#description} did not answer within ${formatDuration(this.profile.timeoutMs)} (the profile's timeout): the source is slow or stuck`,
+          { fix: `check it, or raise timeout: for this profile (at most ${formatDuration(MAX_PROFILE_TIMEOUT_MS)})` },
         ),
     );
     const signal = AbortSignal.any([timeout.signal, this.#abort.signal]);
     try {
       const pending = this.#adapter.fetch(this.#ref, { signal, profile: this.name, reason, log: this.#log });
       const result = await abortable(pending, signal);
-      if (result.value.byteLength === 0)
-        throw new BrokerError('INVALID_VALUE', `${this.#description} returned an empty value`);
-      if (!result.value.isText())
-        throw new BrokerError('INVALID_VALUE', `${this.#description} returned bytes that are not UTF-8 text`);
-      const lines = result.value.lineCount();
-      if (lines > 1 && !this.profile.multiline) {
-        // Claude Code would send every line as the key; a second line is almost always a command
-        // that also printed a notice or a prompt on stdout.
-        throw new BrokerError(
-          'INVALID_VALUE',
-          `${this.#description} returned ${lines} lines, and a key is one line — make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)`,
-        );
-      }
+      this.#checkValue(result.value, 'returned');
       const t = this.#now();
-      const expiry = expiryOf(result.value, result);
-      if (expiry && expiry.at <= t) throw alreadyExpiredError(this.name, this.#description, expiry, t);
-      let ttl = this.profile.ttlMs;
-      if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs))
-        ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
-      this.#served?.add(result.value);
-      const { freshUntil, staleUntil } = entryTimes(t, ttl, this.profile.maxStaleMs, expiry);
-      const previous = this.#entry();
-      const entry: CacheEntry = {
-        value: result.value,
-        fetchedAt: t,
-        freshUntil,
-        staleUntil,
-        version: result.version,
-        expiry,
-      };
+      const { entry, changed } = this.#entryOf(result, t);
       if (generation !== this.#generation) {
         this.#log.info({ reason, ms: t - startedAt }, 'fetched after a forget: answering its waiters, not keeping it');
         return entry;
       }
-      this.#store.set(this.#key, entry, (staleUntil - t) / 1000);
-      this.#failures = 0;
-      this.#retryAfter = -Infinity;
-      this.#rateLimitedUntil = -Infinity;
-      this.#valueExpiry = expiry;
-      this.#lastFetch = { startedAt, endedAt: t, entry };
+      this.#keep(entry, startedAt);
       this.#log.info(
         {
           reason,
           ms: t - startedAt,
-          ttlMs: freshUntil - t,
-          changed: previous ? !previous.value.equals(result.value) : null,
+          ttlMs: entry.freshUntil - t,
+          changed,
           version: result.version,
-          ...(expiry && { expiresInMs: expiry.at - t, expiryFrom: expiry.from }),
+          ...(entry.expiry && { expiresInMs: entry.expiry.at - t, expiryFrom: entry.expiry.from }),
         },
         'fetched',
       );
-      this.#scheduleRefreshAhead(entry);
       return entry;
     } catch (err) {
       const error = this.#toBrokerError(err);
@@ -556,6 +532,73 @@ export class ProfileCache {
   }
 
   /**
+   * Serve `value` from now on, as if the source had just returned it: `keybroker key set` wrote it
+   * there and hands it over, so no fetch is spent (nor the forced-fetch limit). A fetch already
+   * running started before the value changed: it still answers its waiters but is not kept.
+   */
+  install(value: SecretValue): { changed: boolean | null } {
+    if (this.#disposed) throw new BrokerError('SHUTTING_DOWN', `profile "${this.name}" is no longer served`);
+    this.#checkValue(value, 'was given');
+    const t = this.#now();
+    const { entry, changed } = this.#entryOf({ value }, t);
+    this.#generation++;
+    this.#keep(entry, t);
+    this.#log.info({ ttlMs: entry.freshUntil - t, changed }, 'value installed (key set): no fetch');
+    return { changed };
+  }
+
+  /** A value the cache may hold: text, not empty, one line unless the profile says multiline. */
+  #checkValue(value: SecretValue, verb: 'returned' | 'was given'): void {
+    if (value.byteLength === 0) throw new BrokerError('INVALID_VALUE', `${this.#description} ${verb} an empty value`);
+    if (!value.isText())
+      throw new BrokerError('INVALID_VALUE', `${this.#description} ${verb} bytes that are not UTF-8 text`);
+    const lines = value.lineCount();
+    if (lines > 1 && !this.profile.multiline) {
+      // Claude Code would send every line as the key; a second line is almost always a command
+      // that also printed a notice or a prompt on stdout.
+      throw new BrokerError('INVALID_VALUE', `${this.#description} ${verb} ${lines} lines, and a key is one line`, {
+        fix: 'make the source print only the key, or set multiline: true on the profile if the value really spans lines (a PEM key, a JSON document)',
+      });
+    }
+  }
+
+  /** The cache entry for a value got at `t`; `changed` compares it with the one held (null: none). */
+  #entryOf(
+    result: Pick<FetchResult, 'value' | 'ttlMs' | 'expiresAt' | 'issuedAt' | 'version'>,
+    t: number,
+  ): { entry: CacheEntry; changed: boolean | null } {
+    const expiry = expiryOf(result.value, result);
+    if (expiry && expiry.at <= t) throw alreadyExpiredError(this.#description, expiry, t);
+    let ttl = this.profile.ttlMs;
+    if (result.ttlMs !== undefined && Number.isFinite(result.ttlMs))
+      ttl = Math.min(ttl, Math.max(result.ttlMs, MIN_TTL_MS));
+    this.#served?.add(result.value);
+    const { freshUntil, staleUntil } = entryTimes(t, ttl, this.profile.maxStaleMs, expiry);
+    const previous = this.#entry();
+    const entry: CacheEntry = {
+      value: result.value,
+      fetchedAt: t,
+      freshUntil,
+      staleUntil,
+      version: result.version,
+      expiry,
+    };
+    return { entry, changed: previous ? !previous.value.equals(result.value) : null };
+  }
+
+  /** Hold `entry` as the current value: the source answers again, refresh-ahead is scheduled. */
+  #keep(entry: CacheEntry, startedAt: number): void {
+    const t = entry.fetchedAt;
+    this.#store.set(this.#key, entry, (entry.staleUntil - t) / 1000);
+    this.#failures = 0;
+    this.#retryAfter = -Infinity;
+    this.#rateLimitedUntil = -Infinity;
+    this.#valueExpiry = entry.expiry;
+    this.#lastFetch = { startedAt, endedAt: t, entry };
+    this.#scheduleRefreshAhead(entry);
+  }
+
+  /**
    * What an adapter threw, fit for a reply, status and the log. Its message may quote a child's
    * stderr or a backend's text, which may hold a value this daemon serves (any profile) or
    * something key-shaped: both are redacted here, the one place every fetch error passes.
@@ -563,9 +606,7 @@ export class ProfileCache {
   #toBrokerError(err: unknown): BrokerError {
     if (err instanceof BrokerError) {
       const message = redactText(err.message, this.#served);
-      return message === err.message
-        ? err
-        : new BrokerError(err.code, message, { transient: err.transient, status: err.status });
+      return message === err.message ? err : err.with({ message });
     }
     // An adapter bug: its message may quote the data it choked on, which may be the secret.
     this.#log.error(describeUnknownError(err), 'adapter threw an unexpected error');

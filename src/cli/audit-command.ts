@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { parseDuration } from '../config/duration.js';
 import { die, table } from './output.js';
+import { renderError } from '../protocol/messages.js';
 
 interface AuditOptions {
   since?: string;
@@ -53,7 +54,7 @@ Examples:
       try {
         result = await readAudit(dir, { sinceMs, profile: opts.profile });
       } catch (err) {
-        if (err instanceof BrokerError) die(err.code, err.message);
+        if (err instanceof BrokerError) die(err.code, renderError(err));
         die('INTERNAL', `cannot read the audit trail in ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
       }
       if (opts.json) {

@@ -1,7 +1,13 @@
 // The CLI's way to the daemon: same protocol client as the shim, with messages that say what to do.
 import { sendRequest } from '../client/client.js';
-import { BUILD_ID, isOtherBuild, otherBuildMessage, VERSION } from '../client/build-info.js';
-import { CLIENT_REPLY_TIMEOUT_MS, type DaemonIdentity, type Reply, type Request } from '../protocol/messages.js';
+import { BUILD_ID, isOtherBuild, otherBuild, VERSION } from '../client/build-info.js';
+import {
+  CLIENT_REPLY_TIMEOUT_MS,
+  renderError,
+  type DaemonIdentity,
+  type Reply,
+  type Request,
+} from '../protocol/messages.js';
 import { resolveSocketPath } from '../client/socket-path.js';
 import { die } from './output.js';
 
@@ -22,7 +28,7 @@ function noticeOtherBuild(reply: Reply): void {
   const client = { version: VERSION, build: BUILD_ID };
   if (!isOtherBuild(client, daemon)) return;
   warnedOtherBuild = true;
-  process.stderr.write(`keybroker: warning: ${otherBuildMessage(client, daemon, process.getuid?.())}\n`);
+  process.stderr.write(`keybroker: warning: ${renderError(otherBuild(client, daemon, process.getuid?.()))}\n`);
 }
 
 export async function callDaemon<T extends Reply>(
@@ -34,13 +40,16 @@ export async function callDaemon<T extends Reply>(
   const reply = await sendRequest(socket.path, request, { timeoutMs });
   if (!reply.ok) {
     if (reply.error.code === 'DAEMON_UNREACHABLE') {
+      const chosen = socket.from === 'default' ? '' : `; socket chosen by ${socket.from}`;
       die(
         'DAEMON_UNREACHABLE',
-        `${reply.error.message} — start it with: keybroker daemon (or install the service: keybroker service install)` +
-          (socket.from === 'default' ? '' : `; socket chosen by ${socket.from}`),
+        renderError({
+          ...reply.error,
+          fix: `start it with: keybroker daemon (or install the service: keybroker service install)${chosen}`,
+        }),
       );
     }
-    die(reply.error.code, reply.error.message);
+    die(reply.error.code, renderError(reply.error));
   }
   noticeOtherBuild(reply);
   return reply as Exclude<T, { ok: false }>;

@@ -21,10 +21,11 @@ One line per check: ok, warn or fail, and the fix. Exits 1 when any check fails.
 Checks: the credential Claude Code will use (cloud provider flags > ANTHROPIC_AUTH_TOKEN >
 ANTHROPIC_API_KEY > apiKeyHelper > CLAUDE_CODE_OAUTH_TOKEN > subscription login), variables that
 shadow the helper (with the shell startup line that sets them), cloud provider flags without
-credentials, a helper only in project settings, the shim path, the helper TTL, the config, which
-profile a session started in this directory gets and why (profile-here: "~/code/acme → work
-(directories: ~/code/acme)"), the socket's permissions, the daemon, each profile (timed), and the
-1Password read budget.
+credentials, a helper only in project settings, the shim path, whether the native shim is built
+here (native-shim, with the command that builds it), the helper TTL, the config, which profile a
+session started in this directory gets and why (profile-here: "~/code/acme → work (directories:
+~/code/acme)"), the socket's permissions, the daemon, each profile (timed), and the 1Password read
+budget.
 
 Examples:
   keybroker doctor
@@ -32,7 +33,10 @@ Examples:
     )
     .action(async (opts: { config?: string; fetch: boolean; json?: boolean }, cmd: Command) => {
       const globals = cmd.optsWithGlobals<{ socket?: string }>();
-      const { renderDoctor, runDoctor } = await import('../integration/doctor.js');
+      const [{ renderDoctor, runDoctor }, { findInstallLayout }] = await Promise.all([
+        import('../integration/doctor.js'),
+        import('../integration/install-layout.js'),
+      ]);
       const checks = await runDoctor({
         env: process.env,
         home: os.homedir(),
@@ -45,6 +49,7 @@ Examples:
         configFlag: opts.config,
         socketFlag: globals.socket,
         fetchProfiles: opts.fetch,
+        install: findInstallLayout(),
       });
       process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderDoctor(checks));
       if (checks.some((c) => c.status === 'fail')) throw new CliExit(1);

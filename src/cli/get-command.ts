@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { buildGetRequest, type GetReply } from '../protocol/messages.js';
+import { buildGetRequest, renderError, type GetReply } from '../protocol/messages.js';
 import { callDaemon } from './client.js';
 
 export function registerGet(program: Command): void {
@@ -27,7 +27,9 @@ Examples:
       );
       if (opts.which) process.stderr.write(`keybroker: profile ${reply.profile} (${whyChosen(reply)})\n`);
       if (reply.stale && reply.warning)
-        process.stderr.write(`keybroker: warning: serving a cached value past its TTL: ${reply.warning.message}\n`);
+        process.stderr.write(
+          `keybroker: warning: serving a cached value past its TTL: ${renderError(reply.warning)}\n`,
+        );
       process.stdout.write(`${reply.value}\n`);
     });
 }

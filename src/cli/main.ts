@@ -2,13 +2,16 @@
 // keybroker: the daemon and the CLI to run, inspect and refresh it.
 import { Command, CommanderError } from 'commander';
 import { BrokerError, resourceError } from '../errors.js';
+import { renderError } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
 import { registerAudit } from './audit-command.js';
+import { registerBuildNative } from './build-native-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
 import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
+import { registerKey } from './key-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
@@ -37,15 +40,18 @@ export function buildProgram(): Command {
   registerRestart(program);
   registerStatus(program);
   registerConfig(program);
+  registerKey(program);
   registerService(program);
   registerSetup(program);
   registerDoctor(program);
+  registerBuildNative(program);
   registerAudit(program);
   program.addHelpText(
     'after',
     `
 Quick start:
   keybroker daemon                 run the daemon (writes a starter config on first run)
+  keybroker key set default        store the key in the OS keychain (a keyring: profile; asks for it)
   keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
   keybroker doctor                 which credential Claude Code will use, and what to fix
   keybroker service install        run the daemon as a systemd user service / launchd agent
@@ -76,7 +82,7 @@ async function main(): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     const known = err instanceof BrokerError ? err : resourceError(err);
     if (known) {
-      process.stderr.write(`keybroker: ${known.message}\n`);
+      process.stderr.write(`keybroker: ${renderError(known)}\n`);
       return known.exitCode;
     }
     process.stderr.write('keybroker: internal error (run with KEYBROKER_LOG_LEVEL=debug for details)\n');

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { RefreshReply } from '../protocol/messages.js';
 import { callDaemon } from './client.js';
 import { CliExit, die } from './output.js';
-import { exitCodeFor } from '../protocol/messages.js';
+import { exitCodeFor, renderError } from '../protocol/messages.js';
 
 export function registerRefresh(program: Command): void {
   program
@@ -19,7 +19,7 @@ export function registerRefresh(program: Command): void {
         : { v: 1 as const, op: 'refresh' as const, profile: profile! };
       const reply = await callDaemon<RefreshReply>(cmd.optsWithGlobals(), request);
       for (const name of reply.refreshed) process.stdout.write(`refreshed ${name}\n`);
-      for (const f of reply.failed) process.stderr.write(`keybroker: ${f.profile}: ${f.error.message}\n`);
+      for (const f of reply.failed) process.stderr.write(`keybroker: ${f.profile}: ${renderError(f.error)}\n`);
       if (reply.failed.length > 0) throw new CliExit(exitCodeFor(reply.failed[0]!.error.code));
     });
 }

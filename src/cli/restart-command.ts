@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { die } from './output.js';
+import { renderError } from '../protocol/messages.js';
 
 const SERVICE_RESTART: Readonly<Record<string, (uid: number) => string[]>> = {
   systemd: () => ['systemctl', '--user', 'restart', 'keybroker.service'],
@@ -62,7 +63,7 @@ Examples:
         const why = await autostart(socket, Date.now() + AUTOSTART_DEADLINE_MS, {
           cli: findInstallLayout().entry,
         }).catch((err: unknown) => {
-          if (err instanceof UnsafeAutostart) die('UNSAFE_PATH', err.message);
+          if (err instanceof UnsafeAutostart) die('UNSAFE_PATH', renderError(err));
           throw err;
         });
         if (why) die('DAEMON_UNREACHABLE', `could not start a new daemon on ${socket}: ${why}`);

@@ -15,6 +15,7 @@ import {
   buildGetRequest,
   CLIENT_REPLY_TIMEOUT_MS,
   exitCodeFor,
+  renderError,
   type ConsumerInfo,
   type Reply,
 } from '../protocol/messages.js';
@@ -139,9 +140,10 @@ async function runWithKeys(input: RunInput): Promise<number> {
     ),
   );
   replies.forEach((reply: Reply, i) => {
-    if (!reply.ok) fail(reply.error.code, reply.error.message);
+    if (!reply.ok) fail(reply.error.code, renderError(reply.error));
     if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', 'the daemon answered without a value');
-    if (reply.stale && reply.warning) say(`warning: serving a cached value past its TTL: ${reply.warning.message}`);
+    if (reply.stale && reply.warning)
+      say(`warning: serving a cached value past its TTL: ${renderError(reply.warning)}`);
     env[bindings[i]!.name] = reply.value;
   });
 

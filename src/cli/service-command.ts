@@ -8,11 +8,13 @@ import { CliExit, die } from './output.js';
 const serviceManager = () => import('../integration/service-manager.js');
 
 async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
-  const [{ findInstallLayout }, { realServiceHost }] = await Promise.all([
+  const [{ findInstallLayout, lastingInstallError }, { realServiceHost }] = await Promise.all([
     import('../integration/install-layout.js'),
     serviceManager(),
   ]);
   const layout = findInstallLayout();
+  const ephemeral = dryRun ? undefined : lastingInstallError(layout, 'the service');
+  if (ephemeral) throw ephemeral;
   if (!dryRun && !fs.existsSync(layout.entry))
     die('USAGE', `${layout.entry} is missing: build keybroker first (npm run build)`);
   return realServiceHost({

@@ -76,7 +76,7 @@ Examples:
         { resolveManagedConfigPath },
         { setupClaude },
         { summarizeConfig, summarizeManagedConfig },
-        { findInstallLayout, helperShim },
+        { findInstallLayout, helperShim, lastingInstallError },
       ] = await Promise.all([
         import('../config/load.js'),
         import('../config/managed.js'),
@@ -85,6 +85,8 @@ Examples:
         import('../integration/install-layout.js'),
       ]);
       const layout = findInstallLayout();
+      const ephemeral = lastingInstallError(layout, `Claude Code's ${HELPER_SETTING[opts.helper]}`);
+      if (ephemeral) throw ephemeral;
       if (!fs.existsSync(layout.shim)) die('USAGE', `${layout.shim} is missing: build keybroker first (npm run build)`);
       const home = os.homedir();
       const managedLocation = opts.managed ? resolveManagedConfigPath() : undefined;

@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { chooseProfile, describeChoice, realDirectory } from '../config/directories.js';
 import { formatDuration } from '../config/duration.js';
-import type { ProfileStatus, StatusReply } from '../protocol/messages.js';
+import { renderError, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
 import { collapseHome } from '../client/socket-path.js';
 import { callDaemon } from './client.js';
 import { table } from './output.js';
@@ -69,7 +69,7 @@ function valueExpiryLabel(p: ProfileStatus): string {
 function lastErrorLabel(p: ProfileStatus): string {
   const limited = p.rateLimitedForMs ? `rate limited, retry in ${formatDuration(p.rateLimitedForMs)}` : '';
   if (!p.lastError) return limited || '-';
-  const error = `${p.lastError.code}: ${p.lastError.message}`;
+  const error = `${p.lastError.code}: ${renderError(p.lastError)}`;
   return limited ? `${limited} — ${error}` : error;
 }
 
@@ -104,7 +104,7 @@ export function renderStatus(reply: StatusReply, here?: string): string {
         ? `audit    ${a.file}: ${a.written} written, ${a.dropped} dropped`
         : 'audit    off (audit: false in the config)',
     );
-    if (a.lastError) lines.push(`warning  audit trail: ${a.lastError.message} (records are being dropped)`);
+    if (a.lastError) lines.push(`warning  audit trail: ${renderError(a.lastError)} (records are being dropped)`);
     else if (a.enabled && a.dropped > 0)
       lines.push(
         `warning  audit trail: ${a.dropped} record${a.dropped === 1 ? '' : 's'} dropped (buffer full or a write failed)`,

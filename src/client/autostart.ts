@@ -4,12 +4,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuildMessage, VERSION } from './build-info.js';
+import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuild, VERSION } from './build-info.js';
 import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
-import { errorReply, type Reply, type Request } from '../protocol/messages.js';
-import { ancestorsProblem, describeProblem, privateDirProblem } from './socket-check.js';
+import { errorReply, type Reply, type Request, type WireError } from '../protocol/messages.js';
+import { ancestorsProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
 /** How long a daemon asked to stop (SIGTERM) gets to finish replies in flight and go. */
@@ -30,11 +30,30 @@ export interface AutostartOptions {
 export interface RequestOptions extends AutostartOptions {
   /** Give up on one exchange after this long. */
   timeoutMs: number;
+  /** The error for no reply within timeoutMs (see SendOptions.noReply). */
+  noReply?: WireError;
   /** When the caller started: autostart gives up AUTOSTART_DEADLINE_MS after it. */
   startedAt: number;
 }
 
 const ME = { version: VERSION, build: BUILD_ID };
+
+/** KEYBROKER_NO_AUTOSTART=1 turns autostart off. */
+export const NO_AUTOSTART_ENV = 'KEYBROKER_NO_AUTOSTART';
+
+/** Nothing answered and autostart is off: the error, after why nothing answered. */
+export const autostartOffError = (unreachable: string): WireError => ({
+  code: 'DAEMON_UNREACHABLE',
+  message: `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1)`,
+  transient: true,
+  fix: 'start it with: keybroker daemon',
+});
+
+/**
+ * How a daemon's command line looks (the `daemon` command, an entry point ending in one of these),
+ * checked before signalling a pid a reply named. As data: the native shim's copy is generated.
+ */
+export const DAEMON_ARGV = { command: 'daemon', entrySuffixes: ['main.js', 'keybroker'] } as const;
 
 /**
  * Send a request; when no daemon answers, start one (unless KEYBROKER_NO_AUTOSTART=1) and send
@@ -50,16 +69,14 @@ export async function requestWithAutostart(
 ): Promise<Reply> {
   const env = options.env ?? process.env;
   const deadline = options.startedAt + AUTOSTART_DEADLINE_MS;
-  const ask = (): Promise<Reply> => sendRequest(socketPath, request, { timeoutMs: options.timeoutMs });
+  const ask = (): Promise<Reply> =>
+    sendRequest(socketPath, request, {
+      timeoutMs: options.timeoutMs,
+      ...(options.noReply && { noReply: options.noReply }),
+    });
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
-    if (env.KEYBROKER_NO_AUTOSTART === '1') {
-      return errorReply(
-        'DAEMON_UNREACHABLE',
-        `${reply.error.message}; autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon`,
-        true,
-      );
-    }
+    if (env[NO_AUTOSTART_ENV] === '1') return { v: 1, ok: false, error: autostartOffError(reply.error.message) };
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;
     reply = await ask();
@@ -71,10 +88,8 @@ export async function requestWithAutostart(
       if (failed) return failed;
       reply = await ask();
     } else if (old) {
-      return errorReply(
-        'BAD_REQUEST',
-        `${otherBuildMessage(ME, old, process.getuid?.())} (it refused this request: ${reply.error.message})`,
-      );
+      const { message, fix } = otherBuild(ME, old, process.getuid?.());
+      return errorReply('BAD_REQUEST', `${message} (it refused this request: ${reply.error.message})`, { fix });
     }
   }
   return reply;
@@ -91,10 +106,12 @@ async function start(
   try {
     why = await autostart(socketPath, deadline, options);
   } catch (err) {
-    if (err instanceof UnsafeAutostart) return errorReply('UNSAFE_PATH', err.message);
+    if (err instanceof UnsafeAutostart) return errorReply('UNSAFE_PATH', err.message, { fix: err.fix });
     throw err;
   }
-  return why ? errorReply('DAEMON_UNREACHABLE', `${unreachable} and starting one failed: ${why}`, true) : undefined;
+  return why
+    ? errorReply('DAEMON_UNREACHABLE', `${unreachable} and starting one failed: ${why}`, { transient: true })
+    : undefined;
 }
 
 /** The daemon on `socketPath`, when it is another build than this client. */
@@ -107,9 +124,16 @@ async function otherBuildDaemon(socketPath: string): Promise<ReturnType<typeof d
 
 /**
  * Autostart refused to create files in an unsafe place (a socket directory others can write, a
- * log that is a symlink): the client reports it as UNSAFE_PATH with this message.
+ * log that is a symlink): the client reports it as UNSAFE_PATH with this message and fix.
  */
-export class UnsafeAutostart extends Error {}
+export class UnsafeAutostart extends Error {
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
 
 // Files autostart creates in the socket directory are opened without following a symlink (a link
 // planted as daemon.log would have the daemon's output appended to, say, ~/.bashrc) and without
@@ -166,7 +190,7 @@ export async function autostart(
   // Verified after creating it (it may have existed, or been swapped in between): everything below
   // creates files in it.
   const problem = privateDirProblem(dir, fs.lstatSync(dir)) ?? ancestorsProblem(dir);
-  if (problem) throw new UnsafeAutostart(`not starting a daemon: ${describeProblem(problem)}`);
+  if (problem) throw new UnsafeAutostart(`not starting a daemon: ${problem.what}`, problem.fix);
   const lock = path.join(dir, 'autostart.lock');
   const logFile = path.join(dir, 'daemon.log');
   if (!tryLock(lock)) return waitForDaemon(socketPath, deadline, logFile, undefined);
@@ -233,7 +257,8 @@ function openLog(logFile: string): number {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UnsafeAutostart(
-      `not starting a daemon: cannot open its log ${logFile} (${code === 'ELOOP' ? 'it is a symbolic link' : (code ?? 'error')}); run: rm ${logFile}`,
+      `not starting a daemon: cannot open its log ${logFile} (${code === 'ELOOP' ? 'it is a symbolic link' : (code ?? 'error')})`,
+      `run: rm ${logFile}`,
     );
   }
   const st = fs.fstatSync(fd);
@@ -241,7 +266,8 @@ function openLog(logFile: string): number {
   if (!st.isFile() || (uid !== undefined && st.uid !== uid)) {
     fs.closeSync(fd);
     throw new UnsafeAutostart(
-      `not starting a daemon: its log ${logFile} is not a regular file of yours; run: rm ${logFile}`,
+      `not starting a daemon: its log ${logFile} is not a regular file of yours`,
+      `run: rm ${logFile}`,
     );
   }
   return fd;
@@ -295,7 +321,7 @@ function looksLikeDaemon(pid: number): boolean {
   if (process.platform !== 'linux') return true;
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
-    return argv.includes('daemon') && argv.some((a) => a.endsWith('main.js') || a.endsWith('keybroker'));
+    return argv.includes(DAEMON_ARGV.command) && argv.some((a) => DAEMON_ARGV.entrySuffixes.some((s) => a.endsWith(s)));
   } catch {
     return false;
   }

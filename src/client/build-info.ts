@@ -5,6 +5,7 @@
 // The version does not change between development builds, so `npm run build` also stamps a
 // build id — a hash of the built files (scripts/stamp-build-id.mjs replaces the placeholder below
 // in dist/). Code run from source (the tests' in-process daemons) is unstamped: no build id.
+import type { WireError } from '../protocol/messages.js';
 
 /** Kept equal to package.json's version (a test checks it); read without touching the disk. */
 export const VERSION = '0.1.0';
@@ -43,16 +44,32 @@ export function restartCommand(startedBy: string | undefined, uid?: number): str
 }
 
 /**
- * The one line a client prints when the daemon is another build: which daemon, which build, and
- * the command that replaces it.
+ * What a client says when the daemon is another build, as an error's fields (renderError makes
+ * the line): which daemon and which build, and as the fix the command that replaces it.
  */
-export function otherBuildMessage(
+export function otherBuild(
   client: BuildIdentity,
   daemon: BuildIdentity & { pid: number; startedBy?: string | undefined },
   uid?: number,
-): string {
-  return `the running daemon (pid ${daemon.pid}) is keybroker ${describeBuild(daemon)}, this is ${describeBuild(client)} — run: ${restartCommand(daemon.startedBy, uid)}`;
+): Pick<WireError, 'message' | 'fix'> {
+  return otherBuildFields(
+    daemon.pid,
+    describeBuild(daemon),
+    describeBuild(client),
+    restartCommand(daemon.startedBy, uid),
+  );
 }
+
+/** otherBuild from its parts (the native shim's copy is generated from it). */
+export const otherBuildFields = (
+  pid: number | string,
+  daemon: string,
+  client: string,
+  restart: string,
+): Pick<WireError, 'message' | 'fix'> => ({
+  message: `the running daemon (pid ${pid}) is keybroker ${daemon}, this is ${client}`,
+  fix: `run: ${restart}`,
+});
 
 /**
  * The daemon identity in a reply (`daemon`, or a ping reply's own fields), when it has the shape

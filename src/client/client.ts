@@ -10,9 +10,21 @@
 // is missing, refused (--permission) or of another shape, the client uses node:net.
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { MAX_REPLY_BYTES, encodeLine, errorReply, type Reply, type Request } from '../protocol/messages.js';
+import {
+  MAX_REPLY_BYTES,
+  encodeLine,
+  errorReply,
+  type ErrorReply,
+  type Reply,
+  type Request,
+  type WireError,
+} from '../protocol/messages.js';
 import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
-import { checkSocketPath, describeProblem } from './socket-check.js';
+import { checkSocketPath, refusal } from './socket-check.js';
+
+/** What the client says when a reply is over the limit, or the daemon hung up without one. */
+export const REPLY_TOO_LONG = `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`;
+export const CLOSED_WITHOUT_REPLY = 'the keybroker daemon closed the connection without replying';
 
 export type Transport = 'pipe-handle' | 'net';
 
@@ -21,6 +33,11 @@ export interface SendOptions {
   timeoutMs: number;
   /** Tests only: force one transport (default: the pipe handle where available). */
   transport?: Transport;
+  /**
+   * The error to answer with when no reply comes within `timeoutMs` (default: "no reply from the
+   * keybroker daemon on SOCKET within N ms"). The shim says more: its wait outlasts every profile's.
+   */
+  noReply?: WireError;
 }
 
 /**
@@ -29,12 +46,11 @@ export interface SendOptions {
  */
 export async function sendRequest(socketPath: string, request: Request, options: SendOptions): Promise<Reply> {
   const problem = checkSocketPath(socketPath);
-  if (problem?.kind === 'UNSAFE_PATH')
-    return errorReply('UNSAFE_PATH', `refusing to connect: ${describeProblem(problem)}`);
+  if (problem?.kind === 'UNSAFE_PATH') return { v: 1, ok: false, error: { code: 'UNSAFE_PATH', ...refusal(problem) } };
   const open = await transport(options.transport);
   const deadline = Date.now() + options.timeoutMs;
   for (let attempt = 1; ; attempt++) {
-    const outcome = await exchange(open, socketPath, request, options.timeoutMs, deadline);
+    const outcome = await exchange(open, socketPath, request, noReplyError(socketPath, options), deadline);
     if (outcome !== 'EAGAIN') return outcome;
     // A full listen backlog shows as EAGAIN on a Unix socket (Linux does not queue the connect).
     // Retry briefly within the deadline: a burst of connections must not fail a good client.
@@ -63,7 +79,7 @@ function exchange(
   open: Open,
   socketPath: string,
   request: Request,
-  timeoutMs: number,
+  noReply: ErrorReply,
   deadline: number,
 ): Promise<Reply | 'EAGAIN'> {
   return new Promise((resolve) => {
@@ -77,20 +93,13 @@ function exchange(
       close();
       resolve(reply);
     };
-    const timer = setTimeout(
-      () => {
-        finish(
-          errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${timeoutMs} ms`, true),
-        );
-      },
-      Math.max(0, deadline - Date.now()),
-    );
+    const timer = setTimeout(() => finish(noReply), Math.max(0, deadline - Date.now()));
     const close = open(socketPath, encodeLine(request), {
       data(chunk) {
         if (settled) return;
         size += chunk.length;
         if (size > MAX_REPLY_BYTES) {
-          finish(errorReply('INTERNAL', `reply from the keybroker daemon exceeds ${MAX_REPLY_BYTES} bytes`));
+          finish(errorReply('INTERNAL', REPLY_TOO_LONG));
           return;
         }
         chunks.push(chunk);
@@ -252,7 +261,20 @@ function errnoName(status: number): string | undefined {
   }
 }
 
+function noReplyError(socketPath: string, options: SendOptions): ErrorReply {
+  return options.noReply
+    ? { v: 1, ok: false, error: options.noReply }
+    : errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${options.timeoutMs} ms`, {
+        transient: true,
+      });
+}
+
 function unreachable(socketPath: string, errno: string | undefined): Reply {
+  return errorReply('DAEMON_UNREACHABLE', unreachableMessage(socketPath, errno), { transient: true });
+}
+
+/** Why nothing answered on `socketPath`, from the errno name of the failure. */
+export function unreachableMessage(socketPath: string, errno: string | undefined): string {
   const why =
     errno === 'ENOENT'
       ? 'no socket there'
@@ -265,14 +287,13 @@ function unreachable(socketPath: string, errno: string | undefined): Reply {
             : errno === 'ECONNRESET' || errno === 'EPIPE'
               ? 'the daemon closed the connection'
               : (errno ?? 'connection failed');
-  return errorReply('DAEMON_UNREACHABLE', `keybroker daemon not reachable on ${socketPath} (${why})`, true);
+  return `keybroker daemon not reachable on ${socketPath} (${why})`;
 }
 
 function parseReply(raw: Buffer): Reply {
   const newline = raw.indexOf(0x0a);
   const line = (newline === -1 ? raw : raw.subarray(0, newline)).toString('utf8');
-  if (line.length === 0)
-    return errorReply('DAEMON_UNREACHABLE', 'the keybroker daemon closed the connection without replying', true);
+  if (line.length === 0) return errorReply('DAEMON_UNREACHABLE', CLOSED_WITHOUT_REPLY, { transient: true });
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);

@@ -2,13 +2,14 @@
 // daemon's own one-line reason and fix ("… mode 0755 — run: chmod 700 …") instead of "see
 // daemon.log". Built-ins only: the shim imports it.
 import fs from 'node:fs';
+import { renderError, type WireError } from '../protocol/messages.js';
 
 /** Only the end of the log is read: the reason is the last thing a stopping daemon writes. */
 export const LOG_TAIL_BYTES = 16 * 1024;
 const MAX_REASON_CHARS = 400;
 
 /**
- * The reason in the last fatal or error record of a daemon log (its err.message, else its msg)
+ * The reason in the last fatal or error record of a daemon log (its err rendered, else its msg)
  * written after byte `sinceByte`,
  * or the last "keybroker: …" line the daemon printed; undefined when there is none, or when the
  * file is not a regular file of ours (it is opened without following a symlink, and never
@@ -43,7 +44,7 @@ function reasonFrom(tail: string): string | undefined {
     const line = lines[i]!.trim();
     if (line.startsWith('keybroker: ')) return clean(line.slice('keybroker: '.length));
     if (!line.startsWith('{')) continue;
-    let record: { level?: unknown; msg?: unknown; err?: { message?: unknown } };
+    let record: { level?: unknown; msg?: unknown; err?: { message?: unknown; profile?: unknown; fix?: unknown } };
     try {
       record = JSON.parse(line) as typeof record;
     } catch {
@@ -52,7 +53,7 @@ function reasonFrom(tail: string): string | undefined {
     if (typeof record.level !== 'number' || record.level < 50) continue;
     const reason =
       typeof record.err?.message === 'string'
-        ? record.err.message
+        ? renderError(record.err as WireError)
         : typeof record.msg === 'string'
           ? record.msg
           : undefined;

@@ -5,6 +5,7 @@
 // Built-ins only: the shim imports this.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { WireError } from '../protocol/messages.js';
 import { formatMode } from './file-mode.js';
 
 export interface PathProblem {
@@ -16,8 +17,67 @@ export interface PathProblem {
   fix: string;
 }
 
-/** One line: what is wrong; what to do. */
-export const describeProblem = (p: Pick<PathProblem, 'what' | 'fix'>): string => `${p.what}; ${p.fix}`;
+/** What a client says when it will not connect, as an error's fields (renderError makes the line). */
+export const refusal = (p: Pick<PathProblem, 'what' | 'fix'>): Pick<WireError, 'message' | 'fix'> => ({
+  message: `refusing to connect: ${p.what}`,
+  fix: p.fix,
+});
+
+/** The permission bits the checks look at (the native shim's copies are generated from these). */
+export const MODE_BITS = {
+  /** A private directory has none of these: group and others cannot enter or list it. */
+  groupOther: 0o077,
+  /** A directory above it has none of these, unless it has the sticky bit. */
+  groupOtherWrite: 0o022,
+  sticky: 0o1000,
+} as const;
+
+type Problem = Pick<PathProblem, 'what' | 'fix'>;
+/** Numbers as the messages show them; text, so scripts/native-header.mjs can fill in placeholders. */
+type Shown = string | number;
+
+/**
+ * What the checks say, as data: the native shim's copies of these messages are generated from
+ * them by scripts/native-header.mjs, so the two shims word a refusal the same.
+ */
+export const PATH_PROBLEMS = {
+  symlink: (label: string, dir: string): Problem => ({
+    what: `${label} ${dir} is a symbolic link`,
+    fix: `use a real directory (mode 0700): run: rm ${dir}`,
+  }),
+  notDirectory: (label: string, dir: string): Problem => ({
+    what: `${label} ${dir} is not a directory`,
+    fix: `run: rm ${dir}`,
+  }),
+  notOwned: (label: string, dir: string, owner: Shown, uid: Shown): Problem => ({
+    what: `${label} ${dir} is owned by uid ${owner}, not by you (uid ${uid})`,
+    fix:
+      label === 'socket directory'
+        ? 'use --socket with a path in a directory of your own'
+        : 'use a directory of your own (XDG_STATE_HOME)',
+  }),
+  notPrivate: (label: string, dir: string, mode: string): Problem => ({
+    what: `${label} ${dir} is accessible by group or others (mode ${mode})`,
+    fix: `run: chmod 700 ${dir}`,
+  }),
+  ancestorNotOwned: (dir: string, owner: Shown, uid: Shown): Problem => ({
+    what: `directory ${dir} above the socket is owned by uid ${owner}, not by you (uid ${uid}) or root, so they could swap the socket directory`,
+    fix: 'use --socket with a path in a directory of your own',
+  }),
+  ancestorWritable: (dir: string, mode: string): Problem => ({
+    what: `directory ${dir} above the socket is writable by group or others without the sticky bit (mode ${mode}), so they could swap the socket directory`,
+    fix: `run: chmod go-w ${dir}, or use --socket with a path in a directory of your own`,
+  }),
+  notSocket: (socketPath: string, mode: string): Problem => ({
+    what: `${socketPath} is not a socket (mode ${mode})`,
+    fix: `run: rm ${socketPath}`,
+  }),
+  socketNotOwned: (socketPath: string, owner: Shown, uid: Shown): Problem => ({
+    what: `socket ${socketPath} is owned by uid ${owner}, not by you (uid ${uid}), so it is not your daemon`,
+    fix: `remove it (rm ${socketPath}) and start yours: keybroker daemon`,
+  }),
+};
+const P = PATH_PROBLEMS;
 
 function ownUid(): number | undefined {
   return typeof process.geteuid === 'function' ? process.geteuid() : undefined;
@@ -33,23 +93,11 @@ export function privateDirProblem(
   st: fs.Stats,
   uid: number | undefined = ownUid(),
   label = 'socket directory',
-): Pick<PathProblem, 'what' | 'fix'> | undefined {
-  if (st.isSymbolicLink())
-    return { what: `${label} ${dir} is a symbolic link`, fix: `use a real directory (mode 0700): run: rm ${dir}` };
-  if (!st.isDirectory()) return { what: `${label} ${dir} is not a directory`, fix: `run: rm ${dir}` };
-  if (uid !== undefined && st.uid !== uid) {
-    const fix =
-      label === 'socket directory'
-        ? 'use --socket with a path in a directory of your own'
-        : 'use a directory of your own (XDG_STATE_HOME)';
-    return { what: `${label} ${dir} is owned by uid ${st.uid}, not by you (uid ${uid})`, fix };
-  }
-  if ((st.mode & 0o077) !== 0) {
-    return {
-      what: `${label} ${dir} is accessible by group or others (mode ${formatMode(st.mode)})`,
-      fix: `run: chmod 700 ${dir}`,
-    };
-  }
+): Problem | undefined {
+  if (st.isSymbolicLink()) return P.symlink(label, dir);
+  if (!st.isDirectory()) return P.notDirectory(label, dir);
+  if (uid !== undefined && st.uid !== uid) return P.notOwned(label, dir, st.uid, uid);
+  if ((st.mode & MODE_BITS.groupOther) !== 0) return P.notPrivate(label, dir, formatMode(st.mode));
   return undefined;
 }
 
@@ -61,10 +109,7 @@ export function privateDirProblem(
  * connect. OpenSSH checks the directories above authorized_keys the same way. They are looked at
  * along the real path (symbolic links above, such as macOS's /tmp, resolved first).
  */
-export function ancestorsProblem(
-  dir: string,
-  uid: number | undefined = ownUid(),
-): Pick<PathProblem, 'what' | 'fix'> | undefined {
+export function ancestorsProblem(dir: string, uid: number | undefined = ownUid()): Problem | undefined {
   if (uid === undefined) return undefined;
   let current: string;
   try {
@@ -81,19 +126,9 @@ export function ancestorsProblem(
     } catch {
       return undefined;
     }
-    const where = `directory ${current} above the socket`;
-    if (st.uid !== uid && st.uid !== 0) {
-      return {
-        what: `${where} is owned by uid ${st.uid}, not by you (uid ${uid}) or root, so they could swap the socket directory`,
-        fix: 'use --socket with a path in a directory of your own',
-      };
-    }
-    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
-      return {
-        what: `${where} is writable by group or others without the sticky bit (mode ${formatMode(st.mode)}), so they could swap the socket directory`,
-        fix: `run: chmod go-w ${current}, or use --socket with a path in a directory of your own`,
-      };
-    }
+    if (st.uid !== uid && st.uid !== 0) return P.ancestorNotOwned(current, st.uid, uid);
+    if ((st.mode & MODE_BITS.groupOtherWrite) !== 0 && (st.mode & MODE_BITS.sticky) === 0)
+      return P.ancestorWritable(current, formatMode(st.mode));
     const parent = path.dirname(current);
     if (parent === current) return undefined;
     current = parent;
@@ -123,19 +158,7 @@ export function checkSocketPath(socketPath: string, uid: number | undefined = ow
   } catch {
     return { kind: 'MISSING', what: `no socket at ${socketPath}`, fix: 'start the daemon: keybroker daemon' };
   }
-  if (!st.isSocket()) {
-    return {
-      kind: 'UNSAFE_PATH',
-      what: `${socketPath} is not a socket (mode ${(st.mode >>> 0).toString(8)})`,
-      fix: `run: rm ${socketPath}`,
-    };
-  }
-  if (st.uid !== uid) {
-    return {
-      kind: 'UNSAFE_PATH',
-      what: `socket ${socketPath} is owned by uid ${st.uid}, not by you (uid ${uid}), so it is not your daemon`,
-      fix: `remove it (rm ${socketPath}) and start yours: keybroker daemon`,
-    };
-  }
+  if (!st.isSocket()) return { kind: 'UNSAFE_PATH', ...P.notSocket(socketPath, (st.mode >>> 0).toString(8)) };
+  if (st.uid !== uid) return { kind: 'UNSAFE_PATH', ...P.socketNotOwned(socketPath, st.uid, uid) };
   return undefined;
 }

@@ -4,14 +4,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import type { z } from 'zod';
-import type { Adapter, OutputFormat } from '../adapter.js';
+import { ENV_VAR_NAME, type Adapter, type OutputFormat } from '../adapter.js';
 import { ADAPTERS, adapterConfigKeys, adapterFor } from '../../adapters/registry.js';
 import { FileCheckError, readCheckedFile } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
+import { renderError } from '../protocol/messages.js';
 import { redactText } from '../secret.js';
 import { resolveDirectoryRules, type DirectoryRule } from './directories.js';
 import {
   checkLockedKeys,
+  lockedKeysOf,
   mergeManagedConfig,
   readManagedConfigFile,
   type ConfigWarning,
@@ -82,6 +84,10 @@ export interface ResolvedProfile {
   settings: Record<string, unknown> | undefined;
   /** The profile's own adapter block, overriding settings. */
   overrides: Record<string, unknown> | undefined;
+  /** For sources that run programs: the variables other profiles read, withheld from them. */
+  secretEnv?: string[];
+  /** Keys of its settings block that the managed config locks, which its source URI may not override. */
+  locked?: { keys: string[]; by: string };
   /** The managed config file that defines this profile (users' definitions are ignored). */
   managedBy?: string;
   /** Equal fingerprints mean a reload leaves the profile (and its cache) alone. */
@@ -300,6 +306,16 @@ interface CheckedSource {
   output: OutputFormat;
   settings: Record<string, unknown> | undefined;
   overrides: Record<string, unknown> | undefined;
+  locked?: { keys: string[]; by: string };
+  secretEnv?: string[];
+}
+
+/** What a source is checked against beyond its own profile. */
+interface SourceContext {
+  /** The managed config's `locked:` keys and its file, applied to the user's profiles. */
+  locks?: { keys: readonly string[]; by: string };
+  /** The variables env: profiles read (their values), withheld from programs that sources run. */
+  secretEnv?: readonly string[];
 }
 
 /**
@@ -307,11 +323,14 @@ interface CheckedSource {
  * whose ttl is wrong still gets its source checked, so one run reports every problem.
  */
 async function checkSources(
+  file: string,
   data: Record<string, unknown>,
   getAdapter: (scheme: string, settings: Record<string, unknown> | undefined) => Promise<Adapter>,
   lineOf: LineOf,
-): Promise<{ sources: Map<string, CheckedSource>; problems: ConfigProblem[] }> {
+  { locks, secretEnv }: SourceContext,
+): Promise<{ sources: Map<string, CheckedSource>; problems: ConfigProblem[]; warnings: ConfigWarning[] }> {
   const problems: ConfigProblem[] = [];
+  const warnings: ConfigWarning[] = [];
   const sources = new Map<string, CheckedSource>();
   const profiles = isPlainObject(data.profiles) ? data.profiles : {};
   for (const [name, p] of Object.entries(profiles)) {
@@ -350,19 +369,28 @@ async function checkSources(
       problemAt('output', `output: json applies only to ${kinds} sources (this one is ${parsed.scheme}:); remove it`);
       continue;
     }
+    const lockedKeys = locks && entry.configKey ? lockedKeysOf(locks.keys, entry.configKey) : [];
+    const locked = lockedKeys.length > 0 ? { keys: lockedKeys, by: locks!.by } : undefined;
+    const warn = (message: string): void => {
+      const yamlPath = ['profiles', name, 'source'];
+      warnings.push({ file, path: yamlPath.join('.'), line: lineOf(yamlPath), message: `profile ${name}: ${message}` });
+    };
+    // Another profile's own variable is withheld; a profile never withholds from itself.
+    const withheld = entry.childEnv ? (secretEnv ?? []).filter((v) => v !== envSourceName(source)) : [];
+    const extra = { ...(locked && { locked }), ...(withheld.length > 0 && { secretEnv: withheld }) };
     try {
       const adapter = await getAdapter(parsed.scheme, settings);
-      await adapter.parse(source, { overrides, profile: name, output });
+      await adapter.parse(source, { overrides, profile: name, output, ...extra, ...(locked && { warn }) });
     } catch (err) {
       problemAt(
         'source',
-        err instanceof BrokerError ? err.message : `the ${parsed.scheme} adapter could not check this source`,
+        err instanceof BrokerError ? renderError(err) : `the ${parsed.scheme} adapter could not check this source`,
       );
       continue;
     }
-    if (fits) sources.set(name, { scheme: parsed.scheme, settings, overrides, output });
+    if (fits) sources.set(name, { scheme: parsed.scheme, settings, overrides, output, ...extra });
   }
-  return { sources, problems };
+  return { sources, problems, warnings };
 }
 
 /** Claude Code shows "apiKeyHelper is taking a while" once a helper has run this long. */
@@ -385,6 +413,8 @@ function resolveProfiles(raw: RawConfig, sources: Map<string, CheckedSource>): M
       output: checked.output,
       settings: checked.settings,
       overrides: checked.overrides,
+      ...(checked.locked && { locked: checked.locked }),
+      ...(checked.secretEnv && { secretEnv: checked.secretEnv }),
     };
     profiles.set(name, { ...resolved, fingerprint: JSON.stringify(resolved) });
   }
@@ -439,7 +469,7 @@ interface CheckedConfig {
 /**
  * Check one file's sources and directories on its data (as written, or as merged with the managed
  * config), add them to the schema's problems and throw them all at once in file order; else
- * resolve its profiles. `otherProfiles`: profiles defined elsewhere (the managed config's) that
+ * resolve its profiles. `context.otherProfiles`: profiles defined elsewhere (the managed config's) that
  * `directories:` may name too.
  */
 async function checkConfig(
@@ -449,9 +479,10 @@ async function checkConfig(
   getAdapter: (scheme: string, settings: Record<string, unknown> | undefined) => Promise<Adapter>,
   lineOf: LineOf,
   home: string,
-  otherProfiles: Iterable<string> = [],
+  context: SourceContext & { otherProfiles?: Iterable<string> } = {},
 ): Promise<CheckedConfig> {
-  const checked = await checkSources(data, getAdapter, lineOf);
+  const otherProfiles = context.otherProfiles ?? [];
+  const checked = await checkSources(file, data, getAdapter, lineOf, context);
   const problems = [...schema.problems, ...checked.problems];
   // Checked against every profile written, valid or not: a profile with a broken source is
   // reported above, and should not also make its directories look wrong. A directories: block
@@ -475,7 +506,7 @@ async function checkConfig(
     profiles,
     directories: directories.rules,
     audit: schema.raw.audit ?? true,
-    warnings: configWarnings(schema.raw, file, profiles, lineOf),
+    warnings: [...checked.warnings, ...configWarnings(schema.raw, file, profiles, lineOf)],
   };
 }
 
@@ -519,13 +550,16 @@ export async function loadConfig(
   if (!managed?.raw) {
     if (!user || !userSchema)
       throw new ConfigError(file, [{ path: '', message: 'no config file here', kind: 'file' }], { missing: true });
-    const loaded = await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home);
+    const secretEnv = envSourceNames(user.parsed.data);
+    const loaded = await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home, { secretEnv });
     return { file, ...loaded, ...(managed ? { managed: managed.state } : {}) };
   }
   const managedProfiles = Object.keys(managed.raw.profiles);
   if (user && userSchema && !userSchema.raw) {
     // Not merged: the user's config as written, so one run still reports every problem in it.
-    await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home, managedProfiles);
+    await checkConfig(file, user.parsed.data, userSchema, getAdapter, user.lineOf, home, {
+      otherProfiles: managedProfiles,
+    });
   }
   const merged = mergeManagedConfig({
     managed: managed.raw,
@@ -537,6 +571,7 @@ export async function loadConfig(
   // The directory map is merged into the user's part (managed entries as its base), where it may
   // name managed profiles as well as the user's own; the managed part resolves profiles only.
   const managedPart: RawConfig = { ...merged.managed, directories: undefined };
+  const secretEnv = envSourceNames(managedPart, merged.user);
   const fromManaged = await checkConfig(
     managed.state.file,
     managedPart as Record<string, unknown>,
@@ -544,6 +579,7 @@ export async function loadConfig(
     getAdapter,
     managed.lineOf ?? (() => undefined),
     home,
+    { secretEnv },
   );
   const fromUser = await checkConfig(
     file,
@@ -552,7 +588,11 @@ export async function loadConfig(
     getAdapter,
     user?.lineOf ?? (() => undefined),
     home,
-    fromManaged.profiles.keys(),
+    {
+      otherProfiles: fromManaged.profiles.keys(),
+      locks: { keys: managed.state.locked, by: managed.state.file },
+      secretEnv,
+    },
   );
   const profiles = new Map<string, ResolvedProfile>();
   for (const p of fromManaged.profiles.values()) {
@@ -588,7 +628,8 @@ async function readManaged(
     return {
       state: {
         file,
-        error: err instanceof BrokerError ? err.message : `managed config ${file} cannot be read, so it is ignored`,
+        error:
+          err instanceof BrokerError ? renderError(err) : `managed config ${file} cannot be read, so it is ignored`,
         profiles: [],
         locked: [],
       },
@@ -692,4 +733,23 @@ function knownKeysAt(p: ReadonlyArray<PropertyKey>, managed: boolean): string[] 
   if (p.length === 1 && p[0] === 'defaults') return [...DEFAULT_KEYS];
   if (p.length === 2 && p[0] === 'profiles') return [...PROFILE_KEYS, ...blocks];
   return [];
+}
+
+/** The variable an `env:NAME` source reads, if `source` is one. */
+function envSourceName(source: string): string | undefined {
+  const name = source.startsWith('env:') ? source.slice('env:'.length) : undefined;
+  return name !== undefined && ENV_VAR_NAME.test(name) ? name : undefined;
+}
+
+/** Every variable an env: profile of these configs reads: other profiles' values, by name. */
+function envSourceNames(...configs: Array<Record<string, unknown> | RawConfig | undefined>): string[] {
+  const names = new Set<string>();
+  for (const config of configs) {
+    const profiles = config && isPlainObject(config.profiles) ? config.profiles : {};
+    for (const p of Object.values(profiles)) {
+      const name = isPlainObject(p) && typeof p.source === 'string' ? envSourceName(p.source) : undefined;
+      if (name) names.add(name);
+    }
+  }
+  return [...names].sort();
 }

@@ -105,7 +105,7 @@ async function checkDirectories(file: string): Promise<void> {
 }
 
 function untrusted(file: string, what: string, fix: string): BrokerError {
-  return new BrokerError('UNSAFE_PATH', `managed config ${file} ${what}, so it is ignored — run: ${fix}`);
+  return new BrokerError('UNSAFE_PATH', `managed config ${file} ${what}, so it is ignored`, { fix: `run: ${fix}` });
 }
 
 function quote(p: string): string {
@@ -122,6 +122,15 @@ export interface ConfigWarning {
   message: string;
   /** 'slow-timeout': a timeout long enough for Claude Code's notice; none: a part that does not apply. */
   kind?: 'slow-timeout';
+}
+
+/**
+ * The keys of settings block `block` (e.g. `aws`) that `locked:` covers: a sub-key for
+ * `aws.region`, '*' for the whole block.
+ */
+export function lockedKeysOf(locked: readonly string[], block: string): string[] {
+  if (locked.includes(block)) return ['*'];
+  return locked.filter((k) => k.startsWith(`${block}.`)).map((k) => k.slice(block.length + 1));
 }
 
 export interface LockProblem {

@@ -4,17 +4,23 @@ import type { ConsumerRelation } from '../audit/audit-record.js';
 import type { Broker } from '../cache/broker.js';
 import type { GetNote } from '../cache/profile-cache.js';
 import type { DirectoryChooser } from '../config/directories.js';
+import { daemonIdentity } from '../client/build-info.js';
 import { BrokerError } from '../errors.js';
-import type {
-  ConsumerInfo,
-  DaemonIdentity,
-  GetReply,
-  GetRequest,
-  Reply,
-  Request,
-  StatusReply,
+import { encodeFrame, type FrameField } from '../protocol/framed-reply.js';
+import {
+  exitCodeFor,
+  type ConsumerInfo,
+  type DaemonIdentity,
+  type GetReply,
+  type GetRequest,
+  type Reply,
+  type Request,
+  type SetReply,
+  type SetRequest,
+  type StatusReply,
+  type WireError,
 } from '../protocol/messages.js';
-import type { SecretValue } from '../secret.js';
+import { SecretValue } from '../secret.js';
 import type { PeerCredentials, PeerIdentifier } from './peer-identity.js';
 
 /** A get reply still holding the secret; the writer reveals it, nothing else does. */
@@ -89,6 +95,36 @@ export async function handleRequest(
       const names = request.all ? ctx.broker.profileNames() : [request.profile!];
       return { v: 1, ok: true, forgotten: ctx.broker.forget(names) };
     }
+    case 'set':
+      return handleSet(request, ctx, peer);
+  }
+}
+
+/**
+ * A value `keybroker key set` stored at a keyring: profile's entry, served from now on. Whoever can
+ * connect to the socket may send one; that is the user who owns it (docs/security.md).
+ */
+function handleSet(request: SetRequest, ctx: HandlerContext, peer: PeerCredentials | undefined): SetReply {
+  const event: AuditEvent = {
+    op: 'set',
+    profile: request.profile,
+    chosenBy: 'argument',
+    ...identify(ctx, peer, undefined),
+    outcome: 'error',
+  };
+  try {
+    checkConfigLoaded(ctx, request.profile);
+    event.source = ctx.broker.profile(request.profile).profile.scheme;
+    const value = SecretValue.fromString(request.value);
+    const { changed } = ctx.broker.install(request.profile, request.source, value);
+    event.outcome = 'installed';
+    event.served = { value, version: undefined };
+    return { v: 1, ok: true, profile: request.profile, changed, ...(ctx.identity && { daemon: ctx.identity() }) };
+  } catch (err) {
+    event.error = err instanceof BrokerError ? err.code : 'INTERNAL';
+    throw err;
+  } finally {
+    ctx.audit.record(event);
   }
 }
 
@@ -136,21 +172,19 @@ async function handleGet(
     event.error = err instanceof BrokerError ? err.code : 'INTERNAL';
     event.rejected = note.rejected;
     ctx.audit.record(event);
-    // The server prefixes the profile of a request that named one; name the one chosen here.
+    // The server names the profile of a request that named one; name the one chosen here.
     if (err instanceof BrokerError && choice.chosenBy !== 'argument') {
-      const named = withProfile(err, choice.profile);
       if (
         choice.chosenBy === 'default' &&
         err.code === 'UNKNOWN_PROFILE' &&
         request.cwd !== undefined &&
         ctx.directories.rules.length > 0
       ) {
-        throw new BrokerError(
-          'UNKNOWN_PROFILE',
-          `${named.message}; no directories: entry matches ${request.cwd} — add one, or a "default" profile`,
-        );
+        throw new BrokerError('UNKNOWN_PROFILE', `${err.message}; no directories: entry matches ${request.cwd}`, {
+          fix: 'add one, or a "default" profile',
+        });
       }
-      throw named;
+      throw withProfile(err, choice.profile);
     }
     throw err;
   }
@@ -186,16 +220,13 @@ function auditConsumer(c: ConsumerInfo): NonNullable<AuditEvent['consumer']> {
   return out;
 }
 
-/** The same error, its message prefixed with the profile (once). */
+/**
+ * The same error, about `profile` unless it already names one. An unknown profile's or a config
+ * error's message is about the name or the file, not a profile's source, so it gets none.
+ */
 export function withProfile(err: BrokerError, profile: string): BrokerError {
-  const message = prefixProfile(err.code, err.message, profile);
-  if (message === err.message) return err;
-  return new BrokerError(err.code, message, { transient: err.transient, status: err.status });
-}
-
-function prefixProfile(code: string, message: string, profile: string): string {
-  if (code === 'UNKNOWN_PROFILE' || code === 'CONFIG_INVALID' || message.startsWith('profile "')) return message;
-  return `profile "${profile}": ${message}`;
+  if (err.profile !== undefined || err.code === 'UNKNOWN_PROFILE' || err.code === 'CONFIG_INVALID') return err;
+  return err.with({ profile });
 }
 
 function checkConfigLoaded(ctx: HandlerContext, profile: string): void {
@@ -209,9 +240,37 @@ export function encodeReply(reply: DaemonReply): string {
   return JSON.stringify(reply) + '\n';
 }
 
-/** An error reply for a request that failed, prefixing the profile when the message lacks it. */
+/**
+ * Encode a reply to a get that asked for a frame (../protocol/framed-reply.ts): the value, the
+ * stale warning the shim prints and the daemon's identity; or the error with its exit status.
+ * A reply of any other kind (not a get's) has no frame: undefined.
+ */
+export function encodeFramedReply(reply: DaemonReply): Buffer | undefined {
+  const fields: Array<[FrameField, string]> = [];
+  const add = (prefix: 'warning' | 'error', e: WireError): void => {
+    if (prefix === 'error') fields.push(['error.code', e.code], ['error.status', String(exitCodeFor(e.code))]);
+    fields.push([`${prefix}.message`, e.message]);
+    if (e.profile !== undefined) fields.push([`${prefix}.profile`, e.profile]);
+    if (e.fix !== undefined) fields.push([`${prefix}.fix`, e.fix]);
+  };
+  if (!reply.ok) {
+    add('error', reply.error);
+    return encodeFrame(fields);
+  }
+  if (!('value' in reply)) return undefined;
+  fields.push(['value', reply.value.reveal()]);
+  if (reply.stale && reply.warning) add('warning', reply.warning);
+  // The identity the clients accept (its shape is checked, as they check a JSON reply's).
+  const d = daemonIdentity(reply.daemon);
+  if (d) {
+    fields.push(['daemon.pid', String(d.pid)], ['daemon.version', d.version]);
+    if (d.build !== undefined) fields.push(['daemon.build', d.build]);
+    if (d.startedBy !== undefined) fields.push(['daemon.startedBy', d.startedBy]);
+  }
+  return encodeFrame(fields);
+}
+
+/** An error reply for a request that failed, about the profile the request named (see withProfile). */
 export function errorReplyFor(err: BrokerError, profile: string | undefined): DaemonReply {
-  const wire = err.toWire();
-  if (profile !== undefined) wire.message = prefixProfile(err.code, wire.message, profile);
-  return { v: 1, ok: false, error: wire };
+  return { v: 1, ok: false, error: (profile === undefined ? err : withProfile(err, profile)).toWire() };
 }

@@ -17,10 +17,16 @@ import {
   resolveManagedConfigPath,
   type ManagedPathInput,
 } from '../config/managed.js';
-import { writeStarterConfig } from '../config/starter.js';
+import { writeStarterConfig, type StarterSource } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
-import { exitCodeFor, type DaemonHardening, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
+import {
+  exitCodeFor,
+  renderError,
+  type DaemonHardening,
+  type DaemonIdentity,
+  type StartedBy,
+} from '../protocol/messages.js';
 import { privateDirProblem } from '../client/socket-check.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { BUILD_ID, VERSION } from '../version.js';
@@ -101,12 +107,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   };
 
   // An organisation that manages the profiles may leave users with no config of their own.
-  if (options.config.from === 'default' && !managedLocation() && (await writeStarterConfig(configFile))) {
-    log.info(
-      { config: configFile },
-      `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`,
-    );
-  }
+  const starter =
+    options.config.from === 'default' && !managedLocation() ? await writeStarterConfig(configFile, { env }) : undefined;
+  if (starter)
+    log.info({ config: configFile, keychain: starterKeychain(starter) }, starterMessage(starter, configFile));
 
   const load = async (): Promise<LoadedConfig> => {
     const config = await loadConfig(configFile, broker.pool.acquire, home, { managed: managedLocation() });
@@ -125,7 +129,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Start anyway: requests get this error (a clear message beats a shim timing out on a
     // daemon that never started), and a SIGHUP after the fix loads the config.
     startupConfigError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${configFile}`);
-    lastReloadError = startupConfigError.message;
+    lastReloadError = renderError(startupConfigError);
     log.error(
       { config: configFile, err: startupConfigError },
       'config invalid: serving errors until it is fixed and reloaded (SIGHUP)',
@@ -195,7 +199,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         log.info({ config: configFile, ...summary }, 'config reloaded');
         return true;
       } catch (err) {
-        lastReloadError = err instanceof BrokerError ? err.message : 'reload failed';
+        lastReloadError = err instanceof BrokerError ? renderError(err) : 'reload failed';
         log.error(
           { config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) },
           'config reload failed: still serving the previous config',
@@ -349,6 +353,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   return { done, stop, reload };
 }
 
+/** The first-run line: where the starter config is, and the one command that makes it serve a key. */
+function starterMessage(starter: StarterSource, configFile: string): string {
+  return starter.kind === 'keyring'
+    ? `no config found: wrote a starter config to ${configFile} whose default profile reads the key from ${starter.what} (keyring:default) — store it there with: keybroker key set default`
+    : `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`;
+}
+
+function starterKeychain(starter: StarterSource): string {
+  return starter.kind === 'keyring' ? starter.what : `none (${starter.why ?? 'not probed'}): a file: source instead`;
+}
+
 /** Run the daemon as the process's main job; resolves with the exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   const log =
@@ -373,7 +388,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const err = thrown instanceof BrokerError ? thrown : resourceError(thrown);
     if (err) {
       log.fatal({ err }, 'could not start');
-      process.stderr.write(`keybroker: ${err.message}\n`);
+      process.stderr.write(`keybroker: ${renderError(err)}\n`);
       return err.exitCode;
     }
     log.fatal(describeUnknownError(thrown), 'could not start');

@@ -2,9 +2,12 @@
 // rest of the daemon sees only well-formed requests.
 import { z } from 'zod';
 import { BrokerError } from '../errors.js';
+import { FRAMED_FLAG } from '../protocol/framed-reply.js';
 import { INVOCATIONS, MAX_CWD_BYTES, OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
 
 const profileName = z.string().min(1).max(64);
+/** A set request's value: the whole line is at most MAX_REQUEST_BYTES. */
+const MAX_SET_VALUE_CHARS = 32 * 1024;
 
 const consumer = z.strictObject({
   pid: z.number().int().positive(),
@@ -29,6 +32,7 @@ const requestSchema = z.discriminatedUnion('op', [
     cwd: cwd.optional(),
     refresh: z.boolean().optional(),
     consumer: consumer.optional(),
+    [FRAMED_FLAG]: z.boolean().optional(),
   }),
   z.strictObject({
     v: z.literal(1),
@@ -41,6 +45,14 @@ const requestSchema = z.discriminatedUnion('op', [
     op: z.literal('forget'),
     profile: profileName.optional(),
     all: z.boolean().optional(),
+  }),
+  z.strictObject({
+    v: z.literal(1),
+    op: z.literal('set'),
+    profile: profileName,
+    source: z.string().min(1).max(4096),
+    // A key, as text; the daemon checks it as it checks a fetched one (not empty, one line).
+    value: z.string().min(1).max(MAX_SET_VALUE_CHARS),
   }),
   z.strictObject({ v: z.literal(1), op: z.literal('status') }),
   z.strictObject({ v: z.literal(1), op: z.literal('ping') }),
@@ -89,4 +101,18 @@ export function decodeRequest(line: Uint8Array): Request {
     throw new BrokerError('BAD_REQUEST', `bad ${obj.op} request: ${where}${what}`);
   }
   return result.data as Request;
+}
+
+/**
+ * Whether a request line asks for a framed reply. Read from the line itself, so that a request
+ * refused as bad (an unknown field from a newer client) gets its refusal framed too; a line that
+ * is not a JSON object gets a JSON reply.
+ */
+export function asksForFrame(line: Uint8Array): boolean {
+  try {
+    const data: unknown = JSON.parse(decoder.decode(line));
+    return typeof data === 'object' && data !== null && (data as Record<string, unknown>)[FRAMED_FLAG] === true;
+  } catch {
+    return false;
+  }
 }

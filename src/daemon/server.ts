@@ -6,9 +6,9 @@ import net from 'node:net';
 import type { Logger } from '../adapter.js';
 import { BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { MAX_REQUEST_BYTES, type Request } from '../protocol/messages.js';
-import { encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
+import { encodeFramedReply, encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
 import type { PeerCredentials } from './peer-identity.js';
-import { decodeRequest } from './request.js';
+import { asksForFrame, decodeRequest } from './request.js';
 import { listenExclusive } from './socket-dir.js';
 
 export interface ServerOptions {
@@ -18,8 +18,11 @@ export interface ServerOptions {
   /** The kernel's record of a connection's peer (the hardening addon), by socket descriptor. */
   peerCredentials?: ((fd: number | undefined) => PeerCredentials | undefined) | undefined;
   maxRequestBytes?: number;
-  /** A connection must deliver its request line within this long. */
-  idleTimeoutMs?: number;
+  /**
+   * A connection must deliver its whole request line within this long of being accepted: an
+   * absolute deadline, so a client trickling a byte at a time cannot hold a connection open.
+   */
+  requestDeadlineMs?: number;
   /**
    * Connections still waiting for their request line are capped; past the cap the oldest is
    * dropped, so idle connections can never starve a client with a real request.
@@ -75,7 +78,7 @@ export class BrokerServer {
   readonly #handle: ServerOptions['handle'];
   readonly #peerCredentials: ServerOptions['peerCredentials'];
   readonly #maxRequestBytes: number;
-  readonly #idleTimeoutMs: number;
+  readonly #requestDeadlineMs: number;
   readonly #maxPending: number;
   /** Connections that have not yet sent a full request, oldest first. */
   readonly #pending = new Set<net.Socket>();
@@ -91,7 +94,7 @@ export class BrokerServer {
     this.#handle = options.handle;
     this.#peerCredentials = options.peerCredentials;
     this.#maxRequestBytes = options.maxRequestBytes ?? MAX_REQUEST_BYTES;
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 5_000;
+    this.#requestDeadlineMs = options.requestDeadlineMs ?? 5_000;
     this.#maxPending = options.maxPendingConnections ?? 256;
     const warnEveryMs = options.warnEveryMs ?? 10_000;
     this.#dropWarning = new RateLimitedWarning(
@@ -104,7 +107,9 @@ export class BrokerServer {
     // Accept errors (EMFILE under a connection flood) must not take the daemon down.
     this.#server.on('error', (err) => {
       const known = resourceError(err);
-      this.#acceptWarning.hit(known ? { code: known.code, reason: known.message } : { err: describeUnknownError(err) });
+      this.#acceptWarning.hit(
+        known ? { code: known.code, reason: known.message, fix: known.fix } : { err: describeUnknownError(err) },
+      );
     });
   }
 
@@ -191,11 +196,14 @@ export class BrokerServer {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    const deadline = setTimeout(() => {
+      if (!done) fail('BAD_REQUEST', `no complete request line within ${this.#requestDeadlineMs} ms`);
+    }, this.#requestDeadlineMs);
 
     const finish = (): void => {
       done = true;
       this.#pending.delete(socket);
-      socket.setTimeout(0);
+      clearTimeout(deadline);
       socket.removeListener('data', onData);
       socket.removeListener('end', onEnd);
       socket.pause();
@@ -232,11 +240,10 @@ export class BrokerServer {
       this.#serve(socket, Buffer.concat(chunks, size));
     };
 
-    socket.setTimeout(this.#idleTimeoutMs, () => {
-      if (!done) fail('BAD_REQUEST', `no complete request line within ${this.#idleTimeoutMs} ms`);
-    });
     socket.on('data', onData);
     socket.on('end', onEnd);
+    // A connection dropped from the pending set or reset by its client takes its timer with it.
+    socket.once('close', () => clearTimeout(deadline));
     socket.on('error', (err) => {
       this.#pending.delete(socket);
       this.#log.debug({ err }, 'client connection error');
@@ -265,7 +272,8 @@ export class BrokerServer {
       );
       // At trace level the whole reply is logged; its value is a SecretValue and prints redacted.
       this.#log.trace({ reply }, 'reply');
-      this.#reply(socket, reply);
+      const framed = request ? request.op === 'get' && request.framed === true : asksForFrame(line);
+      this.#reply(socket, reply, framed);
     })();
     this.#inflight.add(work);
     void work.finally(() => this.#inflight.delete(work));
@@ -282,12 +290,13 @@ export class BrokerServer {
     return this.#peerCredentials(fd);
   }
 
-  #reply(socket: net.Socket, reply: DaemonReply): void {
+  /** `framed`: the request asked for a frame (../protocol/framed-reply.ts), which a get's reply has. */
+  #reply(socket: net.Socket, reply: DaemonReply, framed = false): void {
     if (socket.destroyed) return;
     // One reply per connection: once it is handed to the kernel, the connection is done (the
     // peer still reads what was written). A client that never reads it is dropped on a timer.
-    socket.setTimeout(this.#idleTimeoutMs, () => socket.destroy());
-    socket.end(encodeReply(reply), () => socket.destroy());
+    socket.setTimeout(this.#requestDeadlineMs, () => socket.destroy());
+    socket.end((framed && encodeFramedReply(reply)) || encodeReply(reply), () => socket.destroy());
   }
 }
 

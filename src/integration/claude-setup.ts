@@ -93,19 +93,17 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     original = await readSettingsText(file);
   } catch (err) {
     if (err instanceof FileCheckError)
-      throw new BrokerError(
-        'CONFIG_INVALID',
-        `${err.message}; fix it by hand first (keybroker writes only a regular settings file)`,
-      );
+      throw new BrokerError('CONFIG_INVALID', err.message, {
+        fix: 'fix it by hand first (keybroker writes only a regular settings file)',
+      });
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT') throw new BrokerError('CONFIG_INVALID', `cannot read ${file} (${code ?? 'error'})`);
   }
   const parsed = parseSettingsText(original ?? '');
   if ('error' in parsed) {
-    throw new BrokerError(
-      'CONFIG_INVALID',
-      `${file} ${parsed.error}; fix it by hand first (keybroker does not rewrite a file it cannot parse)`,
-    );
+    throw new BrokerError('CONFIG_INVALID', `${file} ${parsed.error}`, {
+      fix: 'fix it by hand first (keybroker does not rewrite a file it cannot parse)',
+    });
   }
   const data = parsed.data;
   const key = HELPER_SETTING[options.helper];
@@ -147,7 +145,7 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
 
   let env = data.env;
   if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env))) {
-    throw new BrokerError('CONFIG_INVALID', `${file}: "env" is not an object; fix it by hand first`);
+    throw new BrokerError('CONFIG_INVALID', `${file}: "env" is not an object`, { fix: 'fix it by hand first' });
   }
   if (options.helper === 'api-key') {
     const ttl = String(helperTtlFor(options.profileTtlMs ?? DEFAULTS.ttlMs));

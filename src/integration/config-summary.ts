@@ -12,6 +12,7 @@ import { readManagedConfigFile, type ManagedLocation } from '../config/managed.j
 import { DEFAULTS, type RawConfig } from '../config/schema.js';
 import { parseSourceUri } from '../config/source-uri.js';
 import { BrokerError } from '../errors.js';
+import { renderError } from '../protocol/messages.js';
 
 export interface ProfileSummary {
   name: string;
@@ -51,7 +52,7 @@ export async function summarizeConfig(file: string): Promise<ConfigSummary> {
       ok: false,
       file,
       missing,
-      error: err instanceof BrokerError ? err.message : 'cannot read the config file',
+      error: err instanceof BrokerError ? renderError(err) : 'cannot read the config file',
     };
   }
   try {
@@ -62,7 +63,7 @@ export async function summarizeConfig(file: string): Promise<ConfigSummary> {
       ok: false,
       file,
       missing: false,
-      error: err instanceof BrokerError ? err.message : 'cannot parse the config file',
+      error: err instanceof BrokerError ? renderError(err) : 'cannot parse the config file',
     };
   }
 }
@@ -83,7 +84,7 @@ export async function summarizeManagedConfig(
       ok: false,
       file,
       missing: false,
-      error: err instanceof BrokerError ? err.message : 'cannot read the managed config',
+      error: err instanceof BrokerError ? renderError(err) : 'cannot read the managed config',
     };
   }
 }

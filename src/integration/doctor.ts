@@ -21,7 +21,7 @@ import { createLogger } from '../log.js';
 import { sendRequest } from '../client/client.js';
 import { describeBuild, isOtherBuild, restartCommand } from '../client/build-info.js';
 import { formatMode } from '../client/file-mode.js';
-import { CLIENT_REPLY_TIMEOUT_MS, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
+import { CLIENT_REPLY_TIMEOUT_MS, type ProfileStatus, type StatusReply, type WireError } from '../protocol/messages.js';
 import { checkSocketPath } from '../client/socket-check.js';
 import { collapseHome, resolveSocketPath } from '../client/socket-path.js';
 import {
@@ -38,7 +38,8 @@ import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js'
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import { hardeningCheck } from './hardening-check.js';
-import { findInstallLayout } from './install-layout.js';
+import type { InstallLayout } from './install-layout.js';
+import { nativeShimCheck, nativeShimState } from './native-shim.js';
 import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
 
@@ -62,16 +63,8 @@ export interface DoctorOptions extends ClaudeContext {
   /** Ask the daemon for each profile (may reach the backends, and 1Password may prompt). */
   fetchProfiles: boolean;
   requestTimeoutMs?: number;
-  /** The hardening addon file to look for (tests); default: this installation's. */
-  hardeningAddon?: string | undefined;
-}
-
-function installedAddon(): string | undefined {
-  try {
-    return findInstallLayout().hardeningAddon;
-  } catch {
-    return undefined;
-  }
+  /** This installation, for the native-shim and hardening checks (tests over synthetic settings leave it out). */
+  install?: InstallLayout | undefined;
 }
 
 /** 1Password service accounts: reads per hour per token (Teams/Families; Business has 10,000). */
@@ -108,6 +101,10 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const scope = helperScopeCheck(view, options.home);
   if (scope) checks.push(scope);
   checks.push(...(await shimChecks(view, claudeEnv, options.home)));
+  if (options.install) {
+    const state = await nativeShimState(options.install, options.env);
+    checks.push(nativeShimCheck(state, options.platform, collapseHome(options.install.nativeShim, options.home)));
+  }
 
   const configPath = resolveConfigPath({ flag: options.configFlag, env: options.env, home: options.home });
   const config = await configChecks(configPath.path, view, options);
@@ -132,7 +129,8 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   const hardening = hardeningCheck({
     platform: options.platform,
     home: options.home,
-    addonFile: options.hardeningAddon ?? installedAddon(),
+    addonFile: options.install?.hardeningAddon,
+    build: options.install && (await nativeShimState(options.install, options.env)),
     daemon: daemon.status?.daemon,
   });
   if (hardening) checks.push(hardening);
@@ -643,7 +641,7 @@ async function socketCheck(socket: string, from: string, options: DoctorOptions)
       id: 'socket',
       status: 'fail',
       message: `${problem.what}: the shim and CLI refuse it, and the daemon will not start there`,
-      fix: problem.fix.replace(/^run: /, ''),
+      fix: problem.fix,
     };
   }
   if (problem) {
@@ -791,44 +789,36 @@ function daemonEnvCheck(pid: number, names: string[]): DoctorCheck {
 }
 
 /**
- * An error message may end with its own fix ("… — run: chmod 600 FILE"); doctor shows that as
- * the check's fix, so a line never carries two.
+ * What to do about a profile's error: its own fix (else fixing the source), then a refresh, which
+ * fetches at once and so clears what doctor reports.
  */
-export function splitRunHint(message: string): { message: string; run: string | undefined } {
-  const m = /^(.*?)\s+[—-]+\s+run:\s+(.+)$/.exec(message);
-  return m ? { message: m[1]!, run: m[2]! } : { message, run: undefined };
+function profileFix(name: string, error: Pick<WireError, 'fix'> | undefined): string {
+  return `${error?.fix ?? 'fix the source'}, then: keybroker refresh ${name}`;
 }
 
-function refreshFix(name: string, run: string | undefined): string {
-  return run ? `${run}, then: keybroker refresh ${name}` : `fix the source, then: keybroker refresh ${name}`;
-}
-
-/** A profile's last fetch failed, from the daemon's status (no fetch now). */
-function lastErrorCheck(p: ProfileStatus, now: number): DoctorCheck | undefined {
+/**
+ * A profile's last fetch failed, from the daemon's status; `served` says how doctor's own read
+ * went, when it made one.
+ */
+function lastErrorCheck(p: ProfileStatus, now: number, served?: string): DoctorCheck | undefined {
   if (!p.lastError) return undefined;
-  const { message, run } = splitRunHint(
-    p.lastError.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''),
-  );
   const ago = formatDuration(Math.max(0, now - p.lastError.atMs));
   const source = sourceLabel(p);
   const serving =
     p.state === 'fresh' || p.state === 'stale'
       ? `still serving the value fetched ${p.ageMs === null ? 'earlier' : `${formatDuration(p.ageMs)} ago`}`
       : 'no value to serve';
+  const failed = `the last fetch failed ${ago} ago (${serving}): ${p.lastError.code}: ${p.lastError.message}`;
   return {
     id: `profile:${p.name}`,
     status: 'warn',
-    message: `${source}: the last fetch failed ${ago} ago (${serving}): ${p.lastError.code}: ${message}`,
-    fix: refreshFix(p.name, run),
+    message: `${source}: ${served === undefined ? failed : `${served}, but ${failed}`}`,
+    fix: profileFix(p.name, p.lastError),
   };
 }
 
 function sourceLabel(p: ProfileStatus): string {
   return p.managed ? `${p.source} (managed)` : p.source;
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number, now: number): Promise<DoctorCheck> {
@@ -839,10 +829,9 @@ async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number,
   const reply = await sendRequest(socket, { v: 1, op: 'get', profile: p.name }, { timeoutMs });
   const ms = Math.round(performance.now() - started);
   if (!reply.ok) {
-    const { message, run } = splitRunHint(
-      reply.error.message.replace(new RegExp(`^profile "${escapeRegExp(p.name)}": `), ''),
-    );
-    return { id, status: 'fail', message: `${source}: ${reply.error.code}: ${message}`, fix: refreshFix(p.name, run) };
+    // The check names the profile already: the error's own profile field is not repeated.
+    const { code, message } = reply.error;
+    return { id, status: 'fail', message: `${source}: ${code}: ${message}`, fix: profileFix(p.name, reply.error) };
   }
   if (!('value' in reply)) return { id, status: 'fail', message: `${source}: the daemon answered without a value` };
   // The value itself is only inspected for shape, never kept or printed.
@@ -860,15 +849,17 @@ async function profileCheck(socket: string, p: ProfileStatus, timeoutMs: number,
   }
   const how = cached ? `served from cache in ${ms} ms` : `fetched in ${ms} ms`;
   if (reply.stale) {
-    const { message, run } = splitRunHint(reply.warning?.message ?? 'the source is failing');
-    return { id, status: 'warn', message: `${source}: ${how}, but stale: ${message}`, fix: refreshFix(p.name, run) };
+    const message = reply.warning?.message ?? 'the source is failing';
+    return {
+      id,
+      status: 'warn',
+      message: `${source}: ${how}, but stale: ${message}`,
+      fix: profileFix(p.name, reply.warning),
+    };
   }
   // Served from cache while the last fetch (a refresh, a refresh-ahead) failed: the value works
   // now, and stops working when it expires unless the source is fixed.
-  if (cached && p.lastError) {
-    const last = lastErrorCheck(p, now)!;
-    return { ...last, message: `${source}: ${how}, but ${last.message.slice(source.length + 2)}` };
-  }
+  if (cached && p.lastError) return lastErrorCheck(p, now, how)!;
   return { id, status: 'ok', message: `${source}: ${how}${shape}, fresh for ${formatDuration(reply.expiresInMs)}` };
 }
 

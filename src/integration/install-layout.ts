@@ -42,6 +42,26 @@ export function layoutAt(root: string): InstallLayout {
 }
 
 /**
+ * npx (npm exec) unpacks a package into <npm cache>/_npx/<hash>/node_modules/, a cache npm may
+ * clean at any time: a path into it must not be written anywhere that outlives this run.
+ */
+export function isNpxCache(root: string): boolean {
+  const parts = root.split(path.sep);
+  const at = parts.lastIndexOf('_npx');
+  return at >= 0 && parts[at + 2] === 'node_modules';
+}
+
+/** Refuse, with one line that says to install, to write a path into npx's cache somewhere lasting. */
+export function lastingInstallError(layout: InstallLayout, what: string): BrokerError | undefined {
+  if (!isNpxCache(layout.root)) return undefined;
+  return new BrokerError(
+    'NOT_INSTALLED',
+    `keybroker runs from npx's cache (${layout.root}), which npm may clean at any time, and ${what} would point there`,
+    { fix: 'install it first: npm install -g keybroker' },
+  );
+}
+
+/**
  * The shim a helper of this kind should run: for apiKeyHelper the native shim when it was built
  * here (about a millisecond a call, against Node's own 50-100 ms start-up); otherwise, and for the
  * --format helpers, which the native shim would only hand over to it, the Node shim.

@@ -10,7 +10,7 @@ import { writeStarterConfig } from '../config/starter.js';
 import { BrokerError } from '../errors.js';
 import { sendRequest } from '../client/client.js';
 import { formatMode } from '../client/file-mode.js';
-import { resolveSocketPath } from '../client/socket-path.js';
+import { defaultStateDir, resolveSocketPath } from '../client/socket-path.js';
 import {
   LAUNCHD_LABEL,
   LAUNCHD_PLIST,
@@ -132,6 +132,8 @@ export function unitInputs(host: ServiceHost): UnitInputs {
     path: servicePath(host.platform, host.node, host.home),
     config: wanted === serviceDefault ? undefined : wanted,
     configDir: path.dirname(wanted),
+    // A service does not see the installing shell's XDG_STATE_HOME either.
+    stateDir: defaultStateDir(host.platform, host.home, {}),
     logDir: path.join(host.home, 'Library', 'Logs', 'keybroker'),
   };
 }
@@ -142,8 +144,9 @@ export function planInstall(host: ServiceHost): ServicePlan {
   const inputs = unitInputs(host);
   const config = resolveConfigPath({ env: host.env, home: host.home });
   const steps: ServiceStep[] = [{ kind: 'mkdir', path: paths.unitDir, mode: 0o755 }];
-  // Under ProtectSystem=strict the daemon cannot create its config directory itself.
+  // Under ProtectSystem=strict the daemon cannot create its config and state directories itself.
   steps.push({ kind: 'mkdir', path: inputs.configDir, mode: 0o700 });
+  if (manager === 'systemd') steps.push({ kind: 'mkdir', path: inputs.stateDir, mode: 0o700 });
   if (config.from === 'default') steps.push({ kind: 'starter-config', path: config.path });
   if (manager === 'systemd') {
     const units = renderSystemdUnits(inputs, host.systemdTemplates);
@@ -287,8 +290,16 @@ export async function applyPlan(
         await fs.mkdir(step.path, { recursive: true, mode: step.mode });
         break;
       case 'starter-config':
-        if (await writeStarterConfig(step.path))
-          out.line(`wrote a starter config to ${step.path}: edit it to add your profiles`);
+        switch ((await writeStarterConfig(step.path))?.kind) {
+          case 'keyring':
+            out.line(
+              `wrote a starter config to ${step.path}: its default profile reads the key from your keychain — store it there with: keybroker key set default`,
+            );
+            break;
+          case 'file':
+            out.line(`wrote a starter config to ${step.path}: edit it to add your profiles`);
+            break;
+        }
         continue;
       case 'write':
         await writeFileAtomically(step.path, step.content, step.mode);

@@ -23,6 +23,8 @@ export interface UnitInputs {
   config?: string | undefined;
   /** Directory the daemon may write (its config directory). */
   configDir: string;
+  /** The daemon's state directory (audit trail and its salt), as the service sees it. */
+  stateDir: string;
   /** macOS: where the agent's log goes. */
   logDir: string;
 }
@@ -108,6 +110,7 @@ export function renderSystemdUnits(inputs: UnitInputs, templatesDir: string): Sy
           ? undefined
           : systemdEnvironment('KEYBROKER_CONFIG', checkPath(inputs.config, 'the config file')),
       CONFIG_DIR: systemdWord(configDir),
+      STATE_DIR: systemdWord(`-${checkPath(inputs.stateDir, 'the state directory')}`),
     },
     SYSTEMD_SERVICE,
   );

@@ -18,10 +18,20 @@ export const CLIENT_REPLY_TIMEOUT_MS = MAX_PROFILE_TIMEOUT_MS + 5_000;
 /**
  * What the shim says when no reply came within CLIENT_REPLY_TIMEOUT_MS, which is longer than any
  * profile's timeout: the source is slower than the daemon allows and the daemon did not say so,
- * or the daemon is stuck. (The native shim's copy is generated from this by scripts/build-native.mjs.)
+ * or the daemon is stuck. The shim hands it to its client as the error for no reply.
  */
+export function noAnswerError(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): WireError {
+  return {
+    code: 'TIMEOUT',
+    message: `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck`,
+    transient: true,
+    fix: 'run: keybroker status (then keybroker restart if it does not answer)',
+  };
+}
+
+/** noAnswerError() rendered: the native shim's KB_MSG_NO_ANSWER is generated from this (scripts/native-header.mjs). */
 export function noAnswerMessage(timeoutMs: number = CLIENT_REPLY_TIMEOUT_MS): string {
-  return `no answer within ${Math.round(timeoutMs / 1000)} s, longer than any profile's timeout (at most ${MAX_PROFILE_TIMEOUT_MS / 1000} s): the source is still slow or the daemon is stuck — run: keybroker status (then keybroker restart if it does not answer)`;
+  return renderError(noAnswerError(timeoutMs));
 }
 
 /**
@@ -51,6 +61,8 @@ export const ERROR_CODES = {
   EXPIRED: 19,
   /** The process ran out of something the OS limits: open files (EMFILE/ENFILE). */
   RESOURCE_EXHAUSTED: 20,
+  /** Run from a place that can vanish (npx's cache), for a command that writes its path somewhere lasting. */
+  NOT_INSTALLED: 21,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -107,6 +119,8 @@ export interface GetRequest {
   /** Bypass the cache and fetch from the source now. */
   refresh?: boolean;
   consumer?: ConsumerInfo;
+  /** Reply with a frame (./framed-reply.ts) instead of a JSON line: what the native shim reads. */
+  framed?: boolean;
 }
 
 /**
@@ -153,9 +167,22 @@ export interface PingRequest {
   op: 'ping';
 }
 
-export type Request = GetRequest | RefreshRequest | ForgetRequest | StatusRequest | PingRequest;
+/**
+ * Serve this value for a profile from now on, without a fetch: `keybroker key set` has just stored
+ * it at the profile's source. Only for sources keybroker can write (keyring:), and only when the
+ * daemon's profile reads `source`, the source as the config writes it.
+ */
+export interface SetRequest {
+  v: 1;
+  op: 'set';
+  profile: string;
+  source: string;
+  value: string;
+}
+
+export type Request = GetRequest | RefreshRequest | ForgetRequest | StatusRequest | PingRequest | SetRequest;
 export type Op = Request['op'];
-export const OPS: readonly Op[] = ['get', 'refresh', 'forget', 'status', 'ping'];
+export const OPS: readonly Op[] = ['get', 'refresh', 'forget', 'status', 'ping', 'set'];
 
 /**
  * An error as data: clients render it once, at the edge (shim, CLI, doctor), as
@@ -233,6 +260,15 @@ export interface ForgetReply {
   forgotten: string[];
 }
 
+export interface SetReply {
+  v: 1;
+  ok: true;
+  profile: string;
+  /** The value differs from the one the daemon held (null: it held none). */
+  changed: boolean | null;
+  daemon?: DaemonIdentity;
+}
+
 export type ProfileState = 'cold' | 'fresh' | 'stale' | 'expired' | 'error';
 
 export interface ProfileStatus {
@@ -289,7 +325,7 @@ export interface AuditStatus {
   /** Records lost: buffer full, or a write that failed. */
   dropped: number;
   /** The last write problem (disk full, unsafe directory), until a write succeeds again. */
-  lastError: { code: string; message: string; atMs: number } | null;
+  lastError: (Pick<WireError, 'code' | 'message' | 'fix'> & { atMs: number }) | null;
 }
 
 /**
@@ -369,12 +405,28 @@ export interface PingReply {
   startedBy?: StartedBy;
 }
 
-export type Reply = ErrorReply | GetReply | RefreshReply | ForgetReply | StatusReply | PingReply;
+export type Reply = ErrorReply | GetReply | RefreshReply | ForgetReply | StatusReply | PingReply | SetReply;
 
-export function errorReply(code: string, message: string, transient?: boolean): ErrorReply {
-  const error: WireError = { code, message };
-  if (transient !== undefined) error.transient = transient;
-  return { v: 1, ok: false, error };
+/** An error reply; `fields` are the error's optional fields (transient, profile, fix). */
+export function errorReply(
+  code: string,
+  message: string,
+  fields: Omit<WireError, 'code' | 'message'> = {},
+): ErrorReply {
+  return { v: 1, ok: false, error: { code, message, ...fields } };
+}
+
+/**
+ * An error as one line for a person, the only place one is put together:
+ * `profile "PROFILE": MESSAGE — FIX`, each absent part left out. Only string fields count (a
+ * reply is whatever the daemon sent); the native shim renders replies the same way.
+ */
+export function renderError(error: Pick<WireError, 'message' | 'profile' | 'fix'>): string {
+  const { message, profile, fix } = error as { message: unknown; profile?: unknown; fix?: unknown };
+  let line = typeof message === 'string' ? message : '';
+  if (typeof profile === 'string' && profile !== '') line = `profile "${profile}": ${line}`;
+  if (typeof fix === 'string' && fix !== '') line = `${line} — ${fix}`;
+  return line;
 }
 
 /** Encode one message as a protocol line. */

@@ -6,7 +6,11 @@ import path from 'node:path';
 import type { ConsumerInfo, Invocation } from '../protocol/messages.js';
 import type { Format } from './output-format.js';
 
-const SHELLS = new Set([
+/**
+ * What consumer detection reads, as data: the native shim's copies are generated from these by
+ * scripts/build-native.mjs, so the two shims find the same consumer.
+ */
+export const SHELL_NAMES = [
   'sh',
   'bash',
   'dash',
@@ -21,8 +25,38 @@ const SHELLS = new Set([
   'csh',
   'nu',
   'xonsh',
-]);
-const DEFAULT_HELPER_TTL_MS = 300_000;
+] as const;
+export const CONSUMER_LIMITS = {
+  /** Ancestors looked at, nearest first. */
+  maxDepth: 8,
+  /** Of /proc/PID/cmdline, only this much is read, and only its first `argvChecked` arguments. */
+  cmdlineBytes: 4096,
+  argvChecked: 2,
+  defaultHelperTtlMs: 300_000,
+} as const;
+/** Claude Code's markers (../../../shared/claude-code.md): its environment, process name and package. */
+export const CLAUDE_MARKERS = {
+  entrypointEnv: 'CLAUDE_CODE_ENTRYPOINT',
+  agentEnv: 'AI_AGENT',
+  /** AI_AGENT starts with this in Claude Code's processes … */
+  agentPrefix: 'claude-code',
+  /** … and ends with this in its helpers, and with `agentSuffix` in the agent's Bash tool. */
+  harnessSuffix: '_harness',
+  agentSuffix: '_agent',
+  /** Set to "1" in the agent's Bash tool. */
+  claudeCodeEnv: 'CLAUDECODE',
+  childSessionEnv: 'CLAUDE_CODE_CHILD_SESSION',
+  claudePidEnv: 'CLAUDE_PID',
+  helperTtlEnv: 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS',
+  /** The process name, as a word at its start, case aside (/^claude\b/i). */
+  processName: 'claude',
+  /** An argument naming the npm package's files. */
+  packagePath: '@anthropic-ai/claude-code/',
+  /** Node 24's main thread name, which Linux shows as a Node consumer's comm (see findConsumer). */
+  nodeMainThread: 'MainThread',
+} as const;
+const M = CLAUDE_MARKERS;
+const SHELLS: ReadonlySet<string> = new Set(SHELL_NAMES);
 
 interface ProcInfo {
   ppid: number;
@@ -45,7 +79,11 @@ function procInfoLinux(pid: number): ProcInfo | undefined {
 
 function argvLinux(pid: number): string[] {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').slice(0, 4096).split('\0').slice(0, 2);
+    return fs
+      .readFileSync(`/proc/${pid}/cmdline`, 'latin1')
+      .slice(0, CONSUMER_LIMITS.cmdlineBytes)
+      .split('\0')
+      .slice(0, CONSUMER_LIMITS.argvChecked);
   } catch {
     return [];
   }
@@ -67,14 +105,14 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
   const table = linux ? undefined : process.platform === 'darwin' ? await procTableDarwin() : undefined;
   if (!linux && !table) return undefined;
   let pid = process.ppid;
-  for (let depth = 0; depth < 8 && pid > 1; depth++) {
+  for (let depth = 0; depth < CONSUMER_LIMITS.maxDepth && pid > 1; depth++) {
     const info = linux ? procInfoLinux(pid) : table!.get(pid);
     if (!info) return undefined;
     let name = info.comm.replace(/^-/, '');
     // Node 24 names its main thread "MainThread", which on Linux is the process's comm: a Node
     // consumer that does not set process.title (claude run by node through a symlink) shows as
     // MainThread there, and as its own name on Node 20. Its argv[0] still says who it is.
-    if (linux && name === 'MainThread') name = path.basename(argvLinux(pid)[0] ?? '') || name;
+    if (linux && name === M.nodeMainThread) name = path.basename(argvLinux(pid)[0] ?? '') || name;
     if (!SHELLS.has(name)) {
       const claudeCode = isClaudeCode(name, () => (linux ? argvLinux(pid) : []));
       // Key order as the protocol documents it: pid, start, name, claudeCode, invocation, helperTtlMs.
@@ -85,8 +123,8 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
         claudeCode,
         ...(claudeCode && { invocation: invocationOf(process.env, format, pid) }),
       };
-      const ttl = Number(process.env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS);
-      consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : DEFAULT_HELPER_TTL_MS;
+      const ttl = Number(process.env[M.helperTtlEnv]);
+      consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : CONSUMER_LIMITS.defaultHelperTtlMs;
       return consumer;
     }
     pid = info.ppid;
@@ -99,12 +137,16 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
  * the native binary, or node running the npm package. A tool Claude Code runs inherits the same
  * environment but is another process.
  */
+const CLAUDE_NAME = new RegExp(`^${M.processName}\\b`, 'i');
+
 function isClaudeCode(name: string, argv: () => string[]): boolean {
   const env = process.env;
-  const envSaysClaude = Boolean(env.CLAUDE_CODE_ENTRYPOINT) || (env.AI_AGENT ?? '').startsWith('claude-code');
+  const envSaysClaude = Boolean(env[M.entrypointEnv]) || (env[M.agentEnv] ?? '').startsWith(M.agentPrefix);
   if (!envSaysClaude) return false;
-  if (/^claude\b/i.test(name)) return true;
-  return argv().some((arg) => /(^|\/)claude$/.test(arg) || arg.includes('@anthropic-ai/claude-code/'));
+  if (CLAUDE_NAME.test(name)) return true;
+  return argv().some(
+    (arg) => arg === M.processName || arg.endsWith(`/${M.processName}`) || arg.includes(M.packagePath),
+  );
 }
 
 /**
@@ -117,11 +159,12 @@ function isClaudeCode(name: string, argv: () => string[]): boolean {
  * not the consumer's is our claude's helper. Otherwise an agent marker wins over the harness marker.
  */
 function invocationOf(env: NodeJS.ProcessEnv, format: Format, consumerPid: number): Invocation {
-  const agent = env.AI_AGENT ?? '';
+  const agent = env[M.agentEnv] ?? '';
+  const claudePid = env[M.claudePidEnv];
   const helper = format === 'raw' ? 'api-key-helper' : 'sibling-helper';
-  if (agent.endsWith('_harness') && env.CLAUDE_PID && env.CLAUDE_PID !== String(consumerPid)) return helper;
-  if (env.CLAUDECODE === '1' || agent.endsWith('_agent') || env.CLAUDE_CODE_CHILD_SESSION || env.CLAUDE_PID)
+  if (agent.endsWith(M.harnessSuffix) && claudePid && claudePid !== String(consumerPid)) return helper;
+  if (env[M.claudeCodeEnv] === '1' || agent.endsWith(M.agentSuffix) || env[M.childSessionEnv] || claudePid)
     return 'agent-tool';
-  if (agent.endsWith('_harness')) return helper;
+  if (agent.endsWith(M.harnessSuffix)) return helper;
   return 'unmarked';
 }

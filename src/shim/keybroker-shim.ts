@@ -15,25 +15,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { askToStop, requestWithAutostart } from '../client/autostart.js';
-import {
-  BUILD_ID,
-  daemonIdentity,
-  describeBuild,
-  isOtherBuild,
-  otherBuildMessage,
-  VERSION,
-} from '../client/build-info.js';
+import { BUILD_ID, daemonIdentity, describeBuild, isOtherBuild, otherBuild, VERSION } from '../client/build-info.js';
 import {
   buildGetRequest,
   CLIENT_REPLY_TIMEOUT_MS,
   exitCodeFor,
   ERROR_CODES,
-  noAnswerMessage,
-  type Reply,
+  noAnswerError,
+  renderError,
+  type WireError,
 } from '../protocol/messages.js';
 import { resolveSocketPath } from '../client/socket-path.js';
 import { findConsumer } from './consumer.js';
 import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
+import { oneLine, SHIM_TEXT } from './shim-messages.js';
 
 const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--header NAME] [--socket PATH] [PROFILE]
 
@@ -110,22 +105,15 @@ function parseArgs(argv: string[]): Args | { help: true } | { version: true } | 
 
 function fail(code: string, message: string): never {
   // One line: Claude Code shows it as "apiKeyHelper failed: exited N: <stderr>".
-  fs.writeSync(2, `keybroker: ${message.replace(/\s*\n\s*/g, '; ')}\n`);
+  fs.writeSync(2, `${SHIM_TEXT.prefix}${oneLine(message)}\n`);
   process.exit(exitCodeFor(code));
 }
 
-// ---- main ----
-
-/** No reply within the shim's wait (see noAnswerMessage). */
-function noAnswer(reply: Reply): Reply {
-  if (
-    reply.ok ||
-    reply.error.code !== 'TIMEOUT' ||
-    !reply.error.message.startsWith('no reply from the keybroker daemon')
-  )
-    return reply;
-  return { v: 1, ok: false, error: { code: 'TIMEOUT', message: noAnswerMessage(REQUEST_TIMEOUT_MS), transient: true } };
+function failWith(error: WireError): never {
+  fail(error.code, renderError(error));
 }
+
+// ---- main ----
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -150,24 +138,28 @@ async function main(): Promise<void> {
   // argv[1], resolved through npm's bin symlink: the built shim is a CommonJS bundle, where
   // import.meta does not exist. (.native: one realpath(3) call, cheaper at start-up.)
   const cli = path.join(path.dirname(fs.realpathSync.native(process.argv[1]!)), '..', 'cli', 'main.js');
-  const reply = noAnswer(
-    await requestWithAutostart(socketPath, request, { cli, timeoutMs: REQUEST_TIMEOUT_MS, startedAt: started }),
-  );
-  if (!reply.ok) fail(reply.error.code, reply.error.message);
-  if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', 'the daemon answered without a value');
+  const reply = await requestWithAutostart(socketPath, request, {
+    cli,
+    timeoutMs: REQUEST_TIMEOUT_MS,
+    noReply: noAnswerError(REQUEST_TIMEOUT_MS),
+    startedAt: started,
+  });
+  if (!reply.ok) failWith(reply.error);
+  if (!('value' in reply) || typeof reply.value !== 'string') fail('INTERNAL', SHIM_TEXT.noValue);
   if (reply.stale && reply.warning) {
-    fs.writeSync(
-      2,
-      `keybroker: warning: serving a cached value past its TTL: ${reply.warning.message.replace(/\s*\n\s*/g, '; ')}\n`,
-    );
+    // A warning without a string message is a reply of an unknown shape: an internal error.
+    if (typeof reply.warning.message !== 'string') throw new TypeError('warning without a message');
+    fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.staleWarning}${oneLine(renderError(reply.warning))}\n`);
   }
   const out = formatValue(reply.value, parsed.format, parsed.header);
   if (out === undefined) {
     const profile = typeof reply.profile === 'string' ? reply.profile : (parsed.profile ?? 'default');
-    fail(
-      'INVALID_VALUE',
-      `profile "${profile}" does not hold AWS credentials; give it a source such as aws-credentials://default`,
-    );
+    failWith({
+      code: 'INVALID_VALUE',
+      profile,
+      message: 'it does not hold AWS credentials',
+      fix: 'give it a source such as aws-credentials://default',
+    });
   }
   fs.writeSync(1, `${out}\n`);
   const daemon = daemonIdentity(reply.daemon);
@@ -177,7 +169,8 @@ async function main(): Promise<void> {
       // starts this build.
       askToStop(daemon.pid);
     } else {
-      fs.writeSync(2, `keybroker: warning: ${otherBuildMessage(ME, daemon, process.getuid?.())}\n`);
+      const warning = renderError(otherBuild(ME, daemon, process.getuid?.()));
+      fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.warning}${warning}\n`);
     }
   }
   process.exit(0);
@@ -194,6 +187,6 @@ function workingDirectory(): string | undefined {
 
 main().catch(() => {
   // Never print the error itself: nothing here should throw, and if it does it may hold a value.
-  fs.writeSync(2, 'keybroker: internal error in keybroker-shim\n');
+  fs.writeSync(2, `${SHIM_TEXT.prefix}${SHIM_TEXT.internalError}\n`);
   process.exit(ERROR_CODES.INTERNAL);
 });

@@ -374,7 +374,7 @@ describe('aws-credentials source', () => {
       writeToken(fake.ssoAccessToken, new Date(Date.now() - 60_000));
       const err = await fetchErr(adapter, 'aws-credentials://dev');
       expect(err.code).toBe('AUTH_REQUIRED');
-      expect(err.message).toContain('aws sso login --profile dev');
+      expect(err.fix).toBe('run: aws sso login --profile dev');
       expect(err.message).not.toContain(fake.ssoAccessToken);
     });
 
@@ -382,7 +382,7 @@ describe('aws-credentials source', () => {
       writeToken('revoked-token-not-for-logs', new Date(Date.now() + 60 * 60_000));
       const err = await fetchErr(adapter, 'aws-credentials://dev');
       expect(err.code).toBe('AUTH_REQUIRED');
-      expect(err.message).toContain('aws sso login');
+      expect(err.fix).toContain('aws sso login');
       expect(err.message).not.toContain('revoked-token-not-for-logs');
     });
   });
@@ -419,7 +419,7 @@ describe('aws-credentials source', () => {
       const none = createAdapter({ settings: undefined, env: empty.env, log });
       const err = await fetchErr(none, 'aws-credentials://');
       expect(err.code).toBe('AUTH_REQUIRED');
-      expect(err.message).toContain('aws configure');
+      expect(err.fix).toContain('aws configure');
     } finally {
       fs.rmSync(empty.dir, { recursive: true, force: true });
     }

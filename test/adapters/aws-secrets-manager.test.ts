@@ -376,7 +376,7 @@ describe('aws-sm errors', () => {
     fake.fail({ type: 'AccessDeniedException' });
     const err = await fetchError(newAdapter(), 'aws-sm://kb/denied');
     expect(err.code).toBe('PERMISSION_DENIED');
-    expect(err.message).toContain('secretsmanager:GetSecretValue');
+    expect(err.fix).toContain('secretsmanager:GetSecretValue');
     expect(err.message).toContain('"kb/denied"');
     expect(err.message).not.toContain('arn:aws:iam');
   });
@@ -386,7 +386,7 @@ describe('aws-sm errors', () => {
     fake.fail({ type: 'DecryptionFailure' });
     const err = await fetchError(newAdapter(), 'aws-sm://kb/kms');
     expect(err.code).toBe('PERMISSION_DENIED');
-    expect(err.message).toContain('kms:Decrypt');
+    expect(err.fix).toContain('kms:Decrypt');
   });
 
   it('lets the SDK retry a throttled request, and succeeds when the throttling stops', async () => {
@@ -431,7 +431,7 @@ describe('aws-sm errors', () => {
     fake.scheduleDeletion('kb/deleted');
     const err = await fetchError(newAdapter(), 'aws-sm://kb/deleted');
     expect(err.code).toBe('SOURCE_ERROR');
-    expect(err.message).toContain('restore-secret --secret-id kb/deleted');
+    expect(err.fix).toContain('restore-secret --secret-id kb/deleted');
   });
 
   it('maps an unknown access key and a wrong secret key to AUTH_REQUIRED', async () => {
@@ -440,7 +440,7 @@ describe('aws-sm errors', () => {
     const unknown = await fetchError(newAdapter(), 'aws-sm://kb/auth');
     expect(unknown.code).toBe('AUTH_REQUIRED');
     expect(unknown.status).toBe('UnrecognizedClientException');
-    expect(unknown.message).toContain('aws sts get-caller-identity');
+    expect(unknown.fix).toContain('aws sts get-caller-identity');
     vi.stubEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'not-the-right-secret-access-key');
     const badSig = await fetchError(newAdapter(), 'aws-sm://kb/auth');
@@ -485,7 +485,7 @@ describe('aws-sm errors', () => {
     expect(fake.calls('kb/expired').map((c) => c.error)).toEqual(['ExpiredTokenException', 'ExpiredTokenException']);
     expect(err.code).toBe('AUTH_REQUIRED');
     expect(err.message).toContain('expired');
-    expect(err.message).toContain('--profile files');
+    expect(err.fix).toContain('--profile files');
   });
 
   it('tells an SSO profile without a cached login to run aws sso login --profile', async () => {
@@ -493,12 +493,12 @@ describe('aws-sm errors', () => {
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', undefined);
     const viaSetting = await fetchError(newAdapter({ profile: 'sso-user' }), 'aws-sm://kb/sso');
     expect(viaSetting.code).toBe('AUTH_REQUIRED');
-    expect(viaSetting.message).toContain('run: aws sso login --profile sso-user');
+    expect(viaSetting.fix).toBe('run: aws sso login --profile sso-user');
     const legacy = await fetchError(newAdapter({ profile: 'legacy-sso' }), 'aws-sm://kb/sso');
-    expect(legacy.message).toContain('run: aws sso login --profile legacy-sso');
+    expect(legacy.fix).toBe('run: aws sso login --profile legacy-sso');
     vi.stubEnv('AWS_PROFILE', 'sso-user');
     const viaEnv = await fetchError(newAdapter(), 'aws-sm://kb/sso');
-    expect(viaEnv.message).toContain('run: aws sso login --profile sso-user');
+    expect(viaEnv.fix).toBe('run: aws sso login --profile sso-user');
     expect(fake.calls('kb/sso')).toHaveLength(0);
   });
 
@@ -524,7 +524,7 @@ describe('aws-sm errors', () => {
     );
     const err = await fetchError(newAdapter({ profile: 'sso-user' }), 'aws-sm://kb/sso');
     expect(err.code).toBe('AUTH_REQUIRED');
-    expect(err.message).toContain('run: aws sso login --profile sso-user');
+    expect(err.fix).toBe('run: aws sso login --profile sso-user');
     expect(err.message).not.toContain('kb-expired-sso-access-token');
   });
 
@@ -533,7 +533,7 @@ describe('aws-sm errors', () => {
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', undefined);
     const err = await fetchError(newAdapter({ profile: 'broken-sso', region: 'us-east-1' }), 'aws-sm://kb/sso');
     expect(err.code).toBe('AUTH_REQUIRED');
-    expect(err.message).toContain('aws configure sso --profile broken-sso');
+    expect(err.fix).toBe('run: aws configure sso --profile broken-sso');
     expect(err.message).not.toContain('aws sso login');
   });
 
@@ -561,8 +561,8 @@ describe('aws-sm errors', () => {
     vi.stubEnv('AWS_CONFIG_FILE', path.join(dir, 'no-such-config'));
     const err = await fetchError(newAdapter(), 'aws-sm://kb/no-region');
     expect(err.code).toBe('CONFIG_INVALID');
-    expect(err.message).toContain('?region=');
-    expect(err.message).toContain('AWS_DEFAULT_REGION is set');
+    expect(err.fix).toContain('?region=');
+    expect(err.fix).toContain('AWS_DEFAULT_REGION is set');
   });
 
   it('maps an unreachable endpoint to transient UNAVAILABLE naming the host', async () => {
@@ -716,6 +716,7 @@ describe('aws-sm source URIs', () => {
     expect(parseSecretUri('aws-sm://prod/anthropic?region=eu-west-1&versionStage=AWSPREVIOUS')).toEqual({
       secretId: 'prod/anthropic',
       region: 'eu-west-1',
+      regionFrom: 'query',
       versionStage: 'AWSPREVIOUS',
     });
     expect(parseSecretUri('aws-sm://x?versionId=EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE#k%23ey')).toEqual({
@@ -727,9 +728,14 @@ describe('aws-sm source URIs', () => {
     expect(parseSecretUri(`aws-sm://${arn}#api_key`)).toEqual({
       secretId: arn,
       region: 'ap-southeast-2',
+      regionFrom: 'arn',
       jsonKey: 'api_key',
     });
-    expect(parseSecretUri(`aws-sm://${arn}?region=ap-southeast-2`).region).toBe('ap-southeast-2');
+    // An ARN's region is the secret's identity, even when ?region= repeats it (a lock cannot move it).
+    expect(parseSecretUri(`aws-sm://${arn}?region=ap-southeast-2`)).toMatchObject({
+      region: 'ap-southeast-2',
+      regionFrom: 'arn',
+    });
     expect(parseSecretUri('aws-sm://name_with+=.@-chars').secretId).toBe('name_with+=.@-chars');
   });
 

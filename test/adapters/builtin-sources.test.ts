@@ -230,7 +230,7 @@ describe('file source', () => {
     fs.chmodSync(path.join(dir, 'open.key'), 0o644);
     const { err } = await attempt('open.key');
     expect(err?.code).toBe('PERMISSION_DENIED');
-    expect(err?.message).toContain('chmod 600');
+    expect(err?.fix).toContain('chmod 600');
     expect(err?.message).not.toContain('sk-open');
   });
 
@@ -246,6 +246,6 @@ describe('file source', () => {
     expect((await attempt('adir')).err?.code).toBe('INVALID_VALUE');
     const missing = await attempt('nope.key');
     expect(missing.err?.code).toBe('NOT_FOUND');
-    expect(missing.err?.message).toContain('umask 077');
+    expect(missing.err?.fix).toContain('umask 077');
   });
 });

@@ -151,7 +151,7 @@ describe('daemon with op:// profiles and no 1Password credentials', () => {
   it('fails at once, saying how to authenticate', async () => {
     const r = await d.shim('work');
     expect(r.code).toBe(ERROR_CODES.AUTH_REQUIRED);
-    expect(r.stderr).toContain('no 1Password credentials: set OP_SERVICE_ACCOUNT_TOKEN');
+    expect(r.stderr).toContain('no 1Password credentials — set OP_SERVICE_ACCOUNT_TOKEN');
     expect(r.stderr).toContain('OP_ACCOUNT');
     expect(r.ms).toBeLessThan(5000);
     expect(fake.calls.resolveAll).toBe(0);

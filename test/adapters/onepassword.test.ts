@@ -264,9 +264,9 @@ describe('op: credentials', () => {
     const err = await h.fetchErr(uri);
     expect(Date.now() - started).toBeLessThan(500);
     expect(err.code).toBe('AUTH_REQUIRED');
-    expect(err.message).toContain('OP_SERVICE_ACCOUNT_TOKEN');
-    expect(err.message).toContain('OP_ACCOUNT');
-    expect(err.message).toContain('Integrate with other apps');
+    expect(err.fix).toContain('OP_SERVICE_ACCOUNT_TOKEN');
+    expect(err.fix).toContain('OP_ACCOUNT');
+    expect(err.fix).toContain('Integrate with other apps');
     expect(h.auths).toHaveLength(0);
     expect(h.adapter.status!().join('\n')).toContain('no credentials for profile t');
     expect(held.credential.kind).toBe('none');
@@ -346,7 +346,7 @@ describe('op: credentials', () => {
     fs.chmodSync(tokenFile, 0o644);
     err = await h.fetchErr(uri);
     expect(err.code).toBe('PERMISSION_DENIED');
-    expect(err.message).toContain(`chmod 600 ${tokenFile}`);
+    expect(err.fix).toBe(`run: chmod 600 ${tokenFile}`);
     fs.chmodSync(tokenFile, 0o600);
     fs.writeFileSync(tokenFile, VALUE);
     err = await h.fetchErr(uri);
@@ -607,15 +607,24 @@ describe('op: errors', () => {
     code: string;
     transient: boolean;
     says: string;
+    /** What the error's fix field holds, when it has one. */
+    fix?: string;
     env?: NodeJS.ProcessEnv;
   }> = [
     { failure: 'rate-limit', code: 'RATE_LIMITED', transient: true, says: '10,000 on Business' },
-    { failure: 'auth-expired', code: 'AUTH_REQUIRED', transient: false, says: 'create a new service account token' },
     {
       failure: 'auth-expired',
       code: 'AUTH_REQUIRED',
       transient: false,
-      says: 'unlock the 1Password app for account "my-team"',
+      says: 'no longer accepts',
+      fix: 'create a new service account token',
+    },
+    {
+      failure: 'auth-expired',
+      code: 'AUTH_REQUIRED',
+      transient: false,
+      says: 'no longer accepts',
+      fix: 'unlock the 1Password app for account "my-team"',
       env: { OP_ACCOUNT: 'my-team' },
     },
     {
@@ -623,10 +632,23 @@ describe('op: errors', () => {
       code: 'AUTH_REQUIRED',
       transient: false,
       says: 'has ended',
+      fix: 'unlock the 1Password app for account "my-team"',
       env: { OP_ACCOUNT: 'my-team' },
     },
-    { failure: 'bad-token', code: 'AUTH_REQUIRED', transient: false, says: 'not a valid service account token' },
-    { failure: 'not-authenticated', code: 'AUTH_REQUIRED', transient: false, says: 'did not accept' },
+    {
+      failure: 'bad-token',
+      code: 'AUTH_REQUIRED',
+      transient: false,
+      says: 'not a valid service account token',
+      fix: 'copy it again from 1Password',
+    },
+    {
+      failure: 'not-authenticated',
+      code: 'AUTH_REQUIRED',
+      transient: false,
+      says: 'did not accept',
+      fix: 'create a new service account token',
+    },
     { failure: 'forbidden', code: 'PERMISSION_DENIED', transient: false, says: 'grant it read access' },
     { failure: 'network', code: 'UNAVAILABLE', transient: true, says: 'cannot reach 1Password' },
     {
@@ -640,14 +662,16 @@ describe('op: errors', () => {
   ];
 
   it.each(callFailures)(
-    'maps a $failure call failure to $code ($says)',
-    async ({ failure, code, transient, says, env }) => {
+    'maps a $failure call failure to $code ($says; $fix)',
+    async ({ failure, code, transient, says, fix, env }) => {
       const h = harness({ fake: seeded(), ...(env && { env }) });
       h.fake.failNext(failure);
       const err = await h.fetchErr(uri);
       expect(err.code).toBe(code);
       expect(err.transient).toBe(transient);
       expect(err.message).toContain(says);
+      if (fix === undefined) expect(err.fix).toBeUndefined();
+      else expect(err.fix).toContain(fix);
       expect(err.message).toContain(uri);
       expect(err.status).toBeDefined();
       expectClean(err.message);

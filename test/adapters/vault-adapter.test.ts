@@ -542,7 +542,7 @@ describe('vault source: error mapping', () => {
       const err = await failure(stale, 'vault://secret/app#api_key');
       expect(err.code).toBe('AUTH_REQUIRED');
       expect(err.message).toContain('~/.vault-token is invalid or expired');
-      expect(err.message).toContain('run vault login');
+      expect(err.fix).toBe('run vault login');
       expect(err.message).not.toContain('not-a-token');
       // `vault login` writes a new token: picked up on the next fetch, no restart.
       fs.writeFileSync(path.join(dir, '.vault-token'), `${token}\n`);

@@ -290,8 +290,10 @@ describe('repeat requests from Claude Code (401 inference)', () => {
     const err = await cache.get({ consumer: claude(100) }).catch((e: unknown) => e as BrokerError);
     expect(err).toBeInstanceOf(BrokerError);
     expect((err as BrokerError).code).toBe('KEY_REJECTED');
-    // One line that names the profile and ends with the command that fixes it.
-    expect((err as BrokerError).message).toMatch(/^profile "work": [^\n]* then run: keybroker refresh work$/);
+    // About the profile, with the command that fixes it as its fix.
+    expect((err as BrokerError).profile).toBe('work');
+    expect((err as BrokerError).fix).toMatch(/ then run: keybroker refresh work$/);
+    expect((err as BrokerError).message).not.toContain('\n');
     expect((err as BrokerError).message).not.toContain('sk-initial');
   });
 

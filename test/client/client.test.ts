@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pipeBindings, sendRequest, type Transport } from '../../src/client/client.js';
-import { MAX_REPLY_BYTES, type Request } from '../../src/protocol/messages.js';
+import { MAX_REPLY_BYTES, noAnswerError, type Request } from '../../src/protocol/messages.js';
 import { baseEnv, privateTempDir, run, SHIM } from '../helpers/daemon.js';
 
 const REQUEST: Request = { v: 1, op: 'ping' };
@@ -115,6 +115,18 @@ describe.each(TRANSPORTS)('transport %s', (transport) => {
     const reply = await send(s.path, 300);
     expect(reply.ok ? undefined : reply.error.code).toBe('TIMEOUT');
     expect(Date.now() - started).toBeLessThan(5_000);
+    await s.close();
+  });
+
+  it('no reply within the wait: the caller’s own error for it, as data (the shim’s no-answer error)', async () => {
+    const s = await server(() => {});
+    const noReply = noAnswerError();
+    const reply = await sendRequest(s.path, REQUEST, { timeoutMs: 300, transport, noReply });
+    expect(reply).toEqual({ v: 1, ok: false, error: noReply });
+    // Without one: TIMEOUT, with no fix of the shim's.
+    const plain = await send(s.path, 300);
+    expect(plain.ok ? undefined : plain.error).toMatchObject({ code: 'TIMEOUT', transient: true });
+    expect(plain.ok ? undefined : plain.error.fix).toBeUndefined();
     await s.close();
   });
 

@@ -7,7 +7,7 @@ import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../../src/adapter-pool.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { ConfigError, loadConfig, parseConfigText, readConfigFile, resolveConfigPath } from '../../src/config/load.js';
-import { STARTER_CONFIG, writeStarterConfig } from '../../src/config/starter.js';
+import { STARTER_CONFIG, starterConfig, writeStarterConfig, type StarterSource } from '../../src/config/starter.js';
 import { createLogger } from '../../src/log.js';
 import { privateTempDir } from '../helpers/daemon.js';
 
@@ -215,14 +215,32 @@ describe('config file rules', () => {
 
   it('writes a starter config that is valid, private, and never overwrites', async () => {
     const file = path.join(dir, 'starter', 'keybroker', 'config.yaml');
-    expect(await writeStarterConfig(file)).toBe(true);
+    const asked: string[] = [];
+    const choose = async (): Promise<StarterSource> => {
+      asked.push('probe');
+      return { kind: 'file', why: 'no D-Bus session bus' };
+    };
+    expect(await writeStarterConfig(file, { choose })).toEqual({ kind: 'file', why: 'no D-Bus session bus' });
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect(fs.readFileSync(file, 'utf8')).toBe(STARTER_CONFIG);
     const parsed = parseConfigText(STARTER_CONFIG, file);
     expect(Object.keys(parsed.profiles)).toEqual(['default']);
     fs.writeFileSync(file, 'profiles: {}\n');
-    expect(await writeStarterConfig(file)).toBe(false);
+    expect(await writeStarterConfig(file, { choose })).toBeUndefined();
     expect(fs.readFileSync(file, 'utf8')).toBe('profiles: {}\n');
+    // A config already there is not probed for.
+    expect(asked).toEqual(['probe']);
+  });
+
+  it("where a keychain answers, the starter's default profile is keyring:default, and it loads", async () => {
+    const file = path.join(dir, 'starter-keyring', 'keybroker', 'config.yaml');
+    const choose = async (): Promise<StarterSource> => ({ kind: 'keyring', what: 'the login keychain' });
+    expect(await writeStarterConfig(file, { choose })).toMatchObject({ kind: 'keyring' });
+    const text = fs.readFileSync(file, 'utf8');
+    expect(text).toBe(starterConfig({ kind: 'keyring', what: 'the login keychain' }));
+    expect(text).toContain('keybroker key set default');
+    const loaded = await loadConfig(file, pool.acquire);
+    expect(loaded.profiles.get('default')).toMatchObject({ scheme: 'keyring', source: 'keyring:default' });
   });
 });
 

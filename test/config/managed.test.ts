@@ -10,6 +10,7 @@ import { parseConfigText, parseManagedConfigText } from '../../src/config/load.j
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { startDaemon as startLifecycle } from '../../src/daemon/lifecycle.js';
 import { createLogger } from '../../src/log.js';
+import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
 import {
   daemonWorkspace,
   privateTempDir,
@@ -30,6 +31,7 @@ if (!IS_ROOT) {
 const ORG_KEY = 'sk-org-managed-5a1f';
 const USER_ORG_KEY = 'sk-user-own-org-9c3e';
 const MINE_KEY = 'sk-user-mine-77d2';
+const LOCKED_REGION_KEY = 'sk-org-region-locked-3b8d';
 
 const USER_CONFIG = `defaults:
   maxStale: 1d
@@ -144,6 +146,48 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     expect(check.stdout).toContain(
       `${h.configPath}:8: profiles.mine.maxStale: defaults.maxStale is locked by ${managedFile}; this profile's maxStale is ignored`,
     );
+  });
+
+  it("a locked aws.region wins over a user profile's ?region=, with a warning naming the profile", async () => {
+    const fake = await FakeSecretsManager.start({ regions: ['us-east-1', 'eu-west-1'] });
+    try {
+      // The secret exists only where the organisation says to read it.
+      fake.put('prod/key', LOCKED_REGION_KEY, { region: 'eu-west-1' });
+      installManaged('aws:\n  region: eu-west-1\nprofiles: {}\nlocked:\n  - aws.region\n');
+      const clean = Object.fromEntries(
+        Object.keys(process.env)
+          .filter((k) => k.startsWith('AWS_'))
+          .map((k) => [k, undefined]),
+      );
+      d = await startDaemon({
+        config:
+          'profiles:\n  default:\n    source: env:KB_MINE\n  work:\n    source: aws-sm://prod/key?region=us-east-1\n',
+        dir: path.join(dir, 'user'),
+        env: {
+          ...clean,
+          KEYBROKER_MANAGED_CONFIG: managedFile,
+          KB_MINE: MINE_KEY,
+          AWS_ENDPOINT_URL_SECRETS_MANAGER: fake.url,
+          AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+          AWS_CONFIG_FILE: path.join(dir, 'no-aws-config'),
+          AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-aws-credentials'),
+          AWS_EC2_METADATA_DISABLED: 'true',
+        },
+      });
+      expect(await get(d, 'work')).toBe(LOCKED_REGION_KEY);
+      expect(fake.calls('prod/key').map((c) => c.region)).toEqual(['eu-west-1']);
+      // The daemon logs each config warning with its YAML path: this one names the profile.
+      const warned = d
+        .log()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { level: number; path?: string })
+        .filter((r) => r.level === 40 && r.path === 'profiles.work.source');
+      expect(warned).toHaveLength(1);
+    } finally {
+      await fake.close();
+    }
   });
 
   it('a reload picks up a managed config installed, changed or broken after start', async () => {

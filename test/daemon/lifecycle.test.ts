@@ -51,7 +51,7 @@ describe('socket and directory', () => {
     const { code, stderr } = await daemonExits(env);
     expect(code).toBe(18);
     expect(stderr).toContain(
-      `keybroker: socket directory ${path.dirname(env.KEYBROKER_SOCKET!)} is accessible by group or others (mode 0755); run: chmod 700`,
+      `keybroker: socket directory ${path.dirname(env.KEYBROKER_SOCKET!)} is accessible by group or others (mode 0755) — run: chmod 700`,
     );
     expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(false);
   });

@@ -4,7 +4,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VERSION } from '../../src/client/build-info.js';
+import { FRAME_FIELDS } from '../../src/protocol/framed-reply.js';
+import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { decodeFrame } from '../helpers/frame.js';
 
 let d: DaemonHandle;
 const KEY = 'sk-proto-4f1c2a';
@@ -24,23 +28,27 @@ afterAll(async () => {
 function raw(
   data: Buffer | string,
   options: { end?: boolean; timeoutMs?: number } = {},
-): Promise<{ reply: string; closed: boolean }> {
+): Promise<{ reply: string; bytes: Buffer; closed: boolean }> {
   return new Promise((resolve) => {
     const socket = net.createConnection({ path: d.socket, allowHalfOpen: true });
-    let reply = '';
+    const chunks: Buffer[] = [];
+    const done = (closed: boolean): void => {
+      const bytes = Buffer.concat(chunks);
+      resolve({ reply: bytes.toString(), bytes, closed });
+    };
     const timer = setTimeout(() => {
       socket.destroy();
-      resolve({ reply, closed: false });
+      done(false);
     }, options.timeoutMs ?? 5_000);
     socket.on('connect', () => {
       if (data.length > 0) socket.write(data);
       if (options.end !== false) socket.end();
     });
-    socket.on('data', (c: Buffer) => (reply += c.toString()));
+    socket.on('data', (c: Buffer) => chunks.push(c));
     const closed = (): void => {
       clearTimeout(timer);
       socket.destroy();
-      resolve({ reply, closed: true });
+      done(true);
     };
     // 'end': the daemon closed its side (a client that keeps its own side open sees no 'close').
     socket.on('end', closed);
@@ -102,6 +110,39 @@ describe('requests', () => {
   });
 });
 
+describe('framed replies (what the native shim asks for)', () => {
+  it('answers a framed get with the value and the daemon identity, as length-prefixed fields', async () => {
+    const { bytes, closed } = await raw('{"v":1,"op":"get","profile":"default","framed":true}\n');
+    expect(closed).toBe(true);
+    const frame = decodeFrame(bytes);
+    expect(frame).toMatchObject({ value: KEY, 'daemon.pid': String(d.proc.pid), 'daemon.version': VERSION });
+    expect(Object.keys(frame).every((k) => (FRAME_FIELDS as readonly string[]).includes(k))).toBe(true);
+    expect(frame['warning.message']).toBeUndefined();
+  });
+
+  it('answers a framed get that fails with the error code, its exit status and message', async () => {
+    const frame = decodeFrame((await raw('{"v":1,"op":"get","profile":"nope","framed":true}\n')).bytes);
+    expect(frame['error.code']).toBe('UNKNOWN_PROFILE');
+    expect(frame['error.status']).toBe(String(ERROR_CODES.UNKNOWN_PROFILE));
+    expect(frame['error.message']).toBeTruthy();
+    expect(frame.value).toBeUndefined();
+  });
+
+  it('frames the refusal of a request that asked for a frame, so a newer client can read it', async () => {
+    const frame = decodeFrame((await raw('{"v":1,"op":"get","framed":true,"future":1}\n')).bytes);
+    expect(frame['error.code']).toBe('BAD_REQUEST');
+    expect(frame['error.status']).toBe(String(ERROR_CODES.BAD_REQUEST));
+    await stillServes();
+  });
+
+  it.each([
+    ['framed: false', '{"v":1,"op":"get","profile":"default","framed":false}\n'],
+    ['a line that is not JSON', '{"framed":true\n'],
+  ])('answers in JSON otherwise (%s)', async (_what, line) => {
+    expect(parse((await raw(line)).reply)).toHaveProperty('ok');
+  });
+});
+
 describe('bad input', () => {
   const cases: Array<[string, Buffer | string, RegExp]> = [
     ['invalid JSON', '{"v":1,"op":\n', /not valid JSON/],
@@ -147,6 +188,36 @@ describe('bad input', () => {
     expect(closed).toBe(true);
     expect(parse(reply).error?.message).toMatch(/no complete request line within 5000 ms/);
     expect(Date.now() - started).toBeGreaterThanOrEqual(4_500);
+  });
+
+  it('cuts off a client that trickles its request a byte at a time: 5 s from accept, not from the last byte', async () => {
+    const started = Date.now();
+    const result = await new Promise<{ reply: string; closedAfterMs: number | undefined }>((resolve) => {
+      const socket = net.createConnection({ path: d.socket, allowHalfOpen: true });
+      const line = '{"v":1,"op":"ping"}'.padEnd(40, ' ');
+      let sent = 0;
+      let reply = '';
+      // One byte a second, far below any inactivity timeout; the request is never complete.
+      const trickle = setInterval(() => {
+        if (sent < line.length - 1) socket.write(line[sent++]!);
+      }, 1_000);
+      const finish = (closedAfterMs: number | undefined): void => {
+        clearInterval(trickle);
+        clearTimeout(giveUp);
+        socket.destroy();
+        resolve({ reply, closedAfterMs });
+      };
+      const giveUp = setTimeout(() => finish(undefined), 12_000);
+      socket.on('data', (c: Buffer) => (reply += c.toString()));
+      socket.on('end', () => finish(Date.now() - started));
+      socket.on('close', () => finish(Date.now() - started));
+      socket.on('error', () => {});
+    });
+    expect(result.closedAfterMs).toBeDefined();
+    expect(result.closedAfterMs!).toBeGreaterThanOrEqual(4_500);
+    expect(result.closedAfterMs!).toBeLessThan(8_000);
+    expect(parse(result.reply).error?.code).toBe('BAD_REQUEST');
+    await stillServes();
   });
 
   it('still answers a good request at once while hundreds of idle connections are open', async () => {

@@ -61,7 +61,14 @@ export interface RunResult {
 export function run(
   command: string,
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    input?: string;
+    /** Run as another user (the tests run as root): see other-user.ts. */
+    user?: { uid: number; gid: number };
+  } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
@@ -69,6 +76,7 @@ export function run(
       env: options.env ?? process.env,
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.user && { uid: options.user.uid, gid: options.user.gid }),
     });
     let stdout = '';
     let stderr = '';
@@ -94,7 +102,8 @@ export interface DaemonWorkspace {
   request(req: Request, timeoutMs?: number): Promise<Reply>;
   /** Run the shim the way Claude Code does: `sh -c "<shim> <args>"` (the Node shim unless given). */
   shim(args?: string, env?: NodeJS.ProcessEnv, shimPath?: string): Promise<RunResult>;
-  cli(args: string[], env?: NodeJS.ProcessEnv): Promise<RunResult>;
+  /** Run the CLI; `input` is its stdin (a pipe, closed after it), else an empty pipe. */
+  cli(args: string[], env?: NodeJS.ProcessEnv, input?: string): Promise<RunResult>;
   /** Write the config, private (0600) as the daemon requires. */
   writeConfig(yaml: string): void;
 }
@@ -116,7 +125,8 @@ export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.P
     request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
     shim: (args = '', extra = {}, shimPath = SHIM) =>
       run('/bin/sh', ['-c', `${shimPath} ${args}`], { env: { ...env, ...extra } }),
-    cli: (args, extra = {}) => run(process.execPath, [CLI, ...args], { env: { ...env, ...extra } }),
+    cli: (args, extra = {}, input) =>
+      run(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, ...(input !== undefined && { input }) }),
     writeConfig,
   };
 }
@@ -146,7 +156,13 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
   // Nothing from the developer's own session may leak into a test daemon or shim.
   for (const key of Object.keys(env)) {
-    if (key.startsWith('CLAUDE_CODE_') || key === 'AI_AGENT' || key.startsWith('KEYBROKER_')) {
+    // (The session bus too: a developer's Secret Service would change what a first run writes.)
+    if (
+      key.startsWith('CLAUDE_CODE_') ||
+      key === 'AI_AGENT' ||
+      key.startsWith('KEYBROKER_') ||
+      key === 'DBUS_SESSION_BUS_ADDRESS'
+    ) {
       if (!(key in extra)) delete env[key];
     }
   }

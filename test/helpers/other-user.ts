@@ -2,6 +2,8 @@
 // Created when the tests run as root (as in CI), idempotently; otherwise the caller skips its test
 // and prints why.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 
 export const OTHER_USER = 'kb-test-other';
 
@@ -31,4 +33,19 @@ export function otherUser(): OtherUser {
       };
   }
   return { name: OTHER_USER, ...ids };
+}
+
+/**
+ * A node the other user can run: this process's own, unless it lies where that user cannot reach
+ * (CI's Node 22 and 24 live inside the checkout, which may sit in a 0700 directory); then a copy
+ * in `dir`, which that user must be able to read.
+ */
+export function nodeFor(user: { uid: number; gid: number }, dir: string): string {
+  const probe = spawnSync(process.execPath, ['--version'], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+  if (probe.status === 0) return process.execPath;
+  const copy = path.join(dir, 'node-bin', 'node');
+  fs.mkdirSync(path.dirname(copy), { recursive: true, mode: 0o755 });
+  fs.copyFileSync(process.execPath, copy);
+  fs.chmodSync(copy, 0o755);
+  return copy;
 }

@@ -574,10 +574,11 @@ describe('doctor with a running daemon', () => {
       expect(filed.status).toBe('warn');
       expect(filed.message).toContain('PERMISSION_DENIED');
       expect(filed.message).not.toMatch(/run: /);
-      expect(filed.fix).toMatch(/^chmod 600 .*refresh\.key, then: keybroker refresh filed$/);
+      // The error's own fix (its field), then the refresh that clears the warning.
+      expect(filed.fix).toBe(`run: chmod 600 ${keyFile}, then: keybroker refresh filed`);
       const lines = renderDoctor(checks).split('\n');
       expect(lines.filter((l) => l.includes('profile:filed'))).toHaveLength(1);
-      expect(lines[lines.findIndex((l) => l.includes('profile:filed')) + 1]).toMatch(/^\s+fix: chmod 600 /);
+      expect(lines[lines.findIndex((l) => l.includes('profile:filed')) + 1]).toMatch(/^\s+fix: run: chmod 600 /);
     }
     fs.chmodSync(keyFile, 0o600);
   });

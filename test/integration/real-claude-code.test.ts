@@ -1,17 +1,20 @@
-// The real Claude Code CLI (npm @anthropic-ai/claude-code, a devDependency) against the fake
-// Messages API, with its apiKeyHelper pointing at the built shim and a real daemon: the 401 path
-// and the agent's Bash tool running the shim, in Claude Code's own process tree and environment.
-// `claude -p` with HOME in a temporary directory; every run is bounded in time.
+// The real Claude Code CLI (npm @anthropic-ai/claude-code, installed on first use by
+// test/helpers/claude-code.ts at the version pinned there) against the fake Messages API, with its
+// apiKeyHelper pointing at the built shim and a real daemon: the 401 path and the agent's Bash
+// tool running the shim, in Claude Code's own process tree and environment. `claude -p` with HOME
+// in a temporary directory; every run is bounded in time. Where it cannot be installed (no
+// registry), these tests fail rather than skip.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
-import { ROOT, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { claudeCode, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
+import { run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
-const CLAUDE = path.join(ROOT, 'node_modules', '.bin', 'claude');
-const present = fs.existsSync(CLAUDE);
-if (!present)
-  console.log(`real Claude Code tests skipped: ${CLAUDE} is missing (npm ci installs @anthropic-ai/claude-code)`);
+let CLAUDE: string;
+beforeAll(async () => {
+  CLAUDE = await claudeCode();
+}, CLAUDE_CODE_INSTALL_TIMEOUT_MS + 60_000);
 
 const RUN_TIMEOUT_MS = 60_000;
 
@@ -22,7 +25,6 @@ const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8')
 const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
 
 beforeEach(async () => {
-  if (!present) return;
   api = await FakeMessagesApi.start();
   d = await startDaemon({
     config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
@@ -35,7 +37,6 @@ beforeEach(async () => {
   fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} work` }));
 });
 afterEach(async () => {
-  if (!present) return;
   await d.stop();
   await api.close();
   fs.rmSync(d.dir, { recursive: true, force: true });
@@ -67,7 +68,7 @@ function claude(prompt: string, args: string[] = []): ReturnType<typeof run> {
   return run(CLAUDE, ['-p', prompt, ...args], { env, cwd: project, timeoutMs: RUN_TIMEOUT_MS });
 }
 
-describe.skipIf(!present)('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
+describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
   it(
     'gets the rotated key at once after a 401, through the helper',
     async () => {

@@ -68,6 +68,7 @@ describe('service install on Linux (systemd user units)', () => {
         entry: layout.entry,
         path: servicePath('linux', process.execPath, home),
         configDir: path.join(home, '.config', 'keybroker'),
+        stateDir: path.join(home, '.local', 'state', 'keybroker'),
         logDir: '/unused',
       },
       layout.systemdDir,

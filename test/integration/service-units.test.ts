@@ -1,6 +1,6 @@
 // The service templates rendered with absolute paths: their content, systemd's own verifier where
 // it can run, and the launchd plist parsed back with a plist parser.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parsePlist } from 'plist';
@@ -17,7 +17,10 @@ import {
   type UnitInputs,
 } from '../../src/integration/service-units.js';
 import { resolveSocketPath } from '../../src/client/socket-path.js';
-import { privateTempDir, ROOT } from '../helpers/daemon.js';
+import { privateTempDir, ROOT, waitFor } from '../helpers/daemon.js';
+import { sendRequest } from '../../src/client/client.js';
+import type { AuditStatus, StatusReply } from '../../src/protocol/messages.js';
+import { unitInputs, type ServiceHost } from '../../src/integration/service-manager.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
@@ -29,6 +32,7 @@ const plainInputs: UnitInputs = {
   entry: path.join(ROOT, 'dist', 'src', 'cli', 'main.js'),
   path: servicePath('linux', process.execPath, '/home/ada'),
   configDir: '/home/ada/.config/keybroker',
+  stateDir: '/home/ada/.local/state/keybroker',
   logDir: '/Users/ada/Library/Logs/keybroker',
 };
 
@@ -87,6 +91,8 @@ describe('systemd units', () => {
     };
     for (const [key, value] of Object.entries(expected)) expect(settingOf(service, key), key).toEqual([value]);
     expect(settingOf(service, 'ReadWritePaths')[0]!.split(' ')).toContain('/home/ada/.config/keybroker');
+    // "-": a missing state directory must not stop the unit.
+    expect(settingOf(service, 'ReadWritePaths')[0]!.split(' ')).toContain('-/home/ada/.local/state/keybroker');
     expect(settingOf(service, 'Environment')).toEqual([`"PATH=${plainInputs.path.join(':')}"`]);
   });
 
@@ -228,5 +234,68 @@ describe('template rendering', () => {
       '/bin',
     ]);
     expect(servicePath('darwin', '/usr/local/bin/node', '/Users/ada')[0]).toBe('/usr/local/bin');
+  });
+});
+
+// ProtectSystem=strict makes the whole file system read-only for the daemon except the unit's
+// ReadWritePaths. Emulated with bubblewrap (a read-only bind of / and a writable bind of each
+// existing ReadWritePaths entry, as systemd's "-" prefix skips missing ones): the audit trail,
+// under ~/.local/state/keybroker, must be written, not dropped with EROFS.
+const bwrapWorks = spawnSync('bwrap', ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', 'true']).status === 0;
+describe.skipIf(!bwrapWorks)('the systemd unit, with its file system protection emulated', () => {
+  it('lets the daemon write its audit trail: no record dropped', async () => {
+    const home = privateTempDir('kb-unit-home-');
+    try {
+      const host = { platform: 'linux', home, env: {}, node: process.execPath, entry: plainInputs.entry };
+      const inputs = unitInputs(host as unknown as ServiceHost);
+      for (const dir of [inputs.configDir, inputs.stateDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      fs.writeFileSync(
+        path.join(inputs.configDir, 'config.yaml'),
+        'profiles:\n  default:\n    source: env:KB_UNIT_KEY\n',
+        {
+          mode: 0o600,
+        },
+      );
+      const { service } = renderSystemdUnits(inputs, layout.systemdDir);
+      const writable = systemdCommandWords(settingOf(service, 'ReadWritePaths')[0]!)
+        .map((w) => w.replace(/^-/, '').replace(/%h/g, home))
+        .filter((p) => fs.existsSync(p));
+      const sockDir = path.join(home, 'run');
+      fs.mkdirSync(sockDir, { mode: 0o700 });
+      const socket = path.join(sockDir, 'kb.sock');
+      const binds = [sockDir, ...writable].flatMap((p) => ['--bind', p, p]);
+      // The service's environment: no XDG_* of the installing shell, so the state directory is ~/.local/state.
+      const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_SOCKET: socket, KB_UNIT_KEY: 'sk-unit-test' };
+      const daemon = spawn(
+        'bwrap',
+        ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', ...binds, process.execPath, inputs.entry, 'daemon'],
+        { env, stdio: 'ignore' },
+      );
+      try {
+        await waitFor(() => fs.existsSync(socket), 10_000, 'the daemon in bwrap to listen');
+        const got = await sendRequest(socket, { v: 1, op: 'get' }, { timeoutMs: 10_000 });
+        expect(got.ok).toBe(true);
+        const audit = async (): Promise<AuditStatus> => {
+          const status = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs: 10_000 });
+          return (status as StatusReply).audit!;
+        };
+        await waitFor(
+          async () => {
+            const a = await audit();
+            return a.written + a.dropped > 0;
+          },
+          10_000,
+          'the audit trail to be written or dropped',
+        );
+        const a = await audit();
+        expect({ dropped: a.dropped, lastError: a.lastError?.code ?? null }).toEqual({ dropped: 0, lastError: null });
+        expect(fs.readFileSync(path.join(inputs.stateDir, 'audit.jsonl'), 'utf8')).toContain('"op":"get"');
+      } finally {
+        daemon.kill('SIGTERM');
+        await new Promise((r) => daemon.once('exit', r));
+      }
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 });

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HARDENING_ADDON, installCopy } from '../helpers/install-copy.js';
-import { otherUser } from '../helpers/other-user.js';
+import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const SECRET = 'sk-env-only-6c1d90';
 
@@ -106,12 +106,7 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
     });
     expect(compiled.stderr).toBe('');
     openToAll(base);
-    let node = process.execPath;
-    if (spawnSync(node, ['-e', '0'], { ...as, stdio: 'ignore' }).status !== 0) {
-      node = path.join(base, 'node');
-      fs.copyFileSync(process.execPath, node);
-      fs.chmodSync(node, 0o755);
-    }
+    const node = nodeFor(user, base);
     const home = path.join(base, 'home');
     fs.mkdirSync(home, { mode: 0o700 });
     fs.writeFileSync(path.join(home, 'config.yaml'), 'profiles:\n  default:\n    source: env:KB_SECRET\n', {

@@ -19,6 +19,9 @@ beforeAll(async () => {
       '    source: env:KB_RED_SERVED',
       '  leaky:',
       `    source: 'exec:echo "op: token $KB_RED_SERVED was refused" >&2; exit 1'`,
+      // exec: commands run without env: profiles' variables unless let through: this one must see it.
+      '    exec:',
+      '      passEnv: [KB_RED_SERVED]',
       '  shaped:',
       `    source: 'exec:echo "auth failed: $KB_RED_ANTHROPIC / $KB_RED_HEX / $KB_RED_B64 (see /run/user/1000/keybroker/keybroker.sock)" >&2; exit 2'`,
       '',

@@ -1,57 +1,27 @@
 // The native shim and the Node shim, side by side against a recording stand-in daemon: for the
 // same arguments, environment and working directory they must send the daemon the same request
-// line, byte for byte, and for the same reply print the same stdout and stderr and exit with the
-// same status. Each case also says whether the native shim answers itself or hands over to the
-// Node shim (seen through KEYBROKER_NODE, pointed at a wrapper that leaves a mark), so a native
-// shim that handed everything over could not pass.
+// line, byte for byte (the native one adds "framed":true, asking for a framed reply), and for the
+// same reply print the same stdout and stderr and exit with the same status. The stand-in answers
+// as the daemon does: a reply object goes out through the daemon's own encoders, as a frame to a
+// request that asked for one and as JSON otherwise. Each case also says whether the native shim
+// answers itself or hands over to the Node shim (seen through KEYBROKER_NODE, pointed at a wrapper
+// that leaves a mark), so a native shim that handed everything over could not pass.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES, MAX_REPLY_BYTES } from '../../src/protocol/messages.js';
+import { ERROR_CODES, MAX_REPLY_BYTES, renderError } from '../../src/protocol/messages.js';
+import { oneLine, SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { VERSION } from '../../src/client/build-info.js';
 import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
+import { asksForFrame, framed, recordingServer, type Answer, type Reply } from '../helpers/stand-in-daemon.js';
 
 const native = SHIMS.find((s) => s.name === 'native')!;
 /** The build id stamped into the built shims (the sources are unstamped). */
 const BUILD_ID = (fs
   .readFileSync(path.join(ROOT, 'dist', 'src', 'client', 'build-info.js'), 'utf8')
   .match(/'([0-9a-f]{12})' \/\* build-id \*\//) ?? [])[1];
-
-interface Recorder {
-  /** Each connection's request line, as bytes (latin1 keeps every byte). */
-  requests: string[];
-  close(): Promise<void>;
-}
-
-/** What the stand-in daemon answers: the same to every request, or by request line; null: hang up. */
-type Answer = Buffer | null | ((line: string) => Buffer | null);
-
-/** A stand-in daemon: records request lines and answers each with `reply`. */
-async function recordingServer(socketPath: string, answer: Answer): Promise<Recorder> {
-  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  const requests: string[] = [];
-  const server = net.createServer({ allowHalfOpen: true }, (conn) => {
-    let got = Buffer.alloc(0);
-    let answered = false;
-    conn.on('error', () => {});
-    conn.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      const nl = got.indexOf(0x0a);
-      if (nl === -1 || answered) return;
-      answered = true;
-      const line = got.subarray(0, nl).toString('latin1');
-      requests.push(line);
-      const reply = typeof answer === 'function' ? answer(line) : answer;
-      if (reply === null) conn.destroy();
-      else conn.end(reply);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  return { requests, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 interface Case {
   /** Arguments after the shim, as words; or a shell snippet (for bytes a JS string cannot hold). */
@@ -64,9 +34,14 @@ interface Case {
   socket?: string;
   /** Run from this directory, relative to the case's directory. */
   cwd?: string;
-  reply?: Buffer | string | null | ((line: string) => Buffer | null);
-  /** Does the native shim hand this one to the Node shim? */
+  reply?: Answer | string;
+  /** Does the native shim hand this one to the Node shim, before sending anything? */
   handover: boolean;
+  /**
+   * Does it send its request, read that it was not served (a JSON reply, a refusal, a hang-up)
+   * and hand over, so that the Node shim asks again?
+   */
+  reasks?: boolean;
 }
 
 interface Outcome extends RunResult {
@@ -88,7 +63,7 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const OK_REPLY = '{"v":1,"ok":true,"profile":"work","value":"sk-1","stale":false,"source":"env","expiresInMs":1000}\n';
+const OK_REPLY = { ok: true, profile: 'work', value: 'sk-1', stale: false, source: 'env', expiresInMs: 1000 };
 
 let caseNo = 0;
 async function runBoth(c: Case): Promise<{ node: Outcome; native: Outcome }> {
@@ -100,12 +75,7 @@ async function runBoth(c: Case): Promise<{ node: Outcome; native: Outcome }> {
   const socketPath = c.socket ? path.join(dir, c.socket) : env.KEYBROKER_SOCKET!;
   const cwd = c.cwd ? path.join(dir, c.cwd) : dir;
   fs.mkdirSync(cwd, { recursive: true, mode: 0o700 });
-  const reply =
-    c.reply === undefined
-      ? Buffer.from(OK_REPLY)
-      : c.reply === null || typeof c.reply === 'function' || Buffer.isBuffer(c.reply)
-        ? c.reply
-        : Buffer.from(c.reply);
+  const reply = c.reply === undefined ? OK_REPLY : typeof c.reply === 'string' ? Buffer.from(c.reply) : c.reply;
   const outcome = async (shim: string): Promise<Outcome> => {
     fs.rmSync(handoverLog, { force: true });
     const server = await recordingServer(socketPath, reply);
@@ -124,14 +94,14 @@ async function runBoth(c: Case): Promise<{ node: Outcome; native: Outcome }> {
 async function expectSame(c: Case): Promise<{ node: Outcome; native: Outcome }> {
   const r = await runBoth(c);
   expect(r.node.handedOver).toBe(false);
-  expect(r.native.handedOver).toBe(c.handover);
+  expect(r.native.handedOver).toBe(c.handover || c.reasks === true);
+  const sent = c.handover ? r.node.requests : r.node.requests.map(framed);
+  expect(r.native.requests).toEqual(c.reasks ? [framed(r.node.requests[0]!), ...r.node.requests] : sent);
   expect({
-    requests: r.native.requests,
     code: r.native.code,
     stdout: r.native.stdout,
     stderr: r.native.stderr,
   }).toEqual({
-    requests: r.node.requests,
     code: r.node.code,
     stdout: r.node.stdout,
     stderr: r.node.stderr,
@@ -239,7 +209,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       try {
         const lines: string[] = [];
         for (const shim of [SHIM, NATIVE_SHIM]) {
-          const server = await recordingServer(env.KEYBROKER_SOCKET!, Buffer.from(OK_REPLY));
+          const server = await recordingServer(env.KEYBROKER_SOCKET!, OK_REPLY);
           const call = kind === 'helper' ? claude.callHelper : claude.bashTool;
           expect(await call(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-1\n', stderr: '' });
           await server.close();
@@ -247,7 +217,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
           lines.push(...server.requests);
         }
         expect(lines).toHaveLength(2);
-        expect(lines[1]).toBe(lines[0]);
+        expect(lines[1]).toBe(framed(lines[0]!));
         expect(JSON.parse(lines[0]!)).toMatchObject({
           consumer: { pid: claude.pid, name: 'claude', claudeCode: true, invocation },
         });
@@ -278,91 +248,104 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
   });
 
   describe('the reply', () => {
-    const value = (v: string | Buffer): Buffer =>
-      Buffer.concat([
-        Buffer.from('{"v":1,"ok":true,"profile":"work","value":"'),
-        Buffer.isBuffer(v) ? v : Buffer.from(v),
-        Buffer.from('","stale":false}\n'),
-      ]);
-    const cases: Array<[string, Buffer | string | null]> = [
-      ['every escape', value('a\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0041\\u00e9\\u20AC\\ud83d\\ude00\\u0000end')],
-      ['lone surrogates', value('\\ud800x\\udc00\\ud83d\\u0041\\ud83d')],
+    const value = (v: string, more: object = {}): Record<string, unknown> => ({
+      ok: true,
+      profile: 'work',
+      value: v,
+      stale: false,
+      ...more,
+    });
+    const error = (e: object): Record<string, unknown> => ({ ok: false, error: e });
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['every character JSON escapes', value('a"b\\c/d\b\f\n\r\t\u0041\u00e9\u20AC\ud83d\ude00\u0000\u001f\u000bend')],
+      ['lone surrogates', value('\ud800x\udc00\ud83d\u0041\ud83d')],
       ['UTF-8 as is', value('ключ🔑 ')],
-      [
-        'bytes that are not UTF-8',
-        value(
-          Buffer.from([
-            0x61, 0xff, 0x62, 0xc3, 0x28, 0xed, 0xa0, 0x80, 0xf0, 0x9f, 0x98, 0x63, 0xe0, 0x80, 0xf4, 0x90, 0x80, 0x80,
-            0xc0, 0xaf,
-          ]),
-        ),
-      ],
-      ['no newline before the end', '{"ok":true,"value":"sk-eof"}'],
-      ['more after the first line', '{"ok":true,"value":"sk-first"}\n{"ok":true,"value":"sk-second"}\n'],
-      ['duplicate keys: the last wins', '{"ok":false,"value":"a","ok":true,"value":"b","error":{"code":"TIMEOUT"}}\n'],
-      ['keys spelled with escapes', '{"\\u006fk":true,"valu\\u0065":"sk-esc"}\n'],
-      [
-        'deep nesting in another field',
-        `{"ok":true,"value":"sk-deep","x":${'['.repeat(50_000)}${']'.repeat(50_000)},"y":${'{"a":'.repeat(1000)}1${'}'.repeat(1000)}}\n`,
-      ],
-      [
-        'numbers, literals and whitespace elsewhere',
-        ' {"ok" : true ,"n":[-0,1.5e+3,0.0,-12E-2,true,false,null,{}],"value":"sk-ws"} \n',
-      ],
+      ['an empty value', value('')],
+      ['a value of many lines and spaces', value('  a\n\nb \r\n')],
       [
         'stale, with a warning on several lines',
-        reply({
-          ok: true,
-          value: 'sk-st',
+        value('sk-st', {
           stale: true,
           warning: { code: 'SOURCE_ERROR', message: 'exec:x … exited 1:\n  cat: nope\u00a0\n\u2028tail  \n' },
         }),
       ],
+      ['stale false, with a warning', value('sk-st', { stale: '', warning: { code: 'X', message: 'm' } })],
+      ['stale as a zero', value('sk-z', { stale: 0, warning: { code: 'X', message: 'm' } })],
+      ['stale as a non-empty string', value('sk-s', { stale: 'yes', warning: { code: 'X', message: 'm' } })],
       [
-        'stale, with a warning that is not an object',
-        reply({ ok: true, value: 'sk-st', stale: true, warning: 'source down' }),
+        'stale, with a warning of many spaces',
+        value('sk-s', { stale: true, warning: { code: 'X', message: ' \t\n \u3000x\ufeff\n' } }),
       ],
-      [
-        'stale, with a warning without a message',
-        reply({ ok: true, value: 'sk-st', stale: 1, warning: { message: 5 } }),
-      ],
-      ['stale false, with a warning', reply({ ok: true, value: 'sk-st', stale: '', warning: { message: 'm' } })],
-      ['stale as a number that is zero', '{"ok":true,"value":"sk-z","stale":1e-400,"warning":{"message":"m"}}\n'],
-      ['stale as a non-empty string', reply({ ok: true, value: 'sk-s', stale: 'yes', warning: { message: 'm' } })],
-      ['ok without a value', reply({ ok: true, profile: 'work' })],
-      ['a value that is not a string', reply({ ok: true, value: 42 })],
-      [
-        'an error on several lines',
-        reply({ ok: false, error: { code: 'SOURCE_ERROR', message: 'first\r\n\tsecond \n third\n' } }),
-      ],
-      [
-        'a TIMEOUT worded as a client’s own',
-        reply({
-          ok: false,
-          error: { code: 'TIMEOUT', message: 'no reply from the keybroker daemon on /x within 5 ms' },
-        }),
-      ],
-      ['an error of an unknown code', reply({ ok: false, error: { code: 'SOMETHING_NEW', message: 'new' } })],
-      ['an error without a message', reply({ ok: false, error: { code: 'TIMEOUT' } })],
-      ['an error that is not an object', reply({ ok: false, error: 'TIMEOUT' })],
-      ['ok neither true nor false', reply({ ok: 1, value: 'x' })],
-      ['an array', '[{"ok":true,"value":"x"}]\n'],
-      ['a number', '42\n'],
-      ['a string', '"sk"\n'],
-      ['null', 'null\n'],
-      ['not JSON', 'sk-plain\n'],
-      ['a trailing comma', '{"ok":true,"value":"x",}\n'],
-      ['a leading zero', '{"ok":true,"value":"x","n":01}\n'],
-      ['an unknown escape', '{"ok":true,"value":"\\x41"}\n'],
-      ['a raw control character in a string', '{"ok":true,"value":"a\tb"}\n'],
-      ['a short \\u escape', '{"ok":true,"value":"\\u12"}\n'],
-      ['text after the object', '{"ok":true,"value":"x"} x\n'],
-      ['an unterminated string', '{"ok":true,"value":"x\n'],
-      ['only whitespace', '   \n'],
-      ['too long', Buffer.alloc(MAX_REPLY_BYTES + 10, 0x61)],
+      ['an error on several lines', error({ code: 'SOURCE_ERROR', message: 'first\r\n\tsecond \n third\n' })],
+      ['an error of an unknown code', error({ code: 'SOMETHING_NEW', message: 'new' })],
+      ['an error with an empty message', error({ code: 'TIMEOUT', message: '' })],
+      ['a value over the reply limit', value('k'.repeat(MAX_REPLY_BYTES))],
     ];
     it.each(cases)('%s', async (_what, r) => {
       await expectSame({ args: ['work'], reply: r, handover: false });
+    });
+
+    // Errors as data: the daemon sends an error's and a stale warning's profile and fix as fields,
+    // to both shims (a frame to the native one, JSON to the Node one), and both put the line
+    // together in renderError's words: the same bytes, whatever the fields hold.
+    const fields: Array<[string, Record<string, string>]> = [
+      ['a profile', { profile: 'work' }],
+      ['a fix', { fix: 'run: keybroker status' }],
+      ['a profile and a fix', { profile: 'work', fix: 'chmod 600 ~/work.key, then run: keybroker refresh work' }],
+      ['a profile to escape and a fix on several lines', { profile: 'wörk "a"', fix: '\n do\r\nthis \n' }],
+      ['an empty profile and fix', { profile: '', fix: '' }],
+      ['an empty message, with a profile and a fix', { message: '', profile: 'p', fix: 'f' }],
+      ['NUL bytes in each', { message: 'it\u0000broke', profile: 'a\u0000b', fix: 'x\u0000y' }],
+    ];
+    it.each(fields)('an error with %s', async (_what, f) => {
+      const error = { code: 'PERMISSION_DENIED', message: 'it broke\n', ...f };
+      const r = await expectSame({ args: ['work'], reply: { ok: false, error }, handover: false });
+      expect(r.native.code).toBe(ERROR_CODES.PERMISSION_DENIED);
+      expect(r.native.stderr).toBe(`${SHIM_TEXT.prefix}${oneLine(renderError(error))}\n`);
+    });
+    it.each(fields)('a stale warning with %s', async (_what, f) => {
+      const warning = { code: 'UNAVAILABLE', message: 'source down', ...f };
+      const r = await expectSame({ args: ['work'], reply: value('sk-st', { stale: true, warning }), handover: false });
+      expect(r.native).toMatchObject({ code: 0, stdout: 'sk-st\n' });
+      expect(r.native.stderr).toBe(`${SHIM_TEXT.prefix}${SHIM_TEXT.staleWarning}${oneLine(renderError(warning))}\n`);
+    });
+
+    // A JSON reply to a framed request comes from a daemon that did not read it (one from before
+    // frames refuses the field), so it was not served: the Node shim asks again and reads JSON.
+    const json: Array<[string, string]> = [
+      [
+        'a refusal from a daemon before frames',
+        reply({ ok: false, error: { code: 'BAD_REQUEST', message: 'unknown field "framed"' } }),
+      ],
+      ['a stopping daemon', reply({ ok: false, error: { code: 'SHUTTING_DOWN', message: 'stopping' } })],
+      ['a value', '{"ok":true,"value":"sk-json"}'],
+      ['ok without a value', reply({ ok: true, profile: 'work' })],
+      ['a value that is not a string', reply({ ok: true, value: 42 })],
+      [
+        'stale, with a warning that is not an object',
+        reply({ ok: true, value: 'sk-st', stale: true, warning: 'down' }),
+      ],
+      ['an error without a message', reply({ ok: false, error: { code: 'TIMEOUT' } })],
+      ['JSON that is not valid', '{"ok":true,"value":"x",}\n'],
+    ];
+    it.each(json)('JSON: %s', async (_what, r) => {
+      await expectSame({ args: ['work'], reply: r, handover: false, reasks: true });
+    });
+
+    // Neither a frame nor JSON: both fail with INTERNAL and one line, never printing the reply
+    // (the Node shim says "not JSON", the native one "not a valid frame").
+    const garbage: Array<[string, Buffer | string]> = [
+      ['not JSON', 'sk-plain\n'],
+      ['a JSON array', '[{"ok":true,"value":"x"}]\n'],
+      ['only whitespace', '   \n'],
+      ['too long', Buffer.alloc(MAX_REPLY_BYTES + 10, 0x61)],
+    ];
+    it.each(garbage)('garbage: %s', async (_what, r) => {
+      const { node, native: nat } = await runBoth({ args: ['work'], reply: r, handover: false });
+      for (const o of [node, nat]) {
+        expect(o).toMatchObject({ code: ERROR_CODES.INTERNAL, stdout: '', handedOver: false });
+        expect(o.stderr).toMatch(/^keybroker: [^\n]+\n$/);
+      }
     });
 
     it('a hang-up without a reply, autostart off', async () => {
@@ -370,11 +353,25 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       expect(r.node.code).toBe(ERROR_CODES.DAEMON_UNREACHABLE);
     });
 
+    it('a daemon’s TIMEOUT worded as a client’s own is the daemon’s: printed as it is', async () => {
+      // Only the shim's own wait running out says "no answer within …": no text is taken for it.
+      const message = 'no reply from the keybroker daemon on /x within 5 ms';
+      const r = await expectSame({
+        args: ['work'],
+        reply: { ok: false, error: { code: 'TIMEOUT', message } },
+        handover: false,
+      });
+      expect(r.native.code).toBe(ERROR_CODES.TIMEOUT);
+      expect(r.native.stderr).toBe(`keybroker: ${message}\n`);
+    });
+
     it.each(Object.entries(ERROR_CODES))('error %s: its exit status', async (code, status) => {
       const r = await expectSame({
         args: ['work'],
-        reply: reply({ ok: false, error: { code, message: `because ${code}` } }),
+        reply: error({ code, message: `because ${code}` }),
         handover: false,
+        // A refusal was not served: the Node shim asks again, and pings to see which daemon refused.
+        reasks: code === 'BAD_REQUEST',
       });
       expect(r.native.code).toBe(status);
       // (DAEMON_UNREACHABLE also says that autostart is off.)
@@ -382,8 +379,137 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
     });
   });
 
+  describe('a frame it cannot read: INTERNAL, one line, nothing printed, nothing asked again', () => {
+    const field = (name: string, v: string | Buffer): Buffer[] => {
+      const bytes = Buffer.isBuffer(v) ? v : Buffer.from(v);
+      return [Buffer.from(`${name} ${bytes.length}\n`), bytes, Buffer.from('\n')];
+    };
+    /** A frame of these fields; `length`: what its header says, when not their length. */
+    const frame = (fields: Array<[string, string | Buffer]>, length?: string): Buffer => {
+      const body = Buffer.concat(fields.flatMap(([n, v]) => field(n, v)));
+      return Buffer.concat([Buffer.from(`KB1 ${length ?? body.length}\n`), body]);
+    };
+    const err: Array<[string, string]> = [
+      ['error.code', 'SOURCE_ERROR'],
+      ['error.status', '5'],
+      ['error.message', 'm'],
+    ];
+    const cases: Array<[string, Buffer]> = [
+      ['cut short', frame([['value', 'sk-cut']], '40')],
+      ['a header cut short', Buffer.from('KB1 1')],
+      ['a header with a leading zero', frame([['value', 'sk-0']], '012')],
+      ['a header that is not a number', Buffer.from('KB1 x\nvalue 1\nk\n')],
+      ['a header over the reply limit', Buffer.from(`KB1 ${MAX_REPLY_BYTES}\nvalue 1\nk\n`)],
+      ['a field over its frame', Buffer.from('KB1 10\nvalue 9\nsk-over\n')],
+      ['a field without its newline', Buffer.from('KB1 10\nvalue 2\nskX')],
+      [
+        'a field twice',
+        frame([
+          ['value', 'a'],
+          ['value', 'b'],
+        ]),
+      ],
+      ['a value and an error', frame([['value', 'sk-both'], ...err])],
+      [
+        'neither a value nor an error',
+        frame([
+          ['daemon.pid', '1'],
+          ['daemon.version', '1.0'],
+        ]),
+      ],
+      ['an error without a status', frame(err.filter(([n]) => n !== 'error.status'))],
+      ...['0', '256', 'x', '05', ''].map((s): [string, Buffer] => [
+        `an exit status of "${s}"`,
+        frame(err.map(([n, v]) => [n, n === 'error.status' ? s : v])),
+      ]),
+      [
+        'a pid of 0',
+        frame([
+          ['value', 'sk-p'],
+          ['daemon.pid', '0'],
+          ['daemon.version', '1.0'],
+        ]),
+      ],
+      [
+        'a pid of 2^31',
+        frame([
+          ['value', 'sk-p'],
+          ['daemon.pid', '2147483648'],
+          ['daemon.version', '1.0'],
+        ]),
+      ],
+      [
+        'a version that is not a word',
+        frame([
+          ['value', 'sk-v'],
+          ['daemon.pid', '9'],
+          ['daemon.version', '1.0 x'],
+        ]),
+      ],
+      [
+        'an identity without its version',
+        frame([
+          ['value', 'sk-v'],
+          ['daemon.pid', '9'],
+        ]),
+      ],
+      [
+        'a warning fix without its message',
+        frame([
+          ['value', 'sk-w'],
+          ['warning.fix', 'f'],
+        ]),
+      ],
+      ['a message that is not UTF-8', frame([...err.slice(0, 2), ['error.message', Buffer.from([0x61, 0xff])]])],
+      [
+        'a field name over 32 bytes',
+        frame([
+          ['value', 'sk-n'],
+          ['x'.repeat(33), ''],
+        ]),
+      ],
+    ];
+    it.each(cases)('%s', async (_what, bytes) => {
+      const dir = path.join(root, `c${caseNo++}`);
+      fs.mkdirSync(dir, { mode: 0o700 });
+      const env = baseEnv(dir, { KEYBROKER_NODE: nodeWrapper, KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log') });
+      const server = await recordingServer(env.KEYBROKER_SOCKET!, bytes);
+      try {
+        const r = await run(NATIVE_SHIM, ['work'], { env, cwd: dir });
+        expect(r).toMatchObject({ code: ERROR_CODES.INTERNAL, stdout: '' });
+        expect(r.stderr).toMatch(/^keybroker: [^\n]+\n$/);
+        expect(server.requests).toHaveLength(1);
+        expect(fs.existsSync(path.join(dir, 'handover.log'))).toBe(false);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('unknown fields are skipped, for later versions', async () => {
+      const r = await runBoth({
+        args: ['work'],
+        reply: (line) =>
+          asksForFrame(line)
+            ? frame([
+                ['later.field', 'x'],
+                ['value', 'sk-1'],
+                ['later', ''],
+              ])
+            : OK_REPLY,
+        handover: false,
+      });
+      expect(r.native).toMatchObject({ code: 0, stdout: 'sk-1\n', stderr: '', handedOver: false });
+    });
+  });
+
   describe('another build of the daemon (an upgrade with the old daemon running)', () => {
-    const ok = (daemon: unknown): string => reply({ ok: true, profile: 'work', value: 'sk-1', stale: false, daemon });
+    const ok = (daemon: unknown): Record<string, unknown> => ({
+      ok: true,
+      profile: 'work',
+      value: 'sk-1',
+      stale: false,
+      daemon,
+    });
     const cases: Array<[string, unknown, boolean]> = [
       [
         'another version, started in the foreground',
@@ -433,7 +559,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
         );
         const server = await recordingServer(
           env.KEYBROKER_SOCKET!,
-          Buffer.from(ok({ pid: old.pid, version: '0.0.1', startedBy: 'autostart' })),
+          ok({ pid: old.pid, version: '0.0.1', startedBy: 'autostart' }),
         );
         try {
           const r = await run('/bin/sh', ['-c', `${shim} work`], { env });
@@ -450,9 +576,11 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       }
     });
 
-    const pong = (fields: object): Buffer => Buffer.from(reply({ ok: true, pong: true, ...fields }));
-    const refusal = Buffer.from(reply({ ok: false, error: { code: 'BAD_REQUEST', message: 'unknown field "x"' } }));
-    const refusals: Array<[string, (line: string) => Buffer | null]> = [
+    // The refusal goes to the native shim as a frame (it asked for one): nothing was served, so it
+    // hands over, and the Node shim asks again and pings to see which daemon refused.
+    const pong = (fields: object): Record<string, unknown> => ({ ok: true, pong: true, ...fields });
+    const refusal = { ok: false, error: { code: 'BAD_REQUEST', message: 'unknown field "x"' } };
+    const refusals: Array<[string, (line: string) => Reply]> = [
       [
         'refused by another build: named, with the command that restarts it',
         (line) => (line.includes('"ping"') ? pong({ pid: 4242, version: '0.0.1', startedBy: 'systemd' }) : refusal),
@@ -471,14 +599,14 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['refused, and the ping unanswered', (line) => (line.includes('"ping"') ? null : refusal)],
       [
         'refused, and the ping answered without pong',
-        (line) => (line.includes('"ping"') ? Buffer.from(reply({ ok: true, pid: 4242, version: '0.0.1' })) : refusal),
+        (line) => (line.includes('"ping"') ? { ok: true, pid: 4242, version: '0.0.1' } : refusal),
       ],
     ];
     it.each(refusals)('%s', async (what, answer) => {
-      const r = await expectSame({ args: ['work'], reply: answer, handover: false });
+      const r = await expectSame({ args: ['work'], reply: answer, handover: false, reasks: true });
       expect(r.native.code).toBe(ERROR_CODES.BAD_REQUEST);
-      expect(r.native.requests).toHaveLength(2);
-      expect(r.native.requests[1]).toBe('{"v":1,"op":"ping"}');
+      expect(r.native.requests).toHaveLength(3);
+      expect(r.native.requests[2]).toBe('{"v":1,"op":"ping"}');
       expect(r.native.stderr.includes('the running daemon (pid')).toBe(what.includes('named'));
     });
   });
@@ -529,7 +657,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
         fs.mkdirSync(dir, { mode: 0o700 });
         const env = baseEnv(dir, { KEYBROKER_NODE: nodeWrapper, KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log') });
         const socketPath = path.join(dir, 's', 'kb.sock');
-        const server = await recordingServer(socketPath, Buffer.from(OK_REPLY));
+        const server = await recordingServer(socketPath, OK_REPLY);
         try {
           const connectTo = prepare(dir, socketPath) ?? socketPath;
           const r = await run('/bin/sh', ['-c', `${shim} --socket ${connectTo} work`], { env });

@@ -2,7 +2,10 @@
  * https://encoding.spec.whatwg.org/#utf-8-decoder, which is what V8 follows. */
 #include "utf8.h"
 
-size_t kb_utf8_put(uint32_t cp, unsigned char *out) {
+#include <stdint.h>
+
+/* Encode one code point (<= 0x10FFFF, not a surrogate) into out (room for 4); its length. */
+static size_t kb_utf8_put(uint32_t cp, unsigned char *out) {
   if (cp < 0x80) {
     out[0] = (unsigned char)cp;
     return 1;

@@ -1,0 +1,40 @@
+/* The daemon-stopping part of src/client/autostart.ts (askToStop), in C. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kb-generated.h"
+#include "shim.h"
+
+/* looksLikeDaemon: on Linux, by its command line (the daemon command and a keybroker entry
+ * point); elsewhere the socket's word is taken. */
+static int looks_like_daemon(long pid) {
+#if defined(__linux__)
+  char file[64], cmdline[65536];
+  snprintf(file, sizeof file, "/proc/%ld/cmdline", pid);
+  ssize_t n = kb_read_small(file, cmdline, sizeof cmdline);
+  int daemon = 0, entry = 0;
+  for (ssize_t start = 0; start < n;) {
+    const char *arg = cmdline + start;
+    size_t len = strnlen(arg, (size_t)(n - start));
+    daemon |= len == strlen(KB_DAEMON_COMMAND) && memcmp(arg, KB_DAEMON_COMMAND, len) == 0;
+    for (size_t k = 0; k < sizeof KB_DAEMON_ENTRY_SUFFIXES / sizeof KB_DAEMON_ENTRY_SUFFIXES[0]; k++) {
+      size_t s = strlen(KB_DAEMON_ENTRY_SUFFIXES[k]);
+      entry |= len >= s && memcmp(arg + len - s, KB_DAEMON_ENTRY_SUFFIXES[k], s) == 0;
+    }
+    start += (ssize_t)len + 1;
+  }
+  return daemon && entry;
+#else
+  (void)pid;
+  return 1;
+#endif
+}
+
+int kb_ask_to_stop(long pid) {
+  if (pid <= 1 || pid == (long)getpid() || !looks_like_daemon(pid)) return 0;
+  return kill((pid_t)pid, SIGTERM) == 0;
+}

@@ -1,0 +1,283 @@
+/* src/shim/consumer.ts in C: who is asking, and how Claude Code ran us. The names it looks for
+ * are the TypeScript's, generated into kb-generated.h. */
+#define _POSIX_C_SOURCE 200809L
+#ifdef __APPLE__
+#define _DARWIN_C_SOURCE /* strict POSIX hides the BSD types <sys/sysctl.h> and <libproc.h> use */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifdef __APPLE__
+#include <libproc.h>
+#include <sys/sysctl.h>
+#endif
+
+#include "kb-generated.h"
+#include "shim.h"
+
+struct proc_info {
+  long ppid;
+  char comm[512];
+  size_t comm_len;
+  char start[64]; /* empty: unknown */
+};
+
+ssize_t kb_read_small(const char *file, char *out, size_t size) {
+  int fd = open(file, O_RDONLY);
+  if (fd < 0) return -1;
+  size_t got = 0;
+  ssize_t r = 0;
+  while (got < size && (r = read(fd, out + got, size - got)) != 0) {
+    if (r < 0 && errno != EINTR) break;
+    if (r > 0) got += (size_t)r;
+  }
+  close(fd);
+  return r < 0 ? -1 : (ssize_t)got;
+}
+
+#if defined(__linux__) || defined(__APPLE__)
+static int is_word(const char *name, size_t len, const char *w) { return strlen(w) == len && memcmp(w, name, len) == 0; }
+
+static int is_shell(const char *name, size_t len) {
+  for (size_t k = 0; k < sizeof KB_SHELL_NAMES / sizeof KB_SHELL_NAMES[0]; k++) {
+    if (is_word(name, len, KB_SHELL_NAMES[k])) return 1;
+  }
+  return 0;
+}
+
+static int ends_with(const char *s, size_t n, const char *suffix) {
+  size_t k = strlen(suffix);
+  return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+#if defined(__linux__)
+/* Number() of what the kernel wrote: a whole decimal number. */
+static int parse_long(const char *s, size_t n, long *out) {
+  long v = 0;
+  if (n == 0 || n > 18) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return 0;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return 1;
+}
+
+/* procInfoLinux. 0: no such process (the Node shim then sends no consumer). */
+static int proc_info(long pid, struct proc_info *info) {
+  char file[64], stat[4096];
+  snprintf(file, sizeof file, "/proc/%ld/stat", pid);
+  ssize_t n = kb_read_small(file, stat, sizeof stat);
+  if (n < 0) return 0;
+  if (n == (ssize_t)sizeof stat) kb_handover();
+  /* "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ')'. */
+  char *open = memchr(stat, '(', (size_t)n), *close = NULL, *end = stat + n;
+  for (char *c = end - 1; c >= stat && !close; c--) {
+    if (*c == ')') close = c;
+  }
+  if (!open || !close || close < open || (size_t)(close - open - 1) >= sizeof info->comm || close + 2 > end) kb_handover();
+  info->comm_len = (size_t)(close - open - 1);
+  memcpy(info->comm, open + 1, info->comm_len);
+  info->start[0] = '\0';
+  /* fields[k] of stat.slice(close + 2).split(' '): [1] ppid, [19] start time */
+  int have_ppid = 0;
+  char *f = close + 2;
+  for (int k = 0; k <= 19; k++) {
+    char *sp = memchr(f, ' ', (size_t)(end - f)), *fe = sp ? sp : end;
+    if (k == 1) have_ppid = parse_long(f, (size_t)(fe - f), &info->ppid);
+    if (k == 19) {
+      if ((size_t)(fe - f) >= sizeof info->start) kb_handover();
+      memcpy(info->start, f, (size_t)(fe - f));
+      info->start[fe - f] = '\0';
+    }
+    if (!sp) break;
+    f = sp + 1;
+  }
+  if (!have_ppid) kb_handover();
+  return 1;
+}
+
+/* argvLinux: the first arguments of cmdline's first bytes, split at NUL; how many it found. */
+static int argv_linux(long pid, char *cmd, const char *args[KB_CONSUMER_ARGV_CHECKED], size_t lens[KB_CONSUMER_ARGV_CHECKED]) {
+  char file[64];
+  snprintf(file, sizeof file, "/proc/%ld/cmdline", pid);
+  ssize_t n = kb_read_small(file, cmd, KB_CONSUMER_CMDLINE_BYTES);
+  int count = 0;
+  for (const char *arg = cmd, *end = cmd + (n > 0 ? n : 0); n >= 0 && count < KB_CONSUMER_ARGV_CHECKED;) {
+    const char *nul = memchr(arg, '\0', (size_t)(end - arg));
+    args[count] = arg;
+    lens[count++] = (size_t)((nul ? nul : end) - arg);
+    if (!nul) break;
+    arg = nul + 1;
+  }
+  return count;
+}
+#elif defined(__APPLE__)
+/* The Node shim reads `ps -A -o pid=,ppid=,comm=`: comm is argv[0]'s basename; no start time. */
+static int proc_info(long pid, struct proc_info *info) {
+  struct proc_bsdinfo bsd;
+  if (proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &bsd, (int)sizeof bsd) != (int)sizeof bsd) return 0;
+  info->ppid = (long)bsd.pbi_ppid;
+  info->start[0] = '\0';
+  int mib[3] = {CTL_KERN, KERN_PROCARGS2, (int)pid};
+  char args[8192];
+  size_t size = sizeof args, argv0_len = 0;
+  const char *argv0 = NULL;
+  if (sysctl(mib, 3, args, &size, NULL, 0) == 0 && size > sizeof(int)) {
+    /* argc, then the executable path, NUL padding, then argv[0]. */
+    const char *c = args + sizeof(int), *end = args + size;
+    while (c < end && *c) c++;
+    while (c < end && !*c) c++;
+    if (c < end) {
+      const char *nul = memchr(c, '\0', (size_t)(end - c));
+      argv0 = c;
+      argv0_len = nul ? (size_t)(nul - c) : (size_t)(end - c);
+    }
+  }
+  if (!argv0) {
+    argv0 = bsd.pbi_comm;
+    argv0_len = strnlen(bsd.pbi_comm, sizeof bsd.pbi_comm);
+  }
+  while (argv0_len > 0 && argv0[argv0_len - 1] == ' ') argv0_len--;
+  const char *base = argv0;
+  for (size_t k = 0; k < argv0_len; k++) {
+    if (argv0[k] == '/') base = argv0 + k + 1;
+  }
+  info->comm_len = argv0_len - (size_t)(base - argv0);
+  if (info->comm_len >= sizeof info->comm) kb_handover();
+  memcpy(info->comm, base, info->comm_len);
+  return 1;
+}
+
+static int argv_linux(long pid, char *cmd, const char *args[], size_t lens[]) {
+  (void)pid, (void)cmd, (void)args, (void)lens;
+  return 0;
+}
+#endif
+
+static int env_set(const char *name) {
+  const char *v = getenv(name);
+  return v && *v;
+}
+
+/* isClaudeCode(): Claude Code's environment reached us and the consumer process is claude. */
+static int is_claude_code(const char *name, size_t len, long pid) {
+  const char *agent = getenv(KB_CLAUDE_AGENT_ENV);
+  size_t p = strlen(KB_CLAUDE_PROCESS_NAME);
+  if (!env_set(KB_CLAUDE_ENTRYPOINT_ENV) && !(agent && strncmp(agent, KB_CLAUDE_AGENT_PREFIX, strlen(KB_CLAUDE_AGENT_PREFIX)) == 0))
+    return 0;
+  /* /^claude\b/i */
+  if (len >= p && strncasecmp(name, KB_CLAUDE_PROCESS_NAME, p) == 0) {
+    unsigned char next = len > p ? (unsigned char)name[p] : 0;
+    if (!((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') || next == '_')) return 1;
+  }
+  /* an argument that is claude, ends in /claude, or names the npm package's files */
+  char cmd[KB_CONSUMER_CMDLINE_BYTES];
+  const char *args[KB_CONSUMER_ARGV_CHECKED];
+  size_t lens[KB_CONSUMER_ARGV_CHECKED], pkg = strlen(KB_CLAUDE_PACKAGE_PATH);
+  for (int k = argv_linux(pid, cmd, args, lens) - 1; k >= 0; k--) {
+    if (is_word(args[k], lens[k], KB_CLAUDE_PROCESS_NAME) ||
+        (ends_with(args[k], lens[k], KB_CLAUDE_PROCESS_NAME) && lens[k] > p && args[k][lens[k] - p - 1] == '/'))
+      return 1;
+    for (size_t c = 0; c + pkg <= lens[k]; c++) {
+      if (memcmp(args[k] + c, KB_CLAUDE_PACKAGE_PATH, pkg) == 0) return 1;
+    }
+  }
+  return 0;
+}
+
+/* invocationOf(): how Claude Code ran us (docs/protocol.md). The native shim only ever runs raw
+ * (--format goes to the Node shim), so the harness marker means apiKeyHelper. */
+static const char *invocation(long consumer_pid) {
+  const char *agent = getenv(KB_CLAUDE_AGENT_ENV), *cc = getenv(KB_CLAUDE_CLAUDE_CODE_ENV);
+  const char *claude_pid = getenv(KB_CLAUDE_CLAUDE_PID_ENV);
+  char own[32];
+  snprintf(own, sizeof own, "%ld", consumer_pid);
+  if (!agent) agent = "";
+  int harness = ends_with(agent, strlen(agent), KB_CLAUDE_HARNESS_SUFFIX);
+  if (harness && claude_pid && *claude_pid && strcmp(claude_pid, own) != 0) return KB_INVOCATION_API_KEY_HELPER;
+  if ((cc && strcmp(cc, "1") == 0) || ends_with(agent, strlen(agent), KB_CLAUDE_AGENT_SUFFIX) ||
+      env_set(KB_CLAUDE_CHILD_SESSION_ENV) || env_set(KB_CLAUDE_CLAUDE_PID_ENV))
+    return KB_INVOCATION_AGENT_TOOL;
+  return harness ? KB_INVOCATION_API_KEY_HELPER : KB_INVOCATION_UNMARKED;
+}
+
+/* Number(CLAUDE_CODE_API_KEY_HELPER_TTL_MS) when a positive whole number. Only plain decimal text
+ * is read here; anything JavaScript reads its own way (1e3, 0x10, 1.0, non-ASCII space) goes to
+ * the Node shim. */
+static long long helper_ttl_ms(void) {
+  const char *v = getenv(KB_CLAUDE_HELPER_TTL_ENV);
+  if (!v) return KB_CONSUMER_DEFAULT_HELPER_TTL_MS;
+  size_t b = 0, e = strlen(v);
+  while (b < e && ((v[b] >= 9 && v[b] <= 13) || v[b] == ' ')) b++;
+  while (e > b && ((v[e - 1] >= 9 && v[e - 1] <= 13) || v[e - 1] == ' ')) e--;
+  if (b == e) return KB_CONSUMER_DEFAULT_HELPER_TTL_MS; /* Number('') is 0 */
+  int negative = v[b] == '-';
+  if (v[b] == '+' || v[b] == '-') b++;
+  if (b == e || e - b > 15) kb_handover();
+  long long n = 0;
+  for (size_t k = b; k < e; k++) {
+    if (v[k] < '0' || v[k] > '9') kb_handover();
+    n = n * 10 + (v[k] - '0');
+  }
+  return !negative && n > 0 ? n : KB_CONSUMER_DEFAULT_HELPER_TTL_MS;
+}
+#endif
+
+void kb_add_consumer(struct buf *req) {
+#if defined(__linux__) || defined(__APPLE__)
+  long pid = (long)getppid();
+  for (int depth = 0; depth < KB_CONSUMER_MAX_DEPTH && pid > 1; depth++) {
+    struct proc_info info;
+    if (!proc_info(pid, &info)) return;
+    const char *name = info.comm + (info.comm_len > 0 && info.comm[0] == '-');
+    size_t len = info.comm_len - (size_t)(name - info.comm);
+#if defined(__linux__)
+    /* Node 24's main thread name: path.basename(argv[0]) || name */
+    char cmd[KB_CONSUMER_CMDLINE_BYTES];
+    const char *args[KB_CONSUMER_ARGV_CHECKED];
+    size_t lens[KB_CONSUMER_ARGV_CHECKED];
+    if (is_word(name, len, KB_CLAUDE_NODE_MAIN_THREAD) && argv_linux(pid, cmd, args, lens) > 0) {
+      size_t e = lens[0], b;
+      while (e > 0 && args[0][e - 1] == '/') e--;
+      for (b = e; b > 0 && args[0][b - 1] != '/';) b--;
+      if (e > b) name = args[0] + b, len = e - b;
+    }
+#endif
+    if (!is_shell(name, len)) {
+      /* Keys in the protocol's order: pid, start, name, claudeCode, invocation, helperTtlMs. */
+      char num[32];
+      int claude = is_claude_code(name, len, pid);
+      snprintf(num, sizeof num, "%ld", pid);
+      buf_str(req, ",\"consumer\":{\"pid\":");
+      buf_str(req, num);
+      if (info.start[0]) {
+        buf_str(req, ",\"start\":");
+        buf_json_latin1(req, info.start, strlen(info.start));
+      }
+      buf_str(req, ",\"name\":");
+      buf_json_latin1(req, name, len);
+      buf_str(req, claude ? ",\"claudeCode\":true" : ",\"claudeCode\":false");
+      if (claude) {
+        buf_str(req, ",\"invocation\":\"");
+        buf_str(req, invocation(pid));
+        buf_str(req, "\"");
+      }
+      snprintf(num, sizeof num, "%lld", helper_ttl_ms());
+      buf_str(req, ",\"helperTtlMs\":");
+      buf_str(req, num);
+      buf_str(req, "}");
+      return;
+    }
+    pid = info.ppid;
+  }
+#else
+  (void)req;
+#endif
+}

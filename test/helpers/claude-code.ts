@@ -1,0 +1,197 @@
+// The real Claude Code CLI, for the tests that drive it. Not a devDependency (its ~400 MB would come
+// with every contributor's `npm ci`): installed from the npm registry on first use into
+// .cache/claude-code/<version>/ (ignored by git), the way .ci/run installs Node 22 and 24 into
+// .ci/node/. The version is pinned here and nowhere else.
+//
+// Several vitest workers may ask at once: one takes a lock file and installs, the others wait for
+// it (at most the install's own time limit) and then use its result. The install goes into a
+// directory of its own and is renamed into place only once `claude --version` answers, so a
+// half-done install is never used, even one killed mid-way or racing a stale lock's new owner.
+// Any failure (the registry unreachable, a timeout) throws: the tests that need it fail, loudly.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT } from './daemon.js';
+
+export const CLAUDE_CODE_VERSION = '2.1.332';
+export const CLAUDE_CODE_PACKAGE = '@anthropic-ai/claude-code';
+/** A registry install of ~400 MB on a slow link; CI's whole run has 90 minutes. */
+export const CLAUDE_CODE_INSTALL_TIMEOUT_MS = 10 * 60_000;
+
+export type ClaudeCodeInstallErrorCode = 'INSTALL_FAILED' | 'INSTALL_TIMEOUT' | 'LOCK_TIMEOUT' | 'NOT_RUNNABLE';
+
+export class ClaudeCodeInstallError extends Error {
+  constructor(
+    readonly code: ClaudeCodeInstallErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ClaudeCodeInstallError';
+  }
+}
+
+export interface ClaudeCodeOptions {
+  version?: string;
+  /** Where versions are installed (default: .cache/claude-code in this checkout). */
+  cacheDir?: string;
+  /** Extra environment for npm (tests of this helper point it at a fake registry). */
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+/** The `claude` executable of the pinned version, installed first if it is not there yet. */
+export async function claudeCode(options: ClaudeCodeOptions = {}): Promise<string> {
+  const version = options.version ?? CLAUDE_CODE_VERSION;
+  const cacheDir = options.cacheDir ?? path.join(ROOT, '.cache', 'claude-code');
+  const timeoutMs = options.timeoutMs ?? CLAUDE_CODE_INSTALL_TIMEOUT_MS;
+  const dir = path.join(cacheDir, version);
+  const bin = path.join(dir, 'node_modules', '.bin', 'claude');
+  if (fs.existsSync(bin)) return bin;
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const lock = path.join(cacheDir, `${version}.lock`);
+  // A holder that is alive finishes (or is killed) within timeoutMs; a little more for its checks.
+  const deadline = Date.now() + timeoutMs + 30_000;
+  for (;;) {
+    if (fs.existsSync(bin)) return bin;
+    if (takeLock(lock)) {
+      try {
+        if (!fs.existsSync(bin)) await install(dir, version, options.env ?? {}, timeoutMs);
+        return bin;
+      } finally {
+        fs.rmSync(lock, { force: true });
+      }
+    }
+    if (Date.now() > deadline)
+      throw new ClaudeCodeInstallError(
+        'LOCK_TIMEOUT',
+        `waited ${Math.round((timeoutMs + 30_000) / 1000)} s for another test process to install ${CLAUDE_CODE_PACKAGE}@${version} into ${dir}; if none is running, remove ${lock}`,
+      );
+    // Polling the lock file: what we wait for is the other process's install to end.
+    await sleep(250);
+  }
+}
+
+/** Create the lock with our pid; a lock whose holder is gone is removed and taken. */
+function takeLock(lock: string): boolean {
+  try {
+    fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  let holder: string;
+  let age: number;
+  try {
+    holder = fs.readFileSync(lock, 'utf8').trim();
+    age = Date.now() - fs.statSync(lock).mtimeMs;
+  } catch {
+    return false; // released just now: the next round may take it
+  }
+  // Empty: created a moment ago, its pid not written yet.
+  if (holder === '' ? age < 10_000 : isAlive(Number(holder))) return false;
+  fs.rmSync(lock, { force: true });
+  return false; // the next round takes it, or sees that another process took it first
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function install(dir: string, version: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
+  const work = `${dir}.partial-${process.pid}`;
+  fs.rmSync(work, { recursive: true, force: true });
+  fs.mkdirSync(work, { recursive: true });
+  try {
+    // Its postinstall puts the platform's binary in place: allowed for this pinned version only.
+    fs.writeFileSync(
+      path.join(work, 'package.json'),
+      `${JSON.stringify(
+        {
+          name: 'keybroker-test-claude-code',
+          private: true,
+          dependencies: { [CLAUDE_CODE_PACKAGE]: version },
+          allowScripts: { [`${CLAUDE_CODE_PACKAGE}@${version}`]: true },
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    const started = Date.now();
+    const npm = await runBounded(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=error'],
+      { cwd: work, env: { ...process.env, ...env }, timeoutMs },
+    );
+    if (npm.timedOut)
+      throw new ClaudeCodeInstallError(
+        'INSTALL_TIMEOUT',
+        `npm install ${CLAUDE_CODE_PACKAGE}@${version} did not finish within ${Math.round(timeoutMs / 1000)} s; stopped`,
+      );
+    if (npm.code !== 0)
+      throw new ClaudeCodeInstallError(
+        'INSTALL_FAILED',
+        `npm install ${CLAUDE_CODE_PACKAGE}@${version} failed (exit ${npm.code}) — is the npm registry reachable? ${lastLines(npm.output)}`,
+      );
+    const claude = path.join(work, 'node_modules', '.bin', 'claude');
+    const check = await runBounded(claude, ['--version'], { cwd: work, env: process.env, timeoutMs: 60_000 });
+    if (check.code !== 0 || !check.output.includes(version))
+      throw new ClaudeCodeInstallError(
+        'NOT_RUNNABLE',
+        `${CLAUDE_CODE_PACKAGE}@${version} installed, but \`claude --version\` answered (exit ${check.code}): ${lastLines(check.output)}`,
+      );
+    try {
+      fs.renameSync(work, dir);
+    } catch (err) {
+      // Another process, having found the lock stale, installed the same version first: use its.
+      if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+    const shown = path.relative(ROOT, dir).startsWith('..') ? dir : path.relative(ROOT, dir);
+    console.log(
+      `installed ${CLAUDE_CODE_PACKAGE}@${version} into ${shown} in ${Math.round((Date.now() - started) / 1000)} s`,
+    );
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-5).join(' | ');
+}
+
+function runBounded(
+  command: string,
+  args: string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<{ code: number | null; output: string; timedOut: boolean }> {
+  return new Promise((resolve, reject) => {
+    // Its own process group, so a timeout stops npm and the scripts it runs.
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: 'pipe', detached: true });
+    let output = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-16_384)));
+    child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-16_384)));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, options.timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output, timedOut });
+    });
+  });
+}
