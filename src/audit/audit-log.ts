@@ -280,6 +280,8 @@ const KEY_ORDER: ReadonlyArray<keyof AuditRecord> = [
   'directory',
   'cwd',
   'consumer',
+  'peer',
+  'consumerIs',
   'outcome',
   'error',
   'source',

@@ -330,6 +330,29 @@ export interface AuditStatus {
   lastError: (Pick<WireError, 'code' | 'message' | 'fix'> & { atMs: number }) | null;
 }
 
+/**
+ * The daemon's hardening (docs/security.md): what its hardening addon, a small native module built
+ * at install time where a C compiler exists, gave it.
+ */
+export interface DaemonHardening {
+  /** The hardening addon is loaded. */
+  addon: boolean;
+  /**
+   * Processes running as you cannot attach a debugger or read /proc/PID/mem and /proc/PID/environ
+   * (Linux: PR_SET_DUMPABLE 0; macOS: PT_DENY_ATTACH, which covers debuggers only).
+   */
+  nonDumpable: boolean;
+  /** The core-file limit is 0. */
+  coreLimitZero: boolean;
+  /**
+   * Each connection's pid, uid and executable come from the kernel, and a client's claim about its
+   * consumer is checked against them (the audit trail records both).
+   */
+  peerCredentials: boolean;
+  /** What is missing and why, one line each, with what to do. */
+  problems: string[];
+}
+
 /** One `directories:` entry, as status and doctor show it. */
 export interface DirectoryStatus {
   /** As written in the config (`~/code/acme`). */
@@ -363,6 +386,8 @@ export interface StatusReply {
      * keeps the environment of whoever started it.
      */
     envNames?: string[];
+    /** What the daemon did to keep its memory its own and know who asks. Absent from a daemon older than the field. */
+    hardening?: DaemonHardening;
   };
   profiles: ProfileStatus[];
   sources: SourceStatus[];
