@@ -16,7 +16,12 @@ import type { ResolvedProfile } from '../config/load.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
 import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
-import { MAX_PROFILE_TIMEOUT_MS, type ConsumerInfo, type ProfileStatus } from '../protocol/messages.js';
+import {
+  MAX_PROFILE_TIMEOUT_MS,
+  type ConsumerInfo,
+  type ProfileStatus,
+  type RejectionStatus,
+} from '../protocol/messages.js';
 import { redactText, type SecretValue, type ServedValues } from '../secret.js';
 import { backoffDelay, REFRESH_BACKOFF } from '../client/backoff.js';
 import { ConsumerTracker, detectsRepeats, isSuspectedRejection, type ConsumerRecord } from './consumers.js';
@@ -92,6 +97,12 @@ export interface ProfileCacheOptions {
   forcedFetchIntervalMs?: number;
 }
 
+/** What a rejection remembers of the value: ServedValues' salted hash and length, never the bytes. */
+function rejectionKey(value: SecretValue): string {
+  const { length, hash } = value.redactionKey();
+  return `${length}:${hash}`;
+}
+
 /** Refresh-ahead fires at REFRESH_AT of the TTL (config/schema.ts), ± this. */
 export const REFRESH_JITTER = 0.05;
 const MIN_TTL_MS = 1000;
@@ -130,6 +141,12 @@ export class ProfileCache {
   #rateLimitedUntil = -Infinity;
   /** The expiry of the last value fetched, kept after the value is dropped (status, EXPIRED). */
   #valueExpiry: ValueExpiry | undefined;
+  /**
+   * The value this daemon refused as rejected (KEY_REJECTED), until a fetch brings another one:
+   * status and doctor report it. Held as the salted hash ServedValues keeps (never a copy), so
+   * expiry and `forget` still drop the value itself.
+   */
+  #rejection: (RejectionStatus & { key: string }) | undefined;
   #disposed = false;
   /** Bumped by forget(): a fetch started before it is neither stored nor joined by later reads. */
   #generation = 0;
@@ -255,6 +272,9 @@ export class ProfileCache {
       unmarkedClaudeConsumers: this.#consumers.countUnmarked(t),
       forcedFetchesLimited: this.stats.forcedFetchesLimited,
       lastError,
+      rejected: this.#rejection
+        ? { atMs: this.#rejection.atMs, consumer: this.#rejection.consumer, requests: this.#rejection.requests }
+        : null,
       ...(this.profile.managedBy !== undefined && { managed: true }),
     };
   }
@@ -269,6 +289,8 @@ export class ProfileCache {
     this.#timer?.cancel();
     this.#store.del(this.#key);
     this.#consumers.clear();
+    // What the consumers were refused goes with what they were served: the next repeats judge anew.
+    this.#rejection = undefined;
     this.#lastFetch = undefined;
     this.#valueExpiry = undefined;
     this.#failures = 0;
@@ -379,6 +401,8 @@ export class ProfileCache {
         { consumer: { pid: consumer.pid, name: consumer.name } },
         'the same value was rejected twice: failing the request',
       );
+      // A claim the kernel refuted fails its own request but does not get to mark the profile.
+      if (recorded) this.#noteRejection(record.value, consumer, t);
       throw new BrokerError('KEY_REJECTED', `the key was rejected and ${why}`, {
         profile: this.name,
         fix: `${fix}, then run: keybroker refresh ${this.name}`,
@@ -393,6 +417,18 @@ export class ProfileCache {
     if (!entry)
       throw this.#explainExpired(fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing'));
     return this.#serve(entry, recordAs, 'refetched', fetchError);
+  }
+
+  /** Status and doctor say the profile's key is rejected from now until a fetch brings another value. */
+  #noteRejection(value: SecretValue, consumer: ConsumerInfo, t: number): void {
+    const key = rejectionKey(value);
+    const who = { pid: consumer.pid, ...(consumer.name !== undefined && { name: consumer.name }) };
+    if (this.#rejection?.key === key) {
+      this.#rejection.consumer = who;
+      this.#rejection.requests++;
+      return;
+    }
+    this.#rejection = { key, atMs: t, consumer: who, requests: 1 };
   }
 
   /**
@@ -595,6 +631,10 @@ export class ProfileCache {
     this.#rateLimitedUntil = -Infinity;
     this.#valueExpiry = entry.expiry;
     this.#lastFetch = { startedAt, endedAt: t, entry };
+    if (this.#rejection && rejectionKey(entry.value) !== this.#rejection.key) {
+      this.#log.info('a new value replaces the one that was rejected');
+      this.#rejection = undefined;
+    }
     this.#scheduleRefreshAhead(entry);
   }
 

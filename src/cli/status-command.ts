@@ -7,6 +7,7 @@ import { collapseHome } from '../client/socket-path.js';
 import { callDaemon } from './client.js';
 import { table } from './output.js';
 import { unmarkedNote } from '../integration/unmarked-consumers.js';
+import { rejectionNote } from '../integration/rejected-key.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -20,7 +21,9 @@ A profile marked (managed) comes from the organisation's managed config
 (/etc/keybroker/managed.yaml); a profile of that name in your config is ignored.
 States: cold (not fetched yet), fresh, stale (past its TTL, served because the source is
 failing), expired (past its TTL, fetched again on the next read), error (no value to serve),
-needs sign-in (the source wants you to authenticate).
+needs sign-in (the source wants you to authenticate), rejected (a consumer got a 401 for the
+key twice and the source still returns it: since when and for whom is on the line under the
+table; it clears once a refresh brings a different value).
 
 "here" names the profile a helper without a profile argument gets in this directory, and why;
 "hardened" what the daemon's hardening addon gave it (--json: daemon.hardening; see docs/security.md);
@@ -55,6 +58,7 @@ export async function directoryLine(reply: StatusReply, cwd: string, home: strin
 }
 
 export function stateLabel(p: ProfileStatus): string {
+  if (p.rejected) return 'rejected';
   if (p.lastError?.code === 'AUTH_REQUIRED' && (p.state === 'error' || p.state === 'stale')) return 'needs sign-in';
   return p.state;
 }
@@ -73,7 +77,7 @@ function lastErrorLabel(p: ProfileStatus): string {
   return limited ? `${limited} — ${error}` : error;
 }
 
-export function renderStatus(reply: StatusReply, here?: string): string {
+export function renderStatus(reply: StatusReply, here?: string, now = Date.now()): string {
   const d = reply.daemon;
   const lines = [
     `daemon   pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}`,
@@ -136,6 +140,8 @@ export function renderStatus(reply: StatusReply, here?: string): string {
     );
   }
   for (const p of reply.profiles) {
+    const rejected = rejectionNote(p, now);
+    if (rejected) lines.push(`rejected profile "${p.name}": ${rejected.message} — ${rejected.fix}`);
     const note = unmarkedNote(p);
     if (note) lines.push(`note     profile "${p.name}": ${note}`);
   }

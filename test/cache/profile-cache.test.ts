@@ -399,6 +399,70 @@ describe('repeat requests from Claude Code (401 inference)', () => {
   });
 });
 
+describe('a rejected key in status', () => {
+  /** The consumer's two repeats after a 401 with an unchanged source: the second is refused. */
+  async function rejectTwice(cache: ProfileCache, pid = 100): Promise<void> {
+    await cache.get({ consumer: claude(pid) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: claude(pid) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(cache.get({ consumer: claude(pid) })).rejects.toMatchObject({ code: 'KEY_REJECTED' });
+  }
+
+  it('says since when and to which consumer the key was refused, never the value', async () => {
+    const cache = cacheFor();
+    expect(cache.status().rejected).toBeNull();
+    await rejectTwice(cache);
+    const refusedAt = Date.now();
+    await vi.advanceTimersByTimeAsync(3_000);
+    await expect(cache.get({ consumer: claude(100) })).rejects.toMatchObject({ code: 'KEY_REJECTED' });
+    const status = cache.status();
+    expect(status.rejected).toEqual({ atMs: refusedAt, consumer: { pid: 100, name: 'claude' }, requests: 2 });
+    // The cache itself still holds a fresh value: the state says so, the rejection says the rest.
+    expect(status.state).toBe('fresh');
+    expect(JSON.stringify(status)).not.toContain('sk-initial');
+  });
+
+  it('is not marked by a suspected rejection alone (one repeat may be a settings change)', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: claude(100) });
+    expect(cache.status().rejected).toBeNull();
+  });
+
+  it('clears once a fetch brings a different value, not before', async () => {
+    const cache = cacheFor();
+    await rejectTwice(cache);
+    await vi.advanceTimersByTimeAsync(5_000);
+    await cache.refresh(); // the same value again
+    expect(cache.status().rejected).not.toBeNull();
+    source.value = 'sk-rotated';
+    await vi.advanceTimersByTimeAsync(5_000);
+    await cache.refresh();
+    expect(cache.status().rejected).toBeNull();
+  });
+
+  it('clears on forget, with the consumer records it was judged on', async () => {
+    const cache = cacheFor();
+    await rejectTwice(cache);
+    cache.forget();
+    expect(cache.status().rejected).toBeNull();
+  });
+
+  it('is not marked by a consumer claim the kernel refuted', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(1_000);
+    await expect(cache.get({ consumer: claude(100), claimConfirmed: false })).rejects.toMatchObject({
+      code: 'KEY_REJECTED',
+    });
+    expect(cache.status().rejected).toBeNull();
+  });
+});
+
 describe('values that span lines', () => {
   it('refuses a multi-line value: a key is one line', async () => {
     source.value = 'sk-one\nsk-two';
