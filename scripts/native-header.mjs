@@ -119,6 +119,7 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     array('KB_SHELL_NAMES', consumer.SHELL_NAMES),
     ...defines('KB_CONSUMER', consumer.CONSUMER_LIMITS),
     ...defines('KB_CLAUDE', consumer.CLAUDE_MARKERS),
+    ...defines('KB_CLAUDE_SETTINGS', consumer.CLAUDE_SETTINGS_FILES),
     '/* src/shim/shim-messages.ts */',
     ...defines('KB_TEXT', shim.SHIM_TEXT),
     "/* JavaScript's \\s (and String.prototype.trim's whitespace): ranges of code points. */",

@@ -24,7 +24,7 @@ import {
 } from '../protocol/messages.js';
 import { redactText, type SecretValue, type ServedValues } from '../secret.js';
 import { backoffDelay, REFRESH_BACKOFF } from '../client/backoff.js';
-import { ConsumerTracker, detectsRepeats, isSuspectedRejection, type ConsumerRecord } from './consumers.js';
+import { ConsumerTracker, detectsRepeats, isEarlyRepeat, settingsChanged, type ConsumerRecord } from './consumers.js';
 import { alreadyExpiredError, entryTimes, expiredAndRefreshFailedError, expiryOf, type ValueExpiry } from './expiry.js';
 import { FORCED_FETCH_BURST, FORCED_FETCH_INTERVAL_MS, ForcedFetchLimit } from './forced-fetch-limit.js';
 import { SingleFlight } from './single-flight.js';
@@ -208,9 +208,15 @@ export class ProfileCache {
     }
     if (consumer) {
       const record = this.#consumers.lookup(consumer);
-      if (isSuspectedRejection(record, consumer, this.profile.repeatDetection, t)) {
-        if (options.note) options.note.rejected = { value: record.value, version: record.version };
-        return this.#onSuspectedRejection(consumer, record, t, recorded !== undefined);
+      if (isEarlyRepeat(record, consumer, this.profile.repeatDetection, t)) {
+        if (!settingsChanged(record, consumer)) {
+          if (options.note) options.note.rejected = { value: record.value, version: record.version };
+          return this.#onSuspectedRejection(consumer, record, t, recorded !== undefined);
+        }
+        this.#log.info(
+          { consumer: { pid: consumer.pid, name: consumer.name }, sinceLastMs: t - record.servedAt },
+          "repeat request after the consumer's Claude Code settings changed (it re-runs its helper then): an ordinary read",
+        );
       }
     }
     return this.#serveFromCache(t, recorded);

@@ -16,6 +16,7 @@ const consumer = z.strictObject({
   claudeCode: z.boolean(),
   invocation: z.enum(INVOCATIONS).optional(),
   helperTtlMs: z.number().int().min(0).max(2_147_483_647).optional(),
+  settingsMtimeMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 // Absolute and bounded: it is matched against the directories: map and written to the audit trail.

@@ -93,6 +93,13 @@ export interface ConsumerInfo {
   invocation?: Invocation;
   /** CLAUDE_CODE_API_KEY_HELPER_TTL_MS as the consumer has it (default 5 minutes). */
   helperTtlMs?: number;
+  /**
+   * Set only when `claudeCode`: the newest modification time, in whole milliseconds since the
+   * epoch, of the Claude Code settings files the session reads (user, project, local, managed;
+   * 0 when none exists). Claude Code re-runs its helper when one changes, so a repeat with another
+   * value here is not a 401 repeat.
+   */
+  settingsMtimeMs?: number;
 }
 
 /**

@@ -55,7 +55,23 @@ export const CLAUDE_MARKERS = {
   /** Node 24's main thread name, which Linux shows as a Node consumer's comm (see findConsumer). */
   nodeMainThread: 'MainThread',
 } as const;
+/**
+ * Claude Code's settings files, as the helper's session reads them: it drops its cached key and
+ * re-runs apiKeyHelper when one changes (see settingsMtimeMs).
+ */
+export const CLAUDE_SETTINGS_FILES = {
+  /** The user's settings: $CLAUDE_CONFIG_DIR/settings.json, else $HOME/.claude/settings.json. */
+  configDirEnv: 'CLAUDE_CONFIG_DIR',
+  homeEnv: 'HOME',
+  dir: '.claude',
+  settings: 'settings.json',
+  /** Beside the project's .claude/settings.json, in the helper's working directory. */
+  localSettings: 'settings.local.json',
+  managedLinux: '/etc/claude-code/managed-settings.json',
+  managedDarwin: '/Library/Application Support/ClaudeCode/managed-settings.json',
+} as const;
 const M = CLAUDE_MARKERS;
+const S = CLAUDE_SETTINGS_FILES;
 const SHELLS: ReadonlySet<string> = new Set(SHELL_NAMES);
 
 interface ProcInfo {
@@ -100,7 +116,8 @@ async function procTableDarwin(): Promise<Map<number, ProcInfo>> {
   return table;
 }
 
-export async function findConsumer(format: Format): Promise<ConsumerInfo | undefined> {
+/** `cwd`: the helper's working directory (the project), undefined when it has been deleted. */
+export async function findConsumer(format: Format, cwd?: string): Promise<ConsumerInfo | undefined> {
   const linux = process.platform === 'linux';
   const table = linux ? undefined : process.platform === 'darwin' ? await procTableDarwin() : undefined;
   if (!linux && !table) return undefined;
@@ -115,7 +132,8 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
     if (linux && name === M.nodeMainThread) name = path.basename(argvLinux(pid)[0] ?? '') || name;
     if (!SHELLS.has(name)) {
       const claudeCode = isClaudeCode(name, () => (linux ? argvLinux(pid) : []));
-      // Key order as the protocol documents it: pid, start, name, claudeCode, invocation, helperTtlMs.
+      // Key order as the protocol documents it: pid, start, name, claudeCode, invocation, helperTtlMs,
+      // settingsMtimeMs.
       const consumer: ConsumerInfo = {
         pid,
         ...(info.start && { start: info.start }),
@@ -125,6 +143,7 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
       };
       const ttl = Number(process.env[M.helperTtlEnv]);
       consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : CONSUMER_LIMITS.defaultHelperTtlMs;
+      if (claudeCode) consumer.settingsMtimeMs = settingsMtimeMs(claudeSettingsFiles(process.env, cwd));
       return consumer;
     }
     pid = info.ppid;
@@ -167,4 +186,34 @@ function invocationOf(env: NodeJS.ProcessEnv, format: Format, consumerPid: numbe
     return 'agent-tool';
   if (agent.endsWith(M.harnessSuffix)) return helper;
   return 'unmarked';
+}
+
+/** The settings files a Claude Code session in `cwd` reads (whether or not they exist). */
+export function claudeSettingsFiles(env: NodeJS.ProcessEnv, cwd: string | undefined): string[] {
+  const files: string[] = [];
+  const home = env[S.homeEnv];
+  const configDir = env[S.configDirEnv] || (home ? path.join(home, S.dir) : undefined);
+  if (configDir) files.push(path.join(configDir, S.settings));
+  if (cwd) files.push(path.join(cwd, S.dir, S.settings), path.join(cwd, S.dir, S.localSettings));
+  if (process.platform === 'linux') files.push(S.managedLinux);
+  else if (process.platform === 'darwin') files.push(S.managedDarwin);
+  return files;
+}
+
+/**
+ * The newest modification time of `files`, in whole milliseconds (0: none exists). Claude Code
+ * re-runs its helper when a settings file changes, which keybroker must not take for a 401 (see
+ * src/cache/consumers.ts, settingsChanged). A file that cannot be read counts as absent.
+ */
+export function settingsMtimeMs(files: readonly string[]): number {
+  let newest = 0n;
+  for (const file of files) {
+    try {
+      const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+      if (st && st.mtimeNs > newest) newest = st.mtimeNs;
+    } catch {
+      // not a directory on the way, a name too long, no permission: absent
+    }
+  }
+  return Number(newest / 1_000_000n);
 }

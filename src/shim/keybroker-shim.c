@@ -183,13 +183,14 @@ static void build_request(struct buf *req, const char *profile) {
     buf_json_utf8(req, profile, strlen(profile));
   }
   char cwd[PATH_MAX];
-  if (getcwd(cwd, sizeof cwd)) {
+  int have_cwd = getcwd(cwd, sizeof cwd) != NULL;
+  if (have_cwd) {
     buf_str(req, ",\"cwd\":");
     buf_json_utf8(req, cwd, strlen(cwd));
   } else if (errno != ENOENT) {
     kb_handover(); /* longer than PATH_MAX, or unreadable: Node's uv_cwd decides */
   }
-  kb_add_consumer(req);
+  kb_add_consumer(req, have_cwd ? cwd : NULL);
   buf_str(req, ",\"" KB_FRAMED_FLAG "\":true}\n");
   if (req->len > KB_MAX_REQUEST_BYTES) kb_handover(); /* the daemon would refuse it: Node sends it */
 }

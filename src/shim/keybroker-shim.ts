@@ -128,11 +128,12 @@ async function main(): Promise<void> {
   }
   if ('error' in parsed) fail('USAGE', `${parsed.error} (see keybroker-shim --help)`);
   const socketPath = resolveSocketPath({ flag: parsed.socket }).path;
+  const cwd = workingDirectory();
   const request = buildGetRequest({
     profile: parsed.profile,
-    cwd: workingDirectory(),
+    cwd,
     refresh: parsed.refresh,
-    consumer: await findConsumer(parsed.format),
+    consumer: await findConsumer(parsed.format, cwd),
   });
 
   // argv[1], resolved through npm's bin symlink: the built shim is a CommonJS bundle, where

@@ -399,6 +399,42 @@ describe('repeat requests from Claude Code (401 inference)', () => {
   });
 });
 
+describe('a repeat after Claude Code’s settings changed', () => {
+  const at = (pid: number, settingsMtimeMs?: number): ConsumerInfo => ({
+    ...claude(pid),
+    ...(settingsMtimeMs !== undefined && { settingsMtimeMs }),
+  });
+
+  it('is an ordinary read: Claude Code re-runs its helper on a settings change, not only after a 401', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: at(100, 1_000) });
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect((await cache.get({ consumer: at(100, 5_000) })).outcome).toBe('hit');
+    expect(source.reasons).toEqual(['miss']);
+    // The next repeat is judged against the settings as they were at that call.
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect((await cache.get({ consumer: at(100, 5_000) })).outcome).toBe('refetched');
+    expect(source.reasons).toEqual(['miss', 'rejected']);
+  });
+
+  it('is judged as before when the settings are as they were at the previous call, however recent', async () => {
+    const cache = cacheFor();
+    // keybroker setup claude, then claude at once: written before the session, not in it.
+    const writtenAt = Date.now() - 1_000;
+    await cache.get({ consumer: at(100, writtenAt) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect((await cache.get({ consumer: at(100, writtenAt) })).outcome).toBe('refetched');
+  });
+
+  it('is judged as before when either call did not say (an older shim)', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: at(100) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: at(100, 5_000) });
+    expect(source.reasons).toEqual(['miss', 'rejected']);
+  });
+});
+
 describe('a rejected key in status', () => {
   /** The consumer's two repeats after a 401 with an unchanged source: the second is refused. */
   async function rejectTwice(cache: ProfileCache, pid = 100): Promise<void> {

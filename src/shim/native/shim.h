@@ -77,8 +77,9 @@ void kb_check_socket(const char *sock);
 /* ---- consumer.c: findConsumer, invocationOf ---- */
 
 /* Appends ,"consumer":{…} when the Node shim would send one: the nearest ancestor that is not a
- * shell. Hands over on a /proc format it does not expect rather than guess. */
-void kb_add_consumer(struct buf *req);
+ * shell. Hands over on a /proc format it does not expect rather than guess. `cwd`: the working
+ * directory sent, NULL when it has been deleted. */
+void kb_add_consumer(struct buf *req, const char *cwd);
 /* Up to size bytes of a (/proc) file; -1 when it cannot be read. */
 ssize_t kb_read_small(const char *file, char *out, size_t size);
 
