@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
-import { claudeCode, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
+import { claudeCode, claudeCodeEnv, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
 import { run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
@@ -46,27 +46,7 @@ afterEach(async () => {
 
 /** `claude -p PROMPT` in the project, HOME the test directory, talking only to the fake API. */
 function claude(prompt: string, args: string[] = []): ReturnType<typeof run> {
-  const env: NodeJS.ProcessEnv = {
-    ...d.env,
-    ANTHROPIC_BASE_URL: api.url,
-    TMPDIR: path.join(d.dir, 'tmp'),
-    DISABLE_TELEMETRY: '1',
-    DISABLE_ERROR_REPORTING: '1',
-    DISABLE_AUTOUPDATER: '1',
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-  };
-  // Anything that would win over apiKeyHelper, or say we already run inside Claude Code.
-  for (const name of [
-    'ANTHROPIC_API_KEY',
-    'ANTHROPIC_AUTH_TOKEN',
-    'CLAUDECODE',
-    'CLAUDE_PID',
-    'CLAUDE_CODE_USE_BEDROCK',
-    'CLAUDE_CODE_USE_VERTEX',
-    'CLAUDE_CODE_USE_FOUNDRY',
-    'CLAUDE_CONFIG_DIR',
-  ])
-    delete env[name];
+  const env = claudeCodeEnv(d.env, api.url, path.join(d.dir, 'tmp'));
   return run(CLAUDE, ['-p', prompt, ...args], { env, cwd: project, timeoutMs: RUN_TIMEOUT_MS });
 }
 
