@@ -12,6 +12,11 @@ export interface TmuxSession {
   screen(): string;
   /** Wait until the screen matches (polling its text: a terminal has no readiness handshake). */
   waitFor(pattern: RegExp, what: string, timeoutMs?: number): Promise<string>;
+  /**
+   * Press a key until the screen shows `then`: a key sent in the moment before a dialog takes
+   * input is lost, so it is sent again (once) if the screen has not changed at all within 10 s.
+   */
+  press(key: string, then: RegExp, what: string): Promise<string>;
   /** Stop the program and the tmux server, and wait for the program to exit. */
   close(): Promise<void>;
 }
@@ -26,6 +31,8 @@ export function startTmux(options: {
   const tmux = (...args: string[]): string =>
     execFileSync('tmux', ['-S', socket, ...args], { env: options.env, encoding: 'utf8', timeout: 10_000 });
   tmux('new-session', '-d', '-s', 'kb', '-x', '200', '-y', '50', '-c', options.cwd, ...options.command);
+  // A program that exits leaves its last screen (and tmux's "Pane is dead") to read.
+  tmux('set-option', '-t', 'kb', 'remain-on-exit', 'on');
   const pid = Number(tmux('display-message', '-p', '-t', 'kb', '#{pane_pid}').trim());
   const session: TmuxSession = {
     keys: (keys, literal = false) => void tmux('send-keys', '-t', 'kb', ...(literal ? ['-l', keys] : [keys])),
@@ -37,6 +44,18 @@ export function startTmux(options: {
         if (pattern.test(text)) return text;
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; the screen:\n${text}`);
         await sleep(200);
+      }
+    },
+    press: async (key, then, what) => {
+      const before = session.screen();
+      session.keys(key);
+      try {
+        return await session.waitFor(then, what, 10_000);
+      } catch {
+        // Sent again only when nothing at all happened: a second press on a screen that moved on
+        // would answer the next dialog.
+        if (session.screen() === before) session.keys(key);
+        return session.waitFor(then, what);
       }
     },
     close: async () => {

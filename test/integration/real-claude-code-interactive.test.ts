@@ -10,6 +10,7 @@
 // repeat from the same process within its helper TTL, with no 401 (docs/claude-code.md).
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
@@ -50,8 +51,8 @@ async function helperGets(count: number): Promise<AuditRecord[]> {
     fs.existsSync(file)
       ? fs
           .readFileSync(file, 'utf8')
-          .trim()
           .split('\n')
+          .filter((l) => l.endsWith('}')) // a line being appended is not read yet
           .map((l) => JSON.parse(l) as AuditRecord)
           .filter((r) => r.op === 'get' && r.consumer?.invocation === 'api-key-helper')
       : [];
@@ -74,12 +75,17 @@ describe('the real Claude Code, interactive, a new user’s first session', () =
     // (Choosing within a fraction of a second writes the theme before that call, and Claude Code
     // notices the change only after it: docs/claude-code.md says what that costs.)
     await helperGets(1);
-    session.keys('Enter');
-    await session.waitFor(/Press Enter to continue/, 'the security notes');
-    session.keys('Enter');
-    await session.waitFor(/Yes, I trust this folder/, 'the workspace trust dialog');
-    session.keys('Down');
-    await session.waitFor(/❯\s+(\d\.\s+)?Yes, I trust this folder/u, 'the choice to move to yes');
+    await session.press('Enter', /Press Enter to continue/, 'the security notes');
+    await session.press('Enter', /Yes, I trust this folder/, 'the workspace trust dialog');
+    // The dialog may be drawn anew once Claude Code notices the theme it just wrote, with its
+    // choice back on "No, exit": the choice must stay on yes for a while before Enter.
+    const onYes = /^[ \u00a0]*❯[ \u00a0]+(\d\.[ \u00a0]+)?Yes, I trust this folder/mu;
+    for (let tries = 0; ; tries++) {
+      if (!onYes.test(session.screen())) await session.press('Down', onYes, 'the choice to move to yes');
+      await sleep(2_000);
+      if (onYes.test(session.screen())) break;
+      if (tries === 5) throw new Error('the trust dialog’s choice did not stay on yes');
+    }
     session.keys('Enter');
     await session.waitFor(/^❯\s*$/mu, 'the prompt');
     session.keys('say hi', true);
