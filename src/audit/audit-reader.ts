@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { formatDuration } from '../config/duration.js';
 import { collapseHome } from '../client/socket-path.js';
+import { AGENT_LABELS, agentOf } from '../protocol/messages.js';
 import { checkPrivate } from './audit-log.js';
 import { AUDIT_FILE, AUDIT_PREVIOUS_FILE, type AuditRecord } from './audit-record.js';
 
@@ -119,8 +120,9 @@ function consumerLabel(r: AuditRecord): string {
   const c = r.consumer;
   if (!c) return '-';
   const who = `${c.name ?? '?'}[${c.pid}]`;
-  if (!c.claudeCode) return who;
-  return `${who} Claude Code${c.invocation ? ` ${c.invocation}` : ''}`;
+  const agent = agentOf(c);
+  if (!agent) return who;
+  return `${who} ${AGENT_LABELS[agent]}${c.invocation ? ` ${c.invocation}` : ''}`;
 }
 
 function versionLabel(v: { version?: string; fingerprint?: string }): string {
