@@ -8,6 +8,7 @@ import { formatMode } from '../client/file-mode.js';
 import { HELPER_KINDS, HELPER_SETTING, type HelperKind } from '../integration/helper-command.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
+import { registerSetupCodex } from './setup-codex-command.js';
 
 interface SetupOptions {
   profile?: string;
@@ -188,4 +189,5 @@ Examples:
       process.stdout.write(`${lines.join('\n')}\n`);
       for (const w of result.warnings) process.stderr.write(`keybroker: warning: ${w}\n`);
     });
+  registerSetupCodex(setup);
 }

@@ -11,7 +11,7 @@ import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { FakeResponsesApi } from '../fakes/fake-responses-api.js';
 import { CLI_INSTALL_TIMEOUT_MS, codex } from '../helpers/pinned-cli.js';
-import { run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { CLI, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 let CODEX: string;
 beforeAll(async () => {
@@ -52,7 +52,16 @@ afterEach(async () => {
   fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
-function writeConfig(command: string, args: string[]): void {
+/** A provider for the fake API; with `command`, its auth table as `setup codex` writes it. */
+function writeConfig(command?: string, args: string[] = []): void {
+  const auth = command
+    ? [
+        '[model_providers.kb.auth]',
+        `command = ${JSON.stringify(command)}`,
+        `args = ${JSON.stringify(args)}`,
+        'refresh_interval_ms = 300000',
+      ]
+    : [];
   fs.writeFileSync(
     path.join(codexHome, 'config.toml'),
     [
@@ -64,10 +73,7 @@ function writeConfig(command: string, args: string[]): void {
       `base_url = ${JSON.stringify(api.url)}`,
       'wire_api = "responses"',
       '',
-      '[model_providers.kb.auth]',
-      `command = ${JSON.stringify(command)}`,
-      `args = ${JSON.stringify(args)}`,
-      'refresh_interval_ms = 300000',
+      ...auth,
       '',
     ].join('\n'),
   );
@@ -93,9 +99,14 @@ function codexExec(prompt: string, args: string[] = []): ReturnType<typeof run> 
 
 describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
-    'starts with the key from the daemon: one fetch, every request carries it',
+    'after keybroker setup codex, starts with the key from the daemon: one fetch, every request carries it',
     async () => {
       setKey('sk-codex-start');
+      writeConfig();
+      const setup = await run(process.execPath, [CLI, 'setup', 'codex', '--profile', 'work'], {
+        env: { ...d.env, CODEX_HOME: codexHome },
+      });
+      expect(setup.code).toBe(0);
       const r = await codexExec('say hi');
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('hello from the fake Responses API');
