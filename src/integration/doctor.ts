@@ -39,8 +39,8 @@ import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summar
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import type { InstallLayout } from './install-layout.js';
 import { nativeShimCheck, nativeShimState } from './native-shim.js';
-import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
+import { isExecutable, shimFileCheck } from './shim-file.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -354,76 +354,19 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
     if (!entry || typeof entry.value !== 'string') continue;
     const ours = parseKeybrokerHelper(entry.value);
     if (!ours) continue;
-    const id = `shim:${key}`;
-    const shim = path.isAbsolute(ours.shim)
-      ? ours.shim
-      : ours.shim.includes('/')
-        ? undefined
-        : await findOnPath(ours.shim, claudeEnv.PATH);
-    if (shim === undefined) {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${ours.shim}, which is ${ours.shim.includes('/') ? 'a relative path (the helper runs from an unknown directory)' : 'not on PATH'}`,
-        fix: 'keybroker setup claude --force (writes the absolute path)',
-      });
+    const ran = await shimFileCheck(ours.shim, ours.interpreter, {
+      id: `shim:${key}`,
+      who: key,
+      program: 'Claude Code',
+      setup: 'keybroker setup claude',
+      env: claudeEnv,
+      home,
+    });
+    if ('check' in ran) {
+      checks.push(ran.check);
       continue;
     }
-    let st;
-    try {
-      st = await fs.stat(shim);
-    } catch {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${collapseHome(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`,
-        fix: 'keybroker setup claude --force',
-      });
-      continue;
-    }
-    if (!st.isFile()) {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${collapseHome(shim, home)}, which is not a file`,
-        fix: 'keybroker setup claude --force',
-      });
-      continue;
-    }
-    let native = false;
-    if (ours.interpreter === undefined) {
-      if (!(await isExecutable(shim))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs ${collapseHome(shim, home)}, which is not executable`,
-          fix: `chmod +x ${shim}`,
-        });
-        continue;
-      }
-      const head = await readHead(shim);
-      if (/^#!\s*\/usr\/bin\/env\s+node\b/.test(head) && !(await findOnPath('node', claudeEnv.PATH))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`,
-          fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"',
-        });
-        continue;
-      }
-      // The Node shim is a script; the native one (dist/native/keybroker-shim) a compiled binary.
-      native = !head.startsWith('#!');
-      const nodeShim = path.join(path.dirname(shim), '..', 'src', 'shim', 'keybroker-shim.cjs');
-      if (native && !(await isExecutable(nodeShim))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs the native keybroker-shim (${collapseHome(shim, home)}), which hands autostart and every option but --socket to ${collapseHome(nodeShim, home)}, which is missing`,
-          fix: 'reinstall keybroker, then: keybroker setup claude --force',
-        });
-        continue;
-      }
-    }
+    const { shim, native } = ran;
     const which = native ? 'the native keybroker-shim' : 'the Node keybroker-shim';
     const nativeBeside = path.join(path.dirname(shim), '..', '..', 'native', 'keybroker-shim');
     const hint =
@@ -432,7 +375,7 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
         : '';
     const serving = ours.profile === undefined ? 'the profile of its working directory' : `profile "${ours.profile}"`;
     checks.push({
-      id,
+      id: `shim:${key}`,
       status: 'ok',
       message: `${key} runs ${which} (${collapseHome(shim, home)}) for ${serving}${ours.format !== 'raw' ? ` as ${ours.format}` : ''}${hint}`,
     });
@@ -440,23 +383,7 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
   return checks;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
-  return fs.access(file, fs.constants.X_OK).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function readHead(file: string): Promise<string> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(128);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
-  } finally {
-    await handle.close();
-  }
-}
+// ---- keybroker's own config, socket and daemon ----
 
 function helperTtlCheck(
   view: ClaudeView,
@@ -492,8 +419,6 @@ function helperTtlCheck(
     message: `Claude Code re-runs the helper every ${shown}${profile ? ` (profile TTL ${formatDuration(profile.ttlMs)})` : ''}`,
   };
 }
-
-// ---- keybroker's own config, socket and daemon ----
 
 // ---- which profile Claude Code gets here ----
 
