@@ -1,5 +1,5 @@
 // `keybroker doctor`: which credential Claude Code will really use, and every way the keybroker
-// wiring can be quietly broken. One line per check (ok / warn / fail, with the fix). Everything it
+// wiring can be quietly broken (for Codex too: codex-doctor.ts). One line per check (ok / warn / fail, with the fix). Everything it
 // reads about the machine comes in through DoctorOptions (environment, home, project directory,
 // platform, managed-settings directory), so tests run it over synthetic environments and files.
 //
@@ -35,6 +35,7 @@ import {
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
 import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
+import { codexChecks } from './codex-doctor.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import type { InstallLayout } from './install-layout.js';
@@ -115,6 +116,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   if (here) checks.push(here.check);
   const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined, here?.choice.profile);
   if (helperTtl) checks.push(helperTtl);
+  checks.push(...(await codexChecks({ ...options, profiles: summary.ok ? summary.profiles : undefined })));
 
   const socket = resolveSocketPath({
     flag: options.socketFlag,
