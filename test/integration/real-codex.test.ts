@@ -80,7 +80,7 @@ function writeConfig(command?: string, args: string[] = []): void {
 }
 
 /** `codex exec PROMPT` in the project, CODEX_HOME the test's, talking only to the fake API. */
-function codexExec(prompt: string, args: string[] = []): ReturnType<typeof run> {
+function codexExec(prompt: string, args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): ReturnType<typeof run> {
   const env: NodeJS.ProcessEnv = {
     ...d.env,
     CODEX_HOME: codexHome,
@@ -91,7 +91,7 @@ function codexExec(prompt: string, args: string[] = []): ReturnType<typeof run> 
   for (const name of Object.keys(env)) if (name.startsWith('CODEX_') && name !== 'CODEX_HOME') delete env[name];
   for (const name of ['OPENAI_API_KEY', 'OPENAI_BASE_URL']) delete env[name];
   return run(CODEX, ['exec', '--skip-git-repo-check', ...args, prompt], {
-    env,
+    env: { ...env, ...extraEnv },
     cwd: project,
     timeoutMs: RUN_TIMEOUT_MS,
   });
@@ -99,7 +99,7 @@ function codexExec(prompt: string, args: string[] = []): ReturnType<typeof run> 
 
 describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
-    'after keybroker setup codex, starts with the key from the daemon: one fetch, every request carries it',
+    'after keybroker setup codex, starts with the key from the daemon: one fetch, every request carries it, even with OPENAI_API_KEY and CODEX_API_KEY exported',
     async () => {
       setKey('sk-codex-start');
       writeConfig();
@@ -107,7 +107,8 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
         env: { ...d.env, CODEX_HOME: codexHome },
       });
       expect(setup.code).toBe(0);
-      const r = await codexExec('say hi');
+      // No variable takes precedence over a provider's auth command (doctor's codex-auth says so).
+      const r = await codexExec('say hi', [], { OPENAI_API_KEY: 'sk-from-env', CODEX_API_KEY: 'sk-from-codex-env' });
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('hello from the fake Responses API');
       // The models requests and the response, all with the one key.
