@@ -16,7 +16,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileCheckError, readCheckedFile } from '../checked-file.js';
-import { rewriteFile, type RewriteOptions, type RewriteResult } from './file-rewrite.js';
+import { replaceFile, type ReplaceFileResult } from './file-replace.js';
 
 export type SettingsScope = 'user' | 'project' | 'local' | 'managed';
 
@@ -156,18 +156,28 @@ export async function higherManagedSource(ctx: ClaudeContext): Promise<string | 
   return undefined;
 }
 
+export interface WriteSettingsOptions {
+  /** For the backup's name. */
+  now: Date;
+  /** Mode for a file that does not exist yet. */
+  newFileMode?: number;
+  /** Mode for directories created for it. */
+  newDirMode?: number;
+}
+
 /**
- * Replace a settings file with `data`, in the file's own indentation (see rewriteFile: a backup
- * first, then a temporary file renamed over it with the original's mode; a symlink is followed).
+ * Replace a settings file with `data` (see replaceFile: a 0600 backup beside it first, then an
+ * atomic rename with the original's mode), in the file's own indentation. `original` is the text
+ * read before: a file that changed since is left alone.
  */
 export async function writeSettingsFile(
   file: string,
   data: Record<string, unknown>,
   original: string | undefined,
-  options: RewriteOptions,
-): Promise<RewriteResult> {
+  options: WriteSettingsOptions,
+): Promise<ReplaceFileResult> {
   const text = `${JSON.stringify(data, null, indentOf(original))}\n`;
-  return rewriteFile(file, text, original, { ...options, maxBytes: MAX_SETTINGS_BYTES });
+  return replaceFile(file, text, { ...options, original, maxBytes: MAX_SETTINGS_BYTES });
 }
 
 /** Keep the file's own indentation (two spaces when it has none to copy). */

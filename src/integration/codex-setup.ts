@@ -27,7 +27,7 @@ import {
   type TomlTable,
 } from './codex-config.js';
 import { shellQuote } from './helper-command.js';
-import { rewriteFile } from './file-rewrite.js';
+import { replaceFile } from './file-replace.js';
 
 /** Codex's default endpoint for a provider without base_url. */
 const OPENAI_BASE_URL = 'https://api.openai.com/v1';
@@ -175,7 +175,7 @@ export async function setupCodex(options: SetupCodexOptions): Promise<SetupCodex
     throw new BrokerError('INTERNAL', `could not rewrite ${file} safely; nothing was changed`);
   let written;
   try {
-    written = await rewriteFile(file, text, original, { now: options.now, maxBytes: MAX_CODEX_CONFIG_BYTES });
+    written = await replaceFile(file, text, { now: options.now, original, maxBytes: MAX_CODEX_CONFIG_BYTES });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')

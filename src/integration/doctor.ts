@@ -38,6 +38,7 @@ import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js'
 import { codexChecks } from './codex-doctor.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
+import { hardeningCheck } from './hardening-check.js';
 import type { InstallLayout } from './install-layout.js';
 import { nativeShimCheck, nativeShimState } from './native-shim.js';
 import { findSettingLines } from './shell-profiles.js';
@@ -63,7 +64,7 @@ export interface DoctorOptions extends ClaudeContext {
   /** Ask the daemon for each profile (may reach the backends, and 1Password may prompt). */
   fetchProfiles: boolean;
   requestTimeoutMs?: number;
-  /** This installation, for the native-shim check (tests over synthetic settings leave it out). */
+  /** This installation, for the native-shim and hardening checks (tests over synthetic settings leave it out). */
   install?: InstallLayout | undefined;
 }
 
@@ -127,6 +128,14 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   checks.push(await socketCheck(socket.path, socket.from, options));
   const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
   checks.push(...daemon.checks);
+  const hardening = hardeningCheck({
+    platform: options.platform,
+    home: options.home,
+    addonFile: options.install?.hardeningAddon,
+    build: options.install && (await nativeShimState(options.install, options.env)),
+    daemon: daemon.status?.daemon,
+  });
+  if (hardening) checks.push(hardening);
   const budget = onePasswordCheck(summary.ok ? summary.profiles : [], daemon.status);
   if (budget) checks.push(budget);
   return checks;
