@@ -3,10 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
 import { collapseHome } from '../client/socket-path.js';
-import { formatMode } from '../client/file-mode.js';
-import { formatDuration } from '../config/duration.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
+import { changedFileLines } from './setup-output.js';
 
 interface SetupCodexFlags {
   provider?: string;
@@ -94,17 +93,8 @@ Examples:
       if (result.changes.length === 0) {
         lines.push(`${file} already runs keybroker-shim for provider "${result.provider}": nothing to change`);
       } else {
-        lines.push(`${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file}:`);
-        for (const c of result.changes)
-          lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
-        if (profileTtlMs !== undefined)
-          lines.push(
-            opts.profile === undefined
-              ? `  (the shortest TTL of the profiles it can serve is ${formatDuration(profileTtlMs)})`
-              : `  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`,
-          );
-        if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
-        if (result.mode !== undefined) lines.push(`mode: ${formatMode(result.mode)}`);
+        const fitted = profileTtlMs === undefined ? undefined : { profile: opts.profile, ttlMs: profileTtlMs };
+        lines.push(...changedFileLines(result, file, Boolean(opts.dryRun), fitted, home));
         if (result.undo.length > 0) lines.push(`undo: ${result.undo.join(' && ')}`);
         if (!opts.dryRun) lines.push('Codex picks this up on its next start; check everything with: keybroker doctor');
       }

@@ -26,8 +26,7 @@ import {
   type CodexAuth,
   type TomlTable,
 } from './codex-config.js';
-import { shellQuote } from './helper-command.js';
-import { replaceFile } from './file-replace.js';
+import { asWriteRefusal, replaceFile, undoReplace } from './file-replace.js';
 
 /** Codex's default endpoint for a provider without base_url. */
 const OPENAI_BASE_URL = 'https://api.openai.com/v1';
@@ -177,18 +176,13 @@ export async function setupCodex(options: SetupCodexOptions): Promise<SetupCodex
   try {
     written = await replaceFile(file, text, { now: options.now, original, maxBytes: MAX_CODEX_CONFIG_BYTES });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
-      throw new BrokerError('PERMISSION_DENIED', `cannot write ${file} (${code})`);
-    throw err;
+    throw asWriteRefusal(err, file);
   }
   result.written = true;
   result.created = written.created;
   result.backup = written.backup;
   result.mode = written.mode;
-  result.undo = written.backup
-    ? [`cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`]
-    : [`rm ${shellQuote(written.file)}`];
+  result.undo = [undoReplace(written)];
   return result;
 }
 
