@@ -63,6 +63,11 @@ export const ERROR_CODES = {
   RESOURCE_EXHAUSTED: 20,
   /** Run from a place that can vanish (npx's cache), for a command that writes its path somewhere lasting. */
   NOT_INSTALLED: 21,
+  /**
+   * The command runs inside an agent's sandbox (Claude Code's), which keeps it from the daemon's
+   * socket by design: nothing to fix, and nothing to start there.
+   */
+  SANDBOXED: 22,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
