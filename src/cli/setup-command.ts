@@ -5,6 +5,7 @@ import { formatDuration } from '../config/duration.js';
 import { collapseHome } from '../client/socket-path.js';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
 import { formatMode } from '../client/file-mode.js';
+import type { SandboxWanted } from '../integration/claude-sandbox.js';
 import { HELPER_KINDS, HELPER_SETTING, type HelperKind } from '../integration/helper-command.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
@@ -17,6 +18,7 @@ interface SetupOptions {
   dryRun?: boolean;
   helper: HelperKind;
   config?: string;
+  sandbox?: boolean;
 }
 
 export function registerSetup(program: Command): void {
@@ -49,6 +51,10 @@ export function registerSetup(program: Command): void {
         .default('api-key'),
     )
     .option('--config <file>', configOptionHelp('keybroker config to read the profile from'))
+    .option(
+      '--sandbox',
+      "also turn on Claude Code's sandbox for the agent's commands, with every file that leads to a key unreadable inside it",
+    )
     .addHelpText(
       'after',
       `
@@ -64,8 +70,16 @@ With --managed, the profile is looked up in keybroker's managed config (every us
 the file is created mode 0644, and $KEYBROKER_CLAUDE_MANAGED_DIR names another directory than
 Claude Code's (/etc/claude-code, or /Library/Application Support/ClaudeCode on macOS).
 
+With --sandbox, the same file also gets sandbox.enabled, failIfUnavailable (no silent fallback
+to running unconfined), allowUnsandboxedCommands: false, and sandbox.filesystem.denyRead entries
+for the keybroker config directory, every key and token file the config names, and the state
+directory (audit trail and salt); variables that hold a credential go in
+sandbox.credentials.envVars (mode deny). Not the socket: the sandbox refuses its connect already.
+Check the result with: keybroker doctor (its sandbox-* lines).
+
 Examples:
   keybroker setup claude
+  keybroker setup claude --sandbox
   keybroker setup claude --profile work
   keybroker setup claude --helper aws-credentials --profile bedrock
   sudo keybroker setup claude --managed --profile org`,
@@ -140,6 +154,7 @@ Examples:
       } else {
         process.stderr.write(`keybroker: warning: ${summary.error.split('\n')[0]}; using the default TTL\n`);
       }
+      const sandbox = opts.sandbox ? await sandboxWanted(home, opts) : undefined;
       const result = await setupClaude({
         env: process.env,
         home,
@@ -155,6 +170,7 @@ Examples:
         dryRun: Boolean(opts.dryRun),
         now: new Date(),
         profileTtlMs,
+        sandbox: sandbox?.wanted,
       });
       const file = collapseHome(result.file, home);
       const lines: string[] = [];
@@ -162,7 +178,7 @@ Examples:
         opts.profile === undefined ? 'the profile of each project directory' : `profile "${opts.profile}"`;
       if (result.changes.length === 0) {
         lines.push(
-          `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}: nothing to change`,
+          `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}${opts.sandbox ? " and Claude Code's sandbox set up" : ''}: nothing to change`,
         );
       } else {
         lines.push(
@@ -186,6 +202,54 @@ Examples:
           );
       }
       process.stdout.write(`${lines.join('\n')}\n`);
-      for (const w of result.warnings) process.stderr.write(`keybroker: warning: ${w}\n`);
+      for (const w of [...result.warnings, ...(sandbox?.warnings ?? [])])
+        process.stderr.write(`keybroker: warning: ${w}\n`);
     });
+}
+
+/**
+ * What --sandbox denies: every path and variable that leads to a key (key-locations.ts), written
+ * as ~/… so the file reads the same for every user; and what it could not cover.
+ */
+async function sandboxWanted(home: string, opts: SetupOptions): Promise<{ wanted: SandboxWanted; warnings: string[] }> {
+  const [{ denyTargets, keyLocations }, { tildePath }, { findOnPath }] = await Promise.all([
+    import('../integration/key-locations.js'),
+    import('../integration/claude-sandbox.js'),
+    import('../integration/service-manager.js'),
+  ]);
+  const locations = await keyLocations({
+    env: process.env,
+    home,
+    platform: process.platform,
+    configFlag: opts.config,
+    everyUser: Boolean(opts.managed),
+  });
+  const warnings: string[] = [];
+  if (locations.configProblem)
+    warnings.push(
+      `${locations.configProblem}: the key files its profiles name are not denied; fix it, then run this again`,
+    );
+  if (locations.opaque.length > 0)
+    warnings.push(
+      `profile${locations.opaque.length > 1 ? 's' : ''} ${locations.opaque.map((n) => `"${n}"`).join(', ')} run${locations.opaque.length > 1 ? '' : 's'} a command whose own credentials keybroker cannot see (a CLI's session or token file, GPG keys): add those files to sandbox.filesystem.denyRead yourself`,
+    );
+  for (const p of locations.holdingSocket)
+    warnings.push(
+      `${collapseHome(p.path, home)} holds keybroker's socket too, so it is not denied (sandboxed commands can read it): keep the socket elsewhere (KEYBROKER_SOCKET)`,
+    );
+  if (process.platform === 'linux') {
+    const missing = [];
+    for (const program of ['bwrap', 'socat']) if (!(await findOnPath(program, process.env.PATH))) missing.push(program);
+    if (missing.length > 0)
+      warnings.push(
+        `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not on PATH: Claude Code's sandbox needs them, and with failIfUnavailable it will not start without them (sudo apt-get install bubblewrap socat)`,
+      );
+  }
+  return {
+    wanted: {
+      denyRead: denyTargets(locations).map((p) => tildePath(p, home)),
+      denyEnv: locations.env.map((e) => e.name),
+    },
+    warnings,
+  };
 }
