@@ -73,9 +73,10 @@ Claude Code's (/etc/claude-code, or /Library/Application Support/ClaudeCode on m
 With --sandbox, the same file also gets sandbox.enabled, failIfUnavailable (no silent fallback
 to running unconfined), allowUnsandboxedCommands: false, and sandbox.filesystem.denyRead entries
 for the keybroker config directory, every key and token file the config names, and the state
-directory (audit trail and salt); variables that hold a credential go in
-sandbox.credentials.envVars (mode deny). Not the socket: the sandbox refuses its connect already.
-Check the result with: keybroker doctor (its sandbox-* lines).
+directory (audit trail and salt), with a Read(…) rule in permissions.deny for each (Claude
+Code's own Read, Grep and Glob tools run outside the sandbox); variables that hold a credential
+go in sandbox.credentials.envVars (mode deny). Not the socket: the sandbox refuses its connect
+already. Check the result with: keybroker doctor (its sandbox-* lines).
 
 Examples:
   keybroker setup claude

@@ -34,6 +34,15 @@ export interface SandboxWanted {
 export const NOT_LISTED = '(not in the list)';
 
 /**
+ * The permission rule that keeps Claude Code's own file tools (Read, Grep, Glob) out of a path:
+ * the sandbox confines Bash commands only, and a Read the user allows goes through it (measured
+ * on 2.1.332). `//` starts an absolute path in a rule; a rule on a directory covers what is in it.
+ */
+export function readDenyRule(p: string): string {
+  return `Read(${p.startsWith('~/') ? p : `/${p}`})`;
+}
+
+/**
  * The sandbox block `data` should have: on, no way out, failing closed where it cannot start,
  * and every path and variable in `wanted` denied. Everything already there is kept (entries
  * added at the end of their lists); idempotent. Throws CONFIG_INVALID for a block of the wrong
@@ -44,7 +53,7 @@ export function sandboxEdit(
   wanted: SandboxWanted,
   file: string,
   home: string,
-): { changes: SetupChange[]; sandbox: Record<string, unknown> } {
+): { changes: SetupChange[]; sandbox: Record<string, unknown>; permissions: Record<string, unknown> | undefined } {
   const changes: SetupChange[] = [];
   const sandbox = objectAt(data.sandbox, 'sandbox', file);
   const next: Record<string, unknown> = { ...sandbox };
@@ -72,7 +81,17 @@ export function sandboxEdit(
     changes.push({ key: 'sandbox.credentials.envVars', before: NOT_LISTED, after: `${n} (mode: deny)` });
   if (addEnv.length > 0)
     next.credentials = { ...credentials, envVars: [...envVars, ...addEnv.map((name) => ({ name, mode: 'deny' }))] };
-  return { changes, sandbox: next };
+
+  const permissions = objectAt(data.permissions, 'permissions', file);
+  const deny = stringsAt(permissions.deny, 'permissions.deny', file);
+  const rules = new Set(deny);
+  const addRules = wanted.denyRead.map(readDenyRule).filter((r) => !rules.has(r));
+  for (const r of addRules) changes.push({ key: 'permissions.deny', before: NOT_LISTED, after: r });
+  return {
+    changes,
+    sandbox: next,
+    permissions: addRules.length > 0 ? { ...permissions, deny: [...deny, ...addRules] } : undefined,
+  };
 }
 
 function shown(value: unknown): string | undefined {
@@ -94,7 +113,7 @@ function arrayAt(value: unknown, key: string, file: string): unknown[] {
 function stringsAt(value: unknown, key: string, file: string): string[] {
   const list = arrayAt(value, key, file);
   if (list.every((v) => typeof v === 'string')) return list as string[];
-  throw new BrokerError('CONFIG_INVALID', `${file}: "${key}" holds something other than paths`, {
+  throw new BrokerError('CONFIG_INVALID', `${file}: "${key}" holds something other than strings`, {
     fix: 'fix it by hand first',
   });
 }
@@ -131,8 +150,13 @@ export interface SandboxView {
   allowAllUnixSockets: { value: boolean; file?: string };
   allowUnixSockets: SandboxPath[];
   excludedCommands: Array<{ pattern: string; file: string }>;
-  /** denyRead entries and credentials.files entries (deny or mask: either way the file is not read). */
+  /**
+   * denyRead entries, credentials.files entries (deny or mask: either way the file is not read)
+   * and Read(…) deny rules, which Claude Code merges into the sandbox's denyRead.
+   */
   denyRead: SandboxPath[];
+  /** Read(…) deny rules (permissions.deny, merged across files): what Claude Code's file tools may not read. */
+  readRules: SandboxPath[];
   allowRead: SandboxPath[];
   filesystemDisabled: { value: boolean; file?: string };
   /** Variables unset (deny) or replaced (mask) for sandboxed commands. */
@@ -198,6 +222,10 @@ export function sandboxView(files: readonly SettingsFile[], ctx: ClaudeContext):
       return typeof name === 'string' ? [name] : [];
     }),
   );
+  const readRules = used.flatMap((f) => {
+    const deny = (f.data!.permissions as { deny?: unknown } | undefined)?.deny;
+    return Array.isArray(deny) ? deny.flatMap((r) => (typeof r === 'string' ? readRuleEntry(r, f, ctx) : [])) : [];
+  });
   const onlyManaged = (key: string): string | undefined => {
     const v = managed.map((f) => block(f, key)).find((x) => typeof x === 'string' && path.isAbsolute(x));
     return v as string | undefined;
@@ -214,7 +242,8 @@ export function sandboxView(files: readonly SettingsFile[], ctx: ClaudeContext):
     excludedCommands: list(['excludedCommands'], notProjectWhenStrict).flatMap(({ value, file }) =>
       typeof value === 'string' ? [{ pattern: value, file: file.path }] : [],
     ),
-    denyRead: paths([...list(['filesystem', 'denyRead']), ...credentialFiles]),
+    denyRead: [...paths([...list(['filesystem', 'denyRead']), ...credentialFiles]), ...readRules],
+    readRules,
     allowRead: paths(list(['filesystem', 'allowRead'], (f) => !managedReadOnly || f.scope === 'managed')),
     filesystemDisabled: flag(
       ['filesystem', 'disabled'],
@@ -241,6 +270,24 @@ export function resolveEntry(raw: string, file: SettingsFile, ctx: ClaudeContext
   // A trailing /** or /* names the directory's contents: the directory, for what can be read.
   p = path.normalize(p).replace(/\/\*\*?$/, '') || '/';
   return { raw, path: p, glob: /[*?[\]{}]/.test(p), file: file.path };
+}
+
+/**
+ * A `Read(…)` permission rule's path, as Claude Code resolves it: `//x` absolute, `~/x` in the
+ * home directory, `/x` from the settings file's root; anything else (a bare pattern, which
+ * matches at any depth) is kept as a glob doctor does not match.
+ */
+function readRuleEntry(rule: string, file: SettingsFile, ctx: ClaudeContext): SandboxPath[] {
+  const m = /^Read\((.*)\)$/.exec(rule.trim());
+  if (!m) return [];
+  const content = m[1]!;
+  const resolved = resolveEntry(
+    content.startsWith('/') && !content.startsWith('//') ? `.${content}` : content,
+    file,
+    ctx,
+  );
+  const anchored = content.startsWith('/') || content === '~' || content.startsWith('~/');
+  return [{ ...resolved, raw: rule, glob: resolved.glob || !anchored }];
 }
 
 function settingsRoot(file: SettingsFile, ctx: ClaudeContext): string {

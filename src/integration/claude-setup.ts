@@ -184,6 +184,7 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   const next: Record<string, unknown> = { ...data, [key]: command };
   if (env !== undefined) next.env = env;
   if (sandbox) next.sandbox = sandbox.sandbox;
+  if (sandbox?.permissions) next.permissions = sandbox.permissions;
   // Managed settings are read by every user's Claude Code: readable by all, in a directory
   // anyone can enter, written by root.
   const modes = scope === 'managed' ? { newFileMode: 0o644, newDirMode: 0o755 } : {};

@@ -9,6 +9,7 @@
 //   sandbox-keys      every key and token file unreadable inside                    ok | warn
 //   sandbox-state     the audit trail and its salt unreadable inside                ok | warn
 //   sandbox-env       credential variables unset inside (only when sources read some) ok | warn
+//   sandbox-file-tools  Read(…) deny rules keep Claude Code's own file tools out     ok | warn
 //   sandbox-proc      enableWeakerNestedSandbox (only when set)                     warn
 // With the sandbox off, only `sandbox` is reported: every other way is open.
 import { spawnSync } from 'node:child_process';
@@ -67,6 +68,7 @@ export async function sandboxChecks(options: SandboxCheckOptions): Promise<Docto
   for (const kind of ['config', 'key', 'state'] as const) checks.push(readCheck(kind, view, options.locations, show));
   const env = envCheck(view, options);
   if (env) checks.push(env);
+  checks.push(fileToolsCheck(view, options.locations, show));
   if (view.weakerNestedSandbox.value) {
     checks.push({
       id: 'sandbox-proc',
@@ -311,5 +313,30 @@ function envCheck(view: SandboxView, options: SandboxCheckOptions): DoctorCheck 
     id: 'sandbox-env',
     status: 'ok',
     message: `no credential variable of keybroker's sources is visible to sandboxed commands (${wanted.map((e) => e.name).join(', ')})`,
+  };
+}
+
+/**
+ * Claude Code's Read, Grep and Glob tools run in Claude Code itself, not in the sandbox: a read
+ * the user allows (one prompt, or an allow rule) reads any file, denyRead or not. Only a Read(…)
+ * deny rule stops them (measured on 2.1.332).
+ */
+function fileToolsCheck(view: SandboxView, locations: KeyLocations, show: (p: string) => string): DoctorCheck {
+  const open = locations.paths.filter((p) => {
+    const target = p.real ?? p.path;
+    return !view.readRules.some((r) => !r.glob && (isWithin(target, realOr(r.path)) || isWithin(target, r.path)));
+  });
+  if (open.length > 0) {
+    return {
+      id: 'sandbox-file-tools',
+      status: 'warn',
+      message: `Claude Code's file tools (Read, Grep, Glob) run outside the sandbox, and no Read(…) deny rule covers ${open.map((p) => show(p.path)).join(', ')}: one permission you grant and they read it`,
+      fix: SETUP,
+    };
+  }
+  return {
+    id: 'sandbox-file-tools',
+    status: 'ok',
+    message: "Read(…) deny rules keep Claude Code's file tools (Read, Grep, Glob) out of every path to a key",
   };
 }

@@ -2,7 +2,8 @@
 // them), after `keybroker setup claude --sandbox`, against the fake Messages API. The fake model
 // asks the agent's Bash tool for the key every way there is: keybroker-shim (Node and native),
 // the raw socket (socat and a node one-liner), `cat` of the file: key, of the config and of the
-// audit trail's salt, and the variable an env: profile reads. Every attempt is refused, and
+// audit trail's salt, and the variable an env: profile reads; and it uses Claude Code's own file
+// tools (Read, Grep), which run outside the sandbox, on the same files. Every attempt is refused, and
 // Claude Code's own apiKeyHelper, which runs outside the sandbox, still serves the session. The
 // same commands without the sandbox get the key, so the refusals are the sandbox's doing.
 import fs from 'node:fs';
@@ -86,25 +87,40 @@ function attempts(): string {
   ].join('\n');
 }
 
-/** One session in which the model runs `attempts()` through its Bash tool; what the tool printed. */
-async function agentSession(): Promise<{ code: number | null; stdout: string; tool: string }> {
+/**
+ * One session in which the model runs `attempts()` through its Bash tool and, with Claude Code's
+ * own file tools (which run outside the sandbox; the user has allowed them), reads the key file
+ * and the config and searches the state directory. What the Bash tool printed, and what the file
+ * tools returned.
+ */
+async function agentSession(): Promise<{ code: number | null; stdout: string; tool: string; files: string }> {
   api.answer = (req) =>
     req.toolResults.length === 0
       ? [
           {
             type: 'tool_use',
-            id: 'toolu_sandbox',
+            id: 'toolu_sandbox_bash',
             name: 'Bash',
             input: { command: attempts(), description: 'Look for the API key' },
           },
+          { type: 'tool_use', id: 'toolu_sandbox_read_key', name: 'Read', input: { file_path: keyFile } },
+          { type: 'tool_use', id: 'toolu_sandbox_read_config', name: 'Read', input: { file_path: d.configPath } },
+          {
+            type: 'tool_use',
+            id: 'toolu_sandbox_grep_state',
+            name: 'Grep',
+            input: { pattern: '.', path: path.join(d.env.XDG_STATE_HOME!, 'keybroker'), output_mode: 'content' },
+          },
         ]
       : [{ type: 'text', text: 'done looking' }];
-  const r = await run(CLAUDE, ['-p', 'find the api key', '--allowedTools', 'Bash'], {
+  const r = await run(CLAUDE, ['-p', 'find the api key', '--allowedTools', 'Bash', 'Read', 'Grep'], {
     env: claudeEnv(),
     cwd: project,
     timeoutMs: RUN_TIMEOUT_MS,
   });
-  return { code: r.code, stdout: r.stdout, tool: api.requests.flatMap((q) => q.toolResults).join('\n') };
+  const results = api.requests.flatMap((q) => q.toolResults);
+  const tool = results.find((t) => t.includes('marker=')) ?? '';
+  return { code: r.code, stdout: r.stdout, tool, files: results.filter((t) => t !== tool).join('\n') };
 }
 
 function exitOf(tool: string, name: string): number {
@@ -137,11 +153,12 @@ describe.runIf(process.platform === 'linux')('the real Claude Code, sandboxed by
         'sandbox-keys': 'ok',
         'sandbox-state': 'ok',
         'sandbox-env': 'ok',
+        'sandbox-file-tools': 'ok',
       });
       const session = await agentSession();
       expect(session.code).toBe(0);
       expect(session.stdout).toContain('done looking');
-      const { tool } = session;
+      const { tool, files } = session;
       // The sandbox engaged: Claude Code's runtime marks the command's environment.
       expect(tool).toMatch(/^marker=1$/m);
       expect(exitOf(tool, 'node-shim')).toBe(ERROR_CODES.SANDBOXED);
@@ -156,6 +173,10 @@ describe.runIf(process.platform === 'linux')('the real Claude Code, sandboxed by
       expect(tool).not.toContain(KEY);
       expect(tool).not.toContain(ENV_KEY);
       expect(tool).not.toContain('source: file:');
+      // Claude Code's own file tools, allowed by the user, are stopped by the Read(…) deny rules.
+      expect(files).not.toBe('');
+      expect(files).not.toContain(KEY);
+      expect(files).not.toContain('source: file:');
       // No daemon was started inside: still the one daemon, and the helper's requests carried the key.
       expect(new Set(api.keys())).toEqual(new Set([KEY]));
       expect(api.requests.map((q) => q.bearer)).toEqual(api.keys());
@@ -168,8 +189,10 @@ describe.runIf(process.platform === 'linux')('the real Claude Code, sandboxed by
     async () => {
       const setup = await run(process.execPath, [CLI, 'setup', 'claude'], { env: d.env, cwd: project });
       expect(setup.code).toBe(0);
-      const { code, tool } = await agentSession();
+      const { code, tool, files } = await agentSession();
       expect(code).toBe(0);
+      expect(files).toContain(KEY);
+      expect(files).toContain('source: file:');
       expect(tool).toMatch(/^marker=none$/m);
       expect(exitOf(tool, 'node-shim')).toBe(0);
       expect(exitOf(tool, 'cat-key')).toBe(0);

@@ -21,9 +21,14 @@ const ON = {
   filesystem: { denyRead: DENY },
   credentials: { envVars: [{ name: 'KB_SBX_CI', mode: 'deny' }] },
 };
+/** And the Read(…) deny rules that keep Claude Code's own file tools out. */
+const PERMISSIONS = { deny: DENY.map((p) => `Read(${p})`) };
 const READS = ['sandbox-config', 'sandbox-keys', 'sandbox-state'] as const;
 const ALL_OK = Object.fromEntries(
-  ['sandbox', 'sandbox-escape', 'sandbox-socket', ...READS, 'sandbox-env'].map((id) => [id, 'ok' as const]),
+  ['sandbox', 'sandbox-escape', 'sandbox-socket', ...READS, 'sandbox-env', 'sandbox-file-tools'].map((id) => [
+    id,
+    'ok' as const,
+  ]),
 );
 
 type Files = Record<string, object>;
@@ -38,7 +43,9 @@ interface Case {
   expect: Record<string, CheckStatus | 'absent'>;
 }
 
-const user = (sandbox: object, more: object = {}): Files => ({ '~/.claude/settings.json': { sandbox, ...more } });
+const user = (sandbox: object, more: object = { permissions: PERMISSIONS }): Files => ({
+  '~/.claude/settings.json': { sandbox, ...more },
+});
 
 const cases: Case[] = [
   {
@@ -49,8 +56,26 @@ const cases: Case[] = [
   { name: 'what setup claude --sandbox writes: every way closed', files: user(ON), expect: ALL_OK },
   {
     name: 'the same in managed settings',
-    files: { 'managed/managed-settings.json': { sandbox: ON } },
+    files: { 'managed/managed-settings.json': { sandbox: ON, permissions: PERMISSIONS } },
     expect: ALL_OK,
+  },
+  {
+    name: 'no Read(…) deny rules: Claude Code’s file tools are one permission away',
+    files: user(ON, {}),
+    expect: { 'sandbox-file-tools': 'warn', 'sandbox-keys': 'ok' },
+  },
+  {
+    name: 'Read(…) deny rules alone: Claude Code merges them into the sandbox’s denyRead',
+    files: user({ ...ON, filesystem: undefined }),
+    expect: { 'sandbox-file-tools': 'ok', 'sandbox-config': 'ok', 'sandbox-keys': 'ok', 'sandbox-state': 'ok' },
+  },
+  {
+    name: 'a Read(…) rule relative to the project (/…) does not reach the home directory',
+    files: user(
+      { ...ON, filesystem: undefined },
+      { permissions: { deny: ['Read(/keys/**)', ...PERMISSIONS.deny.slice(0, 2)] } },
+    ),
+    expect: { 'sandbox-file-tools': 'warn', 'sandbox-keys': 'warn', 'sandbox-config': 'ok' },
   },
   {
     name: 'on, but unsandboxed commands allowed (the default)',
@@ -95,7 +120,7 @@ const cases: Case[] = [
   },
   {
     name: 'denyRead without the key file',
-    files: user({ ...ON, filesystem: { denyRead: DENY.filter((p) => !p.startsWith('~/keys')) } }),
+    files: user({ ...ON, filesystem: { denyRead: DENY.filter((p) => !p.startsWith('~/keys')) } }, {}),
     expect: { 'sandbox-keys': 'warn', 'sandbox-config': 'ok', 'sandbox-state': 'ok' },
   },
   {
@@ -185,7 +210,7 @@ const cases: Case[] = [
   {
     // A denied directory hides the link in it; what the link points at is elsewhere.
     name: 'a key file that is a symbolic link, with only the directory holding the link denied: its target stays readable',
-    files: user({ ...ON, filesystem: { denyRead: [...DENY.filter((p) => !p.startsWith('~/keys')), '~/keys'] } }),
+    files: user({ ...ON, filesystem: { denyRead: [...DENY.filter((p) => !p.startsWith('~/keys')), '~/keys'] } }, {}),
     setup: (home) => {
       fs.mkdirSync(path.join(home, 'vault'), { mode: 0o700 });
       fs.writeFileSync(path.join(home, 'vault', 'anthropic'), 'sk-x\n', { mode: 0o600 });

@@ -41,7 +41,7 @@ const settingsFile = (): string => path.join(home, '.claude', 'settings.json');
 interface Settings {
   apiKeyHelper?: string;
   env: Record<string, string>;
-  permissions?: unknown;
+  permissions: { allow?: string[]; deny: string[] };
   sandbox: {
     autoAllowBashIfSandboxed?: boolean;
     network?: unknown;
@@ -95,6 +95,8 @@ describe('setup claude --sandbox', () => {
       'VAULT_TOKEN',
     ]);
     expect(new Set(s.sandbox.credentials.envVars.map((e) => e.mode))).toEqual(new Set(['deny']));
+    // Claude Code's own file tools are not sandboxed: a Read(…) deny rule for each path too.
+    expect([...s.permissions.deny].sort()).toEqual([...s.sandbox.filesystem.denyRead].map((p) => `Read(${p})`).sort());
     // The socket's directory is never hidden: the sandbox refuses the connect already.
     expect(s.sandbox.filesystem.denyRead).not.toContain('~/run/keybroker');
   });
@@ -117,7 +119,10 @@ describe('setup claude --sandbox', () => {
     const r = await setup();
     expect(r.code).toBe(0);
     const s = readSettings();
-    expect(s.permissions).toEqual(before.permissions);
+    expect(s.permissions).toEqual({
+      allow: ['Bash(npm test)'],
+      deny: ['Read(~/.config/keybroker)', 'Read(~/.local/state/keybroker)', 'Read(~/keys/anthropic)'],
+    });
     expect(s.env.KEEP_ME).toBe('1');
     expect(s.sandbox.autoAllowBashIfSandboxed).toBe(true);
     expect(s.sandbox.network).toEqual(before.sandbox.network);
@@ -183,6 +188,22 @@ describe('setup claude --sandbox', () => {
     const deny = readSettings().sandbox.filesystem.denyRead;
     expect(deny).toContain('~/dotfiles/keybroker.yaml');
     expect(deny).not.toContain('~/dotfiles');
+    expect(readSettings().permissions.deny).toContain('Read(~/dotfiles/keybroker.yaml)');
+  });
+
+  it('a key file outside the home directory: written absolute, its Read rule starting with //', async () => {
+    const elsewhere = privateTempDir('kb-setup-sbx-key-');
+    try {
+      fs.writeFileSync(path.join(elsewhere, 'key'), 'sk-elsewhere\n', { mode: 0o600 });
+      writeConfig(`profiles:\n  default:\n    source: file:${elsewhere}/key\n`);
+      const r = await setup();
+      expect(r.code).toBe(0);
+      const s = readSettings();
+      expect(s.sandbox.filesystem.denyRead).toContain(`${elsewhere}/key`);
+      expect(s.permissions.deny).toContain(`Read(/${elsewhere}/key)`);
+    } finally {
+      fs.rmSync(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it('refuses a sandbox block of the wrong shape and leaves the file as it was', async () => {
