@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Builds the native targets — today the fast-path shim, dist/native/keybroker-shim — from C,
-// when a C compiler is there; prints one line per target either way. Run by `npm run build`
+// Builds the native targets — the fast-path shim, dist/native/keybroker-shim, and the daemon's
+// hardening addon, dist/native/keybroker-hardening.node — from C, when a C compiler is there;
+// prints one line per target either way. Run by `npm run build`
 // (after tsc: the generated header is made from the built TypeScript, scripts/native-header.mjs),
 // by the package's install script, and by `keybroker build-native` where npm ran no install
 // script (docs/install.md: how native parts ship).
@@ -17,6 +18,7 @@
 // e.g. for a sanitizer build: CC=clang CFLAGS='-g -fsanitize=address,undefined' npm run build
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
@@ -43,6 +45,25 @@ const TARGETS = [
     flags: [],
     /** What runs instead when it is not built. */
     fallback: 'keybroker-shim runs on Node',
+  },
+  {
+    // A Node-API module loaded by the daemon only (src/daemon/hardening-addon.ts), compiled straight
+    // against the node-api-headers package (a dependency), without node-gyp or Python. Node-API 8:
+    // one build loads in Node 20, 22 and 24. macOS resolves the napi_* symbols from the node binary
+    // at load time only when told to (-undefined dynamic_lookup).
+    name: 'hardening addon',
+    out: 'dist/native/keybroker-hardening.node',
+    sources: ['src/daemon/native/hardening.c'],
+    include: nodeApiHeaders() ?? [],
+    flags: [
+      '-fPIC',
+      '-fvisibility=hidden',
+      '-DNAPI_VERSION=8',
+      ...(process.platform === 'darwin' ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared']),
+    ],
+    fallback: 'the daemon runs without it (keybroker doctor says what that leaves open)',
+    /** Why it cannot be built at all, when it cannot. */
+    unavailable: nodeApiHeaders() ? undefined : 'the node-api-headers package is missing',
   },
 ];
 
@@ -107,11 +128,15 @@ function supports(common, flags) {
 }
 
 function build(target, flags, hardened) {
+  if (target.unavailable) {
+    say(`${target.name}: ${target.unavailable}, skipped; ${target.fallback} (retry: ${RETRY})`);
+    return false;
+  }
   const out = path.join(ROOT, target.out);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const partial = `${out}.${process.pid}.tmp`;
   const extra = (process.env.CFLAGS ?? '').split(/\s+/).filter(Boolean);
-  const include = [tmp, ...target.include.map((d) => path.join(ROOT, d))].flatMap((d) => ['-I', d]);
+  const include = [tmp, ...target.include.map((d) => path.resolve(ROOT, d))].flatMap((d) => ['-I', d]);
   const args = [...flags, ...target.flags, ...extra, ...include, '-o', partial, ...target.sources];
   const result = spawnSync(cc, args, { cwd: ROOT, encoding: 'utf8' });
   if (result.status !== 0) {
@@ -126,4 +151,13 @@ function build(target, flags, hardened) {
   fs.renameSync(partial, out);
   say(`${target.name}: built ${target.out} with ${cc}${hardened ? '' : ' (without hardening flags: unsupported)'}`);
   return true;
+}
+
+/** The node-api-headers package's include directory, as a one-element list; undefined without it. */
+function nodeApiHeaders() {
+  try {
+    return [createRequire(import.meta.url)('node-api-headers').include_dir];
+  } catch {
+    return undefined;
+  }
 }

@@ -97,8 +97,7 @@ export class AuditLog {
   async open(): Promise<void> {
     if (!this.#enabled || this.#salt) return;
     try {
-      await ensurePrivateDir(this.#dir, 'state directory');
-      this.#salt = await this.#loadSalt();
+      this.#salt = await loadAuditSalt(this.#dir);
       this.#lastError = null;
     } catch (err) {
       this.#fail(err, 'cannot open the audit trail');
@@ -246,40 +245,6 @@ export class AuditLog {
     return handle;
   }
 
-  async #loadSalt(): Promise<Buffer> {
-    const file = path.join(this.#dir, AUDIT_SALT_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const salt = await readPrivateFile(file, {
-          label: `audit salt ${file}`,
-          maxBytes: SALT_BYTES,
-          invalid: 'UNSAFE_PATH',
-        });
-        if (salt.length === SALT_BYTES) return salt;
-        throw new BrokerError('UNSAFE_PATH', `audit salt ${file} is ${salt.length} bytes, not ${SALT_BYTES}`, {
-          fix: 'remove it and a new one is made (older fingerprints then no longer compare)',
-        });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-      try {
-        // O_EXCL: two daemons starting together must not each write their own salt.
-        const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-        const handle = await fs.open(file, flags, 0o600);
-        try {
-          const salt = randomBytes(SALT_BYTES);
-          await handle.write(salt);
-          return salt;
-        } finally {
-          await handle.close();
-        }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-    }
-    throw new BrokerError('UNSAFE_PATH', `audit salt ${file} could not be created or read`);
-  }
-
   #fail(err: unknown, what: string): void {
     const code = err instanceof BrokerError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'INTERNAL');
     const message = err instanceof BrokerError ? err.message : `${what}: ${code} (${this.file})`;
@@ -315,6 +280,8 @@ const KEY_ORDER: ReadonlyArray<keyof AuditRecord> = [
   'directory',
   'cwd',
   'consumer',
+  'peer',
+  'consumerIs',
   'outcome',
   'error',
   'source',
@@ -328,4 +295,44 @@ function orderKeys(record: AuditRecord): AuditRecord {
   const out: Record<string, unknown> = {};
   for (const k of KEY_ORDER) if (record[k] !== undefined) out[k] = record[k];
   return out as unknown as AuditRecord;
+}
+
+/**
+ * The salt of the audit trail's fingerprints in the private state directory `dir` (created 0700
+ * if need be), made on first use. `keybroker init` fingerprints a key with it too, so the
+ * fingerprint it shows is the one the trail records.
+ */
+export async function loadAuditSalt(dir: string): Promise<Buffer> {
+  await ensurePrivateDir(dir, 'state directory');
+  const file = path.join(dir, AUDIT_SALT_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const salt = await readPrivateFile(file, {
+        label: `audit salt ${file}`,
+        maxBytes: SALT_BYTES,
+        invalid: 'UNSAFE_PATH',
+      });
+      if (salt.length === SALT_BYTES) return salt;
+      throw new BrokerError('UNSAFE_PATH', `audit salt ${file} is ${salt.length} bytes, not ${SALT_BYTES}`, {
+        fix: 'remove it and a new one is made (older fingerprints then no longer compare)',
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    try {
+      // O_EXCL: two daemons starting together must not each write their own salt.
+      const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+      const handle = await fs.open(file, flags, 0o600);
+      try {
+        const salt = randomBytes(SALT_BYTES);
+        await handle.write(salt);
+        return salt;
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  throw new BrokerError('UNSAFE_PATH', `audit salt ${file} could not be created or read`);
 }

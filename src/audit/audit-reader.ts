@@ -107,20 +107,31 @@ export function renderAudit(
       r.profile,
       r.chosenBy === 'directory' ? `dir ${r.directory ?? '?'}` : r.chosenBy,
       consumerLabel(r),
+      peerLabel(r),
       r.cwd ? collapseHome(r.cwd, home) : '-',
       r.outcome === 'error' ? `error ${r.error ?? ''}`.trim() : r.outcome,
       versionLabel(r) + (r.rejected ? ` (rejected: ${versionLabel(r.rejected)})` : ''),
     ].map((cell) => printable(String(cell))),
   );
-  return `${table(['TIME (UTC)', 'OP', 'PROFILE', 'CHOSEN BY', 'CONSUMER', 'CWD', 'OUTCOME', 'VERSION'], rows)}\n`;
+  return `${table(['TIME (UTC)', 'OP', 'PROFILE', 'CHOSEN BY', 'CONSUMER', 'PEER', 'CWD', 'OUTCOME', 'VERSION'], rows)}\n`;
 }
 
+/** Who the client says it asks for; a claim the kernel refuted or could not check says so. */
 function consumerLabel(r: AuditRecord): string {
   const c = r.consumer;
   if (!c) return '-';
-  const who = `${c.name ?? '?'}[${c.pid}]`;
-  if (!c.claudeCode) return who;
-  return `${who} Claude Code${c.invocation ? ` ${c.invocation}` : ''}`;
+  const who = `${c.name ?? '?'}[${c.pid}]${c.claudeCode ? ` Claude Code${c.invocation ? ` ${c.invocation}` : ''}` : ''}`;
+  if (r.consumerIs === 'unrelated') return `${who} (FALSE CLAIM: not the peer or its ancestor)`;
+  if (r.consumerIs === 'unknown') return `${who} (unchecked: the kernel could not say who asked)`;
+  return who;
+}
+
+/** Who asked, as the kernel says: the peer's executable and pid (and uid when it is not ours). */
+function peerLabel(r: AuditRecord): string {
+  const p = r.peer;
+  if (!p) return '-';
+  const uid = process.getuid?.();
+  return `${p.exe ? path.basename(p.exe) : '?'}[${p.pid}]${uid !== undefined && p.uid !== uid ? ` uid ${p.uid}` : ''}`;
 }
 
 function versionLabel(v: { version?: string; fingerprint?: string }): string {

@@ -1,5 +1,6 @@
-// The audit trail's record: one JSON line per get, refresh, rejection and key set — who asked, from where,
-// which profile (and why that one), what happened, and which version of the key went out. Never a
+// The audit trail's record: one JSON line per get, refresh, rejection and key set — who asked (as
+// the client claims it and, with the hardening addon, as the kernel reports it), from where, which
+// profile (and why that one), what happened, and which version of the key went out. Never a
 // value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
 import path from 'node:path';
 import type { Invocation, ProfileChoice } from '../protocol/messages.js';
@@ -22,6 +23,24 @@ export interface KeyVersion {
   fingerprint?: string;
 }
 
+/**
+ * The process on the other end of the connection, as the kernel reports it (the hardening addon):
+ * who really asked, whatever the request says.
+ */
+export interface AuditPeer {
+  pid: number;
+  uid: number;
+  /** The file it runs (/proc/PID/exe; proc_pidpath on macOS), when that could be read. */
+  exe?: string;
+}
+
+/**
+ * How the consumer a client claims relates to the connection's peer: the peer itself (`keybroker
+ * run`), one of its ancestors (the shim's Claude Code), neither (a false claim), or unknown (the
+ * peer was gone before it could be checked, or the kernel did not name it).
+ */
+export type ConsumerRelation = 'peer' | 'ancestor' | 'unrelated' | 'unknown';
+
 export interface AuditRecord extends KeyVersion {
   /** RFC 3339, UTC, milliseconds. */
   time: string;
@@ -38,6 +57,10 @@ export interface AuditRecord extends KeyVersion {
     claudeCode: boolean;
     invocation?: Invocation;
   };
+  /** With the hardening addon: the kernel's word on who asked. */
+  peer?: AuditPeer;
+  /** With the hardening addon, when a consumer was claimed: how it relates to the peer. */
+  consumerIs?: ConsumerRelation;
   outcome: AuditOutcome;
   /** The error code, when outcome is error. */
   error?: string;

@@ -59,6 +59,13 @@ export interface GetNote {
 
 export interface GetOptions {
   consumer?: ConsumerInfo | undefined;
+  /**
+   * Whether the kernel confirmed the consumer claim (its pid is the connection's peer or one of
+   * the peer's ancestors). false: the request is judged against what the consumer's record says,
+   * but never changes it, so its strikes and reads cannot reach a real call from that consumer.
+   * undefined: not checked (no hardening addon), taken as claimed.
+   */
+  claimConfirmed?: boolean | undefined;
   /** Skip the cache: fetch from the source now. */
   refresh?: boolean | undefined;
   note?: GetNote | undefined;
@@ -173,20 +180,27 @@ export class ProfileCache {
     const t = this.#now();
     this.#lastReadAt = t;
     const { consumer } = options;
+    // What a request may change in the consumer records: nothing, for a claim the kernel refuted.
+    const recorded = options.claimConfirmed === false ? undefined : consumer;
     // Counted whether or not it gets a value: `status` should show who is waiting on a failing profile.
-    if (consumer) this.#consumers.asked(consumer, t);
+    if (recorded) this.#consumers.asked(recorded, t);
     if (options.refresh) {
       this.stats.misses++;
       const entry = await this.#refreshFetch();
-      return this.#serve(entry, consumer, 'fetched');
+      return this.#serve(entry, recorded, 'fetched');
     }
     if (consumer) {
       const record = this.#consumers.lookup(consumer);
       if (isSuspectedRejection(record, consumer, this.profile.repeatDetection, t)) {
         if (options.note) options.note.rejected = { value: record.value, version: record.version };
-        return this.#onSuspectedRejection(consumer, record, t);
+        return this.#onSuspectedRejection(consumer, record, t, recorded !== undefined);
       }
     }
+    return this.#serveFromCache(t, recorded);
+  }
+
+  /** An ordinary read: fresh from memory, stale while the source fails, else fetched. */
+  async #serveFromCache(t: number, consumer: ConsumerInfo | undefined): Promise<Served> {
     const entry = this.#entry();
     if (entry && t < entry.freshUntil) {
       this.stats.hits++;
@@ -331,7 +345,13 @@ export class ProfileCache {
     return served;
   }
 
-  async #onSuspectedRejection(consumer: ConsumerInfo, record: ConsumerRecord, t: number): Promise<Served> {
+  /** `recorded`: the claim may change the consumer's record (a strike, the value it was served). */
+  async #onSuspectedRejection(
+    consumer: ConsumerInfo,
+    record: ConsumerRecord,
+    t: number,
+    recorded: boolean,
+  ): Promise<Served> {
     this.stats.suspectedRejections++;
     this.#log.info(
       { consumer: { pid: consumer.pid, name: consumer.name }, sinceLastMs: t - record.servedAt },
@@ -345,9 +365,10 @@ export class ProfileCache {
       fetchError = asBrokerError(err, 'SOURCE_ERROR', 'the source failed');
       entry = this.#entry();
     }
+    const recordAs = recorded ? consumer : undefined;
     if (entry && !entry.value.equals(record.value)) {
       this.#log.info({ consumer: { pid: consumer.pid } }, 'the source has a new value: serving it');
-      return this.#serve(entry, consumer, 'refetched');
+      return this.#serve(entry, recordAs, 'refetched');
     }
     if (record.strikeAt !== undefined && t - record.strikeAt < this.#rejectionWindowMs) {
       this.stats.rejected++;
@@ -364,11 +385,14 @@ export class ProfileCache {
       });
     }
     // Unchanged: serve it once more. Claude Code also re-calls the helper when its settings
-    // change, so one repeat is not proof of a 401.
-    this.#consumers.strike(consumer, t);
+    // change, so one repeat is not proof of a 401. A strike from an unconfirmed claim is not
+    // kept: it would make the real consumer's next call fail.
+    if (recorded) this.#consumers.strike(consumer, t);
+    else
+      this.#log.info({ consumer: { pid: consumer.pid } }, 'consumer claim not confirmed by the kernel: no strike kept');
     if (!entry)
       throw this.#explainExpired(fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing'));
-    return this.#serve(entry, consumer, 'refetched', fetchError);
+    return this.#serve(entry, recordAs, 'refetched', fetchError);
   }
 
   /**

@@ -23,14 +23,18 @@ export function registerAudit(program: Command): void {
 The daemon appends one line per get, refresh and suspected rejection to
 $XDG_STATE_HOME/keybroker/audit.jsonl (default ~/.local/state/keybroker/audit.jsonl; macOS:
 ~/Library/Application Support/keybroker/audit.jsonl), keeping one previous file. Each line names
-the profile and how it was chosen (argument, directory, default), the consumer process, its
-working directory, the outcome, and the key's version: the source's version id, or a salted
-fingerprint. "audit: false" in the config turns it off.
+the profile and how it was chosen (argument, directory, default), the consumer process the client
+claims, the peer (the process that really connected, as the kernel reports it: needs the
+daemon's hardening addon), its working directory, the outcome, and the key's version: the
+source's version id, or a salted fingerprint. A consumer that is neither the peer nor one of its
+ancestors is marked FALSE CLAIM ("consumerIs": "unrelated" in --json). "audit: false" in the
+config turns it off.
 
 Examples:
   keybroker audit --since 1h
   keybroker audit --profile work --json | jq 'select(.fingerprint == "3f9c0e1a2b4d")'
-  keybroker audit --json | jq -r 'select(.consumer.claudeCode) | .cwd' | sort -u`,
+  keybroker audit --json | jq -r 'select(.consumer.claudeCode) | .cwd' | sort -u
+  keybroker audit --json | jq 'select(.consumerIs == "unrelated")'`,
     )
     .action(async (opts: AuditOptions) => {
       const [{ readAudit, renderAudit, summaryLine }, { auditDir }] = await Promise.all([

@@ -6,12 +6,15 @@ import { BrokerError } from '../errors.js';
 export function registerBuildNative(program: Command): void {
   program
     .command('build-native')
-    .description("compile the native keybroker-shim here (what npm's install script does, where npm did not run it)")
+    .description(
+      "compile the native keybroker-shim and the daemon's hardening addon here (what npm's install script does, where npm did not run it)",
+    )
     .addHelpText(
       'after',
       `
 Runs scripts/build-native.mjs of this installation with this node and a C compiler ($CC, else
-cc), writing dist/native/keybroker-shim beside the Node shim. npm runs the same build as the
+cc), writing dist/native/keybroker-shim beside the Node shim, and the daemon's hardening addon,
+dist/native/keybroker-hardening.node (then: keybroker restart). npm runs the same build as the
 package's install script; run this where it did not (npm install --ignore-scripts, or an npm that
 holds back install scripts not covered by allow-scripts), after installing a compiler, or after
 moving to another node. Then keybroker setup claude points apiKeyHelper at it.

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
+import type { DoctorCheck } from '../integration/doctor.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { CliExit } from './output.js';
 import { configOptionHelp } from './help-text.js';
@@ -33,25 +34,37 @@ Examples:
     )
     .action(async (opts: { config?: string; fetch: boolean; json?: boolean }, cmd: Command) => {
       const globals = cmd.optsWithGlobals<{ socket?: string }>();
-      const [{ renderDoctor, runDoctor }, { findInstallLayout }] = await Promise.all([
-        import('../integration/doctor.js'),
-        import('../integration/install-layout.js'),
-      ]);
-      const checks = await runDoctor({
-        env: process.env,
-        home: os.homedir(),
-        cwd: process.cwd(),
-        platform: process.platform,
-        managedDir: process.env[CLAUDE_MANAGED_DIR_ENV] || undefined,
-        uid: process.getuid?.(),
-        version: VERSION,
-        build: BUILD_ID,
+      const checks = await doctorChecks({
         configFlag: opts.config,
         socketFlag: globals.socket,
         fetchProfiles: opts.fetch,
-        install: findInstallLayout(),
       });
+      const { renderDoctor } = await import('../integration/doctor.js');
       process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderDoctor(checks));
       if (checks.some((c) => c.status === 'fail')) throw new CliExit(1);
     });
+}
+
+/** Doctor's checks for this process's user, environment and installation (init ends with them too). */
+export async function doctorChecks(options: {
+  configFlag: string | undefined;
+  socketFlag: string | undefined;
+  fetchProfiles: boolean;
+}): Promise<DoctorCheck[]> {
+  const [{ runDoctor }, { findInstallLayout }] = await Promise.all([
+    import('../integration/doctor.js'),
+    import('../integration/install-layout.js'),
+  ]);
+  return runDoctor({
+    env: process.env,
+    home: os.homedir(),
+    cwd: process.cwd(),
+    platform: process.platform,
+    managedDir: process.env[CLAUDE_MANAGED_DIR_ENV] || undefined,
+    uid: process.getuid?.(),
+    version: VERSION,
+    build: BUILD_ID,
+    ...options,
+    install: findInstallLayout(),
+  });
 }

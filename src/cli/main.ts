@@ -11,6 +11,7 @@ import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
 import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
+import { registerInit } from './init-command.js';
 import { registerKey } from './key-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerInit(program);
   registerDaemon(program);
   registerGet(program);
   registerRun(program);
@@ -50,9 +52,11 @@ export function buildProgram(): Command {
     'after',
     `
 Quick start:
-  keybroker daemon                 run the daemon (writes a starter config on first run)
+  keybroker init                   set everything up: where the key is, Claude Code, a check (asks)
   keybroker key set default        store the key in the OS keychain (a keyring: profile; asks for it)
   keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
+  keybroker setup claude --adopt   make the apiKeyHelper you have a profile, then point it at keybroker
+  keybroker daemon                 run the daemon in the foreground (the shim starts one when none runs)
   keybroker doctor                 which credential Claude Code will use, and what to fix
   keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed

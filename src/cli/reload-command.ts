@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import type { StatusReply } from '../protocol/messages.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import { callDaemon } from './client.js';
 import { die } from './output.js';
-
-const RELOAD_WAIT_MS = 10_000;
 
 export function registerReload(program: Command): void {
   program
@@ -17,40 +16,19 @@ refused and the running one kept: the errors are printed and the exit status is 
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const globals = cmd.optsWithGlobals<{ socket?: string }>();
-      const before = await callDaemon<StatusReply>(globals, { v: 1, op: 'status' }, 5_000);
-      try {
-        process.kill(before.daemon.pid, 'SIGHUP');
-      } catch (err) {
-        die(
-          'INTERNAL',
-          `cannot signal the daemon (pid ${before.daemon.pid}): ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-        );
+      // First through the CLI's client: no daemon gets its message (and how to start one).
+      await callDaemon<StatusReply>(globals, { v: 1, op: 'status' }, 5_000);
+      const { reloadDaemon } = await import('../integration/daemon-reload.js');
+      const outcome = await reloadDaemon(resolveSocketPath({ flag: globals.socket }).path);
+      if (outcome.daemon === 'not-running')
+        die('DAEMON_UNREACHABLE', 'the daemon stopped before it was reloaded; run keybroker status');
+      if (outcome.daemon === 'refused') {
+        process.stderr.write(`${outcome.error}\n`);
+        die('CONFIG_INVALID', `config not reloaded: the daemon keeps running the previous one (${outcome.config})`);
       }
-      const deadline = Date.now() + RELOAD_WAIT_MS;
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 50));
-        const after = await callDaemon<StatusReply>(globals, { v: 1, op: 'status' }, 5_000);
-        if (after.daemon.pid !== before.daemon.pid)
-          die('DAEMON_UNREACHABLE', 'the daemon was replaced while reloading; run keybroker status');
-        if (after.daemon.reloads > before.daemon.reloads) {
-          if (after.daemon.lastReloadError) {
-            process.stderr.write(`${after.daemon.lastReloadError}\n`);
-            die(
-              'CONFIG_INVALID',
-              `config not reloaded: the daemon keeps running the previous one (${after.daemon.config})`,
-            );
-          }
-          const names = after.profiles.map((p) => p.name);
-          process.stdout.write(
-            `reloaded ${after.daemon.config}: ${names.length} profile${names.length === 1 ? '' : 's'}${names.length ? ` (${names.join(', ')})` : ''}\n`,
-          );
-          return;
-        }
-        if (Date.now() > deadline)
-          die(
-            'TIMEOUT',
-            `the daemon (pid ${before.daemon.pid}) did not finish reloading within ${RELOAD_WAIT_MS / 1000} s`,
-          );
-      }
+      const names = outcome.profiles;
+      process.stdout.write(
+        `reloaded ${outcome.config}: ${names.length} profile${names.length === 1 ? '' : 's'}${names.length ? ` (${names.join(', ')})` : ''}\n`,
+      );
     });
 }

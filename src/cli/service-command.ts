@@ -7,7 +7,8 @@ import { CliExit, die } from './output.js';
 // The service code loads only when a service command runs (the daemon never needs it).
 const serviceManager = () => import('../integration/service-manager.js');
 
-async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
+/** The service host for this process's user and installation (init's service step uses it too). */
+export async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
   const [{ findInstallLayout, lastingInstallError }, { realServiceHost }] = await Promise.all([
     import('../integration/install-layout.js'),
     serviceManager(),
@@ -29,7 +30,7 @@ async function hostFromProcess(dryRun: boolean): Promise<ServiceHost> {
   });
 }
 
-const out = { line: (text: string) => process.stdout.write(`${text}\n`) };
+export const out = { line: (text: string) => process.stdout.write(`${text}\n`) };
 
 export function registerService(program: Command): void {
   const service = program

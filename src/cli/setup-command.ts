@@ -6,7 +6,11 @@ import { collapseHome } from '../client/socket-path.js';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
 import { formatMode } from '../client/file-mode.js';
 import type { SandboxWanted } from '../integration/claude-sandbox.js';
-import { HELPER_KINDS, HELPER_SETTING, type HelperKind } from '../integration/helper-command.js';
+import { HELPER_KINDS, HELPER_SETTING, shellQuote, type HelperKind } from '../integration/helper-command.js';
+import type { AdoptResult } from '../integration/claude-adopt.js';
+import type { SetupClaudeResult } from '../integration/claude-setup.js';
+import type { ManagedLocation } from '../config/managed.js';
+import { resolveSocketPath } from '../client/socket-path.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
 
@@ -18,6 +22,8 @@ interface SetupOptions {
   dryRun?: boolean;
   helper: HelperKind;
   config?: string;
+  adopt?: boolean;
+  asExec?: boolean;
   sandbox?: boolean;
 }
 
@@ -41,6 +47,11 @@ export function registerSetup(program: Command): void {
       "write Claude Code's managed settings instead, for every user of this machine (as root; /etc/claude-code/managed-settings.json on Linux)",
     )
     .option('--force', 'replace a different helper that is already set')
+    .option(
+      '--adopt',
+      'make the apiKeyHelper already set a keybroker profile, check both give the same key, then switch it to keybroker-shim',
+    )
+    .option('--as-exec', 'with --adopt: keep the helper command as it is (an exec: source), not a native source')
     .option('--dry-run', 'show what would change, and change nothing')
     .addOption(
       new Option(
@@ -70,6 +81,17 @@ With --managed, the profile is looked up in keybroker's managed config (every us
 the file is created mode 0644, and $KEYBROKER_CLAUDE_MANAGED_DIR names another directory than
 Claude Code's (/etc/claude-code, or /Library/Application Support/ClaudeCode on macOS).
 
+With --adopt, the apiKeyHelper you have (op read …, vault kv get …, aws secretsmanager …, any
+command) becomes a profile: op read op://V/I/F becomes op://V/I/F, vault kv get -field=F PATH
+becomes vault://PATH#F, aws secretsmanager get-secret-value --secret-id ID --query SecretString
+--output text becomes aws-sm://ID, where that is exact; anything else stays the command
+(exec:COMMAND). keybroker runs the old command and reads the new source, and compares the two
+values (never shown): only if they are equal are the profile written (config backup first) and
+the helper switched. The old command failing (its exit status) or the two differing (exit 22,
+MISMATCH) changes nothing; the new source failing alone keeps the command (exec:) and says so. The
+profile is --profile, else "default" when it is free, else a name from the source; a profile of
+yours is never overwritten. A running daemon reloads the config.
+
 With --sandbox, the same file also gets sandbox.enabled, failIfUnavailable (no silent fallback
 to running unconfined), allowUnsandboxedCommands: false, and sandbox.filesystem.denyRead entries
 for the keybroker config directory, every key and token file the config names, and the state
@@ -81,131 +103,239 @@ already. Check the result with: keybroker doctor (its sandbox-* lines).
 Examples:
   keybroker setup claude
   keybroker setup claude --sandbox
+  keybroker setup claude --adopt --dry-run     # what adopting the current helper would do
+  keybroker setup claude --adopt
   keybroker setup claude --profile work
   keybroker setup claude --helper aws-credentials --profile bedrock
   sudo keybroker setup claude --managed --profile org`,
     )
-    .action(async (opts: SetupOptions) => {
-      const [
-        { resolveConfigPath },
-        { resolveManagedConfigPath },
-        { setupClaude },
-        { summarizeConfig, summarizeManagedConfig },
-        { findInstallLayout, helperShim, lastingInstallError },
-      ] = await Promise.all([
-        import('../config/load.js'),
-        import('../config/managed.js'),
-        import('../integration/claude-setup.js'),
-        import('../integration/config-summary.js'),
-        import('../integration/install-layout.js'),
-      ]);
-      const layout = findInstallLayout();
-      const ephemeral = lastingInstallError(layout, `Claude Code's ${HELPER_SETTING[opts.helper]}`);
-      if (ephemeral) throw ephemeral;
-      if (!fs.existsSync(layout.shim)) die('USAGE', `${layout.shim} is missing: build keybroker first (npm run build)`);
-      const home = os.homedir();
-      const managedLocation = opts.managed ? resolveManagedConfigPath() : undefined;
-      if (opts.managed && !managedLocation && !opts.force) {
-        die(
-          'USAGE',
-          `no keybroker managed config (/etc/keybroker/managed.yaml, or $KEYBROKER_MANAGED_CONFIG) defines ${opts.profile === undefined ? 'the profiles' : `profile "${opts.profile}"`} for every user; install one, or pass --force`,
-        );
+    .action(async (opts: SetupOptions, cmd: Command) => {
+      if (opts.adopt) {
+        await adoptFromCli(opts, cmd.optsWithGlobals<{ socket?: string }>().socket);
+        return;
       }
-      const configPath = managedLocation ? { path: managedLocation.path } : resolveConfigPath({ flag: opts.config });
-      const summary = (await summarizeManagedConfig(managedLocation)) ?? (await summarizeConfig(configPath.path));
-      let profileTtlMs: number | undefined;
-      if (summary.ok && opts.profile === undefined) {
-        // Any profile a project can get: the default and every one directories: maps to. The
-        // helper TTL fits the shortest of them.
-        const names = new Set(['default', ...Object.values(summary.directories)]);
-        const reachable = summary.profiles.filter((p) => names.has(p.name));
-        const known = summary.profiles.map((p) => p.name).join(', ') || 'none';
-        if (!summary.profiles.some((p) => p.name === 'default')) {
-          if (Object.keys(summary.directories).length === 0 && !opts.force) {
-            die(
-              'USAGE',
-              `no profile "default" and no directories: map in ${configPath.path} (profiles: ${known}); add one, pick a profile with --profile, or pass --force`,
-            );
-          }
-          process.stderr.write(
-            `keybroker: warning: no profile "default" in ${configPath.path}: outside the directories: map the helper fails; add one or pick a profile with --profile\n`,
-          );
-        }
-        profileTtlMs = reachable.length > 0 ? Math.min(...reachable.map((p) => p.ttlMs)) : undefined;
-      } else if (summary.ok) {
-        const profile = summary.profiles.find((p) => p.name === opts.profile);
-        if (!profile && !opts.force) {
-          die(
-            'USAGE',
-            `no profile "${opts.profile}" in ${configPath.path} (profiles: ${summary.profiles.map((p) => p.name).join(', ') || 'none'}); add it, pick one with --profile, or pass --force`,
-          );
-        }
-        profileTtlMs = profile?.ttlMs;
-        if (profile && opts.helper === 'aws-credentials' && profile.scheme !== 'aws-credentials') {
-          process.stderr.write(
-            `keybroker: warning: profile "${profile.name}" is a ${profile.scheme ?? 'unknown'}: source; awsCredentialExport needs an aws-credentials:// source\n`,
-          );
-        }
-      } else if (opts.managed && !opts.force) {
-        die('CONFIG_INVALID', summary.error.split('\n')[0]!);
-      } else if (summary.missing) {
-        process.stderr.write(
-          `keybroker: warning: no config at ${configPath.path} yet (keybroker daemon writes a starter one); using the default TTL\n`,
-        );
-      } else {
-        process.stderr.write(`keybroker: warning: ${summary.error.split('\n')[0]}; using the default TTL\n`);
-      }
-      const sandbox = opts.sandbox ? await sandboxWanted(home, opts) : undefined;
-      const result = await setupClaude({
-        env: process.env,
-        home,
-        cwd: process.cwd(),
-        platform: process.platform,
-        shim: helperShim(layout, opts.helper),
-        profile: opts.profile,
-        helper: opts.helper,
-        project: Boolean(opts.project),
-        managed: Boolean(opts.managed),
-        managedDir: process.env[CLAUDE_MANAGED_DIR_ENV] || undefined,
-        force: Boolean(opts.force),
-        dryRun: Boolean(opts.dryRun),
-        now: new Date(),
-        profileTtlMs,
-        sandbox: sandbox?.wanted,
-      });
-      const file = collapseHome(result.file, home);
-      const lines: string[] = [];
-      const serving =
-        opts.profile === undefined ? 'the profile of each project directory' : `profile "${opts.profile}"`;
-      if (result.changes.length === 0) {
-        lines.push(
-          `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}${opts.sandbox ? " and Claude Code's sandbox set up" : ''}: nothing to change`,
-        );
-      } else {
-        lines.push(
-          `${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`,
-        );
-        for (const c of result.changes)
-          lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
-        if (profileTtlMs !== undefined && opts.helper === 'api-key') {
-          lines.push(
-            opts.profile === undefined
-              ? `  (the shortest TTL of the profiles it can serve is ${formatDuration(profileTtlMs)})`
-              : `  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`,
-          );
-        }
-        if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
-        if (result.mode !== undefined) lines.push(`mode: ${formatMode(result.mode)}`);
-        if (result.undo.length > 0) lines.push(`undo: ${result.undo.join(' && ')}`);
-        if (!opts.dryRun)
-          lines.push(
-            `Claude Code picks this up on its next start; check everything with: keybroker doctor${opts.managed ? ' (as each user)' : ''}`,
-          );
-      }
-      process.stdout.write(`${lines.join('\n')}\n`);
-      for (const w of [...result.warnings, ...(sandbox?.warnings ?? [])])
-        process.stderr.write(`keybroker: warning: ${w}\n`);
+      if (opts.asExec) die('USAGE', '--as-exec goes with --adopt');
+      await setupClaudeFromCli(opts);
     });
+}
+
+/** `keybroker setup claude` as the command runs it (init's last step runs it too). */
+export async function setupClaudeFromCli(opts: SetupOptions): Promise<void> {
+  const [{ resolveConfigPath }, { resolveManagedConfigPath }, { setupClaude }] = await Promise.all([
+    import('../config/load.js'),
+    import('../config/managed.js'),
+    import('../integration/claude-setup.js'),
+  ]);
+  const shim = await installedShim(opts.helper);
+  const home = os.homedir();
+  const managedLocation = opts.managed ? resolveManagedConfigPath() : undefined;
+  if (opts.managed && !managedLocation && !opts.force) {
+    die(
+      'USAGE',
+      `no keybroker managed config (/etc/keybroker/managed.yaml, or $KEYBROKER_MANAGED_CONFIG) defines ${opts.profile === undefined ? 'the profiles' : `profile "${opts.profile}"`} for every user; install one, or pass --force`,
+    );
+  }
+  const configPath = managedLocation ? managedLocation.path : resolveConfigPath({ flag: opts.config }).path;
+  const profileTtlMs = await helperProfileTtl(opts, configPath, managedLocation);
+  const sandbox = opts.sandbox ? await sandboxWanted(home, opts) : undefined;
+  const result = await setupClaude({
+    env: process.env,
+    home,
+    cwd: process.cwd(),
+    platform: process.platform,
+    shim,
+    profile: opts.profile,
+    helper: opts.helper,
+    project: Boolean(opts.project),
+    managed: Boolean(opts.managed),
+    managedDir: process.env[CLAUDE_MANAGED_DIR_ENV] || undefined,
+    force: Boolean(opts.force),
+    dryRun: Boolean(opts.dryRun),
+    now: new Date(),
+    profileTtlMs,
+    sandbox: sandbox?.wanted,
+  });
+  const undo = result.undo.length > 0 ? [`undo: ${result.undo.join(' && ')}`] : [];
+  process.stdout.write(`${[...settingsChangeLines(result, opts, profileTtlMs, home), ...undo].join('\n')}\n`);
+  if (result.changes.length > 0 && !opts.dryRun)
+    process.stdout.write(
+      `Claude Code picks this up on its next start; check everything with: keybroker doctor${opts.managed ? ' (as each user)' : ''}\n`,
+    );
+  for (const w of [...result.warnings, ...(sandbox?.warnings ?? [])])
+    process.stderr.write(`keybroker: warning: ${w}\n`);
+}
+
+/** The shim this installation writes into a helper, once it is sure the path lasts. */
+async function installedShim(helper: HelperKind): Promise<string> {
+  const { findInstallLayout, helperShim, lastingInstallError } = await import('../integration/install-layout.js');
+  const layout = findInstallLayout();
+  const ephemeral = lastingInstallError(layout, `Claude Code's ${HELPER_SETTING[helper]}`);
+  if (ephemeral) throw ephemeral;
+  if (!fs.existsSync(layout.shim)) die('USAGE', `${layout.shim} is missing: build keybroker first (npm run build)`);
+  return helperShim(layout, helper);
+}
+
+/**
+ * The TTL the helper's is sized by: the named profile's, or without one the shortest a project can
+ * get (the default and every profile directories: maps to). Refuses a profile the config lacks.
+ */
+async function helperProfileTtl(
+  opts: SetupOptions,
+  configPath: string,
+  managed: ManagedLocation | undefined,
+): Promise<number | undefined> {
+  const { summarizeConfig, summarizeManagedConfig } = await import('../integration/config-summary.js');
+  const summary = (await summarizeManagedConfig(managed)) ?? (await summarizeConfig(configPath));
+  if (!summary.ok) {
+    if (opts.managed && !opts.force) die('CONFIG_INVALID', summary.error.split('\n')[0]!);
+    process.stderr.write(
+      summary.missing
+        ? `keybroker: warning: no config at ${configPath} yet (keybroker daemon writes a starter one); using the default TTL\n`
+        : `keybroker: warning: ${summary.error.split('\n')[0]}; using the default TTL\n`,
+    );
+    return undefined;
+  }
+  const known = summary.profiles.map((p) => p.name).join(', ') || 'none';
+  if (opts.profile !== undefined) {
+    const profile = summary.profiles.find((p) => p.name === opts.profile);
+    if (!profile && !opts.force) {
+      die(
+        'USAGE',
+        `no profile "${opts.profile}" in ${configPath} (profiles: ${known}); add it, pick one with --profile, or pass --force`,
+      );
+    }
+    if (profile && opts.helper === 'aws-credentials' && profile.scheme !== 'aws-credentials') {
+      process.stderr.write(
+        `keybroker: warning: profile "${profile.name}" is a ${profile.scheme ?? 'unknown'}: source; awsCredentialExport needs an aws-credentials:// source\n`,
+      );
+    }
+    return profile?.ttlMs;
+  }
+  const names = new Set(['default', ...Object.values(summary.directories)]);
+  const reachable = summary.profiles.filter((p) => names.has(p.name));
+  if (!summary.profiles.some((p) => p.name === 'default')) {
+    if (Object.keys(summary.directories).length === 0 && !opts.force) {
+      die(
+        'USAGE',
+        `no profile "default" and no directories: map in ${configPath} (profiles: ${known}); add one, pick a profile with --profile, or pass --force`,
+      );
+    }
+    process.stderr.write(
+      `keybroker: warning: no profile "default" in ${configPath}: outside the directories: map the helper fails; add one or pick a profile with --profile\n`,
+    );
+  }
+  return reachable.length > 0 ? Math.min(...reachable.map((p) => p.ttlMs)) : undefined;
+}
+
+/** What setupClaude changed (or would), for a person: the file, each change, the backup and mode. */
+function settingsChangeLines(
+  result: SetupClaudeResult,
+  opts: Pick<SetupOptions, 'profile' | 'helper' | 'dryRun' | 'sandbox'>,
+  profileTtlMs: number | undefined,
+  home: string,
+): string[] {
+  const file = collapseHome(result.file, home);
+  const serving = opts.profile === undefined ? 'the profile of each project directory' : `profile "${opts.profile}"`;
+  if (result.changes.length === 0)
+    return [
+      `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}${opts.sandbox ? " and Claude Code's sandbox set up" : ''}: nothing to change`,
+    ];
+  const lines = [
+    `${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`,
+  ];
+  for (const c of result.changes)
+    lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
+  if (profileTtlMs !== undefined && opts.helper === 'api-key') {
+    lines.push(
+      opts.profile === undefined
+        ? `  (the shortest TTL of the profiles it can serve is ${formatDuration(profileTtlMs)})`
+        : `  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`,
+    );
+  }
+  if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
+  if (result.mode !== undefined) lines.push(`mode: ${formatMode(result.mode)}`);
+  return lines;
+}
+
+/**
+ * `keybroker setup claude --adopt` (and `keybroker init --adopt`): adopt, then say what happened —
+ * the translation, both checks, the profile written, the daemon, the settings changed, and one
+ * undo line for both files.
+ */
+export async function adoptFromCli(opts: SetupOptions, socketFlag: string | undefined): Promise<AdoptResult> {
+  if (opts.managed) die('USAGE', "--adopt works on your own or the project's settings, not --managed");
+  if (opts.force) die('USAGE', '--adopt replaces only the helper it adopted: --force does not go with it');
+  if (opts.helper !== 'api-key') die('USAGE', '--adopt adopts apiKeyHelper only');
+  if (opts.sandbox)
+    die('USAGE', '--sandbox does not go with --adopt: adopt first, then run keybroker setup claude --sandbox');
+  // Loaded when it runs: this bundle also starts the daemon, which needs none of it.
+  const [{ resolveConfigPath }, { adoptHelper }, { startProgress }] = await Promise.all([
+    import('../config/load.js'),
+    import('../integration/claude-adopt.js'),
+    import('./prompt.js'),
+  ]);
+  const home = os.homedir();
+  const configFile = resolveConfigPath({ flag: opts.config }).path;
+  const result = await adoptHelper({
+    env: process.env,
+    home,
+    cwd: process.cwd(),
+    platform: process.platform,
+    configFile,
+    profile: opts.profile,
+    project: Boolean(opts.project),
+    asExec: Boolean(opts.asExec),
+    dryRun: Boolean(opts.dryRun),
+    now: new Date(),
+    shim: await installedShim('api-key'),
+    socket: resolveSocketPath({ flag: socketFlag }).path,
+    progress: (what) => startProgress(`checking: ${what}`),
+  });
+  process.stdout.write(`${adoptionLines(result, opts, home).join('\n')}\n`);
+  if (result.status !== 'already')
+    for (const w of result.settings.warnings) process.stderr.write(`keybroker: warning: ${w}\n`);
+  return result;
+}
+
+function adoptionLines(result: AdoptResult, opts: SetupOptions, home: string): string[] {
+  if (result.status === 'already')
+    return [
+      `${collapseHome(result.settingsFile, home)} already runs keybroker-shim${result.profile === undefined ? '' : ` for profile "${result.profile}"`}: nothing to adopt`,
+    ];
+  const { plan, config, reload, settings } = result;
+  const dry = result.status === 'dry-run';
+  const lines = [`apiKeyHelper in ${collapseHome(plan.settingsFile, home)}: ${plan.helper}`];
+  const { translation } = plan;
+  if (translation.kind === 'native') lines.push(`  translates to ${translation.source}`);
+  else lines.push(`  kept as the command it is (exec:): ${translation.why}`);
+  lines.push(`  the current helper answered in ${plan.timings.old} ms (fingerprint ${plan.fingerprint.fingerprint})`);
+  if (plan.fallback)
+    lines.push(
+      `  ${plan.fallback.from} failed here (${plan.fallback.error.code}: ${plan.fallback.error.message}): the profile keeps the command instead (exec:)`,
+    );
+  else if (plan.timings.native !== undefined)
+    lines.push(`  ${translation.source} gives the same key, in ${plan.timings.native} ms`);
+  const shownSource = plan.source.startsWith('exec:') ? `exec:${plan.helper}` : plan.source;
+  const configFile = collapseHome(plan.configFile, home);
+  lines.push(
+    plan.existed
+      ? `profile "${plan.profile}" is in ${configFile} already, reading ${shownSource}`
+      : `${dry ? 'would add' : 'added'} profile "${plan.profile}" (${shownSource}) to ${configFile}${config?.backup ? ` (backup: ${collapseHome(config.backup, home)})` : ''}`,
+  );
+  if (reload?.daemon === 'reloaded')
+    lines.push(`the running daemon (pid ${reload.pid}) reloaded ${collapseHome(reload.config, home)}`);
+  if (reload?.daemon === 'refused')
+    lines.push(`the running daemon (pid ${reload.pid}) refused the config: ${reload.error.split('\n')[0]}`);
+  lines.push(
+    ...settingsChangeLines(settings, { ...opts, profile: result.helperProfile, dryRun: dry }, undefined, home),
+  );
+  const configUndo = config?.backup
+    ? `cp ${shellQuote(config.backup)} ${shellQuote(config.file)}`
+    : config && `rm ${shellQuote(config.file)}`;
+  const undo = [...settings.undo, ...(configUndo ? [configUndo] : [])];
+  if (undo.length > 0) lines.push(`undo: ${undo.join(' && ')}`);
+  if (!dry) lines.push('Claude Code picks this up on its next start; check everything with: keybroker doctor');
+  return lines;
 }
 
 /**

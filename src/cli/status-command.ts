@@ -23,6 +23,7 @@ failing), expired (past its TTL, fetched again on the next read), error (no valu
 needs sign-in (the source wants you to authenticate).
 
 "here" names the profile a helper without a profile argument gets in this directory, and why;
+"hardened" what the daemon's hardening addon gave it (--json: daemon.hardening; see docs/security.md);
 "audit" shows the audit trail's file, records written and dropped (see: keybroker audit --help).
 
 FRESH FOR is the time left before the cached value is refetched; EXPIRES IN is the time left
@@ -83,6 +84,19 @@ export function renderStatus(reply: StatusReply, here?: string): string {
   if (d.managedConfigError) lines.push(`error    ${d.managedConfigError}`);
   if (d.lastReloadError) lines.push(`warning  config not loaded: ${d.lastReloadError.split('\n').join('; ')}`);
   if (here !== undefined) lines.push(`here     ${here} (for a helper without a profile argument)`);
+  const h = d.hardening;
+  if (h) {
+    const done = [
+      h.nonDumpable && 'not dumpable',
+      h.coreLimitZero && 'core limit 0',
+      h.peerCredentials && 'kernel peer identity',
+    ].filter(Boolean);
+    const full = h.addon && h.nonDumpable && h.peerCredentials;
+    lines.push(
+      `hardened ${full ? `yes (${done.join(', ')})` : `no${done.length > 0 ? ` (only ${done.join(', ')})` : ''}`}`,
+    );
+    for (const problem of h.problems) lines.push(`warning  ${problem}`);
+  }
   const a = reply.audit;
   if (a) {
     lines.push(

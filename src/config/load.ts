@@ -513,6 +513,11 @@ async function checkConfig(
 export interface LoadOptions {
   /** The managed config's location (resolveManagedConfigPath), read before the user's. */
   managed?: ManagedLocation | undefined;
+  /**
+   * The user's config as it would be written, instead of what is at `file` now: how `init` and
+   * `setup claude --adopt` check a profile before they write anything.
+   */
+  text?: string | undefined;
 }
 
 interface ParsedFile {
@@ -538,9 +543,9 @@ export async function loadConfig(
   options: LoadOptions = {},
 ): Promise<LoadedConfig> {
   const managed = options.managed ? await readManaged(options.managed.path) : undefined;
-  let text: string | undefined;
+  let text = options.text;
   try {
-    text = await readConfigFile(file);
+    text ??= await readConfigFile(file);
   } catch (err) {
     // With an organisation's profiles in place, a user needs no config of their own.
     if (!(managed?.raw && err instanceof ConfigError && err.missing)) throw err;

@@ -57,6 +57,15 @@ profiles:
   #   source: env:ANTHROPIC_API_KEY
 `;
 
+/**
+ * The starter with `profileYaml` (a profile's lines, indented under `profiles:`) as its first
+ * profile: the config `keybroker init` writes where there is none.
+ */
+export function starterWithProfile(profileYaml: string): string {
+  // A function, so that a $ in the profile (an exec: command's) is not read as a replacement pattern.
+  return STARTER_TEMPLATE.replace('@DEFAULT@', () => `${profileYaml}\n`);
+}
+
 /** The starter with a file source: what the first run writes where no keychain answers. */
 export const STARTER_CONFIG = starterConfig({ kind: 'file' });
 

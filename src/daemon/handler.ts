@@ -1,5 +1,6 @@
 // What the daemon does with each well-formed request.
 import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
+import type { ConsumerRelation } from '../audit/audit-record.js';
 import type { Broker } from '../cache/broker.js';
 import type { GetNote } from '../cache/profile-cache.js';
 import type { DirectoryChooser } from '../config/directories.js';
@@ -20,6 +21,7 @@ import {
   type WireError,
 } from '../protocol/messages.js';
 import { SecretValue } from '../secret.js';
+import type { PeerCredentials, PeerIdentifier } from './peer-identity.js';
 
 /** A get reply still holding the secret; the writer reveals it, nothing else does. */
 export type ValueReply = Omit<GetReply, 'value'> & { value: SecretValue };
@@ -40,9 +42,16 @@ export interface HandlerContext {
   identity?(): DaemonIdentity;
   /** Set while the config could not be loaded at start-up: gets answer with it. */
   configError(): BrokerError | undefined;
+  /** With the hardening addon: describes a connection's peer and checks consumer claims against it. */
+  peers?: PeerIdentifier | undefined;
 }
 
-export async function handleRequest(request: Request, ctx: HandlerContext): Promise<DaemonReply> {
+/** `peer`: who connected, as the kernel says (undefined without the hardening addon). */
+export async function handleRequest(
+  request: Request,
+  ctx: HandlerContext,
+  peer?: PeerCredentials | undefined,
+): Promise<DaemonReply> {
   switch (request.op) {
     case 'ping':
       return { v: 1, ok: true, pong: true, ...(ctx.identity?.() ?? { pid: process.pid, version: ctx.version }) };
@@ -57,7 +66,7 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
         audit: ctx.audit.status(),
       };
     case 'get':
-      return handleGet(request, ctx);
+      return handleGet(request, ctx, peer);
     case 'refresh': {
       if (request.profile === undefined && !request.all) {
         throw new BrokerError('BAD_REQUEST', 'refresh needs a profile or "all": true');
@@ -69,6 +78,7 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
           op: 'refresh',
           profile,
           chosenBy: 'argument',
+          ...identify(ctx, peer, undefined),
           outcome: 'error' in r ? 'error' : 'fetched',
         };
         if ('error' in r) event.error = r.error.code;
@@ -86,7 +96,7 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
       return { v: 1, ok: true, forgotten: ctx.broker.forget(names) };
     }
     case 'set':
-      return handleSet(request, ctx);
+      return handleSet(request, ctx, peer);
   }
 }
 
@@ -94,8 +104,14 @@ export async function handleRequest(request: Request, ctx: HandlerContext): Prom
  * A value `keybroker key set` stored at a keyring: profile's entry, served from now on. Whoever can
  * connect to the socket may send one; that is the user who owns it (docs/security.md).
  */
-function handleSet(request: SetRequest, ctx: HandlerContext): SetReply {
-  const event: AuditEvent = { op: 'set', profile: request.profile, chosenBy: 'argument', outcome: 'error' };
+function handleSet(request: SetRequest, ctx: HandlerContext, peer: PeerCredentials | undefined): SetReply {
+  const event: AuditEvent = {
+    op: 'set',
+    profile: request.profile,
+    chosenBy: 'argument',
+    ...identify(ctx, peer, undefined),
+    outcome: 'error',
+  };
   try {
     checkConfigLoaded(ctx, request.profile);
     event.source = ctx.broker.profile(request.profile).profile.scheme;
@@ -112,18 +128,28 @@ function handleSet(request: SetRequest, ctx: HandlerContext): SetReply {
   }
 }
 
-async function handleGet(request: GetRequest, ctx: HandlerContext): Promise<ValueReply> {
+async function handleGet(
+  request: GetRequest,
+  ctx: HandlerContext,
+  peer: PeerCredentials | undefined,
+): Promise<ValueReply> {
   const choice = await ctx.directories.choose(request.profile, request.cwd);
   const event: AuditEvent = { op: 'get', profile: choice.profile, chosenBy: choice.chosenBy, outcome: 'error' };
   if (choice.rule) event.directory = choice.rule.dir;
   if (request.cwd !== undefined) event.cwd = request.cwd;
   if (request.consumer) event.consumer = auditConsumer(request.consumer);
+  Object.assign(event, identify(ctx, peer, request.consumer));
   const note: GetNote = {};
   try {
     checkConfigLoaded(ctx, choice.profile);
     const cache = ctx.broker.profile(choice.profile);
     event.source = cache.profile.scheme;
-    const served = await cache.get({ consumer: request.consumer, refresh: request.refresh, note });
+    const served = await cache.get({
+      consumer: request.consumer,
+      claimConfirmed: event.consumerIs === undefined ? undefined : isConfirmed(event.consumerIs),
+      refresh: request.refresh,
+      note,
+    });
     event.outcome = served.outcome;
     event.served = served;
     event.rejected = note.rejected;
@@ -162,6 +188,28 @@ async function handleGet(request: GetRequest, ctx: HandlerContext): Promise<Valu
     }
     throw err;
   }
+}
+
+/**
+ * The kernel's side of who asked, for the trail: the peer (with its executable while the trail is
+ * on), and how a claimed consumer relates to it. Empty without the addon: claims are then taken
+ * as they come, as before it existed.
+ */
+function identify(
+  ctx: HandlerContext,
+  peer: PeerCredentials | undefined,
+  claim: ConsumerInfo | undefined,
+): Pick<AuditEvent, 'peer' | 'consumerIs'> {
+  if (!ctx.peers) return {};
+  // The kernel would not say who connected (a peer in a PID namespace we cannot see into): a
+  // claim cannot be confirmed then, so it is not taken.
+  if (!peer) return claim ? { consumerIs: 'unknown' } : {};
+  return claim ? { peer, consumerIs: ctx.peers.relate(peer, claim) } : { peer };
+}
+
+/** Only a claim the kernel confirms may change what the repeat rule remembers about a consumer. */
+function isConfirmed(relation: ConsumerRelation): boolean {
+  return relation === 'peer' || relation === 'ancestor';
 }
 
 /** What the trail keeps about a consumer: who it is, not its TTL bookkeeping. */

@@ -20,11 +20,19 @@ import {
 import { writeStarterConfig, type StarterSource } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
-import { exitCodeFor, renderError, type DaemonIdentity, type StartedBy } from '../protocol/messages.js';
+import {
+  exitCodeFor,
+  renderError,
+  type DaemonHardening,
+  type DaemonIdentity,
+  type StartedBy,
+} from '../protocol/messages.js';
 import { privateDirProblem } from '../client/socket-check.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { handleRequest } from './handler.js';
+import { loadHardeningAddon } from './hardening-addon.js';
+import { PeerIdentifier } from './peer-identity.js';
 import { hardenProcess, refuseInspectorSignal } from './process-hardening.js';
 import { BrokerServer } from './server.js';
 import { ensurePrivateDir } from '../private-dir.js';
@@ -51,6 +59,8 @@ export interface DaemonOptions {
    * handlers until then, so a second SIGTERM during a stop never gets the default action.
    */
   ownsProcess?: boolean;
+  /** What runDaemon did to the process (hardenProcess); a daemon run inside another process has none. */
+  hardening?: DaemonHardening;
 }
 
 /**
@@ -128,34 +138,52 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   await audit.open();
 
+  const addon = loadHardeningAddon();
+  const peers = addon.addon ? new PeerIdentifier(addon.addon) : undefined;
+  const hardening: DaemonHardening = options.hardening ?? {
+    addon: peers !== undefined,
+    nonDumpable: false,
+    coreLimitZero: false,
+    peerCredentials: peers !== undefined,
+    problems: addon.problem === undefined ? [] : [addon.problem],
+  };
+
   const identity: DaemonIdentity = { pid: process.pid, version: VERSION };
   if (BUILD_ID) identity.build = BUILD_ID;
   if (options.startedBy) identity.startedBy = options.startedBy;
 
   const server = new BrokerServer({
     log,
-    handle: (request) =>
-      handleRequest(request, {
-        broker,
-        directories,
-        audit,
-        version: VERSION,
-        now: Date.now,
-        configError: () => startupConfigError,
-        identity: () => identity,
-        info: () => ({
-          ...identity,
-          uptimeMs: Date.now() - startedAt,
-          socket: options.socket.path,
-          config: configFile,
-          configLoadedAtMs: configLoadedAt,
-          reloads,
-          lastReloadError,
-          managedConfig,
-          managedConfigError,
-          envNames: Object.keys(env).sort(),
-        }),
-      }),
+    // The executable is for the trail only: one readlink a request saved when it is off.
+    peerCredentials: peers && ((fd) => peers.credentials(fd, audit.enabled)),
+    handle: (request, peer) =>
+      handleRequest(
+        request,
+        {
+          broker,
+          directories,
+          audit,
+          peers,
+          version: VERSION,
+          now: Date.now,
+          configError: () => startupConfigError,
+          identity: () => identity,
+          info: () => ({
+            ...identity,
+            uptimeMs: Date.now() - startedAt,
+            socket: options.socket.path,
+            config: configFile,
+            configLoadedAtMs: configLoadedAt,
+            reloads,
+            lastReloadError,
+            managedConfig,
+            managedConfigError,
+            envNames: Object.keys(env).sort(),
+            hardening,
+          }),
+        },
+        peer,
+      ),
   });
 
   let reloading: Promise<boolean> | undefined;
@@ -341,7 +369,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const log =
     options.log ?? createLogger({ level: options.logLevel, pretty: wantsPrettyLog(options.env ?? process.env) });
   refuseInspectorSignal(() => log.warn('SIGUSR1 ignored: keybroker never opens the Node inspector'));
-  hardenProcess(log);
+  const addon = loadHardeningAddon();
+  const hardening = hardenProcess(log, addon.addon, addon.problem);
   process.on('unhandledRejection', (reason) => {
     log.error(describeUnknownError(reason), 'unhandled promise rejection (bug): carrying on');
   });
@@ -354,7 +383,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     else process.exit(70);
   });
   try {
-    daemon = await startDaemon({ ...options, log, ownsProcess: true });
+    daemon = await startDaemon({ ...options, log, ownsProcess: true, hardening });
   } catch (thrown) {
     const err = thrown instanceof BrokerError ? thrown : resourceError(thrown);
     if (err) {

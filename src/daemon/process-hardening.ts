@@ -1,10 +1,12 @@
 // What the daemon does to its own process so its memory (every cached key) stays its own, the way
-// ssh-agent and gpg-agent do: no debugger port, no core dump. See docs/security.md for what
-// remains (same-user ptrace, swap outside systemd).
+// ssh-agent and gpg-agent do: no debugger port, no core dump, and — with the hardening addon — no
+// same-user debugger, /proc/PID/mem or /proc/PID/environ. See docs/security.md for what remains.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import inspector from 'node:inspector';
+import type { DaemonHardening } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
+import { errnoName, type HardeningAddon } from './hardening-addon.js';
 
 /**
  * Node opens its inspector on 127.0.0.1:9229, with no authentication, when it receives SIGUSR1:
@@ -37,31 +39,43 @@ export interface CoreDumpResult {
 }
 
 /**
- * Keep the keys out of core dumps. Node 20 has no setrlimit, so the limit is set from outside with
- * util-linux's prlimit on our own pid (not by starting the daemon under a wrapper: socket activation
- * checks LISTEN_PID). A core_pattern pipe (systemd-coredump, apport) is handed the dump whatever
- * the limit says, so the dump filter is cleared too: with no mapping types selected, the dump
- * holds no memory. PR_SET_DUMPABLE would also stop same-user ptrace, but needs a native addon.
+ * Keep the keys out of core dumps. The hardening addon sets the limit in-process; without it
+ * (Node has no setrlimit) it is set from outside with util-linux's prlimit on our own pid (not by
+ * starting the daemon under a wrapper: socket activation checks LISTEN_PID). A core_pattern pipe
+ * (systemd-coredump, apport) is handed the dump whatever the limit says, so the dump filter is
+ * cleared too: with no mapping types selected, the dump holds no memory. That write must come
+ * before PR_SET_DUMPABLE, after which the kernel refuses it.
  */
-export function disableCoreDumps(): CoreDumpResult {
+export function disableCoreDumps(addon?: HardeningAddon): CoreDumpResult {
   const result: CoreDumpResult = { coreLimitZero: false, coredumpFilterZero: false, problems: [] };
+  if (addon) {
+    const err = addon.setCoreLimitZero();
+    if (err === 0) result.coreLimitZero = true;
+    else
+      result.problems.push(
+        `could not set the core-file limit to 0 (${errnoName(err)}): start the daemon with ulimit -c 0`,
+      );
+  }
   if (process.platform !== 'linux') {
-    result.problems.push(
-      `no way to set the core-file limit from Node on ${process.platform}: start the daemon with ulimit -c 0, or as a service (keybroker service install)`,
-    );
+    if (!addon)
+      result.problems.push(
+        `no way to set the core-file limit from Node on ${process.platform}: start the daemon with ulimit -c 0, or as a service (keybroker service install)`,
+      );
     return result;
   }
-  const prlimit = ['/usr/bin/prlimit', '/bin/prlimit'].find((p) => fs.existsSync(p)) ?? 'prlimit';
-  const run = spawnSync(prlimit, ['--pid', String(process.pid), '--core=0:0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    timeout: 2_000,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
-  if (run.error || run.status !== 0) {
-    const why = run.error ? ((run.error as NodeJS.ErrnoException).code ?? 'failed') : `exit ${run.status}`;
-    result.problems.push(
-      `could not set the core-file limit to 0 with prlimit (${why}): install util-linux, or start the daemon with ulimit -c 0`,
-    );
+  if (!addon) {
+    const prlimit = ['/usr/bin/prlimit', '/bin/prlimit'].find((p) => fs.existsSync(p)) ?? 'prlimit';
+    const run = spawnSync(prlimit, ['--pid', String(process.pid), '--core=0:0'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 2_000,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    if (run.error || run.status !== 0) {
+      const why = run.error ? ((run.error as NodeJS.ErrnoException).code ?? 'failed') : `exit ${run.status}`;
+      result.problems.push(
+        `could not set the core-file limit to 0 with prlimit (${why}): install util-linux, or start the daemon with ulimit -c 0`,
+      );
+    }
   }
   result.coreLimitZero = coreLimitIsZero();
   try {
@@ -87,8 +101,17 @@ function coreLimitIsZero(): boolean {
   }
 }
 
-/** All of the above, logged. */
-export function hardenProcess(log: Logger): void {
+/**
+ * All of the above, logged, and then, with the addon, the step that closes same-user debuggers and
+ * /proc/PID/mem and environ. Run after the daemon's re-exec with its Node options (an exec makes
+ * the process dumpable again) and after the dump filter is written (see disableCoreDumps).
+ * `addonProblem`: why there is no addon, for the log and status.
+ */
+export function hardenProcess(
+  log: Logger,
+  addon: HardeningAddon | undefined,
+  addonProblem: string | undefined,
+): DaemonHardening {
   const inspectFlag = closeInspector();
   if (inspectFlag) {
     log.warn(
@@ -96,7 +119,34 @@ export function hardenProcess(log: Logger): void {
       `started with ${inspectFlag}: closed the inspector (keybroker never keeps a debugger port open; unset NODE_OPTIONS before starting it)`,
     );
   }
-  const core = disableCoreDumps();
-  for (const problem of core.problems) log.warn(problem);
-  log.debug({ coreLimitZero: core.coreLimitZero, coredumpFilterZero: core.coredumpFilterZero }, 'core dumps');
+  const core = disableCoreDumps(addon);
+  const hardening: DaemonHardening = {
+    addon: addon !== undefined,
+    nonDumpable: false,
+    coreLimitZero: core.coreLimitZero,
+    peerCredentials: addon !== undefined,
+    problems: [...core.problems],
+  };
+  if (addon) {
+    const err = addon.setNonDumpable();
+    if (err === 0) hardening.nonDumpable = true;
+    else
+      hardening.problems.push(
+        `could not make the daemon non-dumpable (${errnoName(err)}): processes running as you can read its memory`,
+      );
+  } else {
+    hardening.problems.push(
+      `${addonProblem ?? 'no hardening addon'}: processes running as you can read the daemon's memory and environment, and a client's identity is only what it claims — run: keybroker doctor`,
+    );
+  }
+  for (const problem of hardening.problems) log.warn(problem);
+  log.debug(
+    {
+      coreLimitZero: core.coreLimitZero,
+      coredumpFilterZero: core.coredumpFilterZero,
+      nonDumpable: hardening.nonDumpable,
+    },
+    'process hardening',
+  );
+  return hardening;
 }

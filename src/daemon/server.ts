@@ -7,12 +7,16 @@ import type { Logger } from '../adapter.js';
 import { BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { MAX_REQUEST_BYTES, type Request } from '../protocol/messages.js';
 import { encodeFramedReply, encodeReply, errorReplyFor, type DaemonReply } from './handler.js';
+import type { PeerCredentials } from './peer-identity.js';
 import { asksForFrame, decodeRequest } from './request.js';
 import { listenExclusive } from './socket-dir.js';
 
 export interface ServerOptions {
   log: Logger;
-  handle(request: Request): Promise<DaemonReply>;
+  /** `peer`: who connected, as the kernel says, when peerCredentials can tell. */
+  handle(request: Request, peer: PeerCredentials | undefined): Promise<DaemonReply>;
+  /** The kernel's record of a connection's peer (the hardening addon), by socket descriptor. */
+  peerCredentials?: ((fd: number | undefined) => PeerCredentials | undefined) | undefined;
   maxRequestBytes?: number;
   /**
    * A connection must deliver its whole request line within this long of being accepted: an
@@ -72,6 +76,7 @@ export class BrokerServer {
   readonly #server: net.Server;
   readonly #log: Logger;
   readonly #handle: ServerOptions['handle'];
+  readonly #peerCredentials: ServerOptions['peerCredentials'];
   readonly #maxRequestBytes: number;
   readonly #requestDeadlineMs: number;
   readonly #maxPending: number;
@@ -87,6 +92,7 @@ export class BrokerServer {
   constructor(options: ServerOptions) {
     this.#log = options.log;
     this.#handle = options.handle;
+    this.#peerCredentials = options.peerCredentials;
     this.#maxRequestBytes = options.maxRequestBytes ?? MAX_REQUEST_BYTES;
     this.#requestDeadlineMs = options.requestDeadlineMs ?? 5_000;
     this.#maxPending = options.maxPendingConnections ?? 256;
@@ -250,7 +256,7 @@ export class BrokerServer {
       let reply: DaemonReply;
       try {
         request = decodeRequest(line);
-        reply = await this.#handle(request);
+        reply = await this.#handle(request, this.#peerOf(socket));
       } catch (err) {
         const profile = request && 'profile' in request ? request.profile : undefined;
         if (err instanceof BrokerError) {
@@ -271,6 +277,17 @@ export class BrokerServer {
     })();
     this.#inflight.add(work);
     void work.finally(() => this.#inflight.delete(work));
+  }
+
+  /**
+   * Read while the client waits for its reply: the credentials are those the kernel took at
+   * connect(), and its /proc entries are still there to check a claim against.
+   */
+  #peerOf(socket: net.Socket): PeerCredentials | undefined {
+    if (!this.#peerCredentials) return undefined;
+    // net.Socket has no public way to its descriptor; the handle's fd is libuv's (-1 once closed).
+    const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    return this.#peerCredentials(fd);
   }
 
   /** `framed`: the request asked for a frame (../protocol/framed-reply.ts), which a get's reply has. */

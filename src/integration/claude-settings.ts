@@ -14,10 +14,9 @@
 //               /Library/Application Support/ClaudeCode/managed-settings.json on macOS,
 //               plus managed-settings.d/*.json beside it, merged in name order
 import fs from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { FileCheckError, readCheckedFile } from '../checked-file.js';
-import { BrokerError } from '../errors.js';
+import { replaceFile, type ReplaceFileResult } from './file-replace.js';
 
 export type SettingsScope = 'user' | 'project' | 'local' | 'managed';
 
@@ -166,107 +165,19 @@ export interface WriteSettingsOptions {
   newDirMode?: number;
 }
 
-export interface WriteSettingsResult {
-  /** The file written (the target of a symlink, when the settings path is one). */
-  file: string;
-  backup: string | undefined;
-  created: boolean;
-  mode: number;
-}
-
 /**
- * Replace a settings file with `data`: back it up beside itself (same mode), write a temporary
- * file with the original's mode, fsync, rename over it. A symlinked settings file (dotfile
- * managers do this) is followed, so the link survives and its target is what changes.
+ * Replace a settings file with `data` (see replaceFile: a 0600 backup beside it first, then an
+ * atomic rename with the original's mode), in the file's own indentation. `original` is the text
+ * read before: a file that changed since is left alone.
  */
 export async function writeSettingsFile(
   file: string,
   data: Record<string, unknown>,
   original: string | undefined,
   options: WriteSettingsOptions,
-): Promise<WriteSettingsResult> {
-  let target = file;
-  try {
-    target = await fs.realpath(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const dir = path.dirname(target);
-  let mode = options.newFileMode ?? 0o600;
-  let created = true;
-  let backup: string | undefined;
-  if (original !== undefined) {
-    const st = await fs.stat(target);
-    mode = st.mode & 0o7777;
-    created = false;
-    backup = await backupFile(target, options.now);
-  } else {
-    await fs.mkdir(dir, { recursive: true, mode: options.newDirMode ?? 0o700 });
-  }
+): Promise<ReplaceFileResult> {
   const text = `${JSON.stringify(data, null, indentOf(original))}\n`;
-  const tmp = path.join(dir, `.${path.basename(target)}.keybroker-${process.pid}-${Date.now()}.tmp`);
-  try {
-    const handle = await fs.open(tmp, 'wx', mode);
-    try {
-      await handle.writeFile(text, 'utf8');
-      // open()'s mode is filtered by the umask; the file must end up exactly as the original.
-      await handle.chmod(mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(tmp, target);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  return { file: target, backup, created, mode };
-}
-
-/**
- * `settings.json.keybroker-backup-20250101T120000Z`, never overwriting an earlier backup. Always
- * 0600, whatever the original's mode: the helper it replaces may have held a literal key (`echo
- * sk-…`), and a backup is exactly where nobody looks before sharing a machine. Created 0600 before
- * a byte is written, so there is no moment when it is readable by others.
- */
-async function backupFile(file: string, now: Date): Promise<string> {
-  const stamp = now
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-  const bytes = await readCheckedFile(file, {
-    label: file,
-    maxBytes: MAX_SETTINGS_BYTES,
-    invalid: 'CONFIG_INVALID',
-    trust: 'any',
-  });
-  try {
-    for (let n = 0; n < 100; n++) {
-      const candidate = `${file}.keybroker-backup-${stamp}${n === 0 ? '' : `-${n}`}`;
-      let handle: fs.FileHandle;
-      try {
-        handle = await fs.open(
-          candidate,
-          fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
-          0o600,
-        );
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-        throw err;
-      }
-      try {
-        await handle.chmod(0o600);
-        await handle.writeFile(bytes);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      return candidate;
-    }
-  } finally {
-    bytes.fill(0);
-  }
-  throw new BrokerError('INTERNAL', `too many backups of ${file} in one second`);
+  return replaceFile(file, text, { ...options, original, maxBytes: MAX_SETTINGS_BYTES });
 }
 
 /** Keep the file's own indentation (two spaces when it has none to copy). */

@@ -55,6 +55,11 @@ export interface SetupClaudeOptions extends ClaudeContext {
   managed?: boolean;
   /** Replace a different helper that is already set. */
   force: boolean;
+  /**
+   * Replace this helper (the one `--adopt` took over), and no other: a file whose helper changed
+   * since it was adopted is left alone.
+   */
+  replacing?: string | undefined;
   dryRun: boolean;
   now: Date;
   /** The profile's TTL from the keybroker config (undefined: no config yet, use the default). */
@@ -114,6 +119,10 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   const changes: SetupChange[] = [];
 
   const existing = data[key];
+  if (options.replacing !== undefined && existing !== options.replacing && existing !== command)
+    throw new BrokerError('CONFIG_INVALID', `${key} in ${file} changed while keybroker was adopting it`, {
+      fix: 'run the command again',
+    });
   if (existing !== command) {
     // keybroker's own shim is an update, not a conflict, when the user names the profile
     // (--profile work after setup claude): the change line shows before and after. Without
@@ -121,7 +130,8 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     // the choice to directories:.
     const ours = typeof existing === 'string' ? parseKeybrokerHelper(existing) : undefined;
     const update = isSameKeybrokerHelper(existing, options) || (ours !== undefined && options.profile !== undefined);
-    if (existing !== undefined && !options.force && !update) {
+    const adopted = options.replacing !== undefined && existing === options.replacing;
+    if (existing !== undefined && !options.force && !update && !adopted) {
       if (ours) {
         throw new BrokerError(
           'USAGE',

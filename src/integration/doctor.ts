@@ -37,6 +37,7 @@ import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
+import { hardeningCheck } from './hardening-check.js';
 import type { InstallLayout } from './install-layout.js';
 import { keyLocations } from './key-locations.js';
 import { nativeShimCheck, nativeShimState } from './native-shim.js';
@@ -64,7 +65,7 @@ export interface DoctorOptions extends ClaudeContext {
   /** Ask the daemon for each profile (may reach the backends, and 1Password may prompt). */
   fetchProfiles: boolean;
   requestTimeoutMs?: number;
-  /** This installation, for the native-shim check (tests over synthetic settings leave it out). */
+  /** This installation, for the native-shim and hardening checks (tests over synthetic settings leave it out). */
   install?: InstallLayout | undefined;
 }
 
@@ -129,6 +130,14 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   checks.push(...(await sandboxChecks({ ...options, files, locations, claudeEnv })));
   const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
   checks.push(...daemon.checks);
+  const hardening = hardeningCheck({
+    platform: options.platform,
+    home: options.home,
+    addonFile: options.install?.hardeningAddon,
+    build: options.install && (await nativeShimState(options.install, options.env)),
+    daemon: daemon.status?.daemon,
+  });
+  if (hardening) checks.push(hardening);
   const budget = onePasswordCheck(summary.ok ? summary.profiles : [], daemon.status);
   if (budget) checks.push(budget);
   return checks;

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BrokerError } from '../errors.js';
+import { findPackageRoot, HARDENING_ADDON } from '../package-root.js';
 import type { HelperKind } from './helper-command.js';
 
 export interface InstallLayout {
@@ -15,20 +16,17 @@ export interface InstallLayout {
   shim: string;
   /** dist/native/keybroker-shim: the C fast path, present where a C compiler built it. */
   nativeShim: string;
+  /** dist/native/keybroker-hardening.node: the daemon's hardening addon, where a C compiler built it. */
+  hardeningAddon: string;
   systemdDir: string;
   launchdDir: string;
 }
 
 export function findInstallLayout(from: string = path.dirname(fileURLToPath(import.meta.url))): InstallLayout {
-  let dir = from;
-  for (;;) {
-    const manifest = path.join(dir, 'package.json');
-    if (fs.existsSync(manifest) && isKeybrokerManifest(manifest)) return layoutAt(dir);
-    const parent = path.dirname(dir);
-    if (parent === dir)
-      throw new BrokerError('INTERNAL', `cannot find keybroker's package.json above ${from}; is the install complete?`);
-    dir = parent;
-  }
+  const root = findPackageRoot(from);
+  if (root === undefined)
+    throw new BrokerError('INTERNAL', `cannot find keybroker's package.json above ${from}; is the install complete?`);
+  return layoutAt(root);
 }
 
 export function layoutAt(root: string): InstallLayout {
@@ -37,6 +35,7 @@ export function layoutAt(root: string): InstallLayout {
     entry: path.join(root, 'dist', 'src', 'cli', 'main.js'),
     shim: path.join(root, 'dist', 'src', 'shim', 'keybroker-shim.cjs'),
     nativeShim: path.join(root, 'dist', 'native', 'keybroker-shim'),
+    hardeningAddon: path.join(root, HARDENING_ADDON),
     systemdDir: path.join(root, 'systemd'),
     launchdDir: path.join(root, 'launchd'),
   };
@@ -60,14 +59,6 @@ export function lastingInstallError(layout: InstallLayout, what: string): Broker
     `keybroker runs from npx's cache (${layout.root}), which npm may clean at any time, and ${what} would point there`,
     { fix: 'install it first: npm install -g keybroker' },
   );
-}
-
-function isKeybrokerManifest(file: string): boolean {
-  try {
-    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown }).name === 'keybroker';
-  } catch {
-    return false;
-  }
 }
 
 /**

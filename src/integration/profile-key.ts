@@ -127,6 +127,14 @@ export async function storeProfileKey(
   socketPath: string,
 ): Promise<DaemonOutcome> {
   await target.store(value);
+  return handToDaemon(target, value, socketPath);
+}
+
+/**
+ * Have the daemon on `socketPath`, if one runs, serve `value` for the target's profile from now on
+ * (a key just stored there), without fetching it back.
+ */
+export async function handToDaemon(target: KeyTarget, value: SecretValue, socketPath: string): Promise<DaemonOutcome> {
   // The value goes to the daemon over its socket, as every value it serves comes back: the
   // client checked first that the socket is the user's own (sendRequest refuses one that is not).
   const reply = await sendRequest(

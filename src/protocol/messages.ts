@@ -63,11 +63,13 @@ export const ERROR_CODES = {
   RESOURCE_EXHAUSTED: 20,
   /** Run from a place that can vanish (npx's cache), for a command that writes its path somewhere lasting. */
   NOT_INSTALLED: 21,
+  /** `setup claude --adopt`: the source keybroker would read serves another value than the helper it replaces. */
+  MISMATCH: 22,
   /**
    * The command runs inside an agent's sandbox (Claude Code's), which keeps it from the daemon's
    * socket by design: nothing to fix, and nothing to start there.
    */
-  SANDBOXED: 22,
+  SANDBOXED: 23,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -333,6 +335,29 @@ export interface AuditStatus {
   lastError: (Pick<WireError, 'code' | 'message' | 'fix'> & { atMs: number }) | null;
 }
 
+/**
+ * The daemon's hardening (docs/security.md): what its hardening addon, a small native module built
+ * at install time where a C compiler exists, gave it.
+ */
+export interface DaemonHardening {
+  /** The hardening addon is loaded. */
+  addon: boolean;
+  /**
+   * Processes running as you cannot attach a debugger or read /proc/PID/mem and /proc/PID/environ
+   * (Linux: PR_SET_DUMPABLE 0; macOS: PT_DENY_ATTACH, which covers debuggers only).
+   */
+  nonDumpable: boolean;
+  /** The core-file limit is 0. */
+  coreLimitZero: boolean;
+  /**
+   * Each connection's pid, uid and executable come from the kernel, and a client's claim about its
+   * consumer is checked against them (the audit trail records both).
+   */
+  peerCredentials: boolean;
+  /** What is missing and why, one line each, with what to do. */
+  problems: string[];
+}
+
 /** One `directories:` entry, as status and doctor show it. */
 export interface DirectoryStatus {
   /** As written in the config (`~/code/acme`). */
@@ -366,6 +391,8 @@ export interface StatusReply {
      * keeps the environment of whoever started it.
      */
     envNames?: string[];
+    /** What the daemon did to keep its memory its own and know who asks. Absent from a daemon older than the field. */
+    hardening?: DaemonHardening;
   };
   profiles: ProfileStatus[];
   sources: SourceStatus[];

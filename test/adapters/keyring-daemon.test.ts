@@ -6,7 +6,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { CLI, privateTempDir, SHIMS, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  CLI,
+  filesHolding,
+  privateTempDir,
+  SHIMS,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { SECRET_SERVICE_SKIP, startBus, startSecretService, type SecretService } from '../helpers/secret-service.js';
 
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
@@ -39,17 +47,6 @@ async function daemon(env: NodeJS.ProcessEnv, config = CONFIG): Promise<DaemonHa
 
 function fetches(status: StatusReply, profile: string): number {
   return status.profiles.find((p) => p.name === profile)!.fetches;
-}
-
-/** Every file under `dir` whose bytes hold `needle`. */
-function filesHolding(dir: string, needle: string): string[] {
-  const hits: string[] = [];
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    const file = path.join(entry.parentPath, entry.name);
-    if (!entry.isFile()) continue;
-    if (fs.readFileSync(file).includes(needle)) hits.push(file);
-  }
-  return hits;
 }
 
 describe.skipIf(SECRET_SERVICE_SKIP)('keyring: with a Secret Service', () => {

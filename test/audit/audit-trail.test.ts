@@ -169,6 +169,7 @@ describe('keybroker audit', () => {
       'PROFILE',
       'CHOSEN BY',
       'CONSUMER',
+      'PEER',
       'CWD',
       'OUTCOME',
       'VERSION',

@@ -465,6 +465,37 @@ describe('what a failed fetch says will happen', () => {
   });
 });
 
+describe('a consumer claim the kernel did not confirm (claimConfirmed: false)', () => {
+  it('is judged against the consumer’s record but never changes it: its strikes do not fail the real consumer', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(100), claimConfirmed: true });
+    await vi.advanceTimersByTimeAsync(1_000);
+    // Someone else claims to be consumer 100 repeating itself, again and again.
+    for (let i = 0; i < 3; i++) {
+      expect((await cache.get({ consumer: claude(100), claimConfirmed: false })).value.reveal()).toBe('sk-initial');
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(cache.stats.rejected).toBe(0);
+    // The real consumer's own repeat is its first: served once more (and struck) ...
+    expect((await cache.get({ consumer: claude(100), claimConfirmed: true })).value.reveal()).toBe('sk-initial');
+    await vi.advanceTimersByTimeAsync(1_000);
+    // (a false claim now fails only its own request)
+    await expect(cache.get({ consumer: claude(100), claimConfirmed: false })).rejects.toMatchObject({
+      code: 'KEY_REJECTED',
+    });
+    // ... and its second within the window is the rejection, as always.
+    await expect(cache.get({ consumer: claude(100), claimConfirmed: true })).rejects.toMatchObject({
+      code: 'KEY_REJECTED',
+    });
+  });
+
+  it('is not counted as a consumer', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(100), claimConfirmed: false });
+    expect(cache.status().consumers).toBe(0);
+  });
+});
+
 describe('consumers of a failing profile', () => {
   it('counts a consumer whose read failed', async () => {
     source.value = new BrokerError('PERMISSION_DENIED', 'denied');

@@ -37,6 +37,19 @@ export const SHIMS: readonly ShimUnderTest[] = [
 ];
 for (const s of SHIMS) if (s.skip) console.log(`skipping the ${s.name} shim's tests: ${s.skip}`);
 
+/** What `setup claude` writes for apiKeyHelper: the native fast path where this machine built one, else the Node shim. */
+export const SETUP_SHIM = SHIMS.find((s) => s.name === 'native')!.skip === undefined ? NATIVE_SHIM : SHIM;
+
+/** Every file under `root` whose bytes hold `needle` (a key must be in none). */
+export function filesHolding(root: string, needle: string): string[] {
+  const hits: string[] = [];
+  for (const entry of fs.readdirSync(root, { withFileTypes: true, recursive: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    if (entry.isFile() && fs.readFileSync(file).includes(needle)) hits.push(file);
+  }
+  return hits;
+}
+
 if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
 }

@@ -2,7 +2,7 @@
 // it were built from other sources. Runs with this checkout's node_modules (symlinked).
 import fs from 'node:fs';
 import path from 'node:path';
-import { ROOT } from './daemon.js';
+import { installCopy } from './install-copy.js';
 
 export interface OtherBuild {
   root: string;
@@ -13,11 +13,7 @@ export interface OtherBuild {
 }
 
 export function otherBuild(dir: string, build = 'a0a0a0a0a0a0'): OtherBuild {
-  const root = path.join(dir, 'other-build');
-  for (const sub of ['dist/src', 'dist/adapters'])
-    fs.cpSync(path.join(ROOT, sub), path.join(root, sub), { recursive: true });
-  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(root, 'package.json'));
-  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(root, 'node_modules'));
+  const { root, cli, shim, cleanup } = installCopy(path.join(dir, 'other-build'));
   // Every built file that carries the id: the tsc output, the shim bundle, and the CLI bundle's
   // chunk that holds build-info (its name has a content hash).
   const built = (fs.readdirSync(path.join(root, 'dist/src'), { recursive: true }) as string[])
@@ -29,11 +25,5 @@ export function otherBuild(dir: string, build = 'a0a0a0a0a0a0'): OtherBuild {
     text = text.replace(/(['"])[0-9a-f]{12}\1 \/\* build-id \*\//g, `$1${build}$1 /* build-id */`);
     fs.writeFileSync(file, text);
   }
-  return {
-    root,
-    cli: path.join(root, 'dist/src/cli/main.js'),
-    shim: path.join(root, 'dist/src/shim/keybroker-shim.cjs'),
-    build,
-    cleanup: () => fs.rmSync(root, { recursive: true, force: true }),
-  };
+  return { root, cli, shim, build, cleanup };
 }

@@ -85,6 +85,8 @@ function expectOk(r: RunResult, what: string): void {
 
 const installed = (home: string): string => path.join(home, '.local', 'lib', 'node_modules', 'keybroker');
 const nativeShim = (home: string): string => path.join(installed(home), 'dist', 'native', 'keybroker-shim');
+const hardeningAddon = (home: string): string =>
+  path.join(installed(home), 'dist', 'native', 'keybroker-hardening.node');
 const hasCc = (): boolean => spawnSync('/bin/sh', ['-c', 'command -v cc'], { stdio: 'ignore' }).status === 0;
 
 async function doctorCheck(home: string, id: string): Promise<DoctorCheck | undefined> {
@@ -225,6 +227,7 @@ describe.skipIf(user.skip !== undefined)('npm pack, then npm install -g as anoth
         true,
       );
     expect(fs.existsSync(nativeShim(scripted))).toBe(hasCc());
+    expect(fs.existsSync(hardeningAddon(scripted))).toBe(hasCc());
   });
 
   it('the first keybroker-shim call starts a daemon and prints the key', async () => {
@@ -257,8 +260,12 @@ describe.skipIf(user.skip !== undefined)('installed with --ignore-scripts', () =
         status: 'warn',
         fix: 'keybroker build-native',
       });
+      // The daemon's hardening addon is missing too, and built by the same command.
+      expect(fs.existsSync(hardeningAddon(noScripts))).toBe(false);
+      expect((await doctorCheck(noScripts, 'daemon-hardening'))?.status).toBe('warn');
       expectOk(await as(noScripts, 'keybroker build-native'), 'build-native');
       expect((await doctorCheck(noScripts, 'native-shim'))?.status).toBe('ok');
+      expect(fs.existsSync(hardeningAddon(noScripts))).toBe(true);
       expectOk(await as(noScripts, 'keybroker setup claude'), 'setup claude');
       const settings = JSON.parse(fs.readFileSync(path.join(noScripts, '.claude', 'settings.json'), 'utf8')) as {
         apiKeyHelper: string;

@@ -7,10 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { helperTtlFor, setupClaude, type SetupClaudeOptions } from '../../src/integration/claude-setup.js';
 import { helperShim, layoutAt } from '../../src/integration/install-layout.js';
-import { CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon } from '../helpers/daemon.js';
-
-/** What setup writes for apiKeyHelper: the native fast path where this machine built one, else the Node shim. */
-const SETUP_SHIM = SHIMS.find((s) => s.name === 'native')!.skip === undefined ? NATIVE_SHIM : SHIM;
+import { CLI, privateTempDir, run, SETUP_SHIM, SHIM, startDaemon } from '../helpers/daemon.js';
 
 let home: string;
 let project: string;

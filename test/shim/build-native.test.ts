@@ -1,7 +1,8 @@
 // scripts/build-native.mjs, run on a copy of what it needs (the scripts, the C sources, the built
-// modules the header is generated from) so it never touches this checkout's dist/: with and
-// without a C compiler, as `npm run build` and as the package's install script. `npm ci` on a
-// machine without cc must pass.
+// modules the header is generated from, node-api-headers) so it never touches this checkout's
+// dist/: with and without a C compiler, as `npm run build` and as the package's install script.
+// `npm ci` on a machine without cc must pass. It has two targets, the native shim and the
+// daemon's hardening addon, and says one line for each.
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -17,6 +18,7 @@ const FILES = [
   'scripts/native-header.mjs',
   'src/shim/keybroker-shim.c',
   ...inDir('src/shim/native'),
+  'src/daemon/native/hardening.c',
   // The built modules the header is generated from (scripts/native-header.mjs), and what they import.
   ...inDir('dist/src/shim').filter((f) => f.endsWith('.js')),
   ...inDir('dist/src/client'),
@@ -26,6 +28,9 @@ const FILES = [
 let root: string;
 let noCompilerPath: string;
 const binary = (): string => path.join(root, 'dist', 'native', 'keybroker-shim');
+const addon = (): string => path.join(root, 'dist', 'native', 'keybroker-hardening.node');
+/** One line per target: the native shim and the hardening addon. */
+const TARGETS = 2;
 
 beforeEach(() => {
   root = privateTempDir('kb-build-native-');
@@ -34,6 +39,10 @@ beforeEach(() => {
     fs.copyFileSync(path.join(ROOT, f), path.join(root, f));
   }
   fs.writeFileSync(path.join(root, 'package.json'), '{"type":"module"}\n');
+  // The addon's headers, a dependency of the package.
+  fs.cpSync(path.join(ROOT, 'node_modules', 'node-api-headers'), path.join(root, 'node_modules', 'node-api-headers'), {
+    recursive: true,
+  });
   // A PATH with node and nothing else: no cc.
   noCompilerPath = path.join(root, 'bin');
   fs.mkdirSync(noCompilerPath);
@@ -52,9 +61,10 @@ describe('without a C compiler', () => {
   it.each([[[]], [['--install']]])('succeeds with one line and no binary (args %j)', async (args) => {
     const r = await build(args, { PATH: noCompilerPath });
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout.trim().split('\n')).toHaveLength(TARGETS);
     expect(r.stdout).toContain('no C compiler');
     expect(fs.existsSync(binary())).toBe(false);
+    expect(fs.existsSync(addon())).toBe(false);
   });
 
   it('removes a binary left from an earlier build or another machine', async () => {
@@ -69,7 +79,9 @@ describe('with a C compiler', () => {
   it('builds an executable that answers (here: hands over, finds no Node shim, says so)', async () => {
     const r = await build([]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^native shim: built dist\/native\/keybroker-shim with cc\n$/);
+    expect(r.stdout).toBe(
+      'native shim: built dist/native/keybroker-shim with cc\nhardening addon: built dist/native/keybroker-hardening.node with cc\n',
+    );
     expect(r.stderr).toBe(''); // no compiler warnings
     const shim = await run(binary(), ['--help'], { env: { PATH: noCompilerPath } });
     expect(shim.code).toBe(ERROR_CODES.INTERNAL);
@@ -206,7 +218,7 @@ describe('with a C compiler', () => {
     expect((await build([])).code).not.toBe(0);
     const installed = await build(['--install']);
     expect(installed.code).toBe(0);
-    expect(installed.stdout.trim().split('\n')).toHaveLength(1);
+    expect(installed.stdout.trim().split('\n')).toHaveLength(TARGETS);
     expect(installed.stderr).toBe('');
   });
 
@@ -216,7 +228,7 @@ describe('with a C compiler', () => {
       fs.rmSync(path.join(root, file));
       const r = await build(['--install']);
       expect(r).toMatchObject({ code: 0, stderr: '' });
-      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout.trim().split('\n')).toHaveLength(TARGETS);
       expect(r.stdout).toContain(path.basename(file));
       expect(fs.existsSync(binary())).toBe(false);
     },
@@ -226,5 +238,36 @@ describe('with a C compiler', () => {
     fs.rmSync(path.join(root, 'dist'), { recursive: true });
     const r = await build(['--install']);
     expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
+  });
+
+  it('builds the hardening addon as a Node-API module that this node loads, without node-gyp', async () => {
+    expect((await build([])).code).toBe(0);
+    const probe = await run(process.execPath, [
+      '-e',
+      'const a = require(process.argv[1]); console.log(Object.keys(a).sort().join(" "), a.setCoreLimitZero())',
+      addon(),
+    ]);
+    expect(probe).toMatchObject({ code: 0, stderr: '' });
+    expect(probe.stdout).toBe('ancestry executablePath peerCredentials setCoreLimitZero setNonDumpable 0\n');
+  });
+
+  it('without node-api-headers: the addon is not built, which fails our build but not an install; the shim still is', async () => {
+    fs.rmSync(path.join(root, 'node_modules'), { recursive: true });
+    const built = await build([]);
+    expect(built.code).toBe(1);
+    expect(fs.existsSync(binary())).toBe(true);
+    expect(fs.existsSync(addon())).toBe(false);
+    const installed = await build(['--install']);
+    expect(installed).toMatchObject({ code: 0, stderr: '' });
+    expect(installed.stdout.trim().split('\n')).toHaveLength(TARGETS);
+    expect(fs.existsSync(binary())).toBe(true);
+    expect(fs.existsSync(addon())).toBe(false);
+  });
+
+  it('removes an addon left from an earlier build or another machine, even when it cannot build one', async () => {
+    fs.mkdirSync(path.dirname(addon()), { recursive: true });
+    fs.writeFileSync(addon(), 'foreign', { mode: 0o755 });
+    expect((await build(['--install'], { PATH: noCompilerPath })).code).toBe(0);
+    expect(fs.existsSync(addon())).toBe(false);
   });
 });

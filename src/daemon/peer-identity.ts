@@ -1,0 +1,80 @@
+// Who is on the other end of a connection, as the kernel says, and whether a client's claim about
+// its consumer holds. The shim names its consumer (the Claude Code process, its grandparent); the
+// kernel names the peer (the shim itself, a new process every call). A claim is confirmed when the
+// consumer's pid is the peer or one of the peer's ancestors — with the same start time, so a pid
+// reused since does not pass. That is all the kernel can vouch for: a process can choose its
+// environment and arguments, not its parent. See docs/security.md, "What kernel identity adds".
+import type { ConsumerRelation } from '../audit/audit-record.js';
+import type { ConsumerInfo } from '../protocol/messages.js';
+import type { HardeningAddon } from './hardening-addon.js';
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  /** The file the peer runs, when asked for and readable. */
+  exe?: string;
+}
+
+/** Deep enough for shim → sh → claude → a shell → a terminal → a session manager → init, twice. */
+const MAX_ANCESTRY = 32;
+/**
+ * How long a process's executable, once read, is taken as known: reading /proc/PID/exe is one of
+ * the dearest calls on a request's path, and a client that makes many requests (a script on the
+ * raw socket, a load test) would pay it on each. A new process (every shim call) is always read.
+ */
+export const EXECUTABLE_CACHE_MS = 1_000;
+const EXECUTABLE_CACHE_MAX = 256;
+
+export class PeerIdentifier {
+  readonly #addon: HardeningAddon;
+  readonly #now: () => number;
+  readonly #executables = new Map<number, { exe: string | undefined; at: number }>();
+
+  constructor(addon: HardeningAddon, now: () => number = Date.now) {
+    this.#addon = addon;
+    this.#now = now;
+  }
+
+  /**
+   * The kernel's record of who connected on `fd`, or undefined when it has none to give.
+   * `withExecutable`: also the file it runs (only the audit trail needs it).
+   */
+  credentials(fd: number | undefined, withExecutable: boolean): PeerCredentials | undefined {
+    if (fd === undefined || fd < 0) return undefined;
+    const creds = this.#addon.peerCredentials(fd);
+    // pid 0: the peer is in a PID namespace we cannot see into (a container, a sandbox).
+    if (typeof creds === 'number' || creds[0] <= 0) return undefined;
+    const [pid, uid] = creds;
+    const exe = withExecutable ? this.#executable(pid) : undefined;
+    return exe === undefined ? { pid, uid } : { pid, uid, exe };
+  }
+
+  /**
+   * Read at most once a second per pid. The cost of that: a process that replaces itself (exec)
+   * and connects again within the second is recorded with the file it ran before. A pid reused
+   * within the second would need the whole pid space to wrap in that time.
+   */
+  #executable(pid: number): string | undefined {
+    const t = this.#now();
+    const known = this.#executables.get(pid);
+    if (known && t - known.at < EXECUTABLE_CACHE_MS) return known.exe;
+    const exe = this.#addon.executablePath(pid);
+    if (this.#executables.size >= EXECUTABLE_CACHE_MAX) this.#executables.clear();
+    const entry = { exe: typeof exe === 'string' ? exe : undefined, at: t };
+    this.#executables.set(pid, entry);
+    return entry.exe;
+  }
+
+  /** Is the claimed consumer the peer, one of its ancestors, neither, or can that not be told? */
+  relate(peer: PeerCredentials, claim: ConsumerInfo): ConsumerRelation {
+    if (claim.pid === peer.pid) return 'peer';
+    const chain = this.#addon.ancestry(peer.pid, claim.pid, MAX_ANCESTRY);
+    // The peer has gone (a client that did not wait for its reply): nothing to check against.
+    if (typeof chain === 'number') return 'unknown';
+    for (let i = 2; i < chain.length; i += 2) {
+      if (chain[i] !== claim.pid) continue;
+      return claim.start === undefined || claim.start === String(chain[i + 1]) ? 'ancestor' : 'unrelated';
+    }
+    return 'unrelated';
+  }
+}
