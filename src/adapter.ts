@@ -113,7 +113,8 @@ export interface Adapter<Ref = unknown> {
    * Where this source's key, or a credential that leads to it, sits on this machine: files (a key
    * file, a token file, a client key; absolute paths) and environment variables (a token). What
    * an agent's sandbox must keep from its commands (`setup claude --sandbox`, doctor). Offline, and
-   * never a value. Sources with nothing of the kind (a keychain, a command) leave it out.
+   * never a value. A keychain source says `keychain`: its key sits behind a service, not a file.
+   * Sources with nothing of the kind (a command) leave it out.
    */
   secretLocations?(ref: Ref): SecretLocations;
   /**
@@ -130,6 +131,11 @@ export interface Adapter<Ref = unknown> {
 export interface SecretLocations {
   files: string[];
   env: string[];
+  /**
+   * The key sits in the OS keychain, reached through a service (the Secret Service over the D-Bus
+   * session bus, the login keychain), not a file: nothing a deny list could name.
+   */
+  keychain?: boolean;
 }
 
 /** What store() and remove() are given: a bound in time, and who asks. */

@@ -5,6 +5,9 @@
 //     AppRole files, 1Password's token file, AWS's shared credentials and caches) and the
 //     variables that hold a credential (env: sources' own, VAULT_TOKEN, OP_SERVICE_ACCOUNT_TOKEN …),
 //   - the state directory (the audit trail and its salt).
+// Keychain sources (keyring:) name no path: their key sits behind the Secret Service on the D-Bus
+// session bus (Linux) or the login keychain (macOS). They are listed by profile, for doctor to say
+// whether the sandbox keeps its commands from that service.
 // Not the socket's directory: the sandbox refuses the connect already, and a directory the sandbox
 // hides shows up inside it as an empty one, which a client would report as an unsafe socket
 // directory. Where the state directory is the socket's too (no XDG_RUNTIME_DIR; macOS), its files
@@ -48,6 +51,8 @@ export interface KeyLocations {
   holdingSocket: KeyPath[];
   /** Profiles whose source (a command) keeps its own credentials where keybroker cannot see. */
   opaque: string[];
+  /** Profiles whose key sits in the OS keychain, behind a service rather than in a file. */
+  keychain: string[];
   /** The config's sources could not be read: the key paths above are incomplete. */
   configProblem?: string;
 }
@@ -103,6 +108,7 @@ export async function keyLocations(options: KeyLocationOptions): Promise<KeyLoca
     env: sources.env,
     socket,
     opaque: sources.opaque,
+    keychain: sources.keychain,
     ...(sources.problem !== undefined && { configProblem: sources.problem }),
   };
 }
@@ -111,13 +117,14 @@ interface SourceLocations {
   keys: Array<{ path: string; what: string }>;
   env: Array<{ name: string; profiles: string[] }>;
   opaque: string[];
+  keychain: string[];
   problem?: string;
 }
 
 /** Ask each profile's adapter where its secrets sit (offline: parse, never fetch). */
 async function sourceLocations(configFile: string, options: KeyLocationOptions): Promise<SourceLocations> {
   const pool = new AdapterPool({ find: adapterFor, env: options.env, log: createLogger({ level: 'silent' }) });
-  const out: SourceLocations = { keys: [], env: [], opaque: [] };
+  const out: SourceLocations = { keys: [], env: [], opaque: [], keychain: [] };
   try {
     const loaded = options.loaded ?? (await load(configFile, pool, options));
     const envProfiles = new Map<string, string[]>();
@@ -138,6 +145,7 @@ async function sourceLocations(configFile: string, options: KeyLocationOptions):
       for (const f of found.files)
         out.keys.push({ path: f, what: `profile "${p.name}"'s ${describeKeyFile(p.scheme)}` });
       for (const name of found.env) envProfiles.set(name, [...(envProfiles.get(name) ?? []), p.name]);
+      if (found.keychain) out.keychain.push(p.name);
     }
     out.env = [...envProfiles].map(([name, profiles]) => ({ name, profiles }));
   } catch (err) {

@@ -5,6 +5,7 @@
 //   sandbox-escape    no way out: allowUnsandboxedCommands is false                 ok | warn
 //   sandbox-excluded  excludedCommands (only when some are set)                     ok | warn
 //   sandbox-socket    Unix sockets blocked for sandboxed commands                   ok | warn
+//   sandbox-keychain  keyring: profiles' keychain out of reach (only when there are some) ok | warn
 //   sandbox-config    the keybroker config unreadable inside                        ok | warn
 //   sandbox-keys      every key and token file unreadable inside                    ok | warn
 //   sandbox-state     the audit trail and its salt unreadable inside                ok | warn
@@ -65,6 +66,8 @@ export async function sandboxChecks(options: SandboxCheckOptions): Promise<Docto
   const excluded = excludedCheck(view, show);
   if (excluded) checks.push(excluded);
   checks.push(socketCheck(view, options, show));
+  const keychain = keychainCheck(view, options, show);
+  if (keychain) checks.push(keychain);
   for (const kind of ['config', 'key', 'state'] as const) checks.push(readCheck(kind, view, options.locations, show));
   const env = envCheck(view, options);
   if (env) checks.push(env);
@@ -73,7 +76,7 @@ export async function sandboxChecks(options: SandboxCheckOptions): Promise<Docto
     checks.push({
       id: 'sandbox-proc',
       status: 'warn',
-      message: `sandbox.enableWeakerNestedSandbox is on (${show(view.weakerNestedSandbox.file!)}): the host's /proc stays readable inside, so sandboxed commands can read the daemon's environment (and, where it is not protected, its memory)`,
+      message: `sandbox.enableWeakerNestedSandbox is on (${show(view.weakerNestedSandbox.file!)}): the host's /proc stays readable inside, so sandboxed commands can read the daemon's environment and memory unless the hardening addon made it non-dumpable`,
       fix: `remove enableWeakerNestedSandbox from ${show(view.weakerNestedSandbox.file!)} where the host allows a fresh /proc`,
     });
   }
@@ -217,6 +220,43 @@ function socketCheck(view: SandboxView, options: SandboxCheckOptions, show: (p: 
     id: 'sandbox-socket',
     status: 'ok',
     message: `sandboxed commands cannot connect to keybroker's socket ${show(socket)} (Unix sockets are blocked)${allowing.length > 0 ? '; allowUnixSockets names it, but Linux ignores that setting' : ''}`,
+  };
+}
+
+/**
+ * A keyring: key is in no file: on Linux the Secret Service answers over the D-Bus session bus, a
+ * Unix socket, which the sandbox refuses as it refuses keybroker's (measured: secret-tool lookup
+ * fails with EPERM inside). macOS is not measured: Claude Code's sandbox there allows some Mach
+ * services, and an entry `keybroker key set` wrote trusts the node binary.
+ */
+function keychainCheck(
+  view: SandboxView,
+  options: SandboxCheckOptions,
+  show: (p: string) => string,
+): DoctorCheck | undefined {
+  const names = options.locations.keychain;
+  if (names.length === 0) return undefined;
+  const profiles = `profile${names.length > 1 ? 's' : ''} ${names.map((n) => `"${n}"`).join(', ')} ${names.length > 1 ? 'keep their keys' : 'keeps its key'}`;
+  if (options.platform === 'darwin') {
+    return {
+      id: 'sandbox-keychain',
+      status: 'warn',
+      message: `${profiles} in the login keychain; whether Claude Code's macOS sandbox keeps its commands from the keychain is not measured, and an entry keybroker key set wrote lets the node binary read it without asking`,
+      fix: "check from the agent's Bash tool: security find-generic-password -s SERVICE -a ACCOUNT -w must fail there",
+    };
+  }
+  if (view.allowAllUnixSockets.value) {
+    return {
+      id: 'sandbox-keychain',
+      status: 'warn',
+      message: `${profiles} in the OS keychain, and sandbox.network.allowAllUnixSockets is on (${show(view.allowAllUnixSockets.file!)}): sandboxed commands can ask the Secret Service on the session bus`,
+      fix: `remove allowAllUnixSockets from ${show(view.allowAllUnixSockets.file!)}`,
+    };
+  }
+  return {
+    id: 'sandbox-keychain',
+    status: 'ok',
+    message: `${profiles} in the Secret Service, which answers over the D-Bus session bus: a Unix socket, which the sandbox refuses (nothing to deny by path)`,
   };
 }
 

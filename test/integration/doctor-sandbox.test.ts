@@ -12,6 +12,8 @@ import { VERSION } from '../../src/version.js';
 import { privateTempDir } from '../helpers/daemon.js';
 
 const CONFIG = 'profiles:\n  default:\n    source: file:~/keys/anthropic\n  ci:\n    source: env:KB_SBX_CI\n';
+/** The same, with a profile whose key sits in the OS keychain (no file to deny). */
+const KEYCHAIN_CONFIG = `${CONFIG}  desk:\n    source: keyring:desk\n`;
 /** What `setup claude --sandbox` writes for that config (test/integration/setup-sandbox.test.ts). */
 const DENY = ['~/.config/keybroker', '~/.local/state/keybroker', '~/keys/anthropic'];
 const ON = {
@@ -39,6 +41,7 @@ interface Case {
   files: Files;
   env?: Record<string, string>;
   platform?: NodeJS.Platform;
+  config?: string;
   setup?: (home: string) => void;
   expect: Record<string, CheckStatus | 'absent'>;
 }
@@ -248,6 +251,30 @@ const cases: Case[] = [
     expect: { 'sandbox-proc': 'warn', 'sandbox-keys': 'ok' },
   },
   {
+    name: 'no keyring: profile: no keychain check',
+    files: user(ON),
+    expect: { 'sandbox-keychain': 'absent' },
+  },
+  {
+    name: 'a keyring: profile on Linux: the Secret Service is behind the session bus, which the sandbox refuses',
+    files: user(ON),
+    config: KEYCHAIN_CONFIG,
+    expect: { ...ALL_OK, 'sandbox-keychain': 'ok' },
+  },
+  {
+    name: 'a keyring: profile with allowAllUnixSockets: the session bus is reachable',
+    files: user({ ...ON, network: { allowAllUnixSockets: true } }),
+    config: KEYCHAIN_CONFIG,
+    expect: { 'sandbox-keychain': 'warn', 'sandbox-socket': 'warn' },
+  },
+  {
+    name: 'a keyring: profile on macOS: the login keychain, not measured there',
+    files: user(ON),
+    config: KEYCHAIN_CONFIG,
+    platform: 'darwin',
+    expect: { 'sandbox-keychain': 'warn' },
+  },
+  {
     name: 'on Linux without bubblewrap and socat on Claude Code’s PATH',
     files: user(ON),
     env: { PATH: '/nonexistent' },
@@ -270,7 +297,7 @@ async function runCase(c: Case): Promise<DoctorCheck[]> {
       fs.writeFileSync(file, JSON.stringify(value).replaceAll('~HOME~', home));
     }
     fs.mkdirSync(path.join(home, '.config', 'keybroker'), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), CONFIG, { mode: 0o600 });
+    fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), c.config ?? CONFIG, { mode: 0o600 });
     return await runDoctor({
       env: { HOME: home, PATH: process.env.PATH!, XDG_RUNTIME_DIR: path.join(home, 'run'), ...c.env },
       home,
