@@ -2,27 +2,53 @@
 // them), after `keybroker setup claude --sandbox`, against the fake Messages API. The fake model
 // asks the agent's Bash tool for the key every way there is: keybroker-shim (Node and native),
 // the raw socket (socat and a node one-liner), `cat` of the file: key, of the config and of the
-// audit trail's salt, and the variable an env: profile reads; and it uses Claude Code's own file
+// audit trail's salt, the variable an env: profile reads, and `secret-tool lookup` of a keyring:
+// profile's key in a real Secret Service (where .ci/run installed one); and it uses Claude Code's own file
 // tools (Read, Grep), which run outside the sandbox, on the same files. Every attempt is refused, and
 // Claude Code's own apiKeyHelper, which runs outside the sandbox, still serves the session. The
 // same commands without the sandbox get the key, so the refusals are the sandbox's doing.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
-import { CLI, NATIVE_SHIM, run, SHIM, SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  CLI,
+  NATIVE_SHIM,
+  privateTempDir,
+  run,
+  SHIM,
+  SHIMS,
+  startDaemon,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
+import { SECRET_SERVICE_SKIP, startSecretService, type SecretService } from '../helpers/secret-service.js';
 
 const KEY = 'sk-ant-sandbox-test-5d1e9a';
 const ENV_KEY = 'sk-ant-sandbox-env-77c2b0';
+const KEYCHAIN_KEY = 'sk-ant-sandbox-keychain-3f81d4';
+/** The keyring: profile's entry, as secret-tool names it (keyring://SERVICE/ACCOUNT). */
+const KEYCHAIN_ENTRY = ['service', 'kb-sbx', 'username', 'desk'];
 const RUN_TIMEOUT_MS = 90_000;
 const nativeBuilt = SHIMS.find((s) => s.name === 'native')!.skip === undefined;
 
 let CLAUDE: string;
+/** A real Secret Service holding the keyring: profile's key, where one can run (.ci/run installs it). */
+let ss: SecretService | undefined;
+let ssRoot: string | undefined;
 beforeAll(async () => {
   CLAUDE = await claudeCode();
+  if (SECRET_SERVICE_SKIP || process.platform !== 'linux') return;
+  ssRoot = privateTempDir('kb-sbx-ss-');
+  ss = await startSecretService(ssRoot);
+  const stored = await ss.secretTool(['store', '--label=kb-sbx', ...KEYCHAIN_ENTRY], KEYCHAIN_KEY);
+  if (stored.code !== 0) throw new Error(`secret-tool store failed: ${stored.stderr}`);
 }, CLAUDE_CODE_INSTALL_TIMEOUT_MS + 60_000);
+afterAll(async () => {
+  await ss?.stop();
+  if (ssRoot) fs.rmSync(ssRoot, { recursive: true, force: true });
+});
 
 let d: DaemonHandle;
 let api: FakeMessagesApi;
@@ -31,7 +57,9 @@ let keyFile: string;
 beforeEach(async () => {
   api = await FakeMessagesApi.start();
   d = await startDaemon({
-    config: 'profiles:\n  default:\n    source: file:~/keys/anthropic\n  ci:\n    source: env:KB_SBX_ENV_KEY\n',
+    config:
+      'profiles:\n  default:\n    source: file:~/keys/anthropic\n  ci:\n    source: env:KB_SBX_ENV_KEY\n' +
+      '  desk:\n    source: keyring://kb-sbx/desk\n',
     env: { KB_SBX_ENV_KEY: ENV_KEY },
     logLevel: 'info',
   });
@@ -53,6 +81,7 @@ function claudeEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...d.env,
     KB_SBX_ENV_KEY: ENV_KEY,
+    ...ss?.env,
     // Autostart on: a shim that tried to start a daemon inside the sandbox would show it.
     KEYBROKER_NO_AUTOSTART: '0',
     ANTHROPIC_BASE_URL: api.url,
@@ -84,6 +113,7 @@ function attempts(): string {
     `cat ${d.configPath}; echo "cat-config-exit=$?"`,
     `cat ${salt} >/dev/null; echo "cat-salt-exit=$?"`,
     'echo "env-key=${KB_SBX_ENV_KEY:-unset}"',
+    ...(ss ? [`secret-tool lookup ${KEYCHAIN_ENTRY.join(' ')}; st=$?; echo; echo "secret-tool-exit=$st"`] : []),
   ].join('\n');
 }
 
@@ -149,6 +179,7 @@ describe.runIf(process.platform === 'linux')('the real Claude Code, sandboxed by
         sandbox: 'ok',
         'sandbox-escape': 'ok',
         'sandbox-socket': 'ok',
+        'sandbox-keychain': 'ok',
         'sandbox-config': 'ok',
         'sandbox-keys': 'ok',
         'sandbox-state': 'ok',
@@ -173,6 +204,11 @@ describe.runIf(process.platform === 'linux')('the real Claude Code, sandboxed by
       expect(tool).not.toContain(KEY);
       expect(tool).not.toContain(ENV_KEY);
       expect(tool).not.toContain('source: file:');
+      // The Secret Service answers over the session bus, a Unix socket the sandbox refuses too.
+      if (ss) {
+        expect(exitOf(tool, 'secret-tool')).not.toBe(0);
+        expect(tool).not.toContain(KEYCHAIN_KEY);
+      }
       // Claude Code's own file tools, allowed by the user, are stopped by the Read(…) deny rules.
       expect(files).not.toBe('');
       expect(files).not.toContain(KEY);
@@ -201,6 +237,10 @@ describe.runIf(process.platform === 'linux')('the real Claude Code, sandboxed by
       expect(exitOf(tool, 'cat-salt')).toBe(0);
       expect(tool).toContain(KEY);
       expect(tool).toMatch(new RegExp(`^env-key=${ENV_KEY}$`, 'm'));
+      if (ss) {
+        expect(exitOf(tool, 'secret-tool')).toBe(0);
+        expect(tool).toContain(KEYCHAIN_KEY);
+      }
     },
     RUN_TIMEOUT_MS + 30_000,
   );
