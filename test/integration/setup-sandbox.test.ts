@@ -216,6 +216,19 @@ describe('setup claude --sandbox', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(fs.readFileSync(settingsFile(), 'utf8')).toBe(text);
   });
+
+  it('does not go with --adopt: refused (exit 2) before the helper is run, the settings untouched', async () => {
+    writeConfig('profiles:\n  other:\n    source: env:KB_X\n');
+    const marker = path.join(home, 'helper-ran');
+    fs.mkdirSync(path.dirname(settingsFile()), { recursive: true });
+    const text = JSON.stringify({ apiKeyHelper: `touch ${marker}; echo sk-adopt-me` });
+    fs.writeFileSync(settingsFile(), text);
+    const r = await setup(['--adopt']);
+    expect(r.code).toBe(ERROR_CODES.USAGE);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(fs.readFileSync(settingsFile(), 'utf8')).toBe(text);
+  });
 });
 
 describe.runIf(IS_ROOT)('setup claude --sandbox --managed', () => {
