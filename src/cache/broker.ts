@@ -3,23 +3,18 @@
 import NodeCache from 'node-cache';
 import type { AdapterModule, FindAdapter, Logger } from '../adapter.js';
 import { AdapterPool } from '../adapter-pool.js';
-import type { Clock } from '../clock.js';
 import type { LoadedConfig, ResolvedProfile } from '../config/load.js';
 import { BrokerError } from '../errors.js';
 import { ServedValues } from '../secret.js';
 import type { ProfileStatus, SourceStatus, WireError } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
-import { ProfileCache, type GetOptions, type Served } from './profile-cache.js';
+import { ProfileCache } from './profile-cache.js';
 
 export interface BrokerOptions {
   log: Logger;
   /** Loads a source kind's adapter module: the daemon passes adapters/registry.ts's adapterFor. */
   findAdapter: FindAdapter;
   env?: NodeJS.ProcessEnv;
-  clock?: Clock;
-  random?: () => number;
-  rejectionRefetchIntervalMs?: number;
-  rejectionWindowMs?: number;
   /** Adapter modules to use instead of the registry's (tests). */
   adapterModules?: Partial<Record<string, AdapterModule>>;
 }
@@ -33,7 +28,6 @@ export interface ReloadSummary {
 
 export class Broker {
   readonly pool: AdapterPool;
-  readonly #options: BrokerOptions;
   readonly #log: Logger;
   // Entries expire at staleUntil, after which a value is gone from memory. No clones: a
   // SecretValue must not be copied around.
@@ -44,7 +38,6 @@ export class Broker {
   #config: LoadedConfig | undefined;
 
   constructor(options: BrokerOptions) {
-    this.#options = options;
     this.#log = options.log;
     this.pool = new AdapterPool({
       find: options.findAdapter,
@@ -52,10 +45,6 @@ export class Broker {
       log: options.log,
       ...(options.adapterModules && { modules: options.adapterModules }),
     });
-  }
-
-  get config(): LoadedConfig | undefined {
-    return this.#config;
   }
 
   profileNames(): string[] {
@@ -121,12 +110,6 @@ export class Broker {
       store: this.#store,
       log: this.#log,
       served: this.#served,
-      ...(this.#options.clock && { clock: this.#options.clock }),
-      ...(this.#options.random && { random: this.#options.random }),
-      ...(this.#options.rejectionRefetchIntervalMs !== undefined && {
-        rejectionRefetchIntervalMs: this.#options.rejectionRefetchIntervalMs,
-      }),
-      ...(this.#options.rejectionWindowMs !== undefined && { rejectionWindowMs: this.#options.rejectionWindowMs }),
     });
   }
 
@@ -141,10 +124,6 @@ export class Broker {
       );
     }
     return cache;
-  }
-
-  get(name: string, options: GetOptions = {}): Promise<Served> {
-    return this.profile(name).get(options);
   }
 
   /**

@@ -80,10 +80,6 @@ export interface ProfileCacheOptions {
   /** Drives TTLs, refresh-ahead, retries and the fetch timeout; tests pass a manual clock. */
   clock?: Clock;
   random?: () => number;
-  /** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
-  rejectionRefetchIntervalMs?: number;
-  /** A second suspected rejection of the same value within this window fails the request. */
-  rejectionWindowMs?: number;
   /** Every value the daemon has served (all profiles), redacted from errors adapters report. */
   served?: ServedValues;
   /** Forced fetches (refreshes, suspected rejections) allowed back to back… */
@@ -92,6 +88,10 @@ export interface ProfileCacheOptions {
   forcedFetchIntervalMs?: number;
 }
 
+/** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
+const REJECTION_REFETCH_INTERVAL_MS = 5_000;
+/** A second suspected rejection of the same value within this window fails the request. */
+const REJECTION_WINDOW_MS = 60_000;
 /** Refresh-ahead fires at REFRESH_AT of the TTL (config/schema.ts), ± this. */
 export const REFRESH_JITTER = 0.05;
 const MIN_TTL_MS = 1000;
@@ -108,8 +108,6 @@ export class ProfileCache {
   readonly #clock: Clock;
   readonly #now: () => number;
   readonly #random: () => number;
-  readonly #rejectionRefetchIntervalMs: number;
-  readonly #rejectionWindowMs: number;
   readonly #key: string;
   readonly #flight = new SingleFlight<CacheEntry>();
   readonly #consumers = new ConsumerTracker();
@@ -154,8 +152,6 @@ export class ProfileCache {
     this.#clock = options.clock ?? systemClock;
     this.#now = () => this.#clock.now();
     this.#random = options.random ?? Math.random;
-    this.#rejectionRefetchIntervalMs = options.rejectionRefetchIntervalMs ?? 5_000;
-    this.#rejectionWindowMs = options.rejectionWindowMs ?? 60_000;
     this.#key = `${this.name}#${++nextId}`;
     this.#description = options.adapter.describe(options.ref);
     this.#served = options.served;
@@ -370,7 +366,7 @@ export class ProfileCache {
       this.#log.info({ consumer: { pid: consumer.pid } }, 'the source has a new value: serving it');
       return this.#serve(entry, recordAs, 'refetched');
     }
-    if (record.strikeAt !== undefined && t - record.strikeAt < this.#rejectionWindowMs) {
+    if (record.strikeAt !== undefined && t - record.strikeAt < REJECTION_WINDOW_MS) {
       this.stats.rejected++;
       const [why, fix] = fetchError
         ? [`refreshing it from ${this.#description} failed (${fetchError.message})`, fetchError.fix ?? 'fix the source']
@@ -409,7 +405,7 @@ export class ProfileCache {
       !this.#flight.inflight(this.#flightKey()) &&
       last &&
       last.startedAt > servedAt &&
-      this.#now() - last.startedAt < this.#rejectionRefetchIntervalMs
+      this.#now() - last.startedAt < REJECTION_REFETCH_INTERVAL_MS
     ) {
       if (last.entry) return Promise.resolve(this.#entry() ?? last.entry);
       if (last.error) return Promise.reject(last.error);
