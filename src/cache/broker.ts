@@ -29,9 +29,10 @@ export interface ReloadSummary {
 export class Broker {
   readonly pool: AdapterPool;
   readonly #log: Logger;
-  // Entries expire at staleUntil, after which a value is gone from memory. No clones: a
-  // SecretValue must not be copied around.
-  readonly #store = new NodeCache({ useClones: false, stdTTL: 0, checkperiod: 60, deleteOnExpire: true });
+  // No clones: a SecretValue must not be copied around. No TTLs and no check period: node-cache
+  // would expire entries by Date.now, and each profile's cache drops its entry at staleUntil by
+  // the one clock that also decides when it is fresh (ProfileCache#scheduleDrop).
+  readonly #store = new NodeCache({ useClones: false, stdTTL: 0, checkperiod: 0 });
   #profiles = new Map<string, ProfileCache>();
   /** Shared by every profile: a child's error output is searched for any profile's values. */
   readonly #served = new ServedValues();

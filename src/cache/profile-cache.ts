@@ -6,7 +6,7 @@
 //   [t, t+T)        fresh: served from memory; refreshed in the background at ~0.75T while it
 //                   has been read within the last T (so a profile in use never makes a reader wait)
 //   [t+T, t+T+S)    stale: served only while the source is failing (with a warning), else refetched
-//   t+T+S           dropped from memory (node-cache expiry)
+//   t+T+S           dropped from memory (a timer on the same clock; see #scheduleDrop)
 // A value that carries its own expiry (a JWT's exp, FetchResult.expiresAt) shortens all of these
 // so that it is never served at or after that expiry (see expiry.ts).
 import type NodeCache from 'node-cache';
@@ -116,6 +116,8 @@ export class ProfileCache {
   readonly #description: string;
 
   #timer: ClockTimer | undefined;
+  /** Drops the held value from memory at its stale limit. */
+  #dropTimer: ClockTimer | undefined;
   #lastReadAt = -Infinity;
   /**
    * The outcome of the latest fetch. An error here means the source has been failing since the
@@ -263,6 +265,7 @@ export class ProfileCache {
   forget(): void {
     this.#generation++;
     this.#timer?.cancel();
+    this.#dropTimer?.cancel();
     this.#store.del(this.#key);
     this.#consumers.clear();
     this.#lastFetch = undefined;
@@ -276,6 +279,7 @@ export class ProfileCache {
   dispose(): void {
     this.#disposed = true;
     this.#timer?.cancel();
+    this.#dropTimer?.cancel();
     this.#abort.abort(
       new BrokerError('SHUTTING_DOWN', 'the profile was removed or the daemon is stopping', { profile: this.name }),
     );
@@ -287,11 +291,34 @@ export class ProfileCache {
     await Promise.allSettled(this.#flight.pending());
   }
 
+  /** The value held, unless it is past its stale limit (which a value's own expiry caps): then it is dropped. */
   #entry(): CacheEntry | undefined {
     const entry = this.#store.get<CacheEntry>(this.#key);
-    // node-cache drops entries by its own clock, to the second; past its stale limit (which a
-    // value's own expiry caps) an entry is gone by ours.
-    return entry && this.#now() < entry.staleUntil ? entry : undefined;
+    if (entry && this.#now() >= entry.staleUntil) {
+      this.#drop(entry);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /**
+   * Drop the held value at its stale limit, by this cache's clock. node-cache would expire it by
+   * Date.now, a second clock that a test cannot move; so the store is given no TTL and this
+   * timer does it. (A system timer may fire early, clamped to its maximum delay: it looks again.)
+   */
+  #scheduleDrop(entry: CacheEntry): void {
+    this.#dropTimer?.cancel();
+    this.#dropTimer = this.#clock.setTimeout(() => {
+      if (this.#entry() === entry) this.#scheduleDrop(entry);
+    }, entry.staleUntil - this.#now());
+  }
+
+  /** Let go of `entry`: the store's copy and the one kept with the last fetch's outcome. */
+  #drop(entry: CacheEntry): void {
+    this.#store.del(this.#key);
+    this.#dropTimer?.cancel();
+    if (this.#lastFetch?.entry === entry) this.#lastFetch = { ...this.#lastFetch, entry: undefined };
+    this.#log.debug('past its stale limit: value dropped from memory');
   }
 
   /** A failure once the last value has expired says so: the value is gone, not merely stale. */
@@ -585,7 +612,8 @@ export class ProfileCache {
   /** Hold `entry` as the current value: the source answers again, refresh-ahead is scheduled. */
   #keep(entry: CacheEntry, startedAt: number): void {
     const t = entry.fetchedAt;
-    this.#store.set(this.#key, entry, (entry.staleUntil - t) / 1000);
+    this.#store.set(this.#key, entry, 0);
+    this.#scheduleDrop(entry);
     this.#failures = 0;
     this.#retryAfter = -Infinity;
     this.#rateLimitedUntil = -Infinity;

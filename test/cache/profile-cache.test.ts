@@ -8,6 +8,7 @@ import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { ConsumerInfo } from '../../src/protocol/messages.js';
 import { makeJwt } from '../helpers/jwt.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { ScriptedSource } from '../helpers/scripted-adapter.js';
 
 const log = createLogger({ level: 'silent' });
@@ -108,6 +109,34 @@ describe('TTL', () => {
     await vi.advanceTimersByTimeAsync(5_001);
     await cache.get();
     expect(source.fetches).toBe(2);
+  });
+});
+
+describe('one clock', () => {
+  /** Move the manual clock by steps, letting the fetches its timers start settle in between. */
+  async function advance(clock: ManualClock, ms: number, stepMs = 1_000): Promise<void> {
+    for (let left = ms; left > 0; left -= stepMs) {
+      clock.advance(Math.min(stepMs, left));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  // The injected clock alone decides when a value is fresh, stale and gone from memory: moving
+  // it makes the entry leave the store, though Date.now (real here) has hardly moved.
+  it('drops the value from the store at its stale limit by the injected clock', async () => {
+    vi.useRealTimers();
+    const clock = new ManualClock();
+    const cache = new ProfileCache({ profile: profile(), adapter: source.adapter(), ref: 'x', store, log, clock });
+    await cache.get();
+    source.value = new BrokerError('UNAVAILABLE', 'backend down');
+    await advance(clock, 61_000);
+    expect((await cache.get()).outcome).toBe('stale');
+    await advance(clock, 179_999 - 61_000); // ttl 60 s + maxStale 120 s
+    expect(store.keys()).toHaveLength(1);
+    await advance(clock, 1);
+    expect(store.keys()).toEqual([]);
+    expect(cache.status()).toMatchObject({ state: 'error', ageMs: null });
+    await expect(cache.get()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 });
 
