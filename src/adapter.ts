@@ -14,8 +14,8 @@ export type { Logger } from 'pino';
 export { formatDuration, parseDuration } from './config/duration.js';
 // One capped, jittered backoff for every retry loop (the cache's, an adapter's login).
 export { backoffDelay, type BackoffOptions } from './client/backoff.js';
-// The `aws:` block's schema, shared by the aws-sm: and aws-credentials: sources.
-export { AWS_REGION_PATTERN, AWS_SETTINGS_KEYS, awsSettingsSchema, type AwsSettings } from './aws-settings.js';
+// The `aws:` block's schema and parser, shared by the aws-sm: and aws-credentials: sources.
+export { AWS_REGION_PATTERN, parseAwsSettings, type AwsSettings } from './aws-settings.js';
 // One clock for everything that schedules, so tests drive time by hand.
 export { deadline, systemClock, type Clock, type ClockTimer, type Deadline } from './clock.js';
 

@@ -26,10 +26,16 @@
 // The daemon cannot prompt: an AWS profile that needs an MFA code fails with AUTH_REQUIRED, and an
 // expired SSO session asks for `aws sso login`.
 import type * as CredentialProviders from '@aws-sdk/credential-providers';
-import { abortable, type Adapter, type AdapterInit, type FetchResult, type Logger } from '../../src/adapter.js';
+import {
+  abortable,
+  parseAwsSettings,
+  type Adapter,
+  type AdapterInit,
+  type FetchResult,
+  type Logger,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
-import { parseAwsSettings } from './aws-settings.js';
 
 export interface AwsCredentialsRef {
   /** The AWS profile to read; undefined means the SDK's default chain. */
@@ -50,7 +56,7 @@ export const EXPIRY_MARGIN_MS = 5 * 60_000;
 const CLIENT_CONFIG = { maxAttempts: 2, requestHandler: { connectionTimeout: 3_000, requestTimeout: 6_000 } };
 
 export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
-  const settings = parseAwsSettings(init.settings, 'aws:');
+  const settings = parseAwsSettings(init.settings);
   const env = init.env;
   let sdk: Promise<Sdk> | undefined;
   const loadSdk = (): Promise<Sdk> => {
@@ -71,7 +77,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
   return {
     kind: 'aws-credentials',
     parse(uri, options) {
-      const overrides = parseAwsSettings(options.overrides, `profiles.${options.profile}.aws:`);
+      const overrides = parseAwsSettings(options.overrides, options.profile);
       const named = parseProfileName(uri);
       if (named !== undefined && overrides.profile !== undefined && overrides.profile !== named) {
         throw new BrokerError(

@@ -1,7 +1,7 @@
 // aws-sm: — a secret from AWS Secrets Manager, read with GetSecretValue:
 //
 //   aws:
-//     region: eu-west-1                      # optional; see aws-settings.ts
+//     region: eu-west-1                      # optional; see src/aws-settings.ts
 //   profiles:
 //     claude:
 //       source: aws-sm://prod/anthropic#api_key
@@ -31,11 +31,18 @@ import type {
   ServiceOutputTypes,
 } from '@aws-sdk/client-secrets-manager';
 import type { DeserializeMiddleware } from '@smithy/types';
-import { abortable, isLocked, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
+import {
+  abortable,
+  isLocked,
+  parseAwsSettings,
+  type Adapter,
+  type AdapterInit,
+  type AwsSettings,
+  type FetchResult,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { credentialChainError, describeAwsError, translateSecretsManagerError } from './aws-error-translator.js';
-import { parseAwsSettings, type AwsSettings } from './aws-settings.js';
 import { formatSecretUri, parseSecretUri, type SecretRef } from './aws-sm-uri.js';
 
 export interface AwsSmRef extends SecretRef {
@@ -67,7 +74,7 @@ interface ClientEntry {
 
 export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
   // Validated now so a bad top-level block is reported once, against the config, not per fetch.
-  const topLevel = parseAwsSettings(init.settings, 'the top-level aws: block');
+  const topLevel = parseAwsSettings(init.settings);
   const clients = new Map<string, ClientEntry>();
   let sdk: Promise<{ sm: SdkModule; creds: CredentialsModule }> | undefined;
   let closed = false;
@@ -167,7 +174,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
 
     parse(uri, options) {
       let ref = parseSecretUri(uri);
-      const settings = { ...topLevel, ...parseAwsSettings(options.overrides, "this profile's aws: block") };
+      const settings = { ...topLevel, ...parseAwsSettings(options.overrides, options.profile) };
       if (ref.regionFrom === 'query' && isLocked(options, 'region')) {
         const { region, regionFrom: _from, ...rest } = ref;
         ref = rest;
