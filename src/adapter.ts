@@ -11,7 +11,7 @@ import type { SecretValue } from './secret.js';
 
 export type { Logger } from 'pino';
 // Durations in adapter settings read and print like every other duration in the config.
-export { formatDuration, parseDuration } from './config/duration.js';
+export { formatDuration, parseDuration } from './duration.js';
 // One capped, jittered backoff for every retry loop (the cache's, an adapter's login).
 export { backoffDelay, type BackoffOptions } from './client/backoff.js';
 // The `aws:` block's schema and parser, shared by the aws-sm: and aws-credentials: sources.

@@ -16,7 +16,7 @@
 // so the two sources can never disagree on what the block may hold or how a mistake reads;
 // adapters reach them through src/adapter.ts (an adapter never imports another adapter).
 import { z } from 'zod';
-import { closest } from './config/did-you-mean.js';
+import { closest } from './did-you-mean.js';
 import { BrokerError } from './errors.js';
 
 /** us-east-1, eu-central-2, us-gov-west-1, cn-north-1, us-isob-east-1 … */

@@ -14,7 +14,7 @@ import { abortable, type Adapter, type FetchReason, type FetchResult, type Logge
 import { deadline, systemClock, type Clock, type ClockTimer } from '../clock.js';
 import type { ResolvedProfile } from '../config/load.js';
 import { REFRESH_AT } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
 import { MAX_PROFILE_TIMEOUT_MS, type ConsumerInfo, type ProfileStatus } from '../protocol/messages.js';
 import { redactText, type SecretValue, type ServedValues } from '../secret.js';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Command } from 'commander';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../duration.js';
 import { die, table } from './output.js';
 import { renderError } from '../protocol/messages.js';
 
