@@ -90,6 +90,12 @@ export interface ProfileCacheOptions {
 
 /** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
 const REJECTION_REFETCH_INTERVAL_MS = 5_000;
+/**
+ * How long a get may take in the daemon, waiting included: a client waits this long plus a margin
+ * (CLIENT_REPLY_TIMEOUT_MS). A get after a forget that finds the forced-fetch limit spent waits
+ * for the next fetch it allows only when that wait and the profile's own timeout fit within it.
+ */
+const GET_DEADLINE_MS = MAX_PROFILE_TIMEOUT_MS;
 /** A second suspected rejection of the same value within this window fails the request. */
 const REJECTION_WINDOW_MS = 60_000;
 /** Refresh-ahead fires at REFRESH_AT of the TTL (config/schema.ts), ± this. */
@@ -133,6 +139,8 @@ export class ProfileCache {
   #disposed = false;
   /** Bumped by forget(): a fetch started before it is neither stored nor joined by later reads. */
   #generation = 0;
+  /** Set by forget() until a fetch follows it: that fetch is a forced one (see #fetchAfterForget). */
+  #forgotten = false;
   #abort = new AbortController();
   readonly stats = {
     hits: 0,
@@ -214,7 +222,8 @@ export class ProfileCache {
     }
     this.stats.misses++;
     try {
-      return this.#serve(await this.#fetch('miss'), consumer, 'fetched');
+      const fetched = this.#forgotten ? this.#fetchAfterForget() : this.#fetch('miss');
+      return this.#serve(await fetched, consumer, 'fetched');
     } catch (err) {
       const fallback = this.#entry();
       if (fallback && err instanceof BrokerError) return this.#serve(fallback, consumer, 'hit', err);
@@ -259,11 +268,13 @@ export class ProfileCache {
 
   /**
    * Drop the value from memory now, as ssh-agent -D does: the cache entry, the copy kept with the
-   * last fetch's outcome and the consumers' records of what they were served. The next read
-   * fetches again; a fetch already running still answers its waiters but is not kept.
+   * last fetch's outcome and the consumers' records of what they were served. Never refused. The
+   * next read fetches again, within the forced-fetch limit (see #fetchAfterForget); a fetch
+   * already running still answers its waiters but is not kept.
    */
   forget(): void {
     this.#generation++;
+    this.#forgotten = true;
     this.#timer?.cancel();
     this.#dropTimer?.cancel();
     this.#store.del(this.#key);
@@ -456,18 +467,68 @@ export class ProfileCache {
   #refreshFetch(): Promise<CacheEntry> {
     if (!this.#flight.inflight(this.#flightKey())) {
       const waitMs = this.#forcedFetchWait();
-      if (waitMs !== undefined) {
-        const limit = `at most ${this.#forcedFetches.burst} back to back, then one every ${formatDuration(this.#forcedFetches.intervalMs)}`;
+      if (waitMs !== undefined)
         return Promise.reject(
-          new BrokerError(
-            'RATE_LIMITED',
-            `refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)}`,
-            { profile: this.name, fix: 'reads without --refresh still get the cached value' },
+          this.#tooOften(
+            `refreshed from ${this.#description} too often`,
+            `try again in ${formatDuration(waitMs)}`,
+            'reads without --refresh still get the cached value',
           ),
         );
-      }
+      // A refresh right after a forget is the forget's fetch: one token for both.
+      this.#forgotten = false;
     }
     return this.#fetch('explicit');
+  }
+
+  /**
+   * The first fetch after a forget. forget itself is never refused and drops the value at once,
+   * but the fetch that follows it is a forced one, drawn from the same per-profile limit as a
+   * refresh: a loop of forget and get costs the backend no more than a loop of refreshes. With
+   * the limit spent, the read waits for the next token (every read that joins it shares the wait
+   * and the one fetch) rather than failing: forgetting every profile before leaving the laptop
+   * still costs one fetch each afterwards, and Claude Code's helper still gets its key.
+   */
+  #fetchAfterForget(): Promise<CacheEntry> {
+    return this.#flight.run(this.#flightKey(), async () => {
+      const generation = this.#generation;
+      const latest = this.#now() + GET_DEADLINE_MS - this.profile.timeoutMs;
+      for (let waitMs = this.#forcedFetchWait(); waitMs !== undefined; waitMs = this.#forcedFetchWait()) {
+        if (this.#now() + waitMs > latest)
+          throw this.#tooOften(
+            `forgotten and fetched from ${this.#description} too often`,
+            `the next fetch is allowed in ${formatDuration(waitMs)}, later than a read may wait`,
+            'try again then',
+          );
+        this.#log.info({ waitMs }, 'forgotten, and the forced-fetch limit is spent: waiting for its next fetch');
+        await this.#sleep(waitMs);
+      }
+      if (generation === this.#generation) this.#forgotten = false;
+      return this.#fetchOnce('miss');
+    });
+  }
+
+  /** RATE_LIMITED: `what` happened too often for the forced-fetch limit; `when` says what now. */
+  #tooOften(what: string, when: string, fix: string): BrokerError {
+    const limit = `at most ${this.#forcedFetches.burst} back to back, then one every ${formatDuration(this.#forcedFetches.intervalMs)}`;
+    return new BrokerError('RATE_LIMITED', `${what} (${limit}); ${when}`, { profile: this.name, fix });
+  }
+
+  /** Wait ms on the cache's clock; a dispose (profile removed, daemon stopping) ends the wait. */
+  #sleep(ms: number): Promise<void> {
+    const signal = this.#abort.signal;
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      const onAbort = (): void => {
+        timer.cancel();
+        reject(signal.reason as Error);
+      };
+      const timer = this.#clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /** Take one forced fetch from the limit: undefined when allowed, else how long until one is. */
@@ -565,6 +626,8 @@ export class ProfileCache {
     const t = this.#now();
     const { entry, changed } = this.#entryOf({ value }, t);
     this.#generation++;
+    // The value is here: nothing to fetch, so a forget before it leaves no forced fetch owed.
+    this.#forgotten = false;
     this.#keep(entry, t);
     this.#log.info({ ttlMs: entry.freshUntil - t, changed }, 'value installed (key set): no fetch');
     return { changed };
