@@ -20,7 +20,7 @@ export function registerAudit(program: Command): void {
     .addHelpText(
       'after',
       `
-The daemon appends one line per get, refresh and suspected rejection to
+The daemon appends one line per get, refresh, suspected rejection, key set and forget to
 $XDG_STATE_HOME/keybroker/audit.jsonl (default ~/.local/state/keybroker/audit.jsonl; macOS:
 ~/Library/Application Support/keybroker/audit.jsonl), keeping one previous file. Each line names
 the profile and how it was chosen (argument, directory, default), the consumer process the client
