@@ -804,6 +804,12 @@ describe('forget and the forced-fetch limit (on the injected clock)', () => {
     return new ProfileCache({ profile: profile(overrides), adapter: source.adapter(), ref: 'x', store, log, clock });
   }
   const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  /** A value held, the forced-fetch limit spent (3 refreshes back to back), then forgotten. */
+  async function spendLimitAndForget(cache: ProfileCache): Promise<void> {
+    await cache.get();
+    for (let i = 0; i < 3; i++) await cache.refresh();
+    cache.forget();
+  }
   /** Whether a promise has settled, after letting pending callbacks run. */
   async function settled(promise: Promise<unknown>): Promise<boolean> {
     let done = false;
@@ -839,9 +845,7 @@ describe('forget and the forced-fetch limit (on the injected clock)', () => {
   it('makes a read with the limit spent wait for the next token, then fetch once for every read that joined it', async () => {
     const clock = new ManualClock();
     const cache = cacheOn(clock);
-    await cache.get();
-    for (let i = 0; i < 3; i++) await cache.refresh();
-    cache.forget();
+    await spendLimitAndForget(cache);
     const reads = Promise.all(Array.from({ length: 10 }, () => cache.get()));
     expect(await settled(reads)).toBe(false);
     expect(source.fetches).toBe(4);
@@ -881,9 +885,7 @@ describe('forget and the forced-fetch limit (on the injected clock)', () => {
   it('lets key set replace a forgotten value with no fetch and no token', async () => {
     const clock = new ManualClock();
     const cache = cacheOn(clock);
-    await cache.get();
-    for (let i = 0; i < 3; i++) await cache.refresh();
-    cache.forget();
+    await spendLimitAndForget(cache);
     cache.install(SecretValue.fromString('sk-set'));
     const served = await cache.get();
     expect(served.value.reveal()).toBe('sk-set');
@@ -900,9 +902,7 @@ describe('forget and the forced-fetch limit (on the injected clock)', () => {
     const clock = new ManualClock();
     // A profile timeout of the longest allowed leaves no time to wait for a token.
     const cache = cacheOn(clock, { timeoutMs: 120_000 });
-    await cache.get();
-    for (let i = 0; i < 3; i++) await cache.refresh();
-    cache.forget();
+    await spendLimitAndForget(cache);
     await expect(cache.get()).rejects.toMatchObject({ code: 'RATE_LIMITED', transient: true, profile: 'work' });
     expect(source.fetches).toBe(4);
   });
@@ -910,9 +910,7 @@ describe('forget and the forced-fetch limit (on the injected clock)', () => {
   it('ends a wait for a token when the profile is disposed (daemon stopping)', async () => {
     const clock = new ManualClock();
     const cache = cacheOn(clock);
-    await cache.get();
-    for (let i = 0; i < 3; i++) await cache.refresh();
-    cache.forget();
+    await spendLimitAndForget(cache);
     const read = cache.get();
     expect(await settled(read)).toBe(false);
     cache.dispose();
