@@ -90,14 +90,14 @@ export interface ProfileCacheOptions {
 
 /** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
 const REJECTION_REFETCH_INTERVAL_MS = 5_000;
+/** A second suspected rejection of the same value within this window fails the request. */
+const REJECTION_WINDOW_MS = 60_000;
 /**
  * How long a get may take in the daemon, waiting included: a client waits this long plus a margin
  * (CLIENT_REPLY_TIMEOUT_MS). A get after a forget that finds the forced-fetch limit spent waits
  * for the next fetch it allows only when that wait and the profile's own timeout fit within it.
  */
 const GET_DEADLINE_MS = MAX_PROFILE_TIMEOUT_MS;
-/** A second suspected rejection of the same value within this window fails the request. */
-const REJECTION_WINDOW_MS = 60_000;
 /** Refresh-ahead fires at REFRESH_AT of the TTL (config/schema.ts), ± this. */
 export const REFRESH_JITTER = 0.05;
 const MIN_TTL_MS = 1000;
