@@ -11,7 +11,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../adapter-pool.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { chooseProfile, describeChoice, realDirectory, type ChosenProfile } from '../config/directories.js';
 import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
