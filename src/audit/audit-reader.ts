@@ -5,7 +5,7 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { collapseHome } from '../client/socket-path.js';
 import { AGENT_LABELS, agentOf } from '../protocol/messages.js';
 import { checkPrivate } from './audit-log.js';

@@ -2,7 +2,7 @@
 // each change, the TTL the helper's interval was fitted to, the backup and the mode.
 import { collapseHome } from '../client/socket-path.js';
 import { formatMode } from '../client/file-mode.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import type { SetupChange } from '../integration/claude-setup.js';
 
 export interface ChangedFile {

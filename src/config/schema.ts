@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { adapterConfigKeys } from '../../adapters/registry.js';
 import { MAX_PROFILE_TIMEOUT_MS } from '../protocol/messages.js';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '../duration.js';
 
 /**
  * Whose repeats count as "the key was rejected": `agents`, the key command of every agent CLI the

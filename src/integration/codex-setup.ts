@@ -117,35 +117,7 @@ export async function setupCodex(options: SetupCodexOptions): Promise<SetupCodex
   }
 
   const wanted = codexAuthFor(options);
-  const current = provider.auth;
-  const currentAuth = providerAuth(provider);
-  if (!sameAuth(current, wanted)) {
-    const ours = currentAuth && parseKeybrokerAuth(currentAuth);
-    if (current !== undefined && !options.force) {
-      if (!ours) {
-        const shown = currentAuth ? describeAuth(currentAuth) : '(not an auth table)';
-        throw new BrokerError(
-          'USAGE',
-          `${file}: ${key} already has another auth command (${shown}); rerun with --force to replace it (a backup is written first)`,
-        );
-      }
-      // keybroker's own is an update when the profile stays (or is named); without --profile, one
-      // that names a profile is kept unless forced: dropping it would hand the choice to directories:.
-      if (ours.profile !== undefined && options.profile === undefined) {
-        throw new BrokerError(
-          'USAGE',
-          `${file}: ${key} already runs keybroker-shim for profile "${ours.profile}"; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`,
-        );
-      }
-    }
-    changes.push({
-      key: `${key}.auth`,
-      before: currentAuth ? describeAuth(currentAuth) : current === undefined ? undefined : '(not an auth table)',
-      after: `${describeAuth(authOf(wanted))} (refresh_interval_ms = ${wanted.refresh_interval_ms}, timeout_ms = ${wanted.timeout_ms})`,
-    });
-    // Keys of Codex's own we do not write (cwd) stay as they were.
-    provider.auth = { ...(isTable(current) ? current : {}), ...wanted };
-  }
+  putAuth(provider, wanted, { file, key, force: options.force, profile: options.profile }, changes);
 
   const active = activeProvider(data);
   if (active.id !== id) {
@@ -184,6 +156,47 @@ export async function setupCodex(options: SetupCodexOptions): Promise<SetupCodex
   result.mode = written.mode;
   result.undo = [undoReplace(written)];
   return result;
+}
+
+/**
+ * Point the provider's auth table at `wanted`, noting the change; refuses another auth command, or
+ * keybroker's own for a named profile when no profile is given, unless forced.
+ */
+function putAuth(
+  provider: TomlTable,
+  wanted: ReturnType<typeof codexAuthFor>,
+  ctx: { file: string; key: string; force: boolean; profile: string | undefined },
+  changes: SetupChange[],
+): void {
+  const current = provider.auth;
+  const currentAuth = providerAuth(provider);
+  if (!sameAuth(current, wanted)) {
+    const ours = currentAuth && parseKeybrokerAuth(currentAuth);
+    if (current !== undefined && !ctx.force) {
+      if (!ours) {
+        const shown = currentAuth ? describeAuth(currentAuth) : '(not an auth table)';
+        throw new BrokerError(
+          'USAGE',
+          `${ctx.file}: ${ctx.key} already has another auth command (${shown}); rerun with --force to replace it (a backup is written first)`,
+        );
+      }
+      // keybroker's own is an update when the profile stays (or is named); without --profile, one
+      // that names a profile is kept unless forced: dropping it would hand the choice to directories:.
+      if (ours.profile !== undefined && ctx.profile === undefined) {
+        throw new BrokerError(
+          'USAGE',
+          `${ctx.file}: ${ctx.key} already runs keybroker-shim for profile "${ours.profile}"; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`,
+        );
+      }
+    }
+    changes.push({
+      key: `${ctx.key}.auth`,
+      before: currentAuth ? describeAuth(currentAuth) : current === undefined ? undefined : '(not an auth table)',
+      after: `${describeAuth(authOf(wanted))} (refresh_interval_ms = ${wanted.refresh_interval_ms}, timeout_ms = ${wanted.timeout_ms})`,
+    });
+    // Keys of Codex's own we do not write (cwd) stay as they were.
+    provider.auth = { ...(isTable(current) ? current : {}), ...wanted };
+  }
 }
 
 /** --provider, else the one config.toml names; never one of Codex's own, which take no auth command. */
