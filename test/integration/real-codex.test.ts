@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
+import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { FakeResponsesApi } from '../fakes/fake-responses-api.js';
 import { CLI_INSTALL_TIMEOUT_MS, codex } from '../helpers/pinned-cli.js';
@@ -210,7 +211,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
                 type: 'function_call',
                 name: 'exec_command',
                 callId: 'call_sandboxed',
-                arguments: { cmd: `${SHIM} work` },
+                arguments: { cmd: `${SHIM} work; echo "exit=$?"` },
               },
             ]
           : [{ type: 'message', text: 'done' }];
@@ -219,6 +220,8 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
       const output = api.responses().flatMap((q) => q.toolOutputs)[0];
       expect(output).toBeDefined();
       expect(output).not.toContain('sk-codex-sandboxed');
+      // The shim says so with its own status rather than a failed connection's (main's SANDBOXED).
+      expect(output).toContain(`exit=${ERROR_CODES.SANDBOXED}`);
       expect(audit().map((a) => a.consumer?.invocation)).toEqual(['api-key-helper']);
       expect(fetches()).toBe(1);
     },
