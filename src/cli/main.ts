@@ -13,6 +13,7 @@ import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
 import { registerInit } from './init-command.js';
 import { registerKey } from './key-command.js';
+import { disableColour } from './colour.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
@@ -30,8 +31,12 @@ export function buildProgram(): Command {
       '--socket <path>',
       "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)",
     )
+    .option('--no-color', 'no colour, even on a terminal (also: NO_COLOR=1; FORCE_COLOR=1 forces it)')
     .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', (_program, action) => {
+      if (action.optsWithGlobals<{ color?: boolean }>().color === false) disableColour();
+    });
   registerInit(program);
   registerDaemon(program);
   registerGet(program);

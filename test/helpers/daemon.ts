@@ -174,7 +174,10 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
       key.startsWith('CLAUDE_CODE_') ||
       key === 'AI_AGENT' ||
       key.startsWith('KEYBROKER_') ||
-      key === 'DBUS_SESSION_BUS_ADDRESS'
+      key === 'DBUS_SESSION_BUS_ADDRESS' ||
+      // Colour is decided per test: a runner's FORCE_COLOR would colour every piped output.
+      key === 'FORCE_COLOR' ||
+      key === 'NO_COLOR'
     ) {
       if (!(key in extra)) delete env[key];
     }
