@@ -101,7 +101,11 @@ export function renderStatus(reply: StatusReply, here?: string, colours?: Colour
   ];
   if (d.managedConfig) lines.push(`managed  ${d.managedConfig}${d.managedConfigError ? ' (ignored)' : ''}`);
   if (d.managedConfigError) lines.push(`error    ${d.managedConfigError}`);
-  if (d.lastReloadError) lines.push(`warning  config not loaded: ${d.lastReloadError.split('\n').join('; ')}`);
+  if (d.lastReloadError) {
+    // One problem per line, under the warning.
+    const [first, ...more] = d.lastReloadError.split('\n');
+    lines.push(`warning  config not loaded: ${first}`, ...more.map((l) => `         ${l}`));
+  }
   if (here !== undefined) lines.push(`here     ${here} (for a helper without a profile argument)`);
   const h = d.hardening;
   if (h) {

@@ -10,7 +10,7 @@ import { auditDir } from '../audit/audit-record.js';
 import { adapterFor } from '../../adapters/registry.js';
 import { Broker } from '../cache/broker.js';
 import { DirectoryChooser } from '../config/directories.js';
-import { loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
 import {
   MANAGED_CONFIG_ENV,
   platformManagedConfigPath,
@@ -129,9 +129,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Start anyway: requests get this error (a clear message beats a shim timing out on a
     // daemon that never started), and a SIGHUP after the fix loads the config.
     startupConfigError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${configFile}`);
-    lastReloadError = renderError(startupConfigError);
-    log.error(
-      { config: configFile, err: startupConfigError },
+    lastReloadError = configErrorReport(startupConfigError);
+    logConfigError(
+      log,
+      configFile,
+      startupConfigError,
       'config invalid: serving errors until it is fixed and reloaded (SIGHUP)',
     );
     await broker.releaseUnusedAdapters();
@@ -199,11 +201,18 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         log.info({ config: configFile, ...summary }, 'config reloaded');
         return true;
       } catch (err) {
-        lastReloadError = err instanceof BrokerError ? renderError(err) : 'reload failed';
-        log.error(
-          { config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) },
-          'config reload failed: still serving the previous config',
-        );
+        const error = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${configFile}`);
+        lastReloadError = err instanceof BrokerError ? configErrorReport(err) : 'reload failed';
+        // With no config loaded yet, requests are answered with the config's error: the file's
+        // error now, not the one it had at start (its lines have moved since).
+        if (startupConfigError) startupConfigError = error;
+        if (err instanceof BrokerError)
+          logConfigError(log, configFile, err, 'config reload failed: still serving the previous config');
+        else
+          log.error(
+            { config: configFile, err: describeUnknownError(err) },
+            'config reload failed: still serving the previous config',
+          );
         await broker.releaseUnusedAdapters();
         return false;
       } finally {
@@ -419,4 +428,23 @@ function keepStderrJson(log: Logger): void {
       log.debug({ via: `console.${method}` }, first);
     };
   }
+}
+
+/** A config error for people (status, `keybroker reload`): every problem, one per line. */
+function configErrorReport(err: BrokerError): string {
+  return err instanceof ConfigError ? err.report : renderError(err);
+}
+
+/**
+ * A config that did not load, in the log: the summary (the error, as clients get it), then each
+ * problem as its own record with its file, line and path, so a log reader sees one problem a line.
+ */
+function logConfigError(log: Logger, configFile: string, err: BrokerError, summary: string): void {
+  log.error({ config: configFile, err }, summary);
+  if (!(err instanceof ConfigError)) return;
+  for (const p of err.problems)
+    log.error(
+      { config: err.file, line: p.line, path: p.path || undefined },
+      `config: ${formatProblems(err.file, [p])}`,
+    );
 }

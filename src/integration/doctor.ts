@@ -14,7 +14,7 @@ import { AdapterPool } from '../adapter-pool.js';
 import { formatDuration } from '../config/duration.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { chooseProfile, describeChoice, realDirectory, type ChosenProfile } from '../config/directories.js';
-import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
 import { resolveManagedConfigPath } from '../config/managed.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -613,7 +613,7 @@ async function configChecks(
     checks.push(configCheck(file, loaded, view, options));
     return { checks, loaded };
   } catch (err) {
-    return { checks: [configErrorCheck(file, err, options)] };
+    return { checks: configErrorChecks(file, err, options) };
   } finally {
     await pool.closeAll();
   }
@@ -645,25 +645,35 @@ function configCheck(file: string, loaded: LoadedConfig, view: ClaudeView, optio
   };
 }
 
-/** The config (the user's, or the managed one: the error names its file) did not load. */
-function configErrorCheck(file: string, err: unknown, options: DoctorOptions): DoctorCheck {
-  if (err instanceof ConfigError) {
-    const first = err.problems[0];
-    const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
-    const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
-    return {
+/**
+ * The config (the user's, or the managed one: the error names its file) did not load: one check
+ * per problem, so each is on its own line, and the fix once, under the last.
+ */
+function configErrorChecks(file: string, err: unknown, options: DoctorOptions): DoctorCheck[] {
+  const fix = 'keybroker config check';
+  if (err instanceof ConfigError && err.problems.length > 0) {
+    const shown = collapseHome(err.file, options.home);
+    return err.problems.map((p, i) => ({
+      id: 'config',
+      status: 'fail' as const,
+      message: formatProblems(shown, [p]),
+      ...(i === err.problems.length - 1 && { fix }),
+    }));
+  }
+  return [
+    {
       id: 'config',
       status: 'fail',
-      message: `${collapseHome(err.file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`,
-      fix: 'keybroker config check',
-    };
-  }
-  return {
-    id: 'config',
-    status: 'fail',
-    message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
-    fix: 'keybroker config check',
-  };
+      message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
+      fix,
+    },
+  ];
+}
+
+/** The first line of a report, and how many more there are. */
+function firstOf(report: string): string {
+  const [first, ...more] = report.split('\n');
+  return more.length > 0 ? `${first} (and ${more.length} more: keybroker config check)` : first!;
 }
 
 async function socketCheck(socket: string, from: string, options: DoctorOptions): Promise<DoctorCheck> {
@@ -746,7 +756,7 @@ async function daemonChecks(
     checks.push({
       id: 'daemon',
       status: 'fail',
-      message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`,
+      message: `pid ${d.pid} answers but could not load its config: ${firstOf(d.lastReloadError)}`,
       fix: `fix ${d.config}, then: kill -HUP ${d.pid}`,
     });
   } else if (isOtherBuild({ version: options.version, build: options.build }, d)) {
