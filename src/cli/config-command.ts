@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import type { LoadedConfig } from '../config/load.js';
 import { coloursFor } from './colour.js';
 import { die } from './output.js';
