@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
 import { registerBuildNative } from './build-native-command.js';
+import { registerCompletion } from './completion-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerBuildNative(program);
   registerAudit(program);
+  registerCompletion(program);
   program.addHelpText(
     'after',
     `
@@ -54,6 +56,7 @@ Quick start:
   keybroker forget --all           drop every cached key from the daemon's memory now
   keybroker restart                replace the running daemon with this build (after an upgrade)
   keybroker audit --since 1h       which process got which key, from where
+  keybroker completion bash        shell completion (bash, zsh, fish; see its --help to install)
 
 Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
   );

@@ -175,6 +175,9 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
       key === 'AI_AGENT' ||
       key.startsWith('KEYBROKER_') ||
       key === 'DBUS_SESSION_BUS_ADDRESS' ||
+      // Colour is decided per test: a runner's FORCE_COLOR would colour every piped output.
+      key === 'FORCE_COLOR' ||
+      key === 'NO_COLOR' ||
       // (And a sandbox's marker: the tests that mean it set it themselves.)
       key === 'SANDBOX_RUNTIME'
     ) {
