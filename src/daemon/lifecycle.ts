@@ -366,8 +366,8 @@ function starterKeychain(starter: StarterSource): string {
 
 /** Run the daemon as the process's main job; resolves with the exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
-  const log =
-    options.log ?? createLogger({ level: options.logLevel, pretty: wantsPrettyLog(options.env ?? process.env) });
+  const pretty = wantsPrettyLog(options.env ?? process.env);
+  const log = options.log ?? createLogger({ level: options.logLevel, pretty });
   refuseInspectorSignal(() => log.warn('SIGUSR1 ignored: keybroker never opens the Node inspector'));
   const addon = loadHardeningAddon();
   const hardening = hardenProcess(log, addon.addon, addon.problem);
@@ -388,7 +388,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const err = thrown instanceof BrokerError ? thrown : resourceError(thrown);
     if (err) {
       log.fatal({ err }, 'could not start');
-      process.stderr.write(`keybroker: ${renderError(err)}\n`);
+      // For a person reading a pipe or a file of JSON lines; on a terminal the line above says it.
+      if (!pretty) process.stderr.write(`keybroker: ${renderError(err)}\n`);
       return err.exitCode;
     }
     log.fatal(describeUnknownError(thrown), 'could not start');
