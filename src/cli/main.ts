@@ -21,6 +21,7 @@ import { registerRun } from './run-command.js';
 import { registerService } from './service-command.js';
 import { registerSetup } from './setup-command.js';
 import { registerStatus } from './status-command.js';
+import { registerStop } from './stop-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('keybroker')
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerRefresh(program);
   registerForget(program);
   registerReload(program);
+  registerStop(program);
   registerRestart(program);
   registerStatus(program);
   registerConfig(program);
@@ -63,6 +65,7 @@ Quick start:
   keybroker reload                 re-read the config in the running daemon
   keybroker run -e VAR=PROFILE -- COMMAND   run any program with a key in its environment
   keybroker forget --all           drop every cached key from the daemon's memory now
+  keybroker stop                   stop the running daemon (through systemd when it runs it)
   keybroker restart                replace the running daemon with this build (after an upgrade)
   keybroker audit --since 1h       which process got which key, from where
 

@@ -317,7 +317,7 @@ async function waitForDaemon(
 }
 
 /** Is `pid` a keybroker daemon? On Linux, by its command line; elsewhere the socket's word is taken. */
-function looksLikeDaemon(pid: number): boolean {
+export function looksLikeDaemon(pid: number): boolean {
   if (process.platform !== 'linux') return true;
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
