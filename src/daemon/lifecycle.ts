@@ -20,6 +20,7 @@ import {
 import { writeStarterConfig, type StarterSource } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
+import { daemonLogCandidates, logMaxBytes, rotatingLogFile, stderrLogFile } from './log-file.js';
 import {
   exitCodeFor,
   renderError,
@@ -366,8 +367,19 @@ function starterKeychain(starter: StarterSource): string {
 
 /** Run the daemon as the process's main job; resolves with the exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
-  const pretty = wantsPrettyLog(options.env ?? process.env);
-  const log = options.log ?? createLogger({ level: options.logLevel, pretty });
+  const env = options.env ?? process.env;
+  const pretty = wantsPrettyLog(env);
+  // A log file (autostart's daemon.log, a LaunchAgent's) is written by the daemon, and bounded.
+  const logFile = pretty
+    ? undefined
+    : stderrLogFile(daemonLogCandidates(options.socket.path, process.platform, env.HOME || os.homedir()));
+  const log =
+    options.log ??
+    createLogger({
+      level: options.logLevel,
+      pretty,
+      ...(logFile && { destination: rotatingLogFile(logFile, logMaxBytes(env)) }),
+    });
   refuseInspectorSignal(() => log.warn('SIGUSR1 ignored: keybroker never opens the Node inspector'));
   const addon = loadHardeningAddon();
   const hardening = hardenProcess(log, addon.addon, addon.problem);
