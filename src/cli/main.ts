@@ -13,6 +13,7 @@ import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
 import { registerInit } from './init-command.js';
 import { registerKey } from './key-command.js';
+import { registerLogs } from './logs-command.js';
 import { CliExit } from './output.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerStop(program);
   registerRestart(program);
   registerStatus(program);
+  registerLogs(program);
   registerConfig(program);
   registerKey(program);
   registerService(program);
@@ -62,6 +64,7 @@ Quick start:
   keybroker doctor                 which credential Claude Code will use, and what to fix
   keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed
+  keybroker logs -f                the daemon's log as readable lines, as it is written
   keybroker reload                 re-read the config in the running daemon
   keybroker run -e VAR=PROFILE -- COMMAND   run any program with a key in its environment
   keybroker forget --all           drop every cached key from the daemon's memory now
