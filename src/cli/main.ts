@@ -60,17 +60,20 @@ Quick start:
   keybroker key set default        store the key in the OS keychain (a keyring: profile; asks for it)
   keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
   keybroker setup claude --adopt   make the apiKeyHelper you have a profile, then point it at keybroker
-  keybroker daemon                 run the daemon in the foreground (the shim starts one when none runs)
   keybroker doctor                 which credential Claude Code will use, and what to fix
-  keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed
-  keybroker logs -f                the daemon's log as readable lines, as it is written
   keybroker reload                 re-read the config in the running daemon
   keybroker run -e VAR=PROFILE -- COMMAND   run any program with a key in its environment
   keybroker forget --all           drop every cached key from the daemon's memory now
-  keybroker stop                   stop the running daemon (through systemd when it runs it)
   keybroker restart                replace the running daemon with this build (after an upgrade)
   keybroker audit --since 1h       which process got which key, from where
+
+The daemon: you do not start it yourself. keybroker-shim starts one in the background when none
+answers (autostart; KEYBROKER_NO_AUTOSTART=1 turns that off), logging to daemon.log beside the socket.
+  keybroker service install        keep one running instead: a systemd user service / launchd agent
+  keybroker daemon                 run one in the foreground, logging to the terminal
+  keybroker logs -f                its log, as readable lines (daemon.log or the journal)
+  keybroker stop                   stop it (through systemd when it runs it)
 
 Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
   );

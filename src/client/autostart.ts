@@ -46,7 +46,7 @@ export const autostartOffError = (unreachable: string): WireError => ({
   code: 'DAEMON_UNREACHABLE',
   message: `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1)`,
   transient: true,
-  fix: 'start it with: keybroker daemon',
+  fix: 'install the service: keybroker service install, or run keybroker daemon in a terminal of its own',
 });
 
 /**
