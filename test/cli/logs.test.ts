@@ -14,6 +14,7 @@ import {
   privateTempDir,
   run,
   SHIM,
+  startAsSystemd,
   stopAutostarted,
   waitFor,
 } from '../helpers/daemon.js';
@@ -217,12 +218,8 @@ describe('keybroker logs, for a daemon systemd runs', () => {
       `#!/bin/sh\nprintf '%s\\n' "$*" > '${calls}'\ncat <<'EOF'\n${journal.join('\n')}\nEOF\n`,
       { mode: 0o755 },
     );
-    const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
-      env: w.env,
-      stdio: 'ignore',
-    });
+    const daemon = await startAsSystemd(w);
     try {
-      await waitFor(async () => (await w.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
       const r = await w.cli(['logs', '--json'], { PATH: `${bin}:${process.env.PATH}` });
       expect(r.code).toBe(0);
       expect(fs.readFileSync(calls, 'utf8').trim()).toBe('--user -u keybroker.service -o json --no-pager');

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { installFakeServiceManagers } from '../fakes/fake-service-managers.js';
-import { CLI, daemonWorkspace, privateTempDir, startDaemon, waitFor } from '../helpers/daemon.js';
+import { daemonWorkspace, privateTempDir, startAsSystemd, startDaemon } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 
 const CONFIG = 'profiles:\n  default:\n    source: env:KB_STOP_KEY\n';
@@ -55,13 +55,8 @@ describe('keybroker stop', () => {
     const dir = tempDir();
     const fake = installFakeServiceManagers(dir, process.getuid!());
     const w = daemonWorkspace(dir, CONFIG);
-    // As systemd starts it: SYSTEMD_EXEC_PID is the daemon's own pid.
-    const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
-      env: w.env,
-      stdio: 'ignore',
-    });
+    const daemon = await startAsSystemd(w);
     children.push(daemon);
-    await waitFor(async () => (await w.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
     const ping = await w.request({ v: 1, op: 'ping' });
     expect(ping.ok && 'pong' in ping && ping.startedBy).toBe('systemd');
     const r = await w.cli(['stop'], {
@@ -78,12 +73,8 @@ describe('keybroker stop', () => {
     const dir = tempDir();
     const fake = installFakeServiceManagers(dir, process.getuid!());
     const w = daemonWorkspace(dir, CONFIG);
-    const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
-      env: w.env,
-      stdio: 'ignore',
-    });
+    const daemon = await startAsSystemd(w);
     children.push(daemon);
-    await waitFor(async () => (await w.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
     const r = await w.cli(['stop'], {
       ...fake.env,
       PATH: `${fake.bin}:${process.env.PATH}`,
