@@ -505,7 +505,7 @@ export async function serviceStatus(host: ServiceHost): Promise<ServiceStatus> {
     lines.push(
       `not installed, and there is no ${manager === 'systemd' ? 'systemd user manager' : 'launchd'} here to run it; ${
         serving
-          ? `the daemon above serves (started by ${serving.startedBy ?? 'hand'}): stop it with keybroker stop`
+          ? `the daemon above serves instead (started by ${serving.startedBy ?? 'hand'}; keybroker stop stops it)`
           : startAdvice({ serviceInstalled: false, autostart, managerAvailable })
       }`,
     );
