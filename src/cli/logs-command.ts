@@ -92,7 +92,7 @@ async function parseFilter(opts: LogsOptions): Promise<{ minLevel?: number; sinc
     filter.minLevel = n;
   }
   if (opts.since !== undefined) {
-    const { parseDuration } = await import('../config/duration.js');
+    const { parseDuration } = await import('../duration.js');
     const parsed = parseDuration(opts.since);
     if (!parsed.ok) die('USAGE', `--since: ${parsed.reason}`);
     filter.sinceMs = Date.now() - parsed.ms;
