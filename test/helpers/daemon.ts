@@ -221,6 +221,19 @@ export async function waitFor(
   }
 }
 
+/**
+ * A daemon started as systemd starts one (SYSTEMD_EXEC_PID is its own pid, so it says
+ * startedBy: systemd), answering in `workspace`; the caller stops it.
+ */
+export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildProcess> {
+  const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
+    env: workspace.env,
+    stdio: 'ignore',
+  });
+  await waitFor(async () => (await workspace.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
+  return daemon;
+}
+
 export async function startDaemon(options: StartOptions): Promise<DaemonHandle> {
   const dir = options.dir ?? privateTempDir();
   const workspace = daemonWorkspace(dir, options.config, options.env);
