@@ -29,7 +29,7 @@ const CLI_OUT = path.join(ROOT, 'dist', 'src', 'cli');
  * TOML patcher (no dependencies, ~50 KiB minified), which only `setup codex` and `doctor` load,
  * in their own chunks: those commands then need nothing from node_modules, as the rest do not.
  */
-const BUNDLED = new Set(['commander', 'node-cache', 'pino', 'yaml', 'zod', '@decimalturn/toml-patch']);
+const BUNDLED = new Set(['commander', 'node-cache', 'picocolors', 'pino', 'yaml', 'zod', '@decimalturn/toml-patch']);
 
 const packageName = (spec) =>
   spec

@@ -4,7 +4,8 @@
 // settings change, and at once after an HTTP 401; Codex runs its provider's auth command at
 // start-up, after refresh_interval_ms, and at once after a 401. So a second request from the same
 // agent process well before its TTL has run out most likely means the key it holds got a 401.
-// See docs/claude-code.md and docs/codex.md, "Key rejection".
+// See ../../../shared/claude-code.md, ../../../shared/codex.md, and "Key rejection" in
+// docs/claude-code.md and docs/codex.md.
 import { agentOf, type ConsumerInfo } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
 import type { RepeatDetection } from '../config/schema.js';

@@ -264,7 +264,7 @@ export async function adoptFromCli(opts: SetupOptions, socketFlag: string | unde
   const [{ resolveConfigPath }, { adoptHelper }, { startProgress }] = await Promise.all([
     import('../config/load.js'),
     import('../integration/claude-adopt.js'),
-    import('./prompt.js'),
+    import('./progress.js'),
   ]);
   const home = os.homedir();
   const configFile = resolveConfigPath({ flag: opts.config }).path;

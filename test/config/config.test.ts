@@ -276,6 +276,22 @@ describe('config messages that lead to the fix', () => {
     expect(err.message.split('\n')).toHaveLength(1);
   });
 
+  it('reports a key indented one space too far at its own line, not the line above or below', async () => {
+    // Deeper than the key above it: YAML reads it as more of that key's value.
+    const under = await configError(
+      'profiles:\n  work:\n    source: env:A\n     ttl: 5m\n  other:\n    source: env:B\n',
+    );
+    expect(under.problems).toEqual([expect.objectContaining({ kind: 'indentation', line: 4 })]);
+    // The first key of a block, deeper than the next: YAML takes its column as the block's.
+    const first = await configError(
+      'profiles:\n  work:\n    source: env:A\n  other:\n     source: env:B\n    ttl: 5m\n',
+    );
+    expect(first.problems).toEqual([expect.objectContaining({ kind: 'indentation', line: 5 })]);
+    // A key one space short of the key above it is the one at fault, and is reported there.
+    const short = await configError('profiles:\n  work:\n    source: env:A\n   ttl: 5m\n');
+    expect(short.problems).toEqual([expect.objectContaining({ line: 4 })]);
+  });
+
   it('says the likely indentation when source: sits at the level of the profile names', async () => {
     const err = await configError(
       'profiles:\n  work:\n  source: exec:op read op://Work/Anthropic/credential\n  ttl: 1h\n',
