@@ -1,9 +1,9 @@
-// The audit trail's record: one JSON line per get, refresh, rejection and key set — who asked (as
+// The audit trail's record: one JSON line per get, refresh, rejection, key set and forget — who asked (as
 // the client claims it and, with the hardening addon, as the kernel reports it), from where, which
 // profile (and why that one), what happened, and which version of the key went out. Never a
 // value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
 import path from 'node:path';
-import type { Invocation, ProfileChoice } from '../protocol/messages.js';
+import type { Agent, Invocation, ProfileChoice } from '../protocol/messages.js';
 import { defaultStateDir } from '../client/socket-path.js';
 
 export const AUDIT_FILE = 'audit.jsonl';
@@ -13,9 +13,10 @@ export const AUDIT_SALT_FILE = 'audit.salt';
 
 /**
  * How a request ended: served from memory, fetched, refetched after a suspected rejection, stale,
- * a value installed by `keybroker key set` (op set), or an error.
+ * a value installed by `keybroker key set` (op set), a value dropped by `keybroker forget` (op
+ * forget), or an error.
  */
-export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'installed' | 'error';
+export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'installed' | 'forgotten' | 'error';
 
 /** Which version of a key: the source's own label where it has one, else a salted fingerprint. */
 export interface KeyVersion {
@@ -44,7 +45,7 @@ export type ConsumerRelation = 'peer' | 'ancestor' | 'unrelated' | 'unknown';
 export interface AuditRecord extends KeyVersion {
   /** RFC 3339, UTC, milliseconds. */
   time: string;
-  op: 'get' | 'refresh' | 'set';
+  op: 'get' | 'refresh' | 'set' | 'forget';
   profile: string;
   chosenBy: ProfileChoice;
   /** The `directories:` entry that chose the profile, as written. */
@@ -55,6 +56,7 @@ export interface AuditRecord extends KeyVersion {
     pid: number;
     name?: string;
     claudeCode: boolean;
+    agent?: Agent;
     invocation?: Invocation;
   };
   /** With the hardening addon: the kernel's word on who asked. */

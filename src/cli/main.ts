@@ -1,11 +1,9 @@
 #!/usr/bin/env node
 // keybroker: the daemon and the CLI to run, inspect and refresh it.
-import { Command, CommanderError } from 'commander';
-import { BrokerError, resourceError } from '../errors.js';
-import { renderError } from '../protocol/messages.js';
-import { VERSION } from '../version.js';
+import type { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
 import { registerBuildNative } from './build-native-command.js';
+import { registerCompletion } from './completion-command.js';
 import { registerConfig } from './config-command.js';
 import { registerDaemon } from './daemon-command.js';
 import { registerDoctor } from './doctor-command.js';
@@ -13,7 +11,8 @@ import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
 import { registerInit } from './init-command.js';
 import { registerKey } from './key-command.js';
-import { CliExit } from './output.js';
+import { registerLogs } from './logs-command.js';
+import { newProgram, runProgram } from './program.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
 import { registerRestart } from './restart-command.js';
@@ -21,17 +20,10 @@ import { registerRun } from './run-command.js';
 import { registerService } from './service-command.js';
 import { registerSetup } from './setup-command.js';
 import { registerStatus } from './status-command.js';
+import { registerStop } from './stop-command.js';
 
 export function buildProgram(): Command {
-  const program = new Command('keybroker')
-    .version(VERSION, '-v, --version', 'print the version')
-    .description('Fetch API keys once, cache them in a daemon, and hand them to apiKeyHelper in milliseconds.')
-    .option(
-      '--socket <path>',
-      "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)",
-    )
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+  const program = newProgram();
   registerInit(program);
   registerDaemon(program);
   registerGet(program);
@@ -39,8 +31,10 @@ export function buildProgram(): Command {
   registerRefresh(program);
   registerForget(program);
   registerReload(program);
+  registerStop(program);
   registerRestart(program);
   registerStatus(program);
+  registerLogs(program);
   registerConfig(program);
   registerKey(program);
   registerService(program);
@@ -48,6 +42,7 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerBuildNative(program);
   registerAudit(program);
+  registerCompletion(program);
   program.addHelpText(
     'after',
     `
@@ -56,42 +51,25 @@ Quick start:
   keybroker key set default        store the key in the OS keychain (a keyring: profile; asks for it)
   keybroker setup claude           point Claude Code's apiKeyHelper at keybroker-shim
   keybroker setup claude --adopt   make the apiKeyHelper you have a profile, then point it at keybroker
-  keybroker daemon                 run the daemon in the foreground (the shim starts one when none runs)
   keybroker doctor                 which credential Claude Code will use, and what to fix
-  keybroker service install        run the daemon as a systemd user service / launchd agent
   keybroker status                 what is cached, how fresh, what failed
   keybroker reload                 re-read the config in the running daemon
   keybroker run -e VAR=PROFILE -- COMMAND   run any program with a key in its environment
   keybroker forget --all           drop every cached key from the daemon's memory now
   keybroker restart                replace the running daemon with this build (after an upgrade)
   keybroker audit --since 1h       which process got which key, from where
+  keybroker completion bash        shell completion (bash, zsh, fish; see its --help to install)
+
+The daemon: you do not start it yourself. keybroker-shim starts one in the background when none
+answers (autostart; KEYBROKER_NO_AUTOSTART=1 turns that off), logging to daemon.log beside the socket.
+  keybroker service install        keep one running instead: a systemd user service / launchd agent
+  keybroker daemon                 run one in the foreground, logging to the terminal
+  keybroker logs -f                its log, as readable lines (daemon.log or the journal)
+  keybroker stop                   stop it (through systemd when it runs it)
 
 Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim --help)`,
   );
   return program;
 }
 
-async function main(): Promise<number> {
-  // `keybroker audit --json | head` closes the pipe early: that is the reader being done, not an
-  // error worth a stack trace.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-    throw err;
-  });
-  try {
-    await buildProgram().parseAsync(process.argv);
-    return 0;
-  } catch (err) {
-    if (err instanceof CliExit) return err.exitCode;
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    const known = err instanceof BrokerError ? err : resourceError(err);
-    if (known) {
-      process.stderr.write(`keybroker: ${renderError(known)}\n`);
-      return known.exitCode;
-    }
-    process.stderr.write('keybroker: internal error (run with KEYBROKER_LOG_LEVEL=debug for details)\n');
-    return 1;
-  }
-}
-
-process.exitCode = await main();
+process.exitCode = await runProgram(buildProgram());

@@ -9,6 +9,7 @@ import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
 import { errorReply, type Reply, type Request, type WireError } from '../protocol/messages.js';
+import { inSandbox } from './sandbox.js';
 import { ancestorsProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
@@ -46,7 +47,7 @@ export const autostartOffError = (unreachable: string): WireError => ({
   code: 'DAEMON_UNREACHABLE',
   message: `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1)`,
   transient: true,
-  fix: 'start it with: keybroker daemon',
+  fix: 'install the service: keybroker service install, or run keybroker daemon in a terminal of its own',
 });
 
 /**
@@ -76,6 +77,10 @@ export async function requestWithAutostart(
     });
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
+    // (A refused connect in a sandbox is SANDBOXED already.) A daemon that went away mid-request,
+    // seen from inside a sandbox, is not replaced from there: a daemon started in the sandbox
+    // would hold its keys where the sandbox's commands can reach them.
+    if (inSandbox(env)) return reply;
     if (env[NO_AUTOSTART_ENV] === '1') return { v: 1, ok: false, error: autostartOffError(reply.error.message) };
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;
@@ -317,7 +322,7 @@ async function waitForDaemon(
 }
 
 /** Is `pid` a keybroker daemon? On Linux, by its command line; elsewhere the socket's word is taken. */
-function looksLikeDaemon(pid: number): boolean {
+export function looksLikeDaemon(pid: number): boolean {
   if (process.platform !== 'linux') return true;
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');

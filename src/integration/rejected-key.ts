@@ -1,6 +1,6 @@
 // Shared by `keybroker status` and `keybroker doctor`: a profile whose key the daemon refused as
 // rejected says so, since when and to whom, until a fetch brings a different value.
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import type { ProfileStatus } from '../protocol/messages.js';
 
 /** What to say about a rejected key, and what to do; undefined when the key is not rejected. */

@@ -14,14 +14,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
-import { claudeCode, claudeCodeEnv, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
+import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
 import { SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import { startTmux, type TmuxSession } from '../helpers/tmux.js';
 
 let CLAUDE: string;
 beforeAll(async () => {
   CLAUDE = await claudeCode();
-}, CLAUDE_CODE_INSTALL_TIMEOUT_MS + 60_000);
+}, CLI_INSTALL_TIMEOUT_MS + 60_000);
 
 let d: DaemonHandle;
 let api: FakeMessagesApi;

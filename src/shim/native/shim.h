@@ -76,10 +76,20 @@ void kb_check_socket(const char *sock);
 
 /* ---- consumer.c: findConsumer, invocationOf ---- */
 
+/* What the command line told consumer detection (the Node shim's ShimCall; the format is raw). */
+struct kb_call {
+  /* The options given, by name (--socket, --refresh-interval-ms), for KB_TEST_ARG conditions. */
+  const char *options[2];
+  int option_count;
+  /* --refresh-interval-ms; 0 when not given. */
+  long long refresh_interval_ms;
+  /* The working directory sent; NULL when it has been deleted (Claude Code's project settings). */
+  const char *cwd;
+};
+
 /* Appends ,"consumer":{…} when the Node shim would send one: the nearest ancestor that is not a
- * shell. Hands over on a /proc format it does not expect rather than guess. `cwd`: the working
- * directory sent, NULL when it has been deleted. */
-void kb_add_consumer(struct buf *req, const char *cwd);
+ * shell. Hands over on a /proc format it does not expect rather than guess. */
+void kb_add_consumer(struct buf *req, const struct kb_call *call);
 /* Up to size bytes of a (/proc) file; -1 when it cannot be read. */
 ssize_t kb_read_small(const char *file, char *out, size_t size);
 
@@ -103,5 +113,10 @@ int kb_ask_to_stop(long pid);
 size_t kb_exchange(const char *sock, const char *request, size_t len);
 /* After sending: the daemon went away without a reply, or replied DAEMON_UNREACHABLE itself. */
 KB_NORETURN void kb_unreachable_after_send(const char *message, size_t len);
+/* Nothing to connect to (connect() failed with `err`, or there is no socket: ENOENT): inside a
+ * sandbox that is by design (SANDBOXED); otherwise the Node shim decides, autostart and all. */
+KB_NORETURN void kb_no_daemon(int err);
+/* The environment carries the sandbox's marker (src/client/sandbox.ts inSandbox). */
+int kb_in_sandbox(void);
 
 #endif
