@@ -9,9 +9,9 @@ import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
-import { run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
-import type { StatusReply } from '../../src/protocol/messages.js';
+import { exitCodeFor, type StatusReply } from '../../src/protocol/messages.js';
 
 let CLAUDE: string;
 beforeAll(async () => {
@@ -146,7 +146,17 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
       expect((await status()).profiles[0]!.rejected).not.toBeNull();
       // … a rotated one is.
       setKey('sk-rotated-at-the-console');
-      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+      // The two rejection checks and the refresh above spent the profile's forced-fetch burst (3,
+      // then one every 10s): this refresh is refused (RATE_LIMITED) until the limit allows it.
+      await waitFor(
+        async () => {
+          const r = await d.cli(['refresh', 'work']);
+          if (r.code !== exitCodeFor('RATE_LIMITED')) expect(r.code).toBe(0);
+          return r.code === 0;
+        },
+        15_000,
+        'a refresh the forced-fetch limit allows',
+      );
       expect((await status()).profiles[0]!.rejected).toBeNull();
       const after = await doctor();
       expect(after.code).toBe(0);
