@@ -1,8 +1,11 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+import { EXTERNAL_TESTS, externalTestsOff } from './test/external.js';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The tests that drive real external programs run once per CI run (test/external.ts).
+    exclude: [...configDefaults.exclude, ...(externalTestsOff() ? EXTERNAL_TESTS : [])],
     // Process tests spawn real daemons and shims; give them room on a loaded CI box.
     testTimeout: 30_000,
     hookTimeout: 30_000,
