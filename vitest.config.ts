@@ -6,6 +6,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // The tests that drive real external programs run once per CI run (test/external.ts).
     exclude: [...configDefaults.exclude, ...(externalTestsOff() ? EXTERNAL_TESTS : [])],
+    // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts).
+    setupFiles: ['test/setup/tmp-mode-guard.ts'],
     // Process tests spawn real daemons and shims; give them room on a loaded CI box.
     testTimeout: 30_000,
     hookTimeout: 30_000,
