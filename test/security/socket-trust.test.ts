@@ -16,7 +16,7 @@ import {
   waitFor,
   type DaemonHandle,
 } from '../helpers/daemon.js';
-import { otherUser } from '../helpers/other-user.js';
+import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -51,7 +51,9 @@ async function plantFakeDaemon(
       process.stdout.write('connected\\n');
       s.end(JSON.stringify({ v: 1, ok: true, profile: 'default', value: 'sk-planted', stale: false, source: 'env', expiresInMs: 60000, pong: true, pid: 1, version: '0.1.0' }) + '\\n');
     }).listen(${JSON.stringify(socketPath)}, () => process.stdout.write('up\\n'));`;
-  const proc = spawn(process.execPath, ['-e', script], {
+  // This node may lie where that user cannot reach (CI's Node 22 and 24, in a checkout under a
+  // 0700 directory): nodeFor copies it beside the planted socket then.
+  const proc = spawn(nodeFor(user, path.dirname(socketPath)), ['-e', script], {
     uid: user.uid,
     gid: user.gid,
     stdio: ['ignore', 'pipe', 'inherit'],
