@@ -7,14 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  baseEnv,
-  privateTempDir,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  type RunResult,
-} from '../helpers/daemon.js';
+import { baseEnv, privateTempDir, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
 import { FakeVault } from '../fakes/fake-vault.js';
 import { installCopy, openToAll } from '../helpers/install-copy.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
@@ -143,6 +136,8 @@ function runAs(
 }
 
 const second = otherUser();
+/** Copying node and the install (with node_modules, from a checkout out of reach) takes a while under load. */
+const COPY_TIMEOUT_MS = 120_000;
 if (second.skip !== undefined) console.log(`file-trust tests as a second user skipped: ${second.skip}`);
 
 describe.skipIf(second.skip !== undefined)('a daemon run by another user, reading files owned by root', () => {
@@ -197,7 +192,7 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
       10_000,
       'the daemon to listen',
     );
-  });
+  }, COPY_TIMEOUT_MS);
   afterAll(async () => {
     daemon?.kill('SIGTERM');
     await fake?.close();

@@ -152,5 +152,5 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
     expect(control.stdout.trim()).toBe('0');
     const attach = spawnSync(probe, [String(pid)], { ...as, encoding: 'utf8' });
     expect(Number(attach.stdout.trim())).toBe(os.constants.errno.EPERM);
-  });
+  }, 120_000);
 });
