@@ -8,7 +8,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { CLI, privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  CLI,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  shellQuote,
+} from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-audit-51f0e2';
@@ -49,9 +58,9 @@ beforeAll(async () => {
     claude.close();
   }
   for (let i = 0; i < 2; i++)
-    expect((await run('/bin/sh', ['-c', SHIM], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout).toBe(
-      `${OSS_KEY}\n`,
-    );
+    expect(
+      (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout,
+    ).toBe(`${OSS_KEY}\n`);
   expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
   expect((await d.cli(['refresh', 'oss'])).code).toBe(0);
   expect((await d.cli(['get', 'nope'])).code).toBe(4);
