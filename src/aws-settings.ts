@@ -2,6 +2,8 @@
 // aws-credentials: (registry configKey "aws"). One schema, so the two can never disagree on what
 // the block may hold; each source turns its issues into its own CONFIG_INVALID message. Adapters
 // reach it through src/adapter.ts (an adapter never imports another adapter).
+import os from 'node:os';
+import path from 'node:path';
 import { z } from 'zod';
 
 /** us-east-1, eu-central-2, us-gov-west-1, cn-north-1, us-isob-east-1 … */
@@ -45,4 +47,25 @@ function endpointProblem(value: string): string | undefined {
   if (url.username || url.password) return 'endpoint must not contain a user name or password';
   if (url.search || url.hash) return 'endpoint must not have a query (?…) or fragment (#…)';
   return undefined;
+}
+
+/**
+ * Where the AWS SDK's credential chain finds long-lived or cached credentials on this machine, and
+ * the variables that hold them: what leads to a key kept in AWS (both sources read through it).
+ * The config file is left out: it names profiles and SSO settings, not secrets.
+ */
+export function awsSecretLocations(env: NodeJS.ProcessEnv): { files: string[]; env: string[] } {
+  const home = env.HOME || os.homedir();
+  const expand = (p: string): string => (p.startsWith('~/') ? path.join(home, p.slice(2)) : p);
+  const aws = path.join(home, '.aws');
+  const credentials = env.AWS_SHARED_CREDENTIALS_FILE?.trim();
+  return {
+    files: [
+      credentials ? expand(credentials) : path.join(aws, 'credentials'),
+      // SSO access tokens, and the temporary credentials the CLI caches for assumed roles.
+      path.join(aws, 'sso', 'cache'),
+      path.join(aws, 'cli', 'cache'),
+    ].filter((p) => path.isAbsolute(p)),
+    env: ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'],
+  };
 }

@@ -26,7 +26,14 @@
 // The daemon cannot prompt: an AWS profile that needs an MFA code fails with AUTH_REQUIRED, and an
 // expired SSO session asks for `aws sso login`.
 import type * as CredentialProviders from '@aws-sdk/credential-providers';
-import { abortable, type Adapter, type AdapterInit, type FetchResult, type Logger } from '../../src/adapter.js';
+import {
+  abortable,
+  awsSecretLocations,
+  type Adapter,
+  type AdapterInit,
+  type FetchResult,
+  type Logger,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { parseAwsSettings } from './aws-settings.js';
@@ -87,6 +94,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
       };
     },
     describe: (ref) => ref.label,
+    secretLocations: () => awsSecretLocations(env),
     async fetch(ref, ctx): Promise<FetchResult> {
       if (ctx.signal.aborted) throw abortError(ctx.signal, ref);
       // The SDK takes no AbortSignal: a slow STS/SSO call or credential_process finishes on its own

@@ -31,7 +31,14 @@ import type {
   ServiceOutputTypes,
 } from '@aws-sdk/client-secrets-manager';
 import type { DeserializeMiddleware } from '@smithy/types';
-import { abortable, isLocked, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
+import {
+  abortable,
+  awsSecretLocations,
+  isLocked,
+  type Adapter,
+  type AdapterInit,
+  type FetchResult,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { credentialChainError, describeAwsError, translateSecretsManagerError } from './aws-error-translator.js';
@@ -180,6 +187,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
     },
 
     describe: (ref) => ref.label,
+    secretLocations: () => awsSecretLocations(init.env),
 
     async fetch(ref, ctx) {
       if (closed) throw new BrokerError('SHUTTING_DOWN', `${ref.label}: the aws-sm source was closed`);

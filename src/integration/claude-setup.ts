@@ -17,6 +17,7 @@ import {
   type ClaudeContext,
   type SettingsScope,
 } from './claude-settings.js';
+import { sandboxEdit, type SandboxWanted } from './claude-sandbox.js';
 import {
   describeHelper,
   helperCommand,
@@ -63,6 +64,8 @@ export interface SetupClaudeOptions extends ClaudeContext {
   now: Date;
   /** The profile's TTL from the keybroker config (undefined: no config yet, use the default). */
   profileTtlMs: number | undefined;
+  /** --sandbox: turn Claude Code's sandbox on and deny these in the same file (claude-sandbox.ts). */
+  sandbox?: SandboxWanted | undefined;
 }
 
 export interface SetupChange {
@@ -170,6 +173,9 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     }
   }
 
+  const sandbox = options.sandbox ? sandboxEdit(data, options.sandbox, file, options.home) : undefined;
+  if (sandbox) changes.push(...sandbox.changes);
+
   const warnings = collectWarnings(options, data);
   const result: SetupClaudeResult = {
     scope,
@@ -187,6 +193,8 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   // Spreading keeps every key where it was; new keys go at the end.
   const next: Record<string, unknown> = { ...data, [key]: command };
   if (env !== undefined) next.env = env;
+  if (sandbox) next.sandbox = sandbox.sandbox;
+  if (sandbox?.permissions) next.permissions = sandbox.permissions;
   // Managed settings are read by every user's Claude Code: readable by all, in a directory
   // anyone can enter, written by root.
   const modes = scope === 'managed' ? { newFileMode: 0o644, newDirMode: 0o755 } : {};
