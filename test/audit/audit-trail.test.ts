@@ -51,9 +51,9 @@ beforeAll(async () => {
   try {
     // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
     // once more), the second is a rejection of that same key (KEY_REJECTED).
-    expect((await claude.callHelper(SHIM)).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(SHIM)).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(SHIM)).code).toBe(7);
+    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
   } finally {
     claude.close();
   }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { ConsumerInfo, StatusReply } from '../../src/protocol/messages.js';
-import { privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, type FakeClaude } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -70,7 +70,7 @@ describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
       cleanups.push(() => claude.close());
 
       // Claude Code starts and calls its helper.
-      expect(await claude.callHelper(`${SHIM} work`)).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
+      expect(await claude.callHelper(`${shellQuote(SHIM)} work`)).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
 
       // Another process of the same user, not under claude, speaks for it: claude's pid and start
       // time, Claude Code's apiKeyHelper (the harness marker), no agent marker. It repeats.
@@ -86,13 +86,13 @@ describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
       const attack = await run(process.execPath, ['-e', ATTACKER, d.socket, JSON.stringify(claim), '3'], { env });
       // Then Claude Code calls its helper again (its settings changed, or a 401): it is served.
       // (Before: exit 7, KEY_REJECTED, on the forged claims' strike.)
-      expect(await claude.callHelper(`${SHIM} work`)).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
+      expect(await claude.callHelper(`${shellQuote(SHIM)} work`)).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
       // Each forged call looked like a repeat and was answered (a refetch, within the forced-fetch
       // limit), but left no strike behind. (Before: ok, then KEY_REJECTED twice, its strike kept.)
       expect(attack.code).toBe(0);
       expect(attack.stdout.trimEnd().split('\n')).toEqual(['ok', 'ok', 'ok']);
       // That was the real helper's first repeat; a second within the window is a real rejection.
-      expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
+      expect((await claude.callHelper(`${shellQuote(SHIM)} work`)).code).toBe(7);
 
       // The trail shows the forged claims for what they are.
       await waitFor(

@@ -153,13 +153,13 @@ describe('the 401 inference per profile', () => {
     const acme = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(code, 'acme', 'api'));
     const oss = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(d.dir, 'real-oss'));
     try {
-      expect((await acme.callHelper(SHIM)).stdout).toBe('sk-work\n');
-      expect((await oss.callHelper(SHIM)).stdout).toBe('sk-personal\n');
+      expect((await acme.callHelper(shellQuote(SHIM))).stdout).toBe('sk-work\n');
+      expect((await oss.callHelper(shellQuote(SHIM))).stdout).toBe('sk-personal\n');
       const work = count('work');
       const personal = count('personal');
       fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-rotated');
       // The acme session's key got a 401: it calls again at once and gets the rotated work key.
-      expect((await acme.callHelper(SHIM)).stdout).toBe('sk-work-rotated\n');
+      expect((await acme.callHelper(shellQuote(SHIM))).stdout).toBe('sk-work-rotated\n');
       expect(count('work')).toBe(work + 1);
       expect(count('personal')).toBe(personal);
     } finally {
