@@ -109,8 +109,8 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
           stderr: '',
         });
         // A user asks "is my key set up?" and the agent runs the shim, twice.
-        expect(await claude.bashTool(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
-        expect(await claude.bashTool(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(`${shellQuote(shim)} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(`${shellQuote(shim)} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
         expect(fetchCount()).toBe(1);
         // The next helper call (here soon after the first, as after a 401) still gets a key.
         expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
@@ -123,7 +123,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
 
       it('does not make the session’s first helper call look like a repeat', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        for (let i = 0; i < 3; i++) expect((await claude.bashTool(`${shim} work`)).code).toBe(0);
+        for (let i = 0; i < 3; i++) expect((await claude.bashTool(`${shellQuote(shim)} work`)).code).toBe(0);
         expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
         expect(d.log()).not.toContain('its key was probably rejected');
