@@ -25,7 +25,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const CLI_OUT = path.join(ROOT, 'dist', 'src', 'cli');
 /** Packages the CLI and the daemon load at start; their own dependencies come with them. */
-const BUNDLED = new Set(['commander', 'node-cache', 'pino', 'yaml', 'zod']);
+const BUNDLED = new Set(['commander', 'node-cache', 'picocolors', 'pino', 'yaml', 'zod']);
 
 const packageName = (spec) =>
   spec

@@ -11,17 +11,12 @@ import type { SecretValue } from './secret.js';
 
 export type { Logger } from 'pino';
 // Durations in adapter settings read and print like every other duration in the config.
-export { formatDuration, parseDuration } from './config/duration.js';
+export { formatDuration, parseDuration } from './duration.js';
 // One capped, jittered backoff for every retry loop (the cache's, an adapter's login).
 export { backoffDelay, type BackoffOptions } from './client/backoff.js';
-// The `aws:` block's schema, shared by the aws-sm: and aws-credentials: sources.
-export {
-  AWS_REGION_PATTERN,
-  AWS_SETTINGS_KEYS,
-  awsSecretLocations,
-  awsSettingsSchema,
-  type AwsSettings,
-} from './aws-settings.js';
+// The `aws:` block's schema and parser, shared by the aws-sm: and aws-credentials: sources, and
+// where the AWS SDK finds credentials on this machine (what leads to a key kept in AWS).
+export { AWS_REGION_PATTERN, awsSecretLocations, parseAwsSettings, type AwsSettings } from './aws-settings.js';
 // One clock for everything that schedules, so tests drive time by hand.
 export { deadline, systemClock, type Clock, type ClockTimer, type Deadline } from './clock.js';
 

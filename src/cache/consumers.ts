@@ -3,7 +3,7 @@
 // Claude Code calls apiKeyHelper at start-up, after its helper TTL (default 5 min), when its
 // settings change, and at once after an HTTP 401. So a second request from the same Claude Code
 // process well before its TTL has run out most likely means the key it holds got a 401.
-// See ../../../shared/claude-code.md and the README's "Key rejection" section.
+// See ../../../shared/claude-code.md and docs/claude-code.md#key-rejection-401.
 import type { ConsumerInfo } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
 import type { RepeatDetection } from '../config/schema.js';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Option, type Command } from 'commander';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { collapseHome } from '../client/socket-path.js';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
 import { formatMode } from '../client/file-mode.js';
@@ -272,7 +272,7 @@ export async function adoptFromCli(opts: SetupOptions, socketFlag: string | unde
   const [{ resolveConfigPath }, { adoptHelper }, { startProgress }] = await Promise.all([
     import('../config/load.js'),
     import('../integration/claude-adopt.js'),
-    import('./prompt.js'),
+    import('./progress.js'),
   ]);
   const home = os.homedir();
   const configFile = resolveConfigPath({ flag: opts.config }).path;

@@ -11,10 +11,10 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../adapter-pool.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { chooseProfile, describeChoice, realDirectory, type ChosenProfile } from '../config/directories.js';
-import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
 import { resolveManagedConfigPath } from '../config/managed.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -67,13 +67,20 @@ export interface DoctorOptions extends ClaudeContext {
   requestTimeoutMs?: number;
   /** This installation, for the native-shim and hardening checks (tests over synthetic settings leave it out). */
   install?: InstallLayout | undefined;
+  /** Each check as soon as it is made, in the order of the result (the CLI prints them as they come). */
+  onCheck?: (check: DoctorCheck) => void;
+  /**
+   * Doctor is about to wait on something that may be slow (the daemon, a profile's source): what,
+   * for a person. Returns the function to call when the wait is over.
+   */
+  onWait?: (what: string) => () => void;
 }
 
 /** 1Password service accounts: reads per hour per token (Teams/Families; Business has 10,000). */
 export const OP_SMALLEST_HOURLY_BUDGET = 1_000;
 
 export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> {
-  const checks: DoctorCheck[] = [];
+  const checks = reportingList(options.onCheck);
   const files = await readAllSettings(options);
   const view = claudeView(files, options.env);
   // The shim runs in Claude Code's environment: the shell's plus the settings' env blocks.
@@ -128,8 +135,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   checks.push(await socketCheck(socket.path, socket.from, options));
   const locations = await keyLocations({ ...options, loaded: config.loaded, socket: socket.path });
   checks.push(...(await sandboxChecks({ ...options, files, locations, claudeEnv })));
-  const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
-  checks.push(...daemon.checks);
+  const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options, checks);
   const hardening = hardeningCheck({
     platform: options.platform,
     home: options.home,
@@ -140,7 +146,35 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   if (hardening) checks.push(hardening);
   const budget = onePasswordCheck(summary.ok ? summary.profiles : [], daemon.status);
   if (budget) checks.push(budget);
-  return checks;
+  return [...checks];
+}
+
+/** A list of checks that reports each one as it is added, so a slow check does not hold up the rest. */
+function reportingList(
+  onCheck: ((check: DoctorCheck) => void) | undefined,
+): { push(...c: DoctorCheck[]): void } & Iterable<DoctorCheck> {
+  const list: DoctorCheck[] = [];
+  return {
+    push: (...added: DoctorCheck[]): void => {
+      for (const c of added) {
+        list.push(c);
+        onCheck?.(c);
+      }
+    },
+    [Symbol.iterator]: () => list[Symbol.iterator](),
+  };
+}
+
+type CheckList = ReturnType<typeof reportingList>;
+
+/** Run `wait`, telling options.onWait what it waits for. */
+async function waitingOn<T>(options: DoctorOptions, what: string, wait: () => Promise<T>): Promise<T> {
+  const done = options.onWait?.(what);
+  try {
+    return await wait();
+  } finally {
+    done?.();
+  }
 }
 
 // ---- which credential, and what shadows the helper ----
@@ -583,7 +617,7 @@ async function configChecks(
     checks.push(configCheck(file, loaded, view, options));
     return { checks, loaded };
   } catch (err) {
-    return { checks: [configErrorCheck(file, err, options)] };
+    return { checks: configErrorChecks(file, err, options) };
   } finally {
     await pool.closeAll();
   }
@@ -615,25 +649,35 @@ function configCheck(file: string, loaded: LoadedConfig, view: ClaudeView, optio
   };
 }
 
-/** The config (the user's, or the managed one: the error names its file) did not load. */
-function configErrorCheck(file: string, err: unknown, options: DoctorOptions): DoctorCheck {
-  if (err instanceof ConfigError) {
-    const first = err.problems[0];
-    const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
-    const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
-    return {
+/**
+ * The config (the user's, or the managed one: the error names its file) did not load: one check
+ * per problem, so each is on its own line, and the fix once, under the last.
+ */
+function configErrorChecks(file: string, err: unknown, options: DoctorOptions): DoctorCheck[] {
+  const fix = 'keybroker config check';
+  if (err instanceof ConfigError && err.problems.length > 0) {
+    const shown = collapseHome(err.file, options.home);
+    return err.problems.map((p, i) => ({
+      id: 'config',
+      status: 'fail' as const,
+      message: formatProblems(shown, [p]),
+      ...(i === err.problems.length - 1 && { fix }),
+    }));
+  }
+  return [
+    {
       id: 'config',
       status: 'fail',
-      message: `${collapseHome(err.file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`,
-      fix: 'keybroker config check',
-    };
-  }
-  return {
-    id: 'config',
-    status: 'fail',
-    message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
-    fix: 'keybroker config check',
-  };
+      message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
+      fix,
+    },
+  ];
+}
+
+/** The first line of a report, and how many more there are. */
+function firstOf(report: string): string {
+  const [first, ...more] = report.split('\n');
+  return more.length > 0 ? `${first} (and ${more.length} more: keybroker config check)` : first!;
 }
 
 async function socketCheck(socket: string, from: string, options: DoctorOptions): Promise<DoctorCheck> {
@@ -677,7 +721,6 @@ async function socketCheck(socket: string, from: string, options: DoctorOptions)
 }
 
 interface DaemonResult {
-  checks: DoctorCheck[];
   status: StatusReply | undefined;
 }
 
@@ -686,42 +729,43 @@ async function daemonChecks(
   claudeEnv: NodeJS.ProcessEnv,
   configFile: string,
   options: DoctorOptions,
+  checks: CheckList,
 ): Promise<DaemonResult> {
   const timeoutMs = options.requestTimeoutMs ?? 5_000;
-  const reply = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs });
+  const reply = await waitingOn(options, `the daemon at ${collapseHome(socket, options.home)}`, () =>
+    sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs }),
+  );
   if (!reply.ok && reply.error.code === 'SANDBOXED') {
     // Run by the agent inside Claude Code's sandbox: what it cannot reach is the point.
-    return { status: undefined, checks: [{ id: 'daemon', status: 'warn', message: reply.error.message }] };
+    checks.push({ id: 'daemon', status: 'warn', message: reply.error.message });
+    return { status: undefined };
   }
   if (!reply.ok) {
     const autostart = claudeEnv.KEYBROKER_NO_AUTOSTART !== '1';
-    return {
-      status: undefined,
-      checks: [
-        autostart
-          ? {
-              id: 'daemon',
-              status: 'warn',
-              message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`,
-              fix: 'keybroker service install (or run: keybroker daemon)',
-            }
-          : {
-              id: 'daemon',
-              status: 'fail',
-              message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`,
-              fix: 'keybroker service install (or run: keybroker daemon)',
-            },
-      ],
-    };
+    checks.push(
+      autostart
+        ? {
+            id: 'daemon',
+            status: 'warn',
+            message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`,
+            fix: 'keybroker service install (or run: keybroker daemon)',
+          }
+        : {
+            id: 'daemon',
+            status: 'fail',
+            message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`,
+            fix: 'keybroker service install (or run: keybroker daemon)',
+          },
+    );
+    return { status: undefined };
   }
   const status = reply as StatusReply;
   const d = status.daemon;
-  const checks: DoctorCheck[] = [];
   if (d.lastReloadError) {
     checks.push({
       id: 'daemon',
       status: 'fail',
-      message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`,
+      message: `pid ${d.pid} answers but could not load its config: ${firstOf(d.lastReloadError)}`,
       fix: `fix ${d.config}, then: kill -HUP ${d.pid}`,
     });
   } else if (isOtherBuild({ version: options.version, build: options.build }, d)) {
@@ -760,7 +804,12 @@ async function daemonChecks(
   }
   const now = Date.now();
   if (options.fetchProfiles) {
-    for (const p of status.profiles) checks.push(await profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now));
+    for (const p of status.profiles)
+      checks.push(
+        await waitingOn(options, `source ${sourceLabel(p)} (profile "${p.name}")`, () =>
+          profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now),
+        ),
+      );
   } else {
     // No fetch now, but a fetch that already failed is worth saying (with its fix).
     for (const p of status.profiles) {
@@ -768,7 +817,7 @@ async function daemonChecks(
       if (last) checks.push(last);
     }
   }
-  return { checks, status };
+  return { status };
 }
 
 /**
@@ -917,22 +966,43 @@ function onePasswordCheck(profiles: ProfileSummary[], status: StatusReply | unde
 
 // ---- output ----
 
-export function renderDoctor(checks: readonly DoctorCheck[]): string {
-  const width = Math.max(...checks.map((c) => c.id.length));
-  // The fix goes on its own line under the message: one fix per line, easy to copy.
-  const lines = checks.flatMap((c) => {
-    const line = `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.message}`;
-    return c.fix ? [line, `${' '.repeat(4 + 2 + width + 2)}fix: ${c.fix}`] : [line];
-  });
+/** How doctor's text is coloured: by the CLI on a terminal, not at all elsewhere. */
+export interface DoctorPaint {
+  verdict(status: CheckStatus, text: string): string;
+  dim(text: string): string;
+}
+
+const PLAIN: DoctorPaint = { verdict: (_status, text) => text, dim: (text) => text };
+
+/** The id column's width: the common ids fit (shim:apiKeyHelper), a longer one (profile:NAME) takes what it needs. */
+const ID_WIDTH = 17;
+
+/**
+ * One check as it is printed: `ok    credential      MESSAGE`, and the fix on its own line under
+ * the message (one fix per line, easy to copy). Lines stand alone, so they print as checks finish.
+ */
+export function renderCheck(c: DoctorCheck, paint: DoctorPaint = PLAIN): string {
+  const width = Math.max(ID_WIDTH, c.id.length);
+  const line = `${paint.verdict(c.status, c.status.padEnd(4))}  ${c.id.padEnd(width)}  ${c.message}`;
+  return c.fix ? `${line}\n${' '.repeat(4 + 2 + width + 2)}${paint.dim(`fix: ${c.fix}`)}\n` : `${line}\n`;
+}
+
+/** The last line: how many checks failed or warned. */
+export function renderDoctorSummary(checks: readonly DoctorCheck[], paint: DoctorPaint = PLAIN): string {
   const fails = checks.filter((c) => c.status === 'fail').length;
   const warns = checks.filter((c) => c.status === 'warn').length;
-  lines.push(
-    '',
+  const summary =
     fails > 0
-      ? `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}`
+      ? paint.verdict(
+          'fail',
+          `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}`,
+        )
       : warns > 0
-        ? `no failures, ${warns} warning${warns === 1 ? '' : 's'}`
-        : 'all good',
-  );
-  return `${lines.join('\n')}\n`;
+        ? paint.verdict('warn', `no failures, ${warns} warning${warns === 1 ? '' : 's'}`)
+        : paint.verdict('ok', 'all good');
+  return `\n${summary}\n`;
+}
+
+export function renderDoctor(checks: readonly DoctorCheck[], paint: DoctorPaint = PLAIN): string {
+  return checks.map((c) => renderCheck(c, paint)).join('') + renderDoctorSummary(checks, paint);
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../../src/adapter-pool.js';
-import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { formatDuration, parseDuration } from '../../src/duration.js';
 import { ConfigError, loadConfig, parseConfigText, readConfigFile, resolveConfigPath } from '../../src/config/load.js';
 import { STARTER_CONFIG, starterConfig, writeStarterConfig, type StarterSource } from '../../src/config/starter.js';
 import { createLogger } from '../../src/log.js';
@@ -274,6 +274,22 @@ describe('config messages that lead to the fix', () => {
     expect(err.problems).toHaveLength(1);
     expect(err.problems[0]).toMatchObject({ kind: 'yaml', line: 4 });
     expect(err.message.split('\n')).toHaveLength(1);
+  });
+
+  it('reports a key indented one space too far at its own line, not the line above or below', async () => {
+    // Deeper than the key above it: YAML reads it as more of that key's value.
+    const under = await configError(
+      'profiles:\n  work:\n    source: env:A\n     ttl: 5m\n  other:\n    source: env:B\n',
+    );
+    expect(under.problems).toEqual([expect.objectContaining({ kind: 'indentation', line: 4 })]);
+    // The first key of a block, deeper than the next: YAML takes its column as the block's.
+    const first = await configError(
+      'profiles:\n  work:\n    source: env:A\n  other:\n     source: env:B\n    ttl: 5m\n',
+    );
+    expect(first.problems).toEqual([expect.objectContaining({ kind: 'indentation', line: 5 })]);
+    // A key one space short of the key above it is the one at fault, and is reported there.
+    const short = await configError('profiles:\n  work:\n    source: env:A\n   ttl: 5m\n');
+    expect(short.problems).toEqual([expect.objectContaining({ line: 4 })]);
   });
 
   it('says the likely indentation when source: sits at the level of the profile names', async () => {
