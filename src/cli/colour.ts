@@ -3,6 +3,7 @@
 // terminal (TERM=dumb is not one that shows colour). picocolors does the escapes; util.styleText
 // would do, but exists only from Node 20.12 and we support every Node 20.
 import pc from 'picocolors';
+import type { LogLineOptions } from '../log.js';
 
 export type Verdict = 'ok' | 'warn' | 'fail';
 
@@ -55,4 +56,19 @@ export function coloursFor(
     bold: c.bold,
     verdict: (status, text) => byVerdict[status](text),
   };
+}
+
+/** For `keybroker logs`: the level word in its colour and the fields dimmed (formatLogLine's options). */
+export function logLineColours(enabled: boolean): Pick<LogLineOptions, 'styleLevel' | 'dim'> {
+  if (!enabled) return {};
+  const c = pc.createColors(true);
+  const byLevel: Readonly<Record<string, (s: string) => string>> = {
+    FATAL: (s) => c.bold(c.red(s)),
+    ERROR: c.red,
+    WARN: c.yellow,
+    INFO: c.green,
+    DEBUG: c.blue,
+    TRACE: c.gray,
+  };
+  return { styleLevel: (level, padded) => (byLevel[level] ?? ((s: string) => s))(padded), dim: c.dim };
 }

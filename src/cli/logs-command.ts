@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { die } from './output.js';
 
 interface LogsOptions {
@@ -9,7 +9,6 @@ interface LogsOptions {
   level?: string;
   json?: boolean;
   lines?: string;
-  color?: boolean;
 }
 
 /** With -f and no -n, the lines shown before following (as tail and journalctl -f do). */
@@ -24,7 +23,6 @@ export function registerLogs(program: Command): void {
     .option('--level <level>', 'only this level and worse: trace, debug, info, warn, error, fatal')
     .option('-n, --lines <count>', `only the last COUNT lines (with -f: ${FOLLOW_BACKLOG} unless given)`)
     .option('--json', 'the JSON records as the daemon wrote them, one per line')
-    .addOption(new Option('--no-color', 'no colour (also: NO_COLOR=1; FORCE_COLOR=1 forces it)'))
     .addHelpText(
       'after',
       `
@@ -148,9 +146,9 @@ async function printer(opts: LogsOptions): Promise<(entry: import('./log-reader.
   if (opts.json) return (entry) => `${entry.record ? entry.raw : JSON.stringify({ msg: entry.raw })}\n`;
   const [{ formatLogLine }, { logLineColours, wantsColour }] = await Promise.all([
     import('../log.js'),
-    import('./log-colour.js'),
+    import('./colour.js'),
   ]);
-  const style = { date: true, ...logLineColours(wantsColour(opts.color, process.env)) };
+  const style = { date: true, ...logLineColours(wantsColour(process.stdout)) };
   return (entry) => {
     if (!entry.record) return `${visible(entry.raw)}\n`;
     const msg = entry.record.msg;

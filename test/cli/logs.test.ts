@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { wantsColour } from '../../src/cli/log-colour.js';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import {
   baseEnv,
@@ -97,19 +96,6 @@ describe('keybroker logs, from an autostarted daemon', () => {
 
   it('FORCE_COLOR colours a pipe', async () => {
     expect((await cli(['logs'], { FORCE_COLOR: '1' })).stdout).toContain(ESC);
-  });
-});
-
-describe('wantsColour', () => {
-  it('orders --no-color, FORCE_COLOR, NO_COLOR, then the terminal', () => {
-    expect(wantsColour(undefined, {}, true)).toBe(true);
-    expect(wantsColour(undefined, {}, false)).toBe(false);
-    expect(wantsColour(undefined, { TERM: 'dumb' }, true)).toBe(false);
-    expect(wantsColour(false, { FORCE_COLOR: '1' }, true)).toBe(false);
-    expect(wantsColour(undefined, { NO_COLOR: '1' }, true)).toBe(false);
-    expect(wantsColour(undefined, { NO_COLOR: '' }, true)).toBe(true);
-    expect(wantsColour(undefined, { FORCE_COLOR: '1', NO_COLOR: '1' }, false)).toBe(true);
-    expect(wantsColour(undefined, { FORCE_COLOR: '0' }, true)).toBe(false);
   });
 });
 
