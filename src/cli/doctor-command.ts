@@ -26,8 +26,9 @@ shadow the helper (with the shell startup line that sets them), cloud provider f
 credentials, a helper only in project settings, the shim path, whether the native shim is built
 here (native-shim, with the command that builds it), the helper TTL, the config, which profile a
 session started in this directory gets and why (profile-here: "~/code/acme → work (directories:
-~/code/acme)"), the socket's permissions, the daemon, each profile (timed), and the 1Password read
-budget.
+~/code/acme)"), Codex's config and auth command where there is one (codex-config, codex-auth,
+codex-profile, codex-refresh), the socket's permissions, the daemon, each profile (timed), and the
+1Password read budget.
 
 Examples:
   keybroker doctor

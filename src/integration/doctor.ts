@@ -1,5 +1,5 @@
 // `keybroker doctor`: which credential Claude Code will really use, and every way the keybroker
-// wiring can be quietly broken. One line per check (ok / warn / fail, with the fix). Everything it
+// wiring can be quietly broken (for Codex too: codex-doctor.ts). One line per check (ok / warn / fail, with the fix). Everything it
 // reads about the machine comes in through DoctorOptions (environment, home, project directory,
 // platform, managed-settings directory), so tests run it over synthetic environments and files.
 //
@@ -35,6 +35,7 @@ import {
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
 import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
+import { codexChecks } from './codex-doctor.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import { hardeningCheck } from './hardening-check.js';
@@ -42,8 +43,8 @@ import type { InstallLayout } from './install-layout.js';
 import { keyLocations } from './key-locations.js';
 import { nativeShimCheck, nativeShimState } from './native-shim.js';
 import { sandboxChecks } from './sandbox-checks.js';
-import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
+import { isExecutable, shimFileCheck } from './shim-file.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -125,6 +126,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   if (here) checks.push(here.check);
   const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined, here?.choice.profile);
   if (helperTtl) checks.push(helperTtl);
+  checks.push(...(await codexChecks({ ...options, profiles: summary.ok ? summary.profiles : undefined })));
 
   const socket = resolveSocketPath({
     flag: options.socketFlag,
@@ -401,76 +403,19 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
     if (!entry || typeof entry.value !== 'string') continue;
     const ours = parseKeybrokerHelper(entry.value);
     if (!ours) continue;
-    const id = `shim:${key}`;
-    const shim = path.isAbsolute(ours.shim)
-      ? ours.shim
-      : ours.shim.includes('/')
-        ? undefined
-        : await findOnPath(ours.shim, claudeEnv.PATH);
-    if (shim === undefined) {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${ours.shim}, which is ${ours.shim.includes('/') ? 'a relative path (the helper runs from an unknown directory)' : 'not on PATH'}`,
-        fix: 'keybroker setup claude --force (writes the absolute path)',
-      });
+    const ran = await shimFileCheck(ours.shim, ours.interpreter, {
+      id: `shim:${key}`,
+      who: key,
+      program: 'Claude Code',
+      setup: 'keybroker setup claude',
+      env: claudeEnv,
+      home,
+    });
+    if ('check' in ran) {
+      checks.push(ran.check);
       continue;
     }
-    let st;
-    try {
-      st = await fs.stat(shim);
-    } catch {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${collapseHome(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`,
-        fix: 'keybroker setup claude --force',
-      });
-      continue;
-    }
-    if (!st.isFile()) {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${collapseHome(shim, home)}, which is not a file`,
-        fix: 'keybroker setup claude --force',
-      });
-      continue;
-    }
-    let native = false;
-    if (ours.interpreter === undefined) {
-      if (!(await isExecutable(shim))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs ${collapseHome(shim, home)}, which is not executable`,
-          fix: `chmod +x ${shim}`,
-        });
-        continue;
-      }
-      const head = await readHead(shim);
-      if (/^#!\s*\/usr\/bin\/env\s+node\b/.test(head) && !(await findOnPath('node', claudeEnv.PATH))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`,
-          fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"',
-        });
-        continue;
-      }
-      // The Node shim is a script; the native one (dist/native/keybroker-shim) a compiled binary.
-      native = !head.startsWith('#!');
-      const nodeShim = path.join(path.dirname(shim), '..', 'src', 'shim', 'keybroker-shim.cjs');
-      if (native && !(await isExecutable(nodeShim))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs the native keybroker-shim (${collapseHome(shim, home)}), which hands autostart and every option but --socket to ${collapseHome(nodeShim, home)}, which is missing`,
-          fix: 'reinstall keybroker, then: keybroker setup claude --force',
-        });
-        continue;
-      }
-    }
+    const { shim, native } = ran;
     const which = native ? 'the native keybroker-shim' : 'the Node keybroker-shim';
     const nativeBeside = path.join(path.dirname(shim), '..', '..', 'native', 'keybroker-shim');
     const hint =
@@ -479,7 +424,7 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
         : '';
     const serving = ours.profile === undefined ? 'the profile of its working directory' : `profile "${ours.profile}"`;
     checks.push({
-      id,
+      id: `shim:${key}`,
       status: 'ok',
       message: `${key} runs ${which} (${collapseHome(shim, home)}) for ${serving}${ours.format !== 'raw' ? ` as ${ours.format}` : ''}${hint}`,
     });
@@ -487,23 +432,7 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
   return checks;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
-  return fs.access(file, fs.constants.X_OK).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function readHead(file: string): Promise<string> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(128);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
-  } finally {
-    await handle.close();
-  }
-}
+// ---- keybroker's own config, socket and daemon ----
 
 function helperTtlCheck(
   view: ClaudeView,
@@ -539,8 +468,6 @@ function helperTtlCheck(
     message: `Claude Code re-runs the helper every ${shown}${profile ? ` (profile TTL ${formatDuration(profile.ttlMs)})` : ''}`,
   };
 }
-
-// ---- keybroker's own config, socket and daemon ----
 
 // ---- which profile Claude Code gets here ----
 

@@ -78,7 +78,7 @@ describe('config validation', () => {
       ttlMs: 3_600_000,
       timeoutMs: 2_000,
       maxStaleMs: 3_600_000,
-      repeatDetection: 'claude-code',
+      repeatDetection: 'agents',
     });
     expect(config.profiles.get('b')).toMatchObject({
       ttlMs: 30_000,

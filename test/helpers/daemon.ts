@@ -177,6 +177,7 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
     if (
       key.startsWith('CLAUDE_CODE_') ||
       key === 'AI_AGENT' ||
+      key.startsWith('CODEX_') ||
       key.startsWith('KEYBROKER_') ||
       key === 'DBUS_SESSION_BUS_ADDRESS' ||
       // Colour is decided per test: a runner's FORCE_COLOR would colour every piped output.
