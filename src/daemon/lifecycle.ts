@@ -29,6 +29,7 @@ import {
 } from '../protocol/messages.js';
 import { privateDirProblem } from '../client/socket-check.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { handleRequest } from './handler.js';
 import { loadHardeningAddon } from './hardening-addon.js';
@@ -61,6 +62,11 @@ export interface DaemonOptions {
   ownsProcess?: boolean;
   /** What runDaemon did to the process (hardenProcess); a daemon run inside another process has none. */
   hardening?: DaemonHardening;
+  /**
+   * Telemetry may take its endpoint and headers from OTEL_EXPORTER_OTLP_* in `env`: set by
+   * --telemetry-env, which the service units pass (see src/telemetry/telemetry-settings.ts).
+   */
+  telemetryEnv?: boolean;
 }
 
 /**
@@ -98,11 +104,32 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const home = env.HOME || os.homedir();
   const directories = new DirectoryChooser();
   const audit = new AuditLog({ dir: auditDir(env, process.platform, home), log });
-  // Besides the cache, what a config decides: which directory gets which profile, and the trail.
+
+  const addon = loadHardeningAddon();
+  const peers = addon.addon ? new PeerIdentifier(addon.addon) : undefined;
+  const hardening: DaemonHardening = options.hardening ?? {
+    addon: peers !== undefined,
+    nonDumpable: false,
+    coreLimitZero: false,
+    peerCredentials: peers !== undefined,
+    problems: addon.problem === undefined ? [] : [addon.problem],
+  };
+  const telemetry = new Telemetry({
+    log,
+    env,
+    envAllowed: options.telemetryEnv ?? false,
+    readProfile: async (name) => (await broker.get(name)).value,
+    profiles: () => broker.status(),
+    hardening: () => hardening,
+  });
+  // Besides the cache, what a config decides: which directory gets which profile, the trail, and
+  // what is exported (whose salt may change the trail's fingerprints).
   const install = async (config: LoadedConfig): Promise<Awaited<ReturnType<Broker['apply']>>> => {
     const summary = await broker.apply(config);
     directories.setRules(config.directories);
     await audit.setEnabled(config.audit);
+    audit.useOrgSalt(await telemetry.apply(config.telemetry));
+    await audit.setListener(telemetry.enabled ? (record) => telemetry.record(record) : undefined);
     return summary;
   };
 
@@ -138,16 +165,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   await audit.open();
 
-  const addon = loadHardeningAddon();
-  const peers = addon.addon ? new PeerIdentifier(addon.addon) : undefined;
-  const hardening: DaemonHardening = options.hardening ?? {
-    addon: peers !== undefined,
-    nonDumpable: false,
-    coreLimitZero: false,
-    peerCredentials: peers !== undefined,
-    problems: addon.problem === undefined ? [] : [addon.problem],
-  };
-
   const identity: DaemonIdentity = { pid: process.pid, version: VERSION };
   if (BUILD_ID) identity.build = BUILD_ID;
   if (options.startedBy) identity.startedBy = options.startedBy;
@@ -163,6 +180,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           broker,
           directories,
           audit,
+          telemetry,
           peers,
           version: VERSION,
           now: Date.now,
@@ -224,6 +242,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       clearInterval(socketWatch.timer);
       await server.close();
       await audit.close();
+      await telemetry.close();
       await broker.close();
       // A signal that arrives between removing the handlers and the process exiting would get
       // the default action (killed by SIGTERM, socket state unknown): a process-owning daemon
@@ -317,6 +336,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   } catch (err) {
     removeSignalHandlers();
     await audit.close();
+    await telemetry.close();
     await broker.close();
     throw err;
   }
