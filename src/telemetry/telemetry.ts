@@ -5,7 +5,7 @@
 // It also owns the organisation's salt: with `telemetry.salt` set, fingerprints — in what is
 // sent and in the local audit trail — are made under it, so the same key has the same
 // fingerprint on every laptop and "who still serves the old key" has an answer.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { AuditRecord } from '../audit/audit-record.js';
 import type { RawTelemetry, ValueOrProfile } from '../config/schema.js';
@@ -34,6 +34,7 @@ export class Telemetry {
   /** The settings the running export was built from, to tell whether a reload changes them. */
   #applied = '';
   #problem: TelemetryStatus['lastError'] = null;
+  readonly #instanceId = randomUUID();
 
   constructor(options: TelemetryOptions) {
     this.#options = options;
@@ -116,7 +117,13 @@ export class Telemetry {
   async #start(settings: TelemetrySettings): Promise<OtelExport> {
     const { startOtelExport } = await import('./otel-export.js');
     const { log, env } = this.#options;
-    const resource: Record<string, string> = { 'service.name': 'keybroker', 'service.version': VERSION };
+    // service.instance.id: random per daemon, so two daemons on one host (two users, a restart)
+    // are told apart without naming anything.
+    const resource: Record<string, string> = {
+      'service.name': 'keybroker',
+      'service.version': VERSION,
+      'service.instance.id': this.#instanceId,
+    };
     if (settings.host) resource['host.name'] = os.hostname();
     if (settings.user) resource['user.name'] = userName(env);
     return startOtelExport(settings, {

@@ -116,38 +116,7 @@ export class FakeOtlpReceiver {
 
   /** Every data point of every metrics export received, oldest first. */
   metricPoints(name?: string): MetricPoint[] {
-    const out: MetricPoint[] = [];
-    for (const r of this.requests) {
-      if (r.path !== '/v1/metrics') continue;
-      const body = JSON.parse(r.body) as {
-        resourceMetrics?: Array<{
-          resource?: { attributes?: OtlpKeyValue[] };
-          scopeMetrics?: Array<{
-            metrics?: Array<{
-              name: string;
-              sum?: { dataPoints?: OtlpNumberPoint[] };
-              gauge?: { dataPoints?: OtlpNumberPoint[] };
-            }>;
-          }>;
-        }>;
-      };
-      for (const rm of body.resourceMetrics ?? []) {
-        const resource = plainAttributes(rm.resource?.attributes);
-        for (const sm of rm.scopeMetrics ?? [])
-          for (const m of sm.metrics ?? []) {
-            if (name !== undefined && m.name !== name) continue;
-            for (const p of [...(m.sum?.dataPoints ?? []), ...(m.gauge?.dataPoints ?? [])])
-              out.push({
-                name: m.name,
-                resource,
-                attributes: plainAttributes(p.attributes),
-                value: p.asDouble ?? Number(p.asInt ?? NaN),
-                at: r.at,
-              });
-          }
-      }
-    }
-    return out;
+    return this.requests.flatMap((r) => metricPointsOf(r, name));
   }
 
   /** Every log record received, oldest first. */
@@ -178,6 +147,40 @@ export class FakeOtlpReceiver {
     }
     return out;
   }
+}
+
+/** The data points of one request (none unless it is a metrics export). */
+export function metricPointsOf(r: ReceivedRequest, name?: string): MetricPoint[] {
+  if (r.path !== '/v1/metrics') return [];
+  const out: MetricPoint[] = [];
+  const body = JSON.parse(r.body) as {
+    resourceMetrics?: Array<{
+      resource?: { attributes?: OtlpKeyValue[] };
+      scopeMetrics?: Array<{
+        metrics?: Array<{
+          name: string;
+          sum?: { dataPoints?: OtlpNumberPoint[] };
+          gauge?: { dataPoints?: OtlpNumberPoint[] };
+        }>;
+      }>;
+    }>;
+  };
+  for (const rm of body.resourceMetrics ?? []) {
+    const resource = plainAttributes(rm.resource?.attributes);
+    for (const sm of rm.scopeMetrics ?? [])
+      for (const m of sm.metrics ?? []) {
+        if (name !== undefined && m.name !== name) continue;
+        for (const p of [...(m.sum?.dataPoints ?? []), ...(m.gauge?.dataPoints ?? [])])
+          out.push({
+            name: m.name,
+            resource,
+            attributes: plainAttributes(p.attributes),
+            value: p.asDouble ?? Number(p.asInt ?? NaN),
+            at: r.at,
+          });
+      }
+  }
+  return out;
 }
 
 export function plainAttributes(kvs: OtlpKeyValue[] | undefined): Record<string, Plain> {

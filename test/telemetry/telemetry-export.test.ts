@@ -166,13 +166,15 @@ describe('a daemon with telemetry: on', () => {
     expect(latest(hardening, { part: 'core_limit_zero' })?.value).toBe(1);
   });
 
-  it('names the host and user in the resource', () => {
+  it('names the host, the user and the daemon instance in the resource', () => {
     const [point] = receiver.metricPoints('keybroker.requests');
     expect(point?.resource).toMatchObject({
       'service.name': 'keybroker',
       'host.name': os.hostname(),
       'user.name': os.userInfo().username,
     });
+    // Random per daemon start: two daemons on one host are told apart.
+    expect(point?.resource['service.instance.id']).toMatch(/^[0-9a-f-]{36}$/);
     expect(receiver.logRecords()[0]?.resource['host.name']).toBe(os.hostname());
   });
 
