@@ -1,3 +1,4 @@
+import os from 'node:os';
 import v8 from 'node:v8';
 import { Option, type Command } from 'commander';
 import type { StartedBy } from '../protocol/messages.js';
@@ -105,6 +106,16 @@ Examples:
           startedBy,
           // Never for a daemon the shim started: its environment is a Claude Code session's.
           telemetryEnv: Boolean(opts.telemetryEnv) && !opts.autostarted,
+          // Read only when telemetry reports it (the settings module is not loaded otherwise).
+          claudeSandbox: async () => {
+            const settings = await import('../integration/claude-settings.js');
+            return settings.claudeSandboxEnabled({
+              env,
+              home: env.HOME || os.homedir(),
+              platform: process.platform,
+              managedDir: env[settings.CLAUDE_MANAGED_DIR_ENV] || undefined,
+            });
+          },
         });
         // Logs are written synchronously, so nothing is lost; exit even if an adapter left a handle open.
         process.exit(code);

@@ -67,6 +67,8 @@ export interface DaemonOptions {
    * --telemetry-env, which the service units pass (see src/telemetry/telemetry-settings.ts).
    */
   telemetryEnv?: boolean;
+  /** Whether Claude Code's sandbox is on for this user (telemetry reports it); the CLI reads its settings. */
+  claudeSandbox?: () => Promise<boolean | undefined>;
 }
 
 /**
@@ -121,6 +123,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     readProfile: async (name) => (await broker.get(name)).value,
     profiles: () => broker.status(),
     hardening: () => hardening,
+    ...(options.claudeSandbox && { claudeSandbox: options.claudeSandbox }),
   });
   // Besides the cache, what a config decides: which directory gets which profile, the trail, and
   // what is exported (whose salt may change the trail's fingerprints).

@@ -48,6 +48,8 @@ export interface ExportSources {
   resource: Record<string, string>;
   profiles(): ProfileStatus[];
   hardening(): DaemonHardening;
+  /** Whether Claude Code's sandbox is on for this user (undefined: cannot tell; no point is sent). */
+  claudeSandbox?(): Promise<boolean | undefined>;
   orgSalt: boolean;
   now?: () => number;
 }
@@ -226,11 +228,14 @@ function observeMetrics(
   const hardening = meter.createObservableGauge('keybroker.hardening', {
     description: "1 when this part of the daemon's hardening is in place, else 0",
   });
+  const sandbox = meter.createObservableGauge('keybroker.claude_sandbox', {
+    description: "1 when Claude Code's settings (managed, else the user's) run the agent's commands in its sandbox",
+  });
   const dropped = meter.createObservableCounter('keybroker.telemetry.dropped', {
     description: 'Audit records the export dropped (queue full, collector failing)',
   });
   meter.addBatchObservableCallback(
-    (result) => {
+    async (result) => {
       for (const p of sources.profiles()) {
         result.observe(fetches, p.fetches, { profile: p.name, source: p.kind });
         result.observe(limited, p.forcedFetchesLimited ?? 0, { profile: p.name });
@@ -250,8 +255,10 @@ function observeMetrics(
       ] as const)
         result.observe(hardening, on ? 1 : 0, { part });
       result.observe(dropped, counts.dropped, { signal: 'logs' });
+      const inSandbox = await sources.claudeSandbox?.().catch(() => undefined);
+      if (inSandbox !== undefined) result.observe(sandbox, inSandbox ? 1 : 0);
     },
-    [fetches, limited, version, hardening, dropped],
+    [fetches, limited, version, hardening, sandbox, dropped],
   );
 }
 

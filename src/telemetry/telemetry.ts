@@ -26,6 +26,8 @@ export interface TelemetryOptions {
   readProfile(name: string): Promise<SecretValue>;
   profiles(): ProfileStatus[];
   hardening(): DaemonHardening;
+  /** Whether Claude Code's sandbox is on for this user (undefined: cannot tell). */
+  claudeSandbox?(): Promise<boolean | undefined>;
 }
 
 export class Telemetry {
@@ -133,6 +135,7 @@ export class Telemetry {
       resource,
       profiles: this.#options.profiles,
       hardening: this.#options.hardening,
+      ...(this.#options.claudeSandbox && { claudeSandbox: this.#options.claudeSandbox }),
       orgSalt: this.#salt !== undefined,
     });
   }

@@ -52,6 +52,9 @@ describe('a daemon with telemetry: on', () => {
     const dir = privateTempDir();
     fs.mkdirSync(path.join(dir, 'code', 'acme'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'work.key'), WORK_KEY);
+    // Claude Code's user settings run the agent's commands in its sandbox.
+    fs.mkdirSync(path.join(dir, '.claude'));
+    fs.writeFileSync(path.join(dir, '.claude', 'settings.json'), '{"sandbox": {"enabled": true}}');
     d = await startDaemon({
       dir,
       config: [
@@ -71,6 +74,7 @@ describe('a daemon with telemetry: on', () => {
       env: {
         KB_COLLECTOR_TOKEN: COLLECTOR_TOKEN,
         OTEL_BLRP_SCHEDULE_DELAY: '100',
+        KEYBROKER_CLAUDE_MANAGED_DIR: path.join(dir, 'no-managed-settings'),
         // What Claude Code's managed settings put in a session's environment for its own collector.
         OTEL_EXPORTER_OTLP_ENDPOINT: sessionCollector.url,
         OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer ${SESSION_HEADER_TOKEN}`,
@@ -153,7 +157,7 @@ describe('a daemon with telemetry: on', () => {
     expect(latest(receiver.metricPoints('keybroker.forced_fetches_limited'), { profile: 'work' })?.value).toBe(0);
   });
 
-  it("reports the fingerprint each profile serves, under the organisation's salt, and the hardening", () => {
+  it("reports the fingerprint each profile serves, under the organisation's salt, and the hardening and Claude Code's sandbox", () => {
     const served = receiver.metricPoints('keybroker.served_version');
     expect(latest(served, { profile: 'work' })?.attributes).toEqual({
       profile: 'work',
@@ -164,6 +168,7 @@ describe('a daemon with telemetry: on', () => {
       new Set(['addon', 'non_dumpable', 'core_limit_zero', 'peer_credentials']),
     );
     expect(latest(hardening, { part: 'core_limit_zero' })?.value).toBe(1);
+    expect(receiver.metricPoints('keybroker.claude_sandbox').at(-1)?.value).toBe(1);
   });
 
   it('names the host, the user and the daemon instance in the resource', () => {
