@@ -12,7 +12,8 @@
 // Versions: the source's version label where it has one (Vault KV version, Secrets Manager
 // VersionId), else HMAC-SHA256 of the value under a random per-install salt (audit.salt, 0600,
 // beside the file), 12 hex digits: equal values give equal fingerprints, and without the salt a
-// fingerprint cannot confirm a guessed key.
+// fingerprint cannot confirm a guessed key. With `telemetry.salt` the organisation's salt replaces
+// it, so fingerprints compare across laptops; each record also goes to a listener (the export).
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';

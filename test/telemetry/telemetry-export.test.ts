@@ -213,6 +213,7 @@ describe('a daemon with telemetry: on', () => {
     });
     expect(s.telemetry!.logRecords.exported).toBeGreaterThanOrEqual(trail.length);
     expect(s.telemetry!.logRecords.dropped).toBe(0);
+    expect((await d.cli(['status'])).stdout).toContain(`telemetry ${receiver.url}/v1/metrics`);
   });
 });
 
