@@ -23,6 +23,8 @@ const TOP_LEVEL = [
   'src/aws-settings.ts',
   'src/checked-file.ts',
   'src/clock.ts',
+  'src/did-you-mean.ts',
+  'src/duration.ts',
   'src/errors.ts',
   'src/log.ts',
   'src/package-root.ts',
@@ -54,6 +56,7 @@ const ZONES = {
       'src/adapter-pool.ts',
       'src/checked-file.ts',
       'src/clock.ts',
+      'src/duration.ts',
       'src/log.ts',
       'src/protocol/',
       'src/client/',
@@ -62,7 +65,15 @@ const ZONES = {
     why: 'the cache gets adapters through the interface (src/adapter.ts, src/adapter-pool.ts), never adapters/ or the daemon, CLI or integration',
   },
   'src/config/': {
-    allow: [...CORE, 'src/checked-file.ts', 'src/protocol/', 'src/client/', 'adapters/registry.ts'],
+    allow: [
+      ...CORE,
+      'src/checked-file.ts',
+      'src/did-you-mean.ts',
+      'src/duration.ts',
+      'src/protocol/',
+      'src/client/',
+      'adapters/registry.ts',
+    ],
     why: 'config reads and validates the file; it knows adapters only through the registry',
   },
   'src/audit/': {
@@ -70,6 +81,7 @@ const ZONES = {
     allow: [
       ...CORE,
       'src/checked-file.ts',
+      'src/duration.ts',
       'src/log.ts',
       'src/protocol/',
       'src/client/',
@@ -101,6 +113,7 @@ const ZONES = {
     allow: [
       'src/adapter-pool.ts',
       'src/checked-file.ts',
+      'src/duration.ts',
       'src/errors.ts',
       'src/log.ts',
       'src/package-root.ts',
@@ -129,8 +142,8 @@ const ZONES = {
     why: 'the CLI sits on top; it never imports the shim or an adapter directly',
   },
   'src/': {
-    allow: [...TOP_LEVEL, 'src/protocol/', 'src/client/', 'src/config/duration.ts'],
-    why: 'the adapter interface and core helpers (src/*.ts) sit below the cache: they import only each other, src/protocol/ and the duration syntax',
+    allow: [...TOP_LEVEL, 'src/protocol/', 'src/client/'],
+    why: 'the adapter interface and core helpers (src/*.ts) sit below everything else: they import only each other and src/protocol/ (no folder of ours, so no folder cycle)',
   },
   'adapters/': {
     allow: ['src/adapter.ts'],
@@ -141,6 +154,38 @@ const ZONES = {
     why: 'an adapter imports only src/adapter.ts, src/errors.ts and src/secret.ts (and its own folder), never another adapter',
   },
 };
+
+/**
+ * No folder cycle (#18): the zones' allow lists must form a graph without cycles, so that lint,
+ * which holds every import to its zone's list, also keeps the folders from importing each other
+ * round in a circle. A file named in a list belongs to its folder's zone; the registry's zone
+ * (adapters/) reaches the adapter folders below it.
+ */
+function assertNoZoneCycle() {
+  const zoneOfTarget = (target) => {
+    if (target.startsWith('adapters/')) return target.split('/').length > 2 ? 'adapters/*/' : 'adapters/';
+    const parts = target.split('/');
+    return parts.length > 2 ? `${parts[0]}/${parts[1]}/` : 'src/';
+  };
+  const edges = Object.fromEntries(
+    Object.entries(ZONES).map(([zone, { allow }]) => [
+      zone,
+      [...new Set(allow.map(zoneOfTarget))].filter((to) => to !== zone),
+    ]),
+  );
+  edges['adapters/'].push('adapters/*/');
+  const state = {};
+  const visit = (zone, trail) => {
+    if (state[zone] === 'done') return;
+    if (state[zone] === 'open')
+      throw new Error(`eslint.config.js: the zones import in a circle: ${[...trail, zone].join(' → ')}`);
+    state[zone] = 'open';
+    for (const to of edges[zone]) visit(to, [...trail, zone]);
+    state[zone] = 'done';
+  };
+  for (const zone of Object.keys(ZONES)) visit(zone, []);
+}
+assertNoZoneCycle();
 
 /** The zone a directory (repo-relative, posix) belongs to, and that zone's own folder. */
 function zoneOf(dir) {
@@ -215,6 +260,15 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       // Secret values must never reach the console; logs go through src/log.ts.
       'no-console': 'error',
+    },
+  },
+  {
+    // STYLE.md 15: a function over ~60 lines is a sign, over 100 a defect. Every line counts
+    // (comments and blank lines too): a function too long to read in one screen is too long
+    // whatever its lines hold.
+    files: ['src/**/*.ts', 'adapters/**/*.ts'],
+    rules: {
+      'max-lines-per-function': ['error', { max: 100, skipBlankLines: false, skipComments: false, IIFEs: true }],
     },
   },
   {

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sendRequest } from '../src/client/client.js';
-import { parseDuration } from '../src/config/duration.js';
+import { parseDuration } from '../src/duration.js';
 import type { ConsumerInfo, GetRequest } from '../src/protocol/messages.js';
 import { FakeOtlpReceiver, metricPointsOf, type MetricPoint } from '../test/fakes/fake-otlp-receiver.js';
 import { FakeVault } from '../test/fakes/fake-vault.js';

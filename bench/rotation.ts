@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../src/config/duration.js';
+import { parseDuration } from '../src/duration.js';
 import { sendRequest } from '../src/client/client.js';
 import type { ConsumerInfo, GetRequest, Reply } from '../src/protocol/messages.js';
 

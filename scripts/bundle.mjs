@@ -33,50 +33,64 @@ const packageName = (spec) =>
     .slice(0, spec.startsWith('@') ? 2 : 1)
     .join('/');
 
-// Old chunks have other hashes; they would pile up.
-fs.rmSync(path.join(CLI_OUT, 'chunks'), { recursive: true, force: true });
-await build({
-  absWorkingDir: ROOT,
-  entryPoints: [{ in: 'src/cli/main.ts', out: 'cli' }],
-  outdir: CLI_OUT,
-  entryNames: '[name]',
-  chunkNames: 'chunks/[name]-[hash]',
-  bundle: true,
-  splitting: true,
-  minify: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  logLevel: 'warning',
-  // Bundled CommonJS packages (commander, node-cache, pino) call require() for Node built-ins.
-  banner: {
-    js: 'import { createRequire as __kbCreateRequire } from "node:module"; const require = __kbCreateRequire(import.meta.url);',
-  },
-  plugins: [
-    {
-      name: 'bundle-only-listed-packages',
-      setup(b) {
-        b.onResolve({ filter: /^[^./]/ }, (args) => {
-          if (args.path.startsWith('node:')) return { external: true };
-          // A bundled package's own dependencies are bundled with it.
-          if (args.importer.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
-          return BUNDLED.has(packageName(args.path)) ? undefined : { external: true };
-        });
-      },
+// Two bundles, each with its own chunks: cli.js, every command; and daemon.js, `keybroker daemon`
+// alone (src/cli/daemon-main.ts), which main.js loads for that command. The long-lived daemon so
+// loads ~15 files instead of ~40: each import is a path resolution, and ~140 of them at start-up
+// are enough for Node 22+ to optimise its path code, which maps ~5 MiB more of the node binary
+// for as long as the daemon runs (Node 24 idle RSS ~70 instead of ~63 MiB; docs/performance.md).
+for (const [entry, out, chunks] of [
+  ['src/cli/main.ts', 'cli', 'chunks'],
+  ['src/cli/daemon-main.ts', 'daemon', 'daemon-chunks'],
+]) {
+  // Old chunks have other hashes; they would pile up.
+  fs.rmSync(path.join(CLI_OUT, chunks), { recursive: true, force: true });
+  await bundleCli(entry, out, chunks);
+}
+
+async function bundleCli(entry, out, chunks) {
+  await build({
+    absWorkingDir: ROOT,
+    entryPoints: [{ in: entry, out }],
+    outdir: CLI_OUT,
+    entryNames: '[name]',
+    chunkNames: `${chunks}/[name]-[hash]`,
+    bundle: true,
+    splitting: true,
+    minify: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'warning',
+    // Bundled CommonJS packages (commander, node-cache, pino) call require() for Node built-ins.
+    banner: {
+      js: 'import { createRequire as __kbCreateRequire } from "node:module"; const require = __kbCreateRequire(import.meta.url);',
     },
-    {
-      name: 'zod-english-only',
-      setup(b) {
-        // If a zod release moves this file, nothing matches and the bundle is only bigger.
-        b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
-          contents: 'export { default as en } from "./en.js";',
-          loader: 'js',
-          resolveDir: path.dirname(args.path),
-        }));
+    plugins: [
+      {
+        name: 'bundle-only-listed-packages',
+        setup(b) {
+          b.onResolve({ filter: /^[^./]/ }, (args) => {
+            if (args.path.startsWith('node:')) return { external: true };
+            // A bundled package's own dependencies are bundled with it.
+            if (args.importer.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+            return BUNDLED.has(packageName(args.path)) ? undefined : { external: true };
+          });
+        },
       },
-    },
-  ],
-});
+      {
+        name: 'zod-english-only',
+        setup(b) {
+          // If a zod release moves this file, nothing matches and the bundle is only bigger.
+          b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+            contents: 'export { default as en } from "./en.js";',
+            loader: 'js',
+            resolveDir: path.dirname(args.path),
+          }));
+        },
+      },
+    ],
+  });
+}
 
 // errors.js: src/errors.ts as one file of its own (no shared chunk, whose failed load Node would
 // remember), for main.js to word a failure to load cli.js.
@@ -106,9 +120,12 @@ const FALLBACK = {
 fs.writeFileSync(
   path.join(CLI_OUT, 'main.js'),
   `#!/usr/bin/env node
-// Written by scripts/bundle.mjs: the CLI is cli.js.
+// Written by scripts/bundle.mjs: the CLI is cli.js; \`keybroker [--socket PATH] daemon\` loads
+// daemon.js, the same command bundled alone, so the long-lived process loads no other command.
+const args = process.argv.slice(2);
+const command = args.find((arg, i) => !arg.startsWith('-') && args[i - 1] !== '--socket');
 try {
-  await import('./cli.js');
+  await import(command === 'daemon' ? './daemon.js' : './cli.js');
 } catch (err) {
   // The other reads of that moment may still hold descriptors: a few tries, 10 ms apart.
   let errors;

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Generates kb-generated.h, everything the native shim (src/shim/native/) must agree on with the
 // TypeScript client, from the built TypeScript modules in dist/: the socket path's names and
-// limit, the socket checks' mode bits and messages, consumer markers, invocation names, exit
-// statuses and error codes, the framed reply's names, the messages both shims print, and the code
-// points JavaScript's \s matches (asked of this very Node). One source of truth (STYLE.md habit
-// 14): change the TypeScript, rebuild, and the C follows.
+// limit, the socket checks' mode bits and messages, the sandbox's marker, consumer markers,
+// invocation names, exit statuses and error codes, the framed reply's names, the messages both
+// shims print, and the code points JavaScript's \s matches (asked of this very Node). One source
+// of truth (STYLE.md habit 14): change the TypeScript, rebuild, and the C follows.
 //
 //   node scripts/native-header.mjs > kb-generated.h     (what test/fuzz/run.sh does)
 //   import { nativeHeader } from './native-header.mjs'   (what scripts/build-native.mjs does)
@@ -28,15 +28,15 @@ export const HEADER_SOURCES = [
   'client/socket-check.js',
   'client/client.js',
   'client/autostart.js',
+  'client/sandbox.js',
   'shim/consumer.js',
   'shim/shim-messages.js',
 ].map((m) => path.join(ROOT, 'dist', 'src', m));
 
 /** The header's text. `node`: the node the native shim hands over to (see handover() in C). */
 export async function nativeHeader({ node = process.execPath } = {}) {
-  const [messages, frame, build, socketPath, socketCheck, client, autostart, consumer, shim] = await Promise.all(
-    HEADER_SOURCES.map((f) => import(pathToFileURL(f).href)),
-  );
+  const [messages, frame, build, socketPath, socketCheck, client, autostart, sandbox, consumer, shim] =
+    await Promise.all(HEADER_SOURCES.map((f) => import(pathToFileURL(f).href)));
   const P = socketCheck.PATH_PROBLEMS;
   const refuse = (problem) => messages.renderError(socketCheck.refusal(problem));
   const restart = Object.fromEntries(messages.STARTED_BY.map((s) => [s, build.restartCommand(s, A(1))]));
@@ -114,6 +114,10 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     define('KB_MSG_AUTOSTART_OFF', messages.renderError(autostart.autostartOffError(A(1)))),
     define('KB_DAEMON_COMMAND', autostart.DAEMON_ARGV.command),
     array('KB_DAEMON_ENTRY_SUFFIXES', autostart.DAEMON_ARGV.entrySuffixes),
+    '/* src/client/sandbox.ts */',
+    ...defines('KB_SANDBOX', sandbox.SANDBOX),
+    define('KB_MSG_SANDBOXED_ERRNO', messages.renderError(sandbox.sandboxedError(sandbox.SANDBOX_EVIDENCE.errno))),
+    define('KB_MSG_SANDBOXED_ENV', messages.renderError(sandbox.sandboxedError(sandbox.SANDBOX_EVIDENCE.env))),
     '',
     '/* src/shim/consumer.ts */',
     array('KB_SHELL_NAMES', consumer.SHELL_NAMES),

@@ -11,11 +11,12 @@ import type { SecretValue } from './secret.js';
 
 export type { Logger } from 'pino';
 // Durations in adapter settings read and print like every other duration in the config.
-export { formatDuration, parseDuration } from './config/duration.js';
+export { formatDuration, parseDuration } from './duration.js';
 // One capped, jittered backoff for every retry loop (the cache's, an adapter's login).
 export { backoffDelay, type BackoffOptions } from './client/backoff.js';
-// The `aws:` block's schema, shared by the aws-sm: and aws-credentials: sources.
-export { AWS_REGION_PATTERN, AWS_SETTINGS_KEYS, awsSettingsSchema, type AwsSettings } from './aws-settings.js';
+// The `aws:` block's schema and parser, shared by the aws-sm: and aws-credentials: sources, and
+// where the AWS SDK finds credentials on this machine (what leads to a key kept in AWS).
+export { AWS_REGION_PATTERN, awsSecretLocations, parseAwsSettings, type AwsSettings } from './aws-settings.js';
 // One clock for everything that schedules, so tests drive time by hand.
 export { deadline, systemClock, type Clock, type ClockTimer, type Deadline } from './clock.js';
 
@@ -104,6 +105,14 @@ export interface Adapter<Ref = unknown> {
   /** Short non-secret facts for `keybroker status` (read budgets, sign-in state). */
   status?(): string[];
   /**
+   * Where this source's key, or a credential that leads to it, sits on this machine: files (a key
+   * file, a token file, a client key; absolute paths) and environment variables (a token). What
+   * an agent's sandbox must keep from its commands (`setup claude --sandbox`, doctor). Offline, and
+   * never a value. A keychain source says `keychain`: its key sits behind a service, not a file.
+   * Sources with nothing of the kind (a command) leave it out.
+   */
+  secretLocations?(ref: Ref): SecretLocations;
+  /**
    * A source you can write to (the OS keychain): store `value` where `ref` points, replacing
    * what is there (`keybroker key set`). Sources that are read-only leave it out.
    */
@@ -112,6 +121,16 @@ export interface Adapter<Ref = unknown> {
   remove?(ref: Ref, ctx: WriteContext): Promise<boolean>;
   /** Release clients, timers and sockets. */
   close(): Promise<void>;
+}
+
+export interface SecretLocations {
+  files: string[];
+  env: string[];
+  /**
+   * The key sits in the OS keychain, reached through a service (the Secret Service over the D-Bus
+   * session bus, the login keychain), not a file: nothing a deny list could name.
+   */
+  keychain?: boolean;
 }
 
 /** What store() and remove() are given: a bound in time, and who asks. */

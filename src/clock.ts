@@ -1,7 +1,7 @@
 // The one clock: what time it is, and "call me back in ms". Everything that schedules (the cache's
 // refresh-ahead and retries, Vault's token renewal, 1Password's batch window) takes a Clock, so a
 // test moves time by hand instead of sleeping.
-import { MAX_DURATION_MS } from './config/duration.js';
+import { MAX_DURATION_MS } from './duration.js';
 
 export interface ClockTimer {
   cancel(): void;

@@ -26,10 +26,17 @@
 // The daemon cannot prompt: an AWS profile that needs an MFA code fails with AUTH_REQUIRED, and an
 // expired SSO session asks for `aws sso login`.
 import type * as CredentialProviders from '@aws-sdk/credential-providers';
-import { abortable, type Adapter, type AdapterInit, type FetchResult, type Logger } from '../../src/adapter.js';
+import {
+  abortable,
+  awsSecretLocations,
+  parseAwsSettings,
+  type Adapter,
+  type AdapterInit,
+  type FetchResult,
+  type Logger,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
-import { parseAwsSettings } from './aws-settings.js';
 
 export interface AwsCredentialsRef {
   /** The AWS profile to read; undefined means the SDK's default chain. */
@@ -50,7 +57,7 @@ export const EXPIRY_MARGIN_MS = 5 * 60_000;
 const CLIENT_CONFIG = { maxAttempts: 2, requestHandler: { connectionTimeout: 3_000, requestTimeout: 6_000 } };
 
 export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
-  const settings = parseAwsSettings(init.settings, 'aws:');
+  const settings = parseAwsSettings(init.settings);
   const env = init.env;
   let sdk: Promise<Sdk> | undefined;
   const loadSdk = (): Promise<Sdk> => {
@@ -71,7 +78,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
   return {
     kind: 'aws-credentials',
     parse(uri, options) {
-      const overrides = parseAwsSettings(options.overrides, `profiles.${options.profile}.aws:`);
+      const overrides = parseAwsSettings(options.overrides, options.profile);
       const named = parseProfileName(uri);
       if (named !== undefined && overrides.profile !== undefined && overrides.profile !== named) {
         throw new BrokerError(
@@ -87,6 +94,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsCredentialsRef> {
       };
     },
     describe: (ref) => ref.label,
+    secretLocations: () => awsSecretLocations(env),
     async fetch(ref, ctx): Promise<FetchResult> {
       if (ctx.signal.aborted) throw abortError(ctx.signal, ref);
       // The SDK takes no AbortSignal: a slow STS/SSO call or credential_process finishes on its own
@@ -273,49 +281,77 @@ export function translateAwsCredentialsError(
     });
   }
   if (serviceName !== undefined) {
-    const s = httpStatus ?? serviceName;
-    if (AUTH_REJECTED.has(serviceName) || httpStatus === 401) {
-      return new BrokerError(
-        'AUTH_REQUIRED',
-        `${ref.label}: AWS rejected the credentials behind ${who} (${serviceName})`,
-        { status: s, fix: refreshHint(ref) },
-      );
-    }
-    if (DENIED.has(serviceName) || httpStatus === 403) {
-      return new BrokerError('PERMISSION_DENIED', `${ref.label}: AWS denied ${who} (${serviceName})`, {
-        status: s,
-        fix: "check the role's trust policy and your permissions to assume it",
-      });
-    }
-    if (THROTTLED.has(serviceName) || httpStatus === 429) {
-      return new BrokerError(
-        'RATE_LIMITED',
-        `${ref.label}: AWS throttled the request for ${who} (${serviceName}); retrying later`,
-        { status: s },
-      );
-    }
-    if (serviceName === 'ResourceNotFoundException' || httpStatus === 404) {
-      return new BrokerError(
-        'NOT_FOUND',
-        `${ref.label}: AWS found no such account or role for ${who} (${serviceName})`,
-        { status: s },
-      );
-    }
-    if (httpStatus !== undefined && httpStatus >= 500) {
-      return new BrokerError(
-        'UNAVAILABLE',
-        `${ref.label}: AWS answered ${httpStatus} (${serviceName}) for ${who}; retrying later`,
-        { status: s },
-      );
-    }
-    if (httpStatus !== undefined) {
-      return new BrokerError(
-        'SOURCE_ERROR',
-        `${ref.label}: AWS refused the request for ${who} (${serviceName}, HTTP ${httpStatus})`,
-        { status: s },
-      );
-    }
+    const refused = serviceRefusal(serviceName, httpStatus, ref, who);
+    if (refused) return refused;
   }
+  const failed = chainFailure(message, ref, who, env);
+  if (failed) return failed;
+  return new BrokerError(
+    'SOURCE_ERROR',
+    `${ref.label}: could not resolve ${who} (${name}; details withheld, run the daemon with --log-level debug)`,
+  );
+}
+
+/** An AWS service's refusal (STS, SSO), by its error name and HTTP status. */
+function serviceRefusal(
+  serviceName: string,
+  httpStatus: number | undefined,
+  ref: AwsCredentialsRef,
+  who: string,
+): BrokerError | undefined {
+  const s = httpStatus ?? serviceName;
+  if (AUTH_REJECTED.has(serviceName) || httpStatus === 401) {
+    return new BrokerError(
+      'AUTH_REQUIRED',
+      `${ref.label}: AWS rejected the credentials behind ${who} (${serviceName})`,
+      { status: s, fix: refreshHint(ref) },
+    );
+  }
+  if (DENIED.has(serviceName) || httpStatus === 403) {
+    return new BrokerError('PERMISSION_DENIED', `${ref.label}: AWS denied ${who} (${serviceName})`, {
+      status: s,
+      fix: "check the role's trust policy and your permissions to assume it",
+    });
+  }
+  if (THROTTLED.has(serviceName) || httpStatus === 429) {
+    return new BrokerError(
+      'RATE_LIMITED',
+      `${ref.label}: AWS throttled the request for ${who} (${serviceName}); retrying later`,
+      { status: s },
+    );
+  }
+  if (serviceName === 'ResourceNotFoundException' || httpStatus === 404) {
+    return new BrokerError('NOT_FOUND', `${ref.label}: AWS found no such account or role for ${who} (${serviceName})`, {
+      status: s,
+    });
+  }
+  if (httpStatus !== undefined && httpStatus >= 500) {
+    return new BrokerError(
+      'UNAVAILABLE',
+      `${ref.label}: AWS answered ${httpStatus} (${serviceName}) for ${who}; retrying later`,
+      { status: s },
+    );
+  }
+  if (httpStatus !== undefined) {
+    return new BrokerError(
+      'SOURCE_ERROR',
+      `${ref.label}: AWS refused the request for ${who} (${serviceName}, HTTP ${httpStatus})`,
+      { status: s },
+    );
+  }
+  return undefined;
+}
+
+/**
+ * A failure of the credential chain itself, recognised by the SDK's own message (matched, never
+ * copied: it may hold a credential_process's output).
+ */
+function chainFailure(
+  message: string,
+  ref: AwsCredentialsRef,
+  who: string,
+  env: NodeJS.ProcessEnv,
+): BrokerError | undefined {
   if (
     /Could not resolve credentials using profile|could not be found in shared credentials file|Profile \S+ was not found/.test(
       message,
@@ -371,10 +407,7 @@ export function translateAwsCredentialsError(
       fix: `check it with: aws configure list${ref.profile !== undefined ? ` --profile ${ref.profile}` : ''}`,
     });
   }
-  return new BrokerError(
-    'SOURCE_ERROR',
-    `${ref.label}: could not resolve ${who} (${name}; details withheld, run the daemon with --log-level debug)`,
-  );
+  return undefined;
 }
 
 function errorName(err: unknown): string {

@@ -137,14 +137,54 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     };
   }
 
-  const service = (
-    code: ConstructorParameters<typeof BrokerError>[0],
-    message: string,
-    fix?: string,
-  ): TranslatedError => ({
-    error: new BrokerError(code, message, { status: name, fix }),
-    kind: 'service',
-  });
+  const refused =
+    namedRefusal(name, ctx, where) ??
+    busyOrDown(err, name, status, ctx, where) ??
+    credentialRejection(name, ctx) ??
+    (status === 403
+      ? service(name, 'PERMISSION_DENIED', `${ctx.label}: AWS refused access ${where} (${name}, HTTP 403)`)
+      : undefined);
+  if (refused) return refused;
+
+  const errno = errnoCode(err);
+  if (name === 'TimeoutError' || (errno !== undefined && NETWORK.has(errno))) {
+    return {
+      error: new BrokerError(
+        'UNAVAILABLE',
+        `${ctx.label}: could not reach Secrets Manager ${endpointText(ctx)} (${errno ?? name})`,
+        { status: errno ?? name, fix: `check the network${ctx.endpoint ? ' and the endpoint setting' : ''}` },
+      ),
+      kind: 'network',
+    };
+  }
+  if (status !== undefined) {
+    return service(
+      name,
+      'SOURCE_ERROR',
+      `${ctx.label}: Secrets Manager answered ${name} (HTTP ${status}) for secret "${ctx.secretId}" ${where}`,
+    );
+  }
+  return {
+    error: new BrokerError(
+      'SOURCE_ERROR',
+      `${ctx.label}: unexpected ${name} from the AWS SDK (details withheld; run the daemon with --log-level debug)`,
+      { status: name },
+    ),
+    kind: 'other',
+  };
+}
+
+function service(
+  name: string,
+  code: ConstructorParameters<typeof BrokerError>[0],
+  message: string,
+  fix?: string,
+): TranslatedError {
+  return { error: new BrokerError(code, message, { status: name, fix }), kind: 'service' };
+}
+
+/** Secrets Manager's own refusals of this secret, by the error's name. */
+function namedRefusal(name: string, ctx: AwsErrorContext, where: string): TranslatedError | undefined {
   switch (true) {
     case name === 'ResourceNotFoundException': {
       const version =
@@ -154,6 +194,7 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
             ? ` has no version ${ctx.versionId}, or`
             : '';
       return service(
+        name,
         'NOT_FOUND',
         `${ctx.label}: secret "${ctx.secretId}"${version} does not exist ${where}`,
         'check the name, the region and the account the credentials belong to',
@@ -161,28 +202,45 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     }
     case name === 'AccessDeniedException':
       return service(
+        name,
         'PERMISSION_DENIED',
         `${ctx.label}: access denied reading secret "${ctx.secretId}" ${where}`,
         'the caller needs secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key if that is a customer managed key)',
       );
     case name === 'DecryptionFailure':
       return service(
+        name,
         'PERMISSION_DENIED',
         `${ctx.label}: Secrets Manager could not decrypt secret "${ctx.secretId}" ${where}`,
         "the caller needs kms:Decrypt on the secret's KMS key, and the key must be enabled",
       );
     case name === 'InvalidRequestException':
       return service(
+        name,
         'SOURCE_ERROR',
         `${ctx.label}: Secrets Manager refused to read secret "${ctx.secretId}" ${where} (InvalidRequestException)`,
         `it is probably scheduled for deletion (restore it with: aws secretsmanager restore-secret --secret-id ${ctx.secretId})`,
       );
     case name === 'InvalidParameterException':
       return service(
+        name,
         'CONFIG_INVALID',
         `${ctx.label}: Secrets Manager says a parameter is invalid (InvalidParameterException)`,
         'check the secret id, versionStage and versionId',
       );
+  }
+  return undefined;
+}
+
+/** Throttled, or a server error: the SDK has already retried both. */
+function busyOrDown(
+  err: unknown,
+  name: string,
+  status: number | undefined,
+  ctx: AwsErrorContext,
+  where: string,
+): TranslatedError | undefined {
+  switch (true) {
     case THROTTLING.has(name) || status === 429: {
       // The SDK has already retried (within the profile timeout); what the last answer asked for
       // is what keybroker's own retry waits for.
@@ -202,13 +260,22 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     }
     case SERVER.has(name) || (status !== undefined && status >= 500):
       return service(
+        name,
         'UNAVAILABLE',
         `${ctx.label}: Secrets Manager had a server error ${where} (${name}${status ? `, HTTP ${status}` : ''}) and it was retried`,
         'try again later',
       );
+  }
+  return undefined;
+}
+
+/** The credentials were refused: kind 'credentials', so the adapter resolves them again and retries once. */
+function credentialRejection(name: string, ctx: AwsErrorContext): TranslatedError | undefined {
+  switch (true) {
     case UNKNOWN_KEY.has(name):
       return {
         ...service(
+          name,
           'AUTH_REQUIRED',
           `${ctx.label}: AWS does not recognise the access key ${credentialSourceText(ctx)} (${name}): the credentials are wrong, deleted or for another partition`,
           `check them with: aws sts get-caller-identity${profileFlag(ctx)}`,
@@ -218,6 +285,7 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     case BAD_SIGNATURE.has(name):
       return {
         ...service(
+          name,
           'AUTH_REQUIRED',
           `${ctx.label}: AWS rejected the request signature ${credentialSourceText(ctx)} (${name}): the secret access key does not match the access key id`,
           'fix the credentials',
@@ -227,6 +295,7 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
     case EXPIRED.has(name):
       return {
         ...service(
+          name,
           'AUTH_REQUIRED',
           name === 'RequestExpired'
             ? `${ctx.label}: AWS says the request expired (RequestExpired)`
@@ -237,35 +306,8 @@ export async function translateSecretsManagerError(err: unknown, ctx: AwsErrorCo
         ),
         kind: 'credentials',
       };
-    case status === 403:
-      return service('PERMISSION_DENIED', `${ctx.label}: AWS refused access ${where} (${name}, HTTP 403)`);
   }
-
-  const errno = errnoCode(err);
-  if (name === 'TimeoutError' || (errno !== undefined && NETWORK.has(errno))) {
-    return {
-      error: new BrokerError(
-        'UNAVAILABLE',
-        `${ctx.label}: could not reach Secrets Manager ${endpointText(ctx)} (${errno ?? name})`,
-        { status: errno ?? name, fix: `check the network${ctx.endpoint ? ' and the endpoint setting' : ''}` },
-      ),
-      kind: 'network',
-    };
-  }
-  if (status !== undefined) {
-    return service(
-      'SOURCE_ERROR',
-      `${ctx.label}: Secrets Manager answered ${name} (HTTP ${status}) for secret "${ctx.secretId}" ${where}`,
-    );
-  }
-  return {
-    error: new BrokerError(
-      'SOURCE_ERROR',
-      `${ctx.label}: unexpected ${name} from the AWS SDK (details withheld; run the daemon with --log-level debug)`,
-      { status: name },
-    ),
-    kind: 'other',
-  };
+  return undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 // aws-sm: — a secret from AWS Secrets Manager, read with GetSecretValue:
 //
 //   aws:
-//     region: eu-west-1                      # optional; see aws-settings.ts
+//     region: eu-west-1                      # optional; see src/aws-settings.ts
 //   profiles:
 //     claude:
 //       source: aws-sm://prod/anthropic#api_key
@@ -31,11 +31,20 @@ import type {
   ServiceOutputTypes,
 } from '@aws-sdk/client-secrets-manager';
 import type { DeserializeMiddleware } from '@smithy/types';
-import { abortable, isLocked, type Adapter, type AdapterInit, type FetchResult } from '../../src/adapter.js';
+import {
+  abortable,
+  awsSecretLocations,
+  isLocked,
+  parseAwsSettings,
+  type Adapter,
+  type AdapterInit,
+  type AwsSettings,
+  type FetchResult,
+  type ParseOptions,
+} from '../../src/adapter.js';
 import { asBrokerError, BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
 import { credentialChainError, describeAwsError, translateSecretsManagerError } from './aws-error-translator.js';
-import { parseAwsSettings, type AwsSettings } from './aws-settings.js';
 import { formatSecretUri, parseSecretUri, type SecretRef } from './aws-sm-uri.js';
 
 export interface AwsSmRef extends SecretRef {
@@ -67,119 +76,18 @@ interface ClientEntry {
 
 export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
   // Validated now so a bad top-level block is reported once, against the config, not per fetch.
-  const topLevel = parseAwsSettings(init.settings, 'the top-level aws: block');
-  const clients = new Map<string, ClientEntry>();
-  let sdk: Promise<{ sm: SdkModule; creds: CredentialsModule }> | undefined;
+  const topLevel = parseAwsSettings(init.settings);
+  const clients = new SecretsManagerClients(init.log);
   let closed = false;
   const stats = { calls: 0, failed: 0, credentialFailures: 0 };
-
-  const loadSdk = (): Promise<{ sm: SdkModule; creds: CredentialsModule }> => {
-    sdk ??= Promise.all([import('@aws-sdk/client-secrets-manager'), import('@aws-sdk/credential-providers')]).then(
-      ([sm, creds]) => ({ sm, creds }),
-      (err: unknown) => {
-        sdk = undefined;
-        init.log.error(describeAwsError(err), 'could not load the AWS SDK');
-        throw new BrokerError(
-          'CONFIG_INVALID',
-          'aws-sm: the AWS SDK (@aws-sdk/client-secrets-manager) could not be loaded',
-          { fix: 'is the install complete? try: npm ci' },
-        );
-      },
-    );
-    return sdk;
-  };
-
-  const clientFor = async (
-    region: string | undefined,
-    settings: AwsSettings,
-  ): Promise<{ key: string; entry: ClientEntry; sm: SdkModule }> => {
-    const { sm, creds } = await loadSdk();
-    const key = JSON.stringify([region ?? null, settings.profile ?? null, settings.endpoint ?? null]);
-    let entry = clients.get(key);
-    if (!entry) {
-      const client = new sm.SecretsManagerClient({
-        ...(region !== undefined && { region }),
-        ...(settings.profile !== undefined && { profile: settings.profile }),
-        ...(settings.endpoint !== undefined && { endpoint: settings.endpoint }),
-        // The default chain, re-reading ~/.aws files whenever it resolves, so `aws configure`
-        // or a fixed profile takes effect on the next fetch without restarting the daemon.
-        credentials: creds.fromNodeProviderChain({
-          ...(settings.profile !== undefined && { profile: settings.profile }),
-          ignoreCache: true,
-          logger: sdkLogger,
-        }),
-        maxAttempts: MAX_ATTEMPTS,
-        requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
-      });
-      // Innermost, next to the HTTP handler: the deserializer would otherwise collect the whole
-      // body, however long, before parsing it.
-      const limitResponse: DeserializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
-        const result = await next(args);
-        const response = result.response as { body?: unknown };
-        if (response.body instanceof Readable)
-          response.body = boundedBody(response.body, MAX_RESPONSE_BYTES, settings.endpoint);
-        return result;
-      };
-      client.middlewareStack.addRelativeTo(limitResponse, {
-        relation: 'after',
-        toMiddleware: 'deserializerMiddleware',
-        name: 'keybrokerResponseLimit',
-      });
-      entry = { client, region, profile: settings.profile, endpoint: settings.endpoint };
-      clients.set(key, entry);
-      init.log.debug(
-        {
-          region: region ?? '(sdk default)',
-          profile: settings.profile ?? '(sdk default)',
-          endpoint: settings.endpoint ? hostOf(settings.endpoint) : undefined,
-        },
-        'created Secrets Manager client',
-      );
-    }
-    return { key, entry, sm };
-  };
-
-  // The chain's only use of a logger worth keeping is warn() ("both AWS_PROFILE and
-  // AWS_ACCESS_KEY_ID are set"), which would otherwise go to console.warn, outside the JSON log.
-  const sdkLogger = {
-    debug: (): void => {},
-    info: (): void => {},
-    error: (): void => {},
-    warn: (...content: unknown[]): void => {
-      const text = content
-        .filter((c) => typeof c === 'string')
-        .join(' ')
-        .replace(/\s+/g, ' ')
-        .trim();
-      init.log.warn({ sdkWarning: text.slice(0, 300) }, 'the AWS SDK warned');
-    },
-  };
-
-  const dropClient = (key: string): void => {
-    const entry = clients.get(key);
-    if (!entry) return;
-    clients.delete(key);
-    entry.client.destroy();
-  };
 
   return {
     kind: 'aws-sm',
 
-    parse(uri, options) {
-      let ref = parseSecretUri(uri);
-      const settings = { ...topLevel, ...parseAwsSettings(options.overrides, "this profile's aws: block") };
-      if (ref.regionFrom === 'query' && isLocked(options, 'region')) {
-        const { region, regionFrom: _from, ...rest } = ref;
-        ref = rest;
-        options.warn?.(
-          `?region=${region} is ignored: aws.region is locked by ${options.locked!.by}` +
-            (settings.region ? ` (${settings.region})` : ''),
-        );
-      }
-      return { ...ref, settings, label: labelFor(ref, settings) };
-    },
+    parse: (uri, options) => parseRef(uri, options, topLevel),
 
     describe: (ref) => ref.label,
+    secretLocations: () => awsSecretLocations(init.env),
 
     async fetch(ref, ctx) {
       if (closed) throw new BrokerError('SHUTTING_DOWN', `${ref.label}: the aws-sm source was closed`);
@@ -204,7 +112,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
       // client memoised the old ones. Resolve them again with a fresh client and retry once, in
       // this same fetch, so the first refresh after a rotation already works.
       for (let attempt = 1; output === undefined; attempt++) {
-        const { key, entry, sm } = await clientFor(region, ref.settings);
+        const { key, entry, sm } = await clients.get(region, ref.settings);
         try {
           await abortable(entry.client.config.credentials(), ctx.signal);
         } catch (err) {
@@ -235,7 +143,7 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
             'GetSecretValue failed',
           );
           if (kind !== 'credentials') throw error;
-          dropClient(key);
+          clients.drop(key);
           if (attempt >= CREDENTIAL_ATTEMPTS || ctx.signal.aborted) throw error;
           ctx.log.info(
             { secretId: ref.secretId, status: error.status },
@@ -256,20 +164,169 @@ export function createAdapter(init: AdapterInit): Adapter<AwsSmRef> {
     status() {
       const notes = [`GetSecretValue calls: ${stats.calls}${stats.failed > 0 ? ` (${stats.failed} failed)` : ''}`];
       if (stats.credentialFailures > 0) notes.push(`credential lookups failed: ${stats.credentialFailures}`);
-      for (const entry of clients.values()) {
-        const parts = [
-          `region ${entry.region ?? 'from the SDK default'}`,
-          entry.profile ? `profile ${entry.profile}` : 'default credential chain',
-        ];
-        if (entry.endpoint) parts.push(`endpoint ${hostOf(entry.endpoint)}`);
-        notes.push(`client: ${parts.join(', ')}`);
-      }
-      return notes;
+      return [...notes, ...clients.status()];
     },
 
     async close() {
       closed = true;
-      for (const key of [...clients.keys()]) dropClient(key);
+      clients.dropAll();
+    },
+  };
+}
+
+/** A profile's reference: its URI, and its aws: block over the top-level one. */
+function parseRef(uri: string, options: ParseOptions, topLevel: AwsSettings): AwsSmRef {
+  let ref = parseSecretUri(uri);
+  const settings = { ...topLevel, ...parseAwsSettings(options.overrides, options.profile) };
+  // A managed lock on aws.region wins over the URI's own ?region=.
+  if (ref.regionFrom === 'query' && isLocked(options, 'region')) {
+    const { region, regionFrom: _from, ...rest } = ref;
+    ref = rest;
+    options.warn?.(
+      `?region=${region} is ignored: aws.region is locked by ${options.locked!.by}` +
+        (settings.region ? ` (${settings.region})` : ''),
+    );
+  }
+  return { ...ref, settings, label: labelFor(ref, settings) };
+}
+
+type Sdk = { sm: SdkModule; creds: CredentialsModule };
+
+/** One client per region/profile/endpoint, made on first use (the SDK is imported then) and reused. */
+class SecretsManagerClients {
+  readonly #clients = new Map<string, ClientEntry>();
+  readonly #log: AdapterInit['log'];
+  #sdk: Promise<Sdk> | undefined;
+
+  constructor(log: AdapterInit['log']) {
+    this.#log = log;
+  }
+
+  async get(
+    region: string | undefined,
+    settings: AwsSettings,
+  ): Promise<{ key: string; entry: ClientEntry; sm: SdkModule }> {
+    const { sm, creds } = await this.#loadSdk();
+    const key = JSON.stringify([region ?? null, settings.profile ?? null, settings.endpoint ?? null]);
+    let entry = this.#clients.get(key);
+    if (!entry) {
+      entry = {
+        client: newClient(sm, creds, region, settings, this.#log),
+        region,
+        profile: settings.profile,
+        endpoint: settings.endpoint,
+      };
+      this.#clients.set(key, entry);
+      this.#log.debug(
+        {
+          region: region ?? '(sdk default)',
+          profile: settings.profile ?? '(sdk default)',
+          endpoint: settings.endpoint ? hostOf(settings.endpoint) : undefined,
+        },
+        'created Secrets Manager client',
+      );
+    }
+    return { key, entry, sm };
+  }
+
+  drop(key: string): void {
+    const entry = this.#clients.get(key);
+    if (!entry) return;
+    this.#clients.delete(key);
+    entry.client.destroy();
+  }
+
+  dropAll(): void {
+    for (const key of [...this.#clients.keys()]) this.drop(key);
+  }
+
+  status(): string[] {
+    return [...this.#clients.values()].map((entry) => {
+      const parts = [
+        `region ${entry.region ?? 'from the SDK default'}`,
+        entry.profile ? `profile ${entry.profile}` : 'default credential chain',
+      ];
+      if (entry.endpoint) parts.push(`endpoint ${hostOf(entry.endpoint)}`);
+      return `client: ${parts.join(', ')}`;
+    });
+  }
+
+  #loadSdk(): Promise<Sdk> {
+    this.#sdk ??= Promise.all([
+      import('@aws-sdk/client-secrets-manager'),
+      import('@aws-sdk/credential-providers'),
+    ]).then(
+      ([sm, creds]) => ({ sm, creds }),
+      (err: unknown) => {
+        this.#sdk = undefined;
+        this.#log.error(describeAwsError(err), 'could not load the AWS SDK');
+        throw new BrokerError(
+          'CONFIG_INVALID',
+          'aws-sm: the AWS SDK (@aws-sdk/client-secrets-manager) could not be loaded',
+          { fix: 'is the install complete? try: npm ci' },
+        );
+      },
+    );
+    return this.#sdk;
+  }
+}
+
+function newClient(
+  sm: SdkModule,
+  creds: CredentialsModule,
+  region: string | undefined,
+  settings: AwsSettings,
+  log: AdapterInit['log'],
+): SecretsManagerClient {
+  const client = new sm.SecretsManagerClient({
+    ...(region !== undefined && { region }),
+    ...(settings.profile !== undefined && { profile: settings.profile }),
+    ...(settings.endpoint !== undefined && { endpoint: settings.endpoint }),
+    // The default chain, re-reading ~/.aws files whenever it resolves, so `aws configure`
+    // or a fixed profile takes effect on the next fetch without restarting the daemon.
+    credentials: creds.fromNodeProviderChain({
+      ...(settings.profile !== undefined && { profile: settings.profile }),
+      ignoreCache: true,
+      logger: sdkLogger(log),
+    }),
+    maxAttempts: MAX_ATTEMPTS,
+    requestHandler: { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS },
+  });
+  // Innermost, next to the HTTP handler: the deserializer would otherwise collect the whole
+  // body, however long, before parsing it.
+  const limitResponse: DeserializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
+    const result = await next(args);
+    const response = result.response as { body?: unknown };
+    if (response.body instanceof Readable)
+      response.body = boundedBody(response.body, MAX_RESPONSE_BYTES, settings.endpoint);
+    return result;
+  };
+  client.middlewareStack.addRelativeTo(limitResponse, {
+    relation: 'after',
+    toMiddleware: 'deserializerMiddleware',
+    name: 'keybrokerResponseLimit',
+  });
+  return client;
+}
+
+/**
+ * The chain's only use of a logger worth keeping is warn() ("both AWS_PROFILE and
+ * AWS_ACCESS_KEY_ID are set"), which would otherwise go to console.warn, outside the JSON log.
+ */
+function sdkLogger(
+  log: AdapterInit['log'],
+): Record<'debug' | 'info' | 'error' | 'warn', (...content: unknown[]) => void> {
+  return {
+    debug: (): void => {},
+    info: (): void => {},
+    error: (): void => {},
+    warn: (...content: unknown[]): void => {
+      const text = content
+        .filter((c) => typeof c === 'string')
+        .join(' ')
+        .replace(/\s+/g, ' ')
+        .trim();
+      log.warn({ sdkWarning: text.slice(0, 300) }, 'the AWS SDK warned');
     },
   };
 }

@@ -6,7 +6,7 @@
 // host and a port. Refusals never echo the text that failed: a key pasted where a secret id
 // belongs is still a key.
 import { BrokerError } from '../../src/errors.js';
-import { AWS_REGION_PATTERN } from './aws-settings.js';
+import { AWS_REGION_PATTERN } from '../../src/adapter.js';
 
 export interface SecretRef {
   /** The SecretId sent to GetSecretValue: a name or an ARN. */

@@ -28,6 +28,7 @@ export function createAdapter(init: AdapterInit): Adapter<EnvRef> {
       return { name };
     },
     describe: (ref) => `env:${ref.name}`,
+    secretLocations: (ref) => ({ files: [], env: [ref.name] }),
     async fetch(ref): Promise<FetchResult> {
       const value = init.env[ref.name];
       if (value === undefined || value === '') {

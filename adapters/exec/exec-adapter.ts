@@ -249,61 +249,64 @@ function runCommand(ref: ExecRef, ctx: FetchContext, env: NodeJS.ProcessEnv, cwd
       if (killTimer) clearTimeout(killTimer);
       const stdout = Buffer.concat(out);
       settle(() => {
-        if (overflow) {
-          reject(
-            new BrokerError(
-              'INVALID_VALUE',
-              `${ref.label} printed more than ${MAX_STDOUT_BYTES} bytes; a key is expected`,
-            ),
-          );
-        } else if (code === 127 || code === 126) {
-          // The shell's own statuses: the program is missing or not executable. Under a service
-          // manager this is usually PATH (launchd's default PATH lacks /opt/homebrew/bin).
-          const firstLine = firstStderrLine(Buffer.concat(err));
-          reject(
-            code === 127
-              ? new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127)`, {
-                  status: code,
-                  fix: `is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
-                })
-              : new BrokerError(
-                  'PERMISSION_DENIED',
-                  `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`,
-                  { status: code },
-                ),
-          );
-        } else if (code !== 0) {
-          const firstLine = firstStderrLine(Buffer.concat(err));
-          const how = signal ? `was killed by ${signal}` : `exited ${code}`;
-          reject(
-            new BrokerError('SOURCE_ERROR', `${ref.label} ${how}${firstLine ? `: ${firstLine}` : ' (no stderr)'}`, {
-              status: code ?? signal ?? undefined,
-            }),
-          );
-        } else if (ref.output === 'json') {
-          try {
-            if (!isUtf8(stdout))
-              throw new BrokerError(
-                'INVALID_VALUE',
-                `${ref.label} (output: json) printed bytes that are not UTF-8 text`,
-              );
-            resolve(parseJsonOutput(stdout.toString('utf8'), ref.label));
-          } catch (e) {
-            reject(e);
-          }
-        } else {
-          // Decoding bytes that are not UTF-8 would replace them (U+FFFD) and make a wrong key look
-          // like text: hand those over as they are, for the cache's one "not text" refusal.
-          resolve({
-            value: isUtf8(stdout)
-              ? SecretValue.fromString(stdout.toString('utf8').trim())
-              : SecretValue.fromBytes(stdout),
-          });
+        try {
+          resolve(commandResult(ref, env, { code, signal, overflow, stdout, stderr: err }));
+        } catch (e) {
+          reject(e);
         }
         stdout.fill(0);
       });
     });
   });
+}
+
+interface CommandExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** It printed more than MAX_STDOUT_BYTES (and was killed for it). */
+  overflow: boolean;
+  stdout: Buffer;
+  stderr: readonly Buffer[];
+}
+
+/** What a finished command's exit and output make: the value, or the error it throws. */
+function commandResult(ref: ExecRef, env: NodeJS.ProcessEnv, exit: CommandExit): FetchResult {
+  const { code, signal, overflow, stdout } = exit;
+  if (overflow)
+    throw new BrokerError(
+      'INVALID_VALUE',
+      `${ref.label} printed more than ${MAX_STDOUT_BYTES} bytes; a key is expected`,
+    );
+  if (code === 127)
+    // The shell's own statuses: the program is missing or not executable. Under a service
+    // manager this is usually PATH (launchd's default PATH lacks /opt/homebrew/bin).
+    throw new BrokerError('NOT_FOUND', `${ref.label}: command not found (exit 127)`, {
+      status: code,
+      fix: `is it installed and on the daemon's PATH (${env.PATH ?? 'unset'})?`,
+    });
+  const firstLine = code === 0 ? undefined : firstStderrLine(Buffer.concat(exit.stderr));
+  if (code === 126)
+    throw new BrokerError(
+      'PERMISSION_DENIED',
+      `${ref.label}: command is not executable (exit 126)${firstLine ? `: ${firstLine}` : ''}`,
+      { status: code },
+    );
+  if (code !== 0) {
+    const how = signal ? `was killed by ${signal}` : `exited ${code}`;
+    throw new BrokerError('SOURCE_ERROR', `${ref.label} ${how}${firstLine ? `: ${firstLine}` : ' (no stderr)'}`, {
+      status: code ?? signal ?? undefined,
+    });
+  }
+  if (ref.output === 'json') {
+    if (!isUtf8(stdout))
+      throw new BrokerError('INVALID_VALUE', `${ref.label} (output: json) printed bytes that are not UTF-8 text`);
+    return parseJsonOutput(stdout.toString('utf8'), ref.label);
+  }
+  // Decoding bytes that are not UTF-8 would replace them (U+FFFD) and make a wrong key look
+  // like text: hand those over as they are, for the cache's one "not text" refusal.
+  return {
+    value: isUtf8(stdout) ? SecretValue.fromString(stdout.toString('utf8').trim()) : SecretValue.fromBytes(stdout),
+  };
 }
 
 const JSON_KEYS = new Set(['value', 'expiresAt']);

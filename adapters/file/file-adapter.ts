@@ -35,6 +35,7 @@ export function createAdapter(init: AdapterInit): Adapter<FileRef> {
       return { path: resolveUserPath(written, home, `file:${written}`), written };
     },
     describe: (ref) => `file:${ref.written}`,
+    secretLocations: (ref) => ({ files: [ref.path], env: [] }),
     async fetch(ref): Promise<FetchResult> {
       let bytes: Buffer;
       try {

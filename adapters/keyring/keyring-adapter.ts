@@ -46,6 +46,9 @@ export function createAdapter(init: AdapterInit): Adapter<KeyringRef> {
     kind: 'keyring',
     parse: (uri) => parseKeyringUri(uri),
     describe: (ref) => ref.label,
+    // Behind the keychain's service, not in a file: an agent's sandbox keeps it out by refusing
+    // the connection (the session bus is a Unix socket), not by a path it could deny.
+    secretLocations: () => ({ files: [], env: [], keychain: true }),
     async fetch(ref, ctx): Promise<FetchResult> {
       const result = await worker.run({ op: 'get', service: ref.service, account: ref.account, signal: ctx.signal });
       if (!result.ok) throw failed(result, ref, ctx, 'read');

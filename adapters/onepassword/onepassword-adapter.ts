@@ -31,6 +31,7 @@ import {
   type FetchContext,
   type FetchResult,
   type Logger,
+  type SecretLocations,
 } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { SecretValue } from '../../src/secret.js';
@@ -42,7 +43,13 @@ import {
   type OnePasswordClient,
   type Sdk,
 } from './client-factory.js';
-import { noCredentialError, readServiceAccountToken, resolveCredential, type CredentialSpec } from './credentials.js';
+import {
+  noCredentialError,
+  readServiceAccountToken,
+  resolveCredential,
+  TOKEN_ENV,
+  type CredentialSpec,
+} from './credentials.js';
 import { errorName, translateReferenceError, translateSdkError, type CredentialContext } from './error-translator.js';
 import { ReadBudget } from './read-budget.js';
 import { abortError, ResolveBatcher } from './resolve-batcher.js';
@@ -160,6 +167,13 @@ class OnePasswordAdapter implements Adapter<OpRef> {
 
   describe(ref: OpRef): string {
     return ref.reference;
+  }
+
+  /** The token file a profile names; the token variable wherever it may be set. */
+  secretLocations(ref: OpRef): SecretLocations {
+    const file =
+      ref.credential.kind === 'service-account' && ref.credential.from === 'file' ? ref.credential.path : undefined;
+    return { files: file === undefined ? [] : [file], env: [TOKEN_ENV] };
   }
 
   async fetch(ref: OpRef, ctx: FetchContext): Promise<FetchResult> {

@@ -47,7 +47,13 @@ import {
   selectField,
   type KvLocation,
 } from './vault-kv.js';
-import { mergeSettings, parseSettingsBlock, resolveSettings, type ResolvedVaultSettings } from './vault-settings.js';
+import {
+  mergeSettings,
+  parseSettingsBlock,
+  resolveSettings,
+  vaultSecretLocations,
+  type ResolvedVaultSettings,
+} from './vault-settings.js';
 import { parseVaultUri, type VaultUri } from './vault-uri.js';
 
 export interface VaultRef extends VaultUri {
@@ -93,6 +99,7 @@ export function createVaultAdapter(init: AdapterInit, options: VaultAdapterOptio
       return { ...parsed, settings, connectionKey: JSON.stringify(settings) };
     },
     describe: (ref) => ref.label,
+    secretLocations: (ref) => vaultSecretLocations(ref.settings, init.env.HOME),
     async fetch(ref, ctx) {
       return connectionFor(ref).fetchSecret(ref, ctx);
     },

@@ -266,3 +266,31 @@ export function displayPath(p: string, home: string | undefined): string {
     return `~${p.slice(home.replace(/\/+$/, '').length)}`;
   return p;
 }
+
+/**
+ * The files and variables that lead to this Vault's secrets: the token (or AppRole credentials)
+ * and a TLS client key. A token source read from the environment still names ~/.vault-token, and
+ * one read from a file still names VAULT_TOKEN: either, wherever it is set, opens Vault.
+ */
+export function vaultSecretLocations(
+  settings: ResolvedVaultSettings,
+  home: string | undefined,
+): { files: string[]; env: string[] } {
+  const files: string[] = [];
+  const env: string[] = [];
+  const add = (source: CredentialSource | TokenSource): void => {
+    if (source.kind === 'file') files.push(source.path);
+    else if (source.kind === 'env') env.push(source.name);
+  };
+  const { auth } = settings;
+  if (auth.method === 'token') {
+    add(auth.source);
+    if (auth.source.kind === 'env' && home) files.push(path.join(home, '.vault-token'));
+    if (auth.source.kind === 'file') env.push('VAULT_TOKEN');
+  } else {
+    add(auth.roleId);
+    add(auth.secretId);
+  }
+  if (settings.tls.clientKey) files.push(settings.tls.clientKey);
+  return { files, env };
+}

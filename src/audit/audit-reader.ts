@@ -5,7 +5,7 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { collapseHome } from '../client/socket-path.js';
 import { checkPrivate } from './audit-log.js';
 import { AUDIT_FILE, AUDIT_PREVIOUS_FILE, type AuditRecord } from './audit-record.js';

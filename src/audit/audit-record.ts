@@ -1,4 +1,4 @@
-// The audit trail's record: one JSON line per get, refresh, rejection and key set — who asked (as
+// The audit trail's record: one JSON line per get, refresh, rejection, key set and forget — who asked (as
 // the client claims it and, with the hardening addon, as the kernel reports it), from where, which
 // profile (and why that one), what happened, and which version of the key went out. Never a
 // value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
@@ -13,9 +13,10 @@ export const AUDIT_SALT_FILE = 'audit.salt';
 
 /**
  * How a request ended: served from memory, fetched, refetched after a suspected rejection, stale,
- * a value installed by `keybroker key set` (op set), or an error.
+ * a value installed by `keybroker key set` (op set), a value dropped by `keybroker forget` (op
+ * forget), or an error.
  */
-export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'installed' | 'error';
+export type AuditOutcome = 'hit' | 'fetched' | 'refetched' | 'stale' | 'installed' | 'forgotten' | 'error';
 
 /** Which version of a key: the source's own label where it has one, else a salted fingerprint. */
 export interface KeyVersion {
@@ -44,7 +45,7 @@ export type ConsumerRelation = 'peer' | 'ancestor' | 'unrelated' | 'unknown';
 export interface AuditRecord extends KeyVersion {
   /** RFC 3339, UTC, milliseconds. */
   time: string;
-  op: 'get' | 'refresh' | 'set';
+  op: 'get' | 'refresh' | 'set' | 'forget';
   profile: string;
   chosenBy: ProfileChoice;
   /** The `directories:` entry that chose the profile, as written. */

@@ -3,23 +3,18 @@
 import NodeCache from 'node-cache';
 import type { AdapterModule, FindAdapter, Logger } from '../adapter.js';
 import { AdapterPool } from '../adapter-pool.js';
-import type { Clock } from '../clock.js';
 import type { LoadedConfig, ResolvedProfile } from '../config/load.js';
 import { BrokerError } from '../errors.js';
 import { ServedValues } from '../secret.js';
 import type { ProfileStatus, SourceStatus, WireError } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
-import { ProfileCache, type GetOptions, type Served } from './profile-cache.js';
+import { ProfileCache } from './profile-cache.js';
 
 export interface BrokerOptions {
   log: Logger;
   /** Loads a source kind's adapter module: the daemon passes adapters/registry.ts's adapterFor. */
   findAdapter: FindAdapter;
   env?: NodeJS.ProcessEnv;
-  clock?: Clock;
-  random?: () => number;
-  rejectionRefetchIntervalMs?: number;
-  rejectionWindowMs?: number;
   /** Adapter modules to use instead of the registry's (tests). */
   adapterModules?: Partial<Record<string, AdapterModule>>;
 }
@@ -33,18 +28,17 @@ export interface ReloadSummary {
 
 export class Broker {
   readonly pool: AdapterPool;
-  readonly #options: BrokerOptions;
   readonly #log: Logger;
-  // Entries expire at staleUntil, after which a value is gone from memory. No clones: a
-  // SecretValue must not be copied around.
-  readonly #store = new NodeCache({ useClones: false, stdTTL: 0, checkperiod: 60, deleteOnExpire: true });
+  // No clones: a SecretValue must not be copied around. No TTLs and no check period: node-cache
+  // would expire entries by Date.now, and each profile's cache drops its entry at staleUntil by
+  // the one clock that also decides when it is fresh (ProfileCache#scheduleDrop).
+  readonly #store = new NodeCache({ useClones: false, stdTTL: 0, checkperiod: 0 });
   #profiles = new Map<string, ProfileCache>();
   /** Shared by every profile: a child's error output is searched for any profile's values. */
   readonly #served = new ServedValues();
   #config: LoadedConfig | undefined;
 
   constructor(options: BrokerOptions) {
-    this.#options = options;
     this.#log = options.log;
     this.pool = new AdapterPool({
       find: options.findAdapter,
@@ -52,10 +46,6 @@ export class Broker {
       log: options.log,
       ...(options.adapterModules && { modules: options.adapterModules }),
     });
-  }
-
-  get config(): LoadedConfig | undefined {
-    return this.#config;
   }
 
   profileNames(): string[] {
@@ -121,12 +111,6 @@ export class Broker {
       store: this.#store,
       log: this.#log,
       served: this.#served,
-      ...(this.#options.clock && { clock: this.#options.clock }),
-      ...(this.#options.random && { random: this.#options.random }),
-      ...(this.#options.rejectionRefetchIntervalMs !== undefined && {
-        rejectionRefetchIntervalMs: this.#options.rejectionRefetchIntervalMs,
-      }),
-      ...(this.#options.rejectionWindowMs !== undefined && { rejectionWindowMs: this.#options.rejectionWindowMs }),
     });
   }
 
@@ -141,10 +125,6 @@ export class Broker {
       );
     }
     return cache;
-  }
-
-  get(name: string, options: GetOptions = {}): Promise<Served> {
-    return this.profile(name).get(options);
   }
 
   /**

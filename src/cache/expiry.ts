@@ -6,7 +6,7 @@
 //   [t, min(t+TTL, E-m))   fresh (refresh-ahead fires at ~75% of this)
 //   … min(t+TTL+S, E)      stale, served only while the source is failing
 //   E                      never served again; a failing source now gives EXPIRED
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { BrokerError } from '../errors.js';
 import type { SecretValue } from '../secret.js';
 import { readJwtTimes } from './jwt.js';

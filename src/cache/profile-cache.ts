@@ -6,7 +6,7 @@
 //   [t, t+T)        fresh: served from memory; refreshed in the background at ~0.75T while it
 //                   has been read within the last T (so a profile in use never makes a reader wait)
 //   [t+T, t+T+S)    stale: served only while the source is failing (with a warning), else refetched
-//   t+T+S           dropped from memory (node-cache expiry)
+//   t+T+S           dropped from memory (a timer on the same clock; see #scheduleDrop)
 // A value that carries its own expiry (a JWT's exp, FetchResult.expiresAt) shortens all of these
 // so that it is never served at or after that expiry (see expiry.ts).
 import type NodeCache from 'node-cache';
@@ -14,7 +14,7 @@ import { abortable, type Adapter, type FetchReason, type FetchResult, type Logge
 import { deadline, systemClock, type Clock, type ClockTimer } from '../clock.js';
 import type { ResolvedProfile } from '../config/load.js';
 import { REFRESH_AT } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
 import { MAX_PROFILE_TIMEOUT_MS, type ConsumerInfo, type ProfileStatus } from '../protocol/messages.js';
 import { redactText, type SecretValue, type ServedValues } from '../secret.js';
@@ -80,10 +80,6 @@ export interface ProfileCacheOptions {
   /** Drives TTLs, refresh-ahead, retries and the fetch timeout; tests pass a manual clock. */
   clock?: Clock;
   random?: () => number;
-  /** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
-  rejectionRefetchIntervalMs?: number;
-  /** A second suspected rejection of the same value within this window fails the request. */
-  rejectionWindowMs?: number;
   /** Every value the daemon has served (all profiles), redacted from errors adapters report. */
   served?: ServedValues;
   /** Forced fetches (refreshes, suspected rejections) allowed back to back… */
@@ -92,6 +88,16 @@ export interface ProfileCacheOptions {
   forcedFetchIntervalMs?: number;
 }
 
+/** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
+const REJECTION_REFETCH_INTERVAL_MS = 5_000;
+/** A second suspected rejection of the same value within this window fails the request. */
+const REJECTION_WINDOW_MS = 60_000;
+/**
+ * How long a get may take in the daemon, waiting included: a client waits this long plus a margin
+ * (CLIENT_REPLY_TIMEOUT_MS). A get after a forget that finds the forced-fetch limit spent waits
+ * for the next fetch it allows only when that wait and the profile's own timeout fit within it.
+ */
+const GET_DEADLINE_MS = MAX_PROFILE_TIMEOUT_MS;
 /** Refresh-ahead fires at REFRESH_AT of the TTL (config/schema.ts), ± this. */
 export const REFRESH_JITTER = 0.05;
 const MIN_TTL_MS = 1000;
@@ -108,8 +114,6 @@ export class ProfileCache {
   readonly #clock: Clock;
   readonly #now: () => number;
   readonly #random: () => number;
-  readonly #rejectionRefetchIntervalMs: number;
-  readonly #rejectionWindowMs: number;
   readonly #key: string;
   readonly #flight = new SingleFlight<CacheEntry>();
   readonly #consumers = new ConsumerTracker();
@@ -118,6 +122,8 @@ export class ProfileCache {
   readonly #description: string;
 
   #timer: ClockTimer | undefined;
+  /** Drops the held value from memory at its stale limit. */
+  #dropTimer: ClockTimer | undefined;
   #lastReadAt = -Infinity;
   /**
    * The outcome of the latest fetch. An error here means the source has been failing since the
@@ -133,6 +139,8 @@ export class ProfileCache {
   #disposed = false;
   /** Bumped by forget(): a fetch started before it is neither stored nor joined by later reads. */
   #generation = 0;
+  /** Set by forget() until a fetch follows it: that fetch is a forced one (see #fetchAfterForget). */
+  #forgotten = false;
   #abort = new AbortController();
   readonly stats = {
     hits: 0,
@@ -154,8 +162,6 @@ export class ProfileCache {
     this.#clock = options.clock ?? systemClock;
     this.#now = () => this.#clock.now();
     this.#random = options.random ?? Math.random;
-    this.#rejectionRefetchIntervalMs = options.rejectionRefetchIntervalMs ?? 5_000;
-    this.#rejectionWindowMs = options.rejectionWindowMs ?? 60_000;
     this.#key = `${this.name}#${++nextId}`;
     this.#description = options.adapter.describe(options.ref);
     this.#served = options.served;
@@ -216,7 +222,8 @@ export class ProfileCache {
     }
     this.stats.misses++;
     try {
-      return this.#serve(await this.#fetch('miss'), consumer, 'fetched');
+      const fetched = this.#forgotten ? this.#fetchAfterForget() : this.#fetch('miss');
+      return this.#serve(await fetched, consumer, 'fetched');
     } catch (err) {
       const fallback = this.#entry();
       if (fallback && err instanceof BrokerError) return this.#serve(fallback, consumer, 'hit', err);
@@ -261,12 +268,15 @@ export class ProfileCache {
 
   /**
    * Drop the value from memory now, as ssh-agent -D does: the cache entry, the copy kept with the
-   * last fetch's outcome and the consumers' records of what they were served. The next read
-   * fetches again; a fetch already running still answers its waiters but is not kept.
+   * last fetch's outcome and the consumers' records of what they were served. Never refused. The
+   * next read fetches again, within the forced-fetch limit (see #fetchAfterForget); a fetch
+   * already running still answers its waiters but is not kept.
    */
   forget(): void {
     this.#generation++;
+    this.#forgotten = true;
     this.#timer?.cancel();
+    this.#dropTimer?.cancel();
     this.#store.del(this.#key);
     this.#consumers.clear();
     this.#lastFetch = undefined;
@@ -280,6 +290,7 @@ export class ProfileCache {
   dispose(): void {
     this.#disposed = true;
     this.#timer?.cancel();
+    this.#dropTimer?.cancel();
     this.#abort.abort(
       new BrokerError('SHUTTING_DOWN', 'the profile was removed or the daemon is stopping', { profile: this.name }),
     );
@@ -291,11 +302,34 @@ export class ProfileCache {
     await Promise.allSettled(this.#flight.pending());
   }
 
+  /** The value held, unless it is past its stale limit (which a value's own expiry caps): then it is dropped. */
   #entry(): CacheEntry | undefined {
     const entry = this.#store.get<CacheEntry>(this.#key);
-    // node-cache drops entries by its own clock, to the second; past its stale limit (which a
-    // value's own expiry caps) an entry is gone by ours.
-    return entry && this.#now() < entry.staleUntil ? entry : undefined;
+    if (entry && this.#now() >= entry.staleUntil) {
+      this.#drop(entry);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /**
+   * Drop the held value at its stale limit, by this cache's clock. node-cache would expire it by
+   * Date.now, a second clock that a test cannot move; so the store is given no TTL and this
+   * timer does it. (A system timer may fire early, clamped to its maximum delay: it looks again.)
+   */
+  #scheduleDrop(entry: CacheEntry): void {
+    this.#dropTimer?.cancel();
+    this.#dropTimer = this.#clock.setTimeout(() => {
+      if (this.#entry() === entry) this.#scheduleDrop(entry);
+    }, entry.staleUntil - this.#now());
+  }
+
+  /** Let go of `entry`: the store's copy and the one kept with the last fetch's outcome. */
+  #drop(entry: CacheEntry): void {
+    this.#store.del(this.#key);
+    this.#dropTimer?.cancel();
+    if (this.#lastFetch?.entry === entry) this.#lastFetch = { ...this.#lastFetch, entry: undefined };
+    this.#log.debug('past its stale limit: value dropped from memory');
   }
 
   /** A failure once the last value has expired says so: the value is gone, not merely stale. */
@@ -370,7 +404,7 @@ export class ProfileCache {
       this.#log.info({ consumer: { pid: consumer.pid } }, 'the source has a new value: serving it');
       return this.#serve(entry, recordAs, 'refetched');
     }
-    if (record.strikeAt !== undefined && t - record.strikeAt < this.#rejectionWindowMs) {
+    if (record.strikeAt !== undefined && t - record.strikeAt < REJECTION_WINDOW_MS) {
       this.stats.rejected++;
       const [why, fix] = fetchError
         ? [`refreshing it from ${this.#description} failed (${fetchError.message})`, fetchError.fix ?? 'fix the source']
@@ -409,7 +443,7 @@ export class ProfileCache {
       !this.#flight.inflight(this.#flightKey()) &&
       last &&
       last.startedAt > servedAt &&
-      this.#now() - last.startedAt < this.#rejectionRefetchIntervalMs
+      this.#now() - last.startedAt < REJECTION_REFETCH_INTERVAL_MS
     ) {
       if (last.entry) return Promise.resolve(this.#entry() ?? last.entry);
       if (last.error) return Promise.reject(last.error);
@@ -433,18 +467,68 @@ export class ProfileCache {
   #refreshFetch(): Promise<CacheEntry> {
     if (!this.#flight.inflight(this.#flightKey())) {
       const waitMs = this.#forcedFetchWait();
-      if (waitMs !== undefined) {
-        const limit = `at most ${this.#forcedFetches.burst} back to back, then one every ${formatDuration(this.#forcedFetches.intervalMs)}`;
+      if (waitMs !== undefined)
         return Promise.reject(
-          new BrokerError(
-            'RATE_LIMITED',
-            `refreshed from ${this.#description} too often (${limit}); try again in ${formatDuration(waitMs)}`,
-            { profile: this.name, fix: 'reads without --refresh still get the cached value' },
+          this.#tooOften(
+            `refreshed from ${this.#description} too often`,
+            `try again in ${formatDuration(waitMs)}`,
+            'reads without --refresh still get the cached value',
           ),
         );
-      }
+      // A refresh right after a forget is the forget's fetch: one token for both.
+      this.#forgotten = false;
     }
     return this.#fetch('explicit');
+  }
+
+  /**
+   * The first fetch after a forget. forget itself is never refused and drops the value at once,
+   * but the fetch that follows it is a forced one, drawn from the same per-profile limit as a
+   * refresh: a loop of forget and get costs the backend no more than a loop of refreshes. With
+   * the limit spent, the read waits for the next token (every read that joins it shares the wait
+   * and the one fetch) rather than failing: forgetting every profile before leaving the laptop
+   * still costs one fetch each afterwards, and Claude Code's helper still gets its key.
+   */
+  #fetchAfterForget(): Promise<CacheEntry> {
+    return this.#flight.run(this.#flightKey(), async () => {
+      const generation = this.#generation;
+      const latest = this.#now() + GET_DEADLINE_MS - this.profile.timeoutMs;
+      for (let waitMs = this.#forcedFetchWait(); waitMs !== undefined; waitMs = this.#forcedFetchWait()) {
+        if (this.#now() + waitMs > latest)
+          throw this.#tooOften(
+            `forgotten and fetched from ${this.#description} too often`,
+            `the next fetch is allowed in ${formatDuration(waitMs)}, later than a read may wait`,
+            'try again then',
+          );
+        this.#log.info({ waitMs }, 'forgotten, and the forced-fetch limit is spent: waiting for its next fetch');
+        await this.#sleep(waitMs);
+      }
+      if (generation === this.#generation) this.#forgotten = false;
+      return this.#fetchOnce('miss');
+    });
+  }
+
+  /** RATE_LIMITED: `what` happened too often for the forced-fetch limit; `when` says what now. */
+  #tooOften(what: string, when: string, fix: string): BrokerError {
+    const limit = `at most ${this.#forcedFetches.burst} back to back, then one every ${formatDuration(this.#forcedFetches.intervalMs)}`;
+    return new BrokerError('RATE_LIMITED', `${what} (${limit}); ${when}`, { profile: this.name, fix });
+  }
+
+  /** Wait ms on the cache's clock; a dispose (profile removed, daemon stopping) ends the wait. */
+  #sleep(ms: number): Promise<void> {
+    const signal = this.#abort.signal;
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      const onAbort = (): void => {
+        timer.cancel();
+        reject(signal.reason as Error);
+      };
+      const timer = this.#clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /** Take one forced fetch from the limit: undefined when allowed, else how long until one is. */
@@ -542,6 +626,8 @@ export class ProfileCache {
     const t = this.#now();
     const { entry, changed } = this.#entryOf({ value }, t);
     this.#generation++;
+    // The value is here: nothing to fetch, so a forget before it leaves no forced fetch owed.
+    this.#forgotten = false;
     this.#keep(entry, t);
     this.#log.info({ ttlMs: entry.freshUntil - t, changed }, 'value installed (key set): no fetch');
     return { changed };
@@ -589,7 +675,8 @@ export class ProfileCache {
   /** Hold `entry` as the current value: the source answers again, refresh-ahead is scheduled. */
   #keep(entry: CacheEntry, startedAt: number): void {
     const t = entry.fetchedAt;
-    this.#store.set(this.#key, entry, (entry.staleUntil - t) / 1000);
+    this.#store.set(this.#key, entry, 0);
+    this.#scheduleDrop(entry);
     this.#failures = 0;
     this.#retryAfter = -Infinity;
     this.#rateLimitedUntil = -Infinity;

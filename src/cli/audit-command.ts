@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Command } from 'commander';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../duration.js';
 import { die, table } from './output.js';
 import { renderError } from '../protocol/messages.js';
 
@@ -20,7 +20,7 @@ export function registerAudit(program: Command): void {
     .addHelpText(
       'after',
       `
-The daemon appends one line per get, refresh and suspected rejection to
+The daemon appends one line per get, refresh, suspected rejection, key set and forget to
 $XDG_STATE_HOME/keybroker/audit.jsonl (default ~/.local/state/keybroker/audit.jsonl; macOS:
 ~/Library/Application Support/keybroker/audit.jsonl), keeping one previous file. Each line names
 the profile and how it was chosen (argument, directory, default), the consumer process the client

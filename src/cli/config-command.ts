@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
 

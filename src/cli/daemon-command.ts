@@ -108,8 +108,11 @@ Examples:
           telemetryEnv: Boolean(opts.telemetryEnv) && !opts.autostarted,
           // Read only when telemetry reports it (the settings module is not loaded otherwise).
           claudeSandbox: async () => {
-            const settings = await import('../integration/claude-settings.js');
-            return settings.claudeSandboxEnabled({
+            const [settings, sandbox] = await Promise.all([
+              import('../integration/claude-settings.js'),
+              import('../integration/claude-sandbox.js'),
+            ]);
+            return sandbox.claudeSandboxEnabled({
               env,
               home: env.HOME || os.homedir(),
               platform: process.platform,

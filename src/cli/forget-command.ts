@@ -12,9 +12,11 @@ export function registerForget(program: Command): void {
     .addHelpText(
       'after',
       `
-For an incident (a key you think leaked) or before handing a laptop over. Nothing is fetched
-now: the next keybroker-shim call for the profile fetches from its source again. To also
-stop the daemon, kill the pid that keybroker status shows (kill PID).
+For an incident (a key you think leaked) or before handing a laptop over. Never refused, and
+audited. Nothing is fetched now: the next keybroker-shim call for the profile fetches from its
+source again, within the profile's forced-fetch limit (3 back to back, then one per 10 s; a call
+that finds it spent waits for its turn). To also stop the daemon, kill the pid that keybroker
+status shows (kill PID).
 
 Examples:
   keybroker forget work

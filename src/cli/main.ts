@@ -1,9 +1,6 @@
 #!/usr/bin/env node
 // keybroker: the daemon and the CLI to run, inspect and refresh it.
-import { Command, CommanderError } from 'commander';
-import { BrokerError, resourceError } from '../errors.js';
-import { renderError } from '../protocol/messages.js';
-import { VERSION } from '../version.js';
+import type { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
 import { registerBuildNative } from './build-native-command.js';
 import { registerConfig } from './config-command.js';
@@ -13,7 +10,7 @@ import { registerForget } from './forget-command.js';
 import { registerGet } from './get-command.js';
 import { registerInit } from './init-command.js';
 import { registerKey } from './key-command.js';
-import { CliExit } from './output.js';
+import { newProgram, runProgram } from './program.js';
 import { registerRefresh } from './refresh-command.js';
 import { registerReload } from './reload-command.js';
 import { registerRestart } from './restart-command.js';
@@ -23,15 +20,7 @@ import { registerSetup } from './setup-command.js';
 import { registerStatus } from './status-command.js';
 
 export function buildProgram(): Command {
-  const program = new Command('keybroker')
-    .version(VERSION, '-v, --version', 'print the version')
-    .description('Fetch API keys once, cache them in a daemon, and hand them to apiKeyHelper in milliseconds.')
-    .option(
-      '--socket <path>',
-      "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)",
-    )
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+  const program = newProgram();
   registerInit(program);
   registerDaemon(program);
   registerGet(program);
@@ -71,27 +60,4 @@ Claude Code runs: keybroker-shim [PROFILE]   (prints the key; see keybroker-shim
   return program;
 }
 
-async function main(): Promise<number> {
-  // `keybroker audit --json | head` closes the pipe early: that is the reader being done, not an
-  // error worth a stack trace.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-    throw err;
-  });
-  try {
-    await buildProgram().parseAsync(process.argv);
-    return 0;
-  } catch (err) {
-    if (err instanceof CliExit) return err.exitCode;
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    const known = err instanceof BrokerError ? err : resourceError(err);
-    if (known) {
-      process.stderr.write(`keybroker: ${renderError(known)}\n`);
-      return known.exitCode;
-    }
-    process.stderr.write('keybroker: internal error (run with KEYBROKER_LOG_LEVEL=debug for details)\n');
-    return 1;
-  }
-}
-
-process.exitCode = await main();
+process.exitCode = await runProgram(buildProgram());

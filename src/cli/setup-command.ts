@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Option, type Command } from 'commander';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { collapseHome } from '../client/socket-path.js';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
 import { formatMode } from '../client/file-mode.js';
+import type { SandboxWanted } from '../integration/claude-sandbox.js';
 import { HELPER_KINDS, HELPER_SETTING, shellQuote, type HelperKind } from '../integration/helper-command.js';
 import type { AdoptResult } from '../integration/claude-adopt.js';
 import type { SetupClaudeResult } from '../integration/claude-setup.js';
@@ -23,6 +24,7 @@ interface SetupOptions {
   config?: string;
   adopt?: boolean;
   asExec?: boolean;
+  sandbox?: boolean;
 }
 
 export function registerSetup(program: Command): void {
@@ -60,6 +62,10 @@ export function registerSetup(program: Command): void {
         .default('api-key'),
     )
     .option('--config <file>', configOptionHelp('keybroker config to read the profile from'))
+    .option(
+      '--sandbox',
+      "also turn on Claude Code's sandbox for the agent's commands, with every file that leads to a key unreadable inside it",
+    )
     .addHelpText(
       'after',
       `
@@ -86,8 +92,17 @@ MISMATCH) changes nothing; the new source failing alone keeps the command (exec:
 profile is --profile, else "default" when it is free, else a name from the source; a profile of
 yours is never overwritten. A running daemon reloads the config.
 
+With --sandbox, the same file also gets sandbox.enabled, failIfUnavailable (no silent fallback
+to running unconfined), allowUnsandboxedCommands: false, and sandbox.filesystem.denyRead entries
+for the keybroker config directory, every key and token file the config names, and the state
+directory (audit trail and salt), with a Read(…) rule in permissions.deny for each (Claude
+Code's own Read, Grep and Glob tools run outside the sandbox); variables that hold a credential
+go in sandbox.credentials.envVars (mode deny). Not the socket: the sandbox refuses its connect
+already. Check the result with: keybroker doctor (its sandbox-* lines).
+
 Examples:
   keybroker setup claude
+  keybroker setup claude --sandbox
   keybroker setup claude --adopt --dry-run     # what adopting the current helper would do
   keybroker setup claude --adopt
   keybroker setup claude --profile work
@@ -122,6 +137,7 @@ export async function setupClaudeFromCli(opts: SetupOptions): Promise<void> {
   }
   const configPath = managedLocation ? managedLocation.path : resolveConfigPath({ flag: opts.config }).path;
   const profileTtlMs = await helperProfileTtl(opts, configPath, managedLocation);
+  const sandbox = opts.sandbox ? await sandboxWanted(home, opts) : undefined;
   const result = await setupClaude({
     env: process.env,
     home,
@@ -137,6 +153,7 @@ export async function setupClaudeFromCli(opts: SetupOptions): Promise<void> {
     dryRun: Boolean(opts.dryRun),
     now: new Date(),
     profileTtlMs,
+    sandbox: sandbox?.wanted,
   });
   const undo = result.undo.length > 0 ? [`undo: ${result.undo.join(' && ')}`] : [];
   process.stdout.write(`${[...settingsChangeLines(result, opts, profileTtlMs, home), ...undo].join('\n')}\n`);
@@ -144,7 +161,8 @@ export async function setupClaudeFromCli(opts: SetupOptions): Promise<void> {
     process.stdout.write(
       `Claude Code picks this up on its next start; check everything with: keybroker doctor${opts.managed ? ' (as each user)' : ''}\n`,
     );
-  for (const w of result.warnings) process.stderr.write(`keybroker: warning: ${w}\n`);
+  for (const w of [...result.warnings, ...(sandbox?.warnings ?? [])])
+    process.stderr.write(`keybroker: warning: ${w}\n`);
 }
 
 /** The shim this installation writes into a helper, once it is sure the path lasts. */
@@ -212,7 +230,7 @@ async function helperProfileTtl(
 /** What setupClaude changed (or would), for a person: the file, each change, the backup and mode. */
 function settingsChangeLines(
   result: SetupClaudeResult,
-  opts: Pick<SetupOptions, 'profile' | 'helper' | 'dryRun'>,
+  opts: Pick<SetupOptions, 'profile' | 'helper' | 'dryRun' | 'sandbox'>,
   profileTtlMs: number | undefined,
   home: string,
 ): string[] {
@@ -220,7 +238,7 @@ function settingsChangeLines(
   const serving = opts.profile === undefined ? 'the profile of each project directory' : `profile "${opts.profile}"`;
   if (result.changes.length === 0)
     return [
-      `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}: nothing to change`,
+      `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}${opts.sandbox ? " and Claude Code's sandbox set up" : ''}: nothing to change`,
     ];
   const lines = [
     `${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`,
@@ -248,6 +266,8 @@ export async function adoptFromCli(opts: SetupOptions, socketFlag: string | unde
   if (opts.managed) die('USAGE', "--adopt works on your own or the project's settings, not --managed");
   if (opts.force) die('USAGE', '--adopt replaces only the helper it adopted: --force does not go with it');
   if (opts.helper !== 'api-key') die('USAGE', '--adopt adopts apiKeyHelper only');
+  if (opts.sandbox)
+    die('USAGE', '--sandbox does not go with --adopt: adopt first, then run keybroker setup claude --sandbox');
   // Loaded when it runs: this bundle also starts the daemon, which needs none of it.
   const [{ resolveConfigPath }, { adoptHelper }, { startProgress }] = await Promise.all([
     import('../config/load.js'),
@@ -316,4 +336,51 @@ function adoptionLines(result: AdoptResult, opts: SetupOptions, home: string): s
   if (undo.length > 0) lines.push(`undo: ${undo.join(' && ')}`);
   if (!dry) lines.push('Claude Code picks this up on its next start; check everything with: keybroker doctor');
   return lines;
+}
+
+/**
+ * What --sandbox denies: every path and variable that leads to a key (key-locations.ts), written
+ * as ~/… so the file reads the same for every user; and what it could not cover.
+ */
+async function sandboxWanted(home: string, opts: SetupOptions): Promise<{ wanted: SandboxWanted; warnings: string[] }> {
+  const [{ denyTargets, keyLocations }, { tildePath }, { findOnPath }] = await Promise.all([
+    import('../integration/key-locations.js'),
+    import('../integration/claude-sandbox.js'),
+    import('../integration/service-manager.js'),
+  ]);
+  const locations = await keyLocations({
+    env: process.env,
+    home,
+    platform: process.platform,
+    configFlag: opts.config,
+    everyUser: Boolean(opts.managed),
+  });
+  const warnings: string[] = [];
+  if (locations.configProblem)
+    warnings.push(
+      `${locations.configProblem}: the key files its profiles name are not denied; fix it, then run this again`,
+    );
+  if (locations.opaque.length > 0)
+    warnings.push(
+      `profile${locations.opaque.length > 1 ? 's' : ''} ${locations.opaque.map((n) => `"${n}"`).join(', ')} run${locations.opaque.length > 1 ? '' : 's'} a command whose own credentials keybroker cannot see (a CLI's session or token file, GPG keys): add those files to sandbox.filesystem.denyRead yourself`,
+    );
+  for (const p of locations.holdingSocket)
+    warnings.push(
+      `${collapseHome(p.path, home)} holds keybroker's socket too, so it is not denied (sandboxed commands can read it): keep the socket elsewhere (KEYBROKER_SOCKET)`,
+    );
+  if (process.platform === 'linux') {
+    const missing = [];
+    for (const program of ['bwrap', 'socat']) if (!(await findOnPath(program, process.env.PATH))) missing.push(program);
+    if (missing.length > 0)
+      warnings.push(
+        `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not on PATH: Claude Code's sandbox needs them, and with failIfUnavailable it will not start without them (sudo apt-get install bubblewrap socat)`,
+      );
+  }
+  return {
+    wanted: {
+      denyRead: denyTargets(locations).map((p) => tildePath(p, home)),
+      denyEnv: locations.env.map((e) => e.name),
+    },
+    warnings,
+  };
 }

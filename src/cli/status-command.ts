@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { chooseProfile, describeChoice, realDirectory } from '../config/directories.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { renderError, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
 import { collapseHome } from '../client/socket-path.js';
 import { callDaemon } from './client.js';

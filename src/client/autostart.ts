@@ -9,6 +9,7 @@ import { sendRequest } from './client.js';
 import { lastDaemonFailure } from './daemon-log.js';
 import { DAEMON_NODE_FLAGS } from './daemon-node-flags.js';
 import { errorReply, type Reply, type Request, type WireError } from '../protocol/messages.js';
+import { inSandbox } from './sandbox.js';
 import { ancestorsProblem, privateDirProblem } from './socket-check.js';
 
 export const AUTOSTART_DEADLINE_MS = 8_000;
@@ -76,6 +77,10 @@ export async function requestWithAutostart(
     });
   let reply = await ask();
   if (!reply.ok && reply.error.code === 'DAEMON_UNREACHABLE') {
+    // (A refused connect in a sandbox is SANDBOXED already.) A daemon that went away mid-request,
+    // seen from inside a sandbox, is not replaced from there: a daemon started in the sandbox
+    // would hold its keys where the sandbox's commands can reach them.
+    if (inSandbox(env)) return reply;
     if (env[NO_AUTOSTART_ENV] === '1') return { v: 1, ok: false, error: autostartOffError(reply.error.message) };
     const failed = await start(socketPath, deadline, options, reply.error.message);
     if (failed) return failed;

@@ -20,6 +20,7 @@ import {
   type WireError,
 } from '../protocol/messages.js';
 import { backoffDelay, CONNECT_BACKOFF } from './backoff.js';
+import { sandboxedConnect } from './sandbox.js';
 import { checkSocketPath, refusal } from './socket-check.js';
 
 /** What the client says when a reply is over the limit, or the daemon hung up without one. */
@@ -107,7 +108,7 @@ function exchange(
       },
       end: () => finish(parseReply(Buffer.concat(chunks))),
       // Only a refused connect is safe to repeat: once connected, the request may have been served.
-      error: (code, connected) => finish(!connected && code === 'EAGAIN' ? 'EAGAIN' : unreachable(socketPath, code)),
+      error: (code, connected) => finish(connected ? unreachable(socketPath, code) : connectFailed(socketPath, code)),
     });
   });
 }
@@ -267,6 +268,16 @@ function noReplyError(socketPath: string, options: SendOptions): ErrorReply {
     : errorReply('TIMEOUT', `no reply from the keybroker daemon on ${socketPath} within ${options.timeoutMs} ms`, {
         transient: true,
       });
+}
+
+/**
+ * The connect failed: EAGAIN is retried; inside a sandbox (the kernel said EPERM, or the
+ * environment says so) there is no daemon to reach or start, by design; else nothing answers there.
+ */
+function connectFailed(socketPath: string, errno: string | undefined): Reply | 'EAGAIN' {
+  if (errno === 'EAGAIN') return 'EAGAIN';
+  const sandboxed = sandboxedConnect(errno);
+  return sandboxed ? { v: 1, ok: false, error: sandboxed } : unreachable(socketPath, errno);
 }
 
 function unreachable(socketPath: string, errno: string | undefined): Reply {

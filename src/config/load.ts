@@ -31,8 +31,8 @@ import {
   type RawTelemetry,
   type RepeatDetection,
 } from './schema.js';
-import { closest } from './did-you-mean.js';
-import { formatDuration } from './duration.js';
+import { closest } from '../did-you-mean.js';
+import { formatDuration } from '../duration.js';
 import { parseSourceUri } from './source-uri.js';
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { adapterConfigKeys } from '../../adapters/registry.js';
 import { MAX_PROFILE_TIMEOUT_MS } from '../protocol/messages.js';
-import { formatDuration, parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from '../duration.js';
 
 export const REPEAT_DETECTION = ['claude-code', 'always', 'off'] as const;
 export type RepeatDetection = (typeof REPEAT_DETECTION)[number];

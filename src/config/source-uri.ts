@@ -1,6 +1,6 @@
 // A source URI is `<scheme>:<rest>`; the scheme picks the adapter, the adapter parses the rest.
 import { ADAPTERS, adapterFor } from '../../adapters/registry.js';
-import { closest } from './did-you-mean.js';
+import { closest } from '../did-you-mean.js';
 
 // Loose on purpose (digits and capitals first): `1password://…` and `OP://…` are near misses to
 // name, not URIs without a kind.

@@ -11,6 +11,8 @@ import {
   exitCodeFor,
   type ConsumerInfo,
   type DaemonIdentity,
+  type ForgetReply,
+  type ForgetRequest,
   type GetReply,
   type GetRequest,
   type Reply,
@@ -91,17 +93,36 @@ export async function handleRequest(
       });
       return { v: 1, ok: true, ...result, ...(ctx.identity && { daemon: ctx.identity() }) };
     }
-    case 'forget': {
-      if ((request.profile === undefined) === !request.all) {
-        throw new BrokerError('BAD_REQUEST', 'forget needs either a profile or "all": true');
-      }
-      if (request.profile !== undefined) checkConfigLoaded(ctx, request.profile);
-      const names = request.all ? ctx.broker.profileNames() : [request.profile!];
-      return { v: 1, ok: true, forgotten: ctx.broker.forget(names) };
-    }
+    case 'forget':
+      return handleForget(request, ctx, peer);
     case 'set':
       return handleSet(request, ctx, peer);
   }
+}
+
+/**
+ * Drop profiles' values now. Never refused for being frequent: the fetch that follows draws on the
+ * profile's forced-fetch limit instead (ProfileCache.forget). Each profile forgotten is audited,
+ * and so is a forget of a profile the daemon does not serve.
+ */
+function handleForget(request: ForgetRequest, ctx: HandlerContext, peer: PeerCredentials | undefined): ForgetReply {
+  if ((request.profile === undefined) === !request.all) {
+    throw new BrokerError('BAD_REQUEST', 'forget needs either a profile or "all": true');
+  }
+  const record = (profile: string, fields: Pick<AuditEvent, 'outcome' | 'error' | 'source'>): void =>
+    ctx.audit.record({ op: 'forget', profile, chosenBy: 'argument', ...identify(ctx, peer, undefined), ...fields });
+  let forgotten: string[];
+  try {
+    if (request.profile !== undefined) checkConfigLoaded(ctx, request.profile);
+    forgotten = ctx.broker.forget(request.all ? ctx.broker.profileNames() : [request.profile!]);
+  } catch (err) {
+    if (request.profile !== undefined)
+      record(request.profile, { outcome: 'error', error: err instanceof BrokerError ? err.code : 'INTERNAL' });
+    throw err;
+  }
+  for (const profile of forgotten)
+    record(profile, { outcome: 'forgotten', source: ctx.broker.profile(profile).profile.scheme });
+  return { v: 1, ok: true, forgotten };
 }
 
 /**

@@ -1,7 +1,7 @@
 // The daemon's life: load config (writing a starter one on first run), listen, serve, reload on
-// SIGHUP, stop cleanly on SIGTERM/SIGINT.
+// SIGHUP, stop cleanly on SIGTERM/SIGINT. startDaemon is the composition root: each part it wires
+// owns its state (the config in ConfigState, each watcher behind the stop function it returns).
 import fs from 'node:fs/promises';
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AdapterModule } from '../adapter.js';
@@ -10,15 +10,9 @@ import { auditDir } from '../audit/audit-record.js';
 import { adapterFor } from '../../adapters/registry.js';
 import { Broker } from '../cache/broker.js';
 import { DirectoryChooser } from '../config/directories.js';
-import { loadConfig, type LoadedConfig, type ResolvedConfigPath } from '../config/load.js';
-import {
-  MANAGED_CONFIG_ENV,
-  platformManagedConfigPath,
-  resolveManagedConfigPath,
-  type ManagedPathInput,
-} from '../config/managed.js';
-import { writeStarterConfig, type StarterSource } from '../config/starter.js';
-import { asBrokerError, BrokerError, describeUnknownError, resourceError } from '../errors.js';
+import type { ResolvedConfigPath } from '../config/load.js';
+import type { ManagedPathInput } from '../config/managed.js';
+import { BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
 import {
   exitCodeFor,
@@ -27,17 +21,18 @@ import {
   type DaemonIdentity,
   type StartedBy,
 } from '../protocol/messages.js';
-import { privateDirProblem } from '../client/socket-check.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { BUILD_ID, VERSION } from '../version.js';
-import { handleRequest } from './handler.js';
+import { ConfigState } from './config-state.js';
+import { handleRequest, type DaemonInfo } from './handler.js';
 import { loadHardeningAddon } from './hardening-addon.js';
 import { PeerIdentifier } from './peer-identity.js';
 import { hardenProcess, refuseInspectorSignal } from './process-hardening.js';
 import { BrokerServer } from './server.js';
 import { ensurePrivateDir } from '../private-dir.js';
 import { checkSocketPathLength } from './socket-dir.js';
+import { watchManagedConfig, watchSocket, type StopWatching } from './watchers.js';
 
 export interface DaemonOptions {
   config: ResolvedConfigPath;
@@ -71,12 +66,6 @@ export interface DaemonOptions {
   claudeSandbox?: () => Promise<boolean | undefined>;
 }
 
-/**
- * How often the daemon re-checks its socket directory and socket: a directory swapped or loosened
- * after start-up, or a socket removed, is noticed within this long. Two lstat calls each time.
- */
-export const SOCKET_CHECK_INTERVAL_MS = 2_000;
-
 export interface RunningDaemon {
   /** Resolves with the exit status once the daemon has stopped. */
   done: Promise<number>;
@@ -85,6 +74,81 @@ export interface RunningDaemon {
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const { log, env, broker, audit, telemetry, config, server } = await assemble(options);
+  const watchers: StopWatching[] = [];
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  let stopping: Promise<void> | undefined;
+  const stop = (exitCode = 0): Promise<void> => {
+    stopping ??= (async () => {
+      log.info({ exitCode }, 'stopping');
+      for (const stopWatching of watchers.splice(0)) stopWatching();
+      await server.close();
+      await audit.close();
+      await telemetry.close();
+      await broker.close();
+      // A signal that arrives between removing the handlers and the process exiting would get
+      // the default action (killed by SIGTERM, socket state unknown): a process-owning daemon
+      // keeps them, and a second SIGTERM just joins this stop.
+      if (!options.ownsProcess) removeSignalHandlers();
+      log.info('stopped');
+      resolveDone(exitCode);
+    })();
+    return stopping;
+  };
+
+  // Installed before the socket answers: a signal that arrives as soon as a client could see
+  // the daemon must get the graceful path, not the default action.
+  const removeSignalHandlers = handleSignals({ hup: () => void config.reload(), term: () => void stop(0) });
+  let socketDirIno: number | undefined;
+  try {
+    socketDirIno = await listen(server, options, () =>
+      log.info(
+        { socket: options.socket.path, config: config.file, profiles: broker.profileNames(), ...listening(options) },
+        'listening',
+      ),
+    );
+  } catch (err) {
+    removeSignalHandlers();
+    await audit.close();
+    await telemetry.close();
+    await broker.close();
+    throw err;
+  }
+
+  watchers.push(
+    ...startWatchers(options, env, server, socketDirIno, {
+      unsafePath: (problem) => {
+        if (stopping) return;
+        log.error(
+          { socket: options.socket.path },
+          `${problem}: stopping, so that clients cannot be misled and a fresh daemon (started by the service manager or the next keybroker-shim) checks the path again`,
+        );
+        void stop(exitCodeFor('UNSAFE_PATH'));
+      },
+      managedConfigChanged: (file) => {
+        log.info({ managedConfig: file }, 'managed config changed: reloading');
+        void config.reload();
+      },
+    }),
+  );
+
+  return { done, stop, reload: () => config.reload() };
+}
+
+/** The daemon's parts, each owning its state: the cache, the trail, the export, the config and the server. */
+interface DaemonParts {
+  log: Logger;
+  env: NodeJS.ProcessEnv;
+  broker: Broker;
+  audit: AuditLog;
+  telemetry: Telemetry;
+  config: ConfigState;
+  server: BrokerServer;
+}
+
+/** Build the parts and load the config (a config that fails to load is served as an error). */
+async function assemble(options: DaemonOptions): Promise<DaemonParts> {
   const log = options.log ?? createLogger({ level: options.logLevel });
   const env = options.env ?? process.env;
   const startedAt = Date.now();
@@ -94,84 +158,43 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     findAdapter: adapterFor,
     ...(options.adapterModules && { adapterModules: options.adapterModules }),
   });
-  const configFile = options.config.path;
-  let configLoadedAt = 0;
-  let lastReloadError: string | null = null;
-  let reloads = 0;
-  let startupConfigError: BrokerError | undefined;
-  let managedConfig: string | null = null;
-  let managedConfigError: string | null = null;
-  // Looked up at every load: a managed config installed or removed later is seen at the next reload.
-  const managedLocation = () => resolveManagedConfigPath({ env, platformPath: options.managedPath });
   const home = env.HOME || os.homedir();
   const directories = new DirectoryChooser();
   const audit = new AuditLog({ dir: auditDir(env, process.platform, home), log });
-
-  const addon = loadHardeningAddon();
-  const peers = addon.addon ? new PeerIdentifier(addon.addon) : undefined;
-  const hardening: DaemonHardening = options.hardening ?? {
-    addon: peers !== undefined,
-    nonDumpable: false,
-    coreLimitZero: false,
-    peerCredentials: peers !== undefined,
-    problems: addon.problem === undefined ? [] : [addon.problem],
-  };
+  const { peers, hardening } = peerIdentification(options.hardening);
   const telemetry = new Telemetry({
     log,
     env,
     envAllowed: options.telemetryEnv ?? false,
-    readProfile: async (name) => (await broker.get(name)).value,
+    readProfile: async (name) => (await broker.profile(name).get()).value,
     profiles: () => broker.status(),
     hardening: () => hardening,
     ...(options.claudeSandbox && { claudeSandbox: options.claudeSandbox }),
   });
-  // Besides the cache, what a config decides: which directory gets which profile, the trail, and
-  // what is exported (whose salt may change the trail's fingerprints).
-  const install = async (config: LoadedConfig): Promise<Awaited<ReturnType<Broker['apply']>>> => {
-    const summary = await broker.apply(config);
-    directories.setRules(config.directories);
-    await audit.setEnabled(config.audit);
-    audit.useOrgSalt(await telemetry.apply(config.telemetry));
-    await audit.setListener(telemetry.enabled ? (record) => telemetry.record(record) : undefined);
-    return summary;
-  };
-
-  // An organisation that manages the profiles may leave users with no config of their own.
-  const starter =
-    options.config.from === 'default' && !managedLocation() ? await writeStarterConfig(configFile, { env }) : undefined;
-  if (starter)
-    log.info({ config: configFile, keychain: starterKeychain(starter) }, starterMessage(starter, configFile));
-
-  const load = async (): Promise<LoadedConfig> => {
-    const config = await loadConfig(configFile, broker.pool.acquire, home, { managed: managedLocation() });
-    managedConfig = config.managed?.file ?? null;
-    managedConfigError = config.managed?.error ?? null;
-    if (config.managed?.error) log.error({ managedConfig: config.managed.file }, config.managed.error);
-    for (const w of config.warnings)
-      log.warn({ config: w.file, line: w.line, path: w.path }, `config: ${w.path}: ${w.message}`);
-    return config;
-  };
-  try {
-    const config = await load();
-    await install(config);
-    configLoadedAt = Date.now();
-  } catch (err) {
-    // Start anyway: requests get this error (a clear message beats a shim timing out on a
-    // daemon that never started), and a SIGHUP after the fix loads the config.
-    startupConfigError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${configFile}`);
-    lastReloadError = renderError(startupConfigError);
-    log.error(
-      { config: configFile, err: startupConfigError },
-      'config invalid: serving errors until it is fixed and reloaded (SIGHUP)',
-    );
-    await broker.releaseUnusedAdapters();
-  }
+  const config = new ConfigState({
+    file: options.config.path,
+    isDefault: options.config.from === 'default',
+    env,
+    home,
+    managedPath: options.managedPath,
+    broker,
+    directories,
+    audit,
+    telemetry,
+    log,
+  });
+  await config.start();
   await audit.open();
 
-  const identity: DaemonIdentity = { pid: process.pid, version: VERSION };
-  if (BUILD_ID) identity.build = BUILD_ID;
-  if (options.startedBy) identity.startedBy = options.startedBy;
-
+  const identity = identityOf(options.startedBy);
+  const info = (): DaemonInfo => ({
+    ...identity,
+    uptimeMs: Date.now() - startedAt,
+    socket: options.socket.path,
+    ...config.status(),
+    envNames: Object.keys(env).sort(),
+    hardening,
+  });
   const server = new BrokerServer({
     log,
     // The executable is for the trail only: one readlink a request saved when it is off.
@@ -187,204 +210,108 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           peers,
           version: VERSION,
           now: Date.now,
-          configError: () => startupConfigError,
+          configError: () => config.startupError,
           identity: () => identity,
-          info: () => ({
-            ...identity,
-            uptimeMs: Date.now() - startedAt,
-            socket: options.socket.path,
-            config: configFile,
-            configLoadedAtMs: configLoadedAt,
-            reloads,
-            lastReloadError,
-            managedConfig,
-            managedConfigError,
-            envNames: Object.keys(env).sort(),
-            hardening,
-          }),
+          info,
         },
         peer,
       ),
   });
+  return { log, env, broker, audit, telemetry, config, server };
+}
 
-  let reloading: Promise<boolean> | undefined;
-  const reload = (): Promise<boolean> => {
-    // SIGHUPs that arrive during a reload are folded into it.
-    reloading ??= (async () => {
-      try {
-        const config = await load();
-        const summary = await install(config);
-        configLoadedAt = Date.now();
-        lastReloadError = null;
-        startupConfigError = undefined;
-        log.info({ config: configFile, ...summary }, 'config reloaded');
-        return true;
-      } catch (err) {
-        lastReloadError = err instanceof BrokerError ? renderError(err) : 'reload failed';
-        log.error(
-          { config: configFile, err: err instanceof BrokerError ? err : describeUnknownError(err) },
-          'config reload failed: still serving the previous config',
-        );
-        await broker.releaseUnusedAdapters();
-        return false;
-      } finally {
-        reloads++;
-        reloading = undefined;
-      }
-    })();
-    return reloading;
+function listening(options: DaemonOptions): Record<string, unknown> {
+  return {
+    version: VERSION,
+    build: BUILD_ID,
+    startedBy: options.startedBy,
+    inheritedFd: options.listenFd !== undefined,
   };
+}
 
-  let resolveDone: (code: number) => void = () => {};
-  const done = new Promise<number>((resolve) => (resolveDone = resolve));
-  let stopping: Promise<void> | undefined;
-  const socketWatch: { timer?: NodeJS.Timeout } = {};
-  const stop = (exitCode = 0): Promise<void> => {
-    stopping ??= (async () => {
-      log.info({ exitCode }, 'stopping');
-      clearInterval(socketWatch.timer);
-      await server.close();
-      await audit.close();
-      await telemetry.close();
-      await broker.close();
-      // A signal that arrives between removing the handlers and the process exiting would get
-      // the default action (killed by SIGTERM, socket state unknown): a process-owning daemon
-      // keeps them, and a second SIGTERM just joins this stop.
-      if (!options.ownsProcess) removeSignalHandlers();
-      unwatchManaged();
-      log.info('stopped');
-      resolveDone(exitCode);
-    })();
-    return stopping;
-  };
-
-  /**
-   * An administrator (or MDM) replacing the managed config cannot signal every user's daemon, so
-   * each daemon looks at it (a stat every 30 s, also for a file not there yet) and reloads when it
-   * changes. A change that fails to load keeps the previous config, as a SIGHUP would.
-   */
-  let unwatchManaged = (): void => {};
-  const watchManaged = (): (() => void) => {
-    const interval = options.managedPollMs ?? 30_000;
-    if (interval <= 0) return () => {};
-    const fromEnv = env[MANAGED_CONFIG_ENV];
-    const paths = [
-      options.managedPath ?? platformManagedConfigPath(),
-      fromEnv ? path.resolve(fromEnv) : undefined,
-    ].filter((p): p is string => p !== undefined);
-    const onChange =
-      (file: string) =>
-      (curr: Stats, prev: Stats): void => {
-        if (
-          curr.mtimeMs === prev.mtimeMs &&
-          curr.ino === prev.ino &&
-          curr.size === prev.size &&
-          curr.mode === prev.mode &&
-          curr.uid === prev.uid
-        )
-          return;
-        log.info({ managedConfig: file }, 'managed config changed: reloading');
-        void reload();
-      };
-    const listeners = paths.map((file) => {
-      const listener = onChange(file);
-      watchFile(file, { interval, persistent: false }, listener);
-      return [file, listener] as const;
-    });
-    return () => {
-      for (const [file, listener] of listeners) unwatchFile(file, listener);
-    };
-  };
-
-  const onHup = (): void => void reload();
-  const onTerm = (): void => void stop(0);
-  const removeSignalHandlers = (): void => {
-    process.off('SIGHUP', onHup);
-    process.off('SIGTERM', onTerm);
-    process.off('SIGINT', onTerm);
-  };
-  // Installed before the socket answers: a signal that arrives as soon as a client could see
-  // the daemon must get the graceful path, not the default action.
-  process.on('SIGHUP', onHup);
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onTerm);
-
-  const socketDir = path.dirname(options.socket.path);
-  let socketDirIno: number | undefined;
-  // Logged before the first request can be served (see BrokerServer.listen).
-  const announce = (): void =>
-    log.info(
-      {
-        socket: options.socket.path,
-        config: configFile,
-        profiles: broker.profileNames(),
-        version: VERSION,
-        build: BUILD_ID,
-        startedBy: options.startedBy,
-        inheritedFd: options.listenFd !== undefined,
-      },
-      'listening',
-    );
-  try {
-    if (options.listenFd !== undefined) {
-      socketDirIno = (await fs.lstat(socketDir).catch(() => undefined))?.ino;
-      await server.listenFd(options.listenFd, announce);
-    } else {
-      checkSocketPathLength(options.socket.path);
-      await ensurePrivateDir(socketDir);
-      // The directory just checked is the one watched below.
-      socketDirIno = (await fs.lstat(socketDir)).ino;
-      await server.listen(options.socket.path, announce);
-    }
-  } catch (err) {
-    removeSignalHandlers();
-    await audit.close();
-    await telemetry.close();
-    await broker.close();
-    throw err;
-  }
-
-  // The directory was private when we bound; someone who can change that later (root, or the
-  // owner of a shared parent) could swap it for one holding their own socket, or open it up.
-  // Nothing keeps a directory from changing under a held fd, so it is re-checked on a timer.
-  const checkSocket = async (): Promise<void> => {
-    if (stopping) return;
-    let problem: string | undefined;
-    const st = await fs.lstat(socketDir).catch((err: NodeJS.ErrnoException) => err);
-    if (st instanceof Error) problem = `socket directory ${socketDir} is gone (${st.code ?? 'error'})`;
-    else
-      problem =
-        privateDirProblem(socketDir, st)?.what ??
-        (st.ino !== socketDirIno ? `socket directory ${socketDir} was replaced` : undefined);
+/**
+ * What the daemon watches while it runs: its socket directory and socket (not under socket
+ * activation, whose directory is systemd's, nor when our path rules named no directory to check),
+ * and the managed config. Returns each watcher's stop function.
+ */
+function startWatchers(
+  options: DaemonOptions,
+  env: NodeJS.ProcessEnv,
+  server: BrokerServer,
+  socketDirIno: number | undefined,
+  on: { unsafePath: (problem: string) => void; managedConfigChanged: (file: string) => void },
+): StopWatching[] {
+  const managed = watchManagedConfig({
+    env,
+    platformPath: options.managedPath,
+    intervalMs: options.managedPollMs ?? 30_000,
+    onChange: on.managedConfigChanged,
+  });
+  if (socketDirIno === undefined) return [managed];
+  const socket = watchSocket({
+    dir: path.dirname(options.socket.path),
+    ino: socketDirIno,
     // Under socket activation the socket file is systemd's, not ours to judge.
-    if (!problem && options.listenFd === undefined) problem = await server.socketFileProblem();
-    if (!problem || stopping) return;
-    log.error(
-      { socket: options.socket.path },
-      `${problem}: stopping, so that clients cannot be misled and a fresh daemon (started by the service manager or the next keybroker-shim) checks the path again`,
-    );
-    void stop(exitCodeFor('UNSAFE_PATH'));
-  };
-  // (A socket-activated daemon's directory is systemd's; when our path rules name none, there is
-  // nothing of ours to watch.)
-  if (socketDirIno !== undefined) {
-    socketWatch.timer = setInterval(() => void checkSocket(), SOCKET_CHECK_INTERVAL_MS);
-    socketWatch.timer.unref();
+    ...(options.listenFd === undefined && { socketFileProblem: () => server.socketFileProblem() }),
+    onProblem: on.unsafePath,
+  });
+  return [socket, managed];
+}
+
+/**
+ * Bind the socket (or take systemd's); resolves with the socket directory's inode when the daemon
+ * checked that directory (the one the socket watcher then holds it to). `announce` is logged before
+ * the first request can be served (see BrokerServer.listen).
+ */
+async function listen(server: BrokerServer, options: DaemonOptions, announce: () => void): Promise<number | undefined> {
+  const socketDir = path.dirname(options.socket.path);
+  if (options.listenFd !== undefined) {
+    const ino = (await fs.lstat(socketDir).catch(() => undefined))?.ino;
+    await server.listenFd(options.listenFd, announce);
+    return ino;
   }
-  unwatchManaged = watchManaged();
-
-  return { done, stop, reload };
+  checkSocketPathLength(options.socket.path);
+  await ensurePrivateDir(socketDir);
+  // The directory just checked is the one watched.
+  const { ino } = await fs.lstat(socketDir);
+  await server.listen(options.socket.path, announce);
+  return ino;
 }
 
-/** The first-run line: where the starter config is, and the one command that makes it serve a key. */
-function starterMessage(starter: StarterSource, configFile: string): string {
-  return starter.kind === 'keyring'
-    ? `no config found: wrote a starter config to ${configFile} whose default profile reads the key from ${starter.what} (keyring:default) — store it there with: keybroker key set default`
-    : `no config found: wrote a starter config to ${configFile} — edit it, then run: keybroker reload (or kill -HUP ${process.pid})`;
+/** SIGHUP reloads, SIGTERM and SIGINT stop; returns the function that removes the handlers. */
+function handleSignals(on: { hup: () => void; term: () => void }): StopWatching {
+  process.on('SIGHUP', on.hup);
+  process.on('SIGTERM', on.term);
+  process.on('SIGINT', on.term);
+  return () => {
+    process.off('SIGHUP', on.hup);
+    process.off('SIGTERM', on.term);
+    process.off('SIGINT', on.term);
+  };
 }
 
-function starterKeychain(starter: StarterSource): string {
-  return starter.kind === 'keyring' ? starter.what : `none (${starter.why ?? 'not probed'}): a file: source instead`;
+/** The hardening addon's peer lookup, and what status says of the hardening (runDaemon's, when it ran). */
+function peerIdentification(given: DaemonHardening | undefined): {
+  peers: PeerIdentifier | undefined;
+  hardening: DaemonHardening;
+} {
+  const addon = loadHardeningAddon();
+  const peers = addon.addon ? new PeerIdentifier(addon.addon) : undefined;
+  const hardening = given ?? {
+    addon: peers !== undefined,
+    nonDumpable: false,
+    coreLimitZero: false,
+    peerCredentials: peers !== undefined,
+    problems: addon.problem === undefined ? [] : [addon.problem],
+  };
+  return { peers, hardening };
+}
+
+function identityOf(startedBy: StartedBy | undefined): DaemonIdentity {
+  const identity: DaemonIdentity = { pid: process.pid, version: VERSION };
+  if (BUILD_ID) identity.build = BUILD_ID;
+  if (startedBy) identity.startedBy = startedBy;
+  return identity;
 }
 
 /** Run the daemon as the process's main job; resolves with the exit status. */

@@ -149,10 +149,6 @@ export class BrokerServer {
     return undefined;
   }
 
-  get connections(): number {
-    return this.#pending.size;
-  }
-
   /** Stop accepting, let in-flight replies finish (up to graceMs), remove our socket file. */
   async close(graceMs = 5_000): Promise<void> {
     if (this.#closing) return;

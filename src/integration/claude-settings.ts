@@ -185,31 +185,3 @@ function indentOf(text: string | undefined): string | number {
   const m = text === undefined ? null : /\n([ \t]+)"/.exec(text);
   return m ? m[1]! : 2;
 }
-
-/**
- * Whether Claude Code runs its agent's commands in its sandbox (`sandbox.enabled`) for this user
- * outside any project: the managed settings' word, else the user's local, else the user's settings.
- * A project's own settings may say otherwise there. undefined: a managed source keybroker cannot
- * read (an MDM profile) decides, or a file is unreadable.
- */
-export async function claudeSandboxEnabled(ctx: Omit<ClaudeContext, 'cwd'>): Promise<boolean | undefined> {
-  const files = await readAllSettings({ ...ctx, cwd: ctx.home });
-  const higher = files.find((f) => f.shadowedBy !== undefined)?.shadowedBy;
-  // A higher managed source replaces the file-based ones; only its JSON form can be read here.
-  const managed = higher === undefined ? [] : [await readSettingsFile('managed', higher)];
-  const ordered = [...managed, ...files.filter((f) => f.shadowedBy === undefined).reverse()];
-  for (const f of ordered) {
-    if (!f.exists) continue;
-    if (f.error !== undefined) return undefined;
-    const found = sandboxIn(f);
-    if (found !== undefined) return found;
-  }
-  return false;
-}
-
-function sandboxIn(f: SettingsFile): boolean | undefined {
-  const sandbox = f.data?.sandbox;
-  if (typeof sandbox !== 'object' || sandbox === null) return undefined;
-  const enabled = (sandbox as Record<string, unknown>).enabled;
-  return typeof enabled === 'boolean' ? enabled : undefined;
-}

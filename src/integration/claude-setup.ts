@@ -17,6 +17,7 @@ import {
   type ClaudeContext,
   type SettingsScope,
 } from './claude-settings.js';
+import { sandboxEdit, type SandboxWanted } from './claude-sandbox.js';
 import {
   describeHelper,
   helperCommand,
@@ -63,6 +64,8 @@ export interface SetupClaudeOptions extends ClaudeContext {
   now: Date;
   /** The profile's TTL from the keybroker config (undefined: no config yet, use the default). */
   profileTtlMs: number | undefined;
+  /** --sandbox: turn Claude Code's sandbox on and deny these in the same file (claude-sandbox.ts). */
+  sandbox?: SandboxWanted | undefined;
 }
 
 export interface SetupChange {
@@ -93,65 +96,13 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   if (scope === 'managed' && managedDir === undefined)
     throw new BrokerError('USAGE', `Claude Code has no managed settings file on ${options.platform}`);
   const file = scope === 'managed' ? path.join(managedDir!, 'managed-settings.json') : settingsPath(options, scope);
-  let original: string | undefined;
-  try {
-    original = await readSettingsText(file);
-  } catch (err) {
-    if (err instanceof FileCheckError)
-      throw new BrokerError('CONFIG_INVALID', err.message, {
-        fix: 'fix it by hand first (keybroker writes only a regular settings file)',
-      });
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw new BrokerError('CONFIG_INVALID', `cannot read ${file} (${code ?? 'error'})`);
-  }
-  const parsed = parseSettingsText(original ?? '');
-  if ('error' in parsed) {
-    throw new BrokerError('CONFIG_INVALID', `${file} ${parsed.error}`, {
-      fix: 'fix it by hand first (keybroker does not rewrite a file it cannot parse)',
-    });
-  }
-  const data = parsed.data;
+  const { original, data } = await readSettings(file);
   const key = HELPER_SETTING[options.helper];
   const command = helperCommand(options.shim, options.helper, options.profile);
   const changes: SetupChange[] = [];
 
-  const existing = data[key];
-  if (options.replacing !== undefined && existing !== options.replacing && existing !== command)
-    throw new BrokerError('CONFIG_INVALID', `${key} in ${file} changed while keybroker was adopting it`, {
-      fix: 'run the command again',
-    });
-  if (existing !== command) {
-    // keybroker's own shim is an update, not a conflict, when the user names the profile
-    // (--profile work after setup claude): the change line shows before and after. Without
-    // --profile, a helper that names one is kept unless forced: dropping it would silently hand
-    // the choice to directories:.
-    const ours = typeof existing === 'string' ? parseKeybrokerHelper(existing) : undefined;
-    const update = isSameKeybrokerHelper(existing, options) || (ours !== undefined && options.profile !== undefined);
-    const adopted = options.replacing !== undefined && existing === options.replacing;
-    if (existing !== undefined && !options.force && !update && !adopted) {
-      if (ours) {
-        throw new BrokerError(
-          'USAGE',
-          `${file} already runs keybroker-shim for profile "${ours.profile}" in ${key}; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`,
-        );
-      }
-      const shown = typeof existing === 'string' ? describeHelper(existing) : `a ${typeof existing}`;
-      throw new BrokerError(
-        'USAGE',
-        `${file} already sets ${key} to another helper (${shown}); rerun with --force to replace it (a backup is written first)`,
-      );
-    }
-    changes.push({
-      key,
-      before:
-        typeof existing === 'string'
-          ? describeHelper(existing)
-          : existing === undefined
-            ? undefined
-            : `(a ${typeof existing})`,
-      after: command,
-    });
-  }
+  const helperChange = changeOfHelper(options, file, key, data[key], command);
+  if (helperChange) changes.push(helperChange);
 
   let env = data.env;
   if (env !== undefined && (typeof env !== 'object' || env === null || Array.isArray(env))) {
@@ -170,6 +121,9 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     }
   }
 
+  const sandbox = options.sandbox ? sandboxEdit(data, options.sandbox, file, options.home) : undefined;
+  if (sandbox) changes.push(...sandbox.changes);
+
   const warnings = collectWarnings(options, data);
   const result: SetupClaudeResult = {
     scope,
@@ -187,6 +141,8 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   // Spreading keeps every key where it was; new keys go at the end.
   const next: Record<string, unknown> = { ...data, [key]: command };
   if (env !== undefined) next.env = env;
+  if (sandbox) next.sandbox = sandbox.sandbox;
+  if (sandbox?.permissions) next.permissions = sandbox.permissions;
   // Managed settings are read by every user's Claude Code: readable by all, in a directory
   // anyone can enter, written by root.
   const modes = scope === 'managed' ? { newFileMode: 0o644, newDirMode: 0o755 } : {};
@@ -211,6 +167,76 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
     ? [`cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`]
     : [`rm ${shellQuote(written.file)}`];
   return result;
+}
+
+/** The settings file's text (undefined when there is none) and what it holds. */
+async function readSettings(file: string): Promise<{ original: string | undefined; data: Record<string, unknown> }> {
+  let original: string | undefined;
+  try {
+    original = await readSettingsText(file);
+  } catch (err) {
+    if (err instanceof FileCheckError)
+      throw new BrokerError('CONFIG_INVALID', err.message, {
+        fix: 'fix it by hand first (keybroker writes only a regular settings file)',
+      });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new BrokerError('CONFIG_INVALID', `cannot read ${file} (${code ?? 'error'})`);
+  }
+  const parsed = parseSettingsText(original ?? '');
+  if ('error' in parsed) {
+    throw new BrokerError('CONFIG_INVALID', `${file} ${parsed.error}`, {
+      fix: 'fix it by hand first (keybroker does not rewrite a file it cannot parse)',
+    });
+  }
+  return { original, data: parsed.data };
+}
+
+/**
+ * The change to the helper setting (undefined when it already runs `command`); refuses to replace
+ * another helper unless forced, adopted or an update of keybroker's own.
+ */
+function changeOfHelper(
+  options: SetupClaudeOptions,
+  file: string,
+  key: string,
+  existing: unknown,
+  command: string,
+): SetupChange | undefined {
+  if (options.replacing !== undefined && existing !== options.replacing && existing !== command)
+    throw new BrokerError('CONFIG_INVALID', `${key} in ${file} changed while keybroker was adopting it`, {
+      fix: 'run the command again',
+    });
+  if (existing === command) return undefined;
+  // keybroker's own shim is an update, not a conflict, when the user names the profile
+  // (--profile work after setup claude): the change line shows before and after. Without
+  // --profile, a helper that names one is kept unless forced: dropping it would silently hand
+  // the choice to directories:.
+  const ours = typeof existing === 'string' ? parseKeybrokerHelper(existing) : undefined;
+  const update = isSameKeybrokerHelper(existing, options) || (ours !== undefined && options.profile !== undefined);
+  const adopted = options.replacing !== undefined && existing === options.replacing;
+  if (existing !== undefined && !options.force && !update && !adopted) {
+    if (ours) {
+      throw new BrokerError(
+        'USAGE',
+        `${file} already runs keybroker-shim for profile "${ours.profile}" in ${key}; keep it with --profile ${ours.profile}, or replace it with --force (the directory then picks the profile; a backup is written first)`,
+      );
+    }
+    const shown = typeof existing === 'string' ? describeHelper(existing) : `a ${typeof existing}`;
+    throw new BrokerError(
+      'USAGE',
+      `${file} already sets ${key} to another helper (${shown}); rerun with --force to replace it (a backup is written first)`,
+    );
+  }
+  return {
+    key,
+    before:
+      typeof existing === 'string'
+        ? describeHelper(existing)
+        : existing === undefined
+          ? undefined
+          : `(a ${typeof existing})`,
+    after: command,
+  };
 }
 
 /**

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../adapter-pool.js';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration } from '../duration.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { chooseProfile, describeChoice, realDirectory, type ChosenProfile } from '../config/directories.js';
 import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
@@ -39,7 +39,9 @@ import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summar
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import { hardeningCheck } from './hardening-check.js';
 import type { InstallLayout } from './install-layout.js';
+import { keyLocations } from './key-locations.js';
 import { nativeShimCheck, nativeShimState } from './native-shim.js';
+import { sandboxChecks } from './sandbox-checks.js';
 import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
 
@@ -124,6 +126,8 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
     home: options.home,
   });
   checks.push(await socketCheck(socket.path, socket.from, options));
+  const locations = await keyLocations({ ...options, loaded: config.loaded, socket: socket.path });
+  checks.push(...(await sandboxChecks({ ...options, files, locations, claudeEnv })));
   const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
   checks.push(...daemon.checks);
   const hardening = hardeningCheck({
@@ -685,6 +689,10 @@ async function daemonChecks(
 ): Promise<DaemonResult> {
   const timeoutMs = options.requestTimeoutMs ?? 5_000;
   const reply = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs });
+  if (!reply.ok && reply.error.code === 'SANDBOXED') {
+    // Run by the agent inside Claude Code's sandbox: what it cannot reach is the point.
+    return { status: undefined, checks: [{ id: 'daemon', status: 'warn', message: reply.error.message }] };
+  }
   if (!reply.ok) {
     const autostart = claudeEnv.KEYBROKER_NO_AUTOSTART !== '1';
     return {

@@ -65,6 +65,11 @@ export const ERROR_CODES = {
   NOT_INSTALLED: 21,
   /** `setup claude --adopt`: the source keybroker would read serves another value than the helper it replaces. */
   MISMATCH: 22,
+  /**
+   * The command runs inside an agent's sandbox (Claude Code's), which keeps it from the daemon's
+   * socket by design: nothing to fix, and nothing to start there.
+   */
+  SANDBOXED: 23,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

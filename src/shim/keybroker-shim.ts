@@ -49,7 +49,8 @@ of the working directory (the config's directories: map), else "default". For Cl
   -v, --version  print this shim's version and build
 
 Exit status: 0 ok, 3 daemon unreachable, 4 unknown profile, 5 source error, 6 timeout,
-7 key rejected, 8 config invalid; see the README for the rest.`;
+7 key rejected, 8 config invalid, ${ERROR_CODES.SANDBOXED} run inside a sandbox (by design: Claude Code's
+sandbox keeps its commands from the daemon); see the README for the rest.`;
 
 /**
  * The daemon enforces each profile's timeout (at most MAX_PROFILE_TIMEOUT_MS) and says which

@@ -67,89 +67,80 @@ const METER = 'keybroker';
 /** How long a stop waits for the last export. */
 const SHUTDOWN_WAIT_MS = 2_000;
 
-export function startOtelExport(settings: TelemetrySettings, sources: ExportSources): OtelExport {
-  const now = sources.now ?? Date.now;
-  const counts = { exported: 0, dropped: 0, metricOk: 0, metricFailed: 0 };
-  let lastError: TelemetryStatus['lastError'] = null;
-  const fail = (code: string, message: string): void => {
-    // One warning per kind of failure, not one per export while the collector stays down.
-    if (lastError?.code !== code) sources.log.warn({ code, dropped: counts.dropped }, message);
-    lastError = { code, message, atMs: now() };
-  };
-  const succeeded = (): void => {
-    if (lastError) sources.log.info('telemetry: exporting again');
-    lastError = null;
-  };
+/**
+ * What the export did: records waiting (queued or in the export under way), sent and dropped;
+ * metric exports; the last problem, logged once per kind rather than once per export while the
+ * collector stays down.
+ */
+class ExportHealth {
+  exported = 0;
+  dropped = 0;
+  metricOk = 0;
+  metricFailed = 0;
   /** Records handed to the SDK and not yet exported or dropped. */
-  let pending = 0;
+  waiting = 0;
+  lastError: TelemetryStatus['lastError'] = null;
+  readonly #log: Logger;
+  readonly #now: () => number;
 
-  const { metricExporter, logExporter } = withOtlpEnvironment(sources.otlpEnv, () => ({
-    metricExporter: new OTLPMetricExporter({
-      url: settings.metricsUrl,
-      headers: sources.headers,
-      timeoutMillis: Math.min(EXPORT_TIMEOUT_MS, settings.metricIntervalMs),
-      temporalityPreference: AggregationTemporality.CUMULATIVE,
-    }),
-    logExporter: new OTLPLogExporter({
-      url: settings.logsUrl,
-      headers: sources.headers,
-      timeoutMillis: EXPORT_TIMEOUT_MS,
-    }),
-  }));
+  constructor(log: Logger, now: () => number) {
+    this.#log = log;
+    this.#now = now;
+  }
 
-  const resource = resourceFromAttributes(sources.resource);
-  const meterProvider = new MeterProvider({
-    resource,
-    readers: [
-      new PeriodicExportingMetricReader({
-        exporter: countingMetricExporter(metricExporter, {
-          ok: () => {
-            counts.metricOk++;
-            succeeded();
-          },
-          failed: (code) => {
-            counts.metricFailed++;
-            fail(code, `telemetry: metric export failed (${code}): the next one carries the totals`);
-          },
-        }),
-        exportIntervalMillis: settings.metricIntervalMs,
-        exportTimeoutMillis: Math.min(EXPORT_TIMEOUT_MS, settings.metricIntervalMs),
-      }),
-    ],
-  });
-  const loggerProvider = new LoggerProvider({
-    resource,
-    processors: [
-      new BatchLogRecordProcessor({
-        exporter: countingLogExporter(logExporter, {
-          done: (n, code) => {
-            pending -= n;
-            if (code === undefined) {
-              counts.exported += n;
-              succeeded();
-            } else {
-              counts.dropped += n;
-              fail(code, `telemetry: log export failed (${code}): ${n} audit records dropped`);
-            }
-          },
-        }),
-        // Our own bound (pending) is the stricter one, so the SDK's queue never drops uncounted.
-        maxQueueSize: MAX_QUEUED_RECORDS,
-        maxExportBatchSize: 512,
-        scheduledDelayMillis: settings.logDelayMs,
-        // Longer than the exporter's own timeout, so its callback (and our count) always comes.
-        exportTimeoutMillis: EXPORT_TIMEOUT_MS + 5_000,
-      }),
-    ],
-  });
+  /** Room for one more record? Counts it as waiting, or as dropped. */
+  admit(): boolean {
+    if (this.waiting < MAX_QUEUED_RECORDS) {
+      this.waiting++;
+      return true;
+    }
+    this.dropped++;
+    this.fail('QUEUE_FULL', `telemetry: ${MAX_QUEUED_RECORDS} audit records waiting: dropping more`);
+    return false;
+  }
 
+  logsDone(records: number, code: string | undefined): void {
+    this.waiting -= records;
+    if (code === undefined) {
+      this.exported += records;
+      this.#succeeded();
+    } else {
+      this.dropped += records;
+      this.fail(code, `telemetry: log export failed (${code}): ${records} audit records dropped`);
+    }
+  }
+
+  metricsDone(code: string | undefined): void {
+    if (code === undefined) {
+      this.metricOk++;
+      this.#succeeded();
+    } else {
+      this.metricFailed++;
+      this.fail(code, `telemetry: metric export failed (${code}): the next one carries the totals`);
+    }
+  }
+
+  fail(code: string, message: string): void {
+    if (this.lastError?.code !== code) this.#log.warn({ code, dropped: this.dropped }, message);
+    this.lastError = { code, message, atMs: this.#now() };
+  }
+
+  #succeeded(): void {
+    if (this.lastError) this.#log.info('telemetry: exporting again');
+    this.lastError = null;
+  }
+}
+
+export function startOtelExport(settings: TelemetrySettings, sources: ExportSources): OtelExport {
+  const health = new ExportHealth(sources.log, sources.now ?? Date.now);
+  const { meterProvider, loggerProvider } = createProviders(settings, sources, health);
   const served = new Map<string, KeyVersion>();
-  const requests = new Map<string, number>();
-  observeMetrics(meterProvider, sources, served, counts);
-  const requestCounter = meterProvider.getMeter(METER).createCounter('keybroker.requests', {
+  observeMetrics(meterProvider, sources, served, health);
+  const meter = meterProvider.getMeter(METER);
+  const requestCounter = meter.createCounter('keybroker.requests', {
     description: 'Requests (get, refresh, set) by profile, outcome and invocation',
   });
-  const rejectionCounter = meterProvider.getMeter(METER).createCounter('keybroker.rejections', {
+  const rejectionCounter = meter.createCounter('keybroker.rejections', {
     description: "Repeat requests that suggested the consumer's key was rejected (a 401)",
   });
   const logger = loggerProvider.getLogger(METER);
@@ -164,17 +155,10 @@ export function startOtelExport(settings: TelemetrySettings, sources: ExportSour
       };
       if (record.error !== undefined) attrs.error = record.error;
       requestCounter.add(1, attrs);
-      requests.set(record.profile, (requests.get(record.profile) ?? 0) + 1);
       if (record.rejected) rejectionCounter.add(1, { profile: record.profile });
       if (record.outcome !== 'error' && (record.version !== undefined || record.fingerprint !== undefined))
         served.set(record.profile, { version: record.version, fingerprint: record.fingerprint });
-      if (pending >= MAX_QUEUED_RECORDS) {
-        counts.dropped++;
-        if (lastError?.code !== 'QUEUE_FULL')
-          fail('QUEUE_FULL', `telemetry: ${MAX_QUEUED_RECORDS} audit records waiting: dropping more`);
-        return;
-      }
-      pending++;
+      if (!health.admit()) return;
       logger.emit({
         timestamp: Date.parse(record.time),
         eventName: 'keybroker.audit',
@@ -182,17 +166,15 @@ export function startOtelExport(settings: TelemetrySettings, sources: ExportSour
         attributes: record as unknown as AnyValueMap,
       });
     },
-    status(): TelemetryStatus {
-      return {
-        metrics: displayUrl(settings.metricsUrl),
-        logs: displayUrl(settings.logsUrl),
-        fromEnvironment: settings.fromEnvironment,
-        orgSalt: sources.orgSalt,
-        logRecords: { waiting: pending, exported: counts.exported, dropped: counts.dropped },
-        metricExports: { ok: counts.metricOk, failed: counts.metricFailed },
-        lastError,
-      };
-    },
+    status: (): TelemetryStatus => ({
+      metrics: displayUrl(settings.metricsUrl),
+      logs: displayUrl(settings.logsUrl),
+      fromEnvironment: settings.fromEnvironment,
+      orgSalt: sources.orgSalt,
+      logRecords: { waiting: health.waiting, exported: health.exported, dropped: health.dropped },
+      metricExports: { ok: health.metricOk, failed: health.metricFailed },
+      lastError: health.lastError,
+    }),
     async flush(): Promise<void> {
       await Promise.all([meterProvider.forceFlush(), loggerProvider.forceFlush()]);
     },
@@ -208,12 +190,59 @@ export function startOtelExport(settings: TelemetrySettings, sources: ExportSour
   };
 }
 
+/** The SDK's exporters (built where they can see only the allowed variables) and providers. */
+function createProviders(
+  settings: TelemetrySettings,
+  sources: ExportSources,
+  health: ExportHealth,
+): { meterProvider: MeterProvider; loggerProvider: LoggerProvider } {
+  const { metricExporter, logExporter } = withOtlpEnvironment(sources.otlpEnv, () => ({
+    metricExporter: new OTLPMetricExporter({
+      url: settings.metricsUrl,
+      headers: sources.headers,
+      timeoutMillis: Math.min(EXPORT_TIMEOUT_MS, settings.metricIntervalMs),
+      temporalityPreference: AggregationTemporality.CUMULATIVE,
+    }),
+    logExporter: new OTLPLogExporter({
+      url: settings.logsUrl,
+      headers: sources.headers,
+      timeoutMillis: EXPORT_TIMEOUT_MS,
+    }),
+  }));
+  const resource = resourceFromAttributes(sources.resource);
+  const meterProvider = new MeterProvider({
+    resource,
+    readers: [
+      new PeriodicExportingMetricReader({
+        exporter: countingMetricExporter(metricExporter, (code) => health.metricsDone(code)),
+        exportIntervalMillis: settings.metricIntervalMs,
+        exportTimeoutMillis: Math.min(EXPORT_TIMEOUT_MS, settings.metricIntervalMs),
+      }),
+    ],
+  });
+  const loggerProvider = new LoggerProvider({
+    resource,
+    processors: [
+      new BatchLogRecordProcessor({
+        exporter: countingLogExporter(logExporter, (records, code) => health.logsDone(records, code)),
+        // Our own bound (health.admit) is the stricter one, so the SDK's queue never drops uncounted.
+        maxQueueSize: MAX_QUEUED_RECORDS,
+        maxExportBatchSize: 512,
+        scheduledDelayMillis: settings.logDelayMs,
+        // Longer than the exporter's own timeout, so its callback (and our count) always comes.
+        exportTimeoutMillis: EXPORT_TIMEOUT_MS + 5_000,
+      }),
+    ],
+  });
+  return { meterProvider, loggerProvider };
+}
+
 /** Callbacks read at each metric export: what the cache did, what each profile serves, hardening. */
 function observeMetrics(
   provider: MeterProvider,
   sources: ExportSources,
   served: Map<string, KeyVersion>,
-  counts: { dropped: number; metricFailed: number },
+  health: ExportHealth,
 ): void {
   const meter = provider.getMeter(METER);
   const fetches = meter.createObservableCounter('keybroker.fetches', {
@@ -254,7 +283,7 @@ function observeMetrics(
         ['peer_credentials', h.peerCredentials],
       ] as const)
         result.observe(hardening, on ? 1 : 0, { part });
-      result.observe(dropped, counts.dropped, { signal: 'logs' });
+      result.observe(dropped, health.dropped, { signal: 'logs' });
       const inSandbox = await sources.claudeSandbox?.().catch(() => undefined);
       if (inSandbox !== undefined) result.observe(sandbox, inSandbox ? 1 : 0);
     },
@@ -265,13 +294,12 @@ function observeMetrics(
 /** The SDK's exporter, counting each export's outcome (by error code only: an error may quote a response). */
 function countingMetricExporter(
   inner: PushMetricExporter,
-  on: { ok(): void; failed(code: string): void },
+  done: (code: string | undefined) => void,
 ): PushMetricExporter {
   return {
     export(metrics: ResourceMetrics, callback) {
       inner.export(metrics, (result) => {
-        if (result.code === 0) on.ok();
-        else on.failed(errorCode(result.error));
+        done(result.code === 0 ? undefined : errorCode(result.error));
         callback(result);
       });
     },
@@ -286,12 +314,12 @@ function countingMetricExporter(
 
 function countingLogExporter(
   inner: LogRecordExporter,
-  on: { done(records: number, code: string | undefined): void },
+  done: (records: number, code: string | undefined) => void,
 ): LogRecordExporter {
   return {
     export(records: ReadableLogRecord[], callback) {
       inner.export(records, (result) => {
-        on.done(records.length, result.code === 0 ? undefined : errorCode(result.error));
+        done(records.length, result.code === 0 ? undefined : errorCode(result.error));
         callback(result);
       });
     },

@@ -9,9 +9,8 @@ import path from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAdapter } from '../../adapters/aws-secrets-manager/aws-secrets-manager-adapter.js';
-import { parseAwsSettings, resolveAwsSettings } from '../../adapters/aws-secrets-manager/aws-settings.js';
 import { formatSecretUri, parseSecretUri } from '../../adapters/aws-secrets-manager/aws-sm-uri.js';
-import type { Adapter } from '../../src/adapter.js';
+import { parseAwsSettings, type Adapter } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
@@ -784,17 +783,25 @@ describe('aws-sm source URIs', () => {
 });
 
 describe('aws-sm settings (the aws: block)', () => {
-  it('accepts region, profile and endpoint, and lets a profile block override key by key', () => {
-    expect(resolveAwsSettings({ region: 'eu-west-1', profile: 'work' }, { region: 'us-east-1' })).toEqual({
+  it('accepts region, profile and endpoint, and lets a profile block override key by key', async () => {
+    const settingsOf = async (settings: unknown, overrides: unknown): Promise<unknown> =>
+      (
+        (await newAdapter(settings as Record<string, unknown>).parse('aws-sm://x', {
+          overrides: overrides as Record<string, unknown>,
+          profile: 't',
+        })) as { settings: unknown }
+      ).settings;
+    expect(await settingsOf({ region: 'eu-west-1', profile: 'work' }, { region: 'us-east-1' })).toEqual({
       region: 'us-east-1',
       profile: 'work',
     });
-    expect(resolveAwsSettings(undefined, undefined)).toEqual({});
-    expect(parseAwsSettings({ endpoint: 'http://127.0.0.1:4566' }, 'x')).toEqual({ endpoint: 'http://127.0.0.1:4566' });
+    expect(await settingsOf(undefined, undefined)).toEqual({});
+    expect(parseAwsSettings({ endpoint: 'http://127.0.0.1:4566' })).toEqual({ endpoint: 'http://127.0.0.1:4566' });
   });
 
   it.each([
     [{ regoin: 'us-east-1' }, 'unknown key "regoin" (did you mean "region"?)'],
+    [{ endpoint_url: 'http://x' }, 'unknown key "endpoint_url" (did you mean "endpoint"?)'],
     [{ region: 'Ireland' }, 'AWS region name'],
     [{ region: 5 }, 'region must be a string'],
     [{ profile: 'two words' }, 'no spaces'],
@@ -803,9 +810,9 @@ describe('aws-sm settings (the aws: block)', () => {
     [{ endpoint: 'https://AKIA:secret@example.com' }, 'must not contain a user name or password'],
     ['us-east-1', 'must be a mapping'],
   ])('refuses %j with CONFIG_INVALID', (settings, expected) => {
-    const err = parseError(() => parseAwsSettings(settings, 'the top-level aws: block'));
+    const err = parseError(() => parseAwsSettings(settings));
     expect(err.code).toBe('CONFIG_INVALID');
-    expect(err.message).toContain('the top-level aws: block');
+    expect(err.message).toMatch(/^aws: /);
     expect(err.message).toContain(expected);
   });
 
@@ -818,7 +825,7 @@ describe('aws-sm settings (the aws: block)', () => {
     const adapter = newAdapter({ region: 'us-east-1' });
     const err = parseError(() => adapter.parse('aws-sm://x', { overrides: { extra: true }, profile: 't' }));
     expect(err.code).toBe('CONFIG_INVALID');
-    expect(err.message).toContain("this profile's aws: block");
+    expect(err.message).toMatch(/^profiles\.t\.aws: unknown key "extra"/);
   });
 });
 

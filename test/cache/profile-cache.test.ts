@@ -7,7 +7,9 @@ import type { ResolvedProfile } from '../../src/config/load.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { ConsumerInfo } from '../../src/protocol/messages.js';
+import { SecretValue } from '../../src/secret.js';
 import { makeJwt } from '../helpers/jwt.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { ScriptedSource } from '../helpers/scripted-adapter.js';
 
 const log = createLogger({ level: 'silent' });
@@ -108,6 +110,34 @@ describe('TTL', () => {
     await vi.advanceTimersByTimeAsync(5_001);
     await cache.get();
     expect(source.fetches).toBe(2);
+  });
+});
+
+describe('one clock', () => {
+  /** Move the manual clock by steps, letting the fetches its timers start settle in between. */
+  async function advance(clock: ManualClock, ms: number, stepMs = 1_000): Promise<void> {
+    for (let left = ms; left > 0; left -= stepMs) {
+      clock.advance(Math.min(stepMs, left));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  // The injected clock alone decides when a value is fresh, stale and gone from memory: moving
+  // it makes the entry leave the store, though Date.now (real here) has hardly moved.
+  it('drops the value from the store at its stale limit by the injected clock', async () => {
+    vi.useRealTimers();
+    const clock = new ManualClock();
+    const cache = new ProfileCache({ profile: profile(), adapter: source.adapter(), ref: 'x', store, log, clock });
+    await cache.get();
+    source.value = new BrokerError('UNAVAILABLE', 'backend down');
+    await advance(clock, 61_000);
+    expect((await cache.get()).outcome).toBe('stale');
+    await advance(clock, 179_999 - 61_000); // ttl 60 s + maxStale 120 s
+    expect(store.keys()).toHaveLength(1);
+    await advance(clock, 1);
+    expect(store.keys()).toEqual([]);
+    expect(cache.status()).toMatchObject({ state: 'error', ageMs: null });
+    await expect(cache.get()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 });
 
@@ -764,5 +794,127 @@ describe('a backend that asks to wait (429 Retry-After)', () => {
     expect(source.fetches).toBe(2);
     await vi.advanceTimersByTimeAsync(1_100);
     expect(source.fetches).toBe(3);
+  });
+});
+
+describe('forget and the forced-fetch limit (on the injected clock)', () => {
+  /** A cache on a manual clock; real timers, so nothing but the clock moves time. */
+  function cacheOn(clock: ManualClock, overrides: Partial<ResolvedProfile> = {}): ProfileCache {
+    vi.useRealTimers();
+    return new ProfileCache({ profile: profile(overrides), adapter: source.adapter(), ref: 'x', store, log, clock });
+  }
+  const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  /** A value held, the forced-fetch limit spent (3 refreshes back to back), then forgotten. */
+  async function spendLimitAndForget(cache: ProfileCache): Promise<void> {
+    await cache.get();
+    for (let i = 0; i < 3; i++) await cache.refresh();
+    cache.forget();
+  }
+  /** Whether a promise has settled, after letting pending callbacks run. */
+  async function settled(promise: Promise<unknown>): Promise<boolean> {
+    let done = false;
+    promise.then(
+      () => (done = true),
+      () => (done = true),
+    );
+    await flush();
+    await flush();
+    return done;
+  }
+
+  it('drops the value at once, never refuses, and makes the next fetch draw on the limit: 100 forget/get pairs cost what 100 refreshes may', async () => {
+    const clock = new ManualClock();
+    const cache = cacheOn(clock);
+    await cache.get();
+    const started = clock.now();
+    let failed = 0;
+    for (let i = 0; i < 100; i++) {
+      cache.forget();
+      expect(store.keys()).toEqual([]);
+      expect(cache.status().state).toBe('cold');
+      const read = cache.get().catch(() => failed++);
+      while (!(await settled(read))) clock.advance(1_000);
+    }
+    const elapsed = clock.now() - started;
+    expect(failed).toBe(0);
+    // The documented limit: 3 back to back, then one per 10 s.
+    expect(source.fetches - 1).toBeLessThanOrEqual(3 + Math.floor(elapsed / 10_000));
+    expect(elapsed).toBeGreaterThanOrEqual(97 * 10_000 - 1_000);
+  });
+
+  it('makes a read with the limit spent wait for the next token, then fetch once for every read that joined it', async () => {
+    const clock = new ManualClock();
+    const cache = cacheOn(clock);
+    await spendLimitAndForget(cache);
+    const reads = Promise.all(Array.from({ length: 10 }, () => cache.get()));
+    expect(await settled(reads)).toBe(false);
+    expect(source.fetches).toBe(4);
+    // The first token after three back-to-back refreshes at t: t + 10 s.
+    clock.advance(9_999);
+    expect(await settled(reads)).toBe(false);
+    clock.advance(1);
+    const served = await reads;
+    expect(served.map((s) => s.value.reveal())).toEqual(Array(10).fill('sk-initial'));
+    expect(source.fetches).toBe(5);
+    expect(source.reasons.at(-1)).toBe('miss');
+    // Served now: the next reads are hits, not forced fetches.
+    await cache.get();
+    expect(source.fetches).toBe(5);
+  });
+
+  it('counts a refresh right after a forget as the forget’s one forced fetch', async () => {
+    const clock = new ManualClock();
+    const cache = cacheOn(clock);
+    await cache.get();
+    cache.forget();
+    await cache.refresh(); // token 1: the forget's fetch
+    await cache.get(); // a hit: no fetch owed
+    cache.forget();
+    await cache.get(); // token 2
+    cache.forget();
+    await cache.get(); // token 3
+    expect(source.fetches).toBe(4);
+    cache.forget();
+    const read = cache.get();
+    expect(await settled(read)).toBe(false);
+    clock.advance(10_000);
+    await read;
+    expect(source.fetches).toBe(5);
+  });
+
+  it('lets key set replace a forgotten value with no fetch and no token', async () => {
+    const clock = new ManualClock();
+    const cache = cacheOn(clock);
+    await spendLimitAndForget(cache);
+    cache.install(SecretValue.fromString('sk-set'));
+    const served = await cache.get();
+    expect(served.value.reveal()).toBe('sk-set');
+    expect(source.fetches).toBe(4);
+    // The limit is untouched by the set: still spent, so a forget now waits for its token.
+    cache.forget();
+    const read = cache.get();
+    expect(await settled(read)).toBe(false);
+    clock.advance(10_000);
+    expect((await read).value.reveal()).toBe('sk-initial');
+  });
+
+  it('fails with RATE_LIMITED (transient) when the next token comes later than a read may wait', async () => {
+    const clock = new ManualClock();
+    // A profile timeout of the longest allowed leaves no time to wait for a token.
+    const cache = cacheOn(clock, { timeoutMs: 120_000 });
+    await spendLimitAndForget(cache);
+    await expect(cache.get()).rejects.toMatchObject({ code: 'RATE_LIMITED', transient: true, profile: 'work' });
+    expect(source.fetches).toBe(4);
+  });
+
+  it('ends a wait for a token when the profile is disposed (daemon stopping)', async () => {
+    const clock = new ManualClock();
+    const cache = cacheOn(clock);
+    await spendLimitAndForget(cache);
+    const read = cache.get();
+    expect(await settled(read)).toBe(false);
+    cache.dispose();
+    await expect(read).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    expect(source.fetches).toBe(4);
   });
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../../src/adapter-pool.js';
-import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { formatDuration, parseDuration } from '../../src/duration.js';
 import { ConfigError, loadConfig, parseConfigText, readConfigFile, resolveConfigPath } from '../../src/config/load.js';
 import { STARTER_CONFIG, starterConfig, writeStarterConfig, type StarterSource } from '../../src/config/starter.js';
 import { createLogger } from '../../src/log.js';

@@ -3,8 +3,9 @@
 // environment, file or command for the built-in sources; a fake server speaking the backend's
 // wire protocol for Vault, AWS Secrets Manager and 1Password.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
 import { inspect } from 'node:util';
-import type { Adapter, FetchContext, FetchReason } from '../../src/adapter.js';
+import { ENV_VAR_NAME, type Adapter, type FetchContext, type FetchReason } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 
@@ -75,6 +76,15 @@ export function describeAdapterContract(kind: string, setup: () => Promise<Contr
       const description = fx.adapter.describe(ref);
       expect(description.length).toBeGreaterThan(0);
       expect(description).not.toContain(secretA);
+    });
+
+    it('names where its secrets sit, if it can, as absolute paths and variable names, never a value', async () => {
+      const ref = await parse(fx.uriFor('alpha'));
+      const where = fx.adapter.secretLocations?.(ref);
+      if (where === undefined) return;
+      for (const f of where.files) expect(path.isAbsolute(f)).toBe(true);
+      for (const e of where.env) expect(e).toMatch(ENV_VAR_NAME);
+      expect(JSON.stringify(where)).not.toContain(secretA);
     });
 
     it('keeps the value out of JSON, inspect and string conversion', async () => {

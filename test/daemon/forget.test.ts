@@ -3,7 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import type { AuditRecord } from '../../src/audit/audit-record.js';
+import type { StatusReply } from '../../src/protocol/messages.js';
+import { startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 
 let d: DaemonHandle;
 const fetches = (name: string): number => {
@@ -73,6 +75,31 @@ describe('keybroker forget', () => {
     expect(await d.cli(['forget', 'work', '--all'])).toMatchObject({ code: 2, stdout: '' });
     expect(await d.cli(['forget', 'nope'])).toMatchObject({ code: 4, stdout: '' });
     expect(await d.request({ v: 1, op: 'forget' })).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+  });
+
+  it('is audited: a record per profile forgotten, and one for a forget the daemon refused', async () => {
+    const written = async (): Promise<number> =>
+      (JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply).audit?.written ?? 0;
+    const before = await written();
+    expect(await d.cli(['forget', 'home'])).toMatchObject({ code: 0 });
+    expect(await d.cli(['forget', 'nope'])).toMatchObject({ code: 4 });
+    await waitFor(async () => (await written()) >= before + 2, 5_000, 'the forget records to be written');
+    const file = path.join(d.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl');
+    const forgets = fs
+      .readFileSync(file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditRecord)
+      .filter((r) => r.op === 'forget');
+    expect(forgets.at(-2)).toMatchObject({
+      op: 'forget',
+      profile: 'home',
+      chosenBy: 'argument',
+      outcome: 'forgotten',
+      source: 'exec',
+    });
+    expect(forgets.at(-1)).toMatchObject({ op: 'forget', profile: 'nope', outcome: 'error', error: 'UNKNOWN_PROFILE' });
+    expect(fs.readFileSync(file, 'utf8')).not.toContain('sk-home');
   });
 
   it('--help teaches with examples', async () => {

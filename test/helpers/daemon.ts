@@ -176,7 +176,9 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
       key.startsWith('CLAUDE_CODE_') ||
       key === 'AI_AGENT' ||
       key.startsWith('KEYBROKER_') ||
-      key === 'DBUS_SESSION_BUS_ADDRESS'
+      key === 'DBUS_SESSION_BUS_ADDRESS' ||
+      // (And a sandbox's marker: the tests that mean it set it themselves.)
+      key === 'SANDBOX_RUNTIME'
     ) {
       if (!(key in extra)) delete env[key];
     }

@@ -13,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, MAX_REPLY_BYTES, renderError } from '../../src/protocol/messages.js';
 import { oneLine, SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { VERSION } from '../../src/client/build-info.js';
+import { SANDBOX } from '../../src/client/sandbox.js';
 import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
+import { buildDenyUnixSockets } from '../helpers/deny-unix-sockets.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
 import { asksForFrame, framed, recordingServer, type Answer, type Reply } from '../helpers/stand-in-daemon.js';
 
@@ -608,6 +610,43 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       expect(r.native.requests).toHaveLength(3);
       expect(r.native.requests[2]).toBe('{"v":1,"op":"ping"}');
       expect(r.native.stderr.includes('the running daemon (pid')).toBe(what.includes('named'));
+    });
+  });
+
+  // Inside Claude Code's sandbox: the kernel refuses the Unix socket (a seccomp filter, as the
+  // sandbox's own: test/helpers/deny-unix-sockets.c), or the environment carries its marker. Both
+  // shims say SANDBOXED in the same words; neither starts a daemon there.
+  describe('inside a sandbox', () => {
+    let wrapper: string;
+    beforeAll(async () => {
+      if (process.platform === 'linux') wrapper = await buildDenyUnixSockets(root);
+    }, 60_000);
+    const marker = { [SANDBOX.env]: SANDBOX.envValue };
+
+    it.skipIf(process.platform !== 'linux')('connect refused (EPERM): answered by the native shim itself', async () => {
+      const r = await expectSame({ args: ['work'], prefix: `"${wrapper}" `, handover: false });
+      expect(r.native.code).toBe(ERROR_CODES.SANDBOXED);
+      expect(r.native.requests).toEqual([]);
+    });
+
+    it('the marker, and no daemon there', async () => {
+      const r = await expectSame({ args: ['work'], socket: 'elsewhere/kb.sock', env: marker, handover: false });
+      expect(r.native.code).toBe(ERROR_CODES.SANDBOXED);
+    });
+
+    it('the marker, and a daemon that hangs up after the request: no daemon started, said as it is', async () => {
+      const r = await expectSame({
+        args: ['work'],
+        reply: null,
+        env: { ...marker, KEYBROKER_NO_AUTOSTART: '0' },
+        handover: false,
+      });
+      expect(r.native.code).toBe(ERROR_CODES.DAEMON_UNREACHABLE);
+    });
+
+    it('the marker, and a daemon that answers: the key', async () => {
+      const r = await expectSame({ args: ['work'], env: marker, handover: false });
+      expect(r.native).toMatchObject({ code: 0, stdout: 'sk-1\n' });
     });
   });
 

@@ -35,10 +35,26 @@ static int connect_unix(const char *sock) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   while (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
     if (errno == EINTR) continue;
+    int err = errno;
     close(fd);
+    errno = err;
     return -1;
   }
   return fd;
+}
+
+int kb_in_sandbox(void) {
+  const char *marker = getenv(KB_SANDBOX_ENV);
+  return marker && strcmp(marker, KB_SANDBOX_ENV_VALUE) == 0;
+}
+
+/* sandboxedConnect in src/client/sandbox.ts. A full backlog (EAGAIN) is the Node shim's to retry. */
+void kb_no_daemon(int err) {
+  if (err != EAGAIN && err != EWOULDBLOCK) {
+    if (err == EPERM) kb_fail_str(KB_EXIT_SANDBOXED, KB_MSG_SANDBOXED_ERRNO);
+    if (kb_in_sandbox()) kb_fail_str(KB_EXIT_SANDBOXED, KB_MSG_SANDBOXED_ENV);
+  }
+  kb_handover();
 }
 
 /* The daemon went away without a reply (or said DAEMON_UNREACHABLE itself). The Node shim would
@@ -46,6 +62,8 @@ static int connect_unix(const char *sock) {
  * off: the one case where the request goes out twice, exactly as from the Node shim alone. */
 void kb_unreachable_after_send(const char *message, size_t len) {
   const char *off = getenv(KB_NO_AUTOSTART_ENV);
+  /* Inside a sandbox no daemon is started (requestWithAutostart): said as it is. */
+  if (kb_in_sandbox()) kb_fail(KB_EXIT_DAEMON_UNREACHABLE, message, len);
   if (!off || strcmp(off, "1") != 0) kb_handover();
   struct buf msg = {0};
   const struct kb_text why[] = {{message, len}};
@@ -63,7 +81,7 @@ static void lost_connection(const char *sock) {
 size_t kb_exchange(const char *sock, const char *request, size_t len) {
   long long deadline = now_ms() + KB_REQUEST_TIMEOUT_MS;
   int fd = connect_unix(sock);
-  if (fd < 0) kb_handover(); /* no daemon answering: the Node shim starts one */
+  if (fd < 0) kb_no_daemon(errno); /* no daemon answering: the Node shim starts one */
   kb_request_sent = 1;
   while (len > 0) {
     ssize_t w = write(fd, request, len);

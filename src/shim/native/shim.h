@@ -102,5 +102,10 @@ int kb_ask_to_stop(long pid);
 size_t kb_exchange(const char *sock, const char *request, size_t len);
 /* After sending: the daemon went away without a reply, or replied DAEMON_UNREACHABLE itself. */
 KB_NORETURN void kb_unreachable_after_send(const char *message, size_t len);
+/* Nothing to connect to (connect() failed with `err`, or there is no socket: ENOENT): inside a
+ * sandbox that is by design (SANDBOXED); otherwise the Node shim decides, autostart and all. */
+KB_NORETURN void kb_no_daemon(int err);
+/* The environment carries the sandbox's marker (src/client/sandbox.ts inSandbox). */
+int kb_in_sandbox(void);
 
 #endif

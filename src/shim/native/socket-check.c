@@ -3,6 +3,7 @@
  * sticky, and the socket a socket owned by us. */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,14 +66,15 @@ void kb_check_socket(const char *sock) {
   size_t dlen = slash == sock ? 1 : (size_t)(slash - sock);
   memcpy(dir, sock, dlen);
   dir[dlen] = '\0';
-  /* No socket or no directory: nothing to connect to, so the Node shim decides, autostart and all. */
-  if (lstat(sock, &st) != 0 || lstat(dir, &st) != 0) kb_handover();
+  /* No socket or no directory: nothing to connect to, so the Node shim decides, autostart and all
+   * (unless in a sandbox). */
+  if (lstat(sock, &st) != 0 || lstat(dir, &st) != 0) kb_no_daemon(ENOENT);
   if (S_ISLNK(st.st_mode)) refuse(KB_MSG_DIR_SYMLINK, dir, NULL, NULL);
   if (!S_ISDIR(st.st_mode)) refuse(KB_MSG_DIR_NOT_DIRECTORY, dir, NULL, NULL);
   if (st.st_uid != uid) refuse(KB_MSG_DIR_NOT_OWNED, dir, uid_text(owner, st.st_uid), uid_text(me, uid));
   if ((st.st_mode & KB_MODE_GROUP_OTHER) != 0) refuse(KB_MSG_DIR_NOT_PRIVATE, dir, mode_text(mode, st.st_mode, 0), NULL);
   check_ancestors(dir, uid);
-  if (lstat(sock, &st) != 0) kb_handover(); /* gone meanwhile */
+  if (lstat(sock, &st) != 0) kb_no_daemon(ENOENT); /* gone meanwhile */
   if (!S_ISSOCK(st.st_mode)) refuse(KB_MSG_NOT_SOCKET, sock, mode_text(mode, st.st_mode, 1), NULL);
   if (st.st_uid != uid) refuse(KB_MSG_SOCKET_NOT_OWNED, sock, uid_text(owner, st.st_uid), uid_text(me, uid));
 }
