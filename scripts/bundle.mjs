@@ -24,8 +24,12 @@ import { build } from 'esbuild';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const CLI_OUT = path.join(ROOT, 'dist', 'src', 'cli');
-/** Packages the CLI and the daemon load at start; their own dependencies come with them. */
-const BUNDLED = new Set(['commander', 'node-cache', 'pino', 'yaml', 'zod']);
+/**
+ * Packages the CLI and the daemon load at start; their own dependencies come with them. Also the
+ * TOML patcher (no dependencies, ~50 KiB minified), which only `setup codex` and `doctor` load,
+ * in their own chunks: those commands then need nothing from node_modules, as the rest do not.
+ */
+const BUNDLED = new Set(['commander', 'node-cache', 'picocolors', 'pino', 'yaml', 'zod', '@decimalturn/toml-patch']);
 
 const packageName = (spec) =>
   spec

@@ -82,6 +82,7 @@ export async function nativeHeader({ node = process.execPath } = {}) {
       define(`KB_CODE_${code}`, code),
     ]),
     ...messages.INVOCATIONS.map((i) => define(cName('KB_INVOCATION', i), i)),
+    ...messages.AGENTS.map((a) => define(cName('KB_AGENT', a), a)),
     ...messages.STARTED_BY.map((s) => define(cName('KB_STARTED_BY', s), s)),
     '',
     '/* src/protocol/framed-reply.ts */',
@@ -122,7 +123,11 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     '/* src/shim/consumer.ts */',
     array('KB_SHELL_NAMES', consumer.SHELL_NAMES),
     ...defines('KB_CONSUMER', consumer.CONSUMER_LIMITS),
-    ...defines('KB_CLAUDE', consumer.CLAUDE_MARKERS),
+    define('KB_HELPER_TTL_ENV', consumer.HELPER_TTL_ENV),
+    define('KB_NODE_MAIN_THREAD', consumer.NODE_MAIN_THREAD),
+    define('KB_REFRESH_INTERVAL_OPTION', messages.REFRESH_INTERVAL_OPTION),
+    define('KB_MAX_HELPER_TTL_MS', messages.MAX_HELPER_TTL_MS),
+    ...agentRules(consumer),
     '/* src/shim/shim-messages.ts */',
     ...defines('KB_TEXT', shim.SHIM_TEXT),
     "/* JavaScript's \\s (and String.prototype.trim's whitespace): ranges of code points. */",
@@ -133,6 +138,50 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     '#endif',
     '',
   ].join('\n');
+}
+
+/**
+ * AGENT_RULES as C data: every condition in one array, each agent's environment conditions and
+ * invocation rules as ranges of it, so consumer.c walks the same table the TypeScript does.
+ */
+function agentRules(consumer) {
+  const conditions = [];
+  const rules = [];
+  const range = (list) => {
+    const first = conditions.length;
+    conditions.push(...list);
+    return `${first}, ${list.length}`;
+  };
+  const agents = consumer.AGENT_RULES.map((a) => {
+    const environment = range(a.environment);
+    const firstRule = rules.length;
+    for (const r of a.invocations) rules.push(`{${r.invocation === 'agent-tool' ? 1 : 0}, ${range(r.when)}}`);
+    return `{${cString(a.agent)}, ${cString(a.processName)}, ${cString(a.packagePath)}, ${environment}, ${firstRule}, ${a.invocations.length}}`;
+  });
+  const test = (t) => cName('KB_TEST', t);
+  return [
+    `enum kb_test { ${consumer.CONDITION_TESTS.map(test).join(', ')} };`,
+    '/* A test on the environment (or, for KB_TEST_ARG, the options given): name, value (NULL: none). */',
+    'struct kb_condition { enum kb_test test; const char *name, *value; };',
+    "/* All of conditions [first, first + count) hold: the agent's own tool (agent_tool) or its key command. */",
+    'struct kb_invocation_rule { int agent_tool, first, count; };',
+    'struct kb_agent {',
+    '  const char *agent, *process_name, *package_path;',
+    '  int env_first, env_count; /* any one of these conditions; none listed: the process alone */',
+    '  int rule_first, rule_count; /* KB_INVOCATION_RULES, first match wins; none: unmarked */',
+    '};',
+    'static const struct kb_condition KB_CONDITIONS[] = {',
+    ...conditions.map(
+      (c) => `  {${test(c.test)}, ${cString(c.name)}, ${c.value === undefined ? 'NULL' : cString(c.value)}},`,
+    ),
+    '};',
+    'static const struct kb_invocation_rule KB_INVOCATION_RULES[] = {',
+    ...rules.map((r) => `  ${r},`),
+    '};',
+    'static const struct kb_agent KB_AGENTS[] = {',
+    ...agents.map((a) => `  ${a},`),
+    '};',
+  ];
 }
 
 /** The marker for argument n of a template. */

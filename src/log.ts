@@ -120,7 +120,7 @@ const LAYOUT_KEYS = new Set(['level', 'time', 'msg', 'name', 'pid', 'hostname'])
  * err=UNAVAILABLE: …`. It formats the record pino already serialised and redacted, so it can
  * show nothing the JSON line would not.
  */
-export function formatLogLine(json: string): string {
+export function formatLogLine(json: string, options: LogLineOptions = {}): string {
   let record: Record<string, unknown>;
   try {
     record = JSON.parse(json) as Record<string, unknown>;
@@ -128,14 +128,32 @@ export function formatLogLine(json: string): string {
     return json.endsWith('\n') ? json : `${json}\n`;
   }
   const time = typeof record.time === 'string' ? new Date(record.time) : new Date();
-  const clock = Number.isNaN(time.getTime()) ? '--:--:--' : time.toTimeString().slice(0, 8);
-  const level = (LEVEL_NAMES[Number(record.level)] ?? String(record.level)).padEnd(5);
+  const valid = !Number.isNaN(time.getTime());
+  const clock = valid ? time.toTimeString().slice(0, 8) : '--:--:--';
+  const day = options.date ? `${valid ? localDate(time) : '----------'} ` : '';
+  const name = LEVEL_NAMES[Number(record.level)] ?? String(record.level);
+  const level = options.styleLevel ? options.styleLevel(name, name.padEnd(5)) : name.padEnd(5);
   const fields: string[] = [];
   for (const [key, value] of Object.entries(record)) {
     if (LAYOUT_KEYS.has(key) || value === undefined) continue;
     fields.push(`${key}=${formatField(key, value)}`);
   }
-  return `${clock} ${level} ${String(record.msg ?? '')}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}\n`;
+  const rest = fields.length > 0 ? `  ${options.dim ? options.dim(fields.join(' ')) : fields.join(' ')}` : '';
+  return `${day}${clock} ${level} ${String(record.msg ?? '')}${rest}\n`;
+}
+
+export interface LogLineOptions {
+  /** Start with the local date (keybroker logs shows days of history; the live log does not). */
+  date?: boolean;
+  /** Colour the level word (TRACE … FATAL), given padded; the caller decides whether to colour. */
+  styleLevel?: (level: string, padded: string) => string;
+  /** Colour the fields after the message. */
+  dim?: (text: string) => string;
+}
+
+function localDate(d: Date): string {
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
 function formatField(key: string, value: unknown): string {

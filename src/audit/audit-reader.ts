@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { formatDuration } from '../duration.js';
 import { collapseHome } from '../client/socket-path.js';
+import { AGENT_LABELS, agentOf } from '../protocol/messages.js';
 import { checkPrivate } from './audit-log.js';
 import { AUDIT_FILE, AUDIT_PREVIOUS_FILE, type AuditRecord } from './audit-record.js';
 
@@ -120,7 +121,8 @@ export function renderAudit(
 function consumerLabel(r: AuditRecord): string {
   const c = r.consumer;
   if (!c) return '-';
-  const who = `${c.name ?? '?'}[${c.pid}]${c.claudeCode ? ` Claude Code${c.invocation ? ` ${c.invocation}` : ''}` : ''}`;
+  const agent = agentOf(c);
+  const who = `${c.name ?? '?'}[${c.pid}]${agent ? ` ${AGENT_LABELS[agent]}${c.invocation ? ` ${c.invocation}` : ''}` : ''}`;
   if (r.consumerIs === 'unrelated') return `${who} (FALSE CLAIM: not the peer or its ancestor)`;
   if (r.consumerIs === 'unknown') return `${who} (unchecked: the kernel could not say who asked)`;
   return who;

@@ -3,7 +3,7 @@
 // profile (and why that one), what happened, and which version of the key went out. Never a
 // value: a version is the source's own label, or a salted fingerprint (see audit-log.ts).
 import path from 'node:path';
-import type { Invocation, ProfileChoice } from '../protocol/messages.js';
+import type { Agent, Invocation, ProfileChoice } from '../protocol/messages.js';
 import { defaultStateDir } from '../client/socket-path.js';
 
 export const AUDIT_FILE = 'audit.jsonl';
@@ -56,6 +56,7 @@ export interface AuditRecord extends KeyVersion {
     pid: number;
     name?: string;
     claudeCode: boolean;
+    agent?: Agent;
     invocation?: Invocation;
   };
   /** With the hardening addon: the kernel's word on who asked. */

@@ -1,10 +1,12 @@
 // Who read which value, and when: the basis for inferring that a consumer's key was rejected.
 //
 // Claude Code calls apiKeyHelper at start-up, after its helper TTL (default 5 min), when its
-// settings change, and at once after an HTTP 401. So a second request from the same Claude Code
-// process well before its TTL has run out most likely means the key it holds got a 401.
-// See ../../../shared/claude-code.md and the README's "Key rejection" section.
-import type { ConsumerInfo } from '../protocol/messages.js';
+// settings change, and at once after an HTTP 401; Codex runs its provider's auth command at
+// start-up, after refresh_interval_ms, and at once after a 401. So a second request from the same
+// agent process well before its TTL has run out most likely means the key it holds got a 401.
+// See ../../../shared/claude-code.md, ../../../shared/codex.md, and "Key rejection" in
+// docs/claude-code.md and docs/codex.md.
+import { agentOf, type ConsumerInfo } from '../protocol/messages.js';
 import type { SecretValue } from '../secret.js';
 import type { RepeatDetection } from '../config/schema.js';
 
@@ -40,15 +42,18 @@ export function consumerKey(consumer: ConsumerInfo): string {
 }
 
 /**
- * Does this profile apply the repeat rule to this request? Under `claude-code`, only to Claude
- * Code's apiKeyHelper invocation. Under `always`, to every caller except the two that are known
- * not to be reporting a 401: the agent's Bash tool and sibling helpers (`--format`), which Claude
- * Code runs on their own schedules. An unmarked Claude Code consumer counts under `always` only.
+ * Does this profile apply the repeat rule to this request? Under `agents`, only to an agent CLI's
+ * key command (Claude Code's apiKeyHelper, Codex's auth command); under `claude-code`, only to
+ * Claude Code's. Under `always`, to every caller except the two that are known not to be
+ * reporting a 401: the agent's own tool runs and sibling helpers (`--format`), which the agent
+ * runs on their own schedules. An unmarked agent consumer counts under `always` only.
  */
 export function detectsRepeats(detection: RepeatDetection, consumer: ConsumerInfo): boolean {
   if (detection === 'off') return false;
-  if (detection === 'claude-code') return consumer.claudeCode && consumer.invocation === 'api-key-helper';
-  return consumer.invocation !== 'agent-tool' && consumer.invocation !== 'sibling-helper';
+  if (detection === 'always') return consumer.invocation !== 'agent-tool' && consumer.invocation !== 'sibling-helper';
+  const agent = agentOf(consumer);
+  if (agent === undefined || consumer.invocation !== 'api-key-helper') return false;
+  return detection === 'agents' || agent === detection;
 }
 
 /** Is this request a repeat that suggests the value last served was rejected? */

@@ -360,7 +360,8 @@ export class ProfileCache {
     }
     if (consumer) {
       const detection = this.profile.repeatDetection;
-      const unmarked = detection === 'claude-code' && consumer.claudeCode && consumer.invocation === 'unmarked';
+      const byAgent = detection === 'agents' || detection === 'claude-code';
+      const unmarked = byAgent && consumer.claudeCode && consumer.invocation === 'unmarked';
       this.#consumers.served(consumer, entry.value, entry.version, t, {
         repeats: detectsRepeats(detection, consumer),
         unmarked,

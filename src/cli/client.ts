@@ -1,4 +1,5 @@
 // The CLI's way to the daemon: same protocol client as the shim, with messages that say what to do.
+import os from 'node:os';
 import { sendRequest } from '../client/client.js';
 import { BUILD_ID, isOtherBuild, otherBuild, VERSION } from '../client/build-info.js';
 import {
@@ -41,13 +42,14 @@ export async function callDaemon<T extends Reply>(
   if (!reply.ok) {
     if (reply.error.code === 'DAEMON_UNREACHABLE') {
       const chosen = socket.from === 'default' ? '' : `; socket chosen by ${socket.from}`;
-      die(
-        'DAEMON_UNREACHABLE',
-        renderError({
-          ...reply.error,
-          fix: `start it with: keybroker daemon (or install the service: keybroker service install)${chosen}`,
-        }),
-      );
+      const { startAdvice, startSituation } = await import('../integration/service-manager.js');
+      const situation = await startSituation({
+        platform: process.platform,
+        home: os.homedir(),
+        env: process.env,
+        uid: process.getuid?.() ?? 0,
+      });
+      die('DAEMON_UNREACHABLE', renderError({ ...reply.error, fix: `${startAdvice(situation)}${chosen}` }));
     }
     die(reply.error.code, renderError(reply.error));
   }

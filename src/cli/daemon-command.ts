@@ -33,7 +33,7 @@ export function registerDaemon(program: Command): void {
     )
     .option('--config <file>', configOptionHelp())
     // Set by keybroker-shim when it starts a daemon: such a daemon may be replaced by a shim of a
-    // newer build (see docs/commands.md, Upgrades).
+    // newer build (see docs/commands.md#upgrades-keybroker-restart).
     .addOption(new Option('--autostarted', 'started by keybroker-shim').hideHelp())
     .option(
       '--telemetry-env',

@@ -1,8 +1,9 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
-import type { DoctorCheck } from '../integration/doctor.js';
+import type { DoctorCheck, DoctorOptions } from '../integration/doctor.js';
 import { BUILD_ID, VERSION } from '../version.js';
+import { coloursFor } from './colour.js';
 import { CliExit } from './output.js';
 import { configOptionHelp } from './help-text.js';
 
@@ -25,8 +26,9 @@ shadow the helper (with the shell startup line that sets them), cloud provider f
 credentials, a helper only in project settings, the shim path, whether the native shim is built
 here (native-shim, with the command that builds it), the helper TTL, the config, which profile a
 session started in this directory gets and why (profile-here: "~/code/acme → work (directories:
-~/code/acme)"), the socket's permissions, the daemon, each profile (timed), and the 1Password read
-budget.
+~/code/acme)"), Codex's config and auth command where there is one (codex-config, codex-auth,
+codex-profile, codex-refresh), the socket's permissions, the daemon, each profile (timed), and the
+1Password read budget.
 
 Examples:
   keybroker doctor
@@ -34,23 +36,35 @@ Examples:
     )
     .action(async (opts: { config?: string; fetch: boolean; json?: boolean }, cmd: Command) => {
       const globals = cmd.optsWithGlobals<{ socket?: string }>();
+      const [{ renderCheck, renderDoctorSummary }, { startProgress }] = await Promise.all([
+        import('../integration/doctor.js'),
+        import('./progress.js'),
+      ]);
+      const colours = coloursFor(process.stdout);
+      // Each check prints as it finishes; a wait of more than a second names what it waits for,
+      // on a terminal only (a log or a pipe gets the checks and nothing else).
       const checks = await doctorChecks({
         configFlag: opts.config,
         socketFlag: globals.socket,
         fetchProfiles: opts.fetch,
+        ...(!opts.json && {
+          onCheck: (c) => process.stdout.write(renderCheck(c, colours)),
+          onWait: (what) => startProgress(`waiting for ${what}`, process.stderr, { afterMs: 1000, terminalOnly: true }),
+        }),
       });
-      const { renderDoctor } = await import('../integration/doctor.js');
-      process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderDoctor(checks));
+      process.stdout.write(opts.json ? `${JSON.stringify(checks, null, 2)}\n` : renderDoctorSummary(checks, colours));
       if (checks.some((c) => c.status === 'fail')) throw new CliExit(1);
     });
 }
 
 /** Doctor's checks for this process's user, environment and installation (init ends with them too). */
-export async function doctorChecks(options: {
-  configFlag: string | undefined;
-  socketFlag: string | undefined;
-  fetchProfiles: boolean;
-}): Promise<DoctorCheck[]> {
+export async function doctorChecks(
+  options: {
+    configFlag: string | undefined;
+    socketFlag: string | undefined;
+    fetchProfiles: boolean;
+  } & Pick<DoctorOptions, 'onCheck' | 'onWait'>,
+): Promise<DoctorCheck[]> {
   const [{ runDoctor }, { findInstallLayout }] = await Promise.all([
     import('../integration/doctor.js'),
     import('../integration/install-layout.js'),

@@ -31,7 +31,9 @@ import type { SecretValue } from '../secret.js';
 import { doctorChecks } from './doctor-command.js';
 import type { InitOptions } from './init-command.js';
 import { CliExit } from './output.js';
-import { startProgress, terminal, type Terminal } from './prompt.js';
+import { coloursFor } from './colour.js';
+import { startProgress } from './progress.js';
+import { terminal, type Terminal } from './prompt.js';
 import { KeyInputCancelled, readKey } from './secret-input.js';
 import { hostFromProcess, out as serviceOut } from './service-command.js';
 import { adoptFromCli, setupClaudeFromCli } from './setup-command.js';
@@ -517,5 +519,7 @@ async function doctorStep(init: Init): Promise<void> {
   ]);
   const notOk = checks.filter((c) => c.status !== 'ok');
   say(`keybroker doctor (${checks.length} checks; keybroker doctor shows each):`);
-  process.stdout.write(notOk.length === 0 ? 'all good\n' : renderDoctor(notOk).replace(/^\n/, ''));
+  process.stdout.write(
+    notOk.length === 0 ? 'all good\n' : renderDoctor(notOk, coloursFor(process.stdout)).replace(/^\n/, ''),
+  );
 }

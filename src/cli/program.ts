@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { BrokerError, resourceError } from '../errors.js';
 import { renderError } from '../protocol/messages.js';
 import { VERSION } from '../version.js';
+import { disableColour } from './colour.js';
 import { CliExit } from './output.js';
 
 /** The `keybroker` program with its global options and no commands yet. */
@@ -16,8 +17,12 @@ export function newProgram(): Command {
       '--socket <path>',
       "the daemon's socket (default: $KEYBROKER_SOCKET, then $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/keybroker.sock)",
     )
+    .option('--no-color', 'no colour, even on a terminal (also: NO_COLOR=1; FORCE_COLOR=1 forces it)')
     .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', (_program, action) => {
+      if (action.optsWithGlobals<{ color?: boolean }>().color === false) disableColour();
+    });
 }
 
 /** Parses process.argv with `program` and runs the command: the process's exit status. */

@@ -1,5 +1,5 @@
-// Questions for a person at a terminal (keybroker init), and the progress line for anything slow.
-// Questions and progress go to stderr: stdout carries what was done, for a log or a script.
+// Questions for a person at a terminal (keybroker init). Questions go to stderr: stdout carries
+// what was done, for a log or a script. The progress line for anything slow is ./progress.ts.
 import readline from 'node:readline/promises';
 import { KeyInputCancelled } from './secret-input.js';
 
@@ -59,28 +59,5 @@ export function terminal(
         output.write(`Answer a number from 1 to ${options.length}.\n`);
       }
     },
-  };
-}
-
-/**
- * Say what is about to take time, and for how long it has been waiting: on a terminal one line
- * that counts seconds and is cleared when done; elsewhere the line once. Returns done().
- */
-export function startProgress(what: string, output: NodeJS.WriteStream = process.stderr): () => void {
-  // "reading exec:op …" already ends in an ellipsis: one is enough.
-  const line = what.endsWith('…') ? what : `${what} …`;
-  if (!output.isTTY) {
-    output.write(`${line}\n`);
-    return () => {};
-  }
-  const started = Date.now();
-  output.write(line);
-  const timer = setInterval(() => {
-    output.write(`\r${line} ${Math.round((Date.now() - started) / 1000)} s`);
-  }, 1000);
-  timer.unref();
-  return () => {
-    clearInterval(timer);
-    output.write('\r\x1b[K');
   };
 }

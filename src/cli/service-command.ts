@@ -65,9 +65,14 @@ logs in ~/Library/Logs/keybroker/. Run it again after moving node or keybroker.`
     .description(
       'is the service installed and running, and does the daemon answer (exit 1 if not installed or not active)',
     )
-    .action(async () => {
-      const { serviceStatus } = await serviceManager();
-      const status = await serviceStatus(await hostFromProcess(true));
+    .action(async (_opts: unknown, cmd: Command) => {
+      const [{ serviceStatus }, { resolveSocketPath }] = await Promise.all([
+        serviceManager(),
+        import('../client/socket-path.js'),
+      ]);
+      const host = await hostFromProcess(true);
+      host.clientSocket = resolveSocketPath({ flag: cmd.optsWithGlobals<{ socket?: string }>().socket }).path;
+      const status = await serviceStatus(host);
       for (const line of status.lines) out.line(line);
       if (!status.installed || !status.active) throw new CliExit(1);
     });

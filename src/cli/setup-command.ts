@@ -1,18 +1,19 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Option, type Command } from 'commander';
-import { formatDuration } from '../duration.js';
 import { collapseHome } from '../client/socket-path.js';
 import { CLAUDE_MANAGED_DIR_ENV } from '../integration/claude-settings.js';
-import { formatMode } from '../client/file-mode.js';
 import type { SandboxWanted } from '../integration/claude-sandbox.js';
-import { HELPER_KINDS, HELPER_SETTING, shellQuote, type HelperKind } from '../integration/helper-command.js';
+import { HELPER_KINDS, HELPER_SETTING, type HelperKind } from '../integration/helper-command.js';
 import type { AdoptResult } from '../integration/claude-adopt.js';
+import { undoReplace } from '../integration/file-replace.js';
 import type { SetupClaudeResult } from '../integration/claude-setup.js';
 import type { ManagedLocation } from '../config/managed.js';
 import { resolveSocketPath } from '../client/socket-path.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
+import { registerSetupCodex } from './setup-codex-command.js';
+import { changedFileLines } from './setup-output.js';
 
 interface SetupOptions {
   profile?: string;
@@ -117,6 +118,7 @@ Examples:
       if (opts.asExec) die('USAGE', '--as-exec goes with --adopt');
       await setupClaudeFromCli(opts);
     });
+  registerSetupCodex(setup);
 }
 
 /** `keybroker setup claude` as the command runs it (init's last step runs it too). */
@@ -240,21 +242,11 @@ function settingsChangeLines(
     return [
       `${file} (${result.scope} settings) already has ${HELPER_SETTING[opts.helper]} set for ${serving}${opts.sandbox ? " and Claude Code's sandbox set up" : ''}: nothing to change`,
     ];
-  const lines = [
-    `${opts.dryRun ? 'would change' : result.created ? 'created' : 'changed'} ${file} (${result.scope} settings):`,
-  ];
-  for (const c of result.changes)
-    lines.push(`  ${c.key}: ${c.before === undefined ? '(unset)' : c.before} -> ${c.after}`);
-  if (profileTtlMs !== undefined && opts.helper === 'api-key') {
-    lines.push(
-      opts.profile === undefined
-        ? `  (the shortest TTL of the profiles it can serve is ${formatDuration(profileTtlMs)})`
-        : `  (profile "${opts.profile}" has a TTL of ${formatDuration(profileTtlMs)})`,
-    );
-  }
-  if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
-  if (result.mode !== undefined) lines.push(`mode: ${formatMode(result.mode)}`);
-  return lines;
+  const fitted =
+    profileTtlMs !== undefined && opts.helper === 'api-key'
+      ? { profile: opts.profile, ttlMs: profileTtlMs }
+      : undefined;
+  return changedFileLines(result, `${file} (${result.scope} settings)`, Boolean(opts.dryRun), fitted, home);
 }
 
 /**
@@ -272,7 +264,7 @@ export async function adoptFromCli(opts: SetupOptions, socketFlag: string | unde
   const [{ resolveConfigPath }, { adoptHelper }, { startProgress }] = await Promise.all([
     import('../config/load.js'),
     import('../integration/claude-adopt.js'),
-    import('./prompt.js'),
+    import('./progress.js'),
   ]);
   const home = os.homedir();
   const configFile = resolveConfigPath({ flag: opts.config }).path;
@@ -329,9 +321,7 @@ function adoptionLines(result: AdoptResult, opts: SetupOptions, home: string): s
   lines.push(
     ...settingsChangeLines(settings, { ...opts, profile: result.helperProfile, dryRun: dry }, undefined, home),
   );
-  const configUndo = config?.backup
-    ? `cp ${shellQuote(config.backup)} ${shellQuote(config.file)}`
-    : config && `rm ${shellQuote(config.file)}`;
+  const configUndo = config && undoReplace(config);
   const undo = [...settings.undo, ...(configUndo ? [configUndo] : [])];
   if (undo.length > 0) lines.push(`undo: ${undo.join(' && ')}`);
   if (!dry) lines.push('Claude Code picks this up on its next start; check everything with: keybroker doctor');

@@ -5,6 +5,7 @@ import { formatDuration } from '../duration.js';
 import { renderError, type ProfileStatus, type StatusReply } from '../protocol/messages.js';
 import { collapseHome } from '../client/socket-path.js';
 import { callDaemon } from './client.js';
+import { coloursFor, type Colours } from './colour.js';
 import { table } from './output.js';
 import { unmarkedNote } from '../integration/unmarked-consumers.js';
 
@@ -41,7 +42,9 @@ that long. Examples:
         process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
         return;
       }
-      process.stdout.write(renderStatus(reply, await directoryLine(reply, process.cwd(), os.homedir())));
+      process.stdout.write(
+        renderStatus(reply, await directoryLine(reply, process.cwd(), os.homedir()), coloursFor(process.stdout)),
+      );
     });
 }
 
@@ -74,8 +77,24 @@ function lastErrorLabel(p: ProfileStatus): string {
   return limited ? `${limited} — ${error}` : error;
 }
 
-export function renderStatus(reply: StatusReply, here?: string): string {
+/** A profile's state as a verdict: fresh is well, stale and expired are worth a look, error is not. */
+function stateVerdict(p: ProfileStatus): 'ok' | 'warn' | 'fail' | undefined {
+  if (p.state === 'fresh') return p.lastError ? 'warn' : 'ok';
+  if (p.state === 'stale' || p.state === 'expired') return 'warn';
+  if (p.state === 'error') return 'fail';
+  return undefined;
+}
+
+export function renderStatus(reply: StatusReply, here?: string, colours?: Colours): string {
   const d = reply.daemon;
+  // "warning  …" and "error    …" lines: the label in its verdict's colour.
+  const label = (text: string): string => {
+    if (!colours) return text;
+    const [word, rest] = [text.slice(0, 9), text.slice(9)];
+    if (word.startsWith('warning')) return colours.warn(word.trimEnd()) + ' '.repeat(9 - word.trimEnd().length) + rest;
+    if (word.startsWith('error')) return colours.fail(word.trimEnd()) + ' '.repeat(9 - word.trimEnd().length) + rest;
+    return text;
+  };
   const lines = [
     `daemon   pid ${d.pid}, keybroker ${d.version}, up ${formatDuration(d.uptimeMs)}`,
     `socket   ${d.socket}`,
@@ -83,7 +102,11 @@ export function renderStatus(reply: StatusReply, here?: string): string {
   ];
   if (d.managedConfig) lines.push(`managed  ${d.managedConfig}${d.managedConfigError ? ' (ignored)' : ''}`);
   if (d.managedConfigError) lines.push(`error    ${d.managedConfigError}`);
-  if (d.lastReloadError) lines.push(`warning  config not loaded: ${d.lastReloadError.split('\n').join('; ')}`);
+  if (d.lastReloadError) {
+    // One problem per line, under the warning.
+    const [first, ...more] = d.lastReloadError.split('\n');
+    lines.push(`warning  config not loaded: ${first}`, ...more.map((l) => `         ${l}`));
+  }
   if (here !== undefined) lines.push(`here     ${here} (for a helper without a profile argument)`);
   const h = d.hardening;
   if (h) {
@@ -120,6 +143,7 @@ export function renderStatus(reply: StatusReply, here?: string): string {
     if (t.lastError) lines.push(`warning  telemetry: ${t.lastError.message}`);
   }
   lines.push('');
+  const tableStart = lines.length;
   if (reply.profiles.length === 0) {
     lines.push('no profiles');
   } else {
@@ -141,6 +165,16 @@ export function renderStatus(reply: StatusReply, here?: string): string {
           String(p.consumers),
           lastErrorLabel(p),
         ]),
+        (text, column, row) => {
+          const p = reply.profiles[row]!;
+          if (!colours) return text;
+          if (column === 2) {
+            const verdict = stateVerdict(p);
+            return verdict ? colours.verdict(verdict, text) : text;
+          }
+          if (column === 8 && p.lastError) return colours.fail(text);
+          return text;
+        },
       ),
     );
   }
@@ -149,5 +183,5 @@ export function renderStatus(reply: StatusReply, here?: string): string {
     if (note) lines.push(`note     profile "${p.name}": ${note}`);
   }
   for (const s of reply.sources) for (const note of s.notes) lines.push(`${s.kind}: ${note}`);
-  return `${lines.join('\n')}\n`;
+  return `${lines.map((l, i) => (i < tableStart ? label(l) : l)).join('\n')}\n`;
 }

@@ -47,7 +47,7 @@ export const autostartOffError = (unreachable: string): WireError => ({
   code: 'DAEMON_UNREACHABLE',
   message: `${unreachable}; autostart is off (${NO_AUTOSTART_ENV}=1)`,
   transient: true,
-  fix: 'start it with: keybroker daemon',
+  fix: 'install the service: keybroker service install, or run keybroker daemon in a terminal of its own',
 });
 
 /**
@@ -322,7 +322,7 @@ async function waitForDaemon(
 }
 
 /** Is `pid` a keybroker daemon? On Linux, by its command line; elsewhere the socket's word is taken. */
-function looksLikeDaemon(pid: number): boolean {
+export function looksLikeDaemon(pid: number): boolean {
   if (process.platform !== 'linux') return true;
   try {
     const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');

@@ -34,7 +34,7 @@ export const SANDBOX_EVIDENCE = {
 export function sandboxedError(evidence: string): WireError {
   return {
     code: 'SANDBOXED',
-    message: `a sandbox keeps keybroker's keys from this command, by design (${evidence}); Claude Code's apiKeyHelper runs outside the sandbox and still gets them`,
+    message: `a sandbox keeps keybroker's keys from this command, by design (${evidence}); the agent's own key command (Claude Code's apiKeyHelper, Codex's auth command) runs outside the sandbox and still gets them`,
     transient: false,
   };
 }

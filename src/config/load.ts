@@ -47,6 +47,16 @@ export interface ConfigProblem {
   suggestion?: string;
 }
 
+/**
+ * The longest config error line Claude Code shows: the shims print `keybroker: MESSAGE — FIX` as
+ * one line of at most this many characters (Claude Code shows a helper's stderr whole, on one
+ * line). People get every problem, one per line, from `config check`, doctor and the daemon log.
+ */
+export const MAX_CONFIG_ERROR_LINE = 300;
+const CONFIG_CHECK_FIX = 'run: keybroker config check';
+/** What the shims put around the message: `keybroker: ` before it, ` — FIX` after it. */
+const SHIM_FRAME = 'keybroker: '.length + ' — '.length + CONFIG_CHECK_FIX.length;
+
 export class ConfigError extends BrokerError {
   readonly problems: ConfigProblem[];
   readonly file: string;
@@ -57,17 +67,52 @@ export class ConfigError extends BrokerError {
     // A problem may quote what was written (a path, a duration, a profile name): where a key was
     // pasted by mistake, that is the key, and this message goes to the daemon log and status.
     const redacted = problems.map((p) => ({ ...p, path: redactText(p.path), message: redactText(p.message) }));
-    super('CONFIG_INVALID', formatProblems(file, redacted));
+    // A file that cannot be read says so itself; a file that is wrong is summed up in one short
+    // line, and `config check` lists the problems.
+    const unreadable = redacted.length === 1 && redacted[0]!.kind === 'file';
+    super('CONFIG_INVALID', unreadable ? formatProblems(file, redacted) : summarizeProblems(file, redacted), {
+      fix: unreadable ? undefined : CONFIG_CHECK_FIX,
+    });
     this.file = file;
     this.problems = redacted;
     this.missing = options.missing ?? false;
   }
+
+  /** Every problem, one per line, as `FILE:LINE: PATH: what is wrong`. */
+  get report(): string {
+    return formatProblems(this.file, this.problems);
+  }
 }
 
 export function formatProblems(file: string, problems: ConfigProblem[]): string {
-  return problems
-    .map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${p.path ? `${p.path}: ` : ''}${p.message}`)
-    .join('\n');
+  return problems.map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${problemText(p)}`).join('\n');
+}
+
+function problemText(p: ConfigProblem): string {
+  return `${p.path ? `${p.path}: ` : ''}${p.message}`;
+}
+
+/**
+ * "3 problems in FILE; first: line 4: profiles.work.ttl: …", short enough that the shim's line
+ * (prefix and fix included) fits MAX_CONFIG_ERROR_LINE: the first problem is cut with an
+ * ellipsis, and a long path is shortened to its file name.
+ */
+export function summarizeProblems(file: string, problems: readonly ConfigProblem[]): string {
+  const first = problems[0];
+  const room = MAX_CONFIG_ERROR_LINE - SHIM_FRAME;
+  const head = (where: string): string =>
+    problems.length === 1 ? `1 problem in ${where}: ` : `${problems.length} problems in ${where}; first: `;
+  // A first problem needs some room to say anything.
+  const where = head(file).length <= room - 80 ? file : `…/${path.basename(file)}`;
+  if (!first) return `${head(where)}`.replace(/[:;] (first: )?$/, '');
+  const text = `${first.line ? `line ${first.line}: ` : ''}${problemText(first)}`;
+  return head(where) + cut(text, room - head(where).length);
+}
+
+/** `text` cut to `max` characters (whole code points), ending in … when cut. */
+function cut(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `${chars.slice(0, Math.max(0, max - 1)).join('')}…`;
 }
 
 export interface ResolvedProfile {
@@ -188,6 +233,16 @@ function parseYaml(text: string, file: string): ParsedText {
     // mistake, joined into one long line by Claude Code): the first error is the one to fix.
     const first = doc.errors[0]!;
     const line = first.linePos?.[0]?.line;
+    const deeper = line === undefined ? undefined : deeperLine(text.split(/\r?\n/), first.code, line);
+    if (deeper)
+      throw new ConfigError(file, [
+        {
+          path: '',
+          line: deeper.line,
+          message: `YAML: line ${deeper.line} is indented ${deeper.by} space${deeper.by === 1 ? '' : 's'} further than the keys beside it — indent each key like the others at its level (spaces, not tabs)`,
+          kind: 'indentation',
+        },
+      ]);
     throw new ConfigError(file, [
       { path: '', line, message: `YAML: ${yamlMessage(first.message, line)}`, kind: 'yaml' },
     ]);
@@ -668,6 +723,59 @@ function isStringRecord(value: unknown): value is Record<string, string> {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const indentOf = (line: string): number => /^ */.exec(line)![0].length;
+const isKeyLine = (line: string): boolean => /^\s*[^\s#][^:#]*:(\s|$)/.test(line);
+
+/**
+ * The line indented too far, where the yaml library blames another (1-based lines). Two cases:
+ * - a key line one space deeper than the key above it continues that key's plain value
+ *   ("source: env:A ttl: 5m"), which the library reports at the line above;
+ * - the first key of a block sets the block's column, so when that first key is the deeper one,
+ *   the library blames the next key, which is where it should be (its parent's indentation plus
+ *   the file's indentation step).
+ */
+function deeperLine(
+  lines: readonly string[],
+  code: string,
+  reported: number,
+): { line: number; by: number } | undefined {
+  const at = lines[reported - 1];
+  if (at === undefined) return undefined;
+  const content = (n: number): boolean =>
+    lines[n] !== undefined && lines[n]!.trim() !== '' && !lines[n]!.trim().startsWith('#');
+  if (code === 'BLOCK_AS_IMPLICIT_KEY' || code === 'MULTILINE_IMPLICIT_KEY') {
+    let n = reported;
+    while (n < lines.length && !content(n)) n++;
+    const next = lines[n];
+    if (next !== undefined && isKeyLine(at) && isKeyLine(next) && indentOf(next) > indentOf(at))
+      return { line: n + 1, by: indentOf(next) - indentOf(at) };
+    return undefined;
+  }
+  if (code !== 'BAD_INDENT') return undefined;
+  const before = (from: number): number => {
+    let n = from - 1;
+    while (n >= 0 && !content(n)) n--;
+    return n;
+  };
+  const prev = before(reported - 1);
+  const parent = prev < 0 ? -1 : before(prev);
+  if (parent < 0 || !lines[parent]!.trimEnd().endsWith(':')) return undefined;
+  const step = indentationStep(lines);
+  const [p, f, r] = [indentOf(lines[parent]!), indentOf(lines[prev]!), indentOf(at)];
+  if (f > r && r === p + step) return { line: prev + 1, by: f - r };
+  return undefined;
+}
+
+/** How far the file indents a block under its key: the first nested line's indentation. */
+function indentationStep(lines: readonly string[]): number {
+  for (const line of lines) {
+    if (line.trim() === '' || line.trim().startsWith('#')) continue;
+    const indent = indentOf(line);
+    if (indent > 0) return indent;
+  }
+  return 2;
 }
 
 function yamlMessage(message: string, line: number | undefined): string {

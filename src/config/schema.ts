@@ -4,14 +4,20 @@ import { adapterConfigKeys } from '../../adapters/registry.js';
 import { MAX_PROFILE_TIMEOUT_MS } from '../protocol/messages.js';
 import { formatDuration, parseDuration } from '../duration.js';
 
-export const REPEAT_DETECTION = ['claude-code', 'always', 'off'] as const;
+/**
+ * Whose repeats count as "the key was rejected": `agents`, the key command of every agent CLI the
+ * shims recognise (Claude Code's apiKeyHelper, Codex's auth command); `claude-code`, Claude Code's
+ * only (the default before Codex was recognised); `always`, every caller but an agent's own tool
+ * runs and sibling helpers; `off`.
+ */
+export const REPEAT_DETECTION = ['agents', 'claude-code', 'always', 'off'] as const;
 export type RepeatDetection = (typeof REPEAT_DETECTION)[number];
 
 export const DEFAULTS = {
   ttlMs: 15 * 60_000,
   maxStaleMs: 60 * 60_000,
   timeoutMs: 8_000,
-  repeatDetection: 'claude-code' as RepeatDetection,
+  repeatDetection: 'agents' as RepeatDetection,
 };
 
 /**

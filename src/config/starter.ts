@@ -33,7 +33,7 @@ export function starterConfig(source: StarterSource): string {
   return STARTER_TEMPLATE.replace('@DEFAULT@', source.kind === 'keyring' ? KEYRING_DEFAULT : FILE_DEFAULT);
 }
 
-const STARTER_TEMPLATE = `# keybroker configuration (reference: the Configuration section of keybroker's README)
+const STARTER_TEMPLATE = `# keybroker configuration (reference: docs/configuration.md in the keybroker package)
 # Edit this file, then check it with: keybroker config check
 # and load it into the running daemon with: keybroker reload
 #

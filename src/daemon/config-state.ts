@@ -6,7 +6,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { Broker, ReloadSummary } from '../cache/broker.js';
 import type { DirectoryChooser } from '../config/directories.js';
-import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, type LoadedConfig } from '../config/load.js';
 import { resolveManagedConfigPath, type ManagedLocation } from '../config/managed.js';
 import { writeStarterConfig, type StarterSource } from '../config/starter.js';
 import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
@@ -74,9 +74,11 @@ export class ConfigState {
       // Start anyway: requests get this error (a clear message beats a shim timing out on a
       // daemon that never started), and a SIGHUP after the fix loads the config.
       this.#startupError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${this.file}`);
-      this.#lastReloadError = renderError(this.#startupError);
-      this.#log.error(
-        { config: this.file, err: this.#startupError },
+      this.#lastReloadError = configErrorReport(this.#startupError);
+      logConfigError(
+        this.#log,
+        this.file,
+        this.#startupError,
         'config invalid: serving errors until it is fixed and reloaded (SIGHUP)',
       );
       await this.#options.broker.releaseUnusedAdapters();
@@ -95,11 +97,17 @@ export class ConfigState {
         this.#log.info({ config: this.file, ...summary }, 'config reloaded');
         return true;
       } catch (err) {
-        this.#lastReloadError = err instanceof BrokerError ? renderError(err) : 'reload failed';
-        this.#log.error(
-          { config: this.file, err: err instanceof BrokerError ? err : describeUnknownError(err) },
-          'config reload failed: still serving the previous config',
-        );
+        this.#lastReloadError = err instanceof BrokerError ? configErrorReport(err) : 'reload failed';
+        // With no config loaded yet, gets are answered with the config's error: the file's error
+        // now, not the one it had at start (its lines have moved since).
+        if (this.#startupError) this.#startupError = asBrokerError(err, 'CONFIG_INVALID', `cannot load ${this.file}`);
+        if (err instanceof BrokerError)
+          logConfigError(this.#log, this.file, err, 'config reload failed: still serving the previous config');
+        else
+          this.#log.error(
+            { config: this.file, err: describeUnknownError(err) },
+            'config reload failed: still serving the previous config',
+          );
         await this.#options.broker.releaseUnusedAdapters();
         return false;
       } finally {
@@ -158,4 +166,23 @@ function starterMessage(starter: StarterSource, configFile: string): string {
 
 function starterKeychain(starter: StarterSource): string {
   return starter.kind === 'keyring' ? starter.what : `none (${starter.why ?? 'not probed'}): a file: source instead`;
+}
+
+/** A config error for people (status, `keybroker reload`): every problem, one per line. */
+function configErrorReport(err: BrokerError): string {
+  return err instanceof ConfigError ? err.report : renderError(err);
+}
+
+/**
+ * A config that did not load, in the log: the summary (the error, as clients get it), then each
+ * problem as its own record with its file, line and path, so a log reader sees one problem a line.
+ */
+function logConfigError(log: Logger, file: string, err: BrokerError, summary: string): void {
+  log.error({ config: file, err }, summary);
+  if (!(err instanceof ConfigError)) return;
+  for (const p of err.problems)
+    log.error(
+      { config: err.file, line: p.line, path: p.path || undefined },
+      `config: ${formatProblems(err.file, [p])}`,
+    );
 }

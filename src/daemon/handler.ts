@@ -246,6 +246,7 @@ function isConfirmed(relation: ConsumerRelation): boolean {
 function auditConsumer(c: ConsumerInfo): NonNullable<AuditEvent['consumer']> {
   const out: NonNullable<AuditEvent['consumer']> = { pid: c.pid, claudeCode: c.claudeCode };
   if (c.name !== undefined) out.name = c.name;
+  if (c.agent !== undefined) out.agent = c.agent;
   if (c.invocation !== undefined) out.invocation = c.invocation;
   return out;
 }

@@ -14,6 +14,7 @@ import type { ResolvedConfigPath } from '../config/load.js';
 import type { ManagedPathInput } from '../config/managed.js';
 import { BrokerError, describeUnknownError, resourceError } from '../errors.js';
 import { createLogger, wantsPrettyLog, type Logger } from '../log.js';
+import { daemonLogCandidates, logMaxBytes, rotatingLogFile, stderrLogFile } from './log-file.js';
 import {
   exitCodeFor,
   renderError,
@@ -316,8 +317,19 @@ function identityOf(startedBy: StartedBy | undefined): DaemonIdentity {
 
 /** Run the daemon as the process's main job; resolves with the exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const env = options.env ?? process.env;
+  const pretty = wantsPrettyLog(env);
+  // A log file (autostart's daemon.log, a LaunchAgent's) is written by the daemon, and bounded.
+  const logFile = pretty
+    ? undefined
+    : stderrLogFile(daemonLogCandidates(options.socket.path, process.platform, env.HOME || os.homedir()));
   const log =
-    options.log ?? createLogger({ level: options.logLevel, pretty: wantsPrettyLog(options.env ?? process.env) });
+    options.log ??
+    createLogger({
+      level: options.logLevel,
+      pretty,
+      ...(logFile && { destination: rotatingLogFile(logFile, logMaxBytes(env)) }),
+    });
   refuseInspectorSignal(() => log.warn('SIGUSR1 ignored: keybroker never opens the Node inspector'));
   const addon = loadHardeningAddon();
   const hardening = hardenProcess(log, addon.addon, addon.problem);
@@ -338,7 +350,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const err = thrown instanceof BrokerError ? thrown : resourceError(thrown);
     if (err) {
       log.fatal({ err }, 'could not start');
-      process.stderr.write(`keybroker: ${renderError(err)}\n`);
+      // For a person reading a pipe or a file of JSON lines; on a terminal the line above says it.
+      if (!pretty) process.stderr.write(`keybroker: ${renderError(err)}\n`);
       return err.exitCode;
     }
     log.fatal(describeUnknownError(thrown), 'could not start');

@@ -3,7 +3,7 @@
 // kernel names the peer (the shim itself, a new process every call). A claim is confirmed when the
 // consumer's pid is the peer or one of the peer's ancestors — with the same start time, so a pid
 // reused since does not pass. That is all the kernel can vouch for: a process can choose its
-// environment and arguments, not its parent. See docs/security.md, "What kernel identity adds".
+// environment and arguments, not its parent. See docs/security.md#what-kernel-identity-adds.
 import type { ConsumerRelation } from '../audit/audit-record.js';
 import type { ConsumerInfo } from '../protocol/messages.js';
 import type { HardeningAddon } from './hardening-addon.js';

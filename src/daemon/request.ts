@@ -3,7 +3,15 @@
 import { z } from 'zod';
 import { BrokerError } from '../errors.js';
 import { FRAMED_FLAG } from '../protocol/framed-reply.js';
-import { INVOCATIONS, MAX_CWD_BYTES, OPS, PROTOCOL_VERSION, type Request } from '../protocol/messages.js';
+import {
+  AGENTS,
+  INVOCATIONS,
+  MAX_CWD_BYTES,
+  MAX_HELPER_TTL_MS,
+  OPS,
+  PROTOCOL_VERSION,
+  type Request,
+} from '../protocol/messages.js';
 
 const profileName = z.string().min(1).max(64);
 /** A set request's value: the whole line is at most MAX_REQUEST_BYTES. */
@@ -14,8 +22,9 @@ const consumer = z.strictObject({
   start: z.string().max(64).optional(),
   name: z.string().max(256).optional(),
   claudeCode: z.boolean(),
+  agent: z.enum(AGENTS).optional(),
   invocation: z.enum(INVOCATIONS).optional(),
-  helperTtlMs: z.number().int().min(0).max(2_147_483_647).optional(),
+  helperTtlMs: z.number().int().min(0).max(MAX_HELPER_TTL_MS).optional(),
 });
 
 // Absolute and bounded: it is matched against the directories: map and written to the audit trail.

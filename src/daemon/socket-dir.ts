@@ -4,6 +4,7 @@
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import { BrokerError } from '../errors.js';
+import { sendRequest } from '../client/client.js';
 import { MAX_SOCKET_PATH_BYTES } from '../client/socket-path.js';
 
 export function checkSocketPathLength(socketPath: string): void {
@@ -55,14 +56,21 @@ export async function listenExclusive(
     await sleep(25);
   }
   try {
-    if (await probeLive(socketPath)) {
-      throw new BrokerError('ALREADY_RUNNING', `a keybroker daemon is already listening on ${socketPath}`);
-    }
+    if (await probeLive(socketPath)) throw await alreadyRunning(socketPath);
     await fs.rm(socketPath, { force: true });
     await listenOn(server, socketPath, onListening);
   } finally {
     await fs.rm(lock, { recursive: true, force: true });
   }
+}
+
+/** ALREADY_RUNNING, naming the pid the live daemon gives (a ping) and how to stop it. */
+async function alreadyRunning(socketPath: string): Promise<BrokerError> {
+  const reply = await sendRequest(socketPath, { v: 1, op: 'ping' }, { timeoutMs: 1000 });
+  const pid = reply.ok && 'pong' in reply ? ` (pid ${reply.pid})` : '';
+  return new BrokerError('ALREADY_RUNNING', `a keybroker daemon${pid} is already listening on ${socketPath}`, {
+    fix: 'stop it first with: keybroker stop',
+  });
 }
 
 async function acquireLock(lock: string): Promise<boolean> {

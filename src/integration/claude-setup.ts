@@ -6,6 +6,7 @@ import fsSync from 'node:fs';
 import { DEFAULTS } from '../config/schema.js';
 import { FileCheckError } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
+import { asWriteRefusal, undoReplace } from './file-replace.js';
 import { formatMode } from '../client/file-mode.js';
 import path from 'node:path';
 import {
@@ -24,7 +25,6 @@ import {
   HELPER_FORMAT,
   HELPER_SETTING,
   parseKeybrokerHelper,
-  shellQuote,
   type HelperKind,
 } from './helper-command.js';
 
@@ -150,22 +150,13 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   try {
     written = await writeSettingsFile(file, next, original, { now: options.now, ...modes });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      throw new BrokerError(
-        'PERMISSION_DENIED',
-        `cannot write ${file} (${code})${scope === 'managed' ? '; managed settings belong to root — run it with sudo' : ''}`,
-      );
-    }
-    throw err;
+    throw asWriteRefusal(err, file, scope === 'managed' ? '; managed settings belong to root — run it with sudo' : '');
   }
   result.written = true;
   result.created = written.created;
   result.backup = written.backup;
   result.mode = written.mode;
-  result.undo = written.backup
-    ? [`cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`]
-    : [`rm ${shellQuote(written.file)}`];
+  result.undo = [undoReplace(written)];
   return result;
 }
 

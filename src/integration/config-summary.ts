@@ -20,6 +20,8 @@ export interface ProfileSummary {
   source: string;
   scheme: string | undefined;
   ttlMs: number;
+  /** How long the daemon waits for the source (the profile's `timeout`). */
+  timeoutMs: number;
 }
 
 export type ConfigSummary =
@@ -33,6 +35,7 @@ export function summaryOf(loaded: LoadedConfig): ConfigSummary {
     source: p.source,
     scheme: p.scheme,
     ttlMs: p.ttlMs,
+    timeoutMs: p.timeoutMs,
   }));
   return {
     ok: true,
@@ -91,8 +94,46 @@ export async function summarizeManagedConfig(
 
 function summarizeProfiles(raw: RawConfig): ProfileSummary[] {
   const defaultTtl = raw.defaults?.ttl ?? DEFAULTS.ttlMs;
+  const defaultTimeout = raw.defaults?.timeout ?? DEFAULTS.timeoutMs;
   return Object.entries(raw.profiles).map(([name, p]): ProfileSummary => {
     const parsed = parseSourceUri(p.source);
-    return { name, source: p.source, scheme: parsed.ok ? parsed.scheme : undefined, ttlMs: p.ttl ?? defaultTtl };
+    return {
+      name,
+      source: p.source,
+      scheme: parsed.ok ? parsed.scheme : undefined,
+      ttlMs: p.ttl ?? defaultTtl,
+      timeoutMs: p.timeout ?? defaultTimeout,
+    };
   });
+}
+
+/**
+ * The profiles a helper may be served: `profile`, or, without one, "default" and every profile
+ * the directories: map names (the daemon picks by the working directory). `problem`: why that
+ * set is not usable as it is (no such profile; no "default" and no map), for the caller to refuse
+ * or warn about; `warning`: usable, but outside the map the helper fails.
+ */
+export function servedProfiles(
+  summary: Extract<ConfigSummary, { ok: true }>,
+  profile: string | undefined,
+): { profiles: ProfileSummary[]; problem?: string; warning?: string } {
+  const known = summary.profiles.map((p) => p.name).join(', ') || 'none';
+  if (profile !== undefined) {
+    const found = summary.profiles.filter((p) => p.name === profile);
+    return found.length > 0
+      ? { profiles: found }
+      : { profiles: [], problem: `no profile "${profile}" in ${summary.file} (profiles: ${known})` };
+  }
+  const names = new Set(['default', ...Object.values(summary.directories)]);
+  const profiles = summary.profiles.filter((p) => names.has(p.name));
+  if (summary.profiles.some((p) => p.name === 'default')) return { profiles };
+  if (Object.keys(summary.directories).length === 0)
+    return {
+      profiles,
+      problem: `no profile "default" and no directories: map in ${summary.file} (profiles: ${known})`,
+    };
+  return {
+    profiles,
+    warning: `no profile "default" in ${summary.file}: outside the directories: map the helper fails`,
+  };
 }

@@ -1,5 +1,5 @@
 // `keybroker doctor`: which credential Claude Code will really use, and every way the keybroker
-// wiring can be quietly broken. One line per check (ok / warn / fail, with the fix). Everything it
+// wiring can be quietly broken (for Codex too: codex-doctor.ts). One line per check (ok / warn / fail, with the fix). Everything it
 // reads about the machine comes in through DoctorOptions (environment, home, project directory,
 // platform, managed-settings directory), so tests run it over synthetic environments and files.
 //
@@ -14,7 +14,7 @@ import { AdapterPool } from '../adapter-pool.js';
 import { formatDuration } from '../duration.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { chooseProfile, describeChoice, realDirectory, type ChosenProfile } from '../config/directories.js';
-import { ConfigError, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, resolveConfigPath, type LoadedConfig } from '../config/load.js';
 import { resolveManagedConfigPath } from '../config/managed.js';
 import { BrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -35,6 +35,7 @@ import {
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
 import { unmarkedNote } from './unmarked-consumers.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
+import { codexChecks } from './codex-doctor.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
 import { parseKeybrokerHelper, describeHelper, HELPER_SETTING, programWord, splitCommand } from './helper-command.js';
 import { hardeningCheck } from './hardening-check.js';
@@ -42,8 +43,8 @@ import type { InstallLayout } from './install-layout.js';
 import { keyLocations } from './key-locations.js';
 import { nativeShimCheck, nativeShimState } from './native-shim.js';
 import { sandboxChecks } from './sandbox-checks.js';
-import { findOnPath } from './service-manager.js';
 import { findSettingLines } from './shell-profiles.js';
+import { isExecutable, shimFileCheck } from './shim-file.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -67,13 +68,20 @@ export interface DoctorOptions extends ClaudeContext {
   requestTimeoutMs?: number;
   /** This installation, for the native-shim and hardening checks (tests over synthetic settings leave it out). */
   install?: InstallLayout | undefined;
+  /** Each check as soon as it is made, in the order of the result (the CLI prints them as they come). */
+  onCheck?: (check: DoctorCheck) => void;
+  /**
+   * Doctor is about to wait on something that may be slow (the daemon, a profile's source): what,
+   * for a person. Returns the function to call when the wait is over.
+   */
+  onWait?: (what: string) => () => void;
 }
 
 /** 1Password service accounts: reads per hour per token (Teams/Families; Business has 10,000). */
 export const OP_SMALLEST_HOURLY_BUDGET = 1_000;
 
 export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> {
-  const checks: DoctorCheck[] = [];
+  const checks = reportingList(options.onCheck);
   const files = await readAllSettings(options);
   const view = claudeView(files, options.env);
   // The shim runs in Claude Code's environment: the shell's plus the settings' env blocks.
@@ -118,6 +126,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   if (here) checks.push(here.check);
   const helperTtl = helperTtlCheck(view, summary.ok ? summary.profiles : undefined, here?.choice.profile);
   if (helperTtl) checks.push(helperTtl);
+  checks.push(...(await codexChecks({ ...options, profiles: summary.ok ? summary.profiles : undefined })));
 
   const socket = resolveSocketPath({
     flag: options.socketFlag,
@@ -128,8 +137,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   checks.push(await socketCheck(socket.path, socket.from, options));
   const locations = await keyLocations({ ...options, loaded: config.loaded, socket: socket.path });
   checks.push(...(await sandboxChecks({ ...options, files, locations, claudeEnv })));
-  const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options);
-  checks.push(...daemon.checks);
+  const daemon = await daemonChecks(socket.path, claudeEnv, configPath.path, options, checks);
   const hardening = hardeningCheck({
     platform: options.platform,
     home: options.home,
@@ -140,7 +148,35 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> 
   if (hardening) checks.push(hardening);
   const budget = onePasswordCheck(summary.ok ? summary.profiles : [], daemon.status);
   if (budget) checks.push(budget);
-  return checks;
+  return [...checks];
+}
+
+/** A list of checks that reports each one as it is added, so a slow check does not hold up the rest. */
+function reportingList(
+  onCheck: ((check: DoctorCheck) => void) | undefined,
+): { push(...c: DoctorCheck[]): void } & Iterable<DoctorCheck> {
+  const list: DoctorCheck[] = [];
+  return {
+    push: (...added: DoctorCheck[]): void => {
+      for (const c of added) {
+        list.push(c);
+        onCheck?.(c);
+      }
+    },
+    [Symbol.iterator]: () => list[Symbol.iterator](),
+  };
+}
+
+type CheckList = ReturnType<typeof reportingList>;
+
+/** Run `wait`, telling options.onWait what it waits for. */
+async function waitingOn<T>(options: DoctorOptions, what: string, wait: () => Promise<T>): Promise<T> {
+  const done = options.onWait?.(what);
+  try {
+    return await wait();
+  } finally {
+    done?.();
+  }
 }
 
 // ---- which credential, and what shadows the helper ----
@@ -367,76 +403,19 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
     if (!entry || typeof entry.value !== 'string') continue;
     const ours = parseKeybrokerHelper(entry.value);
     if (!ours) continue;
-    const id = `shim:${key}`;
-    const shim = path.isAbsolute(ours.shim)
-      ? ours.shim
-      : ours.shim.includes('/')
-        ? undefined
-        : await findOnPath(ours.shim, claudeEnv.PATH);
-    if (shim === undefined) {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${ours.shim}, which is ${ours.shim.includes('/') ? 'a relative path (the helper runs from an unknown directory)' : 'not on PATH'}`,
-        fix: 'keybroker setup claude --force (writes the absolute path)',
-      });
+    const ran = await shimFileCheck(ours.shim, ours.interpreter, {
+      id: `shim:${key}`,
+      who: key,
+      program: 'Claude Code',
+      setup: 'keybroker setup claude',
+      env: claudeEnv,
+      home,
+    });
+    if ('check' in ran) {
+      checks.push(ran.check);
       continue;
     }
-    let st;
-    try {
-      st = await fs.stat(shim);
-    } catch {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${collapseHome(shim, home)}, which does not exist (moved, or keybroker reinstalled elsewhere?)`,
-        fix: 'keybroker setup claude --force',
-      });
-      continue;
-    }
-    if (!st.isFile()) {
-      checks.push({
-        id,
-        status: 'fail',
-        message: `${key} runs ${collapseHome(shim, home)}, which is not a file`,
-        fix: 'keybroker setup claude --force',
-      });
-      continue;
-    }
-    let native = false;
-    if (ours.interpreter === undefined) {
-      if (!(await isExecutable(shim))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs ${collapseHome(shim, home)}, which is not executable`,
-          fix: `chmod +x ${shim}`,
-        });
-        continue;
-      }
-      const head = await readHead(shim);
-      if (/^#!\s*\/usr\/bin\/env\s+node\b/.test(head) && !(await findOnPath('node', claudeEnv.PATH))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs ${collapseHome(shim, home)} with "#!/usr/bin/env node", and node is not on Claude Code's PATH`,
-          fix: 'put node on PATH, or make the helper "<absolute node> <shim> <profile>"',
-        });
-        continue;
-      }
-      // The Node shim is a script; the native one (dist/native/keybroker-shim) a compiled binary.
-      native = !head.startsWith('#!');
-      const nodeShim = path.join(path.dirname(shim), '..', 'src', 'shim', 'keybroker-shim.cjs');
-      if (native && !(await isExecutable(nodeShim))) {
-        checks.push({
-          id,
-          status: 'fail',
-          message: `${key} runs the native keybroker-shim (${collapseHome(shim, home)}), which hands autostart and every option but --socket to ${collapseHome(nodeShim, home)}, which is missing`,
-          fix: 'reinstall keybroker, then: keybroker setup claude --force',
-        });
-        continue;
-      }
-    }
+    const { shim, native } = ran;
     const which = native ? 'the native keybroker-shim' : 'the Node keybroker-shim';
     const nativeBeside = path.join(path.dirname(shim), '..', '..', 'native', 'keybroker-shim');
     const hint =
@@ -445,7 +424,7 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
         : '';
     const serving = ours.profile === undefined ? 'the profile of its working directory' : `profile "${ours.profile}"`;
     checks.push({
-      id,
+      id: `shim:${key}`,
       status: 'ok',
       message: `${key} runs ${which} (${collapseHome(shim, home)}) for ${serving}${ours.format !== 'raw' ? ` as ${ours.format}` : ''}${hint}`,
     });
@@ -453,23 +432,7 @@ async function shimChecks(view: ClaudeView, claudeEnv: NodeJS.ProcessEnv, home: 
   return checks;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
-  return fs.access(file, fs.constants.X_OK).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function readHead(file: string): Promise<string> {
-  const handle = await fs.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(128);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
-  } finally {
-    await handle.close();
-  }
-}
+// ---- keybroker's own config, socket and daemon ----
 
 function helperTtlCheck(
   view: ClaudeView,
@@ -505,8 +468,6 @@ function helperTtlCheck(
     message: `Claude Code re-runs the helper every ${shown}${profile ? ` (profile TTL ${formatDuration(profile.ttlMs)})` : ''}`,
   };
 }
-
-// ---- keybroker's own config, socket and daemon ----
 
 // ---- which profile Claude Code gets here ----
 
@@ -583,7 +544,7 @@ async function configChecks(
     checks.push(configCheck(file, loaded, view, options));
     return { checks, loaded };
   } catch (err) {
-    return { checks: [configErrorCheck(file, err, options)] };
+    return { checks: configErrorChecks(file, err, options) };
   } finally {
     await pool.closeAll();
   }
@@ -615,25 +576,35 @@ function configCheck(file: string, loaded: LoadedConfig, view: ClaudeView, optio
   };
 }
 
-/** The config (the user's, or the managed one: the error names its file) did not load. */
-function configErrorCheck(file: string, err: unknown, options: DoctorOptions): DoctorCheck {
-  if (err instanceof ConfigError) {
-    const first = err.problems[0];
-    const more = err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : '';
-    const text = first ? `${first.path ? `${first.path}: ` : ''}${first.message}` : err.message;
-    return {
+/**
+ * The config (the user's, or the managed one: the error names its file) did not load: one check
+ * per problem, so each is on its own line, and the fix once, under the last.
+ */
+function configErrorChecks(file: string, err: unknown, options: DoctorOptions): DoctorCheck[] {
+  const fix = 'keybroker config check';
+  if (err instanceof ConfigError && err.problems.length > 0) {
+    const shown = collapseHome(err.file, options.home);
+    return err.problems.map((p, i) => ({
+      id: 'config',
+      status: 'fail' as const,
+      message: formatProblems(shown, [p]),
+      ...(i === err.problems.length - 1 && { fix }),
+    }));
+  }
+  return [
+    {
       id: 'config',
       status: 'fail',
-      message: `${collapseHome(err.file, options.home)}${first?.line ? `:${first.line}` : ''}: ${text}${more}`,
-      fix: 'keybroker config check',
-    };
-  }
-  return {
-    id: 'config',
-    status: 'fail',
-    message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
-    fix: 'keybroker config check',
-  };
+      message: `${collapseHome(file, options.home)}: ${err instanceof BrokerError ? err.message : 'cannot load it'}`,
+      fix,
+    },
+  ];
+}
+
+/** The first line of a report, and how many more there are. */
+function firstOf(report: string): string {
+  const [first, ...more] = report.split('\n');
+  return more.length > 0 ? `${first} (and ${more.length} more: keybroker config check)` : first!;
 }
 
 async function socketCheck(socket: string, from: string, options: DoctorOptions): Promise<DoctorCheck> {
@@ -677,7 +648,6 @@ async function socketCheck(socket: string, from: string, options: DoctorOptions)
 }
 
 interface DaemonResult {
-  checks: DoctorCheck[];
   status: StatusReply | undefined;
 }
 
@@ -686,42 +656,43 @@ async function daemonChecks(
   claudeEnv: NodeJS.ProcessEnv,
   configFile: string,
   options: DoctorOptions,
+  checks: CheckList,
 ): Promise<DaemonResult> {
   const timeoutMs = options.requestTimeoutMs ?? 5_000;
-  const reply = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs });
+  const reply = await waitingOn(options, `the daemon at ${collapseHome(socket, options.home)}`, () =>
+    sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs }),
+  );
   if (!reply.ok && reply.error.code === 'SANDBOXED') {
     // Run by the agent inside Claude Code's sandbox: what it cannot reach is the point.
-    return { status: undefined, checks: [{ id: 'daemon', status: 'warn', message: reply.error.message }] };
+    checks.push({ id: 'daemon', status: 'warn', message: reply.error.message });
+    return { status: undefined };
   }
   if (!reply.ok) {
     const autostart = claudeEnv.KEYBROKER_NO_AUTOSTART !== '1';
-    return {
-      status: undefined,
-      checks: [
-        autostart
-          ? {
-              id: 'daemon',
-              status: 'warn',
-              message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`,
-              fix: 'keybroker service install (or run: keybroker daemon)',
-            }
-          : {
-              id: 'daemon',
-              status: 'fail',
-              message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`,
-              fix: 'keybroker service install (or run: keybroker daemon)',
-            },
-      ],
-    };
+    checks.push(
+      autostart
+        ? {
+            id: 'daemon',
+            status: 'warn',
+            message: `${reply.error.message}; keybroker-shim starts one on first use, which makes that first call slower`,
+            fix: 'keybroker service install (or run: keybroker daemon)',
+          }
+        : {
+            id: 'daemon',
+            status: 'fail',
+            message: `${reply.error.message}, and autostart is off (KEYBROKER_NO_AUTOSTART=1)`,
+            fix: 'keybroker service install (or run: keybroker daemon)',
+          },
+    );
+    return { status: undefined };
   }
   const status = reply as StatusReply;
   const d = status.daemon;
-  const checks: DoctorCheck[] = [];
   if (d.lastReloadError) {
     checks.push({
       id: 'daemon',
       status: 'fail',
-      message: `pid ${d.pid} answers but could not load its config: ${d.lastReloadError.split('\n')[0]}`,
+      message: `pid ${d.pid} answers but could not load its config: ${firstOf(d.lastReloadError)}`,
       fix: `fix ${d.config}, then: kill -HUP ${d.pid}`,
     });
   } else if (isOtherBuild({ version: options.version, build: options.build }, d)) {
@@ -760,7 +731,12 @@ async function daemonChecks(
   }
   const now = Date.now();
   if (options.fetchProfiles) {
-    for (const p of status.profiles) checks.push(await profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now));
+    for (const p of status.profiles)
+      checks.push(
+        await waitingOn(options, `source ${sourceLabel(p)} (profile "${p.name}")`, () =>
+          profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now),
+        ),
+      );
   } else {
     // No fetch now, but a fetch that already failed is worth saying (with its fix).
     for (const p of status.profiles) {
@@ -768,7 +744,7 @@ async function daemonChecks(
       if (last) checks.push(last);
     }
   }
-  return { checks, status };
+  return { status };
 }
 
 /**
@@ -917,22 +893,43 @@ function onePasswordCheck(profiles: ProfileSummary[], status: StatusReply | unde
 
 // ---- output ----
 
-export function renderDoctor(checks: readonly DoctorCheck[]): string {
-  const width = Math.max(...checks.map((c) => c.id.length));
-  // The fix goes on its own line under the message: one fix per line, easy to copy.
-  const lines = checks.flatMap((c) => {
-    const line = `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.message}`;
-    return c.fix ? [line, `${' '.repeat(4 + 2 + width + 2)}fix: ${c.fix}`] : [line];
-  });
+/** How doctor's text is coloured: by the CLI on a terminal, not at all elsewhere. */
+export interface DoctorPaint {
+  verdict(status: CheckStatus, text: string): string;
+  dim(text: string): string;
+}
+
+const PLAIN: DoctorPaint = { verdict: (_status, text) => text, dim: (text) => text };
+
+/** The id column's width: the common ids fit (shim:apiKeyHelper), a longer one (profile:NAME) takes what it needs. */
+const ID_WIDTH = 17;
+
+/**
+ * One check as it is printed: `ok    credential      MESSAGE`, and the fix on its own line under
+ * the message (one fix per line, easy to copy). Lines stand alone, so they print as checks finish.
+ */
+export function renderCheck(c: DoctorCheck, paint: DoctorPaint = PLAIN): string {
+  const width = Math.max(ID_WIDTH, c.id.length);
+  const line = `${paint.verdict(c.status, c.status.padEnd(4))}  ${c.id.padEnd(width)}  ${c.message}`;
+  return c.fix ? `${line}\n${' '.repeat(4 + 2 + width + 2)}${paint.dim(`fix: ${c.fix}`)}\n` : `${line}\n`;
+}
+
+/** The last line: how many checks failed or warned. */
+export function renderDoctorSummary(checks: readonly DoctorCheck[], paint: DoctorPaint = PLAIN): string {
   const fails = checks.filter((c) => c.status === 'fail').length;
   const warns = checks.filter((c) => c.status === 'warn').length;
-  lines.push(
-    '',
+  const summary =
     fails > 0
-      ? `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}`
+      ? paint.verdict(
+          'fail',
+          `${fails} check${fails === 1 ? '' : 's'} failed, ${warns} warning${warns === 1 ? '' : 's'}`,
+        )
       : warns > 0
-        ? `no failures, ${warns} warning${warns === 1 ? '' : 's'}`
-        : 'all good',
-  );
-  return `${lines.join('\n')}\n`;
+        ? paint.verdict('warn', `no failures, ${warns} warning${warns === 1 ? '' : 's'}`)
+        : paint.verdict('ok', 'all good');
+  return `\n${summary}\n`;
+}
+
+export function renderDoctor(checks: readonly DoctorCheck[], paint: DoctorPaint = PLAIN): string {
+  return checks.map((c) => renderCheck(c, paint)).join('') + renderDoctorSummary(checks, paint);
 }

@@ -6,6 +6,7 @@ import { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { readCheckedFile } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
+import { shellQuote } from './helper-command.js';
 
 export interface ReplaceFileOptions {
   /** For the backup's name. */
@@ -141,4 +142,22 @@ async function backupFile(file: string, options: ReplaceFileOptions): Promise<st
     bytes.fill(0);
   }
   throw new BrokerError('INTERNAL', `too many backups of ${file} in one second`);
+}
+
+/** The shell line that undoes a replaceFile: the backup copied back, or the file it created removed. */
+export function undoReplace(written: Pick<ReplaceFileResult, 'file' | 'backup'>): string {
+  return written.backup
+    ? `cp ${shellQuote(written.backup)} ${shellQuote(written.file)}`
+    : `rm ${shellQuote(written.file)}`;
+}
+
+/**
+ * A replaceFile the file system refused (EACCES, EPERM, EROFS) as PERMISSION_DENIED naming the
+ * file, with `hint` after it; any other error as it was.
+ */
+export function asWriteRefusal(err: unknown, file: string, hint = ''): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    return new BrokerError('PERMISSION_DENIED', `cannot write ${file} (${code})${hint}`);
+  return err;
 }

@@ -44,7 +44,7 @@ export function hardeningCheck(input: HardeningCheckInput): DoctorCheck | undefi
       id,
       status: 'warn',
       message: `pid ${input.daemon!.pid} is not fully hardened: ${h.problems[0] ?? 'a step failed'}`,
-      fix: 'see docs/troubleshooting.md, "The daemon is not hardened"',
+      fix: 'see docs/troubleshooting.md#the-daemon-is-not-hardened',
     };
   }
   if (input.addonFile === undefined) {

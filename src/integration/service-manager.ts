@@ -8,7 +8,9 @@ import path from 'node:path';
 import { resolveConfigPath } from '../config/load.js';
 import { writeStarterConfig } from '../config/starter.js';
 import { BrokerError } from '../errors.js';
+import { NO_AUTOSTART_ENV } from '../client/autostart.js';
 import { sendRequest } from '../client/client.js';
+import type { StartedBy } from '../protocol/messages.js';
 import { formatMode } from '../client/file-mode.js';
 import { defaultStateDir, resolveSocketPath } from '../client/socket-path.js';
 import {
@@ -43,8 +45,33 @@ export interface ServiceHost {
   run: CommandRunner;
   /** Absolute path of a command on PATH, or undefined. */
   findCommand(name: string): Promise<string | undefined>;
-  /** The pid of a daemon answering on the socket, or undefined. */
-  pingDaemon(socketPath: string): Promise<number | undefined>;
+  /** The daemon answering on the socket (its pid, who started it), or undefined. */
+  pingDaemon(socketPath: string): Promise<AnsweringDaemon | undefined>;
+  /** The socket keybroker-shim and the CLI use (--socket, KEYBROKER_SOCKET, …), when not the service's. */
+  clientSocket?: string;
+}
+
+export interface AnsweringDaemon {
+  pid: number;
+  startedBy?: StartedBy | undefined;
+}
+
+/**
+ * The step that starts a daemon, for the situation: a service installed (check it), autostart on
+ * (the shim starts one; the service keeps one running), or off (the service, or a foreground one).
+ * One sentence, for every "nothing answers" message.
+ */
+export function startAdvice(situation: {
+  serviceInstalled: boolean;
+  autostart: boolean;
+  /** A service manager answers here (false: no systemd user manager, no launchd). */
+  managerAvailable: boolean;
+}): string {
+  if (situation.serviceInstalled) return 'the service is installed: check it with: keybroker service status';
+  const service = situation.managerAvailable ? 'keybroker service install' : undefined;
+  if (!situation.autostart)
+    return `autostart is off (${NO_AUTOSTART_ENV}=1): ${service ? `install the service: ${service}, or run` : 'run'} keybroker daemon in a terminal of its own`;
+  return `keybroker-shim starts one on its next call (autostart); start one now with: keybroker restart${service ? `, or keep one running with: ${service}` : ''}`;
 }
 
 export type ServiceStep =
@@ -76,7 +103,7 @@ export function managerFor(platform: NodeJS.Platform): 'systemd' | 'launchd' {
   if (platform === 'darwin') return 'launchd';
   throw new BrokerError(
     'UNAVAILABLE',
-    `keybroker service supports systemd (Linux) and launchd (macOS), not ${platform}; run keybroker daemon yourself, or let keybroker-shim start it on demand`,
+    `keybroker service supports systemd (Linux) and launchd (macOS), not ${platform}; let keybroker-shim start the daemon on demand (autostart), or run keybroker daemon yourself`,
   );
 }
 
@@ -229,11 +256,11 @@ function absentError(manager: 'systemd' | 'launchd'): BrokerError {
   return manager === 'systemd'
     ? new BrokerError(
         'UNAVAILABLE',
-        'systemctl is not on PATH: keybroker service needs a systemd user manager; without one, run keybroker daemon yourself, or let keybroker-shim start it on demand',
+        'systemctl is not on PATH: keybroker service needs a systemd user manager; without one, let keybroker-shim start the daemon on demand (autostart), or run keybroker daemon yourself',
       )
     : new BrokerError(
         'UNAVAILABLE',
-        'launchctl is not on PATH: keybroker service needs macOS launchd; run keybroker daemon yourself, or let keybroker-shim start it on demand',
+        'launchctl is not on PATH: keybroker service needs macOS launchd; let keybroker-shim start the daemon on demand (autostart), or run keybroker daemon yourself',
       );
 }
 
@@ -332,7 +359,7 @@ function preflightFailure(manager: 'systemd' | 'launchd', argv: readonly string[
     const detail = firstLine(result.stderr) || firstLine(result.stdout) || `exit ${result.code}`;
     return new BrokerError(
       'UNAVAILABLE',
-      `${argv.join(' ')} failed (${detail}): a LaunchAgent needs your desktop login session (not only ssh); log in at the Mac, or run keybroker daemon yourself`,
+      `${argv.join(' ')} failed (${detail}): a LaunchAgent needs your desktop login session (not only ssh); log in at the Mac, or let keybroker-shim start the daemon on demand (autostart)`,
     );
   }
   return runFailure(manager, argv, result);
@@ -346,7 +373,7 @@ function runFailure(manager: 'systemd' | 'launchd', argv: readonly string[], res
   ) {
     return new BrokerError(
       'UNAVAILABLE',
-      `systemctl --user cannot reach your user manager (${detail}): log in through a session that runs systemd --user (on a server: loginctl enable-linger $USER), or run keybroker daemon yourself`,
+      `systemctl --user cannot reach your user manager (${detail}): log in through a session that runs systemd --user (on a server: loginctl enable-linger $USER), or let keybroker-shim start the daemon on demand (autostart)`,
     );
   }
   return new BrokerError('UNAVAILABLE', `${argv.join(' ')} failed: ${detail}`, { status: result.code ?? undefined });
@@ -389,7 +416,7 @@ export async function installService(
 ): Promise<InstallReport> {
   const plan = planInstall(host);
   const paths = servicePaths(host);
-  const before = options.dryRun ? undefined : await host.pingDaemon(paths.socket);
+  const before = options.dryRun ? undefined : (await host.pingDaemon(paths.socket))?.pid;
   // Asked before installing: a reinstall restarts the service, and its old pid is not a stray.
   const servicePid = before === undefined ? undefined : await mainPid(plan.manager, host);
   await applyPlan(plan, host, options);
@@ -398,7 +425,7 @@ export async function installService(
     if (servicePid !== before) {
       report.strayDaemonPid = before;
       options.out.line(
-        `note: a keybroker daemon (pid ${before}) started outside the service was answering on ${paths.socket}; stop it so only the service serves: kill ${before}`,
+        `note: a keybroker daemon (pid ${before}) started outside the service was answering on ${paths.socket}; stop it so only the service serves: keybroker stop (or kill ${before})`,
       );
     }
   }
@@ -468,12 +495,79 @@ export async function serviceStatus(host: ServiceHost): Promise<ServiceStatus> {
     const state = /^\s*state = (.+)$/m.exec(r.stdout)?.[1]?.trim();
     lines.push(`agent     ${active ? `loaded${state ? `, ${state}` : ''}` : 'not loaded'} — ${LAUNCHD_LABEL}`);
   }
-  const daemonPid = await host.pingDaemon(paths.socket);
-  lines.push(
-    `daemon    ${daemonPid !== undefined ? `answering on ${paths.socket} (pid ${daemonPid})` : `not answering on ${paths.socket}`}`,
-  );
-  if (!installed) lines.push('not installed: run keybroker service install');
-  return { manager, installed, active, daemonPid, lines };
+  const managerAvailable = found !== undefined && (probe === undefined || probe.code === 0);
+  const daemons = await answeringDaemons(host, paths.socket);
+  lines.push(...daemons.lines);
+  const serving = daemons.service ?? daemons.client;
+  const autostart = host.env[NO_AUTOSTART_ENV] !== '1';
+  if (!installed && managerAvailable) lines.push('not installed: run keybroker service install');
+  else if (!installed)
+    lines.push(
+      `not installed, and there is no ${manager === 'systemd' ? 'systemd user manager' : 'launchd'} here to run it; ${
+        serving
+          ? `the daemon above serves instead (started by ${serving.startedBy ?? 'hand'}; keybroker stop stops it)`
+          : startAdvice({ serviceInstalled: false, autostart, managerAvailable })
+      }`,
+    );
+  else if (daemons.client && daemons.client.startedBy !== manager)
+    lines.push(
+      `a daemon started outside the service (pid ${daemons.client.pid}) answers keybroker-shim: stop it so the service serves: keybroker stop`,
+    );
+  return { manager, installed, active, daemonPid: daemons.service?.pid, lines };
+}
+
+/**
+ * startAdvice's situation for this machine, without asking the service manager (an error path
+ * must not wait on systemctl): the unit files, the user manager's private socket, the env.
+ */
+export async function startSituation(
+  host: Pick<ServiceHost, 'platform' | 'home' | 'env' | 'uid'>,
+): Promise<Parameters<typeof startAdvice>[0]> {
+  const autostart = host.env[NO_AUTOSTART_ENV] !== '1';
+  if (host.platform !== 'linux' && host.platform !== 'darwin')
+    return { serviceInstalled: false, autostart, managerAvailable: false };
+  const exists = (f: string): Promise<boolean> =>
+    fs.access(f).then(
+      () => true,
+      () => false,
+    );
+  const installed = (await Promise.all(servicePaths(host).files.map(exists))).every(Boolean);
+  const runtime =
+    host.env.XDG_RUNTIME_DIR && path.isAbsolute(host.env.XDG_RUNTIME_DIR)
+      ? host.env.XDG_RUNTIME_DIR
+      : `/run/user/${host.uid}`;
+  const managerAvailable = host.platform === 'darwin' || (await exists(path.join(runtime, 'systemd', 'private')));
+  return { serviceInstalled: installed, autostart, managerAvailable };
+}
+
+/**
+ * The daemons answering on the service's socket and, when keybroker-shim uses another one here
+ * (no XDG_RUNTIME_DIR, KEYBROKER_SOCKET, --socket), on that one: an autostarted daemon there
+ * serves Claude Code whatever the service's socket says.
+ */
+async function answeringDaemons(
+  host: ServiceHost,
+  serviceSocket: string,
+): Promise<{ service?: AnsweringDaemon; client?: AnsweringDaemon; lines: string[] }> {
+  const describe = (d: AnsweringDaemon, socket: string): string =>
+    `answering on ${socket} (pid ${d.pid}${d.startedBy ? `, ${d.startedBy}` : ''})`;
+  const service = await host.pingDaemon(serviceSocket);
+  const clientSocket =
+    host.clientSocket ?? resolveSocketPath({ env: host.env, platform: host.platform, home: host.home }).path;
+  if (clientSocket === serviceSocket)
+    return {
+      ...(service && { service, client: service }),
+      lines: [`daemon    ${service ? describe(service, serviceSocket) : `not answering on ${serviceSocket}`}`],
+    };
+  const client = await host.pingDaemon(clientSocket);
+  return {
+    ...(service && { service }),
+    ...(client && { client }),
+    lines: [
+      `daemon    ${service ? describe(service, serviceSocket) : `not answering on ${serviceSocket} (the service's socket)`}`,
+      `          ${client ? describe(client, clientSocket) : `not answering on ${clientSocket}`} (the socket keybroker-shim uses here)`,
+    ],
+  };
 }
 
 /** The real machine: spawn with a time limit, PATH lookup, a ping over the protocol. */
@@ -484,7 +578,7 @@ export function realServiceHost(base: Omit<ServiceHost, 'run' | 'findCommand' | 
     findCommand: (name) => findOnPath(name, base.env.PATH),
     pingDaemon: async (socketPath) => {
       const reply = await sendRequest(socketPath, { v: 1, op: 'ping' }, { timeoutMs: 2_000 });
-      return reply.ok && 'pid' in reply ? reply.pid : undefined;
+      return reply.ok && 'pong' in reply ? { pid: reply.pid, startedBy: reply.startedBy } : undefined;
     },
   };
 }

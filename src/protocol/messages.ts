@@ -92,23 +92,58 @@ export interface ConsumerInfo {
   /** The consumer process is Claude Code and the shim's environment says so. */
   claudeCode: boolean;
   /**
-   * How Claude Code ran the shim, from its environment and arguments; set only when `claudeCode`.
-   * Only `api-key-helper` may count as a 401 repeat (see INVOCATIONS).
+   * The agent CLI the consumer process is, when it is one other than Claude Code (which
+   * `claudeCode` names, as it did before this field): absent otherwise, so a request from Claude
+   * Code or from no agent reads as it always has.
+   */
+  agent?: Agent;
+  /**
+   * How the agent ran the shim, from its environment and arguments; set only when `claudeCode`
+   * or `agent` is. Only `api-key-helper` may count as a 401 repeat (see INVOCATIONS).
    */
   invocation?: Invocation;
-  /** CLAUDE_CODE_API_KEY_HELPER_TTL_MS as the consumer has it (default 5 minutes). */
+  /**
+   * How often the agent runs the shim on its own schedule: the shim's --refresh-interval-ms,
+   * else CLAUDE_CODE_API_KEY_HELPER_TTL_MS as the consumer has it (default 5 minutes).
+   */
   helperTtlMs?: number;
 }
 
 /**
- * How a Claude Code process ran the shim (measured on Claude Code 2.1.330; these are Claude Code's
- * signals, not a documented contract):
- * - agent-tool: the agent's Bash tool (CLAUDECODE=1, AI_AGENT=…_agent, CLAUDE_CODE_CHILD_SESSION
- *   or CLAUDE_PID set) — an ordinary read, whatever its timing;
- * - api-key-helper: apiKeyHelper (AI_AGENT=…_harness, no agent marker, raw output);
+ * The agent CLIs the shims recognise (src/shim/consumer.ts has their markers). A repeat of the
+ * auth command they run within its refresh interval means the key they hold was rejected.
+ */
+export const AGENTS = ['claude-code', 'codex'] as const;
+export type Agent = (typeof AGENTS)[number];
+/** How status, audit and doctor name each agent. */
+export const AGENT_LABELS: Readonly<Record<Agent, string>> = { 'claude-code': 'Claude Code', codex: 'Codex' };
+
+/** The agent CLI a consumer is, whichever field says so. */
+export function agentOf(consumer: Pick<ConsumerInfo, 'claudeCode' | 'agent'>): Agent | undefined {
+  return consumer.claudeCode ? 'claude-code' : consumer.agent;
+}
+
+/**
+ * The shim's option that says how often its consumer runs it on schedule (`helperTtlMs`): what
+ * `keybroker setup codex` writes beside Codex's refresh_interval_ms, which Codex does not pass on.
+ */
+export const REFRESH_INTERVAL_OPTION = '--refresh-interval-ms';
+/** The largest `helperTtlMs` (and --refresh-interval-ms) accepted: a 32-bit timer's. */
+export const MAX_HELPER_TTL_MS = 2_147_483_647;
+
+/**
+ * How an agent CLI ran the shim (measured on Claude Code 2.1.330 and Codex 0.169.0; these are the
+ * agents' signals, not a documented contract):
+ * - agent-tool: the agent's own shell tool (Claude Code's Bash tool: CLAUDECODE=1,
+ *   AI_AGENT=…_agent, CLAUDE_CODE_CHILD_SESSION or CLAUDE_PID set; Codex's exec_command:
+ *   CODEX_THREAD_ID and the like) — an ordinary read, whatever its timing;
+ * - api-key-helper: the agent's key command (Claude Code's apiKeyHelper: AI_AGENT=…_harness, no
+ *   agent marker, raw output; Codex's model provider auth command: no tool marker, and the
+ *   --refresh-interval-ms that `setup codex` writes);
  * - sibling-helper: the harness running the shim with --format (otelHeadersHelper, MCP
  *   headersHelper, awsCredentialExport), each on its own schedule;
- * - unmarked: the consumer is claude but neither marker is present (a release we have not seen).
+ * - unmarked: the consumer is the agent but neither marker is present (a release we have not
+ *   seen, or a Codex auth command written without --refresh-interval-ms).
  */
 export const INVOCATIONS = ['api-key-helper', 'sibling-helper', 'agent-tool', 'unmarked'] as const;
 export type Invocation = (typeof INVOCATIONS)[number];

@@ -1,9 +1,10 @@
 // Who is asking: the shim's consumer is the nearest ancestor that is not a shell (Claude Code runs
-// helpers through `sh -c`), and how Claude Code ran us (apiKeyHelper, a sibling helper, the
-// agent's Bash tool). Built-ins only: part of the shim's start-up path.
+// helpers through `sh -c`), which agent CLI it is (Claude Code, Codex), and how the agent ran us
+// (its key command, a sibling helper, its own shell tool). Built-ins only: part of the shim's
+// start-up path.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ConsumerInfo, Invocation } from '../protocol/messages.js';
+import { REFRESH_INTERVAL_OPTION, type Agent, type ConsumerInfo, type Invocation } from '../protocol/messages.js';
 import type { Format } from './output-format.js';
 
 /**
@@ -34,28 +35,97 @@ export const CONSUMER_LIMITS = {
   argvChecked: 2,
   defaultHelperTtlMs: 300_000,
 } as const;
-/** Claude Code's markers (../../../shared/claude-code.md): its environment, process name and package. */
-export const CLAUDE_MARKERS = {
-  entrypointEnv: 'CLAUDE_CODE_ENTRYPOINT',
-  agentEnv: 'AI_AGENT',
-  /** AI_AGENT starts with this in Claude Code's processes … */
-  agentPrefix: 'claude-code',
-  /** … and ends with this in its helpers, and with `agentSuffix` in the agent's Bash tool. */
-  harnessSuffix: '_harness',
-  agentSuffix: '_agent',
-  /** Set to "1" in the agent's Bash tool. */
-  claudeCodeEnv: 'CLAUDECODE',
-  childSessionEnv: 'CLAUDE_CODE_CHILD_SESSION',
-  claudePidEnv: 'CLAUDE_PID',
-  helperTtlEnv: 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS',
-  /** The process name, as a word at its start, case aside (/^claude\b/i). */
-  processName: 'claude',
-  /** An argument naming the npm package's files. */
-  packagePath: '@anthropic-ai/claude-code/',
-  /** Node 24's main thread name, which Linux shows as a Node consumer's comm (see findConsumer). */
-  nodeMainThread: 'MainThread',
-} as const;
-const M = CLAUDE_MARKERS;
+/** Claude Code's helper TTL, which the shim reads from its environment (see findConsumer). */
+export const HELPER_TTL_ENV = 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS';
+/** Node 24's main thread name, which Linux shows as a Node consumer's comm (see findConsumer). */
+export const NODE_MAIN_THREAD = 'MainThread';
+
+/**
+ * A test on the shim's own environment or arguments:
+ * - set: the variable is set and not empty;
+ * - equals, prefix, suffix: its value is, starts with or ends with `value`;
+ * - other-pid: it is set and is not the consumer's pid;
+ * - arg: the shim was given the option `name` (as `name V` or `name=V`).
+ */
+export const CONDITION_TESTS = ['set', 'equals', 'prefix', 'suffix', 'other-pid', 'arg'] as const;
+export interface Condition {
+  test: (typeof CONDITION_TESTS)[number];
+  name: string;
+  value?: string;
+}
+
+/** A rule says how the agent ran the shim when all its conditions hold; `helper` is its key command. */
+export interface InvocationRule {
+  invocation: 'helper' | 'agent-tool';
+  when: readonly Condition[];
+}
+
+/**
+ * What tells one agent CLI apart, as data: the native shim's copy is generated from this table
+ * (scripts/native-header.mjs), so both shims follow the same rules.
+ */
+export interface AgentRules {
+  agent: Agent;
+  /** The consumer process is the agent: its name starts with this word (case aside, /^name\b/i),
+   * or one of its first arguments is this name, ends in /name, or holds `packagePath`. */
+  processName: string;
+  packagePath: string;
+  /** Any one of these says the agent's environment reached the shim; an empty list: the process alone does. */
+  environment: readonly Condition[];
+  /** The first rule that holds says how the agent ran the shim; none: `unmarked`. */
+  invocations: readonly InvocationRule[];
+}
+
+const env = (test: Condition['test'], name: string, value?: string): Condition =>
+  value === undefined ? { test, name } : { test, name, value };
+
+/**
+ * The agents, in the order they are tried (../../docs/claude-code.md and ../../docs/codex.md say
+ * what was measured).
+ *
+ * Claude Code runs apiKeyHelper through `sh -c` with AI_AGENT=claude-code_<version>_harness, and
+ * its Bash tool with AI_AGENT=…_agent, CLAUDECODE=1, CLAUDE_CODE_CHILD_SESSION and CLAUDE_PID. A
+ * Claude Code started from another one's Bash tool (nested) inherits that one's agent markers —
+ * CLAUDE_PID the other's pid — and marks its own helper …_harness (measured on 2.1.332): the
+ * harness marker with a CLAUDE_PID that is not the consumer's is our claude's helper. Otherwise an
+ * agent marker wins over the harness marker.
+ *
+ * Codex runs a model provider's auth command directly (no shell), with its own environment as it
+ * got it: nothing marks it. Its exec_command tool runs commands with CODEX_THREAD_ID,
+ * CODEX_SESSION_ID and CODEX_TOOL_CALL_ID set, often with no shell left between (bash execs the
+ * last command) — so the same parent as the auth command. What marks the auth command is the
+ * --refresh-interval-ms that `keybroker setup codex` writes into its args. A Codex started from
+ * another one's tool inherits that one's markers: its auth command counts as a tool run (never as
+ * a 401), the safe way to be wrong.
+ */
+export const AGENT_RULES: readonly AgentRules[] = [
+  {
+    agent: 'claude-code',
+    processName: 'claude',
+    packagePath: '@anthropic-ai/claude-code/',
+    environment: [env('set', 'CLAUDE_CODE_ENTRYPOINT'), env('prefix', 'AI_AGENT', 'claude-code')],
+    invocations: [
+      { invocation: 'helper', when: [env('suffix', 'AI_AGENT', '_harness'), env('other-pid', 'CLAUDE_PID')] },
+      { invocation: 'agent-tool', when: [env('equals', 'CLAUDECODE', '1')] },
+      { invocation: 'agent-tool', when: [env('suffix', 'AI_AGENT', '_agent')] },
+      { invocation: 'agent-tool', when: [env('set', 'CLAUDE_CODE_CHILD_SESSION')] },
+      { invocation: 'agent-tool', when: [env('set', 'CLAUDE_PID')] },
+      { invocation: 'helper', when: [env('suffix', 'AI_AGENT', '_harness')] },
+    ],
+  },
+  {
+    agent: 'codex',
+    processName: 'codex',
+    packagePath: '@openai/codex',
+    environment: [],
+    invocations: [
+      { invocation: 'agent-tool', when: [env('set', 'CODEX_THREAD_ID')] },
+      { invocation: 'agent-tool', when: [env('set', 'CODEX_SESSION_ID')] },
+      { invocation: 'agent-tool', when: [env('set', 'CODEX_TOOL_CALL_ID')] },
+      { invocation: 'helper', when: [env('arg', REFRESH_INTERVAL_OPTION)] },
+    ],
+  },
+];
 const SHELLS: ReadonlySet<string> = new Set(SHELL_NAMES);
 
 interface ProcInfo {
@@ -100,7 +170,16 @@ async function procTableDarwin(): Promise<Map<number, ProcInfo>> {
   return table;
 }
 
-export async function findConsumer(format: Format): Promise<ConsumerInfo | undefined> {
+/** What the shim was told on its command line that consumer detection uses. */
+export interface ShimCall {
+  format: Format;
+  /** The options given (names only, e.g. --refresh-interval-ms), for `arg` conditions. */
+  options: ReadonlySet<string>;
+  /** --refresh-interval-ms: how often the consumer runs the shim on schedule. */
+  refreshIntervalMs: number | undefined;
+}
+
+export async function findConsumer(call: ShimCall): Promise<ConsumerInfo | undefined> {
   const linux = process.platform === 'linux';
   const table = linux ? undefined : process.platform === 'darwin' ? await procTableDarwin() : undefined;
   if (!linux && !table) return undefined;
@@ -112,18 +191,21 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
     // Node 24 names its main thread "MainThread", which on Linux is the process's comm: a Node
     // consumer that does not set process.title (claude run by node through a symlink) shows as
     // MainThread there, and as its own name on Node 20. Its argv[0] still says who it is.
-    if (linux && name === M.nodeMainThread) name = path.basename(argvLinux(pid)[0] ?? '') || name;
+    if (linux && name === NODE_MAIN_THREAD) name = path.basename(argvLinux(pid)[0] ?? '') || name;
     if (!SHELLS.has(name)) {
-      const claudeCode = isClaudeCode(name, () => (linux ? argvLinux(pid) : []));
-      // Key order as the protocol documents it: pid, start, name, claudeCode, invocation, helperTtlMs.
+      const consumerPid = pid;
+      const argv = (): string[] => (linux ? argvLinux(consumerPid) : []);
+      const rules = AGENT_RULES.find((r) => isAgent(r, name, argv, call, consumerPid));
+      // Key order as the protocol documents it: pid, start, name, claudeCode, agent, invocation, helperTtlMs.
       const consumer: ConsumerInfo = {
         pid,
         ...(info.start && { start: info.start }),
         name,
-        claudeCode,
-        ...(claudeCode && { invocation: invocationOf(process.env, format, pid) }),
+        claudeCode: rules?.agent === 'claude-code',
+        ...(rules && rules.agent !== 'claude-code' && { agent: rules.agent }),
+        ...(rules && { invocation: invocationOf(rules, call, pid) }),
       };
-      const ttl = Number(process.env[M.helperTtlEnv]);
+      const ttl = call.refreshIntervalMs ?? Number(process.env[HELPER_TTL_ENV]);
       consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : CONSUMER_LIMITS.defaultHelperTtlMs;
       return consumer;
     }
@@ -132,39 +214,44 @@ export async function findConsumer(format: Format): Promise<ConsumerInfo | undef
   return undefined;
 }
 
-/**
- * Claude Code's environment reached us through the shell, and the consumer process is claude:
- * the native binary, or node running the npm package. A tool Claude Code runs inherits the same
- * environment but is another process.
- */
-const CLAUDE_NAME = new RegExp(`^${M.processName}\\b`, 'i');
-
-function isClaudeCode(name: string, argv: () => string[]): boolean {
-  const env = process.env;
-  const envSaysClaude = Boolean(env[M.entrypointEnv]) || (env[M.agentEnv] ?? '').startsWith(M.agentPrefix);
-  if (!envSaysClaude) return false;
-  if (CLAUDE_NAME.test(name)) return true;
-  return argv().some(
-    (arg) => arg === M.processName || arg.endsWith(`/${M.processName}`) || arg.includes(M.packagePath),
-  );
+function holds(c: Condition, call: ShimCall, consumerPid: number): boolean {
+  if (c.test === 'arg') return call.options.has(c.name);
+  const v = process.env[c.name];
+  if (v === undefined) return false;
+  switch (c.test) {
+    case 'set':
+      return v !== '';
+    case 'equals':
+      return v === c.value;
+    case 'prefix':
+      return v.startsWith(c.value!);
+    case 'suffix':
+      return v.endsWith(c.value!);
+    case 'other-pid':
+      return v !== '' && v !== String(consumerPid);
+  }
 }
 
 /**
- * How Claude Code ran us. The agent's Bash tool and apiKeyHelper both run under the claude
- * process, so the consumer alone cannot tell a 401 repeat from the agent checking its key twice;
- * the environment can (see ../../../shared/claude-code.md, "apiKeyHelper or the agent's Bash
- * tool?"). A Claude Code started from another one's Bash tool (nested) inherits that one's agent
- * markers — CLAUDECODE, CLAUDE_CODE_CHILD_SESSION, and CLAUDE_PID, the other's pid — and marks its
- * own helper AI_AGENT=…_harness (measured on 2.1.332): the harness marker with a CLAUDE_PID that is
- * not the consumer's is our claude's helper. Otherwise an agent marker wins over the harness marker.
+ * The agent's environment reached us (through the shell), and the consumer process is the agent:
+ * a native binary of that name, or node running its npm package. A tool the agent runs inherits
+ * the same environment but is another process.
  */
-function invocationOf(env: NodeJS.ProcessEnv, format: Format, consumerPid: number): Invocation {
-  const agent = env[M.agentEnv] ?? '';
-  const claudePid = env[M.claudePidEnv];
-  const helper = format === 'raw' ? 'api-key-helper' : 'sibling-helper';
-  if (agent.endsWith(M.harnessSuffix) && claudePid && claudePid !== String(consumerPid)) return helper;
-  if (env[M.claudeCodeEnv] === '1' || agent.endsWith(M.agentSuffix) || env[M.childSessionEnv] || claudePid)
-    return 'agent-tool';
-  if (agent.endsWith(M.harnessSuffix)) return helper;
-  return 'unmarked';
+function isAgent(rules: AgentRules, name: string, argv: () => string[], call: ShimCall, pid: number): boolean {
+  if (rules.environment.length > 0 && !rules.environment.some((c) => holds(c, call, pid))) return false;
+  if (new RegExp(`^${rules.processName}\\b`, 'i').test(name)) return true;
+  const p = rules.processName;
+  return argv().some((arg) => arg === p || arg.endsWith(`/${p}`) || arg.includes(rules.packagePath));
+}
+
+/**
+ * How the agent ran us. Its key command and its own shell tool both run under the agent's
+ * process, so the consumer alone cannot tell a 401 repeat from the agent checking its key twice;
+ * the environment and the shim's arguments can (AGENT_RULES).
+ */
+function invocationOf(rules: AgentRules, call: ShimCall, consumerPid: number): Invocation {
+  const rule = rules.invocations.find((r) => r.when.every((c) => holds(c, call, consumerPid)));
+  if (!rule) return 'unmarked';
+  if (rule.invocation === 'agent-tool') return 'agent-tool';
+  return call.format === 'raw' ? 'api-key-helper' : 'sibling-helper';
 }

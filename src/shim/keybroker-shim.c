@@ -1,8 +1,9 @@
 /* keybroker-shim, native: the fast path of src/shim/keybroker-shim.ts in C, for apiKeyHelper.
  * Node needs 50-100 ms just to start; this answers in about a millisecond, like git's
  * credential-cache client: connect, write one request, half-close, read the reply, exit. It does
- * only the plain call, `keybroker-shim [--socket PATH] [PROFILE]` with a daemon answering, as the
- * Node shim would, byte for byte (its request adds "framed": it reads a framed reply, not JSON).
+ * only the plain call, `keybroker-shim [--socket PATH] [--refresh-interval-ms MS] [PROFILE]` with a
+ * daemon answering, as the Node shim would, byte for byte (its request adds "framed": it reads a
+ * framed reply, not JSON).
  * Everything else it hands to the Node shim (execv, same arguments) *before* sending anything:
  * once a request is served, asking again would fetch twice and count as a 401 repeat. After
  * sending it hands over only for a reply that says the request was not served. C99 + POSIX;
@@ -153,18 +154,49 @@ void kb_handover(void) {
   kb_fail(KB_EXIT_INTERNAL, msg.data, msg.len);
 }
 
-/* ---- arguments: [--socket PATH] [PROFILE] and nothing else ---- */
+/* ---- arguments: [--socket PATH] [--refresh-interval-ms MS] [PROFILE] and nothing else ---- */
+
+/* Record that the option was given (once: kb_call has room for each option this shim knows). */
+static void given(struct kb_call *call, const char *option) {
+  for (int k = 0; k < call->option_count; k++) {
+    if (strcmp(call->options[k], option) == 0) return;
+  }
+  call->options[call->option_count++] = option;
+}
+
+/* --refresh-interval-ms's value: 1 to 10 decimal digits, from 1 to KB_MAX_HELPER_TTL_MS; anything
+ * else is a usage error, which the Node shim words. */
+static long long interval_ms(const char *v) {
+  size_t n = v ? strlen(v) : 0;
+  long long ms = 0;
+  if (n == 0 || n > 10) kb_handover();
+  for (size_t k = 0; k < n; k++) {
+    if (v[k] < '0' || v[k] > '9') kb_handover();
+    ms = ms * 10 + (v[k] - '0');
+  }
+  if (ms < 1 || ms > KB_MAX_HELPER_TTL_MS) kb_handover();
+  return ms;
+}
 
 /* socket: NULL when not given (an empty --socket= counts as not given, as in Node). */
-static void parse_args(int argc, char **argv, const char **socket, const char **profile) {
+static void parse_args(int argc, char **argv, const char **socket, const char **profile, struct kb_call *call) {
+  const size_t interval = strlen(KB_REFRESH_INTERVAL_OPTION);
   *socket = *profile = NULL;
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
     if (strcmp(s, "--socket") == 0) {
       if (i + 1 >= argc || argv[i + 1][0] == '\0') kb_handover(); /* a usage error: Node words it */
+      given(call, "--socket");
       *socket = argv[++i];
     } else if (strncmp(s, "--socket=", 9) == 0) {
+      given(call, "--socket");
       *socket = s[9] ? s + 9 : NULL;
+    } else if (strcmp(s, KB_REFRESH_INTERVAL_OPTION) == 0) {
+      given(call, KB_REFRESH_INTERVAL_OPTION);
+      call->refresh_interval_ms = interval_ms(i + 1 < argc ? argv[++i] : NULL);
+    } else if (strncmp(s, KB_REFRESH_INTERVAL_OPTION, interval) == 0 && s[interval] == '=') {
+      given(call, KB_REFRESH_INTERVAL_OPTION);
+      call->refresh_interval_ms = interval_ms(s + interval + 1);
     } else if (s[0] == '-' || *profile || s[0] == '\0') {
       kb_handover(); /* --help, --refresh, --format, unknown options; two profiles, or an empty one */
     } else {
@@ -176,7 +208,7 @@ static void parse_args(int argc, char **argv, const char **socket, const char **
 /* {"v":1,"op":"get","profile":…,"cwd":…,"consumer":{…},"framed":true}, keys in the protocol's
  * order; the profile only when given (else the daemon picks one by directory), the working
  * directory unless it has been deleted under us (process.cwd() throws then). */
-static void build_request(struct buf *req, const char *profile) {
+static void build_request(struct buf *req, const char *profile, const struct kb_call *call) {
   buf_str(req, "{\"v\":1,\"op\":\"get\"");
   if (profile) {
     buf_str(req, ",\"profile\":");
@@ -189,7 +221,7 @@ static void build_request(struct buf *req, const char *profile) {
   } else if (errno != ENOENT) {
     kb_handover(); /* longer than PATH_MAX, or unreadable: Node's uv_cwd decides */
   }
-  kb_add_consumer(req);
+  kb_add_consumer(req, call);
   buf_str(req, ",\"" KB_FRAMED_FLAG "\":true}\n");
   if (req->len > KB_MAX_REQUEST_BYTES) kb_handover(); /* the daemon would refuse it: Node sends it */
 }
@@ -259,11 +291,12 @@ int main(int argc, char **argv) {
   /* Node ignores SIGPIPE too: a daemon that hangs up shows as an error, not a silent death. */
   signal(SIGPIPE, SIG_IGN);
   const char *flag, *profile;
-  parse_args(argc, argv, &flag, &profile);
+  struct kb_call call = {{NULL, NULL}, 0, 0};
+  parse_args(argc, argv, &flag, &profile, &call);
   char sock[PATH_MAX];
   if (!kb_socket_path(flag, sock, sizeof sock)) kb_handover();
   struct buf req = {0};
-  build_request(&req, profile);
+  build_request(&req, profile, &call);
   kb_check_socket(sock);
   print_reply(kb_exchange(sock, req.data, req.len));
 }

@@ -21,7 +21,9 @@ import {
   CLIENT_REPLY_TIMEOUT_MS,
   exitCodeFor,
   ERROR_CODES,
+  MAX_HELPER_TTL_MS,
   noAnswerError,
+  REFRESH_INTERVAL_OPTION,
   renderError,
   type WireError,
 } from '../protocol/messages.js';
@@ -30,7 +32,8 @@ import { findConsumer } from './consumer.js';
 import { FORMATS, formatValue, HEADER_NAME, type Format } from './output-format.js';
 import { oneLine, SHIM_TEXT } from './shim-messages.js';
 
-const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--header NAME] [--socket PATH] [PROFILE]
+const USAGE = `usage: keybroker-shim [--refresh] [--format FORMAT] [--header NAME] [--refresh-interval-ms MS]
+                      [--socket PATH] [PROFILE]
 
 Prints the key of PROFILE from the keybroker daemon, starting the daemon if none is
 running (unless KEYBROKER_NO_AUTOSTART=1). Without PROFILE the daemon picks the profile
@@ -44,13 +47,18 @@ of the working directory (the config's directories: map), else "default". For Cl
                  value as a Bearer token, or a JSON object value passed through)
   --header NAME  with --format headers (which it implies): put a plain value in header
                  NAME as it is, e.g. --header X-API-Key, instead of Authorization: Bearer
+  --refresh-interval-ms MS
+                 how often the program running this shim runs it on its own schedule (Codex's
+                 refresh_interval_ms; keybroker setup codex writes both): a run much sooner
+                 means the key it holds was rejected
   --socket PATH  the daemon's socket (default: $KEYBROKER_SOCKET, then
                  $XDG_RUNTIME_DIR/keybroker/keybroker.sock, then ~/.local/state/keybroker/)
   -v, --version  print this shim's version and build
 
 Exit status: 0 ok, 3 daemon unreachable, 4 unknown profile, 5 source error, 6 timeout,
 7 key rejected, 8 config invalid, ${ERROR_CODES.SANDBOXED} run inside a sandbox (by design: Claude Code's
-sandbox keeps its commands from the daemon); see the README for the rest.`;
+sandbox keeps its commands from the daemon); every status: docs/commands.md#exit-status
+(in the keybroker package, or its repository).`;
 
 /**
  * The daemon enforces each profile's timeout (at most MAX_PROFILE_TIMEOUT_MS) and says which
@@ -67,13 +75,36 @@ interface Args {
   format: Format;
   /** --header: the header a plain value goes in (--format headers). */
   header: string | undefined;
+  /** --refresh-interval-ms: how often the consumer runs the shim on schedule. */
+  refreshIntervalMs: number | undefined;
+  /** The options given, by name (consumer detection's `arg` conditions). */
+  options: Set<string>;
 }
 
+/** The options parseArgs knows, with or without =VALUE; the ones given are recorded by name. */
+const OPTIONS: ReadonlySet<string> = new Set([
+  '--refresh',
+  '--socket',
+  '--format',
+  '--header',
+  REFRESH_INTERVAL_OPTION,
+]);
+
 function parseArgs(argv: string[]): Args | { help: true } | { version: true } | { error: string } {
-  const args: Args = { profile: undefined, refresh: false, socket: undefined, format: 'raw', header: undefined };
+  const args: Args = {
+    profile: undefined,
+    refresh: false,
+    socket: undefined,
+    format: 'raw',
+    header: undefined,
+    refreshIntervalMs: undefined,
+    options: new Set(),
+  };
   let formatGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const option = /^--[a-z-]+/.exec(a)?.[0];
+    if (option && OPTIONS.has(option)) args.options.add(option);
     if (a === '-h' || a === '--help') return { help: true };
     if (a === '-v' || a === '--version') return { version: true };
     if (a === '--refresh') args.refresh = true;
@@ -92,6 +123,14 @@ function parseArgs(argv: string[]): Args | { help: true } | { version: true } | 
       const v = a === '--header' ? argv[++i] : a.slice('--header='.length);
       if (!v || !HEADER_NAME.test(v)) return { error: '--header takes an HTTP header name, such as X-API-Key' };
       args.header = v;
+    } else if (a === REFRESH_INTERVAL_OPTION || a.startsWith(`${REFRESH_INTERVAL_OPTION}=`)) {
+      const v = a === REFRESH_INTERVAL_OPTION ? argv[++i] : a.slice(REFRESH_INTERVAL_OPTION.length + 1);
+      const ms = /^[0-9]{1,10}$/.test(v ?? '') ? Number(v) : NaN;
+      if (!(ms > 0 && ms <= MAX_HELPER_TTL_MS))
+        return {
+          error: `${REFRESH_INTERVAL_OPTION} takes a whole number of milliseconds from 1 to ${MAX_HELPER_TTL_MS}`,
+        };
+      args.refreshIntervalMs = ms;
     } else if (a.startsWith('-')) return { error: `unknown option ${a}` };
     else if (args.profile !== undefined) return { error: `one profile only (got "${args.profile}" and "${a}")` };
     else args.profile = a;
@@ -133,7 +172,11 @@ async function main(): Promise<void> {
     profile: parsed.profile,
     cwd: workingDirectory(),
     refresh: parsed.refresh,
-    consumer: await findConsumer(parsed.format),
+    consumer: await findConsumer({
+      format: parsed.format,
+      options: parsed.options,
+      refreshIntervalMs: parsed.refreshIntervalMs,
+    }),
   });
 
   // argv[1], resolved through npm's bin symlink: the built shim is a CommonJS bundle, where

@@ -4,6 +4,7 @@ import NodeCache from 'node-cache';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ProfileCache } from '../../src/cache/profile-cache.js';
 import type { ResolvedProfile } from '../../src/config/load.js';
+import { DEFAULTS, type RepeatDetection } from '../../src/config/schema.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { ConsumerInfo } from '../../src/protocol/messages.js';
@@ -72,6 +73,15 @@ const claudeAs = (pid: number, invocation: NonNullable<ConsumerInfo['invocation'
   invocation,
 });
 const script = (pid: number): ConsumerInfo => ({ pid, start: '1', name: 'python3', claudeCode: false });
+const codex = (pid: number, invocation: NonNullable<ConsumerInfo['invocation']> = 'api-key-helper'): ConsumerInfo => ({
+  pid,
+  start: '1',
+  name: 'codex',
+  claudeCode: false,
+  agent: 'codex',
+  invocation,
+  helperTtlMs: 300_000,
+});
 
 beforeEach(() => {
   vi.useFakeTimers({ now: new Date('2026-01-01T00:00:00Z') });
@@ -583,6 +593,42 @@ describe('which Claude Code invocations count as a repeat', () => {
     const always = cacheFor({ repeatDetection: 'always' });
     await always.get({ consumer: claudeAs(1, 'unmarked') });
     expect(always.status().unmarkedClaudeConsumers).toBe(0);
+  });
+});
+
+describe('Codex’s auth command', () => {
+  it('a repeat soon after the last is a suspected rejection under the default, agents', async () => {
+    expect(DEFAULTS.repeatDetection).toBe('agents');
+    const cache = cacheFor({ repeatDetection: DEFAULTS.repeatDetection });
+    await cache.get({ consumer: codex(100) });
+    source.value = 'sk-rotated';
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect((await cache.get({ consumer: codex(100) })).value.reveal()).toBe('sk-rotated');
+    expect(source.reasons).toEqual(['miss', 'rejected']);
+  });
+
+  it('the same value rejected twice fails with KEY_REJECTED', async () => {
+    const cache = cacheFor({ repeatDetection: DEFAULTS.repeatDetection });
+    await cache.get({ consumer: codex(100) });
+    await cache.get({ consumer: codex(100) });
+    await expect(cache.get({ consumer: codex(100) })).rejects.toMatchObject({ code: 'KEY_REJECTED' });
+  });
+
+  it('never counts Codex’s own tool runs or an unmarked auth command; nor any Codex under claude-code', async () => {
+    const cases: Array<[RepeatDetection, ConsumerInfo['invocation']]> = [
+      ['agents', 'agent-tool'],
+      ['agents', 'unmarked'],
+      ['claude-code', 'api-key-helper'],
+    ];
+    for (const [repeatDetection, invocation] of cases) {
+      source = new ScriptedSource();
+      const cache = cacheFor({ repeatDetection });
+      for (let i = 0; i < 4; i++) {
+        expect((await cache.get({ consumer: codex(100, invocation) })).value.reveal()).toBe('sk-initial');
+        await vi.advanceTimersByTimeAsync(500);
+      }
+      expect(source.reasons).toEqual(['miss']);
+    }
   });
 });
 

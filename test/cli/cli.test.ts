@@ -91,14 +91,29 @@ describe('keybroker refresh and get', () => {
 });
 
 describe('without a daemon', () => {
-  it('says so and how to start one, with exit 3', async () => {
+  // The step each situation calls for: autostart on or off, the service installed or not.
+  it.each([
+    [
+      'autostart off, no service',
+      { KEYBROKER_NO_AUTOSTART: '1' },
+      false,
+      'run keybroker daemon in a terminal of its own',
+    ],
+    ['autostart on, no service', { KEYBROKER_NO_AUTOSTART: '' }, false, 'start one now with: keybroker restart'],
+    ['the service installed', { KEYBROKER_NO_AUTOSTART: '' }, true, 'check it with: keybroker service status'],
+  ] as const)('%s: exit 3, and the step that applies', async (_what, extra, service, step) => {
     const dir = privateTempDir('kb-cli-');
     try {
-      const r = await run(process.execPath, [CLI, 'status'], { env: baseEnv(dir) });
+      if (service) {
+        const units = path.join(dir, '.config', 'systemd', 'user');
+        fs.mkdirSync(units, { recursive: true });
+        for (const f of ['keybroker.service', 'keybroker.socket']) fs.writeFileSync(path.join(units, f), '');
+      }
+      const r = await run(process.execPath, [CLI, 'status'], { env: baseEnv(dir, extra) });
       expect(r.code).toBe(3);
-      expect(r.stderr).toMatch(
-        /^keybroker: keybroker daemon not reachable on .* \(no socket there\) — start it with: keybroker daemon/,
-      );
+      expect(r.stderr).toMatch(/^keybroker: keybroker daemon not reachable on .* \(no socket there\) — /);
+      expect(r.stderr).toContain(step);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -145,6 +160,18 @@ describe('help and version', () => {
       expect(r.stdout).toContain(word);
     const daemonHelp = await run(process.execPath, [CLI, 'daemon', '--help']);
     expect(daemonHelp.stdout).toContain('SIGHUP reloads the config');
+  });
+
+  it("--help's quick start tells the README's story of starting the daemon: autostart, else the service", async () => {
+    const r = await run(process.execPath, [CLI, '--help']);
+    const [quickStart, rest] = r.stdout.split('\nThe daemon:');
+    // The quick start never has you run the daemon; the section after it says who does.
+    expect(quickStart).not.toMatch(/^ {2}keybroker daemon /m);
+    expect(rest).toContain('keybroker-shim starts one in the background');
+    for (const step of ['keybroker service install', 'keybroker daemon ', 'keybroker logs', 'keybroker stop'])
+      expect(rest).toContain(step);
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readme).toContain('You do not start the daemon yourself: when no daemon answers, the shim starts one');
   });
 
   it('reports the version of package.json, with -v or --version', async () => {

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES, type StatusReply } from '../../src/protocol/messages.js';
 import {
@@ -201,7 +202,8 @@ describe.skipIf(!SCRIPT)('keybroker init on a terminal', () => {
     // Nothing typed at the key prompt reached the terminal.
     expect(out).not.toContain(KEY);
     expect(out).toMatch(FINGERPRINT);
-    expect(out.replace(/\r\n/g, '\n')).toMatch(VERDICT);
+    // On a terminal doctor's verdict is in colour: the words are the same.
+    expect(stripVTControlCharacters(out).replace(/\r\n/g, '\n')).toMatch(VERDICT);
     expect(fs.readFileSync(path.join(dir, 'anthropic-key'), 'utf8')).toBe(`${KEY}\n`);
     expect((JSON.parse(fs.readFileSync(settingsFile(), 'utf8')) as { apiKeyHelper: string }).apiKeyHelper).toBe(
       SETUP_SHIM,

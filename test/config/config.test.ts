@@ -78,7 +78,7 @@ describe('config validation', () => {
       ttlMs: 3_600_000,
       timeoutMs: 2_000,
       maxStaleMs: 3_600_000,
-      repeatDetection: 'claude-code',
+      repeatDetection: 'agents',
     });
     expect(config.profiles.get('b')).toMatchObject({
       ttlMs: 30_000,
@@ -274,6 +274,22 @@ describe('config messages that lead to the fix', () => {
     expect(err.problems).toHaveLength(1);
     expect(err.problems[0]).toMatchObject({ kind: 'yaml', line: 4 });
     expect(err.message.split('\n')).toHaveLength(1);
+  });
+
+  it('reports a key indented one space too far at its own line, not the line above or below', async () => {
+    // Deeper than the key above it: YAML reads it as more of that key's value.
+    const under = await configError(
+      'profiles:\n  work:\n    source: env:A\n     ttl: 5m\n  other:\n    source: env:B\n',
+    );
+    expect(under.problems).toEqual([expect.objectContaining({ kind: 'indentation', line: 4 })]);
+    // The first key of a block, deeper than the next: YAML takes its column as the block's.
+    const first = await configError(
+      'profiles:\n  work:\n    source: env:A\n  other:\n     source: env:B\n    ttl: 5m\n',
+    );
+    expect(first.problems).toEqual([expect.objectContaining({ kind: 'indentation', line: 5 })]);
+    // A key one space short of the key above it is the one at fault, and is reported there.
+    const short = await configError('profiles:\n  work:\n    source: env:A\n   ttl: 5m\n');
+    expect(short.problems).toEqual([expect.objectContaining({ line: 4 })]);
   });
 
   it('says the likely indentation when source: sits at the level of the profile names', async () => {

@@ -179,7 +179,10 @@ describe('reload on SIGHUP', () => {
     const shim = await d.shim('a');
     expect(shim.code).toBe(8);
     expect(shim.stdout).toBe('');
-    expect(shim.stderr).toMatch(/^keybroker: .*profiles\.a\.sauce: unknown key "sauce" \(did you mean "source"\?\)/);
+    // A summary for Claude Code's one line; config check lists both problems (the missing source, the typo).
+    expect(shim.stderr).toMatch(
+      /^keybroker: 2 problems in .*; first: line 2: profiles\.a.* — run: keybroker config check\n$/,
+    );
     expect(shim.stderr.trim().split('\n')).toHaveLength(1);
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n');
     d.signal('SIGHUP');

@@ -77,6 +77,12 @@ describe('requests', () => {
     expect(reply.expiresInMs).toBeGreaterThan(0);
   });
 
+  it('accepts a consumer that is another agent CLI than Claude Code (consumer.agent)', async () => {
+    const consumer = { pid: 9, name: 'codex', claudeCode: false, agent: 'codex', invocation: 'agent-tool' };
+    const line = `${JSON.stringify({ v: 1, op: 'get', profile: 'default', consumer })}\n`;
+    expect(parse((await raw(line)).reply)).toMatchObject({ ok: true, value: KEY });
+  });
+
   it('accepts a request ended by half-close instead of a newline', async () => {
     expect(parse((await raw('{"v":1,"op":"ping"}')).reply)).toMatchObject({ ok: true, pong: true, pid: d.proc.pid });
   });
@@ -161,6 +167,11 @@ describe('bad input', () => {
       'a malformed consumer',
       '{"v":1,"op":"get","profile":"default","consumer":{"pid":-1,"claudeCode":true}}\n',
       /consumer\.pid/,
+    ],
+    [
+      'an agent it does not know',
+      '{"v":1,"op":"get","profile":"default","consumer":{"pid":9,"claudeCode":false,"agent":"gemini"}}\n',
+      /consumer\.agent/,
     ],
     ['refresh without a target', '{"v":1,"op":"refresh"}\n', /needs a profile or "all"/],
     ['binary garbage', Buffer.from([0, 1, 2, 0xff, 0xfe, 10]), /not valid UTF-8|not valid JSON/],

@@ -79,6 +79,55 @@ export function brokenLinks(base: string, files: string[]): string[] {
   return problems;
 }
 
+/**
+ * Pointers into the docs written in source text — help, messages, the starter config, comments:
+ * `docs/PAGE.md` or `README.md`, with an optional `#anchor`, relative to the repository root (the
+ * docs ship in the package beside dist/). Problems as `file:line: pointer: what is wrong`.
+ */
+export function brokenPointers(base: string, files: string[]): string[] {
+  const problems: string[] = [];
+  const anchors = new Map<string, Set<string>>();
+  for (const file of files) {
+    fs.readFileSync(file, 'utf8')
+      .split('\n')
+      .forEach((text, i) => {
+        // Prose that names the README or a section can be neither checked nor followed.
+        for (const m of text.matchAll(/\b(?:the|keybroker's) README\b(?!\.md)|\bREADME's "/g))
+          problems.push(
+            `${path.relative(base, file)}:${i + 1}: "${m[0]}": not a pointer that resolves — write docs/PAGE.md#anchor or README.md#anchor`,
+          );
+        for (const m of text.matchAll(/(?<![\w/.-])((?:docs\/[\w/-]+|README)\.md)(?:#([a-z0-9][a-z0-9-]*))?/g)) {
+          const where = `${path.relative(base, file)}:${i + 1}: ${m[0]}`;
+          const target = path.join(base, m[1]!);
+          if (!fs.existsSync(target)) {
+            problems.push(`${where}: no such file ${m[1]}`);
+            continue;
+          }
+          if (m[2] === undefined) continue;
+          if (!anchors.has(target)) anchors.set(target, readPage(target).anchors);
+          if (!anchors.get(target)!.has(m[2])) problems.push(`${where}: ${m[1]} has no heading #${m[2]}`);
+        }
+      });
+  }
+  return problems;
+}
+
+/** Every file whose text may point into the docs: the source, the unit templates, the scripts. */
+function sourceFiles(): string[] {
+  const under = (dir: string, ext: RegExp): string[] =>
+    fs
+      .readdirSync(path.join(root, dir), { recursive: true, encoding: 'utf8' })
+      .filter((f) => ext.test(f))
+      .map((f) => path.join(root, dir, f));
+  return [
+    ...under('src', /\.(ts|c|h)$/),
+    ...under('adapters', /\.ts$/),
+    ...under('scripts', /\.mjs$/),
+    ...under('systemd', /\.(service|socket)$/),
+    ...under('launchd', /\.plist$/),
+  ].sort();
+}
+
 function markdownFiles(): string[] {
   const docs = fs
     .readdirSync(path.join(root, 'docs'), { recursive: true, encoding: 'utf8' })
@@ -93,6 +142,12 @@ describe('documentation links', () => {
     const files = markdownFiles();
     expect(files.map((f) => path.relative(root, f))).toContain('docs/README.md');
     expect(brokenLinks(root, files)).toEqual([]);
+  });
+
+  it('every pointer into the docs in the source (help, messages, starter config) resolves, #anchors included', () => {
+    const files = sourceFiles();
+    expect(files.map((f) => path.relative(root, f))).toContain('src/config/starter.ts');
+    expect(brokenPointers(root, files)).toEqual([]);
   });
 
   it('the README links to every page under docs/, directly or through docs/README.md', () => {
@@ -139,6 +194,25 @@ describe('documentation links', () => {
       );
       write('sub/b.md', "# B\n## Claude Code's other helpers\n[back](../a.md#page-a)\n");
       expect(brokenLinks(dir, [a, path.join(dir, 'sub/b.md')])).toEqual([]);
+    });
+
+    it('checks pointers in source text, and only those shaped as one', () => {
+      write('docs/page.md', '# Page\n## Exit status\n');
+      write('README.md', '# Top\n');
+      const src = write(
+        'src/x.ts',
+        [
+          "const a = 'see docs/page.md#exit-status and README.md';",
+          "const b = 'see docs/page.md#no-such and docs/gone.md';",
+          "const c = 'test/fuzz/README.md is not a docs pointer';",
+          "const d = 'see the README for the rest';",
+        ].join('\n'),
+      );
+      expect(brokenPointers(dir, [src])).toEqual([
+        'src/x.ts:2: docs/page.md#no-such: docs/page.md has no heading #no-such',
+        'src/x.ts:2: docs/gone.md: no such file docs/gone.md',
+        'src/x.ts:4: "the README": not a pointer that resolves — write docs/PAGE.md#anchor or README.md#anchor',
+      ]);
     });
 
     it('reports a missing file, a missing anchor and an anchor on a folder, with their lines', () => {

@@ -3,7 +3,8 @@
 // under test searches and spawns; each records its argv in a log and answers the few queries
 // keybroker makes the way the real tools do (text on stdout, status codes).
 //   systemctl: `show --property Version` prints Version=…; is-enabled/is-active print a state and
-//     exit 0 (enabled/active) or non-zero; `show … MainPID --value` prints the pid.
+//     exit 0 (enabled/active) or non-zero; `show … MainPID --value` prints the pid; `stop
+//     keybroker.service` SIGTERMs that pid and waits for it to go, as systemctl stop does.
 //     FAKE_SYSTEMCTL_MODE=nobus answers every call like a session without a user bus.
 //   launchctl: print gui/<uid>[/label] succeeds for the domain, and for the label once bootstrapped
 //     (state kept in a file); bootout of an unloaded label fails with status 3, as launchctl does.
@@ -29,6 +30,10 @@ case "$*" in
   "--user is-enabled keybroker.socket") echo "\${FAKE_SYSTEMCTL_ENABLED:-enabled}"; [ "\${FAKE_SYSTEMCTL_ENABLED:-enabled}" = enabled ] ;;
   "--user is-active keybroker.socket") echo "\${FAKE_SYSTEMCTL_SOCKET:-active}"; [ "\${FAKE_SYSTEMCTL_SOCKET:-active}" = active ] ;;
   "--user is-active keybroker.service") echo inactive; exit 3 ;;
+  "--user stop keybroker.service")
+    [ -n "$FAKE_SYSTEMCTL_MAINPID" ] || exit 0
+    kill -TERM "$FAKE_SYSTEMCTL_MAINPID" 2>/dev/null || exit 0
+    while kill -0 "$FAKE_SYSTEMCTL_MAINPID" 2>/dev/null; do sleep 0.05; done; exit 0 ;;
   *) exit 0 ;;
 esac
 `;

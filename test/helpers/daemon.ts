@@ -175,8 +175,12 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
     if (
       key.startsWith('CLAUDE_CODE_') ||
       key === 'AI_AGENT' ||
+      key.startsWith('CODEX_') ||
       key.startsWith('KEYBROKER_') ||
       key === 'DBUS_SESSION_BUS_ADDRESS' ||
+      // Colour is decided per test: a runner's FORCE_COLOR would colour every piped output.
+      key === 'FORCE_COLOR' ||
+      key === 'NO_COLOR' ||
       // (And a sandbox's marker: the tests that mean it set it themselves.)
       key === 'SANDBOX_RUNTIME'
     ) {
@@ -218,6 +222,19 @@ export async function waitFor(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * A daemon started as systemd starts one (SYSTEMD_EXEC_PID is its own pid, so it says
+ * startedBy: systemd), answering in `workspace`; the caller stops it.
+ */
+export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildProcess> {
+  const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
+    env: workspace.env,
+    stdio: 'ignore',
+  });
+  await waitFor(async () => (await workspace.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
+  return daemon;
 }
 
 export async function startDaemon(options: StartOptions): Promise<DaemonHandle> {

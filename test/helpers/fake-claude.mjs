@@ -7,13 +7,13 @@
 //   with CLAUDECODE=1, CLAUDE_CODE_CHILD_SESSION=1, CLAUDE_PID, CLAUDE_CODE_SESSION_ID,
 //   CLAUDE_CODE_EXECPATH and AI_AGENT=claude-code_<version>_agent.
 // stdin of the command is never a terminal. Markers come from ../../../shared/claude-code.md.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
 import readline from 'node:readline';
+import { runCollect } from './run-collect.mjs';
 
 const VERSION = '2.1.330';
 const asClaudeCode = Boolean(process.env.CLAUDE_CODE_ENTRYPOINT) && process.env.FAKE_CLAUDE_MARKERS !== 'none';
@@ -43,14 +43,7 @@ function run(kind, command) {
   } else if (asClaudeCode) {
     env.AI_AGENT = `claude-code_${VERSION}_harness`;
   }
-  return new Promise((resolve) => {
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCollect(file, args, env);
 }
 
 const lines = readline.createInterface({ input: process.stdin });

@@ -1,5 +1,7 @@
 // Drive test/helpers/fake-claude.mjs: one long-lived "claude" process that runs apiKeyHelper and
-// its agent's Bash-tool commands on demand, with the environments Claude Code 2.1.330 gives them.
+// its agent's Bash-tool commands on demand, with the environments Claude Code 2.1.330 gives them;
+// and test/helpers/fake-codex.mjs, a "codex" process that runs a provider's auth command and its
+// agent's exec_command tool the way Codex 0.169.0 does.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -7,7 +9,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { RunResult } from './daemon.js';
 
-const DRIVER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fake-claude.mjs');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 /**
  * The Claude Code process's own environment. The driver adds the per-child markers: the harness
@@ -34,21 +36,59 @@ export interface FakeClaude {
 
 /** `cwd`: the project the session runs in (its helpers inherit it, as with the real Claude Code). */
 export function startFakeClaude(dir: string, env: NodeJS.ProcessEnv, name = 'claude', cwd?: string): FakeClaude {
+  const driver = startDriver('fake-claude.mjs', dir, env, name, cwd);
+  return {
+    pid: driver.pid,
+    callHelper: (helper) => driver.call({ kind: 'helper', command: helper }),
+    bashTool: (command) => driver.call({ kind: 'bash-tool', command }),
+    close: driver.close,
+  };
+}
+
+export interface FakeCodex {
+  pid: number;
+  /** Run a provider's auth command once (no shell), as Codex does at start-up, on schedule, or after a 401. */
+  runAuth(argv: string[]): Promise<Omit<RunResult, 'ms'>>;
+  /** Run a command through the agent's exec_command tool (`bash -c`, Codex's markers). */
+  tool(command: string): Promise<Omit<RunResult, 'ms'>>;
+  close(): void;
+}
+
+export function startFakeCodex(dir: string, env: NodeJS.ProcessEnv, name = 'codex', cwd?: string): FakeCodex {
+  const driver = startDriver('fake-codex.mjs', dir, env, name, cwd);
+  return {
+    pid: driver.pid,
+    runAuth: (argv) => driver.call({ kind: 'auth', argv }),
+    tool: (command) => driver.call({ kind: 'tool', argv: [command] }),
+    close: driver.close,
+  };
+}
+
+/** node running `script` through a symlink called `name` (the consumer's process name). */
+function startDriver(
+  script: string,
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  name: string,
+  cwd: string | undefined,
+): { pid: number; call(message: object): Promise<Omit<RunResult, 'ms'>>; close(): void } {
   const exe = path.join(dir, name);
   if (!fs.existsSync(exe)) fs.symlinkSync(process.execPath, exe);
-  const proc: ChildProcess = spawn(exe, [DRIVER, dir], { env, cwd, stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc: ChildProcess = spawn(exe, [path.join(HERE, script), dir], {
+    env,
+    cwd,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const answers = readline.createInterface({ input: proc.stdout! });
   const waiting: Array<(r: Omit<RunResult, 'ms'>) => void> = [];
   answers.on('line', (line) => waiting.shift()?.(JSON.parse(line) as Omit<RunResult, 'ms'>));
-  const call = (kind: 'helper' | 'bash-tool', command: string): Promise<Omit<RunResult, 'ms'>> =>
-    new Promise((resolve) => {
-      waiting.push(resolve);
-      proc.stdin!.write(`${JSON.stringify({ kind, command })}\n`);
-    });
   return {
     pid: proc.pid!,
-    callHelper: (helper) => call('helper', helper),
-    bashTool: (command) => call('bash-tool', command),
+    call: (message) =>
+      new Promise((resolve) => {
+        waiting.push(resolve);
+        proc.stdin!.write(`${JSON.stringify(message)}\n`);
+      }),
     close: () => {
       proc.stdin!.end();
       proc.kill();

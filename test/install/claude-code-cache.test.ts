@@ -1,4 +1,4 @@
-// test/helpers/claude-code.ts, which installs the Claude Code CLI on first use for the tests that
+// test/helpers/pinned-cli.ts, which installs the Claude Code CLI on first use for the tests that
 // drive it, against a fake npm registry: one install however many ask at once, a lock left by a
 // process that is gone is taken over, and an unreachable or silent registry fails the caller
 // (never a skip), within the time limit, leaving nothing half-installed behind.
@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { FakeNpmRegistry } from '../fakes/fake-npm-registry.js';
-import { CLAUDE_CODE_PACKAGE, claudeCode, type ClaudeCodeOptions } from '../helpers/claude-code.js';
+import { CLAUDE_CODE, claudeCode, type PinnedCliOptions } from '../helpers/pinned-cli.js';
 import { privateTempDir } from '../helpers/daemon.js';
 
 const VERSION = '9.8.7';
@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 /** npm pointed at `url`, with a cache of its own so nothing comes from an earlier run. */
-function options(url: string, extra: Partial<ClaudeCodeOptions> = {}): ClaudeCodeOptions {
+function options(url: string, extra: Partial<PinnedCliOptions> = {}): PinnedCliOptions {
   return {
     version: VERSION,
     cacheDir,
@@ -44,7 +44,7 @@ function options(url: string, extra: Partial<ClaudeCodeOptions> = {}): ClaudeCod
 const leftovers = (): string[] => fs.readdirSync(cacheDir).filter((f) => f !== VERSION);
 
 it('installs once however many ask at once; each gets a claude that runs, and later calls need no registry', async () => {
-  registry = await FakeNpmRegistry.start({ name: CLAUDE_CODE_PACKAGE, version: VERSION });
+  registry = await FakeNpmRegistry.start({ name: CLAUDE_CODE.package, version: VERSION });
   const bins = await Promise.all([1, 2, 3].map(() => claudeCode(options(registry!.url))));
   expect(new Set(bins).size).toBe(1);
   expect(registry.tarballRequests).toBe(1);
@@ -56,7 +56,7 @@ it('installs once however many ask at once; each gets a claude that runs, and la
 }, 120_000);
 
 it('takes over a lock whose process is gone', async () => {
-  registry = await FakeNpmRegistry.start({ name: CLAUDE_CODE_PACKAGE, version: VERSION });
+  registry = await FakeNpmRegistry.start({ name: CLAUDE_CODE.package, version: VERSION });
   const gone = spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
   fs.mkdirSync(cacheDir, { recursive: true });
   fs.writeFileSync(path.join(cacheDir, `${VERSION}.lock`), gone);
@@ -71,7 +71,7 @@ it('fails with INSTALL_FAILED when the registry is unreachable, and leaves nothi
 }, 120_000);
 
 it('stops an install that outlasts its time limit: INSTALL_TIMEOUT', async () => {
-  registry = await FakeNpmRegistry.start({ name: CLAUDE_CODE_PACKAGE, version: VERSION, hang: true });
+  registry = await FakeNpmRegistry.start({ name: CLAUDE_CODE.package, version: VERSION, hang: true });
   const started = Date.now();
   await expect(claudeCode(options(registry.url, { timeoutMs: 3_000 }))).rejects.toMatchObject({
     code: 'INSTALL_TIMEOUT',

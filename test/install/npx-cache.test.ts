@@ -1,5 +1,5 @@
 // keybroker run by npx lives in npm's cache (~/.npm/_npx/<hash>/node_modules/keybroker), which npm
-// may clean at any time: `setup claude` and `service install` refuse to write a path into it
+// may clean at any time: `setup claude`, `setup codex` and `service install` refuse to write a path into it
 // (NOT_INSTALLED, one line that says to install), and the same copy elsewhere does the job.
 // The real npx is driven in package.test.ts; here a copy of the package stands where npx puts it.
 import fs from 'node:fs';
@@ -48,6 +48,14 @@ describe('keybroker in npx’s cache', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('npm install -g keybroker');
     expect(fs.existsSync(settings())).toBe(false);
+  });
+
+  it('setup codex refuses the same way, and writes nothing', async () => {
+    const r = await keybroker(root, ['setup', 'codex', '--provider', 'mine']);
+    expect(r.code).toBe(ERROR_CODES.NOT_INSTALLED);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(fs.existsSync(path.join(home, '.codex'))).toBe(false);
   });
 
   it('service install refuses the same way; its --dry-run and the rest of keybroker work', async () => {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
-import { claudeCode, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
+import { claudeCode, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
 import {
   CLI,
   NATIVE_SHIM,
@@ -44,7 +44,7 @@ beforeAll(async () => {
   ss = await startSecretService(ssRoot);
   const stored = await ss.secretTool(['store', '--label=kb-sbx', ...KEYCHAIN_ENTRY], KEYCHAIN_KEY);
   if (stored.code !== 0) throw new Error(`secret-tool store failed: ${stored.stderr}`);
-}, CLAUDE_CODE_INSTALL_TIMEOUT_MS + 60_000);
+}, CLI_INSTALL_TIMEOUT_MS + 60_000);
 afterAll(async () => {
   await ss?.stop();
   if (ssRoot) fs.rmSync(ssRoot, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 // The real Claude Code CLI (npm @anthropic-ai/claude-code, installed on first use by
-// test/helpers/claude-code.ts at the version pinned there) against the fake Messages API, with its
+// test/helpers/pinned-cli.ts at the version pinned there) against the fake Messages API, with its
 // apiKeyHelper pointing at the built shim and a real daemon: the 401 path and the agent's Bash
 // tool running the shim, in Claude Code's own process tree and environment. `claude -p` with HOME
 // in a temporary directory; every run is bounded in time. Where it cannot be installed (no
@@ -8,13 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
-import { claudeCode, CLAUDE_CODE_INSTALL_TIMEOUT_MS } from '../helpers/claude-code.js';
+import { claudeCode, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
 import { run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 let CLAUDE: string;
 beforeAll(async () => {
   CLAUDE = await claudeCode();
-}, CLAUDE_CODE_INSTALL_TIMEOUT_MS + 60_000);
+}, CLI_INSTALL_TIMEOUT_MS + 60_000);
 
 const RUN_TIMEOUT_MS = 60_000;
 

@@ -11,12 +11,24 @@ import {
   installService,
   realServiceHost,
   serviceStatus,
+  startAdvice,
   uninstallService,
   type ServiceHost,
 } from '../../src/integration/service-manager.js';
 import { renderSystemdUnits, servicePath } from '../../src/integration/service-units.js';
 import { installFakeServiceManagers, type FakeServiceManagers } from '../fakes/fake-service-managers.js';
-import { CLI, privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  daemonPid,
+  privateTempDir,
+  ROOT,
+  run,
+  SHIM,
+  startDaemon,
+  stopAutostarted,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
@@ -162,6 +174,46 @@ describe('service install on Linux (systemd user units)', () => {
     expect(units[0]).toContain('loginctl enable-linger');
     expect(status.lines.filter((l) => l.includes('Failed to connect to bus'))).toEqual(units);
     expect(fakes.calls()).toEqual(['systemctl --user show --property Version']);
+  });
+
+  it('service status without a user manager reports the autostarted daemon that serves, and that no service is installed', async () => {
+    const dir = privateTempDir('kb-svc-auto-');
+    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_SVC_KEY: 'sk-svc-1' });
+    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_SVC_KEY\n', { mode: 0o600 });
+    cleanups.push(async () => {
+      await stopAutostarted(env);
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    expect((await run('/bin/sh', ['-c', SHIM], { env })).code).toBe(0);
+    const pid = await daemonPid(env);
+    const h = host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' });
+    h.clientSocket = env.KEYBROKER_SOCKET!;
+    const status = await serviceStatus(h);
+    expect(status).toMatchObject({ installed: false, active: false });
+    expect(status.lines).toContain(
+      `          answering on ${env.KEYBROKER_SOCKET} (pid ${pid}, autostart) (the socket keybroker-shim uses here)`,
+    );
+    // Not "run keybroker service install", which cannot work here: the serving daemon, and how to stop it.
+    expect(status.lines.at(-1)).toContain('keybroker stop');
+    expect(status.lines.at(-1)).toContain('no systemd user manager');
+  });
+
+  it('says which step starts a daemon: service status, keybroker restart, or a foreground daemon', () => {
+    expect(startAdvice({ serviceInstalled: true, autostart: true, managerAvailable: true })).toContain(
+      'keybroker service status',
+    );
+    expect(startAdvice({ serviceInstalled: false, autostart: true, managerAvailable: true })).toContain(
+      'keybroker restart, or keep one running with: keybroker service install',
+    );
+    expect(startAdvice({ serviceInstalled: false, autostart: true, managerAvailable: false })).not.toContain(
+      'service install',
+    );
+    expect(startAdvice({ serviceInstalled: false, autostart: false, managerAvailable: true })).toContain(
+      'keybroker service install, or run keybroker daemon',
+    );
+    expect(startAdvice({ serviceInstalled: false, autostart: false, managerAvailable: false })).not.toContain(
+      'service install',
+    );
   });
 
   it('a dry run warns when the real install cannot work (no user manager), and runs nothing that changes state', async () => {

@@ -1,5 +1,6 @@
 // A process outside a Claude Code session that claims to be that session's apiKeyHelper — Claude
-// Code's pid and start time, the harness marker's invocation, no agent marker — and repeats. Before
+// Code's pid and start time, the harness marker's invocation, no agent marker — and repeats; the
+// same for a Codex process's model provider auth command (agent "codex"). Before
 // the daemon checked claims with the kernel, its "strikes" made the session's real helper exit 7
 // (KEY_REJECTED) on its next call. Now a claim whose pid is neither the peer nor one of its
 // ancestors changes nothing the real helper is judged by: its strike affects only its own request.
@@ -7,9 +8,17 @@
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import type { ConsumerInfo, StatusReply } from '../../src/protocol/messages.js';
-import { privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
-import { CLAUDE_ENV, startFakeClaude, type FakeClaude } from '../helpers/fake-claude.js';
+import { ERROR_CODES, type ConsumerInfo, type StatusReply } from '../../src/protocol/messages.js';
+import {
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  type RunResult,
+} from '../helpers/daemon.js';
+import { CLAUDE_ENV, startFakeClaude, startFakeCodex } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
 const KEY = 'sk-forged-claim-40e9';
@@ -50,14 +59,55 @@ function startTime(pid: number): string {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
 }
 
-describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
-  'a forged apiKeyHelper claim from outside the session',
-  () => {
-    let d: DaemonHandle;
-    let claude: FakeClaude;
+/** An agent CLI stand-in: its pid, and one run of its key command (the shim, as the agent runs it). */
+interface Agent {
+  pid: number;
+  callKeyCommand(): Promise<Omit<RunResult, 'ms'>>;
+}
 
-    it('cannot make the session’s real helper fail: its strikes affect only its own requests', async () => {
-      d = await startDaemon({
+/** The claim the attacker makes: the agent's pid and start time, its key command's invocation. */
+const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: number): ConsumerInfo }> = [
+  {
+    name: 'Claude Code’s apiKeyHelper',
+    start: (d) => {
+      const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+      cleanups.push(() => claude.close());
+      return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${SHIM} work`) };
+    },
+    // Claude Code's apiKeyHelper (the harness marker), no agent marker.
+    claim: (pid) => ({
+      pid,
+      start: startTime(pid),
+      name: 'claude',
+      claudeCode: true,
+      invocation: 'api-key-helper',
+      helperTtlMs: 300_000,
+    }),
+  },
+  {
+    name: 'Codex’s auth command',
+    start: (d) => {
+      const codex = startFakeCodex(d.dir, d.env);
+      cleanups.push(() => codex.close());
+      return { pid: codex.pid, callKeyCommand: () => codex.runAuth([SHIM, '--refresh-interval-ms', '300000', 'work']) };
+    },
+    claim: (pid) => ({
+      pid,
+      start: startTime(pid),
+      name: 'codex',
+      claudeCode: false,
+      agent: 'codex',
+      invocation: 'api-key-helper',
+      helperTtlMs: 300_000,
+    }),
+  },
+];
+
+describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
+  'a forged key-command claim from outside the agent’s session',
+  () => {
+    it.each(AGENTS)('$name: cannot make the real one fail: its strikes affect only its own requests', async (agent) => {
+      const d = await startDaemon({
         dir: privateTempDir('kb-forge-'),
         config: 'profiles:\n  work:\n    source: env:KB_KEY\n',
         env: { KB_KEY: KEY },
@@ -66,33 +116,24 @@ describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
         await d.stop();
         fs.rmSync(d.dir, { recursive: true, force: true });
       });
-      claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-      cleanups.push(() => claude.close());
+      const real = agent.start(d);
 
-      // Claude Code starts and calls its helper.
-      expect(await claude.callHelper(`${SHIM} work`)).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
+      // The agent starts and runs its key command.
+      expect(await real.callKeyCommand()).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
 
-      // Another process of the same user, not under claude, speaks for it: claude's pid and start
-      // time, Claude Code's apiKeyHelper (the harness marker), no agent marker. It repeats.
-      const claim: ConsumerInfo = {
-        pid: claude.pid,
-        start: startTime(claude.pid),
-        name: 'claude',
-        claudeCode: true,
-        invocation: 'api-key-helper',
-        helperTtlMs: 300_000,
-      };
+      // Another process of the same user, not under the agent, speaks for it. It repeats.
+      const claim = agent.claim(real.pid);
       const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
       const attack = await run(process.execPath, ['-e', ATTACKER, d.socket, JSON.stringify(claim), '3'], { env });
-      // Then Claude Code calls its helper again (its settings changed, or a 401): it is served.
-      // (Before: exit 7, KEY_REJECTED, on the forged claims' strike.)
-      expect(await claude.callHelper(`${SHIM} work`)).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
+      // Then the agent runs its key command again (Claude Code's settings changed, or a 401): it
+      // is served. (Before: exit 7, KEY_REJECTED, on the forged claims' strike.)
+      expect(await real.callKeyCommand()).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
       // Each forged call looked like a repeat and was answered (a refetch, within the forced-fetch
       // limit), but left no strike behind. (Before: ok, then KEY_REJECTED twice, its strike kept.)
       expect(attack.code).toBe(0);
       expect(attack.stdout.trimEnd().split('\n')).toEqual(['ok', 'ok', 'ok']);
-      // That was the real helper's first repeat; a second within the window is a real rejection.
-      expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
+      // That was the real key command's first repeat; a second within the window is a real rejection.
+      expect((await real.callKeyCommand()).code).toBe(ERROR_CODES.KEY_REJECTED);
 
       // The trail shows the forged claims for what they are.
       await waitFor(

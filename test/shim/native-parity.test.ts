@@ -16,7 +16,7 @@ import { VERSION } from '../../src/client/build-info.js';
 import { SANDBOX } from '../../src/client/sandbox.js';
 import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
 import { buildDenyUnixSockets } from '../helpers/deny-unix-sockets.js';
-import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
+import { CLAUDE_ENV, startFakeClaude, startFakeCodex, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
 import { asksForFrame, framed, recordingServer, type Answer, type Reply } from '../helpers/stand-in-daemon.js';
 
 const native = SHIMS.find((s) => s.name === 'native')!;
@@ -113,6 +113,42 @@ async function expectSame(c: Case): Promise<{ node: Outcome; native: Outcome }> 
 
 const reply = (fields: object): string => `${JSON.stringify({ v: 1, ...fields })}\n`;
 
+/**
+ * A stand-in agent process (`start`) runs each shim once through `call`, in the environment
+ * `agentEnv` adds; both must print the key, send the same request (the native one framed) and not
+ * hand over. The request, parsed, with the agent's pid as `agentPid`.
+ */
+async function fromAgentProcess<A extends { pid: number; close(): void }>(
+  agentEnv: NodeJS.ProcessEnv,
+  start: (dir: string, env: NodeJS.ProcessEnv) => A,
+  call: (agent: A, shim: string) => Promise<unknown>,
+): Promise<Record<string, unknown> & { agentPid: number }> {
+  const dir = path.join(root, `c${caseNo++}`);
+  fs.mkdirSync(dir, { mode: 0o700 });
+  const env = baseEnv(dir, {
+    ...agentEnv,
+    KEYBROKER_NODE: nodeWrapper,
+    KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log'),
+  });
+  const agent = start(dir, env);
+  try {
+    const lines: string[] = [];
+    for (const shim of [SHIM, NATIVE_SHIM]) {
+      const server = await recordingServer(env.KEYBROKER_SOCKET!, OK_REPLY);
+      expect(await call(agent, shim)).toEqual({ code: 0, stdout: 'sk-1\n', stderr: '' });
+      await server.close();
+      fs.rmSync(env.KEYBROKER_SOCKET!, { force: true });
+      lines.push(...server.requests);
+    }
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toBe(framed(lines[0]!));
+    expect(fs.existsSync(path.join(dir, 'handover.log'))).toBe(false);
+    return { ...(JSON.parse(lines[0]!) as Record<string, unknown>), agentPid: agent.pid };
+  } finally {
+    agent.close();
+  }
+}
+
 describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims agree', () => {
   describe('the request line', () => {
     const cases: Array<[string, Case]> = [
@@ -161,6 +197,16 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['a helper TTL that is not a number', { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '5m' }, handover: true }],
       ['a helper TTL in exponent form', { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '1e3' }, handover: true }],
       ['a helper TTL in hex', { env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '0x10' }, handover: true }],
+      ['--refresh-interval-ms', { args: ['--refresh-interval-ms', '60000', 'work'], handover: false }],
+      [
+        '--refresh-interval-ms=, with zeros, over a helper TTL',
+        {
+          args: ['work', '--refresh-interval-ms=007'],
+          env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '60000' },
+          handover: false,
+        },
+      ],
+      ['--refresh-interval-ms at its largest', { args: ['--refresh-interval-ms=2147483647'], handover: false }],
       [
         'a working directory deleted under it',
         { args: ['work'], prefix: 'mkdir gone && cd gone && rmdir ../gone && ', handover: false },
@@ -200,33 +246,60 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['a release with neither marker', UNMARKED_CLAUDE_ENV, 'helper', 'unmarked'],
     ];
     it.each(markers)('from a claude process: %s', async (_what, claudeEnv, kind, invocation) => {
-      const dir = path.join(root, `c${caseNo++}`);
-      fs.mkdirSync(dir, { mode: 0o700 });
-      const env = baseEnv(dir, {
-        ...claudeEnv,
-        KEYBROKER_NODE: nodeWrapper,
-        KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log'),
+      const request = await fromAgentProcess(claudeEnv, startFakeClaude, (claude, shim) =>
+        kind === 'helper' ? claude.callHelper(`${shim} work`) : claude.bashTool(`${shim} work`),
+      );
+      expect(request).toMatchObject({
+        consumer: { pid: request.agentPid, name: 'claude', claudeCode: true, invocation },
       });
-      const claude = startFakeClaude(dir, env);
-      try {
-        const lines: string[] = [];
-        for (const shim of [SHIM, NATIVE_SHIM]) {
-          const server = await recordingServer(env.KEYBROKER_SOCKET!, OK_REPLY);
-          const call = kind === 'helper' ? claude.callHelper : claude.bashTool;
-          expect(await call(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-1\n', stderr: '' });
-          await server.close();
-          fs.rmSync(env.KEYBROKER_SOCKET!, { force: true });
-          lines.push(...server.requests);
-        }
-        expect(lines).toHaveLength(2);
-        expect(lines[1]).toBe(framed(lines[0]!));
-        expect(JSON.parse(lines[0]!)).toMatchObject({
-          consumer: { pid: claude.pid, name: 'claude', claudeCode: true, invocation },
-        });
-        expect(fs.existsSync(path.join(dir, 'handover.log'))).toBe(false);
-      } finally {
-        claude.close();
-      }
+    });
+  });
+
+  // The stand-in Codex runs an auth command directly and its exec_command tool through bash -c with
+  // Codex's markers (test/helpers/fake-codex.mjs); AGENT_RULES decides, in both shims alike.
+  describe('from a codex process', () => {
+    const FLAG = ['--refresh-interval-ms', '900000'];
+    const cases: Array<[string, NodeJS.ProcessEnv, 'auth' | 'tool', string[], object]> = [
+      [
+        'its auth command, as setup codex writes it',
+        {},
+        'auth',
+        FLAG,
+        { invocation: 'api-key-helper', helperTtlMs: 900000 },
+      ],
+      [
+        'an auth command without --refresh-interval-ms',
+        {},
+        'auth',
+        [],
+        { invocation: 'unmarked', helperTtlMs: 300000 },
+      ],
+      ['its exec_command tool running the same command', {}, 'tool', FLAG, { invocation: 'agent-tool' }],
+      ['its exec_command tool', {}, 'tool', [], { invocation: 'agent-tool' }],
+      // A Codex started from another one's tool inherits its markers: never counted as a 401.
+      [
+        'a nested Codex: its auth command, with the outer one’s markers inherited',
+        { CODEX_THREAD_ID: 'outer', CODEX_TOOL_CALL_ID: 'call_1' },
+        'auth',
+        FLAG,
+        { invocation: 'agent-tool' },
+      ],
+      // Claude Code's markers say nothing about a codex process (a Codex run from Claude's Bash tool).
+      [
+        'Claude Code’s markers inherited',
+        { ...CLAUDE_ENV, CLAUDECODE: '1', AI_AGENT: 'claude-code_2.1.332_agent' },
+        'auth',
+        FLAG,
+        { invocation: 'api-key-helper' },
+      ],
+    ];
+    it.each(cases)('%s', async (_what, codexEnv, kind, args, expected) => {
+      const request = await fromAgentProcess(codexEnv, startFakeCodex, (codex, shim) =>
+        kind === 'auth' ? codex.runAuth([shim, ...args, 'work']) : codex.tool([shim, ...args, 'work'].join(' ')),
+      );
+      expect(request).toMatchObject({
+        consumer: { pid: request.agentPid, name: 'codex', claudeCode: false, agent: 'codex', ...expected },
+      });
     });
   });
 
@@ -240,6 +313,12 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['an unknown option', { args: ['-x'], handover: true }],
       ['two profiles', { args: ['a', 'b'], handover: true }],
       ['--socket without a path', { args: ['work', '--socket'], handover: true }],
+      ['--refresh-interval-ms without a value', { args: ['work', '--refresh-interval-ms'], handover: true }],
+      ['--refresh-interval-ms 0', { args: ['--refresh-interval-ms', '0', 'work'], handover: true }],
+      ['--refresh-interval-ms=', { args: ['--refresh-interval-ms=', 'work'], handover: true }],
+      ['--refresh-interval-ms too large', { args: ['--refresh-interval-ms=2147483648'], handover: true }],
+      ['--refresh-interval-ms in exponent form', { args: ['--refresh-interval-ms', '1e3'], handover: true }],
+      ['--refresh-interval-ms negative', { args: ['--refresh-interval-ms', '-5'], handover: true }],
       ['no daemon answering', { args: ['work'], socket: 'elsewhere/kb.sock', handover: true }],
     ];
     it.each(cases)('%s', async (_what, c) => {

@@ -156,7 +156,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         expect(r.code).toBe(3);
         expect(r.stdout).toBe('');
         expect(r.stderr).toBe(
-          `keybroker: keybroker daemon not reachable on ${path.join(d.dir, 'nowhere', 'kb.sock')} (no socket there); autostart is off (KEYBROKER_NO_AUTOSTART=1) — start it with: keybroker daemon\n`,
+          `keybroker: keybroker daemon not reachable on ${path.join(d.dir, 'nowhere', 'kb.sock')} (no socket there); autostart is off (KEYBROKER_NO_AUTOSTART=1) — install the service: keybroker service install, or run keybroker daemon in a terminal of its own\n`,
         );
       });
 

@@ -1,5 +1,5 @@
-/* src/shim/consumer.ts in C: who is asking, and how Claude Code ran us. The names it looks for
- * are the TypeScript's, generated into kb-generated.h. */
+/* src/shim/consumer.ts in C: who is asking, which agent CLI it is, and how the agent ran us. The
+ * rules it follows are the TypeScript's AGENT_RULES, generated into kb-generated.h. */
 #define _POSIX_C_SOURCE 200809L
 #ifdef __APPLE__
 #define _DARWIN_C_SOURCE /* strict POSIX hides the BSD types <sys/sysctl.h> and <libproc.h> use */
@@ -161,58 +161,81 @@ static int argv_linux(long pid, char *cmd, const char *args[], size_t lens[]) {
 }
 #endif
 
-static int env_set(const char *name) {
-  const char *v = getenv(name);
-  return v && *v;
+/* holds(): one condition of the table, on the environment or the options given. */
+static int holds(const struct kb_condition *c, const struct kb_call *call, long consumer_pid) {
+  if (c->test == KB_TEST_ARG) {
+    for (int k = 0; k < call->option_count; k++) {
+      if (strcmp(call->options[k], c->name) == 0) return 1;
+    }
+    return 0;
+  }
+  const char *v = getenv(c->name);
+  if (!v) return 0;
+  size_t n = strlen(v), k = c->value ? strlen(c->value) : 0;
+  char own[32];
+  switch (c->test) {
+  case KB_TEST_SET:
+    return n > 0;
+  case KB_TEST_EQUALS:
+    return strcmp(v, c->value) == 0;
+  case KB_TEST_PREFIX:
+    return n >= k && memcmp(v, c->value, k) == 0;
+  case KB_TEST_SUFFIX:
+    return ends_with(v, n, c->value);
+  case KB_TEST_OTHER_PID:
+    snprintf(own, sizeof own, "%ld", consumer_pid);
+    return n > 0 && strcmp(v, own) != 0;
+  default:
+    return 0;
+  }
 }
 
-/* isClaudeCode(): Claude Code's environment reached us and the consumer process is claude. */
-static int is_claude_code(const char *name, size_t len, long pid) {
-  const char *agent = getenv(KB_CLAUDE_AGENT_ENV);
-  size_t p = strlen(KB_CLAUDE_PROCESS_NAME);
-  if (!env_set(KB_CLAUDE_ENTRYPOINT_ENV) && !(agent && strncmp(agent, KB_CLAUDE_AGENT_PREFIX, strlen(KB_CLAUDE_AGENT_PREFIX)) == 0))
-    return 0;
-  /* /^claude\b/i */
-  if (len >= p && strncasecmp(name, KB_CLAUDE_PROCESS_NAME, p) == 0) {
-    unsigned char next = len > p ? (unsigned char)name[p] : 0;
-    if (!((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') || next == '_')) return 1;
-  }
-  /* an argument that is claude, ends in /claude, or names the npm package's files */
+/* /^word\b/i: the name starts with the word, case aside, and no word character follows it. */
+static int starts_with_word(const char *name, size_t len, const char *word) {
+  size_t p = strlen(word);
+  if (len < p || strncasecmp(name, word, p) != 0) return 0;
+  unsigned char next = len > p ? (unsigned char)name[p] : 0;
+  return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') || next == '_');
+}
+
+/* isAgent(): the agent's environment reached us, and the consumer process is the agent. */
+static int is_agent(const struct kb_agent *a, const char *name, size_t len, long pid, const struct kb_call *call) {
+  int env_says = a->env_count == 0;
+  for (int k = 0; k < a->env_count && !env_says; k++) env_says = holds(&KB_CONDITIONS[a->env_first + k], call, pid);
+  if (!env_says) return 0;
+  if (starts_with_word(name, len, a->process_name)) return 1;
+  /* an argument that is the name, ends in /name, or names the npm package's files */
   char cmd[KB_CONSUMER_CMDLINE_BYTES];
   const char *args[KB_CONSUMER_ARGV_CHECKED];
-  size_t lens[KB_CONSUMER_ARGV_CHECKED], pkg = strlen(KB_CLAUDE_PACKAGE_PATH);
+  size_t lens[KB_CONSUMER_ARGV_CHECKED], p = strlen(a->process_name), pkg = strlen(a->package_path);
   for (int k = argv_linux(pid, cmd, args, lens) - 1; k >= 0; k--) {
-    if (is_word(args[k], lens[k], KB_CLAUDE_PROCESS_NAME) ||
-        (ends_with(args[k], lens[k], KB_CLAUDE_PROCESS_NAME) && lens[k] > p && args[k][lens[k] - p - 1] == '/'))
+    if (is_word(args[k], lens[k], a->process_name) ||
+        (ends_with(args[k], lens[k], a->process_name) && lens[k] > p && args[k][lens[k] - p - 1] == '/'))
       return 1;
     for (size_t c = 0; c + pkg <= lens[k]; c++) {
-      if (memcmp(args[k] + c, KB_CLAUDE_PACKAGE_PATH, pkg) == 0) return 1;
+      if (memcmp(args[k] + c, a->package_path, pkg) == 0) return 1;
     }
   }
   return 0;
 }
 
-/* invocationOf(): how Claude Code ran us (docs/protocol.md). The native shim only ever runs raw
- * (--format goes to the Node shim), so the harness marker means apiKeyHelper. */
-static const char *invocation(long consumer_pid) {
-  const char *agent = getenv(KB_CLAUDE_AGENT_ENV), *cc = getenv(KB_CLAUDE_CLAUDE_CODE_ENV);
-  const char *claude_pid = getenv(KB_CLAUDE_CLAUDE_PID_ENV);
-  char own[32];
-  snprintf(own, sizeof own, "%ld", consumer_pid);
-  if (!agent) agent = "";
-  int harness = ends_with(agent, strlen(agent), KB_CLAUDE_HARNESS_SUFFIX);
-  if (harness && claude_pid && *claude_pid && strcmp(claude_pid, own) != 0) return KB_INVOCATION_API_KEY_HELPER;
-  if ((cc && strcmp(cc, "1") == 0) || ends_with(agent, strlen(agent), KB_CLAUDE_AGENT_SUFFIX) ||
-      env_set(KB_CLAUDE_CHILD_SESSION_ENV) || env_set(KB_CLAUDE_CLAUDE_PID_ENV))
-    return KB_INVOCATION_AGENT_TOOL;
-  return harness ? KB_INVOCATION_API_KEY_HELPER : KB_INVOCATION_UNMARKED;
+/* invocationOf(): the first rule whose conditions all hold. The native shim only ever runs raw
+ * (--format goes to the Node shim), so a key-command rule means api-key-helper. */
+static const char *invocation(const struct kb_agent *a, long consumer_pid, const struct kb_call *call) {
+  for (int r = 0; r < a->rule_count; r++) {
+    const struct kb_invocation_rule *rule = &KB_INVOCATION_RULES[a->rule_first + r];
+    int all = 1;
+    for (int k = 0; k < rule->count && all; k++) all = holds(&KB_CONDITIONS[rule->first + k], call, consumer_pid);
+    if (all) return rule->agent_tool ? KB_INVOCATION_AGENT_TOOL : KB_INVOCATION_API_KEY_HELPER;
+  }
+  return KB_INVOCATION_UNMARKED;
 }
 
 /* Number(CLAUDE_CODE_API_KEY_HELPER_TTL_MS) when a positive whole number. Only plain decimal text
  * is read here; anything JavaScript reads its own way (1e3, 0x10, 1.0, non-ASCII space) goes to
  * the Node shim. */
 static long long helper_ttl_ms(void) {
-  const char *v = getenv(KB_CLAUDE_HELPER_TTL_ENV);
+  const char *v = getenv(KB_HELPER_TTL_ENV);
   if (!v) return KB_CONSUMER_DEFAULT_HELPER_TTL_MS;
   size_t b = 0, e = strlen(v);
   while (b < e && ((v[b] >= 9 && v[b] <= 13) || v[b] == ' ')) b++;
@@ -230,7 +253,7 @@ static long long helper_ttl_ms(void) {
 }
 #endif
 
-void kb_add_consumer(struct buf *req) {
+void kb_add_consumer(struct buf *req, const struct kb_call *call) {
 #if defined(__linux__) || defined(__APPLE__)
   long pid = (long)getppid();
   for (int depth = 0; depth < KB_CONSUMER_MAX_DEPTH && pid > 1; depth++) {
@@ -243,7 +266,7 @@ void kb_add_consumer(struct buf *req) {
     char cmd[KB_CONSUMER_CMDLINE_BYTES];
     const char *args[KB_CONSUMER_ARGV_CHECKED];
     size_t lens[KB_CONSUMER_ARGV_CHECKED];
-    if (is_word(name, len, KB_CLAUDE_NODE_MAIN_THREAD) && argv_linux(pid, cmd, args, lens) > 0) {
+    if (is_word(name, len, KB_NODE_MAIN_THREAD) && argv_linux(pid, cmd, args, lens) > 0) {
       size_t e = lens[0], b;
       while (e > 0 && args[0][e - 1] == '/') e--;
       for (b = e; b > 0 && args[0][b - 1] != '/';) b--;
@@ -251,9 +274,13 @@ void kb_add_consumer(struct buf *req) {
     }
 #endif
     if (!is_shell(name, len)) {
-      /* Keys in the protocol's order: pid, start, name, claudeCode, invocation, helperTtlMs. */
+      /* Keys in the protocol's order: pid, start, name, claudeCode, agent, invocation, helperTtlMs. */
+      const struct kb_agent *agent = NULL;
+      for (size_t k = 0; k < sizeof KB_AGENTS / sizeof KB_AGENTS[0] && !agent; k++) {
+        if (is_agent(&KB_AGENTS[k], name, len, pid, call)) agent = &KB_AGENTS[k];
+      }
+      int claude = agent && strcmp(agent->agent, KB_AGENT_CLAUDE_CODE) == 0;
       char num[32];
-      int claude = is_claude_code(name, len, pid);
       snprintf(num, sizeof num, "%ld", pid);
       buf_str(req, ",\"consumer\":{\"pid\":");
       buf_str(req, num);
@@ -264,12 +291,16 @@ void kb_add_consumer(struct buf *req) {
       buf_str(req, ",\"name\":");
       buf_json_latin1(req, name, len);
       buf_str(req, claude ? ",\"claudeCode\":true" : ",\"claudeCode\":false");
-      if (claude) {
+      if (agent && !claude) {
+        buf_str(req, ",\"agent\":");
+        buf_json_utf8(req, agent->agent, strlen(agent->agent));
+      }
+      if (agent) {
         buf_str(req, ",\"invocation\":\"");
-        buf_str(req, invocation(pid));
+        buf_str(req, invocation(agent, pid, call));
         buf_str(req, "\"");
       }
-      snprintf(num, sizeof num, "%lld", helper_ttl_ms());
+      snprintf(num, sizeof num, "%lld", call->refresh_interval_ms > 0 ? call->refresh_interval_ms : helper_ttl_ms());
       buf_str(req, ",\"helperTtlMs\":");
       buf_str(req, num);
       buf_str(req, "}");
@@ -278,6 +309,6 @@ void kb_add_consumer(struct buf *req) {
     pid = info.ppid;
   }
 #else
-  (void)req;
+  (void)req, (void)call;
 #endif
 }

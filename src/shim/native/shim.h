@@ -76,9 +76,18 @@ void kb_check_socket(const char *sock);
 
 /* ---- consumer.c: findConsumer, invocationOf ---- */
 
+/* What the command line told consumer detection (the Node shim's ShimCall; the format is raw). */
+struct kb_call {
+  /* The options given, by name (--socket, --refresh-interval-ms), for KB_TEST_ARG conditions. */
+  const char *options[2];
+  int option_count;
+  /* --refresh-interval-ms; 0 when not given. */
+  long long refresh_interval_ms;
+};
+
 /* Appends ,"consumer":{…} when the Node shim would send one: the nearest ancestor that is not a
  * shell. Hands over on a /proc format it does not expect rather than guess. */
-void kb_add_consumer(struct buf *req);
+void kb_add_consumer(struct buf *req, const struct kb_call *call);
 /* Up to size bytes of a (/proc) file; -1 when it cannot be read. */
 ssize_t kb_read_small(const char *file, char *out, size_t size);
 

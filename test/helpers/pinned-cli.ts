@@ -1,39 +1,72 @@
-// The real Claude Code CLI, for the tests that drive it. Not a devDependency (its ~400 MB would come
-// with every contributor's `npm ci`): installed from the npm registry on first use into
-// .cache/claude-code/<version>/ (ignored by git), the way .ci/run installs Node 22 and 24 into
-// .ci/node/. The version is pinned here and nowhere else.
+// The real agent CLIs the tests drive — Claude Code and Codex. Not devDependencies (each is ~400 MB
+// that would come with every contributor's `npm ci`): installed from the npm registry on first use
+// into .cache/<name>/<version>/ (ignored by git), the way .ci/run installs Node 22 and 24 into
+// .ci/node/. Each version is pinned here and nowhere else.
 //
 // Several vitest workers may ask at once: one takes a lock file and installs, the others wait for
 // it (at most the install's own time limit) and then use its result. The install goes into a
-// directory of its own and is renamed into place only once `claude --version` answers, so a
-// half-done install is never used, even one killed mid-way or racing a stale lock's new owner.
-// Any failure (the registry unreachable, a timeout) throws: the tests that need it fail, loudly.
+// directory of its own and is renamed into place only once `<bin> --version` answers with the
+// version, so a half-done install is never used, even one killed mid-way or racing a stale lock's
+// new owner. Any failure (the registry unreachable, a timeout) throws: the tests that need it
+// fail, loudly.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT } from './daemon.js';
 
-export const CLAUDE_CODE_VERSION = '2.1.332';
-export const CLAUDE_CODE_PACKAGE = '@anthropic-ai/claude-code';
+/** A CLI the tests install from the npm registry, pinned. */
+export interface PinnedCli {
+  /** The npm package. */
+  package: string;
+  version: string;
+  /** Its executable in node_modules/.bin. */
+  bin: string;
+  /** .cache/<cacheName> in this checkout holds its versions. */
+  cacheName: string;
+  /** Its install scripts put the platform's binary in place: allowed for the pinned version only. */
+  allowScripts: boolean;
+}
+
+/** Claude Code: its postinstall script fetches the platform's native binary. */
+export const CLAUDE_CODE: PinnedCli = {
+  package: '@anthropic-ai/claude-code',
+  version: '2.1.332',
+  bin: 'claude',
+  cacheName: 'claude-code',
+  allowScripts: true,
+};
+/**
+ * Codex: the platform's native binary comes as an optional dependency (@openai/codex-linux-x64 …,
+ * npm aliases of @openai/codex@<version>-<platform>); no install script. 0.169.0 is the release
+ * docs/codex.md was measured on.
+ */
+export const CODEX: PinnedCli = {
+  package: '@openai/codex',
+  version: '0.169.0',
+  bin: 'codex',
+  cacheName: 'codex',
+  allowScripts: false,
+};
+
 /** A registry install of ~400 MB on a slow link; CI's whole run has 90 minutes. */
-export const CLAUDE_CODE_INSTALL_TIMEOUT_MS = 10 * 60_000;
+export const CLI_INSTALL_TIMEOUT_MS = 10 * 60_000;
 
-export type ClaudeCodeInstallErrorCode = 'INSTALL_FAILED' | 'INSTALL_TIMEOUT' | 'LOCK_TIMEOUT' | 'NOT_RUNNABLE';
+export type CliInstallErrorCode = 'INSTALL_FAILED' | 'INSTALL_TIMEOUT' | 'LOCK_TIMEOUT' | 'NOT_RUNNABLE';
 
-export class ClaudeCodeInstallError extends Error {
+export class CliInstallError extends Error {
   constructor(
-    readonly code: ClaudeCodeInstallErrorCode,
+    readonly code: CliInstallErrorCode,
     message: string,
   ) {
     super(message);
-    this.name = 'ClaudeCodeInstallError';
+    this.name = 'CliInstallError';
   }
 }
 
-export interface ClaudeCodeOptions {
+export interface PinnedCliOptions {
   version?: string;
-  /** Where versions are installed (default: .cache/claude-code in this checkout). */
+  /** Where versions are installed (default: .cache/<cacheName> in this checkout). */
   cacheDir?: string;
   /** Extra environment for npm (tests of this helper point it at a fake registry). */
   env?: NodeJS.ProcessEnv;
@@ -41,12 +74,23 @@ export interface ClaudeCodeOptions {
 }
 
 /** The `claude` executable of the pinned version, installed first if it is not there yet. */
-export async function claudeCode(options: ClaudeCodeOptions = {}): Promise<string> {
-  const version = options.version ?? CLAUDE_CODE_VERSION;
-  const cacheDir = options.cacheDir ?? path.join(ROOT, '.cache', 'claude-code');
-  const timeoutMs = options.timeoutMs ?? CLAUDE_CODE_INSTALL_TIMEOUT_MS;
+export function claudeCode(options: PinnedCliOptions = {}): Promise<string> {
+  return installedCli(CLAUDE_CODE, options);
+}
+
+/** The `codex` executable (npm's launcher) of the pinned version, installed first if need be. */
+export function codex(options: PinnedCliOptions = {}): Promise<string> {
+  return installedCli(CODEX, options);
+}
+
+/** The executable of `cli`, installed first if it is not there yet. */
+export async function installedCli(cli: PinnedCli, options: PinnedCliOptions = {}): Promise<string> {
+  const version = options.version ?? cli.version;
+  const cacheDir = options.cacheDir ?? path.join(ROOT, '.cache', cli.cacheName);
+  const timeoutMs = options.timeoutMs ?? CLI_INSTALL_TIMEOUT_MS;
+  const label = `${cli.package}@${version}`;
   const dir = path.join(cacheDir, version);
-  const bin = path.join(dir, 'node_modules', '.bin', 'claude');
+  const bin = path.join(dir, 'node_modules', '.bin', cli.bin);
   if (fs.existsSync(bin)) return bin;
   fs.mkdirSync(cacheDir, { recursive: true });
   const lock = path.join(cacheDir, `${version}.lock`);
@@ -56,16 +100,16 @@ export async function claudeCode(options: ClaudeCodeOptions = {}): Promise<strin
     if (fs.existsSync(bin)) return bin;
     if (takeLock(lock)) {
       try {
-        if (!fs.existsSync(bin)) await install(dir, version, options.env ?? {}, timeoutMs);
+        if (!fs.existsSync(bin)) await install(cli, dir, version, options.env ?? {}, timeoutMs);
         return bin;
       } finally {
         fs.rmSync(lock, { force: true });
       }
     }
     if (Date.now() > deadline)
-      throw new ClaudeCodeInstallError(
+      throw new CliInstallError(
         'LOCK_TIMEOUT',
-        `waited ${Math.round((timeoutMs + 30_000) / 1000)} s for another test process to install ${CLAUDE_CODE_PACKAGE}@${version} into ${dir}; if none is running, remove ${lock}`,
+        `waited ${Math.round((timeoutMs + 30_000) / 1000)} s for another test process to install ${label} into ${dir}; if none is running, remove ${lock}`,
       );
     // Polling the lock file: what we wait for is the other process's install to end.
     await sleep(250);
@@ -104,20 +148,26 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function install(dir: string, version: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
+async function install(
+  cli: PinnedCli,
+  dir: string,
+  version: string,
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<void> {
+  const label = `${cli.package}@${version}`;
   const work = `${dir}.partial-${process.pid}`;
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
   try {
-    // Its postinstall puts the platform's binary in place: allowed for this pinned version only.
     fs.writeFileSync(
       path.join(work, 'package.json'),
       `${JSON.stringify(
         {
-          name: 'keybroker-test-claude-code',
+          name: `keybroker-test-${cli.cacheName}`,
           private: true,
-          dependencies: { [CLAUDE_CODE_PACKAGE]: version },
-          allowScripts: { [`${CLAUDE_CODE_PACKAGE}@${version}`]: true },
+          dependencies: { [cli.package]: version },
+          ...(cli.allowScripts && { allowScripts: { [label]: true } }),
         },
         null,
         2,
@@ -130,21 +180,21 @@ async function install(dir: string, version: string, env: NodeJS.ProcessEnv, tim
       { cwd: work, env: { ...process.env, ...env }, timeoutMs },
     );
     if (npm.timedOut)
-      throw new ClaudeCodeInstallError(
+      throw new CliInstallError(
         'INSTALL_TIMEOUT',
-        `npm install ${CLAUDE_CODE_PACKAGE}@${version} did not finish within ${Math.round(timeoutMs / 1000)} s; stopped`,
+        `npm install ${label} did not finish within ${Math.round(timeoutMs / 1000)} s; stopped`,
       );
     if (npm.code !== 0)
-      throw new ClaudeCodeInstallError(
+      throw new CliInstallError(
         'INSTALL_FAILED',
-        `npm install ${CLAUDE_CODE_PACKAGE}@${version} failed (exit ${npm.code}) — is the npm registry reachable? ${lastLines(npm.output)}`,
+        `npm install ${label} failed (exit ${npm.code}) — is the npm registry reachable? ${lastLines(npm.output)}`,
       );
-    const claude = path.join(work, 'node_modules', '.bin', 'claude');
-    const check = await runBounded(claude, ['--version'], { cwd: work, env: process.env, timeoutMs: 60_000 });
+    const bin = path.join(work, 'node_modules', '.bin', cli.bin);
+    const check = await runBounded(bin, ['--version'], { cwd: work, env: process.env, timeoutMs: 60_000 });
     if (check.code !== 0 || !check.output.includes(version))
-      throw new ClaudeCodeInstallError(
+      throw new CliInstallError(
         'NOT_RUNNABLE',
-        `${CLAUDE_CODE_PACKAGE}@${version} installed, but \`claude --version\` answered (exit ${check.code}): ${lastLines(check.output)}`,
+        `${label} installed, but \`${cli.bin} --version\` answered (exit ${check.code}): ${lastLines(check.output)}`,
       );
     try {
       fs.renameSync(work, dir);
@@ -153,9 +203,7 @@ async function install(dir: string, version: string, env: NodeJS.ProcessEnv, tim
       if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
     }
     const shown = path.relative(ROOT, dir).startsWith('..') ? dir : path.relative(ROOT, dir);
-    console.log(
-      `installed ${CLAUDE_CODE_PACKAGE}@${version} into ${shown} in ${Math.round((Date.now() - started) / 1000)} s`,
-    );
+    console.log(`installed ${label} into ${shown} in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

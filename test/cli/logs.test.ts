@@ -1,0 +1,223 @@
+// keybroker logs: readable lines from a real autostarted daemon's daemon.log (never a key), its
+// filters, colour on a terminal (script(1)) and the conventions that turn it off, -f across a
+// rotation, and the journal for a daemon systemd runs (a fake journalctl on PATH).
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/protocol/messages.js';
+import {
+  baseEnv,
+  CLI,
+  daemonWorkspace,
+  privateTempDir,
+  run,
+  SHIM,
+  startAsSystemd,
+  stopAutostarted,
+  waitFor,
+} from '../helpers/daemon.js';
+
+const KEY = 'sk-logs-7c3b9e41d2';
+const dirs: string[] = [];
+const tempDir = (): string => {
+  const dir = privateTempDir('kb-logs-');
+  dirs.push(dir);
+  return dir;
+};
+const ESC = '\u001b[';
+const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
+
+/** Each --json line as its record. */
+const records = (stdout: string): Array<{ level: number; time?: string; msg: string }> =>
+  stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { level: number; time?: string; msg: string });
+
+describe('keybroker logs, from an autostarted daemon', () => {
+  const dir = tempDir();
+  const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KEYBROKER_LOG_LEVEL: 'debug', KB_LOGS_KEY: KEY });
+  const cli = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
+    run(process.execPath, [CLI, ...args], { env: { ...env, ...extra } });
+
+  beforeAll(async () => {
+    fs.writeFileSync(
+      env.KEYBROKER_CONFIG!,
+      "profiles:\n  default:\n    source: env:KB_LOGS_KEY\n  broken:\n    source: 'exec:exit 3'\n",
+      { mode: 0o600 },
+    );
+    // The key served, refreshed and asked for in every way the log could record it.
+    for (const args of ['', 'default', '--refresh default', 'broken'])
+      await run('/bin/sh', ['-c', `${SHIM} ${args}`], { env });
+  });
+  afterAll(() => stopAutostarted(env));
+
+  it('prints readable lines: date, time, level, message, fields — and never the key', async () => {
+    const r = await cli(['logs']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(3);
+    for (const line of lines)
+      expect(line).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) /);
+    expect(r.stdout).not.toContain(KEY);
+    expect(r.stdout).not.toContain(ESC); // not a terminal: no colour
+  });
+
+  it('--json prints the records as written, and never the key', async () => {
+    const r = await cli(['logs', '--json']);
+    expect(r.code).toBe(0);
+    expect(records(r.stdout).length).toBeGreaterThan(3);
+    expect(r.stdout).not.toContain(KEY);
+  });
+
+  it('--level keeps that level and worse', async () => {
+    const all = records((await cli(['logs', '--json'])).stdout);
+    const warn = records((await cli(['logs', '--json', '--level', 'warn'])).stdout);
+    expect(all.some((rec) => rec.level < 40)).toBe(true);
+    expect(warn.length).toBeGreaterThan(0);
+    expect(warn.every((rec) => rec.level >= 40)).toBe(true);
+  });
+
+  it.skipIf(!script)('colours the level on a terminal; NO_COLOR and --no-color turn it off', async () => {
+    const tty = (args: string, extra: NodeJS.ProcessEnv = {}) =>
+      run(script!, ['-qec', `${process.execPath} ${CLI} ${args}`, '/dev/null'], {
+        env: { ...env, TERM: 'xterm', ...extra },
+      });
+    const coloured = await tty('logs');
+    expect(coloured.code).toBe(0);
+    expect(coloured.stdout).toContain(ESC);
+    expect(coloured.stdout).not.toContain(KEY);
+    expect((await tty('logs', { NO_COLOR: '1' })).stdout).not.toContain(ESC);
+    expect((await tty('logs --no-color')).stdout).not.toContain(ESC);
+  });
+
+  it('FORCE_COLOR colours a pipe', async () => {
+    expect((await cli(['logs'], { FORCE_COLOR: '1' })).stdout).toContain(ESC);
+  });
+});
+
+describe('keybroker logs, from a daemon.log written here', () => {
+  const line = (ageMs: number, level: number, msg: string): string =>
+    `${JSON.stringify({ level, time: new Date(Date.now() - ageMs).toISOString(), pid: 1, name: 'keybroker', msg })}\n`;
+
+  it('--since keeps the recent lines, across daemon.log.1 and daemon.log', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const log = path.join(path.dirname(w.socket), 'daemon.log');
+    fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(`${log}.1`, line(3 * 3600_000, 30, 'old') + line(30 * 60_000, 30, 'recent-1'), { mode: 0o600 });
+    fs.writeFileSync(log, line(60_000, 40, 'recent-2'), { mode: 0o600 });
+    const r = await w.cli(['logs', '--json', '--since', '1h']);
+    expect(r.code).toBe(0);
+    expect(records(r.stdout).map((rec) => rec.msg)).toEqual(['recent-1', 'recent-2']);
+  });
+
+  it('-n keeps the last lines that pass the filter', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const log = path.join(path.dirname(w.socket), 'daemon.log');
+    fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(log, ['a', 'b', 'c', 'd'].map((m, i) => line(0, i % 2 ? 40 : 30, m)).join(''), { mode: 0o600 });
+    const r = await w.cli(['logs', '--json', '-n', '2']);
+    expect(records(r.stdout).map((rec) => rec.msg)).toEqual(['c', 'd']);
+    const warn = await w.cli(['logs', '--json', '-n', '1', '--level', 'warn']);
+    expect(records(warn.stdout).map((rec) => rec.msg)).toEqual(['d']);
+  });
+
+  it('shows a control character in a message rather than sending it to the terminal', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const log = path.join(path.dirname(w.socket), 'daemon.log');
+    fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(log, line(0, 50, 'evil \u001b]0;title\u0007 text'), { mode: 0o600 });
+    const r = await w.cli(['logs']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain('\u001b');
+    expect(r.stdout).not.toContain('\u0007');
+  });
+
+  it('-f follows daemon.log across a rotation', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const log = path.join(path.dirname(w.socket), 'daemon.log');
+    fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(log, line(0, 30, 'before'), { mode: 0o600 });
+    const child = spawn(process.execPath, [CLI, 'logs', '-f', '--json'], {
+      env: w.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const seen = (msgs: string[]) => () => msgs.every((m) => out.includes(`"msg":"${m}"`));
+    try {
+      await waitFor(seen(['before']), 10_000, 'the first line');
+      fs.appendFileSync(log, line(0, 30, 'appended'));
+      await waitFor(seen(['appended']), 10_000, 'an appended line');
+      // As the daemon rotates: the last line into the old file, rename, a new file.
+      fs.appendFileSync(log, line(0, 30, 'last-of-old'));
+      fs.renameSync(log, `${log}.1`);
+      fs.writeFileSync(log, line(0, 30, 'first-of-new'), { mode: 0o600 });
+      await waitFor(seen(['last-of-old', 'first-of-new']), 10_000, 'lines across the rotation');
+      expect(records(out).map((rec) => rec.msg)).toEqual(['before', 'appended', 'last-of-old', 'first-of-new']);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('exits NOT_FOUND when there is no log yet', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    expect((await w.cli(['logs'])).code).toBe(ERROR_CODES.NOT_FOUND);
+  });
+
+  it('refuses a daemon.log that is a symbolic link', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const log = path.join(path.dirname(w.socket), 'daemon.log');
+    fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
+    fs.symlinkSync('/etc/passwd', log);
+    expect((await w.cli(['logs'])).code).toBe(ERROR_CODES.UNSAFE_PATH);
+  });
+
+  it('rejects an unknown --level and a bad --since', async () => {
+    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    expect((await w.cli(['logs', '--level', 'loud'])).code).toBe(ERROR_CODES.USAGE);
+    expect((await w.cli(['logs', '--since', 'yesterday'])).code).toBe(ERROR_CODES.USAGE);
+  });
+});
+
+describe('keybroker logs, for a daemon systemd runs', () => {
+  it('reads the journal with journalctl --user -u keybroker.service -o json', async () => {
+    const dir = tempDir();
+    const w = daemonWorkspace(dir, 'profiles:\n  default:\n    source: env:KB_LOGS_KEY\n');
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    const calls = path.join(dir, 'journalctl.args');
+    const pino = JSON.stringify({ level: 30, time: '2026-01-02T03:04:05.000Z', pid: 7, msg: 'listening', socket: 'x' });
+    const systemd = JSON.stringify({
+      MESSAGE: 'Started keybroker.service.',
+      PRIORITY: '6',
+      __REALTIME_TIMESTAMP: '1767323045000000',
+    });
+    const journal = [
+      JSON.stringify({ MESSAGE: pino, PRIORITY: '6', __REALTIME_TIMESTAMP: '1767323045000000' }),
+      systemd,
+    ];
+    fs.writeFileSync(
+      path.join(bin, 'journalctl'),
+      `#!/bin/sh\nprintf '%s\\n' "$*" > '${calls}'\ncat <<'EOF'\n${journal.join('\n')}\nEOF\n`,
+      { mode: 0o755 },
+    );
+    const daemon = await startAsSystemd(w);
+    try {
+      const r = await w.cli(['logs', '--json'], { PATH: `${bin}:${process.env.PATH}` });
+      expect(r.code).toBe(0);
+      expect(fs.readFileSync(calls, 'utf8').trim()).toBe('--user -u keybroker.service -o json --no-pager');
+      const got = records(r.stdout);
+      expect(got.map((rec) => rec.msg)).toEqual(['listening', 'Started keybroker.service.']);
+      expect(got[1]!.level).toBe(30);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+  });
+});
+
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});

@@ -1,0 +1,72 @@
+// The 401 path for Codex, end to end: a stand-in Codex process runs the real shim as a model
+// provider's auth command (directly, with the --refresh-interval-ms that `setup codex` writes); a
+// repeat run soon after the last means the key it holds was rejected. The same process's agent
+// running the shim through its exec_command tool never does, even with the very same arguments.
+// Run against both shims: they follow one table of rules (src/shim/consumer.ts, AGENT_RULES).
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../../src/protocol/messages.js';
+import { SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { startFakeCodex, type FakeCodex } from '../helpers/fake-claude.js';
+
+describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
+  describe.skipIf(skip !== undefined)(skip ?? 'with a real daemon', () => {
+    let d: DaemonHandle;
+    let codex: FakeCodex | undefined;
+    const fetchCount = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
+    const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
+    /** What `keybroker setup codex` writes: the shim, the refresh interval, the profile. */
+    const auth = [shim, '--refresh-interval-ms', '300000', 'work'];
+    const ok = (value: string): object => ({ code: 0, stdout: `${value}\n`, stderr: '' });
+
+    beforeEach(async () => {
+      d = await startDaemon({
+        config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
+      });
+      rotate('sk-old');
+      codex = startFakeCodex(d.dir, d.env);
+    });
+    afterEach(async () => {
+      codex?.close();
+      codex = undefined;
+      await d.stop();
+      fs.rmSync(d.dir, { recursive: true, force: true });
+    });
+
+    it('a Codex whose key got a 401 gets the rotated key when it runs its auth command again', async () => {
+      expect(await codex!.runAuth(auth)).toEqual(ok('sk-old'));
+      rotate('sk-new');
+      expect(await codex!.runAuth(auth)).toEqual(ok('sk-new'));
+      expect(fetchCount()).toBe(2);
+      expect(d.log()).toContain('its key was probably rejected');
+    });
+
+    it('a revoked key: the unchanged key once more, then KEY_REJECTED instead of a retry loop', async () => {
+      expect(await codex!.runAuth(auth)).toEqual(ok('sk-old'));
+      expect(await codex!.runAuth(auth)).toEqual(ok('sk-old'));
+      const third = await codex!.runAuth(auth);
+      expect(third.code).toBe(ERROR_CODES.KEY_REJECTED);
+      expect(third.stdout).toBe('');
+      expect(third.stderr).toMatch(/^keybroker: [^\n]+\n$/);
+      // The first fetch, and one per suspected rejection: bounded, whatever Codex does next.
+      expect(fetchCount()).toBeLessThanOrEqual(3);
+    });
+
+    it('the agent running the shim through exec_command, even with the auth command’s arguments, gets ordinary reads', async () => {
+      expect(await codex!.runAuth(auth)).toEqual(ok('sk-old'));
+      for (let i = 0; i < 3; i++) expect(await codex!.tool(auth.join(' '))).toEqual(ok('sk-old'));
+      for (let i = 0; i < 2; i++) expect(await codex!.tool(`${shim} work`)).toEqual(ok('sk-old'));
+      expect(fetchCount()).toBe(1);
+      expect(d.log()).not.toContain('its key was probably rejected');
+      // The auth command's next run (here soon after its first, as after a 401) is still the one repeat.
+      expect(await codex!.runAuth(auth)).toEqual(ok('sk-old'));
+      expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
+    });
+
+    it('an auth command written without --refresh-interval-ms gets ordinary reads', async () => {
+      for (let i = 0; i < 3; i++) expect(await codex!.runAuth([shim, 'work'])).toEqual(ok('sk-old'));
+      expect(fetchCount()).toBe(1);
+    });
+  });
+});
