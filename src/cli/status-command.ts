@@ -25,7 +25,8 @@ needs sign-in (the source wants you to authenticate).
 
 "here" names the profile a helper without a profile argument gets in this directory, and why;
 "hardened" what the daemon's hardening addon gave it (--json: daemon.hardening; see docs/security.md);
-"audit" shows the audit trail's file, records written and dropped (see: keybroker audit --help).
+"audit" shows the audit trail's file, records written and dropped (see: keybroker audit --help);
+"telemetry" where the OpenTelemetry export sends and what it sent and dropped (docs/telemetry.md).
 
 FRESH FOR is the time left before the cached value is refetched; EXPIRES IN is the time left
 before the value itself stops working, for values that say (a JWT's exp, an exec source's
@@ -132,6 +133,14 @@ export function renderStatus(reply: StatusReply, here?: string, colours?: Colour
       lines.push(
         `warning  audit trail: ${a.dropped} record${a.dropped === 1 ? '' : 's'} dropped (buffer full or a write failed)`,
       );
+  }
+  const t = reply.telemetry;
+  if (t) {
+    const where = t.metrics ?? (t.fromEnvironment ? 'OTEL_EXPORTER_OTLP_* (the service environment)' : 'nowhere');
+    lines.push(
+      `telemetry ${where}: ${t.logRecords.exported} records sent, ${t.logRecords.dropped} dropped${t.orgSalt ? ", organisation's salt" : ''}`,
+    );
+    if (t.lastError) lines.push(`warning  telemetry: ${t.lastError.message}`);
   }
   lines.push('');
   const tableStart = lines.length;

@@ -167,6 +167,8 @@ export interface StartOptions {
   wait?: boolean;
   /** Run this keybroker CLI instead of the checkout's (another build, for upgrade tests). */
   cli?: string;
+  /** More arguments for `keybroker daemon` (e.g. --telemetry-env). */
+  args?: string[];
 }
 
 export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -243,7 +245,8 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   const dir = options.dir ?? privateTempDir();
   const workspace = daemonWorkspace(dir, options.config, options.env);
   const { env } = workspace;
-  const proc = spawn(process.execPath, [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug'], {
+  const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];
+  const proc = spawn(process.execPath, argv, {
     env,
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
