@@ -6,7 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
+import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
+
+/** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
+export { shellQuote };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -137,7 +141,7 @@ export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.P
     env,
     request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
     shim: (args = '', extra = {}, shimPath = SHIM) =>
-      run('/bin/sh', ['-c', `${shimPath} ${args}`], { env: { ...env, ...extra } }),
+      run('/bin/sh', ['-c', `${shellQuote(shimPath)} ${args}`], { env: { ...env, ...extra } }),
     cli: (args, extra = {}, input) =>
       run(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, ...(input !== undefined && { input }) }),
     writeConfig,

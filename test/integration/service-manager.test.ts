@@ -28,6 +28,7 @@ import {
   startDaemon,
   stopAutostarted,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
@@ -184,7 +185,7 @@ describe('service install on Linux (systemd user units)', () => {
       await stopAutostarted(env);
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    expect((await run('/bin/sh', ['-c', SHIM], { env })).code).toBe(0);
+    expect((await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).code).toBe(0);
     const pid = await daemonPid(env);
     const h = host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' });
     h.clientSocket = env.KEYBROKER_SOCKET!;
