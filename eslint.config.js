@@ -98,9 +98,16 @@ const ZONES = {
       'src/config/',
       'src/cache/',
       'src/audit/',
+      'src/telemetry/',
       'adapters/registry.ts',
     ],
     why: 'the daemon uses the cache, config and protocol; never the CLI, integration, shim or an adapter directly (the registry loads them)',
+  },
+  'src/telemetry/': {
+    // The daemon hands it what to report (records, statuses, a way to read a profile): it never
+    // reaches into the cache, and only otel-export.ts imports the OpenTelemetry SDK.
+    allow: [...CORE, 'src/log.ts', 'src/version.ts', 'src/protocol/', 'src/config/', 'src/audit/'],
+    why: 'telemetry reports what the daemon hands it: no cache, daemon, CLI, integration or adapters',
   },
   'src/integration/': {
     allow: [

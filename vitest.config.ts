@@ -1,8 +1,18 @@
-import { defineConfig } from 'vitest/config';
+import os from 'node:os';
+import { configDefaults, defineConfig } from 'vitest/config';
+import { EXTERNAL_TESTS, externalTestsOff } from './test/external.js';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The tests that drive real external programs run once per CI run (test/external.ts).
+    exclude: [...configDefaults.exclude, ...(externalTestsOff() ? EXTERNAL_TESTS : [])],
+    // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts).
+    setupFiles: ['test/setup/tmp-mode-guard.ts'],
+    // Vitest's default is one worker per core but one: a single worker on CI's 2 cores. The test
+    // files mostly wait on the daemons, shims and compilers they spawn (a full run: 443 s of CPU in
+    // ~270 s on an idle machine with one worker), so a second worker fills the other core's gaps.
+    maxWorkers: Math.max(2, os.availableParallelism() - 1),
     // Process tests spawn real daemons and shims; give them room on a loaded CI box.
     testTimeout: 30_000,
     hookTimeout: 30_000,

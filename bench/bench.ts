@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { sendRequest } from '../src/client/client.js';
 import type { GetRequest, Reply } from '../src/protocol/messages.js';
@@ -75,6 +75,7 @@ const USAGE = `usage: npm run bench -- [--runs N] [--duration S] [--clients N]
   --duration S   seconds of load on each server, daemon and floor (default ${DEFAULTS.durationS})
   --clients N    concurrent connection-per-request clients (default ${DEFAULTS.clients})
   --no-audit     run the daemon with "audit: false" (compare the audit trail's cost)
+  --telemetry    export to a local OTLP receiver (telemetry: on, 1 s interval: its cost in RSS)
 
 Prints a table (figure, floor, ratio, goal, pass/miss), then one JSON line with every number.`;
 
@@ -85,10 +86,18 @@ interface Options {
   durationS: number;
   clients: number;
   audit: boolean;
+  telemetry: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
-  let values: { runs?: string; duration?: string; clients?: string; 'no-audit'?: boolean; help?: boolean };
+  let values: {
+    runs?: string;
+    duration?: string;
+    clients?: string;
+    'no-audit'?: boolean;
+    telemetry?: boolean;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -97,6 +106,7 @@ function parseOptions(argv: string[]): Options {
         duration: { type: 'string' },
         clients: { type: 'string' },
         'no-audit': { type: 'boolean' },
+        telemetry: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -118,7 +128,7 @@ function parseOptions(argv: string[]): Options {
     throw new BenchError(`--duration takes a number of seconds > 0 (got ${values.duration})`);
   if (!Number.isInteger(clients) || clients < 1)
     throw new BenchError(`--clients takes a whole number >= 1 (got ${values.clients})`);
-  return { runs, durationS, clients, audit: !values['no-audit'] };
+  return { runs, durationS, clients, audit: !values['no-audit'], telemetry: Boolean(values.telemetry) };
 }
 
 // ---- the workspace: a private directory with the key, the config and both sockets ----
@@ -132,7 +142,7 @@ interface Workspace {
   env: NodeJS.ProcessEnv;
 }
 
-function createWorkspace(audit: boolean): Workspace {
+function createWorkspace(audit: boolean, telemetryEndpoint: string | undefined): Workspace {
   // Short base path: a Unix socket path must fit in ~104 bytes.
   const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
   const dir = fs.mkdtempSync(path.join(base, 'kb-bench-'));
@@ -144,7 +154,7 @@ function createWorkspace(audit: boolean): Workspace {
   const config = path.join(dir, 'config.yaml');
   fs.writeFileSync(
     config,
-    `${audit ? '' : 'audit: false\n'}profiles:\n  ${PROFILE}:\n    source: ${JSON.stringify(`file:${keyFile}`)}\n`,
+    `${audit ? '' : 'audit: false\n'}${telemetryEndpoint ? `telemetry:\n  endpoint: ${telemetryEndpoint}\n  interval: 1s\n` : ''}profiles:\n  ${PROFILE}:\n    source: ${JSON.stringify(`file:${keyFile}`)}\n`,
     { mode: 0o600 },
   );
   const emptyEsm = path.join(dir, 'empty.mjs');
@@ -549,6 +559,29 @@ function keychainRows(keychain: KeychainFigures | { skipped: string }, fileIdleK
 
 // ---- main ----
 
+/**
+ * The OTLP receiver for --telemetry, in a process of its own: the start-up runs block this one
+ * (spawnSync), and a collector that cannot answer would make the daemon's exports time out.
+ */
+async function startReceiver(): Promise<{ url: string; proc: ChildProcess }> {
+  const module = pathToFileURL(path.join(HERE, '..', 'test', 'fakes', 'fake-otlp-receiver.js')).href;
+  const proc = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { FakeOtlpReceiver } = await import(${JSON.stringify(module)}); const r = new FakeOtlpReceiver(); console.log(await r.listen()); setInterval(() => r.requests.splice(0), 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  children.add(proc);
+  const url = await new Promise<string>((resolve, reject) => {
+    proc.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
+    proc.once('exit', () => reject(new BenchError('the OTLP receiver did not start')));
+  });
+  return { url, proc };
+}
+
 function sleep(msec: number): Promise<void> {
   return new Promise((r) => setTimeout(r, msec));
 }
@@ -560,7 +593,8 @@ async function main(): Promise<number> {
       throw new BenchError(`${file} is missing: run \`npm run build\` (npm run bench does it for you)`);
   }
   const loadAtStart = os.loadavg();
-  const work = createWorkspace(options.audit);
+  const receiver = options.telemetry ? await startReceiver() : undefined;
+  const work = createWorkspace(options.audit, receiver?.url);
   const removeWorkspace = (): void => fs.rmSync(work.dir, { recursive: true, force: true });
   process.on('exit', () => {
     for (const child of children) child.kill('SIGTERM');
@@ -613,10 +647,12 @@ async function main(): Promise<number> {
   // Every get under load is an audit record: how many appends did they cost?
   const status = await sendRequest(work.socket, { v: 1, op: 'status' }, { timeoutMs: 10_000 });
   const audit = status.ok && 'audit' in status ? status.audit : undefined;
+  const telemetry = status.ok && 'telemetry' in status ? status.telemetry : undefined;
 
   const stopped = await daemon.stop();
   const socketLeft = fs.existsSync(work.socket);
   await floor.stop();
+  receiver?.proc.kill('SIGTERM');
   const keychain = await benchKeychain(path.join(work.dir, 'keychain'), options, keyringLauncher(work));
   const totalS = (performance.now() - started) / 1000;
 
@@ -672,6 +708,16 @@ async function main(): Promise<number> {
         result: audit.dropped > 0 ? `info (${audit.dropped} dropped)` : 'info',
       }
     : { figure: 'audit trail', measured: 'off', floor: '-', ratio: '-', goal: '-', result: 'info' };
+  const telemetryRow = telemetry
+    ? {
+        figure: 'telemetry: records exported / dropped',
+        measured: `${telemetry.logRecords.exported} exported`,
+        floor: `${telemetry.logRecords.dropped} dropped`,
+        ratio: '-',
+        goal: '-',
+        result: 'info',
+      }
+    : { figure: 'telemetry', measured: 'off', floor: '-', ratio: '-', goal: '-', result: 'info' };
   printTable([
     {
       figure: `warm shim vs node -e 0 (median, direct spawn)`,
@@ -771,6 +817,7 @@ async function main(): Promise<number> {
         ]
       : []),
     auditRow,
+    telemetryRow,
     {
       figure: `daemon RSS idle, just started, vs trivial server`,
       measured: mib(rss.idleKiB),

@@ -12,7 +12,8 @@
 // Versions: the source's version label where it has one (Vault KV version, Secrets Manager
 // VersionId), else HMAC-SHA256 of the value under a random per-install salt (audit.salt, 0600,
 // beside the file), 12 hex digits: equal values give equal fingerprints, and without the salt a
-// fingerprint cannot confirm a guessed key.
+// fingerprint cannot confirm a guessed key. With `telemetry.salt` the organisation's salt replaces
+// it, so fingerprints compare across laptops; each record also goes to a listener (the export).
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -65,7 +66,11 @@ export class AuditLog {
   readonly #maxBuffered: number;
   readonly #maxFileBytes: number;
   #enabled: boolean;
-  #salt: Buffer | undefined;
+  /** This installation's salt (audit.salt), and the organisation's (telemetry.salt) that overrides it. */
+  #localSalt: Buffer | undefined;
+  #orgSalt: Buffer | undefined;
+  /** Gets each record as it is made, whether or not the trail is on (the telemetry export). */
+  #listener: ((record: AuditRecord) => void) | undefined;
   #buffer: string[] = [];
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> | undefined;
@@ -95,9 +100,9 @@ export class AuditLog {
    * the log; the daemon serves on, counting the records it cannot keep.
    */
   async open(): Promise<void> {
-    if (!this.#enabled || this.#salt) return;
+    if (!this.#wanted || this.#localSalt) return;
     try {
-      this.#salt = await loadAuditSalt(this.#dir);
+      this.#localSalt = await loadAuditSalt(this.#dir);
       this.#lastError = null;
     } catch (err) {
       this.#fail(err, 'cannot open the audit trail');
@@ -106,6 +111,36 @@ export class AuditLog {
 
   get enabled(): boolean {
     return this.#enabled;
+  }
+
+  /** Records are made for the trail, or for a listener. */
+  get #wanted(): boolean {
+    return this.#enabled || this.#listener !== undefined;
+  }
+
+  get #salt(): Buffer | undefined {
+    return this.#orgSalt ?? this.#localSalt;
+  }
+
+  /** Hand every record to `listener` too (undefined: stop). */
+  async setListener(listener: ((record: AuditRecord) => void) | undefined): Promise<void> {
+    this.#listener = listener;
+    await this.open();
+  }
+
+  /**
+   * Fingerprint under the organisation's salt (`telemetry.salt`), so fingerprints compare across
+   * laptops; undefined: this installation's own again.
+   */
+  useOrgSalt(salt: Buffer | undefined): void {
+    if (salt === this.#orgSalt || (salt && this.#orgSalt?.equals(salt))) return;
+    this.#orgSalt = salt;
+    this.#fingerprints = new WeakMap();
+  }
+
+  /** Fingerprints are made under the organisation's salt. */
+  get orgSalt(): boolean {
+    return this.#orgSalt !== undefined;
   }
 
   /** `audit: false` in a reloaded config stops recording (what is buffered is still written). */
@@ -118,19 +153,26 @@ export class AuditLog {
 
   /** Queue one record. Never throws, never waits. */
   record(event: AuditEvent): void {
-    if (!this.#enabled) return;
-    if (!this.#salt || this.#buffer.length >= this.#maxBuffered) {
-      this.#dropped++;
+    if (!this.#wanted) return;
+    if (!this.#salt || (!this.#listener && this.#buffer.length >= this.#maxBuffered)) {
+      if (this.#enabled) this.#dropped++;
       return;
     }
     const { served, rejected, ...rest } = event;
-    const record: AuditRecord = {
+    const made: AuditRecord = {
       time: new Date(this.#now()).toISOString(),
       ...rest,
       ...(served && this.#versionOf(served)),
     };
-    if (rejected) record.rejected = this.#versionOf(rejected);
-    this.#buffer.push(JSON.stringify(orderKeys(record)));
+    if (rejected) made.rejected = this.#versionOf(rejected);
+    const record = orderKeys(made);
+    this.#listener?.(record);
+    if (!this.#enabled) return;
+    if (this.#buffer.length >= this.#maxBuffered) {
+      this.#dropped++;
+      return;
+    }
+    this.#buffer.push(JSON.stringify(record));
     this.#schedule();
   }
 

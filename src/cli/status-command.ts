@@ -28,7 +28,8 @@ table; it clears once a refresh brings a different value).
 
 "here" names the profile a helper without a profile argument gets in this directory, and why;
 "hardened" what the daemon's hardening addon gave it (--json: daemon.hardening; see docs/security.md);
-"audit" shows the audit trail's file, records written and dropped (see: keybroker audit --help).
+"audit" shows the audit trail's file, records written and dropped (see: keybroker audit --help);
+"telemetry" where the OpenTelemetry export sends and what it sent and dropped (docs/telemetry.md).
 
 FRESH FOR is the time left before the cached value is refetched; EXPIRES IN is the time left
 before the value itself stops working, for values that say (a JWT's exp, an exec source's
@@ -92,6 +93,16 @@ function stateVerdict(p: ProfileStatus): 'ok' | 'warn' | 'fail' | undefined {
   return undefined;
 }
 
+/** The lines under the table about one profile: a key refused as rejected, unmarked consumers. */
+function profileNotes(p: ProfileStatus, now: number): string[] {
+  const lines: string[] = [];
+  const rejected = rejectionNote(p, now);
+  if (rejected) lines.push(`rejected profile "${p.name}": ${rejected.message} — ${rejected.fix}`);
+  const note = unmarkedNote(p);
+  if (note) lines.push(`note     profile "${p.name}": ${note}`);
+  return lines;
+}
+
 export function renderStatus(reply: StatusReply, here?: string, colours?: Colours, now = Date.now()): string {
   const d = reply.daemon;
   // "warning  …" and "error    …" lines: the label in its verdict's colour.
@@ -141,6 +152,14 @@ export function renderStatus(reply: StatusReply, here?: string, colours?: Colour
         `warning  audit trail: ${a.dropped} record${a.dropped === 1 ? '' : 's'} dropped (buffer full or a write failed)`,
       );
   }
+  const t = reply.telemetry;
+  if (t) {
+    const where = t.metrics ?? (t.fromEnvironment ? 'OTEL_EXPORTER_OTLP_* (the service environment)' : 'nowhere');
+    lines.push(
+      `telemetry ${where}: ${t.logRecords.exported} records sent, ${t.logRecords.dropped} dropped${t.orgSalt ? ", organisation's salt" : ''}`,
+    );
+    if (t.lastError) lines.push(`warning  telemetry: ${t.lastError.message}`);
+  }
   lines.push('');
   const tableStart = lines.length;
   if (reply.profiles.length === 0) {
@@ -177,12 +196,7 @@ export function renderStatus(reply: StatusReply, here?: string, colours?: Colour
       ),
     );
   }
-  for (const p of reply.profiles) {
-    const rejected = rejectionNote(p, now);
-    if (rejected) lines.push(`rejected profile "${p.name}": ${rejected.message} — ${rejected.fix}`);
-    const note = unmarkedNote(p);
-    if (note) lines.push(`note     profile "${p.name}": ${note}`);
-  }
+  for (const p of reply.profiles) lines.push(...profileNotes(p, now));
   for (const s of reply.sources) for (const note of s.notes) lines.push(`${s.kind}: ${note}`);
   return `${lines.map((l, i) => (i < tableStart ? label(l) : l)).join('\n')}\n`;
 }

@@ -25,8 +25,10 @@ import {
   DEFAULT_KEYS,
   DEFAULTS,
   PROFILE_KEYS,
+  TELEMETRY_KEYS,
   type RawConfig,
   type RawManagedConfig,
+  type RawTelemetry,
   type RepeatDetection,
 } from './schema.js';
 import { closest } from '../did-you-mean.js';
@@ -160,6 +162,8 @@ export interface LoadedConfig {
   directories: DirectoryRule[];
   /** Keep the audit trail (`audit: false` turns it off). */
   audit: boolean;
+  /** The `telemetry:` block as written (merged with the managed one's): export is on when present. */
+  telemetry?: RawTelemetry;
   /** The managed config, when there is one (in use, or ignored with an error). */
   managed?: ManagedState;
 }
@@ -518,6 +522,7 @@ interface CheckedConfig {
   profiles: Map<string, ResolvedProfile>;
   directories: DirectoryRule[];
   audit: boolean;
+  telemetry?: RawTelemetry;
   warnings: ConfigWarning[];
 }
 
@@ -550,6 +555,14 @@ async function checkConfig(
     const yamlPath = ['directories', d.dir];
     problems.push({ path: yamlPath.join('.'), line: lineOf(yamlPath), message: d.message, kind: 'value' });
   }
+  for (const at of telemetryProfileProblems(schema.raw?.telemetry, written)) {
+    problems.push({
+      path: at.join('.'),
+      line: lineOf(at),
+      message: `names no profile of this config: define it, or write the value here`,
+      kind: 'value',
+    });
+  }
   if (problems.length > 0 || !schema.raw) {
     throw new ConfigError(
       file,
@@ -561,6 +574,7 @@ async function checkConfig(
     profiles,
     directories: directories.rules,
     audit: schema.raw.audit ?? true,
+    ...(schema.raw.telemetry && { telemetry: schema.raw.telemetry }),
     warnings: [...checked.warnings, ...configWarnings(schema.raw, file, profiles, lineOf)],
   };
 }
@@ -668,6 +682,7 @@ export async function loadConfig(
     profiles,
     directories: fromUser.directories,
     audit: fromUser.audit,
+    ...(fromUser.telemetry && { telemetry: fromUser.telemetry }),
     managed: managed.state,
     warnings: [...fromManaged.warnings, ...merged.warnings, ...fromUser.warnings],
   };
@@ -842,10 +857,26 @@ function valueAt(data: object, p: ReadonlyArray<PropertyKey>): unknown {
 function knownKeysAt(p: ReadonlyArray<PropertyKey>, managed: boolean): string[] {
   const blocks = adapterConfigKeys();
   if (p.length === 0)
-    return ['defaults', 'profiles', 'directories', 'audit', ...(managed ? ['locked'] : []), ...blocks];
+    return ['defaults', 'profiles', 'directories', 'audit', 'telemetry', ...(managed ? ['locked'] : []), ...blocks];
   if (p.length === 1 && p[0] === 'defaults') return [...DEFAULT_KEYS];
+  if (p.length === 1 && p[0] === 'telemetry') return [...TELEMETRY_KEYS];
   if (p.length === 2 && p[0] === 'profiles') return [...PROFILE_KEYS, ...blocks];
   return [];
+}
+
+/** YAML paths of `telemetry:` values read from a profile that `profiles` does not have. */
+function telemetryProfileProblems(telemetry: RawTelemetry | undefined, profiles: Set<string>): string[][] {
+  if (!telemetry) return [];
+  const refs: Array<[string[], unknown]> = [
+    [['telemetry', 'salt'], telemetry.salt],
+    ...Object.entries(telemetry.headers ?? {}).map(([name, v]): [string[], unknown] => [
+      ['telemetry', 'headers', name],
+      v,
+    ]),
+  ];
+  return refs
+    .filter(([, v]) => isPlainObject(v) && typeof v.profile === 'string' && !profiles.has(v.profile))
+    .map(([at]) => at);
 }
 
 /** The variable an `env:NAME` source reads, if `source` is one. */

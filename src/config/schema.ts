@@ -64,6 +64,49 @@ function adapterBlocks() {
   return Object.fromEntries(adapterConfigKeys().map((key) => [key, settingsBlock().optional()]));
 }
 
+/** A value written in the config, or read from one of its profiles (a collector token, an org-wide salt). */
+const valueOrProfile = (example: string) =>
+  z.union(
+    [
+      z.string().min(1, 'must not be empty'),
+      z.strictObject({ profile: z.string().regex(PROFILE_NAME, 'must be a profile name') }),
+    ],
+    { error: () => `must be a string or {profile: NAME}, e.g. ${example}` },
+  );
+
+export const TELEMETRY_KEYS = ['endpoint', 'protocol', 'headers', 'salt', 'host', 'user', 'interval'] as const;
+
+/** The only OTLP encoding the exporters send: JSON over HTTP (collectors take it on :4318). */
+export const TELEMETRY_PROTOCOLS = ['http/json'] as const;
+
+/**
+ * `telemetry:` turns on OpenTelemetry export (docs/telemetry.md). The endpoint is a base URL:
+ * /v1/metrics and /v1/logs are appended, as OTEL_EXPORTER_OTLP_ENDPOINT's are.
+ */
+function telemetryBlock() {
+  return z.strictObject(
+    {
+      endpoint: z
+        .string({ error: () => 'must be a URL, e.g. https://otel.example.com:4318' })
+        .refine((u) => /^https?:\/\/[^/]/.test(u) && URL.canParse(u), 'must be an http:// or https:// URL')
+        .optional(),
+      protocol: z.enum(TELEMETRY_PROTOCOLS, { error: () => `must be ${TELEMETRY_PROTOCOLS.join(', ')}` }).optional(),
+      headers: z
+        .record(
+          z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be an HTTP header name'),
+          valueOrProfile('authorization: {profile: collector-token}'),
+          { error: () => 'must be a mapping of header names to values' },
+        )
+        .optional(),
+      salt: valueOrProfile('salt: {profile: fingerprint-salt}').optional(),
+      host: z.boolean({ error: () => 'must be true or false' }).optional(),
+      user: z.boolean({ error: () => 'must be true or false' }).optional(),
+      interval: duration(1000, '1s').optional(),
+    },
+    { error: () => 'must be a mapping, e.g. telemetry: {endpoint: https://otel.example.com:4318}' },
+  );
+}
+
 export const PROFILE_KEYS = ['source', 'ttl', 'maxStale', 'timeout', 'repeatDetection', 'output', 'multiline'] as const;
 
 export function buildConfigSchema() {
@@ -93,6 +136,7 @@ export function buildConfigSchema() {
       })
       .optional(),
     audit: z.boolean({ error: () => 'must be true or false' }).optional(),
+    telemetry: telemetryBlock().optional(),
     profiles: z.record(
       z.string().regex(PROFILE_NAME, 'profile names use letters, digits, ".", "_" and "-" (at most 64)'),
       profile,
@@ -120,5 +164,8 @@ export function buildManagedConfigSchema() {
 
 export type RawConfig = z.output<ReturnType<typeof buildConfigSchema>>;
 export type RawManagedConfig = z.output<ReturnType<typeof buildManagedConfigSchema>>;
+export type RawTelemetry = NonNullable<RawConfig['telemetry']>;
+/** A config value given inline or by the profile that holds it. */
+export type ValueOrProfile = string | { profile: string };
 /** Keys of `defaults:`, each lockable as defaults.<key>. */
 export const DEFAULT_KEYS = ['ttl', 'maxStale', 'timeout', 'repeatDetection'] as const;

@@ -3,6 +3,7 @@
 // status says about both. A config that cannot be loaded at start-up does not stop the daemon: gets
 // are answered with its error until a reload loads it. A reload that fails keeps the previous one.
 import type { AuditLog } from '../audit/audit-log.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
 import type { Broker, ReloadSummary } from '../cache/broker.js';
 import type { DirectoryChooser } from '../config/directories.js';
 import { ConfigError, formatProblems, loadConfig, type LoadedConfig } from '../config/load.js';
@@ -20,10 +21,11 @@ export interface ConfigStateOptions {
   home: string;
   /** Where to look for the managed config (tests); default: the platform's path. */
   managedPath?: string | undefined;
-  /** What a config decides: the cache, which directory gets which profile, and the trail. */
+  /** What a config decides: the cache, which directory gets which profile, the trail, the export. */
   broker: Broker;
   directories: DirectoryChooser;
   audit: AuditLog;
+  telemetry: Telemetry;
   log: Logger;
 }
 
@@ -146,7 +148,11 @@ export class ConfigState {
   async #install(config: LoadedConfig): Promise<ReloadSummary> {
     const summary = await this.#options.broker.apply(config);
     this.#options.directories.setRules(config.directories);
-    await this.#options.audit.setEnabled(config.audit);
+    const { audit, telemetry } = this.#options;
+    await audit.setEnabled(config.audit);
+    // The export's salt, when it has one, is the trail's too: fingerprints compare across laptops.
+    audit.useOrgSalt(await telemetry.apply(config.telemetry));
+    await audit.setListener(telemetry.enabled ? (record) => telemetry.record(record) : undefined);
     return summary;
   }
 }

@@ -20,6 +20,7 @@ import {
   type SetReply,
   type SetRequest,
   type StatusReply,
+  type TelemetryStatus,
   type WireError,
 } from '../protocol/messages.js';
 import { SecretValue } from '../secret.js';
@@ -37,6 +38,8 @@ export interface HandlerContext {
   broker: Broker;
   directories: DirectoryChooser;
   audit: AuditLog;
+  /** OpenTelemetry export, for status. */
+  telemetry?: { status(): TelemetryStatus | undefined };
   version: string;
   now: () => number;
   info(): DaemonInfo;
@@ -66,6 +69,7 @@ export async function handleRequest(
         sources: await ctx.broker.sourceStatuses(),
         directories: ctx.directories.rules.map((r) => ({ dir: r.dir, path: r.path, profile: r.profile })),
         audit: ctx.audit.status(),
+        ...telemetryStatus(ctx),
       };
     case 'get':
       return handleGet(request, ctx, peer);
@@ -209,6 +213,11 @@ async function handleGet(
     }
     throw err;
   }
+}
+
+function telemetryStatus(ctx: HandlerContext): { telemetry?: TelemetryStatus } {
+  const status = ctx.telemetry?.status();
+  return status ? { telemetry: status } : {};
 }
 
 /**

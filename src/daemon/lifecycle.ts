@@ -23,6 +23,7 @@ import {
   type StartedBy,
 } from '../protocol/messages.js';
 import type { ResolvedSocketPath } from '../client/socket-path.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { BUILD_ID, VERSION } from '../version.js';
 import { ConfigState } from './config-state.js';
 import { handleRequest, type DaemonInfo } from './handler.js';
@@ -57,6 +58,13 @@ export interface DaemonOptions {
   ownsProcess?: boolean;
   /** What runDaemon did to the process (hardenProcess); a daemon run inside another process has none. */
   hardening?: DaemonHardening;
+  /**
+   * Telemetry may take its endpoint and headers from OTEL_EXPORTER_OTLP_* in `env`: set by
+   * --telemetry-env, which the service units pass (see src/telemetry/telemetry-settings.ts).
+   */
+  telemetryEnv?: boolean;
+  /** Whether Claude Code's sandbox is on for this user (telemetry reports it); the CLI reads its settings. */
+  claudeSandbox?: () => Promise<boolean | undefined>;
 }
 
 export interface RunningDaemon {
@@ -67,7 +75,7 @@ export interface RunningDaemon {
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
-  const { log, env, broker, audit, config, server } = await assemble(options);
+  const { log, env, broker, audit, telemetry, config, server } = await assemble(options);
   const watchers: StopWatching[] = [];
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
@@ -78,6 +86,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       for (const stopWatching of watchers.splice(0)) stopWatching();
       await server.close();
       await audit.close();
+      await telemetry.close();
       await broker.close();
       // A signal that arrives between removing the handlers and the process exiting would get
       // the default action (killed by SIGTERM, socket state unknown): a process-owning daemon
@@ -103,6 +112,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   } catch (err) {
     removeSignalHandlers();
     await audit.close();
+    await telemetry.close();
     await broker.close();
     throw err;
   }
@@ -127,12 +137,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   return { done, stop, reload: () => config.reload() };
 }
 
-/** The daemon's parts, each owning its state: the cache, the trail, the config and the server. */
+/** The daemon's parts, each owning its state: the cache, the trail, the export, the config and the server. */
 interface DaemonParts {
   log: Logger;
   env: NodeJS.ProcessEnv;
   broker: Broker;
   audit: AuditLog;
+  telemetry: Telemetry;
   config: ConfigState;
   server: BrokerServer;
 }
@@ -151,6 +162,16 @@ async function assemble(options: DaemonOptions): Promise<DaemonParts> {
   const home = env.HOME || os.homedir();
   const directories = new DirectoryChooser();
   const audit = new AuditLog({ dir: auditDir(env, process.platform, home), log });
+  const { peers, hardening } = peerIdentification(options.hardening);
+  const telemetry = new Telemetry({
+    log,
+    env,
+    envAllowed: options.telemetryEnv ?? false,
+    readProfile: async (name) => (await broker.profile(name).get()).value,
+    profiles: () => broker.status(),
+    hardening: () => hardening,
+    ...(options.claudeSandbox && { claudeSandbox: options.claudeSandbox }),
+  });
   const config = new ConfigState({
     file: options.config.path,
     isDefault: options.config.from === 'default',
@@ -160,12 +181,12 @@ async function assemble(options: DaemonOptions): Promise<DaemonParts> {
     broker,
     directories,
     audit,
+    telemetry,
     log,
   });
   await config.start();
   await audit.open();
 
-  const { peers, hardening } = peerIdentification(options.hardening);
   const identity = identityOf(options.startedBy);
   const info = (): DaemonInfo => ({
     ...identity,
@@ -186,6 +207,7 @@ async function assemble(options: DaemonOptions): Promise<DaemonParts> {
           broker,
           directories,
           audit,
+          telemetry,
           peers,
           version: VERSION,
           now: Date.now,
@@ -196,7 +218,7 @@ async function assemble(options: DaemonOptions): Promise<DaemonParts> {
         peer,
       ),
   });
-  return { log, env, broker, audit, config, server };
+  return { log, env, broker, audit, telemetry, config, server };
 }
 
 function listening(options: DaemonOptions): Record<string, unknown> {

@@ -19,7 +19,13 @@
 // user or managed settings holds whatever project files say.
 import path from 'node:path';
 import { BrokerError } from '../errors.js';
-import { claudeConfigDir, managedSettingsDir, type ClaudeContext, type SettingsFile } from './claude-settings.js';
+import {
+  claudeConfigDir,
+  managedSettingsDir,
+  readAllSettings,
+  type ClaudeContext,
+  type SettingsFile,
+} from './claude-settings.js';
 import type { SetupChange } from './claude-setup.js';
 
 /** What `setup claude --sandbox` wants in the file, besides the switches. */
@@ -294,4 +300,16 @@ function settingsRoot(file: SettingsFile, ctx: ClaudeContext): string {
   if (file.scope === 'user') return claudeConfigDir(ctx);
   if (file.scope === 'managed') return managedSettingsDir(ctx) ?? path.dirname(file.path);
   return ctx.cwd;
+}
+
+/**
+ * Whether Claude Code runs its agent's commands in its sandbox for this user outside any project
+ * (what telemetry reports): the settings files as doctor reads them, from the home directory. A
+ * project's own settings may say otherwise there. undefined: a file Claude Code reads could not be.
+ */
+export async function claudeSandboxEnabled(ctx: Omit<ClaudeContext, 'cwd'>): Promise<boolean | undefined> {
+  const here = { ...ctx, cwd: ctx.home };
+  const files = await readAllSettings(here);
+  if (files.some((f) => f.error !== undefined && !f.shadowedBy)) return undefined;
+  return sandboxView(files, here).enabled;
 }

@@ -103,7 +103,9 @@ export function renderSystemdUnits(inputs: UnitInputs, templatesDir: string): Sy
   const service = renderTemplate(
     readTemplate(templatesDir, SYSTEMD_SERVICE),
     {
-      EXEC_START: [node, ...DAEMON_NODE_FLAGS, entry, 'daemon'].map(systemdWord).join(' '),
+      // --telemetry-env: a service's environment is the administrator's (a drop-in), not a
+      // Claude Code session's, so it may name the OTLP collector (docs/telemetry.md).
+      EXEC_START: [node, ...DAEMON_NODE_FLAGS, entry, 'daemon', '--telemetry-env'].map(systemdWord).join(' '),
       PATH_ENVIRONMENT: systemdEnvironment('PATH', pathValue),
       CONFIG_ENVIRONMENT:
         inputs.config === undefined

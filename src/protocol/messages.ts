@@ -458,6 +458,28 @@ export interface StatusReply {
   directories?: DirectoryStatus[];
   /** The audit trail's health. Absent from a daemon older than the field. */
   audit?: AuditStatus;
+  /** OpenTelemetry export, when the config has a `telemetry:` block (docs/telemetry.md). */
+  telemetry?: TelemetryStatus;
+}
+
+/** The OpenTelemetry export's health, for `keybroker status` (never what it sent). */
+export interface TelemetryStatus {
+  /** Where it sends: the metrics and logs URLs, without any user:password part. */
+  metrics: string | null;
+  logs: string | null;
+  /** The endpoint and headers may come from OTEL_EXPORTER_OTLP_* (a service-started daemon). */
+  fromEnvironment: boolean;
+  /** Fingerprints are made under the organisation's salt (`telemetry.salt`), not this installation's. */
+  orgSalt: boolean;
+  /**
+   * Audit records waiting to be sent (at most a fixed bound), sent, and dropped (the queue full, or
+   * the collector failing after the retries).
+   */
+  logRecords: { waiting: number; exported: number; dropped: number };
+  /** Metric exports that succeeded and that failed (the next one carries the totals again). */
+  metricExports: { ok: number; failed: number };
+  /** The last problem (collector down, a header's profile failing), until an export succeeds. */
+  lastError: { code: string; message: string; atMs: number } | null;
 }
 
 export interface PingReply {

@@ -8,7 +8,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { CLI, privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  CLI,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  shellQuote,
+} from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-audit-51f0e2';
@@ -42,16 +51,16 @@ beforeAll(async () => {
   try {
     // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
     // once more), the second is a rejection of that same key (KEY_REJECTED).
-    expect((await claude.callHelper(SHIM)).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(SHIM)).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(SHIM)).code).toBe(7);
+    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
   } finally {
     claude.close();
   }
   for (let i = 0; i < 2; i++)
-    expect((await run('/bin/sh', ['-c', SHIM], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout).toBe(
-      `${OSS_KEY}\n`,
-    );
+    expect(
+      (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout,
+    ).toBe(`${OSS_KEY}\n`);
   expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
   expect((await d.cli(['refresh', 'oss'])).code).toBe(0);
   expect((await d.cli(['get', 'nope'])).code).toBe(4);

@@ -9,7 +9,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { ConsumerInfo, Reply, StatusReply } from '../../src/protocol/messages.js';
-import { NATIVE_SHIM, privateTempDir, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  NATIVE_SHIM,
+  privateTempDir,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  shellQuote,
+} from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -87,7 +95,7 @@ describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel 
     const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
     const shims = [SHIM, ...(fs.existsSync(NATIVE_SHIM) ? [NATIVE_SHIM] : [])];
     try {
-      for (const shim of shims) expect((await claude.callHelper(shim)).stdout).toBe(`${KEY}\n`);
+      for (const shim of shims) expect((await claude.callHelper(shellQuote(shim))).stdout).toBe(`${KEY}\n`);
     } finally {
       claude.close();
     }

@@ -17,6 +17,7 @@ import {
   startDaemon,
   stopAutostarted,
   waitFor,
+  shellQuote,
 } from '../helpers/daemon.js';
 import { SECRET_SERVICE_SKIP, startSecretService, type SecretService } from '../helpers/secret-service.js';
 
@@ -178,7 +179,7 @@ describe('keybroker init, scripted', () => {
 
 describe.skipIf(!SCRIPT)('keybroker init on a terminal', () => {
   it('asks where the key is, reads it without showing it, asks about Claude Code and the service, and ends with doctor', async () => {
-    const proc = spawn(SCRIPT!, ['-qec', `exec ${process.execPath} ${CLI} init`, '/dev/null'], {
+    const proc = spawn(SCRIPT!, ['-qec', `exec ${shellQuote(process.execPath)} ${shellQuote(CLI)} init`, '/dev/null'], {
       env: { ...env, SHELL: '/bin/sh' },
       cwd: dir,
       stdio: ['pipe', 'pipe', 'pipe'],

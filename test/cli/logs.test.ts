@@ -16,6 +16,7 @@ import {
   startAsSystemd,
   stopAutostarted,
   waitFor,
+  shellQuote,
 } from '../helpers/daemon.js';
 
 const KEY = 'sk-logs-7c3b9e41d2';
@@ -50,7 +51,7 @@ describe('keybroker logs, from an autostarted daemon', () => {
     );
     // The key served, refreshed and asked for in every way the log could record it.
     for (const args of ['', 'default', '--refresh default', 'broken'])
-      await run('/bin/sh', ['-c', `${SHIM} ${args}`], { env });
+      await run('/bin/sh', ['-c', `${shellQuote(SHIM)} ${args}`], { env });
   });
   afterAll(() => stopAutostarted(env));
 

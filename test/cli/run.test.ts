@@ -7,7 +7,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestWithAutostart } from '../../src/client/autostart.js';
-import { baseEnv, CLI, privateTempDir, ROOT, run, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  privateTempDir,
+  ROOT,
+  run,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  shellQuote,
+} from '../helpers/daemon.js';
 
 const KEY = 'sk-run-7c41d09e5b';
 const OTHER = 'sk-run-other-22aa';
@@ -127,7 +137,7 @@ describe('keybroker run: environment, exit status, terminal', () => {
       const inner = `test -t 0 && test -t 1 && test -t 2 && echo "tty-ok $K"; n=0; trap 'n=$((n+1)); echo "int $n"' INT; echo ready; while [ ! -e ${stop} ]; do sleep 0.05; done; exit $n`;
       // `exec`: script starts the command with `$SHELL -c`, and a shell left waiting in the foreground
       // group would get the ^C too (dash dies of it, so script would report 130 whatever keybroker did).
-      const command = `exec ${process.execPath} ${CLI} run -e K=work -- sh -c ${shQuote(inner)}`;
+      const command = `exec ${shellQuote(process.execPath)} ${shellQuote(CLI)} run -e K=work -- sh -c ${shellQuote(inner)}`;
       // script runs the command on a new pseudo-terminal and feeds it our stdin: a ^C byte there
       // makes the terminal send SIGINT to the whole foreground group (keybroker and its child).
       const proc = spawn(SCRIPT!, ['-qec', command, '/dev/null'], {
@@ -423,7 +433,3 @@ describe('keybroker run: Claude Code', () => {
     expect(quiet).toMatchObject({ code: 0, stderr: '' });
   });
 });
-
-function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}

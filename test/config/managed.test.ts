@@ -19,6 +19,7 @@ import {
   startDaemon,
   waitFor,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
 
 const IS_ROOT = process.getuid?.() === 0;
@@ -255,7 +256,7 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     h.writeConfig(`directories:\n  ${ownDir}: mine\n${USER_CONFIG}`);
     expect((await h.cli(['reload'])).code).toBe(0);
     const inDir = async (cwd: string): Promise<string> =>
-      (await run('/bin/sh', ['-c', SHIM], { env: h.env, cwd })).stdout.trim();
+      (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: h.env, cwd })).stdout.trim();
     expect(await inDir(orgDir)).toBe(ORG_KEY);
     expect(await inDir(ownDir)).toBe(MINE_KEY);
   });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, privateTempDir, run, SHIM, waitFor } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, run, SHIM, waitFor, shellQuote } from '../helpers/daemon.js';
 import { SECRET_SERVICE_SKIP, startBus, startSecretService, type SecretService } from '../helpers/secret-service.js';
 
 const root = privateTempDir('kb-first-');
@@ -49,13 +49,13 @@ describe.skipIf(SECRET_SERVICE_SKIP)('first run, with a Secret Service', () => {
       expect(starterIn(dir)).toMatch(/^ {4}source: keyring:default$/m);
       expect(log()).toContain('keybroker key set default');
       await run(process.execPath, [CLI, 'key', 'delete', 'default'], { env });
-      const shim = await run('/bin/sh', ['-c', SHIM], { env });
+      const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
       expect(shim.code).toBe(10);
       expect(shim.stderr).toContain('keybroker key set default');
       expect((await run(process.execPath, [CLI, 'key', 'set', 'default'], { env, input: 'sk-first-run' })).code).toBe(
         0,
       );
-      expect((await run('/bin/sh', ['-c', SHIM], { env })).stdout).toBe('sk-first-run\n');
+      expect((await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).stdout).toBe('sk-first-run\n');
     } finally {
       await stop();
     }

@@ -3,7 +3,17 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { baseEnv, CLI, privateTempDir, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  privateTempDir,
+  run,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  shellQuote,
+} from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
@@ -228,7 +238,7 @@ describe('first run', () => {
     expect(fs.readFileSync(expected, 'utf8')).toMatch(/^# keybroker configuration/);
     expect(mode(expected)).toBe(0o600);
     // Its default profile points at a key file that does not exist yet: the error says what to do.
-    const shim = await run('/bin/sh', ['-c', SHIM], { env });
+    const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
     expect(shim.code).toBe(10);
     expect(shim.stderr).toContain("does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' >");
   });

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatLogLine, wantsPrettyLog } from '../../src/log.js';
-import { baseEnv, CLI, privateTempDir, run } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, run, shellQuote } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-logfmt-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -34,7 +34,7 @@ describe('the daemon log format', () => {
 
   const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
   it.skipIf(!script)('is readable lines when stderr is a terminal (run under script(1) for a pty)', async () => {
-    const r = await run(script!, ['-qec', `${process.execPath} ${CLI} daemon`, '/dev/null'], {
+    const r = await run(script!, ['-qec', `${shellQuote(process.execPath)} ${shellQuote(CLI)} daemon`, '/dev/null'], {
       env: failingDaemonEnv(),
     });
     const lines = r.stdout.split(/\r?\n/).filter(Boolean);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LOG_MAX_BYTES_ENV } from '../../src/daemon/log-file.js';
 import { sendRequest } from '../../src/client/client.js';
-import { baseEnv, privateTempDir, run, SHIM, stopAutostarted } from '../helpers/daemon.js';
+import { baseEnv, privateTempDir, run, SHIM, stopAutostarted, shellQuote } from '../helpers/daemon.js';
 
 const LIMIT = 8 * 1024;
 const dir = privateTempDir('kb-logrot-');
@@ -38,7 +38,7 @@ function badRequest(): Promise<void> {
 
 describe('daemon.log rotation', () => {
   it('keeps daemon.log and one daemon.log.1 within the limit under a flood', async () => {
-    const first = await run('/bin/sh', ['-c', SHIM], { env });
+    const first = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
     expect(first.code).toBe(0);
     const startSize = fs.statSync(logFile).size;
     // 400 refused requests, each a debug line of well over 100 bytes: several times the limit.

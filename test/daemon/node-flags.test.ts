@@ -15,6 +15,7 @@ import {
   startDaemon,
   stopAutostarted,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
 
 const LINUX = process.platform === 'linux';
@@ -55,7 +56,7 @@ describe.skipIf(!LINUX)('who passes them', () => {
     expect(await daemonPid(daemon.env)).toBe(pid);
     expect(nodeOptionsOf(cmdline(pid))).toEqual(EXECS ? DAEMON_NODE_FLAGS : []);
     // The mark that stops a second exec is not passed on to what the daemon runs.
-    const r = await run('/bin/sh', ['-c', SHIM], { env: daemon.env });
+    const r = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: daemon.env });
     expect(r).toMatchObject({ code: 0, stdout: 'sk-flags-1\n' });
     expect(daemon.log()).not.toContain('KEYBROKER_DAEMON_REEXEC');
   });
@@ -75,7 +76,7 @@ describe.skipIf(!LINUX)('who passes them', () => {
     const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_FLAGS_KEY: 'sk-flags-3' });
     fs.writeFileSync(env.KEYBROKER_CONFIG!, CONFIG, { mode: 0o600 });
     try {
-      const r = await run('/bin/sh', ['-c', SHIM], { env });
+      const r = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
       expect(r).toMatchObject({ code: 0, stdout: 'sk-flags-3\n' });
       const pid = (await daemonPid(env))!;
       const argv = cmdline(pid);

@@ -16,6 +16,7 @@ import {
   startDaemon,
   waitFor,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
 import { otherBuild, type OtherBuild } from '../helpers/other-build.js';
 
@@ -150,13 +151,20 @@ describe('keybroker-shim and an upgrade', () => {
       return r.ok && 'pong' in r ? r : undefined;
     };
     try {
-      expect(await run('/bin/sh', ['-c', old.shim], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n' });
+      expect(await run('/bin/sh', ['-c', shellQuote(old.shim)], { env })).toMatchObject({
+        code: 0,
+        stdout: 'sk-upg-3\n',
+      });
       const first = (await ping())!;
       expect(first).toMatchObject({ build: old.build, startedBy: 'autostart' });
       // This build's shim: served by the old daemon, which it then asks to go.
-      expect(await run('/bin/sh', ['-c', SHIM], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n', stderr: '' });
+      expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({
+        code: 0,
+        stdout: 'sk-upg-3\n',
+        stderr: '',
+      });
       await waitFor(() => !isAlive(first.pid), 10_000, 'the old daemon to exit');
-      expect(await run('/bin/sh', ['-c', SHIM], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n' });
+      expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n' });
       expect(await ping()).toMatchObject({ build: builtId(), startedBy: 'autostart' });
     } finally {
       const last = await ping();

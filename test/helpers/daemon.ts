@@ -6,7 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
+import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
+
+/** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
+export { shellQuote };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -137,7 +141,7 @@ export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.P
     env,
     request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
     shim: (args = '', extra = {}, shimPath = SHIM) =>
-      run('/bin/sh', ['-c', `${shimPath} ${args}`], { env: { ...env, ...extra } }),
+      run('/bin/sh', ['-c', `${shellQuote(shimPath)} ${args}`], { env: { ...env, ...extra } }),
     cli: (args, extra = {}, input) =>
       run(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, ...(input !== undefined && { input }) }),
     writeConfig,
@@ -163,6 +167,8 @@ export interface StartOptions {
   wait?: boolean;
   /** Run this keybroker CLI instead of the checkout's (another build, for upgrade tests). */
   cli?: string;
+  /** More arguments for `keybroker daemon` (e.g. --telemetry-env). */
+  args?: string[];
 }
 
 export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -239,7 +245,8 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   const dir = options.dir ?? privateTempDir();
   const workspace = daemonWorkspace(dir, options.config, options.env);
   const { env } = workspace;
-  const proc = spawn(process.execPath, [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug'], {
+  const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];
+  const proc = spawn(process.execPath, argv, {
     env,
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -56,6 +56,8 @@ describe('a package installed without its install script', () => {
       expect(fs.statSync(nativeShim()).mode & 0o111).not.toBe(0);
       expect((await nativeCheck()).status).toBe('ok');
     },
+    // Two C compiles and three CLI runs: beyond 30 s on a loaded machine.
+    120_000,
   );
 
   it('without a C compiler: doctor says to install one first; build-native fails with NOT_FOUND', async () => {

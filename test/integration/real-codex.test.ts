@@ -121,7 +121,8 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
         expect.objectContaining({ name: 'codex', agent: 'codex', invocation: 'api-key-helper', claudeCode: false }),
       ]);
       // With the hardening addon, the kernel confirms the claim (Codex is the shim's parent), so
-      // the auth command's repeats may leave strikes: the revoked-key test below relies on it.
+      // the auth command's repeats may leave strikes: that is what ends a revoked key in
+      // KEY_REJECTED (the revoked-key case below, which starts its own daemon).
       if (fs.existsSync(HARDENING_ADDON)) expect(audit()[0]!.consumerIs).toBe('ancestor');
     },
     RUN_TIMEOUT_MS + 10_000,

@@ -28,6 +28,7 @@ import {
   startDaemon,
   stopAutostarted,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
@@ -124,7 +125,9 @@ describe('service install on Linux (systemd user units)', () => {
     expect(text).toContain(
       `would write ${path.join(home, '.config', 'systemd', 'user', 'keybroker.service')} (mode 0644)`,
     );
-    expect(text).toContain(`ExecStart=${[process.execPath, ...DAEMON_NODE_FLAGS, layout.entry, 'daemon'].join(' ')}`);
+    expect(text).toContain(
+      `ExecStart=${[process.execPath, ...DAEMON_NODE_FLAGS, layout.entry, 'daemon', '--telemetry-env'].join(' ')}`,
+    );
     expect(text).toContain('ListenStream=%t/keybroker/keybroker.sock');
     expect(text).toContain('would run: systemctl --user enable --now keybroker.socket');
   });
@@ -182,7 +185,7 @@ describe('service install on Linux (systemd user units)', () => {
       await stopAutostarted(env);
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    expect((await run('/bin/sh', ['-c', SHIM], { env })).code).toBe(0);
+    expect((await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).code).toBe(0);
     const pid = await daemonPid(env);
     const h = host('linux', { FAKE_SYSTEMCTL_MODE: 'nobus' });
     h.clientSocket = env.KEYBROKER_SOCKET!;
@@ -292,7 +295,13 @@ describe('service install on macOS (LaunchAgent)', () => {
   it('writes the agent, creates its log directory, and bootstraps it into gui/<uid>', async () => {
     await installService(host('darwin'), { dryRun: false, out: capture() });
     const plist = parsePlist(fs.readFileSync(plistPath(), 'utf8')) as Record<string, unknown>;
-    expect(plist.ProgramArguments).toEqual([process.execPath, ...DAEMON_NODE_FLAGS, layout.entry, 'daemon']);
+    expect(plist.ProgramArguments).toEqual([
+      process.execPath,
+      ...DAEMON_NODE_FLAGS,
+      layout.entry,
+      'daemon',
+      '--telemetry-env',
+    ]);
     expect(plist.StandardErrorPath).toBe(path.join(home, 'Library', 'Logs', 'keybroker', 'daemon.log'));
     expect(modeOf(path.join(home, 'Library', 'Logs', 'keybroker'))).toBe(0o700);
     expect(fakes.calls()).toEqual([

@@ -63,6 +63,7 @@ describe('systemd units', () => {
       ...DAEMON_NODE_FLAGS,
       plainInputs.entry,
       'daemon',
+      '--telemetry-env',
     ]);
     expect(settingOf(socket, 'ListenStream')).toEqual(['%t/keybroker/keybroker.sock']);
     // %t is the user manager's XDG_RUNTIME_DIR: the same path the shim resolves by default.
@@ -109,6 +110,7 @@ describe('systemd units', () => {
       ...DAEMON_NODE_FLAGS,
       odd.entry,
       'daemon',
+      '--telemetry-env',
     ]);
     expect(settingOf(service, 'Environment')).toContain('"KEYBROKER_CONFIG=/home/ada/my keys/%%h.yaml"');
     expect(systemdCommandWords(settingOf(service, 'ReadWritePaths')[0]!)[0]).toBe('/home/ada/my keys');
@@ -190,7 +192,13 @@ describe('launchd plist', () => {
     expect(LAUNCHD_PLIST).toBe(`${LAUNCHD_LABEL}.plist`);
     const plist = parsePlist(xml) as Record<string, unknown>;
     expect(plist.Label).toBe(LAUNCHD_LABEL);
-    expect(plist.ProgramArguments).toEqual([macInputs.node, ...DAEMON_NODE_FLAGS, macInputs.entry, 'daemon']);
+    expect(plist.ProgramArguments).toEqual([
+      macInputs.node,
+      ...DAEMON_NODE_FLAGS,
+      macInputs.entry,
+      'daemon',
+      '--telemetry-env',
+    ]);
     expect(plist.RunAtLoad).toBe(true);
     expect(plist.KeepAlive).toEqual({ SuccessfulExit: false });
     expect(plist.Umask).toBe(0o077);

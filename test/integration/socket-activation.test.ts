@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sendRequest } from '../../src/client/client.js';
 import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
-import { baseEnv, CLI, privateTempDir, run, SHIMS, waitFor } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, run, SHIMS, waitFor, shellQuote } from '../helpers/daemon.js';
 
 interface Activated {
   dir: string;
@@ -106,7 +106,9 @@ describe('socket activation', () => {
 
     // Each shim, run the way Claude Code runs apiKeyHelper, reaches it on the activated socket.
     for (const { path: shimPath } of SHIMS.filter((s) => s.skip === undefined)) {
-      const shim = await run('/bin/sh', ['-c', `${shimPath} key`], { env: { ...a.env, KEYBROKER_SOCKET: a.socket } });
+      const shim = await run('/bin/sh', ['-c', `${shellQuote(shimPath)} key`], {
+        env: { ...a.env, KEYBROKER_SOCKET: a.socket },
+      });
       expect(shim.stdout).toBe('sk-activated-7e1\n');
       expect(shim.code).toBe(0);
     }

@@ -13,6 +13,7 @@ import {
   SHIM,
   stopAutostarted,
   waitFor,
+  shellQuote,
 } from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -65,7 +66,9 @@ describe.skipIf(process.platform !== 'linux')('core dumps', () => {
       await stopAutostarted(env);
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    expect(await run('/bin/sh', ['-c', `ulimit -c unlimited && ${SHIM}`], { env })).toMatchObject({ code: 0 });
+    expect(await run('/bin/sh', ['-c', `ulimit -c unlimited && ${shellQuote(SHIM)}`], { env })).toMatchObject({
+      code: 0,
+    });
     const pid = (await daemonPid(env))!;
     expect(coreLimit(pid)).toBe('0 0');
     expect(coredumpFilter(pid)).toBe(0);

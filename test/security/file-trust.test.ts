@@ -3,21 +3,14 @@
 // owned by root and writable by nobody else (a Kubernetes secret mount, a Vault Agent sink). About
 // other users, so tested with other users: files chowned to nobody (65534), and a daemon run as a
 // second user reading root's files. Needs root (CI runs as root); skipped with a reason otherwise.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  baseEnv,
-  CLI,
-  privateTempDir,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  type RunResult,
-} from '../helpers/daemon.js';
+import { baseEnv, privateTempDir, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
 import { FakeVault } from '../fakes/fake-vault.js';
+import { installCopy, openToAll } from '../helpers/install-copy.js';
+import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot)
@@ -115,22 +108,6 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
 
 // ---- a daemon run as a second user, reading files root provisioned ----
 
-const USER = 'kb-filetrust';
-
-function ensureUser(): { uid: number; gid: number } {
-  try {
-    execFileSync('id', ['-u', USER], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], {
-      stdio: 'ignore',
-    });
-  }
-  return {
-    uid: Number(execFileSync('id', ['-u', USER]).toString().trim()),
-    gid: Number(execFileSync('id', ['-g', USER]).toString().trim()),
-  };
-}
-
 function runAs(
   user: { uid: number; gid: number },
   command: string,
@@ -158,8 +135,18 @@ function runAs(
   });
 }
 
-describe.skipIf(!isRoot)('a daemon run by another user, reading files owned by root', () => {
+const second = otherUser();
+/** Copying node and the install (with node_modules, from a checkout out of reach) takes a while under load. */
+const COPY_TIMEOUT_MS = 120_000;
+if (second.skip !== undefined) console.log(`file-trust tests as a second user skipped: ${second.skip}`);
+
+describe.skipIf(second.skip !== undefined)('a daemon run by another user, reading files owned by root', () => {
   let user: { uid: number; gid: number };
+  /** The build and node that user runs: copies in /tmp, since the checkout may be out of their reach. */
+  let install: string;
+  let node: string;
+  let cli: string;
+  let shimPath: string;
   let dir: string;
   let env: NodeJS.ProcessEnv;
   let daemon: ReturnType<typeof spawn> | undefined;
@@ -167,13 +154,21 @@ describe.skipIf(!isRoot)('a daemon run by another user, reading files owned by r
   let token: string;
 
   beforeAll(async () => {
-    user = ensureUser();
+    if (second.skip !== undefined) return;
+    user = second;
+    install = fs.mkdtempSync('/tmp/kb-trust-install-');
+    const kb = installCopy(path.join(install, 'kb'), { user });
+    openToAll(install);
+    node = nodeFor(user, install);
+    cli = kb.cli;
+    shimPath = kb.shim;
     fake = await FakeVault.start();
     fake.enableKv('secret', 2);
     fake.put('secret/anthropic', { api_key: VAULT_KEY });
     token = fake.createToken({ read: ['secret/data/*'] });
     dir = privateTempDir('kb-trust-');
     env = { ...baseEnv(dir), VAULT_ADDR: fake.url, ...VAULT_ENV };
+    env.PATH = `${path.dirname(node)}:${env.PATH ?? '/usr/bin:/bin'}`;
     const config = [
       'profiles:',
       '  mounted:\n    source: file:~/root-0644.key',
@@ -190,20 +185,22 @@ describe.skipIf(!isRoot)('a daemon run by another user, reading files owned by r
     writeOwned(path.join(dir, 'root-0644.token'), token, 0o644, 0);
     writeOwned(path.join(dir, 'root-0666.token'), token, 0o666, 0);
     fs.chownSync(dir, user.uid, user.gid);
-    daemon = spawn(process.execPath, [CLI, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
+    daemon = spawn(node, [cli, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
     await waitFor(
-      async () => (await runAs(user, SHIM, ['--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!),
+      async () =>
+        (await runAs(user, node, [shimPath, '--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!),
       10_000,
       'the daemon to listen',
     );
-  });
+  }, COPY_TIMEOUT_MS);
   afterAll(async () => {
     daemon?.kill('SIGTERM');
     await fake?.close();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (install) fs.rmSync(install, { recursive: true, force: true });
   });
 
-  const shim = (profile: string): Promise<Omit<RunResult, 'ms'>> => runAs(user, SHIM, [profile], env);
+  const shim = (profile: string): Promise<Omit<RunResult, 'ms'>> => runAs(user, node, [shimPath, profile], env);
 
   it('uses a root-owned 0644 key file (a secret mount) and a root-owned 0644 Vault token (an agent sink)', async () => {
     expect(await shim('mounted')).toMatchObject({ code: 0, stdout: `${KEY}\n` });

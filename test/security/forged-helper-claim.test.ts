@@ -17,6 +17,7 @@ import {
   waitFor,
   type DaemonHandle,
   type RunResult,
+  shellQuote,
 } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, startFakeCodex } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
@@ -72,7 +73,7 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
     start: (d) => {
       const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
       cleanups.push(() => claude.close());
-      return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${SHIM} work`) };
+      return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${shellQuote(SHIM)} work`) };
     },
     // Claude Code's apiKeyHelper (the harness marker), no agent marker.
     claim: (pid) => ({

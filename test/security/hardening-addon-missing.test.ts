@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { privateTempDir, run, startDaemon } from '../helpers/daemon.js';
+import { privateTempDir, run, startDaemon, shellQuote } from '../helpers/daemon.js';
 import { installCopy } from '../helpers/install-copy.js';
 
 const KEY = 'sk-no-addon-3b7e';
@@ -33,7 +33,7 @@ describe.skipIf(process.platform !== 'linux' && process.platform !== 'darwin')('
       code: 0,
       stdout: `${KEY}\n`,
     });
-    const shim = await run('/bin/sh', ['-c', kb.shim], { env: d.env });
+    const shim = await run('/bin/sh', ['-c', shellQuote(kb.shim)], { env: d.env });
     expect(shim).toMatchObject({ code: 0, stdout: `${KEY}\n` });
 
     const status = JSON.parse(

@@ -15,6 +15,7 @@ import {
   stopAutostarted,
   waitFor,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -114,7 +115,7 @@ describe('autostart', () => {
       await stopAutostarted(env);
       fs.rmSync(dir, { recursive: true, force: true });
     });
-    expect(await run('/bin/sh', ['-c', SHIM], { env })).toMatchObject({ code: 0, stdout: `${dir}\n` });
+    expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({ code: 0, stdout: `${dir}\n` });
     const pid = (await daemonPid(env))!;
     const names = fs
       .readFileSync(`/proc/${pid}/environ`, 'utf8')

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SHIMS, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
+import { SHIMS, startDaemon, waitFor, type DaemonHandle, type RunResult, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { makeJwt } from '../helpers/jwt.js';
 
@@ -82,7 +82,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         try {
           for (let i = 0; i < 3; i++)
-            outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shim} env`)), stdout: '' }));
+            outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shellQuote(shim)} env`)), stdout: '' }));
         } finally {
           claude.close();
         }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HARDENING_ADDON, installCopy } from '../helpers/install-copy.js';
+import { HARDENING_ADDON, installCopy, openToAll } from '../helpers/install-copy.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const SECRET = 'sk-env-only-6c1d90';
@@ -76,17 +76,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** a+rX over a tree: the copy keeps this checkout's modes, which may be private. */
-function openToAll(dir: string): void {
-  fs.chmodSync(dir, 0o755);
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isSymbolicLink()) continue;
-    if (entry.isDirectory()) openToAll(p);
-    else fs.chmodSync(p, fs.statSync(p).mode | 0o444);
-  }
-}
-
 describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process of the same user', () => {
   it('cannot read its environment or memory, or attach to it; can still use it and see its command line', async (ctx) => {
     const user = otherUser();
@@ -99,7 +88,7 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
     // Everything the other user runs lives in a directory they can read; the checkout may not be.
     const base = fs.mkdtempSync(path.join(fs.existsSync('/tmp') ? '/tmp' : os.tmpdir(), 'kb-nd-'));
     cleanups.push(() => fs.rmSync(base, { recursive: true, force: true }));
-    const kb = installCopy(path.join(base, 'kb'), { addon: true });
+    const kb = installCopy(path.join(base, 'kb'), { addon: true, user });
     fs.writeFileSync(path.join(base, 'ptrace-probe.c'), PTRACE_PROBE);
     const compiled = spawnSync(cc, ['-o', path.join(base, 'ptrace-probe'), path.join(base, 'ptrace-probe.c')], {
       encoding: 'utf8',
@@ -163,5 +152,5 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
     expect(control.stdout.trim()).toBe('0');
     const attach = spawnSync(probe, [String(pid)], { ...as, encoding: 'utf8' });
     expect(Number(attach.stdout.trim())).toBe(os.constants.errno.EPERM);
-  });
+  }, 120_000);
 });

@@ -15,8 +15,9 @@ import {
   stopAutostarted,
   waitFor,
   type DaemonHandle,
+  shellQuote,
 } from '../helpers/daemon.js';
-import { otherUser } from '../helpers/other-user.js';
+import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -51,7 +52,9 @@ async function plantFakeDaemon(
       process.stdout.write('connected\\n');
       s.end(JSON.stringify({ v: 1, ok: true, profile: 'default', value: 'sk-planted', stale: false, source: 'env', expiresInMs: 60000, pong: true, pid: 1, version: '0.1.0' }) + '\\n');
     }).listen(${JSON.stringify(socketPath)}, () => process.stdout.write('up\\n'));`;
-  const proc = spawn(process.execPath, ['-e', script], {
+  // This node may lie where that user cannot reach (CI's Node 22 and 24, in a checkout under a
+  // 0700 directory): nodeFor copies it beside the planted socket then.
+  const proc = spawn(nodeFor(user, path.dirname(socketPath)), ['-e', script], {
     uid: user.uid,
     gid: user.gid,
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -82,7 +85,7 @@ describe('a socket planted by another user', () => {
       const fake = await plantFakeDaemon(socket, user);
       const env = baseEnv(home, { KEYBROKER_SOCKET: socket });
 
-      const shim = await run('/bin/sh', ['-c', SHIM], { env });
+      const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
       expect(shim.code).toBe(18);
       expect(shim.stdout).toBe('');
       expect(shim.stderr.trim().split('\n')).toHaveLength(1);
@@ -109,7 +112,7 @@ describe('a socket planted by another user', () => {
       fs.chmodSync(home, 0o700);
       const env = baseEnv(home, { KEYBROKER_SOCKET: socket, KEYBROKER_NO_AUTOSTART: '' });
 
-      const shim = await run('/bin/sh', ['-c', SHIM], { env });
+      const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
       expect(shim.code).toBe(18);
       expect(shim.stdout).toBe('');
       expect(shim.stderr).toContain(`owned by uid ${user.uid}`);
@@ -201,7 +204,7 @@ describe('the directories above the socket directory', () => {
 
   it('autostart will not start a daemon there either', async () => {
     const { env } = openParent(0o777);
-    const shim = await run('/bin/sh', ['-c', SHIM], { env: { ...env, KEYBROKER_NO_AUTOSTART: '' } });
+    const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: { ...env, KEYBROKER_NO_AUTOSTART: '' } });
     expect(shim.code).toBe(18);
     expect(fs.existsSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'))).toBe(false);
   });
@@ -236,7 +239,7 @@ describe('autostart', () => {
     fs.writeFileSync(bashrc, 'export PATH=$PATH\n');
     fs.symlinkSync(bashrc, path.join(sockDir, 'daemon.log'));
     try {
-      const shim = await run('/bin/sh', ['-c', SHIM], { env });
+      const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
       expect(shim.code).toBe(18);
       expect(shim.stdout).toBe('');
       expect(fs.readFileSync(bashrc, 'utf8')).toBe('export PATH=$PATH\n');
@@ -254,7 +257,7 @@ describe('autostart', () => {
     const sockDir = path.dirname(env.KEYBROKER_SOCKET!);
     fs.mkdirSync(sockDir, { mode: 0o700 });
     fs.chmodSync(sockDir, 0o755);
-    const shim = await run('/bin/sh', ['-c', SHIM], { env });
+    const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
     expect(shim.code).toBe(18);
     expect(shim.stdout).toBe('');
     expect(fs.existsSync(path.join(sockDir, 'daemon.log'))).toBe(false);

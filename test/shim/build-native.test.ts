@@ -75,7 +75,9 @@ describe('without a C compiler', () => {
   });
 });
 
-describe('with a C compiler', () => {
+// Each test runs the build (one or two C compiles, sometimes twice): past 30 s on a loaded 2-core
+// machine, where a full run timed five of them out.
+describe('with a C compiler', { timeout: 120_000 }, () => {
   it('builds an executable that answers (here: hands over, finds no Node shim, says so)', async () => {
     const r = await build([]);
     expect(r.code).toBe(0);

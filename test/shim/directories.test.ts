@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GetReply } from '../../src/protocol/messages.js';
-import { CLI, privateTempDir, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { CLI, privateTempDir, run, SHIM, startDaemon, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 let d: DaemonHandle;
@@ -51,7 +51,7 @@ afterAll(async () => {
   fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
-const shimIn = (cwd: string, args = '') => run('/bin/sh', ['-c', `${SHIM} ${args}`], { env: d.env, cwd });
+const shimIn = (cwd: string, args = '') => run('/bin/sh', ['-c', `${shellQuote(SHIM)} ${args}`], { env: d.env, cwd });
 
 describe('the shim without a profile argument', () => {
   it.each([
@@ -153,13 +153,13 @@ describe('the 401 inference per profile', () => {
     const acme = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(code, 'acme', 'api'));
     const oss = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(d.dir, 'real-oss'));
     try {
-      expect((await acme.callHelper(SHIM)).stdout).toBe('sk-work\n');
-      expect((await oss.callHelper(SHIM)).stdout).toBe('sk-personal\n');
+      expect((await acme.callHelper(shellQuote(SHIM))).stdout).toBe('sk-work\n');
+      expect((await oss.callHelper(shellQuote(SHIM))).stdout).toBe('sk-personal\n');
       const work = count('work');
       const personal = count('personal');
       fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-rotated');
       // The acme session's key got a 401: it calls again at once and gets the rotated work key.
-      expect((await acme.callHelper(SHIM)).stdout).toBe('sk-work-rotated\n');
+      expect((await acme.callHelper(shellQuote(SHIM))).stdout).toBe('sk-work-rotated\n');
       expect(count('work')).toBe(work + 1);
       expect(count('personal')).toBe(personal);
     } finally {
@@ -179,10 +179,10 @@ describe('no default profile', () => {
     });
     try {
       fs.mkdirSync(path.join(dir, 'proj'), { recursive: true });
-      const outside = await run('/bin/sh', ['-c', SHIM], { env: other.env, cwd: dir });
+      const outside = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: other.env, cwd: dir });
       expect(outside.code).toBe(4);
       expect(outside.stdout).toBe('');
-      const inside = await run('/bin/sh', ['-c', SHIM], { env: other.env, cwd: path.join(dir, 'proj') });
+      const inside = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: other.env, cwd: path.join(dir, 'proj') });
       expect(inside).toMatchObject({ code: 0, stdout: 'sk-only\n' });
     } finally {
       await other.stop();

@@ -14,7 +14,17 @@ import { ERROR_CODES, MAX_REPLY_BYTES, renderError } from '../../src/protocol/me
 import { oneLine, SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { VERSION } from '../../src/client/build-info.js';
 import { SANDBOX } from '../../src/client/sandbox.js';
-import { baseEnv, NATIVE_SHIM, privateTempDir, ROOT, run, SHIM, SHIMS, type RunResult } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  NATIVE_SHIM,
+  privateTempDir,
+  ROOT,
+  run,
+  SHIM,
+  SHIMS,
+  type RunResult,
+  shellQuote,
+} from '../helpers/daemon.js';
 import { buildDenyUnixSockets } from '../helpers/deny-unix-sockets.js';
 import { CLAUDE_ENV, startFakeClaude, startFakeCodex, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
 import { asksForFrame, framed, recordingServer, type Answer, type Reply } from '../helpers/stand-in-daemon.js';
@@ -247,7 +257,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
     ];
     it.each(markers)('from a claude process: %s', async (_what, claudeEnv, kind, invocation) => {
       const request = await fromAgentProcess(claudeEnv, startFakeClaude, (claude, shim) =>
-        kind === 'helper' ? claude.callHelper(`${shim} work`) : claude.bashTool(`${shim} work`),
+        kind === 'helper' ? claude.callHelper(`${shellQuote(shim)} work`) : claude.bashTool(`${shellQuote(shim)} work`),
       );
       expect(request).toMatchObject({
         consumer: { pid: request.agentPid, name: 'claude', claudeCode: true, invocation },
@@ -711,7 +721,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
           ok({ pid: old.pid, version: '0.0.1', startedBy: 'autostart' }),
         );
         try {
-          const r = await run('/bin/sh', ['-c', `${shim} work`], { env });
+          const r = await run('/bin/sh', ['-c', `${shellQuote(shim)} work`], { env });
           expect(r).toMatchObject({ code: 0, stdout: 'sk-1\n', stderr: '' });
           const late = new Promise<string>((resolve) =>
             setTimeout(() => resolve('still running after 5 s'), 5_000).unref(),
@@ -846,7 +856,7 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
         const server = await recordingServer(socketPath, OK_REPLY);
         try {
           const connectTo = prepare(dir, socketPath) ?? socketPath;
-          const r = await run('/bin/sh', ['-c', `${shim} --socket ${connectTo} work`], { env });
+          const r = await run('/bin/sh', ['-c', `${shellQuote(shim)} --socket ${connectTo} work`], { env });
           expect(r.code).toBe(ERROR_CODES.UNSAFE_PATH);
           expect(r.stdout).toBe('');
           expect(server.requests).toEqual([]);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { SHIMS, startDaemon, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV, type FakeClaude } from '../helpers/fake-claude.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 
@@ -34,19 +34,27 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
     describe('a Claude Code session whose key was rejected', () => {
       it('gets the rotated key at once when it calls again', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+          code: 0,
+          stdout: 'sk-old\n',
+          stderr: '',
+        });
         rotate('sk-new');
         // Claude Code got a 401 for sk-old and calls the helper again at once.
-        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-new\n', stderr: '' });
+        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+          code: 0,
+          stdout: 'sk-new\n',
+          stderr: '',
+        });
         expect(fetchCount()).toBe(2);
         expect(d.log()).toContain('its key was probably rejected');
       });
 
       it('gets the unchanged key once more, then one clear error instead of a silent retry loop', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
-        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
-        const third = await claude.callHelper(`${shim} work`);
+        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        const third = await claude.callHelper(`${shellQuote(shim)} work`);
         expect(third.code).toBe(7);
         expect(third.stdout).toBe('');
         expect(third.stderr).toBe(
@@ -55,12 +63,12 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         // After rotating and refreshing, the session recovers.
         rotate('sk-fixed');
         expect(await d.cli(['refresh', 'work'])).toMatchObject({ code: 0, stdout: 'refreshed work\n' });
-        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-fixed\n');
+        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-fixed\n');
       });
 
       it('is seen as one consumer, named claude, in status', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        await claude.callHelper(`${shim} work`);
+        await claude.callHelper(`${shellQuote(shim)} work`);
         const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
           profiles: Array<{ consumers: number }>;
         };
@@ -106,19 +114,22 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       it('a script calling the shim in a loop gets ordinary cached reads', async () => {
         const script = startFakeClaude(d.dir, d.env, 'python3');
         claude = script;
-        for (let i = 0; i < 5; i++) expect((await script.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        for (let i = 0; i < 5; i++)
+          expect((await script.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
       });
 
       it('a process named claude without Claude Code’s environment gets ordinary reads', async () => {
         claude = startFakeClaude(d.dir, d.env);
-        for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        for (let i = 0; i < 3; i++)
+          expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
       });
 
       it('Claude Code’s environment without a claude process (e.g. a tool) gets ordinary reads', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'node-tool');
-        for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        for (let i = 0; i < 3; i++)
+          expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
       });
     });
@@ -126,20 +137,28 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
     describe('the agent running the shim through its Bash tool', () => {
       it('gets ordinary reads however often, and the session’s helper calls are unaffected', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+          code: 0,
+          stdout: 'sk-old\n',
+          stderr: '',
+        });
         // A user asks "is my key set up?" and the agent runs the shim, twice.
-        expect(await claude.bashTool(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
-        expect(await claude.bashTool(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(`${shellQuote(shim)} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(`${shellQuote(shim)} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
         expect(fetchCount()).toBe(1);
         // The next helper call (here soon after the first, as after a 401) still gets a key.
-        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+          code: 0,
+          stdout: 'sk-old\n',
+          stderr: '',
+        });
         expect(d.log()).toContain('its key was probably rejected');
       });
 
       it('does not make the session’s first helper call look like a repeat', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        for (let i = 0; i < 3; i++) expect((await claude.bashTool(`${shim} work`)).code).toBe(0);
-        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        for (let i = 0; i < 3; i++) expect((await claude.bashTool(`${shellQuote(shim)} work`)).code).toBe(0);
+        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
         expect(d.log()).not.toContain('its key was probably rejected');
       });
@@ -149,7 +168,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       it('never count as repeats', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         for (let i = 0; i < 3; i++) {
-          expect(await claude.callHelper(`${shim} --format headers work`)).toEqual({
+          expect(await claude.callHelper(`${shellQuote(shim)} --format headers work`)).toEqual({
             code: 0,
             stdout: '{"Authorization":"Bearer sk-old"}\n',
             stderr: '',
@@ -162,7 +181,8 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
     describe('a Claude Code process that shows neither marker (an unknown release)', () => {
       it('gets ordinary reads, and status says repeat detection is off for it', async () => {
         claude = startFakeClaude(d.dir, { ...d.env, ...UNMARKED_CLAUDE_ENV });
-        for (let i = 0; i < 3; i++) expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        for (let i = 0; i < 3; i++)
+          expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
         const json = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
         expect(json.profiles[0]).toMatchObject({ consumers: 1, unmarkedClaudeConsumers: 1 });

@@ -9,7 +9,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { SANDBOX } from '../../src/client/sandbox.js';
-import { baseEnv, CLI, privateTempDir, run, SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  CLI,
+  privateTempDir,
+  run,
+  shellQuote,
+  SHIMS,
+  startDaemon,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { buildDenyUnixSockets } from '../helpers/deny-unix-sockets.js';
 
 const linux = process.platform === 'linux';
@@ -55,7 +64,7 @@ describe.each(SHIMS)('the $name shim in a sandbox', ({ name, path: shim, skip })
 
     it('no daemon, autostart on, connect refused: SANDBOXED, and no daemon started', async () => {
       const env = noDaemonEnv(`${name}-eperm`, AUTOSTART);
-      const r = await run(wrapper, ['/bin/sh', '-c', shim], { env });
+      const r = await run(wrapper, ['/bin/sh', '-c', shellQuote(shim)], { env });
       expectSandboxed(r);
       expect(fs.existsSync(path.dirname(env.KEYBROKER_SOCKET!))).toBe(false);
     });
@@ -64,7 +73,7 @@ describe.each(SHIMS)('the $name shim in a sandbox', ({ name, path: shim, skip })
   describe.skipIf(skip !== undefined)(skip ?? 'the environment’s marker', () => {
     it('no daemon, autostart on: SANDBOXED, and no daemon started', async () => {
       const env = noDaemonEnv(`${name}-marker`, { ...AUTOSTART, ...MARKER });
-      const r = await run('/bin/sh', ['-c', shim], { env });
+      const r = await run('/bin/sh', ['-c', shellQuote(shim)], { env });
       expectSandboxed(r);
       expect(fs.existsSync(path.dirname(env.KEYBROKER_SOCKET!))).toBe(false);
     });

@@ -15,6 +15,7 @@ import {
   waitFor,
   type DaemonHandle,
   type RunResult,
+  shellQuote,
 } from '../helpers/daemon.js';
 
 describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
@@ -73,7 +74,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       });
 
       it('never reads stdin: it exits even when stdin stays open', async () => {
-        const child = spawn('/bin/sh', ['-c', shim], { env: d.env, stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn('/bin/sh', ['-c', shellQuote(shim)], { env: d.env, stdio: ['pipe', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (c: Buffer) => (out += c.toString()));
         const code = await new Promise<number | null>((r) => child.on('close', r));
@@ -231,7 +232,9 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         });
         let daemonPid: number | undefined;
         try {
-          const results = await Promise.all(Array.from({ length: 6 }, () => run('/bin/sh', ['-c', shim], { env })));
+          const results = await Promise.all(
+            Array.from({ length: 6 }, () => run('/bin/sh', ['-c', shellQuote(shim)], { env })),
+          );
           for (const r of results) expect(r).toMatchObject({ code: 0, stdout: 'sk-auto\n' });
           expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(8_000);
           const status = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env })).stdout) as {
@@ -258,7 +261,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KEYBROKER_SOCKET: path.join(sockDir, 'kb.sock') });
         fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
         try {
-          const r = await run('/bin/sh', ['-c', shim], { env });
+          const r = await run('/bin/sh', ['-c', shellQuote(shim)], { env });
           expect(r.code).toBe(3);
           expect(r.stdout).toBe('');
           // The daemon's own one-line reason and fix, not "see daemon.log".
