@@ -128,6 +128,7 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     define('KB_REFRESH_INTERVAL_OPTION', messages.REFRESH_INTERVAL_OPTION),
     define('KB_MAX_HELPER_TTL_MS', messages.MAX_HELPER_TTL_MS),
     ...agentRules(consumer),
+    ...defines('KB_CLAUDE_SETTINGS', consumer.CLAUDE_SETTINGS_FILES),
     '/* src/shim/shim-messages.ts */',
     ...defines('KB_TEXT', shim.SHIM_TEXT),
     "/* JavaScript's \\s (and String.prototype.trim's whitespace): ranges of code points. */",

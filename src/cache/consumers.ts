@@ -26,6 +26,8 @@ export interface ConsumerRecord {
   version: string | undefined;
   /** When a suspected rejection of `value` was answered by serving it once more. */
   strikeAt: number | undefined;
+  /** The consumer's Claude Code settings files' newest mtime at that request, when its shim said. */
+  settingsMtimeMs: number | undefined;
 }
 
 interface Seen {
@@ -56,8 +58,11 @@ export function detectsRepeats(detection: RepeatDetection, consumer: ConsumerInf
   return detection === 'agents' || agent === detection;
 }
 
-/** Is this request a repeat that suggests the value last served was rejected? */
-export function isSuspectedRejection(
+/**
+ * Is this request an early repeat, one that would suggest the value last served was rejected?
+ * (See settingsChanged for the repeat that does not.)
+ */
+export function isEarlyRepeat(
   record: ConsumerRecord | undefined,
   consumer: ConsumerInfo,
   detection: RepeatDetection,
@@ -66,6 +71,23 @@ export function isSuspectedRejection(
   if (!record || !detectsRepeats(detection, consumer)) return false;
   const helperTtl = consumer.helperTtlMs && consumer.helperTtlMs > 0 ? consumer.helperTtlMs : DEFAULT_HELPER_TTL_MS;
   return now - record.servedAt < helperTtl * EARLY_FRACTION;
+}
+
+/**
+ * Claude Code drops its cached key and runs apiKeyHelper again whenever one of its settings files
+ * changes — Claude Code itself writes the theme into ~/.claude/settings.json during a new user's
+ * first session, and permission rules into .claude/settings.local.json — not only after a 401
+ * (measured on 2.1.332: docs/claude-code.md). So a repeat is explained without a rejection when
+ * the settings files changed between the consumer's previous call and this one. Both calls must
+ * carry the mtime (a shim that does not: judged as before). A comparison, not a clock: a file
+ * dated by another clock cannot excuse more than the one repeat its change brings.
+ */
+export function settingsChanged(record: ConsumerRecord, consumer: ConsumerInfo): boolean {
+  return (
+    record.settingsMtimeMs !== undefined &&
+    consumer.settingsMtimeMs !== undefined &&
+    record.settingsMtimeMs !== consumer.settingsMtimeMs
+  );
 }
 
 /** Bounded LRU of consumers for one profile. */
@@ -101,7 +123,8 @@ export class ConsumerTracker {
     let repeat = prev?.repeat;
     if (repeats) {
       const strikeAt = repeat && repeat.value.equals(value) ? repeat.strikeAt : undefined;
-      repeat = { key, name: consumer.name, servedAt: now, value, version, strikeAt };
+      const { settingsMtimeMs } = consumer;
+      repeat = { key, name: consumer.name, servedAt: now, value, version, strikeAt, settingsMtimeMs };
     }
     const unmarkedAt = how.unmarked ? now : (prev?.unmarkedAt ?? -Infinity);
     this.#records.delete(key);

@@ -16,10 +16,15 @@ import type { ResolvedProfile } from '../config/load.js';
 import { REFRESH_AT } from '../config/schema.js';
 import { formatDuration } from '../duration.js';
 import { asBrokerError, BrokerError, describeUnknownError } from '../errors.js';
-import { MAX_PROFILE_TIMEOUT_MS, type ConsumerInfo, type ProfileStatus } from '../protocol/messages.js';
+import {
+  MAX_PROFILE_TIMEOUT_MS,
+  type ConsumerInfo,
+  type ProfileStatus,
+  type RejectionStatus,
+} from '../protocol/messages.js';
 import { redactText, type SecretValue, type ServedValues } from '../secret.js';
 import { backoffDelay, REFRESH_BACKOFF } from '../client/backoff.js';
-import { ConsumerTracker, detectsRepeats, isSuspectedRejection, type ConsumerRecord } from './consumers.js';
+import { ConsumerTracker, detectsRepeats, isEarlyRepeat, settingsChanged, type ConsumerRecord } from './consumers.js';
 import { alreadyExpiredError, entryTimes, expiredAndRefreshFailedError, expiryOf, type ValueExpiry } from './expiry.js';
 import { FORCED_FETCH_BURST, FORCED_FETCH_INTERVAL_MS, ForcedFetchLimit } from './forced-fetch-limit.js';
 import { SingleFlight } from './single-flight.js';
@@ -88,6 +93,12 @@ export interface ProfileCacheOptions {
   forcedFetchIntervalMs?: number;
 }
 
+/** What a rejection remembers of the value: ServedValues' salted hash and length, never the bytes. */
+function rejectionKey(value: SecretValue): string {
+  const { length, hash } = value.redactionKey();
+  return `${length}:${hash}`;
+}
+
 /** Suspected-rejection refetches within this interval share one fetch (N sessions, one 401 storm). */
 const REJECTION_REFETCH_INTERVAL_MS = 5_000;
 /** A second suspected rejection of the same value within this window fails the request. */
@@ -136,6 +147,12 @@ export class ProfileCache {
   #rateLimitedUntil = -Infinity;
   /** The expiry of the last value fetched, kept after the value is dropped (status, EXPIRED). */
   #valueExpiry: ValueExpiry | undefined;
+  /**
+   * The value this daemon refused as rejected (KEY_REJECTED), until a fetch brings another one:
+   * status and doctor report it. Held as the salted hash ServedValues keeps (never a copy), so
+   * expiry and `forget` still drop the value itself.
+   */
+  #rejection: (RejectionStatus & { key: string }) | undefined;
   #disposed = false;
   /** Bumped by forget(): a fetch started before it is neither stored nor joined by later reads. */
   #generation = 0;
@@ -197,9 +214,15 @@ export class ProfileCache {
     }
     if (consumer) {
       const record = this.#consumers.lookup(consumer);
-      if (isSuspectedRejection(record, consumer, this.profile.repeatDetection, t)) {
-        if (options.note) options.note.rejected = { value: record.value, version: record.version };
-        return this.#onSuspectedRejection(consumer, record, t, recorded !== undefined);
+      if (isEarlyRepeat(record, consumer, this.profile.repeatDetection, t)) {
+        if (!settingsChanged(record, consumer)) {
+          if (options.note) options.note.rejected = { value: record.value, version: record.version };
+          return this.#onSuspectedRejection(consumer, record, t, recorded !== undefined);
+        }
+        this.#log.info(
+          { consumer: { pid: consumer.pid, name: consumer.name }, sinceLastMs: t - record.servedAt },
+          "repeat request after the consumer's Claude Code settings changed (it re-runs its helper then): an ordinary read",
+        );
       }
     }
     return this.#serveFromCache(t, recorded);
@@ -262,6 +285,9 @@ export class ProfileCache {
       unmarkedClaudeConsumers: this.#consumers.countUnmarked(t),
       forcedFetchesLimited: this.stats.forcedFetchesLimited,
       lastError,
+      rejected: this.#rejection
+        ? { atMs: this.#rejection.atMs, consumer: this.#rejection.consumer, requests: this.#rejection.requests }
+        : null,
       ...(this.profile.managedBy !== undefined && { managed: true }),
     };
   }
@@ -279,6 +305,8 @@ export class ProfileCache {
     this.#dropTimer?.cancel();
     this.#store.del(this.#key);
     this.#consumers.clear();
+    // What the consumers were refused goes with what they were served: the next repeats judge anew.
+    this.#rejection = undefined;
     this.#lastFetch = undefined;
     this.#valueExpiry = undefined;
     this.#failures = 0;
@@ -414,6 +442,8 @@ export class ProfileCache {
         { consumer: { pid: consumer.pid, name: consumer.name } },
         'the same value was rejected twice: failing the request',
       );
+      // A claim the kernel refuted fails its own request but does not get to mark the profile.
+      if (recorded) this.#noteRejection(record.value, consumer, t);
       throw new BrokerError('KEY_REJECTED', `the key was rejected and ${why}`, {
         profile: this.name,
         fix: `${fix}, then run: keybroker refresh ${this.name}`,
@@ -428,6 +458,18 @@ export class ProfileCache {
     if (!entry)
       throw this.#explainExpired(fetchError ?? new BrokerError('SOURCE_ERROR', 'the source returned nothing'));
     return this.#serve(entry, recordAs, 'refetched', fetchError);
+  }
+
+  /** Status and doctor say the profile's key is rejected from now until a fetch brings another value. */
+  #noteRejection(value: SecretValue, consumer: ConsumerInfo, t: number): void {
+    const key = rejectionKey(value);
+    const who = { pid: consumer.pid, ...(consumer.name !== undefined && { name: consumer.name }) };
+    if (this.#rejection?.key === key) {
+      this.#rejection.consumer = who;
+      this.#rejection.requests++;
+      return;
+    }
+    this.#rejection = { key, atMs: t, consumer: who, requests: 1 };
   }
 
   /**
@@ -683,6 +725,10 @@ export class ProfileCache {
     this.#rateLimitedUntil = -Infinity;
     this.#valueExpiry = entry.expiry;
     this.#lastFetch = { startedAt, endedAt: t, entry };
+    if (this.#rejection && rejectionKey(entry.value) !== this.#rejection.key) {
+      this.#log.info('a new value replaces the one that was rejected');
+      this.#rejection = undefined;
+    }
     this.#scheduleRefreshAhead(entry);
   }
 

@@ -8,6 +8,7 @@ import { callDaemon } from './client.js';
 import { coloursFor, type Colours } from './colour.js';
 import { table } from './output.js';
 import { unmarkedNote } from '../integration/unmarked-consumers.js';
+import { rejectionNote } from '../integration/rejected-key.js';
 
 export function registerStatus(program: Command): void {
   program
@@ -21,7 +22,9 @@ A profile marked (managed) comes from the organisation's managed config
 (/etc/keybroker/managed.yaml); a profile of that name in your config is ignored.
 States: cold (not fetched yet), fresh, stale (past its TTL, served because the source is
 failing), expired (past its TTL, fetched again on the next read), error (no value to serve),
-needs sign-in (the source wants you to authenticate).
+needs sign-in (the source wants you to authenticate), rejected (a consumer got a 401 for the
+key twice and the source still returns it: since when and for whom is on the line under the
+table; it clears once a refresh brings a different value).
 
 "here" names the profile a helper without a profile argument gets in this directory, and why;
 "hardened" what the daemon's hardening addon gave it (--json: daemon.hardening; see docs/security.md);
@@ -59,6 +62,7 @@ export async function directoryLine(reply: StatusReply, cwd: string, home: strin
 }
 
 export function stateLabel(p: ProfileStatus): string {
+  if (p.rejected) return 'rejected';
   if (p.lastError?.code === 'AUTH_REQUIRED' && (p.state === 'error' || p.state === 'stale')) return 'needs sign-in';
   return p.state;
 }
@@ -77,15 +81,29 @@ function lastErrorLabel(p: ProfileStatus): string {
   return limited ? `${limited} — ${error}` : error;
 }
 
-/** A profile's state as a verdict: fresh is well, stale and expired are worth a look, error is not. */
+/**
+ * A profile's state as a verdict: fresh is well, stale and expired are worth a look, error and a
+ * key refused as rejected are not.
+ */
 function stateVerdict(p: ProfileStatus): 'ok' | 'warn' | 'fail' | undefined {
+  if (p.rejected) return 'fail';
   if (p.state === 'fresh') return p.lastError ? 'warn' : 'ok';
   if (p.state === 'stale' || p.state === 'expired') return 'warn';
   if (p.state === 'error') return 'fail';
   return undefined;
 }
 
-export function renderStatus(reply: StatusReply, here?: string, colours?: Colours): string {
+/** The lines under the table about one profile: a key refused as rejected, unmarked consumers. */
+function profileNotes(p: ProfileStatus, now: number): string[] {
+  const lines: string[] = [];
+  const rejected = rejectionNote(p, now);
+  if (rejected) lines.push(`rejected profile "${p.name}": ${rejected.message} — ${rejected.fix}`);
+  const note = unmarkedNote(p);
+  if (note) lines.push(`note     profile "${p.name}": ${note}`);
+  return lines;
+}
+
+export function renderStatus(reply: StatusReply, here?: string, colours?: Colours, now = Date.now()): string {
   const d = reply.daemon;
   // "warning  …" and "error    …" lines: the label in its verdict's colour.
   const label = (text: string): string => {
@@ -178,10 +196,7 @@ export function renderStatus(reply: StatusReply, here?: string, colours?: Colour
       ),
     );
   }
-  for (const p of reply.profiles) {
-    const note = unmarkedNote(p);
-    if (note) lines.push(`note     profile "${p.name}": ${note}`);
-  }
+  for (const p of reply.profiles) lines.push(...profileNotes(p, now));
   for (const s of reply.sources) for (const note of s.notes) lines.push(`${s.kind}: ${note}`);
   return `${lines.map((l, i) => (i < tableStart ? label(l) : l)).join('\n')}\n`;
 }

@@ -25,6 +25,7 @@ const consumer = z.strictObject({
   agent: z.enum(AGENTS).optional(),
   invocation: z.enum(INVOCATIONS).optional(),
   helperTtlMs: z.number().int().min(0).max(MAX_HELPER_TTL_MS).optional(),
+  settingsMtimeMs: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 // Absolute and bounded: it is matched against the directories: map and written to the audit trail.

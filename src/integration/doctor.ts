@@ -34,6 +34,7 @@ import {
 } from './claude-credentials.js';
 import { readAllSettings, type ClaudeContext } from './claude-settings.js';
 import { unmarkedNote } from './unmarked-consumers.js';
+import { rejectionNote } from './rejected-key.js';
 import { CLAUDE_DEFAULT_HELPER_TTL_MS, HELPER_TTL_ENV } from './claude-setup.js';
 import { codexChecks } from './codex-doctor.js';
 import { summarizeConfig, summaryOf, type ProfileSummary } from './config-summary.js';
@@ -731,20 +732,36 @@ async function daemonChecks(
   }
   const now = Date.now();
   if (options.fetchProfiles) {
-    for (const p of status.profiles)
-      checks.push(
-        await waitingOn(options, `source ${sourceLabel(p)} (profile "${p.name}")`, () =>
-          profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now),
-        ),
-      );
-  } else {
-    // No fetch now, but a fetch that already failed is worth saying (with its fix).
     for (const p of status.profiles) {
-      const last = lastErrorCheck(p, now);
+      const check = await waitingOn(options, `source ${sourceLabel(p)} (profile "${p.name}")`, () =>
+        profileCheck(socket, p, CLIENT_REPLY_TIMEOUT_MS, now),
+      );
+      // Doctor's own read may have fetched a new value, which clears a rejection: ask again.
+      const rejected = p.rejected ? rejectedCheck(await profileStatus(socket, p.name, timeoutMs), now) : undefined;
+      checks.push(rejected ?? check);
+    }
+  } else {
+    // No fetch now, but a fetch that already failed, or a key refused as rejected, is worth
+    // saying (with its fix).
+    for (const p of status.profiles) {
+      const last = rejectedCheck(p, now) ?? lastErrorCheck(p, now);
       if (last) checks.push(last);
     }
   }
   return { status };
+}
+
+/** One profile's status as the daemon has it now (undefined when it does not answer or has no such profile). */
+async function profileStatus(socket: string, name: string, timeoutMs: number): Promise<ProfileStatus | undefined> {
+  const reply = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs });
+  return reply.ok ? (reply as StatusReply).profiles.find((p) => p.name === name) : undefined;
+}
+
+/** The daemon refused the profile's key as rejected, and no fetch has brought another value since. */
+function rejectedCheck(p: ProfileStatus | undefined, now: number): DoctorCheck | undefined {
+  const note = p && rejectionNote(p, now);
+  if (!p || !note) return undefined;
+  return { id: `profile:${p.name}`, status: 'fail', message: `${sourceLabel(p)}: ${note.message}`, fix: note.fix };
 }
 
 /**

@@ -107,6 +107,13 @@ export interface ConsumerInfo {
    * else CLAUDE_CODE_API_KEY_HELPER_TTL_MS as the consumer has it (default 5 minutes).
    */
   helperTtlMs?: number;
+  /**
+   * Set only when `claudeCode`: the newest modification time, in whole milliseconds since the
+   * epoch, of the Claude Code settings files the session reads (user, project, local, managed;
+   * 0 when none exists). Claude Code re-runs its helper when one changes, so a repeat with another
+   * value here is not a 401 repeat.
+   */
+  settingsMtimeMs?: number;
 }
 
 /**
@@ -346,8 +353,24 @@ export interface ProfileStatus {
   /** Forced fetches (refreshes, suspected rejections) refused by the profile's rate limit. */
   forcedFetchesLimited?: number;
   lastError: (WireError & { atMs: number }) | null;
+  /**
+   * The daemon refused this profile's key as rejected (KEY_REJECTED: a consumer came back twice
+   * with a 401 for the same value and the source still returns it); null once a fetch brings a
+   * different value (or `keybroker forget`). Absent from a daemon older than the field.
+   */
+  rejected?: RejectionStatus | null;
   /** Defined by the managed (organisation) config; a user's profile of that name is ignored. */
   managed?: boolean;
+}
+
+/** A key the daemon refused as rejected, for status and doctor (never the value). */
+export interface RejectionStatus {
+  /** When the daemon first refused it (ms since the epoch). */
+  atMs: number;
+  /** The consumer it last refused it to (the Claude Code process, for apiKeyHelper). */
+  consumer: { pid: number; name?: string };
+  /** Requests refused since then. */
+  requests: number;
 }
 
 export interface SourceStatus {

@@ -126,6 +126,23 @@ export const AGENT_RULES: readonly AgentRules[] = [
     ],
   },
 ];
+/**
+ * Claude Code's settings files, as the helper's session reads them: it drops its cached key and
+ * re-runs apiKeyHelper when one changes (see settingsMtimeMs). Read only for a consumer that the
+ * agent table (AGENT_RULES) finds to be Claude Code.
+ */
+export const CLAUDE_SETTINGS_FILES = {
+  /** The user's settings: $CLAUDE_CONFIG_DIR/settings.json, else $HOME/.claude/settings.json. */
+  configDirEnv: 'CLAUDE_CONFIG_DIR',
+  homeEnv: 'HOME',
+  dir: '.claude',
+  settings: 'settings.json',
+  /** Beside the project's .claude/settings.json, in the helper's working directory. */
+  localSettings: 'settings.local.json',
+  managedLinux: '/etc/claude-code/managed-settings.json',
+  managedDarwin: '/Library/Application Support/ClaudeCode/managed-settings.json',
+} as const;
+const S = CLAUDE_SETTINGS_FILES;
 const SHELLS: ReadonlySet<string> = new Set(SHELL_NAMES);
 
 interface ProcInfo {
@@ -177,6 +194,8 @@ export interface ShimCall {
   options: ReadonlySet<string>;
   /** --refresh-interval-ms: how often the consumer runs the shim on schedule. */
   refreshIntervalMs: number | undefined;
+  /** The helper's working directory (the project), undefined when it has been deleted. */
+  cwd?: string | undefined;
 }
 
 export async function findConsumer(call: ShimCall): Promise<ConsumerInfo | undefined> {
@@ -196,7 +215,8 @@ export async function findConsumer(call: ShimCall): Promise<ConsumerInfo | undef
       const consumerPid = pid;
       const argv = (): string[] => (linux ? argvLinux(consumerPid) : []);
       const rules = AGENT_RULES.find((r) => isAgent(r, name, argv, call, consumerPid));
-      // Key order as the protocol documents it: pid, start, name, claudeCode, agent, invocation, helperTtlMs.
+      // Key order as the protocol documents it: pid, start, name, claudeCode, agent, invocation, helperTtlMs,
+      // settingsMtimeMs.
       const consumer: ConsumerInfo = {
         pid,
         ...(info.start && { start: info.start }),
@@ -207,6 +227,7 @@ export async function findConsumer(call: ShimCall): Promise<ConsumerInfo | undef
       };
       const ttl = call.refreshIntervalMs ?? Number(process.env[HELPER_TTL_ENV]);
       consumer.helperTtlMs = Number.isInteger(ttl) && ttl > 0 ? ttl : CONSUMER_LIMITS.defaultHelperTtlMs;
+      if (consumer.claudeCode) consumer.settingsMtimeMs = settingsMtimeMs(claudeSettingsFiles(process.env, call.cwd));
       return consumer;
     }
     pid = info.ppid;
@@ -254,4 +275,34 @@ function invocationOf(rules: AgentRules, call: ShimCall, consumerPid: number): I
   if (!rule) return 'unmarked';
   if (rule.invocation === 'agent-tool') return 'agent-tool';
   return call.format === 'raw' ? 'api-key-helper' : 'sibling-helper';
+}
+
+/** The settings files a Claude Code session in `cwd` reads (whether or not they exist). */
+export function claudeSettingsFiles(env: NodeJS.ProcessEnv, cwd: string | undefined): string[] {
+  const files: string[] = [];
+  const home = env[S.homeEnv];
+  const configDir = env[S.configDirEnv] || (home ? path.join(home, S.dir) : undefined);
+  if (configDir) files.push(path.join(configDir, S.settings));
+  if (cwd) files.push(path.join(cwd, S.dir, S.settings), path.join(cwd, S.dir, S.localSettings));
+  if (process.platform === 'linux') files.push(S.managedLinux);
+  else if (process.platform === 'darwin') files.push(S.managedDarwin);
+  return files;
+}
+
+/**
+ * The newest modification time of `files`, in whole milliseconds (0: none exists). Claude Code
+ * re-runs its helper when a settings file changes, which keybroker must not take for a 401 (see
+ * src/cache/consumers.ts, settingsChanged). A file that cannot be read counts as absent.
+ */
+export function settingsMtimeMs(files: readonly string[]): number {
+  let newest = 0n;
+  for (const file of files) {
+    try {
+      const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+      if (st && st.mtimeNs > newest) newest = st.mtimeNs;
+    } catch {
+      // not a directory on the way, a name too long, no permission: absent
+    }
+  }
+  return Number(newest / 1_000_000n);
 }

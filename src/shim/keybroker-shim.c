@@ -215,13 +215,16 @@ static void build_request(struct buf *req, const char *profile, const struct kb_
     buf_json_utf8(req, profile, strlen(profile));
   }
   char cwd[PATH_MAX];
-  if (getcwd(cwd, sizeof cwd)) {
+  int have_cwd = getcwd(cwd, sizeof cwd) != NULL;
+  if (have_cwd) {
     buf_str(req, ",\"cwd\":");
     buf_json_utf8(req, cwd, strlen(cwd));
   } else if (errno != ENOENT) {
     kb_handover(); /* longer than PATH_MAX, or unreadable: Node's uv_cwd decides */
   }
-  kb_add_consumer(req, call);
+  struct kb_call with_cwd = *call;
+  with_cwd.cwd = have_cwd ? cwd : NULL;
+  kb_add_consumer(req, &with_cwd);
   buf_str(req, ",\"" KB_FRAMED_FLAG "\":true}\n");
   if (req->len > KB_MAX_REQUEST_BYTES) kb_handover(); /* the daemon would refuse it: Node sends it */
 }
@@ -291,7 +294,7 @@ int main(int argc, char **argv) {
   /* Node ignores SIGPIPE too: a daemon that hangs up shows as an error, not a silent death. */
   signal(SIGPIPE, SIG_IGN);
   const char *flag, *profile;
-  struct kb_call call = {{NULL, NULL}, 0, 0};
+  struct kb_call call = {{NULL, NULL}, 0, 0, NULL};
   parse_args(argc, argv, &flag, &profile, &call);
   char sock[PATH_MAX];
   if (!kb_socket_path(flag, sock, sizeof sock)) kb_handover();

@@ -168,14 +168,16 @@ async function main(): Promise<void> {
   }
   if ('error' in parsed) fail('USAGE', `${parsed.error} (see keybroker-shim --help)`);
   const socketPath = resolveSocketPath({ flag: parsed.socket }).path;
+  const cwd = workingDirectory();
   const request = buildGetRequest({
     profile: parsed.profile,
-    cwd: workingDirectory(),
+    cwd,
     refresh: parsed.refresh,
     consumer: await findConsumer({
       format: parsed.format,
       options: parsed.options,
       refreshIntervalMs: parsed.refreshIntervalMs,
+      cwd,
     }),
   });
 

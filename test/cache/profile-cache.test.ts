@@ -439,6 +439,106 @@ describe('repeat requests from Claude Code (401 inference)', () => {
   });
 });
 
+describe('a repeat after Claude Code’s settings changed', () => {
+  const at = (pid: number, settingsMtimeMs?: number): ConsumerInfo => ({
+    ...claude(pid),
+    ...(settingsMtimeMs !== undefined && { settingsMtimeMs }),
+  });
+
+  it('is an ordinary read: Claude Code re-runs its helper on a settings change, not only after a 401', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: at(100, 1_000) });
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect((await cache.get({ consumer: at(100, 5_000) })).outcome).toBe('hit');
+    expect(source.reasons).toEqual(['miss']);
+    // The next repeat is judged against the settings as they were at that call.
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect((await cache.get({ consumer: at(100, 5_000) })).outcome).toBe('refetched');
+    expect(source.reasons).toEqual(['miss', 'rejected']);
+  });
+
+  it('is judged as before when the settings are as they were at the previous call, however recent', async () => {
+    const cache = cacheFor();
+    // keybroker setup claude, then claude at once: written before the session, not in it.
+    const writtenAt = Date.now() - 1_000;
+    await cache.get({ consumer: at(100, writtenAt) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect((await cache.get({ consumer: at(100, writtenAt) })).outcome).toBe('refetched');
+  });
+
+  it('is judged as before when either call did not say (an older shim)', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: at(100) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: at(100, 5_000) });
+    expect(source.reasons).toEqual(['miss', 'rejected']);
+  });
+});
+
+describe('a rejected key in status', () => {
+  /** The consumer's two repeats after a 401 with an unchanged source: the second is refused. */
+  async function rejectTwice(cache: ProfileCache, pid = 100): Promise<void> {
+    await cache.get({ consumer: claude(pid) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: claude(pid) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(cache.get({ consumer: claude(pid) })).rejects.toMatchObject({ code: 'KEY_REJECTED' });
+  }
+
+  it('says since when and to which consumer the key was refused, never the value', async () => {
+    const cache = cacheFor();
+    expect(cache.status().rejected).toBeNull();
+    await rejectTwice(cache);
+    const refusedAt = Date.now();
+    await vi.advanceTimersByTimeAsync(3_000);
+    await expect(cache.get({ consumer: claude(100) })).rejects.toMatchObject({ code: 'KEY_REJECTED' });
+    const status = cache.status();
+    expect(status.rejected).toEqual({ atMs: refusedAt, consumer: { pid: 100, name: 'claude' }, requests: 2 });
+    // The cache itself still holds a fresh value: the state says so, the rejection says the rest.
+    expect(status.state).toBe('fresh');
+    expect(JSON.stringify(status)).not.toContain('sk-initial');
+  });
+
+  it('is not marked by a suspected rejection alone (one repeat may be a settings change)', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: claude(100) });
+    expect(cache.status().rejected).toBeNull();
+  });
+
+  it('clears once a fetch brings a different value, not before', async () => {
+    const cache = cacheFor();
+    await rejectTwice(cache);
+    await vi.advanceTimersByTimeAsync(5_000);
+    await cache.refresh(); // the same value again
+    expect(cache.status().rejected).not.toBeNull();
+    source.value = 'sk-rotated';
+    await vi.advanceTimersByTimeAsync(5_000);
+    await cache.refresh();
+    expect(cache.status().rejected).toBeNull();
+  });
+
+  it('clears on forget, with the consumer records it was judged on', async () => {
+    const cache = cacheFor();
+    await rejectTwice(cache);
+    cache.forget();
+    expect(cache.status().rejected).toBeNull();
+  });
+
+  it('is not marked by a consumer claim the kernel refuted', async () => {
+    const cache = cacheFor();
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(2_000);
+    await cache.get({ consumer: claude(100) });
+    await vi.advanceTimersByTimeAsync(1_000);
+    await expect(cache.get({ consumer: claude(100), claimConfirmed: false })).rejects.toMatchObject({
+      code: 'KEY_REJECTED',
+    });
+    expect(cache.status().rejected).toBeNull();
+  });
+});
+
 describe('values that span lines', () => {
   it('refuses a multi-line value: a key is one line', async () => {
     source.value = 'sk-one\nsk-two';

@@ -73,6 +73,36 @@ export interface PinnedCliOptions {
   timeoutMs?: number;
 }
 
+/**
+ * The environment a test runs Claude Code in: `base` (a test daemon's, HOME its directory), the
+ * fake Messages API, its own TMPDIR, nothing sent anywhere else, and nothing that would win over
+ * apiKeyHelper or say it already runs inside Claude Code (or tmux).
+ */
+export function claudeCodeEnv(base: NodeJS.ProcessEnv, apiUrl: string, tmpdir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    ANTHROPIC_BASE_URL: apiUrl,
+    TMPDIR: tmpdir,
+    DISABLE_TELEMETRY: '1',
+    DISABLE_ERROR_REPORTING: '1',
+    DISABLE_AUTOUPDATER: '1',
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+  };
+  for (const name of [
+    'ANTHROPIC_API_KEY',
+    'ANTHROPIC_AUTH_TOKEN',
+    'CLAUDECODE',
+    'CLAUDE_PID',
+    'CLAUDE_CODE_USE_BEDROCK',
+    'CLAUDE_CODE_USE_VERTEX',
+    'CLAUDE_CODE_USE_FOUNDRY',
+    'CLAUDE_CONFIG_DIR',
+    'TMUX',
+  ])
+    delete env[name];
+  return env;
+}
+
 /** The `claude` executable of the pinned version, installed first if it is not there yet. */
 export function claudeCode(options: PinnedCliOptions = {}): Promise<string> {
   return installedCli(CLAUDE_CODE, options);

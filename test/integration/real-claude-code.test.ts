@@ -8,8 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
-import { claudeCode, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
-import { run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
+import { run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import type { DoctorCheck } from '../../src/integration/doctor.js';
+import { exitCodeFor, type StatusReply } from '../../src/protocol/messages.js';
 
 let CLAUDE: string;
 beforeAll(async () => {
@@ -44,27 +46,7 @@ afterEach(async () => {
 
 /** `claude -p PROMPT` in the project, HOME the test directory, talking only to the fake API. */
 function claude(prompt: string, args: string[] = []): ReturnType<typeof run> {
-  const env: NodeJS.ProcessEnv = {
-    ...d.env,
-    ANTHROPIC_BASE_URL: api.url,
-    TMPDIR: path.join(d.dir, 'tmp'),
-    DISABLE_TELEMETRY: '1',
-    DISABLE_ERROR_REPORTING: '1',
-    DISABLE_AUTOUPDATER: '1',
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-  };
-  // Anything that would win over apiKeyHelper, or say we already run inside Claude Code.
-  for (const name of [
-    'ANTHROPIC_API_KEY',
-    'ANTHROPIC_AUTH_TOKEN',
-    'CLAUDECODE',
-    'CLAUDE_PID',
-    'CLAUDE_CODE_USE_BEDROCK',
-    'CLAUDE_CODE_USE_VERTEX',
-    'CLAUDE_CODE_USE_FOUNDRY',
-    'CLAUDE_CONFIG_DIR',
-  ])
-    delete env[name];
+  const env = claudeCodeEnv(d.env, api.url, path.join(d.dir, 'tmp'));
   return run(CLAUDE, ['-p', prompt, ...args], { env, cwd: project, timeoutMs: RUN_TIMEOUT_MS });
 }
 
@@ -119,6 +101,68 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
       expect(fetches()).toBe(2);
     },
     RUN_TIMEOUT_MS + 10_000,
+  );
+
+  it(
+    'after Claude Code is refused a rejected key, status and doctor say so until a rotation brings another',
+    async () => {
+      setKey('sk-revoked-at-the-console');
+      api.rejectedKeys.add('sk-revoked-at-the-console');
+      const started = Date.now();
+      // 401, the helper again (refetched: same value, served once more), 401, the helper again:
+      // refused with KEY_REJECTED. What Claude Code does next is its own business; the test
+      // asks keybroker.
+      await claude('say hi');
+      expect(api.requests.filter((q) => q.key === 'sk-revoked-at-the-console').map((q) => q.status)).toEqual([
+        401, 401,
+      ]);
+      const status = async (): Promise<StatusReply> => {
+        const r = await d.cli(['status', '--json']);
+        expect(r.code).toBe(0);
+        return JSON.parse(r.stdout) as StatusReply;
+      };
+      const doctor = async (...args: string[]): Promise<{ code: number | null; work: DoctorCheck | undefined }> => {
+        const r = await d.cli(['doctor', '--json', ...args]);
+        const checks = JSON.parse(r.stdout) as DoctorCheck[];
+        return { code: r.code, work: checks.find((c) => c.id === 'profile:work') };
+      };
+
+      const rejected = (await status()).profiles[0]!.rejected;
+      expect(rejected).toMatchObject({ consumer: { name: 'claude' } });
+      expect(rejected!.atMs).toBeGreaterThanOrEqual(started);
+      expect(rejected!.atMs).toBeLessThanOrEqual(Date.now());
+      expect(rejected!.requests).toBeGreaterThanOrEqual(1);
+      const human = await d.cli(['status']);
+      expect(human.stdout).toMatch(/^work +exec:echo … +rejected /m);
+      expect(human.stdout).not.toContain('sk-revoked-at-the-console');
+      const before = await doctor();
+      expect(before.code).toBe(1);
+      expect(before.work).toMatchObject({ status: 'fail', fix: expect.stringContaining('keybroker refresh work') });
+      expect(JSON.stringify(before)).not.toContain('sk-revoked-at-the-console');
+      expect(await doctor('--no-fetch')).toMatchObject({ code: 1, work: { status: 'fail' } });
+
+      // The same value again is no cure …
+      expect((await d.cli(['refresh', 'work'])).code).toBe(0);
+      expect((await status()).profiles[0]!.rejected).not.toBeNull();
+      // … a rotated one is.
+      setKey('sk-rotated-at-the-console');
+      // The two rejection checks and the refresh above spent the profile's forced-fetch burst (3,
+      // then one every 10s): this refresh is refused (RATE_LIMITED) until the limit allows it.
+      await waitFor(
+        async () => {
+          const r = await d.cli(['refresh', 'work']);
+          if (r.code !== exitCodeFor('RATE_LIMITED')) expect(r.code).toBe(0);
+          return r.code === 0;
+        },
+        15_000,
+        'a refresh the forced-fetch limit allows',
+      );
+      expect((await status()).profiles[0]!.rejected).toBeNull();
+      const after = await doctor();
+      expect(after.code).toBe(0);
+      expect(after.work).toMatchObject({ status: 'ok' });
+    },
+    RUN_TIMEOUT_MS + 30_000,
   );
 
   // A Claude Code started from another one's Bash tool inherits that one's agent markers

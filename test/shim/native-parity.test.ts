@@ -313,6 +313,74 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
     });
   });
 
+  // Claude Code re-runs its helper when a settings file changes; both shims tell the daemon the
+  // newest mtime of them, to the same millisecond (floor of the nanoseconds).
+  describe('the newest mtime of Claude Code’s settings files', () => {
+    const at = (file: string, seconds: number): void => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, '{}\n');
+      fs.utimesSync(file, seconds, seconds);
+    };
+    const cases: Array<[string, (dir: string, project: string) => NodeJS.ProcessEnv, number]> = [
+      ['none exists', () => ({}), 0],
+      [
+        'the user’s, under HOME',
+        (dir) => (at(path.join(dir, '.claude', 'settings.json'), 1_790_000_000.123456), {}),
+        1_790_000_000_123,
+      ],
+      [
+        'the project’s local settings, newer than the project’s',
+        (_dir, project) => {
+          at(path.join(project, '.claude', 'settings.json'), 1_790_000_000.5);
+          at(path.join(project, '.claude', 'settings.local.json'), 1_790_000_100.987654);
+          return {};
+        },
+        1_790_000_100_987,
+      ],
+      [
+        'CLAUDE_CONFIG_DIR’s, instead of HOME’s',
+        (dir) => {
+          at(path.join(dir, '.claude', 'settings.json'), 1_790_000_900);
+          at(path.join(dir, 'cc', 'settings.json'), 1_790_000_001.25);
+          return { CLAUDE_CONFIG_DIR: path.join(dir, 'cc') };
+        },
+        1_790_000_001_250,
+      ],
+    ];
+    it.each(cases)('%s', async (_what, setUp, expected) => {
+      const dir = path.join(root, `c${caseNo++}`);
+      const project = path.join(dir, 'project');
+      fs.mkdirSync(project, { recursive: true, mode: 0o700 });
+      fs.chmodSync(dir, 0o700);
+      const extra = setUp(dir, project);
+      const env = baseEnv(dir, {
+        ...CLAUDE_ENV,
+        ...extra,
+        KEYBROKER_NODE: nodeWrapper,
+        KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log'),
+      });
+      const claude = startFakeClaude(dir, env, 'claude', project);
+      try {
+        const lines: string[] = [];
+        for (const shim of [SHIM, NATIVE_SHIM]) {
+          const server = await recordingServer(env.KEYBROKER_SOCKET!, OK_REPLY);
+          expect((await claude.callHelper(`${shim} work`)).code).toBe(0);
+          await server.close();
+          fs.rmSync(env.KEYBROKER_SOCKET!, { force: true });
+          lines.push(...server.requests);
+        }
+        expect(lines[1]).toBe(framed(lines[0]!));
+        const consumer = (JSON.parse(lines[0]!) as { consumer: { settingsMtimeMs?: number } }).consumer;
+        // The managed file of this machine, if it has one, may be newer still.
+        const managed = fs.statSync('/etc/claude-code/managed-settings.json', { throwIfNoEntry: false });
+        if (!managed) expect(consumer.settingsMtimeMs).toBe(expected);
+        expect(fs.existsSync(path.join(dir, 'handover.log'))).toBe(false);
+      } finally {
+        claude.close();
+      }
+    });
+  });
+
   describe('what it hands to the Node shim, before sending anything', () => {
     const cases: Array<[string, Case]> = [
       ['--help', { args: ['--help'], handover: true }],

@@ -76,6 +76,40 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       });
     });
 
+    // Claude Code drops its cached key and re-runs apiKeyHelper when one of its settings files
+    // changes: it writes the theme into ~/.claude/settings.json during a new user's first session,
+    // and a permission rule into .claude/settings.local.json (measured on 2.1.332; see
+    // test/integration/real-claude-code-interactive.test.ts). That call is no 401.
+    describe('a Claude Code session whose settings changed', () => {
+      const later = (file: string, seconds: number): void => {
+        const t = new Date(Date.now() + seconds * 1000);
+        fs.utimesSync(file, t, t);
+      };
+
+      it.each([
+        ['its user settings (~/.claude/settings.json)', ['.claude', 'settings.json']],
+        ['its project’s local settings (.claude/settings.local.json)', ['project', '.claude', 'settings.local.json']],
+      ])('%s: the helper’s next call is an ordinary read, not a refetch', async (_what, changedPath) => {
+        const project = path.join(d.dir, 'project');
+        fs.mkdirSync(path.join(d.dir, '.claude'), { recursive: true });
+        fs.mkdirSync(path.join(project, '.claude'), { recursive: true });
+        const settings = `{"apiKeyHelper": "${shim} work"}\n`;
+        fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), settings);
+        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', project);
+        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
+        const changed = path.join(d.dir, ...changedPath);
+        fs.writeFileSync(changed, settings.replace('}', ', "theme": "auto"}'));
+        later(changed, 2);
+        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(fetchCount()).toBe(1);
+        expect(d.log()).not.toContain('its key was probably rejected');
+        // A repeat with the settings as they were at the last call is judged as before.
+        rotate('sk-new');
+        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-new\n');
+        expect(fetchCount()).toBe(2);
+      });
+    });
+
     describe('callers that are not Claude Code', () => {
       it('a script calling the shim in a loop gets ordinary cached reads', async () => {
         const script = startFakeClaude(d.dir, d.env, 'python3');

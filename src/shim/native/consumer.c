@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef __APPLE__
@@ -251,6 +253,41 @@ static long long helper_ttl_ms(void) {
   }
   return !negative && n > 0 ? n : KB_CONSUMER_DEFAULT_HELPER_TTL_MS;
 }
+
+/* settingsMtimeMs(): the newest mtime of Claude Code's settings files, in whole milliseconds (0:
+ * none exists). A file that cannot be stat'ed, or whose path does not fit, counts as absent, as
+ * the Node shim's failed statSync does. */
+static void newer_mtime(const char *a, const char *b, const char *c, long long *newest_ns) {
+  char file[PATH_MAX];
+  struct stat st;
+  int n = snprintf(file, sizeof file, "%s%s%s", a, b, c);
+  if (n < 0 || (size_t)n >= sizeof file || stat(file, &st) != 0) return;
+#if defined(__APPLE__)
+  long long ns = (long long)st.st_mtimespec.tv_sec * 1000000000LL + st.st_mtimespec.tv_nsec;
+#else
+  long long ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+#endif
+  if (ns > *newest_ns) *newest_ns = ns;
+}
+
+static long long settings_mtime_ms(const char *cwd) {
+  long long newest = 0;
+  const char *config_dir = getenv(KB_CLAUDE_SETTINGS_CONFIG_DIR_ENV), *home = getenv(KB_CLAUDE_SETTINGS_HOME_ENV);
+  if (config_dir && *config_dir)
+    newer_mtime(config_dir, "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
+  else if (home && *home)
+    newer_mtime(home, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
+  if (cwd) {
+    newer_mtime(cwd, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
+    newer_mtime(cwd, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_LOCAL_SETTINGS, &newest);
+  }
+#if defined(__APPLE__)
+  newer_mtime(KB_CLAUDE_SETTINGS_MANAGED_DARWIN, "", "", &newest);
+#else
+  newer_mtime(KB_CLAUDE_SETTINGS_MANAGED_LINUX, "", "", &newest);
+#endif
+  return newest / 1000000;
+}
 #endif
 
 void kb_add_consumer(struct buf *req, const struct kb_call *call) {
@@ -274,7 +311,8 @@ void kb_add_consumer(struct buf *req, const struct kb_call *call) {
     }
 #endif
     if (!is_shell(name, len)) {
-      /* Keys in the protocol's order: pid, start, name, claudeCode, agent, invocation, helperTtlMs. */
+      /* Keys in the protocol's order: pid, start, name, claudeCode, agent, invocation, helperTtlMs,
+       * settingsMtimeMs. */
       const struct kb_agent *agent = NULL;
       for (size_t k = 0; k < sizeof KB_AGENTS / sizeof KB_AGENTS[0] && !agent; k++) {
         if (is_agent(&KB_AGENTS[k], name, len, pid, call)) agent = &KB_AGENTS[k];
@@ -303,6 +341,11 @@ void kb_add_consumer(struct buf *req, const struct kb_call *call) {
       snprintf(num, sizeof num, "%lld", call->refresh_interval_ms > 0 ? call->refresh_interval_ms : helper_ttl_ms());
       buf_str(req, ",\"helperTtlMs\":");
       buf_str(req, num);
+      if (claude) {
+        snprintf(num, sizeof num, "%lld", settings_mtime_ms(call->cwd));
+        buf_str(req, ",\"settingsMtimeMs\":");
+        buf_str(req, num);
+      }
       buf_str(req, "}");
       return;
     }

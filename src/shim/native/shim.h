@@ -83,6 +83,8 @@ struct kb_call {
   int option_count;
   /* --refresh-interval-ms; 0 when not given. */
   long long refresh_interval_ms;
+  /* The working directory sent; NULL when it has been deleted (Claude Code's project settings). */
+  const char *cwd;
 };
 
 /* Appends ,"consumer":{…} when the Node shim would send one: the nearest ancestor that is not a
