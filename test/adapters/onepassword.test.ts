@@ -186,7 +186,8 @@ describe('op: references', () => {
         (e: unknown) => e as ConfigError,
       );
       expect(configErr).toBeInstanceOf(ConfigError);
-      expect(configErr!.message).toContain(`${file}:3: profiles.work.source: not a valid 1Password secret reference: `);
+      expect(configErr!.problems).toEqual([expect.objectContaining({ line: 3, path: 'profiles.work.source' })]);
+      expect(configErr!.report).not.toContain(VALUE);
       expect(configErr!.message).not.toContain(VALUE);
       await pool.closeAll();
     } finally {

@@ -102,7 +102,9 @@ describe('socket and directory', () => {
     const d = track(await startDaemon({ config: 'profiles: {}\n' }));
     const { code, stderr } = await daemonExits(d.env);
     expect(code).toBe(17);
-    expect(stderr).toContain(`keybroker: a keybroker daemon is already listening on ${d.socket}`);
+    // Names the socket and the daemon that holds it (the pid to stop).
+    expect(stderr).toContain(d.socket);
+    expect(stderr).toContain(String(d.proc.pid));
     expect(await d.request({ v: 1, op: 'ping' })).toMatchObject({ ok: true, pid: d.proc.pid });
   });
 

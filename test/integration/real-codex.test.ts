@@ -12,7 +12,7 @@ import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { FakeResponsesApi } from '../fakes/fake-responses-api.js';
 import { CLI_INSTALL_TIMEOUT_MS, codex } from '../helpers/pinned-cli.js';
-import { CLI, run, SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { CLI, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
 let CODEX: string;
@@ -30,6 +30,14 @@ let project: string;
 let codexHome: string;
 const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
 const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
+/** The trail's complete lines so far (a batch may be half written when read). */
+const wholeAudit = (): string[] => {
+  const text = fs.readFileSync(path.join(d.dir, 'state', 'keybroker', 'audit.jsonl'), 'utf8');
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
+    .split('\n')
+    .filter(Boolean);
+};
 const audit = (): AuditRecord[] =>
   fs
     .readFileSync(path.join(d.dir, 'state', 'keybroker', 'audit.jsonl'), 'utf8')
@@ -188,7 +196,8 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
       expect(api.responses().flatMap((q) => q.toolOutputs)[0]).toMatch(/sk-codex-tool\nexit=0\nsk-codex-tool\nexit=0/);
       expect(api.responses().map((q) => q.status)).toEqual([200, 401, 200]);
       // Two tool runs from the codex process, then the auth command's one repeat: a refetch, and
-      // the same key once more (the fake rejected it only once).
+      // the same key once more (the fake rejected it only once). The trail is appended in batches.
+      await waitFor(() => wholeAudit().length >= 4, 10_000);
       expect(audit().map((a) => a.consumer?.invocation)).toEqual([
         'api-key-helper',
         'agent-tool',
