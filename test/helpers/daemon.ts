@@ -1,5 +1,10 @@
 // Real daemons and shims for process tests: the built CLI and shim from dist/, a private temp
 // directory per daemon, and the shim run through `sh -c` the way Claude Code runs apiKeyHelper.
+//
+// The fixtures clean up after themselves (cleanup.ts): a directory privateTempDir or workspace()
+// made is removed, and a daemon start() began is stopped, when the test that made it finishes, or,
+// made in a beforeAll or at the top of a file, when the file's tests are done. A new test file
+// needs one line for a daemon: `const d = await startDaemon({ config })`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
+import { cleanUp } from './cleanup.js';
 
 /** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
 export { shellQuote };
@@ -58,13 +64,32 @@ if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
 }
 
-/** A private (0700) temporary directory, removed by the returned cleanup. */
+/**
+ * A private (0700) temporary directory, removed when the test that made it finishes (made outside
+ * a test: when the file's tests are done).
+ */
 export function privateTempDir(prefix = 'kb-'): string {
   // Short base path: Unix socket paths are limited to ~104 bytes.
   const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
   const dir = fs.mkdtempSync(path.join(base, prefix));
   fs.chmodSync(dir, 0o700);
+  cleanUp(() => removeDir(dir));
   return dir;
+}
+
+/** Remove a test's directory, even where a test took away its own write or search permission. */
+export function removeDir(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // (Only a non-root run gets here: root ignores the modes.)
+    const open = (d: string): void => {
+      fs.chmodSync(d, 0o700);
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) open(path.join(d, e.name));
+    };
+    open(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export interface RunResult {
@@ -123,18 +148,53 @@ export interface DaemonWorkspace {
   cli(args: string[], env?: NodeJS.ProcessEnv, input?: string): Promise<RunResult>;
   /** Write the config, private (0600) as the daemon requires. */
   writeConfig(yaml: string): void;
+  /** Start `keybroker daemon` here; it is stopped when the test (or file) that started it is done. */
+  start(options?: DaemonOptions): Promise<DaemonHandle>;
 }
 
-export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.ProcessEnv): DaemonWorkspace {
-  const env = baseEnv(dir, extraEnv);
+export interface WorkspaceOptions {
+  /** The config to write; without one, none is written (for what happens with no config). */
+  config?: string;
+  /** Variables over baseEnv's; they win over its paths too (HOME, KEYBROKER_SOCKET, …). */
+  env?: NodeJS.ProcessEnv;
+  /** Use this directory (its maker removes it) instead of a fresh private one. */
+  dir?: string;
+  /** The fresh directory's name under /tmp: prefix and six random characters. */
+  prefix?: string;
+  /**
+   * Let the shim and CLI start a daemon here (KEYBROKER_NO_AUTOSTART empty), and stop one that is
+   * still running when the test (or file) is done.
+   */
+  autostart?: boolean;
+}
+
+/** How `start()` runs `keybroker daemon`. */
+export interface DaemonOptions {
+  logLevel?: string;
+  /** Wait for the socket to answer (default true). */
+  wait?: boolean;
+  /** Run this keybroker CLI instead of the checkout's (another build, for upgrade tests). */
+  cli?: string;
+  /** More arguments for `keybroker daemon` (e.g. --telemetry-env). */
+  args?: string[];
+}
+
+/**
+ * A place for a daemon: a fresh private directory (or `dir`), baseEnv's environment for it, and
+ * the config written there.
+ */
+export function workspace(options: WorkspaceOptions = {}): DaemonWorkspace {
+  const dir = options.dir ?? privateTempDir(options.prefix);
+  const env = baseEnv(dir, { ...(options.autostart && { KEYBROKER_NO_AUTOSTART: '' }), ...options.env });
   const socket = env.KEYBROKER_SOCKET!;
   const configPath = env.KEYBROKER_CONFIG!;
   const writeConfig = (yaml: string): void => {
     fs.writeFileSync(configPath, yaml, { mode: 0o600 });
     fs.chmodSync(configPath, 0o600);
   };
-  writeConfig(config);
-  return {
+  if (options.config !== undefined) writeConfig(options.config);
+  if (options.autostart) cleanUp(() => stopAutostarted(env));
+  const ws: DaemonWorkspace = {
     dir,
     socket,
     configPath,
@@ -145,10 +205,17 @@ export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.P
     cli: (args, extra = {}, input) =>
       run(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, ...(input !== undefined && { input }) }),
     writeConfig,
+    start: (daemonOptions = {}) => spawnDaemon(ws, daemonOptions),
   };
+  return ws;
 }
 
-export interface DaemonHandle extends DaemonWorkspace {
+/** The workspace in `dir` with `config` written: workspace() as older tests call it. */
+export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.ProcessEnv): DaemonWorkspace {
+  return workspace({ dir, config, env: extraEnv });
+}
+
+export interface DaemonHandle extends Omit<DaemonWorkspace, 'start'> {
   proc: ChildProcess;
   /** Everything the daemon wrote to stderr so far (its JSON log). */
   log(): string;
@@ -157,18 +224,8 @@ export interface DaemonHandle extends DaemonWorkspace {
   stop(): Promise<number | null>;
 }
 
-export interface StartOptions {
+export interface StartOptions extends WorkspaceOptions, DaemonOptions {
   config: string;
-  logLevel?: string;
-  env?: NodeJS.ProcessEnv;
-  /** Use this directory instead of a fresh one. */
-  dir?: string;
-  /** Wait for the socket to answer (default true). */
-  wait?: boolean;
-  /** Run this keybroker CLI instead of the checkout's (another build, for upgrade tests). */
-  cli?: string;
-  /** More arguments for `keybroker daemon` (e.g. --telemetry-env). */
-  args?: string[];
 }
 
 export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -210,7 +267,8 @@ export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefi
 /** Stop the daemon a shim autostarted in this environment, if one runs, and wait for its socket to go. */
 export async function stopAutostarted(env: NodeJS.ProcessEnv): Promise<void> {
   const pid = await daemonPid(env);
-  if (pid === undefined) return;
+  // (An in-process daemon answers with this process's pid.)
+  if (pid === undefined || pid === process.pid) return;
   process.kill(pid, 'SIGTERM');
   await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
 }
@@ -241,14 +299,17 @@ export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildP
   return daemon;
 }
 
-export async function startDaemon(options: StartOptions): Promise<DaemonHandle> {
-  const dir = options.dir ?? privateTempDir();
-  const workspace = daemonWorkspace(dir, options.config, options.env);
-  const { env } = workspace;
+/** A daemon in a workspace of its own (or in `dir`), answering before this resolves unless `wait: false`. */
+export function startDaemon(options: StartOptions): Promise<DaemonHandle> {
+  return workspace(options).start(options);
+}
+
+async function spawnDaemon(ws: DaemonWorkspace, options: DaemonOptions): Promise<DaemonHandle> {
+  const { start: _start, ...place } = ws;
   const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];
   const proc = spawn(process.execPath, argv, {
-    env,
-    cwd: dir,
+    env: ws.env,
+    cwd: ws.dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -257,7 +318,7 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   let terminating = false;
   const handle: DaemonHandle = {
-    ...workspace,
+    ...place,
     proc,
     log: () => stderr,
     signal: (sig) => {
@@ -272,6 +333,14 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
       return exited;
     },
   };
+  cleanUp(async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    // A test may have left it stopped (SIGSTOP): it must run to hear SIGTERM.
+    proc.kill('SIGCONT');
+    const hung = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await handle.stop();
+    clearTimeout(hung);
+  });
   if (options.wait !== false) {
     let exitCode: number | null | undefined;
     void exited.then((c) => (exitCode = c));
