@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import {
@@ -79,11 +79,6 @@ beforeAll(async () => {
     .split('\n')
     .map((l) => JSON.parse(l) as AuditRecord);
 });
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
-
 describe('the audit file', () => {
   it('is private: file 0600, directory 0700', () => {
     expect(fs.statSync(path.join(stateDir, 'audit.jsonl')).mode & 0o777).toBe(0o600);
@@ -199,16 +194,11 @@ describe('audit: false', () => {
       config: 'audit: false\nprofiles:\n  default:\n    source: env:KB_OSS_KEY\n',
       env: { KB_OSS_KEY: OSS_KEY },
     });
-    try {
-      expect((await off.shim()).stdout).toBe(`${OSS_KEY}\n`);
-      const status = JSON.parse((await off.cli(['status', '--json'])).stdout) as StatusReply;
-      expect(status.audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
-      await off.stop();
-      expect(fs.existsSync(path.join(off.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl'))).toBe(false);
-    } finally {
-      await off.stop();
-      fs.rmSync(off.dir, { recursive: true, force: true });
-    }
+    expect((await off.shim()).stdout).toBe(`${OSS_KEY}\n`);
+    const status = JSON.parse((await off.cli(['status', '--json'])).stdout) as StatusReply;
+    expect(status.audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
+    await off.stop();
+    expect(fs.existsSync(path.join(off.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl'))).toBe(false);
   });
 });
 
@@ -222,15 +212,10 @@ describe('a failing trail never fails a get', () => {
       config: 'profiles:\n  default:\n    source: env:KB_OSS_KEY\n',
       env: { KB_OSS_KEY: OSS_KEY },
     });
-    try {
-      expect((await bad.shim()).stdout).toBe(`${OSS_KEY}\n`);
-      const status = JSON.parse((await bad.cli(['status', '--json'])).stdout) as StatusReply;
-      expect(status.audit).toMatchObject({ enabled: true, written: 0, dropped: 1, lastError: { code: 'UNSAFE_PATH' } });
-      const human = await bad.cli(['status']);
-      expect(human.stdout).toMatch(/^warning {2}audit trail: /m);
-    } finally {
-      await bad.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    expect((await bad.shim()).stdout).toBe(`${OSS_KEY}\n`);
+    const status = JSON.parse((await bad.cli(['status', '--json'])).stdout) as StatusReply;
+    expect(status.audit).toMatchObject({ enabled: true, written: 0, dropped: 1, lastError: { code: 'UNSAFE_PATH' } });
+    const human = await bad.cli(['status']);
+    expect(human.stdout).toMatch(/^warning {2}audit trail: /m);
   });
 });

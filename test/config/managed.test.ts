@@ -4,7 +4,7 @@
 // as root (as CI does) and skip with the reason otherwise.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { mergeManagedConfig, resolveManagedConfigPath } from '../../src/config/managed.js';
 import { parseConfigText, parseManagedConfigText } from '../../src/config/load.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
@@ -55,7 +55,6 @@ locked:
 let dir: string;
 let managedDir: string;
 let managedFile: string;
-let d: DaemonHandle | undefined;
 
 beforeEach(() => {
   dir = privateTempDir('kb-managed-');
@@ -64,11 +63,6 @@ beforeEach(() => {
   fs.chmodSync(managedDir, 0o755);
   managedFile = path.join(managedDir, 'managed.yaml');
 });
-afterEach(async () => {
-  await d?.stop();
-  d = undefined;
-  fs.rmSync(dir, { recursive: true, force: true });
-});
 
 function installManaged(text = MANAGED_CONFIG, mode = 0o644): void {
   fs.writeFileSync(`${managedFile}.tmp`, text, { mode });
@@ -76,13 +70,12 @@ function installManaged(text = MANAGED_CONFIG, mode = 0o644): void {
   fs.renameSync(`${managedFile}.tmp`, managedFile);
 }
 
-async function daemon(): Promise<DaemonHandle> {
-  d = await startDaemon({
+function daemon(): Promise<DaemonHandle> {
+  return startDaemon({
     config: USER_CONFIG,
     dir: path.join(dir, 'user'),
     env: { KEYBROKER_MANAGED_CONFIG: managedFile, KB_ORG: ORG_KEY, KB_USER_ORG: USER_ORG_KEY, KB_MINE: MINE_KEY },
   });
-  return d;
 }
 
 beforeEach(() => fs.mkdirSync(path.join(dir, 'user'), { mode: 0o700 }));
@@ -160,7 +153,7 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
           .filter((k) => k.startsWith('AWS_'))
           .map((k) => [k, undefined]),
       );
-      d = await startDaemon({
+      const d = await startDaemon({
         config:
           'profiles:\n  default:\n    source: env:KB_MINE\n  work:\n    source: aws-sm://prod/key?region=us-east-1\n',
         dir: path.join(dir, 'user'),

@@ -79,8 +79,9 @@ export function privateTempDir(prefix = 'kb-'): string {
 
 /** Remove a test's directory, even where a test took away its own write or search permission. */
 export function removeDir(dir: string): void {
+  // (Retried: a daemon still stopping may write its last audit record meanwhile, ENOTEMPTY.)
   try {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   } catch {
     // (Only a non-root run gets here: root ignores the modes.)
     const open = (d: string): void => {
