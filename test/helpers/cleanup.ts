@@ -1,8 +1,12 @@
 // Cleanup that the fixtures register themselves, so a test file writes no afterEach or afterAll to
-// stop its daemons, close its fake servers and remove its directories. What a test creates goes
-// when that test finishes (onTestFinished, pass or fail); what a beforeAll, a describe's body or
-// the file's top level creates goes when the file's tests are done. Last registered, first run:
-// a daemon stops before its directory is removed, a client closes before its server.
+// stop its daemons, close its fake servers and remove its directories (privateTempDir, below, is
+// the temporary directory every fixture makes). What a test creates goes when that test finishes
+// (onTestFinished, pass or fail); what a beforeAll, a describe's body or the file's top level
+// creates goes when the file's tests are done. Last registered, first run: a daemon stops before
+// its directory is removed, a client closes before its server.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, expect, onTestFinished } from 'vitest';
 
 type Cleanup = () => unknown;
@@ -45,5 +49,34 @@ export function cleanUp(fn: Cleanup): void {
     onTestFinished(once);
   } catch {
     // Not inside a test (it throws there): the file's afterAll runs it.
+  }
+}
+
+/**
+ * A private (0700) temporary directory, removed when the test that made it finishes (made outside
+ * a test: when the file's tests are done).
+ */
+export function privateTempDir(prefix = 'kb-'): string {
+  // Short base path: Unix socket paths are limited to ~104 bytes.
+  const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
+  const dir = fs.mkdtempSync(path.join(base, prefix));
+  fs.chmodSync(dir, 0o700);
+  cleanUp(() => removeDir(dir));
+  return dir;
+}
+
+/** Remove a test's directory, even where a test took away its own write or search permission. */
+function removeDir(dir: string): void {
+  // (Retried: a daemon still stopping may write its last audit record meanwhile, ENOTEMPTY.)
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    // (Only a non-root run gets here: root ignores the modes.)
+    const open = (d: string): void => {
+      fs.chmodSync(d, 0o700);
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) open(path.join(d, e.name));
+    };
+    open(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

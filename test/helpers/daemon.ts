@@ -7,16 +7,16 @@
 // needs one line for a daemon: `const d = await startDaemon({ config })`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
-import { cleanUp } from './cleanup.js';
+import { cleanUp, privateTempDir } from './cleanup.js';
 
 /** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
 export { shellQuote };
+export { privateTempDir };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -62,35 +62,6 @@ export function filesHolding(root: string, needle: string): string[] {
 
 if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
-}
-
-/**
- * A private (0700) temporary directory, removed when the test that made it finishes (made outside
- * a test: when the file's tests are done).
- */
-export function privateTempDir(prefix = 'kb-'): string {
-  // Short base path: Unix socket paths are limited to ~104 bytes.
-  const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
-  const dir = fs.mkdtempSync(path.join(base, prefix));
-  fs.chmodSync(dir, 0o700);
-  cleanUp(() => removeDir(dir));
-  return dir;
-}
-
-/** Remove a test's directory, even where a test took away its own write or search permission. */
-export function removeDir(dir: string): void {
-  // (Retried: a daemon still stopping may write its last audit record meanwhile, ENOTEMPTY.)
-  try {
-    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-  } catch {
-    // (Only a non-root run gets here: root ignores the modes.)
-    const open = (d: string): void => {
-      fs.chmodSync(d, 0o700);
-      for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) open(path.join(d, e.name));
-    };
-    open(dir);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 export interface RunResult {

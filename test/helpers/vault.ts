@@ -5,7 +5,7 @@
 import type { FakeVaultOptions, TestCertificate, TokenOptions } from '../fakes/fake-vault.js';
 import { FakeVault, makeTestCertificate } from '../fakes/fake-vault.js';
 import { cleanUp } from './cleanup.js';
-import { privateTempDir } from './daemon.js';
+import { privateTempDir } from './cleanup.js';
 
 /**
  * Every variable through which a Vault client's own setup reaches a daemon: set empty, so that
