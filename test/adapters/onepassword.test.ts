@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { systemClock, type Adapter, type FetchReason } from '../../src/adapter.js';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../../src/adapter-pool.js';
@@ -27,25 +27,13 @@ import { ReadBudget, RATE_LIMIT_PAUSE } from '../../adapters/onepassword/read-bu
 import { ResolveBatcher } from '../../adapters/onepassword/resolve-batcher.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
 import { FakeOnePasswordClient, type FakeFailure } from '../fakes/fake-onepassword-client.js';
-import { privateTempDir } from '../helpers/daemon.js';
+import { privateTempDir } from '../helpers/cleanup.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 // Distinctive, so a leak anywhere is easy to find.
 const TOKEN = 'ops_eyJzaWduSW5BZGRyZXNzIjoi-FAKE-TOKEN-4b7d21';
 const VALUE = 'sk-ant-api03-FAKE-VALUE-9f3c0e';
 const silent = createLogger({ level: 'silent' });
-const tempDirs: string[] = [];
-
-afterAll(() => {
-  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join('/tmp', 'kb-op-'));
-  fs.chmodSync(dir, 0o700);
-  tempDirs.push(dir);
-  return dir;
-}
 
 function capturedLogger(): { log: ReturnType<typeof createLogger>; text: () => string } {
   let text = '';
@@ -167,32 +155,27 @@ describe('op: references', () => {
     expect(err.message).toContain('unknown query parameter');
     expect(err.message).not.toContain(VALUE);
     const dir = privateTempDir('kb-op-config-');
-    try {
-      const file = path.join(dir, 'config.yaml');
-      fs.writeFileSync(file, `profiles:\n  work:\n    source: op://Work/Anthropic/${VALUE}?x=1\n`, { mode: 0o600 });
-      const pool = new AdapterPool({
-        find: adapterFor,
-        env: { OP_SERVICE_ACCOUNT_TOKEN: TOKEN },
-        log: silent,
-        modules: {
-          op: {
-            createAdapter: (init) =>
-              createOnePasswordAdapter(init, { clientFactory: () => new FakeOnePasswordClient() }),
-          },
+    const file = path.join(dir, 'config.yaml');
+    fs.writeFileSync(file, `profiles:\n  work:\n    source: op://Work/Anthropic/${VALUE}?x=1\n`, { mode: 0o600 });
+    const pool = new AdapterPool({
+      find: adapterFor,
+      env: { OP_SERVICE_ACCOUNT_TOKEN: TOKEN },
+      log: silent,
+      modules: {
+        op: {
+          createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => new FakeOnePasswordClient() }),
         },
-      });
-      const configErr = await loadConfig(file, pool.acquire).then(
-        () => undefined,
-        (e: unknown) => e as ConfigError,
-      );
-      expect(configErr).toBeInstanceOf(ConfigError);
-      expect(configErr!.problems).toEqual([expect.objectContaining({ line: 3, path: 'profiles.work.source' })]);
-      expect(configErr!.report).not.toContain(VALUE);
-      expect(configErr!.message).not.toContain(VALUE);
-      await pool.closeAll();
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+      },
+    });
+    const configErr = await loadConfig(file, pool.acquire).then(
+      () => undefined,
+      (e: unknown) => e as ConfigError,
+    );
+    expect(configErr).toBeInstanceOf(ConfigError);
+    expect(configErr!.problems).toEqual([expect.objectContaining({ line: 3, path: 'profiles.work.source' })]);
+    expect(configErr!.report).not.toContain(VALUE);
+    expect(configErr!.message).not.toContain(VALUE);
+    await pool.closeAll();
     expect((await expectConfigInvalid(() => h.ref('op://Work/Anthropic', 'w2'))).message).toContain(
       'needs a vault, an item',
     );
@@ -311,7 +294,7 @@ describe('op: credentials', () => {
   });
 
   it("lets a profile's block replace the top-level credential", async () => {
-    const dir = tempDir();
+    const dir = privateTempDir('kb-op-');
     const tokenFile = path.join(dir, 'token');
     fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const h = harness({ settings: { tokenFile }, env: {}, fake: seeded() });
@@ -321,7 +304,7 @@ describe('op: credentials', () => {
   });
 
   it('reads a private token file, and a new token in it means a new client', async () => {
-    const dir = tempDir();
+    const dir = privateTempDir('kb-op-');
     const tokenFile = path.join(dir, 'token');
     fs.writeFileSync(tokenFile, `  ${TOKEN}\n`, { mode: 0o600 });
     const h = harness({ settings: { tokenFile: tokenFile }, env: {}, fake: seeded() });
@@ -337,7 +320,7 @@ describe('op: credentials', () => {
   });
 
   it('refuses a token file others can read, a missing one, and one without a token', async () => {
-    const dir = tempDir();
+    const dir = privateTempDir('kb-op-');
     const tokenFile = path.join(dir, 'token');
     const h = harness({ settings: { tokenFile }, env: {}, fake: seeded() });
     let err = await h.fetchErr(uri);
