@@ -1,8 +1,7 @@
 // exec: commands run without the values other profiles read from the daemon's environment: the
 // variables env: sources name are withheld, unless a profile lets them through (exec.passEnv).
 // The real daemon, its real config load and real commands.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 const SECRET = 'sk-env-profile-secret-61c2';
@@ -28,10 +27,6 @@ describe("exec: sources and other profiles' environment variables", () => {
       ].join('\n'),
       env: { KB_EXEC_SECRET: SECRET, KB_EXEC_PLAIN: 'plain-value' },
     });
-  });
-  afterAll(async () => {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
   });
 
   const get = async (profile: string): Promise<string> => {

@@ -3,7 +3,7 @@
 // progress (each check as it finishes, the slow source named while it waits).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { wantsColour } from '../../src/cli/colour.js';
 import { CLI, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
@@ -30,10 +30,6 @@ beforeAll(async () => {
     ].join('\n'),
     env: { KB_TERM_KEY: 'sk-term-4d2e' },
   });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** Run the CLI on a pseudo-terminal: everything it wrote to the terminal, and its exit status. */

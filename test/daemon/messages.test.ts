@@ -1,7 +1,6 @@
 // Messages a new user meets in the first hour, through the built daemon, shim and CLI as real
 // processes: each asserted by exit status, error code and shape (one line), never by wording.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
@@ -20,10 +19,6 @@ beforeAll(async () => {
       `    source: 'exec:echo "permission denied" >&2; exit 1'`,
     ].join('\n'),
   });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 describe('a value that spans lines', () => {

@@ -1,8 +1,7 @@
 // A failing exec: command's first stderr line reaches the shim's error, status, status --json and
 // the log. If it quotes a value the daemon has served (any profile), or anything key-shaped, that
 // must not reach any of them. Through the real daemon and shim.
-import fs from 'node:fs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 const SERVED = 'kb-served-value-4d7e91';
@@ -29,10 +28,6 @@ beforeAll(async () => {
     env: { KB_RED_SERVED: SERVED, KB_RED_ANTHROPIC: ANTHROPIC, KB_RED_HEX: HEX, KB_RED_B64: BASE64 },
     logLevel: 'debug',
   });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 it('redacts a served value from a failing command’s error everywhere it is shown', async () => {
