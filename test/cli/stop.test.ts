@@ -4,24 +4,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { installFakeServiceManagers } from '../fakes/fake-service-managers.js';
-import { daemonWorkspace, privateTempDir, startAsSystemd, startDaemon } from '../helpers/daemon.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { startAsSystemd, startDaemon, workspace } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 
 const CONFIG = 'profiles:\n  default:\n    source: env:KB_STOP_KEY\n';
-const dirs: string[] = [];
-const children: ChildProcess[] = [];
-const tempDir = (): string => {
-  const dir = privateTempDir('kb-stop-');
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
+const stopWorkspace = () => workspace({ prefix: 'kb-stop-', config: CONFIG });
+/** A process the test kills itself; killed anyway if the test fails first. */
+const killAtEnd = (child: ChildProcess): void => cleanUp(() => child.kill('SIGKILL'));
 
 const alive = (pid: number): boolean => {
   try {
@@ -34,7 +27,7 @@ const alive = (pid: number): boolean => {
 
 describe('keybroker stop', () => {
   it('stops the running daemon, waits until it has exited, and names its pid and socket', async () => {
-    const d = await startDaemon({ config: CONFIG, dir: tempDir() });
+    const d = await startDaemon({ config: CONFIG, prefix: 'kb-stop-' });
     const exited = new Promise<number | null>((resolve) => d.proc.on('exit', resolve));
     const r = await d.cli(['stop']);
     expect(r.code).toBe(0);
@@ -46,17 +39,15 @@ describe('keybroker stop', () => {
   });
 
   it('exits DAEMON_UNREACHABLE when no daemon answers', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     const r = await w.cli(['stop']);
     expect(r.code).toBe(ERROR_CODES.DAEMON_UNREACHABLE);
   });
 
   it('stops a daemon systemd runs through systemctl --user stop, not by signalling it itself', async () => {
-    const dir = tempDir();
-    const fake = installFakeServiceManagers(dir, process.getuid!());
-    const w = daemonWorkspace(dir, CONFIG);
+    const w = stopWorkspace();
+    const fake = installFakeServiceManagers(w.dir, process.getuid!());
     const daemon = await startAsSystemd(w);
-    children.push(daemon);
     const ping = await w.request({ v: 1, op: 'ping' });
     expect(ping.ok && 'pong' in ping && ping.startedBy).toBe('systemd');
     const r = await w.cli(['stop'], {
@@ -70,11 +61,9 @@ describe('keybroker stop', () => {
   });
 
   it('exits UNAVAILABLE, leaving the daemon running, when systemctl fails', async () => {
-    const dir = tempDir();
-    const fake = installFakeServiceManagers(dir, process.getuid!());
-    const w = daemonWorkspace(dir, CONFIG);
+    const w = stopWorkspace();
+    const fake = installFakeServiceManagers(w.dir, process.getuid!());
     const daemon = await startAsSystemd(w);
-    children.push(daemon);
     const r = await w.cli(['stop'], {
       ...fake.env,
       PATH: `${fake.bin}:${process.env.PATH}`,
@@ -86,9 +75,9 @@ describe('keybroker stop', () => {
   });
 
   it('refuses to signal a pid that is not the process listening on the socket', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     const victim = spawn('sleep', ['30'], { stdio: 'ignore' });
-    children.push(victim);
+    killAtEnd(victim);
     const standIn = await recordingServer(w.socket, { ok: true, pong: true, pid: victim.pid, version: '0.1.0' });
     try {
       const r = await w.cli(['stop']);
@@ -102,7 +91,7 @@ describe('keybroker stop', () => {
   });
 
   it('refuses to signal the listener when its command line is not keybroker daemon', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     // The listener names itself: the kernel agrees, but this process is no daemon.
     const standIn = await recordingServer(w.socket, { ok: true, pong: true, pid: process.pid, version: '0.1.0' });
     try {
@@ -114,7 +103,7 @@ describe('keybroker stop', () => {
   });
 
   it('says it is waiting, then exits TIMEOUT, when the daemon does not exit in time', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     // A daemon that ignores SIGTERM, with a daemon's command line (argv: … main.js daemon).
     const stubborn = spawn(
       process.execPath,
@@ -130,7 +119,7 @@ describe('keybroker stop', () => {
       ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
-    children.push(stubborn);
+    killAtEnd(stubborn);
     fs.mkdirSync(path.dirname(w.socket), { recursive: true, mode: 0o700 });
     await new Promise((resolve) => stubborn.stdout!.once('data', resolve));
     const r = await w.cli(['stop', '--timeout', '2']);
@@ -142,7 +131,7 @@ describe('keybroker stop', () => {
   });
 
   it('rejects a --timeout that is not a number of seconds', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     expect((await w.cli(['stop', '--timeout', 'soon'])).code).toBe(ERROR_CODES.USAGE);
   });
 });

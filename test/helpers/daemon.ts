@@ -260,12 +260,19 @@ export async function waitFor(
 
 /**
  * A daemon started as systemd starts one (SYSTEMD_EXEC_PID is its own pid, so it says
- * startedBy: systemd), answering in `workspace`; the caller stops it.
+ * startedBy: systemd), answering in `workspace`; stopped, if it still runs, when the test (or
+ * file) is done.
  */
 export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildProcess> {
   const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
     env: workspace.env,
     stdio: 'ignore',
+  });
+  const exited = new Promise((resolve) => daemon.once('exit', resolve));
+  cleanUp(async () => {
+    if (daemon.exitCode !== null || daemon.signalCode !== null) return;
+    daemon.kill('SIGTERM');
+    await exited;
   });
   await waitFor(async () => (await workspace.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
   return daemon;
