@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { ConsumerInfo, Reply, StatusReply } from '../../src/protocol/messages.js';
 import {
@@ -79,12 +79,6 @@ beforeAll(async () => {
     env: { KB_KEY: KEY },
   });
 });
-afterAll(async () => {
-  if (!d) return;
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
-
 describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel identity of every read', () => {
   it('status says the daemon reads peer credentials', async () => {
     const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
