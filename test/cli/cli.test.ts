@@ -2,19 +2,16 @@
 // when there is no daemon.
 import fs from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CONFIG_DEFAULT } from '../../src/cli/help-text.js';
 import { VERSION } from '../../src/version.js';
-import { baseEnv, CLI, privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, ROOT, run, sharedDaemon } from '../helpers/daemon.js';
 
-let d: DaemonHandle;
 const KEY = 'sk-cli-0b9a8c';
 
-beforeAll(async () => {
-  d = await startDaemon({
-    config: `profiles:\n  default:\n    source: env:KB_CLI_KEY\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n  idle:\n    source: env:KB_CLI_KEY\n`,
-    env: { KB_CLI_KEY: KEY },
-  });
+const d = sharedDaemon({
+  config: `profiles:\n  default:\n    source: env:KB_CLI_KEY\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n  idle:\n    source: env:KB_CLI_KEY\n`,
+  env: { KB_CLI_KEY: KEY },
 });
 
 describe('keybroker status', () => {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { requestWithAutostart } from '../../src/client/autostart.js';
 import { cleanUp } from '../helpers/cleanup.js';
 import {
@@ -13,25 +13,22 @@ import {
   privateTempDir,
   ROOT,
   run,
+  sharedDaemon,
   startDaemon,
   waitFor,
   workspace,
-  type DaemonHandle,
   shellQuote,
 } from '../helpers/daemon.js';
 
 const KEY = 'sk-run-7c41d09e5b';
 const OTHER = 'sk-run-other-22aa';
-let d: DaemonHandle;
 /** process.execve (Node 22.15+, 24): keybroker becomes the command instead of waiting for it. */
 const EXECS = typeof (process as { execve?: unknown }).execve === 'function';
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 
-beforeAll(async () => {
-  d = await startDaemon({
-    config: `profiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n`,
-    env: { KB_RUN_KEY: KEY, KB_RUN_OTHER: OTHER },
-  });
+const d = sharedDaemon({
+  config: `profiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n`,
+  env: { KB_RUN_KEY: KEY, KB_RUN_OTHER: OTHER },
 });
 
 /** The variables the daemon's environment holds must not leak into keybroker run's own. */

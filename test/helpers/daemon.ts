@@ -4,7 +4,8 @@
 // The fixtures clean up after themselves (cleanup.ts): a directory privateTempDir or workspace()
 // made is removed, and a daemon start() began is stopped, when the test that made it finishes, or,
 // made in a beforeAll or at the top of a file, when the file's tests are done. A new test file
-// needs one line for a daemon: `const d = await startDaemon({ config })`.
+// needs one line for a daemon: `const d = sharedDaemon({ config })` for the file's tests, or
+// `const d = await startDaemon({ config })` in a test.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
+import { beforeAll } from 'vitest';
 import { cleanUp, privateTempDir } from './cleanup.js';
 
 /** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
@@ -281,6 +283,20 @@ export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildP
 /** A daemon in a workspace of its own (or in `dir`), answering before this resolves unless `wait: false`. */
 export function startDaemon(options: StartOptions): Promise<DaemonHandle> {
   return workspace(options).start(options);
+}
+
+/**
+ * The daemon the tests of a file (or of a describe, where it is called) share: started by a
+ * beforeAll registered here, stopped when the file's tests are done. Its handle is filled in by
+ * that beforeAll, so use it in tests and later hooks. `options` may be a function, run then, for
+ * a config that needs something made first (a fake server's address, files in `dir`).
+ */
+export function sharedDaemon(options: StartOptions | (() => StartOptions | Promise<StartOptions>)): DaemonHandle {
+  const shared = {} as DaemonHandle;
+  beforeAll(async () => {
+    Object.assign(shared, await startDaemon(typeof options === 'function' ? await options() : options));
+  });
+  return shared;
 }
 
 async function spawnDaemon(ws: DaemonWorkspace, options: DaemonOptions): Promise<DaemonHandle> {
