@@ -1,20 +1,18 @@
 // keybroker stop against real daemons and stand-ins on real sockets: it stops a daemon and waits
 // for it, goes through systemctl for a systemd one, refuses to signal a pid that is not a
 // keybroker daemon, and gives up at its deadline.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { installFakeServiceManagers } from '../fakes/fake-service-managers.js';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { startAsSystemd, startDaemon, workspace } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 
 const CONFIG = 'profiles:\n  default:\n    source: env:KB_STOP_KEY\n';
 const stopWorkspace = () => workspace({ prefix: 'kb-stop-', config: CONFIG });
-/** A process the test kills itself; killed anyway if the test fails first. */
-const killAtEnd = (child: ChildProcess): void => cleanUp(() => child.kill('SIGKILL'));
 
 const alive = (pid: number): boolean => {
   try {
@@ -77,7 +75,7 @@ describe('keybroker stop', () => {
   it('refuses to signal a pid that is not the process listening on the socket', async () => {
     const w = stopWorkspace();
     const victim = spawn('sleep', ['30'], { stdio: 'ignore' });
-    killAtEnd(victim);
+    killWhenDone(victim, 'SIGKILL');
     const standIn = await recordingServer(w.socket, { ok: true, pong: true, pid: victim.pid, version: '0.1.0' });
     try {
       const r = await w.cli(['stop']);
@@ -119,7 +117,7 @@ describe('keybroker stop', () => {
       ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
-    killAtEnd(stubborn);
+    killWhenDone(stubborn, 'SIGKILL');
     fs.mkdirSync(path.dirname(w.socket), { recursive: true, mode: 0o700 });
     await new Promise((resolve) => stubborn.stdout!.once('data', resolve));
     const r = await w.cli(['stop', '--timeout', '2']);

@@ -5,7 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { expect, it } from 'vitest';
 import { sendRequest } from '../../src/client/client.js';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { CLI, startDaemon, waitFor, workspace } from '../helpers/daemon.js';
 
 function exitWithin(proc: ReturnType<typeof spawn>, ms: number): Promise<number | null | 'hung'> {
@@ -26,7 +26,7 @@ it('starts with a FIFO config, answers CONFIG_INVALID at once, and stops on SIGT
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   // SIGKILL: a daemon hung on the FIFO would not hear SIGTERM.
-  cleanUp(() => proc.kill('SIGKILL'));
+  killWhenDone(proc, 'SIGKILL');
   await waitFor(
     async () => (await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { timeoutMs: 500 })).ok,
     10_000,
@@ -44,7 +44,7 @@ it('keeps serving the old config when the config is replaced by a FIFO and reloa
     config: 'profiles:\n  a:\n    source: env:KB_FIFO_KEY\n',
     env: { KB_FIFO_KEY: 'sk-fifo-old-config' },
   });
-  cleanUp(() => d.proc.kill('SIGKILL'));
+  killWhenDone(d.proc, 'SIGKILL');
   fs.rmSync(d.configPath);
   execFileSync('mkfifo', ['-m', '600', d.configPath]);
   d.signal('SIGHUP');

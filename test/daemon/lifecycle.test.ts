@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { CLI, run, SHIM, startDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 /** Run `keybroker daemon` expecting it to exit; returns its status and stderr. */
@@ -78,7 +78,7 @@ describe('socket and directory', () => {
   it('lets exactly one of several daemons started together keep the socket', async () => {
     const { env } = workspace({ config: 'profiles: {}\n' });
     const procs = Array.from({ length: 4 }, () => spawn(process.execPath, [CLI, 'daemon'], { env, stdio: 'ignore' }));
-    cleanUp(() => procs.forEach((p) => p.kill('SIGTERM')));
+    for (const p of procs) killWhenDone(p);
     await waitFor(() => procs.filter((p) => p.exitCode !== null).length === 3, 15_000, 'three daemons to give up');
     expect(procs.filter((p) => p.exitCode === 17)).toHaveLength(3);
     const survivor = procs.find((p) => p.exitCode === null)!;
@@ -187,13 +187,7 @@ describe('first run', () => {
     const proc = spawn(process.execPath, [CLI, 'daemon'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    // Wait for it to exit: a daemon that is stopping still flushes its audit trail into the
-    // directory the next cleanup removes (removing it meanwhile fails with ENOTEMPTY).
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    cleanUp(() => {
-      proc.kill('SIGTERM');
-      return exited;
-    });
+    killWhenDone(proc);
     const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
     await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
     expect(log).toContain(

@@ -4,6 +4,7 @@
 // (onTestFinished, pass or fail); what a beforeAll, a describe's body or the file's top level
 // creates goes when the file's tests are done. Last registered, first run: a daemon stops before
 // its directory is removed, a client closes before its server.
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,6 +51,20 @@ export function cleanUp(fn: Cleanup): void {
   } catch {
     // Not inside a test (it throws there): the file's afterAll runs it.
   }
+}
+
+/**
+ * Signal a process a test started (SIGTERM unless told) when the test (or file) is done, if it
+ * still runs, and wait for it to exit: a daemon that is stopping still writes into its directory,
+ * which the cleanup before it removes.
+ */
+export function killWhenDone(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): void {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  cleanUp(async () => {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    await exited;
+  });
 }
 
 /**

@@ -14,7 +14,7 @@ import { sendRequest } from '../../src/client/client.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
 import { beforeAll } from 'vitest';
-import { cleanUp, privateTempDir } from './cleanup.js';
+import { cleanUp, killWhenDone, privateTempDir } from './cleanup.js';
 
 /** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
 export { shellQuote };
@@ -270,12 +270,7 @@ export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildP
     env: workspace.env,
     stdio: 'ignore',
   });
-  const exited = new Promise((resolve) => daemon.once('exit', resolve));
-  cleanUp(async () => {
-    if (daemon.exitCode !== null || daemon.signalCode !== null) return;
-    daemon.kill('SIGTERM');
-    await exited;
-  });
+  killWhenDone(daemon);
   await waitFor(async () => (await workspace.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
   return daemon;
 }

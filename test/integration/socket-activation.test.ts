@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sendRequest } from '../../src/client/client.js';
 import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { baseEnv, CLI, privateTempDir, run, SHIMS, waitFor, shellQuote } from '../helpers/daemon.js';
 
 interface Activated {
@@ -72,10 +72,7 @@ async function activate(listenPid: string): Promise<Activated> {
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  cleanUp(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  });
+  killWhenDone(child, 'SIGKILL');
   fs.renameSync(bound, socket);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return { dir, socket, ownSocket, child, exited, log: () => log, env };

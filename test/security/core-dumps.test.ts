@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { CLI, daemonPid, run, SHIM, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 const config = 'profiles:\n  default:\n    source: env:HOME\n';
@@ -31,11 +31,7 @@ describe.skipIf(process.platform !== 'linux')('core dumps', () => {
       env: ws.env,
       stdio: 'ignore',
     });
-    const exited = new Promise((r) => proc.once('exit', r));
-    cleanUp(async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    });
+    killWhenDone(proc);
     await waitFor(async () => (await ws.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
     expect(coreLimit(proc.pid!)).toBe('0 0');
     expect(coredumpFilter(proc.pid!)).toBe(0);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { baseEnv, privateTempDir, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
 import type { FakeVault } from '../fakes/fake-vault.js';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { installCopy, openToAll } from '../helpers/install-copy.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 import { startFakeVault } from '../helpers/vault.js';
@@ -167,7 +167,7 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
     writeOwned(path.join(dir, 'root-0666.token'), token, 0o666, 0);
     fs.chownSync(dir, user.uid, user.gid);
     const daemon = spawn(node, [cli, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
-    cleanUp(() => daemon.kill('SIGTERM'));
+    killWhenDone(daemon);
     await waitFor(
       async () =>
         (await runAs(user, node, [shimPath, '--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!),

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { privateTempDir, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 
 const KEY = 'sk-hostile-state-7d1e';
@@ -24,7 +24,7 @@ it('an audit.jsonl that is a FIFO is refused (UNSAFE_PATH), gets still served, a
   execFileSync('mkfifo', ['-m', '600', path.join(stateDir, 'audit.jsonl')]);
   const d = await startDaemon({ dir, config: 'profiles:\n  default:\n    source: env:KB_KEY\n', env: { KB_KEY: KEY } });
   // SIGKILL: a daemon hung on the FIFO would not hear SIGTERM.
-  cleanUp(() => d.proc.kill('SIGKILL'));
+  killWhenDone(d.proc, 'SIGKILL');
   expect(await d.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: KEY });
   let audit: StatusReply['audit'] | undefined;
   await waitFor(

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { cleanUp } from '../helpers/cleanup.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { CLI, daemonPid, run, SHIM, startDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 /** TCP sockets in LISTEN state that process `pid` holds (any port, IPv4 or IPv6). */
@@ -57,11 +57,7 @@ describe('the inspector', () => {
     });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    const exited = new Promise((r) => proc.once('exit', r));
-    cleanUp(async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    });
+    killWhenDone(proc);
     await waitFor(async () => (await ws.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
     expect(log).toContain('Debugger listening'); // Node opened it before any of our code ran…
     expect(listeningTcpSockets(proc.pid!)).toEqual([]); // …and it is closed now

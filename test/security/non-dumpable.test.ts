@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cleanUp, privateTempDir } from '../helpers/cleanup.js';
+import { killWhenDone, privateTempDir } from '../helpers/cleanup.js';
 import { HARDENING_ADDON, installCopy, openToAll } from '../helpers/install-copy.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 
@@ -115,10 +115,7 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const exited = new Promise((r) => daemon.once('exit', r));
-    cleanUp(async () => {
-      daemon.kill('SIGTERM');
-      await exited;
-    });
+    killWhenDone(daemon);
     let log = '';
     await new Promise<void>((resolve, reject) => {
       daemon.stderr!.on('data', (c: Buffer) => {
