@@ -18,8 +18,8 @@ import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { SecretValue } from '../../src/secret.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
+import { cleanUp, privateTempDir } from '../helpers/cleanup.js';
 import { startFakeAwsIdentity, type FakeAwsIdentity } from '../fakes/fake-aws-identity.js';
-import { privateTempDir } from '../helpers/daemon.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -121,7 +121,6 @@ describeAdapterContract('aws-credentials', async () => {
       'aws-credentials://x?y=1',
       'aws-credentials:///',
     ],
-    cleanup: async () => fs.rmSync(files.dir, { recursive: true, force: true }),
   };
 });
 
@@ -133,13 +132,10 @@ describe('aws-credentials source', () => {
 
   beforeAll(async () => {
     fake = await startFakeAwsIdentity({ lifetimeMs: 60 * 60_000 });
+    cleanUp(() => fake.close());
     process.env.AWS_ENDPOINT_URL_STS = fake.url;
     process.env.AWS_ENDPOINT_URL_SSO = fake.url;
     process.env.HOME = files.dir;
-  });
-  afterAll(async () => {
-    await fake.close();
-    fs.rmSync(files.dir, { recursive: true, force: true });
   });
   beforeEach(() => {
     adapter = createAdapter({ settings: undefined, env: files.env, log });
@@ -415,14 +411,10 @@ describe('aws-credentials source', () => {
 
   it('fails a default chain that finds nothing with AUTH_REQUIRED and a way forward', async () => {
     const empty = awsFiles('kb-awsc3-');
-    try {
-      const none = createAdapter({ settings: undefined, env: empty.env, log });
-      const err = await fetchErr(none, 'aws-credentials://');
-      expect(err.code).toBe('AUTH_REQUIRED');
-      expect(err.fix).toContain('aws configure');
-    } finally {
-      fs.rmSync(empty.dir, { recursive: true, force: true });
-    }
+    const none = createAdapter({ settings: undefined, env: empty.env, log });
+    const err = await fetchErr(none, 'aws-credentials://');
+    expect(err.code).toBe('AUTH_REQUIRED');
+    expect(err.fix).toContain('aws configure');
   });
 
   it('gives up at once when the profile timeout fires during a slow credential_process', async () => {

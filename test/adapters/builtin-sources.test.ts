@@ -1,7 +1,7 @@
 // env:, file: and exec: against the real environment, files and commands.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAdapter as createEnv } from '../../adapters/env/env-adapter.js';
 import { createAdapter as createExec, labelFor } from '../../adapters/exec/exec-adapter.js';
 import { createAdapter as createFile } from '../../adapters/file/file-adapter.js';
@@ -35,7 +35,6 @@ describeAdapterContract('file', async () => {
     },
     missingUri: 'file:~/missing.key',
     invalidUris: ['file:relative/key', 'file:'],
-    cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 });
 
@@ -49,7 +48,6 @@ describeAdapterContract('exec', async () => {
     // exec's "not found" is the shell's exit 127: the command does not exist.
     missingUri: `exec:${path.join(dir, 'no-such-command')}`,
     invalidUris: ['exec:', 'exec:   '],
-    cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 });
 
@@ -66,7 +64,6 @@ function isAlive(pid: number): boolean {
 describe('exec source', () => {
   const dir = privateTempDir('kb-exec2-');
   const adapter = createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const fetchErr = async (command: string, signal?: AbortSignal): Promise<BrokerError> => {
     const ref = await adapter.parse(`exec:${command}`, { overrides: undefined, profile: 't' });
@@ -152,7 +149,6 @@ describe('exec source', () => {
 describe('exec source with output: json', () => {
   const dir = privateTempDir('kb-exec3-');
   const adapter = createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const SECRET = 'sk-ant-json-SECRET-4b3c2d1e';
 
   /** Run a command that prints `printed` (written to a file, so no shell quoting gets in the way). */
@@ -215,7 +211,6 @@ describe('exec source with output: json', () => {
 describe('file source', () => {
   const dir = privateTempDir('kb-file2-');
   const adapter = createFile({ settings: undefined, env: { HOME: dir }, log });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const attempt = async (name: string) => {
     const ref = await adapter.parse(`file:~/${name}`, { overrides: undefined, profile: 't' });
