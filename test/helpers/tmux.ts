@@ -1,9 +1,11 @@
 // A terminal program driven through tmux, for tests of interactive sessions (the real Claude Code's
 // first-run dialogs): its own tmux server on a private socket, started with the given environment
 // and working directory; keys in, the screen's text out. tmux is a Debian package .ci/run installs.
+// Closed, if the test has not closed it, when the test that started it is done.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cleanUp } from './cleanup.js';
 
 export interface TmuxSession {
   /** Send keys: tmux key names ("Enter", "Down") or, with `literal`, text to type. */
@@ -69,6 +71,7 @@ export function startTmux(options: {
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     },
   };
+  cleanUp(() => session.close());
   return session;
 }
 

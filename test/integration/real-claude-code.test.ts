@@ -6,9 +6,10 @@
 // registry), these tests fail rather than skip.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
+import { cleanUp } from '../helpers/cleanup.js';
 import { run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
 import { exitCodeFor, type StatusReply } from '../../src/protocol/messages.js';
@@ -28,6 +29,7 @@ const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key')
 
 beforeEach(async () => {
   api = await FakeMessagesApi.start();
+  cleanUp(() => api.close());
   d = await startDaemon({
     config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
     logLevel: 'info',
@@ -37,11 +39,6 @@ beforeEach(async () => {
   fs.mkdirSync(path.join(d.dir, 'tmp'));
   fs.mkdirSync(path.join(d.dir, '.claude'));
   fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} work` }));
-});
-afterEach(async () => {
-  await d.stop();
-  await api.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** `claude -p PROMPT` in the project, HOME the test directory, talking only to the fake API. */

@@ -6,12 +6,13 @@
 // cannot be installed (no registry), these tests fail rather than skip.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { FakeResponsesApi } from '../fakes/fake-responses-api.js';
 import { CLI_INSTALL_TIMEOUT_MS, codex } from '../helpers/pinned-cli.js';
+import { cleanUp } from '../helpers/cleanup.js';
 import { CLI, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -47,6 +48,7 @@ const audit = (): AuditRecord[] =>
 
 beforeEach(async () => {
   api = await FakeResponsesApi.start();
+  cleanUp(() => api.close());
   d = await startDaemon({
     config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
     logLevel: 'info',
@@ -55,11 +57,6 @@ beforeEach(async () => {
   codexHome = path.join(d.dir, '.codex');
   for (const dir of [project, codexHome, path.join(d.dir, 'tmp')]) fs.mkdirSync(dir);
   writeConfig(SHIM, AUTH_ARGS);
-});
-afterEach(async () => {
-  await d.stop();
-  await api.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** A provider for the fake API; with `command`, its auth table as `setup codex` writes it. */
