@@ -48,15 +48,12 @@ beforeAll(async () => {
   });
   stateDir = path.join(d.env.XDG_STATE_HOME!, 'keybroker');
   const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme', 'api'));
-  try {
-    // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
-    // once more), the second is a rejection of that same key (KEY_REJECTED).
-    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
-  } finally {
-    claude.close();
-  }
+  // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
+  // once more), the second is a rejection of that same key (KEY_REJECTED).
+  expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+  expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+  expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
+  claude.close();
   for (let i = 0; i < 2; i++)
     expect(
       (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout,

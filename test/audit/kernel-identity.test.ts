@@ -88,11 +88,8 @@ describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel 
   it('shim (Node and native) run by Claude Code: the peer is the shim, the claimed consumer its ancestor claude', async () => {
     const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
     const shims = [SHIM, ...(fs.existsSync(NATIVE_SHIM) ? [NATIVE_SHIM] : [])];
-    try {
-      for (const shim of shims) expect((await claude.callHelper(shellQuote(shim))).stdout).toBe(`${KEY}\n`);
-    } finally {
-      claude.close();
-    }
+    for (const shim of shims) expect((await claude.callHelper(shellQuote(shim))).stdout).toBe(`${KEY}\n`);
+    claude.close();
     const mine = (await records(shims.length)).filter((r) => r.consumer?.pid === claude.pid);
     expect(mine).toHaveLength(shims.length);
     for (const r of mine) {

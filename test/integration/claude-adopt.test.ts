@@ -81,12 +81,8 @@ describe('setup claude --adopt', () => {
     expect(config).toContain('source: env:KB_ADOPT_OTHER');
     // The daemon reloaded: the profile it did not have is served through the helper adopt wrote.
     const claude = startFakeClaude(dir, { ...daemon.env, ...CLAUDE_ENV });
-    try {
-      const served = await claude.callHelper(readJson(settingsFile()).apiKeyHelper as string);
-      expect(served).toMatchObject({ code: 0, stdout: `${KEY}\n` });
-    } finally {
-      claude.close();
-    }
+    const served = await claude.callHelper(readJson(settingsFile()).apiKeyHelper as string);
+    expect(served).toMatchObject({ code: 0, stdout: `${KEY}\n` });
   });
 
   it('does not switch a failing helper: settings and config stay byte for byte, no backup, the failure exit status', async () => {

@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { ERROR_CODES, type ConsumerInfo, type StatusReply } from '../../src/protocol/messages.js';
-import { cleanUp } from '../helpers/cleanup.js';
 import { run, SHIM, startDaemon, waitFor, type DaemonHandle, type RunResult, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, startFakeCodex } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
@@ -59,7 +58,6 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
     name: 'Claude Code’s apiKeyHelper',
     start: (d) => {
       const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-      cleanUp(() => claude.close());
       return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${shellQuote(SHIM)} work`) };
     },
     // Claude Code's apiKeyHelper (the harness marker), no agent marker.
@@ -76,7 +74,6 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
     name: 'Codex’s auth command',
     start: (d) => {
       const codex = startFakeCodex(d.dir, d.env);
-      cleanUp(() => codex.close());
       return { pid: codex.pid, callKeyCommand: () => codex.runAuth([SHIM, '--refresh-interval-ms', '300000', 'work']) };
     },
     claim: (pid) => ({

@@ -79,12 +79,9 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         expect((await shimRun('--refresh')).stdout).toBe(`${SECRET}\n`);
         // A suspected rejection from a Claude Code session, then the failure.
         const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        try {
-          for (let i = 0; i < 3; i++)
-            outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shellQuote(shim)} env`)), stdout: '' }));
-        } finally {
-          claude.close();
-        }
+        for (let i = 0; i < 3; i++)
+          outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shellQuote(shim)} env`)), stdout: '' }));
+        claude.close();
         expect(outputs.at(-1)).toContain('the key was rejected');
         // The source fails: stale serving with a warning, then errors.
         fs.writeFileSync(path.join(d.dir, 'key'), '');

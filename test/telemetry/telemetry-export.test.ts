@@ -84,14 +84,11 @@ describe('a daemon with telemetry: on', () => {
       },
     });
     const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme'));
-    try {
-      // Start-up, then two quick repeats: a suspected 401 (refetched), then a rejection.
-      expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
-      expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
-      expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
-    } finally {
-      claude.close();
-    }
+    // Start-up, then two quick repeats: a suspected 401 (refetched), then a rejection.
+    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
+    claude.close();
     expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
     expect((await d.cli(['get', 'nope'])).code).toBe(4);
     const trailFile = path.join(d.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl');
