@@ -280,6 +280,28 @@ export function startDaemon(options: StartOptions): Promise<DaemonHandle> {
   return workspace(options).start(options);
 }
 
+/** A daemon whose one profile, work, reads ./key in its directory and counts each run of its source. */
+export interface CountingDaemon extends DaemonHandle {
+  /** How many times the source ran. */
+  fetches(): number;
+  /** Write the key the next fetch reads. */
+  setKey(value: string): void;
+}
+
+/** A daemon for tests of how often an agent's key command reaches the source. */
+export async function startCountingDaemon(): Promise<CountingDaemon> {
+  const d = await startDaemon({
+    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
+    logLevel: 'info',
+  });
+  const count = path.join(d.dir, 'count');
+  return {
+    ...d,
+    fetches: () => fs.readFileSync(count, 'utf8').split('\n').length - 1,
+    setKey: (value) => fs.writeFileSync(path.join(d.dir, 'key'), value),
+  };
+}
+
 /**
  * The daemon the tests of a file (or of a describe, where it is called) share: started by a
  * beforeAll registered here, stopped when the file's tests are done. Its handle is filled in by

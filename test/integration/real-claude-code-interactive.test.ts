@@ -16,7 +16,7 @@ import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
 import { cleanUp } from '../helpers/cleanup.js';
-import { SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { SHIM, startCountingDaemon, waitFor, type CountingDaemon } from '../helpers/daemon.js';
 import { startTmux } from '../helpers/tmux.js';
 
 let CLAUDE: string;
@@ -24,18 +24,14 @@ beforeAll(async () => {
   CLAUDE = await claudeCode();
 }, CLI_INSTALL_TIMEOUT_MS + 60_000);
 
-let d: DaemonHandle;
+let d: CountingDaemon;
 let api: FakeMessagesApi;
-const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
 
 beforeEach(async () => {
   api = await FakeMessagesApi.start();
   cleanUp(() => api.close());
-  d = await startDaemon({
-    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
-    logLevel: 'info',
-  });
-  fs.writeFileSync(path.join(d.dir, 'key'), 'sk-first-session-key');
+  d = await startCountingDaemon();
+  d.setKey('sk-first-session-key');
 });
 
 /** The get records of the audit trail (the daemon appends them every 250 ms). */
@@ -94,7 +90,7 @@ describe('the real Claude Code, interactive, a new user’s first session', () =
     // No 401 came between them: the second is an ordinary read, not a refetch.
     expect(gets.map((g) => g.outcome)).toEqual(['fetched', 'hit']);
     expect(gets[1]!.rejected).toBeUndefined();
-    expect(fetches()).toBe(1);
+    expect(d.fetches()).toBe(1);
     expect(d.log()).not.toContain('its key was probably rejected');
   }, 120_000);
 });
