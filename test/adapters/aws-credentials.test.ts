@@ -4,7 +4,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   createAdapter,
@@ -18,6 +17,7 @@ import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { SecretValue } from '../../src/secret.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
+import { capturedLog } from '../helpers/captured-log.js';
 import { cleanUp, privateTempDir } from '../helpers/cleanup.js';
 import { startFakeAwsIdentity, type FakeAwsIdentity } from '../fakes/fake-aws-identity.js';
 
@@ -464,14 +464,7 @@ describe('aws-credentials source', () => {
   });
 
   it('keeps keys, tokens and backend messages out of its log lines', async () => {
-    let logged = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logged += chunk.toString();
-        cb();
-      },
-    });
-    const debugLog = createLogger({ level: 'trace', destination: sink });
+    const { log: debugLog, text: logged } = capturedLog('trace');
     const noisy = createAdapter({ settings: undefined, env: files.env, log: debugLog });
     files.writeConfig({
       'profile deploy': {
@@ -485,7 +478,7 @@ describe('aws-credentials source', () => {
     fake.failNext({ status: 403, code: 'AccessDenied', message: 'FAULT-MARKER-LOG' });
     await noisy.fetch(parse(noisy, 'aws-credentials://deploy'), fetchContext({ log: debugLog })).catch(() => {});
     await noisy.fetch(parse(noisy, 'aws-credentials://static'), fetchContext({ log: debugLog }));
-    expect(logged).toContain('AWS credentials resolved');
+    expect(logged()).toContain('AWS credentials resolved');
     for (const secret of [
       issued.SecretAccessKey!,
       issued.SessionToken!,
@@ -494,7 +487,7 @@ describe('aws-credentials source', () => {
       'static-session-1',
       'FAULT-MARKER-LOG',
     ]) {
-      expect(logged).not.toContain(secret);
+      expect(logged()).not.toContain(secret);
     }
   });
 });

@@ -3,7 +3,6 @@
 // validation, and — where it works offline — the real SDK's createClient.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { systemClock, type Adapter, type FetchReason } from '../../src/adapter.js';
 import { adapterFor } from '../../adapters/registry.js';
@@ -27,6 +26,7 @@ import { ReadBudget, RATE_LIMIT_PAUSE } from '../../adapters/onepassword/read-bu
 import { ResolveBatcher } from '../../adapters/onepassword/resolve-batcher.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
 import { FakeOnePasswordClient, type FakeFailure } from '../fakes/fake-onepassword-client.js';
+import { capturedLog } from '../helpers/captured-log.js';
 import { privateTempDir } from '../helpers/cleanup.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
@@ -34,17 +34,6 @@ import { ManualClock } from '../helpers/manual-clock.js';
 const TOKEN = 'ops_eyJzaWduSW5BZGRyZXNzIjoi-FAKE-TOKEN-4b7d21';
 const VALUE = 'sk-ant-api03-FAKE-VALUE-9f3c0e';
 const silent = createLogger({ level: 'silent' });
-
-function capturedLogger(): { log: ReturnType<typeof createLogger>; text: () => string } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return { log: createLogger({ level: 'debug', destination: sink }), text: () => text };
-}
 
 interface Harness {
   adapter: Adapter<OpRef>;
@@ -66,7 +55,7 @@ function harness(
 ): Harness {
   const fake = options.fake ?? new FakeOnePasswordClient({ credentialText: TOKEN });
   const auths: OnePasswordAuth[] = [];
-  const { log, text } = capturedLogger();
+  const { log, text } = capturedLog();
   const { settings, env, factory, ...rest } = options;
   const adapter = createOnePasswordAdapter(
     { settings: { batchWindow: '2ms', ...settings }, env: env ?? { OP_SERVICE_ACCOUNT_TOKEN: TOKEN }, log },
@@ -833,7 +822,7 @@ describe('op: the real SDK client factory, offline', () => {
 
   it('turns createClient rejecting a malformed token into AUTH_REQUIRED without quoting it', async () => {
     const badToken = 'ops_not-a-real-token-5e1f';
-    const { log, text } = capturedLogger();
+    const { log, text } = capturedLog();
     const adapter = createAdapter({ settings: undefined, env: { OP_SERVICE_ACCOUNT_TOKEN: badToken }, log });
     const ref = await adapter.parse('op://Work/Anthropic/credential', { overrides: undefined, profile: 't' });
     const err = (await adapter.fetch(ref, fetchContext()).then(

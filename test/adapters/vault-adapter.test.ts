@@ -6,7 +6,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAdapter, createVaultAdapter, type VaultRef } from '../../adapters/vault/vault-adapter.js';
 import type { Adapter, AdapterInit } from '../../src/adapter.js';
@@ -14,6 +13,7 @@ import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
 import { KV1_DEFAULT_LEASE_SEC, type FakeVault } from '../fakes/fake-vault.js';
+import { capturedLog } from '../helpers/captured-log.js';
 import { cleanUp, privateTempDir as tempDir } from '../helpers/cleanup.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { startFakeVault } from '../helpers/vault.js';
@@ -760,14 +760,7 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
       read: ['secret/data/app', 'secret/data/missing'],
       tokenTtlSec: 60,
     });
-    let logText = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logText += chunk.toString();
-        cb();
-      },
-    });
-    const log = createLogger({ level: 'trace', destination: sink });
+    const { log, text: logText } = capturedLog('trace');
     const init: AdapterInit = {
       settings: { auth: { method: 'approle' } },
       env: { VAULT_ADDR: fake.url, HOME: os.tmpdir(), VAULT_ROLE_ID: 'role-log-check', VAULT_SECRET_ID: secretId },
@@ -800,9 +793,9 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
     await capture('vault://secret/app#api_key');
     messages.push(...adapter.status!());
     expect(fake.count({ path: 'auth/approle/login' })).toBe(2);
-    expect(logText).toContain('logged in with AppRole');
-    expect(logText).toContain('token renewed');
-    expect(logText).toContain('logging in again');
+    expect(logText()).toContain('logged in with AppRole');
+    expect(logText()).toContain('token renewed');
+    expect(logText()).toContain('logging in again');
     expect(messages.join('\n')).toContain('permission denied reading secret/forbidden');
     const forbidden = [
       ...fake.requests.map((r) => r.token).filter((t): t is string => !!t),
@@ -812,7 +805,7 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
     ];
     expect(forbidden.length).toBeGreaterThan(4);
     for (const secret of forbidden) {
-      expect(logText, 'log').not.toContain(secret);
+      expect(logText(), 'log').not.toContain(secret);
       expect(messages.join('\n'), 'errors and status').not.toContain(secret);
     }
   });

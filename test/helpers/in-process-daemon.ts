@@ -2,10 +2,9 @@
 // fake backend client (1Password's SDK talks only to 1Password's service). Shims and CLIs are
 // still separate processes talking to it over the socket. Stopped, and its directory removed, when
 // the test (or file) that started it is done (cleanup.ts).
-import { Writable } from 'node:stream';
 import type { AdapterModule } from '../../src/adapter.js';
 import { startDaemon as startLifecycle, type RunningDaemon } from '../../src/daemon/lifecycle.js';
-import { createLogger } from '../../src/log.js';
+import { capturedLog } from './captured-log.js';
 import { cleanUp } from './cleanup.js';
 import { workspace, type DaemonWorkspace } from './daemon.js';
 
@@ -22,22 +21,16 @@ export async function startInProcessDaemon(options: {
   logLevel?: string;
 }): Promise<InProcessDaemon> {
   const { start: _start, ...place } = workspace({ prefix: 'kb-ip-', config: options.config, env: options.env });
-  let logText = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logText += chunk.toString();
-      cb();
-    },
-  });
+  const captured = capturedLog(options.logLevel);
   const daemon = await startLifecycle({
     config: { path: place.configPath, from: '--config' },
     socket: { path: place.socket, from: '--socket' },
     env: place.env,
-    log: createLogger({ level: options.logLevel ?? 'debug', destination: sink }),
+    log: captured.log,
     adapterModules: options.adapterModules,
   });
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopped ??= daemon.stop());
   cleanUp(stop);
-  return { ...place, daemon, log: () => logText, stop };
+  return { ...place, daemon, log: captured.text, stop };
 }
