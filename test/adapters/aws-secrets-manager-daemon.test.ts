@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
 import { cleanUp } from '../helpers/cleanup.js';
-import { privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { privateTempDir, ROOT, run, startDaemon, unsetEnv, type DaemonHandle } from '../helpers/daemon.js';
 
 const CONFIG = `
 aws:
@@ -73,11 +73,7 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
       { mode: 0o600 },
     );
     // Nothing from the developer's own AWS setup may reach the daemon.
-    const clean = Object.fromEntries(
-      Object.keys(process.env)
-        .filter((k) => k.startsWith('AWS_'))
-        .map((k) => [k, undefined]),
-    );
+    const clean = unsetEnv('AWS_');
     handle = await startDaemon({
       config: CONFIG,
       dir,
@@ -215,11 +211,7 @@ describe('aws-sm loading', () => {
       process.stdout.write(JSON.stringify({ afterParse, afterFetch, bytes: result.value.byteLength }));
     `;
     const dir = privateTempDir('kb-awsl-');
-    const clean = Object.fromEntries(
-      Object.keys(process.env)
-        .filter((k) => k.startsWith('AWS_'))
-        .map((k) => [k, undefined]),
-    );
+    const clean = unsetEnv('AWS_');
     const result = await run(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
       env: {
         ...process.env,
@@ -253,11 +245,7 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
         { mode: 0o600 },
       );
     writeCredentials(OLD);
-    const clean = Object.fromEntries(
-      Object.keys(process.env)
-        .filter((k) => k.startsWith('AWS_'))
-        .map((k) => [k, undefined]),
-    );
+    const clean = unsetEnv('AWS_');
     const daemon = await startDaemon({
       config: 'aws:\n  region: us-east-1\nprofiles:\n  rotating:\n    source: aws-sm://prod/rotating\n    ttl: 1h\n',
       dir,

@@ -17,6 +17,7 @@ import {
   run,
   SHIM,
   startDaemon,
+  unsetEnv,
   waitFor,
   type DaemonHandle,
   shellQuote,
@@ -148,11 +149,7 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
       // The secret exists only where the organisation says to read it.
       fake.put('prod/key', LOCKED_REGION_KEY, { region: 'eu-west-1' });
       installManaged('aws:\n  region: eu-west-1\nprofiles: {}\nlocked:\n  - aws.region\n');
-      const clean = Object.fromEntries(
-        Object.keys(process.env)
-          .filter((k) => k.startsWith('AWS_'))
-          .map((k) => [k, undefined]),
-      );
+      const clean = unsetEnv('AWS_');
       const d = await startDaemon({
         config:
           'profiles:\n  default:\n    source: env:KB_MINE\n  work:\n    source: aws-sm://prod/key?region=us-east-1\n',

@@ -232,6 +232,14 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
   return env;
 }
 
+/**
+ * This process's variables whose names start with `prefix`, each set to undefined: spread into a
+ * daemon's `env` so that none of the developer's own (AWS_…) reaches it.
+ */
+export function unsetEnv(prefix: string): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.keys(process.env).flatMap((k) => (k.startsWith(prefix) ? [[k, undefined]] : [])));
+}
+
 /** The pid of the daemon answering in this environment (one a shim autostarted), if any. */
 export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefined> {
   const status = await run(process.execPath, [CLI, 'status', '--json'], { env });
