@@ -8,31 +8,17 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import {
-  CLI,
-  privateTempDir,
-  run,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { CLI, privateTempDir, run, SHIM, sharedDaemon, startDaemon, waitFor, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-audit-51f0e2';
 const OSS_KEY = 'sk-oss-audit-9a7c33';
-let d: DaemonHandle;
-let records: AuditRecord[];
-let text: string;
-let stateDir: string;
-
-beforeAll(async () => {
+const d = sharedDaemon(() => {
   const dir = privateTempDir();
   fs.mkdirSync(path.join(dir, 'code', 'acme', 'api'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'code', 'oss'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'work.key'), WORK_KEY);
-  d = await startDaemon({
+  return {
     dir,
     config: [
       'directories:',
@@ -45,7 +31,14 @@ beforeAll(async () => {
       '    source: env:KB_OSS_KEY',
     ].join('\n'),
     env: { KB_OSS_KEY: OSS_KEY },
-  });
+  };
+});
+let records: AuditRecord[];
+let text: string;
+let stateDir: string;
+
+beforeAll(async () => {
+  const { dir } = d;
   stateDir = path.join(d.env.XDG_STATE_HOME!, 'keybroker');
   const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme', 'api'));
   // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served

@@ -9,15 +9,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { ConsumerInfo, Reply, StatusReply } from '../../src/protocol/messages.js';
-import {
-  NATIVE_SHIM,
-  privateTempDir,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { NATIVE_SHIM, SHIM, startDaemon, waitFor, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -74,7 +66,7 @@ async function records(n: number): Promise<AuditRecord[]> {
 beforeAll(async () => {
   if (addonMissing) return;
   d = await startDaemon({
-    dir: privateTempDir('kb-kid-'),
+    prefix: 'kb-kid-',
     config: 'profiles:\n  default:\n    source: env:KB_KEY\n',
     env: { KB_KEY: KEY },
   });
