@@ -8,7 +8,7 @@ import { createAdapter as createFile } from '../../adapters/file/file-adapter.js
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
-import { privateTempDir, waitFor } from '../helpers/daemon.js';
+import { isRunning, privateTempDir, waitFor } from '../helpers/daemon.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -50,16 +50,6 @@ describeAdapterContract('exec', async () => {
     invalidUris: ['exec:', 'exec:   '],
   };
 });
-
-/** Running, not merely a zombie (a container's pid 1 may never reap orphans). */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 describe('exec source', () => {
   const dir = privateTempDir('kb-exec2-');
@@ -107,7 +97,7 @@ describe('exec source', () => {
     expect(Date.now() - started).toBeLessThan(2000);
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     await new Promise((r) => setTimeout(r, 300));
-    expect(isAlive(pid)).toBe(false);
+    expect(isRunning(pid)).toBe(false);
   });
 
   it.skipIf(process.platform !== 'linux' || !fs.existsSync('/usr/bin/setsid'))(
@@ -123,7 +113,7 @@ describe('exec source', () => {
       const pid = Number(fs.readFileSync(pidFile, 'utf8'));
       expect(pid).toBeGreaterThan(1);
       // Not in the shell's process group: the group kill alone would leave it running.
-      await waitFor(() => !isAlive(pid), 3_000, 'the escaped process to be killed');
+      await waitFor(() => !isRunning(pid), 3_000, 'the escaped process to be killed');
     },
   );
 

@@ -8,20 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { installFakeServiceManagers } from '../fakes/fake-service-managers.js';
 import { killWhenDone } from '../helpers/cleanup.js';
-import { startAsSystemd, startDaemon, workspace } from '../helpers/daemon.js';
+import { isRunning, startAsSystemd, startDaemon, workspace } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 
 const CONFIG = 'profiles:\n  default:\n    source: env:KB_STOP_KEY\n';
 const stopWorkspace = () => workspace({ prefix: 'kb-stop-', config: CONFIG });
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('keybroker stop', () => {
   it('stops the running daemon, waits until it has exited, and names its pid and socket', async () => {
@@ -55,7 +46,7 @@ describe('keybroker stop', () => {
     });
     expect(r.code).toBe(0);
     expect(fake.calls()).toEqual(['systemctl --user stop keybroker.service']);
-    expect(alive(daemon.pid!)).toBe(false);
+    expect(isRunning(daemon.pid!)).toBe(false);
   });
 
   it('exits UNAVAILABLE, leaving the daemon running, when systemctl fails', async () => {
@@ -68,7 +59,7 @@ describe('keybroker stop', () => {
       FAKE_SYSTEMCTL_MODE: 'nobus',
     });
     expect(r.code).toBe(ERROR_CODES.UNAVAILABLE);
-    expect(alive(daemon.pid!)).toBe(true);
+    expect(isRunning(daemon.pid!)).toBe(true);
     daemon.kill('SIGTERM');
   });
 
@@ -80,7 +71,7 @@ describe('keybroker stop', () => {
     try {
       const r = await w.cli(['stop']);
       expect(r.code).toBe(ERROR_CODES.PERMISSION_DENIED);
-      expect(alive(victim.pid!)).toBe(true);
+      expect(isRunning(victim.pid!)).toBe(true);
     } finally {
       // (Not awaited: the stand-in keeps half-open connections, which close() would wait for.)
       void standIn.close();
@@ -124,7 +115,7 @@ describe('keybroker stop', () => {
     expect(r.code).toBe(ERROR_CODES.TIMEOUT);
     // The progress line, then the error.
     expect(r.stderr.trim().split('\n')).toHaveLength(2);
-    expect(alive(stubborn.pid!)).toBe(true);
+    expect(isRunning(stubborn.pid!)).toBe(true);
     stubborn.kill('SIGKILL');
   });
 

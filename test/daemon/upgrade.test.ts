@@ -8,6 +8,7 @@ import { sendRequest } from '../../src/client/client.js';
 import type { PingReply, Request, StatusReply } from '../../src/protocol/messages.js';
 import { BUILD_ID, VERSION } from '../../src/client/build-info.js';
 import {
+  isRunning,
   privateTempDir,
   ROOT,
   run,
@@ -98,15 +99,6 @@ describe('a daemon of another build', () => {
 });
 
 describe('keybroker-shim and an upgrade', () => {
-  const isAlive = (pid: number): boolean => {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    } catch {
-      return false;
-    }
-  };
-
   it('--version prints the version and the build', async () => {
     const r = await run(SHIM, ['--version']);
     expect(r.code).toBe(0);
@@ -127,7 +119,7 @@ describe('keybroker-shim and an upgrade', () => {
     const lines = r.stderr.split('\n').filter(Boolean);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^keybroker: warning: .*run: keybroker restart$/);
-    expect(isAlive(d.proc.pid!)).toBe(true); // not ours to replace: started by hand
+    expect(isRunning(d.proc.pid!)).toBe(true); // not ours to replace: started by hand
   });
 
   it('replaces a daemon of another build that autostart started: the next call runs this build', async () => {
@@ -154,7 +146,7 @@ describe('keybroker-shim and an upgrade', () => {
       stdout: 'sk-upg-3\n',
       stderr: '',
     });
-    await waitFor(() => !isAlive(first.pid), 10_000, 'the old daemon to exit');
+    await waitFor(() => !isRunning(first.pid), 10_000, 'the old daemon to exit');
     expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n' });
     expect(await ping()).toMatchObject({ build: builtId(), startedBy: 'autostart' });
   });

@@ -240,6 +240,25 @@ export function unsetEnv(prefix: string): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.keys(process.env).flatMap((k) => (k.startsWith(prefix) ? [[k, undefined]] : [])));
 }
 
+/**
+ * Whether process `pid` runs: it exists and is not a zombie waiting to be reaped (a container's
+ * pid 1 may never reap orphans). Where there is no /proc (macOS), whether it exists.
+ */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    if (fs.existsSync('/proc/self')) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
 /** The pid of the daemon answering in this environment (one a shim autostarted), if any. */
 export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefined> {
   const status = await run(process.execPath, [CLI, 'status', '--json'], { env });

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanUp } from './cleanup.js';
+import { isRunning } from './daemon.js';
 
 export interface TmuxSession {
   /** Send keys: tmux key names ("Enter", "Down") or, with `literal`, text to type. */
@@ -67,19 +68,10 @@ export function startTmux(options: {
         // already gone
       }
       // The program gets SIGHUP and may still write its files for a moment: wait for its exit.
-      for (let i = 0; i < 50 && isAlive(pid); i++) await sleep(100);
-      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 50 && isRunning(pid); i++) await sleep(100);
+      if (isRunning(pid)) process.kill(pid, 'SIGKILL');
     },
   };
   cleanUp(() => session.close());
   return session;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

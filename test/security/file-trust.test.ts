@@ -7,7 +7,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { baseEnv, privateTempDir, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
+import {
+  baseEnv,
+  privateTempDir,
+  run,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  type RunResult,
+} from '../helpers/daemon.js';
 import type { FakeVault } from '../fakes/fake-vault.js';
 import { killWhenDone } from '../helpers/cleanup.js';
 import { installCopy, openToAll } from '../helpers/install-copy.js';
@@ -93,32 +101,9 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
 
 // ---- a daemon run as a second user, reading files root provisioned ----
 
-function runAs(
-  user: { uid: number; gid: number },
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<Omit<RunResult, 'ms'>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env,
-      uid: user.uid,
-      gid: user.gid,
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Run a program as `user` from /, as a service manager would start it. */
+const runAs = (user: { uid: number; gid: number }, command: string, args: string[], env: NodeJS.ProcessEnv) =>
+  run(command, args, { env, user, cwd: '/' });
 
 const second = otherUser();
 /** Copying node and the install (with node_modules, from a checkout out of reach) takes a while under load. */
@@ -176,7 +161,7 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
     );
   }, COPY_TIMEOUT_MS);
 
-  const shim = (profile: string): Promise<Omit<RunResult, 'ms'>> => runAs(user, node, [shimPath, profile], env);
+  const shim = (profile: string): Promise<RunResult> => runAs(user, node, [shimPath, profile], env);
 
   it('uses a root-owned 0644 key file (a secret mount) and a root-owned 0644 Vault token (an agent sink)', async () => {
     expect(await shim('mounted')).toMatchObject({ code: 0, stdout: `${KEY}\n` });
