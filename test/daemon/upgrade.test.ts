@@ -2,7 +2,7 @@
 // notices and says how to restart it. Real processes: this build and a copy stamped as another.
 import fs from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { detectStartedBy } from '../../src/cli/daemon-command.js';
 import { sendRequest } from '../../src/client/client.js';
 import type { PingReply, Request, StatusReply } from '../../src/protocol/messages.js';
@@ -13,10 +13,10 @@ import {
   ROOT,
   run,
   SHIM,
+  sharedDaemon,
   startDaemon,
   waitFor,
   workspace,
-  type DaemonHandle,
   shellQuote,
 } from '../helpers/daemon.js';
 import { otherBuild, type OtherBuild } from '../helpers/other-build.js';
@@ -56,18 +56,14 @@ describe('detectStartedBy', () => {
 });
 
 describe('a daemon of another build', () => {
-  let dir: string;
   let old: OtherBuild;
-  let d: DaemonHandle;
-
-  beforeAll(async () => {
-    dir = privateTempDir('kb-upg-');
-    old = otherBuild(dir);
-    d = await startDaemon({
+  const d = sharedDaemon(() => {
+    old = otherBuild(privateTempDir('kb-upg-'));
+    return {
       config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
       env: { KB_UPG_KEY: 'sk-upg-1' },
       cli: old.cli,
-    });
+    };
   });
 
   it('says which build it is and how it was started, on ping, get and status', async () => {
