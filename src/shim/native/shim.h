@@ -32,9 +32,11 @@ extern int kb_request_sent;
 #define KB_MSG_NOT_A_FRAME "the keybroker daemon sent a reply that is not a valid frame"
 
 KB_NORETURN void kb_exit(int status);
-/* The Node shim's fail(): "keybroker: " and the message on one line on stderr, then the status. */
-KB_NORETURN void kb_fail(int status, const char *message, size_t len);
-KB_NORETURN void kb_fail_str(int status, const char *message);
+/* A line on stderr: "keybroker: ", `lead`, then the message made one line. Every message is a
+ * template (buf_template; args NULL when it has no parts), the daemon's own text "\0011". */
+void kb_say(const char *lead, const char *tpl, const struct kb_text *args);
+/* The Node shim's fail(): the message said, then the status. */
+KB_NORETURN void kb_fail(int status, const char *tpl, const struct kb_text *args);
 /* Runs the Node shim with the original arguments: it does all this one does not. */
 KB_NORETURN void kb_handover(void);
 /* Before sending, the Node shim can still answer; after, an internal error. */
@@ -97,7 +99,8 @@ ssize_t kb_read_small(const char *file, char *out, size_t size);
 
 /* The frame's daemon.* fields name another build (another version, or another build id). */
 int kb_other_build(const struct kb_frame *f);
-void buf_other_build(struct buf *b, const struct kb_frame *f);
+/* Says so, as a warning with the command that restarts it. */
+void kb_warn_other_build(const struct kb_frame *f);
 
 /* ---- autostart.c: askToStop ---- */
 
@@ -112,11 +115,9 @@ int kb_ask_to_stop(long pid);
  * timeout, a lost connection, a reply over the limit, or one that is not a frame. */
 size_t kb_exchange(const char *sock, const char *request, size_t len);
 /* After sending: the daemon went away without a reply, or replied DAEMON_UNREACHABLE itself. */
-KB_NORETURN void kb_unreachable_after_send(const char *message, size_t len);
+KB_NORETURN void kb_unreachable_after_send(struct kb_text message);
 /* Nothing to connect to (connect() failed with `err`, or there is no socket: ENOENT): inside a
  * sandbox that is by design (SANDBOXED); otherwise the Node shim decides, autostart and all. */
 KB_NORETURN void kb_no_daemon(int err);
-/* The environment carries the sandbox's marker (src/client/sandbox.ts inSandbox). */
-int kb_in_sandbox(void);
 
 #endif

@@ -31,10 +31,7 @@ static const char *mode_text(char *out, unsigned long mode, int full) {
 }
 
 static void refuse(const char *tpl, const char *a1, const char *a2, const char *a3) {
-  const struct kb_text args[] = {kb_str(a1), kb_str(a2), kb_str(a3)};
-  struct buf msg = {0};
-  buf_template(&msg, tpl, args);
-  kb_fail(KB_EXIT_UNSAFE_PATH, msg.data, msg.len);
+  kb_fail(KB_EXIT_UNSAFE_PATH, tpl, (struct kb_text[]){kb_str(a1), kb_str(a2), kb_str(a3)});
 }
 
 /* ancestorsProblem: along the real path of the directory above the socket's, up to the root. */
