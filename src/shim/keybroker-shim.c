@@ -164,14 +164,8 @@ static void given(struct kb_call *call, const char *option) {
 /* --refresh-interval-ms's value: 1 to 10 decimal digits, from 1 to KB_MAX_HELPER_TTL_MS; anything
  * else is a usage error, which the Node shim words. */
 static long long interval_ms(const char *v) {
-  size_t n = v ? strlen(v) : 0;
-  long long ms = 0;
-  if (n == 0 || n > 10) kb_handover();
-  for (size_t k = 0; k < n; k++) {
-    if (v[k] < '0' || v[k] > '9') kb_handover();
-    ms = ms * 10 + (v[k] - '0');
-  }
-  if (ms < 1 || ms > KB_MAX_HELPER_TTL_MS) kb_handover();
+  long long ms;
+  if (!v || !kb_decimal(v, strlen(v), 10, &ms) || ms < 1 || ms > KB_MAX_HELPER_TTL_MS) kb_handover();
   return ms;
 }
 

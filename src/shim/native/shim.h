@@ -56,8 +56,13 @@ void buf_json_utf8(struct buf *b, const char *s, size_t n);
 void buf_json_latin1(struct buf *b, const char *s, size_t n);
 /* A template from kb-generated.h: the byte 001 and a digit N stand for args[N - 1]. */
 void buf_template(struct buf *b, const char *tpl, const struct kb_text *args);
+void buf_int(struct buf *b, long long n);
 /* A C string as a template argument (NULL: empty). */
 static inline struct kb_text kb_str(const char *s) { return (struct kb_text){s, s ? strlen(s) : 0}; }
+static inline int kb_ends_with(struct kb_text t, const char *suffix) {
+  size_t k = strlen(suffix);
+  return t.len >= k && memcmp(t.ptr + t.len - k, suffix, k) == 0;
+}
 /* text.replace(/\s*\n\s*\/g, '; ') for valid UTF-8 (src/shim/shim-messages.ts oneLine). */
 void buf_one_line(struct buf *b, const char *text, size_t n);
 /* Zeros the compiler may not optimise away (explicit_bzero where there is one). */
@@ -92,8 +97,8 @@ struct kb_call {
 /* Appends ,"consumer":{…} when the Node shim would send one: the nearest ancestor that is not a
  * shell. Hands over on a /proc format it does not expect rather than guess. */
 void kb_add_consumer(struct buf *req, const struct kb_call *call);
-/* Up to size bytes of a (/proc) file; -1 when it cannot be read. */
-ssize_t kb_read_small(const char *file, char *out, size_t size);
+/* /proc/PID/`file`: up to size - 1 bytes of it and a NUL; how many, or -1 when it cannot be read. */
+ssize_t kb_read_proc(long pid, const char *file, char *out, size_t size);
 
 /* ---- build-info.c: isOtherBuild, otherBuildMessage ---- */
 
