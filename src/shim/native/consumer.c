@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,38 +209,29 @@ static long long helper_ttl_ms(void) {
   return n > 0 && v[b] != '-' ? n : KB_CONSUMER_DEFAULT_HELPER_TTL_MS; /* Number('') is 0 */
 }
 
-/* settingsMtimeMs(): the newest mtime of Claude Code's settings files, in whole milliseconds (0:
- * none exists). A file that cannot be stat'ed, or whose path does not fit, counts as absent, as
- * the Node shim's failed statSync does. */
-static void newer_mtime(const char *a, const char *b, const char *c, long long *newest_ns) {
-  char file[PATH_MAX];
-  struct stat st;
-  int n = snprintf(file, sizeof file, "%s%s%s", a, b, c);
-  if (n < 0 || (size_t)n >= sizeof file || stat(file, &st) != 0) return;
-#if defined(__APPLE__)
-  long long ns = (long long)st.st_mtimespec.tv_sec * 1000000000LL + st.st_mtimespec.tv_nsec;
-#else
-  long long ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+#if defined(__APPLE__) && !defined(st_mtim)
+#define st_mtim st_mtimespec /* macOS's name for stat's mtime with its nanoseconds */
 #endif
-  if (ns > *newest_ns) *newest_ns = ns;
-}
 
+/* settingsMtimeMs(claudeSettingsFiles()): the newest mtime of Claude Code's settings files, in
+ * whole milliseconds (0: none exists). A file that cannot be stat'ed counts as absent, as the Node
+ * shim's failed statSync does; one in a directory that is not there (no HOME, no working
+ * directory) is not looked at, as the TypeScript leaves it out. */
 static long long settings_mtime_ms(const char *cwd) {
+  const char *config_dir = getenv(KB_CLAUDE_CONFIG_DIR_ENV), *home = getenv(KB_CLAUDE_HOME_ENV);
+  int by_home = !config_dir || !*config_dir;
+  const struct kb_text dirs[] = {kb_str(by_home ? home : config_dir), kb_str(cwd)};
   long long newest = 0;
-  const char *config_dir = getenv(KB_CLAUDE_SETTINGS_CONFIG_DIR_ENV), *home = getenv(KB_CLAUDE_SETTINGS_HOME_ENV);
-  if (config_dir && *config_dir)
-    newer_mtime(config_dir, "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
-  else if (home && *home)
-    newer_mtime(home, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
-  if (cwd) {
-    newer_mtime(cwd, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
-    newer_mtime(cwd, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_LOCAL_SETTINGS, &newest);
+  for (size_t k = 0; k < sizeof KB_CLAUDE_SETTINGS_FILES[0] / sizeof KB_CLAUDE_SETTINGS_FILES[0][0]; k++) {
+    const char *file = KB_CLAUDE_SETTINGS_FILES[by_home][k];
+    struct buf path = {0};
+    struct stat st;
+    if ((strstr(file, "\0011") && !dirs[0].len) || (strstr(file, "\0012") && !dirs[1].len)) continue;
+    buf_template(&path, file, dirs);
+    long long ns = stat(path.data, &st) == 0 ? (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec : 0;
+    if (ns > newest) newest = ns;
+    free(path.data);
   }
-#if defined(__APPLE__)
-  newer_mtime(KB_CLAUDE_SETTINGS_MANAGED_DARWIN, "", "", &newest);
-#else
-  newer_mtime(KB_CLAUDE_SETTINGS_MANAGED_LINUX, "", "", &newest);
-#endif
   return newest / 1000000;
 }
 
