@@ -22,11 +22,11 @@ static long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A connected Unix socket, or -1. A full listen backlog makes connect() wait; the send timeout
- * bounds that (and the request's writes) by the reply timeout. */
+/* A connected Unix socket; none: no daemon answering (kb_no_daemon). A full listen backlog makes
+ * connect() wait; the send timeout bounds that (and the request's writes) by the reply timeout. */
 static int connect_unix(const char *sock) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
+  if (fd < 0) kb_no_daemon(errno);
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
@@ -37,8 +37,7 @@ static int connect_unix(const char *sock) {
     if (errno == EINTR) continue;
     int err = errno;
     close(fd);
-    errno = err;
-    return -1;
+    kb_no_daemon(err);
   }
   return fd;
 }
@@ -78,7 +77,6 @@ static void lost_connection(const char *sock) {
 size_t kb_exchange(const char *sock, const char *request, size_t len) {
   long long deadline = now_ms() + KB_REQUEST_TIMEOUT_MS;
   int fd = connect_unix(sock);
-  if (fd < 0) kb_no_daemon(errno); /* no daemon answering: the Node shim starts one */
   kb_request_sent = 1;
   while (len > 0) {
     ssize_t w = write(fd, request, len);
