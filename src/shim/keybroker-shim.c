@@ -137,16 +137,13 @@ void kb_handover(void) {
   args[1] = shim;
   for (int k = 1; k < argc; k++) args[k + 1] = original_argv[k];
   const char *node = getenv("KEYBROKER_NODE");
-  if (node && *node) {
-    args[0] = (char *)node;
-    execvp(node, args);
-  } else {
-    node = KB_BUILD_NODE;
-    args[0] = (char *)node;
-    if (node[0] == '/' && access(node, X_OK) == 0) execv(node, args);
-    args[0] = (char *)(node = "node");
-    execvp(node, args);
+  if (!node || !*node) {
+    args[0] = (char *)KB_BUILD_NODE;
+    if (KB_BUILD_NODE[0] == '/' && access(KB_BUILD_NODE, X_OK) == 0) execv(KB_BUILD_NODE, args);
+    node = "node";
   }
+  args[0] = (char *)node;
+  execvp(node, args);
   kb_fail(KB_EXIT_INTERNAL, "cannot run the Node shim \0011 with \0012 (\0013); put node on PATH or set KEYBROKER_NODE to it",
           (struct kb_text[]){kb_str(shim), kb_str(node), kb_str(strerror(errno))});
 }
