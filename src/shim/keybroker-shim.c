@@ -150,14 +150,6 @@ void kb_handover(void) {
 
 /* ---- arguments: [--socket PATH] [--refresh-interval-ms MS] [PROFILE] and nothing else ---- */
 
-/* Record that the option was given (once: kb_call has room for each option this shim knows). */
-static void given(struct kb_call *call, const char *option) {
-  for (int k = 0; k < call->option_count; k++) {
-    if (strcmp(call->options[k], option) == 0) return;
-  }
-  call->options[call->option_count++] = option;
-}
-
 /* --refresh-interval-ms's value: 1 to 10 decimal digits, from 1 to KB_MAX_HELPER_TTL_MS; anything
  * else is a usage error, which the Node shim words. */
 static long long interval_ms(const char *v) {
@@ -168,23 +160,18 @@ static long long interval_ms(const char *v) {
 
 /* socket: NULL when not given (an empty --socket= counts as not given, as in Node). */
 static void parse_args(int argc, char **argv, const char **socket, const char **profile, struct kb_call *call) {
-  const size_t interval = strlen(KB_REFRESH_INTERVAL_OPTION);
   *socket = *profile = NULL;
   for (int i = 1; i < argc; i++) {
-    const char *s = argv[i];
-    if (strcmp(s, "--socket") == 0) {
-      if (i + 1 >= argc || argv[i + 1][0] == '\0') kb_handover(); /* a usage error: Node words it */
-      given(call, "--socket");
-      *socket = argv[++i];
-    } else if (strncmp(s, "--socket=", 9) == 0) {
-      given(call, "--socket");
-      *socket = s[9] ? s + 9 : NULL;
-    } else if (strcmp(s, KB_REFRESH_INTERVAL_OPTION) == 0) {
-      given(call, KB_REFRESH_INTERVAL_OPTION);
-      call->refresh_interval_ms = interval_ms(i + 1 < argc ? argv[++i] : NULL);
-    } else if (strncmp(s, KB_REFRESH_INTERVAL_OPTION, interval) == 0 && s[interval] == '=') {
-      given(call, KB_REFRESH_INTERVAL_OPTION);
-      call->refresh_interval_ms = interval_ms(s + interval + 1);
+    /* An option is NAME VALUE or NAME=VALUE. */
+    const char *s = argv[i], *eq = strchr(s, '=');
+    size_t name = eq ? (size_t)(eq - s) : strlen(s);
+    if (name == strlen("--socket") && strncmp(s, "--socket", name) == 0) {
+      if (!eq && (i + 1 >= argc || argv[i + 1][0] == '\0')) kb_handover(); /* a usage error: Node words it */
+      call->options[0] = "--socket";
+      *socket = !eq ? argv[++i] : eq[1] ? eq + 1 : NULL;
+    } else if (name == strlen(KB_REFRESH_INTERVAL_OPTION) && strncmp(s, KB_REFRESH_INTERVAL_OPTION, name) == 0) {
+      call->options[1] = KB_REFRESH_INTERVAL_OPTION;
+      call->refresh_interval_ms = interval_ms(eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL);
     } else if (s[0] == '-' || *profile || s[0] == '\0') {
       kb_handover(); /* --help, --refresh, --format, unknown options; two profiles, or an empty one */
     } else {
@@ -262,7 +249,7 @@ int main(int argc, char **argv) {
   /* Node ignores SIGPIPE too: a daemon that hangs up shows as an error, not a silent death. */
   signal(SIGPIPE, SIG_IGN);
   const char *flag, *profile;
-  struct kb_call call = {{NULL, NULL}, 0, 0, NULL};
+  struct kb_call call = {{NULL, NULL}, 0, NULL};
   parse_args(argc, argv, &flag, &profile, &call);
   char sock[PATH_MAX];
   if (!kb_socket_path(flag, sock, sizeof sock)) kb_handover();

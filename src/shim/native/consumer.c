@@ -131,8 +131,8 @@ static int argv_linux(long pid, char *cmd, struct kb_text *args) {
 /* holds(): one condition of the table, on the environment or the options given. */
 static int holds(const struct kb_condition *c, const struct kb_call *call, long consumer_pid) {
   if (c->test == KB_TEST_ARG) {
-    for (int k = 0; k < call->option_count; k++) {
-      if (strcmp(call->options[k], c->name) == 0) return 1;
+    for (int k = 0; k < 2; k++) {
+      if (call->options[k] && strcmp(call->options[k], c->name) == 0) return 1;
     }
     return 0;
   }

@@ -85,9 +85,9 @@ void kb_check_socket(const char *sock);
 
 /* What the command line told consumer detection (the Node shim's ShimCall; the format is raw). */
 struct kb_call {
-  /* The options given, by name (--socket, --refresh-interval-ms), for KB_TEST_ARG conditions. */
+  /* The options given, by name, for KB_TEST_ARG conditions: --socket, --refresh-interval-ms (NULL
+   * where not given). */
   const char *options[2];
-  int option_count;
   /* --refresh-interval-ms; 0 when not given. */
   long long refresh_interval_ms;
   /* The working directory sent; NULL when it has been deleted (Claude Code's project settings). */
