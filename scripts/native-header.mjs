@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Generates kb-generated.h, everything the native shim (src/shim/native/) must agree on with the
 // TypeScript client, from the built TypeScript modules in dist/: the socket path's names and
-// limit, the socket checks' mode bits and messages, the sandbox's marker, consumer markers,
-// invocation names, exit statuses and error codes, the framed reply's names, the messages both
-// shims print, and the code points JavaScript's \s matches (asked of this very Node). One source
-// of truth (STYLE.md habit 14): change the TypeScript, rebuild, and the C follows.
+// limit, the socket checks' mode bits and messages, the sandbox's marker, consumer markers, Claude
+// Code's settings files, invocation names, exit statuses and error codes, the framed reply's
+// names, the messages both shims print, and the code points JavaScript's \s matches (asked of this
+// very Node). One source of truth (STYLE.md habit 14): change the TypeScript, rebuild, and the C
+// follows.
 //
 //   node scripts/native-header.mjs > kb-generated.h     (what test/fuzz/run.sh does)
 //   import { nativeHeader } from './native-header.mjs'   (what scripts/build-native.mjs does)
