@@ -2,7 +2,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,19 +12,14 @@
  * point); elsewhere the socket's word is taken. */
 static int looks_like_daemon(long pid) {
 #if defined(__linux__)
-  char file[64], cmdline[65536];
-  snprintf(file, sizeof file, "/proc/%ld/cmdline", pid);
-  ssize_t n = kb_read_small(file, cmdline, sizeof cmdline);
+  char cmdline[65536];
+  ssize_t n = kb_read_proc(pid, "cmdline", cmdline, sizeof cmdline);
   int daemon = 0, entry = 0;
-  for (ssize_t start = 0; start < n;) {
-    const char *arg = cmdline + start;
-    size_t len = strnlen(arg, (size_t)(n - start));
-    daemon |= len == strlen(KB_DAEMON_COMMAND) && memcmp(arg, KB_DAEMON_COMMAND, len) == 0;
+  for (const char *arg = cmdline; n > 0 && arg < cmdline + n; arg += strlen(arg) + 1) {
+    daemon |= strcmp(arg, KB_DAEMON_COMMAND) == 0;
     for (size_t k = 0; k < sizeof KB_DAEMON_ENTRY_SUFFIXES / sizeof KB_DAEMON_ENTRY_SUFFIXES[0]; k++) {
-      size_t s = strlen(KB_DAEMON_ENTRY_SUFFIXES[k]);
-      entry |= len >= s && memcmp(arg + len - s, KB_DAEMON_ENTRY_SUFFIXES[k], s) == 0;
+      entry |= kb_ends_with(kb_str(arg), KB_DAEMON_ENTRY_SUFFIXES[k]);
     }
-    start += (ssize_t)len + 1;
   }
   return daemon && entry;
 #else
