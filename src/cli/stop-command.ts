@@ -107,19 +107,14 @@ async function kernelListenerProblem(socket: string, pid: number): Promise<strin
   const { loadHardeningAddon } = await import('../daemon/hardening-addon.js');
   const { addon } = loadHardeningAddon();
   if (!addon) return undefined;
-  const net = await import('node:net');
+  const [net, { kernelPeer }] = await Promise.all([import('node:net'), import('../daemon/peer-identity.js')]);
   const listener = await new Promise<number | undefined>((resolve) => {
     const conn = net.createConnection({ path: socket });
     const done = (found: number | undefined): void => {
       conn.destroy();
       resolve(found);
     };
-    conn.on('connect', () => {
-      // net.Socket has no public way to its descriptor (see server.ts, which does the same).
-      const fd = (conn as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-      const creds = fd === undefined || fd < 0 ? undefined : addon.peerCredentials(fd);
-      done(Array.isArray(creds) && creds[0] > 0 ? creds[0] : undefined);
-    });
+    conn.on('connect', () => done(kernelPeer(addon, conn)?.pid));
     conn.on('error', () => done(undefined));
   });
   if (listener === undefined) return undefined;
