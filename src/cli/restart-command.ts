@@ -54,7 +54,7 @@ Examples:
             `${argv.join(' ')} failed: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? `exit ${r.code}`}`,
           );
       } else {
-        if (old && !(await stopDaemon(socket, old.pid))) {
+        if (old && (await stopDaemon(socket, old.pid))) {
           die(
             'UNAVAILABLE',
             `the daemon (pid ${old.pid}) did not stop within 5 s — run: kill ${old.pid}, then keybroker restart`,

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kb-generated.h"
@@ -28,7 +29,21 @@ static int looks_like_daemon(long pid) {
 #endif
 }
 
+/* The process belongs to this user (on Linux, by its /proc entry; a pid already gone is not
+ * signalled). */
+static int is_mine(long pid) {
+#if defined(__linux__)
+  char dir[64];
+  struct stat st;
+  snprintf(dir, sizeof dir, "/proc/%ld", pid);
+  return stat(dir, &st) == 0 && st.st_uid == geteuid();
+#else
+  (void)pid;
+  return 1;
+#endif
+}
+
 int kb_ask_to_stop(long pid) {
-  if (pid <= 1 || pid == (long)getpid() || !looks_like_daemon(pid)) return 0;
+  if (pid <= 1 || pid == (long)getpid() || !is_mine(pid) || !looks_like_daemon(pid)) return 0;
   return kill((pid_t)pid, SIGTERM) == 0;
 }

@@ -109,7 +109,7 @@ void kb_warn_other_build(const struct kb_frame *f);
 
 /* ---- autostart.c: askToStop ---- */
 
-/* SIGTERM a keybroker daemon; 0 when `pid` is not one, as far as this platform can tell. */
+/* SIGTERM a keybroker daemon of this user's; 0 when `pid` is not one, as far as this platform can tell. */
 int kb_ask_to_stop(long pid);
 
 /* ---- client.c: sendRequest, for a framed reply ---- */
