@@ -8,7 +8,7 @@
  * once a request is served, asking again would fetch twice and count as a 401 repeat. After
  * sending it hands over only for a reply that says the request was not served. C99 + POSIX;
  * built by scripts/build-native.mjs with kb-generated.h (see native/shim.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* POSIX 2008 with XSI: realpath */
 
 #include <errno.h>
 #include <limits.h>

@@ -229,6 +229,23 @@ describe('with a C compiler', { timeout: 120_000 }, () => {
     expect(fs.existsSync(binary())).toBe(false);
   });
 
+  it('a compiler that refuses the hardening flags still builds both, without a warning', async () => {
+    // Without -D_FORTIFY_SOURCE nothing defines the XSI names (realpath) that the sources use.
+    const refusing = path.join(root, 'cc-without-hardening');
+    fs.writeFileSync(
+      refusing,
+      '#!/bin/sh\nfor a in "$@"; do case "$a" in -fstack-protector-strong) echo "unsupported: $a" >&2; exit 1;; esac; done\nexec cc "$@"\n',
+      { mode: 0o755 },
+    );
+    const r = await build([], { CC: refusing });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter((l) => l.includes('(without hardening flags: unsupported)'))).toHaveLength(
+      TARGETS,
+    );
+    expect(fs.existsSync(binary())).toBe(true);
+  });
+
   it('a warning fails our build (-Werror), but neither fails nor shows in an install', async () => {
     fs.appendFileSync(path.join(root, 'src/shim/keybroker-shim.c'), '\nstatic int never_used;\n');
     const built = await build([]);

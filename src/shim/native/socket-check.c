@@ -1,7 +1,7 @@
 /* src/client/socket-check.ts's checkSocketPath, in C. The socket's directory must be a real directory owned by us that nobody
  * else can enter, every directory above it owned by us or root and writable by nobody else unless
  * sticky, and the socket a socket owned by us. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* POSIX 2008 with XSI: realpath */
 
 #include <errno.h>
 #include <limits.h>
