@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
 
@@ -169,6 +170,12 @@ export interface StartOptions {
   cli?: string;
   /** More arguments for `keybroker daemon` (e.g. --telemetry-env). */
   args?: string[];
+  /**
+   * Node options on the daemon's command line. Default: DAEMON_NODE_FLAGS, as autostart and the
+   * service units start it. `[]` is a daemon started by hand, which on Node 22.15+/24 execs itself
+   * with them (test/daemon/node-flags.test.ts) — a second Node start-up, ~40% more CPU per daemon.
+   */
+  nodeFlags?: readonly string[];
 }
 
 export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -246,7 +253,7 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   const workspace = daemonWorkspace(dir, options.config, options.env);
   const { env } = workspace;
   const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];
-  const proc = spawn(process.execPath, argv, {
+  const proc = spawn(process.execPath, [...(options.nodeFlags ?? DAEMON_NODE_FLAGS), ...argv], {
     env,
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
