@@ -7,12 +7,16 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // The tests that drive real external programs run once per CI run (test/external.ts).
     exclude: [...configDefaults.exclude, ...(externalTestsOff() ? EXTERNAL_TESTS : [])],
-    // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts).
-    setupFiles: ['test/setup/tmp-mode-guard.ts'],
+    // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts); what the fixtures
+    // made for a file is stopped and removed when its tests are done (test/setup/cleanup.ts).
+    setupFiles: ['test/setup/tmp-mode-guard.ts', 'test/setup/cleanup.ts'],
     // Vitest's default is one worker per core but one: a single worker on CI's 2 cores. The test
     // files mostly wait on the daemons, shims and compilers they spawn (a full run: 443 s of CPU in
     // ~270 s on an idle machine with one worker), so a second worker fills the other core's gaps.
     maxWorkers: Math.max(2, os.availableParallelism() - 1),
+    // One worker process runs many test files (each file's tests still in order, its hooks its own):
+    // a fresh process and module graph per file cost ~0.4 s of CPU each, ~40 s a run.
+    isolate: false,
     // Process tests spawn real daemons and shims; give them room on a loaded CI box.
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Generates kb-generated.h, everything the native shim (src/shim/native/) must agree on with the
 // TypeScript client, from the built TypeScript modules in dist/: the socket path's names and
-// limit, the socket checks' mode bits and messages, the sandbox's marker, consumer markers,
-// invocation names, exit statuses and error codes, the framed reply's names, the messages both
-// shims print, and the code points JavaScript's \s matches (asked of this very Node). One source
-// of truth (STYLE.md habit 14): change the TypeScript, rebuild, and the C follows.
+// limit, the socket checks' mode bits and messages, the sandbox's marker, consumer markers, Claude
+// Code's settings files, invocation names, exit statuses and error codes, the framed reply's
+// names, the messages both shims print, and the code points JavaScript's \s matches (asked of this
+// very Node). One source of truth (STYLE.md habit 14): change the TypeScript, rebuild, and the C
+// follows.
 //
 //   node scripts/native-header.mjs > kb-generated.h     (what test/fuzz/run.sh does)
 //   import { nativeHeader } from './native-header.mjs'   (what scripts/build-native.mjs does)
@@ -128,7 +129,7 @@ export async function nativeHeader({ node = process.execPath } = {}) {
     define('KB_REFRESH_INTERVAL_OPTION', messages.REFRESH_INTERVAL_OPTION),
     define('KB_MAX_HELPER_TTL_MS', messages.MAX_HELPER_TTL_MS),
     ...agentRules(consumer),
-    ...defines('KB_CLAUDE_SETTINGS', consumer.CLAUDE_SETTINGS_FILES),
+    ...claudeSettings(consumer),
     '/* src/shim/shim-messages.ts */',
     ...defines('KB_TEXT', shim.SHIM_TEXT),
     "/* JavaScript's \\s (and String.prototype.trim's whitespace): ranges of code points. */",
@@ -181,6 +182,24 @@ function agentRules(consumer) {
     '};',
     'static const struct kb_agent KB_AGENTS[] = {',
     ...agents.map((a) => `  ${a},`),
+    '};',
+  ];
+}
+
+/**
+ * claudeSettingsFiles as templates, on this platform (the one the shim is built on): the files of
+ * working directory 2 and the user's directory 1, from CLAUDE_CONFIG_DIR (row 0) or HOME (row 1).
+ */
+function claudeSettings(consumer) {
+  const S = consumer.CLAUDE_SETTINGS_FILES;
+  const rows = [S.configDirEnv, S.homeEnv].map((env) => consumer.claudeSettingsFiles({ [env]: A(1) }, A(2)));
+  if (rows[0].length !== rows[1].length) throw new Error('claudeSettingsFiles: rows of different lengths');
+  return [
+    define('KB_CLAUDE_CONFIG_DIR_ENV', S.configDirEnv),
+    define('KB_CLAUDE_HOME_ENV', S.homeEnv),
+    "/* claudeSettingsFiles(env, cwd 2), the user's directory 1 from CLAUDE_CONFIG_DIR (row 0) or HOME (row 1). */",
+    `static const char *const KB_CLAUDE_SETTINGS_FILES[2][${rows[0].length}] = {`,
+    ...rows.map((r) => `  {${r.map(cString).join(', ')}},`),
     '};',
   ];
 }

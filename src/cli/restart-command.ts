@@ -54,10 +54,20 @@ Examples:
             `${argv.join(' ')} failed: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? `exit ${r.code}`}`,
           );
       } else {
-        if (old && !(await stopDaemon(socket, old.pid))) {
+        const failed = old && (await stopDaemon(socket, old.pid));
+        if (old && failed) {
+          // Only a daemon that was signalled and outlived the deadline is one to kill by hand: a
+          // refused pid may be anyone's process (as root, kill would reach it).
+          if (failed.reason === 'timeout')
+            die(
+              'UNAVAILABLE',
+              `the daemon (pid ${old.pid}) did not stop within 5 s — run: kill ${old.pid}, then keybroker restart`,
+            );
           die(
             'UNAVAILABLE',
-            `the daemon (pid ${old.pid}) did not stop within 5 s — run: kill ${old.pid}, then keybroker restart`,
+            failed.reason === 'not-ours'
+              ? `not signalling pid ${old.pid}, which the daemon on ${socket} named: ${failed.why}; nothing was restarted — check the socket with: keybroker status`
+              : `cannot signal the daemon (pid ${old.pid}): ${failed.errno}`,
           );
         }
         const why = await autostart(socket, Date.now() + AUTOSTART_DEADLINE_MS, {

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { collapseHome } from '../client/socket-path.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
-import { changedFileLines } from './setup-output.js';
+import { changedFileLines, undoLines } from './setup-output.js';
 
 interface SetupCodexFlags {
   provider?: string;
@@ -95,7 +95,7 @@ Examples:
       } else {
         const fitted = profileTtlMs === undefined ? undefined : { profile: opts.profile, ttlMs: profileTtlMs };
         lines.push(...changedFileLines(result, file, Boolean(opts.dryRun), fitted, home));
-        if (result.undo.length > 0) lines.push(`undo: ${result.undo.join(' && ')}`);
+        lines.push(...undoLines(result.undo));
         if (!opts.dryRun) lines.push('Codex picks this up on its next start; check everything with: keybroker doctor');
       }
       process.stdout.write(`${lines.join('\n')}\n`);

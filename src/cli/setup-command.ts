@@ -13,7 +13,7 @@ import { resolveSocketPath } from '../client/socket-path.js';
 import { die } from './output.js';
 import { configOptionHelp } from './help-text.js';
 import { registerSetupCodex } from './setup-codex-command.js';
-import { changedFileLines } from './setup-output.js';
+import { changedFileLines, undoLines } from './setup-output.js';
 
 interface SetupOptions {
   profile?: string;
@@ -157,8 +157,9 @@ export async function setupClaudeFromCli(opts: SetupOptions): Promise<void> {
     profileTtlMs,
     sandbox: sandbox?.wanted,
   });
-  const undo = result.undo.length > 0 ? [`undo: ${result.undo.join(' && ')}`] : [];
-  process.stdout.write(`${[...settingsChangeLines(result, opts, profileTtlMs, home), ...undo].join('\n')}\n`);
+  process.stdout.write(
+    `${[...settingsChangeLines(result, opts, profileTtlMs, home), ...undoLines(result.undo)].join('\n')}\n`,
+  );
   if (result.changes.length > 0 && !opts.dryRun)
     process.stdout.write(
       `Claude Code picks this up on its next start; check everything with: keybroker doctor${opts.managed ? ' (as each user)' : ''}\n`,
@@ -322,8 +323,7 @@ function adoptionLines(result: AdoptResult, opts: SetupOptions, home: string): s
     ...settingsChangeLines(settings, { ...opts, profile: result.helperProfile, dryRun: dry }, undefined, home),
   );
   const configUndo = config && undoReplace(config);
-  const undo = [...settings.undo, ...(configUndo ? [configUndo] : [])];
-  if (undo.length > 0) lines.push(`undo: ${undo.join(' && ')}`);
+  lines.push(...undoLines([...settings.undo, ...(configUndo ? [configUndo] : [])]));
   if (!dry) lines.push('Claude Code picks this up on its next start; check everything with: keybroker doctor');
   return lines;
 }

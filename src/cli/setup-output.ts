@@ -1,16 +1,12 @@
 // What `setup claude` and `setup codex` print about the file they changed (or would): the file,
-// each change, the TTL the helper's interval was fitted to, the backup and the mode.
+// each change, the TTL the helper's interval was fitted to, the backup, the mode and the undo line.
+// The result they render is ../integration/setup-result.ts.
 import { collapseHome } from '../client/socket-path.js';
 import { formatMode } from '../client/file-mode.js';
 import { formatDuration } from '../duration.js';
-import type { SetupChange } from '../integration/claude-setup.js';
+import type { SetupFileResult } from '../integration/setup-result.js';
 
-export interface ChangedFile {
-  changes: SetupChange[];
-  created: boolean;
-  backup: string | undefined;
-  mode: number | undefined;
-}
+export type ChangedFile = Pick<SetupFileResult, 'changes' | 'created' | 'backup' | 'mode'>;
 
 /**
  * `head`: how the file is named after "changed"; `fitted`: the profile (undefined: each project's)
@@ -35,4 +31,9 @@ export function changedFileLines(
   if (result.backup) lines.push(`backup: ${collapseHome(result.backup, home)}`);
   if (result.mode !== undefined) lines.push(`mode: ${formatMode(result.mode)}`);
   return lines;
+}
+
+/** One line with the shell commands that put every changed file back (none when nothing changed). */
+export function undoLines(undo: string[]): string[] {
+  return undo.length > 0 ? [`undo: ${undo.join(' && ')}`] : [];
 }

@@ -1,12 +1,9 @@
-import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { PingReply } from '../protocol/messages.js';
 import { die } from './output.js';
 
 /** How long `keybroker stop` waits for the daemon to exit, unless --timeout says otherwise. */
 const DEFAULT_STOP_TIMEOUT_S = 10;
-/** After this long, say what it is waiting for (a fetch in flight can keep a daemon a while). */
-const PROGRESS_AFTER_MS = 1_000;
 
 const SYSTEMD_STOP = ['systemctl', '--user', 'stop', 'keybroker.service'];
 
@@ -69,34 +66,27 @@ async function stopThroughSystemd(daemon: PingReply, socket: string): Promise<vo
 }
 
 async function stopBySignal(daemon: PingReply, socket: string, deadline: number): Promise<void> {
-  // autostart.ts is the one place that knows what a daemon's command line looks like.
-  const { looksLikeDaemon } = await import('../client/autostart.js');
-  const problem = (await kernelListenerProblem(socket, daemon.pid)) ?? processProblem(daemon.pid, looksLikeDaemon);
-  if (problem)
+  const refuse = (why: string): never =>
     die(
       'PERMISSION_DENIED',
-      `not signalling pid ${daemon.pid}, which the daemon on ${socket} named: ${problem} — check the socket with: keybroker status`,
+      `not signalling pid ${daemon.pid}, which the daemon on ${socket} named: ${why} — check the socket with: keybroker status`,
     );
-  try {
-    process.kill(daemon.pid, 'SIGTERM');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ESRCH')
-      die('PERMISSION_DENIED', `cannot signal pid ${daemon.pid}: ${(err as NodeJS.ErrnoException).code}`);
-  }
-  const started = Date.now();
-  let said = false;
-  while (!processGone(daemon.pid)) {
-    if (Date.now() > deadline)
-      die(
-        'TIMEOUT',
-        `the daemon (pid ${daemon.pid}) is still running ${Math.round((Date.now() - started) / 1000)} s after SIGTERM (a slow fetch in flight?) — wait, or end it at once with: kill -KILL ${daemon.pid}`,
-      );
-    if (!said && Date.now() - started > PROGRESS_AFTER_MS) {
-      said = true;
-      process.stderr.write(`keybroker: waiting for the daemon (pid ${daemon.pid}) to finish its replies in flight…\n`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const listener = await kernelListenerProblem(socket, daemon.pid);
+  if (listener) refuse(listener);
+  const { stopDaemon } = await import('../client/autostart.js');
+  const failed = await stopDaemon(socket, daemon.pid, {
+    deadline,
+    until: 'exit',
+    onWaiting: () =>
+      process.stderr.write(`keybroker: waiting for the daemon (pid ${daemon.pid}) to finish its replies in flight…\n`),
+  });
+  if (failed?.reason === 'not-ours') refuse(failed.why);
+  if (failed?.reason === 'kill-failed') die('PERMISSION_DENIED', `cannot signal pid ${daemon.pid}: ${failed.errno}`);
+  if (failed?.reason === 'timeout')
+    die(
+      'TIMEOUT',
+      `the daemon (pid ${daemon.pid}) is still running ${Math.round(failed.waitedMs / 1000)} s after SIGTERM (a slow fetch in flight?) — wait, or end it at once with: kill -KILL ${daemon.pid}`,
+    );
   const how =
     daemon.startedBy === 'launchd'
       ? 'it stays stopped until your next login; to start it now: launchctl kickstart gui/$UID/dev.keybroker.agent'
@@ -111,59 +101,22 @@ async function stopBySignal(daemon: PingReply, socket: string, deadline: number)
 /**
  * Where the hardening addon is built, the kernel says which process listens on the socket
  * (SO_PEERCRED / LOCAL_PEERPID on the connection): it must be the pid the daemon named. Without
- * the addon, undefined (processProblem still checks the pid).
+ * the addon, undefined (askToStop still checks the pid).
  */
 async function kernelListenerProblem(socket: string, pid: number): Promise<string | undefined> {
   const { loadHardeningAddon } = await import('../daemon/hardening-addon.js');
   const { addon } = loadHardeningAddon();
   if (!addon) return undefined;
-  const net = await import('node:net');
+  const [net, { kernelPeer }] = await Promise.all([import('node:net'), import('../daemon/peer-identity.js')]);
   const listener = await new Promise<number | undefined>((resolve) => {
     const conn = net.createConnection({ path: socket });
     const done = (found: number | undefined): void => {
       conn.destroy();
       resolve(found);
     };
-    conn.on('connect', () => {
-      // net.Socket has no public way to its descriptor (see server.ts, which does the same).
-      const fd = (conn as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-      const creds = fd === undefined || fd < 0 ? undefined : addon.peerCredentials(fd);
-      done(Array.isArray(creds) && creds[0] > 0 ? creds[0] : undefined);
-    });
+    conn.on('connect', () => done(kernelPeer(addon, conn)?.pid));
     conn.on('error', () => done(undefined));
   });
   if (listener === undefined) return undefined;
   return listener === pid ? undefined : `the kernel says pid ${listener} listens on that socket`;
-}
-
-/** Why `pid` is not a keybroker daemon of this user's, or undefined when it is. */
-function processProblem(pid: number, looksLikeDaemon: (pid: number) => boolean): string | undefined {
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return 'that is not a daemon pid';
-  if (process.platform === 'linux') {
-    let owner: number;
-    try {
-      owner = fs.statSync(`/proc/${pid}`).uid;
-    } catch {
-      return undefined; // already gone: nothing will be signalled
-    }
-    if (owner !== process.geteuid?.()) return `it belongs to uid ${owner}, not to you`;
-  }
-  return looksLikeDaemon(pid) ? undefined : 'its command line is not keybroker daemon';
-}
-
-/** The process has exited (a zombie waiting for its parent counts: it serves nothing). */
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  if (process.platform !== 'linux') return false;
-  try {
-    // The state follows the command name's closing parenthesis.
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
 }

@@ -1,6 +1,6 @@
-// Asking the daemon, starting one when none answers, and stopping one to replace it: shared by
-// the shim (apiKeyHelper), `keybroker run` and `keybroker restart`. Built-ins only: the shim's
-// start-up time depends on it.
+// Asking the daemon, starting one when none answers, and stopping one (to replace it, or for
+// good): shared by the shim (apiKeyHelper), `keybroker run`, `keybroker restart` and
+// `keybroker stop`. Built-ins only: the shim's start-up time depends on it.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,8 @@ import { ancestorsProblem, privateDirProblem } from './socket-check.js';
 export const AUTOSTART_DEADLINE_MS = 8_000;
 /** How long a daemon asked to stop (SIGTERM) gets to finish replies in flight and go. */
 export const STOP_DEADLINE_MS = 5_000;
+/** After this long, a caller waiting for a daemon to stop is told (a fetch in flight can keep one a while). */
+const STOP_NOTICE_MS = 1_000;
 
 export interface AutostartOptions {
   /** The CLI entry point (dist/src/cli/main.js) to run `daemon` with. */
@@ -88,7 +90,7 @@ export async function requestWithAutostart(
   }
   if (!reply.ok && reply.error.code === 'BAD_REQUEST') {
     const old = await otherBuildDaemon(socketPath);
-    if (old?.startedBy === 'autostart' && (await stopDaemon(socketPath, old.pid))) {
+    if (old?.startedBy === 'autostart' && !(await stopDaemon(socketPath, old.pid))) {
       const failed = await start(socketPath, deadline, options, `replaced keybroker daemon ${describeBuild(old)}`);
       if (failed) return failed;
       reply = await ask();
@@ -332,31 +334,95 @@ export function looksLikeDaemon(pid: number): boolean {
   }
 }
 
-/** SIGTERM a keybroker daemon: it finishes the replies in flight, removes its socket and exits. */
-export function askToStop(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || !looksLikeDaemon(pid)) return false;
+/**
+ * Why a daemon was not stopped: it is not a keybroker daemon of this user's, kill failed, or it
+ * was still there at the deadline.
+ */
+export type StopFailure =
+  | { reason: 'not-ours'; why: string }
+  | { reason: 'kill-failed'; errno: string }
+  | { reason: 'timeout'; waitedMs: number };
+
+/**
+ * SIGTERM a keybroker daemon of this user's: it finishes the replies in flight, removes its socket
+ * and exits. Undefined when it was signalled (or is gone already); else why it was not.
+ */
+export function askToStop(pid: number): Exclude<StopFailure, { reason: 'timeout' }> | undefined {
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid)
+    return { reason: 'not-ours', why: 'that is not a daemon pid' };
+  if (process.platform === 'linux') {
+    let owner: number;
+    try {
+      owner = fs.statSync(`/proc/${pid}`).uid;
+    } catch {
+      return undefined; // already gone: nothing to signal
+    }
+    if (owner !== process.geteuid?.()) return { reason: 'not-ours', why: `it belongs to uid ${owner}, not to you` };
+  }
+  if (!looksLikeDaemon(pid)) return { reason: 'not-ours', why: 'its command line is not keybroker daemon' };
   try {
     process.kill(pid, 'SIGTERM');
-    return true;
-  } catch {
-    return false;
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno !== 'ESRCH') return { reason: 'kill-failed', errno: errno ?? 'error' };
   }
+  return undefined;
+}
+
+export interface StopOptions {
+  /** When to give up waiting (default: STOP_DEADLINE_MS after the signal). */
+  deadline?: number;
+  /**
+   * What counts as stopped: `socket` (the default), nothing answers on the socket any more, which
+   * is enough to start another daemon there; `exit`, the process has exited, which
+   * `keybroker stop` promises (a daemon closes its socket before it has finished its replies).
+   */
+  until?: 'socket' | 'exit';
+  /** Called once when the daemon is still there STOP_NOTICE_MS after the signal. */
+  onWaiting?: () => void;
 }
 
 /**
- * Ask the daemon `pid` answering on `socketPath` to stop (SIGTERM: it finishes replies in flight
- * and removes its socket) and wait until nothing answers there. False when it could not be
- * signalled or is still answering at the deadline.
+ * Ask the daemon `pid` answering on `socketPath` to stop (askToStop) and wait until it has
+ * (StopOptions.until). Undefined once it has; else why not.
  */
 export async function stopDaemon(
   socketPath: string,
   pid: number,
-  deadline = Date.now() + STOP_DEADLINE_MS,
-): Promise<boolean> {
-  if (!askToStop(pid)) return false;
-  while (Date.now() < deadline) {
-    if (!(await ping(socketPath, 500))) return true;
+  options: StopOptions = {},
+): Promise<StopFailure | undefined> {
+  const refused = askToStop(pid);
+  if (refused) return refused;
+  const signalledAt = Date.now();
+  const deadline = options.deadline ?? signalledAt + STOP_DEADLINE_MS;
+  const stopped = async (): Promise<boolean> =>
+    options.until === 'exit' ? processGone(pid) : !(await ping(socketPath, 500));
+  let noticed = false;
+  while (!(await stopped())) {
+    const waitedMs = Date.now() - signalledAt;
+    if (Date.now() > deadline) return { reason: 'timeout', waitedMs };
+    if (!noticed && waitedMs > STOP_NOTICE_MS) {
+      noticed = true;
+      options.onWaiting?.();
+    }
     await sleep(50);
   }
-  return false;
+  return undefined;
+}
+
+/** The process has exited (a zombie waiting for its parent counts: it serves nothing). */
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  if (process.platform !== 'linux') return false;
+  try {
+    // The state follows the command name's closing parenthesis.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
 }

@@ -199,7 +199,7 @@ async function assemble(options: DaemonOptions): Promise<DaemonParts> {
   const server = new BrokerServer({
     log,
     // The executable is for the trail only: one readlink a request saved when it is off.
-    peerCredentials: peers && ((fd) => peers.credentials(fd, audit.enabled)),
+    peerCredentials: peers && ((socket) => peers.credentials(socket, audit.enabled)),
     handle: (request, peer) =>
       handleRequest(
         request,

@@ -4,6 +4,7 @@
 // consumer's pid is the peer or one of the peer's ancestors — with the same start time, so a pid
 // reused since does not pass. That is all the kernel can vouch for: a process can choose its
 // environment and arguments, not its parent. See docs/security.md#what-kernel-identity-adds.
+import type net from 'node:net';
 import type { ConsumerRelation } from '../audit/audit-record.js';
 import type { ConsumerInfo } from '../protocol/messages.js';
 import type { HardeningAddon } from './hardening-addon.js';
@@ -13,6 +14,21 @@ export interface PeerCredentials {
   uid: number;
   /** The file the peer runs, when asked for and readable. */
   exe?: string;
+}
+
+/**
+ * The kernel's record of who is on the other end of a connected Unix socket (SO_PEERCRED /
+ * LOCAL_PEERPID, taken at connect()): the daemon asks it of a client, `keybroker stop` of the
+ * daemon it is about to signal. Undefined when the kernel has none to give: the connection is
+ * closed, or the peer is in a PID namespace we cannot see into (a container, a sandbox: pid 0).
+ */
+export function kernelPeer(addon: HardeningAddon, socket: net.Socket): PeerCredentials | undefined {
+  // net.Socket has no public way to its descriptor; the handle's fd is libuv's (-1 once closed).
+  const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  if (fd === undefined || fd < 0) return undefined;
+  const creds = addon.peerCredentials(fd);
+  if (typeof creds === 'number' || creds[0] <= 0) return undefined;
+  return { pid: creds[0], uid: creds[1] };
 }
 
 /** Deep enough for shim → sh → claude → a shell → a terminal → a session manager → init, twice. */
@@ -36,17 +52,14 @@ export class PeerIdentifier {
   }
 
   /**
-   * The kernel's record of who connected on `fd`, or undefined when it has none to give.
+   * The kernel's record of who connected on `socket`, or undefined when it has none to give.
    * `withExecutable`: also the file it runs (only the audit trail needs it).
    */
-  credentials(fd: number | undefined, withExecutable: boolean): PeerCredentials | undefined {
-    if (fd === undefined || fd < 0) return undefined;
-    const creds = this.#addon.peerCredentials(fd);
-    // pid 0: the peer is in a PID namespace we cannot see into (a container, a sandbox).
-    if (typeof creds === 'number' || creds[0] <= 0) return undefined;
-    const [pid, uid] = creds;
-    const exe = withExecutable ? this.#executable(pid) : undefined;
-    return exe === undefined ? { pid, uid } : { pid, uid, exe };
+  credentials(socket: net.Socket, withExecutable: boolean): PeerCredentials | undefined {
+    const peer = kernelPeer(this.#addon, socket);
+    if (!peer || !withExecutable) return peer;
+    const exe = this.#executable(peer.pid);
+    return exe === undefined ? peer : { ...peer, exe };
   }
 
   /**

@@ -15,8 +15,8 @@ export interface ServerOptions {
   log: Logger;
   /** `peer`: who connected, as the kernel says, when peerCredentials can tell. */
   handle(request: Request, peer: PeerCredentials | undefined): Promise<DaemonReply>;
-  /** The kernel's record of a connection's peer (the hardening addon), by socket descriptor. */
-  peerCredentials?: ((fd: number | undefined) => PeerCredentials | undefined) | undefined;
+  /** The kernel's record of a connection's peer (the hardening addon: see kernelPeer). */
+  peerCredentials?: ((socket: net.Socket) => PeerCredentials | undefined) | undefined;
   maxRequestBytes?: number;
   /**
    * A connection must deliver its whole request line within this long of being accepted: an
@@ -280,10 +280,7 @@ export class BrokerServer {
    * connect(), and its /proc entries are still there to check a claim against.
    */
   #peerOf(socket: net.Socket): PeerCredentials | undefined {
-    if (!this.#peerCredentials) return undefined;
-    // net.Socket has no public way to its descriptor; the handle's fd is libuv's (-1 once closed).
-    const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-    return this.#peerCredentials(fd);
+    return this.#peerCredentials?.(socket);
   }
 
   /** `framed`: the request asked for a frame (../protocol/framed-reply.ts), which a get's reply has. */

@@ -26,7 +26,7 @@ import {
   type ClaudeContext,
   type SettingsFile,
 } from './claude-settings.js';
-import type { SetupChange } from './claude-setup.js';
+import type { SetupChange } from './setup-result.js';
 
 /** What `setup claude --sandbox` wants in the file, besides the switches. */
 export interface SandboxWanted {

@@ -6,7 +6,7 @@ import fsSync from 'node:fs';
 import { DEFAULTS } from '../config/schema.js';
 import { FileCheckError } from '../checked-file.js';
 import { BrokerError } from '../errors.js';
-import { asWriteRefusal, undoReplace } from './file-replace.js';
+import { asWriteRefusal } from './file-replace.js';
 import { formatMode } from '../client/file-mode.js';
 import path from 'node:path';
 import {
@@ -27,6 +27,7 @@ import {
   parseKeybrokerHelper,
   type HelperKind,
 } from './helper-command.js';
+import { unwrittenResult, writtenResult, type SetupChange, type SetupFileResult } from './setup-result.js';
 
 export const HELPER_TTL_ENV = 'CLAUDE_CODE_API_KEY_HELPER_TTL_MS';
 /** Claude Code's own default helper TTL. */
@@ -68,24 +69,8 @@ export interface SetupClaudeOptions extends ClaudeContext {
   sandbox?: SandboxWanted | undefined;
 }
 
-export interface SetupChange {
-  key: string;
-  /** Printable: a foreign helper is shown by its program name only. */
-  before: string | undefined;
-  after: string;
-}
-
-export interface SetupClaudeResult {
+export interface SetupClaudeResult extends SetupFileResult {
   scope: SettingsScope;
-  file: string;
-  changes: SetupChange[];
-  written: boolean;
-  created: boolean;
-  backup: string | undefined;
-  mode: number | undefined;
-  warnings: string[];
-  /** Shell commands that put things back as they were. */
-  undo: string[];
 }
 
 export async function setupClaude(options: SetupClaudeOptions): Promise<SetupClaudeResult> {
@@ -124,17 +109,9 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   const sandbox = options.sandbox ? sandboxEdit(data, options.sandbox, file, options.home) : undefined;
   if (sandbox) changes.push(...sandbox.changes);
 
-  const warnings = collectWarnings(options, data);
   const result: SetupClaudeResult = {
     scope,
-    file,
-    changes,
-    written: false,
-    created: original === undefined,
-    backup: undefined,
-    mode: undefined,
-    warnings,
-    undo: [],
+    ...unwrittenResult(file, original, changes, collectWarnings(options, data)),
   };
   if (changes.length === 0 || options.dryRun) return result;
 
@@ -152,12 +129,7 @@ export async function setupClaude(options: SetupClaudeOptions): Promise<SetupCla
   } catch (err) {
     throw asWriteRefusal(err, file, scope === 'managed' ? '; managed settings belong to root — run it with sudo' : '');
   }
-  result.written = true;
-  result.created = written.created;
-  result.backup = written.backup;
-  result.mode = written.mode;
-  result.undo = [undoReplace(written)];
-  return result;
+  return { ...result, ...writtenResult(written) };
 }
 
 /** The settings file's text (undefined when there is none) and what it holds. */

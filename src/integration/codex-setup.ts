@@ -9,7 +9,7 @@ import { AUTOSTART_DEADLINE_MS } from '../client/autostart.js';
 import { DEFAULTS } from '../config/schema.js';
 import { BrokerError } from '../errors.js';
 import { REFRESH_INTERVAL_OPTION } from '../protocol/messages.js';
-import { helperTtlFor, type SetupChange } from './claude-setup.js';
+import { helperTtlFor } from './claude-setup.js';
 import {
   activeProvider,
   AUTH_CONFLICTS,
@@ -26,7 +26,8 @@ import {
   type CodexAuth,
   type TomlTable,
 } from './codex-config.js';
-import { asWriteRefusal, replaceFile, undoReplace } from './file-replace.js';
+import { asWriteRefusal, replaceFile } from './file-replace.js';
+import { unwrittenResult, writtenResult, type SetupChange, type SetupFileResult } from './setup-result.js';
 
 /** Codex's default endpoint for a provider without base_url. */
 const OPENAI_BASE_URL = 'https://api.openai.com/v1';
@@ -51,17 +52,8 @@ export interface SetupCodexOptions {
   profileTimeoutMs: number | undefined;
 }
 
-export interface SetupCodexResult {
-  file: string;
+export interface SetupCodexResult extends SetupFileResult {
   provider: string;
-  changes: SetupChange[];
-  written: boolean;
-  created: boolean;
-  backup: string | undefined;
-  mode: number | undefined;
-  warnings: string[];
-  /** Shell commands that put things back as they were. */
-  undo: string[];
 }
 
 /** The auth table keybroker writes, in Codex's key order. */
@@ -126,17 +118,7 @@ export async function setupCodex(options: SetupCodexOptions): Promise<SetupCodex
     );
   }
 
-  const result: SetupCodexResult = {
-    file,
-    provider: id,
-    changes,
-    written: false,
-    created: original === undefined,
-    backup: undefined,
-    mode: undefined,
-    warnings,
-    undo: [],
-  };
+  const result: SetupCodexResult = { provider: id, ...unwrittenResult(file, original, changes, warnings) };
   if (changes.length === 0 || options.dryRun) return result;
 
   const text = patchToml(original ?? '', data);
@@ -150,12 +132,7 @@ export async function setupCodex(options: SetupCodexOptions): Promise<SetupCodex
   } catch (err) {
     throw asWriteRefusal(err, file);
   }
-  result.written = true;
-  result.created = written.created;
-  result.backup = written.backup;
-  result.mode = written.mode;
-  result.undo = [undoReplace(written)];
-  return result;
+  return { ...result, ...writtenResult(written) };
 }
 
 /**

@@ -277,7 +277,11 @@ function invocationOf(rules: AgentRules, call: ShimCall, consumerPid: number): I
   return call.format === 'raw' ? 'api-key-helper' : 'sibling-helper';
 }
 
-/** The settings files a Claude Code session in `cwd` reads (whether or not they exist). */
+/**
+ * The settings files a Claude Code session in `cwd` reads (whether or not they exist). The native
+ * shim's list is generated from this function (scripts/native-header.mjs), with the directories as
+ * template arguments.
+ */
 export function claudeSettingsFiles(env: NodeJS.ProcessEnv, cwd: string | undefined): string[] {
   const files: string[] = [];
   const home = env[S.homeEnv];

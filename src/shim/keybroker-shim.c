@@ -8,7 +8,7 @@
  * once a request is served, asking again would fetch twice and count as a 401 repeat. After
  * sending it hands over only for a reply that says the request was not served. C99 + POSIX;
  * built by scripts/build-native.mjs with kb-generated.h (see native/shim.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* POSIX 2008 with XSI: realpath */
 
 #include <errno.h>
 #include <limits.h>
@@ -41,37 +41,39 @@ void kb_exit(int status) {
   exit(status);
 }
 
-static void write_all(int fd, const char *s, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, s, n);
+/* Writes all of iov[0..count) to fd from the buffers themselves (the value's is the reply: no copy
+ * of the key). */
+static void write_all(int fd, struct iovec *iov, int count) {
+  while (count > 0) {
+    ssize_t w = writev(fd, iov, count);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) return;
-    s += w;
-    n -= (size_t)w;
+    for (; count > 0 && (size_t)w >= iov->iov_len; iov++, count--) w -= (ssize_t)iov->iov_len;
+    if (count > 0) iov->iov_base = (char *)iov->iov_base + w, iov->iov_len -= (size_t)w;
   }
 }
 
-/* A line on stderr: "keybroker: ", `lead`, then the text made one line. */
-static void say(const char *lead, const char *text, size_t len) {
-  struct buf line = {0};
+void kb_say(const char *lead, const char *tpl, const struct kb_text *args) {
+  struct buf text = {0}, line = {0};
+  buf_template(&text, tpl, args);
   buf_str(&line, KB_TEXT_PREFIX);
   buf_str(&line, lead);
-  buf_one_line(&line, text, len);
+  buf_one_line(&line, text.data, text.len);
   buf_add(&line, "\n", 1);
-  write_all(2, line.data, line.len);
+  write_all(2, &(struct iovec){line.data, line.len}, 1);
+  free(text.data);
   free(line.data);
 }
 
-void kb_fail(int status, const char *message, size_t len) {
-  say("", message, len);
+void kb_fail(int status, const char *tpl, const struct kb_text *args) {
+  kb_say("", tpl, args);
   kb_exit(status);
 }
 
-void kb_fail_str(int status, const char *message) { kb_fail(status, message, strlen(message)); }
-
 /* main().catch in the Node shim: never print what went wrong, it may hold a value. */
 static KB_NORETURN void internal_error(void) {
-  write_all(2, KB_TEXT_PREFIX KB_TEXT_INTERNAL_ERROR "\n", strlen(KB_TEXT_PREFIX KB_TEXT_INTERNAL_ERROR "\n"));
+  static const char line[] = KB_TEXT_PREFIX KB_TEXT_INTERNAL_ERROR "\n";
+  write_all(2, &(struct iovec){(void *)line, sizeof line - 1}, 1);
   kb_exit(KB_EXIT_INTERNAL);
 }
 
@@ -125,78 +127,51 @@ void kb_handover(void) {
   kb_reply.len = 0;
   handing_over = 1;
   while (original_argv[argc]) argc++;
-  struct buf msg = {0};
-  if (!node_shim_path(shim, sizeof shim) || access(shim, R_OK) != 0) {
-    const char *parts[] = {"cannot find the Node shim", shim[0] ? " " : "", shim,
-                           " beside the native keybroker-shim, which hands it everything but the plain call; reinstall "
-                           "keybroker, or run: keybroker setup claude --force"};
-    for (size_t k = 0; k < 4; k++) buf_str(&msg, parts[k]);
-    kb_fail(KB_EXIT_INTERNAL, msg.data, msg.len);
-  }
+  if (!node_shim_path(shim, sizeof shim) || access(shim, R_OK) != 0)
+    kb_fail(KB_EXIT_INTERNAL,
+            "cannot find the Node shim\0011\0012 beside the native keybroker-shim, which hands it everything but the plain call; "
+            "reinstall keybroker, or run: keybroker setup claude --force",
+            (struct kb_text[]){kb_str(shim[0] ? " " : ""), kb_str(shim)});
   char **args = calloc((size_t)argc + 2, sizeof *args);
   if (!args) internal_error();
   args[1] = shim;
   for (int k = 1; k < argc; k++) args[k + 1] = original_argv[k];
   const char *node = getenv("KEYBROKER_NODE");
-  if (node && *node) {
-    args[0] = (char *)node;
-    execvp(node, args);
-  } else {
-    node = KB_BUILD_NODE;
-    args[0] = (char *)node;
-    if (node[0] == '/' && access(node, X_OK) == 0) execv(node, args);
-    args[0] = (char *)(node = "node");
-    execvp(node, args);
+  if (!node || !*node) {
+    args[0] = (char *)KB_BUILD_NODE;
+    if (KB_BUILD_NODE[0] == '/' && access(KB_BUILD_NODE, X_OK) == 0) execv(KB_BUILD_NODE, args);
+    node = "node";
   }
-  const char *parts[] = {"cannot run the Node shim ", shim, " with ", node, " (", strerror(errno),
-                         "); put node on PATH or set KEYBROKER_NODE to it"};
-  for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) buf_str(&msg, parts[k]);
-  kb_fail(KB_EXIT_INTERNAL, msg.data, msg.len);
+  args[0] = (char *)node;
+  execvp(node, args);
+  kb_fail(KB_EXIT_INTERNAL, "cannot run the Node shim \0011 with \0012 (\0013); put node on PATH or set KEYBROKER_NODE to it",
+          (struct kb_text[]){kb_str(shim), kb_str(node), kb_str(strerror(errno))});
 }
 
 /* ---- arguments: [--socket PATH] [--refresh-interval-ms MS] [PROFILE] and nothing else ---- */
 
-/* Record that the option was given (once: kb_call has room for each option this shim knows). */
-static void given(struct kb_call *call, const char *option) {
-  for (int k = 0; k < call->option_count; k++) {
-    if (strcmp(call->options[k], option) == 0) return;
-  }
-  call->options[call->option_count++] = option;
-}
-
 /* --refresh-interval-ms's value: 1 to 10 decimal digits, from 1 to KB_MAX_HELPER_TTL_MS; anything
  * else is a usage error, which the Node shim words. */
 static long long interval_ms(const char *v) {
-  size_t n = v ? strlen(v) : 0;
-  long long ms = 0;
-  if (n == 0 || n > 10) kb_handover();
-  for (size_t k = 0; k < n; k++) {
-    if (v[k] < '0' || v[k] > '9') kb_handover();
-    ms = ms * 10 + (v[k] - '0');
-  }
-  if (ms < 1 || ms > KB_MAX_HELPER_TTL_MS) kb_handover();
+  long long ms;
+  if (!v || !kb_decimal(v, strlen(v), 10, &ms) || ms < 1 || ms > KB_MAX_HELPER_TTL_MS) kb_handover();
   return ms;
 }
 
 /* socket: NULL when not given (an empty --socket= counts as not given, as in Node). */
 static void parse_args(int argc, char **argv, const char **socket, const char **profile, struct kb_call *call) {
-  const size_t interval = strlen(KB_REFRESH_INTERVAL_OPTION);
   *socket = *profile = NULL;
   for (int i = 1; i < argc; i++) {
-    const char *s = argv[i];
-    if (strcmp(s, "--socket") == 0) {
-      if (i + 1 >= argc || argv[i + 1][0] == '\0') kb_handover(); /* a usage error: Node words it */
-      given(call, "--socket");
-      *socket = argv[++i];
-    } else if (strncmp(s, "--socket=", 9) == 0) {
-      given(call, "--socket");
-      *socket = s[9] ? s + 9 : NULL;
-    } else if (strcmp(s, KB_REFRESH_INTERVAL_OPTION) == 0) {
-      given(call, KB_REFRESH_INTERVAL_OPTION);
-      call->refresh_interval_ms = interval_ms(i + 1 < argc ? argv[++i] : NULL);
-    } else if (strncmp(s, KB_REFRESH_INTERVAL_OPTION, interval) == 0 && s[interval] == '=') {
-      given(call, KB_REFRESH_INTERVAL_OPTION);
-      call->refresh_interval_ms = interval_ms(s + interval + 1);
+    /* An option is NAME VALUE or NAME=VALUE. */
+    const char *s = argv[i], *eq = strchr(s, '=');
+    size_t name = eq ? (size_t)(eq - s) : strlen(s);
+    if (name == strlen("--socket") && strncmp(s, "--socket", name) == 0) {
+      if (!eq && (i + 1 >= argc || argv[i + 1][0] == '\0')) kb_handover(); /* a usage error: Node words it */
+      call->options[0] = "--socket";
+      *socket = !eq ? argv[++i] : eq[1] ? eq + 1 : NULL;
+    } else if (name == strlen(KB_REFRESH_INTERVAL_OPTION) && strncmp(s, KB_REFRESH_INTERVAL_OPTION, name) == 0) {
+      call->options[1] = KB_REFRESH_INTERVAL_OPTION;
+      call->refresh_interval_ms = interval_ms(eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL);
     } else if (s[0] == '-' || *profile || s[0] == '\0') {
       kb_handover(); /* --help, --refresh, --format, unknown options; two profiles, or an empty one */
     } else {
@@ -234,16 +209,12 @@ static void build_request(struct buf *req, const char *profile, const struct kb_
 /* A wire error as the Node shim renders one, after `lead`: by renderError's templates (an absent
  * part is as an empty one). */
 static void say_error(const char *lead, struct kb_text profile, struct kb_text message, struct kb_text fix) {
-  struct buf text = {0};
-  const struct kb_text parts[] = {profile, message, fix};
-  buf_template(&text, KB_RENDER_ERROR[(profile.len > 0) + 2 * (fix.len > 0)], parts);
-  say(lead, text.data, text.len);
-  free(text.data);
+  kb_say(lead, KB_RENDER_ERROR[(profile.len > 0) + 2 * (fix.len > 0)], (struct kb_text[]){profile, message, fix});
 }
 
 static void print_error(const struct kb_frame *f) {
   struct kb_text code = f->field[KB_FIELD_ERROR_CODE], message = f->field[KB_FIELD_ERROR_MESSAGE];
-  if (kb_text_is(code, KB_CODE_DAEMON_UNREACHABLE)) kb_unreachable_after_send(message.ptr, message.len);
+  if (kb_text_is(code, KB_CODE_DAEMON_UNREACHABLE)) kb_unreachable_after_send(message);
   /* A refusal: nothing was served. The Node shim asks again and, for a daemon of another build,
    * names it or replaces it (requestWithAutostart). */
   if (kb_text_is(code, KB_CODE_BAD_REQUEST)) kb_handover();
@@ -251,39 +222,23 @@ static void print_error(const struct kb_frame *f) {
   kb_exit(f->status);
 }
 
-/* The value and its newline in one write, from the reply itself: no copy of the key. */
-static void write_value(struct kb_text value) {
-  struct iovec out[2] = {{(void *)value.ptr, value.len}, {(void *)"\n", 1}}, *iov = out;
-  int count = 2;
-  while (count > 0) {
-    ssize_t w = writev(1, iov, count);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return;
-    for (; count > 0 && (size_t)w >= iov->iov_len; iov++, count--) w -= (ssize_t)iov->iov_len;
-    if (count > 0) iov->iov_base = (char *)iov->iov_base + w, iov->iov_len -= (size_t)w;
-  }
-}
-
 static KB_NORETURN void print_reply(size_t size) {
   struct kb_frame f;
-  if (!kb_read_frame(kb_reply.data, size, &f)) kb_fail_str(KB_EXIT_INTERNAL, KB_MSG_NOT_A_FRAME);
+  if (!kb_read_frame(kb_reply.data, size, &f)) kb_fail(KB_EXIT_INTERNAL, KB_MSG_NOT_A_FRAME, NULL);
   if (f.field[KB_FIELD_ERROR_CODE].ptr) print_error(&f);
   if (f.field[KB_FIELD_WARNING_MESSAGE].ptr)
     say_error(KB_TEXT_STALE_WARNING, f.field[KB_FIELD_WARNING_PROFILE], f.field[KB_FIELD_WARNING_MESSAGE],
               f.field[KB_FIELD_WARNING_FIX]);
-  write_value(f.field[KB_FIELD_VALUE]);
+  /* The value and its newline in one write, from the reply itself: no copy of the key. */
+  struct kb_text value = f.field[KB_FIELD_VALUE];
+  write_all(1, (struct iovec[]){{(void *)value.ptr, value.len}, {"\n", 1}}, 2);
   if (kb_other_build(&f)) {
     if (kb_text_is(f.field[KB_FIELD_DAEMON_STARTED_BY], KB_STARTED_BY_AUTOSTART)) {
       /* Ours to replace: it stops after this reply, and the next call starts this build. (The pid is
        * digits, checked by the reader, then a newline, as after every field.) */
       kb_ask_to_stop(strtol(f.field[KB_FIELD_DAEMON_PID].ptr, NULL, 10));
     } else {
-      struct buf w = {0};
-      buf_str(&w, KB_TEXT_PREFIX KB_TEXT_WARNING);
-      buf_other_build(&w, &f);
-      buf_add(&w, "\n", 1);
-      write_all(2, w.data, w.len);
-      free(w.data);
+      kb_warn_other_build(&f);
     }
   }
   kb_exit(0);
@@ -294,7 +249,7 @@ int main(int argc, char **argv) {
   /* Node ignores SIGPIPE too: a daemon that hangs up shows as an error, not a silent death. */
   signal(SIGPIPE, SIG_IGN);
   const char *flag, *profile;
-  struct kb_call call = {{NULL, NULL}, 0, 0, NULL};
+  struct kb_call call = {{NULL, NULL}, 0, NULL};
   parse_args(argc, argv, &flag, &profile, &call);
   char sock[PATH_MAX];
   if (!kb_socket_path(flag, sock, sizeof sock)) kb_handover();

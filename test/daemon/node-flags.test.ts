@@ -34,7 +34,7 @@ describe('which options are missing', () => {
 
 describe.skipIf(!LINUX)('who passes them', () => {
   it(`a daemon started by hand ${EXECS ? 'execs itself with them: same pid, and it serves' : 'runs as started (this Node cannot exec)'}`, async () => {
-    const daemon = await startDaemon({ config: CONFIG, env: { KB_FLAGS_KEY: 'sk-flags-1' } });
+    const daemon = await startDaemon({ config: CONFIG, env: { KB_FLAGS_KEY: 'sk-flags-1' }, nodeFlags: [] });
     const pid = daemon.proc.pid!;
     expect(await daemonPid(daemon.env)).toBe(pid);
     expect(nodeOptionsOf(cmdline(pid))).toEqual(EXECS ? DAEMON_NODE_FLAGS : []);
@@ -48,6 +48,7 @@ describe.skipIf(!LINUX)('who passes them', () => {
     const daemon = await startDaemon({
       config: CONFIG,
       env: { KB_FLAGS_KEY: 'sk-flags-2', NODE_OPTIONS: '--max-semi-space-size=4' },
+      nodeFlags: [],
     });
     const options = nodeOptionsOf(cmdline(daemon.proc.pid!));
     // Nothing was missing: no exec, the command line as started.

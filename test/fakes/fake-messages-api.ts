@@ -13,8 +13,8 @@
 //
 // Every request is recorded with its key and, when the last user turn carries tool results, their
 // text, so a test can see what a Bash-tool command printed.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { FakeApiServer, type ApiError } from './fake-api-server.js';
 
 export type ContentBlock =
   { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
@@ -36,39 +36,24 @@ export interface FakeMessagesApiOptions {
   answer?: (request: MessagesRequest, index: number) => ContentBlock[];
 }
 
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
-
-export class FakeMessagesApi {
-  readonly requests: MessagesRequest[] = [];
-  /** Keys answered with 401. */
-  readonly rejectedKeys = new Set<string>();
-  /** Also answer 401 when this says so (e.g. once, to make Claude Code call its helper again). */
-  rejectIf: (request: MessagesRequest, index: number) => boolean = () => false;
-  answer: (request: MessagesRequest, index: number) => ContentBlock[];
-  readonly #server: http.Server;
-  #url = '';
+/**
+ * Its `url` is for ANTHROPIC_BASE_URL; `rejectIf` can, say, reject once to make Claude Code call
+ * its helper again (requests, rejectedKeys, rejectIf and answer: see FakeApiServer).
+ */
+export class FakeMessagesApi extends FakeApiServer<MessagesRequest, ContentBlock[]> {
   #nextId = 0;
 
   private constructor(options: FakeMessagesApiOptions) {
-    this.answer = options.answer ?? (() => [{ type: 'text', text: 'hello from the fake Messages API' }]);
-    this.#server = http.createServer((req, res) => {
-      this.#handle(req, res).catch(() => {
-        if (!res.headersSent) res.writeHead(500);
-        res.end();
-      });
+    super(options.answer ?? (() => [{ type: 'text', text: 'hello from the fake Messages API' }]), {
+      type: 'authentication_error',
+      message: 'invalid x-api-key',
     });
   }
 
   static async start(options: FakeMessagesApiOptions = {}): Promise<FakeMessagesApi> {
     const fake = new FakeMessagesApi(options);
-    await new Promise<void>((resolve) => fake.#server.listen(0, '127.0.0.1', resolve));
-    fake.#url = `http://127.0.0.1:${(fake.#server.address() as AddressInfo).port}`;
+    await fake.listen();
     return fake;
-  }
-
-  /** For ANTHROPIC_BASE_URL. */
-  get url(): string {
-    return this.#url;
   }
 
   /** The keys of the Messages requests, in order. */
@@ -76,43 +61,32 @@ export class FakeMessagesApi {
     return this.requests.map((r) => r.key);
   }
 
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  protected override sendError(res: http.ServerResponse, status: number, error: ApiError): void {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ type: 'error', error: { type: error.type, message: error.message } }));
   }
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) return sendError(res, 413, 'request_too_large', 'request too large');
-      chunks.push(chunk);
-    }
+  protected override handle(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://fake');
     if (req.method !== 'POST' || url.pathname !== '/v1/messages')
-      return sendError(res, 404, 'not_found_error', `no route ${req.method} ${url.pathname}`);
-    let body: { stream?: unknown; model?: unknown; messages?: unknown };
+      return this.sendError(res, 404, { type: 'not_found_error', message: `no route ${req.method} ${url.pathname}` });
+    let parsed: { stream?: unknown; model?: unknown; messages?: unknown };
     try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+      parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
     } catch {
-      return sendError(res, 400, 'invalid_request_error', 'body is not JSON');
+      return this.sendError(res, 400, { type: 'invalid_request_error', message: 'body is not JSON' });
     }
-    const bearer = /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''))?.[1];
     const request: MessagesRequest = {
       key: typeof req.headers['x-api-key'] === 'string' ? req.headers['x-api-key'] : undefined,
-      bearer,
-      stream: body.stream === true,
-      model: typeof body.model === 'string' ? body.model : undefined,
-      toolResults: toolResultsOf(body.messages),
-      prompt: promptOf(body.messages),
+      bearer: /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''))?.[1],
+      stream: parsed.stream === true,
+      model: typeof parsed.model === 'string' ? parsed.model : undefined,
+      toolResults: toolResultsOf(parsed.messages),
+      prompt: promptOf(parsed.messages),
       status: 200,
     };
-    const index = this.requests.push(request) - 1;
-    if (request.key === undefined || this.rejectedKeys.has(request.key) || this.rejectIf(request, index)) {
-      request.status = 401;
-      return sendError(res, 401, 'authentication_error', 'invalid x-api-key');
-    }
+    const index = this.admit(request, res);
+    if (index === undefined) return;
     const content = this.answer(request, index);
     const stopReason = content.some((b) => b.type === 'tool_use') ? 'tool_use' : 'end_turn';
     const message = {
@@ -153,11 +127,6 @@ export class FakeMessagesApi {
     event('message_stop', {});
     res.end();
   }
-}
-
-function sendError(res: http.ServerResponse, status: number, type: string, message: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ type: 'error', error: { type, message } }));
 }
 
 function promptOf(messages: unknown): string {

@@ -14,8 +14,8 @@
 //
 // Every request is recorded with its key, the tool names it offered and, when its input carries
 // function-call outputs, their text, so a test can see what a shell-tool command printed.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { FakeApiServer, type ApiError } from './fake-api-server.js';
 
 export type OutputItem =
   | { type: 'message'; text: string }
@@ -40,39 +40,25 @@ export interface FakeResponsesApiOptions {
   answer?: (request: ResponsesRequest, index: number) => OutputItem[];
 }
 
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
-
-export class FakeResponsesApi {
-  readonly requests: ResponsesRequest[] = [];
-  /** Keys answered with 401. */
-  readonly rejectedKeys = new Set<string>();
-  /** Also answer 401 when this says so (e.g. once, to make Codex run its auth command again). */
-  rejectIf: (request: ResponsesRequest, index: number) => boolean = () => false;
-  answer: (request: ResponsesRequest, index: number) => OutputItem[];
-  readonly #server: http.Server;
-  #url = '';
+/**
+ * Its `url` is for a provider's base_url (it ends in /v1); `rejectIf` can, say, reject once to make
+ * Codex run its auth command again (requests, rejectedKeys, rejectIf and answer: see FakeApiServer).
+ */
+export class FakeResponsesApi extends FakeApiServer<ResponsesRequest, OutputItem[]> {
   #nextId = 0;
 
   private constructor(options: FakeResponsesApiOptions) {
-    this.answer = options.answer ?? (() => [{ type: 'message', text: 'hello from the fake Responses API' }]);
-    this.#server = http.createServer((req, res) => {
-      this.#handle(req, res).catch(() => {
-        if (!res.headersSent) res.writeHead(500);
-        res.end();
-      });
+    super(options.answer ?? (() => [{ type: 'message', text: 'hello from the fake Responses API' }]), {
+      type: 'invalid_request_error',
+      message: 'Incorrect API key provided.',
+      code: 'invalid_api_key',
     });
   }
 
   static async start(options: FakeResponsesApiOptions = {}): Promise<FakeResponsesApi> {
     const fake = new FakeResponsesApi(options);
-    await new Promise<void>((resolve) => fake.#server.listen(0, '127.0.0.1', resolve));
-    fake.#url = `http://127.0.0.1:${(fake.#server.address() as AddressInfo).port}/v1`;
+    await fake.listen('/v1');
     return fake;
-  }
-
-  /** For a provider's base_url: ends in /v1. */
-  get url(): string {
-    return this.#url;
   }
 
   /** The POST /v1/responses requests, in order. */
@@ -85,46 +71,37 @@ export class FakeResponsesApi {
     return this.responses().map((r) => r.key);
   }
 
-  async close(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  protected override sendError(res: http.ServerResponse, status: number, error: ApiError): void {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({ error: { type: error.type, message: error.message, code: error.code ?? null, param: null } }),
+    );
   }
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) return sendError(res, 413, 'request_too_large', 'request too large');
-      chunks.push(chunk);
-    }
+  protected override handle(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://fake');
     const route = `${req.method} ${url.pathname}`;
     if (route !== 'POST /v1/responses' && route !== 'GET /v1/models')
-      return sendError(res, 404, 'not_found', `no route ${route}`);
-    let body: { model?: unknown; input?: unknown; tools?: unknown } = {};
+      return this.sendError(res, 404, { type: 'not_found', message: `no route ${route}` });
+    let parsed: { model?: unknown; input?: unknown; tools?: unknown } = {};
     if (req.method === 'POST') {
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+        parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
       } catch {
-        return sendError(res, 400, 'invalid_request_error', 'body is not JSON');
+        return this.sendError(res, 400, { type: 'invalid_request_error', message: 'body is not JSON' });
       }
     }
     const request: ResponsesRequest = {
       method: req.method ?? '',
       path: url.pathname,
       key: /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''))?.[1],
-      model: typeof body.model === 'string' ? body.model : undefined,
-      tools: toolNamesOf(body.tools),
-      toolOutputs: toolOutputsOf(body.input),
-      prompt: promptOf(body.input),
+      model: typeof parsed.model === 'string' ? parsed.model : undefined,
+      tools: toolNamesOf(parsed.tools),
+      toolOutputs: toolOutputsOf(parsed.input),
+      prompt: promptOf(parsed.input),
       status: 200,
     };
-    const index = this.requests.push(request) - 1;
-    if (request.key === undefined || this.rejectedKeys.has(request.key) || this.rejectIf(request, index)) {
-      request.status = 401;
-      return sendError(res, 401, 'invalid_request_error', 'Incorrect API key provided.', 'invalid_api_key');
-    }
+    if (this.admit(request, res) === undefined) return;
     if (req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ object: 'list', data: [], models: [] }));
@@ -181,11 +158,6 @@ export class FakeResponsesApi {
     });
     res.end();
   }
-}
-
-function sendError(res: http.ServerResponse, status: number, type: string, message: string, code?: string): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ error: { type, message, code: code ?? null, param: null } }));
 }
 
 interface InputItem {

@@ -8,15 +8,24 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, expect, onTestFinished } from 'vitest';
+import { afterAll, onTestFinished } from 'vitest';
 
 type Cleanup = () => unknown;
 
-const FILE = expect.getState().testPath;
-/** Everything not yet run, test-scoped too: a test cut short by ctx.skip() runs no onTestFinished. */
+/**
+ * Everything not yet run, test-scoped too: a test cut short by ctx.skip() runs no onTestFinished.
+ * One worker runs many test files (isolate: false) and shares this module among them: the setup
+ * file test/setup/cleanup.ts drains it in an afterAll of each file.
+ */
 const pending: Cleanup[] = [];
+/** Whether the setup file registers the drain (each file's afterAll). */
+let draining = false;
 
-afterAll(() => runAll(pending.splice(0)));
+/** For test/setup/cleanup.ts only, in each test file: the file's afterAll runs its cleanups. */
+export function drainEachFile(): void {
+  draining = true;
+  afterAll(() => runAll(pending.splice(0)));
+}
 
 async function runAll(cleanups: Cleanup[]): Promise<void> {
   const errors: unknown[] = [];
@@ -33,10 +42,7 @@ async function runAll(cleanups: Cleanup[]): Promise<void> {
 
 /** Run `fn` once when the current test finishes, or, outside a test, when this file's tests are done. */
 export function cleanUp(fn: Cleanup): void {
-  // The afterAll above is registered once per module load: on the file that loaded it.
-  if (expect.getState().testPath !== FILE) {
-    throw new Error(`test/helpers/cleanup.ts was loaded for ${FILE}: its fixtures need vitest's isolate (the default)`);
-  }
+  if (!draining) throw new Error('cleanUp needs test/setup/cleanup.ts among the setupFiles in vitest.config.ts');
   let ran = false;
   const once = async (): Promise<void> => {
     if (ran) return;

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
 import { beforeAll } from 'vitest';
@@ -151,6 +152,12 @@ export interface DaemonOptions {
   cli?: string;
   /** More arguments for `keybroker daemon` (e.g. --telemetry-env). */
   args?: string[];
+  /**
+   * Node options on the daemon's command line. Default: DAEMON_NODE_FLAGS, as autostart and the
+   * service units start it. `[]` is a daemon started by hand, which on Node 22.15+/24 execs itself
+   * with them (test/daemon/node-flags.test.ts) — a second Node start-up, ~40% more CPU per daemon.
+   */
+  nodeFlags?: readonly string[];
 }
 
 /**
@@ -346,7 +353,7 @@ export function sharedDaemon(options: StartOptions | (() => StartOptions | Promi
 async function spawnDaemon(ws: DaemonWorkspace, options: DaemonOptions): Promise<DaemonHandle> {
   const { start: _start, ...place } = ws;
   const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];
-  const proc = spawn(process.execPath, argv, {
+  const proc = spawn(process.execPath, [...(options.nodeFlags ?? DAEMON_NODE_FLAGS), ...argv], {
     env: ws.env,
     cwd: ws.dir,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES, type noAnswerError, type renderError } from '../../src/protocol/messages.js';
 import { privateTempDir, ROOT, run } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
+import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const inDir = (dir: string): string[] => fs.readdirSync(path.join(ROOT, dir)).map((f) => `${dir}/${f}`);
 const FILES = [
@@ -152,6 +153,38 @@ describe('with a C compiler', { timeout: 120_000 }, () => {
     }
   });
 
+  it('stats the settings files claudeSettingsFiles names: change them, rebuild, and the native shim follows', async () => {
+    // The project's local settings in another directory, in the built module the header is made from.
+    const consumer = path.join(root, 'dist', 'src', 'shim', 'consumer.js');
+    const source = fs.readFileSync(consumer, 'utf8');
+    const patched = source.replace('path.join(cwd, S.dir, S.localSettings)', "path.join(cwd, 'team', S.localSettings)");
+    expect(patched).not.toBe(source);
+    fs.writeFileSync(consumer, patched);
+    expect((await build([])).code).toBe(0);
+    const project = path.join(root, 'project');
+    const at = (file: string, seconds: number): void => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, '{}\n');
+      fs.utimesSync(file, seconds, seconds);
+    };
+    at(path.join(project, 'team', 'settings.local.json'), 1_790_000_100.987654);
+    at(path.join(project, '.claude', 'settings.local.json'), 1_790_000_900); // no longer one of them
+    const socket = path.join(root, 'sock', 'kb.sock');
+    const env = { PATH: process.env.PATH, HOME: root, KEYBROKER_SOCKET: socket, ...CLAUDE_ENV };
+    const server = await recordingServer(socket, { ok: true, profile: 'work', value: 'sk-1', stale: false });
+    const claude = startFakeClaude(root, env, 'claude', project);
+    try {
+      expect(await claude.callHelper(`${binary()} work`)).toEqual({ code: 0, stdout: 'sk-1\n', stderr: '' });
+      const consumerInfo = (JSON.parse(server.requests[0]!) as { consumer: { settingsMtimeMs?: number } }).consumer;
+      // The managed file of this machine, if it has one, may be newer still.
+      if (!fs.existsSync('/etc/claude-code/managed-settings.json'))
+        expect(consumerInfo.settingsMtimeMs).toBe(1_790_000_100_987);
+    } finally {
+      claude.close();
+      await server.close();
+    }
+  });
+
   it('no answer within its wait: prints renderError(noAnswerError()), TIMEOUT', async () => {
     // A wait of 1 s instead of 125, in the built module the header is made from.
     const messages = path.join(root, 'dist', 'src', 'protocol', 'messages.js');
@@ -194,6 +227,23 @@ describe('with a C compiler', { timeout: 120_000 }, () => {
     const installed = await build(['--install']);
     expect(installed.code).toBe(0);
     expect(fs.existsSync(binary())).toBe(false);
+  });
+
+  it('a compiler that refuses the hardening flags still builds both, without a warning', async () => {
+    // Without -D_FORTIFY_SOURCE nothing defines the XSI names (realpath) that the sources use.
+    const refusing = path.join(root, 'cc-without-hardening');
+    fs.writeFileSync(
+      refusing,
+      '#!/bin/sh\nfor a in "$@"; do case "$a" in -fstack-protector-strong) echo "unsupported: $a" >&2; exit 1;; esac; done\nexec cc "$@"\n',
+      { mode: 0o755 },
+    );
+    const r = await build([], { CC: refusing });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter((l) => l.includes('(without hardening flags: unsupported)'))).toHaveLength(
+      TARGETS,
+    );
+    expect(fs.existsSync(binary())).toBe(true);
   });
 
   it('a warning fails our build (-Werror), but neither fails nor shows in an install', async () => {

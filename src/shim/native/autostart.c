@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kb-generated.h"
@@ -13,19 +14,14 @@
  * point); elsewhere the socket's word is taken. */
 static int looks_like_daemon(long pid) {
 #if defined(__linux__)
-  char file[64], cmdline[65536];
-  snprintf(file, sizeof file, "/proc/%ld/cmdline", pid);
-  ssize_t n = kb_read_small(file, cmdline, sizeof cmdline);
+  char cmdline[65536];
+  ssize_t n = kb_read_proc(pid, "cmdline", cmdline, sizeof cmdline);
   int daemon = 0, entry = 0;
-  for (ssize_t start = 0; start < n;) {
-    const char *arg = cmdline + start;
-    size_t len = strnlen(arg, (size_t)(n - start));
-    daemon |= len == strlen(KB_DAEMON_COMMAND) && memcmp(arg, KB_DAEMON_COMMAND, len) == 0;
+  for (const char *arg = cmdline; n > 0 && arg < cmdline + n; arg += strlen(arg) + 1) {
+    daemon |= strcmp(arg, KB_DAEMON_COMMAND) == 0;
     for (size_t k = 0; k < sizeof KB_DAEMON_ENTRY_SUFFIXES / sizeof KB_DAEMON_ENTRY_SUFFIXES[0]; k++) {
-      size_t s = strlen(KB_DAEMON_ENTRY_SUFFIXES[k]);
-      entry |= len >= s && memcmp(arg + len - s, KB_DAEMON_ENTRY_SUFFIXES[k], s) == 0;
+      entry |= kb_ends_with(kb_str(arg), KB_DAEMON_ENTRY_SUFFIXES[k]);
     }
-    start += (ssize_t)len + 1;
   }
   return daemon && entry;
 #else
@@ -34,7 +30,21 @@ static int looks_like_daemon(long pid) {
 #endif
 }
 
+/* The process belongs to this user (on Linux, by its /proc entry; a pid already gone is not
+ * signalled). */
+static int is_mine(long pid) {
+#if defined(__linux__)
+  char dir[64];
+  struct stat st;
+  snprintf(dir, sizeof dir, "/proc/%ld", pid);
+  return stat(dir, &st) == 0 && st.st_uid == geteuid();
+#else
+  (void)pid;
+  return 1;
+#endif
+}
+
 int kb_ask_to_stop(long pid) {
-  if (pid <= 1 || pid == (long)getpid() || !looks_like_daemon(pid)) return 0;
+  if (pid <= 1 || pid == (long)getpid() || !is_mine(pid) || !looks_like_daemon(pid)) return 0;
   return kill((pid_t)pid, SIGTERM) == 0;
 }

@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* explicit_bzero in glibc's and musl's <string.h> */
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,12 @@ void buf_add(struct buf *b, const void *bytes, size_t n) {
 }
 
 void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+void buf_int(struct buf *b, long long n) {
+  char s[24];
+  snprintf(s, sizeof s, "%lld", n);
+  buf_str(b, s);
+}
 
 /* One byte of a JSON string as JSON.stringify writes it: bytes of multi-byte characters as they are. */
 static void json_byte(struct buf *b, unsigned char c) {

@@ -18,7 +18,7 @@ int kb_other_build(const struct kb_frame *f) {
   return me != NULL && build.ptr && !kb_text_is(build, me);
 }
 
-void buf_other_build(struct buf *b, const struct kb_frame *f) {
+void kb_warn_other_build(const struct kb_frame *f) {
   struct buf daemon = {0}, restart = {0};
   const struct kb_text *field = f->field, version_build[] = {field[KB_FIELD_DAEMON_VERSION], field[KB_FIELD_DAEMON_BUILD]};
   buf_template(&daemon, KB_DESCRIBE_BUILD[field[KB_FIELD_DAEMON_BUILD].len > 0], version_build);
@@ -32,6 +32,6 @@ void buf_other_build(struct buf *b, const struct kb_frame *f) {
   buf_template(&restart, command, (struct kb_text[]){kb_str(uid)});
   const struct kb_text args[] = {field[KB_FIELD_DAEMON_PID], {daemon.data, daemon.len}, kb_str(KB_THIS_BUILD),
                                  {restart.data, restart.len}};
-  buf_template(b, KB_MSG_OTHER_BUILD, args);
+  kb_say(KB_TEXT_WARNING, KB_MSG_OTHER_BUILD, args);
   free(daemon.data), free(restart.data);
 }

@@ -22,11 +22,11 @@ static long long now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A connected Unix socket, or -1. A full listen backlog makes connect() wait; the send timeout
- * bounds that (and the request's writes) by the reply timeout. */
+/* A connected Unix socket; none: no daemon answering (kb_no_daemon). A full listen backlog makes
+ * connect() wait; the send timeout bounds that (and the request's writes) by the reply timeout. */
 static int connect_unix(const char *sock) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
+  if (fd < 0) kb_no_daemon(errno);
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
@@ -37,13 +37,13 @@ static int connect_unix(const char *sock) {
     if (errno == EINTR) continue;
     int err = errno;
     close(fd);
-    errno = err;
-    return -1;
+    kb_no_daemon(err);
   }
   return fd;
 }
 
-int kb_in_sandbox(void) {
+/* The environment carries the sandbox's marker (src/client/sandbox.ts inSandbox). */
+static int in_sandbox(void) {
   const char *marker = getenv(KB_SANDBOX_ENV);
   return marker && strcmp(marker, KB_SANDBOX_ENV_VALUE) == 0;
 }
@@ -51,8 +51,8 @@ int kb_in_sandbox(void) {
 /* sandboxedConnect in src/client/sandbox.ts. A full backlog (EAGAIN) is the Node shim's to retry. */
 void kb_no_daemon(int err) {
   if (err != EAGAIN && err != EWOULDBLOCK) {
-    if (err == EPERM) kb_fail_str(KB_EXIT_SANDBOXED, KB_MSG_SANDBOXED_ERRNO);
-    if (kb_in_sandbox()) kb_fail_str(KB_EXIT_SANDBOXED, KB_MSG_SANDBOXED_ENV);
+    if (err == EPERM) kb_fail(KB_EXIT_SANDBOXED, KB_MSG_SANDBOXED_ERRNO, NULL);
+    if (in_sandbox()) kb_fail(KB_EXIT_SANDBOXED, KB_MSG_SANDBOXED_ENV, NULL);
   }
   kb_handover();
 }
@@ -60,28 +60,23 @@ void kb_no_daemon(int err) {
 /* The daemon went away without a reply (or said DAEMON_UNREACHABLE itself). The Node shim would
  * now start a daemon and ask again; so does the Node shim handed over to, unless autostart is
  * off: the one case where the request goes out twice, exactly as from the Node shim alone. */
-void kb_unreachable_after_send(const char *message, size_t len) {
+void kb_unreachable_after_send(struct kb_text message) {
   const char *off = getenv(KB_NO_AUTOSTART_ENV);
   /* Inside a sandbox no daemon is started (requestWithAutostart): said as it is. */
-  if (kb_in_sandbox()) kb_fail(KB_EXIT_DAEMON_UNREACHABLE, message, len);
+  if (in_sandbox()) kb_fail(KB_EXIT_DAEMON_UNREACHABLE, "\0011", &message);
   if (!off || strcmp(off, "1") != 0) kb_handover();
-  struct buf msg = {0};
-  const struct kb_text why[] = {{message, len}};
-  buf_template(&msg, KB_MSG_AUTOSTART_OFF, why);
-  kb_fail(KB_EXIT_DAEMON_UNREACHABLE, msg.data, msg.len);
+  kb_fail(KB_EXIT_DAEMON_UNREACHABLE, KB_MSG_AUTOSTART_OFF, &message);
 }
 
 static void lost_connection(const char *sock) {
   struct buf msg = {0};
-  const struct kb_text args[] = {kb_str(sock)};
-  buf_template(&msg, KB_MSG_LOST_CONNECTION, args);
-  kb_unreachable_after_send(msg.data, msg.len);
+  buf_template(&msg, KB_MSG_LOST_CONNECTION, (struct kb_text[]){kb_str(sock)});
+  kb_unreachable_after_send((struct kb_text){msg.data, msg.len});
 }
 
 size_t kb_exchange(const char *sock, const char *request, size_t len) {
   long long deadline = now_ms() + KB_REQUEST_TIMEOUT_MS;
   int fd = connect_unix(sock);
-  if (fd < 0) kb_no_daemon(errno); /* no daemon answering: the Node shim starts one */
   kb_request_sent = 1;
   while (len > 0) {
     ssize_t w = write(fd, request, len);
@@ -101,20 +96,20 @@ size_t kb_exchange(const char *sock, const char *request, size_t len) {
     struct pollfd pfd = {fd, POLLIN, 0};
     int ready = wait > 0 ? poll(&pfd, 1, (int)wait) : 0;
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) kb_fail_str(KB_EXIT_TIMEOUT, KB_MSG_NO_ANSWER);
+    if (ready <= 0) kb_fail(KB_EXIT_TIMEOUT, KB_MSG_NO_ANSWER, NULL);
     size_t room = (size > 0 ? (size_t)size : KB_MAX_REPLY_BYTES) - kb_reply.len;
     ssize_t r = read(fd, kb_reply.data + kb_reply.len, room);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) lost_connection(sock); /* as Node: a reset before the whole reply loses it */
-    if (r == 0 && kb_reply.len == 0) kb_unreachable_after_send(KB_MSG_CLOSED_WITHOUT_REPLY, strlen(KB_MSG_CLOSED_WITHOUT_REPLY));
-    if (r == 0) kb_fail_str(KB_EXIT_INTERNAL, KB_MSG_NOT_A_FRAME); /* cut short */
+    if (r == 0 && kb_reply.len == 0) kb_unreachable_after_send(kb_str(KB_MSG_CLOSED_WITHOUT_REPLY));
+    if (r == 0) kb_fail(KB_EXIT_INTERNAL, KB_MSG_NOT_A_FRAME, NULL); /* cut short */
     kb_reply.len += (size_t)r;
     /* JSON: a daemon that did not read the request (an older one refusing "framed", or one
      * stopping) and so did not serve it. The Node shim asks it in JSON. */
     if (kb_reply.data[0] == '{') kb_handover();
     size = kb_frame_size(kb_reply.data, kb_reply.len);
-    if (size == KB_FRAME_TOO_LONG) kb_fail_str(KB_EXIT_INTERNAL, KB_MSG_REPLY_TOO_LONG);
-    if (size == KB_FRAME_MALFORMED) kb_fail_str(KB_EXIT_INTERNAL, KB_MSG_NOT_A_FRAME);
+    if (size == KB_FRAME_TOO_LONG) kb_fail(KB_EXIT_INTERNAL, KB_MSG_REPLY_TOO_LONG, NULL);
+    if (size == KB_FRAME_MALFORMED) kb_fail(KB_EXIT_INTERNAL, KB_MSG_NOT_A_FRAME, NULL);
   }
   close(fd);
   return (size_t)size;

@@ -5,9 +5,9 @@
 #define _DARWIN_C_SOURCE /* strict POSIX hides the BSD types <sys/sysctl.h> and <libproc.h> use */
 #endif
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,93 +30,58 @@ struct proc_info {
   char start[64]; /* empty: unknown */
 };
 
-ssize_t kb_read_small(const char *file, char *out, size_t size) {
-  int fd = open(file, O_RDONLY);
+ssize_t kb_read_proc(long pid, const char *file, char *out, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/%s", pid, file);
+  int fd = open(path, O_RDONLY);
   if (fd < 0) return -1;
   size_t got = 0;
   ssize_t r = 0;
-  while (got < size && (r = read(fd, out + got, size - got)) != 0) {
+  while (got < size - 1 && (r = read(fd, out + got, size - 1 - got)) != 0) {
     if (r < 0 && errno != EINTR) break;
     if (r > 0) got += (size_t)r;
   }
   close(fd);
+  out[got] = '\0';
   return r < 0 ? -1 : (ssize_t)got;
 }
 
 #if defined(__linux__) || defined(__APPLE__)
-static int is_word(const char *name, size_t len, const char *w) { return strlen(w) == len && memcmp(w, name, len) == 0; }
-
-static int is_shell(const char *name, size_t len) {
+static int is_shell(struct kb_text name) {
   for (size_t k = 0; k < sizeof KB_SHELL_NAMES / sizeof KB_SHELL_NAMES[0]; k++) {
-    if (is_word(name, len, KB_SHELL_NAMES[k])) return 1;
+    if (kb_text_is(name, KB_SHELL_NAMES[k])) return 1;
   }
   return 0;
 }
 
-static int ends_with(const char *s, size_t n, const char *suffix) {
-  size_t k = strlen(suffix);
-  return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
 #if defined(__linux__)
-/* Number() of what the kernel wrote: a whole decimal number. */
-static int parse_long(const char *s, size_t n, long *out) {
-  long v = 0;
-  if (n == 0 || n > 18) return 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return 0;
-    v = v * 10 + (s[i] - '0');
-  }
-  *out = v;
-  return 1;
-}
-
 /* procInfoLinux. 0: no such process (the Node shim then sends no consumer). */
 static int proc_info(long pid, struct proc_info *info) {
-  char file[64], stat[4096];
-  snprintf(file, sizeof file, "/proc/%ld/stat", pid);
-  ssize_t n = kb_read_small(file, stat, sizeof stat);
+  char stat[4096];
+  ssize_t n = kb_read_proc(pid, "stat", stat, sizeof stat);
   if (n < 0) return 0;
-  if (n == (ssize_t)sizeof stat) kb_handover();
-  /* "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ')'. */
-  char *open = memchr(stat, '(', (size_t)n), *close = NULL, *end = stat + n;
-  for (char *c = end - 1; c >= stat && !close; c--) {
-    if (*c == ')') close = c;
-  }
-  if (!open || !close || close < open || (size_t)(close - open - 1) >= sizeof info->comm || close + 2 > end) kb_handover();
+  /* "pid (comm) state ppid …": comm may hold spaces and parentheses, so cut at the last ')'. Of the
+   * fields after it, split at spaces as the kernel writes them, [1] is the ppid and [19] the start
+   * time; anything else (a longer file, a start time that does not fit) goes to the Node shim. */
+  char *open = strchr(stat, '('), *close = strrchr(stat, ')');
+  int end = 0;
+  if (n == (ssize_t)sizeof stat - 1 || !open || !close || close < open || (size_t)(close - open - 1) >= sizeof info->comm ||
+      sscanf(close, ") %*s %ld %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %63s%n", &info->ppid,
+             info->start, &end) != 2 ||
+      close[end] != ' ')
+    kb_handover();
   info->comm_len = (size_t)(close - open - 1);
   memcpy(info->comm, open + 1, info->comm_len);
-  info->start[0] = '\0';
-  /* fields[k] of stat.slice(close + 2).split(' '): [1] ppid, [19] start time */
-  int have_ppid = 0;
-  char *f = close + 2;
-  for (int k = 0; k <= 19; k++) {
-    char *sp = memchr(f, ' ', (size_t)(end - f)), *fe = sp ? sp : end;
-    if (k == 1) have_ppid = parse_long(f, (size_t)(fe - f), &info->ppid);
-    if (k == 19) {
-      if ((size_t)(fe - f) >= sizeof info->start) kb_handover();
-      memcpy(info->start, f, (size_t)(fe - f));
-      info->start[fe - f] = '\0';
-    }
-    if (!sp) break;
-    f = sp + 1;
-  }
-  if (!have_ppid) kb_handover();
   return 1;
 }
 
-/* argvLinux: the first arguments of cmdline's first bytes, split at NUL; how many it found. */
-static int argv_linux(long pid, char *cmd, const char *args[KB_CONSUMER_ARGV_CHECKED], size_t lens[KB_CONSUMER_ARGV_CHECKED]) {
-  char file[64];
-  snprintf(file, sizeof file, "/proc/%ld/cmdline", pid);
-  ssize_t n = kb_read_small(file, cmd, KB_CONSUMER_CMDLINE_BYTES);
+/* argvLinux: the first arguments of cmdline's first bytes, split at NUL, into cmd; how many. */
+static int argv_linux(long pid, char cmd[KB_CONSUMER_CMDLINE_BYTES + 1], struct kb_text args[KB_CONSUMER_ARGV_CHECKED]) {
+  ssize_t n = kb_read_proc(pid, "cmdline", cmd, KB_CONSUMER_CMDLINE_BYTES + 1);
   int count = 0;
-  for (const char *arg = cmd, *end = cmd + (n > 0 ? n : 0); n >= 0 && count < KB_CONSUMER_ARGV_CHECKED;) {
-    const char *nul = memchr(arg, '\0', (size_t)(end - arg));
-    args[count] = arg;
-    lens[count++] = (size_t)((nul ? nul : end) - arg);
-    if (!nul) break;
-    arg = nul + 1;
+  for (size_t at = 0; n >= 0 && count < KB_CONSUMER_ARGV_CHECKED && at <= (size_t)n; count++) {
+    args[count] = kb_str(cmd + at);
+    at += args[count].len + 1;
   }
   return count;
 }
@@ -157,8 +122,8 @@ static int proc_info(long pid, struct proc_info *info) {
   return 1;
 }
 
-static int argv_linux(long pid, char *cmd, const char *args[], size_t lens[]) {
-  (void)pid, (void)cmd, (void)args, (void)lens;
+static int argv_linux(long pid, char *cmd, struct kb_text *args) {
+  (void)pid, (void)cmd, (void)args;
   return 0;
 }
 #endif
@@ -166,57 +131,53 @@ static int argv_linux(long pid, char *cmd, const char *args[], size_t lens[]) {
 /* holds(): one condition of the table, on the environment or the options given. */
 static int holds(const struct kb_condition *c, const struct kb_call *call, long consumer_pid) {
   if (c->test == KB_TEST_ARG) {
-    for (int k = 0; k < call->option_count; k++) {
-      if (strcmp(call->options[k], c->name) == 0) return 1;
+    for (int k = 0; k < 2; k++) {
+      if (call->options[k] && strcmp(call->options[k], c->name) == 0) return 1;
     }
     return 0;
   }
   const char *v = getenv(c->name);
-  if (!v) return 0;
-  size_t n = strlen(v), k = c->value ? strlen(c->value) : 0;
   char own[32];
+  if (!v) return 0;
   switch (c->test) {
   case KB_TEST_SET:
-    return n > 0;
+    return *v != '\0';
   case KB_TEST_EQUALS:
     return strcmp(v, c->value) == 0;
   case KB_TEST_PREFIX:
-    return n >= k && memcmp(v, c->value, k) == 0;
+    return strncmp(v, c->value, strlen(c->value)) == 0;
   case KB_TEST_SUFFIX:
-    return ends_with(v, n, c->value);
+    return kb_ends_with(kb_str(v), c->value);
   case KB_TEST_OTHER_PID:
     snprintf(own, sizeof own, "%ld", consumer_pid);
-    return n > 0 && strcmp(v, own) != 0;
+    return *v != '\0' && strcmp(v, own) != 0;
   default:
     return 0;
   }
 }
 
 /* /^word\b/i: the name starts with the word, case aside, and no word character follows it. */
-static int starts_with_word(const char *name, size_t len, const char *word) {
+static int starts_with_word(struct kb_text name, const char *word) {
   size_t p = strlen(word);
-  if (len < p || strncasecmp(name, word, p) != 0) return 0;
-  unsigned char next = len > p ? (unsigned char)name[p] : 0;
-  return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') || next == '_');
+  unsigned char next = name.len > p ? (unsigned char)name.ptr[p] : 0;
+  return name.len >= p && strncasecmp(name.ptr, word, p) == 0 && !isalnum(next) && next != '_';
 }
 
 /* isAgent(): the agent's environment reached us, and the consumer process is the agent. */
-static int is_agent(const struct kb_agent *a, const char *name, size_t len, long pid, const struct kb_call *call) {
+static int is_agent(const struct kb_agent *a, struct kb_text name, long pid, const struct kb_call *call) {
   int env_says = a->env_count == 0;
   for (int k = 0; k < a->env_count && !env_says; k++) env_says = holds(&KB_CONDITIONS[a->env_first + k], call, pid);
   if (!env_says) return 0;
-  if (starts_with_word(name, len, a->process_name)) return 1;
+  if (starts_with_word(name, a->process_name)) return 1;
   /* an argument that is the name, ends in /name, or names the npm package's files */
-  char cmd[KB_CONSUMER_CMDLINE_BYTES];
-  const char *args[KB_CONSUMER_ARGV_CHECKED];
-  size_t lens[KB_CONSUMER_ARGV_CHECKED], p = strlen(a->process_name), pkg = strlen(a->package_path);
-  for (int k = argv_linux(pid, cmd, args, lens) - 1; k >= 0; k--) {
-    if (is_word(args[k], lens[k], a->process_name) ||
-        (ends_with(args[k], lens[k], a->process_name) && lens[k] > p && args[k][lens[k] - p - 1] == '/'))
+  char cmd[KB_CONSUMER_CMDLINE_BYTES + 1];
+  struct kb_text args[KB_CONSUMER_ARGV_CHECKED];
+  size_t p = strlen(a->process_name);
+  for (int k = argv_linux(pid, cmd, args) - 1; k >= 0; k--) {
+    struct kb_text arg = args[k];
+    if (kb_text_is(arg, a->process_name) || (kb_ends_with(arg, a->process_name) && arg.len > p && arg.ptr[arg.len - p - 1] == '/') ||
+        strstr(arg.ptr, a->package_path))
       return 1;
-    for (size_t c = 0; c + pkg <= lens[k]; c++) {
-      if (memcmp(args[k] + c, a->package_path, pkg) == 0) return 1;
-    }
   }
   return 0;
 }
@@ -234,59 +195,79 @@ static const char *invocation(const struct kb_agent *a, long consumer_pid, const
 }
 
 /* Number(CLAUDE_CODE_API_KEY_HELPER_TTL_MS) when a positive whole number. Only plain decimal text
- * is read here; anything JavaScript reads its own way (1e3, 0x10, 1.0, non-ASCII space) goes to
- * the Node shim. */
+ * (with ASCII spaces around it, as Number trims) is read here; anything JavaScript reads its own
+ * way (1e3, 0x10, 1.0, non-ASCII space) goes to the Node shim. */
 static long long helper_ttl_ms(void) {
   const char *v = getenv(KB_HELPER_TTL_ENV);
+  long long n = 0;
   if (!v) return KB_CONSUMER_DEFAULT_HELPER_TTL_MS;
   size_t b = 0, e = strlen(v);
-  while (b < e && ((v[b] >= 9 && v[b] <= 13) || v[b] == ' ')) b++;
-  while (e > b && ((v[e - 1] >= 9 && v[e - 1] <= 13) || v[e - 1] == ' ')) e--;
-  if (b == e) return KB_CONSUMER_DEFAULT_HELPER_TTL_MS; /* Number('') is 0 */
-  int negative = v[b] == '-';
-  if (v[b] == '+' || v[b] == '-') b++;
-  if (b == e || e - b > 15) kb_handover();
-  long long n = 0;
-  for (size_t k = b; k < e; k++) {
-    if (v[k] < '0' || v[k] > '9') kb_handover();
-    n = n * 10 + (v[k] - '0');
-  }
-  return !negative && n > 0 ? n : KB_CONSUMER_DEFAULT_HELPER_TTL_MS;
+  while (b < e && isspace((unsigned char)v[b])) b++;
+  while (e > b && isspace((unsigned char)v[e - 1])) e--;
+  size_t sign = b < e && (v[b] == '+' || v[b] == '-');
+  if (b < e && !kb_decimal(v + b + sign, e - b - sign, 15, &n)) kb_handover();
+  return n > 0 && v[b] != '-' ? n : KB_CONSUMER_DEFAULT_HELPER_TTL_MS; /* Number('') is 0 */
 }
 
-/* settingsMtimeMs(): the newest mtime of Claude Code's settings files, in whole milliseconds (0:
- * none exists). A file that cannot be stat'ed, or whose path does not fit, counts as absent, as
- * the Node shim's failed statSync does. */
-static void newer_mtime(const char *a, const char *b, const char *c, long long *newest_ns) {
-  char file[PATH_MAX];
-  struct stat st;
-  int n = snprintf(file, sizeof file, "%s%s%s", a, b, c);
-  if (n < 0 || (size_t)n >= sizeof file || stat(file, &st) != 0) return;
-#if defined(__APPLE__)
-  long long ns = (long long)st.st_mtimespec.tv_sec * 1000000000LL + st.st_mtimespec.tv_nsec;
-#else
-  long long ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+#if defined(__APPLE__) && !defined(st_mtim)
+#define st_mtim st_mtimespec /* macOS's name for stat's mtime with its nanoseconds */
 #endif
-  if (ns > *newest_ns) *newest_ns = ns;
-}
 
+/* settingsMtimeMs(claudeSettingsFiles()): the newest mtime of Claude Code's settings files, in
+ * whole milliseconds (0: none exists). A file that cannot be stat'ed counts as absent, as the Node
+ * shim's failed statSync does; one in a directory that is not there (no HOME, no working
+ * directory) is not looked at, as the TypeScript leaves it out. */
 static long long settings_mtime_ms(const char *cwd) {
+  const char *config_dir = getenv(KB_CLAUDE_CONFIG_DIR_ENV), *home = getenv(KB_CLAUDE_HOME_ENV);
+  int by_home = !config_dir || !*config_dir;
+  const struct kb_text dirs[] = {kb_str(by_home ? home : config_dir), kb_str(cwd)};
   long long newest = 0;
-  const char *config_dir = getenv(KB_CLAUDE_SETTINGS_CONFIG_DIR_ENV), *home = getenv(KB_CLAUDE_SETTINGS_HOME_ENV);
-  if (config_dir && *config_dir)
-    newer_mtime(config_dir, "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
-  else if (home && *home)
-    newer_mtime(home, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
-  if (cwd) {
-    newer_mtime(cwd, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_SETTINGS, &newest);
-    newer_mtime(cwd, "/" KB_CLAUDE_SETTINGS_DIR "/", KB_CLAUDE_SETTINGS_LOCAL_SETTINGS, &newest);
+  for (size_t k = 0; k < sizeof KB_CLAUDE_SETTINGS_FILES[0] / sizeof KB_CLAUDE_SETTINGS_FILES[0][0]; k++) {
+    const char *file = KB_CLAUDE_SETTINGS_FILES[by_home][k];
+    struct buf path = {0};
+    struct stat st;
+    if ((strstr(file, "\0011") && !dirs[0].len) || (strstr(file, "\0012") && !dirs[1].len)) continue;
+    buf_template(&path, file, dirs);
+    long long ns = stat(path.data, &st) == 0 ? (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec : 0;
+    if (ns > newest) newest = ns;
+    free(path.data);
   }
-#if defined(__APPLE__)
-  newer_mtime(KB_CLAUDE_SETTINGS_MANAGED_DARWIN, "", "", &newest);
-#else
-  newer_mtime(KB_CLAUDE_SETTINGS_MANAGED_LINUX, "", "", &newest);
-#endif
   return newest / 1000000;
+}
+
+/* The consumer, as JSON in the protocol's key order: pid, start, name, claudeCode, agent, invocation,
+ * helperTtlMs, settingsMtimeMs. */
+static void add_consumer(struct buf *req, long pid, const struct proc_info *info, struct kb_text name, const struct kb_call *call) {
+  const struct kb_agent *agent = NULL;
+  for (size_t k = 0; k < sizeof KB_AGENTS / sizeof KB_AGENTS[0] && !agent; k++) {
+    if (is_agent(&KB_AGENTS[k], name, pid, call)) agent = &KB_AGENTS[k];
+  }
+  int claude = agent && strcmp(agent->agent, KB_AGENT_CLAUDE_CODE) == 0;
+  buf_str(req, ",\"consumer\":{\"pid\":");
+  buf_int(req, pid);
+  if (info->start[0]) {
+    buf_str(req, ",\"start\":");
+    buf_json_latin1(req, info->start, strlen(info->start));
+  }
+  buf_str(req, ",\"name\":");
+  buf_json_latin1(req, name.ptr, name.len);
+  buf_str(req, claude ? ",\"claudeCode\":true" : ",\"claudeCode\":false");
+  if (agent && !claude) {
+    buf_str(req, ",\"agent\":");
+    buf_json_utf8(req, agent->agent, strlen(agent->agent));
+  }
+  if (agent) {
+    buf_str(req, ",\"invocation\":\"");
+    buf_str(req, invocation(agent, pid, call));
+    buf_str(req, "\"");
+  }
+  buf_str(req, ",\"helperTtlMs\":");
+  buf_int(req, call->refresh_interval_ms > 0 ? call->refresh_interval_ms : helper_ttl_ms());
+  if (claude) {
+    buf_str(req, ",\"settingsMtimeMs\":");
+    buf_int(req, settings_mtime_ms(call->cwd));
+  }
+  buf_str(req, "}");
 }
 #endif
 
@@ -296,57 +277,19 @@ void kb_add_consumer(struct buf *req, const struct kb_call *call) {
   for (int depth = 0; depth < KB_CONSUMER_MAX_DEPTH && pid > 1; depth++) {
     struct proc_info info;
     if (!proc_info(pid, &info)) return;
-    const char *name = info.comm + (info.comm_len > 0 && info.comm[0] == '-');
-    size_t len = info.comm_len - (size_t)(name - info.comm);
-#if defined(__linux__)
+    struct kb_text name = {info.comm + (info.comm_len > 0 && info.comm[0] == '-'), 0};
+    name.len = info.comm_len - (size_t)(name.ptr - info.comm);
     /* Node 24's main thread name: path.basename(argv[0]) || name */
-    char cmd[KB_CONSUMER_CMDLINE_BYTES];
-    const char *args[KB_CONSUMER_ARGV_CHECKED];
-    size_t lens[KB_CONSUMER_ARGV_CHECKED];
-    if (is_word(name, len, KB_NODE_MAIN_THREAD) && argv_linux(pid, cmd, args, lens) > 0) {
-      size_t e = lens[0], b;
-      while (e > 0 && args[0][e - 1] == '/') e--;
-      for (b = e; b > 0 && args[0][b - 1] != '/';) b--;
-      if (e > b) name = args[0] + b, len = e - b;
+    char cmd[KB_CONSUMER_CMDLINE_BYTES + 1];
+    struct kb_text args[KB_CONSUMER_ARGV_CHECKED];
+    if (kb_text_is(name, KB_NODE_MAIN_THREAD) && argv_linux(pid, cmd, args) > 0) {
+      size_t e = args[0].len, b;
+      while (e > 0 && args[0].ptr[e - 1] == '/') e--;
+      for (b = e; b > 0 && args[0].ptr[b - 1] != '/';) b--;
+      if (e > b) name = (struct kb_text){args[0].ptr + b, e - b};
     }
-#endif
-    if (!is_shell(name, len)) {
-      /* Keys in the protocol's order: pid, start, name, claudeCode, agent, invocation, helperTtlMs,
-       * settingsMtimeMs. */
-      const struct kb_agent *agent = NULL;
-      for (size_t k = 0; k < sizeof KB_AGENTS / sizeof KB_AGENTS[0] && !agent; k++) {
-        if (is_agent(&KB_AGENTS[k], name, len, pid, call)) agent = &KB_AGENTS[k];
-      }
-      int claude = agent && strcmp(agent->agent, KB_AGENT_CLAUDE_CODE) == 0;
-      char num[32];
-      snprintf(num, sizeof num, "%ld", pid);
-      buf_str(req, ",\"consumer\":{\"pid\":");
-      buf_str(req, num);
-      if (info.start[0]) {
-        buf_str(req, ",\"start\":");
-        buf_json_latin1(req, info.start, strlen(info.start));
-      }
-      buf_str(req, ",\"name\":");
-      buf_json_latin1(req, name, len);
-      buf_str(req, claude ? ",\"claudeCode\":true" : ",\"claudeCode\":false");
-      if (agent && !claude) {
-        buf_str(req, ",\"agent\":");
-        buf_json_utf8(req, agent->agent, strlen(agent->agent));
-      }
-      if (agent) {
-        buf_str(req, ",\"invocation\":\"");
-        buf_str(req, invocation(agent, pid, call));
-        buf_str(req, "\"");
-      }
-      snprintf(num, sizeof num, "%lld", call->refresh_interval_ms > 0 ? call->refresh_interval_ms : helper_ttl_ms());
-      buf_str(req, ",\"helperTtlMs\":");
-      buf_str(req, num);
-      if (claude) {
-        snprintf(num, sizeof num, "%lld", settings_mtime_ms(call->cwd));
-        buf_str(req, ",\"settingsMtimeMs\":");
-        buf_str(req, num);
-      }
-      buf_str(req, "}");
+    if (!is_shell(name)) {
+      add_consumer(req, pid, &info, name, call);
       return;
     }
     pid = info.ppid;

@@ -6,16 +6,23 @@
 
 #include "utf8.h"
 
-/* s[0..len) is a decimal number without a leading zero, at most max (and at most 9 digits). */
-static int decimal(const unsigned char *s, size_t len, unsigned long max, unsigned long *out) {
-  unsigned long v = 0;
-  if (len == 0 || len > 9 || (len > 1 && s[0] == '0')) return 0;
+int kb_decimal(const char *s, size_t len, size_t digits, long long *out) {
+  long long v = 0;
+  if (len == 0 || len > digits) return 0;
   for (size_t k = 0; k < len; k++) {
     if (s[k] < '0' || s[k] > '9') return 0;
-    v = v * 10 + (unsigned long)(s[k] - '0');
+    v = v * 10 + (s[k] - '0');
   }
   *out = v;
-  return v <= max;
+  return 1;
+}
+
+/* s[0..len) is a decimal number without a leading zero, at most max (and at most 9 digits). */
+static int decimal(const unsigned char *s, size_t len, unsigned long max, unsigned long *out) {
+  long long v;
+  if (!kb_decimal((const char *)s, len, 9, &v) || (len > 1 && s[0] == '0') || (unsigned long long)v > max) return 0;
+  *out = (unsigned long)v;
+  return 1;
 }
 
 /* A number at s[*at] ended by a newline, the newline consumed; 0 when there is none within reach. */

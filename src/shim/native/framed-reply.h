@@ -20,6 +20,10 @@ static inline int kb_text_is(struct kb_text t, const char *s) {
   return t.ptr && t.len == strlen(s) && memcmp(t.ptr, s, t.len) == 0;
 }
 
+/* s[0..len) is 1 to `digits` (at most 18) decimal digits, whose value is *out. The shim reads its
+ * options, its environment and /proc with it too. */
+int kb_decimal(const char *s, size_t len, size_t digits, long long *out);
+
 struct kb_frame {
   struct kb_text field[KB_FIELD_COUNT]; /* by enum kb_field */
   int status;                           /* error.status, 1-255 */

@@ -32,9 +32,11 @@ extern int kb_request_sent;
 #define KB_MSG_NOT_A_FRAME "the keybroker daemon sent a reply that is not a valid frame"
 
 KB_NORETURN void kb_exit(int status);
-/* The Node shim's fail(): "keybroker: " and the message on one line on stderr, then the status. */
-KB_NORETURN void kb_fail(int status, const char *message, size_t len);
-KB_NORETURN void kb_fail_str(int status, const char *message);
+/* A line on stderr: "keybroker: ", `lead`, then the message made one line. Every message is a
+ * template (buf_template; args NULL when it has no parts), the daemon's own text "\0011". */
+void kb_say(const char *lead, const char *tpl, const struct kb_text *args);
+/* The Node shim's fail(): the message said, then the status. */
+KB_NORETURN void kb_fail(int status, const char *tpl, const struct kb_text *args);
 /* Runs the Node shim with the original arguments: it does all this one does not. */
 KB_NORETURN void kb_handover(void);
 /* Before sending, the Node shim can still answer; after, an internal error. */
@@ -54,8 +56,13 @@ void buf_json_utf8(struct buf *b, const char *s, size_t n);
 void buf_json_latin1(struct buf *b, const char *s, size_t n);
 /* A template from kb-generated.h: the byte 001 and a digit N stand for args[N - 1]. */
 void buf_template(struct buf *b, const char *tpl, const struct kb_text *args);
+void buf_int(struct buf *b, long long n);
 /* A C string as a template argument (NULL: empty). */
 static inline struct kb_text kb_str(const char *s) { return (struct kb_text){s, s ? strlen(s) : 0}; }
+static inline int kb_ends_with(struct kb_text t, const char *suffix) {
+  size_t k = strlen(suffix);
+  return t.len >= k && memcmp(t.ptr + t.len - k, suffix, k) == 0;
+}
 /* text.replace(/\s*\n\s*\/g, '; ') for valid UTF-8 (src/shim/shim-messages.ts oneLine). */
 void buf_one_line(struct buf *b, const char *text, size_t n);
 /* Zeros the compiler may not optimise away (explicit_bzero where there is one). */
@@ -78,9 +85,9 @@ void kb_check_socket(const char *sock);
 
 /* What the command line told consumer detection (the Node shim's ShimCall; the format is raw). */
 struct kb_call {
-  /* The options given, by name (--socket, --refresh-interval-ms), for KB_TEST_ARG conditions. */
+  /* The options given, by name, for KB_TEST_ARG conditions: --socket, --refresh-interval-ms (NULL
+   * where not given). */
   const char *options[2];
-  int option_count;
   /* --refresh-interval-ms; 0 when not given. */
   long long refresh_interval_ms;
   /* The working directory sent; NULL when it has been deleted (Claude Code's project settings). */
@@ -90,18 +97,19 @@ struct kb_call {
 /* Appends ,"consumer":{…} when the Node shim would send one: the nearest ancestor that is not a
  * shell. Hands over on a /proc format it does not expect rather than guess. */
 void kb_add_consumer(struct buf *req, const struct kb_call *call);
-/* Up to size bytes of a (/proc) file; -1 when it cannot be read. */
-ssize_t kb_read_small(const char *file, char *out, size_t size);
+/* /proc/PID/`file`: up to size - 1 bytes of it and a NUL; how many, or -1 when it cannot be read. */
+ssize_t kb_read_proc(long pid, const char *file, char *out, size_t size);
 
 /* ---- build-info.c: isOtherBuild, otherBuildMessage ---- */
 
 /* The frame's daemon.* fields name another build (another version, or another build id). */
 int kb_other_build(const struct kb_frame *f);
-void buf_other_build(struct buf *b, const struct kb_frame *f);
+/* Says so, as a warning with the command that restarts it. */
+void kb_warn_other_build(const struct kb_frame *f);
 
 /* ---- autostart.c: askToStop ---- */
 
-/* SIGTERM a keybroker daemon; 0 when `pid` is not one, as far as this platform can tell. */
+/* SIGTERM a keybroker daemon of this user's; 0 when `pid` is not one, as far as this platform can tell. */
 int kb_ask_to_stop(long pid);
 
 /* ---- client.c: sendRequest, for a framed reply ---- */
@@ -112,11 +120,9 @@ int kb_ask_to_stop(long pid);
  * timeout, a lost connection, a reply over the limit, or one that is not a frame. */
 size_t kb_exchange(const char *sock, const char *request, size_t len);
 /* After sending: the daemon went away without a reply, or replied DAEMON_UNREACHABLE itself. */
-KB_NORETURN void kb_unreachable_after_send(const char *message, size_t len);
+KB_NORETURN void kb_unreachable_after_send(struct kb_text message);
 /* Nothing to connect to (connect() failed with `err`, or there is no socket: ENOENT): inside a
  * sandbox that is by design (SANDBOXED); otherwise the Node shim decides, autostart and all. */
 KB_NORETURN void kb_no_daemon(int err);
-/* The environment carries the sandbox's marker (src/client/sandbox.ts inSandbox). */
-int kb_in_sandbox(void);
 
 #endif

@@ -14,90 +14,60 @@
 #define PATH_MAX 4096
 #endif
 
-/* path.resolve(p) for a UTF-8 path: absolute against the working directory, '.', '..' and
- * repeated or trailing slashes removed. */
-static int resolve_path(const char *p, char *out, size_t size) {
-  struct buf full = {0};
-  char cwd[PATH_MAX];
-  if (p[0] != '/') {
-    if (!getcwd(cwd, sizeof cwd)) return 0;
-    buf_str(&full, cwd);
-    buf_str(&full, "/");
-  }
-  buf_str(&full, p);
-  size_t o = 0, n = full.len;
-  const char *s = full.data;
-  int ok = 1;
-  for (size_t i = 0; i < n && ok;) {
-    while (i < n && s[i] == '/') i++;
-    size_t j = i;
-    while (j < n && s[j] != '/') j++;
+/* The segments of path s, appended to out[0..*o) as path.resolve does: '.', '..' and repeated or
+ * trailing slashes removed. 0 when they do not fit. */
+static int add_segments(const char *s, char *out, size_t *o, size_t size) {
+  for (size_t i = 0, j; s[i]; i = j) {
+    while (s[i] == '/') i++;
+    for (j = i; s[j] && s[j] != '/';) j++;
     size_t len = j - i;
     if (len == 2 && s[i] == '.' && s[i + 1] == '.') {
-      while (o > 0 && out[o - 1] != '/') o--;
-      if (o > 0) o--;
+      while (*o > 0 && out[*o - 1] != '/') --*o;
+      if (*o > 0) --*o;
     } else if (len > 0 && !(len == 1 && s[i] == '.')) {
-      ok = o + 1 + len + 1 <= size;
-      if (ok) {
-        out[o++] = '/';
-        memcpy(out + o, s + i, len);
-        o += len;
-      }
+      if (*o + 1 + len + 1 > size) return 0;
+      out[(*o)++] = '/';
+      memcpy(out + *o, s + i, len);
+      *o += len;
     }
-    i = j;
   }
-  if (ok && o == 0) out[o++] = '/';
-  if (ok) out[o] = '\0';
-  free(full.data);
-  return ok;
-}
-
-/* expandHome (os.homedir() is $HOME when set), then resolve: for --socket and KEYBROKER_SOCKET. */
-static int resolve_user_path(const char *p, char *out, size_t size) {
-  if (!(p[0] == '~' && (p[1] == '\0' || p[1] == '/'))) return resolve_path(p, out, size);
-  const char *home = getenv("HOME");
-  if (!home || home[0] != '/') return 0;
-  struct buf joined = {0};
-  buf_str(&joined, home);
-  buf_str(&joined, "/");
-  buf_str(&joined, p + 1);
-  int ok = resolve_path(joined.data, out, size);
-  free(joined.data);
-  return ok;
+  return 1;
 }
 
 int kb_socket_path(const char *flag, char *out, size_t size) {
-  const char *env_socket = getenv(KB_SOCKET_SOCKET_ENV);
-  const char *runtime = getenv(KB_SOCKET_RUNTIME_DIR_ENV);
-  int ok;
-  if (flag) {
-    ok = resolve_user_path(flag, out, size);
-  } else if (env_socket && *env_socket) {
-    ok = resolve_user_path(env_socket, out, size);
-  } else {
-    struct buf p = {0};
-    if (runtime && runtime[0] == '/') {
-      buf_str(&p, runtime);
-    } else {
-      const char *home = getenv("HOME");
-      if (!home || home[0] != '/') return 0;
+  const char *env_socket = getenv(KB_SOCKET_SOCKET_ENV), *runtime = getenv(KB_SOCKET_RUNTIME_DIR_ENV);
+  const char *home = getenv("HOME"), *state = getenv(KB_SOCKET_STATE_HOME_ENV);
+  /* The path is base then rest: --socket or KEYBROKER_SOCKET with ~ expanded (expandHome), else
+   * the default directory and the socket's name. */
+  const char *base = "", *rest = flag ? flag : env_socket && *env_socket ? env_socket : NULL;
+  if (rest && rest[0] == '~' && (rest[1] == '\0' || rest[1] == '/')) {
+    base = home;
+    rest++;
+  } else if (!rest && runtime && runtime[0] == '/') {
+    base = runtime;
+    rest = "/" KB_SOCKET_DIR "/" KB_SOCKET_FILE;
 #ifdef __APPLE__
-      buf_str(&p, home);
-      buf_str(&p, "/" KB_SOCKET_DARWIN_STATE_DIR);
+  } else if (!rest) {
+    (void)state; /* macOS has no XDG_STATE_HOME */
+    base = home;
+    rest = "/" KB_SOCKET_DARWIN_STATE_DIR "/" KB_SOCKET_DIR "/" KB_SOCKET_FILE;
 #else
-      const char *state = getenv(KB_SOCKET_STATE_HOME_ENV);
-      if (state && state[0] == '/') {
-        buf_str(&p, state);
-      } else {
-        buf_str(&p, home);
-        buf_str(&p, "/" KB_SOCKET_STATE_DIR);
-      }
+  } else if (!rest && state && state[0] == '/') {
+    base = state;
+    rest = "/" KB_SOCKET_DIR "/" KB_SOCKET_FILE;
+  } else if (!rest) {
+    base = home;
+    rest = "/" KB_SOCKET_STATE_DIR "/" KB_SOCKET_DIR "/" KB_SOCKET_FILE;
 #endif
-    }
-    buf_str(&p, "/" KB_SOCKET_DIR "/" KB_SOCKET_FILE);
-    ok = resolve_path(p.data, out, size);
-    free(p.data);
   }
-  size_t len = ok ? strlen(out) : 0;
-  return ok && len <= KB_MAX_SOCKET_PATH_BYTES && kb_utf8_valid((const unsigned char *)out, len);
+  /* os.homedir() is $HOME when set; without one, or with a relative one, the Node shim decides. */
+  if (!base || (base == home && home[0] != '/')) return 0;
+  char cwd[PATH_MAX];
+  size_t o = 0;
+  int relative = !base[0] && rest[0] != '/';
+  if (relative && (!getcwd(cwd, sizeof cwd) || !add_segments(cwd, out, &o, size))) return 0;
+  if (!add_segments(base, out, &o, size) || !add_segments(rest, out, &o, size)) return 0;
+  if (o == 0) out[o++] = '/';
+  out[o] = '\0';
+  return o <= KB_MAX_SOCKET_PATH_BYTES && kb_utf8_valid((const unsigned char *)out, o);
 }
