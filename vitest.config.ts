@@ -7,8 +7,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // The tests that drive real external programs run once per CI run (test/external.ts).
     exclude: [...configDefaults.exclude, ...(externalTestsOff() ? EXTERNAL_TESTS : [])],
-    // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts).
-    setupFiles: ['test/setup/tmp-mode-guard.ts'],
+    // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts); what the fixtures
+    // made for a file is stopped and removed when its tests are done (test/setup/cleanup.ts).
+    setupFiles: ['test/setup/tmp-mode-guard.ts', 'test/setup/cleanup.ts'],
     // Vitest's default is one worker per core but one: a single worker on CI's 2 cores. The test
     // files mostly wait on the daemons, shims and compilers they spawn (a full run: 443 s of CPU in
     // ~270 s on an idle machine with one worker), so a second worker fills the other core's gaps.

@@ -4,7 +4,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   createAdapter,
@@ -18,8 +17,9 @@ import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { SecretValue } from '../../src/secret.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
+import { capturedLog } from '../helpers/captured-log.js';
+import { cleanUp, privateTempDir } from '../helpers/cleanup.js';
 import { startFakeAwsIdentity, type FakeAwsIdentity } from '../fakes/fake-aws-identity.js';
-import { privateTempDir } from '../helpers/daemon.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -121,7 +121,6 @@ describeAdapterContract('aws-credentials', async () => {
       'aws-credentials://x?y=1',
       'aws-credentials:///',
     ],
-    cleanup: async () => fs.rmSync(files.dir, { recursive: true, force: true }),
   };
 });
 
@@ -133,13 +132,10 @@ describe('aws-credentials source', () => {
 
   beforeAll(async () => {
     fake = await startFakeAwsIdentity({ lifetimeMs: 60 * 60_000 });
+    cleanUp(() => fake.close());
     process.env.AWS_ENDPOINT_URL_STS = fake.url;
     process.env.AWS_ENDPOINT_URL_SSO = fake.url;
     process.env.HOME = files.dir;
-  });
-  afterAll(async () => {
-    await fake.close();
-    fs.rmSync(files.dir, { recursive: true, force: true });
   });
   beforeEach(() => {
     adapter = createAdapter({ settings: undefined, env: files.env, log });
@@ -415,14 +411,10 @@ describe('aws-credentials source', () => {
 
   it('fails a default chain that finds nothing with AUTH_REQUIRED and a way forward', async () => {
     const empty = awsFiles('kb-awsc3-');
-    try {
-      const none = createAdapter({ settings: undefined, env: empty.env, log });
-      const err = await fetchErr(none, 'aws-credentials://');
-      expect(err.code).toBe('AUTH_REQUIRED');
-      expect(err.fix).toContain('aws configure');
-    } finally {
-      fs.rmSync(empty.dir, { recursive: true, force: true });
-    }
+    const none = createAdapter({ settings: undefined, env: empty.env, log });
+    const err = await fetchErr(none, 'aws-credentials://');
+    expect(err.code).toBe('AUTH_REQUIRED');
+    expect(err.fix).toContain('aws configure');
   });
 
   it('gives up at once when the profile timeout fires during a slow credential_process', async () => {
@@ -472,14 +464,7 @@ describe('aws-credentials source', () => {
   });
 
   it('keeps keys, tokens and backend messages out of its log lines', async () => {
-    let logged = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logged += chunk.toString();
-        cb();
-      },
-    });
-    const debugLog = createLogger({ level: 'trace', destination: sink });
+    const { log: debugLog, text: logged } = capturedLog('trace');
     const noisy = createAdapter({ settings: undefined, env: files.env, log: debugLog });
     files.writeConfig({
       'profile deploy': {
@@ -493,7 +478,7 @@ describe('aws-credentials source', () => {
     fake.failNext({ status: 403, code: 'AccessDenied', message: 'FAULT-MARKER-LOG' });
     await noisy.fetch(parse(noisy, 'aws-credentials://deploy'), fetchContext({ log: debugLog })).catch(() => {});
     await noisy.fetch(parse(noisy, 'aws-credentials://static'), fetchContext({ log: debugLog }));
-    expect(logged).toContain('AWS credentials resolved');
+    expect(logged()).toContain('AWS credentials resolved');
     for (const secret of [
       issued.SecretAccessKey!,
       issued.SessionToken!,
@@ -502,7 +487,7 @@ describe('aws-credentials source', () => {
       'static-session-1',
       'FAULT-MARKER-LOG',
     ]) {
-      expect(logged).not.toContain(secret);
+      expect(logged()).not.toContain(secret);
     }
   });
 });

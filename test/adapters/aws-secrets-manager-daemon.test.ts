@@ -3,10 +3,11 @@
 // `sh -c` the way Claude Code runs apiKeyHelper. Needs `npm run build`.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
-import { privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { privateTempDir, ROOT, run, startDaemon, unsetEnv, type DaemonHandle } from '../helpers/daemon.js';
 
 const CONFIG = `
 aws:
@@ -50,6 +51,7 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
 
   beforeAll(async () => {
     fake = await FakeSecretsManager.start({ regions: ['us-east-1', 'eu-west-1'] });
+    cleanUp(() => fake.close());
     fake.put('prod/anthropic', JSON.stringify({ api_key: SECRETS[0], note: 'first' }));
     fake.put('prod/whole-key', SECRETS[2]!);
     fake.put('prod/eu-key', SECRETS[3]!, { region: 'eu-west-1' });
@@ -71,11 +73,7 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
       { mode: 0o600 },
     );
     // Nothing from the developer's own AWS setup may reach the daemon.
-    const clean = Object.fromEntries(
-      Object.keys(process.env)
-        .filter((k) => k.startsWith('AWS_'))
-        .map((k) => [k, undefined]),
-    );
+    const clean = unsetEnv('AWS_');
     handle = await startDaemon({
       config: CONFIG,
       dir,
@@ -91,12 +89,6 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
         AWS_EC2_METADATA_DISABLED: 'true',
       },
     });
-  });
-
-  afterAll(async () => {
-    await handle?.stop();
-    await fake?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('prints the JSON key of the secret, and answers the next call from the cache', async () => {
@@ -197,6 +189,7 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
 describe('aws-sm loading', () => {
   it('loads the AWS SDK on the first fetch, not when the adapter is created or parses', async () => {
     const fake = await FakeSecretsManager.start();
+    cleanUp(() => fake.close());
     fake.put('lazy/key', 'sk-ant-lazy');
     const adapterUrl = new URL(
       `file://${path.join(ROOT, 'dist', 'adapters', 'aws-secrets-manager', 'aws-secrets-manager-adapter.js')}`,
@@ -218,30 +211,21 @@ describe('aws-sm loading', () => {
       process.stdout.write(JSON.stringify({ afterParse, afterFetch, bytes: result.value.byteLength }));
     `;
     const dir = privateTempDir('kb-awsl-');
-    try {
-      const clean = Object.fromEntries(
-        Object.keys(process.env)
-          .filter((k) => k.startsWith('AWS_'))
-          .map((k) => [k, undefined]),
-      );
-      const result = await run(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
-        env: {
-          ...process.env,
-          ...clean,
-          HOME: dir,
-          AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
-          AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
-          AWS_EC2_METADATA_DISABLED: 'true',
-          AWS_CONFIG_FILE: path.join(dir, 'none'),
-          AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'),
-        },
-      });
-      expect(result.stderr).toBe('');
-      expect(JSON.parse(result.stdout)).toEqual({ afterParse: false, afterFetch: true, bytes: 'sk-ant-lazy'.length });
-    } finally {
-      await fake.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const clean = unsetEnv('AWS_');
+    const result = await run(process.execPath, ['--input-type=module', '--no-warnings', '-e', script], {
+      env: {
+        ...process.env,
+        ...clean,
+        HOME: dir,
+        AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_CONFIG_FILE: path.join(dir, 'none'),
+        AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'),
+      },
+    });
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout)).toEqual({ afterParse: false, afterFetch: true, bytes: 'sk-ant-lazy'.length });
   });
 });
 
@@ -250,6 +234,7 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
     const OLD = TEST_CREDENTIALS;
     const NEW = { accessKeyId: 'AKIAROTATED0000NEW01', secretAccessKey: 'rotated/secret/access/key/for/the/test/0001' };
     const fake = await FakeSecretsManager.start({ credentials: [OLD] });
+    cleanUp(() => fake.close());
     fake.put('prod/rotating', 'sk-ant-before-rotation-1a');
     const dir = privateTempDir('kb-awsr-');
     const credentialsFile = path.join(dir, 'aws-credentials');
@@ -260,11 +245,7 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
         { mode: 0o600 },
       );
     writeCredentials(OLD);
-    const clean = Object.fromEntries(
-      Object.keys(process.env)
-        .filter((k) => k.startsWith('AWS_'))
-        .map((k) => [k, undefined]),
-    );
+    const clean = unsetEnv('AWS_');
     const daemon = await startDaemon({
       config: 'aws:\n  region: us-east-1\nprofiles:\n  rotating:\n    source: aws-sm://prod/rotating\n    ttl: 1h\n',
       dir,
@@ -278,34 +259,28 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
         AWS_EC2_METADATA_DISABLED: 'true',
       },
     });
-    try {
-      expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-before-rotation-1a\n' });
-      // The admin creates a new key, writes it to ~/.aws/credentials, deletes the old one, and
-      // rotates the secret.
-      fake.addCredentials(NEW);
-      writeCredentials(NEW);
-      fake.revokeCredentials(OLD.accessKeyId);
-      fake.put('prod/rotating', 'sk-ant-after-rotation-2b');
-      const before = fake.calls().length;
-      const refresh = await daemon.cli(['refresh', 'rotating']);
-      expect(refresh).toMatchObject({ code: 0, stderr: '' });
-      expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-after-rotation-2b\n' });
-      // One rejected attempt with the old key, one good one with the new: within the same fetch.
-      expect(
-        fake
-          .calls()
-          .slice(before)
-          .map((c) => [c.accessKeyId, c.error ?? 'ok']),
-      ).toEqual([
-        [OLD.accessKeyId, 'UnrecognizedClientException'],
-        [NEW.accessKeyId, 'ok'],
-      ]);
-      expect(daemon.log()).toContain('AWS rejected the credentials: resolving them again and retrying once');
-      expect(daemon.log()).not.toContain(NEW.secretAccessKey);
-    } finally {
-      await daemon.stop();
-      await fake.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-before-rotation-1a\n' });
+    // The admin creates a new key, writes it to ~/.aws/credentials, deletes the old one, and
+    // rotates the secret.
+    fake.addCredentials(NEW);
+    writeCredentials(NEW);
+    fake.revokeCredentials(OLD.accessKeyId);
+    fake.put('prod/rotating', 'sk-ant-after-rotation-2b');
+    const before = fake.calls().length;
+    const refresh = await daemon.cli(['refresh', 'rotating']);
+    expect(refresh).toMatchObject({ code: 0, stderr: '' });
+    expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-after-rotation-2b\n' });
+    // One rejected attempt with the old key, one good one with the new: within the same fetch.
+    expect(
+      fake
+        .calls()
+        .slice(before)
+        .map((c) => [c.accessKeyId, c.error ?? 'ok']),
+    ).toEqual([
+      [OLD.accessKeyId, 'UnrecognizedClientException'],
+      [NEW.accessKeyId, 'ok'],
+    ]);
+    expect(daemon.log()).toContain('AWS rejected the credentials: resolving them again and retrying once');
+    expect(daemon.log()).not.toContain(NEW.secretAccessKey);
   });
 });

@@ -4,16 +4,16 @@
 // starts from a clean AWS environment (vi.stubEnv) pointing at temporary ~/.aws files.
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAdapter } from '../../adapters/aws-secrets-manager/aws-secrets-manager-adapter.js';
 import { formatSecretUri, parseSecretUri } from '../../adapters/aws-secrets-manager/aws-sm-uri.js';
 import { parseAwsSettings, type Adapter } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
+import { cleanUp, privateTempDir } from '../helpers/cleanup.js';
 import {
   FakeSecretsManager,
   signedHeaders,
@@ -42,7 +42,8 @@ beforeAll(async () => {
     regions: ['us-east-1', 'eu-west-1'],
     credentials: [TEST_CREDENTIALS, FILE_CREDENTIALS, SESSION_CREDENTIALS],
   });
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-awssm-'));
+  cleanUp(() => fake.close());
+  dir = privateTempDir('kb-awssm-');
   fs.mkdirSync(path.join(dir, 'home'), { mode: 0o700 });
   configFile = path.join(dir, 'aws-config');
   credentialsFile = path.join(dir, 'aws-credentials');
@@ -87,11 +88,6 @@ beforeAll(async () => {
   );
 });
 
-afterAll(async () => {
-  await fake.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
 /** A clean AWS environment: static test keys, the fake as endpoint, no real ~/.aws, no IMDS. */
 beforeEach(() => {
   for (const key of Object.keys(process.env)) if (key.startsWith('AWS_')) vi.stubEnv(key, undefined);
@@ -110,14 +106,10 @@ afterEach(() => {
   fake.reset();
 });
 
-const adapters: Adapter[] = [];
-afterAll(async () => {
-  await Promise.all(adapters.map((a) => a.close()));
-});
-
+/** An adapter closed when the test (or, made outside one, the file) is done. */
 function newAdapter(settings?: Record<string, unknown>, log = silent): Adapter {
   const adapter = createAdapter({ settings, env: process.env, log });
-  adapters.push(adapter);
+  cleanUp(() => adapter.close());
   return adapter;
 }
 

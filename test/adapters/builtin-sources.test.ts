@@ -1,14 +1,14 @@
 // env:, file: and exec: against the real environment, files and commands.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAdapter as createEnv } from '../../adapters/env/env-adapter.js';
 import { createAdapter as createExec, labelFor } from '../../adapters/exec/exec-adapter.js';
 import { createAdapter as createFile } from '../../adapters/file/file-adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
-import { privateTempDir, waitFor } from '../helpers/daemon.js';
+import { isRunning, privateTempDir, waitFor } from '../helpers/daemon.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -35,7 +35,6 @@ describeAdapterContract('file', async () => {
     },
     missingUri: 'file:~/missing.key',
     invalidUris: ['file:relative/key', 'file:'],
-    cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 });
 
@@ -49,24 +48,12 @@ describeAdapterContract('exec', async () => {
     // exec's "not found" is the shell's exit 127: the command does not exist.
     missingUri: `exec:${path.join(dir, 'no-such-command')}`,
     invalidUris: ['exec:', 'exec:   '],
-    cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 });
-
-/** Running, not merely a zombie (a container's pid 1 may never reap orphans). */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 describe('exec source', () => {
   const dir = privateTempDir('kb-exec2-');
   const adapter = createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const fetchErr = async (command: string, signal?: AbortSignal): Promise<BrokerError> => {
     const ref = await adapter.parse(`exec:${command}`, { overrides: undefined, profile: 't' });
@@ -110,7 +97,7 @@ describe('exec source', () => {
     expect(Date.now() - started).toBeLessThan(2000);
     const pid = Number(fs.readFileSync(pidFile, 'utf8'));
     await new Promise((r) => setTimeout(r, 300));
-    expect(isAlive(pid)).toBe(false);
+    expect(isRunning(pid)).toBe(false);
   });
 
   it.skipIf(process.platform !== 'linux' || !fs.existsSync('/usr/bin/setsid'))(
@@ -126,7 +113,7 @@ describe('exec source', () => {
       const pid = Number(fs.readFileSync(pidFile, 'utf8'));
       expect(pid).toBeGreaterThan(1);
       // Not in the shell's process group: the group kill alone would leave it running.
-      await waitFor(() => !isAlive(pid), 3_000, 'the escaped process to be killed');
+      await waitFor(() => !isRunning(pid), 3_000, 'the escaped process to be killed');
     },
   );
 
@@ -152,7 +139,6 @@ describe('exec source', () => {
 describe('exec source with output: json', () => {
   const dir = privateTempDir('kb-exec3-');
   const adapter = createExec({ settings: undefined, env: { ...process.env, HOME: dir }, log });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const SECRET = 'sk-ant-json-SECRET-4b3c2d1e';
 
   /** Run a command that prints `printed` (written to a file, so no shell quoting gets in the way). */
@@ -215,7 +201,6 @@ describe('exec source with output: json', () => {
 describe('file source', () => {
   const dir = privateTempDir('kb-file2-');
   const adapter = createFile({ settings: undefined, env: { HOME: dir }, log });
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const attempt = async (name: string) => {
     const ref = await adapter.parse(`file:~/${name}`, { overrides: undefined, profile: 't' });

@@ -1,37 +1,29 @@
 // exec: commands run without the values other profiles read from the daemon's environment: the
 // variables env: sources name are withheld, unless a profile lets them through (exec.passEnv).
 // The real daemon, its real config load and real commands.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { describe, expect, it } from 'vitest';
+import { sharedDaemon } from '../helpers/daemon.js';
 
 const SECRET = 'sk-env-profile-secret-61c2';
 const probe = (name: string, fallback: string): string => `exec:printf '%s' "\${${name}:-${fallback}}"`;
 
 describe("exec: sources and other profiles' environment variables", () => {
-  let d: DaemonHandle;
-  beforeAll(async () => {
-    d = await startDaemon({
-      config: [
-        'profiles:',
-        '  default:',
-        '    source: env:KB_EXEC_SECRET',
-        '  probe:',
-        `    source: ${probe('KB_EXEC_SECRET', 'withheld')}`,
-        '  passed:',
-        `    source: ${probe('KB_EXEC_SECRET', 'withheld')}`,
-        '    exec:',
-        '      passEnv: [KB_EXEC_SECRET]',
-        '  plain:',
-        `    source: ${probe('KB_EXEC_PLAIN', 'absent')}`,
-        '',
-      ].join('\n'),
-      env: { KB_EXEC_SECRET: SECRET, KB_EXEC_PLAIN: 'plain-value' },
-    });
-  });
-  afterAll(async () => {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
+  const d = sharedDaemon({
+    config: [
+      'profiles:',
+      '  default:',
+      '    source: env:KB_EXEC_SECRET',
+      '  probe:',
+      `    source: ${probe('KB_EXEC_SECRET', 'withheld')}`,
+      '  passed:',
+      `    source: ${probe('KB_EXEC_SECRET', 'withheld')}`,
+      '    exec:',
+      '      passEnv: [KB_EXEC_SECRET]',
+      '  plain:',
+      `    source: ${probe('KB_EXEC_PLAIN', 'absent')}`,
+      '',
+    ].join('\n'),
+    env: { KB_EXEC_SECRET: SECRET, KB_EXEC_PLAIN: 'plain-value' },
   });
 
   const get = async (profile: string): Promise<string> => {

@@ -4,8 +4,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import {
   CLI,
   filesHolding,
@@ -19,16 +20,6 @@ import { SECRET_SERVICE_SKIP, startBus, startSecretService, type SecretService }
 
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 const root = privateTempDir('kb-kr-');
-const daemons: DaemonHandle[] = [];
-let service: SecretService | undefined;
-
-afterEach(async () => {
-  await Promise.all(daemons.splice(0).map((d) => d.stop()));
-});
-afterAll(async () => {
-  await service?.stop();
-  fs.rmSync(root, { recursive: true, force: true });
-});
 
 const CONFIG = `profiles:
   default:
@@ -40,9 +31,7 @@ const CONFIG = `profiles:
 `;
 
 async function daemon(env: NodeJS.ProcessEnv, config = CONFIG): Promise<DaemonHandle> {
-  const d = await startDaemon({ config, env, dir: fs.mkdtempSync(path.join(root, 'd-')) });
-  daemons.push(d);
-  return d;
+  return startDaemon({ config, env, dir: fs.mkdtempSync(path.join(root, 'd-')) });
 }
 
 function fetches(status: StatusReply, profile: string): number {
@@ -52,8 +41,7 @@ function fetches(status: StatusReply, profile: string): number {
 describe.skipIf(SECRET_SERVICE_SKIP)('keyring: with a Secret Service', () => {
   let ss: SecretService;
   beforeAll(async () => {
-    service = await startSecretService(path.join(root, 'ss'));
-    ss = service;
+    ss = await startSecretService(path.join(root, 'ss'));
   });
 
   describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
@@ -171,7 +159,6 @@ describe.skipIf(SECRET_SERVICE_SKIP)('keyring: a locked keyring', () => {
     await locked.secretTool(['store', '--label=k', 'service', 'keybroker', 'username', 'default'], 'sk-locked-away');
     await locked.lock();
   });
-  afterAll(() => locked.stop());
 
   it('reading is AUTH_REQUIRED (exit 12) and says to unlock; key set and key delete too', async () => {
     const d = await daemon(locked.env);
@@ -195,14 +182,11 @@ describe('keyring: no Secret Service', () => {
 
   it.skipIf(SECRET_SERVICE_SKIP)('with a bus but no Secret Service on it: UNAVAILABLE (exit 13)', async () => {
     const bus = await startBus(path.join(root, 'empty-bus'));
-    try {
-      const d = await daemon({ DBUS_SESSION_BUS_ADDRESS: bus.address });
-      const r = await d.shim('default');
-      expect(r.code).toBe(13);
-      expect(r.stderr).toContain('no Secret Service on this session bus');
-    } finally {
-      bus.proc.kill('SIGTERM');
-    }
+    killWhenDone(bus.proc);
+    const d = await daemon({ DBUS_SESSION_BUS_ADDRESS: bus.address });
+    const r = await d.shim('default');
+    expect(r.code).toBe(13);
+    expect(r.stderr).toContain('no Secret Service on this session bus');
   });
 });
 

@@ -1,6 +1,5 @@
 // keyring: against a real Secret Service (gnome-keyring-daemon on a private session bus), with
 // entries written and read back by secret-tool, the Secret Service's own command-line client.
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdapter } from '../../adapters/keyring/keyring-adapter.js';
 import { parseKeyringUri } from '../../adapters/keyring/keyring-uri.js';
@@ -27,11 +26,6 @@ async function secretService(): Promise<SecretService> {
   }
   return service;
 }
-
-afterAll(async () => {
-  await service?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
 
 describe.skipIf(SECRET_SERVICE_SKIP)('keyring: against gnome-keyring', () => {
   describeAdapterContract('keyring', async () => {

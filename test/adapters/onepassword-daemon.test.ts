@@ -1,7 +1,7 @@
 // The daemon serving op:// profiles end to end: a real daemon on a real socket (in this process, so
 // its op: adapter can be handed the fake 1Password client), the built shim run through `sh -c` as
 // Claude Code runs apiKeyHelper, and the built CLI for status.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { createOnePasswordAdapter } from '../../adapters/onepassword/onepassword-adapter.js';
 import { ERROR_CODES, type RefreshReply, type StatusReply } from '../../src/protocol/messages.js';
@@ -53,10 +53,6 @@ describe('daemon serving op:// profiles through the shim', () => {
         },
       },
     });
-  });
-
-  afterAll(async () => {
-    await d?.stop();
   });
 
   it('prints the value once fetched, then answers from cache without asking 1Password again', async () => {
@@ -142,10 +138,6 @@ describe('daemon with op:// profiles and no 1Password credentials', () => {
         op: { createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => fake }) },
       },
     });
-  });
-
-  afterAll(async () => {
-    await d?.stop();
   });
 
   it('fails at once, saying how to authenticate', async () => {

@@ -2,12 +2,11 @@
 //   OP_SERVICE_ACCOUNT_TOKEN   a service account token that can read the reference below
 //   KEYBROKER_TEST_OP_REF      an op:// reference to a non-empty test field, e.g. op://CI/keybroker-test/credential
 // It reads that field (two reads: one value, one deliberately missing field of the same item).
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createAdapter } from '../../adapters/onepassword/onepassword-adapter.js';
 import { BrokerError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
 import { fetchContext } from '../contract/adapter-contract.js';
+import { capturedLog } from '../helpers/captured-log.js';
 
 const token = process.env.OP_SERVICE_ACCOUNT_TOKEN ?? '';
 const reference = process.env.KEYBROKER_TEST_OP_REF ?? '';
@@ -16,17 +15,11 @@ describe('op: against real 1Password (opt-in)', () => {
   it.skipIf(token === '' || reference === '')(
     'resolves KEYBROKER_TEST_OP_REF and reports a missing field as NOT_FOUND, leaking nothing',
     async () => {
-      let logText = '';
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          logText += chunk.toString();
-          cb();
-        },
-      });
+      const captured = capturedLog('debug');
       const adapter = createAdapter({
         settings: undefined,
         env: { OP_SERVICE_ACCOUNT_TOKEN: token },
-        log: createLogger({ level: 'debug', destination: sink }),
+        log: captured.log,
       });
       try {
         const ref = await adapter.parse(reference, { overrides: undefined, profile: 'live' });
@@ -47,7 +40,7 @@ describe('op: against real 1Password (opt-in)', () => {
 
         const status = adapter.status!().join('\n');
         expect(status).toContain('2 reads in the last hour');
-        for (const text of [logText, status, (err as BrokerError).message]) {
+        for (const text of [captured.text(), status, (err as BrokerError).message]) {
           expect(text).not.toContain(token);
           expect(text).not.toContain(value);
         }

@@ -3,8 +3,7 @@
 // validation, and — where it works offline — the real SDK's createClient.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { systemClock, type Adapter, type FetchReason } from '../../src/adapter.js';
 import { adapterFor } from '../../adapters/registry.js';
 import { AdapterPool } from '../../src/adapter-pool.js';
@@ -27,36 +26,14 @@ import { ReadBudget, RATE_LIMIT_PAUSE } from '../../adapters/onepassword/read-bu
 import { ResolveBatcher } from '../../adapters/onepassword/resolve-batcher.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
 import { FakeOnePasswordClient, type FakeFailure } from '../fakes/fake-onepassword-client.js';
-import { privateTempDir } from '../helpers/daemon.js';
+import { capturedLog } from '../helpers/captured-log.js';
+import { privateTempDir } from '../helpers/cleanup.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 // Distinctive, so a leak anywhere is easy to find.
 const TOKEN = 'ops_eyJzaWduSW5BZGRyZXNzIjoi-FAKE-TOKEN-4b7d21';
 const VALUE = 'sk-ant-api03-FAKE-VALUE-9f3c0e';
 const silent = createLogger({ level: 'silent' });
-const tempDirs: string[] = [];
-
-afterAll(() => {
-  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join('/tmp', 'kb-op-'));
-  fs.chmodSync(dir, 0o700);
-  tempDirs.push(dir);
-  return dir;
-}
-
-function capturedLogger(): { log: ReturnType<typeof createLogger>; text: () => string } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return { log: createLogger({ level: 'debug', destination: sink }), text: () => text };
-}
 
 interface Harness {
   adapter: Adapter<OpRef>;
@@ -78,7 +55,7 @@ function harness(
 ): Harness {
   const fake = options.fake ?? new FakeOnePasswordClient({ credentialText: TOKEN });
   const auths: OnePasswordAuth[] = [];
-  const { log, text } = capturedLogger();
+  const { log, text } = capturedLog();
   const { settings, env, factory, ...rest } = options;
   const adapter = createOnePasswordAdapter(
     { settings: { batchWindow: '2ms', ...settings }, env: env ?? { OP_SERVICE_ACCOUNT_TOKEN: TOKEN }, log },
@@ -167,32 +144,27 @@ describe('op: references', () => {
     expect(err.message).toContain('unknown query parameter');
     expect(err.message).not.toContain(VALUE);
     const dir = privateTempDir('kb-op-config-');
-    try {
-      const file = path.join(dir, 'config.yaml');
-      fs.writeFileSync(file, `profiles:\n  work:\n    source: op://Work/Anthropic/${VALUE}?x=1\n`, { mode: 0o600 });
-      const pool = new AdapterPool({
-        find: adapterFor,
-        env: { OP_SERVICE_ACCOUNT_TOKEN: TOKEN },
-        log: silent,
-        modules: {
-          op: {
-            createAdapter: (init) =>
-              createOnePasswordAdapter(init, { clientFactory: () => new FakeOnePasswordClient() }),
-          },
+    const file = path.join(dir, 'config.yaml');
+    fs.writeFileSync(file, `profiles:\n  work:\n    source: op://Work/Anthropic/${VALUE}?x=1\n`, { mode: 0o600 });
+    const pool = new AdapterPool({
+      find: adapterFor,
+      env: { OP_SERVICE_ACCOUNT_TOKEN: TOKEN },
+      log: silent,
+      modules: {
+        op: {
+          createAdapter: (init) => createOnePasswordAdapter(init, { clientFactory: () => new FakeOnePasswordClient() }),
         },
-      });
-      const configErr = await loadConfig(file, pool.acquire).then(
-        () => undefined,
-        (e: unknown) => e as ConfigError,
-      );
-      expect(configErr).toBeInstanceOf(ConfigError);
-      expect(configErr!.problems).toEqual([expect.objectContaining({ line: 3, path: 'profiles.work.source' })]);
-      expect(configErr!.report).not.toContain(VALUE);
-      expect(configErr!.message).not.toContain(VALUE);
-      await pool.closeAll();
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+      },
+    });
+    const configErr = await loadConfig(file, pool.acquire).then(
+      () => undefined,
+      (e: unknown) => e as ConfigError,
+    );
+    expect(configErr).toBeInstanceOf(ConfigError);
+    expect(configErr!.problems).toEqual([expect.objectContaining({ line: 3, path: 'profiles.work.source' })]);
+    expect(configErr!.report).not.toContain(VALUE);
+    expect(configErr!.message).not.toContain(VALUE);
+    await pool.closeAll();
     expect((await expectConfigInvalid(() => h.ref('op://Work/Anthropic', 'w2'))).message).toContain(
       'needs a vault, an item',
     );
@@ -311,7 +283,7 @@ describe('op: credentials', () => {
   });
 
   it("lets a profile's block replace the top-level credential", async () => {
-    const dir = tempDir();
+    const dir = privateTempDir('kb-op-');
     const tokenFile = path.join(dir, 'token');
     fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const h = harness({ settings: { tokenFile }, env: {}, fake: seeded() });
@@ -321,7 +293,7 @@ describe('op: credentials', () => {
   });
 
   it('reads a private token file, and a new token in it means a new client', async () => {
-    const dir = tempDir();
+    const dir = privateTempDir('kb-op-');
     const tokenFile = path.join(dir, 'token');
     fs.writeFileSync(tokenFile, `  ${TOKEN}\n`, { mode: 0o600 });
     const h = harness({ settings: { tokenFile: tokenFile }, env: {}, fake: seeded() });
@@ -337,7 +309,7 @@ describe('op: credentials', () => {
   });
 
   it('refuses a token file others can read, a missing one, and one without a token', async () => {
-    const dir = tempDir();
+    const dir = privateTempDir('kb-op-');
     const tokenFile = path.join(dir, 'token');
     const h = harness({ settings: { tokenFile }, env: {}, fake: seeded() });
     let err = await h.fetchErr(uri);
@@ -850,7 +822,7 @@ describe('op: the real SDK client factory, offline', () => {
 
   it('turns createClient rejecting a malformed token into AUTH_REQUIRED without quoting it', async () => {
     const badToken = 'ops_not-a-real-token-5e1f';
-    const { log, text } = capturedLogger();
+    const { log, text } = capturedLog();
     const adapter = createAdapter({ settings: undefined, env: { OP_SERVICE_ACCOUNT_TOKEN: badToken }, log });
     const ref = await adapter.parse('op://Work/Anthropic/credential', { overrides: undefined, profile: 't' });
     const err = (await adapter.fetch(ref, fetchContext()).then(

@@ -6,26 +6,25 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAdapter, createVaultAdapter, type VaultRef } from '../../adapters/vault/vault-adapter.js';
 import type { Adapter, AdapterInit } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { describeAdapterContract, fetchContext } from '../contract/adapter-contract.js';
-import { FakeVault, KV1_DEFAULT_LEASE_SEC, makeTestCertificate } from '../fakes/fake-vault.js';
+import { KV1_DEFAULT_LEASE_SEC, type FakeVault } from '../fakes/fake-vault.js';
+import { capturedLog } from '../helpers/captured-log.js';
+import { cleanUp, privateTempDir as tempDir } from '../helpers/cleanup.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+import { startFakeVault } from '../helpers/vault.js';
 
 const silent = createLogger({ level: 'silent' });
 
-function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  fs.chmodSync(dir, 0o700);
-  return dir;
-}
-
+/** An adapter closed when the test (or, made in a beforeAll, the file) is done. */
 function vaultAdapter(env: NodeJS.ProcessEnv, settings?: Record<string, unknown>, log = silent): Adapter<VaultRef> {
-  return createAdapter({ settings, env, log });
+  const adapter = createAdapter({ settings, env, log });
+  cleanUp(() => adapter.close());
+  return adapter;
 }
 
 async function parse(
@@ -83,9 +82,7 @@ async function closedPort(): Promise<number> {
 // ---- the shared contract ------------------------------------------------------------------------
 
 describeAdapterContract('vault', async () => {
-  const fake = await FakeVault.start();
-  fake.enableKv('secret', 2);
-  const token = fake.createToken({ read: ['secret/data/contract/*'] });
+  const { fake, token } = await startFakeVault({ token: { read: ['secret/data/contract/*'] } });
   const home = tempDir('kb-vault-c-');
   return {
     adapter: vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: token, HOME: home }),
@@ -111,17 +108,12 @@ describeAdapterContract('vault', async () => {
       'vault://secret/a%2Fb#f',
       'vault://secret/x%ZZ#f',
     ],
-    cleanup: async () => {
-      await fake.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    },
   };
 });
 
 // The same contract over KV v1 with AppRole auth: the other engine and the other login.
 describeAdapterContract('vault', async () => {
-  const fake = await FakeVault.start();
-  fake.enableKv('kv', 1);
+  const { fake } = await startFakeVault({ kv: { kv: 1 }, token: false });
   fake.createAppRole({
     roleId: 'role-contract',
     secretId: 'sid-contract-5f2e',
@@ -140,10 +132,6 @@ describeAdapterContract('vault', async () => {
     },
     missingUri: 'vault://kv/contract/missing',
     invalidUris: ['vault://kv', 'vault://kv/x?kv=1&version=3'],
-    cleanup: async () => {
-      await fake.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    },
   };
 });
 
@@ -156,17 +144,11 @@ describe('vault source: KV v1 and v2', () => {
   const home = tempDir('kb-vault-kv-');
 
   beforeAll(async () => {
-    fake = await FakeVault.start();
-    fake.enableKv('secret', 2);
-    fake.enableKv('kv', 1);
-    fake.enableKv('team/kv', 2);
-    token = fake.createToken({ read: ['secret/data/*', 'kv/*', 'team/kv/data/*'] });
+    ({ fake, token } = await startFakeVault({
+      kv: { secret: 2, kv: 1, 'team/kv': 2 },
+      token: { read: ['secret/data/*', 'kv/*', 'team/kv/data/*'] },
+    }));
     adapter = vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: token, HOME: home });
-  });
-  afterAll(async () => {
-    await adapter.close();
-    await fake.close();
-    fs.rmSync(home, { recursive: true, force: true });
   });
   afterEach(() => fake.clearRequests());
 
@@ -303,18 +285,13 @@ describe('vault source: the KV version preflight and ?kv=', () => {
   const home = tempDir('kb-vault-pf-');
 
   beforeAll(async () => {
-    fake = await FakeVault.start();
-    fake.enableKv('secret', 2);
-    fake.enableKv('kv', 1);
-    fake.put('secret/app', { api_key: 'sk-pf-v2' });
-    fake.put('kv/app', { api_key: 'sk-pf-v1' });
-    const token = fake.createToken({ read: ['secret/data/app', 'kv/app'] });
-    adapter = vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: token, HOME: home });
-  });
-  afterAll(async () => {
-    await adapter.close();
-    await fake.close();
-    fs.rmSync(home, { recursive: true, force: true });
+    const vault = await startFakeVault({
+      kv: { secret: 2, kv: 1 },
+      secrets: { 'secret/app': { api_key: 'sk-pf-v2' }, 'kv/app': { api_key: 'sk-pf-v1' } },
+      token: { read: ['secret/data/app', 'kv/app'] },
+    });
+    fake = vault.fake;
+    adapter = vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: vault.token, HOME: home });
   });
   afterEach(() => fake.clearRequests());
 
@@ -338,18 +315,12 @@ describe('vault source: the KV version preflight and ?kv=', () => {
   });
 
   it('treats a Vault without the preflight endpoint (404) as KV v1, as the CLI does', async () => {
-    const old = await FakeVault.start();
-    old.enableKv('secret', 1);
+    const { fake: old, token } = await startFakeVault({ kv: { secret: 1 }, token: { root: true } });
     old.setPreflight('missing');
     old.put('secret/legacy', { api_key: 'sk-legacy' });
-    const legacy = vaultAdapter({ VAULT_ADDR: old.url, VAULT_TOKEN: old.createToken({ root: true }), HOME: home });
-    try {
-      expect((await read(legacy, 'vault://secret/legacy#api_key')).value.reveal()).toBe('sk-legacy');
-      expect(old.count({ path: 'secret/legacy' })).toBe(1);
-    } finally {
-      await legacy.close();
-      await old.close();
-    }
+    const legacy = vaultAdapter({ VAULT_ADDR: old.url, VAULT_TOKEN: token, HOME: home });
+    expect((await read(legacy, 'vault://secret/legacy#api_key')).value.reveal()).toBe('sk-legacy');
+    expect(old.count({ path: 'secret/legacy' })).toBe(1);
   });
 
   it('detects again after a read fails, so a remounted engine is found', async () => {
@@ -364,7 +335,7 @@ describe('vault source: the KV version preflight and ?kv=', () => {
 
 describe('vault source: namespaces', () => {
   it('sends X-Vault-Namespace on every request and reads the namespace’s own mounts', async () => {
-    const fake = await FakeVault.start();
+    const { fake } = await startFakeVault({ kv: {}, token: false });
     fake.enableKv('secret', 2, { namespace: 'team-a' });
     fake.put('secret/anthropic', { api_key: 'sk-namespaced' }, 'team-a');
     fake.createAppRole({ roleId: 'ns-role', secretId: 'ns-sid-91c3', read: ['secret/data/*'], namespace: 'team-a' });
@@ -378,46 +349,28 @@ describe('vault source: namespaces', () => {
     };
     const adapter = vaultAdapter(env, { auth: { method: 'approle' } });
     const outside = vaultAdapter({ ...env, VAULT_NAMESPACE: '' }, { auth: { method: 'approle' } });
-    try {
-      expect((await read(adapter, 'vault://secret/anthropic#api_key')).value.reveal()).toBe('sk-namespaced');
-      expect(fake.requests.map((r) => r.path)).toEqual([
-        'auth/approle/login',
-        'sys/internal/ui/mounts/secret/anthropic',
-        'secret/data/anthropic',
-      ]);
-      expect(fake.requests.every((r) => r.namespace === 'team-a')).toBe(true);
-      // Without the header the same login and path are not there.
-      fake.clearRequests();
-      const err = await failure(outside, 'vault://secret/anthropic#api_key');
-      expect(err.code).toBe('AUTH_REQUIRED');
-      expect(fake.requests.every((r) => r.namespace === undefined)).toBe(true);
-    } finally {
-      await adapter.close();
-      await outside.close();
-      await fake.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    }
+    expect((await read(adapter, 'vault://secret/anthropic#api_key')).value.reveal()).toBe('sk-namespaced');
+    expect(fake.requests.map((r) => r.path)).toEqual([
+      'auth/approle/login',
+      'sys/internal/ui/mounts/secret/anthropic',
+      'secret/data/anthropic',
+    ]);
+    expect(fake.requests.every((r) => r.namespace === 'team-a')).toBe(true);
+    // Without the header the same login and path are not there.
+    fake.clearRequests();
+    const err = await failure(outside, 'vault://secret/anthropic#api_key');
+    expect(err.code).toBe('AUTH_REQUIRED');
+    expect(fake.requests.every((r) => r.namespace === undefined)).toBe(true);
   });
 
   it('lets a profile set its own namespace over the top-level block', async () => {
-    const fake = await FakeVault.start();
+    const { fake, token } = await startFakeVault({ kv: {}, token: { root: true } });
     fake.enableKv('secret', 2, { namespace: 'team-b' });
     fake.put('secret/k', { api_key: 'sk-team-b' }, 'team-b');
     const home = tempDir('kb-vault-ns2-');
-    const adapter = vaultAdapter(
-      { VAULT_ADDR: fake.url, VAULT_TOKEN: fake.createToken({ root: true }), HOME: home },
-      { namespace: 'team-a' },
-    );
-    try {
-      expect((await read(adapter, 'vault://secret/k#api_key', { namespace: 'team-b' })).value.reveal()).toBe(
-        'sk-team-b',
-      );
-      expect(fake.requests.every((r) => r.namespace === 'team-b')).toBe(true);
-    } finally {
-      await adapter.close();
-      await fake.close();
-      fs.rmSync(home, { recursive: true, force: true });
-    }
+    const adapter = vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: token, HOME: home }, { namespace: 'team-a' });
+    expect((await read(adapter, 'vault://secret/k#api_key', { namespace: 'team-b' })).value.reveal()).toBe('sk-team-b');
+    expect(fake.requests.every((r) => r.namespace === 'team-b')).toBe(true);
   });
 });
 
@@ -430,17 +383,11 @@ describe('vault source: error mapping', () => {
   const home = tempDir('kb-vault-err-');
 
   beforeAll(async () => {
-    fake = await FakeVault.start();
-    fake.enableKv('secret', 2);
-    fake.put('secret/app', { api_key: 'sk-err-app' });
-    fake.put('secret/forbidden', { api_key: 'sk-err-forbidden' });
-    token = fake.createToken({ read: ['secret/data/app', 'secret/data/missing'] });
+    ({ fake, token } = await startFakeVault({
+      secrets: { 'secret/app': { api_key: 'sk-err-app' }, 'secret/forbidden': { api_key: 'sk-err-forbidden' } },
+      token: { read: ['secret/data/app', 'secret/data/missing'] },
+    }));
     adapter = vaultAdapter({ VAULT_ADDR: fake.url, VAULT_TOKEN: token, HOME: home });
-  });
-  afterAll(async () => {
-    await adapter.close();
-    await fake.close();
-    fs.rmSync(home, { recursive: true, force: true });
   });
   afterEach(() => fake.unseal());
 
@@ -519,7 +466,6 @@ describe('vault source: error mapping', () => {
       `cannot connect to Vault at http://127.0.0.1:${port} (connection refused): is Vault running, and is VAULT_ADDR right?`,
     );
     expectNoToken(err);
-    await down.close();
   });
 
   it('gives up at once when the profile timeout aborts a request Vault never answers', async () => {
@@ -538,19 +484,14 @@ describe('vault source: error mapping', () => {
     const dir = tempDir('kb-vault-home-');
     fs.writeFileSync(path.join(dir, '.vault-token'), 'hvs.not-a-token-the-fake-issued-000000\n', { mode: 0o600 });
     const stale = vaultAdapter({ VAULT_ADDR: fake.url, HOME: dir });
-    try {
-      const err = await failure(stale, 'vault://secret/app#api_key');
-      expect(err.code).toBe('AUTH_REQUIRED');
-      expect(err.message).toContain('~/.vault-token is invalid or expired');
-      expect(err.fix).toBe('run vault login');
-      expect(err.message).not.toContain('not-a-token');
-      // `vault login` writes a new token: picked up on the next fetch, no restart.
-      fs.writeFileSync(path.join(dir, '.vault-token'), `${token}\n`);
-      expect((await read(stale, 'vault://secret/app#api_key')).value.reveal()).toBe('sk-err-app');
-    } finally {
-      await stale.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const err = await failure(stale, 'vault://secret/app#api_key');
+    expect(err.code).toBe('AUTH_REQUIRED');
+    expect(err.message).toContain('~/.vault-token is invalid or expired');
+    expect(err.fix).toBe('run vault login');
+    expect(err.message).not.toContain('not-a-token');
+    // `vault login` writes a new token: picked up on the next fetch, no restart.
+    fs.writeFileSync(path.join(dir, '.vault-token'), `${token}\n`);
+    expect((await read(stale, 'vault://secret/app#api_key')).value.reveal()).toBe('sk-err-app');
   });
 
   it('a revoked VAULT_TOKEN → AUTH_REQUIRED naming VAULT_TOKEN; a valid one without the policy → PERMISSION_DENIED', async () => {
@@ -562,7 +503,6 @@ describe('vault source: error mapping', () => {
     expect(err.message).toContain('the Vault token from VAULT_TOKEN is invalid or expired');
     expect(err.message).not.toContain(revoked);
     expect(fake.count({ path: 'auth/token/lookup-self' })).toBeGreaterThan(0);
-    await a.close();
   });
 
   it('no token anywhere → AUTH_REQUIRED saying how to get one', async () => {
@@ -574,8 +514,6 @@ describe('vault source: error mapping', () => {
     expect(err.message).toContain('run vault login');
     // Nothing was sent without a token.
     expect(fake.requests.length).toBe(before);
-    await none.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
 
@@ -585,26 +523,23 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
   let fake: FakeVault;
   let plain: FakeVault;
   let token: string;
-  const dir = tempDir('kb-vault-tls-');
+  /** The certificates' directory, and HOME. */
+  let dir: string;
   let certFile: string;
   const uri = 'vault://secret/tls#api_key';
 
   beforeAll(async () => {
-    const cert = makeTestCertificate(dir);
-    certFile = cert.certFile;
+    const tls = await startFakeVault({
+      tls: true,
+      secrets: { 'secret/tls': { api_key: 'sk-over-tls' } },
+      token: { root: true },
+    });
+    ({ fake, token, dir } = tls);
+    certFile = tls.cert!.certFile;
     fs.mkdirSync(path.join(dir, 'cas'));
-    fs.copyFileSync(cert.certFile, path.join(dir, 'cas', 'vault.pem'));
+    fs.copyFileSync(certFile, path.join(dir, 'cas', 'vault.pem'));
     fs.writeFileSync(path.join(dir, 'cas', 'README'), 'not a certificate\n');
-    fake = await FakeVault.start({ tls: { key: cert.key, cert: cert.cert } });
-    fake.enableKv('secret', 2);
-    fake.put('secret/tls', { api_key: 'sk-over-tls' });
-    token = fake.createToken({ root: true });
-    plain = await FakeVault.start();
-  });
-  afterAll(async () => {
-    await fake.close();
-    await plain.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    ({ fake: plain } = await startFakeVault({ kv: {}, token: false }));
   });
 
   const env = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
@@ -676,27 +611,19 @@ describe('vault source: TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY)', ()
   });
 
   it('presents a client certificate (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY) to a Vault that requires one', async () => {
-    const server = makeTestCertificate(dir, 'mtls-server');
-    const client = makeTestCertificate(dir, 'mtls-client');
-    const mtls = await FakeVault.start({ tls: { key: server.key, cert: server.cert, clientCa: client.cert } });
-    mtls.enableKv('secret', 2);
-    mtls.put('secret/tls', { api_key: 'sk-over-mtls' });
-    const base = {
-      VAULT_ADDR: mtls.url,
-      VAULT_TOKEN: mtls.createToken({ root: true }),
-      HOME: dir,
-      VAULT_CACERT: server.certFile,
-    };
-    try {
-      expect(
-        (await attempt({ ...base, VAULT_CLIENT_CERT: client.certFile, VAULT_CLIENT_KEY: client.keyFile })).value,
-      ).toBe('sk-over-mtls');
-      const without = await attempt(base);
-      expect(without.value).toBeUndefined();
-      expect(mtls.count({ path: 'secret/data/tls' })).toBe(1);
-    } finally {
-      await mtls.close();
-    }
+    const mtls = await startFakeVault({
+      tls: 'mutual',
+      secrets: { 'secret/tls': { api_key: 'sk-over-mtls' } },
+      token: { root: true },
+    });
+    const client = mtls.client!;
+    const base = { VAULT_ADDR: mtls.url, VAULT_TOKEN: mtls.token, HOME: dir, VAULT_CACERT: mtls.cert!.certFile };
+    expect(
+      (await attempt({ ...base, VAULT_CLIENT_CERT: client.certFile, VAULT_CLIENT_KEY: client.keyFile })).value,
+    ).toBe('sk-over-mtls');
+    const without = await attempt(base);
+    expect(without.value).toBeUndefined();
+    expect(mtls.fake.count({ path: 'secret/data/tls' })).toBe(1);
   });
 
   it('reports a missing CA file as a config problem naming the file', async () => {
@@ -802,32 +729,16 @@ describe('vault source: settings and URIs', () => {
   });
 
   it('sends profiles with different settings to different Vaults', async () => {
-    const a = await FakeVault.start();
-    const b = await FakeVault.start();
-    for (const [fake, value] of [
-      [a, 'sk-from-a'],
-      [b, 'sk-from-b'],
-    ] as const) {
-      fake.enableKv('secret', 2);
-      fake.put('secret/k', { api_key: value });
-    }
-    const token = a.createToken({ root: true });
-    const tokenB = b.createToken({ root: true });
+    const a = await startFakeVault({ secrets: { 'secret/k': { api_key: 'sk-from-a' } }, token: { root: true } });
+    const b = await startFakeVault({ secrets: { 'secret/k': { api_key: 'sk-from-b' } }, token: { root: true } });
     const dir = tempDir('kb-vault-two-');
-    fs.writeFileSync(path.join(dir, 'b-token'), tokenB, { mode: 0o600 });
-    const adapter = vaultAdapter({ VAULT_ADDR: a.url, VAULT_TOKEN: token, HOME: dir });
-    try {
-      expect((await read(adapter, 'vault://secret/k#api_key')).value.reveal()).toBe('sk-from-a');
-      expect(
-        (await read(adapter, 'vault://secret/k#api_key', { address: b.url, tokenFile: '~/b-token' })).value.reveal(),
-      ).toBe('sk-from-b');
-      expect(adapter.status!()).toEqual([`${a.url}: token from VAULT_TOKEN`, `${b.url}: token from ~/b-token`]);
-    } finally {
-      await adapter.close();
-      await a.close();
-      await b.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    fs.writeFileSync(path.join(dir, 'b-token'), b.token, { mode: 0o600 });
+    const adapter = vaultAdapter({ VAULT_ADDR: a.url, VAULT_TOKEN: a.token, HOME: dir });
+    expect((await read(adapter, 'vault://secret/k#api_key')).value.reveal()).toBe('sk-from-a');
+    expect(
+      (await read(adapter, 'vault://secret/k#api_key', { address: b.url, tokenFile: '~/b-token' })).value.reveal(),
+    ).toBe('sk-from-b');
+    expect(adapter.status!()).toEqual([`${a.url}: token from VAULT_TOKEN`, `${b.url}: token from ~/b-token`]);
   });
 });
 
@@ -836,10 +747,12 @@ describe('vault source: settings and URIs', () => {
 describe('vault source: no token, secret_id or value in logs, errors or status', () => {
   it('logs at trace level through login, fetches, renewal, failures and re-login without any of them', async () => {
     const clock = new ManualClock();
-    const fake = await FakeVault.start({ now: clock.now });
-    fake.enableKv('secret', 2);
     const values = ['sk-ant-log-check-value-1', 'sk-ant-log-check-value-2'];
-    fake.put('secret/app', { api_key: values[0] });
+    const { fake } = await startFakeVault({
+      now: clock.now,
+      secrets: { 'secret/app': { api_key: values[0] } },
+      token: false,
+    });
     const secretId = 'sid-log-check-7d1e93ab';
     fake.createAppRole({
       roleId: 'role-log-check',
@@ -847,20 +760,14 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
       read: ['secret/data/app', 'secret/data/missing'],
       tokenTtlSec: 60,
     });
-    let logText = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logText += chunk.toString();
-        cb();
-      },
-    });
-    const log = createLogger({ level: 'trace', destination: sink });
+    const { log, text: logText } = capturedLog('trace');
     const init: AdapterInit = {
       settings: { auth: { method: 'approle' } },
       env: { VAULT_ADDR: fake.url, HOME: os.tmpdir(), VAULT_ROLE_ID: 'role-log-check', VAULT_SECRET_ID: secretId },
       log,
     };
     const adapter = createVaultAdapter(init, { clock, random: () => 0.5 });
+    cleanUp(() => adapter.close());
     const ctx = () => fetchContext({ log });
     const messages: string[] = [];
     const capture = async (uri: string): Promise<void> => {
@@ -870,41 +777,36 @@ describe('vault source: no token, secret_id or value in logs, errors or status',
         (e: unknown) => messages.push((e as Error).message, JSON.stringify((e as BrokerError).toWire())),
       );
     };
-    try {
-      await capture('vault://secret/app#api_key');
-      // Renewal at 2/3 of the TTL.
-      clock.advance(40_000);
-      await waitUntil(() => fake.count({ path: 'auth/token/renew-self' }) === 1);
-      fake.put('secret/app', { api_key: values[1] });
-      await capture('vault://secret/app#api_key');
-      await capture('vault://secret/forbidden?kv=2#api_key');
-      await capture('vault://secret/missing#api_key');
-      fake.seal();
-      await capture('vault://secret/app#api_key');
-      fake.unseal();
-      // The token is revoked: a 403, a fresh login, a retry.
-      for (const t of fake.issuedTokens()) fake.revokeToken(t);
-      await capture('vault://secret/app#api_key');
-      messages.push(...adapter.status!());
-      expect(fake.count({ path: 'auth/approle/login' })).toBe(2);
-      expect(logText).toContain('logged in with AppRole');
-      expect(logText).toContain('token renewed');
-      expect(logText).toContain('logging in again');
-      expect(messages.join('\n')).toContain('permission denied reading secret/forbidden');
-      const forbidden = [
-        ...fake.requests.map((r) => r.token).filter((t): t is string => !!t),
-        secretId,
-        'role-log-check',
-        ...values,
-      ];
-      expect(forbidden.length).toBeGreaterThan(4);
-      for (const secret of forbidden) {
-        expect(logText, 'log').not.toContain(secret);
-        expect(messages.join('\n'), 'errors and status').not.toContain(secret);
-      }
-    } finally {
-      await adapter.close();
-      await fake.close();
+    await capture('vault://secret/app#api_key');
+    // Renewal at 2/3 of the TTL.
+    clock.advance(40_000);
+    await waitUntil(() => fake.count({ path: 'auth/token/renew-self' }) === 1);
+    fake.put('secret/app', { api_key: values[1] });
+    await capture('vault://secret/app#api_key');
+    await capture('vault://secret/forbidden?kv=2#api_key');
+    await capture('vault://secret/missing#api_key');
+    fake.seal();
+    await capture('vault://secret/app#api_key');
+    fake.unseal();
+    // The token is revoked: a 403, a fresh login, a retry.
+    for (const t of fake.issuedTokens()) fake.revokeToken(t);
+    await capture('vault://secret/app#api_key');
+    messages.push(...adapter.status!());
+    expect(fake.count({ path: 'auth/approle/login' })).toBe(2);
+    expect(logText()).toContain('logged in with AppRole');
+    expect(logText()).toContain('token renewed');
+    expect(logText()).toContain('logging in again');
+    expect(messages.join('\n')).toContain('permission denied reading secret/forbidden');
+    const forbidden = [
+      ...fake.requests.map((r) => r.token).filter((t): t is string => !!t),
+      secretId,
+      'role-log-check',
+      ...values,
+    ];
+    expect(forbidden.length).toBeGreaterThan(4);
+    for (const secret of forbidden) {
+      expect(logText(), 'log').not.toContain(secret);
+      expect(messages.join('\n'), 'errors and status').not.toContain(secret);
     }
   });
 });

@@ -2,9 +2,8 @@
 // (renewal timers) and the fake (token expiry): login, renewal at about 2/3 of the TTL, re-login
 // when renewal fails or the token runs out, backoff between failed logins, and clean shutdown.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOGIN_BACKOFF } from '../../adapters/vault/vault-auth.js';
 import { backoffDelay } from '../../src/adapter.js';
 import { createVaultAdapter, type VaultRef } from '../../adapters/vault/vault-adapter.js';
@@ -12,8 +11,10 @@ import type { Adapter } from '../../src/adapter.js';
 import { BrokerError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { fetchContext } from '../contract/adapter-contract.js';
-import { FakeVault, type AppRoleOptions } from '../fakes/fake-vault.js';
+import type { AppRoleOptions, FakeVault } from '../fakes/fake-vault.js';
+import { cleanUp, privateTempDir } from '../helpers/cleanup.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+import { startFakeVault } from '../helpers/vault.js';
 
 const log = createLogger({ level: 'silent' });
 const ROLE = 'role-auth-test';
@@ -32,26 +33,19 @@ interface Rig {
   renewals(): number;
 }
 
-const rigs: Rig[] = [];
-afterEach(async () => {
-  for (const rig of rigs.splice(0)) {
-    await rig.adapter.close();
-    await rig.fake.close();
-    fs.rmSync(rig.dir, { recursive: true, force: true });
-  }
-});
-
 async function rig(
   role: Partial<AppRoleOptions> = {},
   settings: Record<string, unknown> = { auth: { method: 'approle' } },
   env: NodeJS.ProcessEnv = {},
   clock = new ManualClock(),
 ): Promise<Rig> {
-  const fake = await FakeVault.start({ now: clock.now });
-  fake.enableKv('secret', 2);
-  fake.put('secret/app', { api_key: 'sk-approle' });
+  const { fake } = await startFakeVault({
+    now: clock.now,
+    secrets: { 'secret/app': { api_key: 'sk-approle' } },
+    token: false,
+  });
   fake.createAppRole({ roleId: ROLE, secretId: SECRET_ID, read: ['secret/data/*'], tokenTtlSec: 60, ...role });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-vault-auth-'));
+  const dir = privateTempDir('kb-vault-auth-');
   const adapter = createVaultAdapter(
     {
       settings,
@@ -61,6 +55,7 @@ async function rig(
     // 0.5 puts renewal exactly at 2/3 of the TTL and backoff exactly at its base.
     { clock, random: () => 0.5 },
   );
+  cleanUp(() => adapter.close());
   const ref = await adapter.parse(URI, { overrides: undefined, profile: 'auth' });
   const r: Rig = {
     fake,
@@ -80,7 +75,6 @@ async function rig(
     logins: () => fake.count({ path: 'auth/approle/login' }),
     renewals: () => fake.count({ path: 'auth/token/renew-self' }),
   };
-  rigs.push(r);
   return r;
 }
 

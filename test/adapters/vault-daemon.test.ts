@@ -1,8 +1,9 @@
 // End to end: the built daemon serves vault:// profiles from the fake Vault, and the shim prints
 // them when run through `sh -c`, the way Claude Code runs apiKeyHelper.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { FakeVault } from '../fakes/fake-vault.js';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
-import { FakeVault } from '../fakes/fake-vault.js';
+import { startFakeVault } from '../helpers/vault.js';
 
 const KEY = 'sk-ant-api03-e2e-vault-4b7c1d';
 const ROTATED = 'sk-ant-api03-e2e-vault-rotated-9e2f';
@@ -15,13 +16,15 @@ describe('daemon serving vault:// profiles through the shim', () => {
   let token: string;
 
   beforeAll(async () => {
-    fake = await FakeVault.start();
-    fake.enableKv('secret', 2);
-    fake.enableKv('kv', 1);
-    fake.put('secret/anthropic', { api_key: KEY, org: 'not-the-key' });
-    fake.put('kv/robot', { api_key: ROBOT_KEY });
-    fake.put('secret/flaky', { api_key: 'sk-flaky-cached' });
-    token = fake.createToken({ read: ['secret/data/*'] });
+    const vault = await startFakeVault({
+      kv: { secret: 2, kv: 1 },
+      secrets: {
+        'secret/anthropic': { api_key: KEY, org: 'not-the-key' },
+        'kv/robot': { api_key: ROBOT_KEY },
+        'secret/flaky': { api_key: 'sk-flaky-cached' },
+      },
+    });
+    ({ fake, token } = vault);
     fake.createAppRole({ roleId: 'role-e2e', secretId: SECRET_ID, read: ['kv/*'], tokenTtlSec: 3600 });
     daemon = await startDaemon({
       config: [
@@ -39,26 +42,8 @@ describe('daemon serving vault:// profiles through the shim', () => {
         '    ttl: 1s',
         '',
       ].join('\n'),
-      env: {
-        VAULT_ADDR: fake.url,
-        VAULT_TOKEN: token,
-        VAULT_ROLE_ID: 'role-e2e',
-        VAULT_SECRET_ID: SECRET_ID,
-        // Nothing from the developer's own Vault setup may leak in.
-        VAULT_NAMESPACE: '',
-        VAULT_CACERT: '',
-        VAULT_CAPATH: '',
-        VAULT_SKIP_VERIFY: '',
-        VAULT_CLIENT_CERT: '',
-        VAULT_CLIENT_KEY: '',
-        VAULT_TLS_SERVER_NAME: '',
-      },
+      env: { ...vault.env, VAULT_ROLE_ID: 'role-e2e', VAULT_SECRET_ID: SECRET_ID },
     });
-  });
-
-  afterAll(async () => {
-    await daemon?.stop();
-    await fake?.close();
   });
 
   it('prints the key and exits 0, then answers from the cache without another read', async () => {

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog, type AuditEvent } from '../../src/audit/audit-log.js';
 import { readAudit, renderAudit } from '../../src/audit/audit-reader.js';
 import { table } from '../../src/cli/output.js';
@@ -33,7 +33,6 @@ beforeEach(() => {
   dir = path.join(root, 'state', 'keybroker');
   t = Date.parse('2026-11-26T10:00:00.000Z');
 });
-afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
 describe('the file', () => {
   it('is created 0600 in a 0700 directory, one JSON line per record, with the injected clock', async () => {

@@ -5,34 +5,20 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import {
-  CLI,
-  privateTempDir,
-  run,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { CLI, privateTempDir, run, SHIM, sharedDaemon, startDaemon, waitFor, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-audit-51f0e2';
 const OSS_KEY = 'sk-oss-audit-9a7c33';
-let d: DaemonHandle;
-let records: AuditRecord[];
-let text: string;
-let stateDir: string;
-
-beforeAll(async () => {
+const d = sharedDaemon(() => {
   const dir = privateTempDir();
   fs.mkdirSync(path.join(dir, 'code', 'acme', 'api'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'code', 'oss'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'work.key'), WORK_KEY);
-  d = await startDaemon({
+  return {
     dir,
     config: [
       'directories:',
@@ -45,18 +31,22 @@ beforeAll(async () => {
       '    source: env:KB_OSS_KEY',
     ].join('\n'),
     env: { KB_OSS_KEY: OSS_KEY },
-  });
+  };
+});
+let records: AuditRecord[];
+let text: string;
+let stateDir: string;
+
+beforeAll(async () => {
+  const { dir } = d;
   stateDir = path.join(d.env.XDG_STATE_HOME!, 'keybroker');
   const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme', 'api'));
-  try {
-    // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
-    // once more), the second is a rejection of that same key (KEY_REJECTED).
-    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
-  } finally {
-    claude.close();
-  }
+  // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
+  // once more), the second is a rejection of that same key (KEY_REJECTED).
+  expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+  expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+  expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
+  claude.close();
   for (let i = 0; i < 2; i++)
     expect(
       (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout,
@@ -79,11 +69,6 @@ beforeAll(async () => {
     .split('\n')
     .map((l) => JSON.parse(l) as AuditRecord);
 });
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
-
 describe('the audit file', () => {
   it('is private: file 0600, directory 0700', () => {
     expect(fs.statSync(path.join(stateDir, 'audit.jsonl')).mode & 0o777).toBe(0o600);
@@ -199,16 +184,11 @@ describe('audit: false', () => {
       config: 'audit: false\nprofiles:\n  default:\n    source: env:KB_OSS_KEY\n',
       env: { KB_OSS_KEY: OSS_KEY },
     });
-    try {
-      expect((await off.shim()).stdout).toBe(`${OSS_KEY}\n`);
-      const status = JSON.parse((await off.cli(['status', '--json'])).stdout) as StatusReply;
-      expect(status.audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
-      await off.stop();
-      expect(fs.existsSync(path.join(off.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl'))).toBe(false);
-    } finally {
-      await off.stop();
-      fs.rmSync(off.dir, { recursive: true, force: true });
-    }
+    expect((await off.shim()).stdout).toBe(`${OSS_KEY}\n`);
+    const status = JSON.parse((await off.cli(['status', '--json'])).stdout) as StatusReply;
+    expect(status.audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
+    await off.stop();
+    expect(fs.existsSync(path.join(off.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl'))).toBe(false);
   });
 });
 
@@ -222,15 +202,10 @@ describe('a failing trail never fails a get', () => {
       config: 'profiles:\n  default:\n    source: env:KB_OSS_KEY\n',
       env: { KB_OSS_KEY: OSS_KEY },
     });
-    try {
-      expect((await bad.shim()).stdout).toBe(`${OSS_KEY}\n`);
-      const status = JSON.parse((await bad.cli(['status', '--json'])).stdout) as StatusReply;
-      expect(status.audit).toMatchObject({ enabled: true, written: 0, dropped: 1, lastError: { code: 'UNSAFE_PATH' } });
-      const human = await bad.cli(['status']);
-      expect(human.stdout).toMatch(/^warning {2}audit trail: /m);
-    } finally {
-      await bad.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    expect((await bad.shim()).stdout).toBe(`${OSS_KEY}\n`);
+    const status = JSON.parse((await bad.cli(['status', '--json'])).stdout) as StatusReply;
+    expect(status.audit).toMatchObject({ enabled: true, written: 0, dropped: 1, lastError: { code: 'UNSAFE_PATH' } });
+    const human = await bad.cli(['status']);
+    expect(human.stdout).toMatch(/^warning {2}audit trail: /m);
   });
 });

@@ -6,18 +6,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { ConsumerInfo, Reply, StatusReply } from '../../src/protocol/messages.js';
-import {
-  NATIVE_SHIM,
-  privateTempDir,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { NATIVE_SHIM, SHIM, startDaemon, waitFor, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -74,17 +66,11 @@ async function records(n: number): Promise<AuditRecord[]> {
 beforeAll(async () => {
   if (addonMissing) return;
   d = await startDaemon({
-    dir: privateTempDir('kb-kid-'),
+    prefix: 'kb-kid-',
     config: 'profiles:\n  default:\n    source: env:KB_KEY\n',
     env: { KB_KEY: KEY },
   });
 });
-afterAll(async () => {
-  if (!d) return;
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
-
 describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel identity of every read', () => {
   it('status says the daemon reads peer credentials', async () => {
     const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
@@ -94,11 +80,8 @@ describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel 
   it('shim (Node and native) run by Claude Code: the peer is the shim, the claimed consumer its ancestor claude', async () => {
     const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
     const shims = [SHIM, ...(fs.existsSync(NATIVE_SHIM) ? [NATIVE_SHIM] : [])];
-    try {
-      for (const shim of shims) expect((await claude.callHelper(shellQuote(shim))).stdout).toBe(`${KEY}\n`);
-    } finally {
-      claude.close();
-    }
+    for (const shim of shims) expect((await claude.callHelper(shellQuote(shim))).stdout).toBe(`${KEY}\n`);
+    claude.close();
     const mine = (await records(shims.length)).filter((r) => r.consumer?.pid === claude.pid);
     expect(mine).toHaveLength(shims.length);
     for (const r of mine) {

@@ -2,23 +2,16 @@
 // when there is no daemon.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CONFIG_DEFAULT } from '../../src/cli/help-text.js';
 import { VERSION } from '../../src/version.js';
-import { baseEnv, CLI, privateTempDir, ROOT, run, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, ROOT, run, sharedDaemon } from '../helpers/daemon.js';
 
-let d: DaemonHandle;
 const KEY = 'sk-cli-0b9a8c';
 
-beforeAll(async () => {
-  d = await startDaemon({
-    config: `profiles:\n  default:\n    source: env:KB_CLI_KEY\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n  idle:\n    source: env:KB_CLI_KEY\n`,
-    env: { KB_CLI_KEY: KEY },
-  });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
+const d = sharedDaemon({
+  config: `profiles:\n  default:\n    source: env:KB_CLI_KEY\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n  idle:\n    source: env:KB_CLI_KEY\n`,
+  env: { KB_CLI_KEY: KEY },
 });
 
 describe('keybroker status', () => {
@@ -103,20 +96,16 @@ describe('without a daemon', () => {
     ['the service installed', { KEYBROKER_NO_AUTOSTART: '' }, true, 'check it with: keybroker service status'],
   ] as const)('%s: exit 3, and the step that applies', async (_what, extra, service, step) => {
     const dir = privateTempDir('kb-cli-');
-    try {
-      if (service) {
-        const units = path.join(dir, '.config', 'systemd', 'user');
-        fs.mkdirSync(units, { recursive: true });
-        for (const f of ['keybroker.service', 'keybroker.socket']) fs.writeFileSync(path.join(units, f), '');
-      }
-      const r = await run(process.execPath, [CLI, 'status'], { env: baseEnv(dir, extra) });
-      expect(r.code).toBe(3);
-      expect(r.stderr).toMatch(/^keybroker: keybroker daemon not reachable on .* \(no socket there\) — /);
-      expect(r.stderr).toContain(step);
-      expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+    if (service) {
+      const units = path.join(dir, '.config', 'systemd', 'user');
+      fs.mkdirSync(units, { recursive: true });
+      for (const f of ['keybroker.service', 'keybroker.socket']) fs.writeFileSync(path.join(units, f), '');
     }
+    const r = await run(process.execPath, [CLI, 'status'], { env: baseEnv(dir, extra) });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^keybroker: keybroker daemon not reachable on .* \(no socket there\) — /);
+    expect(r.stderr).toContain(step);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
 

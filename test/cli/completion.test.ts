@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { baseEnv, CLI, privateTempDir, run } from '../helpers/daemon.js';
 
 let dir: string;
@@ -27,7 +27,6 @@ beforeAll(() => {
   fs.writeFileSync(path.join(bin, 'keybroker'), `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, { mode: 0o755 });
   env.PATH = `${bin}:${env.PATH}`;
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function script(shell: string): Promise<string> {
   const r = await run(process.execPath, [CLI, 'completion', shell], { env });

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES, type StatusReply } from '../../src/protocol/messages.js';
 import {
   baseEnv,
@@ -43,17 +43,11 @@ beforeEach(() => {
   dir = privateTempDir('kb-init-');
   env = baseEnv(dir);
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe.skipIf(SECRET_SERVICE_SKIP)('keybroker init, with a Secret Service', () => {
   let ss: SecretService;
-  const root = privateTempDir('kb-init-ss-');
   beforeAll(async () => {
-    ss = await startSecretService(path.join(root, 'ss'));
-  });
-  afterAll(async () => {
-    await ss.stop();
-    fs.rmSync(root, { recursive: true, force: true });
+    ss = await startSecretService();
   });
 
   it('--yes --paste: keyring:default, the key in the keychain and in no file, a fingerprint and never the key, doctor last', async () => {
@@ -85,17 +79,12 @@ describe.skipIf(SECRET_SERVICE_SKIP)('keybroker init, with a Secret Service', ()
       config: 'profiles:\n  other:\n    source: env:KB_INIT_OTHER\n',
       env: { ...ss.env, KB_INIT_OTHER: 'sk-other' },
     });
-    try {
-      env = daemon.env;
-      const r = await init(['--paste', '--profile', 'work', '--no-setup-claude', '--no-service'], KEY);
-      expect(r.code).toBe(0);
-      expect(await daemon.shim('work')).toMatchObject({ code: 0, stdout: `${KEY}\n` });
-      const status = (await daemon.request({ v: 1, op: 'status' })) as StatusReply;
-      expect(status.profiles.find((p) => p.name === 'work')?.fetches).toBe(0);
-    } finally {
-      await daemon.stop();
-      fs.rmSync(daemon.dir, { recursive: true, force: true });
-    }
+    env = daemon.env;
+    const r = await init(['--paste', '--profile', 'work', '--no-setup-claude', '--no-service'], KEY);
+    expect(r.code).toBe(0);
+    expect(await daemon.shim('work')).toMatchObject({ code: 0, stdout: `${KEY}\n` });
+    const status = (await daemon.request({ v: 1, op: 'status' })) as StatusReply;
+    expect(status.profiles.find((p) => p.name === 'work')?.fetches).toBe(0);
   });
 });
 

@@ -4,28 +4,12 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
-import {
-  baseEnv,
-  CLI,
-  daemonWorkspace,
-  privateTempDir,
-  run,
-  SHIM,
-  startAsSystemd,
-  stopAutostarted,
-  waitFor,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { CLI, run, SHIM, startAsSystemd, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 const KEY = 'sk-logs-7c3b9e41d2';
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const dir = privateTempDir('kb-logs-');
-  dirs.push(dir);
-  return dir;
-};
+const logsWorkspace = (config = 'profiles: {}\n') => workspace({ prefix: 'kb-logs-', config });
 const ESC = '\u001b[';
 const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 
@@ -38,8 +22,11 @@ const records = (stdout: string): Array<{ level: number; time?: string; msg: str
     .map((l) => JSON.parse(l) as { level: number; time?: string; msg: string });
 
 describe('keybroker logs, from an autostarted daemon', () => {
-  const dir = tempDir();
-  const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KEYBROKER_LOG_LEVEL: 'debug', KB_LOGS_KEY: KEY });
+  const { env } = workspace({
+    prefix: 'kb-logs-',
+    autostart: true,
+    env: { KEYBROKER_LOG_LEVEL: 'debug', KB_LOGS_KEY: KEY },
+  });
   const cli = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
     run(process.execPath, [CLI, ...args], { env: { ...env, ...extra } });
 
@@ -53,7 +40,6 @@ describe('keybroker logs, from an autostarted daemon', () => {
     for (const args of ['', 'default', '--refresh default', 'broken'])
       await run('/bin/sh', ['-c', `${shellQuote(SHIM)} ${args}`], { env });
   });
-  afterAll(() => stopAutostarted(env));
 
   it('prints readable lines: date, time, level, message, fields — and never the key', async () => {
     const r = await cli(['logs']);
@@ -104,7 +90,7 @@ describe('keybroker logs, from a daemon.log written here', () => {
     `${JSON.stringify({ level, time: new Date(Date.now() - ageMs).toISOString(), pid: 1, name: 'keybroker', msg })}\n`;
 
   it('--since keeps the recent lines, across daemon.log.1 and daemon.log', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     const log = path.join(path.dirname(w.socket), 'daemon.log');
     fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
     fs.writeFileSync(`${log}.1`, line(3 * 3600_000, 30, 'old') + line(30 * 60_000, 30, 'recent-1'), { mode: 0o600 });
@@ -115,7 +101,7 @@ describe('keybroker logs, from a daemon.log written here', () => {
   });
 
   it('-n keeps the last lines that pass the filter', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     const log = path.join(path.dirname(w.socket), 'daemon.log');
     fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
     fs.writeFileSync(log, ['a', 'b', 'c', 'd'].map((m, i) => line(0, i % 2 ? 40 : 30, m)).join(''), { mode: 0o600 });
@@ -126,7 +112,7 @@ describe('keybroker logs, from a daemon.log written here', () => {
   });
 
   it('shows a control character in a message rather than sending it to the terminal', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     const log = path.join(path.dirname(w.socket), 'daemon.log');
     fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
     fs.writeFileSync(log, line(0, 50, 'evil \u001b]0;title\u0007 text'), { mode: 0o600 });
@@ -137,7 +123,7 @@ describe('keybroker logs, from a daemon.log written here', () => {
   });
 
   it('-f follows daemon.log across a rotation', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     const log = path.join(path.dirname(w.socket), 'daemon.log');
     fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
     fs.writeFileSync(log, line(0, 30, 'before'), { mode: 0o600 });
@@ -164,12 +150,12 @@ describe('keybroker logs, from a daemon.log written here', () => {
   });
 
   it('exits NOT_FOUND when there is no log yet', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     expect((await w.cli(['logs'])).code).toBe(ERROR_CODES.NOT_FOUND);
   });
 
   it('refuses a daemon.log that is a symbolic link', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     const log = path.join(path.dirname(w.socket), 'daemon.log');
     fs.mkdirSync(path.dirname(log), { recursive: true, mode: 0o700 });
     fs.symlinkSync('/etc/passwd', log);
@@ -177,7 +163,7 @@ describe('keybroker logs, from a daemon.log written here', () => {
   });
 
   it('rejects an unknown --level and a bad --since', async () => {
-    const w = daemonWorkspace(tempDir(), 'profiles: {}\n');
+    const w = logsWorkspace();
     expect((await w.cli(['logs', '--level', 'loud'])).code).toBe(ERROR_CODES.USAGE);
     expect((await w.cli(['logs', '--since', 'yesterday'])).code).toBe(ERROR_CODES.USAGE);
   });
@@ -185,8 +171,8 @@ describe('keybroker logs, from a daemon.log written here', () => {
 
 describe('keybroker logs, for a daemon systemd runs', () => {
   it('reads the journal with journalctl --user -u keybroker.service -o json', async () => {
-    const dir = tempDir();
-    const w = daemonWorkspace(dir, 'profiles:\n  default:\n    source: env:KB_LOGS_KEY\n');
+    const w = logsWorkspace('profiles:\n  default:\n    source: env:KB_LOGS_KEY\n');
+    const { dir } = w;
     const bin = path.join(dir, 'bin');
     fs.mkdirSync(bin);
     const calls = path.join(dir, 'journalctl.args');
@@ -205,20 +191,12 @@ describe('keybroker logs, for a daemon systemd runs', () => {
       `#!/bin/sh\nprintf '%s\\n' "$*" > '${calls}'\ncat <<'EOF'\n${journal.join('\n')}\nEOF\n`,
       { mode: 0o755 },
     );
-    const daemon = await startAsSystemd(w);
-    try {
-      const r = await w.cli(['logs', '--json'], { PATH: `${bin}:${process.env.PATH}` });
-      expect(r.code).toBe(0);
-      expect(fs.readFileSync(calls, 'utf8').trim()).toBe('--user -u keybroker.service -o json --no-pager');
-      const got = records(r.stdout);
-      expect(got.map((rec) => rec.msg)).toEqual(['listening', 'Started keybroker.service.']);
-      expect(got[1]!.level).toBe(30);
-    } finally {
-      daemon.kill('SIGTERM');
-    }
+    await startAsSystemd(w);
+    const r = await w.cli(['logs', '--json'], { PATH: `${bin}:${process.env.PATH}` });
+    expect(r.code).toBe(0);
+    expect(fs.readFileSync(calls, 'utf8').trim()).toBe('--user -u keybroker.service -o json --no-pager');
+    const got = records(r.stdout);
+    expect(got.map((rec) => rec.msg)).toEqual(['listening', 'Started keybroker.service.']);
+    expect(got[1]!.level).toBe(30);
   });
-});
-
-afterAll(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });

@@ -5,36 +5,30 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { requestWithAutostart } from '../../src/client/autostart.js';
+import { cleanUp } from '../helpers/cleanup.js';
 import {
-  baseEnv,
   CLI,
   privateTempDir,
   ROOT,
   run,
+  sharedDaemon,
   startDaemon,
   waitFor,
-  type DaemonHandle,
+  workspace,
   shellQuote,
 } from '../helpers/daemon.js';
 
 const KEY = 'sk-run-7c41d09e5b';
 const OTHER = 'sk-run-other-22aa';
-let d: DaemonHandle;
 /** process.execve (Node 22.15+, 24): keybroker becomes the command instead of waiting for it. */
 const EXECS = typeof (process as { execve?: unknown }).execve === 'function';
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 
-beforeAll(async () => {
-  d = await startDaemon({
-    config: `profiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n`,
-    env: { KB_RUN_KEY: KEY, KB_RUN_OTHER: OTHER },
-  });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
+const d = sharedDaemon({
+  config: `profiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n`,
+  env: { KB_RUN_KEY: KEY, KB_RUN_OTHER: OTHER },
 });
 
 /** The variables the daemon's environment holds must not leak into keybroker run's own. */
@@ -308,41 +302,31 @@ describe('keybroker run: a failing profile', () => {
 
 describe('keybroker run: autostart and the request it sends', () => {
   it('starts a daemon when none answers, as the shim does', async () => {
-    const dir = privateTempDir('kb-run-auto-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_AUTO_RUN: 'sk-auto-run-1' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  auto:\n    source: env:KB_AUTO_RUN\n', { mode: 0o600 });
-    try {
-      const r = await run(process.execPath, [CLI, 'run', '-e', 'K=auto', '--', 'sh', '-c', 'echo "$K"'], { env });
-      expect(r).toMatchObject({ code: 0, stdout: 'sk-auto-run-1\n' });
-    } finally {
-      const status = await run(process.execPath, [CLI, 'status', '--json'], { env });
-      const pid = (JSON.parse(status.stdout) as { daemon: { pid: number } }).daemon.pid;
-      process.kill(pid, 'SIGTERM');
-      await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'the autostarted daemon to stop');
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const { env } = workspace({
+      prefix: 'kb-run-auto-',
+      autostart: true,
+      config: 'profiles:\n  auto:\n    source: env:KB_AUTO_RUN\n',
+      env: { KB_AUTO_RUN: 'sk-auto-run-1' },
+    });
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K=auto', '--', 'sh', '-c', 'echo "$K"'], { env });
+    expect(r).toMatchObject({ code: 0, stdout: 'sk-auto-run-1\n' });
   });
 
   it('for a caller about to exec (orphan), the daemon it starts is not its child', async () => {
-    const dir = privateTempDir('kb-run-orphan-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  auto:\n    source: env:HOME\n', { mode: 0o600 });
-    let pid: number | undefined;
-    try {
-      const reply = await requestWithAutostart(
-        env.KEYBROKER_SOCKET!,
-        { v: 1, op: 'ping' },
-        { cli: CLI, timeoutMs: 5_000, startedAt: Date.now(), env, orphan: true },
-      );
-      expect(reply.ok).toBe(true);
-      pid = (reply as { pid: number }).pid;
-      const ppid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
-      expect(ppid).not.toBe(process.pid);
-    } finally {
-      if (pid) process.kill(pid, 'SIGTERM');
-      await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'the autostarted daemon to stop');
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const { env } = workspace({
+      prefix: 'kb-run-orphan-',
+      autostart: true,
+      config: 'profiles:\n  auto:\n    source: env:HOME\n',
+    });
+    const reply = await requestWithAutostart(
+      env.KEYBROKER_SOCKET!,
+      { v: 1, op: 'ping' },
+      { cli: CLI, timeoutMs: 5_000, startedAt: Date.now(), env, orphan: true },
+    );
+    expect(reply.ok).toBe(true);
+    const pid = (reply as { pid: number }).pid;
+    const ppid = Number(fs.readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+    expect(ppid).not.toBe(process.pid);
   });
 
   it("-e VAR without a profile gets the working directory's profile from the daemon's directories: map, else default", async () => {
@@ -354,25 +338,20 @@ describe('keybroker run: autostart and the request it sends', () => {
       config: `directories:\n  ${path.join(dir, 'code', 'acme')}: acme\nprofiles:\n  default:\n    source: env:KB_RUN_DEF\n  acme:\n    source: env:KB_RUN_ACME\n`,
       env: { KB_RUN_DEF: 'sk-run-default-1', KB_RUN_ACME: 'sk-run-acme-2' },
     });
-    try {
-      const env = { ...h.env };
-      delete env.KB_RUN_DEF;
-      delete env.KB_RUN_ACME;
-      const inProject = await run(
-        process.execPath,
-        [CLI, 'run', '-e', 'K', '-e', 'D=default', '--', 'sh', '-c', 'echo "$K $D"'],
-        { env, cwd: project },
-      );
-      expect(inProject).toMatchObject({ code: 0, stdout: 'sk-run-acme-2 sk-run-default-1\n' });
-      const elsewhere = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
-        env,
-        cwd: dir,
-      });
-      expect(elsewhere).toMatchObject({ code: 0, stdout: 'sk-run-default-1\n' });
-    } finally {
-      await h.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const env = { ...h.env };
+    delete env.KB_RUN_DEF;
+    delete env.KB_RUN_ACME;
+    const inProject = await run(
+      process.execPath,
+      [CLI, 'run', '-e', 'K', '-e', 'D=default', '--', 'sh', '-c', 'echo "$K $D"'],
+      { env, cwd: project },
+    );
+    expect(inProject).toMatchObject({ code: 0, stdout: 'sk-run-acme-2 sk-run-default-1\n' });
+    const elsewhere = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
+      env,
+      cwd: dir,
+    });
+    expect(elsewhere).toMatchObject({ code: 0, stdout: 'sk-run-default-1\n' });
   });
 
   it("-e VAR without a profile asks for the working directory's profile: cwd and no profile in the request", async () => {
@@ -393,21 +372,17 @@ describe('keybroker run: autostart and the request it sends', () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(socket, resolve));
+    cleanUp(() => server.close());
     const project = path.join(dir, 'project');
     fs.mkdirSync(project);
-    try {
-      const r = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
-        env: cliEnv({ KEYBROKER_SOCKET: socket }),
-        cwd: project,
-      });
-      expect(r).toMatchObject({ code: 0, stdout: 'sk-from-dir\n' });
-      const request = JSON.parse(lines[0]!) as Record<string, unknown>;
-      expect(Object.keys(request)).toEqual(['v', 'op', 'cwd', 'consumer']);
-      expect(request).toMatchObject({ v: 1, op: 'get', cwd: project });
-    } finally {
-      server.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const r = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
+      env: cliEnv({ KEYBROKER_SOCKET: socket }),
+      cwd: project,
+    });
+    expect(r).toMatchObject({ code: 0, stdout: 'sk-from-dir\n' });
+    const request = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(Object.keys(request)).toEqual(['v', 'op', 'cwd', 'consumer']);
+    expect(request).toMatchObject({ v: 1, op: 'get', cwd: project });
   });
 });
 

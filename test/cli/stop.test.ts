@@ -1,40 +1,22 @@
 // keybroker stop against real daemons and stand-ins on real sockets: it stops a daemon and waits
 // for it, goes through systemctl for a systemd one, refuses to signal a pid that is not a
 // keybroker daemon, and gives up at its deadline.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { installFakeServiceManagers } from '../fakes/fake-service-managers.js';
-import { daemonWorkspace, privateTempDir, startAsSystemd, startDaemon } from '../helpers/daemon.js';
+import { killWhenDone } from '../helpers/cleanup.js';
+import { isRunning, startAsSystemd, startDaemon, workspace } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 
 const CONFIG = 'profiles:\n  default:\n    source: env:KB_STOP_KEY\n';
-const dirs: string[] = [];
-const children: ChildProcess[] = [];
-const tempDir = (): string => {
-  const dir = privateTempDir('kb-stop-');
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const stopWorkspace = () => workspace({ prefix: 'kb-stop-', config: CONFIG });
 
 describe('keybroker stop', () => {
   it('stops the running daemon, waits until it has exited, and names its pid and socket', async () => {
-    const d = await startDaemon({ config: CONFIG, dir: tempDir() });
+    const d = await startDaemon({ config: CONFIG, prefix: 'kb-stop-' });
     const exited = new Promise<number | null>((resolve) => d.proc.on('exit', resolve));
     const r = await d.cli(['stop']);
     expect(r.code).toBe(0);
@@ -46,17 +28,15 @@ describe('keybroker stop', () => {
   });
 
   it('exits DAEMON_UNREACHABLE when no daemon answers', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     const r = await w.cli(['stop']);
     expect(r.code).toBe(ERROR_CODES.DAEMON_UNREACHABLE);
   });
 
   it('stops a daemon systemd runs through systemctl --user stop, not by signalling it itself', async () => {
-    const dir = tempDir();
-    const fake = installFakeServiceManagers(dir, process.getuid!());
-    const w = daemonWorkspace(dir, CONFIG);
+    const w = stopWorkspace();
+    const fake = installFakeServiceManagers(w.dir, process.getuid!());
     const daemon = await startAsSystemd(w);
-    children.push(daemon);
     const ping = await w.request({ v: 1, op: 'ping' });
     expect(ping.ok && 'pong' in ping && ping.startedBy).toBe('systemd');
     const r = await w.cli(['stop'], {
@@ -66,34 +46,32 @@ describe('keybroker stop', () => {
     });
     expect(r.code).toBe(0);
     expect(fake.calls()).toEqual(['systemctl --user stop keybroker.service']);
-    expect(alive(daemon.pid!)).toBe(false);
+    expect(isRunning(daemon.pid!)).toBe(false);
   });
 
   it('exits UNAVAILABLE, leaving the daemon running, when systemctl fails', async () => {
-    const dir = tempDir();
-    const fake = installFakeServiceManagers(dir, process.getuid!());
-    const w = daemonWorkspace(dir, CONFIG);
+    const w = stopWorkspace();
+    const fake = installFakeServiceManagers(w.dir, process.getuid!());
     const daemon = await startAsSystemd(w);
-    children.push(daemon);
     const r = await w.cli(['stop'], {
       ...fake.env,
       PATH: `${fake.bin}:${process.env.PATH}`,
       FAKE_SYSTEMCTL_MODE: 'nobus',
     });
     expect(r.code).toBe(ERROR_CODES.UNAVAILABLE);
-    expect(alive(daemon.pid!)).toBe(true);
+    expect(isRunning(daemon.pid!)).toBe(true);
     daemon.kill('SIGTERM');
   });
 
   it('refuses to signal a pid that is not the process listening on the socket', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     const victim = spawn('sleep', ['30'], { stdio: 'ignore' });
-    children.push(victim);
+    killWhenDone(victim, 'SIGKILL');
     const standIn = await recordingServer(w.socket, { ok: true, pong: true, pid: victim.pid, version: '0.1.0' });
     try {
       const r = await w.cli(['stop']);
       expect(r.code).toBe(ERROR_CODES.PERMISSION_DENIED);
-      expect(alive(victim.pid!)).toBe(true);
+      expect(isRunning(victim.pid!)).toBe(true);
     } finally {
       // (Not awaited: the stand-in keeps half-open connections, which close() would wait for.)
       void standIn.close();
@@ -102,7 +80,7 @@ describe('keybroker stop', () => {
   });
 
   it('refuses to signal the listener when its command line is not keybroker daemon', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     // The listener names itself: the kernel agrees, but this process is no daemon.
     const standIn = await recordingServer(w.socket, { ok: true, pong: true, pid: process.pid, version: '0.1.0' });
     try {
@@ -114,7 +92,7 @@ describe('keybroker stop', () => {
   });
 
   it('says it is waiting, then exits TIMEOUT, when the daemon does not exit in time', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     // A daemon that ignores SIGTERM, with a daemon's command line (argv: … main.js daemon).
     const stubborn = spawn(
       process.execPath,
@@ -130,19 +108,19 @@ describe('keybroker stop', () => {
       ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
-    children.push(stubborn);
+    killWhenDone(stubborn, 'SIGKILL');
     fs.mkdirSync(path.dirname(w.socket), { recursive: true, mode: 0o700 });
     await new Promise((resolve) => stubborn.stdout!.once('data', resolve));
     const r = await w.cli(['stop', '--timeout', '2']);
     expect(r.code).toBe(ERROR_CODES.TIMEOUT);
     // The progress line, then the error.
     expect(r.stderr.trim().split('\n')).toHaveLength(2);
-    expect(alive(stubborn.pid!)).toBe(true);
+    expect(isRunning(stubborn.pid!)).toBe(true);
     stubborn.kill('SIGKILL');
   });
 
   it('rejects a --timeout that is not a number of seconds', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = stopWorkspace();
     expect((await w.cli(['stop', '--timeout', 'soon'])).code).toBe(ERROR_CODES.USAGE);
   });
 });

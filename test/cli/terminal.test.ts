@@ -3,9 +3,9 @@
 // progress (each check as it finishes, the slow source named while it waits).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { wantsColour } from '../../src/cli/colour.js';
-import { CLI, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { CLI, sharedDaemon } from '../helpers/daemon.js';
 
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 /** An SGR escape (a colour or a weight), not the line-clearing ones a progress line uses. */
@@ -14,26 +14,18 @@ const SGR = /\x1b\[[0-9;]*m/;
 const GREEN_OK = '\x1b[32mok';
 const RED_FAIL = '\x1b[31mfail';
 
-let d: DaemonHandle;
-
-beforeAll(async () => {
-  d = await startDaemon({
-    config: [
-      'profiles:',
-      '  default:',
-      '    source: env:KB_TERM_KEY',
-      '  slow:',
-      "    source: 'exec:sleep 1.8; echo sk-term-slow-51'",
-      '  broken:',
-      '    source: env:KB_TERM_UNSET',
-      '',
-    ].join('\n'),
-    env: { KB_TERM_KEY: 'sk-term-4d2e' },
-  });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
+const d = sharedDaemon({
+  config: [
+    'profiles:',
+    '  default:',
+    '    source: env:KB_TERM_KEY',
+    '  slow:',
+    "    source: 'exec:sleep 1.8; echo sk-term-slow-51'",
+    '  broken:',
+    '    source: env:KB_TERM_UNSET',
+    '',
+  ].join('\n'),
+  env: { KB_TERM_KEY: 'sk-term-4d2e' },
 });
 
 /** Run the CLI on a pseudo-terminal: everything it wrote to the terminal, and its exit status. */

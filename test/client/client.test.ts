@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { pipeBindings, sendRequest, type Transport } from '../../src/client/client.js';
 import { MAX_REPLY_BYTES, noAnswerError, type Request } from '../../src/protocol/messages.js';
 import { baseEnv, privateTempDir, run, SHIM } from '../helpers/daemon.js';
@@ -15,9 +15,6 @@ let n = 0;
 
 beforeAll(() => {
   dir = privateTempDir('kb-client-');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** A server in its own private directory that runs `serve` for each connection. */

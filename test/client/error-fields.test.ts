@@ -4,7 +4,7 @@
 // renderError to put at the end of the line. Driven against real sockets and directories.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { requestWithAutostart } from '../../src/client/autostart.js';
 import { restartCommand } from '../../src/client/build-info.js';
 import { sendRequest } from '../../src/client/client.js';
@@ -17,7 +17,6 @@ let n = 0;
 beforeAll(() => {
   root = privateTempDir('kb-cfields-');
 });
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** A fresh private directory for one case. */
 function caseDir(): string {

@@ -12,7 +12,6 @@ import { createLogger } from '../../src/log.js';
 import { privateTempDir } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-config-');
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const pool = new AdapterPool({ find: adapterFor, env: { HOME: dir }, log: createLogger({ level: 'silent' }) });
 afterAll(() => pool.closeAll());
 

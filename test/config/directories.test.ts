@@ -10,7 +10,6 @@ import { createLogger } from '../../src/log.js';
 import { CLI, privateTempDir, run } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-dirs-');
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const pool = new AdapterPool({ find: adapterFor, env: { HOME: dir }, log: createLogger({ level: 'silent' }) });
 afterAll(() => pool.closeAll());
 

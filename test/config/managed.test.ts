@@ -4,7 +4,7 @@
 // as root (as CI does) and skip with the reason otherwise.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { mergeManagedConfig, resolveManagedConfigPath } from '../../src/config/managed.js';
 import { parseConfigText, parseManagedConfigText } from '../../src/config/load.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
@@ -17,6 +17,7 @@ import {
   run,
   SHIM,
   startDaemon,
+  unsetEnv,
   waitFor,
   type DaemonHandle,
   shellQuote,
@@ -55,7 +56,6 @@ locked:
 let dir: string;
 let managedDir: string;
 let managedFile: string;
-let d: DaemonHandle | undefined;
 
 beforeEach(() => {
   dir = privateTempDir('kb-managed-');
@@ -64,11 +64,6 @@ beforeEach(() => {
   fs.chmodSync(managedDir, 0o755);
   managedFile = path.join(managedDir, 'managed.yaml');
 });
-afterEach(async () => {
-  await d?.stop();
-  d = undefined;
-  fs.rmSync(dir, { recursive: true, force: true });
-});
 
 function installManaged(text = MANAGED_CONFIG, mode = 0o644): void {
   fs.writeFileSync(`${managedFile}.tmp`, text, { mode });
@@ -76,13 +71,12 @@ function installManaged(text = MANAGED_CONFIG, mode = 0o644): void {
   fs.renameSync(`${managedFile}.tmp`, managedFile);
 }
 
-async function daemon(): Promise<DaemonHandle> {
-  d = await startDaemon({
+function daemon(): Promise<DaemonHandle> {
+  return startDaemon({
     config: USER_CONFIG,
     dir: path.join(dir, 'user'),
     env: { KEYBROKER_MANAGED_CONFIG: managedFile, KB_ORG: ORG_KEY, KB_USER_ORG: USER_ORG_KEY, KB_MINE: MINE_KEY },
   });
-  return d;
 }
 
 beforeEach(() => fs.mkdirSync(path.join(dir, 'user'), { mode: 0o700 }));
@@ -155,12 +149,8 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
       // The secret exists only where the organisation says to read it.
       fake.put('prod/key', LOCKED_REGION_KEY, { region: 'eu-west-1' });
       installManaged('aws:\n  region: eu-west-1\nprofiles: {}\nlocked:\n  - aws.region\n');
-      const clean = Object.fromEntries(
-        Object.keys(process.env)
-          .filter((k) => k.startsWith('AWS_'))
-          .map((k) => [k, undefined]),
-      );
-      d = await startDaemon({
+      const clean = unsetEnv('AWS_');
+      const d = await startDaemon({
         config:
           'profiles:\n  default:\n    source: env:KB_MINE\n  work:\n    source: aws-sm://prod/key?region=us-east-1\n',
         dir: path.join(dir, 'user'),

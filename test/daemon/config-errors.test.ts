@@ -3,7 +3,7 @@
 // reload the errors are those of the file as it is now.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MAX_CONFIG_ERROR_LINE } from '../../src/config/load.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { privateTempDir, SHIMS, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
@@ -25,22 +25,13 @@ const SIX_PROBLEMS = [
   '',
 ].join('\n');
 
-const started: DaemonHandle[] = [];
-const track = (d: DaemonHandle): DaemonHandle => (started.push(d), d);
-afterEach(async () => {
-  for (const d of started.splice(0)) {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
-  }
-});
-
 /** A daemon whose config sits at a long path (the message must fit whatever the path). */
 async function brokenDaemon(config: string): Promise<DaemonHandle> {
   const dir = privateTempDir('kb-cfgerr-');
   const deep = path.join(dir, 'a-rather-long-directory-name-for-the-config'.repeat(3));
   fs.mkdirSync(deep, { mode: 0o700 });
   const configPath = path.join(deep, 'keybroker-config-with-a-long-name.yaml');
-  return track(await startDaemon({ config, dir, env: { KEYBROKER_CONFIG: configPath } }));
+  return startDaemon({ config, dir, env: { KEYBROKER_CONFIG: configPath } });
 }
 
 describe('a broken config, as Claude Code sees it', () => {

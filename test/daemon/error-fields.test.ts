@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { ProfileStatus, StatusReply, WireError } from '../../src/protocol/messages.js';
 import { privateTempDir, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
@@ -35,10 +35,6 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** One request line over a raw socket; the reply line as JSON. */

@@ -3,14 +3,10 @@
 // longer stops the daemon. Both at start-up and at reload.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { sendRequest } from '../../src/client/client.js';
-import { baseEnv, CLI, privateTempDir, startDaemon, waitFor } from '../helpers/daemon.js';
-
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-});
+import { killWhenDone } from '../helpers/cleanup.js';
+import { CLI, startDaemon, waitFor, workspace } from '../helpers/daemon.js';
 
 function exitWithin(proc: ReturnType<typeof spawn>, ms: number): Promise<number | null | 'hung'> {
   if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
@@ -24,16 +20,13 @@ function exitWithin(proc: ReturnType<typeof spawn>, ms: number): Promise<number 
 }
 
 it('starts with a FIFO config, answers CONFIG_INVALID at once, and stops on SIGTERM', async () => {
-  const dir = privateTempDir();
-  const env = baseEnv(dir);
+  const { dir, env } = workspace();
   execFileSync('mkfifo', ['-m', '600', env.KEYBROKER_CONFIG!]);
   const proc = spawn(process.execPath, [CLI, 'daemon'], { env, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  cleanups.push(() => {
-    proc.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  // SIGKILL: a daemon hung on the FIFO would not hear SIGTERM.
+  killWhenDone(proc, 'SIGKILL');
   await waitFor(
     async () => (await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { timeoutMs: 500 })).ok,
     10_000,
@@ -51,10 +44,7 @@ it('keeps serving the old config when the config is replaced by a FIFO and reloa
     config: 'profiles:\n  a:\n    source: env:KB_FIFO_KEY\n',
     env: { KB_FIFO_KEY: 'sk-fifo-old-config' },
   });
-  cleanups.push(async () => {
-    d.proc.kill('SIGKILL');
-    fs.rmSync(d.dir, { recursive: true, force: true });
-  });
+  killWhenDone(d.proc, 'SIGKILL');
   fs.rmSync(d.configPath);
   execFileSync('mkfifo', ['-m', '600', d.configPath]);
   d.signal('SIGHUP');

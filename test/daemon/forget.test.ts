@@ -2,7 +2,7 @@
 // fetches from the source again.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 
@@ -19,10 +19,6 @@ beforeAll(async () => {
       `profiles:\n  work:\n    source: ${counting('work')}\n    ttl: 1h\n  home:\n    source: ${counting('home')}\n    ttl: 1h\n` +
       `  slow:\n    source: exec:echo x >> ./slow.count; sleep 0.5; echo sk-slow\n    ttl: 1h\n`,
   });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 describe('keybroker forget', () => {

@@ -2,37 +2,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  baseEnv,
-  CLI,
-  privateTempDir,
-  run,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
-
-const cleanups: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function track(d: DaemonHandle): DaemonHandle {
-  cleanups.push(async () => {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
-  });
-  return d;
-}
-
-function tempDir(): string {
-  const dir = privateTempDir();
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { describe, expect, it } from 'vitest';
+import { killWhenDone } from '../helpers/cleanup.js';
+import { CLI, run, SHIM, startDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 /** Run `keybroker daemon` expecting it to exit; returns its status and stderr. */
 function daemonExits(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
@@ -46,16 +18,14 @@ const mode = (p: string): number => fs.statSync(p).mode & 0o777;
 
 describe('socket and directory', () => {
   it('creates the socket directory 0700 and the socket 0600', async () => {
-    const d = track(await startDaemon({ config: 'profiles: {}\n' }));
+    const d = await startDaemon({ config: 'profiles: {}\n' });
     expect(mode(path.dirname(d.socket))).toBe(0o700);
     expect(mode(d.socket)).toBe(0o600);
     expect(fs.statSync(d.socket).isSocket()).toBe(true);
   });
 
   it('refuses a socket directory that group or others can enter, and says how to fix it', async () => {
-    const dir = tempDir();
-    const env = baseEnv(dir);
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+    const { env } = workspace({ config: 'profiles: {}\n' });
     fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o755 });
     fs.chmodSync(path.dirname(env.KEYBROKER_SOCKET!), 0o755);
     const { code, stderr } = await daemonExits(env);
@@ -69,9 +39,7 @@ describe('socket and directory', () => {
   it.skipIf(process.getuid?.() !== 0)(
     'refuses a socket directory owned by another user (needs root to set up)',
     async () => {
-      const dir = tempDir();
-      const env = baseEnv(dir);
-      fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+      const { env } = workspace({ config: 'profiles: {}\n' });
       fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
       fs.chownSync(path.dirname(env.KEYBROKER_SOCKET!), 4242, 4242);
       const { code, stderr } = await daemonExits(env);
@@ -81,8 +49,7 @@ describe('socket and directory', () => {
   );
 
   it('replaces a stale socket left by a crashed daemon', async () => {
-    const dir = tempDir();
-    const env = baseEnv(dir);
+    const { dir, env } = workspace();
     fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
     // A listener killed with SIGKILL leaves its socket file behind.
     const child = spawn(
@@ -94,12 +61,12 @@ describe('socket and directory', () => {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(true);
-    const d = track(await startDaemon({ config: 'profiles: {}\n', dir }));
+    const d = await startDaemon({ config: 'profiles: {}\n', dir });
     expect((await d.request({ v: 1, op: 'ping' })).ok).toBe(true);
   });
 
   it("never steals a live daemon's socket: a second daemon exits with a clear message", async () => {
-    const d = track(await startDaemon({ config: 'profiles: {}\n' }));
+    const d = await startDaemon({ config: 'profiles: {}\n' });
     const { code, stderr } = await daemonExits(d.env);
     expect(code).toBe(17);
     // Names the socket and the daemon that holds it (the pid to stop).
@@ -109,11 +76,9 @@ describe('socket and directory', () => {
   });
 
   it('lets exactly one of several daemons started together keep the socket', async () => {
-    const dir = tempDir();
-    const env = baseEnv(dir);
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles: {}\n', { mode: 0o600 });
+    const { env } = workspace({ config: 'profiles: {}\n' });
     const procs = Array.from({ length: 4 }, () => spawn(process.execPath, [CLI, 'daemon'], { env, stdio: 'ignore' }));
-    cleanups.push(() => procs.forEach((p) => p.kill('SIGTERM')));
+    for (const p of procs) killWhenDone(p);
     await waitFor(() => procs.filter((p) => p.exitCode !== null).length === 3, 15_000, 'three daemons to give up');
     expect(procs.filter((p) => p.exitCode === 17)).toHaveLength(3);
     const survivor = procs.find((p) => p.exitCode === null)!;
@@ -124,7 +89,7 @@ describe('socket and directory', () => {
 
 describe('signals', () => {
   it('on SIGTERM finishes replies in flight, removes its socket and exits 0', async () => {
-    const d = track(await startDaemon({ config: 'profiles:\n  slow:\n    source: exec:sleep 1; echo sk-slow\n' }));
+    const d = await startDaemon({ config: 'profiles:\n  slow:\n    source: exec:sleep 1; echo sk-slow\n' });
     const pending = d.request({ v: 1, op: 'get', profile: 'slow' }, 5_000);
     await new Promise((r) => setTimeout(r, 300));
     d.signal('SIGTERM');
@@ -134,7 +99,7 @@ describe('signals', () => {
   });
 
   it('on SIGINT stops the same way', async () => {
-    const d = track(await startDaemon({ config: 'profiles: {}\n' }));
+    const d = await startDaemon({ config: 'profiles: {}\n' });
     d.signal('SIGINT');
     expect(await d.stop()).toBe(0);
     expect(fs.existsSync(d.socket)).toBe(false);
@@ -143,18 +108,16 @@ describe('signals', () => {
 
 describe('reload on SIGHUP', () => {
   it('keeps the cache of unchanged profiles, rebuilds changed ones, drops removed ones, adds new ones', async () => {
-    const dir = tempDir();
+    const { dir } = workspace();
     fs.writeFileSync(path.join(dir, 'key'), 'sk-one');
     const counting = (name: string) => `exec:echo x >> ${dir}/${name}.count; cat ${dir}/key`;
     const fetches = (name: string) =>
       fs.existsSync(path.join(dir, `${name}.count`))
         ? fs.readFileSync(path.join(dir, `${name}.count`), 'utf8').split('\n').length - 1
         : 0;
-    const d = track(
-      await startDaemon({
-        config: `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
-      }),
-    );
+    const d = await startDaemon({
+      config: `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
+    });
     for (const p of ['keep', 'change', 'drop'])
       expect(await d.request({ v: 1, op: 'get', profile: p })).toMatchObject({ ok: true, value: 'sk-one' });
     fs.writeFileSync(path.join(dir, 'key'), 'sk-two');
@@ -175,7 +138,7 @@ describe('reload on SIGHUP', () => {
   });
 
   it('keeps the old config running when the new one is bad, and says so in status', async () => {
-    const d = track(await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' }));
+    const d = await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' });
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n    ttl: forever\n');
     d.signal('SIGHUP');
     await waitFor(() => d.log().includes('config reload failed'), 5_000, 'failed reload');
@@ -187,7 +150,7 @@ describe('reload on SIGHUP', () => {
   });
 
   it('starts with a broken config, answers with the config error, and recovers on SIGHUP', async () => {
-    const d = track(await startDaemon({ config: 'profiles:\n  a:\n    sauce: env:HOME\n' }));
+    const d = await startDaemon({ config: 'profiles:\n  a:\n    sauce: env:HOME\n' });
     const shim = await d.shim('a');
     expect(shim.code).toBe(8);
     expect(shim.stdout).toBe('');
@@ -205,7 +168,7 @@ describe('reload on SIGHUP', () => {
 
 describe('keybroker reload', () => {
   it('reloads the running daemon and says what it loaded, or why not (exit 8, old config kept)', async () => {
-    const d = track(await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' }));
+    const d = await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' });
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n  b:\n    source: env:HOME\n');
     expect(await d.cli(['reload'])).toMatchObject({ code: 0, stdout: `reloaded ${d.configPath}: 2 profiles (a, b)\n` });
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n    ttl: 5x\n');
@@ -219,19 +182,12 @@ describe('keybroker reload', () => {
 
 describe('first run', () => {
   it('writes a commented starter config at the default path and says where', async () => {
-    const dir = tempDir();
-    const env = baseEnv(dir);
+    const { dir, env } = workspace();
     delete env.KEYBROKER_CONFIG;
     const proc = spawn(process.execPath, [CLI, 'daemon'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    // Wait for it to exit: a daemon that is stopping still flushes its audit trail into the
-    // directory the next cleanup removes (removing it meanwhile fails with ENOTEMPTY).
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    cleanups.push(() => {
-      proc.kill('SIGTERM');
-      return exited;
-    });
+    killWhenDone(proc);
     const expected = path.join(dir, 'config', 'keybroker', 'config.yaml');
     await waitFor(() => log.includes('"msg":"listening"'), 10_000, 'daemon');
     expect(log).toContain(

@@ -1,12 +1,11 @@
 // The foreground daemon's log: readable lines on a terminal, JSON lines otherwise.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatLogLine, wantsPrettyLog } from '../../src/log.js';
 import { baseEnv, CLI, privateTempDir, run, shellQuote } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-logfmt-');
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** A daemon that stops at once: its socket path is too long, so it logs one fatal line and exits 18. */
 function failingDaemonEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {

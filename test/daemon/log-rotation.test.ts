@@ -4,27 +4,20 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOG_MAX_BYTES_ENV } from '../../src/daemon/log-file.js';
 import { sendRequest } from '../../src/client/client.js';
-import { baseEnv, privateTempDir, run, SHIM, stopAutostarted, shellQuote } from '../helpers/daemon.js';
+import { run, SHIM, workspace, shellQuote } from '../helpers/daemon.js';
 
 const LIMIT = 8 * 1024;
-const dir = privateTempDir('kb-logrot-');
-const env = baseEnv(dir, {
-  KEYBROKER_NO_AUTOSTART: '',
-  KEYBROKER_LOG_LEVEL: 'debug',
-  [LOG_MAX_BYTES_ENV]: String(LIMIT),
-  KB_ROT_KEY: 'sk-rot-5f1e2d',
+const { env } = workspace({
+  prefix: 'kb-logrot-',
+  autostart: true,
+  config: 'profiles:\n  default:\n    source: env:KB_ROT_KEY\n',
+  env: { KEYBROKER_LOG_LEVEL: 'debug', [LOG_MAX_BYTES_ENV]: String(LIMIT), KB_ROT_KEY: 'sk-rot-5f1e2d' },
 });
-fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_ROT_KEY\n', { mode: 0o600 });
 const socket = env.KEYBROKER_SOCKET!;
 const logFile = path.join(path.dirname(socket), 'daemon.log');
-
-afterAll(async () => {
-  await stopAutostarted(env);
-  fs.rmSync(dir, { recursive: true, force: true });
-});
 
 /** One connection that sends a line the daemon refuses (and logs). */
 function badRequest(): Promise<void> {

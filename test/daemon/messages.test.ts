@@ -1,29 +1,20 @@
 // Messages a new user meets in the first hour, through the built daemon, shim and CLI as real
 // processes: each asserted by exit status, error code and shape (one line), never by wording.
-import fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { sharedDaemon } from '../helpers/daemon.js';
 
-let d: DaemonHandle;
-
-beforeAll(async () => {
-  d = await startDaemon({
-    config: [
-      'profiles:',
-      '  two-lines:',
-      `    source: 'exec:printf "sk-two-lines-1\\nnotice: signed in\\n"'`,
-      '  pem:',
-      `    source: 'exec:printf "%s\\n" "-----BEGIN KEY-----" abc "-----END KEY-----"'`,
-      '    multiline: true',
-      '  denied:',
-      `    source: 'exec:echo "permission denied" >&2; exit 1'`,
-    ].join('\n'),
-  });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
+const d = sharedDaemon({
+  config: [
+    'profiles:',
+    '  two-lines:',
+    `    source: 'exec:printf "sk-two-lines-1\\nnotice: signed in\\n"'`,
+    '  pem:',
+    `    source: 'exec:printf "%s\\n" "-----BEGIN KEY-----" abc "-----END KEY-----"'`,
+    '    multiline: true',
+    '  denied:',
+    `    source: 'exec:echo "permission denied" >&2; exit 1'`,
+  ].join('\n'),
 });
 
 describe('a value that spans lines', () => {

@@ -4,19 +4,9 @@
 // test/integration/socket-activation.test.ts, which fails if it does.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DAEMON_NODE_FLAGS, missingNodeFlags } from '../../src/client/daemon-node-flags.js';
-import {
-  baseEnv,
-  daemonPid,
-  privateTempDir,
-  run,
-  SHIM,
-  startDaemon,
-  stopAutostarted,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { daemonPid, run, SHIM, startDaemon, workspace, shellQuote } from '../helpers/daemon.js';
 
 const LINUX = process.platform === 'linux';
 /** Node 22.15+ and 24 can exec: a daemon started by hand becomes one with the options. */
@@ -31,13 +21,6 @@ const nodeOptionsOf = (argv: string[]): string[] =>
     argv.findIndex((a) => a.endsWith('main.js')),
   );
 
-let daemon: DaemonHandle | undefined;
-afterEach(async () => {
-  await daemon?.stop();
-  if (daemon) fs.rmSync(daemon.dir, { recursive: true, force: true });
-  daemon = undefined;
-});
-
 describe('which options are missing', () => {
   it('an option the user gave, with any value, on the command line or in NODE_OPTIONS, is not added again', () => {
     const wanted = ['--max-semi-space-size=1', '--disable-sigusr1'];
@@ -51,7 +34,7 @@ describe('which options are missing', () => {
 
 describe.skipIf(!LINUX)('who passes them', () => {
   it(`a daemon started by hand ${EXECS ? 'execs itself with them: same pid, and it serves' : 'runs as started (this Node cannot exec)'}`, async () => {
-    daemon = await startDaemon({ config: CONFIG, env: { KB_FLAGS_KEY: 'sk-flags-1' }, nodeFlags: [] });
+    const daemon = await startDaemon({ config: CONFIG, env: { KB_FLAGS_KEY: 'sk-flags-1' }, nodeFlags: [] });
     const pid = daemon.proc.pid!;
     expect(await daemonPid(daemon.env)).toBe(pid);
     expect(nodeOptionsOf(cmdline(pid))).toEqual(EXECS ? DAEMON_NODE_FLAGS : []);
@@ -62,37 +45,36 @@ describe.skipIf(!LINUX)('who passes them', () => {
   });
 
   it.skipIf(!EXECS)('keeps an option the user chose, and its value', async () => {
-    const dir = privateTempDir();
-    const env = baseEnv(dir, { KB_FLAGS_KEY: 'sk-flags-2', NODE_OPTIONS: '--max-semi-space-size=4' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, CONFIG, { mode: 0o600 });
-    daemon = await startDaemon({ config: CONFIG, dir, env, nodeFlags: [] });
+    const daemon = await startDaemon({
+      config: CONFIG,
+      env: { KB_FLAGS_KEY: 'sk-flags-2', NODE_OPTIONS: '--max-semi-space-size=4' },
+      nodeFlags: [],
+    });
     const options = nodeOptionsOf(cmdline(daemon.proc.pid!));
     // Nothing was missing: no exec, the command line as started.
     expect(options).toEqual([]);
   });
 
   it('an autostarted daemon is started with them (no exec needed)', async () => {
-    const dir = privateTempDir('kb-auto-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_FLAGS_KEY: 'sk-flags-3' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, CONFIG, { mode: 0o600 });
-    try {
-      const r = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
-      expect(r).toMatchObject({ code: 0, stdout: 'sk-flags-3\n' });
-      const pid = (await daemonPid(env))!;
-      const argv = cmdline(pid);
-      expect(nodeOptionsOf(argv)).toEqual(DAEMON_NODE_FLAGS);
-      expect(argv.slice(argv.findIndex((a) => a.endsWith('main.js')) + 1)).toEqual([
-        'daemon',
-        '--autostarted',
-        '--socket',
-        env.KEYBROKER_SOCKET,
-      ]);
-      // One daemon, started once: its log says "listening" once.
-      const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
-      expect(log.match(/"msg":"listening"/g)).toHaveLength(1);
-    } finally {
-      await stopAutostarted(env);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const { env } = workspace({
+      prefix: 'kb-auto-',
+      autostart: true,
+      config: CONFIG,
+      env: { KB_FLAGS_KEY: 'sk-flags-3' },
+    });
+    const r = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
+    expect(r).toMatchObject({ code: 0, stdout: 'sk-flags-3\n' });
+    const pid = (await daemonPid(env))!;
+    const argv = cmdline(pid);
+    expect(nodeOptionsOf(argv)).toEqual(DAEMON_NODE_FLAGS);
+    expect(argv.slice(argv.findIndex((a) => a.endsWith('main.js')) + 1)).toEqual([
+      'daemon',
+      '--autostarted',
+      '--socket',
+      env.KEYBROKER_SOCKET,
+    ]);
+    // One daemon, started once: its log says "listening" once.
+    const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
+    expect(log.match(/"msg":"listening"/g)).toHaveLength(1);
   });
 });

@@ -2,20 +2,21 @@
 // notices and says how to restart it. Real processes: this build and a copy stamped as another.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { detectStartedBy } from '../../src/cli/daemon-command.js';
 import { sendRequest } from '../../src/client/client.js';
 import type { PingReply, Request, StatusReply } from '../../src/protocol/messages.js';
 import { BUILD_ID, VERSION } from '../../src/client/build-info.js';
 import {
-  baseEnv,
+  isRunning,
   privateTempDir,
   ROOT,
   run,
   SHIM,
+  sharedDaemon,
   startDaemon,
   waitFor,
-  type DaemonHandle,
+  workspace,
   shellQuote,
 } from '../helpers/daemon.js';
 import { otherBuild, type OtherBuild } from '../helpers/other-build.js';
@@ -55,23 +56,14 @@ describe('detectStartedBy', () => {
 });
 
 describe('a daemon of another build', () => {
-  let dir: string;
   let old: OtherBuild;
-  let d: DaemonHandle;
-
-  beforeAll(async () => {
-    dir = privateTempDir('kb-upg-');
-    old = otherBuild(dir);
-    d = await startDaemon({
+  const d = sharedDaemon(() => {
+    old = otherBuild(privateTempDir('kb-upg-'));
+    return {
       config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
       env: { KB_UPG_KEY: 'sk-upg-1' },
       cli: old.cli,
-    });
-  });
-  afterAll(async () => {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
-    fs.rmSync(dir, { recursive: true, force: true });
+    };
   });
 
   it('says which build it is and how it was started, on ping, get and status', async () => {
@@ -103,15 +95,6 @@ describe('a daemon of another build', () => {
 });
 
 describe('keybroker-shim and an upgrade', () => {
-  const isAlive = (pid: number): boolean => {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    } catch {
-      return false;
-    }
-  };
-
   it('--version prints the version and the build', async () => {
     const r = await run(SHIM, ['--version']);
     expect(r.code).toBe(0);
@@ -127,50 +110,41 @@ describe('keybroker-shim and an upgrade', () => {
       env: { KB_UPG_KEY: 'sk-upg-2' },
       cli: old.cli,
     });
-    try {
-      const r = await d.shim();
-      expect(r).toMatchObject({ code: 0, stdout: 'sk-upg-2\n' });
-      const lines = r.stderr.split('\n').filter(Boolean);
-      expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(/^keybroker: warning: .*run: keybroker restart$/);
-      expect(isAlive(d.proc.pid!)).toBe(true); // not ours to replace: started by hand
-    } finally {
-      await d.stop();
-      fs.rmSync(d.dir, { recursive: true, force: true });
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const r = await d.shim();
+    expect(r).toMatchObject({ code: 0, stdout: 'sk-upg-2\n' });
+    const lines = r.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^keybroker: warning: .*run: keybroker restart$/);
+    expect(isRunning(d.proc.pid!)).toBe(true); // not ours to replace: started by hand
   });
 
   it('replaces a daemon of another build that autostart started: the next call runs this build', async () => {
-    const dir = privateTempDir('kb-upg3-');
+    const { dir, env } = workspace({
+      prefix: 'kb-upg3-',
+      autostart: true,
+      config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
+      env: { KB_UPG_KEY: 'sk-upg-3' },
+    });
     const old = otherBuild(dir);
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_UPG_KEY: 'sk-upg-3' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n', { mode: 0o600 });
     const ping = async (): Promise<PingReply | undefined> => {
       const r = await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'ping' }, { timeoutMs: 1_000 });
       return r.ok && 'pong' in r ? r : undefined;
     };
-    try {
-      expect(await run('/bin/sh', ['-c', shellQuote(old.shim)], { env })).toMatchObject({
-        code: 0,
-        stdout: 'sk-upg-3\n',
-      });
-      const first = (await ping())!;
-      expect(first).toMatchObject({ build: old.build, startedBy: 'autostart' });
-      // This build's shim: served by the old daemon, which it then asks to go.
-      expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({
-        code: 0,
-        stdout: 'sk-upg-3\n',
-        stderr: '',
-      });
-      await waitFor(() => !isAlive(first.pid), 10_000, 'the old daemon to exit');
-      expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n' });
-      expect(await ping()).toMatchObject({ build: builtId(), startedBy: 'autostart' });
-    } finally {
-      const last = await ping();
-      if (last) process.kill(last.pid, 'SIGTERM');
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    expect(await run('/bin/sh', ['-c', shellQuote(old.shim)], { env })).toMatchObject({
+      code: 0,
+      stdout: 'sk-upg-3\n',
+    });
+    const first = (await ping())!;
+    expect(first).toMatchObject({ build: old.build, startedBy: 'autostart' });
+    // This build's shim: served by the old daemon, which it then asks to go.
+    expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({
+      code: 0,
+      stdout: 'sk-upg-3\n',
+      stderr: '',
+    });
+    await waitFor(() => !isRunning(first.pid), 10_000, 'the old daemon to exit');
+    expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({ code: 0, stdout: 'sk-upg-3\n' });
+    expect(await ping()).toMatchObject({ build: builtId(), startedBy: 'autostart' });
   });
 });
 
@@ -183,20 +157,15 @@ describe('keybroker restart', () => {
       env: { KB_UPG_KEY: 'sk-upg-4' },
       cli: old.cli,
     });
-    try {
-      const r = await d.cli(['restart']);
-      expect(r.code).toBe(0);
-      expect(r.stdout.trim().split('\n')).toHaveLength(1);
-      expect(await d.stop()).toBe(0); // the old one exited cleanly (SIGTERM, status 0)
-      const now = (await d.request({ v: 1, op: 'ping' })) as PingReply;
-      expect(now).toMatchObject({ ok: true, build: builtId(), startedBy: 'autostart' });
-      expect(now.pid).not.toBe(d.proc.pid);
-      expect((await d.shim()).stdout).toBe('sk-upg-4\n');
-      process.kill(now.pid, 'SIGTERM');
-    } finally {
-      fs.rmSync(d.dir, { recursive: true, force: true });
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const r = await d.cli(['restart']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(await d.stop()).toBe(0); // the old one exited cleanly (SIGTERM, status 0)
+    const now = (await d.request({ v: 1, op: 'ping' })) as PingReply;
+    expect(now).toMatchObject({ ok: true, build: builtId(), startedBy: 'autostart' });
+    expect(now.pid).not.toBe(d.proc.pid);
+    expect((await d.shim()).stdout).toBe('sk-upg-4\n');
+    process.kill(now.pid, 'SIGTERM');
   });
 });
 
@@ -206,19 +175,14 @@ describe('a request field the daemon does not know', () => {
       config: 'profiles:\n  default:\n    source: env:KB_UPG_KEY\n',
       env: { KB_UPG_KEY: 'sk-upg-5' },
     });
-    try {
-      const unknownField = { v: 1, op: 'get', profile: 'default', fromTheFuture: true } as unknown as Request;
-      expect(await d.request(unknownField)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
-      const unknownConsumerField = {
-        v: 1,
-        op: 'get',
-        profile: 'default',
-        consumer: { pid: 1, claudeCode: false, fromTheFuture: 1 },
-      } as unknown as Request;
-      expect(await d.request(unknownConsumerField)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
-    } finally {
-      await d.stop();
-      fs.rmSync(d.dir, { recursive: true, force: true });
-    }
+    const unknownField = { v: 1, op: 'get', profile: 'default', fromTheFuture: true } as unknown as Request;
+    expect(await d.request(unknownField)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    const unknownConsumerField = {
+      v: 1,
+      op: 'get',
+      profile: 'default',
+      consumer: { pid: 1, claudeCode: false, fromTheFuture: 1 },
+    } as unknown as Request;
+    expect(await d.request(unknownConsumerField)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
   });
 });

@@ -1,5 +1,4 @@
 // A daemon started by `npm start` gives its exec: sources the user's PATH and environment, not npm's.
-import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { userEnvironment, withoutNpmPath } from '../../src/daemon/user-env.js';
@@ -59,13 +58,8 @@ describe('a daemon started by npm start', () => {
         INIT_CWD: '/home/ada/code/keybroker',
       },
     });
-    try {
-      const p = await d.request({ v: 1, op: 'get', profile: 'path' });
-      expect(p).toMatchObject({ ok: true, value: '/usr/local/bin:/usr/bin:/bin' });
-      expect(await d.request({ v: 1, op: 'get', profile: 'npm-vars' })).toMatchObject({ ok: true, value: '0' });
-    } finally {
-      await d.stop();
-      fs.rmSync(d.dir, { recursive: true, force: true });
-    }
+    const p = await d.request({ v: 1, op: 'get', profile: 'path' });
+    expect(p).toMatchObject({ ok: true, value: '/usr/local/bin:/usr/bin:/bin' });
+    expect(await d.request({ v: 1, op: 'get', profile: 'npm-vars' })).toMatchObject({ ok: true, value: '0' });
   });
 });

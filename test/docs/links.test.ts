@@ -3,11 +3,11 @@
 // The manual was split into many pages and every branch now writes into them, so a renamed
 // heading or a moved page must fail here rather than on a reader.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import GithubSlugger from 'github-slugger';
 import MarkdownIt from 'markdown-it';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { privateTempDir } from '../helpers/cleanup.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const md = new MarkdownIt();
@@ -167,8 +167,7 @@ describe('documentation links', () => {
   });
 
   describe('the checker itself', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-links-'));
-    afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const dir = privateTempDir('kb-links-');
     const write = (name: string, text: string): string => {
       const file = path.join(dir, name);
       fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -618,10 +618,7 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   }
 }
 
-// ---- test utilities that go with the fake ---------------------------------------------------------
-
-/** Kept here too for tests written before the clock moved to test/helpers/. */
-export { ManualClock } from '../helpers/manual-clock.js';
+// ---- test utilities that go with the fake (test/helpers/vault.ts starts one with them) ---------------
 
 export interface TestCertificate {
   dir: string;

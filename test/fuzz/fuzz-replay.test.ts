@@ -5,7 +5,7 @@
 // out-of-bounds read, overflow or broken invariant aborts it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { privateTempDir, ROOT, run } from '../helpers/daemon.js';
 
 const FUZZ = path.join(ROOT, 'test', 'fuzz');
@@ -66,7 +66,6 @@ beforeAll(async () => {
   expect(built.stderr).toBe('');
   expect(built.code).toBe(0);
 }, 120_000);
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('the framed reply reader, over the fuzz corpus', () => {
   it('reads every corpus file under ASan and UBSan without a finding', async (ctx) => {

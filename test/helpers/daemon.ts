@@ -1,17 +1,25 @@
 // Real daemons and shims for process tests: the built CLI and shim from dist/, a private temp
 // directory per daemon, and the shim run through `sh -c` the way Claude Code runs apiKeyHelper.
+//
+// The fixtures clean up after themselves (cleanup.ts): a directory privateTempDir or workspace()
+// made is removed, and a daemon start() began is stopped, when the test that made it finishes, or,
+// made in a beforeAll or at the top of a file, when the file's tests are done. A new test file
+// needs one line for a daemon: `const d = sharedDaemon({ config })` for the file's tests, or
+// `const d = await startDaemon({ config })` in a test.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request } from '../../src/protocol/messages.js';
+import { beforeAll } from 'vitest';
+import { cleanUp, killWhenDone, privateTempDir } from './cleanup.js';
 
 /** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
 export { shellQuote };
+export { privateTempDir };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -57,15 +65,6 @@ export function filesHolding(root: string, needle: string): string[] {
 
 if (!fs.existsSync(CLI) || !fs.existsSync(SHIM)) {
   throw new Error('dist/ is missing: run `npm run build` (npm test does it for you)');
-}
-
-/** A private (0700) temporary directory, removed by the returned cleanup. */
-export function privateTempDir(prefix = 'kb-'): string {
-  // Short base path: Unix socket paths are limited to ~104 bytes.
-  const base = fs.existsSync('/tmp') ? '/tmp' : os.tmpdir();
-  const dir = fs.mkdtempSync(path.join(base, prefix));
-  fs.chmodSync(dir, 0o700);
-  return dir;
 }
 
 export interface RunResult {
@@ -124,46 +123,29 @@ export interface DaemonWorkspace {
   cli(args: string[], env?: NodeJS.ProcessEnv, input?: string): Promise<RunResult>;
   /** Write the config, private (0600) as the daemon requires. */
   writeConfig(yaml: string): void;
+  /** Start `keybroker daemon` here; it is stopped when the test (or file) that started it is done. */
+  start(options?: DaemonOptions): Promise<DaemonHandle>;
 }
 
-export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.ProcessEnv): DaemonWorkspace {
-  const env = baseEnv(dir, extraEnv);
-  const socket = env.KEYBROKER_SOCKET!;
-  const configPath = env.KEYBROKER_CONFIG!;
-  const writeConfig = (yaml: string): void => {
-    fs.writeFileSync(configPath, yaml, { mode: 0o600 });
-    fs.chmodSync(configPath, 0o600);
-  };
-  writeConfig(config);
-  return {
-    dir,
-    socket,
-    configPath,
-    env,
-    request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
-    shim: (args = '', extra = {}, shimPath = SHIM) =>
-      run('/bin/sh', ['-c', `${shellQuote(shimPath)} ${args}`], { env: { ...env, ...extra } }),
-    cli: (args, extra = {}, input) =>
-      run(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, ...(input !== undefined && { input }) }),
-    writeConfig,
-  };
-}
-
-export interface DaemonHandle extends DaemonWorkspace {
-  proc: ChildProcess;
-  /** Everything the daemon wrote to stderr so far (its JSON log). */
-  log(): string;
-  signal(sig: NodeJS.Signals): void;
-  /** SIGTERM and wait for exit; resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-export interface StartOptions {
-  config: string;
-  logLevel?: string;
+export interface WorkspaceOptions {
+  /** The config to write; without one, none is written (for what happens with no config). */
+  config?: string;
+  /** Variables over baseEnv's; they win over its paths too (HOME, KEYBROKER_SOCKET, …). */
   env?: NodeJS.ProcessEnv;
-  /** Use this directory instead of a fresh one. */
+  /** Use this directory (its maker removes it) instead of a fresh private one. */
   dir?: string;
+  /** The fresh directory's name under /tmp: prefix and six random characters. */
+  prefix?: string;
+  /**
+   * Let the shim and CLI start a daemon here (KEYBROKER_NO_AUTOSTART empty), and stop one that is
+   * still running when the test (or file) is done.
+   */
+  autostart?: boolean;
+}
+
+/** How `start()` runs `keybroker daemon`. */
+export interface DaemonOptions {
+  logLevel?: string;
   /** Wait for the socket to answer (default true). */
   wait?: boolean;
   /** Run this keybroker CLI instead of the checkout's (another build, for upgrade tests). */
@@ -176,6 +158,55 @@ export interface StartOptions {
    * with them (test/daemon/node-flags.test.ts) — a second Node start-up, ~40% more CPU per daemon.
    */
   nodeFlags?: readonly string[];
+}
+
+/**
+ * A place for a daemon: a fresh private directory (or `dir`), baseEnv's environment for it, and
+ * the config written there.
+ */
+export function workspace(options: WorkspaceOptions = {}): DaemonWorkspace {
+  const dir = options.dir ?? privateTempDir(options.prefix);
+  const env = baseEnv(dir, { ...(options.autostart && { KEYBROKER_NO_AUTOSTART: '' }), ...options.env });
+  const socket = env.KEYBROKER_SOCKET!;
+  const configPath = env.KEYBROKER_CONFIG!;
+  const writeConfig = (yaml: string): void => {
+    fs.writeFileSync(configPath, yaml, { mode: 0o600 });
+    fs.chmodSync(configPath, 0o600);
+  };
+  if (options.config !== undefined) writeConfig(options.config);
+  if (options.autostart) cleanUp(() => stopAutostarted(env));
+  const ws: DaemonWorkspace = {
+    dir,
+    socket,
+    configPath,
+    env,
+    request: (req, timeoutMs = 10_000) => sendRequest(socket, req, { timeoutMs }),
+    shim: (args = '', extra = {}, shimPath = SHIM) =>
+      run('/bin/sh', ['-c', `${shellQuote(shimPath)} ${args}`], { env: { ...env, ...extra } }),
+    cli: (args, extra = {}, input) =>
+      run(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, ...(input !== undefined && { input }) }),
+    writeConfig,
+    start: (daemonOptions = {}) => spawnDaemon(ws, daemonOptions),
+  };
+  return ws;
+}
+
+/** The workspace in `dir` with `config` written: workspace() as older tests call it. */
+export function daemonWorkspace(dir: string, config: string, extraEnv?: NodeJS.ProcessEnv): DaemonWorkspace {
+  return workspace({ dir, config, env: extraEnv });
+}
+
+export interface DaemonHandle extends Omit<DaemonWorkspace, 'start'> {
+  proc: ChildProcess;
+  /** Everything the daemon wrote to stderr so far (its JSON log). */
+  log(): string;
+  signal(sig: NodeJS.Signals): void;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface StartOptions extends WorkspaceOptions, DaemonOptions {
+  config: string;
 }
 
 export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -208,6 +239,33 @@ export function baseEnv(dir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
   return env;
 }
 
+/**
+ * This process's variables whose names start with `prefix`, each set to undefined: spread into a
+ * daemon's `env` so that none of the developer's own (AWS_…) reaches it.
+ */
+export function unsetEnv(prefix: string): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.keys(process.env).flatMap((k) => (k.startsWith(prefix) ? [[k, undefined]] : [])));
+}
+
+/**
+ * Whether process `pid` runs: it exists and is not a zombie waiting to be reaped (a container's
+ * pid 1 may never reap orphans). Where there is no /proc (macOS), whether it exists.
+ */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    if (fs.existsSync('/proc/self')) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
 /** The pid of the daemon answering in this environment (one a shim autostarted), if any. */
 export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefined> {
   const status = await run(process.execPath, [CLI, 'status', '--json'], { env });
@@ -217,7 +275,8 @@ export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefi
 /** Stop the daemon a shim autostarted in this environment, if one runs, and wait for its socket to go. */
 export async function stopAutostarted(env: NodeJS.ProcessEnv): Promise<void> {
   const pid = await daemonPid(env);
-  if (pid === undefined) return;
+  // (An in-process daemon answers with this process's pid.)
+  if (pid === undefined || pid === process.pid) return;
   process.kill(pid, 'SIGTERM');
   await waitFor(() => !fs.existsSync(env.KEYBROKER_SOCKET!), 5_000, 'autostarted daemon to stop').catch(() => {});
 }
@@ -237,25 +296,66 @@ export async function waitFor(
 
 /**
  * A daemon started as systemd starts one (SYSTEMD_EXEC_PID is its own pid, so it says
- * startedBy: systemd), answering in `workspace`; the caller stops it.
+ * startedBy: systemd), answering in `workspace`; stopped, if it still runs, when the test (or
+ * file) is done.
  */
 export async function startAsSystemd(workspace: DaemonWorkspace): Promise<ChildProcess> {
   const daemon = spawn('/bin/sh', ['-c', `SYSTEMD_EXEC_PID=$$ exec "${process.execPath}" "${CLI}" daemon`], {
     env: workspace.env,
     stdio: 'ignore',
   });
+  killWhenDone(daemon);
   await waitFor(async () => (await workspace.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
   return daemon;
 }
 
-export async function startDaemon(options: StartOptions): Promise<DaemonHandle> {
-  const dir = options.dir ?? privateTempDir();
-  const workspace = daemonWorkspace(dir, options.config, options.env);
-  const { env } = workspace;
+/** A daemon in a workspace of its own (or in `dir`), answering before this resolves unless `wait: false`. */
+export function startDaemon(options: StartOptions): Promise<DaemonHandle> {
+  return workspace(options).start(options);
+}
+
+/** A daemon whose one profile, work, reads ./key in its directory and counts each run of its source. */
+export interface CountingDaemon extends DaemonHandle {
+  /** How many times the source ran. */
+  fetches(): number;
+  /** Write the key the next fetch reads. */
+  setKey(value: string): void;
+}
+
+/** A daemon for tests of how often an agent's key command reaches the source. */
+export async function startCountingDaemon(): Promise<CountingDaemon> {
+  const d = await startDaemon({
+    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
+    logLevel: 'info',
+  });
+  const count = path.join(d.dir, 'count');
+  return {
+    ...d,
+    fetches: () => fs.readFileSync(count, 'utf8').split('\n').length - 1,
+    setKey: (value) => fs.writeFileSync(path.join(d.dir, 'key'), value),
+  };
+}
+
+/**
+ * The daemon the tests of a file (or of a describe, where it is called) share: started by a
+ * beforeAll registered here, stopped when the file's tests are done. Its handle is filled in by
+ * that beforeAll, so use it in tests and later hooks. `options` may be a function, run then, for
+ * a config that needs something made first (a fake server's address, files in `dir`).
+ */
+export function sharedDaemon(options: StartOptions | (() => StartOptions | Promise<StartOptions>)): DaemonHandle {
+  const shared = {} as DaemonHandle;
+  beforeAll(async () => {
+    Object.assign(shared, await startDaemon(typeof options === 'function' ? await options() : options));
+  });
+  return shared;
+}
+
+async function spawnDaemon(ws: DaemonWorkspace, options: DaemonOptions): Promise<DaemonHandle> {
+  const { start: _start, ...place } = ws;
   const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];
   const proc = spawn(process.execPath, [...(options.nodeFlags ?? DAEMON_NODE_FLAGS), ...argv], {
-    env,
-    cwd: dir,
+    env: ws.env,
+    cwd: ws.dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -264,7 +364,7 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   let terminating = false;
   const handle: DaemonHandle = {
-    ...workspace,
+    ...place,
     proc,
     log: () => stderr,
     signal: (sig) => {
@@ -279,6 +379,14 @@ export async function startDaemon(options: StartOptions): Promise<DaemonHandle> 
       return exited;
     },
   };
+  cleanUp(async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    // A test may have left it stopped (SIGSTOP): it must run to hear SIGTERM.
+    proc.kill('SIGCONT');
+    const hung = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await handle.stop();
+    clearTimeout(hung);
+  });
   if (options.wait !== false) {
     let exitCode: number | null | undefined;
     void exited.then((c) => (exitCode = c));

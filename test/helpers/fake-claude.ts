@@ -1,12 +1,14 @@
 // Drive test/helpers/fake-claude.mjs: one long-lived "claude" process that runs apiKeyHelper and
 // its agent's Bash-tool commands on demand, with the environments Claude Code 2.1.330 gives them;
 // and test/helpers/fake-codex.mjs, a "codex" process that runs a provider's auth command and its
-// agent's exec_command tool the way Codex 0.169.0 does.
+// agent's exec_command tool the way Codex 0.169.0 does. Each is closed, if the test has not
+// closed it, when the test (or file) that started it is done.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { cleanUp } from './cleanup.js';
 import type { RunResult } from './daemon.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -82,6 +84,11 @@ function startDriver(
   const answers = readline.createInterface({ input: proc.stdout! });
   const waiting: Array<(r: Omit<RunResult, 'ms'>) => void> = [];
   answers.on('line', (line) => waiting.shift()?.(JSON.parse(line) as Omit<RunResult, 'ms'>));
+  const close = (): void => {
+    proc.stdin!.end();
+    proc.kill();
+  };
+  cleanUp(close);
   return {
     pid: proc.pid!,
     call: (message) =>
@@ -89,9 +96,6 @@ function startDriver(
         waiting.push(resolve);
         proc.stdin!.write(`${JSON.stringify(message)}\n`);
       }),
-    close: () => {
-      proc.stdin!.end();
-      proc.kill();
-    },
+    close,
   };
 }

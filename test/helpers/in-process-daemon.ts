@@ -1,14 +1,14 @@
 // A real daemon on a real socket, run inside the test process so a test can hand an adapter a
 // fake backend client (1Password's SDK talks only to 1Password's service). Shims and CLIs are
-// still separate processes talking to it over the socket.
-import fs from 'node:fs';
-import { Writable } from 'node:stream';
+// still separate processes talking to it over the socket. Stopped, and its directory removed, when
+// the test (or file) that started it is done (cleanup.ts).
 import type { AdapterModule } from '../../src/adapter.js';
 import { startDaemon as startLifecycle, type RunningDaemon } from '../../src/daemon/lifecycle.js';
-import { createLogger } from '../../src/log.js';
-import { daemonWorkspace, privateTempDir, type DaemonWorkspace } from './daemon.js';
+import { capturedLog } from './captured-log.js';
+import { cleanUp } from './cleanup.js';
+import { workspace, type DaemonWorkspace } from './daemon.js';
 
-export interface InProcessDaemon extends DaemonWorkspace {
+export interface InProcessDaemon extends Omit<DaemonWorkspace, 'start'> {
   daemon: RunningDaemon;
   log(): string;
   stop(): Promise<void>;
@@ -20,29 +20,17 @@ export async function startInProcessDaemon(options: {
   env?: NodeJS.ProcessEnv;
   logLevel?: string;
 }): Promise<InProcessDaemon> {
-  const dir = privateTempDir('kb-ip-');
-  const workspace = daemonWorkspace(dir, options.config, options.env);
-  let logText = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logText += chunk.toString();
-      cb();
-    },
-  });
+  const { start: _start, ...place } = workspace({ prefix: 'kb-ip-', config: options.config, env: options.env });
+  const captured = capturedLog(options.logLevel);
   const daemon = await startLifecycle({
-    config: { path: workspace.configPath, from: '--config' },
-    socket: { path: workspace.socket, from: '--socket' },
-    env: workspace.env,
-    log: createLogger({ level: options.logLevel ?? 'debug', destination: sink }),
+    config: { path: place.configPath, from: '--config' },
+    socket: { path: place.socket, from: '--socket' },
+    env: place.env,
+    log: captured.log,
     adapterModules: options.adapterModules,
   });
-  return {
-    ...workspace,
-    daemon,
-    log: () => logText,
-    stop: async () => {
-      await daemon.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopped ??= daemon.stop());
+  cleanUp(stop);
+  return { ...place, daemon, log: captured.text, stop };
 }

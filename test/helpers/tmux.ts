@@ -1,9 +1,12 @@
 // A terminal program driven through tmux, for tests of interactive sessions (the real Claude Code's
 // first-run dialogs): its own tmux server on a private socket, started with the given environment
 // and working directory; keys in, the screen's text out. tmux is a Debian package .ci/run installs.
+// Closed, if the test has not closed it, when the test that started it is done.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cleanUp } from './cleanup.js';
+import { isRunning } from './daemon.js';
 
 export interface TmuxSession {
   /** Send keys: tmux key names ("Enter", "Down") or, with `literal`, text to type. */
@@ -65,18 +68,10 @@ export function startTmux(options: {
         // already gone
       }
       // The program gets SIGHUP and may still write its files for a moment: wait for its exit.
-      for (let i = 0; i < 50 && isAlive(pid); i++) await sleep(100);
-      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 50 && isRunning(pid); i++) await sleep(100);
+      if (isRunning(pid)) process.kill(pid, 'SIGKILL');
     },
   };
+  cleanUp(() => session.close());
   return session;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -22,7 +22,6 @@ beforeEach(() => {
 afterEach(async () => {
   await registry?.close();
   registry = undefined;
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** npm pointed at `url`, with a cache of its own so nothing comes from an earlier run. */

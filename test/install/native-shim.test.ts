@@ -4,11 +4,11 @@
 // not write it (a root-owned global prefix).
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { findOnPath } from '../../src/integration/service-manager.js';
-import { run } from '../helpers/daemon.js';
+import { privateTempDir, run } from '../helpers/daemon.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 import { copyPackage } from '../helpers/package-copy.js';
 
@@ -21,14 +21,13 @@ let home: string;
 
 beforeEach(() => {
   // World-readable, as a system-wide prefix is: the second user reads it but may not write it.
-  dir = fs.mkdtempSync('/tmp/kb-native-');
+  dir = privateTempDir('kb-native-');
   fs.chmodSync(dir, 0o755);
   pkg = path.join(dir, 'lib', 'node_modules', 'keybroker');
   copyPackage(pkg);
   home = path.join(dir, 'home');
   fs.mkdirSync(home, { mode: 0o700 });
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const entry = (): string => path.join(pkg, 'dist', 'src', 'cli', 'main.js');
 const nativeShim = (): string => path.join(pkg, 'dist', 'native', 'keybroker-shim');

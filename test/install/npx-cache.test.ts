@@ -4,7 +4,7 @@
 // The real npx is driven in package.test.ts; here a copy of the package stands where npx puts it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { privateTempDir, run } from '../helpers/daemon.js';
 import { copyPackage } from '../helpers/package-copy.js';
@@ -21,7 +21,6 @@ beforeEach(() => {
     },
   );
 });
-afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 const settings = (): string => path.join(home, '.claude', 'settings.json');
 

@@ -3,11 +3,11 @@
 // server), a real daemon that reloads, and a fake Claude Code that runs the helper adopt wrote.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
-import { FakeVault } from '../fakes/fake-vault.js';
-import { baseEnv, CLI, privateTempDir, run, SETUP_SHIM, startDaemon } from '../helpers/daemon.js';
+import { CLI, run, SETUP_SHIM, startDaemon, workspace } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
+import { startFakeVault } from '../helpers/vault.js';
 
 const KEY = 'sk-ant-adopt-5e0b2c71d4';
 const OTHER = 'sk-ant-adopt-other-88f1';
@@ -48,13 +48,11 @@ const readJson = (file: string): Record<string, unknown> =>
 const siblings = (file: string): string[] => fs.readdirSync(path.dirname(file)).sort();
 
 beforeEach(() => {
-  dir = privateTempDir('kb-adopt-');
-  env = baseEnv(dir);
+  ({ dir, env } = workspace({ prefix: 'kb-adopt-' }));
   for (const name of Object.keys(env)) if (name.startsWith('OP_') || name.startsWith('VAULT_')) delete env[name];
   writeFakePrograms(path.join(dir, 'bin'));
   env.PATH = `${path.join(dir, 'bin')}:${env.PATH}`;
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('setup claude --adopt', () => {
   it('adopts op read (1Password unreachable here: kept as exec:), keeps every other setting, and the running daemon serves it to Claude Code', async () => {
@@ -63,36 +61,28 @@ describe('setup claude --adopt', () => {
       config: 'profiles:\n  other:\n    source: env:KB_ADOPT_OTHER\n',
       env: { PATH: env.PATH, KB_ADOPT_OTHER: OTHER },
     });
-    try {
-      writeSettings(OP_HELPER);
-      const r = await adopt();
-      expect(r.stderr).not.toContain(KEY);
-      expect(r.code).toBe(0);
-      expect(r.stdout).not.toContain(KEY);
-      expect(r.stdout).toMatch(/fingerprint [0-9a-f]{12}/);
-      // The settings: the helper is the shim (no profile: "default" was free), the rest as it was.
-      expect(readJson(settingsFile())).toEqual({
-        model: 'opus',
-        apiKeyHelper: SETUP_SHIM,
-        permissions: { deny: ['Read(./.env)'] },
-        env: { DISABLE_TELEMETRY: '1', CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' },
-      });
-      expect(siblings(settingsFile()).filter((f) => f.includes('.keybroker-backup-'))).toHaveLength(1);
-      // op:// could not be read here (no 1Password credentials), so the profile runs the command.
-      const config = fs.readFileSync(configFile(), 'utf8');
-      expect(config).toMatch(/^ {2}default:\n {4}source: exec:op read op:\/\/Private\/Anthropic\/credential$/m);
-      expect(config).toContain('source: env:KB_ADOPT_OTHER');
-      // The daemon reloaded: the profile it did not have is served through the helper adopt wrote.
-      const claude = startFakeClaude(dir, { ...daemon.env, ...CLAUDE_ENV });
-      try {
-        const served = await claude.callHelper(readJson(settingsFile()).apiKeyHelper as string);
-        expect(served).toMatchObject({ code: 0, stdout: `${KEY}\n` });
-      } finally {
-        claude.close();
-      }
-    } finally {
-      await daemon.stop();
-    }
+    writeSettings(OP_HELPER);
+    const r = await adopt();
+    expect(r.stderr).not.toContain(KEY);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain(KEY);
+    expect(r.stdout).toMatch(/fingerprint [0-9a-f]{12}/);
+    // The settings: the helper is the shim (no profile: "default" was free), the rest as it was.
+    expect(readJson(settingsFile())).toEqual({
+      model: 'opus',
+      apiKeyHelper: SETUP_SHIM,
+      permissions: { deny: ['Read(./.env)'] },
+      env: { DISABLE_TELEMETRY: '1', CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '300000' },
+    });
+    expect(siblings(settingsFile()).filter((f) => f.includes('.keybroker-backup-'))).toHaveLength(1);
+    // op:// could not be read here (no 1Password credentials), so the profile runs the command.
+    const config = fs.readFileSync(configFile(), 'utf8');
+    expect(config).toMatch(/^ {2}default:\n {4}source: exec:op read op:\/\/Private\/Anthropic\/credential$/m);
+    expect(config).toContain('source: env:KB_ADOPT_OTHER');
+    // The daemon reloaded: the profile it did not have is served through the helper adopt wrote.
+    const claude = startFakeClaude(dir, { ...daemon.env, ...CLAUDE_ENV });
+    const served = await claude.callHelper(readJson(settingsFile()).apiKeyHelper as string);
+    expect(served).toMatchObject({ code: 0, stdout: `${KEY}\n` });
   });
 
   it('does not switch a failing helper: settings and config stay byte for byte, no backup, the failure exit status', async () => {
@@ -145,15 +135,11 @@ describe('setup claude --adopt', () => {
 });
 
 describe('setup claude --adopt with a native source (a fake Vault)', () => {
-  let vault: FakeVault;
   let vaultEnv: NodeJS.ProcessEnv;
   beforeAll(async () => {
-    vault = await FakeVault.start();
-    vault.enableKv('secret', 2);
-    vault.put('secret/anthropic', { api_key: KEY });
-    vaultEnv = { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.createToken({ read: ['secret/data/*'] }) };
+    const vault = await startFakeVault({ secrets: { 'secret/anthropic': { api_key: KEY } } });
+    vaultEnv = { VAULT_ADDR: vault.url, VAULT_TOKEN: vault.token };
   });
-  afterAll(() => vault.close());
 
   it('vault kv get becomes vault://…#api_key when both give the same key', async () => {
     writeSettings(VAULT_HELPER);

@@ -9,20 +9,12 @@
 // same commands without the sandbox get the key, so the refusals are the sandbox's doing.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
-import {
-  CLI,
-  NATIVE_SHIM,
-  privateTempDir,
-  run,
-  SHIM,
-  SHIMS,
-  startDaemon,
-  type DaemonHandle,
-} from '../helpers/daemon.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { CLI, NATIVE_SHIM, run, SHIM, SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 import { SECRET_SERVICE_SKIP, startSecretService, type SecretService } from '../helpers/secret-service.js';
 
 const KEY = 'sk-ant-sandbox-test-5d1e9a';
@@ -36,19 +28,13 @@ const nativeBuilt = SHIMS.find((s) => s.name === 'native')!.skip === undefined;
 let CLAUDE: string;
 /** A real Secret Service holding the keyring: profile's key, where one can run (.ci/run installs it). */
 let ss: SecretService | undefined;
-let ssRoot: string | undefined;
 beforeAll(async () => {
   CLAUDE = await claudeCode();
   if (SECRET_SERVICE_SKIP || process.platform !== 'linux') return;
-  ssRoot = privateTempDir('kb-sbx-ss-');
-  ss = await startSecretService(ssRoot);
+  ss = await startSecretService();
   const stored = await ss.secretTool(['store', '--label=kb-sbx', ...KEYCHAIN_ENTRY], KEYCHAIN_KEY);
   if (stored.code !== 0) throw new Error(`secret-tool store failed: ${stored.stderr}`);
 }, CLI_INSTALL_TIMEOUT_MS + 60_000);
-afterAll(async () => {
-  await ss?.stop();
-  if (ssRoot) fs.rmSync(ssRoot, { recursive: true, force: true });
-});
 
 let d: DaemonHandle;
 let api: FakeMessagesApi;
@@ -56,6 +42,7 @@ let project: string;
 let keyFile: string;
 beforeEach(async () => {
   api = await FakeMessagesApi.start();
+  cleanUp(() => api.close());
   d = await startDaemon({
     config:
       'profiles:\n  default:\n    source: file:~/keys/anthropic\n  ci:\n    source: env:KB_SBX_ENV_KEY\n' +
@@ -69,11 +56,6 @@ beforeEach(async () => {
   project = path.join(d.dir, 'project');
   fs.mkdirSync(project);
   fs.mkdirSync(path.join(d.dir, 'tmp'));
-});
-afterEach(async () => {
-  await d.stop();
-  await api.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** Claude Code's environment: the test daemon's, talking only to the fake API. */

@@ -4,7 +4,7 @@
 // settings.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { setupClaude, type SetupClaudeOptions } from '../../src/integration/claude-setup.js';
 import { CLI, NATIVE_SHIM, privateTempDir, run, SHIM, SHIMS, startDaemon } from '../helpers/daemon.js';
 
@@ -25,7 +25,6 @@ beforeEach(() => {
   dir = privateTempDir('kb-setup-managed-');
   claudeManaged = path.join(dir, 'etc', 'claude-code');
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const managedSettings = (): string => path.join(claudeManaged, 'managed-settings.json');
 const readJson = (file: string): Record<string, unknown> =>
@@ -103,41 +102,36 @@ describe.runIf(IS_ROOT)('setup claude --managed through the CLI', () => {
       config: 'profiles:\n  mine:\n    source: env:KB_ORG_SETUP\n',
       env: { KB_ORG_SETUP: 'sk-org-setup-41', KEYBROKER_MANAGED_CONFIG: managedConfig },
     });
-    try {
-      const env = { ...daemon.env, KEYBROKER_CLAUDE_MANAGED_DIR: claudeManaged };
-      const r = await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--profile', 'org'], { env });
-      expect(r.code).toBe(0);
-      expect(r.stdout).toContain('(managed settings)');
-      const settings = readJson(managedSettings());
-      expect(settings).toEqual({
-        apiKeyHelper: `${SETUP_SHIM} org`,
-        env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '120000' },
-      });
-      const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
-      expect(helper.stdout.trim()).toBe('sk-org-setup-41');
+    const env = { ...daemon.env, KEYBROKER_CLAUDE_MANAGED_DIR: claudeManaged };
+    const r = await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--profile', 'org'], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('(managed settings)');
+    const settings = readJson(managedSettings());
+    expect(settings).toEqual({
+      apiKeyHelper: `${SETUP_SHIM} org`,
+      env: { CLAUDE_CODE_API_KEY_HELPER_TTL_MS: '120000' },
+    });
+    const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
+    expect(helper.stdout.trim()).toBe('sk-org-setup-41');
 
-      // A user's own settings with another helper: the managed one wins, as in Claude Code.
-      fs.mkdirSync(path.join(daemon.env.HOME!, '.claude'), { recursive: true });
-      fs.writeFileSync(
-        path.join(daemon.env.HOME!, '.claude', 'settings.json'),
-        JSON.stringify({ apiKeyHelper: `${SHIM} mine` }),
-      );
-      const doctor = JSON.parse(
-        (await run(process.execPath, [CLI, 'doctor', '--json', '--no-fetch'], { env })).stdout,
-      ) as Array<{ id: string; status: string; message: string }>;
-      const credential = doctor.find((c) => c.id === 'credential')!;
-      expect(credential.status).toBe('ok');
-      expect(credential.message).toContain('keybroker profile "org"');
-      expect(credential.message).toContain(managedSettings());
+    // A user's own settings with another helper: the managed one wins, as in Claude Code.
+    fs.mkdirSync(path.join(daemon.env.HOME!, '.claude'), { recursive: true });
+    fs.writeFileSync(
+      path.join(daemon.env.HOME!, '.claude', 'settings.json'),
+      JSON.stringify({ apiKeyHelper: `${SHIM} mine` }),
+    );
+    const doctor = JSON.parse(
+      (await run(process.execPath, [CLI, 'doctor', '--json', '--no-fetch'], { env })).stdout,
+    ) as Array<{ id: string; status: string; message: string }>;
+    const credential = doctor.find((c) => c.id === 'credential')!;
+    expect(credential.status).toBe('ok');
+    expect(credential.message).toContain('keybroker profile "org"');
+    expect(credential.message).toContain(managedSettings());
 
-      // A profile only the user has is not good enough for every user.
-      const mine = await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--profile', 'mine'], { env });
-      expect(mine.code).toBe(2);
-      // --managed and --project together: a usage error from the option parser.
-      expect((await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--project'], { env })).code).toBe(2);
-    } finally {
-      await daemon.stop();
-      fs.rmSync(daemon.dir, { recursive: true, force: true });
-    }
+    // A profile only the user has is not good enough for every user.
+    const mine = await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--profile', 'mine'], { env });
+    expect(mine.code).toBe(2);
+    // --managed and --project together: a usage error from the option parser.
+    expect((await run(process.execPath, [CLI, 'setup', 'claude', '--managed', '--project'], { env })).code).toBe(2);
   });
 });

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { helperTtlFor, setupClaude, type SetupClaudeOptions } from '../../src/integration/claude-setup.js';
 import { helperShim, layoutAt } from '../../src/integration/install-layout.js';
@@ -18,7 +18,6 @@ beforeEach(() => {
   project = path.join(home, 'work', 'repo');
   fs.mkdirSync(project, { recursive: true });
 });
-afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 const userSettings = (): string => path.join(home, '.claude', 'settings.json');
 const readJson = (file: string): Record<string, unknown> =>
@@ -282,31 +281,26 @@ describe('setup claude through the CLI', () => {
       config: 'profiles:\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
       env: { KB_SETUP_KEY: 'sk-setup-e2e-5d2' },
     });
-    try {
-      const env = { ...daemon.env, HOME: home };
-      const first = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
-      expect(first.stderr).toBe('');
-      expect(first.code).toBe(0);
-      expect(first.stdout).toContain(`apiKeyHelper: (unset) -> ${SETUP_SHIM} work`);
-      expect(first.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
-      expect(first.stdout).toContain('undo: rm ');
-      const settings = readJson(userSettings());
-      // Claude Code runs the helper through sh -c and uses its trimmed stdout.
-      const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
-      expect(helper.stdout.trim()).toBe('sk-setup-e2e-5d2');
+    const env = { ...daemon.env, HOME: home };
+    const first = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain(`apiKeyHelper: (unset) -> ${SETUP_SHIM} work`);
+    expect(first.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
+    expect(first.stdout).toContain('undo: rm ');
+    const settings = readJson(userSettings());
+    // Claude Code runs the helper through sh -c and uses its trimmed stdout.
+    const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
+    expect(helper.stdout.trim()).toBe('sk-setup-e2e-5d2');
 
-      const second = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
-      expect(second.code).toBe(0);
-      expect(second.stdout).toContain('nothing to change');
+    const second = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain('nothing to change');
 
-      const other = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'nope'], { env, cwd: project });
-      expect(other.code).toBe(2);
-      expect(other.stderr).toContain('no profile "nope"');
-      expect(other.stderr).toContain('(profiles: work)');
-    } finally {
-      await daemon.stop();
-      fs.rmSync(daemon.dir, { recursive: true, force: true });
-    }
+    const other = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'nope'], { env, cwd: project });
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain('no profile "nope"');
+    expect(other.stderr).toContain('(profiles: work)');
   });
 
   it('without --profile, a helper that named "default" becomes one that follows the directory, and it serves the mapped profile', async () => {
@@ -315,87 +309,70 @@ describe('setup claude through the CLI', () => {
         'directories:\n  ~/work: work\nprofiles:\n  default:\n    source: env:KB_SETUP_DEFAULT\n    ttl: 10m\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
       env: { KB_SETUP_KEY: 'sk-setup-work-5d2', KB_SETUP_DEFAULT: 'sk-setup-default-5d2' },
     });
-    try {
-      const env = { ...daemon.env, HOME: home };
-      writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: `${SHIM} default` }));
-      const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project });
-      expect(result.code).toBe(0);
-      expect(result.stdout).toContain(`apiKeyHelper: ${SHIM} default -> ${SETUP_SHIM}\n`);
-      // The shortest TTL of default (10m) and work (4m), halved.
-      expect(result.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
-      expect(result.stdout).toMatch(/^backup: /m);
-      const helper = readJson(userSettings()).apiKeyHelper as string;
-      expect(helper).toBe(SETUP_SHIM);
-      // The daemon resolved ~/work against its own HOME: run the helper from the project there.
-      fs.mkdirSync(path.join(daemon.dir, 'work', 'repo'), { recursive: true });
-      expect(
-        (await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: path.join(daemon.dir, 'work', 'repo') })).stdout,
-      ).toBe('sk-setup-work-5d2\n');
-      expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: daemon.dir })).stdout).toBe(
-        'sk-setup-default-5d2\n',
-      );
-    } finally {
-      await daemon.stop();
-      fs.rmSync(daemon.dir, { recursive: true, force: true });
-    }
+    const env = { ...daemon.env, HOME: home };
+    writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: `${SHIM} default` }));
+    const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`apiKeyHelper: ${SHIM} default -> ${SETUP_SHIM}\n`);
+    // The shortest TTL of default (10m) and work (4m), halved.
+    expect(result.stdout).toContain('env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS: (unset) -> 120000');
+    expect(result.stdout).toMatch(/^backup: /m);
+    const helper = readJson(userSettings()).apiKeyHelper as string;
+    expect(helper).toBe(SETUP_SHIM);
+    // The daemon resolved ~/work against its own HOME: run the helper from the project there.
+    fs.mkdirSync(path.join(daemon.dir, 'work', 'repo'), { recursive: true });
+    expect(
+      (await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: path.join(daemon.dir, 'work', 'repo') })).stdout,
+    ).toBe('sk-setup-work-5d2\n');
+    expect((await run('/bin/sh', ['-c', helper], { env: daemon.env, cwd: daemon.dir })).stdout).toBe(
+      'sk-setup-default-5d2\n',
+    );
   });
 
   it('exits 2 and leaves the file alone when another helper is set', async () => {
     writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: 'op read op://Private/Anthropic/credential' }));
     const dir = privateTempDir('kb-setup-cfg-');
-    try {
-      const result = await run(process.execPath, [CLI, 'setup', 'claude'], {
-        env: { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') },
-        cwd: project,
-      });
-      expect(result.code).toBe(2);
-      expect(result.stderr).toContain('already sets apiKeyHelper to another helper (op …); rerun with --force');
-      expect(result.stderr).not.toContain('op://Private');
-      expect(readJson(userSettings())).toEqual({ apiKeyHelper: 'op read op://Private/Anthropic/credential' });
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const result = await run(process.execPath, [CLI, 'setup', 'claude'], {
+      env: { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') },
+      cwd: project,
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('already sets apiKeyHelper to another helper (op …); rerun with --force');
+    expect(result.stderr).not.toContain('op://Private');
+    expect(readJson(userSettings())).toEqual({ apiKeyHelper: 'op read op://Private/Anthropic/credential' });
   });
 
   it('--force over a helper that held a literal key leaves a 0600 backup, even from a 0644 file', async () => {
     const foreign = JSON.stringify({ apiKeyHelper: 'echo sk-ant-literal-key-0644' });
     writeSettings(userSettings(), foreign, 0o644);
     const dir = privateTempDir('kb-setup-cfg-');
-    try {
-      const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') };
-      const result = await run(process.execPath, [CLI, 'setup', 'claude', '--force'], { env, cwd: project });
-      expect(result.code).toBe(0);
-      const [backup] = backups(userSettings());
-      const file = path.join(path.dirname(userSettings()), backup!);
-      expect(fs.readFileSync(file, 'utf8')).toBe(foreign);
-      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
-      expect(result.stdout + result.stderr).not.toContain('sk-ant-literal-key-0644');
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') };
+    const result = await run(process.execPath, [CLI, 'setup', 'claude', '--force'], { env, cwd: project });
+    expect(result.code).toBe(0);
+    const [backup] = backups(userSettings());
+    const file = path.join(path.dirname(userSettings()), backup!);
+    expect(fs.readFileSync(file, 'utf8')).toBe(foreign);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(result.stdout + result.stderr).not.toContain('sk-ant-literal-key-0644');
   });
 
   it('refuses a settings.json that is a FIFO at once, with CONFIG_INVALID (exit 8), instead of hanging', async () => {
     fs.mkdirSync(path.dirname(userSettings()), { recursive: true });
     execFileSync('mkfifo', [userSettings()]);
     const dir = privateTempDir('kb-setup-cfg-');
-    try {
-      const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') };
-      const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project, timeoutMs: 10_000 });
-      expect(result.code).toBe(8);
-      expect(result.ms).toBeLessThan(9_000);
-      expect(fs.statSync(userSettings()).isFIFO()).toBe(true);
-      expect(backups(userSettings())).toEqual([]);
-      // doctor reads the same file: it reports it and finishes.
-      const doctor = await run(process.execPath, [CLI, 'doctor'], {
-        env: { ...env, KEYBROKER_NO_AUTOSTART: '1', KEYBROKER_SOCKET: path.join(dir, 'no.sock') },
-        cwd: project,
-        timeoutMs: 10_000,
-      });
-      expect(doctor.code).not.toBeNull();
-      expect(doctor.stdout).toContain('is not a regular file');
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_CONFIG: path.join(dir, 'none.yaml') };
+    const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project, timeoutMs: 10_000 });
+    expect(result.code).toBe(8);
+    expect(result.ms).toBeLessThan(9_000);
+    expect(fs.statSync(userSettings()).isFIFO()).toBe(true);
+    expect(backups(userSettings())).toEqual([]);
+    // doctor reads the same file: it reports it and finishes.
+    const doctor = await run(process.execPath, [CLI, 'doctor'], {
+      env: { ...env, KEYBROKER_NO_AUTOSTART: '1', KEYBROKER_SOCKET: path.join(dir, 'no.sock') },
+      cwd: project,
+      timeoutMs: 10_000,
+    });
+    expect(doctor.code).not.toBeNull();
+    expect(doctor.stdout).toContain('is not a regular file');
   });
 });

@@ -3,7 +3,7 @@
 // interval the shim is told; then the built CLI. No report may print a secret planted in the file.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { codexChecks } from '../../src/integration/codex-doctor.js';
 import type { CheckStatus, DoctorCheck } from '../../src/integration/doctor.js';
 import { CLI, privateTempDir, run, SHIM } from '../helpers/daemon.js';
@@ -15,7 +15,6 @@ let home: string;
 beforeEach(() => {
   home = privateTempDir('kb-codex-doctor-');
 });
-afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 function writeCodexConfig(text: string): void {
   fs.mkdirSync(path.join(home, '.codex'), { recursive: true });

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from '@decimalturn/toml-patch';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { setupCodex, type SetupCodexOptions } from '../../src/integration/codex-setup.js';
@@ -20,7 +20,6 @@ beforeEach(() => {
   home = privateTempDir('kb-codex-setup-');
   codexHome = path.join(home, '.codex');
 });
-afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 const configFile = (): string => path.join(codexHome, 'config.toml');
 const read = (): string => fs.readFileSync(configFile(), 'utf8');

@@ -3,7 +3,7 @@
 // ignores the others; doctor must not report a helper from a managed file Claude Code ignores.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { runDoctor, type DoctorCheck } from '../../src/integration/doctor.js';
 import { VERSION } from '../../src/version.js';
 import { privateTempDir, SHIM } from '../helpers/daemon.js';
@@ -27,7 +27,6 @@ beforeEach(() => {
     { mode: 0o600 },
   );
 });
-afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 function doctor(platform: NodeJS.Platform = 'linux'): Promise<DoctorCheck[]> {
   return runDoctor({

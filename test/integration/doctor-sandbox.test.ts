@@ -284,34 +284,30 @@ const cases: Case[] = [
 
 async function runCase(c: Case): Promise<DoctorCheck[]> {
   const home = privateTempDir('kb-docsbx-');
-  try {
-    fs.mkdirSync(path.join(home, 'project'));
-    c.setup?.(home);
-    for (const [place, value] of Object.entries(c.files)) {
-      const file = place.startsWith('~/')
-        ? path.join(home, place.slice(2))
-        : place.startsWith('project/')
-          ? path.join(home, 'project', place.slice('project/'.length))
-          : path.join(home, 'managed', place.slice('managed/'.length));
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, JSON.stringify(value).replaceAll('~HOME~', home));
-    }
-    fs.mkdirSync(path.join(home, '.config', 'keybroker'), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), c.config ?? CONFIG, { mode: 0o600 });
-    return await runDoctor({
-      env: { HOME: home, PATH: process.env.PATH!, XDG_RUNTIME_DIR: path.join(home, 'run'), ...c.env },
-      home,
-      cwd: path.join(home, 'project'),
-      platform: c.platform ?? 'linux',
-      managedDir: path.join(home, 'managed'),
-      uid: process.getuid?.(),
-      version: VERSION,
-      fetchProfiles: false,
-      requestTimeoutMs: 500,
-    });
-  } finally {
-    fs.rmSync(home, { recursive: true, force: true });
+  fs.mkdirSync(path.join(home, 'project'));
+  c.setup?.(home);
+  for (const [place, value] of Object.entries(c.files)) {
+    const file = place.startsWith('~/')
+      ? path.join(home, place.slice(2))
+      : place.startsWith('project/')
+        ? path.join(home, 'project', place.slice('project/'.length))
+        : path.join(home, 'managed', place.slice('managed/'.length));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(value).replaceAll('~HOME~', home));
   }
+  fs.mkdirSync(path.join(home, '.config', 'keybroker'), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), c.config ?? CONFIG, { mode: 0o600 });
+  return await runDoctor({
+    env: { HOME: home, PATH: process.env.PATH!, XDG_RUNTIME_DIR: path.join(home, 'run'), ...c.env },
+    home,
+    cwd: path.join(home, 'project'),
+    platform: c.platform ?? 'linux',
+    managedDir: path.join(home, 'managed'),
+    uid: process.getuid?.(),
+    version: VERSION,
+    fetchProfiles: false,
+    requestTimeoutMs: 500,
+  });
 }
 
 describe.runIf(process.platform === 'linux')('doctor: Claude Code’s sandbox', () => {

@@ -4,7 +4,7 @@
 // "doctor-secret", and no rendered report may.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   renderDoctor,
   runDoctor,
@@ -405,39 +405,35 @@ async function runCase(
   extra: Partial<DoctorOptions> = {},
 ): Promise<{ checks: DoctorCheck[]; text: string; home: string }> {
   const home = privateTempDir('kb-doc-');
-  try {
-    fs.mkdirSync(path.join(home, 'project'));
-    c.setup?.(home);
-    for (const [dir, mode] of Object.entries(c.dirs ?? {})) {
-      fs.mkdirSync(path.join(home, dir), { recursive: true });
-      fs.chmodSync(path.join(home, dir), mode);
-    }
-    for (const [key, value] of Object.entries(c.files ?? {})) {
-      const file = place(home, key);
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, substitute(value, home));
-    }
-    if (c.config !== null) {
-      fs.mkdirSync(path.join(home, '.config', 'keybroker'), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), c.config ?? CONFIG, { mode: 0o600 });
-    }
-    const env = { HOME: home, PATH: process.env.PATH!, XDG_RUNTIME_DIR: path.join(home, 'run'), ...c.env };
-    const checks = await runDoctor({
-      env,
-      home,
-      cwd: path.join(home, 'project'),
-      platform: 'linux',
-      managedDir: path.join(home, 'managed'),
-      uid: process.getuid?.(),
-      version: VERSION,
-      fetchProfiles: false,
-      requestTimeoutMs: 1_000,
-      ...extra,
-    });
-    return { checks, text: renderDoctor(checks), home };
-  } finally {
-    fs.rmSync(home, { recursive: true, force: true });
+  fs.mkdirSync(path.join(home, 'project'));
+  c.setup?.(home);
+  for (const [dir, mode] of Object.entries(c.dirs ?? {})) {
+    fs.mkdirSync(path.join(home, dir), { recursive: true });
+    fs.chmodSync(path.join(home, dir), mode);
   }
+  for (const [key, value] of Object.entries(c.files ?? {})) {
+    const file = place(home, key);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, substitute(value, home));
+  }
+  if (c.config !== null) {
+    fs.mkdirSync(path.join(home, '.config', 'keybroker'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(home, '.config', 'keybroker', 'config.yaml'), c.config ?? CONFIG, { mode: 0o600 });
+  }
+  const env = { HOME: home, PATH: process.env.PATH!, XDG_RUNTIME_DIR: path.join(home, 'run'), ...c.env };
+  const checks = await runDoctor({
+    env,
+    home,
+    cwd: path.join(home, 'project'),
+    platform: 'linux',
+    managedDir: path.join(home, 'managed'),
+    uid: process.getuid?.(),
+    version: VERSION,
+    fetchProfiles: false,
+    requestTimeoutMs: 1_000,
+    ...extra,
+  });
+  return { checks, text: renderDoctor(checks), home };
 }
 
 describe('doctor over synthetic environments', () => {
@@ -504,11 +500,6 @@ describe('doctor with a running daemon', () => {
         AWS_CONFIG_FILE: path.join(home, 'no-config'),
       },
     });
-  });
-  afterAll(async () => {
-    await daemon.stop();
-    fs.rmSync(daemon.dir, { recursive: true, force: true });
-    fs.rmSync(home, { recursive: true, force: true });
   });
 
   const options = (extra: Partial<DoctorOptions> = {}): DoctorOptions => ({

@@ -3,13 +3,12 @@
 // since it was read, or one that appeared where none was.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { replaceFile } from '../../src/integration/file-replace.js';
 import { privateTempDir } from '../helpers/daemon.js';
 
 const dir = privateTempDir('kb-replace-');
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const NOW = new Date('2026-03-04T05:06:07Z');
 const options = (original: string | undefined) => ({ now: NOW, original, maxBytes: 1024 });
 

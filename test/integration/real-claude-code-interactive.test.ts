@@ -11,37 +11,27 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
-import { SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
-import { startTmux, type TmuxSession } from '../helpers/tmux.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { SHIM, startCountingDaemon, waitFor, type CountingDaemon } from '../helpers/daemon.js';
+import { startTmux } from '../helpers/tmux.js';
 
 let CLAUDE: string;
 beforeAll(async () => {
   CLAUDE = await claudeCode();
 }, CLI_INSTALL_TIMEOUT_MS + 60_000);
 
-let d: DaemonHandle;
+let d: CountingDaemon;
 let api: FakeMessagesApi;
-let session: TmuxSession | undefined;
-const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
 
 beforeEach(async () => {
   api = await FakeMessagesApi.start();
-  d = await startDaemon({
-    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
-    logLevel: 'info',
-  });
-  fs.writeFileSync(path.join(d.dir, 'key'), 'sk-first-session-key');
-});
-afterEach(async () => {
-  await session?.close();
-  session = undefined;
-  await d.stop();
-  await api.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
+  cleanUp(() => api.close());
+  d = await startCountingDaemon();
+  d.setKey('sk-first-session-key');
 });
 
 /** The get records of the audit trail (the daemon appends them every 250 ms). */
@@ -68,7 +58,7 @@ describe('the real Claude Code, interactive, a new user’s first session', () =
     fs.mkdirSync(path.join(d.dir, '.claude'));
     fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} work` }));
     const env = claudeCodeEnv(d.env, api.url, path.join(d.dir, 'tmp'));
-    session = startTmux({ dir: d.dir, cwd: project, env, command: [CLAUDE] });
+    const session = startTmux({ dir: d.dir, cwd: project, env, command: [CLAUDE] });
 
     await session.waitFor(/Choose the text style/, 'the theme dialog');
     // Claude Code runs the helper once its first dialog shows; a person reads it before choosing.
@@ -100,7 +90,7 @@ describe('the real Claude Code, interactive, a new user’s first session', () =
     // No 401 came between them: the second is an ordinary read, not a refetch.
     expect(gets.map((g) => g.outcome)).toEqual(['fetched', 'hit']);
     expect(gets[1]!.rejected).toBeUndefined();
-    expect(fetches()).toBe(1);
+    expect(d.fetches()).toBe(1);
     expect(d.log()).not.toContain('its key was probably rejected');
   }, 120_000);
 });

@@ -6,10 +6,11 @@
 // registry), these tests fail rather than skip.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeMessagesApi } from '../fakes/fake-messages-api.js';
 import { claudeCode, claudeCodeEnv, CLI_INSTALL_TIMEOUT_MS } from '../helpers/pinned-cli.js';
-import { run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { run, SHIM, startCountingDaemon, waitFor, type CountingDaemon } from '../helpers/daemon.js';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
 import { exitCodeFor, type StatusReply } from '../../src/protocol/messages.js';
 
@@ -20,28 +21,19 @@ beforeAll(async () => {
 
 const RUN_TIMEOUT_MS = 60_000;
 
-let d: DaemonHandle;
+let d: CountingDaemon;
 let api: FakeMessagesApi;
 let project: string;
-const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
-const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
 
 beforeEach(async () => {
   api = await FakeMessagesApi.start();
-  d = await startDaemon({
-    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
-    logLevel: 'info',
-  });
+  cleanUp(() => api.close());
+  d = await startCountingDaemon();
   project = path.join(d.dir, 'project');
   fs.mkdirSync(project);
   fs.mkdirSync(path.join(d.dir, 'tmp'));
   fs.mkdirSync(path.join(d.dir, '.claude'));
   fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), JSON.stringify({ apiKeyHelper: `${SHIM} work` }));
-});
-afterEach(async () => {
-  await d.stop();
-  await api.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** `claude -p PROMPT` in the project, HOME the test directory, talking only to the fake API. */
@@ -54,9 +46,9 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
   it(
     'gets the rotated key at once after a 401, through the helper',
     async () => {
-      setKey('sk-old-rotated-away');
+      d.setKey('sk-old-rotated-away');
       expect((await d.shim('work')).stdout).toBe('sk-old-rotated-away\n');
-      setKey('sk-new-after-rotation');
+      d.setKey('sk-new-after-rotation');
       api.rejectedKeys.add('sk-old-rotated-away');
       const r = await claude('say hi');
       expect(r.code).toBe(0);
@@ -64,7 +56,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
       // Claude Code sent the cached key, got a 401, called the helper again, and retried.
       expect(api.keys()).toEqual(['sk-old-rotated-away', 'sk-new-after-rotation']);
       expect(api.requests.map((q) => q.bearer)).toEqual(api.keys());
-      expect(fetches()).toBe(2);
+      expect(d.fetches()).toBe(2);
       expect(d.log()).toContain('its key was probably rejected');
     },
     RUN_TIMEOUT_MS + 10_000,
@@ -73,7 +65,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
   it(
     'lets the agent run the shim twice through its Bash tool, and the next helper call still works',
     async () => {
-      setKey('sk-agent-session-key');
+      d.setKey('sk-agent-session-key');
       const command = `${SHIM} work; echo "exit=$?"; ${SHIM} work; echo "exit=$?"`;
       api.answer = (req) =>
         req.toolResults.length === 0
@@ -98,7 +90,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
       expect(new Set(api.keys())).toEqual(new Set(['sk-agent-session-key']));
       // The helper's call after the 401 was the one repeat: a refetch, then the same key once more.
       expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
-      expect(fetches()).toBe(2);
+      expect(d.fetches()).toBe(2);
     },
     RUN_TIMEOUT_MS + 10_000,
   );
@@ -106,7 +98,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
   it(
     'after Claude Code is refused a rejected key, status and doctor say so until a rotation brings another',
     async () => {
-      setKey('sk-revoked-at-the-console');
+      d.setKey('sk-revoked-at-the-console');
       api.rejectedKeys.add('sk-revoked-at-the-console');
       const started = Date.now();
       // 401, the helper again (refetched: same value, served once more), 401, the helper again:
@@ -145,7 +137,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
       expect((await d.cli(['refresh', 'work'])).code).toBe(0);
       expect((await status()).profiles[0]!.rejected).not.toBeNull();
       // … a rotated one is.
-      setKey('sk-rotated-at-the-console');
+      d.setKey('sk-rotated-at-the-console');
       // The two rejection checks and the refresh above spent the profile's forced-fetch burst (3,
       // then one every 10s): this refresh is refused (RATE_LIMITED) until the limit allows it.
       await waitFor(
@@ -171,7 +163,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
   it(
     "a Claude Code run from another one's Bash tool gets the rotated key after a 401, through its own helper",
     async () => {
-      setKey('sk-nested-before');
+      d.setKey('sk-nested-before');
       expect((await d.shim('work')).stdout).toBe('sk-nested-before\n');
       const inner = (req: { prompt: string }): boolean => req.prompt.includes('the inner session');
       api.answer = (req) =>
@@ -193,7 +185,7 @@ describe('the real Claude Code CLI with keybroker as its apiKeyHelper', () => {
       // The key is rotated the moment the inner session first asks: its cached key gets a 401.
       api.rejectIf = (req) => {
         if (!inner(req) || api.rejectedKeys.has('sk-nested-before')) return false;
-        setKey('sk-nested-after');
+        d.setKey('sk-nested-after');
         api.rejectedKeys.add('sk-nested-before');
         return true;
       };

@@ -6,13 +6,14 @@
 // cannot be installed (no registry), these tests fail rather than skip.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { SHIM_TEXT } from '../../src/shim/shim-messages.js';
 import { FakeResponsesApi } from '../fakes/fake-responses-api.js';
 import { CLI_INSTALL_TIMEOUT_MS, codex } from '../helpers/pinned-cli.js';
-import { CLI, run, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { CLI, run, SHIM, startCountingDaemon, waitFor, type CountingDaemon } from '../helpers/daemon.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
 let CODEX: string;
@@ -24,12 +25,10 @@ const RUN_TIMEOUT_MS = 90_000;
 /** What `keybroker setup codex` writes for a profile with this refresh interval. */
 const AUTH_ARGS = ['--refresh-interval-ms', '300000', 'work'];
 
-let d: DaemonHandle;
+let d: CountingDaemon;
 let api: FakeResponsesApi;
 let project: string;
 let codexHome: string;
-const fetches = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
-const setKey = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
 /** The trail's complete lines so far (a batch may be half written when read). */
 const wholeAudit = (): string[] => {
   const text = fs.readFileSync(path.join(d.dir, 'state', 'keybroker', 'audit.jsonl'), 'utf8');
@@ -47,19 +46,12 @@ const audit = (): AuditRecord[] =>
 
 beforeEach(async () => {
   api = await FakeResponsesApi.start();
-  d = await startDaemon({
-    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
-    logLevel: 'info',
-  });
+  cleanUp(() => api.close());
+  d = await startCountingDaemon();
   project = path.join(d.dir, 'project');
   codexHome = path.join(d.dir, '.codex');
   for (const dir of [project, codexHome, path.join(d.dir, 'tmp')]) fs.mkdirSync(dir);
   writeConfig(SHIM, AUTH_ARGS);
-});
-afterEach(async () => {
-  await d.stop();
-  await api.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 /** A provider for the fake API; with `command`, its auth table as `setup codex` writes it. */
@@ -111,7 +103,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
     'after keybroker setup codex, starts with the key from the daemon: one fetch, every request carries it, even with OPENAI_API_KEY and CODEX_API_KEY exported',
     async () => {
-      setKey('sk-codex-start');
+      d.setKey('sk-codex-start');
       writeConfig();
       const setup = await run(process.execPath, [CLI, 'setup', 'codex', '--profile', 'work'], {
         env: { ...d.env, CODEX_HOME: codexHome },
@@ -124,7 +116,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
       // The models requests and the response, all with the one key.
       expect(api.responses()).toHaveLength(1);
       expect(new Set(api.requests.map((q) => q.key))).toEqual(new Set(['sk-codex-start']));
-      expect(fetches()).toBe(1);
+      expect(d.fetches()).toBe(1);
       expect(audit().map((a) => a.consumer)).toEqual([
         expect.objectContaining({ name: 'codex', agent: 'codex', invocation: 'api-key-helper', claudeCode: false }),
       ]);
@@ -139,9 +131,9 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
     'gets the rotated key after a 401, at the cost of at most 2 backend fetches',
     async () => {
-      setKey('sk-codex-old');
+      d.setKey('sk-codex-old');
       expect((await d.shim('work')).stdout).toBe('sk-codex-old\n');
-      setKey('sk-codex-new');
+      d.setKey('sk-codex-new');
       api.rejectedKeys.add('sk-codex-old');
       const r = await codexExec('say hi');
       expect(r.code).toBe(0);
@@ -151,7 +143,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
         [401, 'sk-codex-old'],
         [200, 'sk-codex-new'],
       ]);
-      expect(fetches()).toBeLessThanOrEqual(2);
+      expect(d.fetches()).toBeLessThanOrEqual(2);
       expect(d.log()).toContain('its key was probably rejected');
     },
     RUN_TIMEOUT_MS + 10_000,
@@ -160,7 +152,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
     'a revoked key ends with our one-line error (KEY_REJECTED), not a retry loop',
     async () => {
-      setKey('sk-codex-revoked');
+      d.setKey('sk-codex-revoked');
       api.rejectedKeys.add('sk-codex-revoked');
       const r = await codexExec('say hi');
       expect(r.code).not.toBe(0);
@@ -172,7 +164,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
       // Codex gave up after its own retries: bounded, and so are the backend's reads (the first,
       // and one per suspected rejection).
       expect(api.responses().length).toBeLessThanOrEqual(10);
-      expect(fetches()).toBeLessThanOrEqual(4);
+      expect(d.fetches()).toBeLessThanOrEqual(4);
     },
     RUN_TIMEOUT_MS + 10_000,
   );
@@ -180,7 +172,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
     'the agent running the shim through exec_command never counts as a 401; the auth command after a 401 still does',
     async () => {
-      setKey('sk-codex-tool');
+      d.setKey('sk-codex-tool');
       // The agent runs exactly what config.toml runs, and the shim plain.
       const command = `${[SHIM, ...AUTH_ARGS].join(' ')}; echo "exit=$?"; ${SHIM} work; echo "exit=$?"`;
       api.answer = (req) =>
@@ -205,7 +197,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
         'api-key-helper',
       ]);
       expect(d.log().match(/its key was probably rejected/g)).toHaveLength(1);
-      expect(fetches()).toBe(2);
+      expect(d.fetches()).toBe(2);
     },
     RUN_TIMEOUT_MS + 10_000,
   );
@@ -213,7 +205,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
   it(
     'in Codex’s sandbox the agent’s tool cannot reach the daemon at all',
     async () => {
-      setKey('sk-codex-sandboxed');
+      d.setKey('sk-codex-sandboxed');
       api.answer = (req) =>
         req.toolOutputs.length === 0
           ? [
@@ -233,7 +225,7 @@ describe('the real Codex CLI with keybroker-shim as its auth command', () => {
       // The shim says so with its own status rather than a failed connection's (main's SANDBOXED).
       expect(output).toContain(`exit=${ERROR_CODES.SANDBOXED}`);
       expect(audit().map((a) => a.consumer?.invocation)).toEqual(['api-key-helper']);
-      expect(fetches()).toBe(1);
+      expect(d.fetches()).toBe(1);
     },
     RUN_TIMEOUT_MS + 10_000,
   );

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parsePlist } from 'plist';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { layoutAt } from '../../src/integration/install-layout.js';
 import {
@@ -18,7 +18,6 @@ import {
 import { renderSystemdUnits, servicePath } from '../../src/integration/service-units.js';
 import { installFakeServiceManagers, type FakeServiceManagers } from '../fakes/fake-service-managers.js';
 import {
-  baseEnv,
   CLI,
   daemonPid,
   privateTempDir,
@@ -26,7 +25,7 @@ import {
   run,
   SHIM,
   startDaemon,
-  stopAutostarted,
+  workspace,
   type DaemonHandle,
   shellQuote,
 } from '../helpers/daemon.js';
@@ -37,15 +36,10 @@ const UID = 501;
 
 let home: string;
 let fakes: FakeServiceManagers;
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
 
 beforeEach(() => {
   home = privateTempDir('kb-svc-');
   fakes = installFakeServiceManagers(home, UID);
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-  fs.rmSync(home, { recursive: true, force: true });
 });
 
 function host(platform: NodeJS.Platform, env: NodeJS.ProcessEnv = {}): ServiceHost {
@@ -178,12 +172,11 @@ describe('service install on Linux (systemd user units)', () => {
   });
 
   it('service status without a user manager reports the autostarted daemon that serves, and that no service is installed', async () => {
-    const dir = privateTempDir('kb-svc-auto-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_SVC_KEY: 'sk-svc-1' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, 'profiles:\n  default:\n    source: env:KB_SVC_KEY\n', { mode: 0o600 });
-    cleanups.push(async () => {
-      await stopAutostarted(env);
-      fs.rmSync(dir, { recursive: true, force: true });
+    const { env } = workspace({
+      prefix: 'kb-svc-auto-',
+      autostart: true,
+      config: 'profiles:\n  default:\n    source: env:KB_SVC_KEY\n',
+      env: { KB_SVC_KEY: 'sk-svc-1' },
     });
     expect((await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).code).toBe(0);
     const pid = await daemonPid(env);
@@ -242,12 +235,8 @@ describe('service install on Linux (systemd user units)', () => {
   it('names a daemon started outside the service that was answering on the socket', async () => {
     const daemon: DaemonHandle = await startDaemon({
       config: 'profiles:\n  a:\n    source: env:KB_SVC_A\n',
-      dir: privateTempDir('kb-svcd-'),
+      prefix: 'kb-svcd-',
       env: { KEYBROKER_SOCKET: path.join(home, 'run', 'keybroker', 'keybroker.sock') },
-    });
-    cleanups.push(async () => {
-      await daemon.stop();
-      fs.rmSync(daemon.dir, { recursive: true, force: true });
     });
     const out = capture();
     const report = await installService(host('linux', { FAKE_SYSTEMCTL_MAINPID: '999999' }), { dryRun: false, out });

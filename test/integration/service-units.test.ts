@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parsePlist } from 'plist';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { layoutAt } from '../../src/integration/install-layout.js';
 import {
   LAUNCHD_LABEL,
@@ -25,7 +25,6 @@ import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 
 const layout = layoutAt(ROOT);
 const tmp = privateTempDir('kb-units-');
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const plainInputs: UnitInputs = {
   node: process.execPath,
@@ -149,31 +148,25 @@ describe('systemd units', () => {
         },
       );
     };
-    try {
-      const good = verify(
-        renderSystemdUnits(
-          { ...plainInputs, entry: '/opt/key broker/100%/main.js', config: '/home/ada/c.yaml' },
-          layout.systemdDir,
-        ),
-      );
-      if (
-        /Failed to (initialize|connect|look ?up)|not supported|Permission denied/i.test(good.stderr) &&
-        good.status !== 0
-      ) {
-        ctx.skip(`systemd-analyze verify cannot run here: ${good.stderr.split('\n')[0]}`);
-        return;
-      }
-      expect(good.stderr).toBe('');
-      expect(good.status).toBe(0);
-      // The verifier is real: a unit it must reject is rejected.
-      const bad = verify(
-        renderSystemdUnits({ ...plainInputs, node: path.join(tmp, 'no-such-node') }, layout.systemdDir),
-      );
-      expect(bad.status).not.toBe(0);
-      expect(bad.stderr).toContain('no-such-node');
-    } finally {
-      fs.rmSync(runtime, { recursive: true, force: true });
+    const good = verify(
+      renderSystemdUnits(
+        { ...plainInputs, entry: '/opt/key broker/100%/main.js', config: '/home/ada/c.yaml' },
+        layout.systemdDir,
+      ),
+    );
+    if (
+      /Failed to (initialize|connect|look ?up)|not supported|Permission denied/i.test(good.stderr) &&
+      good.status !== 0
+    ) {
+      ctx.skip(`systemd-analyze verify cannot run here: ${good.stderr.split('\n')[0]}`);
+      return;
     }
+    expect(good.stderr).toBe('');
+    expect(good.status).toBe(0);
+    // The verifier is real: a unit it must reject is rejected.
+    const bad = verify(renderSystemdUnits({ ...plainInputs, node: path.join(tmp, 'no-such-node') }, layout.systemdDir));
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('no-such-node');
   });
 });
 
@@ -253,57 +246,53 @@ const bwrapWorks = spawnSync('bwrap', ['--ro-bind', '/', '/', '--dev', '/dev', '
 describe.skipIf(!bwrapWorks)('the systemd unit, with its file system protection emulated', () => {
   it('lets the daemon write its audit trail: no record dropped', async () => {
     const home = privateTempDir('kb-unit-home-');
+    const host = { platform: 'linux', home, env: {}, node: process.execPath, entry: plainInputs.entry };
+    const inputs = unitInputs(host as unknown as ServiceHost);
+    for (const dir of [inputs.configDir, inputs.stateDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(
+      path.join(inputs.configDir, 'config.yaml'),
+      'profiles:\n  default:\n    source: env:KB_UNIT_KEY\n',
+      {
+        mode: 0o600,
+      },
+    );
+    const { service } = renderSystemdUnits(inputs, layout.systemdDir);
+    const writable = systemdCommandWords(settingOf(service, 'ReadWritePaths')[0]!)
+      .map((w) => w.replace(/^-/, '').replace(/%h/g, home))
+      .filter((p) => fs.existsSync(p));
+    const sockDir = path.join(home, 'run');
+    fs.mkdirSync(sockDir, { mode: 0o700 });
+    const socket = path.join(sockDir, 'kb.sock');
+    const binds = [sockDir, ...writable].flatMap((p) => ['--bind', p, p]);
+    // The service's environment: no XDG_* of the installing shell, so the state directory is ~/.local/state.
+    const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_SOCKET: socket, KB_UNIT_KEY: 'sk-unit-test' };
+    const daemon = spawn(
+      'bwrap',
+      ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', ...binds, process.execPath, inputs.entry, 'daemon'],
+      { env, stdio: 'ignore' },
+    );
     try {
-      const host = { platform: 'linux', home, env: {}, node: process.execPath, entry: plainInputs.entry };
-      const inputs = unitInputs(host as unknown as ServiceHost);
-      for (const dir of [inputs.configDir, inputs.stateDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.writeFileSync(
-        path.join(inputs.configDir, 'config.yaml'),
-        'profiles:\n  default:\n    source: env:KB_UNIT_KEY\n',
-        {
-          mode: 0o600,
+      await waitFor(() => fs.existsSync(socket), 10_000, 'the daemon in bwrap to listen');
+      const got = await sendRequest(socket, { v: 1, op: 'get' }, { timeoutMs: 10_000 });
+      expect(got.ok).toBe(true);
+      const audit = async (): Promise<AuditStatus> => {
+        const status = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs: 10_000 });
+        return (status as StatusReply).audit!;
+      };
+      await waitFor(
+        async () => {
+          const a = await audit();
+          return a.written + a.dropped > 0;
         },
+        10_000,
+        'the audit trail to be written or dropped',
       );
-      const { service } = renderSystemdUnits(inputs, layout.systemdDir);
-      const writable = systemdCommandWords(settingOf(service, 'ReadWritePaths')[0]!)
-        .map((w) => w.replace(/^-/, '').replace(/%h/g, home))
-        .filter((p) => fs.existsSync(p));
-      const sockDir = path.join(home, 'run');
-      fs.mkdirSync(sockDir, { mode: 0o700 });
-      const socket = path.join(sockDir, 'kb.sock');
-      const binds = [sockDir, ...writable].flatMap((p) => ['--bind', p, p]);
-      // The service's environment: no XDG_* of the installing shell, so the state directory is ~/.local/state.
-      const env = { PATH: process.env.PATH, HOME: home, KEYBROKER_SOCKET: socket, KB_UNIT_KEY: 'sk-unit-test' };
-      const daemon = spawn(
-        'bwrap',
-        ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', ...binds, process.execPath, inputs.entry, 'daemon'],
-        { env, stdio: 'ignore' },
-      );
-      try {
-        await waitFor(() => fs.existsSync(socket), 10_000, 'the daemon in bwrap to listen');
-        const got = await sendRequest(socket, { v: 1, op: 'get' }, { timeoutMs: 10_000 });
-        expect(got.ok).toBe(true);
-        const audit = async (): Promise<AuditStatus> => {
-          const status = await sendRequest(socket, { v: 1, op: 'status' }, { timeoutMs: 10_000 });
-          return (status as StatusReply).audit!;
-        };
-        await waitFor(
-          async () => {
-            const a = await audit();
-            return a.written + a.dropped > 0;
-          },
-          10_000,
-          'the audit trail to be written or dropped',
-        );
-        const a = await audit();
-        expect({ dropped: a.dropped, lastError: a.lastError?.code ?? null }).toEqual({ dropped: 0, lastError: null });
-        expect(fs.readFileSync(path.join(inputs.stateDir, 'audit.jsonl'), 'utf8')).toContain('"op":"get"');
-      } finally {
-        daemon.kill('SIGTERM');
-        await new Promise((r) => daemon.once('exit', r));
-      }
+      const a = await audit();
+      expect({ dropped: a.dropped, lastError: a.lastError?.code ?? null }).toEqual({ dropped: 0, lastError: null });
+      expect(fs.readFileSync(path.join(inputs.stateDir, 'audit.jsonl'), 'utf8')).toContain('"op":"get"');
     } finally {
-      fs.rmSync(home, { recursive: true, force: true });
+      daemon.kill('SIGTERM');
+      await new Promise((r) => daemon.once('exit', r));
     }
   });
 });

@@ -5,7 +5,7 @@
 // --managed, into Claude Code's managed settings for every user.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { CLI, privateTempDir, run, type RunResult } from '../helpers/daemon.js';
 
@@ -15,7 +15,6 @@ let home: string;
 beforeEach(() => {
   home = privateTempDir('kb-setup-sbx-');
 });
-afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
 /** A user's environment with keybroker's default locations under `home`. */
 function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -193,17 +192,13 @@ describe('setup claude --sandbox', () => {
 
   it('a key file outside the home directory: written absolute, its Read rule starting with //', async () => {
     const elsewhere = privateTempDir('kb-setup-sbx-key-');
-    try {
-      fs.writeFileSync(path.join(elsewhere, 'key'), 'sk-elsewhere\n', { mode: 0o600 });
-      writeConfig(`profiles:\n  default:\n    source: file:${elsewhere}/key\n`);
-      const r = await setup();
-      expect(r.code).toBe(0);
-      const s = readSettings();
-      expect(s.sandbox.filesystem.denyRead).toContain(`${elsewhere}/key`);
-      expect(s.permissions.deny).toContain(`Read(/${elsewhere}/key)`);
-    } finally {
-      fs.rmSync(elsewhere, { recursive: true, force: true });
-    }
+    fs.writeFileSync(path.join(elsewhere, 'key'), 'sk-elsewhere\n', { mode: 0o600 });
+    writeConfig(`profiles:\n  default:\n    source: file:${elsewhere}/key\n`);
+    const r = await setup();
+    expect(r.code).toBe(0);
+    const s = readSettings();
+    expect(s.sandbox.filesystem.denyRead).toContain(`${elsewhere}/key`);
+    expect(s.permissions.deny).toContain(`Read(/${elsewhere}/key)`);
   });
 
   it('refuses a sandbox block of the wrong shape and leaves the file as it was', async () => {

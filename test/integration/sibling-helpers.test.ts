@@ -4,7 +4,7 @@
 // real credential_process, read by the real AWS SDK inside the daemon.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { GetReply } from '../../src/protocol/messages.js';
 import { privateTempDir, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
@@ -61,11 +61,6 @@ beforeAll(async () => {
     ].join('\n'),
     env: { AWS_SHARED_CREDENTIALS_FILE: credentials, AWS_CONFIG_FILE: config, AWS_EC2_METADATA_DISABLED: 'true' },
   });
-});
-
-afterAll(async () => {
-  await daemon.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('keybroker-shim --format aws-credentials (awsCredentialExport)', () => {

@@ -5,9 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sendRequest } from '../../src/client/client.js';
 import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { baseEnv, CLI, privateTempDir, run, SHIMS, waitFor, shellQuote } from '../helpers/daemon.js';
 
 interface Activated {
@@ -19,15 +20,6 @@ interface Activated {
   log(): string;
   env: NodeJS.ProcessEnv;
 }
-
-const started: Activated[] = [];
-afterEach(async () => {
-  for (const a of started.splice(0)) {
-    if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
-    await a.exited;
-    fs.rmSync(a.dir, { recursive: true, force: true });
-  }
-});
 
 /**
  * Bind a listening socket here, hand it to the daemon as fd 3, then let go of it: the parent
@@ -80,11 +72,10 @@ async function activate(listenPid: string): Promise<Activated> {
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  killWhenDone(child, 'SIGKILL');
   fs.renameSync(bound, socket);
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  const a: Activated = { dir, socket, ownSocket, child, exited, log: () => log, env };
-  started.push(a);
-  return a;
+  return { dir, socket, ownSocket, child, exited, log: () => log, env };
 }
 
 async function answers(socket: string): Promise<boolean> {

@@ -2,24 +2,9 @@
 // leave a core dump holding its keys: it sets its own core-file limit to 0 and clears its dump filter.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  baseEnv,
-  CLI,
-  daemonPid,
-  daemonWorkspace,
-  privateTempDir,
-  run,
-  SHIM,
-  stopAutostarted,
-  waitFor,
-  shellQuote,
-} from '../helpers/daemon.js';
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+import { describe, expect, it } from 'vitest';
+import { killWhenDone } from '../helpers/cleanup.js';
+import { CLI, daemonPid, run, SHIM, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 const config = 'profiles:\n  default:\n    source: env:HOME\n';
 
@@ -40,32 +25,20 @@ const coredumpFilter = (pid: number): number =>
 
 describe.skipIf(process.platform !== 'linux')('core dumps', () => {
   it('a daemon started by hand under ulimit -c unlimited runs with core limit 0 and coredump_filter 0', async () => {
-    const dir = privateTempDir('kb-core-');
-    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const ws = daemonWorkspace(dir, config);
+    const ws = workspace({ prefix: 'kb-core-', config });
     // exec: the shell becomes the daemon, as a user's `keybroker daemon` would be.
     const proc = spawn('/bin/sh', ['-c', `ulimit -c unlimited && exec "${process.execPath}" "${CLI}" daemon`], {
       env: ws.env,
       stdio: 'ignore',
     });
-    const exited = new Promise((r) => proc.once('exit', r));
-    cleanups.push(async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    });
+    killWhenDone(proc);
     await waitFor(async () => (await ws.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
     expect(coreLimit(proc.pid!)).toBe('0 0');
     expect(coredumpFilter(proc.pid!)).toBe(0);
   });
 
   it('so does a daemon the shim autostarts from such a shell', async () => {
-    const dir = privateTempDir('kb-core-');
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '' });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, config, { mode: 0o600 });
-    cleanups.push(async () => {
-      await stopAutostarted(env);
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
+    const { env } = workspace({ prefix: 'kb-core-', config, autostart: true });
     expect(await run('/bin/sh', ['-c', `ulimit -c unlimited && ${shellQuote(SHIM)}`], { env })).toMatchObject({
       code: 0,
     });

@@ -6,11 +6,21 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEnv, privateTempDir, startDaemon, waitFor, type DaemonHandle, type RunResult } from '../helpers/daemon.js';
-import { FakeVault } from '../fakes/fake-vault.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  baseEnv,
+  privateTempDir,
+  run,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  type RunResult,
+} from '../helpers/daemon.js';
+import type { FakeVault } from '../fakes/fake-vault.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { installCopy, openToAll } from '../helpers/install-copy.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
+import { startFakeVault } from '../helpers/vault.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot)
@@ -22,17 +32,6 @@ const NOBODY = 65534;
 const KEY = 'sk-ant-api03-file-trust-7f3a';
 const VAULT_KEY = 'sk-ant-api03-file-trust-vault-2c9e';
 const SECRET_ID = 'sid-file-trust-5d81';
-
-const VAULT_ENV = {
-  VAULT_NAMESPACE: '',
-  VAULT_CACERT: '',
-  VAULT_CAPATH: '',
-  VAULT_SKIP_VERIFY: '',
-  VAULT_CLIENT_CERT: '',
-  VAULT_CLIENT_KEY: '',
-  VAULT_TLS_SERVER_NAME: '',
-  VAULT_TOKEN: '',
-};
 
 function writeOwned(file: string, text: string, mode: number, uid: number, gid = uid): void {
   fs.writeFileSync(file, text);
@@ -46,10 +45,8 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
   let token: string;
 
   beforeAll(async () => {
-    fake = await FakeVault.start();
-    fake.enableKv('secret', 2);
-    fake.put('secret/anthropic', { api_key: VAULT_KEY });
-    token = fake.createToken({ read: ['secret/data/*'] });
+    const server = await startFakeVault({ secrets: { 'secret/anthropic': { api_key: VAULT_KEY } } });
+    ({ fake, token } = server);
     fake.createAppRole({ roleId: 'role-trust', secretId: SECRET_ID, read: ['secret/data/*'], tokenTtlSec: 3600 });
     const vault = (extra: string): string => `    source: vault://secret/anthropic#api_key\n    vault: { ${extra} }\n`;
     d = await startDaemon({
@@ -63,7 +60,8 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
         `  robot-mine:\n${vault('auth: { method: approle, roleId: role-trust, secretIdFile: ~/mine.secret-id }')}`,
         '',
       ].join('\n'),
-      env: { VAULT_ADDR: fake.url, ...VAULT_ENV },
+      // The tokens come from the files under test, never from the environment.
+      env: { ...server.env, VAULT_TOKEN: '' },
     });
     writeOwned(path.join(d.dir, 'theirs.key'), KEY, 0o600, NOBODY);
     writeOwned(path.join(d.dir, 'theirs.token'), token, 0o600, NOBODY);
@@ -71,11 +69,6 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
     writeOwned(path.join(d.dir, 'mine.token'), token, 0o600, 0);
     writeOwned(path.join(d.dir, 'open.secret-id'), SECRET_ID, 0o644, 0);
     writeOwned(path.join(d.dir, 'mine.secret-id'), SECRET_ID, 0o600, 0);
-  });
-  afterAll(async () => {
-    await d?.stop();
-    await fake?.close();
-    if (d) fs.rmSync(d.dir, { recursive: true, force: true });
   });
 
   it.each([
@@ -108,32 +101,9 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
 
 // ---- a daemon run as a second user, reading files root provisioned ----
 
-function runAs(
-  user: { uid: number; gid: number },
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<Omit<RunResult, 'ms'>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env,
-      uid: user.uid,
-      gid: user.gid,
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Run a program as `user` from /, as a service manager would start it. */
+const runAs = (user: { uid: number; gid: number }, command: string, args: string[], env: NodeJS.ProcessEnv) =>
+  run(command, args, { env, user, cwd: '/' });
 
 const second = otherUser();
 /** Copying node and the install (with node_modules, from a checkout out of reach) takes a while under load. */
@@ -149,25 +119,21 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
   let shimPath: string;
   let dir: string;
   let env: NodeJS.ProcessEnv;
-  let daemon: ReturnType<typeof spawn> | undefined;
-  let fake: FakeVault;
   let token: string;
 
   beforeAll(async () => {
     if (second.skip !== undefined) return;
     user = second;
-    install = fs.mkdtempSync('/tmp/kb-trust-install-');
+    install = privateTempDir('kb-trust-install-');
     const kb = installCopy(path.join(install, 'kb'), { user });
     openToAll(install);
     node = nodeFor(user, install);
     cli = kb.cli;
     shimPath = kb.shim;
-    fake = await FakeVault.start();
-    fake.enableKv('secret', 2);
-    fake.put('secret/anthropic', { api_key: VAULT_KEY });
-    token = fake.createToken({ read: ['secret/data/*'] });
+    const vault = await startFakeVault({ secrets: { 'secret/anthropic': { api_key: VAULT_KEY } } });
+    token = vault.token;
     dir = privateTempDir('kb-trust-');
-    env = { ...baseEnv(dir), VAULT_ADDR: fake.url, ...VAULT_ENV };
+    env = { ...baseEnv(dir), ...vault.env, VAULT_TOKEN: '' };
     env.PATH = `${path.dirname(node)}:${env.PATH ?? '/usr/bin:/bin'}`;
     const config = [
       'profiles:',
@@ -185,7 +151,8 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
     writeOwned(path.join(dir, 'root-0644.token'), token, 0o644, 0);
     writeOwned(path.join(dir, 'root-0666.token'), token, 0o666, 0);
     fs.chownSync(dir, user.uid, user.gid);
-    daemon = spawn(node, [cli, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
+    const daemon = spawn(node, [cli, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
+    killWhenDone(daemon);
     await waitFor(
       async () =>
         (await runAs(user, node, [shimPath, '--help'], env)).code === 0 && fs.existsSync(env.KEYBROKER_SOCKET!),
@@ -193,14 +160,8 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
       'the daemon to listen',
     );
   }, COPY_TIMEOUT_MS);
-  afterAll(async () => {
-    daemon?.kill('SIGTERM');
-    await fake?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    if (install) fs.rmSync(install, { recursive: true, force: true });
-  });
 
-  const shim = (profile: string): Promise<Omit<RunResult, 'ms'>> => runAs(user, node, [shimPath, profile], env);
+  const shim = (profile: string): Promise<RunResult> => runAs(user, node, [shimPath, profile], env);
 
   it('uses a root-owned 0644 key file (a secret mount) and a root-owned 0644 Vault token (an agent sink)', async () => {
     expect(await shim('mounted')).toMatchObject({ code: 0, stdout: `${KEY}\n` });

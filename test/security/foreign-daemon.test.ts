@@ -5,9 +5,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
-import { baseEnv, daemonWorkspace, privateTempDir, run, SHIMS, shellQuote } from '../helpers/daemon.js';
+import { cleanUp, killWhenDone } from '../helpers/cleanup.js';
+import { run, SHIMS, workspace, shellQuote } from '../helpers/daemon.js';
 import { otherUser } from '../helpers/other-user.js';
 import { recordingServer, type Reply } from '../helpers/stand-in-daemon.js';
 
@@ -19,17 +20,6 @@ if (skip !== undefined) console.log(`foreign-daemon tests skipped: ${skip}`);
 const CONFIG = 'profiles:\n  default:\n    source: env:KB_FOREIGN_KEY\n';
 /** Another build than this one, started by autostart: restart and the shims both want it gone. */
 const OTHER_BUILD = { version: '0.0.1', build: 'a0a0a0a0a0a0', startedBy: 'autostart' };
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function tempDir(): string {
-  const dir = privateTempDir('kb-foreign-');
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 interface ForeignProcess {
   pid: number;
@@ -71,7 +61,7 @@ async function foreignDaemon(dir: string, listen?: { socket: string }): Promise<
     args.push(listen.socket, JSON.stringify(OTHER_BUILD));
   }
   const proc = spawn(process.execPath, ['-e', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  cleanups.push(() => proc.kill('SIGKILL'));
+  killWhenDone(proc, 'SIGKILL');
   const ended = new Promise<string>((resolve) => proc.on('close', (code, signal) => resolve(signal ?? `exit ${code}`)));
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -103,7 +93,7 @@ async function foreignDaemon(dir: string, listen?: { socket: string }): Promise<
 
 describe.skipIf(skip !== undefined)('a daemon-looking process of another user, named on our socket', () => {
   it('keybroker stop refuses to signal it (PERMISSION_DENIED), though it listens there', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = workspace({ prefix: 'kb-foreign-', config: CONFIG });
     const foreign = await foreignDaemon(w.dir, { socket: w.socket });
     const r = await w.cli(['stop', '--timeout', '2']);
     expect(r.code).toBe(ERROR_CODES.PERMISSION_DENIED);
@@ -111,10 +101,10 @@ describe.skipIf(skip !== undefined)('a daemon-looking process of another user, n
   });
 
   it('keybroker restart does not signal it, and exits as when it cannot stop the daemon (UNAVAILABLE)', async () => {
-    const w = daemonWorkspace(tempDir(), CONFIG);
+    const w = workspace({ prefix: 'kb-foreign-', config: CONFIG });
     const foreign = await foreignDaemon(w.dir, { socket: w.socket });
     // Were it signalled, restart would start a daemon of ours in its place.
-    cleanups.push(async () => {
+    cleanUp(async () => {
       const now = await w.request({ v: 1, op: 'ping' }, 1_000);
       if (now.ok && 'pong' in now && now.pid !== foreign.pid) process.kill(now.pid, 'SIGTERM');
     });
@@ -128,12 +118,14 @@ describe.skipIf(skip !== undefined)('a daemon-looking process of another user, n
   // that to the Node shim). Neither may signal a pid of another user's.
   describe.each(SHIMS)('the $name shim', (shim) => {
     const callShim = async (answer: (pid: number) => Reply | ((line: string) => Reply)) => {
-      const dir = tempDir();
-      const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KEYBROKER_NODE: process.execPath });
+      const { dir, env } = workspace({
+        prefix: 'kb-foreign-',
+        env: { KEYBROKER_NO_AUTOSTART: '', KEYBROKER_NODE: process.execPath },
+      });
       const foreign = await foreignDaemon(dir);
       const server = await recordingServer(env.KEYBROKER_SOCKET!, answer(foreign.pid));
       // (Not awaited: the stand-in keeps half-open connections, which close() would wait for.)
-      cleanups.push(() => void server.close());
+      cleanUp(() => void server.close());
       const r = await run('/bin/sh', ['-c', shellQuote(shim.path)], { env });
       return { r, foreign, server };
     };

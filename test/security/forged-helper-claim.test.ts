@@ -6,19 +6,10 @@
 // ancestors changes nothing the real helper is judged by: its strike affects only its own request.
 // What a process inside the session can still do is in docs/security.md.
 import fs from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import { ERROR_CODES, type ConsumerInfo, type StatusReply } from '../../src/protocol/messages.js';
-import {
-  privateTempDir,
-  run,
-  SHIM,
-  startDaemon,
-  waitFor,
-  type DaemonHandle,
-  type RunResult,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { run, SHIM, startDaemon, waitFor, type DaemonHandle, type RunResult, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, startFakeCodex } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -49,11 +40,6 @@ const request = JSON.stringify({ v: 1, op: 'get', profile: 'work', consumer: JSO
 })();
 `;
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
 /** Field 22 of /proc/PID/stat: what the shim sends as the consumer's start. */
 function startTime(pid: number): string {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -72,7 +58,6 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
     name: 'Claude Code’s apiKeyHelper',
     start: (d) => {
       const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-      cleanups.push(() => claude.close());
       return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${shellQuote(SHIM)} work`) };
     },
     // Claude Code's apiKeyHelper (the harness marker), no agent marker.
@@ -89,7 +74,6 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
     name: 'Codex’s auth command',
     start: (d) => {
       const codex = startFakeCodex(d.dir, d.env);
-      cleanups.push(() => codex.close());
       return { pid: codex.pid, callKeyCommand: () => codex.runAuth([SHIM, '--refresh-interval-ms', '300000', 'work']) };
     },
     claim: (pid) => ({
@@ -109,13 +93,9 @@ describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
   () => {
     it.each(AGENTS)('$name: cannot make the real one fail: its strikes affect only its own requests', async (agent) => {
       const d = await startDaemon({
-        dir: privateTempDir('kb-forge-'),
+        prefix: 'kb-forge-',
         config: 'profiles:\n  work:\n    source: env:KB_KEY\n',
         env: { KB_KEY: KEY },
-      });
-      cleanups.push(async () => {
-        await d.stop();
-        fs.rmSync(d.dir, { recursive: true, force: true });
       });
       const real = agent.start(d);
 

@@ -3,22 +3,17 @@
 // hardened and why, and doctor names what is missing and how to get it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DoctorCheck } from '../../src/integration/doctor.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { privateTempDir, run, startDaemon, shellQuote } from '../helpers/daemon.js';
 import { installCopy } from '../helpers/install-copy.js';
 
 const KEY = 'sk-no-addon-3b7e';
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
 
 describe.skipIf(process.platform !== 'linux' && process.platform !== 'darwin')('without the hardening addon', () => {
   it('the daemon still serves; status says it is not hardened; doctor says what is missing and how to get it', async () => {
     const dir = privateTempDir('kb-noaddon-');
-    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const kb = installCopy(path.join(dir, 'install'), { addon: false });
     expect(fs.existsSync(kb.addon)).toBe(false);
     const d = await startDaemon({
@@ -27,7 +22,6 @@ describe.skipIf(process.platform !== 'linux' && process.platform !== 'darwin')('
       config: 'profiles:\n  default:\n    source: env:KB_KEY\n',
       env: { KB_KEY: KEY },
     });
-    cleanups.push(() => d.stop());
 
     expect(await run(process.execPath, [kb.cli, 'get', 'default'], { env: d.env })).toMatchObject({
       code: 0,

@@ -3,10 +3,10 @@
 // in memory until the profile timeout — gigabytes, then a RangeError that stopped the daemon
 // (exit 70). The daemon must give up on a response larger than any secret at once, and stop
 // reading it.
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
+import { cleanUp } from '../helpers/cleanup.js';
 import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 let server: http.Server;
@@ -29,19 +29,16 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanUp(() => {
+    server.closeAllConnections();
+    server.close();
+  });
   const { port } = server.address() as AddressInfo;
   d = await startDaemon({
     config: `profiles:\n  default:\n    source: aws-sm://x\n    timeout: 10s\n    aws: {region: us-east-1, endpoint: "http://127.0.0.1:${port}"}\n`,
     env: { AWS_ACCESS_KEY_ID: 'AKIAFAKEFAKEFAKE', AWS_SECRET_ACCESS_KEY: 'fake-secret-for-the-fake-endpoint' },
   });
 });
-afterAll(async () => {
-  await d.stop();
-  server.closeAllConnections();
-  server.close();
-  fs.rmSync(d.dir, { recursive: true, force: true });
-});
-
 it('an endless response body is refused as SOURCE_ERROR well within the timeout, and the daemon stops reading it', async () => {
   const started = Date.now();
   expect(await d.request({ v: 1, op: 'get', profile: 'default' }, 15_000)).toMatchObject({

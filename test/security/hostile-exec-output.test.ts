@@ -3,7 +3,7 @@
 // would hand Claude Code a key that is neither the source's nor an error.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { privateTempDir, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 
 let d: DaemonHandle;
@@ -30,10 +30,6 @@ beforeAll(async () => {
       '    output: json',
     ].join('\n'),
   });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
 it.each(['viaexec', 'viafile', 'viajson'])(

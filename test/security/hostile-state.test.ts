@@ -4,15 +4,12 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
+import { killWhenDone } from '../helpers/cleanup.js';
 import { privateTempDir, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 
 const KEY = 'sk-hostile-state-7d1e';
-const cleanups: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-});
 
 function exitWithin(d: DaemonHandle, ms: number): Promise<number | null | 'hung'> {
   return Promise.race([d.stop(), new Promise<'hung'>((r) => setTimeout(() => r('hung'), ms))]);
@@ -26,10 +23,8 @@ it('an audit.jsonl that is a FIFO is refused (UNSAFE_PATH), gets still served, a
   // shutdown (which flushes the trail) waits for it.
   execFileSync('mkfifo', ['-m', '600', path.join(stateDir, 'audit.jsonl')]);
   const d = await startDaemon({ dir, config: 'profiles:\n  default:\n    source: env:KB_KEY\n', env: { KB_KEY: KEY } });
-  cleanups.push(() => {
-    d.proc.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  // SIGKILL: a daemon hung on the FIFO would not hear SIGTERM.
+  killWhenDone(d.proc, 'SIGKILL');
   expect(await d.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: KEY });
   let audit: StatusReply['audit'] | undefined;
   await waitFor(
@@ -48,10 +43,6 @@ it('a key pasted into a config field is never echoed by a failed reload: not in 
   // Key-shaped, but not the value any source serves: only the shape rules can catch it.
   const pasted = 'sk-ant-api03-PastedIntoTheConfig0123456789abcdef';
   const d = await startDaemon({ config: 'profiles:\n  default:\n    source: env:KB_KEY\n', env: { KB_KEY: KEY } });
-  cleanups.push(async () => {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
-  });
   for (const bad of [`    source: file:${pasted}\n`, `    source: env:KB_KEY\n    ttl: ${pasted}\n`]) {
     d.writeConfig(`profiles:\n  default:\n${bad}`);
     const check = await d.cli(['config', 'check']);

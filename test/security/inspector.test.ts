@@ -2,34 +2,9 @@
 // shim autostarts gets a defined environment, whose variable names status and doctor show.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  baseEnv,
-  CLI,
-  daemonPid,
-  daemonWorkspace,
-  privateTempDir,
-  run,
-  SHIM,
-  startDaemon,
-  stopAutostarted,
-  waitFor,
-  type DaemonHandle,
-  shellQuote,
-} from '../helpers/daemon.js';
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function track(d: DaemonHandle): DaemonHandle {
-  cleanups.push(async () => {
-    await d.stop();
-    fs.rmSync(d.dir, { recursive: true, force: true });
-  });
-  return d;
-}
+import { describe, expect, it } from 'vitest';
+import { killWhenDone } from '../helpers/cleanup.js';
+import { CLI, daemonPid, run, SHIM, startDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 /** TCP sockets in LISTEN state that process `pid` holds (any port, IPv4 or IPv6). */
 function listeningTcpSockets(pid: number): string[] {
@@ -58,7 +33,7 @@ const config = 'profiles:\n  default:\n    source: env:HOME\n';
 
 describe('the inspector', () => {
   it('is not opened by SIGUSR1: nothing listens, no inspector url, and the daemon keeps serving', async () => {
-    const d = track(await startDaemon({ config }));
+    const d = await startDaemon({ config });
     expect(listeningTcpSockets(d.proc.pid!)).toEqual([]);
     d.signal('SIGUSR1');
     await waitFor(
@@ -75,20 +50,14 @@ describe('the inspector', () => {
     ['NODE_OPTIONS=--inspect', { env: { NODE_OPTIONS: '--inspect=127.0.0.1:0' }, execArgv: [] as string[] }],
     ['--inspect on the command line', { env: {}, execArgv: ['--inspect=127.0.0.1:0'] }],
   ])('opened by %s is closed at start, with a warning in the log', async (_how, { env: extra, execArgv }) => {
-    const dir = privateTempDir('kb-insp-');
-    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const ws = daemonWorkspace(dir, config, extra);
+    const ws = workspace({ prefix: 'kb-insp-', config, env: extra });
     const proc = spawn(process.execPath, [...execArgv, CLI, 'daemon'], {
       env: ws.env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    const exited = new Promise((r) => proc.once('exit', r));
-    cleanups.push(async () => {
-      proc.kill('SIGTERM');
-      await exited;
-    });
+    killWhenDone(proc);
     await waitFor(async () => (await ws.request({ v: 1, op: 'ping' }, 500)).ok, 10_000, 'daemon');
     expect(log).toContain('Debugger listening'); // Node opened it before any of our code ran…
     expect(listeningTcpSockets(proc.pid!)).toEqual([]); // …and it is closed now
@@ -99,7 +68,6 @@ describe('the inspector', () => {
 
 describe('autostart', () => {
   it("gives the daemon a defined environment: no NODE_OPTIONS, none of Claude Code's per-session variables", async () => {
-    const dir = privateTempDir('kb-env-');
     const session = {
       NODE_OPTIONS: '--max-old-space-size=512',
       CLAUDECODE: '1',
@@ -109,11 +77,11 @@ describe('autostart', () => {
       AI_AGENT: 'claude-code_2.1.330_agent',
       CLAUDE_PID: '4242',
     };
-    const env = baseEnv(dir, { KEYBROKER_NO_AUTOSTART: '', KB_KEEP_ME: 'yes', ...session });
-    fs.writeFileSync(env.KEYBROKER_CONFIG!, config, { mode: 0o600 });
-    cleanups.push(async () => {
-      await stopAutostarted(env);
-      fs.rmSync(dir, { recursive: true, force: true });
+    const { dir, env } = workspace({
+      prefix: 'kb-env-',
+      config,
+      autostart: true,
+      env: { KB_KEEP_ME: 'yes', ...session },
     });
     expect(await run('/bin/sh', ['-c', shellQuote(SHIM)], { env })).toMatchObject({ code: 0, stdout: `${dir}\n` });
     const pid = (await daemonPid(env))!;
@@ -129,7 +97,7 @@ describe('autostart', () => {
 
 describe('the environment the daemon keeps', () => {
   it('is shown by name (never by value) in status --json and doctor', async () => {
-    const d = track(await startDaemon({ config, env: { KB_SECRETISH: 'sk-value-never-shown', CLAUDECODE: '1' } }));
+    const d = await startDaemon({ config, env: { KB_SECRETISH: 'sk-value-never-shown', CLAUDECODE: '1' } });
     const status = await d.cli(['status', '--json']);
     const envNames = JSON.parse(status.stdout).daemon.envNames as string[];
     expect(envNames).toContain('KB_SECRETISH');

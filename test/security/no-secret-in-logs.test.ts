@@ -3,7 +3,7 @@
 // must appear nowhere but on the shim's stdout: not in the log, the CLI's output or the audit trail.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SHIMS, startDaemon, waitFor, type DaemonHandle, type RunResult, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { makeJwt } from '../helpers/jwt.js';
@@ -63,7 +63,6 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       // Output that is not the JSON asked for, with the secret in it: the error must not quote it.
       fs.writeFileSync(path.join(d.dir, 'bad.json'), `{"value": "${SECRET}", "expiresAt": "tomorrow"}`);
     });
-    afterAll(() => fs.rmSync(d.dir, { recursive: true, force: true }));
 
     describe('no secret value outside the reply', () => {
       it('runs every path, then finds the value nowhere in logs, status or errors', async () => {
@@ -80,12 +79,9 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         expect((await shimRun('--refresh')).stdout).toBe(`${SECRET}\n`);
         // A suspected rejection from a Claude Code session, then the failure.
         const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        try {
-          for (let i = 0; i < 3; i++)
-            outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shellQuote(shim)} env`)), stdout: '' }));
-        } finally {
-          claude.close();
-        }
+        for (let i = 0; i < 3; i++)
+          outputs.push(JSON.stringify({ ...(await claude.callHelper(`${shellQuote(shim)} env`)), stdout: '' }));
+        claude.close();
         expect(outputs.at(-1)).toContain('the key was rejected');
         // The source fails: stale serving with a warning, then errors.
         fs.writeFileSync(path.join(d.dir, 'key'), '');

@@ -7,7 +7,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { killWhenDone, privateTempDir } from '../helpers/cleanup.js';
 import { HARDENING_ADDON, installCopy, openToAll } from '../helpers/install-copy.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 
@@ -71,11 +72,6 @@ setTimeout(() => {
 }, 100);
 `;
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
 describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process of the same user', () => {
   it('cannot read its environment or memory, or attach to it; can still use it and see its command line', async (ctx) => {
     const user = otherUser();
@@ -86,8 +82,7 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
     const as = { uid: user.uid, gid: user.gid };
 
     // Everything the other user runs lives in a directory they can read; the checkout may not be.
-    const base = fs.mkdtempSync(path.join(fs.existsSync('/tmp') ? '/tmp' : os.tmpdir(), 'kb-nd-'));
-    cleanups.push(() => fs.rmSync(base, { recursive: true, force: true }));
+    const base = privateTempDir('kb-nd-');
     const kb = installCopy(path.join(base, 'kb'), { addon: true, user });
     fs.writeFileSync(path.join(base, 'ptrace-probe.c'), PTRACE_PROBE);
     const compiled = spawnSync(cc, ['-o', path.join(base, 'ptrace-probe'), path.join(base, 'ptrace-probe.c')], {
@@ -120,10 +115,7 @@ describe.skipIf(process.platform !== 'linux')('a hardened daemon and a process o
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const exited = new Promise((r) => daemon.once('exit', r));
-    cleanups.push(async () => {
-      daemon.kill('SIGTERM');
-      await exited;
-    });
+    killWhenDone(daemon);
     let log = '';
     await new Promise<void>((resolve, reject) => {
       daemon.stderr!.on('data', (c: Buffer) => {

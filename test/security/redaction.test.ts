@@ -1,38 +1,30 @@
 // A failing exec: command's first stderr line reaches the shim's error, status, status --json and
 // the log. If it quotes a value the daemon has served (any profile), or anything key-shaped, that
 // must not reach any of them. Through the real daemon and shim.
-import fs from 'node:fs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { expect, it } from 'vitest';
+import { sharedDaemon } from '../helpers/daemon.js';
 
 const SERVED = 'kb-served-value-4d7e91';
 const ANTHROPIC = 'sk-ant-api03-Zq8xW2vN5mK7pL1tR9sY3uB6';
 const HEX = '3f9a1c0e7b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a';
 const BASE64 = 'dGhpcyBpcyBhIHNlY3JldCB0b2tlbiB2YWx1ZQ8Xk2';
 
-let d: DaemonHandle;
-beforeAll(async () => {
-  d = await startDaemon({
-    config: [
-      'profiles:',
-      '  served:',
-      '    source: env:KB_RED_SERVED',
-      '  leaky:',
-      `    source: 'exec:echo "op: token $KB_RED_SERVED was refused" >&2; exit 1'`,
-      // exec: commands run without env: profiles' variables unless let through: this one must see it.
-      '    exec:',
-      '      passEnv: [KB_RED_SERVED]',
-      '  shaped:',
-      `    source: 'exec:echo "auth failed: $KB_RED_ANTHROPIC / $KB_RED_HEX / $KB_RED_B64 (see /run/user/1000/keybroker/keybroker.sock)" >&2; exit 2'`,
-      '',
-    ].join('\n'),
-    env: { KB_RED_SERVED: SERVED, KB_RED_ANTHROPIC: ANTHROPIC, KB_RED_HEX: HEX, KB_RED_B64: BASE64 },
-    logLevel: 'debug',
-  });
-});
-afterAll(async () => {
-  await d.stop();
-  fs.rmSync(d.dir, { recursive: true, force: true });
+const d = sharedDaemon({
+  config: [
+    'profiles:',
+    '  served:',
+    '    source: env:KB_RED_SERVED',
+    '  leaky:',
+    `    source: 'exec:echo "op: token $KB_RED_SERVED was refused" >&2; exit 1'`,
+    // exec: commands run without env: profiles' variables unless let through: this one must see it.
+    '    exec:',
+    '      passEnv: [KB_RED_SERVED]',
+    '  shaped:',
+    `    source: 'exec:echo "auth failed: $KB_RED_ANTHROPIC / $KB_RED_HEX / $KB_RED_B64 (see /run/user/1000/keybroker/keybroker.sock)" >&2; exit 2'`,
+    '',
+  ].join('\n'),
+  env: { KB_RED_SERVED: SERVED, KB_RED_ANTHROPIC: ANTHROPIC, KB_RED_HEX: HEX, KB_RED_B64: BASE64 },
+  logLevel: 'debug',
 });
 
 it('redacts a served value from a failing command’s error everywhere it is shown', async () => {

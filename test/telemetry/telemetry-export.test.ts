@@ -7,10 +7,11 @@ import { createHash, createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { FakeOtlpReceiver, type MetricPoint } from '../fakes/fake-otlp-receiver.js';
+import { cleanUp } from '../helpers/cleanup.js';
 import { privateTempDir, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
@@ -48,7 +49,9 @@ describe('a daemon with telemetry: on', () => {
 
   beforeAll(async () => {
     await receiver.listen();
+    cleanUp(() => receiver.close());
     await sessionCollector.listen();
+    cleanUp(() => sessionCollector.close());
     const dir = privateTempDir();
     fs.mkdirSync(path.join(dir, 'code', 'acme'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'work.key'), WORK_KEY);
@@ -81,14 +84,11 @@ describe('a daemon with telemetry: on', () => {
       },
     });
     const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme'));
-    try {
-      // Start-up, then two quick repeats: a suspected 401 (refetched), then a rejection.
-      expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
-      expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
-      expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
-    } finally {
-      claude.close();
-    }
+    // Start-up, then two quick repeats: a suspected 401 (refetched), then a rejection.
+    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
+    claude.close();
     expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
     expect((await d.cli(['get', 'nope'])).code).toBe(4);
     const trailFile = path.join(d.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl');
@@ -111,12 +111,6 @@ describe('a daemon with telemetry: on', () => {
       'records and metrics at the receiver',
     );
   }, 40_000);
-
-  afterAll(async () => {
-    await d?.stop();
-    await receiver.close();
-    await sessionCollector.close();
-  });
 
   it('sends the audit records with the same fields as the local trail, and nothing more', () => {
     const sent = receiver.logRecords();
@@ -221,6 +215,7 @@ describe('resource attributes', () => {
   it('leaves out the host and the user when told to', async () => {
     const receiver = new FakeOtlpReceiver();
     await receiver.listen();
+    cleanUp(() => receiver.close());
     const d = await startDaemon({
       config: [
         'telemetry:',
@@ -234,17 +229,12 @@ describe('resource attributes', () => {
       ].join('\n'),
       env: { KB_KEY: WORK_KEY },
     });
-    try {
-      expect((await d.cli(['get'])).code).toBe(0);
-      await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
-      const resource = receiver.metricPoints('keybroker.requests')[0]!.resource;
-      expect(resource['service.name']).toBe('keybroker');
-      expect(resource).not.toHaveProperty('host.name');
-      expect(resource).not.toHaveProperty('user.name');
-    } finally {
-      await d.stop();
-      await receiver.close();
-    }
+    expect((await d.cli(['get'])).code).toBe(0);
+    await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
+    const resource = receiver.metricPoints('keybroker.requests')[0]!.resource;
+    expect(resource['service.name']).toBe('keybroker');
+    expect(resource).not.toHaveProperty('host.name');
+    expect(resource).not.toHaveProperty('user.name');
   }, 20_000);
 });
 
@@ -252,6 +242,7 @@ describe('a service-started daemon (--telemetry-env)', () => {
   it('takes the endpoint and headers from OTEL_EXPORTER_OTLP_*', async () => {
     const receiver = new FakeOtlpReceiver();
     await receiver.listen();
+    cleanUp(() => receiver.close());
     const d = await startDaemon({
       args: ['--telemetry-env'],
       config: ['telemetry:', '  interval: 1s', 'profiles:', '  default:', '    source: env:KB_KEY'].join('\n'),
@@ -261,32 +252,23 @@ describe('a service-started daemon (--telemetry-env)', () => {
         OTEL_EXPORTER_OTLP_HEADERS: 'x-org-token=from-the-unit',
       },
     });
-    try {
-      expect((await d.cli(['get'])).code).toBe(0);
-      await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
-      expect(receiver.requests[0]!.headers['x-org-token']).toBe('from-the-unit');
-      expect((await status(d)).telemetry).toMatchObject({ fromEnvironment: true, metrics: null });
-    } finally {
-      await d.stop();
-      await receiver.close();
-    }
+    expect((await d.cli(['get'])).code).toBe(0);
+    await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
+    expect(receiver.requests[0]!.headers['x-org-token']).toBe('from-the-unit');
+    expect((await status(d)).telemetry).toMatchObject({ fromEnvironment: true, metrics: null });
   }, 20_000);
 
   it('without the flag, an endpoint only in the environment is none: status says so, gets are served', async () => {
     const receiver = new FakeOtlpReceiver();
     await receiver.listen();
+    cleanUp(() => receiver.close());
     const d = await startDaemon({
       config: ['telemetry: {}', 'profiles:', '  default:', '    source: env:KB_KEY'].join('\n'),
       env: { KB_KEY: WORK_KEY, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
     });
-    try {
-      expect((await d.cli(['get'])).stdout).toBe(`${WORK_KEY}\n`);
-      expect((await status(d)).telemetry?.lastError?.code).toBe('CONFIG_INVALID');
-      await new Promise((r) => setTimeout(r, 1500));
-      expect(receiver.requests).toEqual([]);
-    } finally {
-      await d.stop();
-      await receiver.close();
-    }
+    expect((await d.cli(['get'])).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await status(d)).telemetry?.lastError?.code).toBe('CONFIG_INVALID');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(receiver.requests).toEqual([]);
   }, 20_000);
 });

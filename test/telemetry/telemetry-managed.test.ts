@@ -4,9 +4,10 @@
 import { createHash, createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { FakeOtlpReceiver } from '../fakes/fake-otlp-receiver.js';
-import { privateTempDir, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { cleanUp } from '../helpers/cleanup.js';
+import { privateTempDir, startDaemon, waitFor } from '../helpers/daemon.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 if (!IS_ROOT) console.warn('test/telemetry/telemetry-managed.test.ts: skipped: a root-owned managed config needs root');
@@ -23,7 +24,6 @@ let dir: string;
 let managedFile: string;
 const org = new FakeOtlpReceiver();
 const users = new FakeOtlpReceiver();
-let d: DaemonHandle | undefined;
 
 beforeEach(async () => {
   dir = privateTempDir('kb-otel-managed-');
@@ -32,14 +32,9 @@ beforeEach(async () => {
   managedFile = path.join(managedDir, 'managed.yaml');
   fs.mkdirSync(path.join(dir, 'user'), { mode: 0o700 });
   await org.listen();
+  cleanUp(() => org.close());
   await users.listen();
-});
-afterEach(async () => {
-  await d?.stop();
-  d = undefined;
-  await org.close();
-  await users.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  cleanUp(() => users.close());
 });
 
 function installManaged(text: string): void {
@@ -60,7 +55,7 @@ describe.runIf(IS_ROOT)('a managed config that locks telemetry', () => {
         '  - telemetry',
       ].join('\n'),
     );
-    d = await startDaemon({
+    const d = await startDaemon({
       dir: path.join(dir, 'user'),
       config: [
         'audit: false',
@@ -106,7 +101,7 @@ describe.runIf(IS_ROOT)('a managed config that locks telemetry', () => {
         '  - telemetry.salt',
       ].join('\n'),
     );
-    d = await startDaemon({
+    const d = await startDaemon({
       dir: path.join(dir, 'user'),
       config: [
         'telemetry:',
