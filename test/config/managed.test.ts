@@ -12,12 +12,12 @@ import { startDaemon as startLifecycle } from '../../src/daemon/lifecycle.js';
 import { createLogger } from '../../src/log.js';
 import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
 import {
-  daemonWorkspace,
   privateTempDir,
   run,
   SHIM,
   startDaemon,
   unsetEnv,
+  workspace,
   waitFor,
   type DaemonHandle,
   shellQuote,
@@ -204,15 +204,15 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
   });
 
   it('the daemon notices a managed config installed or changed after start, without a signal', async () => {
-    const workspace = daemonWorkspace(path.join(dir, 'user'), USER_CONFIG, {
-      KB_ORG: ORG_KEY,
-      KB_USER_ORG: USER_ORG_KEY,
-      KB_MINE: MINE_KEY,
+    const ws = workspace({
+      dir: path.join(dir, 'user'),
+      config: USER_CONFIG,
+      env: { KB_ORG: ORG_KEY, KB_USER_ORG: USER_ORG_KEY, KB_MINE: MINE_KEY },
     });
     const daemon = await startLifecycle({
-      config: { path: workspace.configPath, from: '--config' },
-      socket: { path: workspace.socket, from: '--socket' },
-      env: workspace.env,
+      config: { path: ws.configPath, from: '--config' },
+      socket: { path: ws.socket, from: '--socket' },
+      env: ws.env,
       log: createLogger({ level: 'silent' }),
       // The platform path, as an administrator (or MDM) would install it; polled fast for the test.
       managedPath: managedFile,
@@ -220,7 +220,7 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     });
     try {
       const value = async (): Promise<string | undefined> => {
-        const r = await workspace.request({ v: 1, op: 'get', profile: 'org' });
+        const r = await ws.request({ v: 1, op: 'get', profile: 'org' });
         return r.ok && 'value' in r ? r.value : undefined;
       };
       expect(await value()).toBe(USER_ORG_KEY);
