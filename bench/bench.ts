@@ -880,7 +880,7 @@ async function main(): Promise<number> {
   notes.push(
     'skipped' in keychain
       ? `keychain: not measured: ${keychain.skipped}`
-      : `keychain: gnome-keyring-daemon on a private session bus; first fetch over ${keychain.firstFetchMs.n} fresh daemons, refresh = forget then get; ` +
+      : `keychain: gnome-keyring-daemon on a private session bus; first fetch over ${keychain.firstFetchMs.n} fresh daemons, refresh = forget then get, round profiles of one entry so each stays within its forced-fetch burst; ` +
           `p25-p75 refresh ${ms(keychain.refreshMs.p25)}-${ms(keychain.refreshMs.p75)}, secret-tool lookup ${ms(keychain.lookupMs.p25)}-${ms(keychain.lookupMs.p75)}`,
   );
   for (const n of notes) console.log(`note: ${n}`);
