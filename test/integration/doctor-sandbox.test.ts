@@ -50,6 +50,14 @@ const user = (sandbox: object, more: object = { permissions: PERMISSIONS }): Fil
   '~/.claude/settings.json': { sandbox, ...more },
 });
 
+/** ~/keys/anthropic, the key file the config names, as a link to the real file in ~/vault. */
+function linkedKeyFile(home: string): void {
+  fs.mkdirSync(path.join(home, 'vault'), { mode: 0o700 });
+  fs.writeFileSync(path.join(home, 'vault', 'anthropic'), 'sk-x\n', { mode: 0o600 });
+  fs.mkdirSync(path.join(home, 'keys'), { mode: 0o700 });
+  fs.symlinkSync(path.join(home, 'vault', 'anthropic'), path.join(home, 'keys', 'anthropic'));
+}
+
 const cases: Case[] = [
   {
     name: 'no sandbox settings: the sandbox is off, and nothing else is said',
@@ -214,35 +222,20 @@ const cases: Case[] = [
     // A denied directory hides the link in it; what the link points at is elsewhere.
     name: 'a key file that is a symbolic link, with only the directory holding the link denied: its target stays readable',
     files: user({ ...ON, filesystem: { denyRead: [...DENY.filter((p) => !p.startsWith('~/keys')), '~/keys'] } }, {}),
-    setup: (home) => {
-      fs.mkdirSync(path.join(home, 'vault'), { mode: 0o700 });
-      fs.writeFileSync(path.join(home, 'vault', 'anthropic'), 'sk-x\n', { mode: 0o600 });
-      fs.mkdirSync(path.join(home, 'keys'), { mode: 0o700 });
-      fs.symlinkSync(path.join(home, 'vault', 'anthropic'), path.join(home, 'keys', 'anthropic'));
-    },
+    setup: linkedKeyFile,
     expect: { 'sandbox-keys': 'warn' },
   },
   {
     // The sandbox resolves a denied path through its links (bwrap binds over the target).
     name: 'the same link, denied by name: its target is what the sandbox hides',
     files: user(ON),
-    setup: (home) => {
-      fs.mkdirSync(path.join(home, 'vault'), { mode: 0o700 });
-      fs.writeFileSync(path.join(home, 'vault', 'anthropic'), 'sk-x\n', { mode: 0o600 });
-      fs.mkdirSync(path.join(home, 'keys'), { mode: 0o700 });
-      fs.symlinkSync(path.join(home, 'vault', 'anthropic'), path.join(home, 'keys', 'anthropic'));
-    },
+    setup: linkedKeyFile,
     expect: { 'sandbox-keys': 'ok' },
   },
   {
     name: 'the same link, with its target denied too',
     files: user({ ...ON, filesystem: { denyRead: [...DENY, '~/vault/anthropic'] } }),
-    setup: (home) => {
-      fs.mkdirSync(path.join(home, 'vault'), { mode: 0o700 });
-      fs.writeFileSync(path.join(home, 'vault', 'anthropic'), 'sk-x\n', { mode: 0o600 });
-      fs.mkdirSync(path.join(home, 'keys'), { mode: 0o700 });
-      fs.symlinkSync(path.join(home, 'vault', 'anthropic'), path.join(home, 'keys', 'anthropic'));
-    },
+    setup: linkedKeyFile,
     expect: { 'sandbox-keys': 'ok' },
   },
   {
