@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
 import { run } from '../helpers/daemon.js';
-import { buildTree, TARGETS } from './build-native-tree.js';
+import { buildTree, TARGETS } from '../helpers/build-native-tree.js';
 
 describe('without a C compiler', () => {
   it.each([[[]], [['--install']]])('succeeds with one line and no binary (args %j)', async (args) => {

@@ -14,7 +14,7 @@ import { ERROR_CODES, type noAnswerError, type renderError } from '../../src/pro
 import { privateTempDir, run, type RunResult } from '../helpers/daemon.js';
 import { recordingServer } from '../helpers/stand-in-daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
-import { buildTree, type BuildTree } from './build-native-tree.js';
+import { buildTree, type BuildTree } from '../helpers/build-native-tree.js';
 
 // A build (one C compile per target) takes past 30 s on a loaded 2-core machine.
 const BUILD_TIMEOUT_MS = 120_000;

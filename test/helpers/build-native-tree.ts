@@ -4,7 +4,7 @@
 // and build-native-compiler.test.ts (how the build reacts to the compiler).
 import fs from 'node:fs';
 import path from 'node:path';
-import { privateTempDir, ROOT, run } from '../helpers/daemon.js';
+import { privateTempDir, ROOT, run } from './daemon.js';
 
 const inDir = (dir: string): string[] => fs.readdirSync(path.join(ROOT, dir)).map((f) => `${dir}/${f}`);
 const FILES = [
