@@ -1,4 +1,4 @@
-// scripts/build-native.mjs against the C compiler, on a copy of what it needs (build-native-tree.ts):
+// scripts/build-native.mjs against the C compiler, on a copy of what it needs (test/helpers/build-native-tree.ts):
 // without one, with one that fails, warns or refuses the hardening flags, and as the package's
 // install script of a package missing parts, which must end in one line per target and status 0
 // (`npm ci` on a machine without cc must pass). None of it depends on the Node that runs the

@@ -1,4 +1,4 @@
-// scripts/build-native.mjs, run on a copy of what it needs (build-native-tree.ts) so it never
+// scripts/build-native.mjs, run on a copy of what it needs (test/helpers/build-native-tree.ts) so it never
 // touches this checkout's dist/: what depends on the Node that runs it, on every Node of CI. The
 // native shim hands over to the node that built it, the hardening addon loads in this node, and the
 // header is generated from the built TypeScript, so the native shim follows a change to it. How the
