@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/protocol/messages.js';
+import { sendRequest } from '../../src/client/client.js';
+import { ERROR_CODES, type StatusReply } from '../../src/protocol/messages.js';
 import {
   baseEnv,
-  CLI,
   privateTempDir,
   run,
   SHIMS,
@@ -112,14 +112,13 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         expect(stale.stderr).toMatch(
           /^keybroker: warning: serving a cached value past its TTL: exec:cat … exited 1: cat: .*No such file/,
         );
-        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
-          profiles: Array<{ name: string; state: string }>;
-        };
+        const status = (await d.request({ v: 1, op: 'status' })) as StatusReply;
         expect(status.profiles.find((p) => p.name === 'flaky')!.state).toBe('stale');
       });
 
       it('makes one backend fetch for many concurrent cold requests', async () => {
-        const results = await Promise.all(Array.from({ length: 12 }, () => shimRun('counted')));
+        // (Six: as many as arrive within the source's 0.3 s on a busy two-core machine.)
+        const results = await Promise.all(Array.from({ length: 6 }, () => shimRun('counted')));
         expect(results.every((r) => r.code === 0 && r.stdout === 'sk-counted\n')).toBe(true);
         expect(fs.readFileSync(path.join(d.dir, 'counted'), 'utf8')).toBe('x\n');
       });
@@ -237,9 +236,11 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
           );
           for (const r of results) expect(r).toMatchObject({ code: 0, stdout: 'sk-auto\n' });
           expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(8_000);
-          const status = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env })).stdout) as {
-            daemon: { pid: number };
-          };
+          const status = (await sendRequest(
+            env.KEYBROKER_SOCKET!,
+            { v: 1, op: 'status' },
+            { timeoutMs: 5_000 },
+          )) as StatusReply;
           daemonPid = status.daemon.pid;
           const log = fs.readFileSync(path.join(path.dirname(env.KEYBROKER_SOCKET!), 'daemon.log'), 'utf8');
           expect(log.match(/"msg":"listening"/g)).toHaveLength(1);
