@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { sendRequest } from '../../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
-import type { Reply, Request } from '../../src/protocol/messages.js';
+import type { Reply, Request, StatusReply } from '../../src/protocol/messages.js';
 import { beforeAll } from 'vitest';
 import { cleanUp, killWhenDone, privateTempDir } from './cleanup.js';
 
@@ -273,8 +273,11 @@ export function isRunning(pid: number): boolean {
 
 /** The pid of the daemon answering in this environment (one a shim autostarted), if any. */
 export async function daemonPid(env: NodeJS.ProcessEnv): Promise<number | undefined> {
-  const status = await run(process.execPath, [CLI, 'status', '--json'], { env });
-  return status.code === 0 ? (JSON.parse(status.stdout) as { daemon: { pid: number } }).daemon.pid : undefined;
+  // Asked over the socket, as `keybroker status --json` would (it prints this reply), without a CLI start.
+  const reply = await sendRequest(env.KEYBROKER_SOCKET!, { v: 1, op: 'status' }, { timeoutMs: 10_000 }).catch(
+    () => undefined,
+  );
+  return reply?.ok ? (reply as StatusReply).daemon.pid : undefined;
 }
 
 /** Stop the daemon a shim autostarted in this environment, if one runs, and wait for its socket to go. */
