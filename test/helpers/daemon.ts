@@ -358,6 +358,54 @@ export function sharedDaemon(options: StartOptions | (() => StartOptions | Promi
   return shared;
 }
 
+/** One of rotatingProfiles' profiles: a test's own. */
+export interface RotatingProfile {
+  name: string;
+  /** How many times the daemon has fetched it. */
+  fetches(): number;
+  /** What its source returns from now on. */
+  rotate(value: string): void;
+  /** The daemon's "its key was probably rejected" log lines about it since it was taken. */
+  rejections(): number;
+}
+
+/**
+ * One daemon for a file's tests of what the daemon remembers about a profile (fetches, suspected
+ * rejections, forced fetches, consumers): `count` exec profiles, p0, p1, …, each serving a key file
+ * the test writes and counting its fetches, and take() in a beforeEach gives each test one no test
+ * has used, its key set to `key`. A daemon start per test otherwise.
+ */
+export function rotatingProfiles(count: number): { daemon: DaemonHandle; take(key: string): RotatingProfile } {
+  const names = Array.from({ length: count }, (_, i) => `p${i}`);
+  // The exec source runs in the daemon's HOME, which is its directory.
+  const source = (p: string): string => `exec:echo x >> ./${p}.count; cat ./${p}.key`;
+  const daemon = sharedDaemon({
+    config: `profiles:\n${names.map((p) => `  ${p}:\n    source: ${source(p)}\n    ttl: 1h\n`).join('')}`,
+  });
+  let unused = 0;
+  const take = (key: string): RotatingProfile => {
+    const name = names[unused++];
+    // More tests than profiles: fail, rather than let two tests share one.
+    if (name === undefined) throw new Error(`rotatingProfiles(${count}) has no profile left: ask for more`);
+    const logFrom = daemon.log().length;
+    const file = (ext: string): string => path.join(daemon.dir, `${name}.${ext}`);
+    const profile: RotatingProfile = {
+      name,
+      fetches: () => fs.readFileSync(file('count'), 'utf8').split('\n').length - 1,
+      rotate: (value) => fs.writeFileSync(file('key'), value),
+      rejections: () =>
+        daemon
+          .log()
+          .slice(logFrom)
+          .split('\n')
+          .filter((l) => l.includes(`"profile":"${name}"`) && l.includes('its key was probably rejected')).length,
+    };
+    profile.rotate(key);
+    return profile;
+  };
+  return { daemon, take };
+}
+
 async function spawnDaemon(ws: DaemonWorkspace, options: DaemonOptions): Promise<DaemonHandle> {
   const { start: _start, ...place } = ws;
   const argv = [options.cli ?? CLI, 'daemon', '--log-level', options.logLevel ?? 'debug', ...(options.args ?? [])];

@@ -9,40 +9,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { SHIMS, sharedDaemon, shellQuote } from '../helpers/daemon.js';
+import { rotatingProfiles, SHIMS, shellQuote, type RotatingProfile } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 
-/** More than the file's tests: a test that finds none left fails rather than share one. */
-const PROFILES = Array.from({ length: 32 }, (_, i) => `p${i}`);
-// The exec source runs in the daemon's HOME, which the helper sets to the test directory.
-const d = sharedDaemon({
-  config: `profiles:\n${PROFILES.map((p) => `  ${p}:\n    source: exec:echo x >> ./${p}.count; cat ./${p}.key\n    ttl: 1h\n`).join('')}`,
-});
-let unused = 0;
+/** A profile per test (more than the file has), on one daemon. */
+const profiles = rotatingProfiles(32);
+const d = profiles.daemon;
 
 describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
   describe.skipIf(skip !== undefined)(skip ?? 'with a real daemon', () => {
     /** This test's profile. */
+    let p: RotatingProfile;
     let work: string;
-    /** Where this test's part of the daemon's log starts. */
-    let logFrom: number;
-    const fetchCount = (): number => fs.readFileSync(path.join(d.dir, `${work}.count`), 'utf8').split('\n').length - 1;
-    const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, `${work}.key`), value);
-    /** The daemon's "probably rejected" lines for this test's profile. */
-    const rejections = (): number =>
-      d
-        .log()
-        .slice(logFrom)
-        .split('\n')
-        .filter((l) => l.includes(`"profile":"${work}"`) && l.includes('its key was probably rejected')).length;
     const helper = (args = ''): string => `${shellQuote(shim)} ${args}${work}`;
 
     beforeEach(() => {
-      work = PROFILES[unused++]!;
-      if (work === undefined) throw new Error('rejection.test.ts: add profiles to PROFILES');
-      logFrom = d.log().length;
-      rotate('sk-old');
+      p = profiles.take('sk-old');
+      work = p.name;
     });
 
     describe('a Claude Code session whose key was rejected', () => {
@@ -53,15 +37,15 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
           stdout: 'sk-old\n',
           stderr: '',
         });
-        rotate('sk-new');
+        p.rotate('sk-new');
         // Claude Code got a 401 for sk-old and calls the helper again at once.
         expect(await claude.callHelper(helper())).toEqual({
           code: 0,
           stdout: 'sk-new\n',
           stderr: '',
         });
-        expect(fetchCount()).toBe(2);
-        expect(rejections()).toBe(1);
+        expect(p.fetches()).toBe(2);
+        expect(p.rejections()).toBe(1);
       });
 
       it('gets the unchanged key once more, then one clear error instead of a silent retry loop', async () => {
@@ -75,7 +59,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
           `keybroker: profile "${work}": the key was rejected and exec:echo … still returns the same value — rotate it at the source, then run: keybroker refresh ${work}\n`,
         );
         // After rotating and refreshing, the session recovers.
-        rotate('sk-fixed');
+        p.rotate('sk-fixed');
         expect(await d.cli(['refresh', work])).toMatchObject({ code: 0, stdout: `refreshed ${work}\n` });
         expect((await claude.callHelper(helper())).stdout).toBe('sk-fixed\n');
       });
@@ -115,12 +99,12 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         fs.writeFileSync(changed, settings.replace('}', ', "theme": "auto"}'));
         later(changed, 2);
         expect(await claude.callHelper(`${shim} ${work}`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
-        expect(fetchCount()).toBe(1);
-        expect(rejections()).toBe(0);
+        expect(p.fetches()).toBe(1);
+        expect(p.rejections()).toBe(0);
         // A repeat with the settings as they were at the last call is judged as before.
-        rotate('sk-new');
+        p.rotate('sk-new');
         expect((await claude.callHelper(`${shim} ${work}`)).stdout).toBe('sk-new\n');
-        expect(fetchCount()).toBe(2);
+        expect(p.fetches()).toBe(2);
       });
     });
 
@@ -129,19 +113,19 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         const script = startFakeClaude(d.dir, d.env, 'python3');
         // Three calls: a Claude Code session's second would refetch, its third would be refused.
         for (let i = 0; i < 3; i++) expect((await script.callHelper(helper())).stdout).toBe('sk-old\n');
-        expect(fetchCount()).toBe(1);
+        expect(p.fetches()).toBe(1);
       });
 
       it('a process named claude without Claude Code’s environment gets ordinary reads', async () => {
         const claude = startFakeClaude(d.dir, d.env);
         for (let i = 0; i < 3; i++) expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
-        expect(fetchCount()).toBe(1);
+        expect(p.fetches()).toBe(1);
       });
 
       it('Claude Code’s environment without a claude process (e.g. a tool) gets ordinary reads', async () => {
         const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'node-tool');
         for (let i = 0; i < 3; i++) expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
-        expect(fetchCount()).toBe(1);
+        expect(p.fetches()).toBe(1);
       });
     });
 
@@ -156,22 +140,22 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         // A user asks "is my key set up?" and the agent runs the shim, twice.
         expect(await claude.bashTool(helper())).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
         expect(await claude.bashTool(helper())).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
-        expect(fetchCount()).toBe(1);
+        expect(p.fetches()).toBe(1);
         // The next helper call (here soon after the first, as after a 401) still gets a key.
         expect(await claude.callHelper(helper())).toEqual({
           code: 0,
           stdout: 'sk-old\n',
           stderr: '',
         });
-        expect(rejections()).toBe(1);
+        expect(p.rejections()).toBe(1);
       });
 
       it('does not make the session’s first helper call look like a repeat', async () => {
         const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         for (let i = 0; i < 3; i++) expect((await claude.bashTool(helper())).code).toBe(0);
         expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
-        expect(fetchCount()).toBe(1);
-        expect(rejections()).toBe(0);
+        expect(p.fetches()).toBe(1);
+        expect(p.rejections()).toBe(0);
       });
     });
 
@@ -185,7 +169,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
             stderr: '',
           });
         }
-        expect(fetchCount()).toBe(1);
+        expect(p.fetches()).toBe(1);
       });
     });
 
@@ -193,7 +177,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
       it('gets ordinary reads, and status says repeat detection is off for it', async () => {
         const claude = startFakeClaude(d.dir, { ...d.env, ...UNMARKED_CLAUDE_ENV });
         for (let i = 0; i < 3; i++) expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
-        expect(fetchCount()).toBe(1);
+        expect(p.fetches()).toBe(1);
         const json = (await d.request({ v: 1, op: 'status' })) as StatusReply;
         expect(json.profiles.find((p) => p.name === work)).toMatchObject({ consumers: 1, unmarkedClaudeConsumers: 1 });
         const text = await d.cli(['status']);
