@@ -8,8 +8,9 @@ export default defineConfig({
     // The tests that drive real external programs run once per CI run (test/external.ts).
     exclude: [...configDefaults.exclude, ...(externalTestsOff() ? EXTERNAL_TESTS : [])],
     // A test file that changes /tmp's mode fails (test/setup/tmp-mode-guard.ts); what the fixtures
-    // made for a file is stopped and removed when its tests are done (test/setup/cleanup.ts).
-    setupFiles: ['test/setup/tmp-mode-guard.ts', 'test/setup/cleanup.ts'],
+    // made for a file is stopped and removed when its tests are done (test/setup/cleanup.ts); what
+    // the tests spawn does not parse the machine's extra CA bundle (test/setup/extra-ca-certs.ts).
+    setupFiles: ['test/setup/tmp-mode-guard.ts', 'test/setup/cleanup.ts', 'test/setup/extra-ca-certs.ts'],
     // Vitest's default is one worker per core but one: a single worker on CI's 2 cores. The test
     // files mostly wait on the daemons, shims and compilers they spawn, and on real timeouts (a
     // request's 5 s deadline, a token refill), so one worker more than there are cores keeps the

@@ -1,9 +1,10 @@
 // The test files that drive real external programs whose behaviour does not depend on which Node
 // runs the suite: the agent CLIs (Claude Code, Codex), Claude Code's sandbox (bubblewrap, socat),
 // the keychain (gnome-keyring on a private session bus), the package as npm packs and installs it,
-// and the C fuzz corpus under the sanitizers. .ci/run runs them once, in the run on the machine's
-// own Node, and sets KEYBROKER_TEST_EXTERNAL=0 for the runs on Node 22 and 24, where
-// vitest.config.ts leaves these files out. Everything else runs on all three.
+// the C compiler as the native build meets it, and the C fuzz corpus under the sanitizers. .ci/run
+// runs them once, in the run on the machine's own Node, and sets KEYBROKER_TEST_EXTERNAL=0 for the
+// runs on Node 22 and 24, where vitest.config.ts leaves these files out. Everything else runs on
+// all three.
 //
 // A new test file that drives such a program is named real-<program>.test.ts (or matches a glob
 // here already); otherwise add its glob below, and say why.
@@ -19,6 +20,10 @@ export const EXTERNAL_TESTS: readonly string[] = [
   'test/daemon/first-run-keychain.test.ts',
   // npm pack, then npm install -g and npx of the tarball as another user, from the registry.
   'test/install/package.test.ts',
+  // The C compiler under scripts/build-native.mjs: missing, failing, warning, refusing the hardening
+  // flags, and an install's degradations. What depends on the Node that builds (the shim handing
+  // over to it, the addon loading in it) is in test/shim/build-native.test.ts, on every Node.
+  'test/shim/build-native-compiler.test.ts',
   // The native shim's reply reader under AddressSanitizer and UndefinedBehaviorSanitizer: C only.
   'test/fuzz/**/*.test.ts',
 ];

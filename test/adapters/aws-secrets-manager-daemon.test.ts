@@ -1,13 +1,26 @@
 // aws-sm: end to end: the built daemon (its own process, its own AWS SDK and credential chain)
 // serves aws-sm:// profiles from the local Secrets Manager endpoint to the shim, run through
 // `sh -c` the way Claude Code runs apiKeyHelper. Needs `npm run build`.
+//
+// The shim is the one `setup claude` writes (the native one where it was built: ~5 ms of CPU a
+// run against the Node shim's ~0.15 s); both shims' own behaviour is tested in test/shim/. A
+// refresh goes over the socket: what it reaches in Secrets Manager is under test, not the CLI.
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
 import { cleanUp } from '../helpers/cleanup.js';
-import { privateTempDir, ROOT, run, startDaemon, unsetEnv, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  privateTempDir,
+  ROOT,
+  run,
+  SETUP_SHIM,
+  startDaemon,
+  unsetEnv,
+  type DaemonHandle,
+  type RunResult,
+} from '../helpers/daemon.js';
 
 const CONFIG = `
 aws:
@@ -48,6 +61,7 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
   let fake: FakeSecretsManager;
   let handle: DaemonHandle;
   let dir: string;
+  const shim = (profile: string): Promise<RunResult> => handle.shim(profile, {}, SETUP_SHIM);
 
   beforeAll(async () => {
     fake = await FakeSecretsManager.start({ regions: ['us-east-1', 'eu-west-1'] });
@@ -92,11 +106,11 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
   });
 
   it('prints the JSON key of the secret, and answers the next call from the cache', async () => {
-    const first = await handle.shim('claude');
+    const first = await shim('claude');
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     expect(first.stdout).toBe(`${SECRETS[0]}\n`);
-    const second = await handle.shim('claude');
+    const second = await shim('claude');
     expect(second.stdout).toBe(`${SECRETS[0]}\n`);
     expect(fake.calls('prod/anthropic')).toHaveLength(1);
     expect(fake.calls('prod/anthropic')[0]).toMatchObject({
@@ -107,23 +121,26 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
   });
 
   it('serves a whole SecretString and a profile whose aws: block picks another region', async () => {
-    expect((await handle.shim('whole')).stdout).toBe(`${SECRETS[2]}\n`);
-    expect((await handle.shim('eu')).stdout).toBe(`${SECRETS[3]}\n`);
+    expect((await shim('whole')).stdout).toBe(`${SECRETS[2]}\n`);
+    expect((await shim('eu')).stdout).toBe(`${SECRETS[3]}\n`);
     expect(fake.calls('prod/eu-key')[0]?.region).toBe('eu-west-1');
   });
 
   it('serves the rotated value after keybroker refresh, and the old one by versionStage=AWSPREVIOUS', async () => {
     fake.put('prod/anthropic', JSON.stringify({ api_key: SECRETS[1], note: 'second' }));
     // Cached: the rotation is not visible until a refresh.
-    expect((await handle.shim('claude')).stdout).toBe(`${SECRETS[0]}\n`);
-    const refreshed = await handle.cli(['refresh', 'claude']);
-    expect(refreshed.code).toBe(0);
-    expect((await handle.shim('claude')).stdout).toBe(`${SECRETS[1]}\n`);
-    expect((await handle.shim('previous')).stdout).toBe(`${SECRETS[0]}\n`);
+    expect((await shim('claude')).stdout).toBe(`${SECRETS[0]}\n`);
+    expect(await handle.request({ v: 1, op: 'refresh', profile: 'claude' })).toMatchObject({
+      ok: true,
+      refreshed: ['claude'],
+      failed: [],
+    });
+    expect((await shim('claude')).stdout).toBe(`${SECRETS[1]}\n`);
+    expect((await shim('previous')).stdout).toBe(`${SECRETS[0]}\n`);
   });
 
   it('fails a missing secret with exit 10 and one line naming the secret and region', async () => {
-    const result = await handle.shim('missing');
+    const result = await shim('missing');
     expect(result.code).toBe(10);
     expect(result.stdout).toBe('');
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
@@ -132,18 +149,18 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
   });
 
   it('tells the user to run aws sso login for an SSO profile without a login (exit 12)', async () => {
-    const result = await handle.shim('sso');
+    const result = await shim('sso');
     expect(result.code).toBe(12);
     expect(result.stdout).toBe('');
     expect(result.stderr).toContain('run: aws sso login --profile sso-user');
   });
 
   it('keeps serving the cached value while Secrets Manager fails (stale-if-error)', async () => {
-    expect((await handle.shim('flaky')).stdout).toBe(`${SECRETS[4]}\n`);
+    expect((await shim('flaky')).stdout).toBe(`${SECRETS[4]}\n`);
     fake.fail({ type: 'InternalServiceError', times: Infinity, secretId: 'prod/flaky' });
     try {
       await new Promise((r) => setTimeout(r, 1_300));
-      const stale = await handle.shim('flaky');
+      const stale = await shim('flaky');
       expect(stale.code).toBe(0);
       expect(stale.stdout).toBe(`${SECRETS[4]}\n`);
       // The daemon did go back to the source (refresh-ahead or this read), the SDK retried the
@@ -259,7 +276,10 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
         AWS_EC2_METADATA_DISABLED: 'true',
       },
     });
-    expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-before-rotation-1a\n' });
+    expect(await daemon.shim('rotating', {}, SETUP_SHIM)).toMatchObject({
+      code: 0,
+      stdout: 'sk-ant-before-rotation-1a\n',
+    });
     // The admin creates a new key, writes it to ~/.aws/credentials, deletes the old one, and
     // rotates the secret.
     fake.addCredentials(NEW);
@@ -267,9 +287,15 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
     fake.revokeCredentials(OLD.accessKeyId);
     fake.put('prod/rotating', 'sk-ant-after-rotation-2b');
     const before = fake.calls().length;
-    const refresh = await daemon.cli(['refresh', 'rotating']);
-    expect(refresh).toMatchObject({ code: 0, stderr: '' });
-    expect(await daemon.shim('rotating')).toMatchObject({ code: 0, stdout: 'sk-ant-after-rotation-2b\n' });
+    expect(await daemon.request({ v: 1, op: 'refresh', profile: 'rotating' })).toMatchObject({
+      ok: true,
+      refreshed: ['rotating'],
+      failed: [],
+    });
+    expect(await daemon.shim('rotating', {}, SETUP_SHIM)).toMatchObject({
+      code: 0,
+      stdout: 'sk-ant-after-rotation-2b\n',
+    });
     // One rejected attempt with the old key, one good one with the new: within the same fetch.
     expect(
       fake

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_CONFIG_ERROR_LINE } from '../../src/config/load.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { privateTempDir, SHIMS, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { privateTempDir, sharedDaemon, SHIMS, startDaemon, waitFor, type StartOptions } from '../helpers/daemon.js';
 
 /** Six problems, each of them long: together far more than Claude Code's one line can hold. */
 const SIX_PROBLEMS = [
@@ -26,17 +26,23 @@ const SIX_PROBLEMS = [
 ].join('\n');
 
 /** A daemon whose config sits at a long path (the message must fit whatever the path). */
-async function brokenDaemon(config: string): Promise<DaemonHandle> {
+function brokenConfig(config: string): StartOptions {
   const dir = privateTempDir('kb-cfgerr-');
   const deep = path.join(dir, 'a-rather-long-directory-name-for-the-config'.repeat(3));
   fs.mkdirSync(deep, { mode: 0o700 });
   const configPath = path.join(deep, 'keybroker-config-with-a-long-name.yaml');
-  return startDaemon({ config, dir, env: { KEYBROKER_CONFIG: configPath } });
+  return { config, dir, env: { KEYBROKER_CONFIG: configPath } };
 }
+
+/**
+ * The six-problem daemon the tests that only read it share (~0.5 s of CPU per daemon): none of
+ * them changes its config or its state.
+ */
+const six = sharedDaemon(() => brokenConfig(SIX_PROBLEMS));
 
 describe('a broken config, as Claude Code sees it', () => {
   it('both shims print one line of at most 300 characters naming the count, the file and config check', async () => {
-    const d = await brokenDaemon(SIX_PROBLEMS);
+    const d = six;
     const outputs: string[] = [];
     for (const shim of SHIMS.filter((s) => !s.skip)) {
       const r = await d.shim('work', {}, shim.path);
@@ -55,8 +61,7 @@ describe('a broken config, as Claude Code sees it', () => {
   });
 
   it('the daemon log holds each problem as its own record, with its line', async () => {
-    const d = await brokenDaemon(SIX_PROBLEMS);
-    const records = d
+    const records = six
       .log()
       .split('\n')
       .filter(Boolean)
@@ -68,7 +73,7 @@ describe('a broken config, as Claude Code sees it', () => {
   });
 
   it('after a refused reload, requests get the errors of the file as it is now', async () => {
-    const d = await brokenDaemon('profiles:\n  work:\n    sauce: env:HOME\n');
+    const d = await startDaemon(brokenConfig('profiles:\n  work:\n    sauce: env:HOME\n'));
     expect((await d.shim('work')).stderr).toMatch(/^keybroker: 2 problems in \S+; first: line 2: profiles\.work/);
     // Fixed where it was, broken further down: the error moved to line 6.
     d.writeConfig('profiles:\n  other:\n    source: env:HOME\n  work:\n    source: env:HOME\n    ttl: 5x\n');
@@ -91,7 +96,7 @@ describe('a broken config, as Claude Code sees it', () => {
 
 describe('a broken config, as a person sees it', () => {
   it('doctor shows one problem per line, with the fix once', async () => {
-    const d = await brokenDaemon(SIX_PROBLEMS);
+    const d = six;
     const checks = JSON.parse((await d.cli(['doctor', '--json', '--no-fetch'])).stdout) as Array<{
       id: string;
       status: string;
@@ -105,7 +110,7 @@ describe('a broken config, as a person sees it', () => {
   });
 
   it('config check prints one problem per line, and --json gives them as data', async () => {
-    const d = await brokenDaemon(SIX_PROBLEMS);
+    const d = six;
     const r = await d.cli(['config', 'check']);
     expect(r.code).toBe(8);
     const lines = r.stderr.split('\n').filter(Boolean);

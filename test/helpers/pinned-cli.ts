@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT } from './daemon.js';
+import { registryEnv } from './extra-ca-certs.js';
 
 /** A CLI the tests install from the npm registry, pinned. */
 export interface PinnedCli {
@@ -207,7 +208,7 @@ async function install(
     const npm = await runBounded(
       'npm',
       ['install', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=error'],
-      { cwd: work, env: { ...process.env, ...env }, timeoutMs },
+      { cwd: work, env: { ...process.env, ...registryEnv(), ...env }, timeoutMs },
     );
     if (npm.timedOut)
       throw new CliInstallError(

@@ -15,6 +15,7 @@ import type { DoctorCheck } from '../../src/integration/doctor.js';
 import { ERROR_CODES, type StatusReply } from '../../src/protocol/messages.js';
 import { VERSION } from '../../src/version.js';
 import { ROOT, run, type RunResult } from '../helpers/daemon.js';
+import { registryEnv } from '../helpers/extra-ca-certs.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const user = otherUser();
@@ -129,11 +130,14 @@ beforeAll(
     ] as const)
       fs.writeFileSync(path.join(binDir, name), `#!/bin/sh\nexec ${node} ${cli} "$@"\n`, { mode: 0o755 });
     const globalconfig = spawnSync('npm', ['config', 'get', 'globalconfig'], { encoding: 'utf8' }).stdout.trim();
-    machineEnv = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) =>
-        /^(https?_proxy|no_proxy|all_proxy|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR)$/i.test(k),
+    machineEnv = {
+      ...Object.fromEntries(
+        Object.entries(process.env).filter(([k]) =>
+          /^(https?_proxy|no_proxy|all_proxy|SSL_CERT_FILE|SSL_CERT_DIR)$/i.test(k),
+        ),
       ),
-    );
+      ...registryEnv(),
+    };
     if (globalconfig && fs.existsSync(globalconfig)) machineEnv.npm_config_globalconfig = globalconfig;
     npmCache = path.join(dir, 'npm-cache');
     fs.mkdirSync(npmCache, { mode: 0o700 });

@@ -6,10 +6,11 @@
 // ancestors changes nothing the real helper is judged by: its strike affects only its own request.
 // What a process inside the session can still do is in docs/security.md.
 import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import { ERROR_CODES, type ConsumerInfo, type StatusReply } from '../../src/protocol/messages.js';
-import { run, SHIM, startDaemon, waitFor, type DaemonHandle, type RunResult, shellQuote } from '../helpers/daemon.js';
+import { ERROR_CODES, type ConsumerInfo } from '../../src/protocol/messages.js';
+import { run, SHIM, sharedDaemon, waitFor, type DaemonHandle, type RunResult, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude, startFakeCodex } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -23,8 +24,8 @@ if (addonMissing) console.log(`skipping the forged helper claim test: ${addonMis
 // each reply's error code (or "ok") on a line.
 const ATTACKER = `
 const net = require('node:net');
-const [socketPath, claim, times] = process.argv.slice(1);
-const request = JSON.stringify({ v: 1, op: 'get', profile: 'work', consumer: JSON.parse(claim) }) + '\\n';
+const [socketPath, profile, claim, times] = process.argv.slice(1);
+const request = JSON.stringify({ v: 1, op: 'get', profile, consumer: JSON.parse(claim) }) + '\\n';
 (async () => {
   for (let i = 0; i < Number(times); i++) {
     const reply = await new Promise((resolve, reject) => {
@@ -52,13 +53,22 @@ interface Agent {
   callKeyCommand(): Promise<Omit<RunResult, 'ms'>>;
 }
 
-/** The claim the attacker makes: the agent's pid and start time, its key command's invocation. */
-const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: number): ConsumerInfo }> = [
+/**
+ * The claim the attacker makes: the agent's pid and start time, its key command's invocation.
+ * Each agent's key command asks for a profile of its own: the daemon is shared.
+ */
+const AGENTS: Array<{
+  name: string;
+  profile: string;
+  start(d: DaemonHandle): Agent;
+  claim(pid: number): ConsumerInfo;
+}> = [
   {
     name: 'Claude Code’s apiKeyHelper',
+    profile: 'claude',
     start: (d) => {
       const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-      return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${shellQuote(SHIM)} work`) };
+      return { pid: claude.pid, callKeyCommand: () => claude.callHelper(`${shellQuote(SHIM)} claude`) };
     },
     // Claude Code's apiKeyHelper (the harness marker), no agent marker.
     claim: (pid) => ({
@@ -72,9 +82,13 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
   },
   {
     name: 'Codex’s auth command',
+    profile: 'codex',
     start: (d) => {
       const codex = startFakeCodex(d.dir, d.env);
-      return { pid: codex.pid, callKeyCommand: () => codex.runAuth([SHIM, '--refresh-interval-ms', '300000', 'work']) };
+      return {
+        pid: codex.pid,
+        callKeyCommand: () => codex.runAuth([SHIM, '--refresh-interval-ms', '300000', 'codex']),
+      };
     },
     claim: (pid) => ({
       pid,
@@ -91,12 +105,15 @@ const AGENTS: Array<{ name: string; start(d: DaemonHandle): Agent; claim(pid: nu
 describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
   'a forged key-command claim from outside the agent’s session',
   () => {
+    // One daemon for both agents (~0.5 s of CPU a daemon), a profile each: the strikes, the
+    // forced-fetch limit and the records are per profile.
+    const d = sharedDaemon({
+      prefix: 'kb-forge-',
+      config: `profiles:\n${AGENTS.map((a) => `  ${a.profile}:\n    source: env:KB_KEY\n`).join('')}`,
+      env: { KB_KEY: KEY },
+    });
+
     it.each(AGENTS)('$name: cannot make the real one fail: its strikes affect only its own requests', async (agent) => {
-      const d = await startDaemon({
-        prefix: 'kb-forge-',
-        config: 'profiles:\n  work:\n    source: env:KB_KEY\n',
-        env: { KB_KEY: KEY },
-      });
       const real = agent.start(d);
 
       // The agent starts and runs its key command.
@@ -105,7 +122,11 @@ describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
       // Another process of the same user, not under the agent, speaks for it. It repeats.
       const claim = agent.claim(real.pid);
       const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-      const attack = await run(process.execPath, ['-e', ATTACKER, d.socket, JSON.stringify(claim), '3'], { env });
+      const attack = await run(
+        process.execPath,
+        ['-e', ATTACKER, d.socket, agent.profile, JSON.stringify(claim), '3'],
+        { env },
+      );
       // Then the agent runs its key command again (Claude Code's settings changed, or a 401): it
       // is served. (Before: exit 7, KEY_REJECTED, on the forged claims' strike.)
       expect(await real.callKeyCommand()).toEqual({ code: 0, stdout: `${KEY}\n`, stderr: '' });
@@ -116,16 +137,20 @@ describe.skipIf(process.platform !== 'linux' || addonMissing !== undefined)(
       // That was the real key command's first repeat; a second within the window is a real rejection.
       expect((await real.callKeyCommand()).code).toBe(ERROR_CODES.KEY_REJECTED);
 
-      // The trail shows the forged claims for what they are.
-      await waitFor(
-        async () => (JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply).audit!.written >= 6,
-        5_000,
-        'the audit trail',
-      );
-      const records = (await d.cli(['audit', '--json'])).stdout
-        .trimEnd()
-        .split('\n')
-        .map((l) => JSON.parse(l) as AuditRecord);
+      // The trail shows the forged claims for what they are: this profile's records, read from the
+      // file as `keybroker audit --json` prints them (the CLI is not under test here).
+      const file = path.join(d.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl');
+      const ours = (): AuditRecord[] =>
+        fs.existsSync(file)
+          ? fs
+              .readFileSync(file, 'utf8')
+              .split('\n')
+              .filter((l) => l.endsWith('}'))
+              .map((l) => JSON.parse(l) as AuditRecord)
+              .filter((r) => r.profile === agent.profile)
+          : [];
+      await waitFor(() => ours().length >= 6, 5_000, 'the audit trail');
+      const records = ours();
       expect(records.map((r) => [r.consumerIs, r.error ?? r.outcome])).toEqual([
         ['ancestor', 'fetched'],
         ['unrelated', 'refetched'],
