@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_DEFAULT } from '../../src/cli/help-text.js';
 import { VERSION } from '../../src/version.js';
-import { baseEnv, CLI, privateTempDir, ROOT, run, sharedDaemon } from '../helpers/daemon.js';
+import { baseEnv, CLI, privateTempDir, ROOT, run, sharedDaemon, type RunResult } from '../helpers/daemon.js';
 
 const KEY = 'sk-cli-0b9a8c';
 
@@ -16,9 +16,8 @@ const d = sharedDaemon({
 
 describe('keybroker status', () => {
   it('shows each profile as a table row, never a value', async () => {
-    await d.cli(['get']);
-    await d.cli(['get']);
-    await d.cli(['get', 'broken']);
+    // The gets only make the rows to show: asked over the socket, without a CLI process each.
+    for (const profile of ['default', 'default', 'broken']) await d.request({ v: 1, op: 'get', profile });
     const r = await d.cli(['status']);
     expect(r.code).toBe(0);
     expect(r.stdout).not.toContain(KEY);
@@ -142,17 +141,25 @@ describe('keybroker config check', () => {
 });
 
 describe('help and version', () => {
+  // Each help text is printed once for the tests that read it (the same command prints the same text).
+  const helpRuns = new Map<string, Promise<RunResult>>();
+  const help = (...command: string[]): Promise<RunResult> => {
+    const key = command.join(' ');
+    if (!helpRuns.has(key)) helpRuns.set(key, run(process.execPath, [CLI, ...command, '--help']));
+    return helpRuns.get(key)!;
+  };
+
   it('--help teaches the commands with examples', async () => {
-    const r = await run(process.execPath, [CLI, '--help']);
+    const r = await help();
     expect(r.code).toBe(0);
     for (const word of ['daemon', 'get', 'refresh', 'status', 'config', 'Quick start'])
       expect(r.stdout).toContain(word);
-    const daemonHelp = await run(process.execPath, [CLI, 'daemon', '--help']);
+    const daemonHelp = await help('daemon');
     expect(daemonHelp.stdout).toContain('SIGHUP reloads the config');
   });
 
   it("--help's quick start tells the README's story of starting the daemon: autostart, else the service", async () => {
-    const r = await run(process.execPath, [CLI, '--help']);
+    const r = await help();
     const [quickStart, rest] = r.stdout.split('\nThe daemon:');
     // The quick start never has you run the daemon; the section after it says who does.
     expect(quickStart).not.toMatch(/^ {2}keybroker daemon /m);
@@ -172,8 +179,8 @@ describe('help and version', () => {
 
   it('every command with --config describes its default the same way', async () => {
     for (const command of [['daemon'], ['config', 'check'], ['doctor'], ['setup', 'claude']]) {
-      const help = (await run(process.execPath, [CLI, ...command, '--help'])).stdout.replace(/\s+/g, ' ');
-      expect(help, command.join(' ')).toContain(`(default: ${CONFIG_DEFAULT})`);
+      const text = (await help(...command)).stdout.replace(/\s+/g, ' ');
+      expect(text, command.join(' ')).toContain(`(default: ${CONFIG_DEFAULT})`);
     }
   });
 

@@ -28,10 +28,19 @@ beforeAll(() => {
   env.PATH = `${bin}:${env.PATH}`;
 });
 
-async function script(shell: string): Promise<string> {
-  const r = await run(process.execPath, [CLI, 'completion', shell], { env });
-  expect(r.code).toBe(0);
-  return r.stdout;
+// Each shell's script is generated once (a CLI process) for every test that reads it: the same
+// command prints the same script.
+const scripts = new Map<string, Promise<string>>();
+function script(shell: string): Promise<string> {
+  if (!scripts.has(shell))
+    scripts.set(
+      shell,
+      run(process.execPath, [CLI, 'completion', shell], { env }).then((r) => {
+        expect(r.code).toBe(0);
+        return r.stdout;
+      }),
+    );
+  return scripts.get(shell)!;
 }
 
 /** What bash's completion offers for `line` (the word being completed is the last, maybe empty). */

@@ -82,7 +82,8 @@ describe.skipIf(SECRET_SERVICE_SKIP)('keybroker init, with a Secret Service', ()
     env = daemon.env;
     const r = await init(['--paste', '--profile', 'work', '--no-setup-claude', '--no-service'], KEY);
     expect(r.code).toBe(0);
-    expect(await daemon.shim('work')).toMatchObject({ code: 0, stdout: `${KEY}\n` });
+    // Asked over the socket: what the daemon serves is the point here, not a shim's output.
+    expect(await daemon.request({ v: 1, op: 'get', profile: 'work' })).toMatchObject({ ok: true, value: KEY });
     const status = (await daemon.request({ v: 1, op: 'status' })) as StatusReply;
     expect(status.profiles.find((p) => p.name === 'work')?.fetches).toBe(0);
   });

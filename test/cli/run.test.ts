@@ -13,8 +13,8 @@ import {
   privateTempDir,
   ROOT,
   run,
+  SETUP_SHIM,
   sharedDaemon,
-  startDaemon,
   waitFor,
   workspace,
   shellQuote,
@@ -26,16 +26,30 @@ const OTHER = 'sk-run-other-22aa';
 const EXECS = typeof (process as { execve?: unknown }).execve === 'function';
 const SCRIPT = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
 
-const d = sharedDaemon({
-  config: `profiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n`,
-  env: { KB_RUN_KEY: KEY, KB_RUN_OTHER: OTHER },
+const DAEMON_ENV = {
+  KB_RUN_KEY: KEY,
+  KB_RUN_OTHER: OTHER,
+  KB_RUN_DEF: 'sk-run-default-1',
+  KB_RUN_ACME: 'sk-run-acme-2',
+};
+
+/** The directory whose tree the daemon's `directories:` map gives to profile acme. */
+let acmeDir: string;
+
+const d = sharedDaemon(() => {
+  const dir = privateTempDir('kb-run-');
+  acmeDir = path.join(dir, 'code', 'acme');
+  return {
+    dir,
+    config: `directories:\n  ${acmeDir}: acme\nprofiles:\n  work:\n    source: env:KB_RUN_KEY\n  other:\n    source: env:KB_RUN_OTHER\n  broken:\n    source: 'exec:echo "vault: permission denied" >&2; exit 2'\n  default:\n    source: env:KB_RUN_DEF\n  acme:\n    source: env:KB_RUN_ACME\n`,
+    env: DAEMON_ENV,
+  };
 });
 
 /** The variables the daemon's environment holds must not leak into keybroker run's own. */
 function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = { ...d.env, ...extra };
-  delete env.KB_RUN_KEY;
-  delete env.KB_RUN_OTHER;
+  for (const name of Object.keys(DAEMON_ENV)) delete env[name];
   return env;
 }
 
@@ -69,7 +83,7 @@ const trapping = (sig: string, status: number): string =>
   `trap 'exit ${status}' ${sig}; echo ready; while :; do sleep 0.05; done`;
 
 describe('keybroker run: environment, exit status, terminal', () => {
-  it("adds each profile's key to the command's environment and exits with its status", async () => {
+  it("adds each profile's key to the command's environment, passes the command's own options through after --, and exits with its status", async () => {
     const r = await run(
       process.execPath,
       [
@@ -82,20 +96,13 @@ describe('keybroker run: environment, exit status, terminal', () => {
         '--',
         'sh',
         '-c',
-        'printf "%s %s\\n" "$FIRST" "$SECOND"; exit 3',
+        'printf "%s %s %s %s\\n" "$0" "$1" "$FIRST" "$SECOND"; exit 3',
+        'x',
+        '-e',
       ],
       { env: cliEnv() },
     );
-    expect(r).toMatchObject({ code: 3, stdout: `${KEY} ${OTHER}\n`, stderr: '' });
-  });
-
-  it("passes the command's own options through after --", async () => {
-    const r = await run(
-      process.execPath,
-      [CLI, 'run', '-e', 'K=work', '--', 'sh', '-c', 'echo "$0 $1 $K"', 'x', '-e'],
-      { env: cliEnv() },
-    );
-    expect(r).toMatchObject({ code: 0, stdout: `x -e ${KEY}\n` });
+    expect(r).toMatchObject({ code: 3, stdout: `x -e ${KEY} ${OTHER}\n`, stderr: '' });
   });
 
   // Where keybroker execs the command, the command's own death by a signal is what the caller
@@ -266,7 +273,8 @@ describe('keybroker run: a failing profile', () => {
       const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '-e', `B=${profile}`, '--', 'touch', marker], {
         env: cliEnv(),
       });
-      const shim = await d.shim(profile);
+      // The shim Claude Code runs (setup claude's): its message is what the user knows.
+      const shim = await d.shim(profile, {}, SETUP_SHIM);
       expect(shim.code).not.toBe(0);
       expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({
         code: shim.code,
@@ -281,7 +289,7 @@ describe('keybroker run: a failing profile', () => {
     const marker = path.join(d.dir, 'ran-unreachable');
     const env = cliEnv({ KEYBROKER_SOCKET: path.join(d.dir, 'nowhere', 'kb.sock') });
     const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'touch', marker], { env });
-    const shim = await d.shim('work', { KEYBROKER_SOCKET: env.KEYBROKER_SOCKET });
+    const shim = await d.shim('work', { KEYBROKER_SOCKET: env.KEYBROKER_SOCKET }, SETUP_SHIM);
     expect(r.code).toBe(3);
     expect(r.stderr).toBe(shim.stderr);
     expect(fs.existsSync(marker)).toBe(false);
@@ -330,17 +338,9 @@ describe('keybroker run: autostart and the request it sends', () => {
   });
 
   it("-e VAR without a profile gets the working directory's profile from the daemon's directories: map, else default", async () => {
-    const dir = privateTempDir('kb-run-dirs-');
-    const project = path.join(dir, 'code', 'acme', 'api');
+    const project = path.join(acmeDir, 'api');
     fs.mkdirSync(project, { recursive: true });
-    const h = await startDaemon({
-      dir,
-      config: `directories:\n  ${path.join(dir, 'code', 'acme')}: acme\nprofiles:\n  default:\n    source: env:KB_RUN_DEF\n  acme:\n    source: env:KB_RUN_ACME\n`,
-      env: { KB_RUN_DEF: 'sk-run-default-1', KB_RUN_ACME: 'sk-run-acme-2' },
-    });
-    const env = { ...h.env };
-    delete env.KB_RUN_DEF;
-    delete env.KB_RUN_ACME;
+    const env = cliEnv();
     const inProject = await run(
       process.execPath,
       [CLI, 'run', '-e', 'K', '-e', 'D=default', '--', 'sh', '-c', 'echo "$K $D"'],
@@ -349,7 +349,7 @@ describe('keybroker run: autostart and the request it sends', () => {
     expect(inProject).toMatchObject({ code: 0, stdout: 'sk-run-acme-2 sk-run-default-1\n' });
     const elsewhere = await run(process.execPath, [CLI, 'run', '-e', 'K', '--', 'sh', '-c', 'echo "$K"'], {
       env,
-      cwd: dir,
+      cwd: d.dir,
     });
     expect(elsewhere).toMatchObject({ code: 0, stdout: 'sk-run-default-1\n' });
   });

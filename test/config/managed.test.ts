@@ -9,19 +9,20 @@ import { mergeManagedConfig, resolveManagedConfigPath } from '../../src/config/m
 import { parseConfigText, parseManagedConfigText } from '../../src/config/load.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
 import { startDaemon as startLifecycle } from '../../src/daemon/lifecycle.js';
+import { reloadDaemon } from '../../src/integration/daemon-reload.js';
 import { createLogger } from '../../src/log.js';
 import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
 import {
   privateTempDir,
-  run,
-  SHIM,
   startDaemon,
   unsetEnv,
   workspace,
   waitFor,
   type DaemonHandle,
-  shellQuote,
+  type DaemonWorkspace,
+  type StartOptions,
 } from '../helpers/daemon.js';
+import { startInProcessDaemon, type InProcessDaemon } from '../helpers/in-process-daemon.js';
 
 const IS_ROOT = process.getuid?.() === 0;
 if (!IS_ROOT) {
@@ -71,24 +72,51 @@ function installManaged(text = MANAGED_CONFIG, mode = 0o644): void {
   fs.renameSync(`${managedFile}.tmp`, managedFile);
 }
 
-function daemon(): Promise<DaemonHandle> {
-  return startDaemon({
+/** The user's side: their config and keys, and the managed file named by KEYBROKER_MANAGED_CONFIG. */
+function userSide(): StartOptions {
+  return {
     config: USER_CONFIG,
     dir: path.join(dir, 'user'),
     env: { KEYBROKER_MANAGED_CONFIG: managedFile, KB_ORG: ORG_KEY, KB_USER_ORG: USER_ORG_KEY, KB_MINE: MINE_KEY },
-  });
+  };
+}
+
+function daemon(): Promise<DaemonHandle> {
+  return startDaemon(userSide());
+}
+
+/**
+ * The same daemon run inside this process (on a real socket; the CLI still a process of its own),
+ * for the cases about what it makes of the files rather than about the `keybroker daemon` process:
+ * no Node start-up each. The cases above run the process, KEYBROKER_MANAGED_CONFIG and all.
+ */
+function inProcessDaemon(config = USER_CONFIG): Promise<InProcessDaemon> {
+  return startInProcessDaemon({ config, env: userSide().env, adapterModules: {} });
 }
 
 beforeEach(() => fs.mkdirSync(path.join(dir, 'user'), { mode: 0o700 }));
 
-async function status(h: DaemonHandle): Promise<StatusReply> {
-  return JSON.parse((await h.cli(['status', '--json'])).stdout) as StatusReply;
+/** A running daemon: a handle from startDaemon (without the workspace's start). */
+type Answering = Omit<DaemonWorkspace, 'start'>;
+
+// The daemon's state is asked over its socket (the CLI's and the shim's own output is tested in
+// test/cli and test/shim); the CLI runs here where its output about the managed config is the point.
+async function status(h: Answering): Promise<StatusReply> {
+  const reply = await h.request({ v: 1, op: 'status' });
+  expect(reply.ok).toBe(true);
+  return reply as StatusReply;
 }
 
-async function get(h: DaemonHandle, profile: string): Promise<string> {
-  const r = await h.shim(profile);
-  expect(r.code).toBe(0);
-  return r.stdout.trim();
+/** The key the daemon serves for `profile` (or, without one, for a client in `cwd`). */
+async function get(h: Answering, profile: string | undefined, cwd?: string): Promise<string> {
+  const reply = await h.request({ v: 1, op: 'get', ...(profile !== undefined && { profile }), ...(cwd && { cwd }) });
+  expect(reply).toMatchObject({ ok: true });
+  return (reply as { value: string }).value;
+}
+
+/** `keybroker reload` without its process: signal the daemon and wait until it has re-read. */
+async function reload(h: Answering): Promise<void> {
+  expect(await reloadDaemon(h.socket)).toMatchObject({ daemon: 'reloaded' });
 }
 
 describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root only)', () => {
@@ -131,7 +159,8 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
 
   it("a locked default holds against the user's defaults and the user's own profiles", async () => {
     installManaged();
-    const h = await daemon();
+    // config check reads the files itself: no daemon needed.
+    const h = workspace(userSide());
     const check = await h.cli(['config', 'check']);
     expect(check.code).toBe(0);
     expect(check.stdout).toContain('  mine: env: source, ttl 15m, maxStale 0ms');
@@ -187,11 +216,11 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     expect((await status(h)).daemon.managedConfig).toBeNull();
 
     installManaged();
-    expect((await h.cli(['reload'])).code).toBe(0);
+    await reload(h);
     expect(await get(h, 'org')).toBe(ORG_KEY);
 
     installManaged(MANAGED_CONFIG.replace('env:KB_ORG', 'env:KB_MINE'));
-    expect((await h.cli(['reload'])).code).toBe(0);
+    await reload(h);
     expect(await get(h, 'org')).toBe(MINE_KEY);
 
     // A trusted file with a mistake fails the reload like the user's own would: the previous
@@ -242,13 +271,9 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     fs.mkdirSync(orgDir, { recursive: true });
     fs.mkdirSync(ownDir, { recursive: true });
     installManaged(`directories:\n  ${orgDir}: org\n${MANAGED_CONFIG}`);
-    const h = await daemon();
-    h.writeConfig(`directories:\n  ${ownDir}: mine\n${USER_CONFIG}`);
-    expect((await h.cli(['reload'])).code).toBe(0);
-    const inDir = async (cwd: string): Promise<string> =>
-      (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: h.env, cwd })).stdout.trim();
-    expect(await inDir(orgDir)).toBe(ORG_KEY);
-    expect(await inDir(ownDir)).toBe(MINE_KEY);
+    const h = await inProcessDaemon(`directories:\n  ${ownDir}: mine\n${USER_CONFIG}`);
+    expect(await get(h, undefined, orgDir)).toBe(ORG_KEY);
+    expect(await get(h, undefined, ownDir)).toBe(MINE_KEY);
   });
 
   it('KEYBROKER_MANAGED_CONFIG does not count where the platform file exists', () => {
@@ -299,7 +324,7 @@ describe('an untrusted managed config is ignored, with the error in status and d
   for (const c of cases) {
     it(c.name, async () => {
       c.setup();
-      const h = await daemon();
+      const h = await inProcessDaemon();
       expect(await get(h, 'org')).toBe(USER_ORG_KEY);
       const s = await status(h);
       expect(s.daemon.managedConfig).toBe(managedFile);

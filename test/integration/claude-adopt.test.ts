@@ -105,8 +105,8 @@ describe('setup claude --adopt', () => {
     expect(dry.code).toBe(0);
     expect(fs.readFileSync(settingsFile(), 'utf8')).toBe(settings);
     expect(fs.existsSync(configFile())).toBe(false);
-    expect((await adopt()).code).toBe(0);
-    const after = fs.readFileSync(settingsFile(), 'utf8');
+    // The helper an adopt writes (the first test checks that it does), without a process to write it.
+    const after = writeSettings(SETUP_SHIM);
     const again = await adopt();
     expect(again.code).toBe(0);
     expect(fs.readFileSync(settingsFile(), 'utf8')).toBe(after);

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GetReply } from '../../src/protocol/messages.js';
+import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
 import { CLI, privateTempDir, run, SHIM, startDaemon, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
@@ -78,15 +78,13 @@ describe('the shim without a profile argument', () => {
   });
 
   it('status lists the directories as written and as resolved', async () => {
-    const chosen = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env: d.env })).stdout) as {
-      directories: Array<{ dir: string; profile: string; path: string }>;
-    };
-    expect(chosen.directories.map((e) => [e.dir, e.profile])).toEqual([
+    const chosen = (await d.request({ v: 1, op: 'status' })) as StatusReply;
+    expect(chosen.directories!.map((e) => [e.dir, e.profile])).toEqual([
       ['~/code/acme', 'work'],
       ['~/code/acme/oss-fork', 'personal'],
       ['~/code/oss', 'personal'],
     ]);
-    expect(chosen.directories[2]!.path).toBe(fs.realpathSync(path.join(d.dir, 'real-oss')));
+    expect(chosen.directories![2]!.path).toBe(fs.realpathSync(path.join(d.dir, 'real-oss')));
   });
 });
 

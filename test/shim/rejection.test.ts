@@ -3,76 +3,88 @@
 // The same process's agent running the shim through its Bash tool, or a sibling helper
 // (--format), never does. Environments as measured on Claude Code 2.1.330 (fake-claude.mjs).
 // Run against both shims: the native fast path must leave the 401 path exactly as it is.
+//
+// One daemon serves the file; each test takes a profile of its own (its own key file, fetch count,
+// consumer records, forced-fetch budget and log lines), so no test sees another's state.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SHIMS, startDaemon, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
-import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV, type FakeClaude } from '../helpers/fake-claude.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { SHIMS, sharedDaemon, shellQuote } from '../helpers/daemon.js';
+import { CLAUDE_ENV, startFakeClaude, UNMARKED_CLAUDE_ENV } from '../helpers/fake-claude.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
+
+/** More than the file's tests: a test that finds none left fails rather than share one. */
+const PROFILES = Array.from({ length: 32 }, (_, i) => `p${i}`);
+// The exec source runs in the daemon's HOME, which the helper sets to the test directory.
+const d = sharedDaemon({
+  config: `profiles:\n${PROFILES.map((p) => `  ${p}:\n    source: exec:echo x >> ./${p}.count; cat ./${p}.key\n    ttl: 1h\n`).join('')}`,
+});
+let unused = 0;
 
 describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
   describe.skipIf(skip !== undefined)(skip ?? 'with a real daemon', () => {
-    let d: DaemonHandle;
-    let claude: FakeClaude | undefined;
-    const fetchCount = (): number => fs.readFileSync(path.join(d.dir, 'count'), 'utf8').split('\n').length - 1;
-    const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, 'key'), value);
+    /** This test's profile. */
+    let work: string;
+    /** Where this test's part of the daemon's log starts. */
+    let logFrom: number;
+    const fetchCount = (): number => fs.readFileSync(path.join(d.dir, `${work}.count`), 'utf8').split('\n').length - 1;
+    const rotate = (value: string): void => fs.writeFileSync(path.join(d.dir, `${work}.key`), value);
+    /** The daemon's "probably rejected" lines for this test's profile. */
+    const rejections = (): number =>
+      d
+        .log()
+        .slice(logFrom)
+        .split('\n')
+        .filter((l) => l.includes(`"profile":"${work}"`) && l.includes('its key was probably rejected')).length;
+    const helper = (args = ''): string => `${shellQuote(shim)} ${args}${work}`;
 
-    beforeEach(async () => {
-      d = await startDaemon({
-        config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
-      });
+    beforeEach(() => {
+      work = PROFILES[unused++]!;
+      if (work === undefined) throw new Error('rejection.test.ts: add profiles to PROFILES');
+      logFrom = d.log().length;
       rotate('sk-old');
     });
-    afterEach(async () => {
-      claude?.close();
-      claude = undefined;
-      await d.stop();
-      fs.rmSync(d.dir, { recursive: true, force: true });
-    });
 
-    // The exec source runs in the daemon's HOME, which the helper sets to the test directory.
     describe('a Claude Code session whose key was rejected', () => {
       it('gets the rotated key at once when it calls again', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        expect(await claude.callHelper(helper())).toEqual({
           code: 0,
           stdout: 'sk-old\n',
           stderr: '',
         });
         rotate('sk-new');
         // Claude Code got a 401 for sk-old and calls the helper again at once.
-        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+        expect(await claude.callHelper(helper())).toEqual({
           code: 0,
           stdout: 'sk-new\n',
           stderr: '',
         });
         expect(fetchCount()).toBe(2);
-        expect(d.log()).toContain('its key was probably rejected');
+        expect(rejections()).toBe(1);
       });
 
       it('gets the unchanged key once more, then one clear error instead of a silent retry loop', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
-        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
-        const third = await claude.callHelper(`${shellQuote(shim)} work`);
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
+        expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
+        const third = await claude.callHelper(helper());
         expect(third.code).toBe(7);
         expect(third.stdout).toBe('');
         expect(third.stderr).toBe(
-          'keybroker: profile "work": the key was rejected and exec:echo … still returns the same value — rotate it at the source, then run: keybroker refresh work\n',
+          `keybroker: profile "${work}": the key was rejected and exec:echo … still returns the same value — rotate it at the source, then run: keybroker refresh ${work}\n`,
         );
         // After rotating and refreshing, the session recovers.
         rotate('sk-fixed');
-        expect(await d.cli(['refresh', 'work'])).toMatchObject({ code: 0, stdout: 'refreshed work\n' });
-        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-fixed\n');
+        expect(await d.cli(['refresh', work])).toMatchObject({ code: 0, stdout: `refreshed ${work}\n` });
+        expect((await claude.callHelper(helper())).stdout).toBe('sk-fixed\n');
       });
 
       it('is seen as one consumer, named claude, in status', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        await claude.callHelper(`${shellQuote(shim)} work`);
-        const status = JSON.parse((await d.cli(['status', '--json'])).stdout) as {
-          profiles: Array<{ consumers: number }>;
-        };
-        expect(status.profiles[0]!.consumers).toBe(1);
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        await claude.callHelper(helper());
+        const status = (await d.request({ v: 1, op: 'status' })) as StatusReply;
+        expect(status.profiles.find((p) => p.name === work)!.consumers).toBe(1);
       });
     });
 
@@ -90,22 +102,24 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         ['its user settings (~/.claude/settings.json)', ['.claude', 'settings.json']],
         ['its project’s local settings (.claude/settings.local.json)', ['project', '.claude', 'settings.local.json']],
       ])('%s: the helper’s next call is an ordinary read, not a refetch', async (_what, changedPath) => {
-        const project = path.join(d.dir, 'project');
-        fs.mkdirSync(path.join(d.dir, '.claude'), { recursive: true });
+        // A HOME of its own: the user settings it changes are this test's alone.
+        const home = path.join(d.dir, `${work}-home`);
+        const project = path.join(home, 'project');
+        fs.mkdirSync(path.join(home, '.claude'), { recursive: true });
         fs.mkdirSync(path.join(project, '.claude'), { recursive: true });
-        const settings = `{"apiKeyHelper": "${shim} work"}\n`;
-        fs.writeFileSync(path.join(d.dir, '.claude', 'settings.json'), settings);
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', project);
-        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-old\n');
-        const changed = path.join(d.dir, ...changedPath);
+        const settings = `{"apiKeyHelper": "${shim} ${work}"}\n`;
+        fs.writeFileSync(path.join(home, '.claude', 'settings.json'), settings);
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV, HOME: home }, 'claude', project);
+        expect((await claude.callHelper(`${shim} ${work}`)).stdout).toBe('sk-old\n');
+        const changed = path.join(home, ...changedPath);
         fs.writeFileSync(changed, settings.replace('}', ', "theme": "auto"}'));
         later(changed, 2);
-        expect(await claude.callHelper(`${shim} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.callHelper(`${shim} ${work}`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
         expect(fetchCount()).toBe(1);
-        expect(d.log()).not.toContain('its key was probably rejected');
+        expect(rejections()).toBe(0);
         // A repeat with the settings as they were at the last call is judged as before.
         rotate('sk-new');
-        expect((await claude.callHelper(`${shim} work`)).stdout).toBe('sk-new\n');
+        expect((await claude.callHelper(`${shim} ${work}`)).stdout).toBe('sk-new\n');
         expect(fetchCount()).toBe(2);
       });
     });
@@ -113,62 +127,59 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
     describe('callers that are not Claude Code', () => {
       it('a script calling the shim in a loop gets ordinary cached reads', async () => {
         const script = startFakeClaude(d.dir, d.env, 'python3');
-        claude = script;
-        for (let i = 0; i < 5; i++)
-          expect((await script.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        // Three calls: a Claude Code session's second would refetch, its third would be refused.
+        for (let i = 0; i < 3; i++) expect((await script.callHelper(helper())).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
       });
 
       it('a process named claude without Claude Code’s environment gets ordinary reads', async () => {
-        claude = startFakeClaude(d.dir, d.env);
-        for (let i = 0; i < 3; i++)
-          expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        const claude = startFakeClaude(d.dir, d.env);
+        for (let i = 0; i < 3; i++) expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
       });
 
       it('Claude Code’s environment without a claude process (e.g. a tool) gets ordinary reads', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'node-tool');
-        for (let i = 0; i < 3; i++)
-          expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'node-tool');
+        for (let i = 0; i < 3; i++) expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
       });
     });
 
     describe('the agent running the shim through its Bash tool', () => {
       it('gets ordinary reads however often, and the session’s helper calls are unaffected', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        expect(await claude.callHelper(helper())).toEqual({
           code: 0,
           stdout: 'sk-old\n',
           stderr: '',
         });
         // A user asks "is my key set up?" and the agent runs the shim, twice.
-        expect(await claude.bashTool(`${shellQuote(shim)} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
-        expect(await claude.bashTool(`${shellQuote(shim)} work`)).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(helper())).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
+        expect(await claude.bashTool(helper())).toEqual({ code: 0, stdout: 'sk-old\n', stderr: '' });
         expect(fetchCount()).toBe(1);
         // The next helper call (here soon after the first, as after a 401) still gets a key.
-        expect(await claude.callHelper(`${shellQuote(shim)} work`)).toEqual({
+        expect(await claude.callHelper(helper())).toEqual({
           code: 0,
           stdout: 'sk-old\n',
           stderr: '',
         });
-        expect(d.log()).toContain('its key was probably rejected');
+        expect(rejections()).toBe(1);
       });
 
       it('does not make the session’s first helper call look like a repeat', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
-        for (let i = 0; i < 3; i++) expect((await claude.bashTool(`${shellQuote(shim)} work`)).code).toBe(0);
-        expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        for (let i = 0; i < 3; i++) expect((await claude.bashTool(helper())).code).toBe(0);
+        expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
-        expect(d.log()).not.toContain('its key was probably rejected');
+        expect(rejections()).toBe(0);
       });
     });
 
     describe('sibling helpers (--format) run by the Claude Code process', () => {
       it('never count as repeats', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
+        const claude = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV });
         for (let i = 0; i < 3; i++) {
-          expect(await claude.callHelper(`${shellQuote(shim)} --format headers work`)).toEqual({
+          expect(await claude.callHelper(helper('--format headers '))).toEqual({
             code: 0,
             stdout: '{"Authorization":"Bearer sk-old"}\n',
             stderr: '',
@@ -180,19 +191,20 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
 
     describe('a Claude Code process that shows neither marker (an unknown release)', () => {
       it('gets ordinary reads, and status says repeat detection is off for it', async () => {
-        claude = startFakeClaude(d.dir, { ...d.env, ...UNMARKED_CLAUDE_ENV });
-        for (let i = 0; i < 3; i++)
-          expect((await claude.callHelper(`${shellQuote(shim)} work`)).stdout).toBe('sk-old\n');
+        const claude = startFakeClaude(d.dir, { ...d.env, ...UNMARKED_CLAUDE_ENV });
+        for (let i = 0; i < 3; i++) expect((await claude.callHelper(helper())).stdout).toBe('sk-old\n');
         expect(fetchCount()).toBe(1);
-        const json = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
-        expect(json.profiles[0]).toMatchObject({ consumers: 1, unmarkedClaudeConsumers: 1 });
+        const json = (await d.request({ v: 1, op: 'status' })) as StatusReply;
+        expect(json.profiles.find((p) => p.name === work)).toMatchObject({ consumers: 1, unmarkedClaudeConsumers: 1 });
         const text = await d.cli(['status']);
         expect(text.code).toBe(0);
-        expect(text.stdout).toMatch(/^note +profile "work": 1 Claude Code consumer without a known helper marker/m);
+        expect(text.stdout).toMatch(
+          new RegExp(`^note +profile "${work}": 1 Claude Code consumer without a known helper marker`, 'm'),
+        );
         const doctor = JSON.parse((await d.cli(['doctor', '--no-fetch', '--json'])).stdout) as
           { checks?: Array<{ id: string; status: string }> } | Array<{ id: string; status: string }>;
         const checks = Array.isArray(doctor) ? doctor : (doctor.checks ?? []);
-        expect(checks.find((c) => c.id === 'consumers:work')).toMatchObject({ status: 'warn' });
+        expect(checks.find((c) => c.id === `consumers:${work}`)).toMatchObject({ status: 'warn' });
       });
     });
   });
