@@ -1,6 +1,7 @@
 // The audit trail end to end: a real daemon, the real shim run by a stand-in Claude Code in one
 // project and by a script in another, `keybroker get` and `refresh`; then the file as stored and
-// as `keybroker audit` prints it.
+// as `keybroker audit` prints it. The shim is the one `setup claude` writes (the native one where
+// it was built: test/shim/ holds the two to the same behaviour); daemon state is asked over the socket.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -8,7 +9,17 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
 import type { StatusReply } from '../../src/protocol/messages.js';
-import { CLI, privateTempDir, run, SHIM, sharedDaemon, startDaemon, waitFor, shellQuote } from '../helpers/daemon.js';
+import {
+  CLI,
+  privateTempDir,
+  run,
+  SETUP_SHIM,
+  sharedDaemon,
+  startDaemon,
+  waitFor,
+  shellQuote,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-audit-51f0e2';
@@ -33,6 +44,13 @@ const d = sharedDaemon(() => {
     env: { KB_OSS_KEY: OSS_KEY },
   };
 });
+/** The daemon's status, asked over its socket. */
+async function status(daemon: DaemonHandle): Promise<StatusReply> {
+  const reply = await daemon.request({ v: 1, op: 'status' });
+  expect(reply).toMatchObject({ ok: true });
+  return reply as StatusReply;
+}
+
 let records: AuditRecord[];
 let text: string;
 let stateDir: string;
@@ -43,26 +61,19 @@ beforeAll(async () => {
   const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme', 'api'));
   // Start-up, then two quick repeats: the first looks like a 401 (refetched, same key served
   // once more), the second is a rejection of that same key (KEY_REJECTED).
-  expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
-  expect((await claude.callHelper(shellQuote(SHIM))).stdout).toBe(`${WORK_KEY}\n`);
-  expect((await claude.callHelper(shellQuote(SHIM))).code).toBe(7);
+  expect((await claude.callHelper(shellQuote(SETUP_SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+  expect((await claude.callHelper(shellQuote(SETUP_SHIM))).stdout).toBe(`${WORK_KEY}\n`);
+  expect((await claude.callHelper(shellQuote(SETUP_SHIM))).code).toBe(7);
   claude.close();
   for (let i = 0; i < 2; i++)
     expect(
-      (await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout,
+      (await run('/bin/sh', ['-c', shellQuote(SETUP_SHIM)], { env: d.env, cwd: path.join(dir, 'code', 'oss') })).stdout,
     ).toBe(`${OSS_KEY}\n`);
   expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
   expect((await d.cli(['refresh', 'oss'])).code).toBe(0);
   expect((await d.cli(['get', 'nope'])).code).toBe(4);
   // Appended within a flush interval, without a request to prompt it.
-  await waitFor(
-    async () => {
-      const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
-      return (s.audit?.written ?? 0) >= 8;
-    },
-    5_000,
-    'the audit trail to be written',
-  );
+  await waitFor(async () => ((await status(d)).audit?.written ?? 0) >= 8, 5_000, 'the audit trail to be written');
   text = fs.readFileSync(path.join(stateDir, 'audit.jsonl'), 'utf8');
   records = text
     .trimEnd()
@@ -184,9 +195,8 @@ describe('audit: false', () => {
       config: 'audit: false\nprofiles:\n  default:\n    source: env:KB_OSS_KEY\n',
       env: { KB_OSS_KEY: OSS_KEY },
     });
-    expect((await off.shim()).stdout).toBe(`${OSS_KEY}\n`);
-    const status = JSON.parse((await off.cli(['status', '--json'])).stdout) as StatusReply;
-    expect(status.audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
+    expect(await off.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: OSS_KEY });
+    expect((await status(off)).audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
     await off.stop();
     expect(fs.existsSync(path.join(off.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl'))).toBe(false);
   });
@@ -202,9 +212,13 @@ describe('a failing trail never fails a get', () => {
       config: 'profiles:\n  default:\n    source: env:KB_OSS_KEY\n',
       env: { KB_OSS_KEY: OSS_KEY },
     });
-    expect((await bad.shim()).stdout).toBe(`${OSS_KEY}\n`);
-    const status = JSON.parse((await bad.cli(['status', '--json'])).stdout) as StatusReply;
-    expect(status.audit).toMatchObject({ enabled: true, written: 0, dropped: 1, lastError: { code: 'UNSAFE_PATH' } });
+    expect(await bad.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: OSS_KEY });
+    expect((await status(bad)).audit).toMatchObject({
+      enabled: true,
+      written: 0,
+      dropped: 1,
+      lastError: { code: 'UNSAFE_PATH' },
+    });
     const human = await bad.cli(['status']);
     expect(human.stdout).toMatch(/^warning {2}audit trail: /m);
   });

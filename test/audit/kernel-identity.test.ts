@@ -40,26 +40,27 @@ function raw(request: object): Promise<Reply> {
   });
 }
 
-async function trail(): Promise<AuditRecord[]> {
-  const out = await d.cli(['audit', '--json']);
-  expect(out.code).toBe(0);
-  return out.stdout
+/** The trail as stored (what `keybroker audit --json` prints; the table is read once, below). */
+function trail(): AuditRecord[] {
+  const file = path.join(d.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl');
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
     .trimEnd()
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as AuditRecord);
 }
 
+async function status(): Promise<StatusReply> {
+  const reply = await d.request({ v: 1, op: 'status' });
+  expect(reply).toMatchObject({ ok: true });
+  return reply as StatusReply;
+}
+
 /** Wait until the trail holds `n` records (it is appended every 250 ms). */
 async function records(n: number): Promise<AuditRecord[]> {
-  await waitFor(
-    async () => {
-      const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
-      return (s.audit?.written ?? 0) >= n;
-    },
-    5_000,
-    `${n} audit records`,
-  );
+  await waitFor(async () => ((await status()).audit?.written ?? 0) >= n, 5_000, `${n} audit records`);
   return trail();
 }
 
@@ -73,8 +74,7 @@ beforeAll(async () => {
 });
 describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel identity of every read', () => {
   it('status says the daemon reads peer credentials', async () => {
-    const s = JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
-    expect(s.daemon.hardening).toMatchObject({ addon: true, peerCredentials: true, nonDumpable: true });
+    expect((await status()).daemon.hardening).toMatchObject({ addon: true, peerCredentials: true, nonDumpable: true });
   });
 
   it('shim (Node and native) run by Claude Code: the peer is the shim, the claimed consumer its ancestor claude', async () => {
@@ -95,7 +95,7 @@ describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel 
   });
 
   it('keybroker get: no consumer claimed, the peer is the CLI process', async () => {
-    const before = (await trail()).length;
+    const before = trail().length;
     const got = await d.cli(['get', 'default']);
     expect(got).toMatchObject({ code: 0, stdout: `${KEY}\n` });
     const r = (await records(before + 1)).at(-1)!;
@@ -106,7 +106,7 @@ describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel 
   });
 
   it('keybroker run: the claimed consumer is the peer itself (the process that becomes the command)', async () => {
-    const before = (await trail()).length;
+    const before = trail().length;
     const ran = await d.cli(['run', '-e', 'K=default', '--', '/bin/sh', '-c', 'test -n "$K"']);
     expect(ran.code).toBe(0);
     const r = (await records(before + 1)).at(-1)!;
@@ -117,7 +117,7 @@ describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel 
   });
 
   it('raw socket: the peer is whoever connected; a false consumer claim is flagged, a true one is not', async () => {
-    const before = (await trail()).length;
+    const before = trail().length;
     // A process that is not this one's ancestor: a child of it.
     const bystander = spawn('sleep', ['30'], { stdio: 'ignore' });
     try {

@@ -11,12 +11,14 @@ import {
   privateTempDir,
   run,
   SHIM,
+  sharedDaemon,
   startDaemon,
   stopAutostarted,
   waitFor,
   type DaemonHandle,
   shellQuote,
 } from '../helpers/daemon.js';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -170,9 +172,8 @@ describe('the directories above the socket directory', () => {
   // Whoever can write to one of them can rename the socket directory away and put their own in its
   // place between a client's check and its connect: refused unless the sticky bit stops that.
   const config = 'profiles:\n  default:\n    source: env:KB_ABOVE_KEY\n';
-  /** A workspace whose socket is in <dir>/open/sock/, with open/ given `mode`. */
-  function openParent(mode: number): { dir: string; env: NodeJS.ProcessEnv; open: string } {
-    const dir = tempDir();
+  /** A workspace whose socket is in <dir>/open/sock/, with open/ given `mode` (`dir`: a fresh one). */
+  function openParent(mode: number, dir = tempDir()): { dir: string; env: NodeJS.ProcessEnv; open: string } {
     const open = path.join(dir, 'open');
     fs.mkdirSync(open);
     fs.chmodSync(open, mode);
@@ -183,15 +184,23 @@ describe('the directories above the socket directory', () => {
 
   it('a daemon will not listen below a directory others can write without the sticky bit (exit 18)', async () => {
     const { env, open } = openParent(0o777);
-    const r = await run(process.execPath, [CLI, 'daemon'], { env, timeoutMs: 10_000 });
+    const r = await run(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'daemon'], { env, timeoutMs: 10_000 });
     expect(r.code).toBe(18);
     expect(r.stderr).toContain(`directory ${open} above the socket`);
     expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(false);
   });
 
+  // A daemon listening below open/ (0755), for the tests that change open/ under it and put it back:
+  // the daemon re-checks only its own directory, so it runs on unchanged.
+  let open = '';
+  const live = sharedDaemon(() => {
+    const place = openParent(0o755, privateTempDir('kb-trust-'));
+    open = place.open;
+    return { config, ...place };
+  });
+
   it('clients refuse a daemon that already listens there, once the directory above is opened', async () => {
-    const { dir, env, open } = openParent(0o755);
-    const d = track(await startDaemon({ config, dir, env }));
+    const d = live;
     fs.chmodSync(open, 0o777);
     const shim = await d.shim();
     const cli = await d.cli(['status']);
@@ -218,8 +227,7 @@ describe('the directories above the socket directory', () => {
   it('a directory above owned by another user is refused, even if only they can write it', async (ctx) => {
     const user = otherUser();
     if (user.skip !== undefined) return ctx.skip(user.skip);
-    const { dir, env, open } = openParent(0o755);
-    const d = track(await startDaemon({ config, dir, env }));
+    const d = live;
     fs.chownSync(open, user.uid, user.gid);
     const shim = await d.shim();
     fs.chownSync(open, process.getuid!(), process.getgid!());
@@ -246,7 +254,7 @@ describe('autostart', () => {
       expect(fs.existsSync(path.join(sockDir, 'autostart.lock'))).toBe(false);
     } finally {
       // On a build that follows the link, a daemon was started: stop it.
-      await stopAutostarted(env);
+      if (fs.existsSync(env.KEYBROKER_SOCKET!)) await stopAutostarted(env);
     }
   });
 

@@ -2,17 +2,18 @@
 // collector (test/fakes/fake-otlp-receiver.ts), driven by the real shim run by a stand-in Claude
 // Code and by the CLI. What arrives — metrics with their attributes, the audit records field for
 // field — and what never does: a key, in any encoding, or an endpoint or header from the
-// environment of a daemon that was not started as a service.
+// environment of a daemon that was not started as a service. The shim is the one `setup claude`
+// writes (native where built); other gets and status go over the daemon's socket from this process.
 import { createHash, createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import type { StatusReply } from '../../src/protocol/messages.js';
+import type { Reply, StatusReply } from '../../src/protocol/messages.js';
 import { FakeOtlpReceiver, type MetricPoint } from '../fakes/fake-otlp-receiver.js';
 import { cleanUp } from '../helpers/cleanup.js';
-import { privateTempDir, SHIM, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { privateTempDir, SETUP_SHIM, shellQuote, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-otel-4e91c2d7';
@@ -37,7 +38,14 @@ function latest(points: MetricPoint[], attrs: Record<string, unknown>): MetricPo
 }
 
 async function status(d: DaemonHandle): Promise<StatusReply> {
-  return JSON.parse((await d.cli(['status', '--json'])).stdout) as StatusReply;
+  const reply = await d.request({ v: 1, op: 'status' });
+  expect(reply).toMatchObject({ ok: true });
+  return reply as StatusReply;
+}
+
+/** A get over the daemon's socket, as any client sends it. */
+function get(d: DaemonHandle, profile = 'default'): Promise<Reply> {
+  return d.request({ v: 1, op: 'get', profile });
 }
 
 describe('a daemon with telemetry: on', () => {
@@ -85,12 +93,12 @@ describe('a daemon with telemetry: on', () => {
     });
     const claude = startFakeClaude(dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(dir, 'code', 'acme'));
     // Start-up, then two quick repeats: a suspected 401 (refetched), then a rejection.
-    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(`${SHIM} work`)).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await claude.callHelper(`${SHIM} work`)).code).toBe(7);
+    expect((await claude.callHelper(`${shellQuote(SETUP_SHIM)} work`)).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(`${shellQuote(SETUP_SHIM)} work`)).stdout).toBe(`${WORK_KEY}\n`);
+    expect((await claude.callHelper(`${shellQuote(SETUP_SHIM)} work`)).code).toBe(7);
     claude.close();
-    expect((await d.cli(['get', 'work'])).stdout).toBe(`${WORK_KEY}\n`);
-    expect((await d.cli(['get', 'nope'])).code).toBe(4);
+    expect(await get(d, 'work')).toMatchObject({ ok: true, value: WORK_KEY });
+    expect(await get(d, 'nope')).toMatchObject({ ok: false, error: { code: 'UNKNOWN_PROFILE' } });
     const trailFile = path.join(d.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl');
     await waitFor(
       () => fs.existsSync(trailFile) && fs.readFileSync(trailFile, 'utf8').trim().split('\n').length >= 5,
@@ -142,12 +150,21 @@ describe('a daemon with telemetry: on', () => {
     ).toBe(1);
     expect(latest(requests, { op: 'get', profile: 'nope', outcome: 'error', error: 'UNKNOWN_PROFILE' })?.value).toBe(1);
     expect(latest(receiver.metricPoints('keybroker.rejections'), { profile: 'work' })?.value).toBeGreaterThanOrEqual(1);
-    // The store's reads, as the daemon counts them.
-    const fetches = (await status(d)).profiles.find((p) => p.name === 'work')!.fetches;
+    // The store's reads, as the daemon counts them. A read after the rejection may land after the
+    // export waited for above: the count reaches the collector by the next export (interval 1 s).
+    let fetches = 0;
+    const exported = (): number | undefined =>
+      latest(receiver.metricPoints('keybroker.fetches'), { profile: 'work', source: 'exec' })?.value;
+    await waitFor(
+      async () => {
+        fetches = (await status(d)).profiles.find((p) => p.name === 'work')!.fetches;
+        return exported() === fetches;
+      },
+      5_000,
+      'the fetch count to be exported',
+    ).catch(() => {});
     expect(fetches).toBeGreaterThanOrEqual(2);
-    expect(latest(receiver.metricPoints('keybroker.fetches'), { profile: 'work', source: 'exec' })?.value).toBe(
-      fetches,
-    );
+    expect(exported()).toBe(fetches);
     expect(latest(receiver.metricPoints('keybroker.forced_fetches_limited'), { profile: 'work' })?.value).toBe(0);
   });
 
@@ -229,7 +246,7 @@ describe('resource attributes', () => {
       ].join('\n'),
       env: { KB_KEY: WORK_KEY },
     });
-    expect((await d.cli(['get'])).code).toBe(0);
+    expect(await get(d)).toMatchObject({ ok: true });
     await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
     const resource = receiver.metricPoints('keybroker.requests')[0]!.resource;
     expect(resource['service.name']).toBe('keybroker');
@@ -252,7 +269,7 @@ describe('a service-started daemon (--telemetry-env)', () => {
         OTEL_EXPORTER_OTLP_HEADERS: 'x-org-token=from-the-unit',
       },
     });
-    expect((await d.cli(['get'])).code).toBe(0);
+    expect(await get(d)).toMatchObject({ ok: true });
     await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
     expect(receiver.requests[0]!.headers['x-org-token']).toBe('from-the-unit');
     expect((await status(d)).telemetry).toMatchObject({ fromEnvironment: true, metrics: null });
@@ -266,7 +283,7 @@ describe('a service-started daemon (--telemetry-env)', () => {
       config: ['telemetry: {}', 'profiles:', '  default:', '    source: env:KB_KEY'].join('\n'),
       env: { KB_KEY: WORK_KEY, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
     });
-    expect((await d.cli(['get'])).stdout).toBe(`${WORK_KEY}\n`);
+    expect(await get(d)).toMatchObject({ ok: true, value: WORK_KEY });
     expect((await status(d)).telemetry?.lastError?.code).toBe('CONFIG_INVALID');
     await new Promise((r) => setTimeout(r, 1500));
     expect(receiver.requests).toEqual([]);
