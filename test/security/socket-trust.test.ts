@@ -11,11 +11,13 @@ import {
   privateTempDir,
   run,
   SHIM,
+  SHIMS,
   sharedDaemon,
   startDaemon,
   stopAutostarted,
   waitFor,
   type DaemonHandle,
+  type RunResult,
   shellQuote,
 } from '../helpers/daemon.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
@@ -123,24 +125,34 @@ describe('a socket planted by another user', () => {
   );
 });
 
+/** Each shim built here (SHIMS), one after the other, as Claude Code runs it: both must refuse. */
+const eachShim = async (d: Pick<DaemonHandle, 'shim'>, env: NodeJS.ProcessEnv = {}): Promise<RunResult[]> => {
+  const results: RunResult[] = [];
+  for (const s of SHIMS) if (s.skip === undefined) results.push(await d.shim('', env, s.path));
+  return results;
+};
+
 describe('the socket directory', () => {
   it('is refused by clients when group or others can enter it, even with our own daemon behind it', async () => {
     const d = track(await startDaemon({ config: 'profiles:\n  default:\n    source: env:HOME\n' }));
     fs.chmodSync(path.dirname(d.socket), 0o755);
-    const shim = await d.shim();
+    const shims = await eachShim(d);
     fs.chmodSync(path.dirname(d.socket), 0o700);
-    expect(shim.code).toBe(18);
-    expect(shim.stdout).toBe('');
-    expect(shim.stderr).toContain(`chmod 700 ${path.dirname(d.socket)}`);
+    for (const shim of shims) {
+      expect(shim.code).toBe(18);
+      expect(shim.stdout).toBe('');
+      expect(shim.stderr).toContain(`chmod 700 ${path.dirname(d.socket)}`);
+    }
   });
 
   it('that is a symbolic link is refused by clients', async () => {
     const d = track(await startDaemon({ config: 'profiles:\n  default:\n    source: env:HOME\n' }));
     const link = path.join(d.dir, 'link');
     fs.symlinkSync(path.dirname(d.socket), link);
-    const shim = await d.shim('', { KEYBROKER_SOCKET: path.join(link, path.basename(d.socket)) });
-    expect(shim.code).toBe(18);
-    expect(shim.stdout).toBe('');
+    for (const shim of await eachShim(d, { KEYBROKER_SOCKET: path.join(link, path.basename(d.socket)) })) {
+      expect(shim.code).toBe(18);
+      expect(shim.stdout).toBe('');
+    }
   });
 
   const exitOf = (d: DaemonHandle): Promise<number | null> =>
@@ -202,12 +214,14 @@ describe('the directories above the socket directory', () => {
   it('clients refuse a daemon that already listens there, once the directory above is opened', async () => {
     const d = live;
     fs.chmodSync(open, 0o777);
-    const shim = await d.shim();
+    const shims = await eachShim(d);
     const cli = await d.cli(['status']);
     fs.chmodSync(open, 0o755);
-    expect(shim.code).toBe(18);
-    expect(shim.stdout).toBe('');
-    expect(shim.stderr).toContain(`chmod go-w ${open}`);
+    for (const shim of shims) {
+      expect(shim.code).toBe(18);
+      expect(shim.stdout).toBe('');
+      expect(shim.stderr).toContain(`chmod go-w ${open}`);
+    }
     expect(cli.code).toBe(18);
   });
 
@@ -229,10 +243,12 @@ describe('the directories above the socket directory', () => {
     if (user.skip !== undefined) return ctx.skip(user.skip);
     const d = live;
     fs.chownSync(open, user.uid, user.gid);
-    const shim = await d.shim();
+    const shims = await eachShim(d);
     fs.chownSync(open, process.getuid!(), process.getgid!());
-    expect(shim.code).toBe(18);
-    expect(shim.stderr).toContain(`owned by uid ${user.uid}`);
+    for (const shim of shims) {
+      expect(shim.code).toBe(18);
+      expect(shim.stderr).toContain(`owned by uid ${user.uid}`);
+    }
   });
 });
 
