@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { EXTERNAL_TESTS, externalTestsOff } from './test/external.js';
+import { SlowFirstSequencer } from './test/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -16,6 +17,8 @@ export default defineConfig({
     // request's 5 s deadline, a token refill), so one worker more than there are cores keeps the
     // cores busy: Node 24's run on 2 cores took 178 s with 3 workers, 231 s with 2.
     maxWorkers: os.availableParallelism() + 1,
+    // The slowest files first, where vitest has no record of their durations (test/sequencer.ts).
+    sequence: { sequencer: SlowFirstSequencer },
     // One worker process runs many test files (each file's tests still in order, its hooks its own):
     // a fresh process and module graph per file cost ~0.4 s of CPU each, ~40 s a run.
     isolate: false,
