@@ -13,11 +13,10 @@ export default defineConfig({
     // the tests spawn does not parse the machine's extra CA bundle (test/setup/extra-ca-certs.ts).
     setupFiles: ['test/setup/tmp-mode-guard.ts', 'test/setup/cleanup.ts', 'test/setup/extra-ca-certs.ts'],
     // Vitest's default is one worker per core but one: a single worker on CI's 2 cores. The test
-    // files wait on the daemons, shims and compilers they spawn, and on real timeouts (a request's
-    // 5 s deadline, a token refill), so two workers more than there are cores keep the cores busy:
-    // Node 24's run on 2 cores took 231 s with 2 workers, 178 s with 3; once the files spawned
-    // fewer processes, waits were a larger share, and Node 22's took 130 s with 3, 123 s with 4.
-    maxWorkers: os.availableParallelism() + 2,
+    // files mostly wait on the daemons, shims and compilers they spawn, and on real timeouts (a
+    // request's 5 s deadline, a token refill), so one worker more than there are cores keeps the
+    // cores busy: Node 24's run on 2 cores took 178 s with 3 workers, 231 s with 2.
+    maxWorkers: os.availableParallelism() + 1,
     // The slowest files first, where vitest has no record of their durations (test/sequencer.ts).
     sequence: { sequencer: SlowFirstSequencer },
     // One worker process runs many test files (each file's tests still in order, its hooks its own):
