@@ -322,26 +322,37 @@ export function startDaemon(options: StartOptions): Promise<DaemonHandle> {
   return workspace(options).start(options);
 }
 
-/** A daemon whose one profile, work, reads ./key in its directory and counts each run of its source. */
-export interface CountingDaemon extends DaemonHandle {
+/** An exec source that prints ./NAME.key of the daemon's directory and counts its runs in ./NAME.count. */
+function countedSource(name: string): string {
+  return `exec:echo x >> ./${name}.count; cat ./${name}.key`;
+}
+
+/** A countedSource's fetches so far, and the key it prints next. */
+export interface CountedKey {
   /** How many times the source ran. */
   fetches(): number;
   /** Write the key the next fetch reads. */
   setKey(value: string): void;
 }
 
+function countedKey(dir: string, name: string): CountedKey {
+  const file = (ext: string): string => path.join(dir, `${name}.${ext}`);
+  return {
+    fetches: () => fs.readFileSync(file('count'), 'utf8').split('\n').length - 1,
+    setKey: (value) => fs.writeFileSync(file('key'), value),
+  };
+}
+
+/** A daemon whose one profile, work, is a countedSource. */
+export type CountingDaemon = DaemonHandle & CountedKey;
+
 /** A daemon for tests of how often an agent's key command reaches the source. */
 export async function startCountingDaemon(): Promise<CountingDaemon> {
   const d = await startDaemon({
-    config: 'profiles:\n  work:\n    source: exec:echo x >> ./count; cat ./key\n    ttl: 1h\n',
+    config: `profiles:\n  work:\n    source: ${countedSource('work')}\n    ttl: 1h\n`,
     logLevel: 'info',
   });
-  const count = path.join(d.dir, 'count');
-  return {
-    ...d,
-    fetches: () => fs.readFileSync(count, 'utf8').split('\n').length - 1,
-    setKey: (value) => fs.writeFileSync(path.join(d.dir, 'key'), value),
-  };
+  return { ...d, ...countedKey(d.dir, 'work') };
 }
 
 /**
@@ -359,28 +370,22 @@ export function sharedDaemon(options: StartOptions | (() => StartOptions | Promi
 }
 
 /** One of rotatingProfiles' profiles: a test's own. */
-export interface RotatingProfile {
+export interface RotatingProfile extends CountedKey {
   name: string;
-  /** How many times the daemon has fetched it. */
-  fetches(): number;
-  /** What its source returns from now on. */
-  rotate(value: string): void;
   /** The daemon's "its key was probably rejected" log lines about it since it was taken. */
   rejections(): number;
 }
 
 /**
  * One daemon for a file's tests of what the daemon remembers about a profile (fetches, suspected
- * rejections, forced fetches, consumers): `count` exec profiles, p0, p1, …, each serving a key file
- * the test writes and counting its fetches, and take() in a beforeEach gives each test one no test
- * has used, its key set to `key`. A daemon start per test otherwise.
+ * rejections, forced fetches, consumers): `count` profiles, p0, p1, …, each a countedSource, and
+ * take() in a beforeEach gives each test one no test has used, its key set to `key`. A daemon
+ * start per test otherwise.
  */
 export function rotatingProfiles(count: number): { daemon: DaemonHandle; take(key: string): RotatingProfile } {
   const names = Array.from({ length: count }, (_, i) => `p${i}`);
-  // The exec source runs in the daemon's HOME, which is its directory.
-  const source = (p: string): string => `exec:echo x >> ./${p}.count; cat ./${p}.key`;
   const daemon = sharedDaemon({
-    config: `profiles:\n${names.map((p) => `  ${p}:\n    source: ${source(p)}\n    ttl: 1h\n`).join('')}`,
+    config: `profiles:\n${names.map((p) => `  ${p}:\n    source: ${countedSource(p)}\n    ttl: 1h\n`).join('')}`,
   });
   let unused = 0;
   const take = (key: string): RotatingProfile => {
@@ -388,11 +393,9 @@ export function rotatingProfiles(count: number): { daemon: DaemonHandle; take(ke
     // More tests than profiles: fail, rather than let two tests share one.
     if (name === undefined) throw new Error(`rotatingProfiles(${count}) has no profile left: ask for more`);
     const logFrom = daemon.log().length;
-    const file = (ext: string): string => path.join(daemon.dir, `${name}.${ext}`);
     const profile: RotatingProfile = {
       name,
-      fetches: () => fs.readFileSync(file('count'), 'utf8').split('\n').length - 1,
-      rotate: (value) => fs.writeFileSync(file('key'), value),
+      ...countedKey(daemon.dir, name),
       rejections: () =>
         daemon
           .log()
@@ -400,7 +403,7 @@ export function rotatingProfiles(count: number): { daemon: DaemonHandle; take(ke
           .split('\n')
           .filter((l) => l.includes(`"profile":"${name}"`) && l.includes('its key was probably rejected')).length,
     };
-    profile.rotate(key);
+    profile.setKey(key);
     return profile;
   };
   return { daemon, take };

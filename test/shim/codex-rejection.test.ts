@@ -34,7 +34,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
 
     it('a Codex whose key got a 401 gets the rotated key when it runs its auth command again', async () => {
       expect(await codex.runAuth(auth)).toEqual(ok('sk-old'));
-      p.rotate('sk-new');
+      p.setKey('sk-new');
       expect(await codex.runAuth(auth)).toEqual(ok('sk-new'));
       expect(p.fetches()).toBe(2);
       expect(p.rejections()).toBe(1);

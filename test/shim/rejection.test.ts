@@ -37,7 +37,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
           stdout: 'sk-old\n',
           stderr: '',
         });
-        p.rotate('sk-new');
+        p.setKey('sk-new');
         // Claude Code got a 401 for sk-old and calls the helper again at once.
         expect(await claude.callHelper(helper())).toEqual({
           code: 0,
@@ -59,7 +59,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
           `keybroker: profile "${work}": the key was rejected and exec:echo … still returns the same value — rotate it at the source, then run: keybroker refresh ${work}\n`,
         );
         // After rotating and refreshing, the session recovers.
-        p.rotate('sk-fixed');
+        p.setKey('sk-fixed');
         expect(await d.cli(['refresh', work])).toMatchObject({ code: 0, stdout: `refreshed ${work}\n` });
         expect((await claude.callHelper(helper())).stdout).toBe('sk-fixed\n');
       });
@@ -102,7 +102,7 @@ describe.each(SHIMS)('$name shim', ({ path: shim, skip }) => {
         expect(p.fetches()).toBe(1);
         expect(p.rejections()).toBe(0);
         // A repeat with the settings as they were at the last call is judged as before.
-        p.rotate('sk-new');
+        p.setKey('sk-new');
         expect((await claude.callHelper(`${shim} ${work}`)).stdout).toBe('sk-new\n');
         expect(p.fetches()).toBe(2);
       });
