@@ -35,9 +35,10 @@ export class SlowFirstSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const sorted = await super.sort(files);
     const root = this.ctx.config.root;
+    // With forward slashes, as vitest's cache keys and test/external.ts's globs have them.
     const relative = (f: TestSpecification): string => path.relative(root, f.moduleId).split(path.sep).join('/');
     const recorded = (f: TestSpecification): boolean =>
-      this.ctx.cache.getFileTestResults(`${f.project.name}:${path.relative(root, f.moduleId)}`) !== undefined;
+      this.ctx.cache.getFileTestResults(`${f.project.name}:${relative(f)}`) !== undefined;
     if (sorted.every(recorded)) return sorted;
     // A stable sort: within a rank, vitest's own order.
     const rank = (f: TestSpecification): number => {
