@@ -15,7 +15,6 @@ import {
   privateTempDir,
   ROOT,
   run,
-  SETUP_SHIM,
   startDaemon,
   unsetEnv,
   type DaemonHandle,
@@ -61,7 +60,7 @@ describe('daemon serving aws-sm:// profiles through the shim', () => {
   let fake: FakeSecretsManager;
   let handle: DaemonHandle;
   let dir: string;
-  const shim = (profile: string): Promise<RunResult> => handle.shim(profile, {}, SETUP_SHIM);
+  const shim = (profile: string): Promise<RunResult> => handle.shim(profile);
 
   beforeAll(async () => {
     fake = await FakeSecretsManager.start({ regions: ['us-east-1', 'eu-west-1'] });
@@ -276,7 +275,7 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
         AWS_EC2_METADATA_DISABLED: 'true',
       },
     });
-    expect(await daemon.shim('rotating', {}, SETUP_SHIM)).toMatchObject({
+    expect(await daemon.shim('rotating')).toMatchObject({
       code: 0,
       stdout: 'sk-ant-before-rotation-1a\n',
     });
@@ -292,7 +291,7 @@ describe('aws-sm when the static keys in ~/.aws/credentials are rotated under th
       refreshed: ['rotating'],
       failed: [],
     });
-    expect(await daemon.shim('rotating', {}, SETUP_SHIM)).toMatchObject({
+    expect(await daemon.shim('rotating')).toMatchObject({
       code: 0,
       stdout: 'sk-ant-after-rotation-2b\n',
     });

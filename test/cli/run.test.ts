@@ -8,17 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { requestWithAutostart } from '../../src/client/autostart.js';
 import { cleanUp } from '../helpers/cleanup.js';
-import {
-  CLI,
-  privateTempDir,
-  ROOT,
-  run,
-  SETUP_SHIM,
-  sharedDaemon,
-  waitFor,
-  workspace,
-  shellQuote,
-} from '../helpers/daemon.js';
+import { CLI, privateTempDir, ROOT, run, sharedDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
 
 const KEY = 'sk-run-7c41d09e5b';
 const OTHER = 'sk-run-other-22aa';
@@ -274,7 +264,7 @@ describe('keybroker run: a failing profile', () => {
         env: cliEnv(),
       });
       // The shim Claude Code runs (setup claude's): its message is what the user knows.
-      const shim = await d.shim(profile, {}, SETUP_SHIM);
+      const shim = await d.shim(profile);
       expect(shim.code).not.toBe(0);
       expect({ code: r.code, stderr: r.stderr, stdout: r.stdout }).toEqual({
         code: shim.code,
@@ -289,7 +279,7 @@ describe('keybroker run: a failing profile', () => {
     const marker = path.join(d.dir, 'ran-unreachable');
     const env = cliEnv({ KEYBROKER_SOCKET: path.join(d.dir, 'nowhere', 'kb.sock') });
     const r = await run(process.execPath, [CLI, 'run', '-e', 'K=work', '--', 'touch', marker], { env });
-    const shim = await d.shim('work', { KEYBROKER_SOCKET: env.KEYBROKER_SOCKET }, SETUP_SHIM);
+    const shim = await d.shim('work', { KEYBROKER_SOCKET: env.KEYBROKER_SOCKET });
     expect(r.code).toBe(3);
     expect(r.stderr).toBe(shim.stderr);
     expect(fs.existsSync(marker)).toBe(false);

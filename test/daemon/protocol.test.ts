@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/client/build-info.js';
 import { FRAME_FIELDS } from '../../src/protocol/framed-reply.js';
 import { ERROR_CODES } from '../../src/protocol/messages.js';
-import { SETUP_SHIM, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import { startDaemon, type DaemonHandle } from '../helpers/daemon.js';
 import { decodeFrame } from '../helpers/frame.js';
 
 let d: DaemonHandle;
@@ -247,7 +247,7 @@ describe('bad input', () => {
     try {
       await stillServes();
       // (The shim `setup claude` writes: native where built, ~5 ms of CPU against ~0.15 s.)
-      const shim = await d.shim('', {}, SETUP_SHIM);
+      const shim = await d.shim('');
       expect(shim).toMatchObject({ code: 0, stdout: `${KEY}\n` });
     } finally {
       for (const s of idle) s.destroy();

@@ -11,7 +11,6 @@ import {
   baseEnv,
   privateTempDir,
   run,
-  SETUP_SHIM,
   startDaemon,
   waitFor,
   type DaemonHandle,
@@ -45,7 +44,7 @@ describe.skipIf(!isRoot)('key and token files owned by someone else or readable 
   let d: DaemonHandle;
   let token: string;
   /** The shim `setup claude` writes (native where built, ~5 ms a run): the daemon's refusals are under test. */
-  const shim = (args: string): Promise<RunResult> => d.shim(args, {}, SETUP_SHIM);
+  const shim = (args: string): Promise<RunResult> => d.shim(args);
 
   beforeAll(async () => {
     const server = await startFakeVault({ secrets: { 'secret/anthropic': { api_key: VAULT_KEY } } });
