@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import type { StatusReply } from '../../src/protocol/messages.js';
 import {
+  daemonStatus,
   CLI,
   privateTempDir,
   run,
@@ -18,7 +18,6 @@ import {
   startDaemon,
   waitFor,
   shellQuote,
-  type DaemonHandle,
 } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
@@ -44,13 +43,6 @@ const d = sharedDaemon(() => {
     env: { KB_OSS_KEY: OSS_KEY },
   };
 });
-/** The daemon's status, asked over its socket. */
-async function status(daemon: DaemonHandle): Promise<StatusReply> {
-  const reply = await daemon.request({ v: 1, op: 'status' });
-  expect(reply).toMatchObject({ ok: true });
-  return reply as StatusReply;
-}
-
 let records: AuditRecord[];
 let text: string;
 let stateDir: string;
@@ -73,7 +65,7 @@ beforeAll(async () => {
   expect((await d.cli(['refresh', 'oss'])).code).toBe(0);
   expect((await d.cli(['get', 'nope'])).code).toBe(4);
   // Appended within a flush interval, without a request to prompt it.
-  await waitFor(async () => ((await status(d)).audit?.written ?? 0) >= 8, 5_000, 'the audit trail to be written');
+  await waitFor(async () => ((await daemonStatus(d)).audit?.written ?? 0) >= 8, 5_000, 'the audit trail to be written');
   text = fs.readFileSync(path.join(stateDir, 'audit.jsonl'), 'utf8');
   records = text
     .trimEnd()
@@ -196,7 +188,7 @@ describe('audit: false', () => {
       env: { KB_OSS_KEY: OSS_KEY },
     });
     expect(await off.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: OSS_KEY });
-    expect((await status(off)).audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
+    expect((await daemonStatus(off)).audit).toMatchObject({ enabled: false, written: 0, dropped: 0 });
     await off.stop();
     expect(fs.existsSync(path.join(off.env.XDG_STATE_HOME!, 'keybroker', 'audit.jsonl'))).toBe(false);
   });
@@ -213,7 +205,7 @@ describe('a failing trail never fails a get', () => {
       env: { KB_OSS_KEY: OSS_KEY },
     });
     expect(await bad.request({ v: 1, op: 'get', profile: 'default' })).toMatchObject({ ok: true, value: OSS_KEY });
-    expect((await status(bad)).audit).toMatchObject({
+    expect((await daemonStatus(bad)).audit).toMatchObject({
       enabled: true,
       written: 0,
       dropped: 1,

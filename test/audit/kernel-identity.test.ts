@@ -8,8 +8,16 @@ import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import type { ConsumerInfo, Reply, StatusReply } from '../../src/protocol/messages.js';
-import { NATIVE_SHIM, SHIM, startDaemon, waitFor, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
+import type { ConsumerInfo, Reply } from '../../src/protocol/messages.js';
+import {
+  daemonStatus,
+  NATIVE_SHIM,
+  SHIM,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+  shellQuote,
+} from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 import { HARDENING_ADDON } from '../helpers/install-copy.js';
 
@@ -52,15 +60,9 @@ function trail(): AuditRecord[] {
     .map((l) => JSON.parse(l) as AuditRecord);
 }
 
-async function status(): Promise<StatusReply> {
-  const reply = await d.request({ v: 1, op: 'status' });
-  expect(reply).toMatchObject({ ok: true });
-  return reply as StatusReply;
-}
-
 /** Wait until the trail holds `n` records (it is appended every 250 ms). */
 async function records(n: number): Promise<AuditRecord[]> {
-  await waitFor(async () => ((await status()).audit?.written ?? 0) >= n, 5_000, `${n} audit records`);
+  await waitFor(async () => ((await daemonStatus(d)).audit?.written ?? 0) >= n, 5_000, `${n} audit records`);
   return trail();
 }
 
@@ -74,7 +76,11 @@ beforeAll(async () => {
 });
 describe.skipIf(addonMissing !== undefined)('the audit trail records the kernel identity of every read', () => {
   it('status says the daemon reads peer credentials', async () => {
-    expect((await status()).daemon.hardening).toMatchObject({ addon: true, peerCredentials: true, nonDumpable: true });
+    expect((await daemonStatus(d)).daemon.hardening).toMatchObject({
+      addon: true,
+      peerCredentials: true,
+      nonDumpable: true,
+    });
   });
 
   it('shim (Node and native) run by Claude Code: the peer is the shim, the claimed consumer its ancestor claude', async () => {

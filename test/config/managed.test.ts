@@ -7,12 +7,12 @@ import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { mergeManagedConfig, resolveManagedConfigPath } from '../../src/config/managed.js';
 import { parseConfigText, parseManagedConfigText } from '../../src/config/load.js';
-import type { StatusReply } from '../../src/protocol/messages.js';
 import { startDaemon as startLifecycle } from '../../src/daemon/lifecycle.js';
 import { reloadDaemon } from '../../src/integration/daemon-reload.js';
 import { createLogger } from '../../src/log.js';
 import { FakeSecretsManager, TEST_CREDENTIALS } from '../fakes/fake-secrets-manager.js';
 import {
+  daemonStatus,
   privateTempDir,
   startDaemon,
   unsetEnv,
@@ -101,12 +101,6 @@ type Answering = Omit<DaemonWorkspace, 'start'>;
 
 // The daemon's state is asked over its socket (the CLI's and the shim's own output is tested in
 // test/cli and test/shim); the CLI runs here where its output about the managed config is the point.
-async function status(h: Answering): Promise<StatusReply> {
-  const reply = await h.request({ v: 1, op: 'status' });
-  expect(reply.ok).toBe(true);
-  return reply as StatusReply;
-}
-
 /** The key the daemon serves for `profile` (or, without one, for a client in `cwd`). */
 async function get(h: Answering, profile: string | undefined, cwd?: string): Promise<string> {
   const reply = await h.request({ v: 1, op: 'get', ...(profile !== undefined && { profile }), ...(cwd && { cwd }) });
@@ -126,7 +120,7 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
     expect(await get(h, 'org')).toBe(ORG_KEY);
     expect(await get(h, 'mine')).toBe(MINE_KEY);
 
-    const s = await status(h);
+    const s = await daemonStatus(h);
     expect(s.daemon).toMatchObject({ managedConfig: managedFile, managedConfigError: null });
     expect(s.profiles.find((p) => p.name === 'org')?.managed).toBe(true);
     expect(s.profiles.find((p) => p.name === 'mine')?.managed).toBeUndefined();
@@ -213,7 +207,7 @@ describe.runIf(IS_ROOT)('a trusted managed config (root-owned, writable by root 
   it('a reload picks up a managed config installed, changed or broken after start', async () => {
     const h = await daemon();
     expect(await get(h, 'org')).toBe(USER_ORG_KEY);
-    expect((await status(h)).daemon.managedConfig).toBeNull();
+    expect((await daemonStatus(h)).daemon.managedConfig).toBeNull();
 
     installManaged();
     await reload(h);
@@ -326,7 +320,7 @@ describe('an untrusted managed config is ignored, with the error in status and d
       c.setup();
       const h = await inProcessDaemon();
       expect(await get(h, 'org')).toBe(USER_ORG_KEY);
-      const s = await status(h);
+      const s = await daemonStatus(h);
       expect(s.daemon.managedConfig).toBe(managedFile);
       expect(s.daemon.managedConfigError).toContain(managedFile);
       expect(s.profiles.some((p) => p.managed)).toBe(false);

@@ -14,7 +14,7 @@ import { sendRequest } from '../../src/client/client.js';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { shellQuote } from '../../src/integration/helper-command.js';
 import type { Reply, Request, StatusReply } from '../../src/protocol/messages.js';
-import { beforeAll } from 'vitest';
+import { beforeAll, expect } from 'vitest';
 import { cleanUp, killWhenDone, privateTempDir } from './cleanup.js';
 
 /** A path as one word of a `sh -c` command line: the checkout may lie on a path with spaces. */
@@ -269,6 +269,16 @@ export function isRunning(pid: number): boolean {
       return false;
     }
   }
+}
+
+/**
+ * The daemon's status, asked over its socket (the reply `keybroker status --json` prints); the
+ * test fails if the daemon refuses it.
+ */
+export async function daemonStatus(h: Pick<DaemonWorkspace, 'request'>): Promise<StatusReply> {
+  const reply = await h.request({ v: 1, op: 'status' });
+  expect(reply).toMatchObject({ ok: true, profiles: expect.any(Array) });
+  return reply as StatusReply;
 }
 
 /** The pid of the daemon answering in this environment (one a shim autostarted), if any. */

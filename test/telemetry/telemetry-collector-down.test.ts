@@ -2,10 +2,10 @@
 // answers, one that answers 503 (retried with backoff, then dropped and counted), and a burst of
 // gets while nothing is being sent (the queue stays at its bound). Real daemons, real sockets.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Reply, StatusReply } from '../../src/protocol/messages.js';
+import type { Reply } from '../../src/protocol/messages.js';
 import { MAX_QUEUED_RECORDS } from '../../src/telemetry/telemetry-settings.js';
 import { FakeOtlpReceiver } from '../fakes/fake-otlp-receiver.js';
-import { startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import { daemonStatus, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
 
 const KEY = 'sk-otel-down-8c2e51';
 
@@ -16,12 +16,6 @@ function config(endpoint: string | undefined): string {
     '  default:',
     '    source: env:KB_KEY',
   ].join('\n');
-}
-
-async function status(d: DaemonHandle): Promise<StatusReply> {
-  const reply = await d.request({ v: 1, op: 'status' });
-  if (!reply.ok || !('profiles' in reply)) throw new Error('status failed');
-  return reply;
 }
 
 /** `count` gets over the socket, `parallel` at a time; each one's latency in ms. */
@@ -90,19 +84,19 @@ describe('a collector that accepts and never answers', () => {
   }, 30_000);
 
   it('keeps at most its bound of records waiting, and counts the rest as dropped', async () => {
-    const before = (await status(hung)).telemetry!.logRecords;
+    const before = (await daemonStatus(hung)).telemetry!.logRecords;
     // Enough to go past the bound by a margin from what already waits (the gets above), and no
     // more: each get is a connection and a record.
     const margin = 200;
     const burst = MAX_QUEUED_RECORDS - before.waiting + margin;
     let most = 0;
     const sampling = setInterval(
-      () => void status(hung).then((s) => (most = Math.max(most, s.telemetry!.logRecords.waiting))),
+      () => void daemonStatus(hung).then((s) => (most = Math.max(most, s.telemetry!.logRecords.waiting))),
       50,
     );
     await gets(hung, burst, 16);
     clearInterval(sampling);
-    const after = (await status(hung)).telemetry!;
+    const after = (await daemonStatus(hung)).telemetry!;
     // Nothing is ever exported (the receiver never answers); every record is waiting or dropped.
     expect(after.logRecords.exported).toBe(0);
     expect(after.logRecords.waiting + after.logRecords.dropped).toBe(before.waiting + before.dropped + burst);
@@ -126,7 +120,7 @@ describe('a collector that answers 503', () => {
       const latencies = await gets(d, 5);
       expect(Math.max(...latencies)).toBeLessThan(1000);
       await waitFor(
-        async () => (await status(d)).telemetry!.logRecords.dropped === 5,
+        async () => (await daemonStatus(d)).telemetry!.logRecords.dropped === 5,
         20_000,
         'the batch to be dropped',
       );
@@ -134,7 +128,7 @@ describe('a collector that answers 503', () => {
       const logPosts = receiver.requests.filter((r) => r.path === '/v1/logs');
       expect(logPosts.length).toBeGreaterThan(1);
       expect(new Set(logPosts.map((r) => r.body)).size).toBe(1);
-      expect((await status(d)).telemetry!.lastError?.code).toBe('EXPORT_FAILED');
+      expect((await daemonStatus(d)).telemetry!.lastError?.code).toBe('EXPORT_FAILED');
 
       receiver.mode = 'ok';
       const backAt = Date.now();
@@ -149,7 +143,7 @@ describe('a collector that answers 503', () => {
         15_000,
         'the dropped count to arrive',
       );
-      const s = (await status(d)).telemetry!;
+      const s = (await daemonStatus(d)).telemetry!;
       expect(s.lastError).toBeNull();
       expect(s.logRecords.exported).toBe(2);
     } finally {

@@ -10,10 +10,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.js';
-import type { Reply, StatusReply } from '../../src/protocol/messages.js';
+import type { Reply } from '../../src/protocol/messages.js';
 import { FakeOtlpReceiver, type MetricPoint } from '../fakes/fake-otlp-receiver.js';
 import { cleanUp } from '../helpers/cleanup.js';
-import { privateTempDir, SETUP_SHIM, shellQuote, startDaemon, waitFor, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  daemonStatus,
+  privateTempDir,
+  SETUP_SHIM,
+  shellQuote,
+  startDaemon,
+  waitFor,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 const WORK_KEY = 'sk-work-otel-4e91c2d7';
@@ -35,12 +43,6 @@ function orgFingerprint(value: string): string {
 /** The latest point of `name` whose attributes include `attrs`. */
 function latest(points: MetricPoint[], attrs: Record<string, unknown>): MetricPoint | undefined {
   return points.filter((p) => Object.entries(attrs).every(([k, v]) => p.attributes[k] === v)).at(-1);
-}
-
-async function status(d: DaemonHandle): Promise<StatusReply> {
-  const reply = await d.request({ v: 1, op: 'status' });
-  expect(reply).toMatchObject({ ok: true });
-  return reply as StatusReply;
 }
 
 /** A get over the daemon's socket, as any client sends it. */
@@ -157,7 +159,7 @@ describe('a daemon with telemetry: on', () => {
       latest(receiver.metricPoints('keybroker.fetches'), { profile: 'work', source: 'exec' })?.value;
     await waitFor(
       async () => {
-        fetches = (await status(d)).profiles.find((p) => p.name === 'work')!.fetches;
+        fetches = (await daemonStatus(d)).profiles.find((p) => p.name === 'work')!.fetches;
         return exported() === fetches;
       },
       5_000,
@@ -214,7 +216,7 @@ describe('a daemon with telemetry: on', () => {
   });
 
   it('shows the export in status: where to, from the config, what was sent', async () => {
-    const s = await status(d);
+    const s = await daemonStatus(d);
     expect(s.telemetry).toMatchObject({
       metrics: `${receiver.url}/v1/metrics`,
       logs: `${receiver.url}/v1/logs`,
@@ -272,7 +274,7 @@ describe('a service-started daemon (--telemetry-env)', () => {
     expect(await get(d)).toMatchObject({ ok: true });
     await waitFor(() => receiver.metricPoints('keybroker.requests').length > 0, 10_000, 'metrics');
     expect(receiver.requests[0]!.headers['x-org-token']).toBe('from-the-unit');
-    expect((await status(d)).telemetry).toMatchObject({ fromEnvironment: true, metrics: null });
+    expect((await daemonStatus(d)).telemetry).toMatchObject({ fromEnvironment: true, metrics: null });
   }, 20_000);
 
   it('without the flag, an endpoint only in the environment is none: status says so, gets are served', async () => {
@@ -284,7 +286,7 @@ describe('a service-started daemon (--telemetry-env)', () => {
       env: { KB_KEY: WORK_KEY, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
     });
     expect(await get(d)).toMatchObject({ ok: true, value: WORK_KEY });
-    expect((await status(d)).telemetry?.lastError?.code).toBe('CONFIG_INVALID');
+    expect((await daemonStatus(d)).telemetry?.lastError?.code).toBe('CONFIG_INVALID');
     await new Promise((r) => setTimeout(r, 1500));
     expect(receiver.requests).toEqual([]);
   }, 20_000);
