@@ -6,6 +6,12 @@
 // request that asked for one and as JSON otherwise. Each case also says whether the native shim
 // answers itself or hands over to the Node shim (seen through KEYBROKER_NODE, pointed at a wrapper
 // that leaves a mark), so a native shim that handed everything over could not pass.
+//
+// A hand-over does not run node a second time: the wrapper writes down what it was handed (its
+// arguments, working directory, umask and environment) and exits, and the case checks that the
+// native shim printed nothing of its own, sent only what it should have, and handed node exactly
+// what a shell gives it for the Node shim. node's part from there on is the Node shim's own run,
+// which each case makes anyway: together they are what the native shim's caller sees.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -61,15 +67,18 @@ interface Outcome extends RunResult {
   handedOver: boolean;
 }
 
+/** What the hand-over wrapper exits with, in node's place. */
+const HANDED_OVER = 97;
+
 let root: string;
 let nodeWrapper: string;
 beforeAll(() => {
   root = privateTempDir('kb-parity-');
-  // KEYBROKER_NODE for the native shim's hand-over: marks that it happened, then runs node.
+  // KEYBROKER_NODE for the native shim's hand-over: writes down what it was given, in place of node.
   nodeWrapper = path.join(root, 'node-wrapper');
   fs.writeFileSync(
     nodeWrapper,
-    `#!/bin/sh\necho handover >> "$KB_TEST_HANDOVER_LOG"\nexec ${JSON.stringify(process.execPath)} "$@"\n`,
+    `#!/bin/sh\n{ printf '%s\\0' "$@"; printf '\\n'; pwd -P; umask; env; } > "$KB_TEST_HANDOVER_LOG"\nexit ${HANDED_OVER}\n`,
     { mode: 0o755 },
   );
 });
@@ -88,19 +97,39 @@ async function runBoth(c: Case): Promise<{ node: Outcome; native: Outcome }> {
   const cwd = c.cwd ? path.join(dir, c.cwd) : dir;
   fs.mkdirSync(cwd, { recursive: true, mode: 0o700 });
   const reply = c.reply === undefined ? OK_REPLY : typeof c.reply === 'string' ? Buffer.from(c.reply) : c.reply;
+  /** The command, run as Claude Code runs a helper; `first`: a word before the arguments. */
+  const inShell = (command: string, first = ''): Promise<RunResult> =>
+    run('/bin/sh', ['-c', `${c.prefix ?? ''}"$0" ${first}${c.shell ?? '"$@"'}`, command, ...(c.args ?? [])], {
+      env,
+      cwd,
+    });
   const outcome = async (shim: string): Promise<Outcome> => {
     fs.rmSync(handoverLog, { force: true });
     const server = await recordingServer(socketPath, reply);
     try {
-      const script = `${c.prefix ?? ''}"$0" ${c.shell ?? '"$@"'}`;
-      const r = await run('/bin/sh', ['-c', script, shim, ...(c.args ?? [])], { env, cwd });
+      const r = await inShell(shim);
       return { ...r, requests: [...server.requests], handedOver: fs.existsSync(handoverLog) };
     } finally {
       await server.close();
       fs.rmSync(socketPath, { force: true });
     }
   };
-  return { node: await outcome(SHIM), native: await outcome(NATIVE_SHIM) };
+  const node = await outcome(SHIM);
+  const native = await outcome(NATIVE_SHIM);
+  if (!native.handedOver) return { node, native };
+  // It handed over: it printed nothing itself, and node got what the Node shim's #! line gives it,
+  // the Node shim (as the native shim finds it, beside itself) and then the arguments.
+  expect({ code: native.code, stdout: native.stdout, stderr: native.stderr }).toEqual({
+    code: HANDED_OVER,
+    stdout: '',
+    stderr: '',
+  });
+  const handedOver = fs.readFileSync(handoverLog, 'latin1');
+  fs.rmSync(handoverLog);
+  await inShell(nodeWrapper, `${shellQuote(fs.realpathSync(SHIM))} `);
+  expect(handedOver).toBe(fs.readFileSync(handoverLog, 'latin1'));
+  // node's part is the Node shim's run: to the caller and the daemon, what follows what the native shim sent.
+  return { node, native: { ...node, requests: [...native.requests, ...node.requests], handedOver: true } };
 }
 
 async function expectSame(c: Case): Promise<{ node: Outcome; native: Outcome }> {
