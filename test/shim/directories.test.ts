@@ -1,10 +1,13 @@
 // Per-directory profiles end to end: the real daemon, and the real shim run (through sh -c, as
-// Claude Code runs it) from several working directories.
+// Claude Code runs it) from several working directories. The shim is the one setup claude writes
+// (the native fast path where it was built): what is under test is the daemon's choice from the
+// working directory the shim sends, and native-parity.test.ts holds both shims to sending the
+// same one.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GetReply, StatusReply } from '../../src/protocol/messages.js';
-import { CLI, privateTempDir, run, SHIM, startDaemon, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
+import { CLI, privateTempDir, run, SETUP_SHIM, startDaemon, type DaemonHandle, shellQuote } from '../helpers/daemon.js';
 import { CLAUDE_ENV, startFakeClaude } from '../helpers/fake-claude.js';
 
 let d: DaemonHandle;
@@ -51,7 +54,8 @@ afterAll(async () => {
   fs.rmSync(d.dir, { recursive: true, force: true });
 });
 
-const shimIn = (cwd: string, args = '') => run('/bin/sh', ['-c', `${shellQuote(SHIM)} ${args}`], { env: d.env, cwd });
+const shimIn = (cwd: string, args = '') =>
+  run('/bin/sh', ['-c', `${shellQuote(SETUP_SHIM)} ${args}`], { env: d.env, cwd });
 
 describe('the shim without a profile argument', () => {
   it.each([
@@ -151,13 +155,13 @@ describe('the 401 inference per profile', () => {
     const acme = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(code, 'acme', 'api'));
     const oss = startFakeClaude(d.dir, { ...d.env, ...CLAUDE_ENV }, 'claude', path.join(d.dir, 'real-oss'));
     try {
-      expect((await acme.callHelper(shellQuote(SHIM))).stdout).toBe('sk-work\n');
-      expect((await oss.callHelper(shellQuote(SHIM))).stdout).toBe('sk-personal\n');
+      expect((await acme.callHelper(shellQuote(SETUP_SHIM))).stdout).toBe('sk-work\n');
+      expect((await oss.callHelper(shellQuote(SETUP_SHIM))).stdout).toBe('sk-personal\n');
       const work = count('work');
       const personal = count('personal');
       fs.writeFileSync(path.join(d.dir, 'work.key'), 'sk-work-rotated');
       // The acme session's key got a 401: it calls again at once and gets the rotated work key.
-      expect((await acme.callHelper(shellQuote(SHIM))).stdout).toBe('sk-work-rotated\n');
+      expect((await acme.callHelper(shellQuote(SETUP_SHIM))).stdout).toBe('sk-work-rotated\n');
       expect(count('work')).toBe(work + 1);
       expect(count('personal')).toBe(personal);
     } finally {
@@ -177,10 +181,13 @@ describe('no default profile', () => {
     });
     try {
       fs.mkdirSync(path.join(dir, 'proj'), { recursive: true });
-      const outside = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: other.env, cwd: dir });
+      const outside = await run('/bin/sh', ['-c', shellQuote(SETUP_SHIM)], { env: other.env, cwd: dir });
       expect(outside.code).toBe(4);
       expect(outside.stdout).toBe('');
-      const inside = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env: other.env, cwd: path.join(dir, 'proj') });
+      const inside = await run('/bin/sh', ['-c', shellQuote(SETUP_SHIM)], {
+        env: other.env,
+        cwd: path.join(dir, 'proj'),
+      });
       expect(inside).toMatchObject({ code: 0, stdout: 'sk-only\n' });
     } finally {
       await other.stop();
