@@ -115,8 +115,9 @@ describe.each(SHIMS)('$name shim', ({ name, path: shim, skip }) => {
       });
 
       it('makes one backend fetch for many concurrent cold requests', async () => {
-        // (Six: as many as arrive within the source's 0.3 s on a busy two-core machine.)
-        const results = await Promise.all(Array.from({ length: 6 }, () => shimRun(own('counted'))));
+        // (Four: more than one is the point, and four arrive within the source's 0.3 s even on a
+        // busy two-core machine; each is a Node start for the Node shim.)
+        const results = await Promise.all(Array.from({ length: 4 }, () => shimRun(own('counted'))));
         expect(results.every((r) => r.code === 0 && r.stdout === 'sk-counted\n')).toBe(true);
         expect(fs.readFileSync(path.join(d.dir, own('counted')), 'utf8')).toBe('x\n');
       });
@@ -229,8 +230,9 @@ describe.each(SHIMS)('$name shim', ({ name, path: shim, skip }) => {
         });
         let daemonPid: number | undefined;
         try {
+          // (Four racing for the autostart lock: each a Node start, the native shim handing over.)
           const results = await Promise.all(
-            Array.from({ length: 6 }, () => run('/bin/sh', ['-c', shellQuote(shim)], { env })),
+            Array.from({ length: 4 }, () => run('/bin/sh', ['-c', shellQuote(shim)], { env })),
           );
           for (const r of results) expect(r).toMatchObject({ code: 0, stdout: 'sk-auto\n' });
           expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(8_000);
