@@ -152,40 +152,68 @@ async function expectSame(c: Case): Promise<{ node: Outcome; native: Outcome }> 
 
 const reply = (fields: object): string => `${JSON.stringify({ v: 1, ...fields })}\n`;
 
+interface Agent {
+  pid: number;
+  close(): void;
+}
+interface Started<A extends Agent> {
+  agent: A;
+  env: NodeJS.ProcessEnv;
+  dir: string;
+}
+
 /**
- * A stand-in agent process (`start`) runs each shim once through `call`, in the environment
- * `agentEnv` adds; both must print the key, send the same request (the native one framed) and not
- * hand over. The request, parsed, with the agent's pid as `agentPid`.
+ * The stand-in agents (`start`) for these environments, one for each distinct one: the cases that
+ * differ only in how the agent runs the shim share it (a stand-in keeps nothing between calls, and
+ * each is a Node start). Started before the describe's tests, so that they outlive each test
+ * (test/helpers/cleanup.ts closes them after the file); `agentFor(env)` gives a case its own.
  */
-async function fromAgentProcess<A extends { pid: number; close(): void }>(
-  agentEnv: NodeJS.ProcessEnv,
+function sharedAgents<A extends Agent>(
+  agentEnvs: NodeJS.ProcessEnv[],
   start: (dir: string, env: NodeJS.ProcessEnv) => A,
+): (agentEnv: NodeJS.ProcessEnv) => Started<A> {
+  const agents = new Map<string, Started<A>>();
+  beforeAll(() => {
+    for (const agentEnv of agentEnvs) {
+      if (agents.has(JSON.stringify(agentEnv))) continue;
+      const dir = path.join(root, `c${caseNo++}`);
+      fs.mkdirSync(dir, { mode: 0o700 });
+      const env = baseEnv(dir, {
+        ...agentEnv,
+        KEYBROKER_NODE: nodeWrapper,
+        KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log'),
+      });
+      agents.set(JSON.stringify(agentEnv), { agent: start(dir, env), env, dir });
+    }
+  });
+  return (agentEnv) => agents.get(JSON.stringify(agentEnv))!;
+}
+
+/**
+ * The stand-in agent runs each shim once through `call`, in the environment its agentEnv adds;
+ * both must print the key, send the same request (the native one framed) and not hand over. The
+ * request, parsed, with the agent's pid as `agentPid`.
+ */
+async function fromAgentProcess<A extends Agent>(
+  { agent, env, dir }: Started<A>,
   call: (agent: A, shim: string) => Promise<unknown>,
 ): Promise<Record<string, unknown> & { agentPid: number }> {
-  const dir = path.join(root, `c${caseNo++}`);
-  fs.mkdirSync(dir, { mode: 0o700 });
-  const env = baseEnv(dir, {
-    ...agentEnv,
-    KEYBROKER_NODE: nodeWrapper,
-    KB_TEST_HANDOVER_LOG: path.join(dir, 'handover.log'),
-  });
-  const agent = start(dir, env);
-  try {
-    const lines: string[] = [];
-    for (const shim of [SHIM, NATIVE_SHIM]) {
-      const server = await recordingServer(env.KEYBROKER_SOCKET!, OK_REPLY);
+  fs.rmSync(path.join(dir, 'handover.log'), { force: true });
+  const lines: string[] = [];
+  for (const shim of [SHIM, NATIVE_SHIM]) {
+    const server = await recordingServer(env.KEYBROKER_SOCKET!, OK_REPLY);
+    try {
       expect(await call(agent, shim)).toEqual({ code: 0, stdout: 'sk-1\n', stderr: '' });
+    } finally {
       await server.close();
       fs.rmSync(env.KEYBROKER_SOCKET!, { force: true });
-      lines.push(...server.requests);
     }
-    expect(lines).toHaveLength(2);
-    expect(lines[1]).toBe(framed(lines[0]!));
-    expect(fs.existsSync(path.join(dir, 'handover.log'))).toBe(false);
-    return { ...(JSON.parse(lines[0]!) as Record<string, unknown>), agentPid: agent.pid };
-  } finally {
-    agent.close();
+    lines.push(...server.requests);
   }
+  expect(lines).toHaveLength(2);
+  expect(lines[1]).toBe(framed(lines[0]!));
+  expect(fs.existsSync(path.join(dir, 'handover.log'))).toBe(false);
+  return { ...(JSON.parse(lines[0]!) as Record<string, unknown>), agentPid: agent.pid };
 }
 
 describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims agree', () => {
@@ -284,8 +312,12 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
       ['a helper with an agent marker too (CLAUDECODE=1)', { ...CLAUDE_ENV, CLAUDECODE: '1' }, 'helper', 'agent-tool'],
       ['a release with neither marker', UNMARKED_CLAUDE_ENV, 'helper', 'unmarked'],
     ];
+    const claude = sharedAgents(
+      markers.map(([, claudeEnv]) => claudeEnv),
+      startFakeClaude,
+    );
     it.each(markers)('from a claude process: %s', async (_what, claudeEnv, kind, invocation) => {
-      const request = await fromAgentProcess(claudeEnv, startFakeClaude, (claude, shim) =>
+      const request = await fromAgentProcess(claude(claudeEnv), (claude, shim) =>
         kind === 'helper' ? claude.callHelper(`${shellQuote(shim)} work`) : claude.bashTool(`${shellQuote(shim)} work`),
       );
       expect(request).toMatchObject({
@@ -332,8 +364,12 @@ describe.skipIf(native.skip !== undefined)(native.skip ?? 'native and Node shims
         { invocation: 'api-key-helper' },
       ],
     ];
+    const codex = sharedAgents(
+      cases.map(([, codexEnv]) => codexEnv),
+      startFakeCodex,
+    );
     it.each(cases)('%s', async (_what, codexEnv, kind, args, expected) => {
-      const request = await fromAgentProcess(codexEnv, startFakeCodex, (codex, shim) =>
+      const request = await fromAgentProcess(codex(codexEnv), (codex, shim) =>
         kind === 'auth' ? codex.runAuth([shim, ...args, 'work']) : codex.tool([shim, ...args, 'work'].join(' ')),
       );
       expect(request).toMatchObject({
