@@ -5,6 +5,7 @@
 //
 // Output goes through fs.writeSync(2): process.stderr on a terminal is a libuv tty handle, and
 // whatever it does to the terminal must not be what an exec'd program inherits.
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -204,11 +205,16 @@ async function spawnAndWait(file: string, argv0: string, args: string[], env: No
   const { spawn } = await import('node:child_process');
   const ignore = (): void => {};
   for (const sig of TERMINAL_SIGNALS) process.on(sig, ignore);
-  const child = spawn(file, args, { stdio: 'inherit', env, argv0 });
+  // Caught before the command starts: it may be running (and say it is ready) before spawn()
+  // returns, and a SIGTERM or SIGHUP that came before our handlers would have ended keybroker
+  // instead of reaching the command. A handler runs on a later tick, once the child is set.
+  const running: { child?: ChildProcess } = {};
   const forward = (sig: NodeJS.Signals) => (): void => {
-    child.kill(sig);
+    running.child?.kill(sig);
   };
   for (const sig of FORWARDED_SIGNALS) process.on(sig, forward(sig));
+  const child = spawn(file, args, { stdio: 'inherit', env, argv0 });
+  running.child = child;
   return new Promise<number>((resolve) => {
     child.on('error', (err: NodeJS.ErrnoException) => {
       say(`cannot run ${argv0}: ${err.code ?? 'spawn failed'}`);

@@ -1,11 +1,22 @@
 // The daemon as a process: its private socket, stale and live sockets, signals, reloads.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { killWhenDone } from '../helpers/cleanup.js';
-import { CLI, run, SHIM, sharedDaemon, startDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
+import {
+  CLI,
+  run,
+  SETUP_SHIM,
+  sharedDaemon,
+  startDaemon,
+  waitFor,
+  workspace,
+  shellQuote,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 
 /**
  * `keybroker daemon` with the Node options autostart and the units give it (one started without
@@ -23,10 +34,21 @@ function daemonExits(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ cod
 
 const mode = (p: string): number => fs.statSync(p).mode & 0o777;
 
-describe('socket and directory', () => {
-  /** A running daemon for the tests that only look at it (and leave it running). */
-  const live = sharedDaemon({ config: 'profiles: {}\n' });
+/**
+ * A running daemon for the tests that need no fresh one: they look at its socket, or load a config
+ * of their own into it (SIGHUP, `keybroker reload`) before they look at what it serves.
+ */
+const live = sharedDaemon({ config: 'profiles: {}\n' });
 
+/** SIGHUP the daemon and wait for `msg` in what it logs after the signal. */
+async function hup(d: DaemonHandle, msg: string): Promise<void> {
+  const from = d.log().length;
+  d.signal('SIGHUP');
+  await waitFor(() => d.log().slice(from).includes(msg), 5_000, msg);
+}
+const RELOADED = '"msg":"config reloaded"';
+
+describe('socket and directory', () => {
   it('creates the socket directory 0700 and the socket 0600', () => {
     const d = live;
     expect(mode(path.dirname(d.socket))).toBe(0o700);
@@ -60,17 +82,16 @@ describe('socket and directory', () => {
 
   it('replaces a stale socket left by a crashed daemon', async () => {
     const { dir, env } = workspace();
-    fs.mkdirSync(path.dirname(env.KEYBROKER_SOCKET!), { mode: 0o700 });
-    // A listener killed with SIGKILL leaves its socket file behind.
-    const child = spawn(
-      process.execPath,
-      ['-e', `require('net').createServer().listen(${JSON.stringify(env.KEYBROKER_SOCKET)}, () => console.log('up'))`],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise((r) => child.stdout!.once('data', r));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(true);
+    const socket = env.KEYBROKER_SOCKET!;
+    fs.mkdirSync(path.dirname(socket), { mode: 0o700 });
+    // A listener that died without removing its socket file, as a crashed daemon leaves it: one
+    // bound here, its file moved aside while it closes (closing removes it) and put back.
+    const listener = net.createServer();
+    await new Promise<void>((r) => listener.listen(socket, r));
+    fs.renameSync(socket, `${socket}.aside`);
+    await new Promise((r) => listener.close(r));
+    fs.renameSync(`${socket}.aside`, socket);
+    expect(fs.statSync(socket).isSocket()).toBe(true);
     const d = await startDaemon({ config: 'profiles: {}\n', dir });
     expect((await d.request({ v: 1, op: 'ping' })).ok).toBe(true);
   });
@@ -120,24 +141,26 @@ describe('signals', () => {
 
 describe('reload on SIGHUP', () => {
   it('keeps the cache of unchanged profiles, rebuilds changed ones, drops removed ones, adds new ones', async () => {
-    const { dir } = workspace();
+    const d = live;
+    const { dir } = d;
     fs.writeFileSync(path.join(dir, 'key'), 'sk-one');
     const counting = (name: string) => `exec:echo x >> ${dir}/${name}.count; cat ${dir}/key`;
     const fetches = (name: string) =>
       fs.existsSync(path.join(dir, `${name}.count`))
         ? fs.readFileSync(path.join(dir, `${name}.count`), 'utf8').split('\n').length - 1
         : 0;
-    const d = await startDaemon({
-      config: `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
-    });
+    d.writeConfig(
+      `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n  drop:\n    source: ${counting('drop')}\n`,
+    );
+    await hup(d, RELOADED);
     for (const p of ['keep', 'change', 'drop'])
       expect(await d.request({ v: 1, op: 'get', profile: p })).toMatchObject({ ok: true, value: 'sk-one' });
     fs.writeFileSync(path.join(dir, 'key'), 'sk-two');
     d.writeConfig(
       `profiles:\n  keep:\n    source: ${counting('keep')}\n  change:\n    source: ${counting('change')}\n    ttl: 1h\n  add:\n    source: ${counting('add')}\n`,
     );
-    d.signal('SIGHUP');
-    await waitFor(() => d.log().includes('"msg":"config reloaded"'), 5_000, 'reload');
+    const from = d.log().length;
+    await hup(d, RELOADED);
     expect(await d.request({ v: 1, op: 'get', profile: 'keep' })).toMatchObject({ ok: true, value: 'sk-one' });
     expect(await d.request({ v: 1, op: 'get', profile: 'change' })).toMatchObject({ ok: true, value: 'sk-two' });
     expect(await d.request({ v: 1, op: 'get', profile: 'add' })).toMatchObject({ ok: true, value: 'sk-two' });
@@ -146,14 +169,17 @@ describe('reload on SIGHUP', () => {
       error: { code: 'UNKNOWN_PROFILE' },
     });
     expect([fetches('keep'), fetches('change'), fetches('add')]).toEqual([1, 2, 1]);
-    expect(d.log()).toMatch(/"added":\["add"\],"changed":\["change"\],"removed":\["drop"\],"kept":\["keep"\]/);
+    expect(d.log().slice(from)).toMatch(
+      /"added":\["add"\],"changed":\["change"\],"removed":\["drop"\],"kept":\["keep"\]/,
+    );
   });
 
   it('keeps the old config running when the new one is bad, and says so in status', async () => {
-    const d = await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' });
+    const d = live;
+    d.writeConfig('profiles:\n  a:\n    source: env:HOME\n');
+    await hup(d, RELOADED);
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n    ttl: forever\n');
-    d.signal('SIGHUP');
-    await waitFor(() => d.log().includes('config reload failed'), 5_000, 'failed reload');
+    await hup(d, 'config reload failed');
     expect(await d.request({ v: 1, op: 'get', profile: 'a' })).toMatchObject({ ok: true, value: d.dir });
     const status = await d.cli(['status']);
     expect(status.stdout).toContain('config not loaded:');
@@ -172,15 +198,14 @@ describe('reload on SIGHUP', () => {
     );
     expect(shim.stderr.trim().split('\n')).toHaveLength(1);
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n');
-    d.signal('SIGHUP');
-    await waitFor(() => d.log().includes('"msg":"config reloaded"'), 5_000, 'reload');
+    await hup(d, RELOADED);
     expect(await d.request({ v: 1, op: 'get', profile: 'a' })).toMatchObject({ ok: true, value: d.dir });
   });
 });
 
 describe('keybroker reload', () => {
   it('reloads the running daemon and says what it loaded, or why not (exit 8, old config kept)', async () => {
-    const d = await startDaemon({ config: 'profiles:\n  a:\n    source: env:HOME\n' });
+    const d = live;
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n  b:\n    source: env:HOME\n');
     expect(await d.cli(['reload'])).toMatchObject({ code: 0, stdout: `reloaded ${d.configPath}: 2 profiles (a, b)\n` });
     d.writeConfig('profiles:\n  a:\n    source: env:HOME\n    ttl: 5x\n');
@@ -196,7 +221,7 @@ describe('first run', () => {
   it('writes a commented starter config at the default path and says where', async () => {
     const { dir, env } = workspace();
     delete env.KEYBROKER_CONFIG;
-    const proc = spawn(process.execPath, [CLI, 'daemon'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(process.execPath, DAEMON_ARGV, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
     killWhenDone(proc);
@@ -208,7 +233,7 @@ describe('first run', () => {
     expect(fs.readFileSync(expected, 'utf8')).toMatch(/^# keybroker configuration/);
     expect(mode(expected)).toBe(0o600);
     // Its default profile points at a key file that does not exist yet: the error says what to do.
-    const shim = await run('/bin/sh', ['-c', shellQuote(SHIM)], { env });
+    const shim = await run('/bin/sh', ['-c', shellQuote(SETUP_SHIM)], { env });
     expect(shim.code).toBe(10);
     expect(shim.stderr).toContain("does not exist — create it with: (umask 077; printf '%s\\n' 'YOUR-KEY' >");
   });

@@ -97,16 +97,29 @@ describe('out of file descriptors', () => {
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const ws = daemonWorkspace(dir, config);
     const outcomes: Array<{ taken: number; code: number | null; stderr: string }> = [];
-    for (let taken = 56; taken >= 8; taken--) {
+    const attempt = async (taken: number): Promise<'no node' | 'ran out' | 'started'> => {
       // Started with the daemon's Node options, as autostart and the units start it: a daemon
       // started without them execs itself with them, and Node's exec closes the taken descriptors.
       const script = `ulimit -n 64 && for i in $(seq ${taken}); do exec {fd}</dev/null; done; exec "${process.execPath}" ${DAEMON_NODE_FLAGS.join(' ')} "${CLI}" daemon`;
       const r = await run('/bin/bash', ['-c', script], { env: ws.env, timeoutMs: 3_000 });
       outcomes.push({ taken, code: r.code, stderr: r.stderr });
       fs.rmSync(ws.socket, { force: true });
-      // Killed by the timeout: it started. (Node itself may die of a signal when it cannot boot.)
-      if (r.code === null && r.ms >= 2_900) break;
-    }
+      // Killed by the timeout: it started. Node itself dies of a signal when it cannot boot.
+      if (r.code === null) return r.ms >= 2_900 ? 'started' : 'no node';
+      return 'ran out';
+    };
+    // Where Node cannot boot (a dozen K, ~0.1 s of CPU each) is crossed in strides; then every K
+    // from just below the last stride where it could not down to where the daemon starts.
+    const STRIDE = 4;
+    let taken = 56;
+    let outcome = await attempt(taken);
+    while (outcome === 'no node' && taken - STRIDE >= 8) outcome = await attempt((taken -= STRIDE));
+    for (let k = Math.min(taken + STRIDE - 1, 56); k > taken; k--) await attempt(k);
+    while (outcome !== 'started' && taken > 8) outcome = await attempt(--taken);
+    // Every K from the highest where Node boots down to the lowest tried was tried.
+    const booted = outcomes.filter((o) => o.code !== null).map((o) => o.taken);
+    const tried = new Set(outcomes.map((o) => o.taken));
+    for (let k = Math.max(...booted); k >= taken; k--) expect(tried.has(k), `K=${k} tried`).toBe(true);
     const named = outcomes.filter((o) => o.code === 20);
     expect(named.length).toBeGreaterThan(0);
     for (const o of named) {

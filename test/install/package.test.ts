@@ -31,8 +31,6 @@ interface PackResult {
 let dir: string;
 let tarball: string;
 let packed: PackResult;
-/** The daemons the shims started, by home: stopped in afterAll. */
-const homes: string[] = [];
 let binDir: string;
 let npmCache: string;
 /**
@@ -55,7 +53,6 @@ function makeHome(name: string): string {
     fs.chownSync(p, user.uid, user.gid);
     if (fs.statSync(p).isDirectory()) fs.chmodSync(p, 0o700);
   }
-  homes.push(home);
   return home;
 }
 
@@ -166,15 +163,34 @@ beforeAll(
 
 afterAll(async () => {
   if (user.skip !== undefined || dir === undefined) return;
-  for (const home of homes) {
-    if (!fs.existsSync(path.join(home, '.local', 'bin', 'keybroker'))) continue;
-    const status = await as(home, 'keybroker status --json');
-    if (status.code !== 0) continue;
-    const pid = (JSON.parse(status.stdout) as StatusReply).daemon.pid;
-    await stopProcess(pid);
-  }
+  // The daemons the shims started, found without asking them: a `keybroker status` per home, run
+  // as the other user, costs a CLI start each and could wait on a daemon that no longer answers.
+  await Promise.all(processesFrom(dir).map(stopProcess));
   fs.rmSync(dir, { recursive: true, force: true });
-}, 60_000);
+}, 120_000);
+
+/** The other user's processes whose command line names a path under `root` (its installs' daemons). */
+function processesFrom(root: string): number[] {
+  if (user.skip !== undefined) return [];
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.statSync(`/proc/${entry}`).uid !== user.uid) continue;
+      if (
+        fs
+          .readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+          .split('\0')
+          .some((arg) => arg.startsWith(root))
+      ) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // Gone since the listing.
+    }
+  }
+  return pids;
+}
 
 async function stopProcess(pid: number): Promise<void> {
   try {

@@ -7,7 +7,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { helperTtlFor, setupClaude, type SetupClaudeOptions } from '../../src/integration/claude-setup.js';
 import { helperShim, layoutAt } from '../../src/integration/install-layout.js';
-import { CLI, privateTempDir, run, SETUP_SHIM, SHIM, startDaemon } from '../helpers/daemon.js';
+import { CLI, privateTempDir, run, SETUP_SHIM, sharedDaemon, SHIM } from '../helpers/daemon.js';
 
 let home: string;
 let project: string;
@@ -276,11 +276,15 @@ describe('which shim setup writes', () => {
 });
 
 describe('setup claude through the CLI', () => {
+  // One daemon for the tests that run a helper against one: each writes its own settings under its
+  // own home, and only reads keys from it. "default" serves outside ~/work (the daemon's HOME).
+  const daemon = sharedDaemon({
+    config:
+      'directories:\n  ~/work: work\nprofiles:\n  default:\n    source: env:KB_SETUP_DEFAULT\n    ttl: 10m\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
+    env: { KB_SETUP_KEY: 'sk-setup-work-5d2', KB_SETUP_DEFAULT: 'sk-setup-default-5d2' },
+  });
+
   it('wires Claude Code to a running daemon: the helper it writes prints the key', async () => {
-    const daemon = await startDaemon({
-      config: 'profiles:\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
-      env: { KB_SETUP_KEY: 'sk-setup-e2e-5d2' },
-    });
     const env = { ...daemon.env, HOME: home };
     const first = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
     expect(first.stderr).toBe('');
@@ -291,7 +295,7 @@ describe('setup claude through the CLI', () => {
     const settings = readJson(userSettings());
     // Claude Code runs the helper through sh -c and uses its trimmed stdout.
     const helper = await run('/bin/sh', ['-c', settings.apiKeyHelper as string], { env });
-    expect(helper.stdout.trim()).toBe('sk-setup-e2e-5d2');
+    expect(helper.stdout.trim()).toBe('sk-setup-work-5d2');
 
     const second = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'work'], { env, cwd: project });
     expect(second.code).toBe(0);
@@ -300,15 +304,10 @@ describe('setup claude through the CLI', () => {
     const other = await run(process.execPath, [CLI, 'setup', 'claude', '--profile', 'nope'], { env, cwd: project });
     expect(other.code).toBe(2);
     expect(other.stderr).toContain('no profile "nope"');
-    expect(other.stderr).toContain('(profiles: work)');
+    expect(other.stderr).toContain('(profiles: default, work)');
   });
 
   it('without --profile, a helper that named "default" becomes one that follows the directory, and it serves the mapped profile', async () => {
-    const daemon = await startDaemon({
-      config:
-        'directories:\n  ~/work: work\nprofiles:\n  default:\n    source: env:KB_SETUP_DEFAULT\n    ttl: 10m\n  work:\n    source: env:KB_SETUP_KEY\n    ttl: 4m\n',
-      env: { KB_SETUP_KEY: 'sk-setup-work-5d2', KB_SETUP_DEFAULT: 'sk-setup-default-5d2' },
-    });
     const env = { ...daemon.env, HOME: home };
     writeSettings(userSettings(), JSON.stringify({ apiKeyHelper: `${SHIM} default` }));
     const result = await run(process.execPath, [CLI, 'setup', 'claude'], { env, cwd: project });

@@ -154,11 +154,17 @@ describe('setup claude --sandbox', () => {
     expect(fs.existsSync(settingsFile())).toBe(false);
   });
 
-  it('a state directory that holds the socket too (no XDG_RUNTIME_DIR): its files, one by one', async () => {
-    writeConfig('profiles:\n  default:\n    source: file:~/keys/anthropic\n');
-    const r = await setup([], userEnv({ XDG_RUNTIME_DIR: undefined }));
+  // Keybroker's own files where they are not by default, in one run: the config (named by
+  // KEYBROKER_CONFIG) outside a keybroker directory, and no XDG_RUNTIME_DIR, so that the state
+  // directory holds the socket too.
+  it('a config kept outside a keybroker directory: that file, not the directory around it; a state directory that holds the socket too (no XDG_RUNTIME_DIR): its files, one by one', async () => {
+    const config = writePrivate('dotfiles/keybroker.yaml', 'profiles:\n  default:\n    source: env:KB_X\n');
+    const r = await setup([], userEnv({ KEYBROKER_CONFIG: config, XDG_RUNTIME_DIR: undefined }));
     expect(r.code).toBe(0);
     const deny = readSettings().sandbox.filesystem.denyRead;
+    expect(deny).toContain('~/dotfiles/keybroker.yaml');
+    expect(deny).not.toContain('~/dotfiles');
+    expect(readSettings().permissions.deny).toContain('Read(~/dotfiles/keybroker.yaml)');
     expect(deny).toEqual(
       expect.arrayContaining([
         '~/.local/state/keybroker/audit.jsonl',
@@ -169,34 +175,17 @@ describe('setup claude --sandbox', () => {
     expect(deny).not.toContain('~/.local/state/keybroker');
   });
 
-  it('a key file reached through a symbolic link: the link and where it leads', async () => {
+  // Key files where a path is not simply the file, one profile each, in one run.
+  it('a key file reached through a symbolic link: the link and where it leads; one outside the home directory: written absolute, its Read rule starting with //', async () => {
     writePrivate('vault/anthropic', 'sk-linked\n');
     fs.symlinkSync(path.join(home, 'vault', 'anthropic'), path.join(home, 'key-link'));
-    writeConfig('profiles:\n  default:\n    source: file:~/key-link\n');
-    const r = await setup();
-    expect(r.code).toBe(0);
-    expect(readSettings().sandbox.filesystem.denyRead).toEqual(
-      expect.arrayContaining(['~/key-link', '~/vault/anthropic']),
-    );
-  });
-
-  it('a config kept outside a keybroker directory: that file, not the directory around it', async () => {
-    const config = writePrivate('dotfiles/keybroker.yaml', 'profiles:\n  default:\n    source: env:KB_X\n');
-    const r = await setup([], userEnv({ KEYBROKER_CONFIG: config }));
-    expect(r.code).toBe(0);
-    const deny = readSettings().sandbox.filesystem.denyRead;
-    expect(deny).toContain('~/dotfiles/keybroker.yaml');
-    expect(deny).not.toContain('~/dotfiles');
-    expect(readSettings().permissions.deny).toContain('Read(~/dotfiles/keybroker.yaml)');
-  });
-
-  it('a key file outside the home directory: written absolute, its Read rule starting with //', async () => {
     const elsewhere = privateTempDir('kb-setup-sbx-key-');
     fs.writeFileSync(path.join(elsewhere, 'key'), 'sk-elsewhere\n', { mode: 0o600 });
-    writeConfig(`profiles:\n  default:\n    source: file:${elsewhere}/key\n`);
+    writeConfig(`profiles:\n  default:\n    source: file:~/key-link\n  other:\n    source: file:${elsewhere}/key\n`);
     const r = await setup();
     expect(r.code).toBe(0);
     const s = readSettings();
+    expect(s.sandbox.filesystem.denyRead).toEqual(expect.arrayContaining(['~/key-link', '~/vault/anthropic']));
     expect(s.sandbox.filesystem.denyRead).toContain(`${elsewhere}/key`);
     expect(s.permissions.deny).toContain(`Read(/${elsewhere}/key)`);
   });

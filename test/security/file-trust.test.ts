@@ -7,10 +7,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import {
   baseEnv,
+  NATIVE_SHIM,
   privateTempDir,
   run,
+  SETUP_SHIM,
   startDaemon,
   waitFor,
   type DaemonHandle,
@@ -118,7 +121,8 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
   let install: string;
   let node: string;
   let cli: string;
-  let shimPath: string;
+  /** The shim `setup claude` writes, as the user runs it: a node and its path, or the native one alone. */
+  let shimCommand: [string, ...string[]];
   let dir: string;
   let env: NodeJS.ProcessEnv;
   let token: string;
@@ -131,7 +135,15 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
     openToAll(install);
     node = nodeFor(user, install);
     cli = kb.cli;
-    shimPath = kb.shim;
+    // The native shim where it was built (~5 ms a run, where each Node shim run as the user is a
+    // Node start): it goes beside the copy's Node shim, as an install lays them out.
+    if (SETUP_SHIM === NATIVE_SHIM) {
+      const native = path.join(install, 'kb', 'dist', 'native', 'keybroker-shim');
+      fs.mkdirSync(path.dirname(native), { recursive: true, mode: 0o755 });
+      fs.copyFileSync(NATIVE_SHIM, native);
+      fs.chmodSync(native, 0o755);
+      shimCommand = [native];
+    } else shimCommand = [node, kb.shim];
     const vault = await startFakeVault({ secrets: { 'secret/anthropic': { api_key: VAULT_KEY } } });
     token = vault.token;
     dir = privateTempDir('kb-trust-');
@@ -153,14 +165,24 @@ describe.skipIf(second.skip !== undefined)('a daemon run by another user, readin
     writeOwned(path.join(dir, 'root-0644.token'), token, 0o644, 0);
     writeOwned(path.join(dir, 'root-0666.token'), token, 0o666, 0);
     fs.chownSync(dir, user.uid, user.gid);
-    const daemon = spawn(node, [cli, 'daemon'], { env, uid: user.uid, gid: user.gid, cwd: '/', stdio: 'ignore' });
+    // With the daemon's Node options, as autostart and the units start it (no self-exec with them).
+    const daemon = spawn(node, [...DAEMON_NODE_FLAGS, cli, 'daemon'], {
+      env,
+      uid: user.uid,
+      gid: user.gid,
+      cwd: '/',
+      stdio: 'ignore',
+    });
     killWhenDone(daemon);
     // (Its socket's file appears as it listens: polling it costs nothing, where each poll by a
     // shim run as the user started a Node process. The tests' shim runs show the user can run it.)
     await waitFor(() => fs.existsSync(env.KEYBROKER_SOCKET!), 10_000, 'the daemon to listen');
   }, COPY_TIMEOUT_MS);
 
-  const shim = (profile: string): Promise<RunResult> => runAs(user, node, [shimPath, profile], env);
+  const shim = (profile: string): Promise<RunResult> => {
+    const [command, ...args] = shimCommand;
+    return runAs(user, command, [...args, profile], env);
+  };
 
   it('uses a root-owned 0644 key file (a secret mount) and a root-owned 0644 Vault token (an agent sink)', async () => {
     expect(await shim('mounted')).toMatchObject({ code: 0, stdout: `${KEY}\n` });

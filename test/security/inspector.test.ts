@@ -3,8 +3,19 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { killWhenDone } from '../helpers/cleanup.js';
-import { CLI, daemonPid, run, SHIM, startDaemon, waitFor, workspace, shellQuote } from '../helpers/daemon.js';
+import {
+  CLI,
+  daemonPid,
+  daemonStatus,
+  run,
+  SHIM,
+  sharedDaemon,
+  waitFor,
+  workspace,
+  shellQuote,
+} from '../helpers/daemon.js';
 
 /** TCP sockets in LISTEN state that process `pid` holds (any port, IPv4 or IPv6). */
 function listeningTcpSockets(pid: number): string[] {
@@ -31,9 +42,14 @@ function listeningTcpSockets(pid: number): string[] {
 
 const config = 'profiles:\n  default:\n    source: env:HOME\n';
 
+/**
+ * A daemon for the tests that need no fresh one (one signals it and sees it keep serving, one asks
+ * about the environment it was given).
+ */
+const d = sharedDaemon({ config, env: { KB_SECRETISH: 'sk-value-never-shown', CLAUDECODE: '1' } });
+
 describe('the inspector', () => {
   it('is not opened by SIGUSR1: nothing listens, no inspector url, and the daemon keeps serving', async () => {
-    const d = await startDaemon({ config });
     expect(listeningTcpSockets(d.proc.pid!)).toEqual([]);
     d.signal('SIGUSR1');
     await waitFor(
@@ -51,7 +67,8 @@ describe('the inspector', () => {
     ['--inspect on the command line', { env: {}, execArgv: ['--inspect=127.0.0.1:0'] }],
   ])('opened by %s is closed at start, with a warning in the log', async (_how, { env: extra, execArgv }) => {
     const ws = workspace({ prefix: 'kb-insp-', config, env: extra });
-    const proc = spawn(process.execPath, [...execArgv, CLI, 'daemon'], {
+    // (With the daemon's Node options too, as autostart and the units start it: no self-exec.)
+    const proc = spawn(process.execPath, [...execArgv, ...DAEMON_NODE_FLAGS, CLI, 'daemon'], {
       env: ws.env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -97,12 +114,12 @@ describe('autostart', () => {
 
 describe('the environment the daemon keeps', () => {
   it('is shown by name (never by value) in status --json and doctor', async () => {
-    const d = await startDaemon({ config, env: { KB_SECRETISH: 'sk-value-never-shown', CLAUDECODE: '1' } });
-    const status = await d.cli(['status', '--json']);
-    const envNames = JSON.parse(status.stdout).daemon.envNames as string[];
+    // The status reply, asked over the socket: `status --json` prints it as it comes.
+    const status = await daemonStatus(d);
+    const envNames = status.daemon.envNames;
     expect(envNames).toContain('KB_SECRETISH');
     expect(envNames).toContain('CLAUDECODE');
-    expect(status.stdout).not.toContain('sk-value-never-shown');
+    expect(JSON.stringify(status)).not.toContain('sk-value-never-shown');
     const doctor = await d.cli(['doctor', '--json', '--no-fetch']);
     const checks = JSON.parse(doctor.stdout) as Array<{ id: string; status: string; message: string }>;
     const check = checks.find((c) => c.id === 'daemon-env');
