@@ -4,10 +4,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { killWhenDone } from '../helpers/cleanup.js';
 import {
-  CLI,
+  DAEMON_ARGV,
   run,
   SETUP_SHIM,
   sharedDaemon,
@@ -17,12 +16,6 @@ import {
   shellQuote,
   type DaemonHandle,
 } from '../helpers/daemon.js';
-
-/**
- * `keybroker daemon` with the Node options autostart and the units give it (one started without
- * them execs itself with them on Node 22.15+: a second start-up for nothing these tests check).
- */
-const DAEMON_ARGV = [...DAEMON_NODE_FLAGS, CLI, 'daemon'];
 
 /** Run `keybroker daemon` expecting it to exit; returns its status and stderr. */
 function daemonExits(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ code: number | null; stderr: string }> {

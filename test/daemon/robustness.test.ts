@@ -4,8 +4,16 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
-import { CLI, daemonWorkspace, privateTempDir, run, SHIMS, startDaemon, type DaemonHandle } from '../helpers/daemon.js';
+import {
+  DAEMON_ARGV,
+  daemonWorkspace,
+  privateTempDir,
+  run,
+  shellQuote,
+  SHIMS,
+  startDaemon,
+  type DaemonHandle,
+} from '../helpers/daemon.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -51,7 +59,7 @@ describe('a busy live daemon', () => {
     const d = track(await startDaemon({ config }));
     const ino = fs.statSync(d.socket).ino;
     await fillBacklog(d);
-    const second = await run(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'daemon'], {
+    const second = await run(process.execPath, [...DAEMON_ARGV], {
       env: d.env,
       timeoutMs: 10_000,
     });
@@ -100,7 +108,7 @@ describe('out of file descriptors', () => {
     const attempt = async (taken: number): Promise<'no node' | 'ran out' | 'started'> => {
       // Started with the daemon's Node options, as autostart and the units start it: a daemon
       // started without them execs itself with them, and Node's exec closes the taken descriptors.
-      const script = `ulimit -n 64 && for i in $(seq ${taken}); do exec {fd}</dev/null; done; exec "${process.execPath}" ${DAEMON_NODE_FLAGS.join(' ')} "${CLI}" daemon`;
+      const script = `ulimit -n 64 && for i in $(seq ${taken}); do exec {fd}</dev/null; done; exec ${[process.execPath, ...DAEMON_ARGV].map(shellQuote).join(' ')}`;
       const r = await run('/bin/bash', ['-c', script], { env: ws.env, timeoutMs: 3_000 });
       outcomes.push({ taken, code: r.code, stderr: r.stderr });
       fs.rmSync(ws.socket, { force: true });

@@ -23,6 +23,11 @@ export { privateTempDir };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+/**
+ * `keybroker daemon` with the Node options autostart and the units give it, after `node` (one
+ * started without them execs itself with them on Node 22.15+: a second start-up for nothing).
+ */
+export const DAEMON_ARGV: readonly string[] = [...DAEMON_NODE_FLAGS, CLI, 'daemon'];
 export const SHIM = path.join(ROOT, 'dist', 'src', 'shim', 'keybroker-shim.cjs');
 /** The C fast path, built by `npm run build` only where a C compiler exists. */
 export const NATIVE_SHIM = path.join(ROOT, 'dist', 'native', 'keybroker-shim');

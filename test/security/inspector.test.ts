@@ -3,10 +3,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { killWhenDone } from '../helpers/cleanup.js';
 import {
-  CLI,
+  DAEMON_ARGV,
   daemonPid,
   daemonStatus,
   run,
@@ -68,7 +67,7 @@ describe('the inspector', () => {
   ])('opened by %s is closed at start, with a warning in the log', async (_how, { env: extra, execArgv }) => {
     const ws = workspace({ prefix: 'kb-insp-', config, env: extra });
     // (With the daemon's Node options too, as autostart and the units start it: no self-exec.)
-    const proc = spawn(process.execPath, [...execArgv, ...DAEMON_NODE_FLAGS, CLI, 'daemon'], {
+    const proc = spawn(process.execPath, [...execArgv, ...DAEMON_ARGV], {
       env: ws.env,
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   baseEnv,
   CLI,
+  DAEMON_ARGV,
   privateTempDir,
   run,
   SHIM,
@@ -20,7 +21,6 @@ import {
   type RunResult,
   shellQuote,
 } from '../helpers/daemon.js';
-import { DAEMON_NODE_FLAGS } from '../../src/client/daemon-node-flags.js';
 import { nodeFor, otherUser } from '../helpers/other-user.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -196,7 +196,7 @@ describe('the directories above the socket directory', () => {
 
   it('a daemon will not listen below a directory others can write without the sticky bit (exit 18)', async () => {
     const { env, open } = openParent(0o777);
-    const r = await run(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'daemon'], { env, timeoutMs: 10_000 });
+    const r = await run(process.execPath, [...DAEMON_ARGV], { env, timeoutMs: 10_000 });
     expect(r.code).toBe(18);
     expect(r.stderr).toContain(`directory ${open} above the socket`);
     expect(fs.existsSync(env.KEYBROKER_SOCKET!)).toBe(false);
