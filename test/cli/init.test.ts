@@ -73,12 +73,19 @@ describe.skipIf(SECRET_SERVICE_SKIP)('keybroker init, with a Secret Service', ()
     expect(served).toMatchObject({ code: 0, stdout: `${KEY}\n` });
     // The fingerprint init showed is the one the audit trail records for what was served (read from
     // its file, the records `keybroker audit --json` prints: the audit command is not under test).
-    const trail = fs.readFileSync(path.join(env.XDG_STATE_HOME!, 'keybroker', AUDIT_FILE), 'utf8');
-    const records = trail
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as AuditRecord);
-    expect(records.map((rec) => rec.fingerprint)).toContain(FINGERPRINT.exec(r.stdout)![1]);
+    // The daemon appends its records in batches, the last as it stops: wait for the file to hold it.
+    const trail = path.join(env.XDG_STATE_HOME!, 'keybroker', AUDIT_FILE);
+    const fingerprints = (): string[] =>
+      fs.existsSync(trail)
+        ? fs
+            .readFileSync(trail, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => (JSON.parse(l) as AuditRecord).fingerprint ?? '')
+        : [];
+    const shown = FINGERPRINT.exec(r.stdout)![1]!;
+    await waitFor(() => fingerprints().includes(shown), 5_000, 'the audit record of the key served');
+    expect(fingerprints()).toContain(shown);
   });
   it('with a daemon running: it reloads, and serves the pasted key at once, without fetching it', async () => {
     const daemon = await startDaemon({
